@@ -1,0 +1,54 @@
+"""``tessera import ndjson`` and ``tessera export ndjson``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gateway.model import RECORD_TYPES
+
+if TYPE_CHECKING:
+    from . import NdjsonAdapter
+
+
+def register(adapter: NdjsonAdapter, import_app: typer.Typer, export_app: typer.Typer) -> None:
+    from gateway.cli import console, open_store, print_apply_result
+
+    @import_app.command("ndjson")
+    def import_ndjson(
+        file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="canonical NDJSON file")],
+        tenant: Annotated[str, typer.Option(help="tenant the records belong to")] = "default",
+    ) -> None:
+        """Import canonical records, one JSON object per line. All or nothing."""
+        store = open_store()
+        with console.status(f"reading {file.name}"):
+            records = adapter.parse_file(file, tenant=tenant)
+        with console.status(f"applying {len(records)} records"):
+            result = store.records.apply(tenant, records)
+        print_apply_result(result, title=f"{file.name} -> tenant {tenant}")
+
+    @export_app.command("ndjson")
+    def export_ndjson(
+        tenant: Annotated[str, typer.Option(help="tenant to export")] = "default",
+        kind: Annotated[list[str] | None, typer.Option(help=f"record kinds (repeatable); default all: {', '.join(RECORD_TYPES)}")] = None,
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write; default standard output")] = None,
+    ) -> None:
+        """Export the tenant's records as canonical NDJSON (re-imports to the same state)."""
+        bad = [k for k in kind or [] if k not in RECORD_TYPES]
+        if bad:
+            raise typer.BadParameter(f"unknown kind(s) {bad}; known: {sorted(RECORD_TYPES)}", param_hint="--kind")
+        store = open_store()
+        out = output.open("wb") if output else sys.stdout.buffer
+        n = 0
+        try:
+            for chunk in adapter.emit(store.records.iter_records(tenant, kind or None)):
+                out.write(chunk)
+                n += 1
+        finally:
+            if output:
+                out.close()
+        if output:
+            console.print(f"wrote {n} records to {output}")

@@ -1,0 +1,84 @@
+"""App assembly: the core routers, then every adapter's routers, from the registry."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+import orjson
+
+from .. import __version__
+from ..auth import Auth
+from ..config import Settings, get_settings
+from ..errors import NotReady, UnsupportedMediaType
+from ..store import Store
+from . import problems, v1
+from .context import AppContext
+from .middleware import RequestContextMiddleware
+
+log = logging.getLogger("tessera.api")
+
+
+def _core_router(ctx: AppContext) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/healthz", tags=["ops"], summary="The process is up")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @router.get("/readyz", tags=["ops"], summary="The database answers and is migrated")
+    def readyz() -> dict[str, str]:
+        try:
+            current = ctx.store.ping()
+        except Exception as exc:  # any driver error means "not ready", with its class for the operator
+            raise NotReady(f"the database is unreachable ({type(exc).__name__})") from None
+        if not current:
+            raise NotReady("the database schema is not current: run `tessera migrate`")
+        return {"status": "ready"}
+
+    @router.post("/oauth/token", tags=["auth"], summary="OAuth 2.0 client credentials grant (RFC 6749 4.4)")
+    async def token(request: Request) -> Response:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/x-www-form-urlencoded":
+            raise UnsupportedMediaType("the token endpoint takes application/x-www-form-urlencoded (RFC 6749 4.4.2)")
+        body = (await request.body()).decode("utf-8", errors="replace")
+        headers = {k.title(): v for k, v in request.headers.items()}
+        resp_headers, resp_body, status = await run_in_threadpool(ctx.auth.endpoint.respond, str(request.url), body, headers)
+        if status != 200:
+            log.info("token request refused", extra={"oauth_error": orjson.loads(resp_body).get("error")})
+        return Response(resp_body, status_code=status, headers=resp_headers)
+
+    @router.get("/.well-known/jwks.json", tags=["auth"], summary="Public keys that verify this gateway's tokens")
+    def jwks() -> dict[str, Any]:
+        return ctx.auth.keys.jwks()
+
+    return router
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None, registry: Any = None) -> FastAPI:
+    settings = settings or get_settings()
+    store = store or Store.from_url(settings.database_url)
+    auth = Auth.build(store.engine, issuer=settings.issuer, token_ttl_seconds=settings.token_ttl_seconds)
+    ctx = AppContext(settings=settings, store=store, auth=auth)
+    app = FastAPI(
+        title="Tessera gateway",
+        version=__version__,
+        description="Interoperability gateway for competency-based education.",
+    )
+    app.state.ctx = ctx
+    problems.install(app)
+    app.include_router(_core_router(ctx))
+    app.include_router(v1.build_router(ctx))
+    if registry is None:
+        from adapters.base import discover
+
+        registry = discover()
+    for adapter in registry:
+        for router in adapter.routers(ctx) or []:
+            app.include_router(router)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,90 @@
+"""The OAuth 2.0 token endpoint (RFC 6749 section 4.4, client credentials), on oauthlib.
+
+oauthlib does the protocol: grant type checks, duplicate parameters, client
+authentication via HTTP Basic or body parameters, scope parsing and the RFC 6749
+section 5.2 error responses. This module supplies what oauthlib leaves to the server:
+how clients authenticate, which scopes they may have, and the token itself (a signed
+JWT from ``TokenService``).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from oauthlib.common import Request
+from oauthlib.oauth2 import BackendApplicationServer, RequestValidator
+
+from .clients import Client, ClientStore
+from .scopes import normalize
+from .tokens import TokenService
+
+
+class _Validator(RequestValidator):
+    def __init__(self, clients: ClientStore) -> None:
+        self.clients = clients
+
+    def client_authentication_required(self, request: Request, *args: Any, **kwargs: Any) -> bool:
+        return True
+
+    def authenticate_client(self, request: Request, *args: Any, **kwargs: Any) -> bool:
+        client_id, secret = _basic_credentials(request)
+        if client_id is None:  # RFC 6749 2.3.1 also allows the credentials in the body
+            client_id, secret = request.client_id, getattr(request, "client_secret", None)
+        if not client_id or secret is None:
+            return False
+        client = self.clients.authenticate(client_id, secret)
+        if client is None:
+            return False
+        request.client = client
+        request.client_id = client.client_id
+        return True
+
+    def authenticate_client_id(self, client_id: str, request: Request, *args: Any, **kwargs: Any) -> bool:
+        return False  # public clients may not use client credentials
+
+    def validate_grant_type(self, client_id: str, grant_type: str, client: Client, request: Request, *args: Any, **kwargs: Any) -> bool:
+        return grant_type == "client_credentials"
+
+    def get_default_scopes(self, client_id: str, request: Request, *args: Any, **kwargs: Any) -> list[str]:
+        return list(request.client.scopes)
+
+    def validate_scopes(self, client_id: str, scopes: list[str], client: Client, request: Request, *args: Any, **kwargs: Any) -> bool:
+        wanted = normalize(scopes)
+        if not set(wanted) <= set(client.scopes):
+            return False
+        request.scopes = wanted
+        return True
+
+    def save_bearer_token(self, token: dict[str, Any], request: Request, *args: Any, **kwargs: Any) -> None:
+        """Tokens are self-contained JWTs: nothing to store."""
+
+
+def _basic_credentials(request: Request) -> tuple[str | None, str | None]:
+    auth = request.headers.get("Authorization", "")
+    if not auth.lower().startswith("basic "):
+        return None, None
+    try:
+        raw = base64.b64decode(auth[6:].strip(), validate=True).decode()
+        client_id, _, secret = raw.partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None, None
+    from urllib.parse import unquote
+
+    # RFC 6749 2.3.1: the id and secret are form-urlencoded before Basic encoding
+    return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
+
+
+class TokenEndpoint:
+    def __init__(self, clients: ClientStore, tokens: TokenService) -> None:
+        self.tokens = tokens
+
+        def generate(request: Request) -> str:
+            client: Client = request.client
+            return tokens.issue(client_id=client.client_id, tenant=client.tenant, scopes=list(request.scopes))
+
+        self.server = BackendApplicationServer(_Validator(clients), token_generator=generate, token_expires_in=tokens.ttl)
+
+    def respond(self, uri: str, body: str, headers: dict[str, str]) -> tuple[dict[str, str], str, int]:
+        resp_headers, resp_body, status = self.server.create_token_response(uri, http_method="POST", body=body, headers=headers)
+        return dict(resp_headers), resp_body, status

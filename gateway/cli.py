@@ -1,0 +1,275 @@
+"""``tessera``: everything an integrator needs without writing code (typer + rich)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import PROJECT_ROOT, __version__
+from .config import Settings, get_settings
+from .errors import TesseraError
+from .store import ApplyResult, Store
+
+console = Console(stderr=True)
+out = Console()
+
+app = typer.Typer(
+    name="tessera",
+    help="Tessera: the interoperability gateway for competency-based education.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+clients_app = typer.Typer(help="OAuth 2.0 clients: one tenant each, with scopes.", no_args_is_help=True)
+keys_app = typer.Typer(help="Token signing keys.", no_args_is_help=True)
+import_app = typer.Typer(help="Import data in a standard's format (one sub-command per adapter).", no_args_is_help=True)
+export_app = typer.Typer(help="Export data in a standard's format (one sub-command per adapter).", no_args_is_help=True)
+schemas_app = typer.Typer(help="JSON Schemas of the canonical model.", no_args_is_help=True)
+app.add_typer(clients_app, name="clients")
+app.add_typer(keys_app, name="keys")
+app.add_typer(import_app, name="import")
+app.add_typer(export_app, name="export")
+app.add_typer(schemas_app, name="schemas")
+
+
+@app.callback()
+def _root(
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", envvar="TESSERA_DATABASE_URL", help="default sqlite:///./tessera.db")
+    ] = None,
+    version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False,
+) -> None:
+    if version:
+        out.print(__version__)
+        raise typer.Exit()
+    if database_url:
+        os.environ["TESSERA_DATABASE_URL"] = database_url
+        get_settings.cache_clear()
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def open_store(*, migrate: bool = False) -> Store:
+    store = Store.from_url(settings().database_url)
+    if migrate:
+        store.migrate()
+    elif not store.ping():
+        raise TesseraError("the database schema is not current: run `tessera migrate` first")
+    return store
+
+
+def print_apply_result(result: ApplyResult, *, title: str) -> None:
+    table = Table(title=title)
+    for col in ("kind", "created", "updated", "unchanged"):
+        table.add_column(col, justify="right" if col != "kind" else "left")
+    for kind, c in sorted(result.counts.items()):
+        table.add_row(kind, str(c.created), str(c.updated), str(c.unchanged))
+    table.add_row("[bold]total", str(result.created), str(result.updated), str(result.unchanged))
+    out.print(table)
+    if result.outbox:
+        out.print(f"{result.outbox} deliveries queued for routes")
+
+
+# --- database -------------------------------------------------------------------------------
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema to the current version."""
+    from .store.migrate import current_revision, head_revision
+
+    store = Store.from_url(settings().database_url)
+    before = current_revision(store.engine)
+    store.migrate()
+    console.print(f"database at revision {head_revision()} (was {before or 'empty'})")
+
+
+# --- server ---------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="interface to bind (TESSERA_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (TESSERA_PORT); 0 picks a free one")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes (TESSERA_WORKERS)")] = None,
+) -> None:
+    """Run the HTTP API."""
+    s = settings()
+    open_store().dispose()  # fail fast, with a clear message, on an unmigrated database
+    _run_server(host or s.host, s.port if port is None else port, workers or s.workers)
+
+
+def _run_server(host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    from .logs import configure
+
+    s = settings()
+    configure(s.log_level, s.log_format)
+    console.print(f"Tessera {__version__} on http://{host}:{port} (database {_safe_url(s.database_url)})")
+    uvicorn.run(
+        "gateway.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# --- clients and keys -----------------------------------------------------------------------
+
+
+@clients_app.command("create")
+def clients_create(
+    tenant: Annotated[str, typer.Option(help="the tenant this client belongs to (created if new)")],
+    scopes: Annotated[list[str], typer.Option("--scopes", "--scope", help="scopes, repeatable or space-separated")],
+    name: Annotated[str | None, typer.Option(help="a name for humans")] = None,
+) -> None:
+    """Create a client. Its secret is printed ONCE; only a hash is stored."""
+    from .auth import ClientStore
+
+    flat = [s for item in scopes for s in item.replace(",", " ").split()]
+    store = open_store()
+    client, secret = ClientStore(store.engine).create(tenant, flat, name)
+    out.print(f"client_id:     {client.client_id}")
+    out.print(f"client_secret: {secret}")
+    out.print(f"tenant:        {client.tenant}")
+    out.print(f"scopes:        {' '.join(client.scopes)}")
+    console.print("[yellow]Store the secret now: it cannot be shown again.[/]")
+
+
+@clients_app.command("list")
+def clients_list(tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None) -> None:
+    """List clients (never their secrets)."""
+    from .auth import ClientStore
+
+    table = Table("client_id", "tenant", "name", "scopes", "created", "revoked")
+    for c in ClientStore(open_store().engine).list(tenant):
+        table.add_row(c.client_id, c.tenant, c.name, " ".join(c.scopes), c.created_at.isoformat(timespec="seconds"),
+                      c.revoked_at.isoformat(timespec="seconds") if c.revoked_at else "")
+    out.print(table)
+
+
+@clients_app.command("revoke")
+def clients_revoke(client_id: str) -> None:
+    """Revoke a client: it can get no new tokens."""
+    from .auth import ClientStore
+
+    ClientStore(open_store().engine).revoke(client_id)
+    console.print(f"revoked {client_id}")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Start signing with a new key; the previous one verifies until its tokens expire."""
+    from .auth import KeyStore
+
+    kid = KeyStore(open_store().engine, token_ttl_seconds=settings().token_ttl_seconds).rotate()
+    console.print(f"new signing key {kid}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List the keys that still verify tokens."""
+    from .auth import KeyStore
+
+    table = Table("kid", "created", "current", "verifies until")
+    for k in KeyStore(open_store().engine, token_ttl_seconds=settings().token_ttl_seconds).list():
+        table.add_row(k["kid"], k["created_at"].isoformat(timespec="seconds"), "yes" if k["current"] else "",
+                      k["verify_until"].isoformat(timespec="seconds") if k["verify_until"] else "")
+    out.print(table)
+
+
+# --- schemas --------------------------------------------------------------------------------
+
+SCHEMA_DIR = PROJECT_ROOT / "schemas" / "canonical"
+
+
+@schemas_app.command("export")
+def schemas_export(
+    directory: Annotated[Path, typer.Option("--dir", help="where to write")] = SCHEMA_DIR,
+) -> None:
+    """Write the JSON Schema of every canonical record kind."""
+    from .model import export_schemas
+
+    for path in export_schemas(directory):
+        console.print(f"wrote {path}")
+
+
+# --- demo -----------------------------------------------------------------------------------
+
+DEMO_TENANT = "demo"
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    serve_api: Annotated[bool, typer.Option("--serve/--no-serve", help="start the API after loading")] = True,
+) -> None:
+    """Create a demo tenant and client, load the bundled sample data, print how to call it, serve."""
+    from adapters.base import discover
+
+    from .auth import ClientStore
+    from .auth.scopes import SCOPES
+
+    store = open_store(migrate=True)
+    registry = discover()
+    loaded = 0
+    for adapter in registry:
+        load = getattr(adapter, "load_demo", None)
+        if load is None:
+            continue
+        result = load(store, DEMO_TENANT, console)
+        print_apply_result(result, title=f"sample data: {adapter.title}")
+        loaded += result.created + result.updated + result.unchanged
+    client, secret = ClientStore(store.engine).create(DEMO_TENANT, sorted(SCOPES), name="demo")
+    store.dispose()
+    base = f"http://{host}:{port}"
+    out.print(f"\n[bold]Tessera demo[/] - tenant [cyan]{DEMO_TENANT}[/], {loaded} sample records, database {_safe_url(settings().database_url)}")
+    out.print(f"  API:           {base}  (OpenAPI: {base}/docs)")
+    out.print(f"  client_id:     {client.client_id}")
+    out.print(f"  client_secret: {secret}")
+    out.print("  get a token:")
+    out.print(f"    curl -s -u {client.client_id}:{secret} -d grant_type=client_credentials {base}/oauth/token")
+    out.print("  then:")
+    out.print(f'    curl -s -H "Authorization: Bearer $TOKEN" "{base}/v1/people?limit=5"')
+    if serve_api:
+        _run_server(host, port, 1)
+
+
+def main() -> None:
+    from adapters.base import discover
+
+    try:
+        for adapter in discover():
+            adapter.register_cli(import_app, export_app)
+        app()
+    except TesseraError as exc:
+        console.print(f"[red]error:[/] {exc.detail}")
+        for e in exc.errors[:50]:
+            console.print(f"  - {e}")
+        if len(exc.errors) > 50:
+            console.print(f"  ... and {len(exc.errors) - 50} more")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""Alembic environment: runs against the engine handed over in ``config.attributes``."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from gateway.store.tables import metadata
+
+config = context.config
+
+
+def run_migrations_online() -> None:
+    engine = config.attributes.get("engine")
+    if engine is None:  # plain `alembic` CLI use: build one from the gateway's settings
+        from gateway.config import get_settings
+        from gateway.store.db import make_engine
+
+        engine = make_engine(get_settings().database_url)
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline migrations are not supported; run `tessera migrate`")
+run_migrations_online()

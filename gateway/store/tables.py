@@ -1,0 +1,261 @@
+"""SQLAlchemy tables: one per canonical record kind, plus the gateway's own.
+
+A record table keeps the whole canonical record as JSON text in ``data`` (what the API
+serves, byte for byte) and *promotes* the fields that queries filter or join on to real,
+indexed columns. ``content_hash`` (sha256 of the record without its timestamps) is how
+an upsert tells a real change from a re-delivery.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+
+from .db import UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+# SQLite stores integers of any size in INTEGER; only INTEGER PRIMARY KEY autoincrements.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(63), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+
+def _record_table(name: str, *promoted: Column, indexes: tuple[tuple[str, ...], ...] = ()) -> Table:
+    table = Table(
+        name,
+        metadata,
+        Column("id", Uuid(), primary_key=True),
+        Column("tenant", String(63), nullable=False),
+        Column("source", String(128), nullable=False),
+        Column("native_id", String(255), nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("created_at", UTCDateTime(), nullable=False),
+        Column("updated_at", UTCDateTime(), nullable=False),
+        Column("content_hash", String(64), nullable=False),
+        Column("data", Text(), nullable=False),
+        *promoted,
+        UniqueConstraint("tenant", "source", "native_id"),
+        Index(f"ix_{name}_tenant_updated_at_id", "tenant", "updated_at", "id"),
+    )
+    for cols in indexes:
+        Index(f"ix_{name}_{'_'.join(cols)}", *cols, _table=table)
+    return table
+
+
+orgs = _record_table(
+    "orgs",
+    Column("type", String(32), nullable=False),
+    Column("parent_id", Uuid()),
+    indexes=(("tenant", "parent_id"),),
+)
+academic_sessions = _record_table(
+    "academic_sessions",
+    Column("type", String(32), nullable=False),
+    Column("parent_id", Uuid()),
+    Column("school_year", Integer()),
+)
+courses = _record_table("courses", Column("org_id", Uuid()), indexes=(("tenant", "org_id"),))
+sections = _record_table(
+    "sections",
+    Column("course_id", Uuid()),
+    Column("org_id", Uuid()),
+    indexes=(("tenant", "course_id"), ("tenant", "org_id")),
+)
+people = _record_table("people", Column("primary_role", String(32)), indexes=(("tenant", "primary_role"),))
+enrollments = _record_table(
+    "enrollments",
+    Column("person_id", Uuid(), nullable=False),
+    Column("section_id", Uuid(), nullable=False),
+    Column("role", String(32), nullable=False),
+    indexes=(("tenant", "person_id"), ("tenant", "section_id")),
+)
+frameworks = _record_table("frameworks", Column("guid", Uuid()), indexes=(("tenant", "guid"),))
+competencies = _record_table(
+    "competencies",
+    Column("framework_id", Uuid(), nullable=False),
+    Column("guid", Uuid()),
+    Column("code", String(255)),
+    indexes=(("tenant", "framework_id"), ("tenant", "guid"), ("tenant", "code")),
+)
+relations = _record_table(
+    "relations",
+    Column("type", String(32), nullable=False),
+    Column("origin_id", Uuid()),
+    Column("destination_id", Uuid()),
+    indexes=(("tenant", "origin_id"), ("tenant", "destination_id")),
+)
+proficiency_scales = _record_table("proficiency_scales", Column("framework_id", Uuid()))
+alignments = _record_table(
+    "alignments",
+    Column("target_system", String(128), nullable=False),
+    Column("target_id", String(2048), nullable=False),
+    Column("competency_id", Uuid(), nullable=False),
+    indexes=(("tenant", "target_system", "target_id"), ("tenant", "competency_id")),
+)
+evidence = _record_table(
+    "evidence",
+    Column("learner_id", Uuid(), nullable=False),
+    Column("competency_id", Uuid()),
+    Column("observed_at", UTCDateTime(), nullable=False),
+    Column("voided", Boolean(), nullable=False),
+    indexes=(("tenant", "learner_id", "competency_id"), ("tenant", "competency_id")),
+)
+mastery_rules = _record_table(
+    "mastery_rules", Column("framework_id", Uuid()), Column("competency_id", Uuid())
+)
+mastery_states = _record_table(
+    "mastery_states",
+    Column("learner_id", Uuid(), nullable=False),
+    Column("competency_id", Uuid(), nullable=False),
+    indexes=(("tenant", "learner_id"), ("tenant", "competency_id")),
+)
+
+#: Record kind -> its table.
+RECORD_TABLES: dict[str, Table] = {
+    "org": orgs,
+    "academic_session": academic_sessions,
+    "course": courses,
+    "section": sections,
+    "person": people,
+    "enrollment": enrollments,
+    "framework": frameworks,
+    "competency": competencies,
+    "relation": relations,
+    "proficiency_scale": proficiency_scales,
+    "alignment": alignments,
+    "evidence": evidence,
+    "mastery_rule": mastery_rules,
+    "mastery_state": mastery_states,
+}
+
+identifiers = Table(
+    "identifiers",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("tenant", String(63), nullable=False),
+    Column("record_kind", String(32), nullable=False),
+    Column("record_id", Uuid(), nullable=False),
+    Column("system", String(128), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("value", String(1024), nullable=False),
+    Index("ix_identifiers_lookup", "tenant", "system", "kind", "value"),
+    Index("ix_identifiers_record_id", "record_id"),
+)
+
+#: Append-only: one row per real change to a record. Never updated, never deleted.
+changes = Table(
+    "changes",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("tenant", String(63), nullable=False),
+    Column("batch_id", Uuid(), nullable=False),
+    Column("record_kind", String(32), nullable=False),
+    Column("record_id", Uuid(), nullable=False),
+    Column("op", String(16), nullable=False),  # created | updated | deleted
+    Column("content_hash", String(64), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Index("ix_changes_tenant_seq", "tenant", "seq"),
+    Index("ix_changes_record_id", "record_id"),
+)
+
+connections = Table(
+    "connections",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("tenant", String(63), ForeignKey("tenants.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("adapter", String(64), nullable=False),
+    Column("role", String(64), nullable=False),
+    Column("system", String(128), nullable=False),
+    Column("base_url", String(2048)),
+    Column("auth", Text(), nullable=False, default="{}"),  # references to env vars, never secrets
+    Column("options", Text(), nullable=False, default="{}"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("tenant", "name"),
+)
+
+routes = Table(
+    "routes",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("tenant", String(63), ForeignKey("tenants.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("source_connection_id", Uuid(), ForeignKey("connections.id")),
+    Column("destination_connection_id", Uuid(), ForeignKey("connections.id"), nullable=False),
+    Column("kinds", Text(), nullable=False),  # JSON list of record kinds
+    Column("mode", String(8), nullable=False),  # push | pull
+    Column("enabled", Boolean(), nullable=False),
+    Column("watermark", Text()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("tenant", "name"),
+)
+
+#: Deliveries owed to destinations, written in the same transaction as the change.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("tenant", String(63), nullable=False),
+    Column("route_id", Uuid(), ForeignKey("routes.id"), nullable=False),
+    Column("record_kind", String(32), nullable=False),
+    Column("record_id", Uuid(), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("state", String(16), nullable=False),  # pending | delivered | dead
+    Column("attempts", Integer(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("locked_until", UTCDateTime()),
+    Column("last_error", Text()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+)
+
+oauth_clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("tenant", String(63), ForeignKey("tenants.id"), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("secret_hash", String(256), nullable=False),
+    Column("scopes", Text(), nullable=False),  # space-separated
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime()),
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("algorithm", String(16), nullable=False),
+    Column("private_pem", Text(), nullable=False),
+    Column("public_jwk", Text(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("retired_at", UTCDateTime()),  # null while it is the current signing key
+    Column("verify_until", UTCDateTime()),  # after this, tokens it signed are all expired
+)

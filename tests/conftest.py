@@ -1,0 +1,154 @@
+"""Shared fixtures: every store-backed test runs on SQLite AND on PostgreSQL.
+
+PostgreSQL comes from ``TESSERA_TEST_POSTGRES_URL`` (``.ci/run`` starts a throwaway
+server and sets it). Without it the PostgreSQL half is skipped, unless
+``TESSERA_REQUIRE_POSTGRES=1`` (as in CI), where a missing server is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from gateway.auth import ClientStore
+from gateway.config import Settings
+from gateway.store import Store
+from gateway.store import tables as t
+from gateway.store.migrate import upgrade
+
+PG_URL = os.environ.get("TESSERA_TEST_POSTGRES_URL")
+REQUIRE_PG = os.environ.get("TESSERA_REQUIRE_POSTGRES") == "1"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    store = Store.from_url(f"sqlite:///{path}")
+    store.migrate()
+    store.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def _pg_database() -> Iterator[str]:
+    if not PG_URL:
+        if REQUIRE_PG:
+            pytest.fail("TESSERA_REQUIRE_POSTGRES=1 but TESSERA_TEST_POSTGRES_URL is not set")
+        pytest.skip("PostgreSQL not configured (set TESSERA_TEST_POSTGRES_URL)")
+    name = f"tessera_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    store = Store.from_url(url)
+    upgrade(store.engine)
+    store.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+_TRUNCATE = ", ".join(tbl.name for tbl in reversed(t.metadata.sorted_tables))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database on each backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "tessera.db"
+        shutil.copy(request.getfixturevalue("_sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("_pg_database")
+    eng = create_engine(url)
+    with eng.begin() as conn:
+        conn.execute(text(f"TRUNCATE {_TRUNCATE} RESTART IDENTITY CASCADE"))
+    eng.dispose()
+    return url
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    s = Store.from_url(db_url)
+    yield s
+    s.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Api:
+    """A real server on a real port, and helpers to get credentials for it."""
+
+    base_url: str
+    store: Store
+    settings: Settings
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30)
+
+    def credentials(self, tenant: str, scopes: list[str]) -> tuple[str, str]:
+        client, secret = ClientStore(self.store.engine).create(tenant, scopes)
+        return client.client_id, secret
+
+    def token(self, tenant: str = "t1", scopes: list[str] | None = None) -> str:
+        cid, secret = self.credentials(tenant, scopes or ["roster.readonly", "competencies.readonly", "evidence.readonly", "records.write"])
+        r = httpx.post(f"{self.base_url}/oauth/token", data={"grant_type": "client_credentials"}, auth=(cid, secret))
+        assert r.status_code == 200, r.text
+        return r.json()["access_token"]
+
+    def auth_client(self, tenant: str = "t1", scopes: list[str] | None = None) -> httpx.Client:
+        c = self.client()
+        c.headers["Authorization"] = f"Bearer {self.token(tenant, scopes)}"
+        return c
+
+
+@pytest.fixture
+def make_api(store: Store) -> Iterator:
+    """Start the app under uvicorn in a thread on a free port; stops after the test."""
+    import uvicorn
+
+    from gateway.api.app import create_app
+
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(**overrides: object) -> Api:
+        settings = Settings(database_url=str(store.engine.url.render_as_string(hide_password=False)), **overrides)
+        app = create_app(settings, store=store)
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.time() + 10
+        while not server.started:
+            if time.time() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.01)
+        servers.append((server, thread))
+        return Api(f"http://127.0.0.1:{port}", store, settings)
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def api(make_api) -> Api:
+    return make_api()
