@@ -248,19 +248,31 @@ def demo(
     out.print(f"  client_id:     {client.client_id}")
     out.print(f"  client_secret: {secret}")
     out.print("  get a token:")
-    out.print(f"    curl -s -u {client.client_id}:{secret} -d grant_type=client_credentials {base}/oauth/token")
-    out.print("  then:")
-    out.print(f'    curl -s -H "Authorization: Bearer $TOKEN" "{base}/v1/people?limit=5"')
+    out.print(f"    curl -s -u {client.client_id}:{secret} -d grant_type=client_credentials {base}/oauth/token", soft_wrap=True)
+    out.print("  then, with TOKEN set to its access_token:")
+    out.print(f'    curl -s -H "Authorization: Bearer $TOKEN" "{base}/v1/people?limit=5"', soft_wrap=True)
     if serve_api:
         _run_server(host, port, 1)
 
 
-def main() -> None:
+_registered = False
+
+
+def register_adapters() -> None:
+    """Let every installed adapter add its ``import``/``export`` sub-commands (once)."""
+    global _registered
+    if _registered:
+        return
     from adapters.base import discover
 
+    for adapter in discover():
+        adapter.register_cli(import_app, export_app)
+    _registered = True
+
+
+def main() -> None:
     try:
-        for adapter in discover():
-            adapter.register_cli(import_app, export_app)
+        register_adapters()
         app()
     except TesseraError as exc:
         console.print(f"[red]error:[/] {exc.detail}")

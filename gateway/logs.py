@@ -55,7 +55,7 @@ class RedactingFilter(logging.Filter):
 
 
 #: Attributes of every LogRecord; anything else passed with ``extra=`` goes into the JSON.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.errors import ErrorCollector, ErrorDetail, MalformedInput, ValidationError
+from gateway.errors import ConfigError, ErrorCollector, ErrorDetail, MalformedInput, ValidationError
 from gateway.model import RECORD_TYPES, Record, parse_record
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from fastapi import APIRouter
 
     from gateway.api.context import AppContext
+    from gateway.store import ApplyResult, Store
 
 MEDIA_TYPE = "application/x-ndjson"
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -75,6 +76,15 @@ class NdjsonAdapter:
     def emit(self, records: Iterable[Record], **options: Any) -> Iterator[bytes]:
         for rec in records:
             yield orjson.dumps(rec.model_dump(mode="json", exclude_none=True)) + b"\n"
+
+    def load_demo(self, store: Store, tenant: str, console: Any = None) -> ApplyResult:
+        """Load the bundled fictional district (``samples/demo-district.ndjson``) into ``tenant``."""
+        # Record ids derive from the tenant (gateway.model.base.record_id), so the sample
+        # file, ids and references included, belongs to the tenant it was generated for.
+        if tenant != "demo":
+            raise ConfigError(f"the bundled sample data belongs to tenant 'demo', not {tenant!r}")
+        records = self.parse((SAMPLES / "demo-district.ndjson").read_bytes(), tenant=tenant)
+        return store.records.apply(tenant, records)
 
     def routers(self, ctx: AppContext) -> list[APIRouter]:
         from .router import build_router

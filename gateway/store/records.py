@@ -133,10 +133,8 @@ EVIDENCE_MUTABLE = frozenset(
 
 
 def content_hash(doc: dict[str, Any]) -> str:
-    """sha256 of the record with the store's own timestamps blanked (without copying it)."""
-    saved = [(k, doc[k]) for k in UNHASHED if k in doc]
-    for k, _ in saved:
-        doc[k] = None
+    """sha256 of the record without the store's own timestamps (taken out and put back, not copied)."""
+    saved = [(k, doc.pop(k)) for k in UNHASHED if k in doc]
     digest = hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
     for k, v in saved:
         doc[k] = v
@@ -422,7 +420,36 @@ class RecordStore:
         doc["recorded_at"] = stored.get("recorded_at")
         # Voiding is one-way, and a stored superseded_by is never lost to a re-delivery.
         doc["voided"] = bool(doc.get("voided") or stored.get("voided"))
-        doc["superseded_by"] = doc.get("superseded_by") or stored.get("superseded_by")
+        superseded_by = doc.get("superseded_by") or stored.get("superseded_by")
+        if superseded_by:
+            doc["superseded_by"] = superseded_by
+
+    def _mark_superseded(
+        self, conn: Connection, tenant: str, pairs: list[tuple[uuid.UUID, uuid.UUID]], batch_id: uuid.UUID, now: datetime
+    ) -> list[tuple[uuid.UUID, str, str]]:
+        """Point each superseded evidence item at its correction (``superseded_by``)."""
+        tbl = t.evidence
+        written = []
+        for old_id, new_id in pairs:
+            row = conn.execute(select(tbl.c.data).where(tbl.c.tenant == tenant, tbl.c.id == old_id)).first()
+            if row is None:  # references are checked first, so only a same-batch original lands here
+                continue
+            doc = orjson.loads(row.data)
+            if doc.get("superseded_by") == str(new_id):
+                continue
+            doc["superseded_by"] = str(new_id)
+            digest = content_hash(doc)
+            doc["updated_at"] = now.isoformat()
+            conn.execute(
+                update(tbl).where(tbl.c.id == old_id).values(data=orjson.dumps(doc).decode(), content_hash=digest, updated_at=now)
+            )
+            conn.execute(
+                core_insert(t.changes).values(
+                    tenant=tenant, batch_id=batch_id, record_kind="evidence", record_id=old_id, op="updated", content_hash=digest, at=now
+                )
+            )
+            written.append((old_id, digest, doc["source"]))
+        return written
 
     # --- reading ---------------------------------------------------------------------------
 
