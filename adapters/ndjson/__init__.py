@@ -67,11 +67,15 @@ class NdjsonAdapter:
 
     def parse_file(self, path: Path, *, tenant: str) -> list[Record]:
         with path.open("rb") as fh:
-            try:
-                return self.parse(fh, tenant=tenant)
-            except ValidationError as exc:
-                exc.errors = [ErrorDetail(e.message, f"{path.name} {e.location}" if e.location else path.name, e.field) for e in exc.errors]
-                raise
+            return self.parse_named(fh, name=path.name, tenant=tenant)
+
+    def parse_named(self, lines: Iterable[bytes], *, name: str, tenant: str) -> list[Record]:
+        """``parse``, with every error location prefixed by the file's name."""
+        try:
+            return self.parse(lines, tenant=tenant)
+        except ValidationError as exc:
+            exc.errors = [ErrorDetail(e.message, f"{name} {e.location}" if e.location else name, e.field) for e in exc.errors]
+            raise
 
     def emit(self, records: Iterable[Record], **options: Any) -> Iterator[bytes]:
         for rec in records:

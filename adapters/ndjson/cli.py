@@ -23,10 +23,21 @@ def register(adapter: NdjsonAdapter, import_app: typer.Typer, export_app: typer.
         tenant: Annotated[str, typer.Option(help="tenant the records belong to")] = "default",
     ) -> None:
         """Import canonical records, one JSON object per line. All or nothing."""
+        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
         store = open_store()
-        with console.status(f"reading {file.name}"):
-            records = adapter.parse_file(file, tenant=tenant)
-        with console.status(f"applying {len(records)} records"):
+        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                      console=console, transient=True) as progress:
+            task = progress.add_task(f"validating {file.name}", total=file.stat().st_size)
+
+            def lines():
+                with file.open("rb") as fh:
+                    for line in fh:
+                        progress.advance(task, len(line))
+                        yield line
+
+            records = adapter.parse_named(lines(), name=file.name, tenant=tenant)
+        with console.status(f"applying {len(records)} records in one transaction"):
             result = store.records.apply(tenant, records)
         print_apply_result(result, title=f"{file.name} -> tenant {tenant}")
 
