@@ -19,20 +19,39 @@ import orjson
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
-_PATTERNS = [
+_SECRET_KEYS = (
+    "client_secret|secret|password|passwd|access_token|refresh_token|id_token|token|assertion|client_assertion|private_key"
+)
+
+
+def _mask_value(m: re.Match[str]) -> str:
+    """Mask a secret's value, keeping its quotes (plain, or escaped inside a JSON string)
+    so that a JSON log line stays JSON."""
+    value = m.group(2)
+    for q in ('\\"', '"', "'"):
+        if value.startswith(q):
+            closed = len(value) >= 2 * len(q) and value.endswith(q)
+            return f"{m.group(1)}{q}[redacted]{q if closed else ''}"
+    return f"{m.group(1)}[redacted]"
+
+
+_PATTERNS: list[tuple[re.Pattern[str], Any]] = [
+    # PEM blocks, first: a "private_key": "-----BEGIN ..." goes whole, not just its first word
+    (re.compile(r"-----BEGIN [A-Z ]+-----.*?-----END [A-Z ]+-----", re.S), "[redacted-pem]"),
     # JWTs (access tokens, id_tokens, client assertions)
     (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "[redacted-jwt]"),
     # Authorization header values
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 [redacted]"),
-    # key=value and "key": "value" forms of secrets
+    # key=value and "key": "value" forms of secrets. A quoted value is masked up to its
+    # closing quote (it may hold spaces and commas), also when the quotes are escaped
+    # because the text is itself inside a JSON string.
     (
         re.compile(
-            r"(?i)([\"']?(?:client_secret|secret|password|passwd|access_token|refresh_token|id_token|token|assertion|client_assertion|private_key)[\"']?\s*[=:]\s*[\"']?)([^\"'&\s,}]+)"
+            r"(?i)((?:" + _SECRET_KEYS + r")\\?[\"']?\s*[=:]\s*)"
+            r"(\\\"(?:[^\\\"]|\\[^\"])*?\\\"|\"(?:[^\"\\]|\\.)*\"|'[^']*'|\\?[\"']?[^\"'&\s,}\\]+)"
         ),
-        r"\1[redacted]",
+        _mask_value,
     ),
-    # PEM blocks
-    (re.compile(r"-----BEGIN [A-Z ]+-----.*?-----END [A-Z ]+-----", re.S), "[redacted-pem]"),
 ]
 
 

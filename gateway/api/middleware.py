@@ -12,17 +12,22 @@ import time
 import uuid
 from typing import Any
 
-from ..errors import PayloadTooLarge
+from starlette.requests import Request
+
+from ..errors import PayloadTooLarge, TesseraError
 from ..logs import request_id
+from .problems import render
 
 log = logging.getLogger("tessera.access")
+error_log = logging.getLogger("tessera.api")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class RequestContextMiddleware:
     """Gives each request an id (kept from a sane incoming X-Request-ID), echoes it in the
     response, logs one access line (method, path, status, duration; never the query string,
-    which may carry names or emails), and enforces the body size limit."""
+    which may carry names or emails), enforces the body size limit, and answers an
+    unhandled error with a 500 problem that carries the id it was logged with."""
 
     def __init__(self, app: Any, *, max_body_bytes: int) -> None:
         self.app = app
@@ -46,10 +51,13 @@ class RequestContextMiddleware:
         token = request_id.set(rid)
         started = time.perf_counter()
         status_holder = [500]
+        response_started = False
         limit = self.max_body
 
         async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal response_started
             if message["type"] == "http.response.start":
+                response_started = True
                 status_holder[0] = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = list(message["headers"]) + [(b"x-request-id", rid.encode())]
@@ -71,6 +79,14 @@ class RequestContextMiddleware:
                 await _too_large(scope, send_with_id, limit)
             else:
                 await self.app(scope, limited_receive, send_with_id)
+        except Exception:
+            # Starlette answers unhandled errors outside this middleware, i.e. after the
+            # request id is gone and without the X-Request-ID header: answer here instead.
+            if response_started:
+                raise  # too late for an answer: the server closes the connection
+            error_log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            err = TesseraError("an internal error occurred; it has been logged with this request's id")
+            await render(Request(scope), err)(scope, receive, send_with_id)
         finally:
             log.info(
                 "%s %s %s",

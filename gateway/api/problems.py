@@ -8,6 +8,7 @@ other path answers ``application/problem+json``.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -63,9 +64,9 @@ def render(request: Request, exc: TesseraError) -> Response:
             return shape(request, exc)
     headers: dict[str, str] = {}
     if isinstance(exc, AuthError):
-        headers["WWW-Authenticate"] = f'Bearer realm="tessera", error="invalid_token", error_description="{exc.detail}"'
+        headers["WWW-Authenticate"] = f'Bearer realm="tessera", error="invalid_token", error_description="{_qdtext(exc.detail)}"'
     elif isinstance(exc, ScopeError):
-        headers["WWW-Authenticate"] = f'Bearer realm="tessera", error="insufficient_scope", scope="{" ".join(exc.required)}"'
+        headers["WWW-Authenticate"] = f'Bearer realm="tessera", error="insufficient_scope", scope="{_qdtext(" ".join(exc.required))}"'
     return problem(
         exc.status,
         exc.title,
@@ -75,6 +76,15 @@ def render(request: Request, exc: TesseraError) -> Response:
         errors=[e.as_dict() for e in exc.errors] or None,
         headers=headers or None,
     )
+
+
+_NOT_QDTEXT = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+
+
+def _qdtext(value: str) -> str:
+    """RFC 6750 3: error_description and scope values exclude '"', '\\' and anything but
+    printable ASCII; a '"' (pyjwt quotes claim names in its messages) becomes "'"."""
+    return _NOT_QDTEXT.sub(lambda m: "'" if m.group() == '"' else "", value)
 
 
 def install(app: FastAPI) -> None:

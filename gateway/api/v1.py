@@ -182,10 +182,13 @@ def parse_batch(body: Any, *, tenant: str) -> list[Record]:
         raise ValidationError('expected an object with exactly one member, "records": an array of canonical records')
     records, errors = [], []
     for i, item in enumerate(body["records"]):
-        if isinstance(item, dict) and item.get("tenant", tenant) != tenant:
+        if not isinstance(item, dict):  # parse_record would take a string for JSON text and skip the tenant check
+            errors.append(ErrorDetail("must be a JSON object: a canonical record", location=f"records[{i}]"))
+            continue
+        if item.get("tenant", tenant) != tenant:
             errors.append(ErrorDetail("records may only be written to your own tenant", location=f"records[{i}]", field="tenant"))
             continue
-        if isinstance(item, dict) and "tenant" not in item:
+        if "tenant" not in item:
             item = {**item, "tenant": tenant}
         try:
             records.append(parse_record(item, location=f"records[{i}]"))

@@ -96,7 +96,8 @@ class ClientStore:
         except NotFound:
             verify_secret(secret, _DUMMY_HASH)  # same work for unknown ids: no timing oracle
             return None
-        if not client.active or not verify_secret(secret, client.secret_hash):
+        # verify first: a revoked client costs the same work as any other (no timing oracle)
+        if not verify_secret(secret, client.secret_hash) or not client.active:
             return None
         return client
 

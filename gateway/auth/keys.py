@@ -20,7 +20,7 @@ import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, insert, or_, select, update
 
 from ..model import utcnow
 from ..store import tables as t
@@ -70,11 +70,14 @@ class KeyStore:
         now = utcnow()
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.signing_keys).order_by(t.signing_keys.c.created_at.desc())).all()
+        # Parsing an RSA key costs tens of milliseconds: reuse the ones already parsed, so
+        # that a refresh (e.g. for a token naming an unknown kid) is one small query.
+        parsed = {k.kid: k.private_key for k in self._cache}
         keys = []
         for r in rows:
             if r.verify_until is not None and r.verify_until <= now:
                 continue
-            priv = serialization.load_pem_private_key(r.private_pem.encode(), password=None)
+            priv = parsed.get(r.kid) or serialization.load_pem_private_key(r.private_pem.encode(), password=None)
             keys.append(
                 SigningKey(r.kid, priv, priv.public_key(), orjson.loads(r.public_jwk), r.created_at, r.retired_at, r.verify_until)
             )
@@ -87,19 +90,33 @@ class KeyStore:
                 self._cached_at = time.monotonic()
             return list(self._cache)
 
+    def _synced(self) -> list[SigningKey]:
+        """The keys, refreshed when the database's set of live keys (or which one is
+        current) differs from the cache: a rotation made by another process (``tessera keys
+        rotate``) takes effect at once for signing and for the JWKS."""
+        sk = t.signing_keys
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(sk.c.kid, sk.c.retired_at).where(or_(sk.c.verify_until.is_(None), sk.c.verify_until > utcnow()))
+            ).all()
+        keys = self.keys()
+        if {k.kid: k.retired_at is None for k in keys} != {r.kid: r.retired_at is None for r in rows}:
+            keys = self.keys(refresh=True)
+        return keys
+
     def current(self) -> SigningKey:
-        for k in self.keys():
-            if k.retired_at is None:
-                return k
-        for k in self.keys(refresh=True):
+        """The key to sign with: never one the database has retired."""
+        for k in self._synced():
             if k.retired_at is None:
                 return k
         self.rotate()
         return next(k for k in self.keys(refresh=True) if k.retired_at is None)
 
     def find(self, kid: str) -> SigningKey | None:
+        """The key that verifies tokens signed under ``kid``, until its ``verify_until``."""
+        now = utcnow()
         for k in self.keys():
-            if k.kid == kid:
+            if k.kid == kid and (k.verify_until is None or k.verify_until > now):
                 return k
         # an unknown kid may be a key another process just created
         return next((k for k in self.keys(refresh=True) if k.kid == kid), None)
@@ -123,7 +140,7 @@ class KeyStore:
         return kid
 
     def jwks(self) -> dict[str, Any]:
-        return {"keys": [k.public_jwk for k in self.keys()]}
+        return {"keys": [k.public_jwk for k in self._synced()]}
 
     def list(self) -> list[dict[str, Any]]:
         return [

@@ -14,6 +14,7 @@ from typing import Any
 
 from oauthlib.common import Request
 from oauthlib.oauth2 import BackendApplicationServer, RequestValidator
+from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
 from .clients import Client, ClientStore
 from .scopes import normalize
@@ -86,5 +87,11 @@ class TokenEndpoint:
         self.server = BackendApplicationServer(_Validator(clients), token_generator=generate, token_expires_in=tokens.ttl)
 
     def respond(self, uri: str, body: str, headers: dict[str, str]) -> tuple[dict[str, str], str, int]:
-        resp_headers, resp_body, status = self.server.create_token_response(uri, http_method="POST", body=body, headers=headers)
+        try:
+            resp_headers, resp_body, status = self.server.create_token_response(uri, http_method="POST", body=body, headers=headers)
+        except OAuth2Error as exc:
+            # oauthlib returns most errors but raises some (a query string on the POST, where
+            # credentials do not belong): answer those in the same RFC 6749 5.2 shape, not 500.
+            resp_headers = {"Content-Type": "application/json", "Cache-Control": "no-store", "Pragma": "no-cache", **exc.headers}
+            resp_body, status = exc.json, exc.status_code
         return dict(resp_headers), resp_body, status
