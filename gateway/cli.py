@@ -160,7 +160,9 @@ def clients_list(tenant: Annotated[str | None, typer.Option(help="only this tena
     """List clients (never their secrets)."""
     from .auth import ClientStore
 
-    table = Table("client_id", "tenant", "name", "scopes", "created", "revoked")
+    table = Table()
+    for col in ("client_id", "tenant", "name", "scopes", "created", "revoked"):
+        table.add_column(col, overflow="fold")  # never elide an id a user must copy
     for c in ClientStore(open_store().engine).list(tenant):
         table.add_row(c.client_id, c.tenant, c.name, " ".join(c.scopes), c.created_at.isoformat(timespec="seconds"),
                       c.revoked_at.isoformat(timespec="seconds") if c.revoked_at else "")
@@ -190,7 +192,9 @@ def keys_list() -> None:
     """List the keys that still verify tokens."""
     from .auth import KeyStore
 
-    table = Table("kid", "created", "current", "verifies until")
+    table = Table()
+    for col in ("kid", "created", "current", "verifies until"):
+        table.add_column(col, overflow="fold")
     for k in KeyStore(open_store().engine, token_ttl_seconds=settings().token_ttl_seconds).list():
         table.add_row(k["kid"], k["created_at"].isoformat(timespec="seconds"), "yes" if k["current"] else "",
                       k["verify_until"].isoformat(timespec="seconds") if k["verify_until"] else "")
