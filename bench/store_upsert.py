@@ -8,11 +8,13 @@ when a URL is given, on PostgreSQL, in three passes:
 * reapply  -- the same data again (every record unchanged: no writes)
 * update   -- every record changed (updated)
 
-and prints rows/s per pass, the batch size, and peak memory. The records are built before
-each pass starts (building them is the adapter's work, not the store's; its rate is
-printed separately), so the figures are the store's public API only:
+and prints rows/s per pass, the batch size, and memory: the process RSS before each pass
+and its peak (ru_maxrss; both include the records the benchmark holds), and the Python
+allocation peak of one ``apply`` of one batch (tracemalloc, measured apart). The records
+are built before each pass starts (building them is the adapter's work, not the store's;
+its rate is printed separately), so the figures are the store's public API only:
 ``RecordStore.apply_stream`` (default; prepares batch n+1 in a thread while batch n is
-written) or ``RecordStore.apply`` (``--mode apply``).
+written) or ``RecordStore.apply`` (``--mode apply``). ``--deadline`` bounds the run.
 
 Run from the repository root::
 
@@ -63,12 +65,13 @@ def build_orgs() -> list[Org]:
     return [district, *schools]
 
 
-def build_people(n: int, orgs: list[Org], *, variant: int = 0) -> list[Person]:
-    """``variant`` changes every record (a new family name and grade), as a nightly sync would."""
+def build_people(n: int, orgs: list[Org], *, variant: int = 0, start: int = 0) -> list[Person]:
+    """People ``start`` .. ``start + n - 1``; ``variant`` changes every record (a new family
+    name and grade), as a nightly sync would."""
     schools = orgs[1:]
     base = datetime(2026, 8, 1, tzinfo=UTC) + timedelta(days=variant)
     out = []
-    for i in range(n):
+    for i in range(start, start + n):
         sid = f"u-{i:06d}"
         school = schools[i % len(schools)]
         teacher = i % 20 == 0
@@ -95,8 +98,17 @@ def batches(records: list[Person], size: int) -> list[list[Person]]:
 
 
 def peak_rss_mib() -> float:
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return kb / 1024
+    """Peak resident set size of this process so far (ru_maxrss: KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mib() -> float | None:
+    """Resident set size now (Linux), or None."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 @contextmanager
@@ -142,7 +154,7 @@ def run_pass(store: Store, data: list[list[Person]], mode: str) -> tuple[float, 
     return time.perf_counter() - started, totals
 
 
-def bench_backend(label: str, url: str, args: argparse.Namespace, report: Callable[[str], None]) -> None:
+def bench_backend(label: str, url: str, args: argparse.Namespace, report: Callable[[str], None], deadline: float) -> None:
     store = Store.from_url(url)
     store.migrate()
     orgs = build_orgs()
@@ -151,6 +163,9 @@ def bench_backend(label: str, url: str, args: argparse.Namespace, report: Callab
     expect = {"insert": "created", "reapply": "unchanged", "update": "updated"}
     data: list[list[Person]] | None = None
     for pass_name in ("insert", "reapply", "update"):
+        if time.monotonic() > deadline:
+            report(f"{label:<10} {pass_name:<8} skipped: the run exceeded --deadline {args.deadline:.0f} s")
+            continue
         if pass_name in ("insert", "update"):
             data = None
             gc.collect()
@@ -159,45 +174,52 @@ def bench_backend(label: str, url: str, args: argparse.Namespace, report: Callab
             built = time.perf_counter() - t0
             data = batches(people, args.batch)
             del people
+            # Start each timed pass without the collector's debt for the records just built
+            # (the benchmark's own garbage, not the store's). The collector stays enabled.
+            gc.collect()
             report(f"  ({label}: built {n:,} Person records for the {pass_name} pass in {built:.1f} s, "
                    f"{n / built:,.0f} records/s; not part of the figures below)")
         assert data is not None
+        before = rss_mib()
         seconds, totals = run_pass(store, data, args.mode)
         ok = totals[expect[pass_name]] == n and sum(totals.values()) == n
+        memory = f"RSS before {before:,.0f} MiB, peak so far {peak_rss_mib():,.0f} MiB" if before else f"peak RSS so far {peak_rss_mib():,.0f} MiB"
         report(
             f"{label:<10} {pass_name:<8} {n:>8,} rows {seconds:7.2f} s {n / seconds:>10,.0f} rows/s"
-            f"   created={totals['created']:,} updated={totals['updated']:,} unchanged={totals['unchanged']:,}"
+            f"   created={totals['created']:,} updated={totals['updated']:,} unchanged={totals['unchanged']:,}   {memory}"
             + ("" if ok else "   !! UNEXPECTED COUNTS")
         )
-    if args.tracemalloc:
-        # The store's own allocations for one batch, measured apart from the timed passes
-        # (tracemalloc slows Python down several times over).
-        one = data[0] if data else []
+    if not args.no_tracemalloc and data:
+        # The store's own allocations for one batch (every record changed), measured apart
+        # from the timed passes (tracemalloc slows Python down several times over).
+        one = data[0]
         tracemalloc.start()
         tracemalloc.reset_peak()
         store.records.apply(TENANT, [p.model_copy(update={"given_name": "Traced"}) for p in one])
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        report(f"{label:<10} tracemalloc peak of one apply() of {len(one):,} rows: {peak / 2**20:.1f} MiB")
+        report(f"{label:<10} tracemalloc: peak Python allocations of one RecordStore.apply() of {len(one):,} changed rows: {peak / 2**20:.1f} MiB")
     with store.engine.connect() as conn:
         rows = conn.execute(text("SELECT count(*) FROM people")).scalar()
         changes = conn.execute(text("SELECT count(*) FROM changes WHERE record_kind = 'person'")).scalar()
         idents = conn.execute(text("SELECT count(*) FROM identifiers WHERE record_kind = 'person'")).scalar()
-    report(f"{label:<10} check: people={rows:,} change-log rows={changes:,} (expect {2 * n:,}) identifiers={idents:,} (expect {n:,})")
+    expect_changes = 2 * n + (len(data[0]) if data and not args.no_tracemalloc else 0)
+    report(f"{label:<10} check: people={rows:,} change-log rows={changes:,} (expect {expect_changes:,}) identifiers={idents:,} (expect {n:,})")
     store.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=100_000, help="people per pass (default 100,000)")
-    p.add_argument("--batch", type=int, default=5_000, help="records per apply() batch (default 5,000)")
+    p.add_argument("--batch", type=int, default=10_000, help="records per apply() batch (default 10,000)")
     p.add_argument("--mode", choices=("stream", "apply"), default="stream",
                    help="stream: RecordStore.apply_stream (pipelined prepare); apply: RecordStore.apply per batch")
     p.add_argument("--sqlite-path", help="SQLite file to use (deleted first); default a temporary directory")
     p.add_argument("--postgres-url", default=os.environ.get("TESSERA_BENCH_POSTGRES_URL"),
                    help="PostgreSQL server URL (env TESSERA_BENCH_POSTGRES_URL); without one, PostgreSQL is skipped")
     p.add_argument("--skip-sqlite", action="store_true")
-    p.add_argument("--tracemalloc", action="store_true", help="also measure one batch's allocations with tracemalloc")
+    p.add_argument("--no-tracemalloc", action="store_true", help="skip measuring one batch's allocations with tracemalloc")
+    p.add_argument("--deadline", type=float, default=300, help="skip the passes that would start after this many seconds")
     args = p.parse_args(argv)
 
     def report(line: str) -> None:
@@ -206,12 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     report(f"store_upsert: {args.rows:,} Person records per pass, batch size {args.batch:,}, "
            f"RecordStore.{'apply_stream' if args.mode == 'stream' else 'apply'}")
     report(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPU(s)")
+    deadline = time.monotonic() + args.deadline
     if not args.skip_sqlite:
         with sqlite_url(args.sqlite_path) as url:
-            bench_backend("sqlite", url, args, report)
+            bench_backend("sqlite", url, args, report, deadline)
     if args.postgres_url:
         with postgres_url(args.postgres_url) as url:
-            bench_backend("postgresql", url, args, report)
+            bench_backend("postgresql", url, args, report, deadline)
     else:
         report("postgresql: skipped (no server given: pass --postgres-url or set TESSERA_BENCH_POSTGRES_URL)")
     report(f"peak memory (ru_maxrss of this process, includes the {args.rows:,} records built in memory): {peak_rss_mib():,.0f} MiB")

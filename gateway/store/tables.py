@@ -4,6 +4,15 @@ A record table keeps the whole canonical record as JSON text in ``data`` (what t
 serves, byte for byte) and *promotes* the fields that queries filter or join on to real,
 indexed columns. ``content_hash`` (sha256 of the record without its timestamps) is how
 an upsert tells a real change from a re-delivery.
+
+A record's key is ``(tenant, source, native_id)``, but no UNIQUE constraint spells it
+out: the primary key ``id`` is uuid5 of exactly (tenant, kind, source, native_id)
+(``gateway.model.record_id``; the model rejects any other id), and every row of a table
+has the same kind, so two rows with the same key would have the same id and the primary
+key already refuses them. A second unique index over three strings would double that
+check on every insert and be used by no query (identity resolution looks names up in
+``identifiers``). Ids are ``UUIDType``: native ``uuid`` on PostgreSQL, 16-byte BLOBs on
+SQLite.
 """
 
 from __future__ import annotations
@@ -20,10 +29,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    Uuid,
 )
 
-from .db import UTCDateTime
+from .db import UTCDateTime, UUIDType
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -50,7 +58,7 @@ def _record_table(name: str, *promoted: Column, indexes: tuple[tuple[str, ...], 
     table = Table(
         name,
         metadata,
-        Column("id", Uuid(), primary_key=True),
+        Column("id", UUIDType(), primary_key=True),
         Column("tenant", String(63), nullable=False),
         Column("source", String(128), nullable=False),
         Column("native_id", String(255), nullable=False),
@@ -60,7 +68,6 @@ def _record_table(name: str, *promoted: Column, indexes: tuple[tuple[str, ...], 
         Column("content_hash", String(64), nullable=False),
         Column("data", Text(), nullable=False),
         *promoted,
-        UniqueConstraint("tenant", "source", "native_id"),
         Index(f"ix_{name}_tenant_updated_at_id", "tenant", "updated_at", "id"),
     )
     for cols in indexes:
@@ -71,68 +78,68 @@ def _record_table(name: str, *promoted: Column, indexes: tuple[tuple[str, ...], 
 orgs = _record_table(
     "orgs",
     Column("type", String(32), nullable=False),
-    Column("parent_id", Uuid()),
+    Column("parent_id", UUIDType()),
     indexes=(("tenant", "parent_id"),),
 )
 academic_sessions = _record_table(
     "academic_sessions",
     Column("type", String(32), nullable=False),
-    Column("parent_id", Uuid()),
+    Column("parent_id", UUIDType()),
     Column("school_year", Integer()),
 )
-courses = _record_table("courses", Column("org_id", Uuid()), indexes=(("tenant", "org_id"),))
+courses = _record_table("courses", Column("org_id", UUIDType()), indexes=(("tenant", "org_id"),))
 sections = _record_table(
     "sections",
-    Column("course_id", Uuid()),
-    Column("org_id", Uuid()),
+    Column("course_id", UUIDType()),
+    Column("org_id", UUIDType()),
     indexes=(("tenant", "course_id"), ("tenant", "org_id")),
 )
 people = _record_table("people", Column("primary_role", String(32)), indexes=(("tenant", "primary_role"),))
 enrollments = _record_table(
     "enrollments",
-    Column("person_id", Uuid(), nullable=False),
-    Column("section_id", Uuid(), nullable=False),
+    Column("person_id", UUIDType(), nullable=False),
+    Column("section_id", UUIDType(), nullable=False),
     Column("role", String(32), nullable=False),
     indexes=(("tenant", "person_id"), ("tenant", "section_id")),
 )
-frameworks = _record_table("frameworks", Column("guid", Uuid()), indexes=(("tenant", "guid"),))
+frameworks = _record_table("frameworks", Column("guid", UUIDType()), indexes=(("tenant", "guid"),))
 competencies = _record_table(
     "competencies",
-    Column("framework_id", Uuid(), nullable=False),
-    Column("guid", Uuid()),
+    Column("framework_id", UUIDType(), nullable=False),
+    Column("guid", UUIDType()),
     Column("code", String(255)),
     indexes=(("tenant", "framework_id"), ("tenant", "guid"), ("tenant", "code")),
 )
 relations = _record_table(
     "relations",
     Column("type", String(32), nullable=False),
-    Column("origin_id", Uuid()),
-    Column("destination_id", Uuid()),
+    Column("origin_id", UUIDType()),
+    Column("destination_id", UUIDType()),
     indexes=(("tenant", "origin_id"), ("tenant", "destination_id")),
 )
-proficiency_scales = _record_table("proficiency_scales", Column("framework_id", Uuid()))
+proficiency_scales = _record_table("proficiency_scales", Column("framework_id", UUIDType()))
 alignments = _record_table(
     "alignments",
     Column("target_system", String(128), nullable=False),
     Column("target_id", String(2048), nullable=False),
-    Column("competency_id", Uuid(), nullable=False),
+    Column("competency_id", UUIDType(), nullable=False),
     indexes=(("tenant", "target_system", "target_id"), ("tenant", "competency_id")),
 )
 evidence = _record_table(
     "evidence",
-    Column("learner_id", Uuid(), nullable=False),
-    Column("competency_id", Uuid()),
+    Column("learner_id", UUIDType(), nullable=False),
+    Column("competency_id", UUIDType()),
     Column("observed_at", UTCDateTime(), nullable=False),
     Column("voided", Boolean(), nullable=False),
     indexes=(("tenant", "learner_id", "competency_id"), ("tenant", "competency_id")),
 )
 mastery_rules = _record_table(
-    "mastery_rules", Column("framework_id", Uuid()), Column("competency_id", Uuid())
+    "mastery_rules", Column("framework_id", UUIDType()), Column("competency_id", UUIDType())
 )
 mastery_states = _record_table(
     "mastery_states",
-    Column("learner_id", Uuid(), nullable=False),
-    Column("competency_id", Uuid(), nullable=False),
+    Column("learner_id", UUIDType(), nullable=False),
+    Column("competency_id", UUIDType(), nullable=False),
     indexes=(("tenant", "learner_id"), ("tenant", "competency_id")),
 )
 
@@ -160,7 +167,7 @@ identifiers = Table(
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("tenant", String(63), nullable=False),
     Column("record_kind", String(32), nullable=False),
-    Column("record_id", Uuid(), nullable=False),
+    Column("record_id", UUIDType(), nullable=False),
     Column("system", String(128), nullable=False),
     Column("kind", String(64), nullable=False),
     Column("value", String(1024), nullable=False),
@@ -174,9 +181,9 @@ changes = Table(
     metadata,
     Column("seq", BigId, primary_key=True, autoincrement=True),
     Column("tenant", String(63), nullable=False),
-    Column("batch_id", Uuid(), nullable=False),
+    Column("batch_id", UUIDType(), nullable=False),
     Column("record_kind", String(32), nullable=False),
-    Column("record_id", Uuid(), nullable=False),
+    Column("record_id", UUIDType(), nullable=False),
     Column("op", String(16), nullable=False),  # created | updated | deleted
     Column("content_hash", String(64), nullable=False),
     Column("at", UTCDateTime(), nullable=False),
@@ -187,7 +194,7 @@ changes = Table(
 connections = Table(
     "connections",
     metadata,
-    Column("id", Uuid(), primary_key=True),
+    Column("id", UUIDType(), primary_key=True),
     Column("tenant", String(63), ForeignKey("tenants.id"), nullable=False),
     Column("name", String(128), nullable=False),
     Column("adapter", String(64), nullable=False),
@@ -203,11 +210,11 @@ connections = Table(
 routes = Table(
     "routes",
     metadata,
-    Column("id", Uuid(), primary_key=True),
+    Column("id", UUIDType(), primary_key=True),
     Column("tenant", String(63), ForeignKey("tenants.id"), nullable=False),
     Column("name", String(128), nullable=False),
-    Column("source_connection_id", Uuid(), ForeignKey("connections.id")),
-    Column("destination_connection_id", Uuid(), ForeignKey("connections.id"), nullable=False),
+    Column("source_connection_id", UUIDType(), ForeignKey("connections.id")),
+    Column("destination_connection_id", UUIDType(), ForeignKey("connections.id"), nullable=False),
     Column("kinds", Text(), nullable=False),  # JSON list of record kinds
     Column("mode", String(8), nullable=False),  # push | pull
     Column("enabled", Boolean(), nullable=False),
@@ -222,9 +229,9 @@ outbox = Table(
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("tenant", String(63), nullable=False),
-    Column("route_id", Uuid(), ForeignKey("routes.id"), nullable=False),
+    Column("route_id", UUIDType(), ForeignKey("routes.id"), nullable=False),
     Column("record_kind", String(32), nullable=False),
-    Column("record_id", Uuid(), nullable=False),
+    Column("record_id", UUIDType(), nullable=False),
     Column("content_hash", String(64), nullable=False),
     Column("idempotency_key", String(200), nullable=False, unique=True),
     Column("state", String(16), nullable=False),  # pending | delivered | dead

@@ -21,7 +21,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table('academic_sessions',
-    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('tenant', sa.String(length=63), nullable=False),
     sa.Column('source', sa.String(length=128), nullable=False),
     sa.Column('native_id', sa.String(length=255), nullable=False),
@@ -31,16 +31,15 @@ def upgrade() -> None:
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('data', sa.Text(), nullable=False),
     sa.Column('type', sa.String(length=32), nullable=False),
-    sa.Column('parent_id', sa.Uuid(), nullable=True),
+    sa.Column('parent_id', gateway.store.db.UUIDType(), nullable=True),
     sa.Column('school_year', sa.Integer(), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_academic_sessions')),
-    sa.UniqueConstraint('tenant', 'source', 'native_id', name=op.f('uq_academic_sessions_tenant_source_native_id'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_academic_sessions'))
     )
     with op.batch_alter_table('academic_sessions', schema=None) as batch_op:
         batch_op.create_index('ix_academic_sessions_tenant_updated_at_id', ['tenant', 'updated_at', 'id'], unique=False)
 
     op.create_table('alignments',
-    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('tenant', sa.String(length=63), nullable=False),
     sa.Column('source', sa.String(length=128), nullable=False),
     sa.Column('native_id', sa.String(length=255), nullable=False),
@@ -51,9 +50,8 @@ def upgrade() -> None:
     sa.Column('data', sa.Text(), nullable=False),
     sa.Column('target_system', sa.String(length=128), nullable=False),
     sa.Column('target_id', sa.String(length=2048), nullable=False),
-    sa.Column('competency_id', sa.Uuid(), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_alignments')),
-    sa.UniqueConstraint('tenant', 'source', 'native_id', name=op.f('uq_alignments_tenant_source_native_id'))
+    sa.Column('competency_id', gateway.store.db.UUIDType(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_alignments'))
     )
     with op.batch_alter_table('alignments', schema=None) as batch_op:
         batch_op.create_index('ix_alignments_tenant_competency_id', ['tenant', 'competency_id'], unique=False)
@@ -63,9 +61,9 @@ def upgrade() -> None:
     op.create_table('changes',
     sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('tenant', sa.String(length=63), nullable=False),
-    sa.Column('batch_id', sa.Uuid(), nullable=False),
+    sa.Column('batch_id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('record_kind', sa.String(length=32), nullable=False),
-    sa.Column('record_id', sa.Uuid(), nullable=False),
+    sa.Column('record_id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('op', sa.String(length=16), nullable=False),
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('at', gateway.store.db.UTCDateTime(timezone=True), nullable=False),
@@ -76,7 +74,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_changes_tenant_seq', ['tenant', 'seq'], unique=False)
 
     op.create_table('competencies',
-    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('tenant', sa.String(length=63), nullable=False),
     sa.Column('source', sa.String(length=128), nullable=False),
     sa.Column('native_id', sa.String(length=255), nullable=False),
@@ -85,11 +83,10 @@ def upgrade() -> None:
     sa.Column('updated_at', gateway.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('data', sa.Text(), nullable=False),
-    sa.Column('framework_id', sa.Uuid(), nullable=False),
-    sa.Column('guid', sa.Uuid(), nullable=True),
+    sa.Column('framework_id', gateway.store.db.UUIDType(), nullable=False),
+    sa.Column('guid', gateway.store.db.UUIDType(), nullable=True),
     sa.Column('code', sa.String(length=255), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_competencies')),
-    sa.UniqueConstraint('tenant', 'source', 'native_id', name=op.f('uq_competencies_tenant_source_native_id'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_competencies'))
     )
     with op.batch_alter_table('competencies', schema=None) as batch_op:
         batch_op.create_index('ix_competencies_tenant_code', ['tenant', 'code'], unique=False)
@@ -98,7 +95,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_competencies_tenant_updated_at_id', ['tenant', 'updated_at', 'id'], unique=False)
 
     op.create_table('courses',
-    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('tenant', sa.String(length=63), nullable=False),
     sa.Column('source', sa.String(length=128), nullable=False),
     sa.Column('native_id', sa.String(length=255), nullable=False),
@@ -107,16 +104,15 @@ def upgrade() -> None:
     sa.Column('updated_at', gateway.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('data', sa.Text(), nullable=False),
-    sa.Column('org_id', sa.Uuid(), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_courses')),
-    sa.UniqueConstraint('tenant', 'source', 'native_id', name=op.f('uq_courses_tenant_source_native_id'))
+    sa.Column('org_id', gateway.store.db.UUIDType(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_courses'))
     )
     with op.batch_alter_table('courses', schema=None) as batch_op:
         batch_op.create_index('ix_courses_tenant_org_id', ['tenant', 'org_id'], unique=False)
         batch_op.create_index('ix_courses_tenant_updated_at_id', ['tenant', 'updated_at', 'id'], unique=False)
 
     op.create_table('enrollments',
-    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('tenant', sa.String(length=63), nullable=False),
     sa.Column('source', sa.String(length=128), nullable=False),
     sa.Column('native_id', sa.String(length=255), nullable=False),
@@ -125,11 +121,10 @@ def upgrade() -> None:
     sa.Column('updated_at', gateway.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('data', sa.Text(), nullable=False),
-    sa.Column('person_id', sa.Uuid(), nullable=False),
-    sa.Column('section_id', sa.Uuid(), nullable=False),
+    sa.Column('person_id', gateway.store.db.UUIDType(), nullable=False),
+    sa.Column('section_id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('role', sa.String(length=32), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_enrollments')),
-    sa.UniqueConstraint('tenant', 'source', 'native_id', name=op.f('uq_enrollments_tenant_source_native_id'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_enrollments'))
     )
     with op.batch_alter_table('enrollments', schema=None) as batch_op:
         batch_op.create_index('ix_enrollments_tenant_person_id', ['tenant', 'person_id'], unique=False)
@@ -137,7 +132,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_enrollments_tenant_updated_at_id', ['tenant', 'updated_at', 'id'], unique=False)
 
     op.create_table('evidence',
-    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('tenant', sa.String(length=63), nullable=False),
     sa.Column('source', sa.String(length=128), nullable=False),
     sa.Column('native_id', sa.String(length=255), nullable=False),
@@ -146,12 +141,11 @@ def upgrade() -> None:
     sa.Column('updated_at', gateway.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('data', sa.Text(), nullable=False),
-    sa.Column('learner_id', sa.Uuid(), nullable=False),
-    sa.Column('competency_id', sa.Uuid(), nullable=True),
+    sa.Column('learner_id', gateway.store.db.UUIDType(), nullable=False),
+    sa.Column('competency_id', gateway.store.db.UUIDType(), nullable=True),
     sa.Column('observed_at', gateway.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('voided', sa.Boolean(), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_evidence')),
-    sa.UniqueConstraint('tenant', 'source', 'native_id', name=op.f('uq_evidence_tenant_source_native_id'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_evidence'))
     )
     with op.batch_alter_table('evidence', schema=None) as batch_op:
         batch_op.create_index('ix_evidence_tenant_competency_id', ['tenant', 'competency_id'], unique=False)
@@ -159,7 +153,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_evidence_tenant_updated_at_id', ['tenant', 'updated_at', 'id'], unique=False)
 
     op.create_table('frameworks',
-    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('tenant', sa.String(length=63), nullable=False),
     sa.Column('source', sa.String(length=128), nullable=False),
     sa.Column('native_id', sa.String(length=255), nullable=False),
@@ -168,9 +162,8 @@ def upgrade() -> None:
     sa.Column('updated_at', gateway.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('data', sa.Text(), nullable=False),
-    sa.Column('guid', sa.Uuid(), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_frameworks')),
-    sa.UniqueConstraint('tenant', 'source', 'native_id', name=op.f('uq_frameworks_tenant_source_native_id'))
+    sa.Column('guid', gateway.store.db.UUIDType(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_frameworks'))
     )
     with op.batch_alter_table('frameworks', schema=None) as batch_op:
         batch_op.create_index('ix_frameworks_tenant_guid', ['tenant', 'guid'], unique=False)
@@ -180,7 +173,7 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('tenant', sa.String(length=63), nullable=False),
     sa.Column('record_kind', sa.String(length=32), nullable=False),
-    sa.Column('record_id', sa.Uuid(), nullable=False),
+    sa.Column('record_id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('system', sa.String(length=128), nullable=False),
     sa.Column('kind', sa.String(length=64), nullable=False),
     sa.Column('value', sa.String(length=1024), nullable=False),
@@ -191,7 +184,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_identifiers_record_id', ['record_id'], unique=False)
 
     op.create_table('mastery_rules',
-    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('tenant', sa.String(length=63), nullable=False),
     sa.Column('source', sa.String(length=128), nullable=False),
     sa.Column('native_id', sa.String(length=255), nullable=False),
@@ -200,16 +193,15 @@ def upgrade() -> None:
     sa.Column('updated_at', gateway.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('data', sa.Text(), nullable=False),
-    sa.Column('framework_id', sa.Uuid(), nullable=True),
-    sa.Column('competency_id', sa.Uuid(), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_mastery_rules')),
-    sa.UniqueConstraint('tenant', 'source', 'native_id', name=op.f('uq_mastery_rules_tenant_source_native_id'))
+    sa.Column('framework_id', gateway.store.db.UUIDType(), nullable=True),
+    sa.Column('competency_id', gateway.store.db.UUIDType(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_mastery_rules'))
     )
     with op.batch_alter_table('mastery_rules', schema=None) as batch_op:
         batch_op.create_index('ix_mastery_rules_tenant_updated_at_id', ['tenant', 'updated_at', 'id'], unique=False)
 
     op.create_table('mastery_states',
-    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('tenant', sa.String(length=63), nullable=False),
     sa.Column('source', sa.String(length=128), nullable=False),
     sa.Column('native_id', sa.String(length=255), nullable=False),
@@ -218,10 +210,9 @@ def upgrade() -> None:
     sa.Column('updated_at', gateway.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('data', sa.Text(), nullable=False),
-    sa.Column('learner_id', sa.Uuid(), nullable=False),
-    sa.Column('competency_id', sa.Uuid(), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_mastery_states')),
-    sa.UniqueConstraint('tenant', 'source', 'native_id', name=op.f('uq_mastery_states_tenant_source_native_id'))
+    sa.Column('learner_id', gateway.store.db.UUIDType(), nullable=False),
+    sa.Column('competency_id', gateway.store.db.UUIDType(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_mastery_states'))
     )
     with op.batch_alter_table('mastery_states', schema=None) as batch_op:
         batch_op.create_index('ix_mastery_states_tenant_competency_id', ['tenant', 'competency_id'], unique=False)
@@ -229,7 +220,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_mastery_states_tenant_updated_at_id', ['tenant', 'updated_at', 'id'], unique=False)
 
     op.create_table('orgs',
-    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('tenant', sa.String(length=63), nullable=False),
     sa.Column('source', sa.String(length=128), nullable=False),
     sa.Column('native_id', sa.String(length=255), nullable=False),
@@ -239,16 +230,15 @@ def upgrade() -> None:
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('data', sa.Text(), nullable=False),
     sa.Column('type', sa.String(length=32), nullable=False),
-    sa.Column('parent_id', sa.Uuid(), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_orgs')),
-    sa.UniqueConstraint('tenant', 'source', 'native_id', name=op.f('uq_orgs_tenant_source_native_id'))
+    sa.Column('parent_id', gateway.store.db.UUIDType(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_orgs'))
     )
     with op.batch_alter_table('orgs', schema=None) as batch_op:
         batch_op.create_index('ix_orgs_tenant_parent_id', ['tenant', 'parent_id'], unique=False)
         batch_op.create_index('ix_orgs_tenant_updated_at_id', ['tenant', 'updated_at', 'id'], unique=False)
 
     op.create_table('people',
-    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('tenant', sa.String(length=63), nullable=False),
     sa.Column('source', sa.String(length=128), nullable=False),
     sa.Column('native_id', sa.String(length=255), nullable=False),
@@ -258,15 +248,14 @@ def upgrade() -> None:
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('data', sa.Text(), nullable=False),
     sa.Column('primary_role', sa.String(length=32), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_people')),
-    sa.UniqueConstraint('tenant', 'source', 'native_id', name=op.f('uq_people_tenant_source_native_id'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_people'))
     )
     with op.batch_alter_table('people', schema=None) as batch_op:
         batch_op.create_index('ix_people_tenant_primary_role', ['tenant', 'primary_role'], unique=False)
         batch_op.create_index('ix_people_tenant_updated_at_id', ['tenant', 'updated_at', 'id'], unique=False)
 
     op.create_table('proficiency_scales',
-    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('tenant', sa.String(length=63), nullable=False),
     sa.Column('source', sa.String(length=128), nullable=False),
     sa.Column('native_id', sa.String(length=255), nullable=False),
@@ -275,15 +264,14 @@ def upgrade() -> None:
     sa.Column('updated_at', gateway.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('data', sa.Text(), nullable=False),
-    sa.Column('framework_id', sa.Uuid(), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_proficiency_scales')),
-    sa.UniqueConstraint('tenant', 'source', 'native_id', name=op.f('uq_proficiency_scales_tenant_source_native_id'))
+    sa.Column('framework_id', gateway.store.db.UUIDType(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_proficiency_scales'))
     )
     with op.batch_alter_table('proficiency_scales', schema=None) as batch_op:
         batch_op.create_index('ix_proficiency_scales_tenant_updated_at_id', ['tenant', 'updated_at', 'id'], unique=False)
 
     op.create_table('relations',
-    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('tenant', sa.String(length=63), nullable=False),
     sa.Column('source', sa.String(length=128), nullable=False),
     sa.Column('native_id', sa.String(length=255), nullable=False),
@@ -293,10 +281,9 @@ def upgrade() -> None:
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('data', sa.Text(), nullable=False),
     sa.Column('type', sa.String(length=32), nullable=False),
-    sa.Column('origin_id', sa.Uuid(), nullable=True),
-    sa.Column('destination_id', sa.Uuid(), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_relations')),
-    sa.UniqueConstraint('tenant', 'source', 'native_id', name=op.f('uq_relations_tenant_source_native_id'))
+    sa.Column('origin_id', gateway.store.db.UUIDType(), nullable=True),
+    sa.Column('destination_id', gateway.store.db.UUIDType(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_relations'))
     )
     with op.batch_alter_table('relations', schema=None) as batch_op:
         batch_op.create_index('ix_relations_tenant_destination_id', ['tenant', 'destination_id'], unique=False)
@@ -304,7 +291,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_relations_tenant_updated_at_id', ['tenant', 'updated_at', 'id'], unique=False)
 
     op.create_table('sections',
-    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('tenant', sa.String(length=63), nullable=False),
     sa.Column('source', sa.String(length=128), nullable=False),
     sa.Column('native_id', sa.String(length=255), nullable=False),
@@ -313,10 +300,9 @@ def upgrade() -> None:
     sa.Column('updated_at', gateway.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('data', sa.Text(), nullable=False),
-    sa.Column('course_id', sa.Uuid(), nullable=True),
-    sa.Column('org_id', sa.Uuid(), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_sections')),
-    sa.UniqueConstraint('tenant', 'source', 'native_id', name=op.f('uq_sections_tenant_source_native_id'))
+    sa.Column('course_id', gateway.store.db.UUIDType(), nullable=True),
+    sa.Column('org_id', gateway.store.db.UUIDType(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sections'))
     )
     with op.batch_alter_table('sections', schema=None) as batch_op:
         batch_op.create_index('ix_sections_tenant_course_id', ['tenant', 'course_id'], unique=False)
@@ -340,7 +326,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tenants'))
     )
     op.create_table('connections',
-    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('tenant', sa.String(length=63), nullable=False),
     sa.Column('name', sa.String(length=128), nullable=False),
     sa.Column('adapter', sa.String(length=64), nullable=False),
@@ -366,11 +352,11 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('client_id', name=op.f('pk_oauth_clients'))
     )
     op.create_table('routes',
-    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('tenant', sa.String(length=63), nullable=False),
     sa.Column('name', sa.String(length=128), nullable=False),
-    sa.Column('source_connection_id', sa.Uuid(), nullable=True),
-    sa.Column('destination_connection_id', sa.Uuid(), nullable=False),
+    sa.Column('source_connection_id', gateway.store.db.UUIDType(), nullable=True),
+    sa.Column('destination_connection_id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('kinds', sa.Text(), nullable=False),
     sa.Column('mode', sa.String(length=8), nullable=False),
     sa.Column('enabled', sa.Boolean(), nullable=False),
@@ -385,9 +371,9 @@ def upgrade() -> None:
     op.create_table('outbox',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('tenant', sa.String(length=63), nullable=False),
-    sa.Column('route_id', sa.Uuid(), nullable=False),
+    sa.Column('route_id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('record_kind', sa.String(length=32), nullable=False),
-    sa.Column('record_id', sa.Uuid(), nullable=False),
+    sa.Column('record_id', gateway.store.db.UUIDType(), nullable=False),
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('idempotency_key', sa.String(length=200), nullable=False),
     sa.Column('state', sa.String(length=16), nullable=False),
