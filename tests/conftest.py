@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,34 +120,40 @@ class Api:
         return c
 
 
-@pytest.fixture
-def make_api(store: Store) -> Iterator:
-    """Start the app under uvicorn in a thread on a free port; stops after the test."""
+@contextmanager
+def serve(app: object) -> Iterator[str]:
+    """Run an ASGI app under uvicorn in a thread on a free port; yields its base URL."""
     import uvicorn
 
-    from gateway.api.app import create_app
-
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
-
-    def start(**overrides: object) -> Api:
-        settings = Settings(database_url=str(store.engine.url.render_as_string(hide_password=False)), **overrides)
-        app = create_app(settings, store=store)
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.time() + 10
-        while not server.started:
-            if time.time() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.01)
-        servers.append((server, thread))
-        return Api(f"http://127.0.0.1:{port}", store, settings)
-
-    yield start
-    for server, thread in servers:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 10
+    while not server.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RuntimeError("server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def make_api(store: Store) -> Iterator:
+    """Start the app on a real port (``serve``); every server stops after the test."""
+    from gateway.api.app import create_app
+
+    with ExitStack() as stack:
+
+        def start(**overrides: object) -> Api:
+            settings = Settings(database_url=str(store.engine.url.render_as_string(hide_password=False)), **overrides)
+            base_url = stack.enter_context(serve(create_app(settings, store=store)))
+            return Api(base_url, store, settings)
+
+        yield start
 
 
 @pytest.fixture

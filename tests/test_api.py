@@ -4,8 +4,6 @@ filters, the atomic batch write, and RFC 9457 problem details for every failure.
 from __future__ import annotations
 
 import re
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -465,7 +463,7 @@ def test_unhandled_error_is_a_500_problem_carrying_the_request_id(api, monkeypat
     monkeypatch.setattr(api.store.records, "page", broken)
     with api.auth_client("t1", READ) as c:
         r = c.get("/v1/people", headers={"X-Request-ID": "crash-123"})
-    body = assert_problem(r, 500)
+    assert_problem(r, 500)
     assert "went away" not in r.text
     assert r.headers["x-request-id"] == "crash-123"
 
@@ -480,25 +478,14 @@ def test_readyz_is_200_on_a_migrated_database(api):
 @contextmanager
 def serve_settings(settings: Any) -> Iterator[str]:
     """A server for an app built from ``settings`` alone (no fixture store): its base URL."""
-    import uvicorn
-
     from gateway.api.app import create_app
-    from tests.conftest import free_port
+    from tests.conftest import serve
 
     app = create_app(settings)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not server.started:
-        assert time.time() < deadline, "server did not start"
-        time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        with serve(app) as base_url:
+            yield base_url
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         app.state.ctx.store.dispose()
 
 

@@ -4,22 +4,18 @@ code, text search; the repository on both stores and the /v1 router on a real se
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 
 from adapters.case import SAMPLES, CaseAdapter
-from gateway.config import Settings
 from gateway.errors import Conflict, NotFound
 from gateway.store import Store
 from gateway.store.competencies import CompetencyRepository
 
-from .conftest import Api, free_port
+from .conftest import Api
 
 ADAPTER = CaseAdapter()
 T = "demo"
@@ -146,28 +142,9 @@ def test_unknown_competencies_are_not_found(demo: CompetencyRepository) -> None:
 
 
 @pytest.fixture
-def structure_api(store: Store) -> Iterator[Api]:
-    """The gateway app with gateway.api.competencies mounted (until app.py includes it)."""
-    import uvicorn
-
-    from gateway.api import competencies
-    from gateway.api.app import create_app
-
-    settings = Settings(database_url=str(store.engine.url.render_as_string(hide_password=False)))
-    app = create_app(settings, store=store)
-    if not any(getattr(r, "path", "") == "/v1/competency-search" for r in app.routes):
-        app.include_router(competencies.build_router(app.state.ctx))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not server.started:
-        assert time.time() < deadline, "server did not start"
-        time.sleep(0.01)
-    yield Api(f"http://127.0.0.1:{port}", store, settings)
-    server.should_exit = True
-    thread.join(timeout=10)
+def structure_api(api: Api) -> Api:
+    """The gateway app, which mounts gateway.api.competencies, on a real port."""
+    return api
 
 
 def test_structure_endpoints(structure_api: Api) -> None:

@@ -16,7 +16,7 @@ from gateway.store import Store
 from gateway.store import records as records_mod
 from gateway.store import tables as t
 
-from .factories import competency, course, enrollment, evidence, framework, org, person, roster, section
+from .factories import competency, evidence, framework, org, person, roster
 
 
 def count(store: Store, table) -> int:

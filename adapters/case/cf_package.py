@@ -784,7 +784,6 @@ class _Mapper:
             return None
         self.claim(doc.get("identifier"), "$.CFDocument")
         doc_id = _norm_id(doc["identifier"])
-        doc_uri = doc.get("uri")
         if isinstance(defs, dict):
             for kind in DEFINITION_KINDS:
                 for i, d in enumerate(defs.get(kind) or []):
