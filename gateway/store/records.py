@@ -884,4 +884,4 @@ def _where(rec: Record) -> str:
     return f"{rec.KIND} {rec.source}/{rec.native_id}"
 
 
-__all__ = ["ApplyResult", "KindCounts", "Page", "RecordStore", "content_hash"]
+__all__ = ["REFERENCES", "ApplyResult", "KindCounts", "Page", "RecordStore", "content_hash"]

@@ -54,6 +54,10 @@ tenants = Table(
 )
 
 
+#: Tables whose records a standard's API looks up by native id (migration 0002).
+NATIVE_ID_LOOKUP = frozenset({"orgs", "academic_sessions", "courses", "sections", "people", "enrollments"})
+
+
 def _record_table(name: str, *promoted: Column, indexes: tuple[tuple[str, ...], ...] = ()) -> Table:
     table = Table(
         name,
@@ -70,6 +74,9 @@ def _record_table(name: str, *promoted: Column, indexes: tuple[tuple[str, ...], 
         *promoted,
         Index(f"ix_{name}_tenant_updated_at_id", "tenant", "updated_at", "id"),
     )
+    if name in NATIVE_ID_LOOKUP:
+        # Standards' APIs address records by their own ids (OneRoster /users/{sourcedId}).
+        Index(f"ix_{name}_tenant_native_id", "tenant", "native_id", _table=table)
     for cols in indexes:
         Index(f"ix_{name}_{'_'.join(cols)}", *cols, _table=table)
     return table
