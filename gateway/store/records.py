@@ -539,6 +539,38 @@ class RecordStore:
                     return
                 ready = pending[0].result()
 
+    def apply_batches(self, tenant: str, batches: Iterable[Iterable[Record]], *, batch_id: uuid.UUID | None = None) -> ApplyResult:
+        """Apply many batches in ONE transaction: memory is bounded by one batch (each is
+        prepared, checked and written in turn), and any error rolls every batch back.
+
+        For imports too large for one ``apply`` that must stay all-or-nothing (a OneRoster
+        bulk package with a million enrollments). A batch may reference records of earlier
+        batches: they are visible to the reference check, in the same transaction. Holds the
+        write lock for the whole import on SQLite."""
+        result = ApplyResult(batch_id=batch_id or uuid.uuid4())
+        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            now = utcnow()
+            ensure_tenant(conn, tenant)
+            routes = matching_routes(conn, tenant)
+            for records in batches:
+                batch = self.prepare(tenant, records)
+                if not batch.by_kind:
+                    continue
+                self._check_references(conn, tenant, batch)
+                for kind, items in batch.by_kind.items():
+                    plan = self._plan_kind(conn, tenant, kind, items, result.batch_id, now, collect=any(kind in r.kinds for r in routes))
+                    self._apply_kind(conn, tenant, plan.kind, plan, result.batch_id, now)
+                    acc = result.counts.setdefault(kind, KindCounts())
+                    acc.created += plan.counts.created
+                    acc.updated += plan.counts.updated
+                    acc.unchanged += plan.counts.unchanged
+                    if plan.written and plan.collect:
+                        rows = outbox_rows(routes, tenant, kind, plan.written, now)
+                        if rows:
+                            conn.execute(core_insert(t.outbox), rows)
+                            result.outbox += len(rows)
+        return result
+
     def _check_references(self, conn: Connection, tenant: str, batch: PreparedBatch) -> None:
         unresolved: dict[str, set[uuid.UUID]] = {}
         for target, ids in batch.refs.items():
