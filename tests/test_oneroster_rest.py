@@ -4,53 +4,25 @@ paths, scopes; and the 1.1 read paths."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from adapters.oneroster.provider import build_router
-from gateway.config import Settings
 from gateway.store import Store
 from tests import factories as f
-from tests.conftest import Api, free_port
+from tests.conftest import Api
 
 V12 = "/ims/oneroster/rostering/v1p2"
 V11 = "/ims/oneroster/v1p1"
 CORE = ["roster-core.readonly"]
 
 
-class _OneRosterRouters:
-    """Stands in for the adapter in the registry: mounts exactly this router."""
-
-    name = "oneroster"
-
-    def routers(self, ctx: Any) -> list[Any]:
-        return [build_router(self, ctx)]
-
-
 @pytest.fixture
-def or_api(store: Store) -> Iterator[Api]:
-    import uvicorn
-
-    from gateway.api.app import create_app
-
-    settings = Settings(database_url=str(store.engine.url.render_as_string(hide_password=False)))
-    app = create_app(settings, store=store, registry=[_OneRosterRouters()])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not server.started:
-        assert time.time() < deadline, "server did not start"
-        time.sleep(0.01)
-    yield Api(f"http://127.0.0.1:{port}", store, settings)
-    server.should_exit = True
-    thread.join(timeout=10)
+def or_api(api: Api) -> Api:
+    """The real gateway (the oneroster adapter comes from the registry) on a real port."""
+    return api
 
 
 def _minor(r: httpx.Response) -> str:
