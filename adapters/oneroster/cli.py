@@ -16,12 +16,33 @@ def register(adapter: OneRosterAdapter, import_app: typer.Typer, export_app: typ
 
     @import_app.command("oneroster")
     def import_oneroster(
-        path: Annotated[Path, typer.Argument(exists=True, help="a OneRoster 1.1/1.2 CSV package: a zip file or a directory")],
+        path: Annotated[Path | None, typer.Argument(exists=True, help="a OneRoster 1.1/1.2 CSV package: a zip file or a directory")] = None,
         tenant: Annotated[str, typer.Option(help="tenant the records belong to")] = "default",
         source: Annotated[str, typer.Option(help="name of the system the package comes from (keys its records)")] = "sis",
+        url: Annotated[str | None, typer.Option("--url", metavar="BASE", help="a OneRoster REST provider (site root or "
+                                                ".../ims/oneroster/rostering/v1p2 or .../ims/oneroster/v1p1)")] = None,
+        version: Annotated[str, typer.Option("--version", help="OneRoster version of the provider when --url is a site root: 1.2 or 1.1")] = "1.2",
+        since: Annotated[str | None, typer.Option("--since", metavar="ISO", help="incremental: only objects changed after "
+                                                  "this date-time (the watermark a previous pull printed)")] = None,
+        client_id: Annotated[str | None, typer.Option("--client-id", help="OAuth 2.0 client id")] = None,
+        client_secret_env: Annotated[str | None, typer.Option("--client-secret-env", metavar="VAR",
+                                                              help="environment variable holding the client secret")] = None,
+        token_url: Annotated[str | None, typer.Option("--token-url", help="the provider's OAuth 2.0 token endpoint")] = None,
+        scope: Annotated[str | None, typer.Option("--scope", help="scope to ask the token endpoint for")] = None,
+        oauth1: Annotated[bool, typer.Option("--oauth1", help="sign requests with OAuth 1.0a HMAC-SHA256 (1.1 providers); "
+                                             "--client-id is the consumer key")] = False,
     ) -> None:
-        """Import a OneRoster CSV package (bulk and delta files). All or nothing: every problem
-        is reported with its file, row and column."""
+        """Import a OneRoster CSV package (bulk and delta files), or pull a tenant from a OneRoster
+        REST provider (--url). All or nothing: every problem is reported with where it is."""
+        if (path is None) == (url is None):
+            raise typer.BadParameter("give a CSV package PATH or --url, not both and not neither")
+        if url is not None:
+            pull(url, tenant=tenant, source=source, version=version, since=since, client_id=client_id,
+                 client_secret_env=client_secret_env, token_url=token_url, scope=scope, oauth1=oauth1)
+            return
+        if since or client_id or client_secret_env or token_url or scope or oauth1:
+            raise typer.BadParameter("--since and the OAuth options go with --url")
+        assert path is not None
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -56,6 +77,37 @@ def register(adapter: OneRosterAdapter, import_app: typer.Typer, export_app: typ
         out.print(f"files: {modes}")
         for kind, n in sorted(report.deleted.items()):
             out.print(f"{n} {kind} record(s) absent from a bulk file: marked tobedeleted")
+
+    def pull(url: str, *, tenant: str, source: str, version: str, since: str | None, client_id: str | None,
+             client_secret_env: str | None, token_url: str | None, scope: str | None, oauth1: bool) -> None:
+        import os
+
+        from gateway.errors import ConfigError
+
+        from .client import OneRosterClient
+
+        secret = None
+        if client_secret_env:
+            secret = os.environ.get(client_secret_env)
+            if not secret:
+                raise ConfigError(f"the environment variable {client_secret_env} (--client-secret-env) is not set")
+        elif client_id:
+            raise typer.BadParameter("--client-id needs --client-secret-env VAR (secrets come from the environment only)")
+        store = open_store()
+        with OneRosterClient(url, version=version, client_id=client_id, client_secret=secret, token_url=token_url,
+                             scope=scope, oauth1=oauth1) as client, console.status(f"reading {client.base}") as status:
+            def on_page(name: str, n: int, total: int | None) -> None:
+                status.update(f"reading {name} from {client.base}: {n}" + (f" of {total}" if total else ""))
+
+            summary = client.pull(store, tenant=tenant, source=source, since=since, on_page=on_page)
+        mode = f"changes since {since}" if since else "full"
+        print_apply_result(summary.result, title=f"OneRoster {summary.version} {client.base} ({mode}) -> tenant {tenant} (source {source})")
+        out.print("read: " + ", ".join(f"{name}={n}" for name, n in summary.counts.items()))
+        for kind, n in sorted(summary.retired.items()):
+            out.print(f"{n} {kind} record(s) no longer listed by the provider: marked tobedeleted")
+        for name, n in sorted(summary.ignored.items()):
+            out.print(f"{n} tobedeleted {name} object(s) were never stored: nothing to do")
+        out.print(f"watermark: {summary.next_since or 'none (no dateLastModified seen)'}")
 
     @export_app.command("oneroster")
     def export_oneroster(

@@ -1,0 +1,461 @@
+"""A OneRoster 1.2 / 1.1 REST consumer (httpx): pull a whole tenant from another provider.
+
+Spec choices (OneRoster 1.2 Rostering REST/JSON binding, 1.1 REST binding section 3):
+
+* collections are read in dependency order (orgs, academicSessions, courses, classes, users,
+  enrollments), each with ``limit``/``offset`` paging. A ``Link: <...>; rel="next"`` header is
+  followed as given; otherwise paging continues while ``X-Total-Count`` says there is more,
+  or, without it, until an empty page.
+* incremental pulls (``since``) send ``filter=dateLastModified>'<ISO 8601>'`` (binding
+  section "Filtering"; URL-encoded by httpx). Records the provider marks ``tobedeleted`` keep
+  that status; nothing else is retired. A full pull retires (marks ``tobedeleted``) the
+  stored records of this source that the provider no longer lists, as a bulk CSV file does.
+* every page is downloaded into a spool file first, then applied: the store's write
+  transaction (SQLite's write lock) never waits on the network.
+* every object goes through ``mapping.to_canonical``; the whole pull is applied in ONE
+  transaction with ``store.records.apply_batches`` (batches of ``BATCH`` records), so a
+  dangling reference or an invalid object anywhere changes nothing.
+* the next watermark is the largest ``dateLastModified`` seen (the provider's clock).
+* authentication: OAuth 1.0a one-legged HMAC-SHA256 signatures for 1.1 providers that use
+  them (``oauth1=True``), or OAuth 2.0 client credentials (RFC 6749 4.4, client authenticated with HTTP
+  Basic, 2.3.1), the token cached until shortly before it expires and fetched again once
+  when the provider answers 401. The secret is held in memory only and never appears in an
+  exception, a log line or a repr.
+* failures: a provider's imsx_StatusInfo ``imsx_description`` is carried in the error; GETs
+  that fail at the network level (or 502/503/504) are retried up to ``RETRIES`` times with
+  exponential backoff.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+import orjson
+
+from gateway.errors import (
+    AuthError,
+    ConfigError,
+    ErrorDetail,
+    NotFound,
+    TesseraError,
+    ValidationError,
+)
+from gateway.model import Record, Status, record_id
+
+from .mapping import (
+    WIRE_KINDS,
+    format_datetime,
+    normalize_version,
+    parse_datetime,
+    ref_id,
+    to_canonical,
+)
+
+API_PATHS = {"1.2": "/ims/oneroster/rostering/v1p2", "1.1": "/ims/oneroster/v1p1"}
+#: collections in dependency order: a record only references records of earlier collections
+#: (or, for orgs, sessions and users, of its own; see ``_batches``).
+COLLECTIONS = ("orgs", "academicSessions", "courses", "classes", "users", "enrollments")
+PAGE_SIZE = 1000
+BATCH = 5000
+RETRIES = 3
+MAX_ERRORS = 1000
+_RETRY_STATUS = {502, 503, 504}
+
+
+class ProviderError(TesseraError):
+    """The OneRoster provider answered with an error or something that is not OneRoster (502)."""
+
+    status = 502
+    title = "Bad gateway"
+    type_slug = "bad-gateway"
+
+
+def provider_base(url: str, version: str = "1.2") -> tuple[str, str]:
+    """``https://host`` or ``https://host/ims/oneroster/rostering/v1p2`` (or ``.../v1p1``) ->
+    (API base without a trailing slash, OneRoster version)."""
+    url = url.rstrip("/")
+    for v, path in API_PATHS.items():
+        if url.endswith(path):
+            return url, v
+    v = normalize_version(version)
+    return url + API_PATHS[v], v
+
+
+@dataclass
+class PullSummary:
+    version: str
+    incremental: bool
+    #: collection -> objects read from the provider
+    counts: dict[str, int] = field(default_factory=dict)
+    #: kind -> stored records the provider no longer lists, marked tobedeleted (full pulls)
+    retired: dict[str, int] = field(default_factory=dict)
+    #: collection -> tobedeleted objects for records never stored (nothing to do)
+    ignored: dict[str, int] = field(default_factory=dict)
+    result: Any = None
+    #: the largest dateLastModified seen: the ``since`` of the next incremental pull
+    watermark: datetime | None = None
+
+    @property
+    def next_since(self) -> str | None:
+        return format_datetime(self.watermark)
+
+
+class OneRosterClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        version: str = "1.2",
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        token_url: str | None = None,
+        scope: str | None = None,
+        oauth1: bool = False,
+        timeout: float = 60.0,
+        backoff: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if (client_id is None) != (client_secret is None):
+            raise ConfigError("give both an OAuth 2.0 client id and its secret, or neither")
+        if oauth1 and client_id is None:
+            raise ConfigError("OAuth 1.0a signing needs the consumer key (client id) and secret")
+        if client_id is not None and not token_url and not oauth1:
+            raise ConfigError("OAuth 2.0 client credentials need the provider's token URL")
+        self.base, self.version = provider_base(base_url, version)
+        self._oauth1 = oauth1
+        self._client_id = client_id
+        self.__secret = client_secret
+        self._token_url = token_url
+        self._scope = scope
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._backoff = backoff
+        self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=True,
+                                  headers={"Accept": "application/json", "User-Agent": "tessera-oneroster-client"})
+
+    def __repr__(self) -> str:
+        return f"OneRosterClient({self.base!r}, client_id={self._client_id!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> OneRosterClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- OAuth 2.0 client credentials ----------------------------------------------------------
+
+    def _fetch_token(self) -> str:
+        data = {"grant_type": "client_credentials"}
+        if self._scope:
+            data["scope"] = self._scope
+        assert self._token_url and self._client_id and self.__secret is not None
+        try:
+            r = self._http.post(self._token_url, data=data, auth=(self._client_id, self.__secret))
+        except httpx.HTTPError as exc:
+            raise ProviderError(f"the token endpoint {self._token_url} could not be reached ({type(exc).__name__})") from None
+        if r.status_code != 200:
+            err = _json_or_none(r)
+            code = err.get("error", "") if isinstance(err, dict) else ""
+            raise AuthError(f"the token endpoint refused the client credentials: HTTP {r.status_code} {code}".strip())
+        body = _json_or_none(r)
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise ProviderError("the token endpoint answered without an access_token")
+        try:
+            expires_in = int(body.get("expires_in") or 3600)
+        except (TypeError, ValueError):
+            expires_in = 3600
+        self._token = token
+        self._token_expires = time.monotonic() + max(0, expires_in - 30)
+        return token
+
+    def _headers(self, url: str) -> dict[str, str]:
+        if self._client_id is None:
+            return {}
+        if self._oauth1:
+            return self._oauth1_headers(url)
+        if not self._token or time.monotonic() >= self._token_expires:
+            self._fetch_token()
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def _oauth1_headers(self, url: str) -> dict[str, str]:
+        """OneRoster 1.1 section 2.2 / RFC 5849: a one-legged OAuth 1.0a signature over the exact
+        request URL, its query included (HMAC-SHA256; fresh nonce and timestamp per attempt)."""
+        from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256
+        from oauthlib.oauth1 import Client as OAuth1Client
+
+        assert self._client_id is not None and self.__secret is not None
+        signer = OAuth1Client(self._client_id, client_secret=self.__secret, signature_method=SIGNATURE_HMAC_SHA256)
+        _, headers, _ = signer.sign(url, http_method="GET")
+        return {"Authorization": headers["Authorization"]}
+
+    def _send(self, url: str, params: dict[str, Any] | None) -> httpx.Response:
+        """One GET, retried on network failures and 502/503/504 (idempotent)."""
+        full = str(httpx.URL(url, params=params)) if params else url
+        for attempt in range(RETRIES + 1):
+            try:
+                r = self._http.get(full, headers=self._headers(full))
+            except httpx.TransportError as exc:
+                if attempt == RETRIES:
+                    raise ProviderError(f"the OneRoster provider at {self.base} could not be reached "
+                                        f"({type(exc).__name__}, {RETRIES + 1} attempts)") from None
+            else:
+                if r.status_code not in _RETRY_STATUS or attempt == RETRIES:
+                    return r
+            time.sleep(self._backoff * (2 ** attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def get(self, path_or_url: str, params: dict[str, Any] | None = None) -> httpx.Response:
+        """GET a path under the API base (or an absolute URL from a Link header); handles the
+        401 -> new token -> retry once dance and turns failures into errors."""
+        url = path_or_url if "://" in path_or_url else f"{self.base}/{path_or_url.lstrip('/')}"
+        what = url.split("?", 1)[0].removeprefix(self.base) or "/"
+        r = self._send(url, params)
+        if r.status_code == 401:
+            if self._client_id is None or self._oauth1:
+                if self._oauth1:
+                    raise AuthError(f"the OneRoster provider refused the OAuth 1.0a signature for {what}: {_status_description(r)}")
+                raise AuthError(f"the OneRoster provider asks for authorisation ({what}): give OAuth 2.0 client "
+                                "credentials (--client-id, --client-secret-env, --token-url)")
+            self._token = None
+            r = self._send(url, params)
+            if r.status_code == 401:
+                raise AuthError(f"the OneRoster provider refused the access token for {what}: {_status_description(r)}")
+        if r.status_code == 404:
+            raise NotFound(f"the OneRoster provider has no {what}: {_status_description(r)}")
+        if r.status_code >= 400:
+            raise ProviderError(f"the OneRoster provider answered HTTP {r.status_code} for {what}: {_status_description(r)}")
+        return r
+
+    # --- reading collections --------------------------------------------------------------------
+
+    def collection(
+        self,
+        name: str,
+        *,
+        since: datetime | None = None,
+        page_size: int = PAGE_SIZE,
+        on_page: Callable[[str, int, int | None], None] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every object of one collection (``getAllOrgs``, ``getAllUsers``...), page by page."""
+        params: dict[str, Any] | None = {"limit": page_size, "offset": 0}
+        if since is not None:
+            params["filter"] = f"dateLastModified>'{format_datetime(since)}'"  # type: ignore[index]
+        url = name
+        offset = 0
+        previous: Any = None
+        while True:
+            r = self.get(url, params)
+            body = _json_or_none(r)
+            items = body.get(name) if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                raise ProviderError(f"the OneRoster provider's {name} answer has no {name} array")
+            total = r.headers.get("X-Total-Count", "").strip()
+            total_n = int(total) if total.isdigit() else None
+            first = ref_id(items[0].get("sourcedId")) if items and isinstance(items[0], dict) else None
+            if first is not None and first == previous:
+                raise ProviderError(f"the OneRoster provider answered the same {name} page again (offset {offset}): "
+                                    "it does not seem to support offset paging")
+            previous = first
+            offset += len(items)
+            yield from items
+            if on_page:
+                on_page(name, offset, total_n)
+            if not items:
+                return
+            nxt = r.links.get("next", {}).get("url")
+            if nxt:
+                url, params = urljoin(str(r.url), nxt), None
+            elif total_n is not None and offset >= total_n:
+                return
+            else:
+                url, params = name, {**(params or {}), "limit": page_size, "offset": offset}
+                if since is not None:
+                    params["filter"] = f"dateLastModified>'{format_datetime(since)}'"
+
+    # --- the pull ---------------------------------------------------------------------------------
+
+    def pull(
+        self,
+        store: Any,
+        *,
+        tenant: str,
+        source: str = "sis",
+        since: datetime | str | None = None,
+        page_size: int = PAGE_SIZE,
+        batch: int = BATCH,
+        on_page: Callable[[str, int, int | None], None] | None = None,
+    ) -> PullSummary:
+        """Read every collection and apply it in ONE transaction; returns the summary."""
+        if isinstance(since, str):
+            try:
+                since = parse_datetime(since)
+            except ValueError as exc:
+                raise ValidationError(f"--since: {exc}") from None
+        summary = PullSummary(version=self.version, incremental=since is not None)
+        # Download first, into a spool file, then apply: the store's write transaction (on
+        # SQLite, the database's write lock) must never wait on the network.
+        with tempfile.TemporaryFile() as spool:
+            sizes: dict[str, int] = {}
+            for name in COLLECTIONS:
+                n = 0
+                for obj in self.collection(name, since=since, page_size=page_size, on_page=on_page):
+                    spool.write(orjson.dumps(obj) + b"\n")
+                    n += 1
+                sizes[name] = n
+            spool.seek(0)
+            pull = _Pull(self, store, tenant, source, since, page_size, batch, on_page, summary, spool, sizes)
+            summary.result = store.records.apply_batches(tenant, pull.batches())
+        if summary.watermark is None:
+            summary.watermark = since  # nothing changed: the next pull starts from the same point
+        return summary
+
+
+class _Pull:
+    def __init__(self, client: OneRosterClient, store: Any, tenant: str, source: str, since: datetime | None,
+                 page_size: int, batch: int, on_page: Any, summary: PullSummary, spool: Any, sizes: dict[str, int]) -> None:
+        self.client, self.store, self.tenant, self.source, self.since = client, store, tenant, source, since
+        self.page_size, self.batch, self.on_page, self.summary = page_size, batch, on_page, summary
+        self.spool, self.sizes = spool, sizes
+        self.errors: list[ErrorDetail] = []
+        self.seen: dict[str, set[str]] = {}
+
+    def error(self, message: str, location: str, fld: str | None = None) -> None:
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(ErrorDetail(message, location=location, field=fld))
+
+    def batches(self) -> Iterator[list[Record]]:
+        """Records in batches that only reference earlier batches or the store. orgs and
+        academicSessions (parents of their own kind, few) go as one batch each; users naming
+        agents wait until the other users are applied."""
+        for name in COLLECTIONS:
+            kind = WIRE_KINDS[name]
+            seen = self.seen.setdefault(kind, set())
+            whole = name in ("orgs", "academicSessions")
+            pending: list[Record] = []
+            later: list[Record] = []
+            n = 0
+            for obj in self.spooled(name):
+                n += 1
+                rec = self.convert(name, kind, obj, seen)
+                if rec is None:
+                    continue
+                (later if getattr(rec, "agent_ids", None) else pending).append(rec)
+                if self.errors:
+                    pending.clear()  # nothing will be applied; keep reading to report every problem
+                    later.clear()
+                elif not whole and len(pending) >= self.batch:
+                    yield pending
+                    pending = []
+            self.summary.counts[name] = n
+            if self.errors:
+                continue
+            if whole:
+                if pending or later:
+                    yield pending + later
+                continue
+            for chunk in (pending, later):
+                for i in range(0, len(chunk), self.batch):
+                    yield chunk[i:i + self.batch]
+        if self.errors:
+            raise ValidationError("invalid OneRoster data from the provider; nothing was stored", errors=self.errors)
+        if self.since is None:
+            yield from self.retire_absent()
+
+    def spooled(self, name: str) -> Iterator[Any]:
+        """The downloaded objects of collection ``name`` (collections were spooled in order)."""
+        for _ in range(self.sizes.get(name, 0)):
+            yield orjson.loads(self.spool.readline())
+
+    def convert(self, name: str, kind: str, obj: Any, seen: set[str]) -> Record | None:
+        if not isinstance(obj, dict):
+            self.error(f"not a OneRoster object: {str(obj)[:80]!r}", f"{name}")
+            return None
+        sid = ref_id(obj.get("sourcedId"))
+        loc = f"{name} sourcedId {sid}"
+        if sid is not None:
+            if sid in seen:
+                return None  # the provider listed it twice (data moved between pages): keep the first
+            seen.add(sid)
+        modified = obj.get("dateLastModified")
+        if modified:
+            try:
+                dt = parse_datetime(modified)
+            except ValueError:
+                pass  # to_canonical reports it
+            else:
+                if self.summary.watermark is None or dt > self.summary.watermark:
+                    self.summary.watermark = dt
+        deleted = obj.get("status") == "tobedeleted"
+        try:
+            return to_canonical(name, obj, tenant=self.tenant, source=self.source, version=self.client.version, location=loc)
+        except ValidationError as exc:
+            if not deleted or not sid:
+                for e in exc.errors or [ErrorDetail(str(exc))]:
+                    self.error(e.message, e.location or loc, e.field)
+                return None
+        # a deletion may carry only sourcedId, status and dateLastModified: retire the stored record
+        try:
+            stored = self.store.records.get(self.tenant, kind, record_id(self.tenant, kind, self.source, sid))
+        except NotFound:
+            self.summary.ignored[name] = self.summary.ignored.get(name, 0) + 1
+            return None
+        upd: dict[str, Any] = {"status": Status.tobedeleted, "updated_at": None}
+        if modified:
+            try:
+                upd["source_updated_at"] = parse_datetime(modified)
+            except ValueError as exc:
+                self.error(str(exc), loc, "dateLastModified")
+        return stored.model_copy(update=upd)
+
+    def retire_absent(self) -> Iterator[list[Record]]:
+        """Full pull: stored records of this source the provider no longer lists become tobedeleted."""
+        for name in COLLECTIONS:
+            kind = WIRE_KINDS[name]
+            present = self.seen.get(kind, set())
+            out: list[Record] = []
+            for rec in self.store.records.iter_records(self.tenant, [kind]):
+                if rec.source != self.source or rec.native_id in present or rec.status == Status.tobedeleted:
+                    continue
+                out.append(rec.model_copy(update={"status": Status.tobedeleted, "updated_at": None}))
+            if out:
+                self.summary.retired[kind] = len(out)
+                for i in range(0, len(out), self.batch):
+                    yield out[i:i + self.batch]
+
+
+def _json_or_none(r: httpx.Response) -> Any:
+    try:
+        return orjson.loads(r.content)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _status_description(r: httpx.Response) -> str:
+    """The imsx_description of an imsx_StatusInfo body (bare, wrapped, or a list of them)."""
+    body = _json_or_none(r)
+    infos: list[Any] = []
+    if isinstance(body, dict):
+        infos.append(body)
+        for key in ("imsx_StatusInfo", "imsx_statusInfo", "statusInfoSet", "imsx_statusInfoSet"):
+            v = body.get(key)
+            infos.extend(v if isinstance(v, list) else [v])
+    elif isinstance(body, list):
+        infos.extend(body)
+    texts = [str(i["imsx_description"]) for i in infos if isinstance(i, dict) and i.get("imsx_description")]
+    if texts:
+        return "; ".join(texts)[:300]
+    return r.reason_phrase or f"HTTP {r.status_code}"
+
+
+__all__ = ["API_PATHS", "COLLECTIONS", "OneRosterClient", "ProviderError", "PullSummary", "provider_base"]
