@@ -128,6 +128,15 @@ class ScopeError(TesseraError):
         self.required = list(required or [])
 
 
+class UpstreamError(TesseraError):
+    """An external system Tessera called answered with an error, or with something that is
+    not its standard (502). Adapters' provider clients subclass it."""
+
+    status = 502
+    title = "Bad gateway"
+    type_slug = "bad-gateway"
+
+
 class ConfigError(TesseraError):
     """The gateway is misconfigured (bad gateway.yaml, unknown adapter, ...)."""
 

@@ -9,24 +9,19 @@ in an exception, a log line or a repr.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-import orjson
 
-from gateway.errors import AuthError, ConfigError, NotFound, TesseraError
+from gateway.auth.outbound import ClientCredentials, json_or_none
+from gateway.errors import AuthError, ConfigError, NotFound, UpstreamError
 
 API_PATH = "/ims/case/v1p0"
 
 
-class ProviderError(TesseraError):
+class ProviderError(UpstreamError):
     """The CASE provider answered with an error or something that is not CASE (502)."""
-
-    status = 502
-    title = "Bad gateway"
-    type_slug = "bad-gateway"
 
 
 def provider_base(url: str) -> str:
@@ -49,15 +44,10 @@ class CaseClient:
     ) -> None:
         if (client_id is None) != (client_secret is None):
             raise ConfigError("give both an OAuth 2.0 client id and its secret, or neither")
-        if client_id is not None and not token_url:
-            raise ConfigError("OAuth 2.0 client credentials need the provider's token URL")
         self.base = provider_base(base_url)
         self._client_id = client_id
-        self.__secret = client_secret
-        self._token_url = token_url
-        self._scope = scope
-        self._token: str | None = None
-        self._token_expires = 0.0
+        # ClientCredentials refuses a missing token URL
+        self._auth = ClientCredentials(token_url, client_id, client_secret, scope) if client_id is not None and client_secret is not None else None
         self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=True,
                                   headers={"Accept": "application/json", "User-Agent": "tessera-case-client"})
 
@@ -75,30 +65,9 @@ class CaseClient:
 
     # --- OAuth 2.0 client credentials ----------------------------------------------------------
 
-    def _fetch_token(self) -> str:
-        data = {"grant_type": "client_credentials"}
-        if self._scope:
-            data["scope"] = self._scope
-        assert self._token_url and self._client_id and self.__secret is not None
-        try:
-            r = self._http.post(self._token_url, data=data, auth=(self._client_id, self.__secret))
-        except httpx.HTTPError as exc:
-            raise ProviderError(f"the token endpoint {self._token_url} could not be reached ({type(exc).__name__})") from None
-        if r.status_code != 200:
-            err = _json_or_none(r) or {}
-            raise AuthError(f"the token endpoint refused the client credentials: HTTP {r.status_code} {err.get('error', '')}".strip())
-        body = _json_or_none(r) or {}
-        token = body.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise ProviderError("the token endpoint answered without an access_token")
-        self._token = token
-        self._token_expires = time.monotonic() + max(0, int(body.get("expires_in") or 3600) - 30)
-        return token
-
     def _headers(self) -> dict[str, str]:
-        if self._token and time.monotonic() < self._token_expires:
-            return {"Authorization": f"Bearer {self._token}"}
-        return {}
+        token = self._auth.current() if self._auth else None
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
         """GET ``path`` under the API base; handles the 401 -> token -> retry dance."""
@@ -110,12 +79,12 @@ class CaseClient:
                 raise ProviderError(f"the CASE provider at {self.base} could not be reached ({type(exc).__name__})") from None
             if r.status_code != 401:
                 break
-            if self._client_id is None:
+            if self._auth is None:
                 raise AuthError(f"the CASE provider asks for authorisation ({path}): give OAuth 2.0 client credentials "
                                 "(--client-id, --client-secret-env, --token-url)")
             if attempt == 0:
-                self._token = None
-                self._fetch_token()
+                self._auth.invalidate()
+                self._auth.fetch(self._http)
         else:
             raise AuthError(f"the CASE provider refused the access token for {path}")
         if r.status_code == 404:
@@ -131,7 +100,7 @@ class CaseClient:
         offset = 0
         while True:
             r = self.get("CFDocuments", {"limit": page_size, "offset": offset})
-            body = _json_or_none(r)
+            body = json_or_none(r)
             docs = body.get("CFDocuments") if isinstance(body, dict) else None
             if not isinstance(docs, list):
                 raise ProviderError("the CASE provider's CFDocuments answer has no CFDocuments array")
@@ -149,15 +118,8 @@ class CaseClient:
         return self.get(f"CFPackages/{document_id}").content
 
 
-def _json_or_none(r: httpx.Response) -> Any:
-    try:
-        return orjson.loads(r.content)
-    except orjson.JSONDecodeError:
-        return None
-
-
 def _status_description(r: httpx.Response) -> str:
-    body = _json_or_none(r)
+    body = json_or_none(r)
     if isinstance(body, dict) and "imsx_description" in body:
         return str(body["imsx_description"])[:300]
     return r.reason_phrase or f"HTTP {r.status_code}"

@@ -39,12 +39,13 @@ from urllib.parse import urljoin
 import httpx
 import orjson
 
+from gateway.auth.outbound import ClientCredentials, json_or_none
 from gateway.errors import (
     AuthError,
     ConfigError,
     ErrorDetail,
     NotFound,
-    TesseraError,
+    UpstreamError,
     ValidationError,
 )
 from gateway.model import Record, Status, record_id
@@ -69,12 +70,8 @@ MAX_ERRORS = 1000
 _RETRY_STATUS = {502, 503, 504}
 
 
-class ProviderError(TesseraError):
+class ProviderError(UpstreamError):
     """The OneRoster provider answered with an error or something that is not OneRoster (502)."""
-
-    status = 502
-    title = "Bad gateway"
-    type_slug = "bad-gateway"
 
 
 def provider_base(url: str, version: str = "1.2") -> tuple[str, str]:
@@ -126,16 +123,13 @@ class OneRosterClient:
             raise ConfigError("give both an OAuth 2.0 client id and its secret, or neither")
         if oauth1 and client_id is None:
             raise ConfigError("OAuth 1.0a signing needs the consumer key (client id) and secret")
-        if client_id is not None and not token_url and not oauth1:
-            raise ConfigError("OAuth 2.0 client credentials need the provider's token URL")
         self.base, self.version = provider_base(base_url, version)
         self._oauth1 = oauth1
         self._client_id = client_id
-        self.__secret = client_secret
-        self._token_url = token_url
-        self._scope = scope
-        self._token: str | None = None
-        self._token_expires = 0.0
+        self.__secret = client_secret  # OAuth 1.0a signs every request with it
+        # ClientCredentials refuses a missing token URL
+        self._auth = (ClientCredentials(token_url, client_id, client_secret, scope)
+                      if client_id is not None and client_secret is not None and not oauth1 else None)
         self._backoff = backoff
         self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=True,
                                   headers={"Accept": "application/json", "User-Agent": "tessera-oneroster-client"})
@@ -154,39 +148,13 @@ class OneRosterClient:
 
     # --- OAuth 2.0 client credentials ----------------------------------------------------------
 
-    def _fetch_token(self) -> str:
-        data = {"grant_type": "client_credentials"}
-        if self._scope:
-            data["scope"] = self._scope
-        assert self._token_url and self._client_id and self.__secret is not None
-        try:
-            r = self._http.post(self._token_url, data=data, auth=(self._client_id, self.__secret))
-        except httpx.HTTPError as exc:
-            raise ProviderError(f"the token endpoint {self._token_url} could not be reached ({type(exc).__name__})") from None
-        if r.status_code != 200:
-            err = _json_or_none(r)
-            code = err.get("error", "") if isinstance(err, dict) else ""
-            raise AuthError(f"the token endpoint refused the client credentials: HTTP {r.status_code} {code}".strip())
-        body = _json_or_none(r)
-        token = body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise ProviderError("the token endpoint answered without an access_token")
-        try:
-            expires_in = int(body.get("expires_in") or 3600)
-        except (TypeError, ValueError):
-            expires_in = 3600
-        self._token = token
-        self._token_expires = time.monotonic() + max(0, expires_in - 30)
-        return token
-
     def _headers(self, url: str) -> dict[str, str]:
         if self._client_id is None:
             return {}
         if self._oauth1:
             return self._oauth1_headers(url)
-        if not self._token or time.monotonic() >= self._token_expires:
-            self._fetch_token()
-        return {"Authorization": f"Bearer {self._token}"}
+        assert self._auth is not None
+        return {"Authorization": f"Bearer {self._auth.token(self._http)}"}
 
     def _oauth1_headers(self, url: str) -> dict[str, str]:
         """OneRoster 1.1 section 2.2 / RFC 5849: a one-legged OAuth 1.0a signature over the exact
@@ -227,7 +195,8 @@ class OneRosterClient:
                     raise AuthError(f"the OneRoster provider refused the OAuth 1.0a signature for {what}: {_status_description(r)}")
                 raise AuthError(f"the OneRoster provider asks for authorisation ({what}): give OAuth 2.0 client "
                                 "credentials (--client-id, --client-secret-env, --token-url)")
-            self._token = None
+            assert self._auth is not None
+            self._auth.invalidate()
             r = self._send(url, params)
             if r.status_code == 401:
                 raise AuthError(f"the OneRoster provider refused the access token for {what}: {_status_description(r)}")
@@ -256,7 +225,7 @@ class OneRosterClient:
         previous: Any = None
         while True:
             r = self.get(url, params)
-            body = _json_or_none(r)
+            body = json_or_none(r)
             items = body.get(name) if isinstance(body, dict) else None
             if not isinstance(items, list):
                 raise ProviderError(f"the OneRoster provider's {name} answer has no {name} array")
@@ -434,16 +403,9 @@ class _Pull:
                     yield out[i:i + self.batch]
 
 
-def _json_or_none(r: httpx.Response) -> Any:
-    try:
-        return orjson.loads(r.content)
-    except orjson.JSONDecodeError:
-        return None
-
-
 def _status_description(r: httpx.Response) -> str:
     """The imsx_description of an imsx_StatusInfo body (bare, wrapped, or a list of them)."""
-    body = _json_or_none(r)
+    body = json_or_none(r)
     infos: list[Any] = []
     if isinstance(body, dict):
         infos.append(body)

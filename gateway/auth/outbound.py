@@ -1,0 +1,81 @@
+"""OAuth 2.0 client credentials toward an external system (RFC 6749 4.4, the client
+authenticated with HTTP Basic as in 2.3.1).
+
+Every client Tessera runs against a peer (a CASE or OneRoster provider now, the routing
+layer's destinations later) asks for tokens the same way: this holds the credentials,
+keeps the token until shortly before ``expires_in`` runs out, and turns the token
+endpoint's failures into errors that never show the secret.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import orjson
+
+from ..errors import AuthError, ConfigError, UpstreamError
+
+#: a token is renewed this many seconds before the peer said it expires
+EXPIRY_MARGIN = 30
+#: lifetime assumed when the token endpoint does not give expires_in
+DEFAULT_EXPIRES_IN = 3600
+
+
+def json_or_none(r: httpx.Response) -> Any:
+    """The response body as JSON, or None when it is not JSON."""
+    try:
+        return orjson.loads(r.content)
+    except orjson.JSONDecodeError:
+        return None
+
+
+class ClientCredentials:
+    def __init__(self, token_url: str | None, client_id: str, client_secret: str, scope: str | None = None) -> None:
+        if not token_url:
+            raise ConfigError("OAuth 2.0 client credentials need the provider's token URL")
+        self.token_url = token_url
+        self.client_id = client_id
+        self.__secret = client_secret
+        self.scope = scope
+        self._token: str | None = None
+        self._expires = 0.0
+
+    def __repr__(self) -> str:
+        return f"ClientCredentials({self.token_url!r}, client_id={self.client_id!r})"
+
+    def current(self) -> str | None:
+        """The cached token while it is still valid, else None."""
+        return self._token if self._token and time.monotonic() < self._expires else None
+
+    def token(self, http: httpx.Client) -> str:
+        """A valid token: the cached one, or a new one from the token endpoint."""
+        return self.current() or self.fetch(http)
+
+    def invalidate(self) -> None:
+        """Forget the token (the peer refused it): the next ``token`` fetches a new one."""
+        self._token = None
+
+    def fetch(self, http: httpx.Client) -> str:
+        data = {"grant_type": "client_credentials"}
+        if self.scope:
+            data["scope"] = self.scope
+        try:
+            r = http.post(self.token_url, data=data, auth=(self.client_id, self.__secret))
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"the token endpoint {self.token_url} could not be reached ({type(exc).__name__})") from None
+        body = json_or_none(r)
+        if r.status_code != 200:
+            code = body.get("error", "") if isinstance(body, dict) else ""
+            raise AuthError(f"the token endpoint refused the client credentials: HTTP {r.status_code} {code}".strip())
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise UpstreamError("the token endpoint answered without an access_token")
+        try:
+            expires_in = int(body.get("expires_in") or DEFAULT_EXPIRES_IN)
+        except (TypeError, ValueError):
+            expires_in = DEFAULT_EXPIRES_IN
+        self._token = token
+        self._expires = time.monotonic() + max(0, expires_in - EXPIRY_MARGIN)
+        return token
