@@ -159,3 +159,31 @@ def make_api(store: Store) -> Iterator:
 @pytest.fixture
 def api(make_api) -> Api:
     return make_api()
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """``tessera`` in-process on a fresh SQLite file (not migrated): ``cli(*args, code=0)``
+    asserts the exit code (``code=None``: the caller checks it); ``cli.url`` is the database."""
+    from typer.testing import CliRunner
+
+    from gateway.cli import app, register_adapters
+    from gateway.config import get_settings
+
+    register_adapters()
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("TESSERA_DATABASE_URL", url)
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    runner = CliRunner()
+
+    def run(*args: str, code: int | None = 0):
+        result = runner.invoke(app, list(args), catch_exceptions=False)
+        if code is not None:
+            assert result.exit_code == code, result.output
+        return result
+
+    run.url = url  # type: ignore[attr-defined]
+    yield run
+    get_settings.cache_clear()
+

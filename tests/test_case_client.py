@@ -12,11 +12,9 @@ import httpx
 import orjson
 import pytest
 import respx
-from typer.testing import CliRunner
 
 from adapters.case.client import CaseClient, ProviderError, provider_base
 from adapters.case.cf_package import package_equivalent
-from gateway.config import get_settings
 from gateway.errors import AuthError, ConfigError, NotFound, TesseraError
 from gateway.store import Store
 from gateway.store.competencies import CompetencyRepository
@@ -118,29 +116,10 @@ def test_half_given_credentials_are_a_configuration_error() -> None:
 # --- tessera import case --url ------------------------------------------------------------------
 
 
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from gateway.cli import app, register_adapters
-
-    register_adapters()
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("TESSERA_DATABASE_URL", url)
-    monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def run(*args: str):
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    assert run("migrate").exit_code == 0
-    run.url = url  # type: ignore[attr-defined]
-    yield run
-    get_settings.cache_clear()
-
-
 @respx.mock(assert_all_mocked=True)
 def test_cli_imports_every_document_of_a_provider_with_client_credentials(cli, monkeypatch: pytest.MonkeyPatch,
                                                                            respx_mock: respx.MockRouter) -> None:
+    cli("migrate")
     packages = {p["CFDocument"]["identifier"]: p for p in (orjson.loads((FIXTURES / n).read_bytes())
                                                            for n in ("opensalt-test-framework.json", "opensalt-sample-framework.json"))}
     docs_route(respx_mock, [p["CFDocument"] for p in packages.values()], needs_token="tok-1")
@@ -166,8 +145,9 @@ def test_cli_imports_every_document_of_a_provider_with_client_credentials(cli, m
 
 
 def test_cli_takes_secrets_only_from_the_environment(cli) -> None:
+    cli("migrate")
     with pytest.raises(TesseraError, match="NOT_SET_VAR"):
         cli("import", "case", "--url", "https://case.provider.example", "--client-id", "c", "--client-secret-env", "NOT_SET_VAR",
             "--token-url", TOKEN_URL)
-    result = cli("import", "case", "--url", "https://case.provider.example", "--client-id", "c")
+    result = cli("import", "case", "--url", "https://case.provider.example", "--client-id", "c", code=None)
     assert result.exit_code != 0 and "client-secret-env" in result.output

@@ -9,11 +9,9 @@ from typing import Any
 
 import orjson
 import pytest
-from typer.testing import CliRunner
 
 from adapters.case import CaseAdapter
 from adapters.case.cf_package import package_equivalent
-from gateway.config import get_settings
 from gateway.errors import Conflict, ValidationError
 from gateway.store import Store
 from gateway.store.competencies import CompetencyRepository
@@ -128,29 +126,8 @@ def test_bundled_demo_frameworks_load_and_are_idempotent(store: Store) -> None:
 # --- the command line -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from gateway.cli import app, register_adapters
-
-    register_adapters()
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("TESSERA_DATABASE_URL", url)
-    monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def run(*args: str, code: int = 0):
-        result = runner.invoke(app, list(args), catch_exceptions=False)
-        assert result.exit_code == code, result.output
-        return result
-
-    run("migrate")
-    run.url = url  # type: ignore[attr-defined]
-    yield run
-    get_settings.cache_clear()
-
-
 def test_cli_imports_a_file_and_exports_it_back(cli, tmp_path: Path) -> None:
+    cli("migrate")
     out = cli("import", "case", str(SAMPLE), "--tenant", "t1").output
     assert "competency" in out and "16" in out and "sequenceNumber" in out  # the table and the warnings
     again = cli("import", "case", str(SAMPLE), "--tenant", "t1").output
@@ -162,6 +139,7 @@ def test_cli_imports_a_file_and_exports_it_back(cli, tmp_path: Path) -> None:
 
 
 def test_cli_reports_a_bad_file_with_json_paths_and_stores_nothing(cli, tmp_path: Path) -> None:
+    cli("migrate")
     from gateway.errors import TesseraError
 
     bad = load(ORDERING)

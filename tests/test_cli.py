@@ -10,7 +10,6 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import app, register_adapters
-from gateway.config import get_settings
 from gateway.store import Store
 
 from .factories import roster
@@ -22,24 +21,6 @@ def total_row(output: str) -> list[str]:
     """created, updated, unchanged from the 'total' row of the import table."""
     row = next(line for line in output.splitlines() if "total" in line)
     return [c.strip() for c in row.strip("│ ").split("│")][1:]
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("TESSERA_DATABASE_URL", url)
-    monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def run(*args: str, code: int = 0):
-        result = runner.invoke(app, list(args), catch_exceptions=False, standalone_mode=True)
-        assert result.exit_code == code, result.output
-        return result
-
-    run.url = url  # type: ignore[attr-defined]
-    yield run
-    get_settings.cache_clear()
 
 
 def test_commands_refuse_an_unmigrated_database_with_a_clear_message(cli) -> None:

@@ -12,10 +12,8 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 import respx
-from typer.testing import CliRunner
 
 from adapters.oneroster.client import COLLECTIONS, OneRosterClient, ProviderError, provider_base
-from gateway.config import get_settings
 from gateway.errors import AuthError, IntegrityError, NotFound, TesseraError
 from gateway.model import Status, record_id
 from gateway.store import Store
@@ -308,29 +306,10 @@ def test_oauth1_requests_carry_a_valid_hmac_sha256_signature_over_the_query(stor
 # --- tessera import oneroster --url ------------------------------------------------------------------
 
 
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from gateway.cli import app, register_adapters
-
-    register_adapters()
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("TESSERA_DATABASE_URL", url)
-    monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def run(*args: str):
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    assert run("migrate").exit_code == 0
-    run.url = url  # type: ignore[attr-defined]
-    yield run
-    get_settings.cache_clear()
-
-
 @respx.mock(assert_all_mocked=True, assert_all_called=False)
 def test_cli_pulls_a_provider_with_client_credentials_and_prints_the_watermark(cli, monkeypatch: pytest.MonkeyPatch,
                                                                                respx_mock: respx.MockRouter) -> None:
+    cli("migrate")
     Provider(respx_mock, roster(3), token="tok-1")
     token_route(respx_mock, ["tok-1"])
     monkeypatch.setenv("OR_SECRET", SECRET)
@@ -346,14 +325,16 @@ def test_cli_pulls_a_provider_with_client_credentials_and_prints_the_watermark(c
 
 
 def test_cli_takes_secrets_only_from_the_environment(cli) -> None:
+    cli("migrate")
     with pytest.raises(TesseraError, match="NOT_SET_VAR"):
         cli("import", "oneroster", "--url", SITE, "--client-id", "c", "--client-secret-env", "NOT_SET_VAR", "--token-url", TOKEN_URL)
-    result = cli("import", "oneroster", "--url", SITE, "--client-id", "c")
+    result = cli("import", "oneroster", "--url", SITE, "--client-id", "c", code=None)
     assert result.exit_code != 0 and "client-secret-env" in result.output
-    result = cli("import", "oneroster", "--url", SITE, "--client-secret", SECRET)
+    result = cli("import", "oneroster", "--url", SITE, "--client-secret", SECRET, code=None)
     assert result.exit_code != 0 and "No such option" in result.output
 
 
 def test_cli_wants_a_package_or_a_url(cli, tmp_path: Path) -> None:
-    result = cli("import", "oneroster")
+    cli("migrate")
+    result = cli("import", "oneroster", code=None)
     assert result.exit_code != 0 and "--url" in result.output
