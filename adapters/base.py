@@ -6,7 +6,10 @@ An adapter
   reporting every problem with its exact location (file, row, line, JSON path, field);
 * emits canonical records back out in its wire format;
 * may mount FastAPI routers at its standard's own paths (``/ims/oneroster/...``);
-* may add sub-commands to ``tessera import`` and ``tessera export``.
+* may add sub-commands to ``tessera import`` and ``tessera export``;
+* may keep tables of its own: the class attributes ``metadata`` (a SQLAlchemy ``MetaData``
+  built with ``gateway.store.tables.NAMING``) and ``migrations`` (the folder of its Alembic
+  branch); ``tessera migrate`` runs every adapter's branch (see ``gateway.store.migrate``).
 
 Adapters register under the entry-point group ``tessera.adapters`` in their
 distribution's metadata, e.g. ``oneroster = "adapters.oneroster:OneRosterAdapter"``; the

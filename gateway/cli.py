@@ -84,12 +84,12 @@ def print_apply_result(result: ApplyResult, *, title: str) -> None:
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema to the current version."""
-    from .store.migrate import current_revision, head_revision
+    from .store.migrate import current_revisions, head_revisions
 
     store = Store.from_url(settings().database_url)
-    before = current_revision(store.engine)
+    before = current_revisions(store.engine)
     store.migrate()
-    console.print(f"database at revision {head_revision()} (was {before or 'empty'})")
+    console.print(f"database at revision {', '.join(sorted(head_revisions()))} (was {', '.join(sorted(before)) or 'empty'})")
 
 
 # --- server ---------------------------------------------------------------------------------

@@ -1,30 +1,72 @@
 """Alembic, driven from code: ``tessera migrate`` and the readiness check use it.
 
-The migration scripts live in ``gateway/store/migrations`` inside the package, so an
-installed gateway can migrate its database without an alembic.ini in the working folder.
+The gateway's migration scripts live in ``gateway/store/migrations`` inside the package,
+so an installed gateway can migrate its database without an alembic.ini in the working
+folder.
+
+Adapters that keep tables of their own (an LRS's statements, LTI registrations) ship their
+migrations as an Alembic *branch* of their own: the adapter class names its folder in
+``migrations`` and its tables in ``metadata`` (a ``MetaData`` built with
+``gateway.store.tables.NAMING``). The branch's first revision has ``down_revision = None``,
+``branch_labels = (<adapter name>,)`` and ``depends_on = "0001"`` (the gateway's base, which
+creates ``tenants``). Every adapter found in the registry takes part, so a third-party
+adapter migrates with ``tessera migrate`` like a built-in one, and no adapter's revisions
+have to be numbered against another's. Upgrades go to ``heads``: every branch's head.
 """
 
 from __future__ import annotations
 
+import os
+from functools import cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, MetaData
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-def alembic_config(engine: Engine) -> Config:
+@cache
+def _adapter_parts() -> tuple[tuple[Path, ...], tuple[MetaData, ...]]:
+    from adapters.base import discover  # the registry; gateway never imports an adapter by name
+
+    folders: list[Path] = []
+    tables: list[MetaData] = []
+    for adapter in discover():
+        folder = getattr(adapter, "migrations", None)
+        if folder is not None:
+            folders.append(Path(folder))
+        meta = getattr(adapter, "metadata", None)
+        if meta is not None:
+            tables.append(meta)
+    return tuple(folders), tuple(tables)
+
+
+def version_locations() -> list[Path]:
+    return [MIGRATIONS / "versions", *_adapter_parts()[0]]
+
+
+def all_metadata() -> list[MetaData]:
+    """The gateway's tables and every adapter's: what the migrated schema must equal."""
+    from .tables import metadata
+
+    return [metadata, *_adapter_parts()[1]]
+
+
+def alembic_config(engine: Engine | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["engine"] = engine
+    cfg.set_main_option("path_separator", "os")
+    cfg.set_main_option("version_locations", os.pathsep.join(str(p) for p in version_locations()))
+    if engine is not None:
+        cfg.attributes["engine"] = engine
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "heads") -> None:
     command.upgrade(alembic_config(engine), revision)
 
 
@@ -32,17 +74,14 @@ def downgrade(engine: Engine, revision: str) -> None:
     command.downgrade(alembic_config(engine), revision)
 
 
-def head_revision() -> str:
-    script = ScriptDirectory(str(MIGRATIONS))
-    head = script.get_current_head()
-    assert head is not None
-    return head
+def head_revisions() -> set[str]:
+    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
-def current_revision(engine: Engine) -> str | None:
+def current_revisions(engine: Engine) -> set[str]:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return set(MigrationContext.configure(conn).get_current_heads())
 
 
 def is_current(engine: Engine) -> bool:
-    return current_revision(engine) == head_revision()
+    return current_revisions(engine) == head_revisions()

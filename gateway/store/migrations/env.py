@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from gateway.store.tables import metadata
+from gateway.store.migrate import all_metadata
 
 config = context.config
 
@@ -19,7 +19,7 @@ def run_migrations_online() -> None:
     with engine.connect() as connection:
         context.configure(
             connection=connection,
-            target_metadata=metadata,
+            target_metadata=all_metadata(),
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
         )
