@@ -25,8 +25,7 @@ from sqlalchemy import create_engine, text
 from gateway.auth import ClientStore
 from gateway.config import Settings
 from gateway.store import Store
-from gateway.store import tables as t
-from gateway.store.migrate import upgrade
+from gateway.store.migrate import all_metadata, upgrade
 
 PG_URL = os.environ.get("TESSERA_TEST_POSTGRES_URL")
 REQUIRE_PG = os.environ.get("TESSERA_REQUIRE_POSTGRES") == "1"
@@ -62,7 +61,8 @@ def _pg_database() -> Iterator[str]:
     admin.dispose()
 
 
-_TRUNCATE = ", ".join(tbl.name for tbl in reversed(t.metadata.sorted_tables))
+#: every table, the gateway's and each adapter's (CASCADE takes care of the order)
+_TRUNCATE = ", ".join(tbl.name for meta in all_metadata() for tbl in meta.sorted_tables)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
