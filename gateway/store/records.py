@@ -463,9 +463,20 @@ class RecordStore:
         ordered = {k: sorted(by_id[k].values(), key=_id_order) for k in kinds}
         return PreparedBatch(tenant, ordered, size, {k: by_id[k] for k in kinds}, dict(refs))
 
-    def apply(self, tenant: str, records: Iterable[Record] | PreparedBatch, *, batch_id: uuid.UUID | None = None) -> ApplyResult:
-        """Apply a batch atomically. Raises ValidationError/IntegrityError/Conflict and writes nothing on failure."""
-        return self._apply(tenant, records, batch_id=batch_id)
+    def apply(
+        self,
+        tenant: str,
+        records: Iterable[Record] | PreparedBatch,
+        *,
+        batch_id: uuid.UUID | None = None,
+        within: Callable[[Connection], None] | None = None,
+    ) -> ApplyResult:
+        """Apply a batch atomically. Raises ValidationError/IntegrityError/Conflict and writes nothing on failure.
+
+        ``within(conn)``, when given, runs inside the same transaction after the records
+        are written: an adapter's own rows (an LRS's statements) commit or roll back with
+        the canonical records made from them. Whatever it raises rolls everything back."""
+        return self._apply(tenant, records, batch_id=batch_id, within=within)
 
     def _apply(
         self,
@@ -474,6 +485,7 @@ class RecordStore:
         *,
         batch_id: uuid.UUID | None = None,
         writing: Callable[[], None] | None = None,
+        within: Callable[[Connection], None] | None = None,
     ) -> ApplyResult:
         """``apply``; ``writing`` is called once every row is built and the bulk writes
         (long calls without the GIL) are about to start."""
@@ -481,7 +493,7 @@ class RecordStore:
         if batch.tenant != tenant:
             raise ValidationError(f"prepared batch is for tenant {batch.tenant!r}, not {tenant!r}")
         result = ApplyResult(batch_id=batch_id or uuid.uuid4())
-        if not batch.by_kind:
+        if not batch.by_kind and within is None:
             return result
         with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             now = utcnow()  # taken under the write lock, so updated_at follows commit order on SQLite
@@ -503,6 +515,8 @@ class RecordStore:
                     if rows:
                         conn.execute(core_insert(t.outbox), rows)
                         result.outbox += len(rows)
+            if within is not None:
+                within(conn)
         return result
 
     def apply_stream(self, tenant: str, batches: Iterable[Iterable[Record]]) -> Iterator[ApplyResult]:
