@@ -1,0 +1,647 @@
+"""LTI 1.1: OAuth 1.0a signed launches (tool role) and Basic Outcomes (both roles).
+
+- **Launch, tool role** (LTI 1.1 Implementation Guide 4-5): an LMS POSTs a form signed with
+  OAuth 1.0a HMAC-SHA1 under a consumer key and secret shared with Tessera.
+  ``gateway.auth.oauth1`` checks the signature, the timestamp window and the single-use
+  nonce. The launch is then read as the LTI 1.3 claims it migrates to (``user_id`` ->
+  ``sub``, ``lis_*`` -> the LIS claim, ``context_*`` -> the context claim, as the LTI 1.3
+  core's migration appendix lays out), so one piece of code (``tool.launch_records``) joins a
+  launch of either version to the roster. The LMS's ``lis_outcome_service_url`` and
+  ``lis_result_sourcedid`` are kept so mastery can be sent back.
+- **Basic Outcomes, tool role** (LTI Basic Outcomes 1.1): ``OutcomesClient`` sends
+  replaceResult / readResult / deleteResult as POX XML, signed with the body hash.
+- **Basic Outcomes, consumer role**: ``/lti11/outcomes`` receives a tool's POX calls for the
+  ``lis_result_sourcedid`` values Tessera issued; a replaceResult becomes Evidence (a new
+  score supersedes the previous one), deleteResult voids it, readResult answers the current
+  score. Failures are POX ``failure`` / ``unsupported`` statuses; a bad signature is a 401
+  with an OAuth ``WWW-Authenticate`` challenge.
+
+POX is parsed and written with lxml, with a parser that resolves no entities and reaches no
+network. Secrets are sealed at rest (``gateway.auth.sealed``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import logging
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import httpx
+import typer
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+from lxml import etree
+from oauthlib.oauth1 import SIGNATURE_TYPE_AUTH_HEADER, Client
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from starlette.concurrency import run_in_threadpool
+
+from gateway.auth import Principal
+from gateway.auth.oauth1 import OAuth1Error, SignedRequest, body_hash, verify
+from gateway.auth.sealed import Sealer, sealer_for
+from gateway.errors import (
+    Conflict,
+    NotFound,
+    TesseraError,
+    UpstreamError,
+    ValidationError,
+)
+from gateway.model import ActivityRef, Evidence, Provenance, Score, utcnow
+from gateway.store.db import WRITE
+from gateway.store.tenants import ensure_tenant
+
+from . import tool_tables as tt
+from .platforms import Platform
+from .tool import (
+    C_CONTEXT,
+    C_CUSTOM,
+    C_LIS,
+    C_ROLES,
+    Launch,
+    launch_records,
+    page,
+    spend_nonce,
+    upsert,
+    view,
+)
+
+if TYPE_CHECKING:
+    from gateway.api.context import AppContext
+
+log = logging.getLogger("tessera.lti")
+
+POX_NS = "http://www.imsglobal.org/services/ltiv1p1/xsd/imsoms_v1p0"
+POX_TYPE = "application/xml"
+OPERATIONS = ("replaceResult", "readResult", "deleteResult")
+ROLES = ("tool", "consumer")
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_blank_text=True)
+
+
+# --- credentials ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Consumer:
+    consumer_key: str
+    tenant: str
+    role: str
+    name: str
+    roster_system: str
+
+
+class Credentials:
+    """LTI 1.1 key/secret pairs; the secret sealed at rest, opened only to sign or verify."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def sealer(self) -> Sealer:
+        """Looked up when a secret is sealed or opened, so that merely starting the app makes
+        no key file."""
+        return sealer_for(self.engine.url.render_as_string(hide_password=False))
+
+    def add(self, tenant: str, consumer_key: str, secret: str, *, role: str, name: str | None = None, roster_system: str = "sis") -> Consumer:
+        if role not in ROLES:
+            raise ValidationError(f"role must be one of {ROLES}")
+        if not consumer_key or not secret:
+            raise ValidationError("a consumer key and a secret are both required")
+        try:
+            with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                ensure_tenant(conn, tenant)
+                conn.execute(insert(tt.credentials).values(
+                    consumer_key=consumer_key, tenant=tenant, role=role, name=name or consumer_key,
+                    secret_sealed=self.sealer.seal(secret), roster_system=roster_system, created_at=utcnow(),
+                ))
+        except SAIntegrityError:
+            raise Conflict(f"the consumer key {consumer_key!r} is already in use") from None
+        return Consumer(consumer_key, tenant, role, name or consumer_key, roster_system)
+
+    def get(self, consumer_key: str) -> Consumer | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(tt.credentials).where(tt.credentials.c.consumer_key == consumer_key)).first()
+        return Consumer(r.consumer_key, r.tenant, r.role, r.name, r.roster_system) if r else None
+
+    def secret_lookup(self, role: str) -> Callable[[str], str | None]:
+        """For ``oauth1.verify``: the secret of a key of this role, or None."""
+
+        def lookup(consumer_key: str) -> str | None:
+            with self.engine.connect() as conn:
+                r = conn.execute(
+                    select(tt.credentials.c.secret_sealed)
+                    .where(tt.credentials.c.consumer_key == consumer_key, tt.credentials.c.role == role)
+                ).first()
+            return self.sealer.open(r.secret_sealed) if r else None
+
+        return lookup
+
+    def list(self, tenant: str | None = None) -> list[Consumer]:
+        q = select(tt.credentials).order_by(tt.credentials.c.tenant, tt.credentials.c.consumer_key)
+        if tenant is not None:
+            q = q.where(tt.credentials.c.tenant == tenant)
+        with self.engine.connect() as conn:
+            return [Consumer(r.consumer_key, r.tenant, r.role, r.name, r.roster_system) for r in conn.execute(q)]
+
+    def remove(self, tenant: str, consumer_key: str) -> None:
+        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            n = conn.execute(delete(tt.credentials).where(
+                tt.credentials.c.tenant == tenant, tt.credentials.c.consumer_key == consumer_key
+            )).rowcount
+        if not n:
+            raise NotFound(f"no LTI 1.1 consumer key {consumer_key!r}")
+
+    def nonce_store(self) -> Callable[[str, str, int, int], bool]:
+        """For ``oauth1.verify``: spend (key, timestamp, nonce) once (RFC 5849 3.3)."""
+
+        def use(consumer_key: str, nonce: str, timestamp: int, ttl: int) -> bool:
+            with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                return spend_nonce(conn, f"oauth1:{consumer_key}", f"{timestamp}:{nonce}", ttl)
+
+        return use
+
+
+def _verify(creds: Credentials, request_url: str, method: str, body: bytes, headers: dict[str, str], role: str) -> SignedRequest:
+    return verify(request_url, method, body, headers, secret_for=creds.secret_lookup(role), use_nonce=creds.nonce_store(), realm="tessera-lti11")
+
+
+def signed_url(ctx: AppContext, request: Request) -> str:
+    """The URL the sender signed: the public URL when Tessera sits behind a proxy."""
+    url = str(request.url)
+    if not ctx.settings.public_url:
+        return url
+    base = urlsplit(ctx.settings.public_url)
+    return urlunsplit(urlsplit(url)._replace(scheme=base.scheme, netloc=base.netloc))
+
+
+# --- launch, tool role ----------------------------------------------------------------------
+
+
+def _role_names(roles: str) -> list[str]:
+    """LTI 1.1 roles: comma-separated, short ("Instructor") or URN ("urn:lti:role:ims/lis/Learner")."""
+    return [r.strip().rsplit("/", 1)[-1] for r in roles.split(",") if r.strip()]
+
+
+def as_launch(consumer: Consumer, p: dict[str, str]) -> Launch:
+    """An LTI 1.1 launch read as LTI 1.3 claims, so ``tool.launch_records`` serves both."""
+    platform = Platform(
+        id=uuid.uuid5(uuid.NAMESPACE_URL, f"lti11:{consumer.consumer_key}"), tenant=consumer.tenant, name=consumer.name,
+        issuer=f"lti11:{consumer.consumer_key}", client_id=consumer.consumer_key, deployment_ids=(), auth_login_url="",
+        token_url="", jwks_url="", roster_system=consumer.roster_system,
+    )
+    claims: dict[str, Any] = {
+        "sub": p.get("user_id"),
+        "given_name": p.get("lis_person_name_given"), "family_name": p.get("lis_person_name_family"),
+        "name": p.get("lis_person_name_full"), "email": p.get("lis_person_contact_email_primary"),
+        C_ROLES: _role_names(p.get("roles", "")),
+        C_LIS: {"person_sourcedid": p.get("lis_person_sourcedid"), "course_section_sourcedid": p.get("lis_course_section_sourcedid")},
+        C_CONTEXT: {"id": p.get("context_id"), "label": p.get("context_label"), "title": p.get("context_title")},
+    }
+    claims[C_CUSTOM] = {k[len("custom_"):]: v for k, v in p.items() if k.startswith("custom_")}
+    return Launch(platform, claims)
+
+
+def _check_launch(p: dict[str, str]) -> None:
+    """LTI 1.1 Implementation Guide: the three parameters every basic launch carries."""
+    if p.get("lti_message_type") != "basic-lti-launch-request":
+        raise ValidationError("lti_message_type must be basic-lti-launch-request")
+    if p.get("lti_version") not in ("LTI-1p0", "LTI-1p1"):
+        raise ValidationError("lti_version must be LTI-1p0")
+    if not p.get("resource_link_id"):
+        raise ValidationError("the launch lacks resource_link_id")
+
+
+def _keep_outcome_target(consumer: Consumer, person_id: uuid.UUID, p: dict[str, str]) -> Callable[[Connection], None] | None:
+    url, sourcedid = p.get("lis_outcome_service_url"), p.get("lis_result_sourcedid")
+    if not url or not sourcedid:
+        return None
+    row = {
+        "tenant": consumer.tenant, "person_id": person_id, "resource_link_id": p["resource_link_id"][:255],
+        "consumer_key": consumer.consumer_key, "service_url": url, "sourcedid": sourcedid, "updated_at": utcnow(),
+    }
+
+    def write(conn: Connection) -> None:
+        upsert(conn, tt.outcome_targets, row, ["tenant", "person_id", "resource_link_id"])
+
+    return write
+
+
+class LaunchRefused(ValidationError):
+    """An LTI 1.1 launch refused after its signature verified: back to the return URL."""
+
+    def __init__(self, detail: str, return_url: str | None) -> None:
+        super().__init__(detail)
+        self.return_url = return_url
+
+
+def launch(ctx: AppContext, creds: Credentials, url: str, body: bytes, headers: dict[str, str]) -> Response:
+    signed = _verify(creds, url, "POST", body, headers, "tool")
+    p = signed.params
+    consumer = creds.get(signed.consumer_key)
+    assert consumer is not None  # the signature verified under this key
+    try:
+        _check_launch(p)
+    except ValidationError as exc:
+        raise LaunchRefused(exc.detail, p.get("launch_presentation_return_url")) from None
+    lt = as_launch(consumer, p)
+    records, person_id, section_id = launch_records(ctx, lt)
+    within = _keep_outcome_target(consumer, person_id, p) if person_id else None
+    ctx.store.records.apply(consumer.tenant, records, within=within)
+    return view(ctx, lt, person_id, section_id)
+
+
+def render_launch_error(exc: Exception) -> Response:
+    """LTI 1.1: a refused launch goes back with ``lti_errormsg``; a bad signature is a 401."""
+    if isinstance(exc, OAuth1Error):
+        resp = page("LTI launch refused", f"<p>{html.escape(exc.detail)}</p>", status=401)
+        resp.headers["WWW-Authenticate"] = exc.challenge
+        return resp
+    detail = getattr(exc, "detail", str(exc))
+    return_url = getattr(exc, "return_url", None)
+    if return_url:
+        parts = urlsplit(return_url)
+        query = "&".join(q for q in (parts.query, urlencode({"lti_errormsg": detail})) if q)
+        return RedirectResponse(urlunsplit(parts._replace(query=query)), status_code=302)
+    return page("LTI launch refused", f"<p>{html.escape(detail)}</p>", status=400)
+
+
+# --- POX --------------------------------------------------------------------------------------
+
+
+def _q(name: str) -> str:
+    return f"{{{POX_NS}}}{name}"
+
+
+@dataclass(frozen=True)
+class PoxRequest:
+    operation: str  # replaceResult, readResult, deleteResult (or what was sent, if unsupported)
+    message_id: str
+    sourcedid: str
+    score: float | None = None
+
+
+class PoxError(Exception):
+    """A POX request Tessera cannot process: answered with ``code`` (failure / unsupported)."""
+
+    def __init__(self, description: str, *, code: str = "failure", message_id: str = "", operation: str = "") -> None:
+        super().__init__(description)
+        self.description, self.code, self.message_id, self.operation = description, code, message_id, operation
+
+
+def parse_pox(body: bytes) -> PoxRequest:
+    """Basic Outcomes 1.1, 6.1: an imsx_POXEnvelopeRequest with one operation."""
+    try:
+        root = etree.fromstring(body, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise PoxError(f"the body is not well-formed XML: {exc}") from None
+    if root.tag != _q("imsx_POXEnvelopeRequest"):
+        raise PoxError("the root element must be imsx_POXEnvelopeRequest in the imsoms_v1p0 namespace")
+    message_id = root.findtext(f"{_q('imsx_POXHeader')}/{_q('imsx_POXRequestHeaderInfo')}/{_q('imsx_messageIdentifier')}") or ""
+    ops = list(root.find(_q("imsx_POXBody")) if root.find(_q("imsx_POXBody")) is not None else [])
+    if len(ops) != 1 or not isinstance(ops[0].tag, str):
+        raise PoxError("imsx_POXBody must hold exactly one operation", message_id=message_id)
+    tag = etree.QName(ops[0]).localname
+    operation = tag.removesuffix("Request")
+    if operation not in OPERATIONS:
+        raise PoxError(f"{operation} is not supported", code="unsupported", message_id=message_id, operation=operation)
+    record = ops[0].find(_q("resultRecord"))
+    sourcedid = record.findtext(f"{_q('sourcedGUID')}/{_q('sourcedId')}") if record is not None else None
+    if not sourcedid:
+        raise PoxError("resultRecord/sourcedGUID/sourcedId is missing", message_id=message_id, operation=operation)
+    score = None
+    if operation == "replaceResult":
+        text = record.findtext(f"{_q('result')}/{_q('resultScore')}/{_q('textString')}")
+        try:
+            score = float((text or "").strip())
+        except ValueError:
+            raise PoxError("result/resultScore/textString must be a decimal", message_id=message_id, operation=operation) from None
+        if not 0.0 <= score <= 1.0:  # Basic Outcomes 6.1.1: a decimal in the range 0.0-1.0
+            raise PoxError("result/resultScore/textString must lie between 0.0 and 1.0", message_id=message_id, operation=operation)
+    return PoxRequest(operation, message_id, sourcedid.strip(), score)
+
+
+def _el(parent: Any, name: str, text: str | None = None) -> Any:
+    e = etree.SubElement(parent, _q(name))
+    if text is not None:
+        e.text = text
+    return e
+
+
+def pox_request(operation: str, sourcedid: str, score: float | None = None, *, message_id: str | None = None) -> bytes:
+    """Basic Outcomes 6.1: the POX request a tool sends."""
+    root = etree.Element(_q("imsx_POXEnvelopeRequest"), nsmap={None: POX_NS})
+    info = _el(_el(root, "imsx_POXHeader"), "imsx_POXRequestHeaderInfo")
+    _el(info, "imsx_version", "V1.0")
+    _el(info, "imsx_messageIdentifier", message_id or secrets.token_hex(8))
+    record = _el(_el(_el(root, "imsx_POXBody"), f"{operation}Request"), "resultRecord")
+    _el(_el(record, "sourcedGUID"), "sourcedId", sourcedid)
+    if score is not None:
+        result_score = _el(_el(record, "result"), "resultScore")
+        _el(result_score, "language", "en")
+        _el(result_score, "textString", format(score, "g"))
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def pox_response(
+    operation: str, message_ref: str, *, code: str = "success", description: str = "", score: float | None = None
+) -> bytes:
+    """Basic Outcomes 6.1: imsx_POXEnvelopeResponse with its imsx_statusInfo."""
+    root = etree.Element(_q("imsx_POXEnvelopeResponse"), nsmap={None: POX_NS})
+    info = _el(_el(root, "imsx_POXHeader"), "imsx_POXResponseHeaderInfo")
+    _el(info, "imsx_version", "V1.0")
+    _el(info, "imsx_messageIdentifier", secrets.token_hex(8))
+    status = _el(info, "imsx_statusInfo")
+    _el(status, "imsx_codeMajor", code)
+    _el(status, "imsx_severity", "status" if code == "success" else "error")
+    _el(status, "imsx_description", description)
+    _el(status, "imsx_messageRefIdentifier", message_ref)
+    _el(status, "imsx_operationRefIdentifier", operation)
+    body = _el(root, "imsx_POXBody")
+    if code == "success" and operation in OPERATIONS:
+        response = _el(body, f"{operation}Response")
+        if operation == "readResult":
+            result_score = _el(_el(response, "result"), "resultScore")
+            _el(result_score, "language", "en")
+            _el(result_score, "textString", "" if score is None else format(score, "g"))
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def parse_pox_response(body: bytes) -> tuple[str, str, float | None]:
+    """(codeMajor, description, readResult score) of a consumer's answer."""
+    try:
+        root = etree.fromstring(body, _PARSER)
+    except etree.XMLSyntaxError:
+        raise UpstreamError("the outcome service answered with something that is not XML") from None
+    status = root.find(f"{_q('imsx_POXHeader')}/{_q('imsx_POXResponseHeaderInfo')}/{_q('imsx_statusInfo')}")
+    if root.tag != _q("imsx_POXEnvelopeResponse") or status is None:
+        raise UpstreamError("the outcome service's answer is not an imsx_POXEnvelopeResponse")
+    text = root.findtext(f".//{_q('readResultResponse')}/{_q('result')}/{_q('resultScore')}/{_q('textString')}")
+    try:
+        score = float(text) if text and text.strip() else None
+    except ValueError:
+        raise UpstreamError("the outcome service's readResult score is not a decimal") from None
+    return status.findtext(_q("imsx_codeMajor")) or "", status.findtext(_q("imsx_description")) or "", score
+
+
+# --- outcomes, consumer role ------------------------------------------------------------------
+
+
+def issue_sourcedid(
+    engine: Engine, tenant: str, consumer_key: str, learner_id: uuid.UUID, activity_id: str, competency_id: uuid.UUID | None = None
+) -> str:
+    """A ``lis_result_sourcedid`` for a launch of an LTI 1.1 tool: opaque, unguessable, and
+    standing for (learner, activity, competency) when the tool's outcomes come back."""
+    sourcedid = secrets.token_urlsafe(24)
+    with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        conn.execute(insert(tt.results).values(
+            sourcedid=sourcedid, tenant=tenant, consumer_key=consumer_key, learner_id=learner_id,
+            activity_id=activity_id, competency_id=competency_id, updated_at=utcnow(),
+        ))
+    return sourcedid
+
+
+def _evidence(consumer: Consumer, row: Any, req: PoxRequest, body: bytes, previous: uuid.UUID | None) -> Evidence:
+    now = utcnow()
+    native = f"{req.sourcedid}:{req.message_id or hashlib.sha256(body).hexdigest()[:16]}"[:255]
+    return Evidence(
+        tenant=consumer.tenant, source=f"lti11:{consumer.consumer_key}"[:128], native_id=native, learner_id=row.learner_id,
+        competency_id=row.competency_id, activity=ActivityRef(system=f"lti11:{consumer.consumer_key}"[:128], id=row.activity_id),
+        score=Score(raw=req.score, min=0.0, max=1.0, scaled=req.score), observed_at=now, assessor=consumer.name,
+        provenance=Provenance(
+            standard="lti11-outcomes", version="1.1", system=consumer.consumer_key, native_id=native,
+            payload_sha256=hashlib.sha256(body).hexdigest(), received_at=now,
+        ),
+        supersedes=previous,
+    )
+
+
+def outcomes(ctx: AppContext, creds: Credentials, signed: SignedRequest, body: bytes) -> bytes:
+    """Basic Outcomes 1.1 as the consumer: replaceResult -> Evidence, readResult, deleteResult."""
+    consumer = creds.get(signed.consumer_key)
+    assert consumer is not None
+    req = parse_pox(body)
+    with ctx.store.engine.connect() as conn:
+        row = conn.execute(select(tt.results).where(
+            tt.results.c.sourcedid == req.sourcedid, tt.results.c.consumer_key == consumer.consumer_key
+        )).first()
+    if row is None:  # another key's sourcedid is as unknown as a made-up one
+        raise PoxError("unknown sourcedId", message_id=req.message_id, operation=req.operation)
+    if req.operation == "readResult":
+        return pox_response("readResult", req.message_id, score=row.score, description="the current result")
+    if req.operation == "replaceResult":
+        ev = _evidence(consumer, row, req, body, row.evidence_id)
+        if ev.id == row.evidence_id:  # the tool resent the same message: already stored
+            return pox_response("replaceResult", req.message_id, description="replaceResult done")
+        update_row: dict[str, Any] = {"score": req.score, "evidence_id": ev.id}
+        records = [ev]
+    else:
+        if row.evidence_id is None:
+            return pox_response("deleteResult", req.message_id, description="there was no result")
+        stored = ctx.store.records.get(consumer.tenant, "evidence", row.evidence_id)
+        records = [stored.model_copy(update={"voided": True})]
+        update_row = {"score": None, "evidence_id": None}
+
+    def keep(conn: Connection) -> None:
+        conn.execute(update(tt.results).where(tt.results.c.sourcedid == req.sourcedid).values(updated_at=utcnow(), **update_row))
+
+    try:
+        ctx.store.records.apply(consumer.tenant, records, within=keep)
+    except TesseraError as exc:  # the store refused the evidence: still a POX answer
+        raise PoxError(str(exc), message_id=req.message_id, operation=req.operation) from None
+    return pox_response(req.operation, req.message_id, description=f"{req.operation} done")
+
+
+# --- outcomes, tool role ----------------------------------------------------------------------
+
+
+class OutcomesClient:
+    """Sends a learner's result to the LMS that launched Tessera (Basic Outcomes 1.1)."""
+
+    def __init__(self, ctx: AppContext, http: httpx.Client | None = None) -> None:
+        self.ctx = ctx
+        self.creds = Credentials(ctx.store.engine)
+        self.http = http or httpx.Client(timeout=15)
+
+    def _target(self, tenant: str, person_id: uuid.UUID, resource_link_id: str) -> Any:
+        ot = tt.outcome_targets
+        with self.ctx.store.engine.connect() as conn:
+            row = conn.execute(select(ot).where(
+                ot.c.tenant == tenant, ot.c.person_id == person_id, ot.c.resource_link_id == resource_link_id
+            )).first()
+        if row is None:
+            raise NotFound("no LTI 1.1 outcome service is known for this learner and resource link")
+        return row
+
+    def call(self, tenant: str, person_id: uuid.UUID, resource_link_id: str, operation: str, score: float | None = None) -> float | None:
+        if score is not None and not 0.0 <= score <= 1.0:
+            raise ValidationError("an LTI 1.1 outcome is a decimal between 0.0 and 1.0")
+        target = self._target(tenant, person_id, resource_link_id)
+        secret = self.creds.secret_lookup("tool")(target.consumer_key)
+        if secret is None:
+            raise NotFound("the consumer key of this outcome service was removed")
+        body = pox_request(operation, target.sourcedid, score)
+        client = _BodyHashClient(target.consumer_key, client_secret=secret, signature_type=SIGNATURE_TYPE_AUTH_HEADER, body=body)
+        uri, headers, _ = client.sign(target.service_url, "POST", headers={"Content-Type": POX_TYPE})
+        try:
+            r = self.http.post(uri, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"the LMS's outcome service could not be reached ({type(exc).__name__})") from None
+        if r.status_code != 200:
+            raise UpstreamError(f"the LMS's outcome service answered HTTP {r.status_code}")
+        code, description, read = parse_pox_response(r.content)
+        if code != "success":
+            raise UpstreamError(f"the LMS refused {operation}: {code} {description}".strip())
+        return read
+
+    def replace(self, tenant: str, person_id: uuid.UUID, resource_link_id: str, score: float) -> None:
+        self.call(tenant, person_id, resource_link_id, "replaceResult", score)
+
+    def read(self, tenant: str, person_id: uuid.UUID, resource_link_id: str) -> float | None:
+        return self.call(tenant, person_id, resource_link_id, "readResult")
+
+    def delete(self, tenant: str, person_id: uuid.UUID, resource_link_id: str) -> None:
+        self.call(tenant, person_id, resource_link_id, "deleteResult")
+
+
+class _BodyHashClient(Client):
+    """OAuth Request Body Hash 3.1: ``oauth_body_hash`` among the protocol parameters, so
+    the signature covers it (oauthlib signs whatever ``get_oauth_params`` returns)."""
+
+    def __init__(self, *args: Any, body: bytes, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._body_hash = body_hash(body)
+
+    def get_oauth_params(self, request: Any) -> list[tuple[str, str]]:
+        return [*super().get_oauth_params(request), ("oauth_body_hash", self._body_hash)]
+
+
+# --- router and CLI ---------------------------------------------------------------------------
+
+
+class ConsumerIn(BaseModel):
+    """An LTI 1.1 key as an administrator enters it; without ``secret`` one is generated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    consumer_key: str = Field(min_length=1, max_length=255)
+    role: Literal["tool", "consumer"] = "tool"
+    name: str | None = Field(default=None, max_length=256)
+    secret: str | None = Field(default=None, min_length=16, max_length=1024)
+    roster_system: str = Field(default="sis", min_length=1, max_length=128)
+
+
+def _consumer_dict(c: Consumer) -> dict[str, str]:
+    return {"consumer_key": c.consumer_key, "role": c.role, "name": c.name, "roster_system": c.roster_system}
+
+
+def build_router(ctx: AppContext) -> APIRouter:
+    router = APIRouter(tags=["lti"])
+    creds = Credentials(ctx.store.engine)
+    admin = Depends(ctx.require("admin"))
+
+    @router.get("/v1/lti/consumers", summary="LTI 1.1 consumer keys of the tenant (never their secrets)")
+    def list_consumers(principal: Principal = admin) -> dict[str, Any]:
+        return {"consumers": [_consumer_dict(c) for c in creds.list(principal.tenant)]}
+
+    @router.post("/v1/lti/consumers", status_code=201, summary="Add an LTI 1.1 consumer key (the secret is sealed at rest)")
+    def add_consumer(body: ConsumerIn, principal: Principal = admin) -> dict[str, Any]:
+        secret = body.secret or secrets.token_urlsafe(32)
+        made = creds.add(principal.tenant, body.consumer_key, secret, role=body.role, name=body.name, roster_system=body.roster_system)
+        return {**_consumer_dict(made), **({} if body.secret else {"secret": secret})}
+
+    @router.delete("/v1/lti/consumers/{consumer_key}", status_code=204, summary="Remove an LTI 1.1 consumer key")
+    def remove_consumer(consumer_key: str, principal: Principal = admin) -> Response:
+        creds.remove(principal.tenant, consumer_key)
+        return Response(status_code=204)
+
+    @router.post("/lti11/launch", summary="LTI 1.1 basic launch (tool role), OAuth 1.0a signed")
+    async def launch_route(request: Request) -> Response:
+        body = await request.body()
+        headers = dict(request.headers)
+        url = signed_url(ctx, request)
+        try:
+            return await run_in_threadpool(launch, ctx, creds, url, body, headers)
+        except (OAuth1Error, LaunchRefused) as exc:
+            log.warning("LTI 1.1 launch refused: %s", exc.detail)
+            return render_launch_error(exc)
+
+    @router.post("/lti11/outcomes", summary="LTI 1.1 Basic Outcomes service (consumer role): POX")
+    async def outcomes_route(request: Request) -> Response:
+        body = await request.body()
+        headers = dict(request.headers)
+        url = signed_url(ctx, request)
+
+        def run() -> Response:
+            try:
+                signed = _verify(creds, url, "POST", body, headers, "consumer")
+            except OAuth1Error as exc:
+                log.warning("LTI 1.1 outcome refused: %s", exc.detail)
+                answer = pox_response("", "", code="failure", description=exc.detail)
+                return Response(answer, status_code=401, media_type=POX_TYPE, headers={"WWW-Authenticate": exc.challenge})
+            try:
+                return Response(outcomes(ctx, creds, signed, body), media_type=POX_TYPE)
+            except PoxError as exc:
+                log.warning("LTI 1.1 outcome refused: %s", exc.description)
+                answer = pox_response(exc.operation, exc.message_id, code=exc.code, description=exc.description)
+                return Response(answer, media_type=POX_TYPE)
+
+        return await run_in_threadpool(run)
+
+    return router
+
+
+def register_cli(lti_app: typer.Typer) -> None:
+    """``tessera lti consumers add|list|remove``: LTI 1.1 keys and secrets."""
+    import os
+
+    from rich.table import Table
+
+    from gateway.cli import open_store, out
+
+    group = typer.Typer(help="LTI 1.1 consumer keys and secrets (OAuth 1.0a).", no_args_is_help=True)
+    lti_app.add_typer(group, name="consumers")
+
+    @group.command("add")
+    def add(
+        consumer_key: Annotated[str, typer.Argument(help="the oauth_consumer_key")],
+        role: Annotated[str, typer.Option(help="tool: an LMS launches Tessera; consumer: Tessera launches an LTI 1.1 tool")] = "tool",
+        tenant: Annotated[str, typer.Option(help="tenant the key belongs to")] = "default",
+        secret_env: Annotated[str | None, typer.Option("--secret-env", metavar="VAR", help="environment variable holding the secret; "
+                                                       "without it a secret is generated and shown once")] = None,
+        name: Annotated[str | None, typer.Option(help="a name for people")] = None,
+        roster_system: Annotated[str, typer.Option("--roster-system", help="identifier system of LIS sourcedids")] = "sis",
+    ) -> None:
+        """Add an LTI 1.1 consumer key; its secret is sealed at rest."""
+        secret = os.environ.get(secret_env, "") if secret_env else secrets.token_urlsafe(32)
+        if not secret:
+            raise typer.BadParameter(f"the environment variable {secret_env} is not set")
+        Credentials(open_store().engine).add(tenant, consumer_key, secret, role=role, name=name, roster_system=roster_system)
+        out.print(f"added LTI 1.1 key {consumer_key} ({role}) for tenant {tenant}")
+        if not secret_env:
+            out.print(f"secret (shown once): {secret}")
+
+    @group.command("list")
+    def list_(tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None) -> None:
+        """List LTI 1.1 consumer keys (never their secrets)."""
+        table = Table("consumer_key", "tenant", "role", "name")
+        for c in Credentials(open_store().engine).list(tenant):
+            table.add_row(c.consumer_key, c.tenant, c.role, c.name)
+        out.print(table)
+
+    @group.command("remove")
+    def remove(consumer_key: str, tenant: Annotated[str, typer.Option(help="the key's tenant")] = "default") -> None:
+        """Remove an LTI 1.1 consumer key."""
+        Credentials(open_store().engine).remove(tenant, consumer_key)
+        out.print(f"removed LTI 1.1 key {consumer_key}")
+
+
+__all__ = [
+    "Credentials", "OutcomesClient", "PoxError", "as_launch", "build_router", "issue_sourcedid", "parse_pox",
+    "pox_request", "pox_response", "register_cli",
+]
