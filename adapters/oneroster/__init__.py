@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from gateway.errors import ConfigError
 from gateway.model import Record
 
+from . import tables
+
 if TYPE_CHECKING:
     import typer
     from fastapi import APIRouter
@@ -30,6 +32,9 @@ DEMO_PACKAGE = "birchwood-district-v1p2.zip"
 class OneRosterAdapter:
     name = "oneroster"
     title = "IMS OneRoster 1.1 / 1.2 (CSV bulk and delta)"
+    #: gradebook and resource objects (``tables``), migrated as the "oneroster" Alembic branch
+    metadata = tables.metadata
+    migrations = Path(__file__).resolve().parent / "migrations" / "versions"
 
     def parse(self, data: bytes | Iterable[bytes], *, tenant: str, source: str, **options: Any) -> list[Record]:
         """A CSV package (zip bytes) -> canonical records, validated without a store: every
@@ -83,7 +88,10 @@ class OneRosterAdapter:
             if exc.name != f"{__name__}.provider":
                 raise
             return []
-        return [build_router(self, ctx)]
+        from .gradebook_provider import build_router as build_gradebook_router
+        from .resources_provider import build_router as build_resources_router
+
+        return [build_router(self, ctx), build_gradebook_router(ctx), build_resources_router(ctx)]
 
     def register_cli(self, import_app: typer.Typer, export_app: typer.Typer) -> None:
         from .cli import register

@@ -115,12 +115,23 @@ def register(adapter: OneRosterAdapter, import_app: typer.Typer, export_app: typ
         tenant: Annotated[str, typer.Option(help="tenant to export")] = "default",
         version: Annotated[str, typer.Option(help="OneRoster version: 1.2 or 1.1")] = "1.2",
         source: Annotated[str | None, typer.Option(help="export only records from this source")] = None,
+        mastery: Annotated[bool, typer.Option("--mastery", help="write the tenant's mastery instead: OneRoster 1.2 "
+                                              "assessmentLineItems / assessmentResults naming each competency's CASE GUID")] = False,
     ) -> None:
         """Write a OneRoster bulk CSV package (manifest.csv and one file per type) that
-        re-imports to the same state."""
+        re-imports to the same state; with --mastery, mastery written back as 1.2 assessment results."""
         if version not in ("1.1", "1.2"):
             raise typer.BadParameter("expected 1.1 or 1.2", param_hint="--version")
         store = open_store()
+        if mastery:
+            if version != "1.2" or source is not None:
+                raise typer.BadParameter("--mastery writes OneRoster 1.2 and takes no --source")
+            from .gradebook import export_mastery_package
+
+            with console.status(f"writing {output}"):
+                counts = export_mastery_package(store, output, tenant=tenant)
+            out.print(f"wrote {output}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+            return
         with console.status(f"writing {output}"):
             counts = adapter.export_package(store, output, tenant=tenant, version=version, source=source)
         out.print(f"wrote {output}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))

@@ -21,6 +21,11 @@ section 2-5):
   a record that is neither stored nor in the import is an error naming the row.
 * 1.2 ``roles.csv`` rows become the user's ``roles``; ``demographics.csv`` rows (keyed by
   the user's sourcedId) become ``Person.demographics``.
+* the gradebook and resources files (categories, lineItems, results, scoreScales,
+  assessmentLineItems, assessmentResults, the ``*LearningObjectiveIds`` / ``*ScoreScales``
+  join files, resources and their class / course / user links) are read after the
+  rostering files with the same checks, by ``gradebook.CsvGradebook``; their objects and the
+  evidence and alignments made from them are written with the rostering records.
 * the whole package is applied in ONE transaction (atomic: any error, and nothing
   changes). An enrollments.csv above ``STREAM_BYTES`` (~250,000 rows) is fully validated
   first, then applied with ``store.records.apply_batches``: still one transaction, but
@@ -49,6 +54,8 @@ from gateway.errors import (
 )
 from gateway.model import Person, Record, Status, record_id
 
+from .gradebook import CSV_COLUMNS, CsvGradebook, csv_rows
+from .gradebook import apply as apply_gradebook
 from .mapping import (
     KIND_COLLECTIONS,
     WIRE_KINDS,
@@ -130,6 +137,9 @@ _v12["roles"] = _BASE + [
     ("userProfileSourcedId", "userProfile", S, False),
 ]
 COLUMNS["1.2"] = _v12
+# the gradebook and resources files (``gradebook``), read with the same header and row checks
+for _version, _files in CSV_COLUMNS.items():
+    COLUMNS[_version].update(_files)
 
 #: Files each version defines (manifest ``file.<name>``); those this importer reads are COLUMNS'.
 KNOWN_FILES = {
@@ -137,6 +147,7 @@ KNOWN_FILES = {
             "enrollments", "lineItems", "orgs", "resources", "results", "users"],
     "1.2": ["academicSessions", "assessmentLineItems", "assessmentResults", "categories", "classes", "classResources",
             "courses", "courseResources", "demographics", "enrollments", "lineItemLearningObjectiveIds", "lineItems",
+            "assessmentLineItemLearningObjectiveIds", "assessmentResultLearningObjectiveIds",
             "lineItemScoreScales", "orgs", "resources", "results", "resultLearningObjectiveIds", "resultScoreScales",
             "roles", "scoreScales", "userProfiles", "userResources", "users"],
 }
@@ -323,6 +334,8 @@ class ImportReport:
     streamed: bool = False
     #: False only when a streamed import was applied in several transactions
     atomic: bool = True
+    #: the gradebook / resources objects to write with the records (``gradebook.Plan``)
+    gradebook: Any = None
 
 
 class _Importer:
@@ -559,11 +572,25 @@ class _Importer:
             self.report.rows[name] = count
         self.build_users()
         self.apply_demographics()
+        self.read_gradebook()
         self.resolve_refs()
         self.errors.raise_if_any("invalid OneRoster package")
         self.mark_bulk_absent()
         self.report.records = len(self.records)
         return self.records
+
+    def read_gradebook(self) -> None:
+        """The gradebook and resources files (``gradebook.CsvGradebook``): validated against
+        this package's rostering records and the store; their problems join the import's."""
+        def resolve(kind: str, sids: list[str]) -> dict[str, Any]:
+            return {s: record_id(self.tenant, kind, self.source, s) for s in sids if s in self.seen[kind] or self.stored(kind, s)}
+
+        gb = CsvGradebook(self.store, self.tenant, self.source, self.version, self.rows, self.mode, resolve)
+        self.report.gradebook = gb.read()
+        for e in gb.errors:
+            self.errors.add(e.message, location=e.location, field=e.field)
+        self.report.rows.update(gb.counts)
+        self.report.deleted.update(gb.deleted)
 
     def read_role(self, obj: dict[str, Any], loc: str) -> None:
         """1.2 roles.csv: validate the row here so errors name roles.csv, then hold it for its user."""
@@ -821,12 +848,18 @@ def _run_import(store: Any, tenant: str, imp: _Importer, applying: Callable[[int
     index = {(r.KIND, r.native_id): i for i, r in enumerate(records)} if records else {}
     try:
         if not imp.stream:
-            report.result = store.records.apply(tenant, records)
+            if report.gradebook is not None:  # gradebook objects and their evidence: same transaction
+                report.result = apply_gradebook(store, report.gradebook, records)
+            else:
+                report.result = store.records.apply(tenant, records)
         else:
             batches = _chain(_ordered_chunks(records, STREAM_BATCH), imp.streamed_enrollments(STREAM_BATCH))
             # Many batches in ONE transaction: memory bounded by a batch, still all or nothing.
             report.result = store.records.apply_batches(tenant, batches)
             report.atomic = True
+            if report.gradebook is not None:  # apply_batches takes no ``within``: a second transaction
+                report.result.counts.update(apply_gradebook(store, report.gradebook).counts)
+                report.atomic = False
     except IntegrityError as exc:
         raise IntegrityError("invalid OneRoster package", errors=[_relocate(e, index) for e in exc.errors]) from None
     return report
@@ -864,7 +897,8 @@ def _relocate(e: ErrorDetail, index: dict[tuple[str, str], int]) -> ErrorDetail:
 # --------------------------------------------------------------------------- export
 
 
-EXPORT_ORDER = ["orgs", "academicSessions", "courses", "classes", "users", "roles", "demographics", "enrollments"]
+EXPORT_ORDER = ["orgs", "academicSessions", "courses", "classes", "users", "roles", "demographics", "enrollments",
+                *CSV_COLUMNS["1.2"]]
 
 
 def export_package(
@@ -915,6 +949,9 @@ def export_package(
             if name not in cols:
                 continue
             rows = _rows_for(name, records, version, sourced_id)
+            if rows is None and name in CSV_COLUMNS[version]:
+                found = csv_rows(store, tenant, name, version, source)
+                rows = iter(found) if found else None
             if rows is None:
                 continue
             spec = cols[name]

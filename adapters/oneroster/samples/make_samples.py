@@ -4,7 +4,10 @@
 
 The district, Birchwood Unified, is invented: a district org, ``schools`` schools, one
 school year with two semesters, courses per school, classes per course, teachers,
-students (with guardians for some, and demographics) and enrollments. Everything comes
+students (with guardians for some, and demographics) and enrollments, and the gradebook of
+its first few mathematics classes: line items tagged with Northwind State standards (CASE
+identifiers from ``adapters/case/samples``, so ``tessera demo`` turns the results into
+aligned evidence), a proficiency score scale and a few hundred results. Everything comes
 from ``random.Random(seed)``, so the same arguments give byte-identical files. Rows are
 written as they are generated (a million enrollments never sit in memory).
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 import sys
 import zipfile
@@ -35,7 +39,22 @@ MANIFEST_FILES = ["academicSessions", "assessmentLineItems", "assessmentResults"
                   "courses", "courseResources", "demographics", "enrollments", "lineItemLearningObjectiveIds", "lineItems",
                   "lineItemScoreScales", "orgs", "resources", "results", "resultLearningObjectiveIds", "resultScoreScales",
                   "roles", "scoreScales", "userProfiles", "userResources", "users"]
-WRITTEN = ["orgs", "academicSessions", "courses", "classes", "users", "roles", "demographics", "enrollments"]
+WRITTEN = ["orgs", "academicSessions", "courses", "classes", "users", "roles", "demographics", "enrollments", "categories",
+           "scoreScales", "lineItems", "lineItemLearningObjectiveIds", "lineItemScoreScales", "results", "resources",
+           "classResources"]
+#: the bundled CASE demo framework whose standards the mathematics line items assess
+CASE_FRAMEWORK = HERE.parents[1] / "case" / "samples" / "northwind-state-mathematics.json"
+LEVELS = ["Beginning", "Developing", "Proficient", "Exceeding"]
+
+
+def standards_by_grade() -> dict[str, list[str]]:
+    """Northwind State grade code ("K", "1", ...) -> the CASE identifiers of its Standards, in file order."""
+    doc = json.loads(CASE_FRAMEWORK.read_text(encoding="utf-8"))
+    out: dict[str, list[str]] = {}
+    for item in doc["CFItems"]:
+        if item.get("CFItemType") == "Standard":
+            out.setdefault(item["humanCodingScheme"].split(".")[2], []).append(item["identifier"])
+    return out
 
 
 def district(
@@ -46,6 +65,8 @@ def district(
     classes: int = 36,
     enrollments: int = 1200,
     guardians: int = 40,
+    line_items: int = 4,
+    graded_classes: int = 3,
     seed: int = 20260901,
 ) -> Iterator[tuple[str, list[str]]]:
     """(file name, row) pairs, file by file in dependency order, headers first."""
@@ -80,12 +101,15 @@ def district(
     yield "classes", base + ["title", "grades", "courseSourcedId", "classCode", "classType", "location", "schoolSourcedId",
                              "termSourcedIds", "subjects", "subjectCodes", "periods"]
     class_rows: list[tuple[str, int, str]] = []  # (id, school, grade)
+    roster_of: dict[int, list[str]] = {}  # graded class -> its students, for the gradebook
     for k in range(classes):
         cid, si, g, subject = courses[k % len(courses)]
         sec = k // len(courses) + 1
         term = "as-2027-s1" if k % 2 == 0 else "as-2027-s2"
         kid = f"cls-{k:06d}"
         class_rows.append((kid, si, g))
+        if subject == "mathematics" and len(roster_of) < graded_classes:
+            roster_of[k] = []
         yield "classes", [kid, "", "", f"{subject.title()} {g} section {sec}", g, cid, f"{cid}-{sec}", "scheduled",
                           f"Room {100 + k % 60}", school_ids[si], term, subject, "", str(1 + k % 7)]
 
@@ -160,7 +184,64 @@ def district(
         for j in range(min(want, len(pool))):
             k = pool[(start + j) % len(pool)]
             yield "enrollments", [f"enr-{n:07d}", "", "", class_rows[k][0], school_ids[si], f"stu-{s:06d}", "student", "false", "", ""]
+            if k in roster_of:
+                roster_of[k].append(f"stu-{s:06d}")
             n += 1
+
+    yield from gradebook(rnd, class_rows, roster_of, line_items=line_items)
+
+
+def gradebook(rnd: random.Random, class_rows: list[tuple[str, int, str]], roster_of: dict[int, list[str]], *,
+              line_items: int) -> Iterator[tuple[str, list[str]]]:
+    """The graded (mathematics) classes' gradebook: two categories, a four-level proficiency
+    scale per class, ``line_items`` line items per class each tagged with a Northwind State
+    standard of the class's grade (a CASE identifier: results become aligned evidence), every
+    enrolled student's result, and one resource per class."""
+    base = ["sourcedId", "status", "dateLastModified"]
+    maths = sorted(roster_of)
+    standards = standards_by_grade() if maths and line_items else {}
+    yield "categories", base + ["title", "weight"]
+    yield "categories", ["cat-quiz", "", "", "Quizzes", "0.4"]
+    yield "categories", ["cat-task", "", "", "Performance tasks", "0.6"]
+    yield "scoreScales", base + ["title", "type", "courseSourcedId", "classSourcedId", "scoreScaleValue"]
+    for k in maths:
+        yield "scoreScales", [f"ss-{class_rows[k][0]}", "", "", "Proficiency (1-4)", "proficiency", "", class_rows[k][0],
+                              ",".join(f"{{{lv}:{i + 1}}}" for i, lv in enumerate(LEVELS))]
+    head = base + ["title", "description", "assignDate", "dueDate", "classSourcedId", "categorySourcedId", "gradingPeriodSourcedId",
+                   "resultValueMin", "resultValueMax", "academicSessionSourcedId", "schoolSourcedId"]
+    items: list[tuple[int, str, bool, str]] = []  # (class, line item, rubric?, standard)
+    yield "lineItems", head
+    for k in maths:
+        kid, _, grade = class_rows[k]
+        pool = standards.get("K" if grade == "KG" else grade.lstrip("0"), [])
+        for j in range(line_items if pool else 0):
+            rubric = j % 2 == 1
+            lid = f"li-{kid}-{j + 1:02d}"
+            items.append((k, lid, rubric, pool[(j * 5 + k) % len(pool)]))
+            day = 1 + 7 * j
+            yield "lineItems", [lid, "", "", f"{'Task' if rubric else 'Quiz'} {j + 1}", "", f"2026-09-{day:02d}",
+                                f"2026-09-{day + 4:02d}", kid, "cat-task" if rubric else "cat-quiz", "",
+                                "1" if rubric else "0", "4" if rubric else "20", "", ""]
+    yield "lineItemLearningObjectiveIds", ["lineItemSourcedId", "source", "learningObjectiveId"]
+    for _, lid, _, standard in items:
+        yield "lineItemLearningObjectiveIds", [lid, "case", standard]
+    yield "lineItemScoreScales", ["lineItemSourcedId", "scoreScaleSourcedId"]
+    for k, lid, rubric, _ in items:
+        if rubric:
+            yield "lineItemScoreScales", [lid, f"ss-{class_rows[k][0]}"]
+    yield "results", base + ["lineItemSourcedId", "studentSourcedId", "scoreStatus", "score", "scoreDate", "comment",
+                             "classSourcedId", "textScore", "inProgress", "incomplete", "late", "missing"]
+    for k, lid, rubric, _ in items:
+        day = int(lid[-2:]) * 7 - 1
+        for student in roster_of.get(k, []):
+            score = str(rnd.choice([1, 2, 2, 3, 3, 3, 4])) if rubric else str(rnd.randint(8, 20))
+            yield "results", [f"res-{lid[3:]}-{student}", "", "", lid, student, "fully graded", score, f"2026-09-{day:02d}",
+                              "", class_rows[k][0], "", "", "", "", ""]
+    yield "resources", base + ["vendorResourceId", "title", "roles", "importance", "vendorId", "applicationId"]
+    yield "resources", ["rsc-fractions", "", "", "FRAC-101", "Fraction strips", "student,teacher", "primary", "birchwood-lms", ""]
+    yield "classResources", base + ["title", "classSourcedId", "resourceSourcedId"]
+    for k in maths:
+        yield "classResources", [f"crs-{class_rows[k][0]}", "", "", "Fraction strips", class_rows[k][0], "rsc-fractions"]
 
 
 def write_package(target: Path, **kw: int) -> dict[str, int]:
