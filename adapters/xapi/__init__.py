@@ -33,16 +33,58 @@ class XapiAdapter:
     migrations = Path(__file__).resolve().parent / "migrations" / "versions"
 
     def parse(self, data: bytes | Iterable[bytes], *, tenant: str, source: str, **options: Any) -> list[Record]:
-        raise NotImplementedError  # filled in by adapters.xapi.evidence
+        """xAPI statements (one, or a JSON array) -> canonical records: the Persons their
+        actors need and the Evidence they carry. Validated strictly (``version``: "1.0.3",
+        the default, or "2.0.0"); ``store`` (required) resolves actors and alignments, and
+        ``authority`` (an xAPI Agent) is the authority of statements that have none."""
+        import orjson
+
+        from gateway.errors import ConfigError, MalformedInput, ValidationError
+
+        from .evidence import EvidenceMapper
+        from .http import V1, XapiError
+        from .statements import complete
+        from .validation import statements
+
+        store = options.get("store")
+        if store is None:
+            raise ConfigError("parsing xAPI statements resolves actors and alignments in a store: pass store=")
+        raw = data if isinstance(data, bytes) else b"".join(data)
+        try:
+            batch = statements(orjson.loads(raw), options.get("version", V1))
+        except orjson.JSONDecodeError as exc:
+            raise MalformedInput(f"the statements are not valid JSON: {exc}") from None
+        except XapiError as exc:
+            raise ValidationError(exc.detail) from None
+        authority = options.get("authority") or {"objectType": "Agent", "account": {"homePage": "https://tessera.invalid", "name": source}}
+        given = [s.get("authority", authority) for s in batch]  # kept: these statements come from another LRS
+        complete(batch, authority, options.get("version", V1))
+        for s, a in zip(batch, given, strict=True):
+            s["authority"] = a
+        return EvidenceMapper(store, source=source).map(tenant, batch).records
 
     def emit(self, records: Iterable[Record], **options: Any) -> Iterator[bytes]:
         raise NotImplementedError
 
     def routers(self, ctx: AppContext) -> list[APIRouter]:
-        return []
+        """One router mounting the whole LRS at /xapi and /xAPI (see ``http``)."""
+        from .http import lrs_router
+        from .statements import build_router as statements_router
+
+        routers = [statements_router(ctx)]
+        try:
+            from .documents import build_router as documents_router
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.documents":
+                raise
+        else:
+            routers.append(documents_router(ctx))
+        return [lrs_router(ctx, routers)]
 
     def register_cli(self, import_app: typer.Typer, export_app: typer.Typer) -> None:
-        return None
+        from .cli import register
+
+        register(self, import_app, export_app)
 
 
 __all__ = ["XapiAdapter"]

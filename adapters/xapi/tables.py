@@ -1,9 +1,103 @@
-"""The LRS's own tables: statements as received (immutable), and their query indexes."""
+"""The LRS's own tables: statements as stored (immutable), and the indexes their queries need.
+
+``xapi_statements`` keeps each statement exactly as the LRS stored it (``body``, JSON text,
+served byte for byte by ``format=exact``) and promotes what the Statement Resource filters
+on (Communication 2.1.3) to indexed columns. ``seq`` is the insertion order: the LRS sets
+``stored`` from its clock as it inserts, so ordering by ``seq`` is ordering by ``stored``,
+and ``seq`` is what a ``more`` link resumes after.
+
+The agent and activity filters match several places in a statement (actor or object; with
+``related_agents`` / ``related_activities`` also authority, instructor, team, context
+activities, a SubStatement's parts). One row per (statement, agent) or (statement,
+activity) in ``xapi_statement_agents`` / ``xapi_statement_activities`` turns each filter
+into one index range scan; the agent rows carry the verb, so the commonest query
+(a learner's statements with one verb) reads index entries only.
+
+``xapi_activities`` is the LRS's canonical definition of each activity (the Activities
+resource, ``format=canonical``), merged from the statements that define it.
+``xapi_attachments`` keeps attachment content once per SHA-2 (Communication 2.1.4).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
 
-from gateway.store.tables import NAMING
+from gateway.store.db import UTCDateTime, UUIDType
+from gateway.store.tables import NAMING, BigId
 
 metadata = MetaData(naming_convention=NAMING)
+
+xapi_statements = Table(
+    "xapi_statements",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("tenant", String(63), nullable=False),
+    Column("id", UUIDType(), nullable=False),
+    Column("stored", UTCDateTime(), nullable=False),
+    Column("verb_id", Text(), nullable=False),
+    Column("registration", UUIDType()),
+    Column("voiding", UUIDType()),  # the statement this one voids (a voiding statement)
+    Column("voided", Boolean(), nullable=False),
+    Column("authority", Text(), nullable=False),  # agent key of the credentials (statements/read/mine)
+    Column("attachments", Boolean(), nullable=False),
+    Column("body", Text(), nullable=False),
+    Index("ix_xapi_statements_tenant_id", "tenant", "id", unique=True),
+    Index("ix_xapi_statements_tenant_stored", "tenant", "stored"),
+    # few statements void another: index only those
+    Index("ix_xapi_statements_tenant_voiding", "tenant", "voiding",
+          sqlite_where=text("voiding IS NOT NULL"), postgresql_where=text("voiding IS NOT NULL")),
+    Index("ix_xapi_statements_tenant_registration", "tenant", "registration"),
+)
+
+#: role: "a" actor, "o" object, "r" anywhere else (related_agents)
+xapi_statement_agents = Table(
+    "xapi_statement_agents",
+    metadata,
+    Column("tenant", String(63), primary_key=True),
+    Column("agent", Text(), primary_key=True),
+    Column("verb_id", Text(), primary_key=True),
+    Column("seq", BigId, primary_key=True, autoincrement=False),
+    Column("role", String(1), primary_key=True),
+    sqlite_with_rowid=False,
+)
+
+#: role: "o" object, "r" anywhere else (related_activities)
+xapi_statement_activities = Table(
+    "xapi_statement_activities",
+    metadata,
+    Column("tenant", String(63), primary_key=True),
+    Column("activity", Text(), primary_key=True),
+    Column("seq", BigId, primary_key=True, autoincrement=False),
+    Column("role", String(1), primary_key=True),
+    sqlite_with_rowid=False,
+)
+
+xapi_activities = Table(
+    "xapi_activities",
+    metadata,
+    Column("tenant", String(63), primary_key=True),
+    Column("id", Text(), primary_key=True),
+    Column("definition", Text(), nullable=False),  # JSON object
+    Column("updated", UTCDateTime(), nullable=False),
+)
+
+xapi_attachments = Table(
+    "xapi_attachments",
+    metadata,
+    Column("tenant", String(63), primary_key=True),
+    Column("sha2", String(128), primary_key=True),
+    Column("content_type", String(255), nullable=False),
+    Column("length", Integer(), nullable=False),
+    Column("content", LargeBinary(), nullable=False),
+)

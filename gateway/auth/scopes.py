@@ -29,11 +29,26 @@ SCOPES: dict[str, str] = {
     "mastery.readonly": "read mastery states, progressions and reports",
     "records.write": "write canonical records of any kind through the batch API",
     "admin": "manage connections, routes, sync runs and dead letters of the tenant",
+    # xAPI 1.0.3 Communication 4.2 / 2.0 scopes, namespaced "xapi/" + the spec's own name
+    "xapi/statements/write": "write xAPI statements",
+    "xapi/statements/read": "read any xAPI statement of the tenant",
+    "xapi/statements/read/mine": "read the xAPI statements these credentials stored",
+    "xapi/all/read": "read everything in the LRS (statements, state, profiles, activities, agents)",
+    "xapi/all": "everything in the LRS",
+    "xapi/state": "read and write xAPI state documents",
+    "xapi/define": "(re)define xAPI activities and actors",
+    "xapi/profile": "read and write xAPI activity and agent profiles",
 }
 
 #: A scope that implies others.
 IMPLIES: dict[str, frozenset[str]] = {
     "roster.readonly": frozenset({"roster-core.readonly", "roster-demographics.readonly"}),
+    "xapi/all": frozenset({
+        "xapi/statements/write", "xapi/statements/read", "xapi/statements/read/mine", "xapi/all/read",
+        "xapi/state", "xapi/define", "xapi/profile",
+    }),
+    "xapi/all/read": frozenset({"xapi/statements/read", "xapi/statements/read/mine"}),
+    "xapi/statements/read": frozenset({"xapi/statements/read/mine"}),
 }
 
 

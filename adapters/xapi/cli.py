@@ -1,0 +1,77 @@
+"""``tessera lrs credentials create|list|revoke``: HTTP Basic credentials of the LRS.
+
+LRS credentials are gateway OAuth clients whose scopes are xAPI scopes: the key is the
+client id, the secret is shown once and stored only as an scrypt hash, and the same pair
+can also get an OAuth 2.0 bearer token. Each belongs to one tenant.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gateway.auth.scopes import SCOPES
+
+if TYPE_CHECKING:
+    from . import XapiAdapter
+
+XAPI_SCOPES = sorted(s for s in SCOPES if s.startswith("xapi/"))
+
+
+def register(adapter: XapiAdapter, import_app: typer.Typer, export_app: typer.Typer) -> None:
+    from gateway.cli import app, console, open_store, out
+
+    lrs_app = typer.Typer(help="The xAPI Learning Record Store", no_args_is_help=True)
+    credentials = typer.Typer(help="HTTP Basic credentials for the LRS (one tenant each)", no_args_is_help=True)
+    lrs_app.add_typer(credentials, name="credentials")
+    app.add_typer(lrs_app, name="lrs")
+
+    @credentials.command("create")
+    def create(
+        tenant: Annotated[str, typer.Option(help="the tenant whose LRS these credentials use (created if new)")],
+        scopes: Annotated[list[str] | None, typer.Option("--scopes", "--scope", help=f"xAPI scopes, repeatable or "
+                                                         f"space-separated, with or without 'xapi/' (default: all); "
+                                                         f"known: {' '.join(XAPI_SCOPES)}")] = None,
+        name: Annotated[str | None, typer.Option(help="a name for humans; it is the authority's name in statements")] = None,
+    ) -> None:
+        """Create LRS credentials. The secret is printed ONCE; only a hash is stored."""
+        from gateway.auth import ClientStore
+
+        flat = [s for item in scopes or ["all"] for s in item.replace(",", " ").split()]
+        wanted = [s if s.startswith("xapi/") else "xapi/" + s for s in flat]
+        bad = [s for s in wanted if s not in XAPI_SCOPES]
+        if bad:
+            raise typer.BadParameter(f"unknown xAPI scope(s) {bad}; known: {' '.join(XAPI_SCOPES)}")
+        client, secret = ClientStore(open_store().engine).create(tenant, wanted, name or f"lrs-{tenant}")
+        out.print(f"key:     {client.client_id}")
+        out.print(f"secret:  {secret}")
+        out.print(f"tenant:  {client.tenant}")
+        out.print(f"scopes:  {' '.join(client.scopes)}")
+        out.print("endpoint: /xapi/ (HTTP Basic: key as user name, secret as password)")
+        console.print("[yellow]Store the secret now: it cannot be shown again.[/]")
+
+    @credentials.command("list")
+    def list_(tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None) -> None:
+        """List LRS credentials (never their secrets)."""
+        from rich.table import Table
+
+        from gateway.auth import ClientStore
+
+        clients = [c for c in ClientStore(open_store().engine).list(tenant) if any(s.startswith("xapi/") for s in c.scopes)]
+        table = Table()
+        table.add_column("key", no_wrap=True, min_width=max((len(c.client_id) for c in clients), default=3))  # copied whole
+        for col in ("tenant", "name", "scopes", "created", "revoked"):
+            table.add_column(col, overflow="fold")
+        for c in clients:
+            table.add_row(c.client_id, c.tenant, c.name, " ".join(c.scopes), c.created_at.isoformat(timespec="seconds"),
+                          c.revoked_at.isoformat(timespec="seconds") if c.revoked_at else "")
+        out.print(table)
+
+    @credentials.command("revoke")
+    def revoke(key: str) -> None:
+        """Revoke LRS credentials (a running server stops accepting them within 30 s)."""
+        from gateway.auth import ClientStore
+
+        ClientStore(open_store().engine).revoke(key)
+        console.print(f"revoked {key}")
