@@ -75,4 +75,5 @@ READ_SCOPE: dict[str, str] = {
     "evidence": "evidence.readonly",
     "mastery_rule": "mastery.readonly",
     "mastery_state": "mastery.readonly",
+    "learning_plan": "mastery.readonly",
 }

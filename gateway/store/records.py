@@ -89,15 +89,20 @@ class _Refs:
     __call__ = walk
 
 
-class _PersonOrgRefs:
-    __slots__ = ()
+class _ItemRefs:
+    """References held by each item of a list field: ``roles[i].org_id``."""
+
+    __slots__ = ("items", "attr")
+
+    def __init__(self, items: str, attr: str) -> None:
+        self.items, self.attr = items, attr
 
     def ids(self, rec: Any) -> list[uuid.UUID]:
-        return [r.org_id for r in rec.roles]
+        return [getattr(x, self.attr) for x in getattr(rec, self.items)]
 
     def walk(self, rec: Any) -> Iterator[tuple[str, uuid.UUID]]:
-        for i, r in enumerate(rec.roles):
-            yield f"roles[{i}].org_id", r.org_id
+        for i, x in enumerate(getattr(rec, self.items)):
+            yield f"{self.items}[{i}].{self.attr}", getattr(x, self.attr)
 
     __call__ = walk
 
@@ -112,7 +117,7 @@ REFERENCES: dict[str, list[tuple[str, Any]]] = {
     "academic_session": [("academic_session", _refs("parent_id")), ("org", _refs("org_id"))],
     "course": [("org", _refs("org_id")), ("academic_session", _refs("session_id")), ("competency", _refs("competency_ids"))],
     "section": [("course", _refs("course_id")), ("org", _refs("org_id")), ("academic_session", _refs("session_ids"))],
-    "person": [("org", _PersonOrgRefs()), ("person", _refs("agent_ids"))],
+    "person": [("org", _ItemRefs("roles", "org_id")), ("person", _refs("agent_ids"))],
     "enrollment": [("person", _refs("person_id")), ("section", _refs("section_id")), ("org", _refs("org_id"))],
     "framework": [],
     "competency": [("framework", _refs("framework_id"))],
@@ -131,6 +136,11 @@ REFERENCES: dict[str, list[tuple[str, Any]]] = {
         ("proficiency_scale", _refs("scale_id")),
     ],
     "mastery_state": [("person", _refs("learner_id")), ("competency", _refs("competency_id"))],
+    "learning_plan": [
+        ("person", _refs("learner_id")),
+        ("competency", _refs("pathway")),
+        ("competency", _ItemRefs("targets", "competency_id")),
+    ],
 }
 
 
@@ -160,9 +170,20 @@ PROMOTED: dict[str, dict[str, Callable[[Any], Any]]] = {
         "competency_id": lambda r: r.competency_id,
         "observed_at": lambda r: r.observed_at,
         "voided": lambda r: r.voided,
+        "scaled": lambda r: r.score.scaled if r.score is not None else None,
+        "level": lambda r: r.level,
+        "evidence_kind": lambda r: r.evidence_kind.value,
+        "superseded_by": lambda r: r.superseded_by,
     },
     "mastery_rule": {"framework_id": lambda r: r.framework_id, "competency_id": lambda r: r.competency_id},
-    "mastery_state": {"learner_id": lambda r: r.learner_id, "competency_id": lambda r: r.competency_id},
+    "mastery_state": {
+        "learner_id": lambda r: r.learner_id,
+        "competency_id": lambda r: r.competency_id,
+        "level": lambda r: r.level,
+        "value": lambda r: r.value,
+        "mastered": lambda r: r.mastered,
+    },
+    "learning_plan": {"learner_id": lambda r: r.learner_id},
 }
 
 #: Fields left out of the content hash: timestamps the store itself sets.
@@ -359,6 +380,13 @@ class _KindWrite:
     updated_keys: list[Any] = field(default_factory=list)
     written: list[tuple[uuid.UUID, str, str]] = field(default_factory=list)
     superseding: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)
+    #: evidence: the (learner, competency) pairs whose evidence changed (old and new competency)
+    touched: set[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=set)
+
+
+#: Called inside the writing transaction once evidence has changed, with the (learner,
+#: competency) pairs it touched: how the mastery engine keeps states exact (DESIGN 2).
+EvidenceListener = Callable[[Connection, str, set[tuple[uuid.UUID, uuid.UUID]], datetime], None]
 
 
 _COMMON_HEAD = ["id", "tenant", "source", "native_id", "status", "content_hash"]
@@ -395,6 +423,7 @@ class RecordStore:
         self._delete_identifiers = f"DELETE FROM {dialect.identifier_preparer.format_table(t.identifiers)} WHERE "
         self._record_id = quote("record_id")
         self._voided = bind_processor(t.evidence, "voided", dialect)
+        self.evidence_listeners: list[EvidenceListener] = []
         # reading: the result processors that decode a page's last (updated_at, id)
         self._cursor_procs = {
             kind: (
@@ -515,6 +544,7 @@ class RecordStore:
                     if rows:
                         conn.execute(core_insert(t.outbox), rows)
                         result.outbox += len(rows)
+            self._notify(conn, tenant, plans, now)
             if within is not None:
                 within(conn)
         return result
@@ -565,25 +595,52 @@ class RecordStore:
         with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             now = utcnow()
             ensure_tenant(conn, tenant)
-            routes = matching_routes(conn, tenant)
+            touched: set[tuple[uuid.UUID, uuid.UUID]] = set()
             for records in batches:
-                batch = self.prepare(tenant, records)
-                if not batch.by_kind:
-                    continue
-                self._check_references(conn, tenant, batch)
-                for kind, items in batch.by_kind.items():
-                    plan = self._plan_kind(conn, tenant, kind, items, result.batch_id, now, collect=any(kind in r.kinds for r in routes))
-                    self._apply_kind(conn, tenant, plan.kind, plan, result.batch_id, now)
-                    acc = result.counts.setdefault(kind, KindCounts())
-                    acc.created += plan.counts.created
-                    acc.updated += plan.counts.updated
-                    acc.unchanged += plan.counts.unchanged
-                    if plan.written and plan.collect:
-                        rows = outbox_rows(routes, tenant, kind, plan.written, now)
-                        if rows:
-                            conn.execute(core_insert(t.outbox), rows)
-                            result.outbox += len(rows)
+                touched |= self._write(conn, tenant, records, result, now)
+            self._notify_pairs(conn, tenant, touched, now)
         return result
+
+    def apply_in(self, conn: Connection, tenant: str, records: Iterable[Record], *, now: datetime,
+                 batch_id: uuid.UUID | None = None) -> ApplyResult:
+        """Write records inside a transaction the caller holds (the mastery engine writes
+        the states it derived in the transaction of the evidence they come from)."""
+        result = ApplyResult(batch_id=batch_id or uuid.uuid4())
+        self._notify_pairs(conn, tenant, self._write(conn, tenant, records, result, now), now)
+        return result
+
+    def _write(self, conn: Connection, tenant: str, records: Iterable[Record], result: ApplyResult,
+               now: datetime) -> set[tuple[uuid.UUID, uuid.UUID]]:
+        """Check, plan and write one batch on ``conn``, adding to ``result``; returns the
+        evidence pairs it touched."""
+        batch = self.prepare(tenant, records)
+        touched: set[tuple[uuid.UUID, uuid.UUID]] = set()
+        if not batch.by_kind:
+            return touched
+        self._check_references(conn, tenant, batch)
+        routes = matching_routes(conn, tenant)
+        for kind, items in batch.by_kind.items():
+            plan = self._plan_kind(conn, tenant, kind, items, result.batch_id, now, collect=any(kind in r.kinds for r in routes))
+            self._apply_kind(conn, tenant, plan.kind, plan, result.batch_id, now)
+            touched |= plan.touched
+            acc = result.counts.setdefault(kind, KindCounts())
+            acc.created += plan.counts.created
+            acc.updated += plan.counts.updated
+            acc.unchanged += plan.counts.unchanged
+            if plan.written and plan.collect:
+                rows = outbox_rows(routes, tenant, kind, plan.written, now)
+                if rows:
+                    conn.execute(core_insert(t.outbox), rows)
+                    result.outbox += len(rows)
+        return touched
+
+    def _notify(self, conn: Connection, tenant: str, plans: list[_KindWrite], now: datetime) -> None:
+        self._notify_pairs(conn, tenant, {pair for plan in plans for pair in plan.touched}, now)
+
+    def _notify_pairs(self, conn: Connection, tenant: str, touched: set[tuple[uuid.UUID, uuid.UUID]], now: datetime) -> None:
+        if touched:
+            for listener in self.evidence_listeners:
+                listener(conn, tenant, touched, now)
 
     def _check_references(self, conn: Connection, tenant: str, batch: PreparedBatch) -> None:
         unresolved: dict[str, set[uuid.UUID]] = {}
@@ -698,16 +755,24 @@ class RecordStore:
                 rec, doc = p.rec, p.doc
                 assert doc is not None
                 old = existing.get(p.key)
-                self._evidence_rules(rec, doc, old, now)
+                was = self._evidence_rules(rec, doc, old, now)
                 digest = content_hash(doc)
                 if old is not None and old[0] == digest:
                     unchanged += 1
                     continue
                 doc["updated_at"] = stamp
-                # head: id..status, content_hash, learner_id, competency_id, observed_at, voided;
-                # the rules may have kept a stored void, so the column follows the document.
+                # head: id..status, content_hash, learner_id, competency_id, observed_at, voided,
+                # scaled, level, evidence_kind, superseded_by; the rules may have kept a stored
+                # void or superseded_by, so those columns follow the document.
                 voided = doc["voided"] if self._voided is None else self._voided(doc["voided"])
-                rows.extend(p.head[:5] + (digest,) + p.head[6:9] + (voided, now_b, now_b, orjson.dumps(doc).decode()))
+                sup = doc.get("superseded_by")
+                sup_b = None if sup is None else (self._key(uuid.UUID(sup)) if self._key is not None else uuid.UUID(sup))
+                rows.extend(p.head[:5] + (digest,) + p.head[6:9] + (voided,) + p.head[10:13] + (sup_b, now_b, now_b, orjson.dumps(doc).decode()))
+                learner = rec.learner_id  # type: ignore[attr-defined]
+                if rec.competency_id is not None:  # type: ignore[attr-defined]
+                    plan.touched.add((learner, rec.competency_id))  # type: ignore[attr-defined]
+                if was is not None and was != rec.competency_id:  # type: ignore[attr-defined]
+                    plan.touched.add((learner, was))  # re-aligned: the old competency loses it
                 if old is None:
                     created += 1
                     op = "created"
@@ -733,16 +798,17 @@ class RecordStore:
             self._identifiers.execute_flat(conn, plan.idents, len(plan.idents) // self._identifiers.width)
             self._changes.execute_flat(conn, plan.changes, n)
         if plan.superseding:
-            more = self._mark_superseded(conn, tenant, plan.superseding, batch_id, now)
+            more = self._mark_superseded(conn, tenant, plan.superseding, batch_id, now, plan.touched)
             plan.counts.updated += len(more)
             plan.written.extend(more)
 
-    def _evidence_rules(self, rec: Record, doc: dict[str, Any], old: tuple[str, str] | None, now: datetime) -> None:
-        """Enforce append-only evidence: only voiding, superseding and late alignment may change."""
+    def _evidence_rules(self, rec: Record, doc: dict[str, Any], old: tuple[str, str] | None, now: datetime) -> uuid.UUID | None:
+        """Enforce append-only evidence: only voiding, superseding and late alignment may
+        change. Returns the competency the stored item was aligned to."""
         assert isinstance(rec, Evidence)
         if old is None:
             doc["recorded_at"] = (rec.recorded_at or now).isoformat()
-            return
+            return None
         stored = orjson.loads(old[1] or "{}")
         changed = sorted(k for k in set(doc) | set(stored) if k not in EVIDENCE_MUTABLE and doc.get(k) != stored.get(k))
         if changed:
@@ -756,9 +822,17 @@ class RecordStore:
         superseded_by = doc.get("superseded_by") or stored.get("superseded_by")
         if superseded_by:
             doc["superseded_by"] = superseded_by
+        was = stored.get("competency_id")
+        return uuid.UUID(was) if was else None
 
     def _mark_superseded(
-        self, conn: Connection, tenant: str, pairs: list[tuple[uuid.UUID, uuid.UUID]], batch_id: uuid.UUID, now: datetime
+        self,
+        conn: Connection,
+        tenant: str,
+        pairs: list[tuple[uuid.UUID, uuid.UUID]],
+        batch_id: uuid.UUID,
+        now: datetime,
+        touched: set[tuple[uuid.UUID, uuid.UUID]],
     ) -> list[tuple[uuid.UUID, str, str]]:
         """Point each superseded evidence item at its correction (``superseded_by``)."""
         tbl = t.evidence
@@ -774,8 +848,12 @@ class RecordStore:
             digest = content_hash(doc)
             doc["updated_at"] = now.isoformat()
             conn.execute(
-                update(tbl).where(tbl.c.id == old_id).values(data=orjson.dumps(doc).decode(), content_hash=digest, updated_at=now)
+                update(tbl)
+                .where(tbl.c.id == old_id)
+                .values(data=orjson.dumps(doc).decode(), content_hash=digest, updated_at=now, superseded_by=new_id)
             )
+            if doc.get("competency_id"):
+                touched.add((uuid.UUID(doc["learner_id"]), uuid.UUID(doc["competency_id"])))
             conn.execute(
                 core_insert(t.changes).values(
                     tenant=tenant, batch_id=batch_id, record_kind="evidence", record_id=old_id, op="updated", content_hash=digest, at=now

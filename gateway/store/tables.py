@@ -21,6 +21,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -138,6 +139,11 @@ evidence = _record_table(
     Column("competency_id", UUIDType()),
     Column("observed_at", UTCDateTime(), nullable=False),
     Column("voided", Boolean(), nullable=False),
+    # what the mastery engine reads, so a full recompute never parses the JSON (0003)
+    Column("scaled", Float()),
+    Column("level", String(64)),
+    Column("evidence_kind", String(32)),
+    Column("superseded_by", UUIDType()),
     indexes=(("tenant", "learner_id", "competency_id"), ("tenant", "competency_id")),
 )
 mastery_rules = _record_table(
@@ -147,8 +153,13 @@ mastery_states = _record_table(
     "mastery_states",
     Column("learner_id", UUIDType(), nullable=False),
     Column("competency_id", UUIDType(), nullable=False),
-    indexes=(("tenant", "learner_id"), ("tenant", "competency_id")),
+    # what reports group by (0003): the distribution report is an index-only scan
+    Column("level", String(64)),
+    Column("value", Float()),
+    Column("mastered", Boolean()),
+    indexes=(("tenant", "learner_id"), ("tenant", "competency_id", "level")),
 )
+learning_plans = _record_table("learning_plans", Column("learner_id", UUIDType(), nullable=False), indexes=(("tenant", "learner_id"),))
 
 #: Record kind -> its table.
 RECORD_TABLES: dict[str, Table] = {
@@ -166,6 +177,7 @@ RECORD_TABLES: dict[str, Table] = {
     "evidence": evidence,
     "mastery_rule": mastery_rules,
     "mastery_state": mastery_states,
+    "learning_plan": learning_plans,
 }
 
 identifiers = Table(
