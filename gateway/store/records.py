@@ -173,6 +173,7 @@ PROMOTED: dict[str, dict[str, Callable[[Any], Any]]] = {
         "scaled": lambda r: r.score.scaled if r.score is not None else None,
         "level": lambda r: r.level,
         "evidence_kind": lambda r: r.evidence_kind.value,
+        "success": lambda r: r.success,
         "superseded_by": lambda r: r.superseded_by,
     },
     "mastery_rule": {"framework_id": lambda r: r.framework_id, "competency_id": lambda r: r.competency_id},
@@ -189,6 +190,9 @@ PROMOTED: dict[str, dict[str, Callable[[Any], Any]]] = {
 #: Fields left out of the content hash: timestamps the store itself sets.
 UNHASHED = ("updated_at", "recorded_at")
 _UNHASHED = frozenset(UNHASHED)
+#: Kinds with a timestamp of their own that is not content: a recomputed mastery state whose
+#: result did not change is not rewritten, so its ``computed_at`` says when it last changed.
+UNHASHED_BY_KIND: dict[str, frozenset[str]] = {"mastery_state": frozenset({"computed_at"})}
 #: The only fields of stored evidence that may change (DESIGN: evidence is append-only).
 EVIDENCE_MUTABLE = frozenset(
     {"voided", "superseded_by", "competency_id", "alignment_id", "status", "updated_at", "recorded_at", "identifiers"}
@@ -354,6 +358,8 @@ class _KindSpec:
     refs: tuple[tuple[str, Any], ...]
     #: fields whose non-empty value sends the hash down the sorted path; None: always
     free_dicts: tuple[str, ...] | None
+    #: fields kept in the record but left out of its hash (``UNHASHED_BY_KIND``)
+    unhashed: frozenset[str] = frozenset()
 
 
 def _promoter(getters: list[tuple[Callable[[Any], Any], Callable[[Any], Any] | None]]) -> Callable[[Any], tuple[Any, ...]]:
@@ -415,7 +421,10 @@ class RecordStore:
             )
             getters = [(PROMOTED[kind][c], bind_processor(tbl, c, dialect)) for c in promoted]
             cls = RECORD_TYPES[kind]
-            self._specs[kind] = _KindSpec(kind, kind == "evidence", _promoter(getters), tuple(REFERENCES[kind]), _free_form_dicts(cls))
+            self._specs[kind] = _KindSpec(
+                kind, kind == "evidence", _promoter(getters), tuple(REFERENCES[kind]), _free_form_dicts(cls),
+                UNHASHED_BY_KIND.get(kind, frozenset()),
+            )
         self._identifiers = BulkStatement(t.identifiers, ["tenant", "record_kind", "record_id", "system", "kind", "value"], dialect)
         self._changes = BulkStatement(t.changes, ["tenant", "batch_id", "record_kind", "record_id", "op", "content_hash", "at"], dialect)
         quote = dialect.identifier_preparer.quote
@@ -464,7 +473,7 @@ class RecordStore:
                 body = None
             else:
                 doc = None
-                digest, body = _record_digest(rec, spec.free_dicts)
+                digest, body = _record_digest(rec, spec.free_dicts, spec.unhashed)
             head = (key, tenant, rec.source, rec.native_id, rec.status.value, digest, *spec.promote(rec))
             bucket = by_id.get(spec.kind)
             if bucket is None:
@@ -762,12 +771,12 @@ class RecordStore:
                     continue
                 doc["updated_at"] = stamp
                 # head: id..status, content_hash, learner_id, competency_id, observed_at, voided,
-                # scaled, level, evidence_kind, superseded_by; the rules may have kept a stored
+                # scaled, level, evidence_kind, success, superseded_by; the rules may have kept a stored
                 # void or superseded_by, so those columns follow the document.
                 voided = doc["voided"] if self._voided is None else self._voided(doc["voided"])
                 sup = doc.get("superseded_by")
                 sup_b = None if sup is None else (self._key(uuid.UUID(sup)) if self._key is not None else uuid.UUID(sup))
-                rows.extend(p.head[:5] + (digest,) + p.head[6:9] + (voided,) + p.head[10:13] + (sup_b, now_b, now_b, orjson.dumps(doc).decode()))
+                rows.extend(p.head[:5] + (digest,) + p.head[6:9] + (voided,) + p.head[10:14] + (sup_b, now_b, now_b, orjson.dumps(doc).decode()))
                 learner = rec.learner_id  # type: ignore[attr-defined]
                 if rec.competency_id is not None:  # type: ignore[attr-defined]
                     plan.touched.add((learner, rec.competency_id))  # type: ignore[attr-defined]
@@ -982,14 +991,19 @@ def _id_order(p: Prepared) -> int:
     return p.rec.id.int  # type: ignore[union-attr]
 
 
-def _record_digest(rec: Record, free_dicts: tuple[str, ...] | None) -> tuple[str, str]:
+def _record_digest(rec: Record, free_dicts: tuple[str, ...] | None, unhashed: frozenset[str] = frozenset()) -> tuple[str, str]:
     """(content hash, JSON body without its closing brace) of a record, from ONE serialisation.
 
     The JSON is pydantic's, without ``None`` fields and without the store's timestamps;
     the hash is sha256 of exactly those bytes when the record holds no free-form dict
     (the field order is then the class's own, so equal content gives equal bytes), and
     ``content_hash`` (keys sorted) when it does. Only called for kinds without
-    ``recorded_at`` (evidence goes through ``content_hash`` of its document)."""
+    ``recorded_at`` (evidence goes through ``content_hash`` of its document). Fields in
+    ``unhashed`` stay in the body but not in the hash."""
+    if unhashed:
+        raw = rec.__pydantic_serializer__.to_json(rec, exclude_none=True, exclude=_UNHASHED)
+        doc = orjson.loads(raw)
+        return content_hash({k: v for k, v in doc.items() if k not in unhashed}), raw[:-1].decode()
     if rec.updated_at is None:
         raw = rec.__pydantic_serializer__.to_json(rec, exclude_none=True)  # the usual case, and twice as fast
     else:

@@ -143,6 +143,7 @@ evidence = _record_table(
     Column("scaled", Float()),
     Column("level", String(64)),
     Column("evidence_kind", String(32)),
+    Column("success", Boolean()),
     Column("superseded_by", UUIDType()),
     indexes=(("tenant", "learner_id", "competency_id"), ("tenant", "competency_id")),
 )

@@ -57,11 +57,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("scaled", sa.Float(), nullable=True))
         batch.add_column(sa.Column("level", sa.String(length=64), nullable=True))
         batch.add_column(sa.Column("evidence_kind", sa.String(length=32), nullable=True))
+        batch.add_column(sa.Column("success", sa.Boolean(), nullable=True))
         batch.add_column(sa.Column("superseded_by", gateway.store.db.UUIDType(), nullable=True))
     _backfill("evidence", {
         "scaled": (sa.Float(), lambda d: (d.get("score") or {}).get("scaled")),
         "level": (sa.String(), lambda d: d.get("level")),
         "evidence_kind": (sa.String(), lambda d: d.get("evidence_kind", "assessment")),
+        "success": (sa.Boolean(), lambda d: d.get("success")),
         "superseded_by": (gateway.store.db.UUIDType(), lambda d: _uuid(d.get("superseded_by"))),
     })
     with op.batch_alter_table("mastery_states") as batch:
@@ -96,6 +98,7 @@ def downgrade() -> None:
         batch.drop_column("level")
     with op.batch_alter_table("evidence") as batch:
         batch.drop_column("superseded_by")
+        batch.drop_column("success")
         batch.drop_column("evidence_kind")
         batch.drop_column("level")
         batch.drop_column("scaled")
