@@ -256,7 +256,7 @@ class MasteryEngine:
         # evidence of every target's group and every ancestor's (a parent's own evidence counts)
         groups = {e for learner, cs in targets.items() for c in cs | ancestors[learner] for e in model.group(c)}
         wanted = {c for learner, cs in targets.items() for c in cs | ancestors[learner]}
-        wanted |= {k for anc in ancestors.values() for a in anc for k in model.children[a]}
+        wanted |= {k for c in list(wanted) for k in model.children.get(c, ())}  # a rollup reads its children
         learners = list(targets)
         ev, ms = t.evidence, t.mastery_states
         rows_by: dict[uuid.UUID, dict[uuid.UUID, list[EvidenceRow]]] = defaultdict(lambda: defaultdict(list))

@@ -124,7 +124,7 @@ class LearningPlan(Record):
     kind: Literal["learning_plan"] = "learning_plan"
     learner_id: uuid.UUID
     title: str = Field(min_length=1, max_length=512)
-    status: PlanStatus = PlanStatus.active
+    plan_status: PlanStatus = Field(default=PlanStatus.active, description="the plan's own state; `status` stays the record's")
     targets: list[PlanTarget] = Field(min_length=1)
     pathway: list[uuid.UUID] = Field(default_factory=list, description="competencies in the order chosen to work on them")
     author: str | None = Field(default=None, max_length=256, description="who set the plan: a person id or a name")

@@ -273,6 +273,7 @@ oauth_clients = Table(
     Column("scopes", Text(), nullable=False),  # space-separated
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime()),
+    Column("person_id", UUIDType()),  # 0003: a client acting for one person
 )
 
 signing_keys = Table(

@@ -1,4 +1,4 @@
-"""mastery engine: evidence and state columns it reads, learning plans
+"""mastery engine: evidence and state columns it reads, learning plans, person-bound clients
 
 The engine recomputes millions of states without parsing each evidence item's JSON, so
 the fields it needs are promoted to columns (and backfilled from the stored JSON); reports
@@ -77,6 +77,8 @@ def upgrade() -> None:
         "value": (sa.Float(), lambda d: d.get("value")),
         "mastered": (sa.Boolean(), lambda d: bool(d.get("mastered"))),
     })
+    with op.batch_alter_table("oauth_clients") as batch:
+        batch.add_column(sa.Column("person_id", gateway.store.db.UUIDType(), nullable=True))
     op.create_table(
         "learning_plans",
         *(sa.Column(name, type_, nullable=nullable) for name, type_, nullable in RECORD_COLUMNS),
@@ -90,6 +92,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("learning_plans")
+    with op.batch_alter_table("oauth_clients") as batch:
+        batch.drop_column("person_id")
     with op.batch_alter_table("mastery_states") as batch:
         batch.drop_index("ix_mastery_states_tenant_competency_id_level")
         batch.create_index("ix_mastery_states_tenant_competency_id", ["tenant", "competency_id"], unique=False)
