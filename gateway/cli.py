@@ -231,8 +231,11 @@ DEMO_TENANT = "demo"
 def mastery_recompute(
     tenant: Annotated[str | None, typer.Option(help="only this tenant (default: every tenant)")] = None,
     framework: Annotated[str | None, typer.Option(help="only this framework's competencies (a framework id)")] = None,
+    workers: Annotated[int, typer.Option(help="processes deriving states in parallel (default: one per core)")] = 0,
 ) -> None:
     """Derive every mastery state from the evidence again (after a rule, scale or structure change)."""
+    import os
+
     import uuid
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -250,7 +253,8 @@ def mastery_recompute(
         with Progress(TextColumn(f"[cyan]{name}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("learners"), TimeElapsedColumn(),
                       console=console) as bar:
             task = bar.add_task("recompute", total=learners)
-            report = store.mastery.recompute(name, framework_id=fw, progress=lambda n: bar.advance(task, n))
+            report = store.mastery.recompute(name, framework_id=fw, workers=workers or min(4, os.cpu_count() or 1),
+                                             progress=lambda n: bar.advance(task, n))
         rate = report.evidence / report.seconds if report.seconds else 0.0
         out.print(f"{name}: {report.learners} learners, {report.evidence} evidence items -> {report.states} states "
                   f"({report.written} written, {report.retired} retired) in {report.seconds:.1f} s ({rate:,.0f} evidence/s)")

@@ -20,6 +20,7 @@ a kind the rule does not weight 0.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -81,6 +82,11 @@ class Derived:
     parameters: dict[str, Any]
 
 
+def _contribution(evidence: uuid.UUID | None, competency: uuid.UUID | None, value: float, weight: float) -> Contribution:
+    # rounded so that sums taken in a different order (incremental vs full) store the same digits
+    return Contribution.model_construct(evidence_id=evidence, competency_id=competency, value=value, weight=round(weight, 12))
+
+
 def _value(row: EvidenceRow, scale: Scale) -> float | None:
     scaled, level, success = row[3], row[4], row[6]
     if scaled is not None:
@@ -114,7 +120,7 @@ def _leaf(model: TenantModel, competency: uuid.UUID, rows: list[EvidenceRow]) ->
     params = rule.parameters()
     first, last = items[0][1], items[-1][1]
     if len(items) < rule.min_evidence:
-        contribs = [Contribution(evidence_id=it[0], competency_id=via.get(it[0]), value=it[2], weight=0.0) for it in items]
+        contribs = [_contribution(it[0], via.get(it[0]), it[2], 0.0) for it in items]
         params["insufficient_evidence"] = f"{len(items)} of {rule.min_evidence}"
         return Derived(competency, rule, rule.method, None, None, False, contribs, len(items), first, last, params)
     at_min = None
@@ -124,7 +130,7 @@ def _leaf(model: TenantModel, competency: uuid.UUID, rows: list[EvidenceRow]) ->
     out = calculate(rule, items, at_level_min=at_min, level_of=scale.rank_of)
     value = min(1.0, max(0.0, out.value))
     level = scale.level_for(value)
-    contribs = [Contribution(evidence_id=it[0], competency_id=via.get(it[0]), value=it[2], weight=round(s, 12)) for it, s in out.shares]
+    contribs = [_contribution(it[0], via.get(it[0]), it[2], s) for it, s in out.shares]
     return Derived(competency, rule, rule.method, value, level.code, level.mastery, contribs, len(items), first, last, params)
 
 
@@ -150,7 +156,7 @@ def _rollup(model: TenantModel, parent: uuid.UUID, own: Derived | None, kids: di
         level = scale.highest_below_mastery
     present = [d for d in members.values() if d is not None]
     contribs = [
-        Contribution(competency_id=c, value=d.value if d is not None else 0.0, weight=round(1 / n, 12))
+        _contribution(None, c, d.value if d is not None and d.value is not None else 0.0, 1 / n)
         for c, d in sorted(members.items(), key=lambda kv: str(kv[0]))
     ]
     firsts = [d.first_at for d in present if d.first_at is not None]
@@ -188,12 +194,14 @@ def derive(
 
 
 def to_record(tenant: str, learner: uuid.UUID, d: Derived, now: datetime) -> MasteryState:
-    return MasteryState(
+    """The record of a derived state. Built without validation (``model_construct``): every
+    value comes from the engine itself, and a full recompute builds millions of them."""
+    return MasteryState.model_construct(
         id=state_id(tenant, learner, d.competency), tenant=tenant, source=SOURCE, native_id=f"{learner}:{d.competency}",
         learner_id=learner, competency_id=d.competency, level=d.level, value=d.value, mastered=d.mastered,
         method=d.method, rule_id=d.rule.rule_id, parameters={"rule": d.rule.name, **d.parameters},
         contributions=d.contributions, evidence_count=d.evidence_count, first_at=d.first_at, last_at=d.last_at,
-        computed_at=now,
+        computed_at=now, identifiers=[], extensions={},  # given: pydantic's default factories are slow here
     )
 
 
@@ -212,6 +220,33 @@ def _from_stored(data: str) -> Derived:
     st = MasteryState.model_validate(doc)
     return Derived(st.competency_id, Rule(method=st.method), st.method, st.value, st.level, st.mastered, st.contributions,
                    st.evidence_count, st.first_at, st.last_at, {})
+
+
+def _id_ranges(n: int) -> list[tuple[uuid.UUID | None, uuid.UUID | None]]:
+    """``n`` contiguous ranges of the uuid space (ids are uniform: uuid5 hashes)."""
+    cuts = [uuid.UUID(int=(i << 128) // n) for i in range(1, n)]
+    return list(zip([None, *cuts], [*cuts, None], strict=True))
+
+
+def _in_range(q: Any, column: Any, lo: uuid.UUID | None, hi: uuid.UUID | None) -> Any:
+    # uuid order is byte order on both backends (16-byte blobs on SQLite, uuid on PostgreSQL)
+    if lo is not None:
+        q = q.where(column >= lo)
+    if hi is not None:
+        q = q.where(column < hi)
+    return q
+
+
+_process_stores: dict[str, Store] = {}
+
+
+def _recompute_in_process(url: str, tenant: str, framework_id: uuid.UUID | None, lo: uuid.UUID | None,
+                          hi: uuid.UUID | None, batch: int) -> RecomputeReport:
+    """One range of a parallel recompute, in a worker process (its own engine, its own cache)."""
+    store = _process_stores.get(url)
+    if store is None:
+        store = _process_stores[url] = Store.from_url(url)
+    return store.mastery._recompute_range(tenant, framework_id, lo, hi, batch, None)
 
 
 @dataclass
@@ -287,14 +322,15 @@ class MasteryEngine:
                 elif stored.get((learner, c), ("",))[0] == active:
                     records.append(_retired(tenant, learner, c, model, now))
         if records:
-            self.store.records.apply_in(conn, tenant, records, now=now)
+            self.store.records.apply_in(conn, tenant, records, now=now, derived=True)
 
     # --- full recompute --------------------------------------------------------------------------
 
     def _evidence_by_learner(self, conn: Connection, tenant: str, *, as_of: datetime | None = None,
-                             competencies: set[uuid.UUID] | None = None) -> Iterator[tuple[uuid.UUID, list[EvidenceRow]]]:
+                             competencies: set[uuid.UUID] | None = None, lo: uuid.UUID | None = None,
+                             hi: uuid.UUID | None = None) -> Iterator[tuple[uuid.UUID, list[EvidenceRow]]]:
         ev = t.evidence
-        q = select(ev.c.learner_id, *_EVIDENCE_COLUMNS).where(_counted(tenant))
+        q = _in_range(select(ev.c.learner_id, *_EVIDENCE_COLUMNS).where(_counted(tenant)), ev.c.learner_id, lo, hi)
         if as_of is not None:
             q = q.where(ev.c.observed_at <= as_of)
         q = q.order_by(ev.c.learner_id)
@@ -323,26 +359,51 @@ class MasteryEngine:
             derived = {c: d for c, d in derived.items() if c in scope}
         return derived
 
-    def recompute(self, tenant: str, *, framework_id: uuid.UUID | None = None, batch: int = 5000,
+    def recompute(self, tenant: str, *, framework_id: uuid.UUID | None = None, batch: int = 5000, workers: int = 1,
                   progress: Callable[[int], None] | None = None) -> RecomputeReport:
         """Derive every state of ``tenant`` (or of one framework) from its evidence, write the
         ones that changed and retire the ones no evidence supports any more.
 
         Reads with one connection (a server-side cursor on PostgreSQL) and writes in batches
         of ``batch`` states, each its own transaction: a recompute of millions of states does
-        not hold one lock for minutes. ``progress(n)`` is called with learners done."""
-        import time
+        not hold one lock for minutes. ``workers`` > 1 splits the learners into ranges of
+        their ids and derives them in that many processes (the work is Python, so threads
+        would take turns). ``progress(n)`` is called with learners done.
 
+        Evidence written while a recompute runs updates its states itself (incrementally);
+        a range derived before that write may then overwrite them with the older result,
+        so run recomputes when rules change, not as routine."""
         began = time.perf_counter()
+        if workers <= 1:
+            report = self._recompute_range(tenant, framework_id, None, None, batch, progress)
+        else:
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+            from multiprocessing import get_context
+
+            report = RecomputeReport()
+            url = self.store.engine.url.render_as_string(hide_password=False)
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                futures = [pool.submit(_recompute_in_process, url, tenant, framework_id, lo, hi, batch)
+                           for lo, hi in _id_ranges(workers * 8)]
+                for fut in as_completed(futures):
+                    part = fut.result()
+                    for name in ("learners", "evidence", "states", "written", "retired"):
+                        setattr(report, name, getattr(report, name) + getattr(part, name))
+                    if progress is not None:
+                        progress(part.learners)
+        report.seconds = time.perf_counter() - began
+        return report
+
+    def _recompute_range(self, tenant: str, framework_id: uuid.UUID | None, lo: uuid.UUID | None, hi: uuid.UUID | None,
+                         batch: int, progress: Callable[[int], None] | None) -> RecomputeReport:
         report = RecomputeReport()
-        engine = self.store.engine
-        with engine.connect() as read:
+        with self.store.engine.connect() as read:
             model = self.model(read, tenant)
             scope = None if framework_id is None else {c for c, f in model.framework_of.items() if f == framework_id}
-            existing = self._existing_by_learner(read, tenant, scope)
+            existing = self._existing_by_learner(read, tenant, scope, lo, hi)
             pending: list[MasteryState] = []
             now = utcnow()
-            for learner, rows in self._evidence_by_learner(read, tenant):
+            for learner, rows in self._evidence_by_learner(read, tenant, lo=lo, hi=hi):
                 report.learners += 1
                 report.evidence += len(rows)
                 have = existing.pop(learner, set())
@@ -364,13 +425,14 @@ class MasteryEngine:
                     pending.append(_retired(tenant, learner, c, model, now))
                     report.retired += 1
             report.written += self._flush(tenant, pending)
-        report.seconds = time.perf_counter() - began
         return report
 
-    def _existing_by_learner(self, conn: Connection, tenant: str, scope: set[uuid.UUID] | None) -> dict[uuid.UUID, set[uuid.UUID]]:
+    def _existing_by_learner(self, conn: Connection, tenant: str, scope: set[uuid.UUID] | None,
+                             lo: uuid.UUID | None = None, hi: uuid.UUID | None = None) -> dict[uuid.UUID, set[uuid.UUID]]:
         ms = t.mastery_states
         out: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
-        q = select(ms.c.learner_id, ms.c.competency_id).where(ms.c.tenant == tenant, ms.c.status == Status.active.value)
+        q = _in_range(select(ms.c.learner_id, ms.c.competency_id).where(ms.c.tenant == tenant, ms.c.status == Status.active.value),
+                      ms.c.learner_id, lo, hi)
         for learner, comp in conn.execution_options(stream_results=True, yield_per=10000).execute(q):
             if scope is None or comp in scope:
                 out[learner].add(comp)

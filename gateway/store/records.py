@@ -611,22 +611,27 @@ class RecordStore:
         return result
 
     def apply_in(self, conn: Connection, tenant: str, records: Iterable[Record], *, now: datetime,
-                 batch_id: uuid.UUID | None = None) -> ApplyResult:
+                 batch_id: uuid.UUID | None = None, derived: bool = False) -> ApplyResult:
         """Write records inside a transaction the caller holds (the mastery engine writes
-        the states it derived in the transaction of the evidence they come from)."""
+        the states it derived in the transaction of the evidence they come from).
+
+        ``derived``: the records were computed from records of this transaction whose
+        references were checked (a state's learner and competency are its evidence's), so
+        the reference check is skipped."""
         result = ApplyResult(batch_id=batch_id or uuid.uuid4())
-        self._notify_pairs(conn, tenant, self._write(conn, tenant, records, result, now), now)
+        self._notify_pairs(conn, tenant, self._write(conn, tenant, records, result, now, check=not derived), now)
         return result
 
     def _write(self, conn: Connection, tenant: str, records: Iterable[Record], result: ApplyResult,
-               now: datetime) -> set[tuple[uuid.UUID, uuid.UUID]]:
+               now: datetime, *, check: bool = True) -> set[tuple[uuid.UUID, uuid.UUID]]:
         """Check, plan and write one batch on ``conn``, adding to ``result``; returns the
         evidence pairs it touched."""
         batch = self.prepare(tenant, records)
         touched: set[tuple[uuid.UUID, uuid.UUID]] = set()
         if not batch.by_kind:
             return touched
-        self._check_references(conn, tenant, batch)
+        if check:
+            self._check_references(conn, tenant, batch)
         routes = matching_routes(conn, tenant)
         for kind, items in batch.by_kind.items():
             plan = self._plan_kind(conn, tenant, kind, items, result.batch_id, now, collect=any(kind in r.kinds for r in routes))
@@ -1001,9 +1006,11 @@ def _record_digest(rec: Record, free_dicts: tuple[str, ...] | None, unhashed: fr
     ``recorded_at`` (evidence goes through ``content_hash`` of its document). Fields in
     ``unhashed`` stay in the body but not in the hash."""
     if unhashed:
+        # Kinds with unhashed fields are the gateway's own derived records, whose free-form
+        # dicts it builds in a fixed order: the class-order bytes are a stable hash.
         raw = rec.__pydantic_serializer__.to_json(rec, exclude_none=True, exclude=_UNHASHED)
-        doc = orjson.loads(raw)
-        return content_hash({k: v for k, v in doc.items() if k not in unhashed}), raw[:-1].decode()
+        bare = rec.__pydantic_serializer__.to_json(rec, exclude_none=True, exclude=_UNHASHED | unhashed)
+        return hashlib.sha256(bare).hexdigest(), raw[:-1].decode()
     if rec.updated_at is None:
         raw = rec.__pydantic_serializer__.to_json(rec, exclude_none=True)  # the usual case, and twice as fast
     else:
