@@ -172,3 +172,15 @@ def test_rules_are_validated_and_applied_by_a_recompute(api: Api, district: dict
         assert c.get(state).json()["state"]["method"] == "highest"
         assert c.get(state).json()["state"]["level"] == "4"
         assert len(c.get("/v1/mastery/rules").json()["items"]) == 1
+
+
+def test_unaligned_evidence_is_listed_and_states_are_a_collection(api: Api, district: dict) -> None:
+    learn(api, district, "A", 9)
+    loose = f.evidence("loose", district["kid"], None, raw=7)
+    api.store.records.apply(T, [loose])
+    with api.auth_client(T, ["evidence.readonly", "mastery.readonly"]) as c:
+        assert [e["id"] for e in c.get("/v1/evidence", params={"unaligned": "true"}).json()["items"]] == [str(loose.id)]
+        assert len(c.get("/v1/evidence", params={"unaligned": "false"}).json()["items"]) == 1
+        assert c.get("/v1/evidence", params={"unaligned": "maybe"}).status_code == 422
+        mastered = c.get("/v1/mastery-states", params={"mastered": "true"}).json()["items"]
+        assert [(s["competency_id"], s["level"]) for s in mastered] == [(str(district["A"].id), "4")]

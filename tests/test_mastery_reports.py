@@ -209,6 +209,8 @@ def test_a_future_as_of_or_unknown_group_by_is_refused():
 def test_an_as_of_date_means_the_end_of_that_day_and_ids_are_checked():
     assert parse_scope(as_of="2026-03-01").as_of == datetime(2026, 3, 1, 23, 59, 59, 999999, tzinfo=UTC)
     assert parse_scope(as_of="2026-03-01T08:00:00Z").as_of == datetime(2026, 3, 1, 8, tzinfo=UTC)
+    today = parse_scope(as_of=datetime.now(UTC).date().isoformat()).as_of  # today: until now, not the future
+    assert today is not None and today <= datetime.now(UTC)
     with pytest.raises(BadReportRequest) as exc:
         parse_scope(org="x", competency=["nope"], as_of="soon")
     assert [e.field for e in exc.value.errors] == ["competency", "as_of", "org"]
@@ -274,8 +276,9 @@ def test_grouping_by_school_grade_and_filtering_by_demographic_group(d, store):
     assert by_org[(str(d["S1"]), "K1", "Proficient")] == 4
     assert by_org[(str(d["S2"]), "K3", "Advanced")] == 1
     assert {g for g, _, _ in by_org} == {str(d["S1"]), str(d["S2"])}
-    rows = Reports(store).distribution("t1", Scope(org=d["D"], group_by="org")).rows
-    assert {r["group_label"] for r in rows} == {"Org S1", "Org S2"}
+    report = Reports(store).distribution("t1", Scope(org=d["D"], group_by="org"))
+    assert {r["group_label"] for r in report.rows} == {"Org S1", "Org S2"}
+    assert report.notes == ["a learner in several groups (org) is counted in each"]
 
     by_grade = dist(store, org=d["S1"], group_by="grade", competencies=(d["K1"],))
     assert by_grade == {
@@ -399,6 +402,17 @@ def test_distribution_as_of_counts_the_states_the_engine_derives(d, store):
     assert got == {("all", "K1", "Developing"): 2}
 
 
+def test_as_of_groups_and_rows_come_from_one_pass_over_the_engines_rows(d, store):
+    rows = [(d["u0"], d["K1"], "Developing", 0.5, False), (d["v0"], d["K3"], "Advanced", 0.95, True),
+            (d["w0"], d["K1"], "Beginning", 0.2, False), (d["u1"], d["K2"], "Proficient", 0.8, True)]
+    reports = Reports(store, as_of=lambda tenant, when, comps: iter(rows))
+    when = datetime(2026, 3, 1, tzinfo=UTC)
+    got = cells(reports.distribution("t1", Scope(org=d["D"], group_by="org", as_of=when)))
+    assert got == {(str(d["S1"]), "K1", "Developing"): 1, (str(d["S1"]), "K2", "Proficient"): 1, (str(d["S2"]), "K3", "Advanced"): 1}
+    states = list(reports.states("t1", Scope(section=d["X1"], as_of=when)).rows)
+    assert [(r["learner_id"], r["competency_code"], r["mastered"]) for r in states] == [(d["u0"], "K1", False), (d["u1"], "K2", True)]
+
+
 def test_as_of_through_the_real_engine(store):
     engine = pytest.importorskip("gateway.mastery.engine")
     assert hasattr(engine.MasteryEngine, "states_as_of")
@@ -494,6 +508,9 @@ def test_bad_report_requests_name_the_parameter(d, report_api):
         assert r.headers["content-type"] == "application/problem+json"
         assert r.json()["errors"][0]["field"] == param, r.text
     assert c.get("/v1/reports/nonsense").status_code == 404
+    other = build(report_api.store, "t2")
+    r = c.get("/v1/reports/distribution", params={"org": str(other["D"])})  # another tenant's org
+    assert r.status_code == 404 and r.json()["errors"][0]["field"] == "org"
     r = c.get("/v1/reports/grades")
     assert r.status_code == 400 and r.json()["errors"][0]["field"] == "section"
 

@@ -21,6 +21,7 @@ Include it in ``gateway/api/app.py`` with ``app.include_router(reports.build_rou
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
@@ -33,10 +34,13 @@ from ..mastery.reports import (
     FORMATS,
     KINDS,
     PERSON_GROUPINGS,
+    BadReportRequest,
     Deidentify,
     Reports,
+    Scope,
     bad,
     parse_scope,
+    salt_from_env,
 )
 from .context import AppContext
 
@@ -64,6 +68,25 @@ def _min_cell(value: str | None) -> int:
         raise bad("min_cell", "must be an integer of at least 1") from None
 
 
+def _deidentify(q: Any, principal: Principal, scope: Scope) -> Deidentify | None:
+    """De-identified or not, from ``deidentified`` and ``min_cell`` and what the client may read."""
+    asked = _flag("deidentified", q.get("deidentified"))
+    if not principal.has(FULL):
+        if asked is False:
+            raise ScopeError(f"identified reports need the scope {FULL}; this client may read de-identified reports only",
+                             required=[FULL])
+        asked = True
+    min_cell = _min_cell(q.get("min_cell"))
+    if asked:
+        return Deidentify(salt=salt_from_env(SALT_ENV) if os.environ.get(SALT_ENV) else None, min_cell=min_cell)
+    if "min_cell" in q:
+        raise bad("min_cell", "goes with deidentified=true")
+    if (scope.group_by in DEMOGRAPHIC or scope.group) and not principal.has("roster-demographics.readonly"):
+        raise ScopeError("identified reports by demographic group need roster-demographics.readonly "
+                         "(or ask for deidentified=true)", required=["roster-demographics.readonly"])
+    return None
+
+
 def build_router(ctx: AppContext) -> APIRouter:
     router = APIRouter(prefix="/v1/reports", tags=["reports"])
     need = Depends(ctx.require(FULL, DEIDENTIFIED))
@@ -77,29 +100,14 @@ def build_router(ctx: AppContext) -> APIRouter:
         strange = [ErrorDetail(f"unknown query parameter; allowed: {', '.join(sorted(PARAMS))}", location="query", field=n)
                    for n in q if n not in PARAMS]
         if strange:
-            raise bad(strange[0].field or "", strange[0].message)
+            raise BadReportRequest("invalid report request", errors=strange)
         fmt = q.get("format", "json")
         if fmt not in FORMATS:
             raise bad("format", f"must be one of {', '.join(FORMATS)}")
         scope = parse_scope(org=q.get("org"), section=q.get("section"), grade=q.get("grade"), group=q.get("group"),
                             competency=q.getlist("competency"), framework=q.get("framework"), group_by=q.get("group_by"),
                             as_of=q.get("as_of"))
-        asked = _flag("deidentified", q.get("deidentified"))
-        if not principal.has(FULL):
-            if asked is False:
-                raise ScopeError(f"identified reports need the scope {FULL}; this client may read de-identified reports only",
-                                 required=[FULL])
-            asked = True
-        min_cell = _min_cell(q.get("min_cell"))
-        deid = None
-        if asked:
-            salt = os.environ.get(SALT_ENV)
-            deid = Deidentify(salt=salt.encode() if salt else None, min_cell=min_cell)
-        elif "min_cell" in q:
-            raise bad("min_cell", "goes with deidentified=true")
-        elif (scope.group_by in DEMOGRAPHIC or scope.group) and not principal.has("roster-demographics.readonly"):
-            raise ScopeError("identified reports by demographic group need roster-demographics.readonly "
-                             "(or ask for deidentified=true)", required=["roster-demographics.readonly"])
+        deid = _deidentify(q, principal, scope)
         built = await run_in_threadpool(reports.build, kind, principal.tenant, scope, deid)
         media, render = FORMATS[fmt]
         return StreamingResponse(render(built), media_type=media)

@@ -27,6 +27,7 @@ SCOPES: dict[str, str] = {
     "evidence.readonly": "read evidence",
     "evidence.write": "submit evidence",
     "mastery.readonly": "read mastery states, progressions and reports",
+    "mastery.write": "set mastery rules and scales, run a recompute, and edit learning plans",
     "reports.deidentified": "read de-identified reports only (state pulls): pseudonymous learners, small counts suppressed",
     "records.write": "write canonical records of any kind through the batch API",
     "admin": "manage connections, routes, sync runs and dead letters of the tenant",

@@ -39,6 +39,7 @@ import os
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -52,6 +53,7 @@ from sqlalchemy import (
     Engine,
     String,
     Uuid,
+    and_,
     any_,
     bindparam,
     column,
@@ -74,6 +76,8 @@ KINDS = ("distribution", "progression", "evidence-volume", "states", "grades")
 GROUP_BY = ("org", "section", "grade", "sex", "race", "ethnicity", "group")
 PERSON_GROUPINGS = frozenset({"grade", "sex", "race", "ethnicity", "group"})
 STATUSES = ("accelerating", "on_track", "needs_short_term_support", "needs_intensive_support", "no_expected_competencies")
+#: orgs whose learners are usually most of a tenant's (see ``Reports._district_ahead``)
+WIDE_ORGS = frozenset({"national", "state", "district"})
 THRESHOLDS = PROJECT_ROOT / "mappings" / "report-thresholds.yaml"
 DEFAULT_MIN_CELL = 10
 CSV_SUPPRESSED = "*"
@@ -159,8 +163,8 @@ def parse_scope(
     if as_of:
         try:
             when = datetime.fromisoformat(as_of)
-            if "T" not in as_of and " " not in as_of:  # a date: the state at the end of that day (UTC)
-                when = datetime.combine(when.date(), datetime.max.time(), UTC)
+            if "T" not in as_of and " " not in as_of:  # a date: the state at the end of that day (UTC), or now
+                when = min(datetime.combine(when.date(), datetime.max.time(), UTC), utcnow())
         except ValueError:
             errors.append(ErrorDetail("must be an ISO 8601 date or date-time, e.g. 2026-09-01T00:00:00Z", location="query", field="as_of"))
     scope_ids = {name: ident(name, v) if v else None for name, v in (("org", org), ("section", section), ("framework", framework))}
@@ -353,6 +357,8 @@ def suppress(cells: dict[tuple[Any, Any], int], min_cell: int) -> tuple[set[tupl
 # --- where the states come from ----------------------------------------------------------------
 
 StateRow = tuple[uuid.UUID, uuid.UUID, str | None, float | None, bool]
+#: course -> (its learners, its competencies)
+Courses = dict[uuid.UUID, tuple[set[uuid.UUID], list[uuid.UUID]]]
 #: ``MasteryEngine.states_as_of``'s signature: (tenant, as_of, competency_ids) -> state rows
 AsOf = Callable[[str, datetime, Sequence[uuid.UUID] | None], Iterable[StateRow]]
 
@@ -361,6 +367,7 @@ class StateSource(Protocol):
     def grouped_level_counts(self, groups: dict[str, set[uuid.UUID] | None], competencies: Sequence[uuid.UUID] | None) -> Counter[tuple[str, uuid.UUID, str | None]]: ...
     def level_counts(self, learners: Iterable[uuid.UUID] | None, competencies: Sequence[uuid.UUID] | None) -> Counter[tuple[uuid.UUID, str | None]]: ...
     def mastered_counts(self, learners: Iterable[uuid.UUID], competencies: Sequence[uuid.UUID]) -> Counter[uuid.UUID]: ...
+    def mastered_per_course(self, courses: Courses) -> Counter[tuple[uuid.UUID, uuid.UUID]]: ...
     def states(self, learners: Iterable[uuid.UUID] | None, competencies: Sequence[uuid.UUID] | None) -> Iterator[StateRow]: ...
 
 
@@ -384,11 +391,42 @@ def learner_filters(engine: Engine, column: Any, learners: Iterable[uuid.UUID] |
         yield column.in_(ids[i : i + size])
 
 
+def count_by_group(
+    engine: Engine, table: Any, groups: dict[str, set[uuid.UUID] | None], where: Sequence[Any], keys: Sequence[Any], reserved: int = 0,
+) -> Counter[tuple[Any, ...]]:
+    """``count(*)`` of ``table``'s rows per (group, *keys), for learner groups (by the table's
+    ``learner_id``; a group of None: every learner).
+
+    On PostgreSQL several groups are ONE scan: the (learner, group) pairs go in as two
+    arrays, unnested and joined. Elsewhere, a query per group (and chunk)."""
+    out: Counter[tuple[Any, ...]] = Counter()
+    learner = table.c.learner_id
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql" and len(groups) > 1 and None not in groups.values():
+            pairs = sorted((x, g) for g, learners in groups.items() for x in learners or ())
+            members = func.unnest(
+                bindparam("members", [x for x, _ in pairs], type_=ARRAY(Uuid())), bindparam("groups", [g for _, g in pairs], type_=ARRAY(String())),
+            ).table_valued("learner_id", "grp", name="members").render_derived()
+            q = (select(members.c.grp, *keys, func.count()).select_from(table.join(members, learner == members.c.learner_id))
+                 .where(*where).group_by(members.c.grp, *keys))
+            for g, *k, n in conn.execute(q):
+                out[(g, *k)] += n
+            return out
+        for g, learners in groups.items():
+            for only in learner_filters(engine, learner, learners, reserved):
+                q = select(*keys, func.count()).where(*where)
+                for *k, n in conn.execute((q if only is None else q.where(only)).group_by(*keys)):
+                    out[(g, *k)] += n
+    return out
+
+
 class StoredStates:
     """The current states, counted by the database on ``mastery_states``' promoted columns."""
 
     def __init__(self, engine: Engine, tenant: str) -> None:
         self.engine, self.tenant = engine, tenant
+        #: the whole tenant's level counts, when someone has started them already
+        self.tenant_counts: Future[Counter[tuple[uuid.UUID, str | None]]] | None = None
 
     @functools.cached_property
     def people(self) -> set[uuid.UUID]:
@@ -397,11 +435,7 @@ class StoredStates:
             return set(conn.scalars(select(t.people.c.id).where(t.people.c.tenant == self.tenant)))
 
     def _select(self, cols: Sequence[Any], competencies: Sequence[uuid.UUID] | None) -> Any:
-        ms = t.mastery_states
-        q = select(*cols).where(ms.c.tenant == self.tenant, ms.c.status == ACTIVE)
-        if competencies is not None:
-            q = q.where(ms.c.competency_id.in_(list(competencies)))
-        return q
+        return select(*cols).where(*self._where(competencies))
 
     def level_counts(self, learners: Iterable[uuid.UUID] | None, competencies: Sequence[uuid.UUID] | None) -> Counter[tuple[uuid.UUID, str | None]]:
         """Learners per (competency, level). For a population that is most of the tenant (a
@@ -413,38 +447,31 @@ class StoredStates:
             learners = set(learners)
             rest = self.people - learners
             if len(rest) < len(learners):
-                total = self._level_counts(None, competencies)
+                total = Counter(self.tenant_counts.result()) if self.tenant_counts else self._level_counts(None, competencies)
                 if rest:
                     total.subtract(self._level_counts(rest, competencies))
                 return +total
         return self._level_counts(learners, competencies)
 
     def grouped_level_counts(self, groups: dict[str, set[uuid.UUID] | None], competencies: Sequence[uuid.UUID] | None) -> Counter[tuple[str, uuid.UUID, str | None]]:
-        """Learners per (group, competency, level). On PostgreSQL many groups are ONE scan:
-        the (learner, group) pairs go in as two arrays, unnested and joined."""
-        if len(groups) <= 1 or self.engine.dialect.name != "postgresql" or (competencies is not None and not competencies):
+        """Learners per (group, competency, level)."""
+        if len(groups) <= 1 or (competencies is not None and not competencies):
             return _per_group(self, groups, competencies)
         ms = t.mastery_states
-        pairs = sorted((x, g) for g, learners in groups.items() for x in learners or ())
-        members = func.unnest(
-            bindparam("members", [x for x, _ in pairs], type_=ARRAY(Uuid())), bindparam("groups", [g for _, g in pairs], type_=ARRAY(String())),
-        ).table_valued("learner_id", "grp").render_derived()
-        q = self._select((members.c.grp, ms.c.competency_id, ms.c.level, func.count()), competencies)
-        q = q.select_from(ms.join(members, ms.c.learner_id == members.c.learner_id))
-        with self.engine.connect() as conn:
-            rows = conn.execute(q.group_by(members.c.grp, ms.c.competency_id, ms.c.level))
-            return Counter({(g, comp, level): n for g, comp, level, n in rows})
+        return count_by_group(self.engine, ms, groups, self._where(competencies), (ms.c.competency_id, ms.c.level), len(competencies or ()))
+
+    def _where(self, competencies: Sequence[uuid.UUID] | None) -> list[Any]:
+        ms = t.mastery_states
+        where = [ms.c.tenant == self.tenant, ms.c.status == ACTIVE]
+        if competencies is not None:
+            where.append(ms.c.competency_id.in_(list(competencies)))
+        return where
 
     def _level_counts(self, learners: Iterable[uuid.UUID] | None, competencies: Sequence[uuid.UUID] | None) -> Counter[tuple[uuid.UUID, str | None]]:
         ms = t.mastery_states
-        out: Counter[tuple[uuid.UUID, str | None]] = Counter()
-        with self.engine.connect() as conn:
-            for where in learner_filters(self.engine, ms.c.learner_id, learners, len(competencies or ())):
-                q = self._select((ms.c.competency_id, ms.c.level, func.count()), competencies)
-                q = q if where is None else q.where(where)
-                for comp, level, n in conn.execute(q.group_by(ms.c.competency_id, ms.c.level)):
-                    out[(comp, level)] += n
-        return out
+        counts = count_by_group(self.engine, ms, {"": learners}, self._where(competencies), (ms.c.competency_id, ms.c.level),
+                                len(competencies or ()))
+        return Counter({(comp, level): n for (_, comp, level), n in counts.items()})
 
     def mastered_counts(self, learners: Iterable[uuid.UUID], competencies: Sequence[uuid.UUID]) -> Counter[uuid.UUID]:
         ms = t.mastery_states
@@ -456,6 +483,26 @@ class StoredStates:
                 q = self._select((ms.c.learner_id, func.count()), competencies).where(where, ms.c.mastered.is_(True))
                 out.update(dict(conn.execute(q.group_by(ms.c.learner_id)).all()))
         return out
+
+    def mastered_per_course(self, courses: Courses) -> Counter[tuple[uuid.UUID, uuid.UUID]]:
+        """Mastered competencies per (learner, course). On PostgreSQL every course is one
+        scan: the (learner, course) and (course, competency) pairs go in as arrays."""
+        if len(courses) <= 1 or self.engine.dialect.name != "postgresql":
+            return _per_course(self, courses)
+        ms = t.mastery_states
+        takes = sorted((x, c) for c, (learners, _) in courses.items() for x in learners)
+        covers = sorted((c, k) for c, (_, comps) in courses.items() for k in comps)
+        ids = ARRAY(Uuid())
+        took = func.unnest(bindparam("took_l", [x for x, _ in takes], ids), bindparam("took_c", [c for _, c in takes], ids)
+                           ).table_valued("learner_id", "course_id", name="took").render_derived()
+        has = func.unnest(bindparam("has_c", [c for c, _ in covers], ids), bindparam("has_k", [k for _, k in covers], ids)
+                          ).table_valued("course_id", "competency_id", name="has").render_derived()
+        joined = ms.join(took, ms.c.learner_id == took.c.learner_id).join(
+            has, and_(has.c.course_id == took.c.course_id, has.c.competency_id == ms.c.competency_id))
+        q = (self._select((took.c.learner_id, took.c.course_id, func.count()), None).select_from(joined)
+             .where(ms.c.mastered.is_(True)).group_by(took.c.learner_id, took.c.course_id))
+        with self.engine.connect() as conn:
+            return Counter({(x, c): n for x, c, n in conn.execute(q)})
 
     def states(self, learners: Iterable[uuid.UUID] | None, competencies: Sequence[uuid.UUID] | None) -> Iterator[StateRow]:
         ms = t.mastery_states
@@ -469,28 +516,56 @@ class StoredStates:
 
 
 class AsOfStates:
-    """States at a past date (rows from ``MasteryEngine.states_as_of``), counted here."""
+    """States at a past date: rows of ``MasteryEngine.states_as_of`` (derived learner by
+    learner from the evidence), counted here as they stream by. One pass, read once: only
+    the counts are kept, never the tenant's states."""
 
     def __init__(self, rows: Iterable[StateRow]) -> None:
-        self.by_learner: dict[uuid.UUID, list[StateRow]] = defaultdict(list)
-        for row in rows:
-            self.by_learner[row[0]].append(row)
+        self._rows: Iterable[StateRow] | None = rows
 
-    def states(self, learners: Iterable[uuid.UUID] | None, competencies: Sequence[uuid.UUID] | None) -> Iterator[StateRow]:
+    def _once(self, competencies: Sequence[uuid.UUID] | None) -> Iterator[StateRow]:
+        rows, self._rows = self._rows, None
+        if rows is None:
+            raise RuntimeError("as-of states stream once: make a new source for another count")
         keep = set(competencies) if competencies is not None else None
-        for learner in sorted(self.by_learner) if learners is None else sorted(learners):
-            for row in sorted(self.by_learner.get(learner, ()), key=lambda r: r[1]):
-                if keep is None or row[1] in keep:
-                    yield row
-
-    def level_counts(self, learners: Iterable[uuid.UUID] | None, competencies: Sequence[uuid.UUID] | None) -> Counter[tuple[uuid.UUID, str | None]]:
-        return Counter((r[1], r[2]) for r in self.states(learners, competencies))
+        return (r for r in rows if keep is None or r[1] in keep)
 
     def grouped_level_counts(self, groups: dict[str, set[uuid.UUID] | None], competencies: Sequence[uuid.UUID] | None) -> Counter[tuple[str, uuid.UUID, str | None]]:
-        return _per_group(self, groups, competencies)
+        everyone = [g for g, learners in groups.items() if learners is None]
+        member: dict[uuid.UUID, list[str]] = defaultdict(list)
+        for g, learners in groups.items():
+            for x in learners or ():
+                member[x].append(g)
+        out: Counter[tuple[str, uuid.UUID, str | None]] = Counter()
+        for x, comp, level, _, _ in self._once(competencies):
+            for g in (*everyone, *member.get(x, ())):
+                out[(g, comp, level)] += 1
+        return out
+
+    def level_counts(self, learners: Iterable[uuid.UUID] | None, competencies: Sequence[uuid.UUID] | None) -> Counter[tuple[uuid.UUID, str | None]]:
+        counts = self.grouped_level_counts({"": None if learners is None else set(learners)}, competencies)
+        return Counter({(comp, level): n for (_, comp, level), n in counts.items()})
+
+    def mastered_per_course(self, courses: Courses) -> Counter[tuple[uuid.UUID, uuid.UUID]]:
+        takes: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+        for course, (learners, _) in courses.items():
+            for x in learners:
+                takes[x].append(course)
+        covers = {course: set(comps) for course, (_, comps) in courses.items()}
+        out: Counter[tuple[uuid.UUID, uuid.UUID]] = Counter()
+        for x, comp, _, _, mastered in self._once(None):
+            for course in takes.get(x, ()) if mastered else ():
+                if comp in covers[course]:
+                    out[(x, course)] += 1
+        return out
 
     def mastered_counts(self, learners: Iterable[uuid.UUID], competencies: Sequence[uuid.UUID]) -> Counter[uuid.UUID]:
-        return Counter(r[0] for r in self.states(learners, competencies) if r[4])
+        one = uuid.UUID(int=0)
+        return Counter({x: n for (x, _), n in self.mastered_per_course({one: (set(learners), list(competencies))}).items()})
+
+    def states(self, learners: Iterable[uuid.UUID] | None, competencies: Sequence[uuid.UUID] | None) -> Iterator[StateRow]:
+        only = set(learners) if learners is not None else None
+        return (r for r in self._once(competencies) if only is None or r[0] in only)
 
 
 def _per_group(source: StateSource, groups: dict[str, set[uuid.UUID] | None], competencies: Sequence[uuid.UUID] | None) -> Counter[tuple[str, uuid.UUID, str | None]]:
@@ -498,6 +573,14 @@ def _per_group(source: StateSource, groups: dict[str, set[uuid.UUID] | None], co
     for g, learners in groups.items():
         for (comp, level), n in source.level_counts(learners, competencies).items():
             out[(g, comp, level)] = n
+    return out
+
+
+def _per_course(source: StateSource, courses: Courses) -> Counter[tuple[uuid.UUID, uuid.UUID]]:
+    out: Counter[tuple[uuid.UUID, uuid.UUID]] = Counter()
+    for course, (learners, comps) in courses.items():
+        for x, n in source.mastered_counts(learners, comps).items():
+            out[(x, course)] = n
     return out
 
 
@@ -538,17 +621,17 @@ class Roster:
         self.conn, self.tenant = conn, tenant
 
     @functools.cached_property
-    def orgs(self) -> dict[uuid.UUID, tuple[uuid.UUID | None, str]]:
-        """org id -> (parent id, name); a tenant has few orgs."""
-        q = select(t.orgs.c.id, t.orgs.c.parent_id, t.orgs.c.data).where(_active(t.orgs, self.tenant))
-        return {rid: (parent, orjson.loads(data)["name"]) for rid, parent, data in self.conn.execute(q)}
+    def orgs(self) -> dict[uuid.UUID, tuple[uuid.UUID | None, str, str]]:
+        """org id -> (parent id, name, type); a tenant has few orgs."""
+        q = select(t.orgs.c.id, t.orgs.c.parent_id, t.orgs.c.data, t.orgs.c.type).where(_active(t.orgs, self.tenant))
+        return {rid: (parent, orjson.loads(data)["name"], kind) for rid, parent, data, kind in self.conn.execute(q)}
 
     def subtree(self, org: uuid.UUID) -> set[uuid.UUID]:
         """The org and every org below it (a district's schools, their departments...)."""
         if org not in self.orgs:
             raise unknown("org", "org", org)
         children: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-        for rid, (parent, _) in self.orgs.items():
+        for rid, (parent, *_) in self.orgs.items():
             if parent is not None:
                 children[parent].append(rid)
         out, todo = set(), [org]
@@ -758,6 +841,23 @@ class Reports:
             pop = resolve_population(conn, tenant, scope, need_sections=need_sections)
         return pop, comps, codes
 
+    def _district_ahead(self, tenant: str, scope: Scope) -> tuple[Population, list[uuid.UUID] | None, dict[uuid.UUID, str | None], StateSource]:
+        """``_resolve`` for a district-wide distribution, with the tenant's counts made in a
+        second thread while the roster is read: a district is usually most of its tenant,
+        so ``StoredStates.level_counts`` will want them (tenant minus everyone else)."""
+        with self.store.engine.connect() as conn:
+            comps, codes = resolve_competencies(conn, tenant, scope)
+            roster = Roster(conn, tenant)
+            if scope.org not in roster.orgs or roster.orgs[scope.org][2] not in WIDE_ORGS:
+                pop = resolve_population(conn, tenant, scope)
+                return pop, comps, codes, self.source(tenant, scope, comps)
+            source = StoredStates(self.store.engine, tenant)
+            with ThreadPoolExecutor(1) as pool:
+                source.tenant_counts = pool.submit(source.level_counts, None, comps)
+                pop = resolve_population(conn, tenant, scope)
+                source.tenant_counts.result()  # before the pool closes, and so that its errors surface here
+        return pop, comps, codes, source
+
     @staticmethod
     def _parameters(tenant: str, scope: Scope, deid: Deidentify | None) -> dict[str, Any]:
         out = {"tenant": tenant, **scope.parameters(), "deidentified": deid is not None}
@@ -766,11 +866,14 @@ class Reports:
         return out
 
     @staticmethod
-    def _notes(deid: Deidentify | None) -> list[str]:
-        if deid is None:
-            return []
-        return [(f"counts from 1 to {deid.min_cell - 1}, and complementary cells that would reveal them, are suppressed "
-                 f"(null in JSON, {CSV_SUPPRESSED} in CSV)")]
+    def _notes(scope: Scope, deid: Deidentify | None) -> list[str]:
+        notes = []
+        if scope.group_by in ("org", "section", "grade", "group"):
+            notes.append(f"a learner in several groups ({scope.group_by}) is counted in each")
+        if deid is not None:
+            notes.append(f"counts from 1 to {deid.min_cell - 1}, and complementary cells that would reveal them, are "
+                         f"suppressed (null in JSON, {CSV_SUPPRESSED} in CSV)")
+        return notes
 
     @staticmethod
     def _group_columns(deid: Deidentify | None) -> tuple[str, ...]:
@@ -785,8 +888,11 @@ class Reports:
     def distribution(self, tenant: str, scope: Scope, deid: Deidentify | None = None) -> Report:
         """Learners per competency and level, per group: ``learners`` at the level, of
         ``assessed`` (learners of the group with a state on the competency)."""
-        pop, comps, codes = self._resolve(tenant, scope)
-        source = self.source(tenant, scope, comps)
+        if scope.as_of is None and scope.group_by is None and scope.org is not None:
+            pop, comps, codes, source = self._district_ahead(tenant, scope)
+        else:
+            pop, comps, codes = self._resolve(tenant, scope)
+            source = self.source(tenant, scope, comps)
         blocks: dict[uuid.UUID, dict[tuple[str, str | None], int]] = defaultdict(dict)
         for (key, comp, level), n in source.grouped_level_counts(pop.groups, comps).items():
             blocks[comp][(key, level)] = n
@@ -806,7 +912,7 @@ class Reports:
                         "assessed": SUPPRESSED if g in small else assessed,
                     })
         columns = (*self._group_columns(deid), "competency_id", "competency_code", "level", "learners", "assessed")
-        return Report("distribution", columns, rows, self._parameters(tenant, scope, deid), self._notes(deid))
+        return Report("distribution", columns, rows, self._parameters(tenant, scope, deid), self._notes(scope, deid))
 
     def progression(self, tenant: str, scope: Scope, deid: Deidentify | None = None) -> Report:
         """Learners per progression status, per group (statuses: mappings/report-thresholds.yaml)."""
@@ -826,7 +932,7 @@ class Reports:
                              "learners": SUPPRESSED if (g, s) in hidden else table[(g, s)],
                              "group_learners": SUPPRESSED if g in small else total})
         columns = (*self._group_columns(deid), "status", "learners", "group_learners")
-        return Report("progression", columns, rows, self._parameters(tenant, scope, deid), self._notes(deid))
+        return Report("progression", columns, rows, self._parameters(tenant, scope, deid), self._notes(scope, deid))
 
     def learner_statuses(self, tenant: str, scope: Scope, pop: Population, comps: list[uuid.UUID] | None) -> dict[uuid.UUID, str]:
         """Each learner's status: mastered share of the competencies of their courses against
@@ -845,14 +951,17 @@ class Reports:
             for s in secs:
                 course, elapsed = plan.sections[s]
                 by_course[course][x] = max(elapsed, by_course[course].get(x, 0.0))
+        courses: dict[uuid.UUID, tuple[set[uuid.UUID], list[uuid.UUID]]] = {}
         for course, learners in by_course.items():
             k = [c for c in plan.competencies.get(course, ()) if keep is None or c in keep]
             if not k:
                 continue
-            mastered.update(source.mastered_counts(learners, k))
+            courses[course] = (set(learners), k)
             for x, elapsed in learners.items():
                 expected[x] += len(k)
                 paced[x] += len(k) * elapsed
+        for (x, _), n in source.mastered_per_course(courses).items():
+            mastered[x] += n
         return {x: self.thresholds.status(mastered[x], expected[x], paced[x] / expected[x] if expected[x] else 0.0) for x in pop.learners}
 
     def evidence_volume(self, tenant: str, scope: Scope, deid: Deidentify | None = None) -> Report:
@@ -862,20 +971,14 @@ class Reports:
         engine = self.store.engine
         month = (func.strftime("%Y-%m", ev.c.observed_at) if engine.dialect.name == "sqlite"
                  else func.to_char(func.timezone("UTC", ev.c.observed_at), "YYYY-MM"))
+        where = [_active(ev, tenant), ev.c.voided.is_(False)]
+        if comps is not None:
+            where.append(ev.c.competency_id.in_(comps))
+        if scope.as_of is not None:
+            where.append(ev.c.observed_at <= scope.as_of)
         blocks: dict[str, dict[tuple[str, tuple[str, str]], int]] = defaultdict(dict)
-        with engine.connect() as conn:
-            for g, learners in pop.groups.items():
-                for where in learner_filters(engine, ev.c.learner_id, learners, len(comps or ())):
-                    q = select(month, ev.c.source, ev.c.evidence_kind, func.count()).where(_active(ev, tenant), ev.c.voided.is_(False))
-                    if where is not None:
-                        q = q.where(where)
-                    if comps is not None:
-                        q = q.where(ev.c.competency_id.in_(comps))
-                    if scope.as_of is not None:
-                        q = q.where(ev.c.observed_at <= scope.as_of)
-                    for m, src, kind, n in conn.execute(q.group_by(month, ev.c.source, ev.c.evidence_kind)):
-                        cell = (m, (src, kind))
-                        blocks[g][cell] = blocks[g].get(cell, 0) + n
+        for (g, m, src, kind), n in count_by_group(engine, ev, pop.groups, where, (month, ev.c.source, ev.c.evidence_kind), len(comps or ())).items():
+            blocks[g][(m, (src, kind))] = n
         rows = []
         for g, cells in blocks.items():
             months = sorted({m for m, _ in cells})
@@ -887,7 +990,7 @@ class Reports:
                     rows.append({**self._group_fields(scope, pop, g, deid), "month": m, "source": src, "evidence_kind": kind,
                                  "items": SUPPRESSED if (m, (src, kind)) in hidden else n})
         columns = (*self._group_columns(deid), "month", "source", "evidence_kind", "items")
-        return Report("evidence-volume", columns, rows, self._parameters(tenant, scope, deid), self._notes(deid))
+        return Report("evidence-volume", columns, rows, self._parameters(tenant, scope, deid), self._notes(scope, deid))
 
     def states(self, tenant: str, scope: Scope, deid: Deidentify | None = None) -> Report:
         """One row per learner and competency, streamed; de-identified: pseudonymous learners."""

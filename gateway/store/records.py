@@ -390,6 +390,9 @@ class _KindWrite:
     touched: set[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=set)
 
 
+#: page() filter suffixes: ``{"competency_id__null": True}`` lists unaligned evidence
+NULL_FILTER, NOT_NULL_FILTER = "__null", "__notnull"
+
 #: Called inside the writing transaction once evidence has changed, with the (learner,
 #: competency) pairs it touched: how the mastery engine keeps states exact (DESIGN 2).
 EvidenceListener = Callable[[Connection, str, set[tuple[uuid.UUID, uuid.UUID]], datetime], None]
@@ -907,15 +910,19 @@ class RecordStore:
         which both engines answer with one range scan of the (tenant, updated_at, id)
         index, however deep the page (an OR of the two cases makes SQLite scan every row
         of the cursor's ``updated_at``, and one bulk commit gives thousands the same)."""
-        filters = filters or {}
         params: dict[str, Any] = {"tenant": tenant, "limit": limit + 1}
         if updated_since is not None:
             params["since"] = updated_since
-        for col, value in filters.items():
+        shape = []
+        for col, value in (filters or {}).items():
+            if col.endswith(NULL_FILTER):  # "<column>__null": True -> IS NULL, False -> IS NOT NULL
+                shape.append(f"{col[: -len(NULL_FILTER)]}{NULL_FILTER if value else NOT_NULL_FILTER}")
+                continue
+            shape.append(col)
             params[f"f_{col}"] = value
         if cursor:
             params["cu"], params["cid"] = decode_cursor(cursor)
-        q = self._page_query(kind, tuple(filters), since=updated_since is not None, after=bool(cursor))
+        q = self._page_query(kind, tuple(shape), since=updated_since is not None, after=bool(cursor))
         with self.engine.connect() as conn:
             rows = conn.execute(q, params).all()
         more = len(rows) > limit
@@ -941,7 +948,12 @@ class RecordStore:
         if since:
             q = q.where(ts > bindparam("since", type_=ts.type))
         for col in filters:
-            q = q.where(tbl.c[col] == bindparam(f"f_{col}", type_=tbl.c[col].type))
+            if col.endswith(NULL_FILTER):
+                q = q.where(tbl.c[col[: -len(NULL_FILTER)]].is_(None))
+            elif col.endswith(NOT_NULL_FILTER):
+                q = q.where(tbl.c[col[: -len(NOT_NULL_FILTER)]].is_not(None))
+            else:
+                q = q.where(tbl.c[col] == bindparam(f"f_{col}", type_=tbl.c[col].type))
         if after:
             q = q.where(tuple_(ts, rid) > tuple_(bindparam("cu", type_=ts.type), bindparam("cid", type_=rid.type)))
         q = q.order_by(ts, rid).limit(bindparam("limit", type_=Integer()))

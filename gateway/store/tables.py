@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from .db import UTCDateTime, UUIDType
@@ -154,11 +155,17 @@ mastery_states = _record_table(
     "mastery_states",
     Column("learner_id", UUIDType(), nullable=False),
     Column("competency_id", UUIDType(), nullable=False),
-    # what reports group by (0003): the distribution report is an index-only scan
+    # what reports group by (0003)
     Column("level", String(64)),
     Column("value", Float()),
     Column("mastered", Boolean()),
-    indexes=(("tenant", "learner_id"), ("tenant", "competency_id", "level")),
+    indexes=(("tenant", "learner_id"),),
+)
+# The distribution report counts active states per (competency, level) for a set of learners:
+# an index-only scan of this partial index (retired states stay as tobedeleted rows).
+Index(
+    "ix_mastery_states_report", "tenant", "competency_id", "level", "learner_id", _table=mastery_states,
+    postgresql_where=text("status = 'active'"), sqlite_where=text("status = 'active'"),
 )
 learning_plans = _record_table("learning_plans", Column("learner_id", UUIDType(), nullable=False), indexes=(("tenant", "learner_id"),))
 

@@ -71,7 +71,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("value", sa.Float(), nullable=True))
         batch.add_column(sa.Column("mastered", sa.Boolean(), nullable=True))
         batch.drop_index("ix_mastery_states_tenant_competency_id")
-        batch.create_index("ix_mastery_states_tenant_competency_id_level", ["tenant", "competency_id", "level"], unique=False)
+        batch.create_index("ix_mastery_states_report", ["tenant", "competency_id", "level", "learner_id"], unique=False,
+                           postgresql_where=sa.text("status = 'active'"), sqlite_where=sa.text("status = 'active'"))
     _backfill("mastery_states", {
         "level": (sa.String(), lambda d: d.get("level")),
         "value": (sa.Float(), lambda d: d.get("value")),
@@ -95,7 +96,7 @@ def downgrade() -> None:
     with op.batch_alter_table("oauth_clients") as batch:
         batch.drop_column("person_id")
     with op.batch_alter_table("mastery_states") as batch:
-        batch.drop_index("ix_mastery_states_tenant_competency_id_level")
+        batch.drop_index("ix_mastery_states_report")
         batch.create_index("ix_mastery_states_tenant_competency_id", ["tenant", "competency_id"], unique=False)
         batch.drop_column("mastered")
         batch.drop_column("value")
