@@ -31,11 +31,13 @@ keys_app = typer.Typer(help="Token signing keys.", no_args_is_help=True)
 import_app = typer.Typer(help="Import data in a standard's format (one sub-command per adapter).", no_args_is_help=True)
 export_app = typer.Typer(help="Export data in a standard's format (one sub-command per adapter).", no_args_is_help=True)
 schemas_app = typer.Typer(help="JSON Schemas of the canonical model.", no_args_is_help=True)
+mastery_app = typer.Typer(help="The mastery engine: recompute states from evidence.", no_args_is_help=True)
 app.add_typer(clients_app, name="clients")
 app.add_typer(keys_app, name="keys")
 app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(mastery_app, name="mastery")
 
 
 @app.callback()
@@ -141,13 +143,16 @@ def clients_create(
     tenant: Annotated[str, typer.Option(help="the tenant this client belongs to (created if new)")],
     scopes: Annotated[list[str], typer.Option("--scopes", "--scope", help="scopes, repeatable or space-separated")],
     name: Annotated[str | None, typer.Option(help="a name for humans")] = None,
+    person: Annotated[str | None, typer.Option(help="a person id: the client acts for this learner, guardian or teacher only")] = None,
 ) -> None:
     """Create a client. Its secret is printed ONCE; only a hash is stored."""
+    import uuid
+
     from .auth import ClientStore
 
     flat = [s for item in scopes for s in item.replace(",", " ").split()]
     store = open_store()
-    client, secret = ClientStore(store.engine).create(tenant, flat, name)
+    client, secret = ClientStore(store.engine).create(tenant, flat, name, person_id=uuid.UUID(person) if person else None)
     out.print(f"client_id:     {client.client_id}")
     out.print(f"client_secret: {secret}")
     out.print(f"tenant:        {client.tenant}")
@@ -222,6 +227,40 @@ def schemas_export(
 DEMO_TENANT = "demo"
 
 
+@mastery_app.command("recompute")
+def mastery_recompute(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant (default: every tenant)")] = None,
+    framework: Annotated[str | None, typer.Option(help="only this framework's competencies (a framework id)")] = None,
+    workers: Annotated[int, typer.Option(help="processes deriving states in parallel (default: one per core)")] = 0,
+) -> None:
+    """Derive every mastery state from the evidence again (after a rule, scale or structure change)."""
+    import os
+
+    import uuid
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from sqlalchemy import func, select
+
+    from .store import tables as t
+
+    store = open_store()
+    with store.engine.connect() as conn:
+        tenants = [tenant] if tenant else [r[0] for r in conn.execute(select(t.tenants.c.id).order_by(t.tenants.c.id))]
+    fw = uuid.UUID(framework) if framework else None
+    for name in tenants:
+        with store.engine.connect() as conn:
+            learners = conn.execute(select(func.count(func.distinct(t.evidence.c.learner_id))).where(t.evidence.c.tenant == name)).scalar_one()
+        with Progress(TextColumn(f"[cyan]{name}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("learners"), TimeElapsedColumn(),
+                      console=console) as bar:
+            task = bar.add_task("recompute", total=learners)
+            report = store.mastery.recompute(name, framework_id=fw, workers=workers or min(4, os.cpu_count() or 1),
+                                             progress=lambda n: bar.advance(task, n))
+        rate = report.evidence / report.seconds if report.seconds else 0.0
+        out.print(f"{name}: {report.learners} learners, {report.evidence} evidence items -> {report.states} states "
+                  f"({report.written} written, {report.retired} retired) in {report.seconds:.1f} s ({rate:,.0f} evidence/s)")
+    store.dispose()
+
+
 @app.command()
 def demo(
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
@@ -255,6 +294,8 @@ def demo(
     out.print(f"    curl -s -u {client.client_id}:{secret} -d grant_type=client_credentials {base}/oauth/token", soft_wrap=True)
     out.print("  then, with TOKEN set to its access_token:")
     out.print(f'    curl -s -H "Authorization: Bearer $TOKEN" "{base}/v1/people?limit=5"', soft_wrap=True)
+    out.print("  a learner's mastery profile (learner ids: /v1/people?role=student):")
+    out.print(f'    curl -s -H "Authorization: Bearer $TOKEN" "{base}/v1/learners/LEARNER_ID/profile"', soft_wrap=True)
     if serve_api:
         _run_server(host, port, 1)
 
@@ -269,6 +310,9 @@ def register_adapters() -> None:
         return
     from adapters.base import discover
 
+    from .report_cli import register as register_reports
+
+    register_reports(export_app)  # `tessera export report ...`: the gateway's own, beside the adapters'
     for adapter in discover():
         adapter.register_cli(import_app, export_app)
     _registered = True

@@ -16,7 +16,7 @@ from ..auth import Auth
 from ..config import Settings, get_settings
 from ..errors import NotReady, UnsupportedMediaType
 from ..store import Store
-from . import competencies, problems, v1
+from . import competencies, mastery, problems, reports, v1
 from .context import AppContext
 from .middleware import RequestContextMiddleware
 
@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None, reg
     app.include_router(_core_router(ctx))
     app.include_router(v1.build_router(ctx))
     app.include_router(competencies.build_router(ctx))
+    app.include_router(mastery.build_router(ctx))
+    app.include_router(reports.build_router(ctx))
     if registry is None:
         from adapters.base import discover
 

@@ -54,13 +54,19 @@ COLLECTIONS = [
         {"person_id": ("person_id", _uuid), "section_id": ("section_id", _uuid), "role": ("role", str)},
     ),
     Collection("frameworks", "framework", ("competencies.readonly",), {}),
+    Collection("mastery-states", "mastery_state", ("mastery.readonly",), {
+        "learner_id": ("learner_id", _uuid), "competency_id": ("competency_id", _uuid), "level": ("level", str),
+        "mastered": ("mastered", _bool),
+    }),
     Collection(
         "competencies", "competency", ("competencies.readonly",),
         {"framework_id": ("framework_id", _uuid), "code": ("code", str)},
     ),
     Collection(
         "evidence", "evidence", ("evidence.readonly",),
-        {"learner_id": ("learner_id", _uuid), "competency_id": ("competency_id", _uuid), "voided": ("voided", _bool)},
+        {"learner_id": ("learner_id", _uuid), "competency_id": ("competency_id", _uuid), "voided": ("voided", _bool),
+         # evidence no alignment resolved yet: kept, never dropped, listed for an integrator to align
+         "unaligned": ("competency_id__null", _bool)},
     ),
 ]
 COMMON_PARAMS = {"limit", "cursor", "updated_since", "status"}

@@ -6,6 +6,8 @@ The secret is shown once, when the client is created. What is stored is
 
 from __future__ import annotations
 
+import uuid
+
 import base64
 import hashlib
 import hmac
@@ -52,6 +54,9 @@ class Client:
     created_at: datetime
     revoked_at: datetime | None
     secret_hash: str
+    #: a client acting for one person (a learner's, guardian's or teacher's app): the
+    #: learner endpoints then show only what that person may see (gateway/api/mastery.py)
+    person_id: uuid.UUID | None = None
 
     @property
     def active(self) -> bool:
@@ -62,7 +67,7 @@ class ClientStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def create(self, tenant: str, scopes: list[str], name: str | None = None) -> tuple[Client, str]:
+    def create(self, tenant: str, scopes: list[str], name: str | None = None, *, person_id: uuid.UUID | None = None) -> tuple[Client, str]:
         """Returns the client and its secret. The secret is not stored and cannot be shown again."""
         scopes = sc.normalize(scopes)
         bad = sc.unknown(scopes)
@@ -78,7 +83,7 @@ class ClientStore:
             conn.execute(
                 insert(t.oauth_clients).values(
                     client_id=client_id, tenant=tenant, name=name or client_id, secret_hash=hash_secret(secret),
-                    scopes=" ".join(scopes), created_at=now,
+                    scopes=" ".join(scopes), created_at=now, person_id=person_id,
                 )
             )
         return self.get(client_id), secret
@@ -88,7 +93,7 @@ class ClientStore:
             r = conn.execute(select(t.oauth_clients).where(t.oauth_clients.c.client_id == client_id)).first()
         if r is None:
             raise NotFound(f"no client {client_id}")
-        return Client(r.client_id, r.tenant, r.name, tuple(r.scopes.split()), r.created_at, r.revoked_at, r.secret_hash)
+        return Client(r.client_id, r.tenant, r.name, tuple(r.scopes.split()), r.created_at, r.revoked_at, r.secret_hash, r.person_id)
 
     def authenticate(self, client_id: str, secret: str) -> Client | None:
         try:

@@ -82,7 +82,7 @@ class TokenEndpoint:
 
         def generate(request: Request) -> str:
             client: Client = request.client
-            return tokens.issue(client_id=client.client_id, tenant=client.tenant, scopes=list(request.scopes))
+            return tokens.issue(client_id=client.client_id, tenant=client.tenant, scopes=list(request.scopes), person_id=client.person_id)
 
         self.server = BackendApplicationServer(_Validator(clients), token_generator=generate, token_expires_in=tokens.ttl)
 

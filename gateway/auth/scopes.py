@@ -27,6 +27,8 @@ SCOPES: dict[str, str] = {
     "evidence.readonly": "read evidence",
     "evidence.write": "submit evidence",
     "mastery.readonly": "read mastery states, progressions and reports",
+    "mastery.write": "set mastery rules and scales, run a recompute, and edit learning plans",
+    "reports.deidentified": "read de-identified reports only (state pulls): pseudonymous learners, small counts suppressed",
     "records.write": "write canonical records of any kind through the batch API",
     "admin": "manage connections, routes, sync runs and dead letters of the tenant",
     # xAPI 1.0.3 Communication 4.2 / 2.0 scopes, namespaced "xapi/" + the spec's own name
@@ -90,4 +92,5 @@ READ_SCOPE: dict[str, str] = {
     "evidence": "evidence.readonly",
     "mastery_rule": "mastery.readonly",
     "mastery_state": "mastery.readonly",
+    "learning_plan": "mastery.readonly",
 }

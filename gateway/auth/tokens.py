@@ -24,6 +24,8 @@ class Principal:
     tenant: str
     client_id: str
     scopes: frozenset[str]
+    #: set when the client acts for one person (see ClientStore.create)
+    person_id: uuid.UUID | None = None
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes
@@ -35,7 +37,8 @@ class TokenService:
         self.issuer = issuer
         self.ttl = ttl_seconds
 
-    def issue(self, *, client_id: str, tenant: str, scopes: list[str], ttl_seconds: int | None = None) -> str:
+    def issue(self, *, client_id: str, tenant: str, scopes: list[str], ttl_seconds: int | None = None,
+              person_id: uuid.UUID | None = None) -> str:
         key = self.keys.current()
         now = utcnow()
         claims = {
@@ -50,6 +53,8 @@ class TokenService:
             "exp": now + timedelta(seconds=ttl_seconds or self.ttl),
             "jti": uuid.uuid4().hex,
         }
+        if person_id is not None:
+            claims["person"] = str(person_id)
         return jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid})
 
     def verify(self, token: str) -> Principal:
@@ -82,4 +87,6 @@ class TokenService:
             raise AuthError("the access token's signature does not verify") from None
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"the access token is invalid: {exc}") from None
-        return Principal(claims["tenant"], claims["sub"], expand(str(claims.get("scope", "")).split()))
+        person = claims.get("person")
+        return Principal(claims["tenant"], claims["sub"], expand(str(claims.get("scope", "")).split()),
+                         uuid.UUID(person) if isinstance(person, str) else None)

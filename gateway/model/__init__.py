@@ -27,7 +27,16 @@ from .competencies import (
     TargetKind,
 )
 from .evidence import ActivityRef, Evidence, EvidenceKind, Provenance, Score
-from .mastery import Contribution, MasteryMethod, MasteryRule, MasteryState
+from .mastery import (
+    Contribution,
+    LearningPlan,
+    MasteryMethod,
+    MasteryRule,
+    MasteryState,
+    PlanStatus,
+    PlanTarget,
+    TargetStatus,
+)
 from .people import Demographics, Org, OrgRole, OrgType, Person, Role, Sex
 from .rostering import AcademicSession, Course, Enrollment, Section, SectionType, SessionType
 
@@ -47,6 +56,7 @@ RECORD_CLASSES: tuple[type[Record], ...] = (
     Evidence,
     MasteryRule,
     MasteryState,
+    LearningPlan,
 )
 RECORD_TYPES: dict[str, type[Record]] = {cls.KIND: cls for cls in RECORD_CLASSES}
 
@@ -115,9 +125,9 @@ def export_schemas(directory: Path) -> list[Path]:
 __all__ = [
     "AcademicSession", "ActivityRef", "Alignment", "AnyRecord", "CanonicalModel", "Competency",
     "Contribution", "Course", "Demographics", "Enrollment", "Evidence", "EvidenceKind", "Framework",
-    "Identifier", "MasteryMethod", "MasteryRule", "MasteryState", "Org", "OrgRole", "OrgType", "Person",
+    "Identifier", "LearningPlan", "MasteryMethod", "MasteryRule", "MasteryState", "Org", "OrgRole", "OrgType", "Person",
     "ProficiencyLevel", "ProficiencyScale", "Provenance", "RECORD_CLASSES", "RECORD_TYPES", "Record",
-    "Relation", "RelationType", "Role", "Score", "Section", "SectionType", "SessionType", "Sex", "Status",
-    "TargetKind", "Timestamp", "ensure_aware", "export_schemas", "json_schemas", "parse_record", "pydantic_errors",
+    "PlanStatus", "PlanTarget", "Relation", "RelationType", "Role", "Score", "Section", "SectionType", "SessionType", "Sex", "Status",
+    "TargetKind", "TargetStatus", "Timestamp", "ensure_aware", "export_schemas", "json_schemas", "parse_record", "pydantic_errors",
     "record_id", "utcnow",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, text
 
@@ -10,6 +11,9 @@ from .db import make_engine
 from .migrate import is_current, upgrade
 from .outbox import RoutingStore
 from .records import ApplyResult, Page, RecordStore
+
+if TYPE_CHECKING:
+    from ..mastery.engine import MasteryEngine
 
 
 class Store:
@@ -24,7 +28,16 @@ class Store:
 
     @cached_property
     def records(self) -> RecordStore:
-        return RecordStore(self.engine)
+        records = RecordStore(self.engine)
+        # Mastery states are derived in the transaction of the evidence they come from.
+        records.evidence_listeners.append(self.mastery.on_evidence)
+        return records
+
+    @cached_property
+    def mastery(self) -> MasteryEngine:
+        from ..mastery.engine import MasteryEngine
+
+        return MasteryEngine(self)
 
     @cached_property
     def routing(self) -> RoutingStore:

@@ -89,15 +89,20 @@ class _Refs:
     __call__ = walk
 
 
-class _PersonOrgRefs:
-    __slots__ = ()
+class _ItemRefs:
+    """References held by each item of a list field: ``roles[i].org_id``."""
+
+    __slots__ = ("items", "attr")
+
+    def __init__(self, items: str, attr: str) -> None:
+        self.items, self.attr = items, attr
 
     def ids(self, rec: Any) -> list[uuid.UUID]:
-        return [r.org_id for r in rec.roles]
+        return [getattr(x, self.attr) for x in getattr(rec, self.items)]
 
     def walk(self, rec: Any) -> Iterator[tuple[str, uuid.UUID]]:
-        for i, r in enumerate(rec.roles):
-            yield f"roles[{i}].org_id", r.org_id
+        for i, x in enumerate(getattr(rec, self.items)):
+            yield f"{self.items}[{i}].{self.attr}", getattr(x, self.attr)
 
     __call__ = walk
 
@@ -112,7 +117,7 @@ REFERENCES: dict[str, list[tuple[str, Any]]] = {
     "academic_session": [("academic_session", _refs("parent_id")), ("org", _refs("org_id"))],
     "course": [("org", _refs("org_id")), ("academic_session", _refs("session_id")), ("competency", _refs("competency_ids"))],
     "section": [("course", _refs("course_id")), ("org", _refs("org_id")), ("academic_session", _refs("session_ids"))],
-    "person": [("org", _PersonOrgRefs()), ("person", _refs("agent_ids"))],
+    "person": [("org", _ItemRefs("roles", "org_id")), ("person", _refs("agent_ids"))],
     "enrollment": [("person", _refs("person_id")), ("section", _refs("section_id")), ("org", _refs("org_id"))],
     "framework": [],
     "competency": [("framework", _refs("framework_id"))],
@@ -131,6 +136,11 @@ REFERENCES: dict[str, list[tuple[str, Any]]] = {
         ("proficiency_scale", _refs("scale_id")),
     ],
     "mastery_state": [("person", _refs("learner_id")), ("competency", _refs("competency_id"))],
+    "learning_plan": [
+        ("person", _refs("learner_id")),
+        ("competency", _refs("pathway")),
+        ("competency", _ItemRefs("targets", "competency_id")),
+    ],
 }
 
 
@@ -160,14 +170,29 @@ PROMOTED: dict[str, dict[str, Callable[[Any], Any]]] = {
         "competency_id": lambda r: r.competency_id,
         "observed_at": lambda r: r.observed_at,
         "voided": lambda r: r.voided,
+        "scaled": lambda r: r.score.scaled if r.score is not None else None,
+        "level": lambda r: r.level,
+        "evidence_kind": lambda r: r.evidence_kind.value,
+        "success": lambda r: r.success,
+        "superseded_by": lambda r: r.superseded_by,
     },
     "mastery_rule": {"framework_id": lambda r: r.framework_id, "competency_id": lambda r: r.competency_id},
-    "mastery_state": {"learner_id": lambda r: r.learner_id, "competency_id": lambda r: r.competency_id},
+    "mastery_state": {
+        "learner_id": lambda r: r.learner_id,
+        "competency_id": lambda r: r.competency_id,
+        "level": lambda r: r.level,
+        "value": lambda r: r.value,
+        "mastered": lambda r: r.mastered,
+    },
+    "learning_plan": {"learner_id": lambda r: r.learner_id},
 }
 
 #: Fields left out of the content hash: timestamps the store itself sets.
 UNHASHED = ("updated_at", "recorded_at")
 _UNHASHED = frozenset(UNHASHED)
+#: Kinds with a timestamp of their own that is not content: a recomputed mastery state whose
+#: result did not change is not rewritten, so its ``computed_at`` says when it last changed.
+UNHASHED_BY_KIND: dict[str, frozenset[str]] = {"mastery_state": frozenset({"computed_at"})}
 #: The only fields of stored evidence that may change (DESIGN: evidence is append-only).
 EVIDENCE_MUTABLE = frozenset(
     {"voided", "superseded_by", "competency_id", "alignment_id", "status", "updated_at", "recorded_at", "identifiers"}
@@ -333,6 +358,8 @@ class _KindSpec:
     refs: tuple[tuple[str, Any], ...]
     #: fields whose non-empty value sends the hash down the sorted path; None: always
     free_dicts: tuple[str, ...] | None
+    #: fields kept in the record but left out of its hash (``UNHASHED_BY_KIND``)
+    unhashed: frozenset[str] = frozenset()
 
 
 def _promoter(getters: list[tuple[Callable[[Any], Any], Callable[[Any], Any] | None]]) -> Callable[[Any], tuple[Any, ...]]:
@@ -359,6 +386,16 @@ class _KindWrite:
     updated_keys: list[Any] = field(default_factory=list)
     written: list[tuple[uuid.UUID, str, str]] = field(default_factory=list)
     superseding: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)
+    #: evidence: the (learner, competency) pairs whose evidence changed (old and new competency)
+    touched: set[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=set)
+
+
+#: page() filter suffixes: ``{"competency_id__null": True}`` lists unaligned evidence
+NULL_FILTER, NOT_NULL_FILTER = "__null", "__notnull"
+
+#: Called inside the writing transaction once evidence has changed, with the (learner,
+#: competency) pairs it touched: how the mastery engine keeps states exact (DESIGN 2).
+EvidenceListener = Callable[[Connection, str, set[tuple[uuid.UUID, uuid.UUID]], datetime], None]
 
 
 _COMMON_HEAD = ["id", "tenant", "source", "native_id", "status", "content_hash"]
@@ -387,7 +424,10 @@ class RecordStore:
             )
             getters = [(PROMOTED[kind][c], bind_processor(tbl, c, dialect)) for c in promoted]
             cls = RECORD_TYPES[kind]
-            self._specs[kind] = _KindSpec(kind, kind == "evidence", _promoter(getters), tuple(REFERENCES[kind]), _free_form_dicts(cls))
+            self._specs[kind] = _KindSpec(
+                kind, kind == "evidence", _promoter(getters), tuple(REFERENCES[kind]), _free_form_dicts(cls),
+                UNHASHED_BY_KIND.get(kind, frozenset()),
+            )
         self._identifiers = BulkStatement(t.identifiers, ["tenant", "record_kind", "record_id", "system", "kind", "value"], dialect)
         self._changes = BulkStatement(t.changes, ["tenant", "batch_id", "record_kind", "record_id", "op", "content_hash", "at"], dialect)
         quote = dialect.identifier_preparer.quote
@@ -395,6 +435,7 @@ class RecordStore:
         self._delete_identifiers = f"DELETE FROM {dialect.identifier_preparer.format_table(t.identifiers)} WHERE "
         self._record_id = quote("record_id")
         self._voided = bind_processor(t.evidence, "voided", dialect)
+        self.evidence_listeners: list[EvidenceListener] = []
         # reading: the result processors that decode a page's last (updated_at, id)
         self._cursor_procs = {
             kind: (
@@ -435,7 +476,7 @@ class RecordStore:
                 body = None
             else:
                 doc = None
-                digest, body = _record_digest(rec, spec.free_dicts)
+                digest, body = _record_digest(rec, spec.free_dicts, spec.unhashed)
             head = (key, tenant, rec.source, rec.native_id, rec.status.value, digest, *spec.promote(rec))
             bucket = by_id.get(spec.kind)
             if bucket is None:
@@ -515,6 +556,7 @@ class RecordStore:
                     if rows:
                         conn.execute(core_insert(t.outbox), rows)
                         result.outbox += len(rows)
+            self._notify(conn, tenant, plans, now)
             if within is not None:
                 within(conn)
         return result
@@ -565,25 +607,57 @@ class RecordStore:
         with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             now = utcnow()
             ensure_tenant(conn, tenant)
-            routes = matching_routes(conn, tenant)
+            touched: set[tuple[uuid.UUID, uuid.UUID]] = set()
             for records in batches:
-                batch = self.prepare(tenant, records)
-                if not batch.by_kind:
-                    continue
-                self._check_references(conn, tenant, batch)
-                for kind, items in batch.by_kind.items():
-                    plan = self._plan_kind(conn, tenant, kind, items, result.batch_id, now, collect=any(kind in r.kinds for r in routes))
-                    self._apply_kind(conn, tenant, plan.kind, plan, result.batch_id, now)
-                    acc = result.counts.setdefault(kind, KindCounts())
-                    acc.created += plan.counts.created
-                    acc.updated += plan.counts.updated
-                    acc.unchanged += plan.counts.unchanged
-                    if plan.written and plan.collect:
-                        rows = outbox_rows(routes, tenant, kind, plan.written, now)
-                        if rows:
-                            conn.execute(core_insert(t.outbox), rows)
-                            result.outbox += len(rows)
+                touched |= self._write(conn, tenant, records, result, now)
+            self._notify_pairs(conn, tenant, touched, now)
         return result
+
+    def apply_in(self, conn: Connection, tenant: str, records: Iterable[Record], *, now: datetime,
+                 batch_id: uuid.UUID | None = None, derived: bool = False) -> ApplyResult:
+        """Write records inside a transaction the caller holds (the mastery engine writes
+        the states it derived in the transaction of the evidence they come from).
+
+        ``derived``: the records were computed from records of this transaction whose
+        references were checked (a state's learner and competency are its evidence's), so
+        the reference check is skipped."""
+        result = ApplyResult(batch_id=batch_id or uuid.uuid4())
+        self._notify_pairs(conn, tenant, self._write(conn, tenant, records, result, now, check=not derived), now)
+        return result
+
+    def _write(self, conn: Connection, tenant: str, records: Iterable[Record], result: ApplyResult,
+               now: datetime, *, check: bool = True) -> set[tuple[uuid.UUID, uuid.UUID]]:
+        """Check, plan and write one batch on ``conn``, adding to ``result``; returns the
+        evidence pairs it touched."""
+        batch = self.prepare(tenant, records)
+        touched: set[tuple[uuid.UUID, uuid.UUID]] = set()
+        if not batch.by_kind:
+            return touched
+        if check:
+            self._check_references(conn, tenant, batch)
+        routes = matching_routes(conn, tenant)
+        for kind, items in batch.by_kind.items():
+            plan = self._plan_kind(conn, tenant, kind, items, result.batch_id, now, collect=any(kind in r.kinds for r in routes))
+            self._apply_kind(conn, tenant, plan.kind, plan, result.batch_id, now)
+            touched |= plan.touched
+            acc = result.counts.setdefault(kind, KindCounts())
+            acc.created += plan.counts.created
+            acc.updated += plan.counts.updated
+            acc.unchanged += plan.counts.unchanged
+            if plan.written and plan.collect:
+                rows = outbox_rows(routes, tenant, kind, plan.written, now)
+                if rows:
+                    conn.execute(core_insert(t.outbox), rows)
+                    result.outbox += len(rows)
+        return touched
+
+    def _notify(self, conn: Connection, tenant: str, plans: list[_KindWrite], now: datetime) -> None:
+        self._notify_pairs(conn, tenant, {pair for plan in plans for pair in plan.touched}, now)
+
+    def _notify_pairs(self, conn: Connection, tenant: str, touched: set[tuple[uuid.UUID, uuid.UUID]], now: datetime) -> None:
+        if touched:
+            for listener in self.evidence_listeners:
+                listener(conn, tenant, touched, now)
 
     def _check_references(self, conn: Connection, tenant: str, batch: PreparedBatch) -> None:
         unresolved: dict[str, set[uuid.UUID]] = {}
@@ -698,16 +772,24 @@ class RecordStore:
                 rec, doc = p.rec, p.doc
                 assert doc is not None
                 old = existing.get(p.key)
-                self._evidence_rules(rec, doc, old, now)
+                was = self._evidence_rules(rec, doc, old, now)
                 digest = content_hash(doc)
                 if old is not None and old[0] == digest:
                     unchanged += 1
                     continue
                 doc["updated_at"] = stamp
-                # head: id..status, content_hash, learner_id, competency_id, observed_at, voided;
-                # the rules may have kept a stored void, so the column follows the document.
+                # head: id..status, content_hash, learner_id, competency_id, observed_at, voided,
+                # scaled, level, evidence_kind, success, superseded_by; the rules may have kept a stored
+                # void or superseded_by, so those columns follow the document.
                 voided = doc["voided"] if self._voided is None else self._voided(doc["voided"])
-                rows.extend(p.head[:5] + (digest,) + p.head[6:9] + (voided, now_b, now_b, orjson.dumps(doc).decode()))
+                sup = doc.get("superseded_by")
+                sup_b = None if sup is None else (self._key(uuid.UUID(sup)) if self._key is not None else uuid.UUID(sup))
+                rows.extend(p.head[:5] + (digest,) + p.head[6:9] + (voided,) + p.head[10:14] + (sup_b, now_b, now_b, orjson.dumps(doc).decode()))
+                learner = rec.learner_id  # type: ignore[attr-defined]
+                if rec.competency_id is not None:  # type: ignore[attr-defined]
+                    plan.touched.add((learner, rec.competency_id))  # type: ignore[attr-defined]
+                if was is not None and was != rec.competency_id:  # type: ignore[attr-defined]
+                    plan.touched.add((learner, was))  # re-aligned: the old competency loses it
                 if old is None:
                     created += 1
                     op = "created"
@@ -733,16 +815,17 @@ class RecordStore:
             self._identifiers.execute_flat(conn, plan.idents, len(plan.idents) // self._identifiers.width)
             self._changes.execute_flat(conn, plan.changes, n)
         if plan.superseding:
-            more = self._mark_superseded(conn, tenant, plan.superseding, batch_id, now)
+            more = self._mark_superseded(conn, tenant, plan.superseding, batch_id, now, plan.touched)
             plan.counts.updated += len(more)
             plan.written.extend(more)
 
-    def _evidence_rules(self, rec: Record, doc: dict[str, Any], old: tuple[str, str] | None, now: datetime) -> None:
-        """Enforce append-only evidence: only voiding, superseding and late alignment may change."""
+    def _evidence_rules(self, rec: Record, doc: dict[str, Any], old: tuple[str, str] | None, now: datetime) -> uuid.UUID | None:
+        """Enforce append-only evidence: only voiding, superseding and late alignment may
+        change. Returns the competency the stored item was aligned to."""
         assert isinstance(rec, Evidence)
         if old is None:
             doc["recorded_at"] = (rec.recorded_at or now).isoformat()
-            return
+            return None
         stored = orjson.loads(old[1] or "{}")
         changed = sorted(k for k in set(doc) | set(stored) if k not in EVIDENCE_MUTABLE and doc.get(k) != stored.get(k))
         if changed:
@@ -756,9 +839,17 @@ class RecordStore:
         superseded_by = doc.get("superseded_by") or stored.get("superseded_by")
         if superseded_by:
             doc["superseded_by"] = superseded_by
+        was = stored.get("competency_id")
+        return uuid.UUID(was) if was else None
 
     def _mark_superseded(
-        self, conn: Connection, tenant: str, pairs: list[tuple[uuid.UUID, uuid.UUID]], batch_id: uuid.UUID, now: datetime
+        self,
+        conn: Connection,
+        tenant: str,
+        pairs: list[tuple[uuid.UUID, uuid.UUID]],
+        batch_id: uuid.UUID,
+        now: datetime,
+        touched: set[tuple[uuid.UUID, uuid.UUID]],
     ) -> list[tuple[uuid.UUID, str, str]]:
         """Point each superseded evidence item at its correction (``superseded_by``)."""
         tbl = t.evidence
@@ -774,8 +865,12 @@ class RecordStore:
             digest = content_hash(doc)
             doc["updated_at"] = now.isoformat()
             conn.execute(
-                update(tbl).where(tbl.c.id == old_id).values(data=orjson.dumps(doc).decode(), content_hash=digest, updated_at=now)
+                update(tbl)
+                .where(tbl.c.id == old_id)
+                .values(data=orjson.dumps(doc).decode(), content_hash=digest, updated_at=now, superseded_by=new_id)
             )
+            if doc.get("competency_id"):
+                touched.add((uuid.UUID(doc["learner_id"]), uuid.UUID(doc["competency_id"])))
             conn.execute(
                 core_insert(t.changes).values(
                     tenant=tenant, batch_id=batch_id, record_kind="evidence", record_id=old_id, op="updated", content_hash=digest, at=now
@@ -815,15 +910,19 @@ class RecordStore:
         which both engines answer with one range scan of the (tenant, updated_at, id)
         index, however deep the page (an OR of the two cases makes SQLite scan every row
         of the cursor's ``updated_at``, and one bulk commit gives thousands the same)."""
-        filters = filters or {}
         params: dict[str, Any] = {"tenant": tenant, "limit": limit + 1}
         if updated_since is not None:
             params["since"] = updated_since
-        for col, value in filters.items():
+        shape = []
+        for col, value in (filters or {}).items():
+            if col.endswith(NULL_FILTER):  # "<column>__null": True -> IS NULL, False -> IS NOT NULL
+                shape.append(f"{col[: -len(NULL_FILTER)]}{NULL_FILTER if value else NOT_NULL_FILTER}")
+                continue
+            shape.append(col)
             params[f"f_{col}"] = value
         if cursor:
             params["cu"], params["cid"] = decode_cursor(cursor)
-        q = self._page_query(kind, tuple(filters), since=updated_since is not None, after=bool(cursor))
+        q = self._page_query(kind, tuple(shape), since=updated_since is not None, after=bool(cursor))
         with self.engine.connect() as conn:
             rows = conn.execute(q, params).all()
         more = len(rows) > limit
@@ -849,7 +948,12 @@ class RecordStore:
         if since:
             q = q.where(ts > bindparam("since", type_=ts.type))
         for col in filters:
-            q = q.where(tbl.c[col] == bindparam(f"f_{col}", type_=tbl.c[col].type))
+            if col.endswith(NULL_FILTER):
+                q = q.where(tbl.c[col[: -len(NULL_FILTER)]].is_(None))
+            elif col.endswith(NOT_NULL_FILTER):
+                q = q.where(tbl.c[col[: -len(NOT_NULL_FILTER)]].is_not(None))
+            else:
+                q = q.where(tbl.c[col] == bindparam(f"f_{col}", type_=tbl.c[col].type))
         if after:
             q = q.where(tuple_(ts, rid) > tuple_(bindparam("cu", type_=ts.type), bindparam("cid", type_=rid.type)))
         q = q.order_by(ts, rid).limit(bindparam("limit", type_=Integer()))
@@ -904,14 +1008,21 @@ def _id_order(p: Prepared) -> int:
     return p.rec.id.int  # type: ignore[union-attr]
 
 
-def _record_digest(rec: Record, free_dicts: tuple[str, ...] | None) -> tuple[str, str]:
+def _record_digest(rec: Record, free_dicts: tuple[str, ...] | None, unhashed: frozenset[str] = frozenset()) -> tuple[str, str]:
     """(content hash, JSON body without its closing brace) of a record, from ONE serialisation.
 
     The JSON is pydantic's, without ``None`` fields and without the store's timestamps;
     the hash is sha256 of exactly those bytes when the record holds no free-form dict
     (the field order is then the class's own, so equal content gives equal bytes), and
     ``content_hash`` (keys sorted) when it does. Only called for kinds without
-    ``recorded_at`` (evidence goes through ``content_hash`` of its document)."""
+    ``recorded_at`` (evidence goes through ``content_hash`` of its document). Fields in
+    ``unhashed`` stay in the body but not in the hash."""
+    if unhashed:
+        # Kinds with unhashed fields are the gateway's own derived records, whose free-form
+        # dicts it builds in a fixed order: the class-order bytes are a stable hash.
+        raw = rec.__pydantic_serializer__.to_json(rec, exclude_none=True, exclude=_UNHASHED)
+        bare = rec.__pydantic_serializer__.to_json(rec, exclude_none=True, exclude=_UNHASHED | unhashed)
+        return hashlib.sha256(bare).hexdigest(), raw[:-1].decode()
     if rec.updated_at is None:
         raw = rec.__pydantic_serializer__.to_json(rec, exclude_none=True)  # the usual case, and twice as fast
     else:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from .db import UTCDateTime, UUIDType
@@ -138,6 +140,12 @@ evidence = _record_table(
     Column("competency_id", UUIDType()),
     Column("observed_at", UTCDateTime(), nullable=False),
     Column("voided", Boolean(), nullable=False),
+    # what the mastery engine reads, so a full recompute never parses the JSON (0003)
+    Column("scaled", Float()),
+    Column("level", String(64)),
+    Column("evidence_kind", String(32)),
+    Column("success", Boolean()),
+    Column("superseded_by", UUIDType()),
     indexes=(("tenant", "learner_id", "competency_id"), ("tenant", "competency_id")),
 )
 mastery_rules = _record_table(
@@ -147,8 +155,19 @@ mastery_states = _record_table(
     "mastery_states",
     Column("learner_id", UUIDType(), nullable=False),
     Column("competency_id", UUIDType(), nullable=False),
-    indexes=(("tenant", "learner_id"), ("tenant", "competency_id")),
+    # what reports group by (0003)
+    Column("level", String(64)),
+    Column("value", Float()),
+    Column("mastered", Boolean()),
+    indexes=(("tenant", "learner_id"),),
 )
+# The distribution report counts active states per (competency, level) for a set of learners:
+# an index-only scan of this partial index (retired states stay as tobedeleted rows).
+Index(
+    "ix_mastery_states_report", "tenant", "competency_id", "level", "learner_id", _table=mastery_states,
+    postgresql_where=text("status = 'active'"), sqlite_where=text("status = 'active'"),
+)
+learning_plans = _record_table("learning_plans", Column("learner_id", UUIDType(), nullable=False), indexes=(("tenant", "learner_id"),))
 
 #: Record kind -> its table.
 RECORD_TABLES: dict[str, Table] = {
@@ -166,6 +185,7 @@ RECORD_TABLES: dict[str, Table] = {
     "evidence": evidence,
     "mastery_rule": mastery_rules,
     "mastery_state": mastery_states,
+    "learning_plan": learning_plans,
 }
 
 identifiers = Table(
@@ -260,6 +280,7 @@ oauth_clients = Table(
     Column("scopes", Text(), nullable=False),  # space-separated
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime()),
+    Column("person_id", UUIDType()),  # 0003: a client acting for one person
 )
 
 signing_keys = Table(

@@ -1,0 +1,211 @@
+"""The learner-facing canonical API: mastery with its explanation, what comes next, the
+profile, learning plans; and the tenant's mastery rules and recompute.
+
+Who sees what: a system client is governed by its scopes (``mastery.readonly`` to read,
+``mastery.write`` to edit plans and rules). A client bound to a person (``tessera clients
+create --person ID``: a learner's, guardian's or teacher's app) additionally sees only the
+learners it stands in a relation to: itself, a learner listing it among their agents
+(guardian), or a learner in a section it teaches; only teachers edit plans. Other learners
+answer 404, exactly like an unknown id, so ids cannot be probed.
+
+Include it in ``gateway/api/app.py`` with ``app.include_router(mastery.build_router(ctx))``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from ..auth import Principal
+from ..errors import Conflict, ErrorDetail, MalformedInput, NotFound, ScopeError, ValidationError
+from ..mastery.learners import Learners
+from ..model import LearningPlan, MasteryRule, Status, pydantic_errors
+from ..store import tables as t
+from .context import AppContext
+
+READ, WRITE = "mastery.readonly", "mastery.write"
+PLAN_FIELDS = {"title", "plan_status", "targets", "pathway", "author", "notes"}
+RULE_FIELDS = {"name", "method", "framework_id", "competency_id", "scale_id", "decay_weight", "n", "m", "at_level",
+               "min_evidence", "kind_weights", "rollup_share"}
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+async def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise MalformedInput(f"the body is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise MalformedInput("the body must be a JSON object")
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        raise ValidationError("unknown fields", errors=[ErrorDetail(f"not allowed; allowed: {', '.join(sorted(allowed))}", field=k) for k in unknown])
+    return doc
+
+
+def _validate(cls: type, doc: dict[str, Any]) -> Any:
+    from pydantic import ValidationError as PydanticValidationError
+
+    try:
+        return cls.model_validate(doc)
+    except PydanticValidationError as exc:
+        raise ValidationError(f"invalid {cls.KIND.replace('_', ' ')}", errors=pydantic_errors(exc)) from None
+
+
+def _uuid_param(request: Request, name: str) -> uuid.UUID | None:
+    v = request.query_params.get(name)
+    if v is None:
+        return None
+    try:
+        return uuid.UUID(v)
+    except ValueError:
+        raise ValidationError("invalid query", errors=[ErrorDetail("must be a UUID", location="query", field=name)]) from None
+
+
+def build_router(ctx: AppContext) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["mastery"])
+    learners = Learners(ctx.store)
+    read, write = Depends(ctx.require(READ)), Depends(ctx.require(WRITE))
+
+    def visible(principal: Principal, learner_id: uuid.UUID, *, edit: bool = False) -> None:
+        if principal.person_id is None:
+            return
+        rel = learners.relation(principal.tenant, principal.person_id, learner_id)
+        if rel is None:
+            raise NotFound("no such learner", errors=[ErrorDetail(f"{learner_id} is not known in this tenant", field="learner_id")])
+        if edit and rel != "teacher":
+            raise ScopeError("only a learner's teachers edit their plans", required=[WRITE])
+
+    @router.get("/learners/{learner_id}/mastery", summary="The learner's mastery states (optionally one framework's)")
+    def states(learner_id: uuid.UUID, request: Request, principal: Principal = read) -> Response:
+        visible(principal, learner_id)
+        fw = _uuid_param(request, "framework_id")
+        with ctx.store.engine.connect() as conn:
+            learners._require(conn, principal.tenant, t.people, learner_id, "learner_id")
+            found = learners.states(conn, principal.tenant, learner_id)
+            model = ctx.store.mastery.model(conn, principal.tenant)
+        items = [orjson.loads(s.model_dump_json(exclude_none=True)) for c, s in sorted(found.items(), key=lambda kv: str(kv[0]))
+                 if fw is None or model.framework_of.get(c) == fw]
+        return _json({"learner_id": str(learner_id), "items": items})
+
+    @router.get("/learners/{learner_id}/mastery/{competency_id}", summary="One state and why: rule, scale, every evidence item and its weight")
+    def explain(learner_id: uuid.UUID, competency_id: uuid.UUID, principal: Principal = read) -> Response:
+        visible(principal, learner_id)
+        return _json(learners.explain(principal.tenant, learner_id, competency_id))
+
+    @router.get("/learners/{learner_id}/next", summary="Next competencies: prerequisites mastered, not yet mastered")
+    def next_up(learner_id: uuid.UUID, request: Request, principal: Principal = read) -> Response:
+        visible(principal, learner_id)
+        items = learners.next_competencies(principal.tenant, learner_id, _uuid_param(request, "framework_id"))
+        return _json({"learner_id": str(learner_id), "items": items})
+
+    @router.get("/learners/{learner_id}/profile", summary="Framework trees with states, evidence trail, next competencies, pace")
+    def profile(learner_id: uuid.UUID, request: Request, principal: Principal = read) -> Response:
+        visible(principal, learner_id)
+        return _json(learners.profile(principal.tenant, learner_id, _uuid_param(request, "framework_id")))
+
+    # --- plans -------------------------------------------------------------------------------
+
+    def plans_of(tenant: str, learner_id: uuid.UUID) -> list[str]:
+        page = ctx.store.records.page(tenant, "learning_plan", limit=500, filters={"learner_id": learner_id, "status": "active"})
+        return page.items
+
+    def plan_record(principal: Principal, learner_id: uuid.UUID, native_id: str, doc: dict[str, Any]) -> LearningPlan:
+        plan = _validate(LearningPlan, {**doc, "tenant": principal.tenant, "source": "api", "native_id": native_id, "learner_id": str(learner_id)})
+        learners.check_plan(plan)
+        return plan
+
+    def stored_plan(principal: Principal, learner_id: uuid.UUID, plan_id: uuid.UUID) -> LearningPlan:
+        plan = ctx.store.records.get(principal.tenant, "learning_plan", plan_id)
+        if not isinstance(plan, LearningPlan) or plan.learner_id != learner_id or plan.status is not Status.active:
+            raise NotFound("no such plan for this learner", errors=[ErrorDetail(f"{plan_id}", field="plan_id")])
+        return plan
+
+    @router.get("/learners/{learner_id}/plans", summary="The learner's learning plans")
+    def list_plans(learner_id: uuid.UUID, principal: Principal = read) -> Response:
+        visible(principal, learner_id)
+        with ctx.store.engine.connect() as conn:
+            learners._require(conn, principal.tenant, t.people, learner_id, "learner_id")
+        return Response('{"items":[' + ",".join(plans_of(principal.tenant, learner_id)) + "]}", media_type="application/json")
+
+    @router.post("/learners/{learner_id}/plans", status_code=201, summary="Set a learning plan (teachers)")
+    async def create_plan(learner_id: uuid.UUID, request: Request, principal: Principal = write) -> Response:
+        visible(principal, learner_id, edit=True)
+        plan = plan_record(principal, learner_id, uuid.uuid4().hex, await _body(request, PLAN_FIELDS))
+        ctx.store.records.apply(principal.tenant, [plan])
+        return Response(ctx.store.records.get_json(principal.tenant, "learning_plan", plan.id), status_code=201,
+                        media_type="application/json", headers={"Location": f"/v1/learners/{learner_id}/plans/{plan.id}"})
+
+    @router.get("/learners/{learner_id}/plans/{plan_id}", summary="One learning plan")
+    def get_plan(learner_id: uuid.UUID, plan_id: uuid.UUID, principal: Principal = read) -> Response:
+        visible(principal, learner_id)
+        stored_plan(principal, learner_id, plan_id)
+        return Response(ctx.store.records.get_json(principal.tenant, "learning_plan", plan_id), media_type="application/json")
+
+    @router.put("/learners/{learner_id}/plans/{plan_id}", summary="Replace a learning plan (teachers)")
+    async def put_plan(learner_id: uuid.UUID, plan_id: uuid.UUID, request: Request, principal: Principal = write) -> Response:
+        visible(principal, learner_id, edit=True)
+        old = stored_plan(principal, learner_id, plan_id)
+        plan = plan_record(principal, learner_id, old.native_id, await _body(request, PLAN_FIELDS))
+        ctx.store.records.apply(principal.tenant, [plan])
+        return Response(ctx.store.records.get_json(principal.tenant, "learning_plan", plan.id), media_type="application/json")
+
+    @router.delete("/learners/{learner_id}/plans/{plan_id}", status_code=204, summary="Withdraw a learning plan (teachers)")
+    def delete_plan(learner_id: uuid.UUID, plan_id: uuid.UUID, principal: Principal = write) -> Response:
+        visible(principal, learner_id, edit=True)
+        old = stored_plan(principal, learner_id, plan_id)
+        ctx.store.records.apply(principal.tenant, [old.model_copy(update={"status": Status.tobedeleted, "updated_at": None})])
+        return Response(status_code=204)
+
+    # --- rules and recompute -------------------------------------------------------------------
+
+    @router.get("/mastery/rules", summary="The tenant's mastery rules (the defaults apply where none is set)")
+    def rules(principal: Principal = read) -> Response:
+        page = ctx.store.records.page(principal.tenant, "mastery_rule", limit=500, filters={"status": "active"})
+        return Response('{"items":[' + ",".join(page.items) + "]}", media_type="application/json")
+
+    @router.post("/mastery/rules", status_code=201, summary="Set the rule of the tenant, a framework or one competency")
+    async def set_rule(request: Request, principal: Principal = write) -> Response:
+        doc = await _body(request, RULE_FIELDS)
+        scope = doc.get("competency_id") or doc.get("framework_id") or "tenant"
+        rule = _validate(MasteryRule, {**doc, "tenant": principal.tenant, "source": "api", "native_id": f"rule:{scope}"})
+        with ctx.store.engine.connect() as conn:
+            model = ctx.store.mastery.model(conn, principal.tenant)
+        if rule.at_level is not None:
+            probe = rule.competency_id or next((c for c, f in model.framework_of.items() if f == rule.framework_id), None)
+            scale = model.scales.get(rule.scale_id) if rule.scale_id else (model.scale(probe, model.rule(probe)) if probe else None)
+            if scale is not None and scale.get(rule.at_level) is None:
+                raise ValidationError("invalid mastery rule", errors=[ErrorDetail(
+                    f"not a level of the scale '{scale.title}' ({', '.join(lv.code for lv in scale.levels)})", field="at_level")])
+        for other in ctx.store.records.page(principal.tenant, "mastery_rule", limit=500, filters={"status": "active"}).items:
+            o = MasteryRule.model_validate_json(other)
+            if (o.framework_id, o.competency_id) == (rule.framework_id, rule.competency_id) and o.id != rule.id:
+                raise Conflict("a rule for this scope exists already", errors=[ErrorDetail(f"rule {o.id}", field="framework_id" if rule.framework_id else "competency_id")])
+        ctx.store.records.apply(principal.tenant, [rule])
+        body = orjson.loads(ctx.store.records.get_json(principal.tenant, "mastery_rule", rule.id))
+        return _json({"rule": body, "note": "states follow the new rule after POST /v1/mastery/recompute"}, 201)
+
+    @router.post("/mastery/recompute", summary="Recompute every state of the tenant (or one framework) from its evidence")
+    async def recompute(request: Request, principal: Principal = write) -> Response:
+        raw = await request.body()
+        doc = await _body(request, {"framework_id"}) if raw.strip() else {}
+        fw = None
+        if doc.get("framework_id"):
+            try:
+                fw = uuid.UUID(str(doc["framework_id"]))
+            except ValueError:
+                raise ValidationError("invalid body", errors=[ErrorDetail("must be a UUID", field="framework_id")]) from None
+        from starlette.concurrency import run_in_threadpool
+
+        report = await run_in_threadpool(ctx.store.mastery.recompute, principal.tenant, framework_id=fw)
+        return _json(report.__dict__)
+
+    return router
+
