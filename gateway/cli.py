@@ -166,8 +166,10 @@ def clients_list(tenant: Annotated[str | None, typer.Option(help="only this tena
     from .auth import ClientStore
 
     table = Table()
-    for col in ("client_id", "tenant", "name", "scopes", "created", "revoked"):
-        table.add_column(col, overflow="fold")  # never elide an id a user must copy
+    # never elide or break the id a user must copy; the other columns fold to fit
+    table.add_column("client_id", no_wrap=True, min_width=28)
+    for col in ("tenant", "name", "scopes", "created", "revoked"):
+        table.add_column(col, overflow="fold")
     for c in ClientStore(open_store().engine).list(tenant):
         table.add_row(c.client_id, c.tenant, c.name, " ".join(c.scopes), c.created_at.isoformat(timespec="seconds"),
                       c.revoked_at.isoformat(timespec="seconds") if c.revoked_at else "")

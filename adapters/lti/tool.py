@@ -619,7 +619,9 @@ def build_router(ctx: AppContext, *, keys: PlatformKeys | None = None) -> APIRou
     for prefix in ("/lti/login", "/lti/launch", "/lti/deep-linking"):
         register_error_shape(prefix, render_error)
 
-    @router.api_route("/lti/login", methods=["GET", "POST"], summary="OIDC third-party initiated login (LTI 1.3 tool)")
+    # two decorators, not api_route(methods=[...]): each method gets its own OpenAPI operation id
+    @router.get("/lti/login", summary="OIDC third-party initiated login (LTI 1.3 tool)")
+    @router.post("/lti/login", summary="OIDC third-party initiated login (LTI 1.3 tool)")
     async def login(request: Request) -> Response:
         p = await _params(request)
         return await run_in_threadpool(_logged, "login", lambda: service.login(request, p))
