@@ -54,6 +54,7 @@ from gateway.errors import (
 )
 from gateway.model import Person, Section, utcnow
 
+from .pages import form_post_page, page
 from .registrations import Tool, ToolRegistry
 
 log = logging.getLogger("tessera.lti.platform")
@@ -167,19 +168,7 @@ class AuthRequestError(Exception):
 
 
 def _error_page(status: int, message: str) -> HTMLResponse:
-    body = f"<!doctype html><title>LTI launch refused</title><h1>LTI launch refused</h1><p>{html.escape(message)}</p>"
-    return HTMLResponse(body, status_code=status)
-
-
-def _form_post(action: str, fields: dict[str, str]) -> HTMLResponse:
-    """OAuth 2.0 Form Post Response Mode: an auto-submitting form to the redirect URI."""
-    inputs = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in fields.items())
-    body = (
-        "<!doctype html><html><head><title>Launching</title></head>"
-        f'<body onload="document.forms[0].submit()"><form method="post" action="{html.escape(action)}">{inputs}'
-        '<noscript><button type="submit">Continue</button></noscript></form></body></html>'
-    )
-    return HTMLResponse(body, headers={"Cache-Control": "no-store"})
+    return page("LTI launch refused", f"<p>{html.escape(message)}</p>", status=status)
 
 
 def authorize(ctx: AppContext, request: Request, params: dict[str, str]) -> Response:
@@ -209,7 +198,7 @@ def authorize(ctx: AppContext, request: Request, params: dict[str, str]) -> Resp
     fields = {"id_token": id_token}
     if state:
         fields["state"] = state
-    return _form_post(redirect_uri, fields)
+    return form_post_page(redirect_uri, fields)
 
 
 def _check_auth_request(ctx: AppContext, request: Request, tool: Tool, p: dict[str, str]) -> dict[str, Any]:

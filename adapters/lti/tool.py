@@ -67,6 +67,7 @@ from gateway.model import (
 from gateway.store.db import WRITE
 
 from . import tool_tables as tt
+from .pages import form_post_page, page
 from .platforms import Platform, PlatformStore, public_base
 
 if TYPE_CHECKING:
@@ -115,25 +116,6 @@ class LtiLaunchError(TesseraError):
 
 def _refuse(detail: str, *, status: int = 400, return_url: str | None = None) -> LtiLaunchError:
     return LtiLaunchError(detail, status=status, return_url=return_url)
-
-
-def page(title: str, body_html: str, *, status: int = 200) -> HTMLResponse:
-    doc = (
-        '<!doctype html><html><head><meta charset="utf-8"><title>'
-        f"{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>{body_html}</body></html>"
-    )
-    return HTMLResponse(doc, status_code=status, headers={"Cache-Control": "no-store"})
-
-
-def form_post_page(action: str, fields: dict[str, str]) -> HTMLResponse:
-    """An auto-submitting form (OAuth 2.0 Form Post Response Mode; Deep Linking 2.0 4.5)."""
-    inputs = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in fields.items())
-    doc = (
-        '<!doctype html><html><head><meta charset="utf-8"><title>Returning</title></head>'
-        f'<body onload="document.forms[0].submit()"><form method="post" action="{html.escape(action)}">{inputs}'
-        '<noscript><button type="submit">Continue</button></noscript></form></body></html>'
-    )
-    return HTMLResponse(doc, headers={"Cache-Control": "no-store"})
 
 
 def render_error(request: Request, exc: TesseraError) -> Response:

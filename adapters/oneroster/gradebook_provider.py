@@ -28,7 +28,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -85,17 +84,7 @@ class Lister:
         return s.public_url.rstrip("/") if s.public_url else str(request.base_url).rstrip("/")
 
     def links(self, request: Request, q: query.ListQuery, total: int) -> str:
-        params = dict(request.query_params)
-
-        def url(off: int) -> str:
-            return f"{self.site(request)}{request.url.path}?{urlencode({**params, 'limit': q.limit, 'offset': off})}"
-
-        out = [f'<{url(0)}>; rel="first"', f'<{url(max(0, (total - 1) // q.limit * q.limit))}>; rel="last"']
-        if q.offset + q.limit < total:
-            out.insert(0, f'<{url(q.offset + q.limit)}>; rel="next"')
-        if q.offset > 0:
-            out.insert(0, f'<{url(max(0, q.offset - q.limit))}>; rel="prev"')
-        return ", ".join(out)
+        return query.page_links(self.site(request), request.url.path, request.query_params, q, total)
 
     def answer(self, request: Request, tenant: str, obj_type: str, version: str, conds: list[Any],
                keep: Callable[[Stored], bool] | None = None) -> Response:

@@ -33,7 +33,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -47,7 +46,7 @@ from gateway.store.records import REFERENCES
 
 from . import status_info
 from .mapping import demographics_to_wire, to_wire
-from .query import ListQuery, RosterQueries, Scope, parse_list_query
+from .query import ListQuery, RosterQueries, Scope, page_links, parse_list_query
 from .status_info import UnknownObject
 
 if TYPE_CHECKING:
@@ -148,17 +147,7 @@ def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
         return ctx.settings.public_url.rstrip("/") if ctx.settings.public_url else str(request.base_url).rstrip("/")
 
     def links(request: Request, q: ListQuery, total: int) -> str:
-        params = dict(request.query_params)
-
-        def url(off: int) -> str:
-            return f"{site(request)}{request.url.path}?{urlencode({**params, 'limit': q.limit, 'offset': off})}"
-
-        out = [f'<{url(0)}>; rel="first"', f'<{url(max(0, (total - 1) // q.limit * q.limit))}>; rel="last"']
-        if q.offset + q.limit < total:
-            out.insert(0, f'<{url(q.offset + q.limit)}>; rel="next"')
-        if q.offset > 0:
-            out.insert(0, f'<{url(max(0, q.offset - q.limit))}>; rel="prev"')
-        return ", ".join(out)
+        return page_links(site(request), request.url.path, request.query_params, q, total)
 
     def one(tenant: str, subset: Subset, sid: str, what: str) -> uuid.UUID:
         """The id of the object ``sid`` of a subset, or 404 unknownobject."""

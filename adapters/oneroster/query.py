@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from sqlalchemy import Engine, and_, func, or_, select
@@ -320,6 +321,21 @@ class ListQuery:
     version: str = "1.2"
     #: no filter or sort goes to SQL (a type whose wire fields no column holds: demographics)
     python_only: bool = False
+
+
+def page_links(base: str, path: str, params: Mapping[str, str], q: ListQuery, total: int) -> str:
+    """The ``Link`` header of one page (1.2 binding, pagination): next, prev, first, last;
+    ``base`` is the public site URL, ``params`` the request's query (kept, but limit/offset)."""
+
+    def url(off: int) -> str:
+        return f"{base}{path}?{urlencode({**params, 'limit': q.limit, 'offset': off})}"
+
+    out = [f'<{url(0)}>; rel="first"', f'<{url(max(0, (total - 1) // q.limit * q.limit))}>; rel="last"']
+    if q.offset + q.limit < total:
+        out.insert(0, f'<{url(q.offset + q.limit)}>; rel="next"')
+    if q.offset > 0:
+        out.insert(0, f'<{url(max(0, q.offset - q.limit))}>; rel="prev"')
+    return ", ".join(out)
 
 
 def parse_list_query(
