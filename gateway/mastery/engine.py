@@ -84,7 +84,7 @@ class Derived:
 
 def _contribution(evidence: uuid.UUID | None, competency: uuid.UUID | None, value: float, weight: float) -> Contribution:
     # rounded so that sums taken in a different order (incremental vs full) store the same digits
-    return Contribution.model_construct(evidence_id=evidence, competency_id=competency, value=value, weight=round(weight, 12))
+    return Contribution.trusted(evidence_id=evidence, competency_id=competency, value=value, weight=round(weight, 12))
 
 
 def _value(row: EvidenceRow, scale: Scale) -> float | None:
@@ -194,14 +194,15 @@ def derive(
 
 
 def to_record(tenant: str, learner: uuid.UUID, d: Derived, now: datetime) -> MasteryState:
-    """The record of a derived state. Built without validation (``model_construct``): every
-    value comes from the engine itself, and a full recompute builds millions of them."""
-    return MasteryState.model_construct(
+    """The record of a derived state. Built without validation (``trusted``): every value
+    comes from the engine itself, and a full recompute builds millions of them."""
+    return MasteryState.trusted(
+        kind="mastery_state", status=Status.active, updated_at=None, source_updated_at=None,
         id=state_id(tenant, learner, d.competency), tenant=tenant, source=SOURCE, native_id=f"{learner}:{d.competency}",
         learner_id=learner, competency_id=d.competency, level=d.level, value=d.value, mastered=d.mastered,
         method=d.method, rule_id=d.rule.rule_id, parameters={"rule": d.rule.name, **d.parameters},
         contributions=d.contributions, evidence_count=d.evidence_count, first_at=d.first_at, last_at=d.last_at,
-        computed_at=now, identifiers=[], extensions={},  # given: pydantic's default factories are slow here
+        computed_at=now, identifiers=[], extensions={},
     )
 
 
