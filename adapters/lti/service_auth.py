@@ -27,7 +27,7 @@ import httpx
 import jwt
 
 from gateway.auth.keys import KeyStore
-from gateway.auth.outbound import DEFAULT_EXPIRES_IN, EXPIRY_MARGIN, json_or_none
+from gateway.auth.outbound import EXPIRY_MARGIN, granted_token, json_or_none
 from gateway.errors import UpstreamError
 from gateway.model import utcnow
 
@@ -103,14 +103,7 @@ class ServiceAuth:
             code = body.get("error", "") if isinstance(body, dict) else ""
             # 502, not 401: the caller's credentials are fine, the platform refused Tessera's
             raise UpstreamError(f"the platform's token endpoint refused Tessera's client assertion: HTTP {r.status_code} {code}".strip())
-        token = body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise UpstreamError("the platform's token endpoint answered without an access_token")
-        try:
-            expires_in = int(body.get("expires_in") or DEFAULT_EXPIRES_IN)
-        except (TypeError, ValueError):
-            expires_in = DEFAULT_EXPIRES_IN
-        return token, expires_in
+        return granted_token(body, "the platform's token endpoint")
 
 
 __all__ = ["ASSERTION_TYPE", "ServiceAuth"]

@@ -23,6 +23,19 @@ EXPIRY_MARGIN = 30
 DEFAULT_EXPIRES_IN = 3600
 
 
+def granted_token(body: Any, endpoint: str) -> tuple[str, int]:
+    """(access_token, expires_in) of a successful RFC 6749 token response's JSON ``body``;
+    ``endpoint`` names it in the error when the token is missing."""
+    token = body.get("access_token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        raise UpstreamError(f"{endpoint} answered without an access_token")
+    try:
+        expires_in = int(body.get("expires_in") or DEFAULT_EXPIRES_IN)
+    except (TypeError, ValueError):
+        expires_in = DEFAULT_EXPIRES_IN
+    return token, expires_in
+
+
 def json_or_none(r: httpx.Response) -> Any:
     """The response body as JSON, or None when it is not JSON."""
     try:
@@ -69,13 +82,7 @@ class ClientCredentials:
         if r.status_code != 200:
             code = body.get("error", "") if isinstance(body, dict) else ""
             raise AuthError(f"the token endpoint refused the client credentials: HTTP {r.status_code} {code}".strip())
-        token = body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise UpstreamError("the token endpoint answered without an access_token")
-        try:
-            expires_in = int(body.get("expires_in") or DEFAULT_EXPIRES_IN)
-        except (TypeError, ValueError):
-            expires_in = DEFAULT_EXPIRES_IN
+        token, expires_in = granted_token(body, "the token endpoint")
         self._token = token
         self._expires = time.monotonic() + max(0, expires_in - EXPIRY_MARGIN)
         return token
