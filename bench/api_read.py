@@ -30,33 +30,24 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import free_port, postgres_url  # noqa: E402
 from store_upsert import TENANT, build_orgs, build_people  # noqa: E402
 
 from gateway.auth import ClientStore  # noqa: E402
 from gateway.store import Store  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def load(store: Store, n: int, report: Callable[[str], None]) -> None:
@@ -218,20 +209,6 @@ def bench_backend(label: str, url: str, args: argparse.Namespace, workdir: Path,
         f"{len(lat) / wall:,.0f} req/s  failures {failures}"
     )
     report(f"{label:<10} p99 target < 50 ms: {'met' if pct(ms, 99) < 50 else 'NOT met'}")
-
-
-@contextmanager
-def postgres_url(url: str) -> Iterator[str]:
-    name = f"tessera_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:

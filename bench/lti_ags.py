@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ import jwt
 import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from harness import free_port, wait_up
 from jwt.algorithms import RSAAlgorithm
 
 from gateway.model import (
@@ -56,12 +56,6 @@ from gateway.store import Store
 
 TENANT = "bench"
 AGS = "https://purl.imsglobal.org/spec/lti-ags/scope/"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def bench_app() -> Any:
@@ -120,20 +114,6 @@ def server_rss_kib(pid: int) -> int:
     """Peak RSS of the server: the process itself plus its worker processes, if any."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     return peak_rss_kib(pid) + sum(peak_rss_kib(int(c)) for c in children)
-
-
-def wait_up(proc: subprocess.Popen[bytes], base: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-        if time.monotonic() > deadline:
-            raise TimeoutError("the server did not come up")
 
 
 def run(url: str, n: int, clients: int, learners: int, workers: int) -> None:

@@ -31,10 +31,10 @@ import random
 import statistics
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
-from store_upsert import peak_rss_mib, postgres_url, sqlite_url  # bench/ is sys.path[0]
+from harness import postgres_url  # bench/ is sys.path[0]
+from store_upsert import peak_rss_mib, sqlite_url
 
 from gateway.model import (
     Competency,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,18 +32,13 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import free_port, postgres_url, wait_up
 from store_upsert import TENANT, build_orgs, build_people
 
 from gateway.auth import ClientStore
 from gateway.store import Store
 
 PATH = "/ims/oneroster/rostering/v1p2/users"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(url: str, port: int) -> None:
@@ -92,17 +86,7 @@ def run(url: str, n: int, limit: int) -> None:
     proc = subprocess.Popen([sys.executable, __file__, "--serve", url, "--port", str(port)], start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {proc.returncode}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-            if time.monotonic() > deadline:
-                raise TimeoutError("the server did not come up")
+        wait_up(proc, base)
         cid, secret = ClientStore(store.engine).create(TENANT, ["roster-core.readonly"], name="bench")
         tok = httpx.post(f"{base}/oauth/token", data={"grant_type": "client_credentials"}, auth=(cid.client_id, secret)).json()["access_token"]
         with httpx.Client(headers={"Authorization": f"Bearer {tok}"}, timeout=60) as c:
@@ -171,22 +155,9 @@ def main() -> None:
         print(f"SQLite, {args.users:,} users")
         run(f"sqlite:///{Path(tmp) / 'bench.db'}", args.users, args.limit)
     if args.postgres_url:
-        import uuid
-
-        from sqlalchemy import create_engine, text
-
-        name = f"tessera_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(args.postgres_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
+        with postgres_url(args.postgres_url) as url:
             print(f"PostgreSQL, {args.users:,} users")
-            run(args.postgres_url.rsplit("/", 1)[0] + f"/{name}", args.users, args.limit)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
-
+            run(url, args.users, args.limit)
 
 if __name__ == "__main__":
     main()

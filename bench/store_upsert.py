@@ -39,13 +39,12 @@ import sys
 import tempfile
 import time
 import tracemalloc
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from harness import postgres_url  # noqa: F401 - mastery.py imports it from here too
+from sqlalchemy import text
 
 from gateway.model import Identifier, Org, OrgRole, OrgType, Person, Role
 from gateway.store import Store
@@ -124,20 +123,6 @@ def sqlite_url(path: str | None) -> Iterator[str]:
         yield f"sqlite:///{tmp}/bench.db"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-@contextmanager
-def postgres_url(url: str) -> Iterator[str]:
-    name = f"tessera_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def run_pass(store: Store, data: list[list[Person]], mode: str) -> tuple[float, dict[str, int]]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, func, select, text
+from harness import free_port, postgres_url, wait_up  # bench/ is sys.path[0]
+from sqlalchemy import func, select
 
 from gateway.auth import ClientStore
 from gateway.store import Store
@@ -86,12 +86,6 @@ def make_batch(rng_seed: int, n: int = BATCH) -> bytes:
     return ("[" + ",".join(parts) + "]").encode()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def peak_rss_mib(pid: int) -> float:
     """VmHWM of the server and every process of its session (uvicorn's workers)."""
     total = 0
@@ -118,17 +112,7 @@ def server(url: str, workers: int) -> Iterator[tuple[str, int]]:
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"tessera serve exited with {proc.returncode}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-            if time.monotonic() > deadline:
-                raise TimeoutError("tessera serve did not come up")
+        wait_up(proc, base, "tessera serve")
         yield base, proc.pid
     finally:
         if proc.poll() is None:
@@ -198,18 +182,9 @@ def main() -> None:
             print(f"SQLite, {args.statements:,} statements")
             run(f"sqlite:///{Path(tmp) / 'bench.db'}", args.statements, args.workers)
         return
-    name = f"tessera_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(args.database_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
+    with postgres_url(args.database_url) as url:
         print(f"PostgreSQL, {args.statements:,} statements")
-        run(args.database_url.rsplit("/", 1)[0] + f"/{name}", args.statements, args.workers)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
+        run(url, args.statements, args.workers)
 
 if __name__ == "__main__":
     main()
