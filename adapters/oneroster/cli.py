@@ -1,4 +1,5 @@
-"""``tessera import oneroster PATH`` and ``tessera export oneroster OUT.zip``."""
+"""``tessera import oneroster PATH``, ``tessera export oneroster OUT.zip`` and
+``tessera oneroster consumers create|list|revoke`` (OAuth 1.0a keys of the 1.1 REST paths)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from .oauth1_auth import SCOPES as CONSUMER_SCOPES
+
 if TYPE_CHECKING:
     from . import OneRosterAdapter
 
 
 def register(adapter: OneRosterAdapter, import_app: typer.Typer, export_app: typer.Typer) -> None:
     from gateway.cli import console, open_store, out, print_apply_result
+
+    register_consumers()
 
     @import_app.command("oneroster")
     def import_oneroster(
@@ -135,3 +140,55 @@ def register(adapter: OneRosterAdapter, import_app: typer.Typer, export_app: typ
         with console.status(f"writing {output}"):
             counts = adapter.export_package(store, output, tenant=tenant, version=version, source=source)
         out.print(f"wrote {output}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+
+
+def register_consumers() -> None:
+    """``tessera oneroster consumers create|list|revoke``: OneRoster 1.1 OAuth 1.0a consumer keys."""
+    from gateway.cli import app, console, open_store, out
+
+    from .oauth1_auth import ConsumerStore
+
+    oneroster_app = typer.Typer(help="OneRoster REST provider settings.", no_args_is_help=True)
+    consumers = typer.Typer(help="OAuth 1.0a consumer keys for the OneRoster 1.1 paths (/ims/oneroster/v1p1/): "
+                                 "one tenant each, with OneRoster scopes; secrets sealed at rest.", no_args_is_help=True)
+    oneroster_app.add_typer(consumers, name="consumers")
+    app.add_typer(oneroster_app, name="oneroster")
+
+    @consumers.command("create")
+    def create(
+        tenant: Annotated[str, typer.Option(help="the tenant whose data the key reads (created if new)")],
+        scopes: Annotated[list[str], typer.Option("--scope", "--scopes", help=f"OneRoster scopes, repeatable or space-separated; "
+                                                  f"known: {' '.join(CONSUMER_SCOPES)}")],
+        name: Annotated[str | None, typer.Option(help="a name for humans (the SIS or LMS using the key)")] = None,
+    ) -> None:
+        """Create a consumer key. Its secret is printed ONCE; it is stored sealed, never logged.
+        The consumer signs each 1.1 request with OAuth 1.0a HMAC-SHA256 (or HMAC-SHA1)."""
+        flat = [s for item in scopes for s in item.replace(",", " ").split()]
+        consumer, secret = ConsumerStore(open_store().engine).create(tenant, flat, name)
+        out.print(f"consumer_key:    {consumer.consumer_key}")
+        out.print(f"consumer_secret: {secret}")
+        out.print(f"tenant:          {consumer.tenant}")
+        out.print(f"scopes:          {' '.join(consumer.scopes)}")
+        out.print("endpoint: /ims/oneroster/v1p1/ (OAuth 1.0a, HMAC-SHA256 or HMAC-SHA1)")
+        console.print("[yellow]Store the secret now: it cannot be shown again.[/]")
+
+    @consumers.command("list")
+    def list_(tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None) -> None:
+        """List consumer keys (never their secrets)."""
+        from rich.table import Table
+
+        found = ConsumerStore(open_store().engine).list(tenant)
+        table = Table()
+        table.add_column("consumer_key", no_wrap=True, min_width=max((len(c.consumer_key) for c in found), default=12))
+        for col in ("tenant", "name", "scopes", "created", "revoked"):
+            table.add_column(col, overflow="fold")
+        for c in found:
+            table.add_row(c.consumer_key, c.tenant, c.name, " ".join(c.scopes), c.created_at.isoformat(timespec="seconds"),
+                          c.revoked_at.isoformat(timespec="seconds") if c.revoked_at else "")
+        out.print(table)
+
+    @consumers.command("revoke")
+    def revoke(consumer_key: Annotated[str, typer.Argument(help="the key to end")]) -> None:
+        """Revoke a consumer key: its signed requests are refused from now on (consumer_key_refused)."""
+        ConsumerStore(open_store().engine).revoke(consumer_key)
+        console.print(f"revoked {consumer_key}")

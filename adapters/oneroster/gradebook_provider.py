@@ -9,7 +9,8 @@ and derives evidence / alignments in one transaction), answer in the binding's e
 Spec choices, written down:
 
 * Scopes (1.2 binding, Security): reads need ``gradebook.readonly``; ``PUT`` and ``POST``
-  need ``gradebook.createput``; ``DELETE`` needs ``gradebook.delete``.
+  need ``gradebook.createput``; ``DELETE`` needs ``gradebook.delete``. The 1.1 paths also
+  accept OAuth 1.0a signed requests of a consumer key holding those scopes (``oauth1_auth``).
 * ``PUT /<collection>/{sourcedId}`` creates (201) or replaces (200) the object with that
   sourcedId and answers with it; a body whose sourcedId differs from the path is 400.
 * ``DELETE`` is the soft delete OneRoster uses everywhere: the object's status becomes
@@ -49,6 +50,7 @@ from .gradebook import (
     put_objects,
     to_wire,
 )
+from .oauth1_auth import require, unsigned
 from .status_info import InvalidData, UnknownObject
 from .tables import objects
 
@@ -84,7 +86,7 @@ class Lister:
         return s.public_url.rstrip("/") if s.public_url else str(request.base_url).rstrip("/")
 
     def links(self, request: Request, q: query.ListQuery, total: int) -> str:
-        return query.page_links(self.site(request), request.url.path, request.query_params, q, total)
+        return query.page_links(self.site(request), request.url.path, unsigned(request.query_params), q, total)
 
     def answer(self, request: Request, tenant: str, obj_type: str, version: str, conds: list[Any],
                keep: Callable[[Stored], bool] | None = None) -> Response:
@@ -137,7 +139,10 @@ def build_router(ctx: AppContext) -> APIRouter:
     status_info.register()
     router = APIRouter(tags=["oneroster-gradebook"])
     lister = Lister(ctx)
-    read, write, remove = (Depends(ctx.require(*s)) for s in (READ, WRITE, DELETE))
+
+    def auth(version: str) -> tuple[Any, ...]:
+        """The read, write and delete dependencies of one version's routes."""
+        return tuple(Depends(require(ctx, version, *s)) for s in (READ, WRITE, DELETE))
 
     def route(path: str, endpoint: Callable[..., Any], methods: list[str], name: str, status: int | None = None) -> None:
         router.add_api_route(path, endpoint, methods=methods, name=name, status_code=status)
@@ -170,6 +175,7 @@ def build_router(ctx: AppContext) -> APIRouter:
         return _json({"sourcedIdPairs": pairs[0] if len(pairs) == 1 else pairs}, status=201)
 
     def add(version: str, prefix: str, types: tuple[str, ...]) -> None:
+        read, write, remove = auth(version)
         for obj_type in types:
             coll = COLLECTIONS[obj_type]
 
@@ -212,6 +218,8 @@ def build_router(ctx: AppContext) -> APIRouter:
         nested(version, prefix)
 
     def nested(version: str, prefix: str) -> None:
+        read, write, _ = auth(version)
+
         def cls(p: Principal, sid: str) -> str:
             roster_exists(ctx, p.tenant, "section", sid, "class")
             return sid

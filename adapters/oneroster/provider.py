@@ -21,8 +21,8 @@ Spec choices, written down:
   ``roster.readonly``; ``demographics`` needs ``roster-demographics.readonly`` (implied by
   ``roster.readonly``). The full URI scope form is folded by ``gateway.auth.scopes``.
 * 1.1: the same collections with 1.1 objects (``role``/``orgs`` on users, string
-  booleans). 1.1 requires OAuth 1.0a request signing; Tessera accepts the bearer tokens of
-  its OAuth 2.0 token endpoint there too, and does not check 1.0a signatures.
+  booleans). 1.1 requires OAuth 1.0a request signing: the 1.1 routes accept a signed request
+  (``oauth1_auth``) or a bearer token of Tessera's OAuth 2.0 token endpoint; 1.2 takes tokens only.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from gateway.store.records import REFERENCES
 
 from . import status_info
 from .mapping import demographics_to_wire, to_wire
+from .oauth1_auth import require, unsigned
 from .query import ListQuery, RosterQueries, Scope, page_links, parse_list_query
 from .status_info import UnknownObject
 
@@ -140,14 +141,12 @@ def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
     status_info.register()
     router = APIRouter(tags=["oneroster"])
     queries = RosterQueries(ctx.store.engine)
-    core = Depends(ctx.require(*CORE_SCOPES))
-    demo = Depends(ctx.require(*DEMOGRAPHICS_SCOPES))
 
     def site(request: Request) -> str:
         return ctx.settings.public_url.rstrip("/") if ctx.settings.public_url else str(request.base_url).rstrip("/")
 
     def links(request: Request, q: ListQuery, total: int) -> str:
-        return page_links(site(request), request.url.path, request.query_params, q, total)
+        return page_links(site(request), request.url.path, unsigned(request.query_params), q, total)
 
     def one(tenant: str, subset: Subset, sid: str, what: str) -> uuid.UUID:
         """The id of the object ``sid`` of a subset, or 404 unknownobject."""
@@ -166,6 +165,9 @@ def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
         return _json({envelope: items}, {"X-Total-Count": str(total), "Link": links(request, q, total)})
 
     def add(version: str, prefix: str) -> None:
+        core = Depends(require(ctx, version, *CORE_SCOPES))
+        demo = Depends(require(ctx, version, *DEMOGRAPHICS_SCOPES))
+
         def route(path: str, endpoint: Callable[..., Response], summary: str) -> None:
             router.add_api_route(prefix + path, endpoint, methods=["GET"], summary=summary,
                                  name=f"oneroster_{version}_{path}".replace("/", "_").replace("{", "").replace("}", ""))

@@ -6,7 +6,8 @@ Resources are kept with the gradebook objects (``tables.objects``), as are the l
 give a class, a course or a user its resources (the CSV binding's classResources.csv,
 courseResources.csv and 1.2 userResources.csv). ``classes/{id}/resources`` lists the
 resources of the class's ACTIVE links; an unknown class / course / user is 404
-unknownobject. Every read needs the scope ``resource.readonly``.
+unknownobject. Every read needs the scope ``resource.readonly`` (on 1.1, from a bearer token
+or an OAuth 1.0a signed request, ``oauth1_auth``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from gateway.auth import Principal
 from . import status_info
 from .gradebook import to_wire
 from .gradebook_provider import Lister, _json, roster_exists
+from .oauth1_auth import require
 from .status_info import UnknownObject
 from .tables import objects
 
@@ -42,9 +44,10 @@ def build_router(ctx: AppContext) -> APIRouter:
     status_info.register()
     router = APIRouter(tags=["oneroster-resources"])
     lister = Lister(ctx)
-    read = Depends(ctx.require(*SCOPES))
 
     def add(version: str, prefix: str) -> None:
+        read = Depends(require(ctx, version, *SCOPES))
+
         def get_all(request: Request, principal: Principal = read) -> Response:
             return lister.answer(request, principal.tenant, "resource", version, [])
 

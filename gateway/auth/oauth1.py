@@ -142,6 +142,9 @@ def verify(
         endpoint._check_mandatory_parameters(request)
     except errors.OAuth1Error as exc:
         raise OAuth1Error(f"OAuth 1.0a request refused: {exc.description}", problem=_problem(exc.description), realm=realm) from None
+    except ValueError:  # oauthlib's urldecode: a query or form body that is not strictly percent-encoded
+        raise OAuth1Error("OAuth 1.0a request refused: the query string or form body is not percent-encoded (RFC 5849 3.6)",
+                          problem="parameter_rejected", realm=realm) from None
     known = validator.validate_client_key(request.client_key, request)
     if not known:
         request.client_key = validator.dummy_client
