@@ -20,6 +20,7 @@ measured; the full recompute derives every state afterwards). Peak RSS is printe
 
     python bench/mastery.py --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
     python bench/mastery.py --learners 5000 --evidence 500000      # a tenth, on SQLite
+    python bench/mastery.py --postgres-url URL --keep-database tessera_mastery   # load once, re-measure later
 
 Not a test: pytest never collects bench/.
 """
@@ -31,6 +32,8 @@ import random
 import statistics
 import sys
 import time
+import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from harness import postgres_url  # bench/ is sys.path[0]
@@ -148,6 +151,7 @@ def pct(xs: list[float], p: float) -> float:
 
 def probes(store: Store, learners: list[Person], n: int, n_comp: int) -> None:
     rnd = random.Random(11)
+    run_id = uuid.uuid4().hex[:8]  # new items on every run, also on a kept database
     _, standards = structure(n_comp)
     engine_ms: list[float] = []
     listener = store.records.evidence_listeners[0]
@@ -163,9 +167,9 @@ def probes(store: Store, learners: list[Person], n: int, n_comp: int) -> None:
         p = rnd.choice(learners)
         comp = rnd.choice(standards)
         at = START + timedelta(days=130)
-        ev = Evidence(tenant=TENANT, source="probe", native_id=f"probe-{k}", learner_id=p.id, competency_id=comp.id,
+        ev = Evidence(tenant=TENANT, source="probe", native_id=f"probe-{run_id}-{k}", learner_id=p.id, competency_id=comp.id,
                       score=Score(raw=rnd.randrange(0, 11), min=0, max=10), observed_at=at,
-                      provenance=Provenance(standard="xapi", system="probe", native_id=f"probe-{k}", received_at=at))
+                      provenance=Provenance(standard="xapi", system="probe", native_id=f"probe-{run_id}-{k}", received_at=at))
         t0 = time.perf_counter()
         store.records.apply(TENANT, [ev])
         total_ms.append((time.perf_counter() - t0) * 1000)
@@ -187,10 +191,41 @@ def report(store: Store, district: Org) -> None:
     print(f"district mastery distribution: {rows} rows (competency x level), best {min(times):.2f} s, worst {max(times):.2f} s")
 
 
+def loaded(store: Store) -> int:
+    from sqlalchemy import func, select
+
+    from gateway.store import tables as t
+
+    with store.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(t.evidence).where(t.evidence.c.tenant == TENANT)).scalar_one()
+
+
+def forget_states(store: Store) -> None:
+    """Delete the states an earlier run derived, so the recompute writes every one again
+    (as on a fresh load) instead of finding them unchanged."""
+    from sqlalchemy import delete
+
+    from gateway.store import tables as t
+
+    with store.engine.begin() as conn:
+        n = conn.execute(delete(t.mastery_states).where(t.mastery_states.c.tenant == TENANT)).rowcount
+        conn.execute(delete(t.changes).where(t.changes.c.tenant == TENANT, t.changes.c.record_kind == "mastery_state"))
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if store.engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("VACUUM ANALYZE mastery_states")
+    print(f"  deleted the {n:,} states of the last run", flush=True)
+
+
 def run(url: str, args: argparse.Namespace) -> None:
     store = Store.from_url(url)
     store.migrate()
-    district, learners = load(store, args)
+    if args.keep_database and loaded(store) >= args.evidence:
+        orgs, learners = people(args.learners)  # the same records (ids derive from native ids) as loaded before
+        district = orgs[0]
+        print("load: skipped, the kept database holds the evidence already", flush=True)
+        forget_states(store)
+    else:
+        district, learners = load(store, args)
     t0 = time.perf_counter()
     rep = store.mastery.recompute(TENANT, workers=args.workers)
     secs = time.perf_counter() - t0
@@ -202,19 +237,41 @@ def run(url: str, args: argparse.Namespace) -> None:
     store.dispose()
 
 
+@contextmanager
+def kept_postgres(url: str, name: str):  # type: ignore[no-untyped-def]
+    """Database ``name`` on the server of ``url``, created when missing and never dropped."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first() is None:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    yield make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--learners", type=int, default=50_000)
     ap.add_argument("--competencies", type=int, default=400)
     ap.add_argument("--evidence", type=int, default=5_000_000)
     ap.add_argument("--probes", type=int, default=2000)
-    ap.add_argument("--workers", type=int, default=2, help="processes for the full recompute")
+    ap.add_argument("--workers", type=int, default=None, help="processes for the full recompute (default: as "
+                    "'tessera mastery recompute', two per core)")
     ap.add_argument("--postgres-url", help="run on a throwaway database next to this one instead of SQLite")
+    ap.add_argument("--keep-database", metavar="NAME", help="with --postgres-url: use (and keep) this database, loading it only "
+                    "when it does not hold the evidence yet, so the recompute can be measured again without reloading")
     ap.add_argument("--sqlite-path", help="keep the SQLite file here (default: a temporary folder)")
     args = ap.parse_args()
-    print(f"mastery bench: {args.learners:,} learners, {args.competencies} competencies, {args.evidence:,} evidence", flush=True)
+    if args.workers is None:
+        from gateway.cli import default_recompute_workers
+
+        args.workers = default_recompute_workers()
+    print(f"mastery bench: {args.learners:,} learners, {args.competencies} competencies, {args.evidence:,} evidence; "
+          f"{args.workers} recompute workers", flush=True)
     if args.postgres_url:
-        with postgres_url(args.postgres_url) as url:
+        with (kept_postgres(args.postgres_url, args.keep_database) if args.keep_database else postgres_url(args.postgres_url)) as url:
             print("backend: PostgreSQL")
             run(url, args)
     else:

@@ -229,18 +229,29 @@ def schemas_export(
 DEMO_TENANT = "demo"
 
 
+def default_recompute_workers() -> int:
+    """Two recompute processes per core (at most 8): each spends about a quarter of its time
+    waiting for the database, whose own work also needs the cores. Measured on 2 cores,
+    PostgreSQL, 5M evidence: 2 workers 140 s, 3 126 s, 4 118 s."""
+    return min(8, 2 * (os.cpu_count() or 1))
+
+
 @mastery_app.command("recompute")
 def mastery_recompute(
     tenant: Annotated[str | None, typer.Option(help="only this tenant (default: every tenant)")] = None,
     framework: Annotated[str | None, typer.Option(help="only this framework's competencies (a framework id)")] = None,
-    workers: Annotated[int, typer.Option(help="processes deriving states in parallel (default: one per core)")] = 0,
+    workers: Annotated[int, typer.Option(help="processes deriving states in parallel (default: two per core, at most 8)")] = 0,
 ) -> None:
     """Derive every mastery state from the evidence again (after a rule, scale or structure change)."""
-    import os
-
     import uuid
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
     from sqlalchemy import func, select
 
     from .store import tables as t
@@ -255,7 +266,7 @@ def mastery_recompute(
         with Progress(TextColumn(f"[cyan]{name}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("learners"), TimeElapsedColumn(),
                       console=console) as bar:
             task = bar.add_task("recompute", total=learners)
-            report = store.mastery.recompute(name, framework_id=fw, workers=workers or min(4, os.cpu_count() or 1),
+            report = store.mastery.recompute(name, framework_id=fw, workers=workers or default_recompute_workers(),
                                              progress=lambda n: bar.advance(task, n))
         rate = report.evidence / report.seconds if report.seconds else 0.0
         out.print(f"{name}: {report.learners} learners, {report.evidence} evidence items -> {report.states} states "

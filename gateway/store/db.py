@@ -17,6 +17,8 @@ from sqlalchemy import DateTime, Engine, LargeBinary, Table, Uuid, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 
+from ..model.base import uuid_from_int
+
 #: Execution option that makes a SQLite transaction take the write lock at BEGIN.
 #: A deferred transaction that reads, then writes, fails with SQLITE_BUSY at once if
 #: another writer committed in between; BEGIN IMMEDIATE waits (busy_timeout) instead.
@@ -104,8 +106,8 @@ def uuid_to_sqlite(value: Any) -> bytes | None:
 def uuid_from_sqlite(value: Any) -> uuid.UUID | None:
     if value is None:
         return None
-    if isinstance(value, (bytes, memoryview)):
-        return uuid.UUID(bytes=bytes(value))
+    if isinstance(value, (bytes, memoryview)) and len(value) == 16:
+        return uuid_from_int(int.from_bytes(value, "big"))  # the id columns' hot path on SQLite
     return uuid.UUID(value)  # text written by hand (e.g. a test fixture); tolerated
 
 

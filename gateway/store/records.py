@@ -1020,9 +1020,13 @@ def _record_digest(rec: Record, free_dicts: tuple[str, ...] | None, unhashed: fr
     if unhashed:
         # Kinds with unhashed fields are the gateway's own derived records, whose free-form
         # dicts it builds in a fixed order: the class-order bytes are a stable hash.
-        raw = rec.__pydantic_serializer__.to_json(rec, exclude_none=True, exclude=_UNHASHED)
-        bare = rec.__pydantic_serializer__.to_json(rec, exclude_none=True, exclude=_UNHASHED | unhashed)
-        return hashlib.sha256(bare).hexdigest(), raw[:-1].decode()
+        # One serialisation of the hashed fields; the unhashed ones (a state's computed_at)
+        # are serialised alone and appended, so the body ends with them.
+        ser = rec.__pydantic_serializer__
+        bare = ser.to_json(rec, exclude_none=True, exclude=_UNHASHED | unhashed)
+        rest = ser.to_json(rec, exclude_none=True, include=unhashed)
+        body = bare[:-1] + b"," + rest[1:-1] if len(rest) > 2 else bare[:-1]
+        return hashlib.sha256(bare).hexdigest(), body.decode()
     if rec.updated_at is None:
         raw = rec.__pydantic_serializer__.to_json(rec, exclude_none=True)  # the usual case, and twice as fast
     else:
