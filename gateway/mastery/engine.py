@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, and_, bindparam, select
 
 from gateway.model import Contribution, MasteryMethod, MasteryState, Status, record_id, utcnow
 from gateway.store import Store
@@ -48,12 +48,25 @@ _EVIDENCE_COLUMNS = (
 )
 
 
-def _counted(tenant: str) -> Any:
+def _counted(tenant: Any) -> Any:
     ev = t.evidence
     return and_(
         ev.c.tenant == tenant, ev.c.voided.is_(False), ev.c.superseded_by.is_(None),
         ev.c.status == Status.active.value, ev.c.competency_id.is_not(None),
     )
+
+
+# The incremental path's two reads, built once (every evidence transaction runs them;
+# building a statement and its cache key cost more than SQLite took to answer it).
+_LEARNERS_EVIDENCE = select(t.evidence.c.learner_id, *_EVIDENCE_COLUMNS).where(
+    _counted(bindparam("tenant")), t.evidence.c.learner_id.in_(bindparam("learners", expanding=True)),
+    t.evidence.c.competency_id.in_(bindparam("competencies", expanding=True)),
+)
+_LEARNERS_STATES = select(t.mastery_states.c.learner_id, t.mastery_states.c.competency_id, t.mastery_states.c.status,
+                          t.mastery_states.c.data).where(
+    t.mastery_states.c.tenant == bindparam("tenant"), t.mastery_states.c.learner_id.in_(bindparam("learners", expanding=True)),
+    t.mastery_states.c.competency_id.in_(bindparam("competencies", expanding=True)),
+)
 
 
 def _chunks(ids: list[uuid.UUID], n: int = 500) -> Iterator[list[uuid.UUID]]:
@@ -294,20 +307,13 @@ class MasteryEngine:
         wanted = {c for learner, cs in targets.items() for c in cs | ancestors[learner]}
         wanted |= {k for c in list(wanted) for k in model.children.get(c, ())}  # a rollup reads its children
         learners = list(targets)
-        ev, ms = t.evidence, t.mastery_states
         rows_by: dict[uuid.UUID, dict[uuid.UUID, list[EvidenceRow]]] = defaultdict(lambda: defaultdict(list))
         for chunk in _chunks(learners):
-            q = select(ev.c.learner_id, *_EVIDENCE_COLUMNS).where(
-                _counted(tenant), ev.c.learner_id.in_(chunk), ev.c.competency_id.in_(groups)
-            )
-            for row in conn.execute(q):
+            for row in conn.execute(_LEARNERS_EVIDENCE, {"tenant": tenant, "learners": chunk, "competencies": list(groups)}):
                 rows_by[row[0]][row[2]].append(tuple(row[1:]))  # type: ignore[arg-type]
         stored: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str]] = {}
         for chunk in _chunks(learners):
-            q = select(ms.c.learner_id, ms.c.competency_id, ms.c.status, ms.c.data).where(
-                ms.c.tenant == tenant, ms.c.learner_id.in_(chunk), ms.c.competency_id.in_(wanted)
-            )
-            for learner, comp, status, data in conn.execute(q):
+            for learner, comp, status, data in conn.execute(_LEARNERS_STATES, {"tenant": tenant, "learners": chunk, "competencies": list(wanted)}):
                 stored[(learner, comp)] = (status, data)
         active = Status.active.value
         records: list[MasteryState] = []

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 import yaml
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from gateway.model import MasteryMethod, MasteryRule, ProficiencyLevel, ProficiencyScale, Status
 from gateway.store import tables as t
@@ -174,14 +174,17 @@ class TenantModel:
         return out
 
 
+#: built once: every transaction that writes evidence runs it
+_STAMP = select(*[
+    select(func.max(tbl.c.updated_at)).where(tbl.c.tenant == bindparam("tenant")).scalar_subquery()
+    for tbl in (t.competencies, t.relations, t.mastery_rules, t.proficiency_scales)
+])
+
+
 def stamp(conn: Connection, tenant: str) -> tuple[Any, ...]:
     """Changes whenever a competency, relation, rule or scale of the tenant is written (every
     write sets ``updated_at``; deletion is a status change, so it is a write too)."""
-    parts = [
-        select(func.max(tbl.c.updated_at)).where(tbl.c.tenant == tenant).scalar_subquery()
-        for tbl in (t.competencies, t.relations, t.mastery_rules, t.proficiency_scales)
-    ]
-    return tuple(conn.execute(select(*parts)).one())
+    return tuple(conn.execute(_STAMP, {"tenant": tenant}).one())
 
 
 def load(conn: Connection, tenant: str, at: tuple[Any, ...]) -> TenantModel:

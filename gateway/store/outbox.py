@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, bindparam, insert, select
 
 from ..errors import ConfigError, NotFound
 from ..model import RECORD_TYPES, utcnow
@@ -31,14 +31,18 @@ class RouteMatch:
     destination_system: str
 
 
+#: built once: every write transaction runs it, and building a statement (and its cache
+#: key) costs more than SQLite takes to answer it
+_ROUTES = (
+    select(t.routes.c.id, t.routes.c.kinds, t.connections.c.system)
+    .join(t.connections, t.connections.c.id == t.routes.c.destination_connection_id)
+    .where(t.routes.c.tenant == bindparam("tenant"), t.routes.c.enabled.is_(True), t.routes.c.mode == "push")
+)
+
+
 def matching_routes(conn: Connection, tenant: str) -> list[RouteMatch]:
     """The tenant's enabled push routes, with the system each delivers to."""
-    q = (
-        select(t.routes.c.id, t.routes.c.kinds, t.connections.c.system)
-        .join(t.connections, t.connections.c.id == t.routes.c.destination_connection_id)
-        .where(t.routes.c.tenant == tenant, t.routes.c.enabled.is_(True), t.routes.c.mode == "push")
-    )
-    return [RouteMatch(r.id, frozenset(orjson.loads(r.kinds)), r.system) for r in conn.execute(q)]
+    return [RouteMatch(r.id, frozenset(orjson.loads(r.kinds)), r.system) for r in conn.execute(_ROUTES, {"tenant": tenant})]
 
 
 def outbox_rows(

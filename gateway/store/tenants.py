@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 
 from ..errors import ValidationError
 from ..model import utcnow
@@ -12,9 +12,12 @@ from ..model.base import TENANT_PATTERN
 from . import tables as t
 
 
+_KNOWN = select(t.tenants.c.id).where(t.tenants.c.id == bindparam("tenant"))  # built once: every write runs it
+
+
 def ensure_tenant(conn: Connection, tenant: str, name: str | None = None) -> None:
     """Create the tenant row on first use (inside the caller's transaction)."""
     if not re.match(TENANT_PATTERN, tenant):
         raise ValidationError(f"invalid tenant id {tenant!r}: lowercase letters, digits, '.', '_' or '-', at most 63")
-    if conn.execute(select(t.tenants.c.id).where(t.tenants.c.id == tenant)).first() is None:
+    if conn.execute(_KNOWN, {"tenant": tenant}).first() is None:
         conn.execute(insert(t.tenants).values(id=tenant, name=name or tenant, created_at=utcnow()))
