@@ -123,6 +123,28 @@ def test_a_score_for_an_unknown_user_records_nothing(ags, store) -> None:
     assert ags["http"].get(f"{item['id']}/results").json() == []
 
 
+def test_a_score_for_someone_outside_the_context_is_refused_and_records_nothing(ags, store) -> None:
+    """AGS 2.0 3.4: the score's userId is a member of the line item's context; a person of the
+    tenant who is not enrolled in this section, or whose enrollment was withdrawn, is not."""
+    from gateway.model import Status
+
+    from tests import factories as f
+
+    school = store.records.get("t1", "org", ags["section"].org_id)
+    outsider = f.person("outsider", school)
+    leaver = ags["students"][1]
+    withdrawn = f.enrollment(leaver, ags["section"]).model_copy(update={"status": Status.tobedeleted})
+    store.records.apply("t1", [outsider, withdrawn])
+    item = _item(ags).json()
+    for who in (outsider, leaver):
+        r = _score(ags, item["id"], who)
+        assert r.status_code == 422, r.text
+        assert [e["field"] for e in r.json()["errors"]] == ["userId"]
+    assert _evidence(store) == [] and ags["http"].get(f"{item['id']}/results").json() == []
+    assert _score(ags, item["id"], ags["students"][0]).status_code == 204  # an active member still scores
+    assert len(_evidence(store)) == 1
+
+
 def test_wrong_media_type_and_bad_json_are_refused(ags) -> None:
     item = _item(ags).json()
     assert ags["http"].post(f"{item['id']}/scores", content=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415

@@ -227,9 +227,17 @@ class LineItems:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.engine = ctx.store.engine
-        li, res = lti_line_items, lti_results
+        li, res, enr = lti_line_items, lti_results, core.enrollments
+        # AGS 2.0 3.4: a score is for a member of the line item's context. Canvas and Moodle
+        # refuse a score for anyone else (Canvas: 422 "User not found in course"); the
+        # membership comes with the line item in the same query, so it costs no round trip.
+        member = (
+            select(enr.c.id).where(enr.c.tenant == li.c.tenant, enr.c.section_id == li.c.context_id,
+                                   enr.c.person_id == bindparam("person"), enr.c.status == Status.active.value)
+            .exists().label("member")
+        )
         self._target_query = (
-            select(li, res.c.timestamp.label("last_timestamp"))
+            select(li, res.c.timestamp.label("last_timestamp"), member)
             .outerjoin(res, (res.c.line_item_id == li.c.id) & (res.c.user_id == bindparam("user_id")))
             .where(li.c.id == bindparam("lid"), li.c.tenant == bindparam("tenant"), li.c.client_id == bindparam("client_id"),
                    li.c.context_id == bindparam("context_id"))
@@ -300,12 +308,17 @@ class LineItems:
 
     def _target(self, principal: Principal, context_id: uuid.UUID, lid: uuid.UUID, user_id: str | None) -> tuple[LineItem, datetime | None]:
         """The line item and, for ``user_id``, the timestamp of the result on record: one
-        query, built once (the score path runs it for every score)."""
-        params = {"lid": lid, "tenant": principal.tenant, "client_id": principal.client_id, "context_id": context_id, "user_id": user_id}
+        query, built once (the score path runs it for every score). A ``user_id`` that is not
+        an active member of the context is refused (422, naming userId)."""
+        person = _person_id(user_id) if user_id is not None else None
+        params = {"lid": lid, "tenant": principal.tenant, "client_id": principal.client_id, "context_id": context_id,
+                  "user_id": user_id, "person": person}
         with self.engine.connect() as conn:
             row = conn.execute(self._target_query, params).first()
         if row is None:
             raise NotFound(f"no line item {lid} in this context")
+        if user_id is not None and not row.member:
+            raise _not_member()
         return _line_item(row), row.last_timestamp
 
     def list(self, principal: Principal, context_id: uuid.UUID, filters: dict[str, str], limit: int, offset: int) -> list[LineItem]:
@@ -379,6 +392,19 @@ def _alignment(principal: Principal, lid: uuid.UUID, competency: uuid.UUID, stat
                      target_kind="line_item", target_id=str(lid), competency_id=competency, status=status)
 
 
+def _person_id(user_id: str) -> uuid.UUID | None:
+    """The Person a userId names: the ``sub`` this platform puts in its launches is the id."""
+    try:
+        return uuid.UUID(user_id)
+    except ValueError:
+        return None
+
+
+def _not_member() -> ValidationError:
+    return ValidationError("unknown user", errors=[ErrorDetail(
+        "userId is not an active member of this context (a user this platform launched into it)", location="body", field="userId")])
+
+
 def _older(last: datetime) -> Conflict:
     return Conflict(f"a score with a later timestamp ({last.isoformat()}) is already on record for this user")
 
@@ -397,10 +423,9 @@ def _evidence(tenant: str, source: str, item: LineItem, score: ScoreIn, payload:
     done = score.activityProgress in ("Submitted", "Completed")
     if not graded and not done:
         return None
-    try:
-        learner = uuid.UUID(score.userId)
-    except ValueError:
-        raise ValidationError("unknown user", errors=[ErrorDetail("userId is not a user this platform launched", location="body", field="userId")]) from None
+    learner = _person_id(score.userId)
+    if learner is None:
+        raise _not_member()
     native = f"{item.id}:{score.userId}:{score.timestamp.isoformat()}"
     value = None
     if graded:
