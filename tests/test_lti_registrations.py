@@ -108,6 +108,16 @@ def test_dynamic_registration_registers_the_tool_once_per_token(api) -> None:
     assert again.status_code == 401 and again.json()["error"] == "invalid_token"
 
 
+def test_subdomains_and_secondary_domains_are_the_tools_own(api) -> None:
+    admin = api.auth_client("t1", ["admin"])
+    start = admin.post("/v1/lti/registrations").json()
+    endpoint = httpx.get(start["openid_configuration"]).json()["registration_endpoint"]
+    body = _registration(redirect_uris=[f"{TOOL}/launch", "https://eu.tool.example.org/launch", "https://tool-cdn.example.com/cb"])
+    body[TOOL_CONF]["secondary_domains"] = ["tool-cdn.example.com"]
+    r = httpx.post(endpoint, json=body, headers={"Authorization": f"Bearer {start['registration_token']}"})
+    assert r.status_code == 200, r.text
+
+
 @pytest.mark.parametrize(
     ("over", "error"),
     [
@@ -115,6 +125,14 @@ def test_dynamic_registration_registers_the_tool_once_per_token(api) -> None:
         ({"token_endpoint_auth_method": "client_secret_basic"}, "invalid_client_metadata"),
         ({"grant_types": ["authorization_code"]}, "invalid_client_metadata"),
         ({TOOL_CONF: None}, "invalid_client_metadata"),
+        # Dynamic Registration 3.2.1: URLs off the declared domain(s), or no domain at all
+        ({"redirect_uris": ["https://evil.example.net/launch"]}, "invalid_redirect_uri"),
+        ({"initiate_login_uri": "https://tool.example.org.evil.net/login"}, "invalid_client_metadata"),
+        ({TOOL_CONF: {"target_link_uri": f"{TOOL}/launch"}}, "invalid_client_metadata"),
+        ({TOOL_CONF: {"domain": "tool.example.org", "target_link_uri": "https://other.example.com/launch"}}, "invalid_client_metadata"),
+        ({TOOL_CONF: {"domain": "tool.example.org", "target_link_uri": f"{TOOL}/launch",
+                      "messages": [{"type": "LtiDeepLinkingRequest", "target_link_uri": "https://other.example.com/dl"}]}},
+         "invalid_client_metadata"),
     ],
 )
 def test_a_bad_registration_request_gets_the_rfc7591_error(api, over, error) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import jwt
 import orjson
@@ -252,7 +253,9 @@ def registration_from_request(body: Any) -> ToolRegistration:
     uris = body.get("redirect_uris")
     if not isinstance(uris, list) or not uris or not all(isinstance(u, str) and u.startswith(("https://", "http://")) for u in uris):
         raise RegistrationError("invalid_redirect_uri", "redirect_uris must be a non-empty list of http(s) URLs")
-    deep_link = next((m.get("target_link_uri") for m in conf.get("messages") or [] if isinstance(m, dict) and m.get("type") == "LtiDeepLinkingRequest"), None)
+    messages = [m for m in conf.get("messages") or [] if isinstance(m, dict)]
+    _check_domains(conf, body["initiate_login_uri"], uris, [conf["target_link_uri"], *(m.get("target_link_uri") for m in messages)])
+    deep_link = next((m.get("target_link_uri") for m in messages if m.get("type") == "LtiDeepLinkingRequest"), None)
     try:
         return ToolRegistration(
             name=str(body.get("client_name") or conf.get("domain") or "LTI tool")[:256], login_url=body["initiate_login_uri"],
@@ -261,6 +264,35 @@ def registration_from_request(body: Any) -> ToolRegistration:
         )
     except PydanticError as exc:
         raise RegistrationError("invalid_client_metadata", "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+
+
+def _check_domains(conf: dict[str, Any], login: str, redirects: list[str], targets: list[Any]) -> None:
+    """Dynamic Registration 3.2.1: ``domain`` (REQUIRED) is the tool's primary domain and
+    ``secondary_domains`` its others. The platform holds the tool to them: its login
+    initiation, redirect and launch URLs must lie on one of those domains or a subdomain,
+    so a registration cannot send launches (and their id_tokens) to a host the tool did
+    not declare. The JWKS URL may live elsewhere (a key service) and is not checked. A
+    domain with a port ("tool.example.org:8443") must match host and port."""
+    domain = conf.get("domain")
+    if not isinstance(domain, str) or not domain.strip():
+        raise RegistrationError("invalid_client_metadata", f"{TOOL_CONFIGURATION}.domain is required")
+    others = conf.get("secondary_domains") or []
+    domains = [d.strip().lower() for d in [domain, *others] if isinstance(d, str) and d.strip()]
+
+    def covered(url: str) -> bool:
+        parts = urlsplit(url)
+        for d in domains:
+            here = (parts.netloc if ":" in d else parts.hostname or "").lower()
+            if here == d or here.endswith("." + d):
+                return True
+        return False
+
+    error = "invalid_redirect_uri"
+    for name, urls in (("redirect_uris", redirects), ("initiate_login_uri", [login]), ("target_link_uri", targets)):
+        for url in urls:
+            if isinstance(url, str) and not covered(url):
+                raise RegistrationError(error, f"{name} {url} is not on the tool's domain ({', '.join(domains)})")
+        error = "invalid_client_metadata"
 
 
 def registration_response(body: dict[str, Any], tool: Tool, scopes: list[str]) -> dict[str, Any]:
