@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -65,8 +63,8 @@ from gateway.model import (
 )
 from gateway.model.base import Timestamp
 from gateway.model.evidence import EvidenceKind
-from gateway.store import RecordStore
 from gateway.store import tables as core
+from gateway.store.group_commit import GroupCommit
 
 from .platform import AGS_SCOPES, platform_issuer
 from .tables import lti_line_items, lti_results
@@ -142,83 +140,6 @@ def _media_type(request: Request, *expected: str) -> None:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in expected:
         raise UnsupportedMediaType(f"this resource takes {expected[0]}, not {ctype or 'no content type'}")
-
-
-class _Job:
-    __slots__ = ("done", "error", "evidence", "tenant", "write")
-
-    def __init__(self, tenant: str, evidence: Evidence | None, write: Callable[[Connection], None]) -> None:
-        self.tenant, self.evidence, self.write = tenant, evidence, write
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-
-
-class GroupCommit:
-    """Scores that arrive together are committed together.
-
-    Each score is its own small transaction, and a transaction's fixed cost (the reference
-    checks, the change log, the commit itself) is most of the work. A request that finds no
-    write under way becomes the leader: it takes every score queued meanwhile and applies
-    them, per tenant, in ONE ``RecordStore.apply``, then loops until the queue is empty;
-    the others wait for their commit. Nothing is acknowledged before its commit. If a batch
-    fails, its scores are retried one by one, so each request gets its own answer (one
-    score for an unknown learner fails alone)."""
-
-    MAX_BATCH = 256
-
-    def __init__(self, records: RecordStore) -> None:
-        self.records = records
-        self._lock = threading.Lock()
-        self._queue: list[_Job] = []
-        self._leading = False
-
-    def submit(self, tenant: str, evidence: Evidence | None, write: Callable[[Connection], None]) -> None:
-        job = _Job(tenant, evidence, write)
-        with self._lock:
-            self._queue.append(job)
-            lead = not self._leading
-            self._leading = True
-        if lead:
-            self._lead()
-        job.done.wait()
-        if job.error is not None:
-            raise job.error
-
-    def _lead(self) -> None:
-        while True:
-            with self._lock:
-                batch, self._queue = self._queue[: self.MAX_BATCH], self._queue[self.MAX_BATCH :]
-                if not batch:
-                    self._leading = False
-                    return
-            by_tenant: dict[str, list[_Job]] = {}
-            for job in batch:
-                by_tenant.setdefault(job.tenant, []).append(job)
-            for jobs in by_tenant.values():
-                self._commit(jobs)
-
-    def _commit(self, jobs: list[_Job]) -> None:
-        try:
-            self._apply(jobs)
-        except Exception as exc:  # noqa: BLE001 - handed to the waiting request, never swallowed
-            if len(jobs) > 1:
-                for job in jobs:
-                    self._commit([job])
-                return
-            jobs[0].error = exc
-        for job in jobs:
-            job.done.set()
-
-    def _apply(self, jobs: list[_Job]) -> None:
-        evidence = {e.id: e for e in (j.evidence for j in jobs) if e is not None}
-        if len(evidence) < sum(j.evidence is not None for j in jobs):
-            raise Conflict("the same score twice in one batch")  # retried one by one: the second is a re-delivery
-
-        def within(conn: Connection) -> None:
-            for job in jobs:
-                job.write(conn)
-
-        self.records.apply(jobs[0].tenant, list(evidence.values()), within=within)
 
 
 class LineItems:
@@ -374,7 +295,7 @@ class LineItems:
             else:
                 conn.execute(self._update_result, {**key, **{f"v_{k}": v for k, v in result.items()}})
 
-        self._scores.submit(tenant, evidence, write)
+        self._scores.submit(tenant, [evidence] if evidence is not None else [], write)
 
     def results(self, item: LineItem, user_id: str | None, limit: int, offset: int) -> list[Any]:
         res = lti_results

@@ -1,0 +1,111 @@
+"""Group commit (gateway/store/group_commit.py): jobs committed together, each answered alone."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import Column, Connection, MetaData, String, Table, insert, select
+
+from gateway.errors import IntegrityError
+from gateway.store.group_commit import GroupCommit
+
+from . import factories as f
+
+rows = Table("group_commit_probe", MetaData(), Column("id", String(64), primary_key=True))
+
+
+@pytest.fixture
+def people(store):
+    rows.create(store.engine, checkfirst=True)
+    with store.engine.begin() as conn:  # not one of the store's tables: the per-test reset does not empty it
+        conn.execute(rows.delete())
+    school = f.org()
+    store.records.apply(f.T, [school])
+    return school
+
+
+def _write(name: str):
+    def write(conn: Connection) -> None:
+        conn.execute(insert(rows).values(id=name))
+
+    return write
+
+
+def _run_together(group: GroupCommit, jobs: list[tuple[list, object]]) -> list[BaseException | None]:
+    """Submit every job from its own thread, all released at once."""
+    out: list[BaseException | None] = [None] * len(jobs)
+    gate = threading.Barrier(len(jobs))
+
+    def run(i: int) -> None:
+        gate.wait()
+        try:
+            group.submit(f.T, *jobs[i])
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            out[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return out
+
+
+def _stored_rows(store) -> set[str]:
+    with store.engine.connect() as conn:
+        return set(conn.scalars(select(rows.c.id)))
+
+
+def test_concurrent_jobs_all_commit_with_their_own_rows(store, people) -> None:
+    group = GroupCommit(store.records)
+    calls = []
+    apply = store.records.apply
+    store.records.apply = lambda *a, **kw: calls.append(1) or apply(*a, **kw)  # type: ignore[method-assign]
+    learners = [f.person(f"u{i}", people) for i in range(12)]
+    errors = _run_together(group, [([p], _write(f"row-{i}")) for i, p in enumerate(learners)])
+    assert errors == [None] * 12
+    assert len(calls) < 12  # the jobs that queued behind the first were committed together
+    assert store.records.count(f.T, "person") == 12
+    assert _stored_rows(store) == {f"row-{i}" for i in range(12)}
+
+
+def test_a_failing_job_fails_alone_and_leaves_nothing_of_its_own(store, people) -> None:
+    """One job references an unknown learner: its evidence and its row are refused, the
+    others of the same group commit."""
+    group = GroupCommit(store.records)
+    learners = [f.person(f"u{i}", people) for i in range(6)]
+    store.records.apply(f.T, learners)
+    ghost = f.person("ghost", people)  # never stored
+    jobs = [([f.evidence(f"e{i}", p)], _write(f"row-{i}")) for i, p in enumerate(learners)]
+    jobs.append(([f.evidence("e-ghost", ghost)], _write("row-ghost")))
+    errors = _run_together(group, jobs)
+    assert errors[:6] == [None] * 6
+    assert isinstance(errors[6], IntegrityError)
+    assert store.records.count(f.T, "evidence") == 6
+    assert _stored_rows(store) == {f"row-{i}" for i in range(6)}
+
+
+def test_the_same_record_in_two_jobs_is_applied_one_job_at_a_time(store, people) -> None:
+    """A re-delivery racing its original: both succeed, the record is stored once."""
+    group = GroupCommit(store.records)
+    learner = f.person("u1", people)
+    store.records.apply(f.T, [learner])
+    ev = f.evidence("same", learner)
+    errors = _run_together(group, [([ev], _write("a")), ([ev], _write("b"))])
+    assert errors == [None, None]
+    assert store.records.count(f.T, "evidence") == 1
+    assert _stored_rows(store) == {"a", "b"}
+
+
+def test_a_write_that_raises_rolls_its_records_back(store, people) -> None:
+    group = GroupCommit(store.records)
+    learner = f.person(f"u-{uuid.uuid4().hex[:6]}", people)
+
+    def boom(conn: Connection) -> None:
+        raise RuntimeError("adapter write failed")
+
+    with pytest.raises(RuntimeError, match="adapter write failed"):
+        group.submit(f.T, [learner], boom)
+    assert store.records.count(f.T, "person") == 0
