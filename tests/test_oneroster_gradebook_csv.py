@@ -74,6 +74,31 @@ def test_a_gradebook_package_gives_objects_alignments_and_evidence_in_one_import
     assert ev.provenance.native_id == "r1"
 
 
+def test_join_files_with_the_bindings_common_columns_are_read_and_tobedeleted_rows_drop_links(store: Store, tmp_path: Path) -> None:
+    """OneRoster 1.2 CSV: the join files may carry sourcedId, status and dateLastModified first
+    (as major implementations write them); a tobedeleted row is not a link."""
+    with_framework(store)
+    other = uuid.uuid4()
+    lio = ("sourcedId,status,dateLastModified,lineItemSourcedId,source,learningObjectiveId\n"
+           f"lio1,active,2025-09-01T00:00:00Z,li1,case,{GUID}\n"
+           f"lio2,tobedeleted,2025-09-02T00:00:00Z,li1,case,{other}\n")
+    import_package(store, package(tmp_path, {**GRADEBOOK, "lineItemLearningObjectiveIds": lio}), tenant=T, source="sis")
+    li = ObjectStore(store.engine).get(T, "lineItem", ["li1"])["li1"]
+    assert li.data["learningObjectiveSet"] == [{"source": "case", "learningObjectiveIds": [str(GUID)]}]
+    # a delta that deletes the last link leaves the line item without objectives, and its alignment goes
+    gone = f"sourcedId,status,dateLastModified,lineItemSourcedId,source,learningObjectiveId\nlio1,tobedeleted,,li1,case,{GUID}\n"
+    import_package(store, package(tmp_path, {"lineItemLearningObjectiveIds": gone}, {"lineItemLearningObjectiveIds": "delta"}),
+                   tenant=T, source="sis")
+    li = ObjectStore(store.engine).get(T, "lineItem", ["li1"])["li1"]
+    assert "learningObjectiveSet" not in li.data
+    assert [a.status.value for a in store.records.iter_records(T, ["alignment"])] == ["tobedeleted"]
+    bad = f"sourcedId,status,dateLastModified,lineItemSourcedId,source,learningObjectiveId\nlio1,gone,,li1,case,{GUID}\n"
+    with pytest.raises(ValidationError) as e:
+        import_package(store, package(tmp_path, {"lineItemLearningObjectiveIds": bad}, {"lineItemLearningObjectiveIds": "delta"}),
+                       tenant=T, source="sis")
+    assert ("lineItemLearningObjectiveIds.csv row 2", "status") in {(d.location, d.field) for d in e.value.errors}
+
+
 def test_errors_name_file_row_and_column_and_nothing_is_written(store: Store, tmp_path: Path) -> None:
     bad_results = RESULTS.replace("fully graded,8,2025-09-09", "graded,eight,09/09/2025").replace("li1,u1", "li9,u1")
     bad_lio = LIO + "li7,case,x\n"
@@ -253,8 +278,9 @@ def test_cli_imports_a_gradebook_package_and_exports_mastery(cli, tmp_path: Path
         assert "1 assessmentResults" in out and "1 skipped" in out
         with zipfile.ZipFile(tmp_path / "m.zip") as z:
             rows = z.read("assessmentResultLearningObjectiveIds.csv").decode().splitlines()
-        assert rows == ["assessmentResultSourcedId,source,learningObjectiveId,score,textScore",
-                        f"tessera-mastery-u1-{GUID},case,{GUID},0.5,developing"]
+        assert rows[0] == "sourcedId,status,dateLastModified,assessmentResultSourcedId,source,learningObjectiveId,score,textScore"
+        assert rows[1].startswith(f"tessera-mastery-u1-{GUID}:case:{GUID},active,")
+        assert rows[1].endswith(f",tessera-mastery-u1-{GUID},case,{GUID},0.5,developing")
         out = cli("import", "oneroster", str(package(tmp_path, GRADEBOOK)), "--tenant", T, "--source", "sis").output
         assert "evidence" in out
         assert cli("export", "oneroster", str(tmp_path / "x.zip"), "--mastery", "--version", "1.1", code=None).exit_code != 0

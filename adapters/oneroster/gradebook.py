@@ -890,11 +890,20 @@ JOIN_FILES: dict[str, tuple[str, str, str]] = {
     "lineItemScoreScales": ("lineItem", "lineItemSourcedId", "score scale"),
     "resultScoreScales": ("result", "resultSourcedId", "score scale"),
 }
+# The 1.2 CSV binding gives every file, the join files too, sourcedId, status and
+# dateLastModified as its first columns, and major implementations read and write them there
+# (and an optional title on the score scale joins); packages that leave them out exist as
+# well (Tessera wrote such packages before). So they are optional here: read when present (a
+# "tobedeleted" row drops that link), always written on export.
+_JOIN_BASE = [("sourcedId", "sourcedId", "s", False), ("status", "status", "s", False),
+              ("dateLastModified", "dateLastModified", "s", False)]
 for _name, (_owner, _col, _what) in JOIN_FILES.items():
     if _what == "score scale":
-        _g12[_name] = [(_col, "owner", "s", True), ("scoreScaleSourcedId", "scoreScale", "s", True)]
+        _g12[_name] = [*_JOIN_BASE, ("title", "title", "s", False), (_col, "owner", "s", True),
+                       ("scoreScaleSourcedId", "scoreScale", "s", True)]
     else:
-        _g12[_name] = [(_col, "owner", "s", True), ("source", "source", "s", True), ("learningObjectiveId", "learningObjectiveId", "s", True)]
+        _g12[_name] = [*_JOIN_BASE, (_col, "owner", "s", True), ("source", "source", "s", True),
+                       ("learningObjectiveId", "learningObjectiveId", "s", True)]
         if _what == "objective results":
             _g12[_name] += [("score", "score", "s", False), ("textScore", "textScore", "s", False)]
 CSV_COLUMNS["1.2"] = _g12
@@ -1007,6 +1016,10 @@ class CsvGradebook:
         for loc, row, _ in self.rows(name):
             n += 1
             sid = row.get("owner", "")
+            status = row.get("status", "active")
+            if status not in ("active", "tobedeleted"):
+                self.errors.append(ErrorDetail(f"status {status!r} is not active or tobedeleted", location=loc, field="status"))
+                continue
             it = items.get((owner, sid))
             if it is None:
                 old = objects.get(self.tenant, owner, [sid]).get(sid) if objects is not None else None
@@ -1016,7 +1029,13 @@ class CsvGradebook:
                     continue
                 it = items[(owner, sid)] = Item(owner, dict(old.data), loc, csv_column(self.version, COLLECTIONS[owner]))
             if what == "score scale":
-                it.obj["scoreScale"] = {"sourcedId": row["scoreScale"]}
+                if status == "tobedeleted":
+                    it.obj.pop("scoreScale", None)
+                else:
+                    it.obj["scoreScale"] = {"sourcedId": row["scoreScale"]}
+                continue
+            if status == "tobedeleted":
+                sets.setdefault(sid, {})  # the owner's set is what its active rows say, possibly nothing
                 continue
             if what == "objectives":
                 sets.setdefault(sid, {}).setdefault(row["source"], []).append(row["learningObjectiveId"])
@@ -1025,7 +1044,11 @@ class CsvGradebook:
                 sets.setdefault(sid, {}).setdefault(row["source"], []).append(r)
         member = "learningObjectiveIds" if what == "objectives" else "learningObjectiveResults"
         for sid, by_source in sets.items():
-            items[(owner, sid)].obj["learningObjectiveSet"] = [{"source": src, member: v} for src, v in by_source.items()]
+            obj = items[(owner, sid)].obj
+            if by_source:
+                obj["learningObjectiveSet"] = [{"source": src, member: v} for src, v in by_source.items()]
+            else:
+                obj.pop("learningObjectiveSet", None)
         self.counts[name] = n
 
     def _keep(self, owner: str, key: str, items: dict[tuple[str, str], Item], objects: ObjectStore) -> None:
@@ -1046,6 +1069,12 @@ class CsvGradebook:
             self.deleted[ty] = len(gone)
 
 
+def join_row(owner: str, key: str, stamp: str | None, **fields: Any) -> dict[str, Any]:
+    """One row of a join file as written: the sourcedId the binding asks for is derived from
+    the owner and what the row links (stable across exports), status active."""
+    return {"sourcedId": f"{owner}:{key}", "status": "active", "dateLastModified": stamp, "owner": owner, **fields}
+
+
 def csv_rows(store: Any, tenant: str, name: str, version: str, source: str | None) -> list[dict[str, Any]]:
     """Rows of ``name``.csv for a bulk export (REST-shaped, keyed by REST field), so that the
     package re-imports to the same objects."""
@@ -1056,15 +1085,15 @@ def csv_rows(store: Any, tenant: str, name: str, version: str, source: str | Non
         for s in objs.where(tenant, owner):
             if source is not None and s.source != source:
                 continue
+            stamp = s.data.get("dateLastModified")
             if what == "score scale":
                 if s.data.get("scoreScale"):
-                    out.append({"owner": s.sourced_id, "scoreScale": s.data["scoreScale"]["sourcedId"]})
+                    out.append(join_row(s.sourced_id, "scoreScale", stamp, scoreScale=s.data["scoreScale"]["sourcedId"]))
                 continue
             for st in s.data.get("learningObjectiveSet") or []:
                 for o in st.get("learningObjectiveIds") or st.get("learningObjectiveResults") or []:
-                    row = {"owner": s.sourced_id, "source": st["source"]}
-                    row.update({"learningObjectiveId": o} if isinstance(o, str) else o)
-                    out.append(row)
+                    fields = {"learningObjectiveId": o} if isinstance(o, str) else o
+                    out.append(join_row(s.sourced_id, f"{st['source']}:{fields['learningObjectiveId']}", stamp, source=st["source"], **fields))
         return out
     rows = []
     for s in objs.where(tenant, FILE_TYPES[name]):
@@ -1153,10 +1182,10 @@ def export_mastery_package(store: Any, out: Any, *, tenant: str) -> dict[str, in
         "assessmentLineItems": line_items,
         "assessmentResults": results,
         "assessmentLineItemLearningObjectiveIds": [
-            {"owner": li["sourcedId"], "source": "case", "learningObjectiveId": g}
+            join_row(li["sourcedId"], f"case:{g}", li.get("dateLastModified"), source="case", learningObjectiveId=g)
             for li in line_items for g in li["learningObjectiveSet"][0]["learningObjectiveIds"]],
         "assessmentResultLearningObjectiveIds": [
-            {"owner": r["sourcedId"], "source": "case", **o}
+            join_row(r["sourcedId"], f"case:{o['learningObjectiveId']}", r.get("dateLastModified"), source="case", **o)
             for r in results for o in r["learningObjectiveSet"][0]["learningObjectiveResults"]],
     }
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
