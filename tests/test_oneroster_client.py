@@ -5,7 +5,9 @@ imsx_StatusInfo errors, all-or-nothing application, and `tessera import oneroste
 from __future__ import annotations
 
 import base64
+import email.utils
 import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -239,6 +241,27 @@ def test_network_errors_are_retried_three_times_then_reported(respx_mock: respx.
         with pytest.raises(ProviderError, match="could not be reached"):
             list(c.collection("users"))
     assert flaky.call_count == 3 and down.call_count == 4
+
+
+@respx.mock(assert_all_mocked=True, assert_all_called=False)
+def test_a_429_is_retried_after_the_wait_the_provider_asks_for(respx_mock: respx.MockRouter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 6585 4 / RFC 9110 10.2.3: Too Many Requests with Retry-After (seconds or an HTTP
+    date) is waited out, not reported; a wait beyond MAX_RETRY_AFTER ends the pull clearly."""
+    import adapters.oneroster.client as mod
+
+    slept: list[float] = []
+    monkeypatch.setattr(mod.time, "sleep", slept.append)
+    ok = httpx.Response(200, json={"orgs": [wire_org()]}, headers={"X-Total-Count": "1"})
+    later = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    orgs = respx_mock.get(f"{BASE}/orgs").mock(side_effect=[
+        httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(429, headers={"Retry-After": later}), ok])
+    respx_mock.get(f"{BASE}/users").mock(return_value=httpx.Response(429, headers={"Retry-After": "3600"}))
+    with client() as c:
+        assert [o["sourcedId"] for o in c.collection("orgs")] == ["d1"]
+        with pytest.raises(ProviderError, match="asks to retry in 3600 s"):
+            list(c.collection("users"))
+    assert orgs.call_count == 3
+    assert slept[0] == 7 and 25 < slept[1] <= 30
 
 
 @respx.mock(assert_all_mocked=True, assert_all_called=False)

@@ -28,11 +28,12 @@ Spec choices (OneRoster 1.2 Rostering REST/JSON binding, 1.1 REST binding sectio
 
 from __future__ import annotations
 
+import email.utils
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
 
@@ -67,7 +68,9 @@ PAGE_SIZE = 1000
 BATCH = 5000
 RETRIES = 3
 MAX_ERRORS = 1000
-_RETRY_STATUS = {502, 503, 504}
+_RETRY_STATUS = {429, 502, 503, 504}
+#: longest Retry-After the client honours before it gives up on a provider (seconds)
+MAX_RETRY_AFTER = 120.0
 
 
 class ProviderError(UpstreamError):
@@ -168,9 +171,12 @@ class OneRosterClient:
         return {"Authorization": headers["Authorization"]}
 
     def _send(self, url: str, params: dict[str, Any] | None) -> httpx.Response:
-        """One GET, retried on network failures and 502/503/504 (idempotent)."""
+        """One GET, retried on network failures, 429 and 502/503/504 (idempotent). A
+        ``Retry-After`` (seconds or an HTTP date, RFC 9110 10.2.3) sets the wait, as rate
+        limiting SIS APIs ask; one longer than ``MAX_RETRY_AFTER`` ends the pull with an error."""
         full = str(httpx.URL(url, params=params)) if params else url
         for attempt in range(RETRIES + 1):
+            wait = self._backoff * (2 ** attempt)
             try:
                 r = self._http.get(full, headers=self._headers(full))
             except httpx.TransportError as exc:
@@ -180,7 +186,13 @@ class OneRosterClient:
             else:
                 if r.status_code not in _RETRY_STATUS or attempt == RETRIES:
                     return r
-            time.sleep(self._backoff * (2 ** attempt))
+                asked = _retry_after(r.headers.get("Retry-After"))
+                if asked is not None:
+                    if asked > MAX_RETRY_AFTER:
+                        raise ProviderError(f"the OneRoster provider at {self.base} asks to retry in {asked:.0f} s "
+                                            f"(HTTP {r.status_code}); run the pull again later")
+                    wait = asked
+            time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def get(self, path_or_url: str, params: dict[str, Any] | None = None) -> httpx.Response:
@@ -401,6 +413,22 @@ class _Pull:
                 self.summary.retired[kind] = len(out)
                 for i in range(0, len(out), self.batch):
                     yield out[i:i + self.batch]
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delay-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _status_description(r: httpx.Response) -> str:
