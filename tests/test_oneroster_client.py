@@ -15,7 +15,12 @@ import httpx
 import pytest
 import respx
 
-from adapters.oneroster.client import COLLECTIONS, OneRosterClient, ProviderError, provider_base
+from adapters.oneroster.client import (
+    COLLECTIONS,
+    OneRosterClient,
+    ProviderError,
+    provider_base,
+)
 from gateway.errors import AuthError, IntegrityError, NotFound, TesseraError
 from gateway.model import Status, record_id
 from gateway.store import Store
