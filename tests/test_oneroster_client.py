@@ -21,7 +21,13 @@ from adapters.oneroster.client import (
     ProviderError,
     provider_base,
 )
-from gateway.errors import AuthError, IntegrityError, NotFound, TesseraError
+from gateway.errors import (
+    AuthError,
+    IntegrityError,
+    NotFound,
+    TesseraError,
+    ValidationError,
+)
 from gateway.model import Status, record_id
 from gateway.store import Store
 
@@ -92,7 +98,7 @@ class Provider:
         self.data, self.token, self.link, self.total = data, token, link, total
         self.queries: list[tuple[str, dict[str, list[str]]]] = []
         self.raw: list[str] = []
-        for name in COLLECTIONS:
+        for name in (*COLLECTIONS, "demographics"):
             mock.get(f"{BASE}/{name}").mock(side_effect=lambda r, name=name: self.answer(name, r))
 
     def answer(self, name: str, request: httpx.Request) -> httpx.Response:
@@ -246,6 +252,37 @@ def test_network_errors_are_retried_three_times_then_reported(respx_mock: respx.
         with pytest.raises(ProviderError, match="could not be reached"):
             list(c.collection("users"))
     assert flaky.call_count == 3 and down.call_count == 4
+
+
+@respx.mock(assert_all_mocked=True, assert_all_called=False)
+def test_demographics_are_pulled_onto_their_users_only_when_asked(store: Store, respx_mock: respx.MockRouter) -> None:
+    data = roster(3)
+    data["demographics"] = [{"sourcedId": "u1", "status": "active", "dateLastModified": MODIFIED, "birthDate": "2014-03-02",
+                             "sex": "female", "hispanicOrLatinoEthnicity": "true"}]
+    provider = Provider(respx_mock, data)
+    with client() as c:
+        c.pull(store, tenant=T)
+    assert "demographics" not in {name for name, _ in provider.queries}  # not asked: not read
+    u1 = store.records.get(T, "person", record_id(T, "person", "sis", "u1"))
+    assert u1.demographics is None
+    with client() as c:
+        summary = c.pull(store, tenant=T, demographics=True)
+    assert summary.counts["demographics"] == 1
+    u1 = store.records.get(T, "person", record_id(T, "person", "sis", "u1"))
+    assert str(u1.demographics.birth_date) == "2014-03-02" and u1.demographics.hispanic_or_latino is True
+    # incremental: only the demographics changed; the stored user takes them
+    later = "2026-10-01T00:00:00.000Z"
+    data["users"], data["enrollments"] = [], []
+    data["demographics"] = [{**data["demographics"][0], "dateLastModified": later, "birthDate": "2014-03-09"}]
+    with client() as c:
+        c.pull(store, tenant=T, since=MODIFIED, demographics=True)
+    u1 = store.records.get(T, "person", record_id(T, "person", "sis", "u1"))
+    assert str(u1.demographics.birth_date) == "2014-03-09"
+    # demographics of a user the provider never listed: refused, nothing stored
+    data["demographics"] = [{"sourcedId": "nobody", "status": "active", "dateLastModified": later, "sex": "male"}]
+    with client() as c, pytest.raises(ValidationError) as e:
+        c.pull(store, tenant=T, since=MODIFIED, demographics=True)
+    assert any(d.location == "demographics sourcedId nobody" for d in e.value.errors)
 
 
 @respx.mock(assert_all_mocked=True, assert_all_called=False)

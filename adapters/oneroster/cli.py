@@ -36,6 +36,8 @@ def register(adapter: OneRosterAdapter, import_app: typer.Typer, export_app: typ
         scope: Annotated[str | None, typer.Option("--scope", help="scope to ask the token endpoint for")] = None,
         oauth1: Annotated[bool, typer.Option("--oauth1", help="sign requests with OAuth 1.0a HMAC-SHA256 (1.1 providers); "
                                              "--client-id is the consumer key")] = False,
+        demographics: Annotated[bool, typer.Option("--demographics", help="with --url: also read /demographics onto each "
+                                                   "user (the provider must grant roster-demographics.readonly)")] = False,
     ) -> None:
         """Import a OneRoster CSV package (bulk and delta files), or pull a tenant from a OneRoster
         REST provider (--url). All or nothing: every problem is reported with where it is."""
@@ -43,10 +45,10 @@ def register(adapter: OneRosterAdapter, import_app: typer.Typer, export_app: typ
             raise typer.BadParameter("give a CSV package PATH or --url, not both and not neither")
         if url is not None:
             pull(url, tenant=tenant, source=source, version=version, since=since, client_id=client_id,
-                 client_secret_env=client_secret_env, token_url=token_url, scope=scope, oauth1=oauth1)
+                 client_secret_env=client_secret_env, token_url=token_url, scope=scope, oauth1=oauth1, demographics=demographics)
             return
-        if since or client_id or client_secret_env or token_url or scope or oauth1:
-            raise typer.BadParameter("--since and the OAuth options go with --url")
+        if since or client_id or client_secret_env or token_url or scope or oauth1 or demographics:
+            raise typer.BadParameter("--since, --demographics and the OAuth options go with --url")
         assert path is not None
         from rich.progress import (
             BarColumn,
@@ -84,7 +86,8 @@ def register(adapter: OneRosterAdapter, import_app: typer.Typer, export_app: typ
             out.print(f"{n} {kind} record(s) absent from a bulk file: marked tobedeleted")
 
     def pull(url: str, *, tenant: str, source: str, version: str, since: str | None, client_id: str | None,
-             client_secret_env: str | None, token_url: str | None, scope: str | None, oauth1: bool) -> None:
+             client_secret_env: str | None, token_url: str | None, scope: str | None, oauth1: bool,
+             demographics: bool = False) -> None:
         import os
 
         from gateway.errors import ConfigError
@@ -104,7 +107,7 @@ def register(adapter: OneRosterAdapter, import_app: typer.Typer, export_app: typ
             def on_page(name: str, n: int, total: int | None) -> None:
                 status.update(f"reading {name} from {client.base}: {n}" + (f" of {total}" if total else ""))
 
-            summary = client.pull(store, tenant=tenant, source=source, since=since, on_page=on_page)
+            summary = client.pull(store, tenant=tenant, source=source, since=since, on_page=on_page, demographics=demographics)
         mode = f"changes since {since}" if since else "full"
         print_apply_result(summary.result, title=f"OneRoster {summary.version} {client.base} ({mode}) -> tenant {tenant} (source {source})")
         out.print("read: " + ", ".join(f"{name}={n}" for name, n in summary.counts.items()))

@@ -53,6 +53,7 @@ from gateway.model import Record, Status, record_id
 
 from .mapping import (
     WIRE_KINDS,
+    demographics_to_canonical,
     format_datetime,
     normalize_version,
     parse_datetime,
@@ -276,8 +277,14 @@ class OneRosterClient:
         page_size: int = PAGE_SIZE,
         batch: int = BATCH,
         on_page: Callable[[str, int, int | None], None] | None = None,
+        demographics: bool = False,
     ) -> PullSummary:
-        """Read every collection and apply it in ONE transaction; returns the summary."""
+        """Read every collection and apply it in ONE transaction; returns the summary.
+
+        ``demographics``: also read ``/demographics`` (the provider must grant
+        roster-demographics.readonly) and keep each object on its user's Person, as a CSV
+        import does. Incrementally, a changed demographics object whose user did not change
+        updates the stored Person."""
         if isinstance(since, str):
             try:
                 since = parse_datetime(since)
@@ -288,6 +295,13 @@ class OneRosterClient:
         # SQLite, the database's write lock) must never wait on the network.
         with tempfile.TemporaryFile() as spool:
             sizes: dict[str, int] = {}
+            demo: dict[str, dict[str, Any]] = {}
+            if demographics:
+                for obj in self.collection("demographics", since=since, page_size=page_size, on_page=on_page):
+                    sid = ref_id(obj.get("sourcedId")) if isinstance(obj, dict) else None
+                    if sid is not None:
+                        demo[sid] = obj
+                summary.counts["demographics"] = len(demo)
             for name in COLLECTIONS:
                 n = 0
                 for obj in self.collection(name, since=since, page_size=page_size, on_page=on_page):
@@ -296,6 +310,7 @@ class OneRosterClient:
                 sizes[name] = n
             spool.seek(0)
             pull = _Pull(self, store, tenant, source, since, page_size, batch, on_page, summary, spool, sizes)
+            pull.demographics = demo
             summary.result = store.records.apply_batches(tenant, pull.batches())
         if summary.watermark is None:
             summary.watermark = since  # nothing changed: the next pull starts from the same point
@@ -310,6 +325,8 @@ class _Pull:
         self.spool, self.sizes = spool, sizes
         self.errors: list[ErrorDetail] = []
         self.seen: dict[str, set[str]] = {}
+        #: user sourcedId -> its demographics object, taken off as each user is converted
+        self.demographics: dict[str, dict[str, Any]] = {}
 
     def error(self, message: str, location: str, fld: str | None = None) -> None:
         if len(self.errors) < MAX_ERRORS:
@@ -348,6 +365,8 @@ class _Pull:
             for chunk in (pending, later):
                 for i in range(0, len(chunk), self.batch):
                     yield chunk[i:i + self.batch]
+        if self.demographics:
+            yield from self.stored_people_demographics()
         if self.errors:
             raise ValidationError("invalid OneRoster data from the provider; nothing was stored", errors=self.errors)
         if self.since is None:
@@ -379,7 +398,10 @@ class _Pull:
                     self.summary.watermark = dt
         deleted = obj.get("status") == "tobedeleted"
         try:
-            return to_canonical(name, obj, tenant=self.tenant, source=self.source, version=self.client.version, location=loc)
+            rec = to_canonical(name, obj, tenant=self.tenant, source=self.source, version=self.client.version, location=loc)
+            if name == "users" and sid is not None and sid in self.demographics:
+                rec = self.with_demographics(rec, self.demographics.pop(sid))
+            return rec
         except ValidationError as exc:
             if not deleted or not sid:
                 for e in exc.errors or [ErrorDetail(str(exc))]:
@@ -398,6 +420,31 @@ class _Pull:
             except ValueError as exc:
                 self.error(str(exc), loc, "dateLastModified")
         return stored.model_copy(update=upd)
+
+    def with_demographics(self, person: Record, obj: dict[str, Any]) -> Record:
+        """``person`` carrying a demographics object (one marked tobedeleted clears them)."""
+        if obj.get("status") == "tobedeleted":
+            return person.model_copy(update={"demographics": None, "updated_at": None})
+        loc = f"demographics sourcedId {obj.get('sourcedId')}"
+        return person.model_copy(update={"demographics": demographics_to_canonical(obj, location=loc), "updated_at": None})
+
+    def stored_people_demographics(self) -> Iterator[list[Record]]:
+        """Demographics of users this pull did not list (an incremental pull where only the
+        demographics changed): onto the stored Persons; of an unknown user, an error."""
+        out: list[Record] = []
+        for sid, obj in self.demographics.items():
+            try:
+                stored = self.store.records.get(self.tenant, "person", record_id(self.tenant, "person", self.source, sid))
+                out.append(self.with_demographics(stored, obj))
+            except NotFound:
+                self.error(f"demographics for user {sid!r}, which is neither in this pull nor stored", f"demographics sourcedId {sid}",
+                           "sourcedId")
+            except ValidationError as exc:
+                for e in exc.errors or [ErrorDetail(str(exc))]:
+                    self.error(e.message, e.location or f"demographics sourcedId {sid}", e.field)
+        for i in range(0, len(out), self.batch):
+            if not self.errors:
+                yield out[i:i + self.batch]
 
     def retire_absent(self) -> Iterator[list[Record]]:
         """Full pull: stored records of this source the provider no longer lists become tobedeleted."""
