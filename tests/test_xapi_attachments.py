@@ -150,3 +150,15 @@ def test_signature_that_does_not_verify_against_its_certificate_is_400(lrs, sign
     body, ctype = _signed(statement(), other, cert)
     r = lrs().post("/statements", content=body, headers={"Content-Type": ctype})
     assert r.status_code == 400 and "x5c" in r.json()["message"]
+
+
+def test_signature_compares_durations_to_the_hundredth_of_a_second(lrs, signer) -> None:
+    """Data 4.6.s1.b5 (2.0 Data 4.2.7: "shall not be included in the comparison"): a payload
+    with P0.12S signs a statement carrying P0.1237S; one with P0.13S does not."""
+    key, cert = signer
+    c = lrs(version="2.0.0")
+    for signed_duration, sent_duration, status in (("PT0.12S", "PT0.1237S", 200), ("PT0.13S", "PT0.1237S", 400)):
+        s = statement(result={"duration": sent_duration})
+        body, ctype = _signed(s, key, cert, payload={**s, "result": {"duration": signed_duration}})
+        r = c.post("/statements", content=body, headers={"Content-Type": ctype})
+        assert r.status_code == status, (signed_duration, r.text)

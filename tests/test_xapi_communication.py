@@ -20,10 +20,12 @@ def test_about_needs_no_credentials_nor_version_and_lists_versions(api) -> None:
 
 
 def test_missing_or_unsupported_version_header_is_400_with_the_header(lrs) -> None:
+    """Communication 3.3: a request without a version is rejected; the answer still names a
+    version, the LRS's latest (3.3.s3.b2) since the request chose none."""
     c = lrs(version=None)
-    r = c.get("/statements")
-    assert r.status_code == 400 and "X-Experience-API-Version" in r.json()["message"]
-    assert r.headers["X-Experience-API-Version"]
+    for r in (c.get("/statements"), c.post("/statements", json=statement()), c.put(f"/statements?statementId={statement()['id']}", json=statement())):
+        assert r.status_code == 400 and "X-Experience-API-Version" in r.json()["message"]
+        assert r.headers["X-Experience-API-Version"] == "2.0.0"
     for bad in ("0.95", "1.1.0", "3.0", "x"):
         assert c.get("/statements", headers={"X-Experience-API-Version": bad}).status_code == 400, bad
     for good, answered in (("1.0", "1.0.3"), ("1.0.1", "1.0.3"), ("1.0.3", "1.0.3"), ("2.0", "2.0.0"), ("2.0.0", "2.0.0")):
@@ -100,6 +102,34 @@ def test_alternate_request_syntax_rejects_query_parameters_and_version_2(lrs, ap
     r = httpx.post(api.base_url + "/xapi/statements?method=GET",
                    data={"Authorization": auth, "X-Experience-API-Version": "2.0.0"})
     assert r.status_code == 400 and "2.0" in r.json()["message"]
+
+
+def test_alternate_request_syntax_headers_may_stay_headers_and_form_fields_win(lrs, api) -> None:
+    """Communication 1.3.s3.b6-b7: the client MAY put Authorization, X-Experience-API-Version,
+    ... in the form, and the LRS treats those fields as headers; real headers still count."""
+    c = lrs()
+    real = {"Authorization": c.auth._auth_header, **V1}
+    s = statement()
+    form = {"statementId": s["id"], "content": orjson.dumps(s).decode()}
+    r = httpx.post(api.base_url + "/xapi/statements?method=PUT", data=form, headers=real)
+    assert r.status_code == 204, r.text
+    r = httpx.post(api.base_url + "/xapi/statements?method=GET", data={"limit": "1"}, headers=real)
+    assert r.status_code == 200 and set(r.json()) == {"statements", "more"}
+    r = httpx.post(api.base_url + "/xapi/statements?method=GET", data={"X-Experience-API-Version": "0.8"}, headers=real)
+    assert r.status_code == 400 and "0.8" in r.json()["message"]
+
+
+def test_a_body_over_the_size_limit_is_413_in_the_xapi_shape(make_api) -> None:
+    """Communication 3.2: 413 Request Entity Too Large, answered like every xAPI error (a
+    message, the version header) before the body is read."""
+    small = make_api(max_body_bytes=2048)
+    cid, secret = small.credentials("t1", ["xapi/all"])
+    body = orjson.dumps([statement() for _ in range(20)])
+    for headers, version in ((V1, "1.0.3"), ({}, "2.0.0")):
+        r = httpx.post(small.base_url + "/xapi/statements", content=body, auth=(cid, secret),
+                       headers={**headers, "Content-Type": "application/json"})
+        assert r.status_code == 413 and "limit" in r.json()["message"]
+        assert r.headers["X-Experience-API-Version"] == version
 
 
 def test_cors_preflight_and_exposed_headers(api) -> None:

@@ -69,6 +69,8 @@ INVALID = [
     ("object", {"objectType": "StatementRef", "id": "nope"}, "statement.object.id", "StatementRef id not a UUID"),
     ("object", {"id": "http://example.com/a", "definition": {"interactionType": "essay"}},
      "statement.object.definition.interactionType", "unknown interactionType"),
+    ("object", {"id": "http://example.com/a", "definition": {"interactionType": {"en-US": "choice"}}},
+     "statement.object.definition.interactionType", "interactionType not a string"),
     ("object", {"id": "http://example.com/a", "definition": {"interactionType": "choice",
                 "choices": [{"id": "a"}, {"id": "a"}]}}, "statement.object.definition.choices[1].id", "duplicate component id"),
     ("object", {"id": "http://example.com/a", "definition": {"moreInfo": "not a url"}},
@@ -103,6 +105,11 @@ INVALID = [
     ("timestamp", "yesterday", "statement.timestamp", "timestamp not ISO 8601"),
     ("timestamp", "2013-05-18T05:32:34.804-00:00", "statement.timestamp", "-00:00 offset"),
     ("timestamp", "2013-13-18T05:32:34Z", "statement.timestamp", "month 13"),
+    # 2.4.9: authority (an Agent, or the anonymous Group of 3-legged OAuth's application and user)
+    ("authority", {"objectType": "Group", "mbox": "mailto:group@example.com", "member": [MBOX, ACCOUNT]},
+     "statement.authority", "identified Group as authority"),
+    ("authority", {"objectType": "Group", "member": [MBOX, ACCOUNT, {"mbox": "mailto:third@example.com"}]},
+     "statement.authority.member", "authority Group of three"),
     # 2.4.10: version
     ("version", "0.95", "statement.version", "version before 1.0"),
     ("version", "2.0.0", "statement.version", "2.0 version in a 1.0.3 request"),
@@ -129,6 +136,15 @@ def test_revision_and_platform_only_when_the_object_is_an_activity(lrs) -> None:
     assert r.status_code == 400 and "statement.context.platform" in r.json()["message"]
     s = statement(context={"platform": "Example LMS", "revision": "2"})
     assert c.post("/statements", json=s).status_code == 200
+
+
+def test_authority_may_be_an_agent_or_the_oauth_group_of_two_agents(lrs) -> None:
+    """Data 2.4.9.s3.b1: "an Agent, except in 3-legged OAuth, where it MUST be a Group with
+    two Agents" (the application and the user)."""
+    c = lrs()
+    assert c.post("/statements", json=statement(authority={"objectType": "Agent", **ACCOUNT})).status_code == 200
+    oauth = {"objectType": "Group", "member": [ACCOUNT, MBOX]}
+    assert c.post("/statements", json=statement(authority=oauth)).status_code == 200
 
 
 def test_voiding_statement_object_must_be_a_statement_ref(lrs) -> None:

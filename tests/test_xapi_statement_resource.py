@@ -308,3 +308,97 @@ def test_without_the_define_scope_definitions_are_not_learned(lrs) -> None:
     writer = lrs(scopes=["xapi/statements/write", "xapi/statements/read"])
     writer.post("/statements", json=statement(object={"id": aid, "definition": {"name": {"en-US": "Ignored"}}})).raise_for_status()
     assert writer.get(f"/activities?activityId={quote(aid)}").json() == {"objectType": "Activity", "id": aid}
+
+
+def test_every_statement_resource_response_carries_consistent_through_errors_included(lrs) -> None:
+    """Communication 2.1.3.s2.b5: X-Experience-API-Consistent-Through, an ISO 8601
+    timestamp, "on all responses to Statements Resource requests"."""
+    from adapters.xapi.validation import parse_timestamp
+
+    c = lrs()
+    s = statement()
+    answers = [
+        c.post("/statements", json=s),  # 200
+        c.put(f"/statements?statementId={uuid.uuid4()}", json=statement(id=None)),  # 204
+        c.get(f"/statements?statementId={s['id']}"),  # 200
+        c.get("/statements"),  # 200
+        c.get(f"/statements?statementId={uuid.uuid4()}"),  # 404
+        c.get(f"/statements?statementId={s['id']}&agent={_agent_param({'mbox': 'mailto:sally@example.com'})}"),  # 400
+        c.post("/statements", json={"actor": "nobody"}),  # 400
+        c.head(f"/statements?voidedStatementId={s['id']}"),  # 404
+    ]
+    assert [r.status_code for r in answers] == [200, 204, 200, 200, 404, 400, 400, 404]
+    for r in answers:
+        parse_timestamp(r.headers["X-Experience-API-Consistent-Through"], "header")
+    assert "X-Experience-API-Consistent-Through" not in c.get("/activities?activityId=http://example.com/a").headers
+
+
+def test_format_ids_keeps_only_what_identifies_each_object(lrs) -> None:
+    """Communication 2.1.3 format=ids: "only include minimum information necessary in Agent,
+    Activity, Verb and Group Objects to identify them": an Activity is its id (objectType
+    Activity is the default), a Group its identifier and objectType."""
+    c = lrs()
+    group = {"objectType": "Group", "name": "Team PB", "mbox": "mailto:teampb@example.com"}
+    activity = {"objectType": "Activity", "id": "http://example.com/activities/ids",
+                "definition": {"name": {"en-US": "Ids"}, "type": "http://adlnet.gov/expapi/activities/lesson"}}
+    s = statement(object={"objectType": "SubStatement", "actor": group, "verb": {"id": PASSED, "display": {"en-US": "passed"}},
+                          "object": activity})
+    c.post("/statements", json=s).raise_for_status()
+    got = c.get(f"/statements?statementId={s['id']}&format=ids").json()
+    assert got["object"]["actor"] == {"objectType": "Group", "mbox": "mailto:teampb@example.com"}
+    assert got["object"]["object"] == {"id": activity["id"]}
+    assert got["object"]["verb"] == {"id": PASSED}
+
+
+def test_one_batch_defining_an_activity_in_two_languages_keeps_both(lrs) -> None:
+    """Communication 2.5.s1: the Activity object holds all the LRS knows about the activity
+    from every statement, statements of one batch included."""
+    c = lrs()
+    aid = "http://example.com/activities/one-batch"
+    c.post("/statements", json=[
+        statement(object={"id": aid, "definition": {"name": {"en-US": "example meeting"}, "type": "http://example.com/t"}}),
+        statement(object={"id": aid, "definition": {"name": {"fr-FR": "réunion"}}}),
+    ]).raise_for_status()
+    got = c.get(f"/activities?activityId={quote(aid)}").json()
+    assert got["definition"] == {"name": {"en-US": "example meeting", "fr-FR": "réunion"}, "type": "http://example.com/t"}
+
+
+def test_durations_compare_to_the_hundredth_of_a_second(lrs) -> None:
+    """Data 4.6.s1.b5: precision beyond 0.01 s is not part of a comparison, so re-sending a
+    statement whose duration differs only there is the same statement (not a 409 conflict)."""
+    c = lrs()
+    s = statement(result={"duration": "P1DT12H36M0.12S"})
+    sid = s["id"]
+    assert c.put(f"/statements?statementId={sid}", json=s).status_code == 204
+    assert c.put(f"/statements?statementId={sid}", json={**s, "result": {"duration": "P1DT12H36M0.1237S"}}).status_code == 204
+    assert c.put(f"/statements?statementId={sid}", json={**s, "result": {"duration": "P1DT12H36M0.13S"}}).status_code == 409
+    assert c.get(f"/statements?statementId={sid}").json()["result"]["duration"] == "P1DT12H36M0.12S"
+
+
+def test_agent_filter_matches_groups_the_agent_is_a_member_of(lrs) -> None:
+    """Communication 2.1.3 agent: "Groups that have members which match the specified Agent
+    ... are considered a match" when the Group is the Actor or Object; a Group elsewhere
+    (a context team, say) still needs related_agents."""
+    c = lrs()
+    dana = {"mbox": "mailto:dana@example.com"}
+    other = {"mbox": "mailto:other@example.com"}
+    as_actor = statement(actor={"objectType": "Group", "member": [other, dana]})
+    as_object = statement(object={"objectType": "Group", "mbox": "mailto:team@example.com", "member": [dana]})
+    in_team = statement(context={"team": {"objectType": "Group", "mbox": "mailto:t2@example.com", "member": [dana]}})
+    unrelated = statement(actor={"objectType": "Group", "member": [other]})
+    c.post("/statements", json=[as_actor, as_object, in_team, unrelated]).raise_for_status()
+    got = c.get(f"/statements?agent={_agent_param(dana)}").json()["statements"]
+    assert {s["id"] for s in got} == {as_actor["id"], as_object["id"]}
+    got = c.get(f"/statements?agent={_agent_param(dana)}&verb={quote(as_actor['verb']['id'])}").json()["statements"]
+    assert {s["id"] for s in got} == {as_actor["id"], as_object["id"]}
+    got = c.get(f"/statements?agent={_agent_param(dana)}&related_agents=true").json()["statements"]
+    assert {s["id"] for s in got} == {as_actor["id"], as_object["id"], in_team["id"]}
+
+
+def test_malformed_limit_or_more_cursor_is_400_not_a_crash(lrs) -> None:
+    """Communication 2.1.3: limit is a non-negative integer; a ``more`` IRL the client
+    altered beyond what the LRS can have issued is a bad request (3.2: 400)."""
+    c = lrs()
+    for query in ("limit=%C2%B2", "limit=-1", "cursor=" + "9" * 40, "cursor=%C2%B2", "cursor=12a"):
+        r = c.get(f"/statements?{query}")
+        assert r.status_code == 400, (query, r.text)

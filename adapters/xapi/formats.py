@@ -54,14 +54,16 @@ def _agent_ids(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def ids_only(s: dict[str, Any]) -> dict[str, Any]:
-    """``format=ids``: agents and groups by identifier, activities and verbs by id."""
+    """``format=ids``: agents and groups by identifier, activities and verbs by id
+    (Communication 2.1.3: "only include minimum information necessary ... to identify
+    them"; an Activity's objectType is its default, so not needed)."""
     out = dict(s)
     out["actor"] = _agent_ids(s["actor"])
     out["verb"] = {"id": s["verb"]["id"]}
     obj = s["object"]
     ot = obj.get("objectType", "Activity")
     if ot == "Activity":
-        out["object"] = {k: obj[k] for k in ("objectType", "id") if k in obj}
+        out["object"] = {"id": obj["id"]}
     elif ot in ("Agent", "Group"):
         out["object"] = _agent_ids(obj)
     elif ot == "SubStatement":

@@ -3,8 +3,9 @@
 Every xAPI resource (statements, documents, activities, agents, about) sits behind one
 ASGI stack, built by ``build_lrs_app`` and mounted at ``/xapi`` and ``/xAPI``:
 
-    _Answer     every response carries X-Experience-API-Version; an unexpected crash is
-                still an xAPI-shaped 500 with that header
+    _Answer     every response carries X-Experience-API-Version, and every response of the
+                Statement Resource X-Experience-API-Consistent-Through, errors included;
+                an unexpected crash is still an xAPI-shaped 500 with those headers
     CORS        browsers are common xAPI clients (Communication 1.4 "Cross Origin Requests")
     _Gate       the 1.0.3 alternate request syntax (``POST ...?method=PUT`` with a form body,
                 Communication 1.3) is rewritten into the ordinary request it stands for,
@@ -31,6 +32,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from http import HTTPStatus
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode
@@ -47,6 +49,7 @@ from gateway.api.context import AppContext
 from gateway.api.problems import register_error_shape
 from gateway.auth.scopes import expand
 from gateway.errors import AuthError, TesseraError, ValidationError
+from gateway.model import utcnow
 
 log = logging.getLogger("tessera.xapi")
 
@@ -61,6 +64,11 @@ SCOPE_PREFIX = "xapi/"
 _VERSION = re.compile(r"^(1\.0|2\.0)(\.\d+)?$")
 #: scope key under which the negotiated version travels with the request
 _SCOPE_KEY = "tessera.xapi"
+
+
+def iso(dt: datetime) -> str:
+    """A timestamp as the LRS writes it: ISO 8601 in UTC with milliseconds (Data 4.5)."""
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 class XapiError(TesseraError):
@@ -255,7 +263,9 @@ _ALT_METHODS = {"GET", "HEAD", "PUT", "POST", "DELETE"}
 
 class _Answer:
     """Outermost: adds X-Experience-API-Version to every response (Communication 3.3) and
-    turns a crash into an xAPI 500 that still carries it."""
+    X-Experience-API-Consistent-Through to every Statement Resource response, whatever its
+    status (Communication 2.1.3.s2.b5: "on all responses to Statements Resource requests"),
+    and turns a crash into an xAPI 500 that still carries them."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -266,6 +276,7 @@ class _Answer:
             return
         state = {"version": _answer_version(scope), "checked": False}
         scope[_SCOPE_KEY] = state
+        statements = _route_path(scope).rstrip("/").endswith("/statements")
         started = finished = False
 
         async def send_versioned(message: dict[str, Any]) -> None:
@@ -274,6 +285,10 @@ class _Answer:
                 started = True
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-experience-api-version"]
                 headers.append((b"x-experience-api-version", state["version"].encode()))
+                if statements:
+                    # Everything stored before now is readable: the LRS acknowledges a
+                    # write only after its commit.
+                    headers.append((b"x-experience-api-consistent-through", iso(utcnow()).encode()))
                 message = {**message, "headers": headers}
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 finished = True
@@ -292,10 +307,16 @@ class _Answer:
 
 
 def _answer_version(scope: dict[str, Any]) -> str:
+    """The version a response declares: the request's major version when it names 1.0.x or
+    2.0.x. A request that names none (or an unknown one) belongs to neither spec, so it
+    gets the LRS's latest version, 2.0.0 (1.0.3 Communication 3.3.s3.b2 "the latest patch
+    version"; 2.0 "MUST set this header to 2.0.0"; SQL LRS answers the same). ADL's 1.0.3
+    conformance suite expects "1.0.3" on such a rejection and its 2.0 suite "2.0.0": an LRS
+    serving both versions satisfies only one, and this one follows the current standard."""
     for k, v in scope.get("headers", []):
         if k == b"x-experience-api-version":
-            return V2 if v.strip().startswith(b"2.") else V1
-    return V1
+            return V1 if v.strip().startswith(b"1.") else V2
+    return V2
 
 
 class _Gate:
@@ -345,9 +366,11 @@ def _has_method_param(query: bytes) -> bool:
 
 async def _alternate(scope: dict[str, Any], receive: Any) -> tuple[dict[str, Any], Any]:
     """1.0.3 Communication 1.3 "Alternate Request Syntax": ``POST <resource>?method=<M>``
-    with an ``application/x-www-form-urlencoded`` body whose fields are the headers
-    (Authorization, X-Experience-API-Version, Content-Type, If-Match, ...), the request body
-    (``content``) and every other parameter. No other query parameter is allowed."""
+    with an ``application/x-www-form-urlencoded`` body whose fields are the request body
+    (``content``), every other parameter and, if the client chooses (1.3.s3.b6: "MAY"), the
+    headers Authorization, X-Experience-API-Version, Content-Type, If-Match, ... A header
+    given as a form field wins over the real one; the real Content-Type and Content-Length
+    describe the form, so they never carry over. No other query parameter is allowed."""
     query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
     if len(query) != 1:
         raise XapiError(400, "with the alternate request syntax, every parameter but method must be in the form body")
@@ -367,7 +390,8 @@ async def _alternate(scope: dict[str, Any], receive: Any) -> tuple[dict[str, Any
         fields = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body))
     except (UnicodeDecodeError, ValueError):
         raise XapiError(400, "the alternate request syntax body is not valid form encoding") from None
-    headers = [(k, v) for k, v in scope["headers"] if k.decode("latin-1") not in _ALT_HEADERS]
+    in_form = {name.lower() for name, _ in fields} & _ALT_HEADERS | {"content-type", "content-length"}
+    headers = [(k, v) for k, v in scope["headers"] if k.decode("latin-1") not in in_form]
     params: list[tuple[str, str]] = []
     content = b""
     given_type = False
@@ -469,6 +493,6 @@ for _prefix in PREFIXES:
 
 __all__ = [
     "CONSISTENT_THROUGH", "SUPPORTED", "V1", "V2", "VERSION_HEADER", "Caller", "LrsPrincipal", "Version", "XapiError",
-    "authority_for", "build_lrs_app", "json_response", "lrs_router", "negotiate_version", "parse_json",
+    "authority_for", "build_lrs_app", "iso", "json_response", "lrs_router", "negotiate_version", "parse_json",
     "principal", "render_error", "xapi_version",
 ]

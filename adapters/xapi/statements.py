@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -24,20 +25,21 @@ from .attachments import check_attachments, multipart_response, parse_multipart
 from .evidence import EvidenceMapper
 from .formats import accept_languages, canonical, ids_only
 from .http import (
-    CONSISTENT_THROUGH,
     SUPPORTED,
     V2,
     Caller,
     LrsPrincipal,
     Version,
     XapiError,
+    iso,
     json_response,
     parse_json,
 )
-from .statement_store import Query, StatementStore, iso
+from .statement_store import Query, StatementStore
 
 #: the most statements one GET page holds (a larger or zero ``limit`` gets this many)
 MAX_LIMIT = 500
+_DIGITS = re.compile(r"[0-9]+")
 _SINGLE_PARAMS = {"statementId", "voidedStatementId", "format", "attachments"}
 _QUERY_PARAMS = {
     "agent", "verb", "activity", "registration", "related_activities", "related_agents", "since", "until", "limit",
@@ -68,7 +70,7 @@ def build_router(ctx: AppContext) -> APIRouter:
         if isinstance(data, dict):
             data.setdefault("id", sid)
         await _store(statements, who, version, data, parts)
-        return Response(status_code=204, headers=_consistent())
+        return Response(status_code=204)
 
     @router.post("/statements")
     async def post_statements(request: Request, who: Caller, version: Version) -> Response:
@@ -77,7 +79,7 @@ def build_router(ctx: AppContext) -> APIRouter:
         _params(request, set())
         data, parts = await _body(request)
         ids = await _store(statements, who, version, data, parts)
-        return json_response(ids, headers=_consistent())
+        return json_response(ids)
 
     @router.api_route("/statements", methods=["GET", "HEAD"])
     async def get_statements(request: Request, who: Caller, version: Version) -> Response:
@@ -99,7 +101,7 @@ def build_router(ctx: AppContext) -> APIRouter:
             more = f"{request.scope.get('root_path', '')}/statements?{urlencode([*keep, ('cursor', str(page.more))])}"
         rendered = await _render(request, statements, who.tenant, bodies, fmt)
         body = b'{"statements":[' + b",".join(rendered) + b'],"more":' + orjson.dumps(more) + b"}"
-        headers = _consistent()
+        headers: dict[str, str] = {}
         if page.rows:
             headers["Last-Modified"] = _http_date(max(r[1] for r in page.rows))
         if with_attachments:
@@ -193,11 +195,12 @@ def _query(params: dict[str, str]) -> Query:
         if name in params:
             setattr(q, name, v.parse_timestamp(params[name], f"{name} parameter"))
     limit = params.get("limit", "0")
-    if not limit.isdigit():
+    if not _DIGITS.fullmatch(limit):
         raise XapiError(400, "the limit parameter must be a non-negative integer")
     q.limit = min(int(limit), MAX_LIMIT) or MAX_LIMIT
     if "cursor" in params:
-        if not params["cursor"].isdigit():
+        # a seq: a 64-bit integer (ASCII digits only: str.isdigit also takes "²")
+        if not _DIGITS.fullmatch(params["cursor"]) or int(params["cursor"]) >= 2**63:
             raise XapiError(400, "the cursor parameter of a more link was altered")
         q.after = int(params["cursor"])
     return q
@@ -272,7 +275,7 @@ async def _get_one(request: Request, store: StatementStore, who: LrsPrincipal, m
         raise XapiError(404, f"no {'voided ' if voided else ''}statement {sid}")
     stored, body = found
     rendered = (await _render(request, store, who.tenant, [body], fmt))[0]
-    headers = {**_consistent(), "Last-Modified": _http_date(stored)}
+    headers = {"Last-Modified": _http_date(stored)}
     if with_attachments:
         return await _with_attachments(store, who.tenant, rendered, [body], headers)
     return Response(rendered, media_type="application/json", headers=headers)
@@ -325,12 +328,6 @@ def _person(agent: dict[str, Any], bodies: list[str]) -> dict[str, Any]:
             if prop in a and a[prop] not in person.setdefault(prop, []):
                 person[prop].append(a[prop])
     return {k: val for k, val in person.items() if val}
-
-
-def _consistent() -> dict[str, str]:
-    """Communication 2.1.3.s2.b5: everything stored before now is readable (the LRS answers
-    a write only after its commit)."""
-    return {CONSISTENT_THROUGH: iso(utcnow())}
 
 
 def _http_date(dt: datetime) -> str:

@@ -301,7 +301,7 @@ def definition(value: Any, path: str) -> None:
     if "extensions" in d:
         extensions(d["extensions"], f"{path}.extensions")
     itype = d.get("interactionType")
-    if itype is not None and itype not in INTERACTION_TYPES:
+    if itype is not None and (type(itype) is not str or itype not in INTERACTION_TYPES):
         raise bad(f"{path}.interactionType", f"must be one of {', '.join(sorted(INTERACTION_TYPES))}")
     if "correctResponsesPattern" in d:
         if itype is None:
@@ -523,9 +523,17 @@ def statement(s: Any, path: str, version: str) -> dict[str, Any]:
 
 
 def _authority(value: Any, path: str) -> None:
-    """Data 2.4.9: an Agent, or (OAuth) a Group of exactly two Agents."""
+    """Data 2.4.9.s3.b1: an Agent, or (3-legged OAuth) a Group of exactly two Agents that
+    "represent an application and user together". Such a Group stands for nothing but its
+    two members, so it is anonymous: a Group with an inverse functional identifier is a
+    third identity and is refused (the spec leaves this implicit; SQL LRS's xapi-schema reads
+    it the same way)."""
     a = actor(value, path)
-    if a.get("objectType") == "Group" and len(a.get("member", [])) != 2:
+    if a.get("objectType") != "Group":
+        return
+    if any(k in a for k in _IFIS):
+        raise bad(path, "an authority Group (3-legged OAuth) is anonymous: the application and the user, no identifier of its own")
+    if len(a["member"]) != 2:
         raise bad(f"{path}.member", "an OAuth authority Group must have exactly two members")
 
 

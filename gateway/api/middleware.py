@@ -76,7 +76,7 @@ class RequestContextMiddleware:
 
         try:
             if length is not None and length > limit:
-                await _too_large(scope, send_with_id, limit)
+                await _too_large(scope, receive, send_with_id, limit)
             else:
                 await self.app(scope, limited_receive, send_with_id)
         except Exception:
@@ -103,23 +103,9 @@ class RequestContextMiddleware:
             request_id.reset(token)
 
 
-async def _too_large(scope: dict[str, Any], send: Any, limit: int) -> None:
-    import orjson
-
-    body = orjson.dumps(
-        {
-            "type": "https://tessera.dev/problems/payload-too-large",
-            "title": "Payload too large",
-            "status": 413,
-            "detail": f"the request body exceeds the limit of {limit} bytes",
-            "instance": scope["path"],
-        }
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def _too_large(scope: dict[str, Any], receive: Any, send: Any, limit: int) -> None:
+    """413 before reading the body, in the error shape of the path's standard (``render``:
+    a problem document, or e.g. the xAPI error with its version header)."""
+    response = render(Request(scope), PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes"))
+    response.headers["connection"] = "close"
+    await response(scope, receive, send)
