@@ -27,9 +27,9 @@ section 2-5):
   rostering files with the same checks, by ``gradebook.CsvGradebook``; their objects and the
   evidence and alignments made from them are written with the rostering records.
 * the whole package is applied in ONE transaction (atomic: any error, and nothing
-  changes). An enrollments.csv above ``STREAM_BYTES`` (~250,000 rows) is fully validated
-  first, then applied with ``store.records.apply_batches``: still one transaction, but
-  prepared and written batch by batch so memory stays bounded (see ``import_package``).
+  changes). An enrollments.csv above ``STREAM_BYTES`` (~250,000 rows) is read once, batch
+  by batch, while ``store.records.apply_batches`` writes it: still one transaction, which
+  any problem found in any row rolls back, but memory stays bounded (see ``import_package``).
 """
 
 from __future__ import annotations
@@ -330,7 +330,7 @@ class ImportReport:
     deleted: dict[str, int] = field(default_factory=dict)
     result: Any = None
     records: int = 0
-    #: True when enrollments were validated first, then applied in batches (see import_package)
+    #: True when enrollments were read while applied in batches, one transaction (see import_package)
     streamed: bool = False
     #: False only when a streamed import was applied in several transactions
     atomic: bool = True
@@ -364,25 +364,36 @@ class _Importer:
         self.report = ImportReport(version=self.version, files=dict(manifest.files))
         self._stored_cache: dict[tuple[str, str], bool] = {}
         self._columns: dict[tuple[str, str], str] = {}
-        #: stream enrollments: validate them all first, then re-read them to apply in batches
+        #: stream enrollments: read them in one pass while they are written (``streamed_enrollments``)
         self.stream = False
+        #: (kind, sourcedId) references ``resolve_refs`` has checked
+        self._resolved: set[tuple[str, str]] = set()
+        #: rows of a streamed enrollments.csv read so far
+        self._enrollment_rows = 0
 
     def streamed_enrollments(self, batch: int) -> Iterator[Iterator[Record]]:
-        """Second pass over enrollments.csv (already validated), as lazy batches: the store's
-        ``apply_stream`` prepares batch n+1 in its own thread while batch n is written, so
-        reading and converting these rows overlaps the database's writes. Each batch is
-        consumed whole before the next is asked for."""
-        self.progress = None
+        """The one pass over enrollments.csv of a streamed import, as lazy batches, read while
+        the transaction that writes them is open (``apply_batches``): the store prepares
+        batch n+1 in its own thread while batch n is written, so reading, validating and
+        converting these rows overlaps the database's writes. Each batch is consumed whole
+        before the next is asked for.
+
+        Every row gets the checks ``run`` gives the other files (duplicates, values, and
+        references, resolved here against the import and the store). Only the records of
+        rows without problems are handed on, and none after the first problem; every row
+        is still read, so the report lists them all, and then the errors are raised,
+        which rolls the whole transaction back: nothing of the package is committed."""
         rows = self.rows("enrollments")
+        scratch: list[Record] = []
 
         def one(first: tuple[str, dict[str, Any], int]) -> Iterator[Record]:
-            out: list[Record] = []
             item: tuple[str, dict[str, Any], int] | None = first
             n = 0
             while item is not None:
-                self.convert("enrollments", item[1], item[0], out)
-                yield from out
-                out.clear()
+                ok = self.enrollment_row(item[0], item[1], scratch)
+                if ok and scratch and not self.errors:
+                    yield scratch[0]
+                scratch.clear()
                 n += 1
                 item = next(rows, None) if n < batch else None
 
@@ -391,7 +402,34 @@ class _Importer:
             if first is None:
                 break
             yield one(first)
+        self.report.rows["enrollments"] = self._enrollment_rows
+        if not self.errors:
+            absent = self.bulk_absent("enrollments")
+            self.report.records += len(absent)
+            for i in range(0, len(absent), batch):
+                yield iter(absent[i:i + batch])
         self.errors.raise_if_any("invalid OneRoster package")
+
+    def expected_enrollments(self) -> int:
+        """About how many rows enrollments.csv holds, at least (a typical row is 60-80 bytes)."""
+        return self.pkg.size("enrollments.csv") // 80
+
+    def enrollment_row(self, loc: str, obj: dict[str, Any], sink: list[Record]) -> bool:
+        """Check and convert one enrollments.csv row of a streamed import into ``sink``;
+        False when the row has a problem (it is then reported)."""
+        self._enrollment_rows += 1
+        before = len(self.errors.errors)
+        sid = obj.get("sourcedId")
+        if sid and self.duplicate("enrollment", sid, loc):
+            return False
+        pending = len(self.pending)
+        self.check_refs("enrollments", obj, loc)
+        if len(self.pending) != pending:
+            self.resolve_refs()
+        self.convert("enrollments", obj, loc, sink)
+        if sink:
+            self.report.records += 1
+        return len(self.errors.errors) == before
 
     # ---- helpers
 
@@ -557,18 +595,17 @@ class _Importer:
                         continue
                     demo_seen[sid] = loc
                     self.demographics[sid] = (obj, loc)
+            elif name == "enrollments" and self.stream:
+                continue  # read once, while being written: streamed_enrollments
             else:
                 kind = WIRE_KINDS[name]
-                sink: list[Record] | None = None
                 for loc, obj, _ in self.rows(name):
                     count += 1
                     sid = obj.get("sourcedId")
                     if sid and self.duplicate(kind, sid, loc):
                         continue
                     self.check_refs(name, obj, loc)
-                    if name == "enrollments" and self.stream:
-                        sink = []
-                    self.convert(name, obj, loc, sink)
+                    self.convert(name, obj, loc)
             self.report.rows[name] = count
         self.build_users()
         self.apply_demographics()
@@ -738,32 +775,43 @@ class _Importer:
                 people[sid] = len(self.records) - 1
 
     def resolve_refs(self) -> None:
+        """Report the references pending so far that neither the import nor the store holds,
+        each at the first row naming it (a streamed import calls this again for its enrollments)."""
         for kind, sid, loc, col in self.late:
             if sid not in self.seen[kind]:
                 self.pending.setdefault((kind, sid), (loc, col))
+        self.late = []
         for (kind, sid), (loc, col) in self.pending.items():
+            if (kind, sid) in self._resolved:
+                continue
+            self._resolved.add((kind, sid))
             if not self.stored(kind, sid):
                 wire = FILE_OF_KIND[kind]
                 self.errors.add(f"{col} {sid!r}: no such {wire[:-1] if kind != 'section' else 'class'} in {wire}.csv or the store",
                                 location=loc, field=col)
+        self.pending = {}
 
     def mark_bulk_absent(self) -> None:
-        """Bulk: stored records of a bulk file's kind, from this source, absent from it, become tobedeleted."""
-        if self.store is None:
-            return
+        """Bulk: stored records of a bulk file's kind, from this source, absent from it, become
+        tobedeleted (streamed enrollments: at the end of ``streamed_enrollments``)."""
         for name in ORDER:
-            if self.mode(name) != "bulk" or name not in WIRE_KINDS:
-                continue
-            kind = WIRE_KINDS[name]
-            present = self.seen[kind]
-            n = 0
-            for rec in self.store.records.iter_records(self.tenant, [kind]):
-                if rec.source != self.source or rec.native_id in present or rec.status == Status.tobedeleted:
-                    continue
-                self.records.append(rec.model_copy(update={"status": Status.tobedeleted, "updated_at": None}))
-                n += 1
-            if n:
-                self.report.deleted[kind] = n
+            if name in WIRE_KINDS and not (name == "enrollments" and self.stream):
+                self.records.extend(self.bulk_absent(name))
+
+    def bulk_absent(self, name: str) -> list[Record]:
+        """The stored records of ``name``'s kind that its bulk file leaves out, made tobedeleted."""
+        if self.store is None or self.mode(name) != "bulk":
+            return []
+        kind = WIRE_KINDS[name]
+        present = self.seen[kind]
+        out = [
+            rec.model_copy(update={"status": Status.tobedeleted, "updated_at": None})
+            for rec in self.store.records.iter_records(self.tenant, [kind])
+            if rec.source == self.source and rec.native_id not in present and rec.status != Status.tobedeleted
+        ]
+        if out:
+            self.report.deleted[kind] = len(out)
+        return out
 
 
 def parse_package(
@@ -817,23 +865,25 @@ def import_package(
     applying: Callable[[int], None] | None = None,
     stream: bool | None = None,
 ) -> ImportReport:
-    """Validate the whole package, then apply it.
+    """Validate the whole package, then apply it, in ONE transaction: any error and nothing changes.
 
-    Normally in ONE transaction (``store.records.apply``): any error and nothing changes.
-    A very large enrollments file (``stream``; by default when enrollments.csv is over
-    ``STREAM_BYTES``, about 250,000 rows) would not fit in memory as one batch: every row of
-    every file is still validated before anything is written (so a package with errors
-    changes nothing), but the records are then applied with ``apply_stream``, in batches
-    of ``STREAM_BATCH`` enrollments, each batch its own transaction. A database failure in
-    the middle leaves the earlier batches applied; re-running the import (idempotent
-    upserts) completes it."""
+    Normally with ``store.records.apply``. A very large enrollments file (``stream``; by
+    default when enrollments.csv is over ``STREAM_BYTES``, about 250,000 rows) would not fit
+    in memory as one batch: every other file is validated first (``applying`` is called
+    then), and the enrollments are then read, validated and converted in ONE pass, batch by
+    batch, as ``apply_batches`` writes them (``_Importer.streamed_enrollments``): reading a
+    million rows twice, once to validate and once to write, cost more than writing them.
+    Still one transaction: a problem in any row is reported with all the others and rolls
+    every batch back. The gradebook files of a streamed package are applied in a second
+    transaction (``report.atomic`` is then False)."""
     pkg = Package(path)
     try:
         manifest = read_manifest(pkg)
         imp = _Importer(store, tenant, source, pkg, manifest, progress)
         if stream is None:
             stream = manifest.files.get("enrollments", "absent") != "absent" and pkg.size("enrollments.csv") > STREAM_BYTES
-        imp.stream = imp.report.streamed = bool(stream)
+        # nothing to stream without an enrollments file
+        imp.stream = imp.report.streamed = bool(stream) and manifest.files.get("enrollments", "absent") != "absent"
         with _gc_paused():
             return _run_import(store, tenant, imp, applying)
     finally:
@@ -854,8 +904,9 @@ def _run_import(store: Any, tenant: str, imp: _Importer, applying: Callable[[int
                 report.result = store.records.apply(tenant, records)
         else:
             batches = _chain(_ordered_chunks(records, STREAM_BATCH), imp.streamed_enrollments(STREAM_BATCH))
-            # Many batches in ONE transaction: memory bounded by a batch, still all or nothing.
-            report.result = store.records.apply_batches(tenant, batches)
+            # Many batches in ONE transaction: memory bounded by a batch, still all or nothing
+            # (streamed_enrollments raises the errors of its rows at its end: a rollback).
+            report.result = store.records.apply_batches(tenant, batches, expect={"enrollment": imp.expected_enrollments()})
             report.atomic = True
             if report.gradebook is not None:  # apply_batches takes no ``within``: a second transaction
                 report.result.counts.update(apply_gradebook(store, report.gradebook).counts)
