@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -165,13 +165,19 @@ def clients_list(tenant: Annotated[str | None, typer.Option(help="only this tena
     """List clients (never their secrets)."""
     from .auth import ClientStore
 
+    print_credentials("client_id", [(c.client_id, c) for c in ClientStore(open_store().engine).list(tenant)])
+
+
+def print_credentials(key_title: str, rows: list[tuple[str, Any]]) -> None:
+    """A table of credentials (OAuth clients, LRS keys, OneRoster consumer keys): the key a
+    user must copy never elided or broken, then tenant, name, scopes, created, revoked
+    (each item has those attributes). Never a secret."""
     table = Table()
-    # never elide or break the id a user must copy; the other columns fold to fit
-    table.add_column("client_id", no_wrap=True, min_width=28)
+    table.add_column(key_title, no_wrap=True, min_width=max((len(k) for k, _ in rows), default=len(key_title)))
     for col in ("tenant", "name", "scopes", "created", "revoked"):
         table.add_column(col, overflow="fold")
-    for c in ClientStore(open_store().engine).list(tenant):
-        table.add_row(c.client_id, c.tenant, c.name, " ".join(c.scopes), c.created_at.isoformat(timespec="seconds"),
+    for key, c in rows:
+        table.add_row(key, c.tenant, c.name, " ".join(c.scopes), c.created_at.isoformat(timespec="seconds"),
                       c.revoked_at.isoformat(timespec="seconds") if c.revoked_at else "")
     out.print(table)
 

@@ -147,7 +147,7 @@ def register(adapter: OneRosterAdapter, import_app: typer.Typer, export_app: typ
 
 def register_consumers() -> None:
     """``tessera oneroster consumers create|list|revoke``: OneRoster 1.1 OAuth 1.0a consumer keys."""
-    from gateway.cli import app, console, open_store, out
+    from gateway.cli import app, console, open_store, out, print_credentials
 
     from .oauth1_auth import ConsumerStore
 
@@ -178,17 +178,8 @@ def register_consumers() -> None:
     @consumers.command("list")
     def list_(tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None) -> None:
         """List consumer keys (never their secrets)."""
-        from rich.table import Table
 
-        found = ConsumerStore(open_store().engine).list(tenant)
-        table = Table()
-        table.add_column("consumer_key", no_wrap=True, min_width=max((len(c.consumer_key) for c in found), default=12))
-        for col in ("tenant", "name", "scopes", "created", "revoked"):
-            table.add_column(col, overflow="fold")
-        for c in found:
-            table.add_row(c.consumer_key, c.tenant, c.name, " ".join(c.scopes), c.created_at.isoformat(timespec="seconds"),
-                          c.revoked_at.isoformat(timespec="seconds") if c.revoked_at else "")
-        out.print(table)
+        print_credentials("consumer_key", [(c.consumer_key, c) for c in ConsumerStore(open_store().engine).list(tenant)])
 
     @consumers.command("revoke")
     def revoke(consumer_key: Annotated[str, typer.Argument(help="the key to end")]) -> None:

@@ -20,7 +20,7 @@ XAPI_SCOPES = sorted(s for s in SCOPES if s.startswith("xapi/"))
 
 
 def register(adapter: XapiAdapter, import_app: typer.Typer, export_app: typer.Typer) -> None:
-    from gateway.cli import app, console, open_store, out
+    from gateway.cli import app, console, open_store, out, print_credentials
 
     lrs_app = typer.Typer(help="The xAPI Learning Record Store", no_args_is_help=True)
     credentials = typer.Typer(help="HTTP Basic credentials for the LRS (one tenant each)", no_args_is_help=True)
@@ -54,19 +54,11 @@ def register(adapter: XapiAdapter, import_app: typer.Typer, export_app: typer.Ty
     @credentials.command("list")
     def list_(tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None) -> None:
         """List LRS credentials (never their secrets)."""
-        from rich.table import Table
 
         from gateway.auth import ClientStore
 
         clients = [c for c in ClientStore(open_store().engine).list(tenant) if any(s.startswith("xapi/") for s in c.scopes)]
-        table = Table()
-        table.add_column("key", no_wrap=True, min_width=max((len(c.client_id) for c in clients), default=3))  # copied whole
-        for col in ("tenant", "name", "scopes", "created", "revoked"):
-            table.add_column(col, overflow="fold")
-        for c in clients:
-            table.add_row(c.client_id, c.tenant, c.name, " ".join(c.scopes), c.created_at.isoformat(timespec="seconds"),
-                          c.revoked_at.isoformat(timespec="seconds") if c.revoked_at else "")
-        out.print(table)
+        print_credentials("key", [(c.client_id, c) for c in clients])
 
     @credentials.command("revoke")
     def revoke(key: str) -> None:

@@ -546,24 +546,7 @@ class RecordStore:
         with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             now = utcnow()  # taken under the write lock, so updated_at follows commit order on SQLite
             ensure_tenant(conn, tenant)
-            self._check_references(conn, tenant, batch)
-            routes = matching_routes(conn, tenant)
-            # First read and decide (small queries, Python work), then write (few, long calls).
-            plans = [
-                self._plan_kind(conn, tenant, kind, items, result.batch_id, now, collect=any(kind in r.kinds for r in routes))
-                for kind, items in batch.by_kind.items()
-            ]
-            if writing is not None:
-                writing()
-            for plan in plans:
-                self._apply_kind(conn, tenant, plan.kind, plan, result.batch_id, now)
-                result.counts[plan.kind] = plan.counts
-                if plan.written and plan.collect:
-                    rows = outbox_rows(routes, tenant, plan.kind, plan.written, now)
-                    if rows:
-                        conn.execute(core_insert(t.outbox), rows)
-                        result.outbox += len(rows)
-            self._notify(conn, tenant, plans, now)
+            self._notify_pairs(conn, tenant, self._write(conn, tenant, batch, result, now, writing=writing), now)
             if within is not None:
                 within(conn)
         return result
@@ -711,6 +694,7 @@ class RecordStore:
         if check:
             self._check_references(conn, tenant, batch, known)
         routes = matching_routes(conn, tenant)
+        # First read and decide (small queries, Python work), then write (few, long calls).
         plans = [
             self._plan_kind(conn, tenant, kind, items, result.batch_id, now, collect=any(kind in r.kinds for r in routes))
             for kind, items in batch.by_kind.items()
@@ -733,9 +717,6 @@ class RecordStore:
             if known is not None and kind in REFERENCED_KINDS:
                 known[kind].update(batch.by_id[kind])
         return touched
-
-    def _notify(self, conn: Connection, tenant: str, plans: list[_KindWrite], now: datetime) -> None:
-        self._notify_pairs(conn, tenant, {pair for plan in plans for pair in plan.touched}, now)
 
     def _notify_pairs(self, conn: Connection, tenant: str, touched: set[tuple[uuid.UUID, uuid.UUID]], now: datetime) -> None:
         if touched:
