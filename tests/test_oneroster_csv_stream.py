@@ -74,6 +74,24 @@ def test_a_streamed_import_writes_what_the_one_batch_import_writes(store: Store)
     assert change_log(store, "one") == change_log(store, "many")
 
 
+def test_a_streamed_package_with_gradebook_files_is_one_transaction(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gradebook objects of a streamed package commit with its rostering records: a
+    failure while writing them leaves nothing of the package behind."""
+    report = import_package(store, SAMPLE, tenant="ok", source="sis", stream=True)
+    assert report.atomic and report.result.counts["evidence"].created > 0
+
+    def broken(plan):  # noqa: ANN001, ANN202 - stands in for gradebook.writer
+        def write(conn):  # noqa: ANN001, ANN202
+            raise RuntimeError("disk full while writing gradebook objects")
+        return write
+
+    monkeypatch.setattr(csv_bulk, "gradebook_writer", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        import_package(store, SAMPLE, tenant=T, source="sis", stream=True)
+    assert change_log(store) == Counter()
+    assert store.records.count(T, "person") == 0 and store.records.count(T, "enrollment") == 0
+
+
 def test_every_bad_row_of_a_streamed_file_is_reported_and_nothing_is_written(store: Store, tmp_path: Path) -> None:
     """Problems in the first and the last batches, after good batches were written."""
     text = HEADER + "\n" + (

@@ -56,6 +56,7 @@ from gateway.model import Person, Record, Status, record_id
 
 from .gradebook import CSV_COLUMNS, CsvGradebook, csv_rows
 from .gradebook import apply as apply_gradebook
+from .gradebook import writer as gradebook_writer
 from .mapping import (
     KIND_COLLECTIONS,
     WIRE_KINDS,
@@ -874,8 +875,7 @@ def import_package(
     batch, as ``apply_batches`` writes them (``_Importer.streamed_enrollments``): reading a
     million rows twice, once to validate and once to write, cost more than writing them.
     Still one transaction: a problem in any row is reported with all the others and rolls
-    every batch back. The gradebook files of a streamed package are applied in a second
-    transaction (``report.atomic`` is then False)."""
+    every batch back, the gradebook files' objects and records included."""
     pkg = Package(path)
     try:
         manifest = read_manifest(pkg)
@@ -903,14 +903,17 @@ def _run_import(store: Any, tenant: str, imp: _Importer, applying: Callable[[int
             else:
                 report.result = store.records.apply(tenant, records)
         else:
-            batches = _chain(_ordered_chunks(records, STREAM_BATCH), imp.streamed_enrollments(STREAM_BATCH))
+            gradebook = report.gradebook
+            extra = gradebook.records if gradebook is not None else []
+            batches = _chain(_ordered_chunks(records, STREAM_BATCH), imp.streamed_enrollments(STREAM_BATCH),
+                             (extra[i:i + STREAM_BATCH] for i in range(0, len(extra), STREAM_BATCH)))
             # Many batches in ONE transaction: memory bounded by a batch, still all or nothing
-            # (streamed_enrollments raises the errors of its rows at its end: a rollback).
-            report.result = store.records.apply_batches(tenant, batches, expect={"enrollment": imp.expected_enrollments()})
+            # (streamed_enrollments raises the errors of its rows at its end: a rollback); the
+            # gradebook's records come last and its own objects are written in the same
+            # transaction (``within``).
+            report.result = store.records.apply_batches(tenant, batches, expect={"enrollment": imp.expected_enrollments()},
+                                                        within=gradebook_writer(gradebook) if gradebook is not None else None)
             report.atomic = True
-            if report.gradebook is not None:  # apply_batches takes no ``within``: a second transaction
-                report.result.counts.update(apply_gradebook(store, report.gradebook).counts)
-                report.atomic = False
     except IntegrityError as exc:
         raise IntegrityError("invalid OneRoster package", errors=[_relocate(e, index) for e in exc.errors]) from None
     return report

@@ -586,7 +586,7 @@ class RecordStore:
                 ready = pending[0].result()
 
     def apply_batches(self, tenant: str, batches: Iterable[Iterable[Record]], *, batch_id: uuid.UUID | None = None,
-                      expect: dict[str, int] | None = None) -> ApplyResult:
+                      expect: dict[str, int] | None = None, within: Callable[[Connection], None] | None = None) -> ApplyResult:
         """Apply many batches in ONE transaction: memory is bounded by a couple of batches
         (each is prepared, checked and written in turn), and any error rolls every batch back.
 
@@ -605,7 +605,9 @@ class RecordStore:
 
         ``expect``: kind -> about how many records of it the batches hold. On SQLite, a
         kind expected to at least double its table gets its secondary indexes rebuilt
-        (``_deferred_indexes``) instead of updated row by row."""
+        (``_deferred_indexes``) instead of updated row by row.
+
+        ``within(conn)``: as in ``apply``, after every batch, in the same transaction."""
         from concurrent.futures import Future, ThreadPoolExecutor
 
         result = ApplyResult(batch_id=batch_id or uuid.uuid4())
@@ -633,6 +635,8 @@ class RecordStore:
                 for ddl in rebuild:
                     conn.exec_driver_sql(ddl)
                 self._notify_pairs(conn, tenant, touched, now)
+                if within is not None:
+                    within(conn)
         finally:
             pool.shutdown(cancel_futures=True)
         return result
