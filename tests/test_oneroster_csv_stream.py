@@ -80,8 +80,8 @@ def test_a_streamed_package_with_gradebook_files_is_one_transaction(store: Store
     report = import_package(store, SAMPLE, tenant="ok", source="sis", stream=True)
     assert report.atomic and report.result.counts["evidence"].created > 0
 
-    def broken(plan):  # noqa: ANN001, ANN202 - stands in for gradebook.writer
-        def write(conn):  # noqa: ANN001, ANN202
+    def broken(plan):  # stands in for gradebook.writer
+        def write(conn):
             raise RuntimeError("disk full while writing gradebook objects")
         return write
 
