@@ -79,6 +79,18 @@ def test_oauth_client_credentials(api):
         assert [x["id"] for x in c.statements()] == [s["id"]]
 
 
+def test_a_refused_token_is_renewed_once(api):
+    """The LRS answers 401 to a token it no longer accepts: the client fetches a new one and
+    sends the request again, once."""
+    cid, secret = api.credentials("t1", ["xapi/all"])
+    with LrsClient(f"{api.base_url}/xapi", client_id=cid, client_secret=secret, token_url=f"{api.base_url}/oauth/token") as c:
+        assert list(c.statements()) == []
+        c._oauth._token = "a-token-the-lrs-never-issued"  # still cached as valid, as after a key rotation
+        s = statement(2)
+        assert c.send([s]).stored == [s["id"]]
+        assert c._oauth.current() != "a-token-the-lrs-never-issued"
+
+
 def test_wrong_credentials_fail_without_showing_the_secret(api):
     cid, _ = api.credentials("t1", ["xapi/all"])
     with LrsClient(f"{api.base_url}/xapi", username=cid, password="wrong-secret-123") as c, pytest.raises(AuthError) as exc:

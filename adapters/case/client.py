@@ -65,27 +65,21 @@ class CaseClient:
 
     # --- OAuth 2.0 client credentials ----------------------------------------------------------
 
-    def _headers(self) -> dict[str, str]:
-        token = self._auth.current() if self._auth else None
-        return {"Authorization": f"Bearer {token}"} if token else {}
-
     def get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
-        """GET ``path`` under the API base; handles the 401 -> token -> retry dance."""
+        """GET ``path`` under the API base. A token is asked for only when the provider
+        answers 401 (CASE frameworks are often public), then renewed once on another 401."""
         url = f"{self.base}/{path.lstrip('/')}"
-        for attempt in range(2):
-            try:
-                r = self._http.get(url, params=params, headers=self._headers())
-            except httpx.HTTPError as exc:
-                raise ProviderError(f"the CASE provider at {self.base} could not be reached ({type(exc).__name__})") from None
-            if r.status_code != 401:
-                break
+        try:
+            if self._auth is not None:
+                r = self._auth.send(self._http, "GET", url, lazy=True, params=params)
+            else:
+                r = self._http.get(url, params=params)
+        except httpx.HTTPError as exc:
+            raise ProviderError(f"the CASE provider at {self.base} could not be reached ({type(exc).__name__})") from None
+        if r.status_code == 401:
             if self._auth is None:
                 raise AuthError(f"the CASE provider asks for authorisation ({path}): give OAuth 2.0 client credentials "
                                 "(--client-id, --client-secret-env, --token-url)")
-            if attempt == 0:
-                self._auth.invalidate()
-                self._auth.fetch(self._http)
-        else:
             raise AuthError(f"the CASE provider refused the access token for {path}")
         if r.status_code == 404:
             raise NotFound(f"the CASE provider has no {path}: {_status_description(r)}")

@@ -98,21 +98,16 @@ class LrsClient:
 
     def _request(self, method: str, url: str, **kw: Any) -> httpx.Response:
         """One request; the OAuth token is fetched when needed and renewed once on a 401."""
-        headers = dict(kw.pop("headers", None) or {})
-        renewed = False
-        while True:
+        try:
             if self._oauth is not None:
-                headers["Authorization"] = f"Bearer {self._oauth.token(self._http)}"
-            try:
-                r = self._http.request(method, url, headers=headers, **kw)
-            except httpx.HTTPError as exc:
-                raise LrsError(f"the LRS at {self.endpoint} could not be reached ({type(exc).__name__})") from None
-            if r.status_code != 401:
-                return r
-            if self._oauth is None or renewed:
-                raise AuthError(f"the LRS at {self.endpoint} refused the credentials ({method} {_path(url)})")
-            self._oauth.invalidate()
-            renewed = True
+                r = self._oauth.send(self._http, method, url, **kw)
+            else:
+                r = self._http.request(method, url, **kw)
+        except httpx.HTTPError as exc:
+            raise LrsError(f"the LRS at {self.endpoint} could not be reached ({type(exc).__name__})") from None
+        if r.status_code == 401:
+            raise AuthError(f"the LRS at {self.endpoint} refused the credentials ({method} {_path(url)})")
+        return r
 
     def _fail(self, r: httpx.Response, what: str) -> LrsError:
         body = json_or_none(r)

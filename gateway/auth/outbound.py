@@ -1,10 +1,11 @@
 """OAuth 2.0 client credentials toward an external system (RFC 6749 4.4, the client
 authenticated with HTTP Basic as in 2.3.1).
 
-Every client Tessera runs against a peer (a CASE or OneRoster provider now, the routing
-layer's destinations later) asks for tokens the same way: this holds the credentials,
-keeps the token until shortly before ``expires_in`` runs out, and turns the token
-endpoint's failures into errors that never show the secret.
+Every client Tessera runs against a peer (a CASE or OneRoster provider, another LRS, the
+routing layer's destinations later) asks for tokens the same way: this holds the
+credentials, keeps the token until shortly before ``expires_in`` runs out, renews it once
+when the peer answers 401 (``send``), and turns the token endpoint's failures into errors
+that never show the secret.
 """
 
 from __future__ import annotations
@@ -69,6 +70,24 @@ class ClientCredentials:
     def invalidate(self) -> None:
         """Forget the token (the peer refused it): the next ``token`` fetches a new one."""
         self._token = None
+
+    def send(self, http: httpx.Client, method: str, url: str, *, lazy: bool = False, **kw: Any) -> httpx.Response:
+        """``method url`` with the bearer token; on a 401 the token is renewed and the request
+        sent once more (the peer may have revoked or rotated it), and that answer is
+        returned, whatever it is. ``lazy``: the first try carries a cached token only, or
+        none (a peer whose reads are public asks for one with its 401). Transport errors
+        propagate (``httpx.HTTPError``); the token endpoint's are ``fetch``'s."""
+        headers = dict(kw.pop("headers", None) or {})
+        token = self.current() if lazy else self.token(http)
+        for renewed in (False, True):
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            r = http.request(method, url, headers=headers, **kw)
+            if r.status_code != 401 or renewed:
+                return r
+            self.invalidate()
+            token = self.fetch(http)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def fetch(self, http: httpx.Client) -> str:
         data = {"grant_type": "client_credentials"}
