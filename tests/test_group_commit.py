@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -64,7 +65,23 @@ def test_concurrent_jobs_all_commit_with_their_own_rows(store, people) -> None:
     apply = store.records.apply
     store.records.apply = lambda *a, **kw: calls.append(1) or apply(*a, **kw)  # type: ignore[method-assign]
     learners = [f.person(f"u{i}", people) for i in range(12)]
-    errors = _run_together(group, [([p], _write(f"row-{i}")) for i, p in enumerate(learners)])
+    first = threading.Lock()
+
+    def held(name: str):
+        """The first write to run holds its transaction until the other 11 jobs are queued
+        (on a busy machine the threads may otherwise come one after another)."""
+        plain = _write(name)
+
+        def write(conn: Connection) -> None:
+            if first.acquire(blocking=False):
+                deadline = time.monotonic() + 10
+                while len(group._queue) < 11 and time.monotonic() < deadline:
+                    time.sleep(0.005)
+            plain(conn)
+
+        return write
+
+    errors = _run_together(group, [([p], held(f"row-{i}")) for i, p in enumerate(learners)])
     assert errors == [None] * 12
     assert len(calls) < 12  # the jobs that queued behind the first were committed together
     assert store.records.count(f.T, "person") == 12
