@@ -48,18 +48,23 @@ _EVIDENCE_COLUMNS = (
 )
 
 
-def _counted(tenant: Any) -> Any:
+def _counted(tenant: Any, *, aligned: bool = True) -> Any:
+    """Evidence that counts. ``aligned=False`` leaves out ``competency_id IS NOT NULL`` for a
+    query that names its competencies anyway: SQLite's planner takes that range for the better
+    constraint and walks ix_evidence_tenant_competency_id over every aligned item of the tenant
+    instead of probing (tenant, learner_id, competency_id), which made each incremental update
+    read all the tenant's evidence (measured: 0.4 ms per AGS score after 10,000 scores, growing)."""
     ev = t.evidence
     return and_(
         ev.c.tenant == tenant, ev.c.voided.is_(False), ev.c.superseded_by.is_(None),
-        ev.c.status == Status.active.value, ev.c.competency_id.is_not(None),
+        ev.c.status == Status.active.value, *((ev.c.competency_id.is_not(None),) if aligned else ()),
     )
 
 
 # The incremental path's two reads, built once (every evidence transaction runs them;
 # building a statement and its cache key cost more than SQLite took to answer it).
 _LEARNERS_EVIDENCE = select(t.evidence.c.learner_id, *_EVIDENCE_COLUMNS).where(
-    _counted(bindparam("tenant")), t.evidence.c.learner_id.in_(bindparam("learners", expanding=True)),
+    _counted(bindparam("tenant"), aligned=False), t.evidence.c.learner_id.in_(bindparam("learners", expanding=True)),
     t.evidence.c.competency_id.in_(bindparam("competencies", expanding=True)),
 )
 _LEARNERS_STATES = select(t.mastery_states.c.learner_id, t.mastery_states.c.competency_id, t.mastery_states.c.status,

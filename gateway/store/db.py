@@ -115,7 +115,10 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
     """Create the engine for ``url`` with the settings each backend needs."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+        # LIFO: the connection used last is handed out next. Each pooled SQLite connection
+        # has its own page cache, and a commit by another connection empties it; FIFO hands
+        # out the connection that has been idle longest, whose cache is the stalest.
+        engine = create_engine(url, echo=echo, connect_args={"timeout": 30}, pool_use_lifo=True)
         _configure_sqlite(engine, in_memory=parsed.database in (None, "", ":memory:"))
         return engine
     if parsed.get_backend_name() == "postgresql":

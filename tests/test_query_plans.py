@@ -1,0 +1,45 @@
+"""Hot-path queries probe the index they were written for.
+
+SQLite has no statistics unless ANALYZE runs, so its planner picks an index from the shape
+of the WHERE clause alone; one redundant range (``competency_id IS NOT NULL``) was enough to
+turn the mastery engine's per-transaction read into a walk over every aligned evidence item
+of the tenant. These tests catch the cost regression, not just a wrong answer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from sqlalchemy import event
+
+from gateway.mastery.engine import _LEARNERS_EVIDENCE, _LEARNERS_STATES
+from gateway.store import Store
+
+
+def _plan_of(store: Store, query: object, params: dict[str, object]) -> str:
+    plans: list[str] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def explain(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if not statement.startswith("EXPLAIN"):
+            rows = cursor.connection.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()
+            plans.append(" | ".join(r[3] for r in rows))
+
+    with store.engine.connect() as conn:
+        conn.execute(query, params).fetchall()
+    event.remove(store.engine, "before_cursor_execute", explain)
+    return plans[-1]
+
+
+def test_incremental_mastery_reads_probe_the_learner_indexes(tmp_path: Path) -> None:
+    store = Store.from_url(f"sqlite:///{tmp_path / 'plans.db'}")
+    store.migrate()
+    try:
+        params = {"tenant": "t", "learners": [uuid.uuid4() for _ in range(6)], "competencies": [uuid.uuid4(), uuid.uuid4()]}
+        evidence = _plan_of(store, _LEARNERS_EVIDENCE, params)
+        assert "ix_evidence_tenant_learner_id_competency_id (tenant=? AND learner_id=? AND competency_id=?)" in evidence
+        states = _plan_of(store, _LEARNERS_STATES, params)
+        assert "USING INDEX ix_mastery_states_tenant_learner_id (tenant=? AND learner_id=?)" in states
+    finally:
+        store.dispose()
