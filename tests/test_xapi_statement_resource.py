@@ -51,6 +51,27 @@ def test_identical_re_put_is_accepted_and_conflicting_re_put_is_409(lrs) -> None
     assert c.get(f"/statements?statementId={sid}").json()["verb"]["id"] == s["verb"]["id"]
 
 
+def test_a_batch_re_sending_stored_statements_stores_only_the_new_ones(lrs) -> None:
+    """Data 2.3.1.s9 within a batch: a stored statement sent again unchanged is accepted
+    beside new ones; one sent changed rejects the whole batch (409) and stores nothing.
+    The scored result makes each statement evidence too, so the re-sent one also meets
+    the store's append-only evidence rule."""
+    c = lrs()
+    scored = {"score": {"scaled": 0.8}, "success": True}
+    first = statement(result=scored)
+    assert c.post("/statements", json=[first]).status_code == 200
+    new = statement(result=scored)
+    r = c.post("/statements", json=[first, new])
+    assert r.status_code == 200, r.text
+    assert r.json() == [first["id"], new["id"]]
+    assert c.get(f"/statements?statementId={new['id']}").status_code == 200
+    changed, another = {**first, "result": {"score": {"scaled": 0.2}}}, statement(result=scored)
+    r = c.post("/statements", json=[another, changed])
+    assert r.status_code == 409
+    assert c.get(f"/statements?statementId={another['id']}").status_code == 404
+    assert c.get(f"/statements?statementId={first['id']}").json()["result"]["score"]["scaled"] == 0.8
+
+
 def test_put_without_statement_id_or_with_a_different_body_id_is_400(lrs) -> None:
     c = lrs()
     assert c.put("/statements", json=statement()).status_code == 400
