@@ -849,7 +849,8 @@ class RecordStore:
                 assert doc is not None
                 old = existing.get(p.key)
                 was = self._evidence_rules(rec, doc, old, now)
-                digest = content_hash(doc)
+                # a new item's rules only set recorded_at, which is not hashed: prepare's digest holds
+                digest = p.digest if old is None else content_hash(doc)
                 if old is not None and old[0] == digest:
                     unchanged += 1
                     continue

@@ -215,7 +215,6 @@ changes = Table(
     Column("content_hash", String(64), nullable=False),
     Column("at", UTCDateTime(), nullable=False),
     Index("ix_changes_tenant_seq", "tenant", "seq"),
-    Index("ix_changes_record_id", "record_id"),
 )
 
 connections = Table(
