@@ -116,6 +116,7 @@ def _run_server(host: str, port: int, workers: int) -> None:
 
     s = settings()
     configure(s.log_level, s.log_format)
+    os.environ["TESSERA_WORKERS"] = str(workers)  # what each worker process's settings say (serve_app)
     console.print(f"Tessera {__version__} on http://{host}:{port} (database {_safe_url(s.database_url)})")
     uvicorn.run(
         "gateway.api.app:serve_app",

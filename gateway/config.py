@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
+    keepalive_max_age: float = Field(
+        default=5.0, gt=0, description="with several workers: seconds before a keep-alive connection is asked to reconnect"
+    )
     public_url: str | None = Field(default=None, description="base URL clients see (behind a proxy); used for links")
     issuer: str = Field(default="tessera", description="iss of the access tokens this gateway signs")
     token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)

@@ -18,7 +18,7 @@ from ..errors import NotReady, UnsupportedMediaType
 from ..store import Store
 from . import competencies, mastery, problems, reports, v1
 from .context import AppContext
-from .middleware import RequestContextMiddleware
+from .middleware import ConnectionRecycler, RequestContextMiddleware
 
 log = logging.getLogger("tessera.api")
 
@@ -109,7 +109,12 @@ def tune_gc() -> None:
 
 
 def serve_app() -> FastAPI:
-    """The app ``tessera serve`` runs (uvicorn's factory, once per worker process)."""
+    """The app ``tessera serve`` runs (uvicorn's factory, once per worker process). With
+    several workers, keep-alive connections are recycled so that the load spreads over
+    them (``ConnectionRecycler``)."""
     app = create_app()
+    s = get_settings()
+    if s.workers > 1:
+        app.add_middleware(ConnectionRecycler, max_age=s.keepalive_max_age)
     tune_gc()
     return app
