@@ -61,12 +61,12 @@ AGS = "https://purl.imsglobal.org/spec/lti-ags/scope/"
 def bench_app() -> Any:
     """The app with the LTI adapter only, on ``TESSERA_DATABASE_URL`` (uvicorn's factory)."""
     from adapters.lti import LtiAdapter
-    from gateway.api.app import create_app, tune_gc
+    from gateway.api.app import create_app, for_serving
     from gateway.config import Settings
 
-    app = create_app(Settings(database_url=os.environ["TESSERA_DATABASE_URL"], log_level="WARNING"), registry=[LtiAdapter()])
-    tune_gc()  # as ``tessera serve`` does
-    return app
+    settings = Settings(database_url=os.environ["TESSERA_DATABASE_URL"], log_level="WARNING",
+                        workers=int(os.environ.get("TESSERA_WORKERS", "1")))
+    return for_serving(create_app(settings, registry=[LtiAdapter()]), settings)  # as ``tessera serve`` does
 
 
 def serve(url: str, port: int, workers: int) -> None:
@@ -74,6 +74,7 @@ def serve(url: str, port: int, workers: int) -> None:
     import uvicorn
 
     os.environ["TESSERA_DATABASE_URL"] = url
+    os.environ["TESSERA_WORKERS"] = str(workers)
     uvicorn.run("lti_ags:bench_app", factory=True, app_dir=str(Path(__file__).resolve().parent), host="127.0.0.1", port=port,
                 workers=workers, log_level="warning", access_log=False)
 

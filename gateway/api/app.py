@@ -112,9 +112,13 @@ def serve_app() -> FastAPI:
     """The app ``tessera serve`` runs (uvicorn's factory, once per worker process). With
     several workers, keep-alive connections are recycled so that the load spreads over
     them (``ConnectionRecycler``)."""
-    app = create_app()
-    s = get_settings()
-    if s.workers > 1:
-        app.add_middleware(ConnectionRecycler, max_age=s.keepalive_max_age)
+    return for_serving(create_app(), get_settings())
+
+
+def for_serving(app: FastAPI, settings: Settings) -> FastAPI:
+    """What a server process adds to an app built by ``create_app`` (``serve_app``, and the
+    benchmarks that serve an app of their own)."""
+    if settings.workers > 1:
+        app.add_middleware(ConnectionRecycler, max_age=settings.keepalive_max_age)
     tune_gc()
     return app
