@@ -139,6 +139,12 @@ def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
         cur.execute("PRAGMA page_size=16384")
         if not in_memory:
             cur.execute("PRAGMA journal_mode=WAL")
+            # Checkpoint every 4,000 WAL frames (64 MiB) instead of SQLite's 1,000. A checkpoint
+            # copies each distinct page once, and the hot index pages of a write-heavy load are
+            # rewritten by commit after commit: with the longer interval they are copied (and
+            # fsynced) once per checkpoint, not four times. Measured on the xAPI ingest in one
+            # process: commit time 166-188 -> 109-112 us per statement, 8,000 frames no better.
+            cur.execute("PRAGMA wal_autocheckpoint=4000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA busy_timeout=30000")
