@@ -16,11 +16,14 @@ standards of a domain chained by ``precedes``), and ``--evidence`` evidence item
    competency and level over the whole district (target: <= 2 s).
 
 The evidence is loaded with the engine's listener switched off (loading is not what is
-measured; the full recompute derives every state afterwards). Peak RSS is printed.
+measured; the full recompute derives every state afterwards). Peak RSS is printed, and
+the CPU time the recompute took in Python (this process and its workers) and in the
+PostgreSQL server: on a shared host those vary less than the duration.
 
     python bench/mastery.py --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
     python bench/mastery.py --learners 5000 --evidence 500000      # a tenth, on SQLite
     python bench/mastery.py --postgres-url URL --keep-database tessera_mastery   # load once, re-measure later
+    python bench/mastery.py --postgres-url URL --keep-database tessera_mastery --only recompute
 
 Not a test: pytest never collects bench/.
 """
@@ -28,7 +31,9 @@ Not a test: pytest never collects bench/.
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import resource
 import statistics
 import sys
 import time
@@ -216,6 +221,38 @@ def forget_states(store: Store) -> None:
     print(f"  deleted the {n:,} states of the last run", flush=True)
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """(CPU of this process and its finished children, CPU of the PostgreSQL server's
+    processes): on a shared host, CPU spent is a steadier figure than the wall clock.
+    The server's figure counts every client of that server (and its autovacuum)."""
+    ours = sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for f in ("ru_utime", "ru_stime"))
+    tick = os.sysconf("SC_CLK_TCK")
+    server = 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if comm in ("postgres", "postmaster"):  # ended backends are in the postmaster's cutime/cstime
+            server += sum(int(x) for x in fields[11:15]) / tick
+    return ours, server
+
+
+def recompute(store: Store, workers: int) -> None:
+    t0, (ours0, server0) = time.perf_counter(), cpu_seconds()
+    rep = store.mastery.recompute(TENANT, workers=workers)
+    secs = time.perf_counter() - t0
+    ours1, server1 = cpu_seconds()
+    print(f"full recompute: {rep.learners:,} learners, {rep.evidence:,} evidence -> {rep.states:,} states "
+          f"({rep.written:,} written) in {secs:.1f} s: {rep.evidence / secs:,.0f} evidence/s, {rep.states / secs:,.0f} states/s; "
+          f"CPU: Python {ours1 - ours0:.1f} s, database server {server1 - server0:.1f} s; "
+          f"largest worker's peak RSS {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:,.0f} MiB", flush=True)
+
+
 def run(url: str, args: argparse.Namespace) -> None:
     store = Store.from_url(url)
     store.migrate()
@@ -226,13 +263,10 @@ def run(url: str, args: argparse.Namespace) -> None:
         forget_states(store)
     else:
         district, learners = load(store, args)
-    t0 = time.perf_counter()
-    rep = store.mastery.recompute(TENANT, workers=args.workers)
-    secs = time.perf_counter() - t0
-    print(f"full recompute: {rep.learners:,} learners, {rep.evidence:,} evidence -> {rep.states:,} states "
-          f"({rep.written:,} written) in {secs:.1f} s: {rep.evidence / secs:,.0f} evidence/s, {rep.states / secs:,.0f} states/s", flush=True)
-    probes(store, learners, args.probes, args.competencies)
-    report(store, district)
+    recompute(store, args.workers)
+    if args.only != "recompute":
+        probes(store, learners, args.probes, args.competencies)
+        report(store, district)
     print(f"peak RSS {peak_rss_mib():,.0f} MiB")
     store.dispose()
 
@@ -262,6 +296,7 @@ def main() -> int:
     ap.add_argument("--postgres-url", help="run on a throwaway database next to this one instead of SQLite")
     ap.add_argument("--keep-database", metavar="NAME", help="with --postgres-url: use (and keep) this database, loading it only "
                     "when it does not hold the evidence yet, so the recompute can be measured again without reloading")
+    ap.add_argument("--only", choices=["recompute"], help="measure only this phase (with --keep-database: no reload)")
     ap.add_argument("--sqlite-path", help="keep the SQLite file here (default: a temporary folder)")
     args = ap.parse_args()
     if args.workers is None:

@@ -20,12 +20,14 @@ a kind the rule does not weight 0.
 
 from __future__ import annotations
 
+import gc
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -36,6 +38,7 @@ from gateway.store import Store
 from gateway.store import tables as t
 
 from .methods import Item, Rule, calculate
+from .serial import StateHead, computed_at_suffix, state_json
 from .structure import Scale, TenantModel, load, stamp
 
 SOURCE = "tessera.mastery"
@@ -80,7 +83,19 @@ def _chunks(ids: list[uuid.UUID], n: int = 500) -> Iterator[list[uuid.UUID]]:
 
 
 def state_id(tenant: str, learner: uuid.UUID, competency: uuid.UUID) -> uuid.UUID:
-    return record_id(tenant, "mastery_state", SOURCE, f"{learner}:{competency}")
+    return _state_names(tenant, str(learner), str(competency))[0]
+
+
+def _state_names(tenant: str, learner: str, competency: str) -> tuple[uuid.UUID, str]:
+    """(id, native id) of a state, from its learner's and competency's ids as text (which
+    the recompute formats once per learner and competency, not once per state)."""
+    native = f"{learner}:{competency}"
+    return record_id(tenant, "mastery_state", SOURCE, native), native
+
+
+#: a Contribution's fields (evidence_id, competency_id, value, weight): a model is built only
+#: for a state written as a record (``to_record``); the recompute serialises the tuples
+ContributionRow = tuple[uuid.UUID | None, uuid.UUID | None, float, float]
 
 
 @dataclass
@@ -93,16 +108,16 @@ class Derived:
     value: float | None
     level: str | None
     mastered: bool
-    contributions: list[Contribution]
+    contributions: list[ContributionRow]
     evidence_count: int
     first_at: datetime | None
     last_at: datetime | None
     parameters: dict[str, Any]
 
 
-def _contribution(evidence: uuid.UUID | None, competency: uuid.UUID | None, value: float, weight: float) -> Contribution:
+def _contribution(evidence: uuid.UUID | None, competency: uuid.UUID | None, value: float, weight: float) -> ContributionRow:
     # rounded so that sums taken in a different order (incremental vs full) store the same digits
-    return Contribution.trusted(evidence_id=evidence, competency_id=competency, value=value, weight=round(weight, 12))
+    return (evidence, competency, value, round(weight, 12))
 
 
 def _value(row: EvidenceRow, scale: Scale) -> float | None:
@@ -120,17 +135,17 @@ def _value(row: EvidenceRow, scale: Scale) -> float | None:
 
 def _leaf(model: TenantModel, competency: uuid.UUID, rows: list[EvidenceRow]) -> Derived | None:
     """The state a competency's own evidence (and its equivalents') gives."""
-    rule = model.rule(competency)
-    scale = model.scale(competency, rule)
+    rule, scale = model.rule_and_scale(competency)
     items: list[Item] = []
-    via: dict[uuid.UUID, uuid.UUID] = {}
+    via: dict[uuid.UUID, uuid.UUID] = {}  # evidence of an equivalent -> that competency
+    own = competency.int  # ints compare in C; UUID.__eq__ is a Python call per row
     for row in rows:
         weight = rule.kind_weights.get(row[5] or "assessment", 1.0)
         value = _value(row, scale)
         if weight <= 0 or value is None:
             continue
         items.append((row[0], row[2], value, weight))
-        if row[1] != competency:
+        if row[1].int != own:
             via[row[0]] = row[1]
     if not items:
         return None
@@ -138,7 +153,7 @@ def _leaf(model: TenantModel, competency: uuid.UUID, rows: list[EvidenceRow]) ->
     params = rule.parameters()
     first, last = items[0][1], items[-1][1]
     if len(items) < rule.min_evidence:
-        contribs = [_contribution(it[0], via.get(it[0]), it[2], 0.0) for it in items]
+        contribs = [_contribution(it[0], via.get(it[0]) if via else None, it[2], 0.0) for it in items]
         params["insufficient_evidence"] = f"{len(items)} of {rule.min_evidence}"
         return Derived(competency, rule, rule.method, None, None, False, contribs, len(items), first, last, params)
     at_min = None
@@ -148,7 +163,7 @@ def _leaf(model: TenantModel, competency: uuid.UUID, rows: list[EvidenceRow]) ->
     out = calculate(rule, items, at_level_min=at_min, level_of=scale.rank_of)
     value = min(1.0, max(0.0, out.value))
     level = scale.level_for(value)
-    contribs = [_contribution(it[0], via.get(it[0]), it[2], s) for it, s in out.shares]
+    contribs = [_contribution(it[0], via.get(it[0]) if via else None, it[2], s) for it, s in out.shares]
     return Derived(competency, rule, rule.method, value, level.code, level.mastery, contribs, len(items), first, last, params)
 
 
@@ -161,8 +176,7 @@ def _rollup(model: TenantModel, parent: uuid.UUID, own: Derived | None, kids: di
         members[parent] = own
     if not any(d is not None for d in members.values()):
         return None
-    rule = model.rule(parent)
-    scale = model.scale(parent, rule)
+    rule, scale = model.rule_and_scale(parent)
     n = len(members)
     value = sum((d.value or 0.0) for d in members.values() if d is not None) / n
     share = sum(1 for d in members.values() if d is not None and d.mastered) / n
@@ -175,7 +189,7 @@ def _rollup(model: TenantModel, parent: uuid.UUID, own: Derived | None, kids: di
     present = [d for d in members.values() if d is not None]
     contribs = [
         _contribution(None, c, d.value if d is not None and d.value is not None else 0.0, 1 / n)
-        for c, d in sorted(members.items(), key=lambda kv: str(kv[0]))
+        for c, d in sorted(members.items(), key=lambda kv: kv[0].int)  # the order of the ids' text, without formatting it
     ]
     firsts = [d.first_at for d in present if d.first_at is not None]
     lasts = [d.last_at for d in present if d.last_at is not None]
@@ -212,14 +226,16 @@ def derive(
 
 
 def to_record(tenant: str, learner: uuid.UUID, d: Derived, now: datetime) -> MasteryState:
-    """The record of a derived state. Built without validation (``trusted``): every value
-    comes from the engine itself, and a full recompute builds millions of them."""
+    """The record of a derived state (the incremental path's). Built without validation
+    (``trusted``): every value comes from the engine itself. The full recompute writes
+    the same JSON without the record: ``serial.state_json`` mirrors this field order."""
     return MasteryState.trusted(
         kind="mastery_state", status=Status.active, updated_at=None, source_updated_at=None,
         id=state_id(tenant, learner, d.competency), tenant=tenant, source=SOURCE, native_id=f"{learner}:{d.competency}",
         learner_id=learner, competency_id=d.competency, level=d.level, value=d.value, mastered=d.mastered,
         method=d.method, rule_id=d.rule.rule_id, parameters={"rule": d.rule.name, **d.parameters},
-        contributions=d.contributions, evidence_count=d.evidence_count, first_at=d.first_at, last_at=d.last_at,
+        contributions=[Contribution.trusted(evidence_id=e, competency_id=c, value=v, weight=w) for e, c, v, w in d.contributions],
+        evidence_count=d.evidence_count, first_at=d.first_at, last_at=d.last_at,
         computed_at=now, identifiers=[], extensions={},
     )
 
@@ -235,9 +251,11 @@ def _retired(tenant: str, learner: uuid.UUID, competency: uuid.UUID, model: Tena
 
 
 def _from_stored(data: str) -> Derived:
+    """A stored state as a rollup's child, which reads its value, mastery, count and dates
+    (not its contributions)."""
     doc = orjson.loads(data)
     st = MasteryState.model_validate(doc)
-    return Derived(st.competency_id, Rule(method=st.method), st.method, st.value, st.level, st.mastered, st.contributions,
+    return Derived(st.competency_id, Rule(method=st.method), st.method, st.value, st.level, st.mastered, [],
                    st.evidence_count, st.first_at, st.last_at, {})
 
 
@@ -254,6 +272,44 @@ def _in_range(q: Any, column: Any, lo: uuid.UUID | None, hi: uuid.UUID | None) -
     if hi is not None:
         q = q.where(column < hi)
     return q
+
+
+@contextmanager
+def _collected_per_batch() -> Iterator[Callable[[], None]]:
+    """Switch the cyclic garbage collector's automatic runs off; the caller runs the
+    collection it yields (of the youngest generation) after each batch it writes.
+
+    A recompute allocates millions of objects (states, contributions, rows) of which a
+    batch's worth stays alive until it is written. The automatic runs kept promoting
+    those to the older generations and then traversing them there again and again; with
+    every long-lived module object in the oldest generation, that was a third of a
+    recompute's Python time (measured with py-spy, 2026-11). What the hot loop builds is
+    freed by reference counting; the collection per batch reclaims any cycle made
+    meanwhile, so memory stays bounded by a batch as before."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield lambda: gc.collect(0)
+    finally:
+        if was:
+            gc.enable()
+
+
+def _partitions(conn: Connection, q: Any) -> Iterator[Sequence[Any]]:
+    """The rows of ``q`` (learner, then ``_EVIDENCE_COLUMNS``), streamed, a list per fetch.
+
+    On PostgreSQL as the driver gives them: SQLAlchemy's result processing (UTCDateTime's,
+    per row) cost as much as the rest of reading the evidence. Ids come as ``uuid.UUID``
+    either way, but ``observed_at`` in the session's time zone, which this transaction
+    sets to UTC (psycopg then gives ``datetime.UTC``; a server's ``Etc/UTC`` would be a
+    ZoneInfo, which the stored JSON must not see); the caller still moves any other zone
+    to UTC, as ``UTCDateTime`` does."""
+    stream = {"stream_results": True, "yield_per": 5000}
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL TimeZone = 'UTC'", execution_options={"stream_results": False})
+        sql = q.compile(dialect=conn.dialect)
+        return conn.exec_driver_sql(sql.string, sql.params, execution_options=stream).partitions()
+    return conn.execute(q, execution_options=stream).partitions()
 
 
 _process_stores: dict[str, Store] = {}
@@ -338,8 +394,7 @@ class MasteryEngine:
 
     # --- full recompute --------------------------------------------------------------------------
 
-    def _evidence_by_learner(self, conn: Connection, tenant: str, *, as_of: datetime | None = None,
-                             competencies: set[uuid.UUID] | None = None, lo: uuid.UUID | None = None,
+    def _evidence_by_learner(self, conn: Connection, tenant: str, *, as_of: datetime | None = None, lo: uuid.UUID | None = None,
                              hi: uuid.UUID | None = None) -> Iterator[tuple[uuid.UUID, list[EvidenceRow]]]:
         ev = t.evidence
         q = _in_range(select(ev.c.learner_id, *_EVIDENCE_COLUMNS).where(_counted(tenant)), ev.c.learner_id, lo, hi)
@@ -347,15 +402,19 @@ class MasteryEngine:
             q = q.where(ev.c.observed_at <= as_of)
         q = q.order_by(ev.c.learner_id)
         current: uuid.UUID | None = None
+        at = -1  # current.int: comparing ints skips UUID.__eq__, a Python call per row
         rows: list[EvidenceRow] = []
-        for row in conn.execution_options(stream_results=True, yield_per=5000).execute(q):
-            learner = row[0]
-            if learner != current:
-                if current is not None:
-                    yield current, rows
-                current, rows = learner, []
-            if competencies is None or row[2] in competencies:
-                rows.append(tuple(row[1:]))  # type: ignore[arg-type]
+        for part in _partitions(conn, q):
+            for row in part:
+                learner = row[0]
+                if learner.int != at:
+                    if current is not None:
+                        yield current, rows
+                    current, at, rows = learner, learner.int, []
+                r = row[1:]
+                if r[2].tzinfo is not UTC:  # see _partitions
+                    r = (r[0], r[1], r[2].astimezone(UTC), *r[3:])
+                rows.append(r)  # type: ignore[arg-type]
         if current is not None:
             yield current, rows
 
@@ -409,52 +468,70 @@ class MasteryEngine:
     def _recompute_range(self, tenant: str, framework_id: uuid.UUID | None, lo: uuid.UUID | None, hi: uuid.UUID | None,
                          batch: int, progress: Callable[[int], None] | None) -> RecomputeReport:
         report = RecomputeReport()
-        with self.store.engine.connect() as read:
+        with self.store.engine.connect() as read, _collected_per_batch() as collect:
             model = self.model(read, tenant)
             scope = None if framework_id is None else {c for c, f in model.framework_of.items() if f == framework_id}
-            existing = self._existing_by_learner(read, tenant, scope, lo, hi)
-            pending: list[MasteryState] = []
+            existing, stored = self._existing_by_learner(read, tenant, scope, lo, hi)
+            pending: list[tuple[StateHead, str, str]] = []
+            retired: list[MasteryState] = []
             now = utcnow()
+            suffix = computed_at_suffix(now)
+            names = {c: str(c) for c in model.framework_of}
             for learner, rows in self._evidence_by_learner(read, tenant, lo=lo, hi=hi):
                 report.learners += 1
                 report.evidence += len(rows)
                 have = existing.pop(learner, set())
+                who = str(learner)
                 for c, d in self._derive_learner(model, rows, scope).items():
                     if d is not None:
-                        pending.append(to_record(tenant, learner, d, now))
+                        pending.append(state_json(tenant, SOURCE, *_state_names(tenant, who, names.get(c) or str(c)), learner, d, suffix))
                         report.states += 1
                         have.discard(c)
-                for c in have:
-                    pending.append(_retired(tenant, learner, c, model, now))
-                    report.retired += 1
-                if len(pending) >= batch:
-                    report.written += self._flush(tenant, pending)
-                    pending = []
+                retired.extend(_retired(tenant, learner, c, model, now) for c in have)
+                if len(pending) + len(retired) >= batch:
+                    report.written += self._flush(tenant, pending, retired, stored)
+                    report.retired += len(retired)
+                    pending, retired = [], []
+                    collect()
                 if progress is not None:
                     progress(1)
             for learner, comps in existing.items():  # learners with states but no evidence left
-                for c in comps:
-                    pending.append(_retired(tenant, learner, c, model, now))
-                    report.retired += 1
-            report.written += self._flush(tenant, pending)
+                retired.extend(_retired(tenant, learner, c, model, now) for c in comps)
+            report.written += self._flush(tenant, pending, retired, stored)
+            report.retired += len(retired)
         return report
 
-    def _existing_by_learner(self, conn: Connection, tenant: str, scope: set[uuid.UUID] | None,
-                             lo: uuid.UUID | None = None, hi: uuid.UUID | None = None) -> dict[uuid.UUID, set[uuid.UUID]]:
-        ms = t.mastery_states
-        out: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
-        q = _in_range(select(ms.c.learner_id, ms.c.competency_id).where(ms.c.tenant == tenant, ms.c.status == Status.active.value),
-                      ms.c.learner_id, lo, hi)
-        for learner, comp in conn.execution_options(stream_results=True, yield_per=10000).execute(q):
-            if scope is None or comp in scope:
-                out[learner].add(comp)
-        return out
+    def _existing_by_learner(self, conn: Connection, tenant: str, scope: set[uuid.UUID] | None, lo: uuid.UUID | None = None,
+                             hi: uuid.UUID | None = None) -> tuple[dict[uuid.UUID, set[uuid.UUID]], dict[uuid.UUID, str]]:
+        """The stored states of a learner range: (learner -> the competencies in ``scope`` with
+        an active state, state id -> content hash of every state). One read per range
+        instead of one lookup per written batch (which cost more than deriving a batch).
 
-    def _flush(self, tenant: str, records: list[MasteryState]) -> int:
-        if not records:
-            return 0
-        result = self.store.records.apply(tenant, records)
-        return result.created + result.updated
+        Evidence written while the range is derived may create or change states after this
+        read; writing the range then counts such a state as created where it was updated (or
+        writes it again unchanged): the recompute's docstring says why that is tolerated."""
+        ms = t.mastery_states
+        active = Status.active.value
+        out: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
+        stored: dict[uuid.UUID, str] = {}
+        q = _in_range(select(ms.c.learner_id, ms.c.competency_id, ms.c.status, ms.c.id, ms.c.content_hash).where(ms.c.tenant == tenant),
+                      ms.c.learner_id, lo, hi)
+        for learner, comp, status, sid, digest in conn.execute(q, execution_options={"stream_results": True, "yield_per": 10000}):
+            stored[sid] = digest
+            if status == active and (scope is None or comp in scope):
+                out[learner].add(comp)
+        return out, stored
+
+    def _flush(self, tenant: str, states: list[tuple[StateHead, str, str]], retired: list[MasteryState],
+               stored: dict[uuid.UUID, str]) -> int:
+        """Write a batch: derived states as serialised (``serial``), retired ones (rare) as
+        records; only those whose content changed (``stored``: the range's hashes)."""
+        written = 0
+        for batch in (self.store.records.prepare_serialised(tenant, "mastery_state", states), self.store.records.prepare(tenant, retired)):
+            if batch.size:
+                batch.stored["mastery_state"] = stored
+                written += self.store.records.apply(tenant, batch).changed_ids
+        return written
 
     # --- as of a past date --------------------------------------------------------------------
 

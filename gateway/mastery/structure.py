@@ -125,6 +125,7 @@ class TenantModel:
     scales: dict[uuid.UUID, Scale] = field(default_factory=dict)
     scale_for_scope: dict[tuple[str, uuid.UUID | None], Scale] = field(default_factory=dict)
     _depth: dict[uuid.UUID, int] = field(default_factory=dict)
+    _resolved: dict[uuid.UUID, tuple[Rule, Scale]] = field(default_factory=dict)
 
     # --- rules and scales ---------------------------------------------------------------------
 
@@ -136,6 +137,15 @@ class TenantModel:
             or self.rules.get(("tenant", None))
             or defaults()[1]
         )
+
+    def rule_and_scale(self, competency: uuid.UUID) -> tuple[Rule, Scale]:
+        """``rule`` and its ``scale`` for a competency, resolved once per model (a full
+        recompute asks for every state; each answer took eight dict lookups)."""
+        hit = self._resolved.get(competency)
+        if hit is None:
+            rule = self.rule(competency)
+            hit = self._resolved[competency] = (rule, self.scale(competency, rule))
+        return hit
 
     def scale(self, competency: uuid.UUID, rule: Rule) -> Scale:
         if rule.scale_id is not None and rule.scale_id in self.scales:

@@ -352,6 +352,11 @@ class PreparedBatch:
     by_id: dict[str, dict[uuid.UUID, Prepared]] = field(default_factory=dict)
     #: target kind -> every id the batch references in it
     refs: dict[str, set[uuid.UUID]] = field(default_factory=dict)
+    #: kind -> {id: stored content hash}, holding every stored record of the batch's ids in
+    #: that kind, when the caller has read them already (the mastery recompute reads a whole
+    #: learner range at once); the kinds not in it, and evidence (whose stored documents the
+    #: append-only check needs), are looked up
+    stored: dict[str, dict[uuid.UUID, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -510,6 +515,26 @@ class RecordStore:
         # (same updated_at), so a page reads neighbouring rows, and index inserts are sorted.
         ordered = {k: sorted(by_id[k].values(), key=_id_order) for k in kinds}
         return PreparedBatch(tenant, ordered, size, {k: by_id[k] for k in kinds}, dict(refs))
+
+    def prepare_serialised(self, tenant: str, kind: str, items: Iterable[tuple[Any, str, str]]) -> PreparedBatch:
+        """``prepare`` for records their producer serialised itself: each item is (head,
+        content hash, JSON body without its closing brace), exactly as ``_record_digest``
+        gives them for the record, and ``head`` has the record's ``id``, ``source``,
+        ``native_id``, ``status`` and the kind's promoted fields (``PROMOTED``).
+
+        For derived records only (the mastery recompute's states, where building and
+        serialising millions of pydantic models cost a third of the time): no references
+        are collected, so none are checked; their sources' were when those were written."""
+        spec = self._specs[kind]
+        key_of = self._key
+        bucket: dict[uuid.UUID, Prepared] = {}
+        for head, digest, body in items:
+            key = key_of(head.id) if key_of is not None else head.id
+            row = (key, tenant, head.source, head.native_id, head.status.value, digest, *spec.promote(head))
+            bucket[head.id] = Prepared(head, key, digest, row, body, None, ())  # type: ignore[arg-type]  # id, status, source: all it reads
+        if not bucket:
+            return PreparedBatch(tenant, {}, 0)
+        return PreparedBatch(tenant, {kind: sorted(bucket.values(), key=_id_order)}, len(bucket), {kind: bucket})
 
     def apply(
         self,
@@ -700,7 +725,8 @@ class RecordStore:
         routes = matching_routes(conn, tenant)
         # First read and decide (small queries, Python work), then write (few, long calls).
         plans = [
-            self._plan_kind(conn, tenant, kind, items, result.batch_id, now, collect=any(kind in r.kinds for r in routes))
+            self._plan_kind(conn, tenant, kind, items, result.batch_id, now, collect=any(kind in r.kinds for r in routes),
+                            stored=batch.stored.get(kind))
             for kind, items in batch.by_kind.items()
         ]
         if writing is not None:
@@ -807,11 +833,16 @@ class RecordStore:
         return out
 
     def _plan_kind(
-        self, conn: Connection, tenant: str, kind: str, items: list[Prepared], batch_id: uuid.UUID, now: datetime, *, collect: bool
+        self, conn: Connection, tenant: str, kind: str, items: list[Prepared], batch_id: uuid.UUID, now: datetime, *, collect: bool,
+        stored: dict[uuid.UUID, str] | None = None,
     ) -> _KindWrite:
-        """Compare the batch with what is stored and build the rows to write, as flat lists."""
+        """Compare the batch with what is stored (``stored``: see ``PreparedBatch.stored``)
+        and build the rows to write, as flat lists."""
         is_evidence = kind == "evidence"
-        existing = self._existing(conn, kind, [p.key for p in items], with_data=is_evidence)
+        if stored is None or is_evidence:
+            existing = self._existing(conn, kind, [p.key for p in items], with_data=is_evidence)
+        else:
+            existing = {p.key: h for p in items if (h := stored.get(p.rec.id)) is not None}  # type: ignore[arg-type]
         now_b = self._stamp(now) if self._stamp is not None else now
         batch_b = self._key(batch_id) if self._key is not None else batch_id
         plan = _KindWrite(kind, collect)
