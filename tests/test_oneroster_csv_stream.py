@@ -236,7 +236,7 @@ def test_a_kind_expected_to_grow_a_lot_gets_its_indexes_rebuilt_as_they_were(sto
 
     monkeypatch.setattr(RecordStore, "REBUILD_MIN", 2)
     before = indexes(store, "enrollments")
-    assert ("ix_enrollments_tenant_person_id", ("tenant", "person_id")) in before
+    assert ("ix_enrollments_tenant_person_id_section_id", ("tenant", "person_id", "section_id")) in before
     school = f.org("s1")
     crs = f.course("c1", school)
     sec = f.section("k1", crs, school)

@@ -43,3 +43,23 @@ def test_incremental_mastery_reads_probe_the_learner_indexes(tmp_path: Path) -> 
         assert "USING INDEX ix_mastery_states_tenant_learner_id (tenant=? AND learner_id=?)" in states
     finally:
         store.dispose()
+
+
+def test_an_ags_score_checks_membership_by_person_and_section(tmp_path: Path) -> None:
+    """The line item, the user's result on record and whether the user is an active member
+    of the context come in one query per score; the membership probe names the person and
+    the section, not every enrollment of the section."""
+    from types import SimpleNamespace
+
+    from adapters.lti.ags_server import LineItems
+
+    store = Store.from_url(f"sqlite:///{tmp_path / 'plans.db'}")
+    store.migrate()
+    try:
+        items = LineItems(SimpleNamespace(store=store))  # type: ignore[arg-type]
+        params = {"lid": uuid.uuid4(), "tenant": "t", "client_id": "c", "context_id": uuid.uuid4(), "user_id": "u",
+                  "person": uuid.uuid4()}
+        plan = _plan_of(store, items._target_query, params)
+        assert "ix_enrollments_tenant_person_id_section_id (tenant=? AND person_id=? AND section_id=?)" in plan
+    finally:
+        store.dispose()

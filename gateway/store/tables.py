@@ -109,7 +109,9 @@ enrollments = _record_table(
     Column("person_id", UUIDType(), nullable=False),
     Column("section_id", UUIDType(), nullable=False),
     Column("role", String(32), nullable=False),
-    indexes=(("tenant", "person_id"), ("tenant", "section_id")),
+    # (tenant, person_id, section_id): a person's enrollments, and "is this person in this
+    # section" matched whole (0005)
+    indexes=(("tenant", "person_id", "section_id"), ("tenant", "section_id")),
 )
 frameworks = _record_table("frameworks", Column("guid", UUIDType()), indexes=(("tenant", "guid"),))
 competencies = _record_table(
