@@ -411,6 +411,43 @@ _COMMON_HEAD = ["id", "tenant", "source", "native_id", "status", "content_hash"]
 _COMMIT_TIME = ["created_at", "updated_at", "data"]
 
 
+class _PreparedAhead:
+    """The batches of ``batches``, prepared (``RecordStore._prepare``) in one worker thread up
+    to ``depth`` ahead of the one being written (``apply_stream``, ``apply_batches``).
+
+    That thread alone iterates ``batches``, in order, each batch whole before the next is
+    taken. ``refill`` starts the next preparation; the writer calls it once its rows are
+    built and its bulk writes begin (``writing``), when sqlite3 and psycopg release the GIL,
+    so the two overlap, whereas two threads running Python only take turns. The preparing
+    thread gives the GIL up every ``PIPELINE_YIELD_EVERY`` records: otherwise the writer,
+    back from each statement, would wait for it the whole switch interval (5 ms)."""
+
+    def __init__(self, store: RecordStore, tenant: str, batches: Iterable[Iterable[Record]], *, depth: int) -> None:
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        self._store, self._tenant, self._it, self._depth = store, tenant, iter(batches), depth
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tessera-prepare")
+        self._ahead: deque[Future[PreparedBatch | None]] = deque()
+        for _ in range(depth):
+            self.refill()
+
+    def _take(self) -> PreparedBatch | None:
+        nxt = next(self._it, None)
+        return None if nxt is None else self._store._prepare(self._tenant, nxt, yield_every=self._store.PIPELINE_YIELD_EVERY)
+
+    def refill(self) -> None:
+        """Start preparing one more batch, unless ``depth`` are already under way."""
+        if len(self._ahead) < self._depth:
+            self._ahead.append(self._pool.submit(self._take))
+
+    def next(self) -> PreparedBatch | None:
+        """The next prepared batch (None after the last); raises what its preparation raised."""
+        return self._ahead.popleft().result()
+
+    def close(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
+
+
 class RecordStore:
     #: records between two GIL hand-overs of the pipelined preparation (~1 ms of work)
     PIPELINE_YIELD_EVERY = 128
@@ -578,37 +615,16 @@ class RecordStore:
 
     def apply_stream(self, tenant: str, batches: Iterable[Iterable[Record]]) -> Iterator[ApplyResult]:
         """Apply many batches, each atomically, preparing batch n+1 in a second thread while
-        batch n is written.
-
-        The next batch's preparation starts when this batch's rows are built and its bulk
-        writes begin: sqlite3 and psycopg release the GIL for those, so the two overlap,
-        whereas two threads running Python only take turns. And the preparing thread
-        gives the GIL up every ``PIPELINE_YIELD_EVERY`` records: otherwise the writer,
-        back from each statement, would wait for it the whole switch interval (5 ms),
-        which made it idle for a third of the time."""
-        from concurrent.futures import Future, ThreadPoolExecutor
-
-        end = object()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tessera-prepare") as pool:
-            it = iter(batches)
-            first = next(it, end)
-            if first is end:
-                return
-            ready = self.prepare(tenant, first)  # type: ignore[arg-type]
-            while True:
-                nxt = next(it, end)
-                pending: list[Future[PreparedBatch]] = []
-
-                def start_next() -> None:
-                    if nxt is not end and not pending:
-                        pending.append(pool.submit(self._prepare, tenant, nxt, yield_every=self.PIPELINE_YIELD_EVERY))  # type: ignore[arg-type]
-
-                result = self._apply(tenant, ready, writing=start_next)
-                start_next()  # when nothing was written
+        batch n is written (``_PreparedAhead``; measured, without the GIL hand-overs it
+        describes the writer was idle a third of the time)."""
+        ahead = _PreparedAhead(self, tenant, batches, depth=1)
+        try:
+            while (ready := ahead.next()) is not None:
+                result = self._apply(tenant, ready, writing=ahead.refill)
+                ahead.refill()  # when nothing was written
                 yield result
-                if nxt is end:
-                    return
-                ready = pending[0].result()
+        finally:
+            ahead.close()
 
     def apply_batches(self, tenant: str, batches: Iterable[Iterable[Record]], *, batch_id: uuid.UUID | None = None,
                       expect: dict[str, int] | None = None, within: Callable[[Connection], None] | None = None) -> ApplyResult:
@@ -621,10 +637,9 @@ class RecordStore:
         write lock for the whole import on SQLite.
 
         Pipelined like ``apply_stream``: the next ``PIPELINE_DEPTH`` batches are taken from
-        ``batches`` and prepared in a second thread while batch n's rows are written (the
-        drivers release the GIL for those), so an importer that converts its rows lazily
-        overlaps the database. That thread alone iterates ``batches``, in order, each
-        batch whole before the next is taken.
+        ``batches`` and prepared in a second thread while batch n's rows are written
+        (``_PreparedAhead``), so an importer that converts its rows lazily overlaps the
+        database.
         Ids known to exist (written by an earlier batch, or found stored) are remembered
         for the whole transaction, so each is looked up once, not once per batch.
 
@@ -633,37 +648,25 @@ class RecordStore:
         (``_deferred_indexes``) instead of updated row by row.
 
         ``within(conn)``: as in ``apply``, after every batch, in the same transaction."""
-        from concurrent.futures import Future, ThreadPoolExecutor
-
         result = ApplyResult(batch_id=batch_id or uuid.uuid4())
         known: dict[str, set[uuid.UUID]] = defaultdict(set)
-        it = iter(batches)
-
-        def take() -> PreparedBatch | None:
-            # runs in the worker: batches are taken from ``it`` and consumed in order, in one thread
-            nxt = next(it, None)
-            return None if nxt is None else self._prepare(tenant, nxt, yield_every=self.PIPELINE_YIELD_EVERY)
-
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tessera-prepare")
+        ahead = _PreparedAhead(self, tenant, batches, depth=self.PIPELINE_DEPTH)
         try:
             with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
                 now = utcnow()
                 ensure_tenant(conn, tenant)
                 rebuild = self._deferred_indexes(conn, expect or {})
                 touched: set[tuple[uuid.UUID, uuid.UUID]] = set()
-                ahead: deque[Future[PreparedBatch | None]] = deque(pool.submit(take) for _ in range(self.PIPELINE_DEPTH))
-                while (ready := ahead.popleft().result()) is not None:
-                    touched |= self._write(conn, tenant, ready, result, now, known=known,
-                                           writing=lambda: ahead.append(pool.submit(take)))
-                    if len(ahead) < self.PIPELINE_DEPTH:  # nothing was written
-                        ahead.append(pool.submit(take))
+                while (ready := ahead.next()) is not None:
+                    touched |= self._write(conn, tenant, ready, result, now, known=known, writing=ahead.refill)
+                    ahead.refill()  # when nothing was written
                 for ddl in rebuild:
                     conn.exec_driver_sql(ddl)
                 self._notify_pairs(conn, tenant, touched, now)
                 if within is not None:
                     within(conn)
         finally:
-            pool.shutdown(cancel_futures=True)
+            ahead.close()
         return result
 
     #: fewest expected records of a kind for which ``apply_batches`` rebuilds its indexes
