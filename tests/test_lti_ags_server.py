@@ -127,7 +127,6 @@ def test_a_score_for_someone_outside_the_context_is_refused_and_records_nothing(
     """AGS 2.0 3.4: the score's userId is a member of the line item's context; a person of the
     tenant who is not enrolled in this section, or whose enrollment was withdrawn, is not."""
     from gateway.model import Status
-
     from tests import factories as f
 
     school = store.records.get("t1", "org", ags["section"].org_id)

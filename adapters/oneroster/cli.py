@@ -178,7 +178,6 @@ def register_consumers() -> None:
     @consumers.command("list")
     def list_(tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None) -> None:
         """List consumer keys (never their secrets)."""
-
         print_credentials("consumer_key", [(c.consumer_key, c) for c in ConsumerStore(open_store().engine).list(tenant)])
 
     @consumers.command("revoke")

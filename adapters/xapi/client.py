@@ -31,8 +31,7 @@ import httpx
 from gateway.auth.outbound import ClientCredentials, json_or_none
 from gateway.errors import AuthError, ConfigError, UpstreamError
 
-VERSION_HEADER = "X-Experience-API-Version"
-CONSISTENT_THROUGH = "X-Experience-API-Consistent-Through"
+from .http import CONSISTENT_THROUGH, VERSION_HEADER
 
 
 class LrsError(UpstreamError):

@@ -11,7 +11,6 @@ from ..model import utcnow
 from ..model.base import TENANT_PATTERN
 from . import tables as t
 
-
 _KNOWN = select(t.tenants.c.id).where(t.tenants.c.id == bindparam("tenant"))  # built once: every write runs it
 
 
