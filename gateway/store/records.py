@@ -31,6 +31,7 @@ import typing
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -422,7 +423,7 @@ class _PreparedAhead:
     thread gives the GIL up every ``PIPELINE_YIELD_EVERY`` records: otherwise the writer,
     back from each statement, would wait for it the whole switch interval (5 ms)."""
 
-    def __init__(self, store: RecordStore, tenant: str, batches: Iterable[Iterable[Record]], *, depth: int) -> None:
+    def __init__(self, store: RecordStore, tenant: str, batches: Iterable[Iterable[Record] | PreparedBatch], *, depth: int) -> None:
         from concurrent.futures import Future, ThreadPoolExecutor
 
         self._store, self._tenant, self._it, self._depth = store, tenant, iter(batches), depth
@@ -433,7 +434,9 @@ class _PreparedAhead:
 
     def _take(self) -> PreparedBatch | None:
         nxt = next(self._it, None)
-        return None if nxt is None else self._store._prepare(self._tenant, nxt, yield_every=self._store.PIPELINE_YIELD_EVERY)
+        if nxt is None or isinstance(nxt, PreparedBatch):  # after the last; or prepared by its producer
+            return nxt
+        return self._store._prepare(self._tenant, nxt, yield_every=self._store.PIPELINE_YIELD_EVERY)
 
     def refill(self) -> None:
         """Start preparing one more batch, unless ``depth`` are already under way."""
@@ -553,6 +556,28 @@ class RecordStore:
         ordered = {k: sorted(by_id[k].values(), key=_id_order) for k in kinds}
         return PreparedBatch(tenant, ordered, size, {k: by_id[k] for k in kinds}, dict(refs))
 
+    @staticmethod
+    def combine(batches: Sequence[PreparedBatch]) -> PreparedBatch:
+        """One batch of several prepared ones of the same tenant (``GroupCommit``); a record
+        in two of them raises ``Conflict``: whether the second is a re-delivery or a change
+        is for the store's rules to say, one batch at a time."""
+        if len(batches) == 1:
+            return batches[0]
+        by_id: dict[str, dict[uuid.UUID, Prepared]] = {}
+        refs: dict[str, set[uuid.UUID]] = defaultdict(set)
+        for b in batches:
+            for kind, bucket in b.by_id.items():
+                into = by_id.setdefault(kind, {})
+                for rid, p in bucket.items():
+                    if rid in into:
+                        raise Conflict("the same record in two batches of one group")
+                    into[rid] = p
+            for kind, ids in b.refs.items():
+                refs[kind] |= ids
+        kinds = sorted(by_id, key=KIND_ORDER.__getitem__)
+        return PreparedBatch(batches[0].tenant, {k: sorted(by_id[k].values(), key=_id_order) for k in kinds},
+                             sum(b.size for b in batches), {k: by_id[k] for k in kinds}, dict(refs))
+
     def prepare_serialised(self, tenant: str, kind: str, items: Iterable[tuple[Any, str, str]]) -> PreparedBatch:
         """``prepare`` for records their producer serialised itself: each item is (head,
         content hash, JSON body without its closing brace), exactly as ``_record_digest``
@@ -580,13 +605,16 @@ class RecordStore:
         *,
         batch_id: uuid.UUID | None = None,
         within: Callable[[Connection], None] | None = None,
+        conn: Connection | None = None,
     ) -> ApplyResult:
         """Apply a batch atomically. Raises ValidationError/IntegrityError/Conflict and writes nothing on failure.
 
         ``within(conn)``, when given, runs inside the same transaction after the records
         are written: an adapter's own rows (an LRS's statements) commit or roll back with
-        the canonical records made from them. Whatever it raises rolls everything back."""
-        return self._apply(tenant, records, batch_id=batch_id, within=within)
+        the canonical records made from them. Whatever it raises rolls everything back.
+        With ``conn`` (from ``write_transaction``) the batch is written in that transaction,
+        which the caller commits."""
+        return self._apply(tenant, records, batch_id=batch_id, within=within, conn=conn)
 
     def _apply(
         self,
@@ -596,22 +624,38 @@ class RecordStore:
         batch_id: uuid.UUID | None = None,
         writing: Callable[[], None] | None = None,
         within: Callable[[Connection], None] | None = None,
+        conn: Connection | None = None,
     ) -> ApplyResult:
         """``apply``; ``writing`` is called once every row is built and the bulk writes
-        (long calls without the GIL) are about to start."""
+        (long calls without the GIL) are about to start; with ``conn``, in its transaction
+        (``write_transaction``) instead of one of its own."""
         batch = records if isinstance(records, PreparedBatch) else self.prepare(tenant, records)
         if batch.tenant != tenant:
             raise ValidationError(f"prepared batch is for tenant {batch.tenant!r}, not {tenant!r}")
         result = ApplyResult(batch_id=batch_id or uuid.uuid4())
         if not batch.by_kind and within is None:
             return result
-        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            now = utcnow()  # taken under the write lock, so updated_at follows commit order on SQLite
-            ensure_tenant(conn, tenant)
-            self._notify_pairs(conn, tenant, self._write(conn, tenant, batch, result, now, writing=writing), now)
-            if within is not None:
-                within(conn)
+        if conn is not None:
+            self._apply_in(conn, tenant, batch, result, writing, within)
+            return result
+        with self.write_transaction() as conn:
+            self._apply_in(conn, tenant, batch, result, writing, within)
         return result
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[Connection]:
+        """A connection in a write transaction (on SQLite it holds the write lock from BEGIN);
+        commits on leaving, rolls back on an exception."""
+        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            yield conn
+
+    def _apply_in(self, conn: Connection, tenant: str, batch: PreparedBatch, result: ApplyResult,
+                  writing: Callable[[], None] | None, within: Callable[[Connection], None] | None) -> None:
+        now = utcnow()  # taken under the write lock, so updated_at follows commit order on SQLite
+        ensure_tenant(conn, tenant)
+        self._notify_pairs(conn, tenant, self._write(conn, tenant, batch, result, now, writing=writing), now)
+        if within is not None:
+            within(conn)
 
     def apply_stream(self, tenant: str, batches: Iterable[Iterable[Record]]) -> Iterator[ApplyResult]:
         """Apply many batches, each atomically, preparing batch n+1 in a second thread while
@@ -626,7 +670,7 @@ class RecordStore:
         finally:
             ahead.close()
 
-    def apply_batches(self, tenant: str, batches: Iterable[Iterable[Record]], *, batch_id: uuid.UUID | None = None,
+    def apply_batches(self, tenant: str, batches: Iterable[Iterable[Record] | PreparedBatch], *, batch_id: uuid.UUID | None = None,
                       expect: dict[str, int] | None = None, within: Callable[[Connection], None] | None = None) -> ApplyResult:
         """Apply many batches in ONE transaction: memory is bounded by a couple of batches
         (each is prepared, checked and written in turn), and any error rolls every batch back.
@@ -639,7 +683,8 @@ class RecordStore:
         Pipelined like ``apply_stream``: the next ``PIPELINE_DEPTH`` batches are taken from
         ``batches`` and prepared in a second thread while batch n's rows are written
         (``_PreparedAhead``), so an importer that converts its rows lazily overlaps the
-        database.
+        database. A batch may also come prepared (a ``PreparedBatch``: the OneRoster
+        importer prepares its enrollments in a child process); it is written as it is.
         Ids known to exist (written by an earlier batch, or found stored) are remembered
         for the whole transaction, so each is looked up once, not once per batch.
 

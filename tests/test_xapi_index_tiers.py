@@ -1,0 +1,129 @@
+"""The two tiers of the statement index on SQLite (adapters/xapi/tables.py): index rows of new
+statements wait in the recent tier and are merged in bulk. Whatever the merge interval, every
+filter of Communication 2.1.3 must return the same statements in the same order, page by
+page in both directions, as a store that merges after every write and one that never does."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import func, select
+
+from adapters.xapi import tables as t
+from adapters.xapi import validation as v
+from adapters.xapi.statement_store import Query, StatementStore
+from adapters.xapi.statements import complete
+from gateway.store import Store
+
+TENANT = "district-a"
+AUTHORITY = {"objectType": "Agent", "account": {"homePage": "https://lrs.example.org", "name": "tiers"}}
+AGENTS = [{"mbox": f"mailto:learner{i}@example.com"} for i in range(3)]
+VERBS = ["http://adlnet.gov/expapi/verbs/passed", "http://adlnet.gov/expapi/verbs/experienced"]
+ACTIVITIES = [f"http://example.com/activities/a{i}" for i in range(4)]
+PARENTS = ["http://example.com/courses/c0", "http://example.com/courses/c1"]
+
+
+def _statements(n: int) -> list[dict]:
+    out = []
+    for k in range(n):
+        obj = ({"objectType": "Agent", **AGENTS[(k + 1) % 3]} if k % 7 == 3
+               else {"id": ACTIVITIES[k % 4], "definition": {"name": {"en-US": f"Activity {k % 4}"}}})
+        ctx = {"contextActivities": {"parent": [{"id": PARENTS[k % 2]}]}}
+        if k % 5 == 0:
+            ctx["instructor"] = AGENTS[(k + 2) % 3]
+        out.append({"id": str(uuid.UUID(int=k + 1)), "actor": AGENTS[k % 3], "verb": {"id": VERBS[k % 2]}, "object": obj, "context": ctx})
+    return out
+
+
+@pytest.fixture
+def stores(_sqlite_template: Path, tmp_path: Path) -> Iterator[dict[int, StatementStore]]:
+    """The same 61 statements, in batches of 1 to 9, in three stores: merged after every
+    write, merged every 7 statements, never merged."""
+    made: dict[int, StatementStore] = {}
+    for every in (1, 7, 10**9):
+        path = tmp_path / f"every-{every}.db"
+        shutil.copy(_sqlite_template, path)
+        made[every] = StatementStore(Store.from_url(f"sqlite:///{path}"), merge_every=every)
+    pending = _statements(61)
+    size = 1
+    while pending:
+        raw, pending = pending[:size], pending[size:]
+        for store in made.values():
+            batch = v.statements([dict(s) for s in raw], "1.0.3")
+            stored = complete(batch, AUTHORITY, "1.0.3")
+            store.save(TENANT, batch, stored=stored, authority=v.agent_key(AUTHORITY))
+        size = size % 9 + 1
+    yield made
+    for store in made.values():
+        store.store.dispose()
+
+
+def _tier_sizes(store: StatementStore) -> tuple[int, int]:
+    with store.engine.connect() as conn:
+        return (conn.execute(select(func.count()).select_from(t.xapi_statement_agents)).scalar_one(),
+                conn.execute(select(func.count()).select_from(t.xapi_recent_agents)).scalar_one())
+
+
+def _all_pages(store: StatementStore, **filters: object) -> list[str]:
+    """Every statement the query matches, following ``more`` three at a time."""
+    ids: list[str] = []
+    after = None
+    while True:
+        page = store.query(TENANT, Query(limit=3, after=after, **filters))  # type: ignore[arg-type]
+        ids += [_id(body) for _, _, body in page.rows]
+        if page.more is None:
+            return ids
+        after = page.more
+
+
+def _id(body: str) -> str:
+    return orjson.loads(body)["id"]
+
+
+def test_the_split_store_has_rows_in_both_tiers_and_the_others_in_one(stores) -> None:
+    merged, recent = _tier_sizes(stores[7])
+    assert merged > 0 and recent > 0
+    assert _tier_sizes(stores[1])[1] == 0
+    assert _tier_sizes(stores[10**9])[0] == 0
+
+
+FILTERS = [
+    {"agent": v.agent_key(AGENTS[0])},
+    {"agent": v.agent_key(AGENTS[1]), "related_agents": True},
+    {"verb": VERBS[0]},
+    {"agent": v.agent_key(AGENTS[2]), "verb": VERBS[1]},
+    {"activity": ACTIVITIES[1]},
+    {"activity": PARENTS[0], "related_activities": True},
+    {"agent": v.agent_key(AGENTS[0]), "activity": ACTIVITIES[0]},
+    {"verb": VERBS[1], "activity": PARENTS[1], "related_activities": True},
+    {},
+]
+
+
+@pytest.mark.parametrize("ascending", [False, True])
+@pytest.mark.parametrize("filters", FILTERS, ids=lambda f: "+".join(f) or "none")
+def test_every_filter_pages_the_same_whatever_the_merge_interval(stores, filters, ascending) -> None:
+    found = {every: _all_pages(store, ascending=ascending, **filters) for every, store in stores.items()}
+    assert found[1], "the filter should match some statements"
+    assert found[7] == found[1] == found[10**9]
+    assert len(set(found[7])) == len(found[7])
+
+
+def test_a_verb_filter_returns_exactly_its_statements_newest_first(stores) -> None:
+    """Against the statements themselves: every second one has VERBS[0]."""
+    everything = _all_pages(stores[7])  # no filter: the statements table alone, newest first
+    assert len(everything) == 61
+    expected = [sid for k, sid in enumerate(reversed(everything)) if k % 2 == 0][::-1]
+    assert _all_pages(stores[7], verb=VERBS[0]) == expected
+
+
+def test_the_agents_resource_reads_both_tiers(stores) -> None:
+    key = v.agent_key(AGENTS[0])
+    bodies = {every: [_id(b) for b in store.agent_statements(TENANT, key, limit=10)] for every, store in stores.items()}
+    assert len(bodies[7]) == 10
+    assert bodies[7] == bodies[1] == bodies[10**9]
