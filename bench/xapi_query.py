@@ -89,21 +89,28 @@ def run(url: str, n: int) -> None:
 
 
 def explain(store: Store) -> None:
-    from adapters.xapi.statement_store import Query
+    """The query plan in each tier of the index (adapters/xapi/tables.py): the merged one,
+    and on SQLite the recent one, which holds the last statements (fewer than
+    ``MERGE_EVERY``) and is read first."""
+    from adapters.xapi import tables
+    from adapters.xapi.statement_store import _MERGED, _RECENT, Query
 
     sql = StatementStore(store)
     q = Query(agent="account:https://sis.example.edu|stu-000042", verb=VERBS[0], limit=25)
-    stmt = sql.statement(TENANT, q)
-    compiled = stmt.compile(store.engine)
+    sqlite = store.engine.dialect.name == "sqlite"
     with store.engine.connect() as conn:
-        if store.engine.dialect.name == "sqlite":
-            params = tuple(compiled.params[k] for k in compiled.positiontup)
-            lines = [r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), params).all()]
-        else:
-            lines = [r[0] for r in conn.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params).all()]
-    print(f"  query plan ({store.engine.dialect.name}):")
-    for line in lines:
-        print(f"    {line}")
+        recent = conn.execute(text(f"SELECT count(DISTINCT seq) FROM {tables.xapi_recent_agents.name}")).scalar()
+        for name, tier in [("recent", _RECENT), ("merged", _MERGED)] if sqlite else [("merged", _MERGED)]:
+            compiled = sql.statement(TENANT, q, tier).compile(store.engine)
+            if sqlite:
+                params = tuple(compiled.params[k] for k in compiled.positiontup)
+                lines = [r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), params).all()]
+            else:
+                lines = [r[0] for r in conn.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params).all()]
+            held = f", {recent:,} statements" if name == "recent" else ""
+            print(f"  query plan ({store.engine.dialect.name}, {name} tier{held}):")
+            for line in lines:
+                print(f"    {line}")
 
 
 def main() -> None:

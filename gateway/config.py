@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    xapi_merge_every: int = Field(
+        default=4096, ge=1, description="SQLite: statements whose index rows wait in the recent tier before a merge"
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -266,6 +266,11 @@ def test_tenants_are_isolated(lrs) -> None:
     mine.post("/statements", json=s).raise_for_status()
     assert theirs.get(f"/statements?statementId={s['id']}").status_code == 404
     assert theirs.get("/statements").json()["statements"] == []
+    # filtered queries reach statements through index rows, which carry the tenant too
+    for query in (f"agent={_agent_param(s['actor'])}", f"verb={quote(s['verb']['id'])}",
+                  f"activity={quote(s['object']['id'])}&related_activities=true"):
+        assert len(mine.get(f"/statements?{query}").json()["statements"]) == 1
+        assert theirs.get(f"/statements?{query}").json()["statements"] == []
     # the same id is free in another tenant
     assert theirs.put(f"/statements?statementId={s['id']}", json=s).status_code == 204
 

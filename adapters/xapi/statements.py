@@ -49,7 +49,8 @@ _QUERY_PARAMS = {
 
 def build_router(ctx: AppContext) -> APIRouter:
     router = APIRouter()
-    statements = StatementStore(ctx.store, EvidenceMapper(ctx.store))  # one mapper per app: it caches actors
+    # one mapper per app: it caches actors
+    statements = StatementStore(ctx.store, EvidenceMapper(ctx.store), merge_every=ctx.settings.xapi_merge_every)
 
     @router.api_route("/about", methods=["GET", "HEAD"])
     async def about() -> Response:
