@@ -10,6 +10,7 @@ the one-batch import in ``test_oneroster_csv_stream``.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,11 +20,15 @@ from adapters.oneroster.csv_bulk import (
     Package,
     _EnrollmentRows,
     _Importer,
+    _prepared_enrollments,
+    _ship,
+    _unship,
     import_package,
     read_manifest,
 )
-from gateway.model import Record
+from gateway.model import Identifier, Record, record_id
 from gateway.store import Store
+from gateway.store.records import Prepared
 from tests.test_oneroster_csv import T, package
 
 HEADER = "sourcedId,status,dateLastModified,classSourcedId,schoolSourcedId,userSourcedId,role,primary,beginDate,endDate"
@@ -88,6 +93,36 @@ def test_fast_and_general_paths_store_the_same_bytes(store: Store, tmp_path: Pat
     validated = [type(r).model_validate(r.model_dump()) for r in general]
     assert stored_form(store, quick) == stored_form(store, general) == stored_form(store, validated)
     assert [r.model_dump_json() for r in quick] == [r.model_dump_json() for r in validated]
+
+
+def prepared(items: list[Prepared]) -> list[tuple[object, ...]]:
+    """What the writer reads of each prepared record: key, hash, row, body, identifier rows,
+    and of the record its id, status and source."""
+    return [(p.key, p.digest, p.head, p.body, p.idents, p.rec.id, p.rec.status, p.rec.source) for p in items]
+
+
+def test_the_reader_process_prepares_enrollments_as_the_store_does(store: Store, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_prepared_enrollments`` serialises plain enrollments itself (orjson, not pydantic)
+    and sends them through a pipe (``_ship`` / ``_unship``): on both backends, what arrives
+    is byte for byte what ``RecordStore.prepare`` makes of the same records, and in its
+    order, for fast-path rows (tobedeleted, UTC and +02:00 stamps, dates, empty fields),
+    rows with metadata (extensions: the store's own path) and records with identifiers."""
+    plain, _ = enrollments(package(tmp_path, enrollments="\n".join([HEADER, *ROWS]) + "\n"), fast=True,
+                           monkeypatch=monkeypatch)
+    meta_rows = [r.replace("e", "m", 1) + ",12" for r in ROWS]
+    meta, _ = enrollments(package(tmp_path, enrollments="\n".join([HEADER + ",metadata.room", *meta_rows]) + "\n"),
+                          fast=True, monkeypatch=monkeypatch)
+    named = [r.model_copy(update={"native_id": f"n{i}", "id": record_id(T, "enrollment", "sis", f"n{i}"),
+                                  "identifiers": [Identifier(system="sis", kind="oneroster.sourcedId", value=f"n{i}")]})
+             for i, r in enumerate(plain[:2])]
+    assert meta[0].extensions and len(plain) == len(meta) == len(ROWS)
+    for batch in (plain, meta, [*plain, *meta, *named]):
+        expected = store.records.prepare(T, batch).by_kind["enrollment"]
+        shortcut = _prepared_enrollments(store.records, T, batch)
+        assert prepared(shortcut) == prepared(expected)
+        piped = pickle.loads(pickle.dumps(_ship(shortcut), protocol=pickle.HIGHEST_PROTOCOL))
+        assert prepared(_unship(T, piped).by_kind["enrollment"]) == prepared(expected)
 
 
 def test_metadata_columns_send_every_row_down_the_general_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

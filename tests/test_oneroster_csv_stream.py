@@ -44,6 +44,15 @@ def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(csv_bulk, "STREAM_BATCH", 2)
 
 
+@pytest.fixture(params=["in-process", "reader-process"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Each importer test twice: enrollments read in this process, and in a child process
+    (``csv_bulk._EnrollmentReader``), which must not differ in anything but speed."""
+    child = request.param == "reader-process"
+    monkeypatch.setattr(csv_bulk, "READER_BYTES", 0 if child else 1 << 62)
+    return child
+
+
 def change_log(store: Store, tenant: str = T) -> Counter[tuple[str, str]]:
     with store.engine.connect() as conn:
         rows = conn.execute(select(t.changes.c.record_kind, t.changes.c.op).where(t.changes.c.tenant == tenant)).all()
@@ -57,11 +66,11 @@ def identifier_rows(store: Store, tenant: str = T) -> list[tuple[str, str, str, 
     return sorted(tuple(r) for r in rows)
 
 
-def test_a_streamed_import_writes_what_the_one_batch_import_writes(store: Store) -> None:
+def test_a_streamed_import_writes_what_the_one_batch_import_writes(store: Store, reader: bool) -> None:
     """The bundled sample district (hundreds of enrollments: many batches of 2)."""
     one = import_package(store, SAMPLE, tenant="one", source="sis", stream=False)
     many = import_package(store, SAMPLE, tenant="many", source="sis", stream=True)
-    assert many.streamed and not one.streamed
+    assert many.streamed and not one.streamed and many.reader_process == reader
     assert many.rows == one.rows and many.records == one.records
     assert many.result.as_dict()["kinds"] == one.result.as_dict()["kinds"]
     assert change_log(store, "many") == change_log(store, "one")
@@ -74,11 +83,11 @@ def test_a_streamed_import_writes_what_the_one_batch_import_writes(store: Store)
     assert change_log(store, "one") == change_log(store, "many")
 
 
-def test_a_streamed_package_with_gradebook_files_is_one_transaction(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_streamed_package_with_gradebook_files_is_one_transaction(store: Store, monkeypatch: pytest.MonkeyPatch, reader: bool) -> None:
     """The gradebook objects of a streamed package commit with its rostering records: a
     failure while writing them leaves nothing of the package behind."""
     report = import_package(store, SAMPLE, tenant="ok", source="sis", stream=True)
-    assert report.atomic and report.result.counts["evidence"].created > 0
+    assert report.atomic and report.result.counts["evidence"].created > 0 and report.reader_process == reader
 
     def broken(plan):  # stands in for gradebook.writer
         def write(conn):
@@ -92,6 +101,7 @@ def test_a_streamed_package_with_gradebook_files_is_one_transaction(store: Store
     assert store.records.count(T, "person") == 0 and store.records.count(T, "enrollment") == 0
 
 
+@pytest.mark.usefixtures("reader")
 def test_every_bad_row_of_a_streamed_file_is_reported_and_nothing_is_written(store: Store, tmp_path: Path) -> None:
     """Problems in the first and the last batches, after good batches were written."""
     text = HEADER + "\n" + (
@@ -121,13 +131,13 @@ def test_every_bad_row_of_a_streamed_file_is_reported_and_nothing_is_written(sto
     assert snapshot(store) == {} and change_log(store) == Counter() and identifier_rows(store) == []
 
 
-def test_a_streamed_enrollment_may_reference_stored_records(store: Store, tmp_path: Path) -> None:
+def test_a_streamed_enrollment_may_reference_stored_records(store: Store, tmp_path: Path, reader: bool) -> None:
     import_package(store, package(tmp_path), tenant=T, source="sis")
     only = {n: None for n in ("orgs", "academicSessions", "courses", "classes", "users", "roles", "demographics")}
     delta = manifest(enrollments="delta")
     text = HEADER + "\ne9,,,k1,s1,u3,teacher,true,,\ne10,,,k2,s2,u1,student,false,,\ne11,,,k2,s2,u2,student,false,,\n"
     report = import_package(store, package(tmp_path, manifest=delta, enrollments=text, **only), tenant=T, source="sis", stream=True)
-    assert report.streamed and report.result.counts["enrollment"].created == 3
+    assert report.streamed and report.result.counts["enrollment"].created == 3 and report.reader_process == reader
     e9 = store.records.get(T, "enrollment", record_id(T, "enrollment", "sis", "e9"))
     assert e9.person_id == record_id(T, "person", "sis", "u3")
     ghost = HEADER + "\ne12,,,k2,s2,u1,student,false,,\ne13,,,k9,s2,u1,student,false,,\n"
@@ -137,11 +147,11 @@ def test_a_streamed_enrollment_may_reference_stored_records(store: Store, tmp_pa
     assert store.records.count(T, "enrollment") == 7
 
 
-def test_a_streamed_bulk_file_marks_the_enrollments_it_leaves_out_tobedeleted(store: Store, tmp_path: Path) -> None:
+def test_a_streamed_bulk_file_marks_the_enrollments_it_leaves_out_tobedeleted(store: Store, tmp_path: Path, reader: bool) -> None:
     import_package(store, package(tmp_path), tenant=T, source="sis", stream=True)
     lines = (FIX / "district-v1p2" / "enrollments.csv").read_text().splitlines()
     report = import_package(store, package(tmp_path, enrollments="\n".join(lines[:-1]) + "\n"), tenant=T, source="sis", stream=True)
-    assert report.deleted == {"enrollment": 1} and report.rows["enrollments"] == 3
+    assert report.deleted == {"enrollment": 1} and report.rows["enrollments"] == 3 and report.reader_process == reader
     assert report.result.counts["enrollment"].updated == 1 and report.result.counts["enrollment"].unchanged == 3
     gone = store.records.get(T, "enrollment", record_id(T, "enrollment", "sis", "e4"))
     assert gone.status == Status.tobedeleted
@@ -218,6 +228,7 @@ def test_apply_batches_of_nothing_writes_nothing(store: Store) -> None:
     assert result.created == result.updated == result.unchanged == 0 and result.counts == {}
 
 
+@pytest.mark.usefixtures("reader")
 def test_a_streamed_import_leaves_only_rostering_kinds(store: Store, tmp_path: Path) -> None:
     report = import_package(store, package(tmp_path), tenant=T, source="sis", stream=True)
     assert set(report.result.counts) <= set(KINDS) and report.atomic
@@ -263,3 +274,56 @@ def test_a_kind_expected_to_grow_a_lot_gets_its_indexes_rebuilt_as_they_were(sto
     ddl.clear()
     store.records.apply_batches(T, [more, [f.enrollment(p, sec) for p in more]], expect={"enrollment": 2})
     assert ddl == [] and indexes(store, "enrollments") == before and store.records.count(T, "enrollment") == 7
+
+
+# --------------------------------------------------------------------------- the reader process
+
+
+def enrollment_rows(store: Store) -> dict[str, tuple[object, ...]]:
+    """Every stored enrollment of T as its row: id, hash, promoted columns, and the document
+    without the store's timestamp (which closes it)."""
+    e = t.enrollments.c
+    cols = (e.id, e.tenant, e.source, e.status, e.content_hash, e.person_id, e.section_id, e.role, e.data)
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(e.native_id, *cols).where(e.tenant == T)).all()
+    return {r[0]: (*r[1:-1], r[-1].rsplit(',"updated_at":', 1)[0]) for r in rows}
+
+
+def test_the_reader_process_stores_what_this_process_stores(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Byte for byte: the sample district's enrollments written from the reader process, then
+    deleted, then written again from this process: the same ids, hashes, columns and
+    documents, and the same progress reported for enrollments.csv."""
+    read: Counter[str] = Counter()
+    progress = lambda name, n: read.update({name: n})
+    monkeypatch.setattr(csv_bulk, "READER_BYTES", 0)
+    child = import_package(store, SAMPLE, tenant=T, source="sis", stream=True, progress=progress)
+    assert child.reader_process and child.result.counts["enrollment"].created > 100
+    written, child_read = enrollment_rows(store), read.copy()
+    with store.engine.begin() as conn:
+        conn.execute(t.enrollments.delete().where(t.enrollments.c.tenant == T))
+    read.clear()
+    here = import_package(store, SAMPLE, tenant=T, source="sis", stream=True, reader_process=False, progress=progress)
+    assert not here.reader_process and here.result.counts["enrollment"].created == child.result.counts["enrollment"].created
+    assert enrollment_rows(store) == written
+    assert read == child_read and read["enrollments.csv"] > 0
+    assert here.rows == child.rows and here.records == child.records
+
+
+def test_a_failure_in_the_reader_process_is_raised_here_and_rolls_everything_back(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise OSError("disk gone while preparing enrollments")
+
+    monkeypatch.setattr(csv_bulk, "_prepared_enrollments", broken)  # the forked child inherits it
+    with pytest.raises(OSError, match="disk gone"):
+        import_package(store, SAMPLE, tenant=T, source="sis", stream=True, reader_process=True)
+    assert change_log(store) == Counter() and snapshot(store) == {}
+
+
+def test_a_small_streamed_file_is_read_in_this_process(store: Store) -> None:
+    """Below ``READER_BYTES`` a child process costs more than it saves."""
+    pkg = csv_bulk.Package(SAMPLE)
+    assert 0 < pkg.size("enrollments.csv") < csv_bulk.READER_BYTES
+    pkg.close()
+    report = import_package(store, SAMPLE, tenant=T, source="sis", stream=True)
+    assert report.streamed and not report.reader_process
