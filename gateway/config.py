@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     log_format: str = Field(default="json", pattern="^(json|text)$")
     db_pool_size: int = Field(default=10, ge=1, le=200)
     xapi_merge_every: int = Field(
-        default=4096, ge=1, description="SQLite: statements whose index rows wait in the recent tier before a merge"
+        default=16_384, ge=1, description="SQLite: statements whose index rows wait in the recent tier before a merge"
     )
 
     @classmethod
