@@ -7,8 +7,8 @@ statements (1-2 KB each: account actors, cmi5-style context, results, extensions
 statement is strictly validated, stored with its index rows and mapped to evidence in one
 transaction before the LRS answers. The request bodies are generated before the clock
 starts, so that the load generator takes as little of the shared CPU as it can. Prints
-statements/s, p50/p95/p99 batch latency and the server's peak RSS (summed over its
-processes), then checks the count in the database.
+statements/s, p50/p95/p99 batch latency, the server's CPU time and peak RSS (summed over
+its processes), then checks the count in the database.
 
 Run from the repository root::
 
