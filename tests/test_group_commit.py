@@ -89,11 +89,10 @@ def test_concurrent_jobs_all_commit_with_their_own_rows(store, people) -> None:
     assert _stored_rows(store) == {f"row-{i}" for i in range(12)}
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # PostgreSQL writers wait for no one write lock
 def test_jobs_that_queue_while_the_leader_waits_for_the_write_lock_join_its_group(store, people) -> None:
     """The group is taken once the leader holds the write lock: here another writer holds
     it while four jobs arrive, and they commit in one transaction."""
-    if store.engine.dialect.name != "sqlite":
-        pytest.skip("PostgreSQL writers do not wait for one write lock")
     group = GroupCommit(store.records)
     calls = []
     apply = store.records.apply
