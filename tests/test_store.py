@@ -251,3 +251,42 @@ def test_stored_json_round_trips_to_an_equal_record(store: Store) -> None:
         back = store.records.get("t1", rec.KIND, rec.id)
         assert back.model_dump(exclude={"updated_at"}) == rec.model_dump(exclude={"updated_at"})
         assert back.updated_at is not None
+
+
+def test_sqlite_writers_queue_on_the_lock_file_and_a_nested_writer_fails_instead_of_waiting(tmp_path) -> None:
+    """gateway/store/db.py ``_WriterQueueConnection``: a second writer waits on the lock
+    file until the first commits, then goes on at once; a writer opened by a thread that
+    already holds the queue (through another connection) skips it, and meets SQLite's busy
+    timeout (an error) rather than waiting for itself for ever."""
+    import threading
+    import time
+
+    from sqlalchemy import exc, text
+
+    from gateway.store.db import WRITE
+
+    s = Store.from_url(f"sqlite:///{tmp_path / 'queue.db'}")
+    s.migrate()
+    try:
+        waited: list[float] = []
+
+        def second_writer() -> None:
+            t0 = time.monotonic()
+            with s.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                waited.append(time.monotonic() - t0)
+
+        with s.engine.connect().execution_options(**WRITE) as first, first.begin():
+            first.execute(text("SELECT 1"))
+            other = threading.Thread(target=second_writer)
+            other.start()
+            time.sleep(0.3)
+            assert waited == []  # queued behind the open write transaction
+            nested = s.engine.connect().execution_options(**WRITE)
+            nested.connection.dbapi_connection.execute("PRAGMA busy_timeout=100")
+            with pytest.raises(exc.OperationalError, match="locked"):
+                nested.begin()
+            nested.close()
+        other.join(10)
+        assert len(waited) == 1 and waited[0] >= 0.3
+    finally:
+        s.dispose()

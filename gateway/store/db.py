@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -137,6 +138,10 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
     raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:// or postgresql+psycopg://")
 
 
+#: whether this thread holds the writer queue of ``_WriterQueueConnection``
+_queued_here = threading.local()
+
+
 class _WriterQueueConnection(sqlite3.Connection):
     """A SQLite connection whose write transactions queue on a lock file before BEGIN IMMEDIATE.
 
@@ -160,14 +165,19 @@ class _WriterQueueConnection(sqlite3.Connection):
         self._queued = False
 
     def queue_for_write(self) -> None:
+        # A thread already queued through another connection would wait for itself, for
+        # ever: that write (which SQLite's busy timeout turns into an error after 30 s, as
+        # it did before the queue) skips the queue.
+        if getattr(_queued_here, "held", False):
+            return
         if self._queue_fd is None:
             self._queue_fd = os.open(self._queue_path, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._queue_fd, fcntl.LOCK_EX)  # blocks without the GIL
-        self._queued = True
+        self._queued = _queued_here.held = True
 
     def leave_queue(self) -> None:
         if self._queued:
-            self._queued = False
+            self._queued = _queued_here.held = False
             fcntl.flock(self._queue_fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
 
     def commit(self) -> None:
