@@ -17,14 +17,26 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Row, Select, Table, and_, delete, false, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Select,
+    Table,
+    and_,
+    delete,
+    false,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
 from gateway.errors import Conflict
 from gateway.model import utcnow
 from gateway.store import Store
-from gateway.store.db import WRITE, BulkStatement
+from gateway.store.db import BulkStatement
 from gateway.store.group_commit import GroupCommit
 
 from . import tables as t
@@ -175,9 +187,9 @@ class StatementStore:
         if self._group is not None:
             self._group.submit(tenant, mapped.records if mapped is not None else [], within)
         elif mapped is not None:
-            self.store.records.apply(tenant, self.store.records.prepare(tenant, mapped.records), within=within)
+            self.store.records.apply(tenant, mapped.records, within=within)
         else:
-            with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            with self.store.records.write_transaction() as conn:
                 within(conn)
         if len(self._definitions) > _DEFINITIONS_CACHED:
             self._definitions.clear()
@@ -395,20 +407,22 @@ class StatementStore:
         """A page of statements, newest first unless ``q.ascending``; ``more`` when there
         are further rows."""
         indexed = q.agent is not None or q.verb is not None or q.activity is not None
-        rows = self._in_tiers(q.ascending if indexed else None,
-                              lambda tier, n: self.statement(tenant, q, tier, n), q.limit + 1)
+        tiers = self._tiers(q.ascending) if indexed else [_MERGED]  # unindexed: the tier is not read
+        rows = self._in_tiers(tiers, lambda tier, n: self.statement(tenant, q, tier, n), q.limit + 1)
         more = rows[q.limit - 1][0] if len(rows) > q.limit else None
         return Page([(r.seq, r.stored, r.body) for r in rows[: q.limit]], more)
 
-    def _in_tiers(self, ascending: bool | None, build: Callable[[_Tier, int], Select[Any]], limit: int) -> list[Row[Any]]:
-        """Up to ``limit`` rows of a query that reads the index tables, from the recent tier
-        and then the merged one (merged first when ``ascending``). ``ascending`` None: the
-        query reads no index table. Both reads share one transaction, hence one snapshot: a
-        merge in between cannot move rows out of sight or show them twice."""
-        if ascending is None or not self._tiered:
-            tiers = [_MERGED]
-        else:
-            tiers = [_MERGED, _RECENT] if ascending else [_RECENT, _MERGED]
+    def _tiers(self, ascending: bool) -> list[_Tier]:
+        """The tiers of the index in seq order: newest first, the recent tier (SQLite), then
+        the merged one; the other way round when ``ascending``."""
+        if not self._tiered:
+            return [_MERGED]
+        return [_MERGED, _RECENT] if ascending else [_RECENT, _MERGED]
+
+    def _in_tiers(self, tiers: list[_Tier], build: Callable[[_Tier, int], Select[Any]], limit: int) -> list[Row[Any]]:
+        """Up to ``limit`` rows of a query read tier by tier (``_tiers``). The reads share one
+        transaction, hence one snapshot: a merge in between cannot move rows out of sight or
+        show them twice."""
         rows: list[Row[Any]] = []
         with self.engine.connect() as conn:
             for tier in tiers:
@@ -503,7 +517,7 @@ class StatementStore:
             return (select(s.c.body).where(ag.c.tenant == tenant, ag.c.agent == key, ag.c.role == "p", s.c.seq == ag.c.seq,
                                            s.c.tenant == tenant).order_by(ag.c.seq.desc()).limit(n))
 
-        return [r.body for r in self._in_tiers(False, newest, limit)]
+        return [r.body for r in self._in_tiers(self._tiers(False), newest, limit)]
 
 
 # --------------------------------------------------------------------------- helpers

@@ -550,11 +550,7 @@ class RecordStore:
                     refs[target].update(ids)
         if errors:
             raise ValidationError("batch rejected", errors=errors)
-        kinds = sorted(by_id, key=KIND_ORDER.__getitem__)
-        # Rows go in in id order: that is the order of the keyset pages within one commit
-        # (same updated_at), so a page reads neighbouring rows, and index inserts are sorted.
-        ordered = {k: sorted(by_id[k].values(), key=_id_order) for k in kinds}
-        return PreparedBatch(tenant, ordered, size, {k: by_id[k] for k in kinds}, dict(refs))
+        return _batch(tenant, by_id, size, refs)
 
     @staticmethod
     def combine(batches: Sequence[PreparedBatch]) -> PreparedBatch:
@@ -574,9 +570,7 @@ class RecordStore:
                     into[rid] = p
             for kind, ids in b.refs.items():
                 refs[kind] |= ids
-        kinds = sorted(by_id, key=KIND_ORDER.__getitem__)
-        return PreparedBatch(batches[0].tenant, {k: sorted(by_id[k].values(), key=_id_order) for k in kinds},
-                             sum(b.size for b in batches), {k: by_id[k] for k in kinds}, dict(refs))
+        return _batch(batches[0].tenant, by_id, sum(b.size for b in batches), refs)
 
     def prepare_serialised(self, tenant: str, kind: str, items: Iterable[tuple[Any, str, str]]) -> PreparedBatch:
         """``prepare`` for records their producer serialised itself: each item is (head,
@@ -697,7 +691,7 @@ class RecordStore:
         known: dict[str, set[uuid.UUID]] = defaultdict(set)
         ahead = _PreparedAhead(self, tenant, batches, depth=self.PIPELINE_DEPTH)
         try:
-            with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            with self.write_transaction() as conn:
                 now = utcnow()
                 ensure_tenant(conn, tenant)
                 rebuild = self._deferred_indexes(conn, expect or {})
@@ -1158,6 +1152,16 @@ class RecordStore:
         )
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def _batch(tenant: str, by_id: dict[str, dict[uuid.UUID, Prepared]], size: int,
+           refs: dict[str, set[uuid.UUID]]) -> PreparedBatch:
+    """A ``PreparedBatch`` of ``by_id``: kinds in dependency order, each kind's records in id
+    order. Rows go in in id order: that is the order of the keyset pages within one commit
+    (same updated_at), so a page reads neighbouring rows, and index inserts are sorted."""
+    kinds = sorted(by_id, key=KIND_ORDER.__getitem__)
+    ordered = {k: sorted(by_id[k].values(), key=_id_order) for k in kinds}
+    return PreparedBatch(tenant, ordered, size, {k: by_id[k] for k in kinds}, dict(refs))
 
 
 def _id_order(p: Prepared) -> int:
