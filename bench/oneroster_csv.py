@@ -35,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.oneroster.csv_bulk import import_package
-from gateway.store import Store
+from adapters.oneroster.csv_bulk import import_package  # noqa: E402 - after the sys.path line above
+from gateway.store import Store  # noqa: E402
 
 
 def load_generator():

@@ -82,7 +82,7 @@ def build_people(n: int, orgs: list[Org], *, variant: int = 0, start: int = 0) -
                 identifiers=[Identifier(system=SOURCE, kind="oneroster.sourcedId", value=sid)],
                 source_updated_at=base,
                 given_name=f"Given{i}",
-                family_name=f"Family{i}" + ("-v%d" % variant if variant else ""),
+                family_name=f"Family{i}" + (f"-v{variant}" if variant else ""),
                 username=f"user{i}",
                 email=f"user{i}@schools.example.org",
                 roles=[OrgRole(role=Role.teacher if teacher else Role.student, org_id=school.id, primary=True)],

@@ -274,7 +274,7 @@ def mastery_recompute(
                       console=console) as bar:
             task = bar.add_task("recompute", total=learners)
             report = store.mastery.recompute(name, framework_id=fw, workers=workers or default_recompute_workers(),
-                                             progress=lambda n: bar.advance(task, n))
+                                             progress=lambda n, task=task: bar.advance(task, n))
         rate = report.evidence / report.seconds if report.seconds else 0.0
         out.print(f"{name}: {report.learners} learners, {report.evidence} evidence items -> {report.states} states "
                   f"({report.written} written, {report.retired} retired) in {report.seconds:.1f} s ({rate:,.0f} evidence/s)")

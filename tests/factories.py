@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from gateway.model import (
-    Competency, Enrollment, Evidence, Framework, Identifier, Org, OrgRole, Person, Provenance, Score, Section, Course,
+    Competency,
+    Course,
+    Enrollment,
+    Evidence,
+    Framework,
+    Identifier,
+    Org,
+    OrgRole,
+    Person,
+    Provenance,
+    Score,
+    Section,
 )
 
 T = "t1"

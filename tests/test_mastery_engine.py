@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from gateway.errors import ValidationError
 from gateway.mastery.engine import state_id
 from gateway.mastery.methods import Rule, calculate
 from gateway.model import (
@@ -135,7 +136,7 @@ def test_evidence_writes_its_state_in_the_same_transaction_and_explains_it(store
 
 def test_a_rejected_batch_leaves_no_state(store: Store, world: dict) -> None:
     bad = ev(world, "e9", "A", 8).model_copy(update={"supersedes": uuid.uuid4()})  # dangling reference
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         store.records.apply(T, [ev(world, "e1", "A", 8), bad])
     assert state(store, world, "A") is None
 

@@ -130,9 +130,9 @@ def build(store: Store, tenant: str = "t1") -> District:
     enrollments.append(Enrollment(tenant=tenant, source="sis", native_id="X1:teacher", person_id=teacher.id, section_id=X1.id, role="teacher"))
     k1 = ["Proficient"] * 4 + ["Developing"] * 5 + ["Beginning"] * 3
     k2 = ["Proficient"] * 8 + ["Developing"] * 4
-    states = [state(tenant, p.id, K["K1"].id, lv) for p, lv in zip(u, k1)]
-    states += [state(tenant, p.id, K["K2"].id, lv) for p, lv in zip(u, k2)]
-    states += [state(tenant, p.id, K["K3"].id, lv) for p, lv in zip(v, ["Advanced", "Proficient", "Beginning"])]
+    states = [state(tenant, p.id, K["K1"].id, lv) for p, lv in zip(u, k1, strict=True)]
+    states += [state(tenant, p.id, K["K2"].id, lv) for p, lv in zip(u, k2, strict=True)]
+    states += [state(tenant, p.id, K["K3"].id, lv) for p, lv in zip(v, ["Advanced", "Proficient", "Beginning"], strict=True)]
     states.append(state(tenant, w0.id, K["K1"].id, "Proficient"))
     store.records.apply(tenant, [D, D2, S1, S2, S3, fw, *K.values(), term, C1, C2, C3, X1, X2, X3, *u, *v, w0, teacher,
                                  *enrollments, *states])

@@ -294,7 +294,9 @@ def test_the_reader_process_stores_what_this_process_stores(store: Store, monkey
     deleted, then written again from this process: the same ids, hashes, columns and
     documents, and the same progress reported for enrollments.csv."""
     read: Counter[str] = Counter()
-    progress = lambda name, n: read.update({name: n})
+    def progress(name: str, n: int) -> None:
+        read.update({name: n})
+
     monkeypatch.setattr(csv_bulk, "READER_BYTES", 0)
     child = import_package(store, SAMPLE, tenant=T, source="sis", stream=True, progress=progress)
     assert child.reader_process and child.result.counts["enrollment"].created > 100

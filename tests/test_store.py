@@ -10,7 +10,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from gateway.errors import Conflict, ConfigError, IntegrityError, NotFound, ValidationError
+from gateway.errors import ConfigError, Conflict, IntegrityError, NotFound, ValidationError
 from gateway.model import Identifier, Status
 from gateway.store import Store
 from gateway.store import records as records_mod

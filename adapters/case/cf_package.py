@@ -1211,7 +1211,7 @@ def package_equivalent(a: Any, b: Any, path: str = "$") -> list[str]:
             return diffs
         if len(a) != len(b):
             return [f"{path}: {len(a)} vs {len(b)} elements"]
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in package_equivalent(x, y, f"{path}[{i}]")]
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in package_equivalent(x, y, f"{path}[{i}]")]
     if a != b or type(a) is not type(b):
         return [f"{path}: {a!r} != {b!r}"]
     return []

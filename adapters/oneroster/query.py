@@ -509,7 +509,7 @@ def split_filter(flt: Filter | None, kind: str, tenant: str, version: str = "1.2
             return [or_(*sql)], None  # type: ignore[arg-type]
         return [], flt
     pushed = [s for s in sql if s is not None]
-    rest = tuple(c for c, s in zip(flt.clauses, sql) if s is None)
+    rest = tuple(c for c, s in zip(flt.clauses, sql, strict=True) if s is None)
     return pushed, (Filter("AND", rest) if rest else None)
 
 

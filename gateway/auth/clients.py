@@ -6,12 +6,11 @@ The secret is shown once, when the client is created. What is stored is
 
 from __future__ import annotations
 
-import uuid
-
 import base64
 import hashlib
 import hmac
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 

@@ -157,7 +157,7 @@ class ProficiencyScale(Record):
         thresholds = [lv.min_scaled for lv in ordered if lv.min_scaled is not None]
         if thresholds and len(thresholds) != len(ordered):
             raise ValueError("either every level has min_scaled or none does")
-        if any(b <= a for a, b in zip(thresholds, thresholds[1:])):
+        if any(b <= a for a, b in zip(thresholds, thresholds[1:], strict=False)):
             raise ValueError(
                 "min_scaled thresholds overlap: they must rise strictly with rank "
                 f"({[(lv.code, lv.min_scaled) for lv in ordered]})"

@@ -17,8 +17,25 @@ from pathlib import Path
 import orjson
 
 from gateway.model import (
-    AcademicSession, ActivityRef, Alignment, Competency, Course, Demographics, Enrollment, Evidence, Framework,
-    Identifier, Org, OrgRole, Person, ProficiencyLevel, ProficiencyScale, Provenance, Relation, Score, Section,
+    AcademicSession,
+    ActivityRef,
+    Alignment,
+    Competency,
+    Course,
+    Demographics,
+    Enrollment,
+    Evidence,
+    Framework,
+    Identifier,
+    Org,
+    OrgRole,
+    Person,
+    ProficiencyLevel,
+    ProficiencyScale,
+    Provenance,
+    Relation,
+    Score,
+    Section,
 )
 
 TENANT, SIS, LMS = "demo", "sis", "lms"
@@ -76,7 +93,7 @@ def build() -> list:
         ("EE.4", "EE", "Standard", "Use variables to represent quantities and construct simple equations and inequalities.", ["07"]),
     ]
     comps: dict[str, Competency] = {}
-    for i, (code, parent, itype, text, grades) in enumerate(items):
+    for i, (code, _parent, itype, text, grades) in enumerate(items):
         c = Competency(tenant=TENANT, source="case", native_id=f"cvusd-math-{code}", framework_id=fw.id, statement=text,
                        code=code, item_type=itype, education_levels=grades, language="en", list_enumeration=str(i + 1),
                        uri=f"https://standards.example.org/cvusd/math/{code}")
@@ -143,7 +160,7 @@ def build() -> list:
     out += people
 
     enrollments = []
-    for section, teacher, school, grade, subject in sections:
+    for section, teacher, school, grade, _subject in sections:
         enrollments.append(Enrollment(tenant=TENANT, source=SIS, native_id=f"enr-{section.native_id}-{teacher.native_id}",
                                       person_id=teacher.id, section_id=section.id, org_id=school.id, role="teacher", primary=True))
         half = students[grade][:40] if section.native_id.endswith("-0") else students[grade][40:]
