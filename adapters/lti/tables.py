@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Float, ForeignKey, Index, MetaData, String, Table, Text
 
-from gateway.store.db import UTCDateTime, UUIDType
-from gateway.store.tables import NAMING
+from gateway.store.types import NAMING, UTCDateTime, UUIDType
 
 metadata = MetaData(naming_convention=NAMING)
 

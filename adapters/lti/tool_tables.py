@@ -38,7 +38,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from gateway.store.db import UTCDateTime, UUIDType
+from gateway.store.types import UTCDateTime, UUIDType
 
 from .tables import metadata
 

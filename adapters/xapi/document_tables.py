@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Float, Index, LargeBinary, String, Table, Text
 
-from gateway.store.db import UTCDateTime, UUIDType
+from gateway.store.types import UTCDateTime, UUIDType
 
 from .tables import metadata
 

@@ -45,8 +45,7 @@ from sqlalchemy import (
     text,
 )
 
-from gateway.store.db import UTCDateTime, UUIDType
-from gateway.store.tables import NAMING, BigId
+from gateway.store.types import NAMING, BigId, UTCDateTime, UUIDType
 
 metadata = MetaData(naming_convention=NAMING)
 

@@ -18,7 +18,6 @@ SQLite.
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     Column,
     Float,
@@ -34,18 +33,9 @@ from sqlalchemy import (
 )
 
 from .db import UTCDateTime, UUIDType
+from .types import NAMING, BigId
 
-NAMING = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
 metadata = MetaData(naming_convention=NAMING)
-
-# SQLite stores integers of any size in INTEGER; only INTEGER PRIMARY KEY autoincrements.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 tenants = Table(
     "tenants",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from gateway.store.db import UTCDateTime, UUIDType
+from gateway.store.types import UTCDateTime, UUIDType
 
 revision = "lti_0002"
 down_revision = "lti_0001"

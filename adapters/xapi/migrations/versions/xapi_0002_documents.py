@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from gateway.store.db import UTCDateTime, UUIDType
+from gateway.store.types import UTCDateTime, UUIDType
 
 revision = "xapi_0002"
 down_revision = "xapi_0001"
