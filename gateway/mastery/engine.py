@@ -254,7 +254,7 @@ def _in_range(q: Any, column: Any, lo: uuid.UUID | None, hi: uuid.UUID | None) -
 
 
 @contextmanager
-def _collected_per_batch() -> Iterator[Callable[[], None]]:
+def _collected_per_batch() -> Iterator[Callable[[], object]]:
     """Switch the cyclic garbage collector's automatic runs off; the caller runs the
     collection it yields (of the youngest generation) after each batch it writes.
 

@@ -67,7 +67,6 @@ def salt_from_env(var: str) -> bytes:
     return value.encode()
 
 
-
 def suppress(cells: dict[tuple[Any, Any], int], min_cell: int) -> tuple[set[tuple[Any, Any]], set[Any]]:
     """Which cells of a (row, column) -> count table to suppress, and which row totals.
 
@@ -101,7 +100,6 @@ def suppress(cells: dict[tuple[Any, Any], int], min_cell: int) -> tuple[set[tupl
                     hidden.add(min(visible, key=cells.__getitem__))
                     changed = True
     return hidden, small_rows
-
 
 
 __all__ = ["CSV_SUPPRESSED", "DEFAULT_MIN_CELL", "SUPPRESSED", "Deidentify", "salt_from_env", "suppress"]

@@ -79,5 +79,4 @@ FORMATS: dict[str, tuple[str, Callable[[Report], Iterator[Any]]]] = {
 }
 
 
-
 __all__ = ["FORMATS", "Report", "to_csv", "to_json", "to_ndjson"]

@@ -87,9 +87,10 @@ def course_plan(conn: Connection, tenant: str, section_ids: set[uuid.UUID], at: 
     """Courses and term dates of the given sections, read from their JSON (few per report)."""
 
     def docs(tbl: Any, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
-        ids, out = sorted(ids), {}
-        for i in range(0, len(ids), 500):
-            q = select(tbl.c.id, tbl.c.data).where(active_rows(tbl, tenant), tbl.c.id.in_(ids[i : i + 500]))
+        ordered = sorted(ids)
+        out: dict[uuid.UUID, dict[str, Any]] = {}
+        for i in range(0, len(ordered), 500):
+            q = select(tbl.c.id, tbl.c.data).where(active_rows(tbl, tenant), tbl.c.id.in_(ordered[i : i + 500]))
             out.update((rid, orjson.loads(d)) for rid, d in conn.execute(q))
         return out
 
@@ -108,7 +109,6 @@ def course_plan(conn: Connection, tenant: str, section_ids: set[uuid.UUID], at: 
             elapsed = 1.0 if span <= 0 else min(1.0, max(0.0, (day - start).days / span))
         plan.sections[sid] = (uuid.UUID(s["course_id"]), elapsed)
     return plan
-
 
 
 __all__ = ["STATUSES", "THRESHOLDS", "Thresholds", "course_plan", "default_thresholds", "load_thresholds"]

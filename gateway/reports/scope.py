@@ -39,7 +39,6 @@ def unknown(param: str, what: str, rid: uuid.UUID) -> NotFound:
     return NotFound(f"no {what} with id {rid}", errors=[ErrorDetail(f"no {what} with this id in the tenant", location="query", field=param)])
 
 
-
 @dataclass(frozen=True)
 class Scope:
     """Which learners, competencies and date a report covers, and how it groups learners."""
@@ -100,7 +99,6 @@ def parse_scope(
         raise BadReportRequest("invalid report request", errors=errors)
     return Scope(org=scope_ids["org"], section=scope_ids["section"], grade=grade or None, group=group or None,
                  competencies=tuple(c for c in comps if c), framework=scope_ids["framework"], group_by=group_by or None, as_of=when)
-
 
 
 __all__ = ["GROUP_BY", "KINDS", "PERSON_GROUPINGS", "BadReportRequest", "Scope", "bad", "parse_scope", "unknown"]

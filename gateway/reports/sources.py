@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import datetime
 from typing import Any, Protocol
@@ -69,7 +69,7 @@ def learner_filters(engine: Engine, column: Any, learners: Iterable[uuid.UUID] |
 
 
 def count_by_group(
-    engine: Engine, table: Any, groups: dict[str, set[uuid.UUID] | None], where: Sequence[Any], keys: Sequence[Any], reserved: int = 0,
+    engine: Engine, table: Any, groups: Mapping[str, Iterable[uuid.UUID] | None], where: Sequence[Any], keys: Sequence[Any], reserved: int = 0,
 ) -> Counter[tuple[Any, ...]]:
     """``count(*)`` of ``table``'s rows per (group, *keys), for learner groups (by the table's
     ``learner_id``; a group of None: every learner).
