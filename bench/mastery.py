@@ -12,7 +12,7 @@ standards of a domain chained by ``precedes``), and ``--evidence`` evidence item
    ``RecordStore.apply``, each in its own transaction that also recomputes its states
    (the standard, its domain's rollup); prints p50/p95/p99 of the whole apply and of the
    engine's share (target: p99 < 5 ms);
-3. **district mastery distribution** report (``gateway.mastery.reports``): counts per
+3. **district mastery distribution** report (``gateway.reports``): counts per
    competency and level over the whole district (target: <= 2 s).
 
 The evidence is loaded with the engine's listener switched off (loading is not what is
@@ -186,7 +186,7 @@ def probes(store: Store, learners: list[Person], n: int, n_comp: int) -> None:
 
 
 def report(store: Store, district: Org) -> None:
-    from gateway.mastery.reports import Reports, parse_scope
+    from gateway.reports import Reports, parse_scope
 
     times = []
     for _ in range(3):

@@ -330,9 +330,9 @@ def register_adapters() -> None:
         return
     from adapters.base import discover
 
-    from .report_cli import register as register_reports
+    from .reports.cli import register as register_reports
 
-    register_reports(export_app)  # `tessera export report ...`: the gateway's own, beside the adapters'
+    register_reports(export_app, console=console, open_store=open_store)  # `tessera export report ...`: the gateway's own
     for adapter in discover():
         adapter.register_cli(import_app, export_app)
     _registered = True

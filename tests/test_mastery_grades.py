@@ -1,4 +1,4 @@
-"""The bridge from mastery to traditional course grades (gateway/mastery/grades.py): the rules
+"""The bridge from mastery to traditional course grades (gateway/reports/grades.py): the rules
 of mappings/mastery-grades.yaml, the per-section grades report on both backends, over HTTP
 and from the CLI."""
 
@@ -12,14 +12,14 @@ import pytest
 import yaml
 
 from gateway.errors import ConfigError, NotFound
-from gateway.mastery.grades import (
+from gateway.reports import BadReportRequest, Deidentify, Reports, Scope, to_csv
+from gateway.reports.grades import (
     GRADES,
     GradeMapping,
     GradeRule,
     grade_report,
     load_grade_mapping,
 )
-from gateway.mastery.reports import BadReportRequest, Deidentify, Reports, Scope, to_csv
 from gateway.store import Store
 
 from .test_mastery_reports import SALT, District, build, report_api, report_cli  # noqa: F401 (fixtures)

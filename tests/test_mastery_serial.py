@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
-from gateway.mastery.engine import SOURCE, Derived, state_id, to_record
+from gateway.mastery.derived import Derived
+from gateway.mastery.engine import SOURCE, state_id, to_record
 from gateway.mastery.methods import Rule
 from gateway.mastery.serial import computed_at_suffix, state_json
 from gateway.model import EvidenceKind, MasteryMethod, MasteryRule, Status

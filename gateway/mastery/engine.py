@@ -37,6 +37,7 @@ from gateway.model import Contribution, MasteryMethod, MasteryState, Status, rec
 from gateway.store import Store
 from gateway.store import tables as t
 
+from .derived import ContributionRow, Derived
 from .methods import Item, Rule, calculate
 from .serial import StateHead, computed_at_suffix, state_json
 from .structure import Scale, TenantModel, load, stamp
@@ -91,28 +92,6 @@ def _state_names(tenant: str, learner: str, competency: str) -> tuple[uuid.UUID,
     the recompute formats once per learner and competency, not once per state)."""
     native = f"{learner}:{competency}"
     return record_id(tenant, "mastery_state", SOURCE, native), native
-
-
-#: a Contribution's fields (evidence_id, competency_id, value, weight): a model is built only
-#: for a state written as a record (``to_record``); the recompute serialises the tuples
-ContributionRow = tuple[uuid.UUID | None, uuid.UUID | None, float, float]
-
-
-@dataclass
-class Derived:
-    """A computed state before it becomes a record (``value`` None: too little evidence)."""
-
-    competency: uuid.UUID
-    rule: Rule
-    method: MasteryMethod
-    value: float | None
-    level: str | None
-    mastered: bool
-    contributions: list[ContributionRow]
-    evidence_count: int
-    first_at: datetime | None
-    last_at: datetime | None
-    parameters: dict[str, Any]
 
 
 def _contribution(evidence: uuid.UUID | None, competency: uuid.UUID | None, value: float, weight: float) -> ContributionRow:
@@ -275,7 +254,7 @@ def _in_range(q: Any, column: Any, lo: uuid.UUID | None, hi: uuid.UUID | None) -
 
 
 @contextmanager
-def _collected_per_batch() -> Iterator[Callable[[], None]]:
+def _collected_per_batch() -> Iterator[Callable[[], object]]:
     """Switch the cyclic garbage collector's automatic runs off; the caller runs the
     collection it yields (of the youngest generation) after each batch it writes.
 
@@ -548,4 +527,4 @@ class MasteryEngine:
                         yield learner, c, d.level, d.value, d.mastered
 
 
-__all__ = ["SOURCE", "Derived", "MasteryEngine", "RecomputeReport", "derive", "state_id"]
+__all__ = ["SOURCE", "MasteryEngine", "RecomputeReport", "derive", "state_id"]

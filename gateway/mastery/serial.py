@@ -30,14 +30,13 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
 from gateway.model import Status
 
-if TYPE_CHECKING:
-    from .engine import Derived
+from .derived import Derived
 
 _OPTIONS = orjson.OPT_UTC_Z
 

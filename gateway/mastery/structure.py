@@ -241,10 +241,11 @@ def load(conn: Connection, tenant: str, at: tuple[Any, ...]) -> TenantModel:
         m.rules.setdefault(key, rule_of(rec, default_rule))  # one rule per scope: the API refuses a second
     ps = t.proficiency_scales
     for (data,) in conn.execute(select(ps.c.data).where(ps.c.tenant == tenant, ps.c.status == active).order_by(ps.c.id)):
-        rec = ProficiencyScale.model_validate(orjson.loads(data))
-        scale = Scale(rec.id, rec.title, rec.levels)
-        m.scales[rec.id] = scale
-        key = ("competency", rec.competency_id) if rec.competency_id else ("framework", rec.framework_id) if rec.framework_id else ("tenant", None)
+        ps_rec = ProficiencyScale.model_validate(orjson.loads(data))
+        assert ps_rec.id is not None  # a stored record always has its id
+        scale = Scale(ps_rec.id, ps_rec.title, ps_rec.levels)
+        m.scales[ps_rec.id] = scale
+        key = ("competency", ps_rec.competency_id) if ps_rec.competency_id else ("framework", ps_rec.framework_id) if ps_rec.framework_id else ("tenant", None)
         m.scale_for_scope.setdefault(key, scale)
     return m
 

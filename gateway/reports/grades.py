@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 import yaml
@@ -27,13 +27,24 @@ from sqlalchemy import select
 
 from .. import PROJECT_ROOT
 from ..errors import ConfigError, ErrorDetail, NotFound
+from ..store import Store
 from ..store import tables as t
-from .reports import Deidentify, Report, Roster, Scope, bad, resolve_population
-
-if TYPE_CHECKING:
-    from .reports import Reports
+from .deidentify import Deidentify
+from .formats import Report
+from .population import Roster, resolve_population
+from .scope import Scope, bad
+from .sources import StateSource
 
 GRADES = PROJECT_ROOT / "mappings" / "mastery-grades.yaml"
+
+
+class StateSources(Protocol):
+    """What ``grade_report`` needs of ``builder.Reports`` (which calls it: named by this
+    protocol, so that the two modules do not import each other)."""
+
+    store: Store
+
+    def source(self, tenant: str, scope: Scope, competencies: Sequence[uuid.UUID] | None) -> StateSource: ...
 
 
 class Band(BaseModel):
@@ -131,7 +142,7 @@ def default_grade_mapping() -> GradeMapping:
     return load_grade_mapping()
 
 
-def grade_report(reports: Reports, tenant: str, scope: Scope, deid: Deidentify | None = None,
+def grade_report(reports: StateSources, tenant: str, scope: Scope, deid: Deidentify | None = None,
                  mapping: GradeMapping | None = None) -> Report:
     """One row per learner of a section: the course grade their mastery maps to."""
     if scope.section is None:
@@ -171,4 +182,4 @@ def grade_report(reports: Reports, tenant: str, scope: Scope, deid: Deidentify |
     return Report("grades", columns, rows(), params, [])
 
 
-__all__ = ["Band", "GradeMapping", "GradeRule", "default_grade_mapping", "grade_report", "load_grade_mapping"]
+__all__ = ["GRADES", "Band", "GradeMapping", "GradeRule", "StateSources", "default_grade_mapping", "grade_report", "load_grade_mapping"]

@@ -1,28 +1,29 @@
-"""``tessera export report KIND OUT``: the reports of ``gateway.mastery.reports`` as files.
+"""``tessera export report KIND OUT``: the reports of ``gateway.reports`` as files.
 
-The lead's CLI wires it with ``report_cli.register(export_app)``. The de-identification salt
-is read from the environment variable named by ``--salt-env`` (never from the command line,
-where it would land in shell history and process lists), and is never printed.
+``gateway/cli.py`` wires it with ``register(export_app, console=console, open_store=open_store)``:
+the CLI's console and store opener are handed in, so this module does not import the CLI
+(which imports it). The de-identification salt is read from the environment variable named
+by ``--salt-env`` (never from the command line, where it would land in shell history and
+process lists), and is never printed.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
-from .mastery.reports import (
-    DEFAULT_MIN_CELL,
-    FORMATS,
-    KINDS,
-    Deidentify,
-    Reports,
-    load_thresholds,
-    parse_scope,
-    salt_from_env,
-)
+from ..store import Store
+from .builder import Reports
+from .deidentify import DEFAULT_MIN_CELL, Deidentify, salt_from_env
+from .formats import FORMATS
+from .grades import load_grade_mapping
+from .progression import load_thresholds
+from .scope import KINDS, parse_scope
 
 SUFFIXES = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json"}
 
@@ -39,8 +40,9 @@ def _format(out: Path, fmt: str | None) -> str:
     return found
 
 
-def register(export_app: typer.Typer) -> None:
-    from .cli import console, open_store
+def register(export_app: typer.Typer, *, console: Console, open_store: Callable[[], Store]) -> None:
+    """Add ``report`` to ``export_app``; ``console`` takes the summary line, ``open_store()``
+    opens the configured store (and refuses one whose schema is not current)."""
 
     @export_app.command("report")
     def export_report(
@@ -78,8 +80,6 @@ def register(export_app: typer.Typer) -> None:
         if mapping is not None:
             if kind != "grades":
                 raise typer.BadParameter("--mapping goes with the grades report")
-            from .mastery.grades import load_grade_mapping
-
             options["mapping"] = load_grade_mapping(mapping)
         store = open_store()
         try:
