@@ -55,6 +55,8 @@ from .package import Manifest, Package
 
 @dataclass
 class ImportReport:
+    """What an import read, and (``ingest.import_package``) what it wrote."""
+
     version: str
     files: dict[str, str]
     rows: dict[str, int] = field(default_factory=dict)
@@ -68,11 +70,15 @@ class ImportReport:
     reader_process: bool = False
     #: False only when a streamed import was applied in several transactions
     atomic: bool = True
-    #: the gradebook / resources objects to write with the records (``gradebook.Plan``)
+    #: the gradebook / resources objects to write with the records (``gradebook.prepare.Plan``)
     gradebook: Any = None
 
 
 class Importer:
+    """One package's files read in ``columns.ORDER``, each row checked and converted into
+    its record (``run``); enrollments.csv read while it is written when ``stream`` is set
+    (``streamed_enrollments``). Problems are collected and raised together."""
+
     def __init__(self, store: Any, tenant: str, source: str, pkg: Package, manifest: Manifest,
                  progress: Callable[[str, int], None] | None) -> None:
         self.store = store
