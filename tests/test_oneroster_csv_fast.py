@@ -99,10 +99,11 @@ def prepared(items: list[Prepared]) -> list[tuple[object, ...]]:
 def test_the_reader_process_prepares_enrollments_as_the_store_does(store: Store, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """``gateway.store.streams.prepare_plain`` serialises plain enrollments itself (orjson,
-    not pydantic) and a forked stream sends them through a pipe (``_ship`` / ``_unship``): on both backends, what arrives
-    is byte for byte what ``RecordStore.prepare`` makes of the same records, and in its
-    order, for fast-path rows (tobedeleted, UTC and +02:00 stamps, dates, empty fields),
-    rows with metadata (extensions: the store's own path) and records with identifiers."""
+    not pydantic) and a forked stream sends them through a pipe (``_ship`` / ``_unship``):
+    on both backends, what arrives is byte for byte what ``RecordStore.prepare`` makes of
+    the same records, and in its order, for fast-path rows (tobedeleted, UTC and +02:00
+    stamps, dates, empty fields), rows with metadata (extensions: the store's own path) and
+    records with identifiers."""
     plain, _ = enrollments(package(tmp_path, enrollments="\n".join([HEADER, *ROWS]) + "\n"), fast=True,
                            monkeypatch=monkeypatch)
     meta_rows = [r.replace("e", "m", 1) + ",12" for r in ROWS]
