@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import Engine, select
 
-from . import tables as t
+from .tables import RECORD_TABLES, competencies
 
 CHUNK = 500
 
@@ -23,7 +23,7 @@ def ids_by_native_id(engine: Engine, tenant: str, kind: str, native_ids: Iterabl
                      prefer: str | None = None) -> dict[str, uuid.UUID]:
     """native id -> canonical id of the stored records of ``kind`` (from any source; where
     two sources hold the same native id, ``prefer``'s record wins)."""
-    tbl = t.RECORD_TABLES[kind]
+    tbl = RECORD_TABLES[kind]
     want = list(dict.fromkeys(native_ids))
     found: dict[str, tuple[bool, uuid.UUID]] = {}
     with engine.connect() as conn:
@@ -41,7 +41,7 @@ def competency_ids_by_guid(engine: Engine, tenant: str, guids: Iterable[uuid.UUI
     in name order, where several hold the same identifier)."""
     want = list(dict.fromkeys(guids))
     out: dict[uuid.UUID, uuid.UUID] = {}
-    tbl = t.competencies
+    tbl = competencies
     with engine.connect() as conn:
         for i in range(0, len(want), CHUNK):
             q = select(tbl.c.guid, tbl.c.id).where(tbl.c.tenant == tenant, tbl.c.guid.in_(want[i:i + CHUNK])).order_by(tbl.c.source)
