@@ -3,13 +3,13 @@
 Generates (deterministically, with ``adapters/oneroster/samples/make_samples.py``) a
 district of 50,000 students, 3,000 teachers, 100 schools, 20,000 classes and 1,000,000
 enrollments (``--scale`` multiplies every count, e.g. 0.1), writes it as a zip, then imports
-it with ``adapters.oneroster.csv_bulk.import_package`` into a fresh SQLite database (or a
+it with ``adapters.oneroster.csv.ingest.import_package`` into a fresh SQLite database (or a
 throwaway PostgreSQL database with ``--postgres-url``) and prints seconds (parse and
 validate / apply / total), rows/s, CPU seconds and peak memory. Generation is not timed.
 Target at full scale: <= 30 s and < 1.5 GB. A streamed import (the default at full scale) reads
 enrollments.csv while writing it: "parse+validate" is then the other files, and the
 enrollments' parsing is part of "apply". A large streamed enrollments.csv is read in a child
-process (``csv_bulk._EnrollmentReader``; ``--no-reader`` keeps it in this one): CPU and peak
+process (``csv.enrollments.EnrollmentReader``; ``--no-reader`` keeps it in this one): CPU and peak
 RSS are then given for both processes, and the peak of their proportional set size (PSS:
 pages they share counted half to each) is their real memory together.
 
@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.oneroster.csv_bulk import import_package  # noqa: E402 - after the sys.path line above
+from adapters.oneroster.csv.ingest import import_package  # noqa: E402 - after the sys.path line above
 from gateway.store import Store  # noqa: E402
 
 

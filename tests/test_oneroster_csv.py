@@ -16,7 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from adapters.oneroster import DEMO_SOURCE, OneRosterAdapter
-from adapters.oneroster.csv_bulk import export_package, import_package, parse_package
+from adapters.oneroster.csv.export import export_package
+from adapters.oneroster.csv.ingest import import_package, parse_package
 from adapters.oneroster.mapping import WIRE_KINDS, to_canonical, to_wire
 from gateway.errors import MalformedInput, ValidationError
 from gateway.model import Person, Status, record_id
@@ -508,10 +509,10 @@ def test_cli_import_of_a_bad_package_exits_non_zero_naming_file_row_and_column(t
 def test_a_streamed_import_is_still_one_transaction(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Large packages are written batch by batch, and a failure in a late batch still
     rolls back every earlier one."""
-    import adapters.oneroster.csv_bulk as csv_bulk
+    import adapters.oneroster.csv.ingest as ingest
     from gateway.store import records as records_mod
 
-    monkeypatch.setattr(csv_bulk, "STREAM_BATCH", 4)
+    monkeypatch.setattr(ingest, "STREAM_BATCH", 4)
     original = records_mod.RecordStore._apply_kind
 
     def failing(self, conn, tenant, kind, *args, **kwargs):

@@ -1,4 +1,4 @@
-"""The fast path of a streamed enrollments.csv (``csv_bulk._EnrollmentRows``) against the
+"""The fast path of a streamed enrollments.csv (``csv.fast_rows.EnrollmentRows``) against the
 general path (a REST-shaped dict per row, the reference checks, ``to_canonical``).
 
 The fast path only exists for speed, so it must be invisible: for the same rows, in 1.1
@@ -16,19 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from adapters.oneroster.csv_bulk import (
-    Package,
-    _EnrollmentRows,
-    _Importer,
-    _prepared_enrollments,
-    _ship,
-    _unship,
-    import_package,
-    read_manifest,
-)
+from adapters.oneroster.csv.fast_rows import EnrollmentRows
+from adapters.oneroster.csv.importer import Importer
+from adapters.oneroster.csv.ingest import import_package
+from adapters.oneroster.csv.package import Package, read_manifest
 from gateway.model import Identifier, Record, record_id
 from gateway.store import Store
 from gateway.store.records import Prepared
+from gateway.store.streams import _ship, _unship, prepare_plain
 from tests.test_oneroster_csv import T, package
 
 HEADER = "sourcedId,status,dateLastModified,classSourcedId,schoolSourcedId,userSourcedId,role,primary,beginDate,endDate"
@@ -43,20 +38,20 @@ ROWS = [
 #: the same enrollments with the optional columns left out and the others in another order
 SHORT = ("userSourcedId,role,sourcedId,schoolSourcedId,classSourcedId", ["u1,student,e1,s1,k1", "u3,teacher,e2,s2,k2"])
 
-FAST = _EnrollmentRows.record
+FAST = EnrollmentRows.record
 
 
 def count_fast(monkeypatch: pytest.MonkeyPatch, *, fast: bool = True) -> Callable[[], int]:
     """Count the rows the fast path takes from now on (``fast=False``: it takes none)."""
     taken = 0
 
-    def counted(self: _EnrollmentRows, row: list[str], n: int) -> Record | None:
+    def counted(self: EnrollmentRows, row: list[str], n: int) -> Record | None:
         nonlocal taken
         rec = FAST(self, row, n) if fast else None
         taken += rec is not None
         return rec
 
-    monkeypatch.setattr(_EnrollmentRows, "record", counted)
+    monkeypatch.setattr(EnrollmentRows, "record", counted)
     return lambda: taken
 
 
@@ -65,7 +60,7 @@ def enrollments(path: Path, *, fast: bool, monkeypatch: pytest.MonkeyPatch) -> t
     taken = count_fast(monkeypatch, fast=fast)
     pkg = Package(path)
     try:
-        imp = _Importer(None, T, "sis", pkg, read_manifest(pkg), None)
+        imp = Importer(None, T, "sis", pkg, read_manifest(pkg), None)
         imp.stream = True
         imp.run()
         out = [rec for batch in imp.streamed_enrollments(2) for rec in batch]
@@ -103,11 +98,12 @@ def prepared(items: list[Prepared]) -> list[tuple[object, ...]]:
 
 def test_the_reader_process_prepares_enrollments_as_the_store_does(store: Store, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """``_prepared_enrollments`` serialises plain enrollments itself (orjson, not pydantic)
-    and sends them through a pipe (``_ship`` / ``_unship``): on both backends, what arrives
-    is byte for byte what ``RecordStore.prepare`` makes of the same records, and in its
-    order, for fast-path rows (tobedeleted, UTC and +02:00 stamps, dates, empty fields),
-    rows with metadata (extensions: the store's own path) and records with identifiers."""
+    """``gateway.store.streams.prepare_plain`` serialises plain enrollments itself (orjson,
+    not pydantic) and a forked stream sends them through a pipe (``_ship`` / ``_unship``):
+    on both backends, what arrives is byte for byte what ``RecordStore.prepare`` makes of
+    the same records, and in its order, for fast-path rows (tobedeleted, UTC and +02:00
+    stamps, dates, empty fields), rows with metadata (extensions: the store's own path) and
+    records with identifiers."""
     plain, _ = enrollments(package(tmp_path, enrollments="\n".join([HEADER, *ROWS]) + "\n"), fast=True,
                            monkeypatch=monkeypatch)
     meta_rows = [r.replace("e", "m", 1) + ",12" for r in ROWS]
@@ -119,8 +115,8 @@ def test_the_reader_process_prepares_enrollments_as_the_store_does(store: Store,
     assert meta[0].extensions and len(plain) == len(meta) == len(ROWS)
     for batch in (plain, meta, [*plain, *meta, *named]):
         expected = store.records.prepare(T, batch).by_kind["enrollment"]
-        shortcut = _prepared_enrollments(store.records, T, batch)
-        assert prepared(shortcut) == prepared(expected)
+        shortcut = prepare_plain(store.records, T, batch)
+        assert prepared(shortcut.by_kind["enrollment"]) == prepared(expected)
         piped = pickle.loads(pickle.dumps(_ship(shortcut), protocol=pickle.HIGHEST_PROTOCOL))
         assert prepared(_unship(T, piped).by_kind["enrollment"]) == prepared(expected)
 

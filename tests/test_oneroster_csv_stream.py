@@ -1,5 +1,5 @@
 """Large OneRoster bulk packages: enrollments read in one pass while ``apply_batches``
-writes them, in ONE transaction (``csv_bulk.import_package(stream=True)``).
+writes them, in ONE transaction (``csv.ingest.import_package(stream=True)``).
 
 What must hold, whatever the batch size: the store ends up exactly as with the one-batch
 import (records, identifiers, change log); every problem of every row is reported with
@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from adapters.oneroster import csv_bulk
-from adapters.oneroster.csv_bulk import import_package
+from adapters.oneroster.csv import ingest
+from adapters.oneroster.csv.ingest import import_package
+from adapters.oneroster.csv.package import Package
 from gateway.errors import IntegrityError, ValidationError
 from gateway.model import Record, Status, record_id
-from gateway.store import Store
+from gateway.store import Store, streams
 from gateway.store import tables as t
 from tests import factories as f
 from tests.test_oneroster_csv import (
@@ -41,15 +42,15 @@ HEADER = (FIX / "district-v1p2" / "enrollments.csv").read_text().splitlines()[0]
 
 @pytest.fixture(autouse=True)
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(csv_bulk, "STREAM_BATCH", 2)
+    monkeypatch.setattr(ingest, "STREAM_BATCH", 2)
 
 
 @pytest.fixture(params=["in-process", "reader-process"])
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
     """Each importer test twice: enrollments read in this process, and in a child process
-    (``csv_bulk._EnrollmentReader``), which must not differ in anything but speed."""
+    (``csv.enrollments.EnrollmentReader``), which must not differ in anything but speed."""
     child = request.param == "reader-process"
-    monkeypatch.setattr(csv_bulk, "READER_BYTES", 0 if child else 1 << 62)
+    monkeypatch.setattr(ingest, "READER_BYTES", 0 if child else 1 << 62)
     return child
 
 
@@ -94,7 +95,7 @@ def test_a_streamed_package_with_gradebook_files_is_one_transaction(store: Store
             raise RuntimeError("disk full while writing gradebook objects")
         return write
 
-    monkeypatch.setattr(csv_bulk, "gradebook_writer", broken)
+    monkeypatch.setattr(ingest, "gradebook_writer", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         import_package(store, SAMPLE, tenant=T, source="sis", stream=True)
     assert change_log(store) == Counter()
@@ -297,7 +298,7 @@ def test_the_reader_process_stores_what_this_process_stores(store: Store, monkey
     def progress(name: str, n: int) -> None:
         read.update({name: n})
 
-    monkeypatch.setattr(csv_bulk, "READER_BYTES", 0)
+    monkeypatch.setattr(ingest, "READER_BYTES", 0)
     child = import_package(store, SAMPLE, tenant=T, source="sis", stream=True, progress=progress)
     assert child.reader_process and child.result.counts["enrollment"].created > 100
     written, child_read = enrollment_rows(store), read.copy()
@@ -316,7 +317,7 @@ def test_a_failure_in_the_reader_process_is_raised_here_and_rolls_everything_bac
     def broken(*args: object) -> None:
         raise OSError("disk gone while preparing enrollments")
 
-    monkeypatch.setattr(csv_bulk, "_prepared_enrollments", broken)  # the forked child inherits it
+    monkeypatch.setattr(streams, "prepare_plain", broken)  # the forked child inherits it
     with pytest.raises(OSError, match="disk gone"):
         import_package(store, SAMPLE, tenant=T, source="sis", stream=True, reader_process=True)
     assert change_log(store) == Counter() and snapshot(store) == {}
@@ -324,8 +325,8 @@ def test_a_failure_in_the_reader_process_is_raised_here_and_rolls_everything_bac
 
 def test_a_small_streamed_file_is_read_in_this_process(store: Store) -> None:
     """Below ``READER_BYTES`` a child process costs more than it saves."""
-    pkg = csv_bulk.Package(SAMPLE)
-    assert 0 < pkg.size("enrollments.csv") < csv_bulk.READER_BYTES
+    pkg = Package(SAMPLE)
+    assert 0 < pkg.size("enrollments.csv") < ingest.READER_BYTES
     pkg.close()
     report = import_package(store, SAMPLE, tenant=T, source="sis", stream=True)
     assert report.streamed and not report.reader_process

@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.oneroster.gradebook import Item, Preparer, put_objects
+from adapters.oneroster.gradebook.apply import put_objects
+from adapters.oneroster.gradebook.prepare import Item, Preparer
 from gateway.errors import ValidationError
 from gateway.model import Evidence
 from gateway.store import Store
@@ -329,7 +330,7 @@ def test_1_1_has_no_assessment_results(store: Store):
 
 
 def test_objects_and_their_evidence_commit_together_or_not_at_all(store: Store, monkeypatch: pytest.MonkeyPatch):
-    import adapters.oneroster.gradebook as gb
+    import adapters.oneroster.gradebook.apply as gb
 
     _world(store)
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from adapters.oneroster.csv_bulk import export_package, import_package
-from adapters.oneroster.gradebook import ObjectStore, export_mastery_package
+from adapters.oneroster.csv.export import export_package
+from adapters.oneroster.csv.ingest import import_package
+from adapters.oneroster.gradebook.storage import ObjectStore
+from adapters.oneroster.gradebook.writeback import export_mastery_package
 from gateway.errors import ValidationError
 from gateway.store import Store
 from tests import factories as f
@@ -238,7 +240,7 @@ def _mastery(store: Store, value: float, level: str) -> None:
 
 
 def test_mastery_is_written_back_as_assessment_results_naming_the_case_guid(store: Store, tmp_path: Path) -> None:
-    from adapters.oneroster.gradebook import mastery_objects
+    from adapters.oneroster.gradebook.writeback import mastery_objects
 
     _mastery(store, 0.8125, "proficient")
     line_items, results, skipped = mastery_objects(store, T, store.records.iter_records(T, ["mastery_state"]))

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapters.oneroster.csv_bulk import import_package
+from adapters.oneroster.csv.ingest import import_package
 from gateway.errors import ValidationError
 from gateway.store import Store
 from tests.conftest import Api, serve

@@ -39,7 +39,7 @@ class OneRosterAdapter:
     def parse(self, data: bytes | Iterable[bytes], *, tenant: str, source: str, **options: Any) -> list[Record]:
         """A CSV package (zip bytes) -> canonical records, validated without a store: every
         reference must resolve inside the package."""
-        from .csv_bulk import parse_package
+        from .csv.ingest import parse_package
 
         raw = data if isinstance(data, bytes) else b"".join(data)
         records, _ = parse_package(raw, tenant=tenant, source=source)
@@ -61,13 +61,13 @@ class OneRosterAdapter:
             yield orjson.dumps(to_wire(r, version=version, sourced_id=resolve)) + b"\n"
 
     def import_package(self, store: Store, path: Path | str | bytes, *, tenant: str, source: str = "sis", **kw: Any) -> Any:
-        from .csv_bulk import import_package
+        from .csv.ingest import import_package
 
         return import_package(store, path, tenant=tenant, source=source, **kw)
 
     def export_package(self, store: Store, out: Path | str | io.BytesIO, *, tenant: str, version: str = "1.2",
                        source: str | None = None) -> dict[str, int]:
-        from .csv_bulk import export_package
+        from .csv.export import export_package
 
         return export_package(store, out, tenant=tenant, version=version, source=source)
 

@@ -58,7 +58,7 @@ def register(adapter: OneRosterAdapter, import_app: typer.Typer, export_app: typ
             TimeRemainingColumn,
         )
 
-        from .csv_bulk import Package
+        from .csv.package import Package
 
         pkg = Package(path)
         total = sum(pkg.size(n) for n in pkg.members if n.endswith(".csv") and n != "manifest.csv")
@@ -134,7 +134,7 @@ def register(adapter: OneRosterAdapter, import_app: typer.Typer, export_app: typ
         if mastery:
             if version != "1.2" or source is not None:
                 raise typer.BadParameter("--mastery writes OneRoster 1.2 and takes no --source")
-            from .gradebook import export_mastery_package
+            from .gradebook.writeback import export_mastery_package
 
             with console.status(f"writing {output}"):
                 counts = export_mastery_package(store, output, tenant=tenant)

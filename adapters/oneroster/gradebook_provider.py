@@ -39,17 +39,11 @@ from gateway.auth import Principal
 from gateway.store import tables as t
 
 from . import query, status_info
-from .gradebook import (
-    COLLECTIONS,
-    FIELDS,
-    Item,
-    ObjectStore,
-    Stored,
-    fields_of,
-    find_roster,
-    put_objects,
-    to_wire,
-)
+from .gradebook.apply import put_objects
+from .gradebook.prepare import Item
+from .gradebook.storage import ObjectStore, Stored, find_roster
+from .gradebook.types import COLLECTIONS, FIELDS, fields_of
+from .gradebook.wire import to_wire
 from .oauth1_auth import require, unsigned
 from .status_info import InvalidData, UnknownObject
 from .tables import objects

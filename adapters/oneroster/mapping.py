@@ -2,7 +2,7 @@
 
 One OneRoster object in its REST JSON shape (camelCase; GUIDRefs as
 ``{"sourcedId": ..., "type": ...}``, or plain sourcedId strings as the CSV binding gives
-them) becomes one canonical record, and back. The CSV importer (``csv_bulk``) and the
+them) becomes one canonical record, and back. The CSV importer (``csv.importer``) and the
 REST provider both go through here, so the two bindings map identically.
 
 Spec choices (OneRoster 1.2 Rostering Information Model section 4, 1.1 section 4):
@@ -34,7 +34,6 @@ Spec choices (OneRoster 1.2 Rostering Information Model section 4, 1.1 section 4
 from __future__ import annotations
 
 import functools
-import hashlib
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -60,7 +59,6 @@ from gateway.model import (
     pydantic_errors,
     record_id,
 )
-from gateway.model.base import RECORD_NAMESPACE
 
 VERSIONS = ("1.1", "1.2")
 
@@ -341,25 +339,8 @@ class _Fields:
 # --------------------------------------------------------------------------- wire -> canonical
 
 
-def _fast_record_id(tenant: str, kind: str, source: str, native_id: str) -> uuid.UUID:
-    """``gateway.model.record_id``, without ``uuid.UUID.__init__``'s checks (a third of the
-    cost of a bulk import's ids). Checked against ``record_id`` below, at import time."""
-    digest = hashlib.sha1(_NS_BYTES + f"{tenant}\x1f{kind}\x1f{source}\x1f{native_id}".encode()).digest()
-    n = int.from_bytes(digest[:16], "big")
-    n = (n & ~(0xC000 << 48)) | (0x8000 << 48)  # RFC 4122 variant
-    n = (n & ~(0xF000 << 64)) | (5 << 76)  # version 5
-    u = object.__new__(uuid.UUID)
-    object.__setattr__(u, "int", n)
-    object.__setattr__(u, "is_safe", uuid.SafeUUID.unknown)
-    return u
-
-
-_NS_BYTES = RECORD_NAMESPACE.bytes
-if any(_fast_record_id(*a) != record_id(*a) for a in (("t", "enrollment", "sis", "e-1"), ("demo", "person", "x", "ü ß/1"))):
-    _fast_record_id = record_id
-
 #: a million enrollments name the same few thousand classes and users: referenced ids are cached.
-ref_record_id = functools.lru_cache(maxsize=1 << 17)(_fast_record_id)
+ref_record_id = functools.lru_cache(maxsize=1 << 17)(record_id)
 
 
 def to_canonical(
@@ -521,11 +502,11 @@ def enrollment_record(tenant: str, source: str, sid: str, status: Status, modifi
                       section_id: uuid.UUID, org_id: uuid.UUID, role: Role, primary: bool, begin: date | None,
                       end: date | None) -> Enrollment:
     """The Enrollment of values already checked as its validation would check them (see
-    ``_enrollment_fast``; the CSV import's row fast path, ``csv_bulk._EnrollmentRows``),
+    ``_enrollment_fast``; the CSV import's row fast path, ``csv.fast_rows.EnrollmentRows``),
     built without pydantic's validation."""
-    return _construct(Enrollment, {  # type: ignore[no-any-return]
+    return _enrollment({
         "kind": "enrollment",
-        "id": _fast_record_id(tenant, "enrollment", source, sid),
+        "id": record_id(tenant, "enrollment", source, sid),
         "tenant": tenant,
         "source": source,
         "native_id": sid,
@@ -549,20 +530,12 @@ _ENROLLMENT_FIELDS = ["kind", "id", "tenant", "source", "native_id", "identifier
                       "extensions", "person_id", "section_id", "org_id", "role", "primary", "begin_date", "end_date"]
 
 
-def _construct(cls: type[Any], values: dict[str, Any]) -> Any:
-    """``cls.model_construct(**values)`` for a dict holding every field in the class's order
-    (pydantic's own model_construct walks the fields in Python: a third of a bulk import)."""
-    m = cls.__new__(cls)
-    object.__setattr__(m, "__dict__", values)
-    object.__setattr__(m, "__pydantic_fields_set__", set(values))
-    object.__setattr__(m, "__pydantic_extra__", None)
-    object.__setattr__(m, "__pydantic_private__", None)
-    return m
-
-
-if list(Enrollment.model_fields) != _ENROLLMENT_FIELDS:
-    def _construct(cls: type[Any], values: dict[str, Any]) -> Any:
-        return cls.model_construct(**values)
+#: ``Enrollment.trusted_dict`` takes every field in the class's order (the record's JSON is
+#: written in that order: ``gateway.store.streams``); should the class change, pydantic builds it
+_enrollment: Callable[[dict[str, Any]], Enrollment] = (
+    Enrollment.trusted_dict if list(Enrollment.model_fields) == _ENROLLMENT_FIELDS
+    else lambda values: Enrollment.model_construct(**values)
+)
 
 
 def _year(v: Any) -> int:

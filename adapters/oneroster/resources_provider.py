@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from gateway.auth import Principal
 
 from . import status_info
-from .gradebook import to_wire
+from .gradebook.wire import to_wire
 from .gradebook_provider import Lister, _json, roster_exists
 from .oauth1_auth import require
 from .status_info import UnknownObject

@@ -11,6 +11,7 @@ from .db import make_engine
 from .migrate import is_current, upgrade
 from .outbox import RoutingStore
 from .records import ApplyResult, Page, RecordStore
+from .streams import PreparedStreams
 
 if TYPE_CHECKING:
     from ..mastery.engine import MasteryEngine
@@ -38,6 +39,8 @@ class Store:
         from ..mastery.engine import MasteryEngine
 
         return MasteryEngine(self)
+
+    streams = cached_property(PreparedStreams)  # batches streamed, optionally from a child process
 
     @cached_property
     def routing(self) -> RoutingStore:
