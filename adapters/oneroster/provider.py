@@ -31,7 +31,7 @@ from __future__ import annotations
 import inspect
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -155,7 +155,7 @@ def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
             raise UnknownObject(f"no {what} with sourcedId {sid!r}")
         return found[0]
 
-    def listing(request: Request, principal: Principal, version: str, wire_type: str, scope: list[Condition], *,
+    def listing(request: Request, principal: Principal, version: str, wire_type: str, scope: Sequence[Condition], *,
                 demographics: bool = False) -> Response:
         kind, envelope, _ = TYPES[wire_type]
         q = parse_list_query(request.query_params, wire_type, max_limit=ctx.settings.page_size_max, version=version)
@@ -193,7 +193,7 @@ def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
             collection_routes(segment, subset)
 
         # --- nested collections -----------------------------------------------------------------
-        def nested(path: str, wire_type: str, summary: str, make: Callable[[Principal, dict[str, str]], list[Condition]]) -> None:
+        def nested(path: str, wire_type: str, summary: str, make: Callable[[Principal, dict[str, str]], Sequence[Condition]]) -> None:
             def endpoint(request: Request, principal: Principal = core, **ids: str) -> Response:
                 return listing(request, principal, version, wire_type, make(principal, ids))
 
@@ -212,9 +212,10 @@ def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
         nested("/schools/{schoolSourcedId}/enrollments", "enrollment", "getEnrollmentsForSchool",
                lambda p, a: [EnrollmentAtOrg(one(p.tenant, school, a["schoolSourcedId"], "school"))])
         for role, plural in (("student", "students"), ("teacher", "teachers")):
-            nested(f"/schools/{{schoolSourcedId}}/{plural}", "user", f"get{plural.title()}ForSchool",
-                   lambda p, a, role=role: [Compare("primary_role", "=", role),
-                                            PersonWithRoleAt(one(p.tenant, school, a["schoolSourcedId"], "school"), role)])
+            def of_school(p: Principal, a: dict[str, str], role: str = role) -> list[Condition]:
+                return [Compare("primary_role", "=", role), PersonWithRoleAt(one(p.tenant, school, a["schoolSourcedId"], "school"), role)]
+
+            nested(f"/schools/{{schoolSourcedId}}/{plural}", "user", f"get{plural.title()}ForSchool", of_school)
             nested(f"/classes/{{classSourcedId}}/{plural}", "user", f"get{plural.title()}ForClass",
                    lambda p, a, role=role: [PersonEnrolledIn(one(p.tenant, COLLECTIONS["classes"], a["classSourcedId"], "class"), role)])
 

@@ -262,7 +262,7 @@ class RosterQuery:
 
     @property
     def sql_only(self) -> bool:
-        """True when SQL answers every condition (``count``/``page`` may be used)."""
+        """True when SQL answers every condition (``page`` and ``native_ids_of`` may be used)."""
         return all(isinstance(c, SqlCondition) for c in self.where)
 
 
@@ -273,8 +273,9 @@ def _chunks(seq: Sequence[Any], n: int = 500) -> Iterable[Sequence[Any]]:
 
 class RosterQueries:
     """The reads of rostering records a provider API needs, in one place: collection pages
-    (count, order, offset, limit), every match of a query, one record by native id, and the
-    native ids of referenced records. Read-only; every statement is bounded by tenant."""
+    (count, order, offset, limit), every match of a query, one record by native id, ids by
+    native id and back, and the native ids of referenced records. Read-only; every statement
+    is bounded by tenant. ``Store.roster`` is the one instance."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -337,7 +338,9 @@ class RosterQueries:
         return known
 
     def native_ids_of(self, query: RosterQuery) -> list[str]:
-        """The native ids of every record matching ``query`` (SQL conditions only; no order)."""
+        """The native ids of every record matching an all-SQL ``query`` (in no particular order)."""
+        if not query.sql_only:
+            raise ValueError("native_ids_of() answers queries SQL can answer whole")
         tbl, cond = self._base(query.tenant, query.kind, query.where)
         with self.engine.connect() as conn:
             return list(conn.scalars(select(tbl.c.native_id).where(cond)))
@@ -354,7 +357,7 @@ class RosterQueries:
         return [c.desc() if query.descending else c.asc() for c in cols]
 
     def statement(self, query: RosterQuery, *, limit: int, offset: int = 0) -> Select[Any]:
-        """The SELECT of one page of an all-SQL query (what ``page`` runs; for EXPLAIN)."""
+        """The SELECT of one page (what ``page`` runs; for EXPLAIN). JSON conditions are left out."""
         tbl, cond = self._base(query.tenant, query.kind, query.where)
         return select(tbl.c.data).where(cond).order_by(*self._order(tbl, query)).limit(limit).offset(offset)
 
