@@ -122,10 +122,10 @@ def run(url: str, n: int, limit: int) -> None:
 
 
 def explain(store: Store, stamp: str, limit: int) -> None:
-    from adapters.oneroster.query import RosterQueries, Scope, parse_list_query
+    from adapters.oneroster.query import parse_list_query, roster_query
 
     q = parse_list_query({"filter": f"dateLastModified>'{stamp}'", "limit": str(limit)}, "user", max_limit=1000)
-    stmt = RosterQueries(store.engine).statement(TENANT, "person", q, Scope())
+    stmt = store.roster.statement(roster_query(TENANT, "person", q), limit=q.limit, offset=q.offset)
     compiled = stmt.compile(store.engine)
     print(f"  query plan of filter=dateLastModified>'{stamp}' ({store.engine.dialect.name}):")
     with store.engine.connect() as conn:

@@ -11,12 +11,11 @@ import pytest
 from adapters.oneroster.query import (
     Clause,
     Filter,
-    RosterQueries,
-    Scope,
-    clause_sql,
+    clause_condition,
     matches,
     parse_filter,
     parse_list_query,
+    roster_query,
     split_filter,
 )
 from adapters.oneroster.status_info import (
@@ -29,6 +28,7 @@ from adapters.oneroster.status_info import (
     status_info,
 )
 from gateway.errors import AuthError, ScopeError
+from gateway.store.roster import ModifiedAt, sql_condition
 
 # --- grammar -----------------------------------------------------------------------------------
 
@@ -198,7 +198,8 @@ def test_school_year_compares_as_a_number():
 
 
 def _sql(c: str, kind: str) -> str | None:
-    cond = clause_sql(parse_filter(c).clauses[0], kind, "t1")
+    found = clause_condition(parse_filter(c).clauses[0], kind)
+    cond = None if found is None else sql_condition(kind, "t1", found)
     return None if cond is None else str(cond.compile(compile_kwargs={"literal_binds": False}))
 
 
@@ -220,7 +221,7 @@ def test_promoted_columns_become_sql():
 
 
 def test_a_wire_token_shared_by_several_canonical_values_becomes_an_in_list():
-    cond = clause_sql(parse_filter("role='aide'").clauses[0], "enrollment", "t1")
+    cond = sql_condition("enrollment", "t1", clause_condition(parse_filter("role='aide'").clauses[0], "enrollment"))
     assert set(cond.right.value) >= {"aide", "staff", "other"}
 
 
@@ -230,14 +231,14 @@ def test_contains_and_unpromoted_fields_stay_in_python():
 
 
 def test_and_splits_into_sql_and_python_parts():
-    sql, rest = split_filter(parse_filter("dateLastModified>'2015-01-01' AND familyName='x'"), "person", "t1")
+    sql, rest = split_filter(parse_filter("dateLastModified>'2015-01-01' AND familyName='x'"), "person")
     assert len(sql) == 1 and rest == Filter("AND", (Clause("familyName", "=", "x", 34),))
 
 
 def test_or_goes_to_sql_only_when_every_clause_can():
-    sql, rest = split_filter(parse_filter("status='active' OR sourcedId='x'"), "person", "t1")
+    sql, rest = split_filter(parse_filter("status='active' OR sourcedId='x'"), "person")
     assert len(sql) == 1 and rest is None
-    sql, rest = split_filter(parse_filter("status='active' OR familyName='x'"), "person", "t1")
+    sql, rest = split_filter(parse_filter("status='active' OR familyName='x'"), "person")
     assert sql == [] and rest is not None
 
 
@@ -248,7 +249,7 @@ def test_date_last_modified_filter_is_served_from_the_tenant_updated_at_index(tm
     store.migrate()
     try:
         q = parse_list_query({"filter": "dateLastModified>'2015-01-01T00:00:00Z'", "limit": "1000"}, "user", max_limit=1000)
-        stmt = RosterQueries(store.engine).statement("t1", "person", q, Scope())
+        stmt = store.roster.statement(roster_query("t1", "person", q), limit=q.limit, offset=q.offset)
         compiled = stmt.compile(store.engine)
         with store.engine.connect() as conn:
             plan = [r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), tuple(compiled.params[k] for k in compiled.positiontup))]
@@ -302,8 +303,6 @@ def test_date_last_modified_sql_agrees_with_the_wire_value(flt, stored_us, expec
         select,
     )
 
-    from adapters.oneroster.query import _last_modified_sql
-
     c = parse_filter("dateLastModified" + flt).clauses[0]
     stored = datetime(2024, 3, 1, 10, 0, 0, stored_us)
     engine = create_engine("sqlite://")
@@ -313,7 +312,7 @@ def test_date_last_modified_sql_agrees_with_the_wire_value(flt, stored_us, expec
         conn.execute(insert(tbl).values(updated_at=stored))
         from adapters.oneroster.query import _as_datetime
 
-        got = conn.execute(select(tbl.c.updated_at).where(_last_modified_sql(tbl.c.updated_at, c.predicate, _as_datetime(c.value).replace(tzinfo=None)))).first()
+        got = conn.execute(select(tbl.c.updated_at).where(ModifiedAt(c.predicate, _as_datetime(c.value).replace(tzinfo=None)).on(tbl.c.updated_at))).first()
     wire = {"dateLastModified": stored.replace(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{stored_us // 1000:03d}Z"}
     assert (got is not None) is expected
     assert matches(wire, parse_filter("dateLastModified" + flt)) is expected

@@ -33,19 +33,18 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from gateway.auth import Principal
-from gateway.store import tables as t
+from gateway.store.roster import RefersTo, RosterQuery
 
-from . import query, status_info
 from .gradebook.apply import put_objects
 from .gradebook.prepare import Item
 from .gradebook.storage import ObjectStore, Stored, find_roster
 from .gradebook.types import COLLECTIONS, FIELDS, fields_of
 from .gradebook.wire import to_wire
 from .oauth1_auth import require, unsigned
-from .status_info import InvalidData, UnknownObject
+from .query import TYPE_FIELDS, ListQuery, matches, page_links, parse_list_query, select_fields
+from .status_info import InvalidData, UnknownObject, register
 from .tables import objects
 
 if TYPE_CHECKING:
@@ -61,7 +60,7 @@ V11_TYPES = ("category", "lineItem", "result")
 
 # the query grammar knows the rostering types; the gradebook and resources types join its table
 for _ty in FIELDS:
-    query.TYPE_FIELDS.setdefault(_ty, fields_of(_ty))
+    TYPE_FIELDS.setdefault(_ty, fields_of(_ty))
 
 
 def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -79,16 +78,16 @@ class Lister:
         s = self.ctx.settings
         return s.public_url.rstrip("/") if s.public_url else str(request.base_url).rstrip("/")
 
-    def links(self, request: Request, q: query.ListQuery, total: int) -> str:
-        return query.page_links(self.site(request), request.url.path, unsigned(request.query_params), q, total)
+    def links(self, request: Request, q: ListQuery, total: int) -> str:
+        return page_links(self.site(request), request.url.path, unsigned(request.query_params), q, total)
 
     def answer(self, request: Request, tenant: str, obj_type: str, version: str, conds: list[Any],
                keep: Callable[[Stored], bool] | None = None) -> Response:
-        q = query.parse_list_query(request.query_params, obj_type, max_limit=self.ctx.settings.page_size_max, version=version)
+        q = parse_list_query(request.query_params, obj_type, max_limit=self.ctx.settings.page_size_max, version=version)
         rows = self.objects.where(tenant, obj_type, *conds)
         objs = [to_wire(s, version=version) for s in rows if keep is None or keep(s)]
         if q.filter is not None:
-            objs = [o for o in objs if query.matches(o, q.filter)]
+            objs = [o for o in objs if matches(o, q.filter)]
         if q.sort:
             key = q.sort
             present = sorted((o for o in objs if o.get(key) is not None), key=lambda o: _sort_key(o[key]), reverse=q.desc)
@@ -96,7 +95,7 @@ class Lister:
         elif q.desc:
             objs.reverse()
         total = len(objs)
-        page = [query.select_fields(o, q.fields) for o in objs[q.offset:q.offset + q.limit]]
+        page = [select_fields(o, q.fields) for o in objs[q.offset:q.offset + q.limit]]
         return _json({COLLECTIONS[obj_type]: page}, headers={"X-Total-Count": str(total), "Link": self.links(request, q, total)})
 
     def one(self, tenant: str, obj_type: str, sid: str) -> Stored:
@@ -130,7 +129,7 @@ async def _body(request: Request) -> Any:
 
 
 def build_router(ctx: AppContext) -> APIRouter:
-    status_info.register()
+    register()
     router = APIRouter(tags=["oneroster-gradebook"])
     lister = Lister(ctx)
 
@@ -313,11 +312,8 @@ def build_router(ctx: AppContext) -> APIRouter:
 
 
 def _classes_of_school(ctx: AppContext, tenant: str, school_sid: str) -> list[str]:
-    sec, org = t.sections, t.orgs
-    q = select(sec.c.native_id).where(sec.c.tenant == tenant, sec.c.org_id.in_(
-        select(org.c.id).where(org.c.tenant == tenant, org.c.native_id == school_sid)))
-    with ctx.store.engine.connect() as conn:
-        return list(conn.scalars(q))
+    """The sourcedIds of the classes of the school ``school_sid``."""
+    return ctx.store.roster.native_ids_of(RosterQuery(tenant, "section", (RefersTo("org_id", "org", school_sid),)))
 
 
 __all__ = ["GRADEBOOK_TYPES", "PREFIX_V1P1", "PREFIX_V1P2", "Lister", "build_router", "roster_exists"]

@@ -2,8 +2,9 @@
 Rostering Service REST/JSON binding) and the same reads under ``/ims/oneroster/v1p1/...``
 (OneRoster 1.1 REST binding).
 
-Thin: check the request (``query.parse_list_query``), authorise, ask ``query.RosterQueries``
-for the page, rebuild OneRoster JSON with ``mapping.to_wire``, answer with the binding's
+Thin: check the request (``query.parse_list_query``), authorise, ask the store's roster
+queries (``store.roster``, through ``query.collection``) for the page, rebuild OneRoster JSON
+with ``mapping.to_wire``, answer with the binding's
 envelope (``{"users": [...]}``, ``{"user": {...}}``), ``X-Total-Count`` and a ``Link`` header
 (first/last/next/prev). Errors on these paths are imsx_StatusInfo (``status_info``).
 
@@ -30,25 +31,33 @@ from __future__ import annotations
 import inspect
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from gateway.auth import Principal
 from gateway.model import RECORD_TYPES
-from gateway.store import tables as t
-from gateway.store.records import REFERENCES
+from gateway.store.roster import (
+    Compare,
+    Condition,
+    EnrollmentAtOrg,
+    PersonEnrolledIn,
+    PersonWithDemographics,
+    PersonWithRoleAt,
+    RosterQueries,
+    SectionEnrolling,
+    SectionInSession,
+    SessionOfOrg,
+)
 
-from . import status_info
 from .mapping import demographics_to_wire, to_wire
 from .oauth1_auth import require, unsigned
-from .query import ListQuery, RosterQueries, Scope, page_links, parse_list_query
-from .status_info import UnknownObject
+from .query import ListQuery, collection, page_links, parse_list_query
+from .status_info import UnknownObject, register
 
 if TYPE_CHECKING:
     from gateway.api.context import AppContext
@@ -72,16 +81,16 @@ TYPES: dict[str, tuple[str, str, str]] = {
 
 @dataclass(frozen=True)
 class Subset:
-    """A named subset of a type (``schools`` of orgs, ``students`` of users): SQL on the table."""
+    """A named subset of a type (``schools`` of orgs, ``students`` of users): a column's value."""
 
     wire_type: str
     column: str | None = None
     value: str | None = None
 
-    def where(self) -> list[Any]:
+    def where(self) -> list[Compare]:
         if self.column is None:
             return []
-        return [t.RECORD_TABLES[TYPES[self.wire_type][0]].c[self.column] == self.value]
+        return [Compare(self.column, "=", self.value)]
 
 
 #: path segment -> the subset it serves
@@ -108,29 +117,20 @@ class WireWriter:
     """Canonical JSON rows -> OneRoster objects, resolving every referenced sourcedId with one
     small query per referenced kind and page (not one per reference)."""
 
-    def __init__(self, queries: RosterQueries, tenant: str, kind: str, version: str, *, demographics: bool = False) -> None:
-        self.queries, self.tenant, self.kind, self.version, self.demographics = queries, tenant, kind, version, demographics
+    def __init__(self, roster: RosterQueries, tenant: str, kind: str, version: str, *, demographics: bool = False) -> None:
+        self.roster, self.tenant, self.kind, self.version, self.demographics = roster, tenant, kind, version, demographics
         self.cls = RECORD_TYPES[kind]
 
     def __call__(self, rows: list[str]) -> list[dict[str, Any]]:
         records = [self.cls.model_validate_json(r) for r in rows]
         if self.demographics:
             return [d for d in (demographics_to_wire(r, version=self.version) for r in records) if d is not None]  # type: ignore[arg-type]
-        wanted: dict[str, set[uuid.UUID]] = {}
-        for target, refs in REFERENCES[self.kind]:
-            ids = wanted.setdefault(target, set())
-            for r in records:
-                ids.update(refs.ids(r))
-        known: dict[tuple[str, uuid.UUID], str | None] = {}
-        for target, ids in wanted.items():
-            if ids:
-                found = self.queries.sourced_ids(self.tenant, target, ids)
-                known.update({(target, i): found.get(i) for i in ids})
+        known = self.roster.referenced_native_ids(self.tenant, self.kind, records)
 
         def sourced_id(k: str, rid: uuid.UUID) -> str | None:
             key = (k, rid)
-            if key not in known:  # a reference REFERENCES does not list: look it up alone
-                known[key] = self.queries.sourced_ids(self.tenant, k, [rid]).get(rid)
+            if key not in known:  # a reference the store does not list for the kind: look it up alone
+                known[key] = self.roster.native_ids(self.tenant, k, [rid]).get(rid)
             return known[key]
 
         return [to_wire(r, version=self.version, sourced_id=sourced_id) for r in records]
@@ -138,9 +138,9 @@ class WireWriter:
 
 def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
     """The rostering read endpoints of OneRoster 1.2 (and 1.1) for ``OneRosterAdapter.routers``."""
-    status_info.register()
+    register()
     router = APIRouter(tags=["oneroster"])
-    queries = RosterQueries(ctx.store.engine)
+    roster = ctx.store.roster
 
     def site(request: Request) -> str:
         return ctx.settings.public_url.rstrip("/") if ctx.settings.public_url else str(request.base_url).rstrip("/")
@@ -150,18 +150,19 @@ def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
 
     def one(tenant: str, subset: Subset, sid: str, what: str) -> uuid.UUID:
         """The id of the object ``sid`` of a subset, or 404 unknownobject."""
-        found = queries.find(tenant, TYPES[subset.wire_type][0], sid, where=subset.where())
+        found = roster.find(tenant, TYPES[subset.wire_type][0], sid, where=subset.where())
         if found is None:
             raise UnknownObject(f"no {what} with sourcedId {sid!r}")
         return found[0]
 
-    def listing(request: Request, principal: Principal, version: str, wire_type: str, scope: Scope, *, demographics: bool = False) -> Response:
+    def listing(request: Request, principal: Principal, version: str, wire_type: str, scope: Sequence[Condition], *,
+                demographics: bool = False) -> Response:
         kind, envelope, _ = TYPES[wire_type]
         q = parse_list_query(request.query_params, wire_type, max_limit=ctx.settings.page_size_max, version=version)
         # demographics' dateLastModified is the source's, kept in the record: Python compares it
         q.python_only = demographics
-        writer = WireWriter(queries, principal.tenant, kind, version, demographics=demographics)
-        total, items = queries.collection(principal.tenant, kind, q, scope, writer)
+        writer = WireWriter(roster, principal.tenant, kind, version, demographics=demographics)
+        total, items = collection(roster, principal.tenant, kind, q, scope, writer)
         return _json({envelope: items}, {"X-Total-Count": str(total), "Link": links(request, q, total)})
 
     def add(version: str, prefix: str) -> None:
@@ -177,13 +178,13 @@ def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
             kind, _, single = TYPES[subset.wire_type]
 
             def get_all(request: Request, principal: Principal = core) -> Response:
-                return listing(request, principal, version, subset.wire_type, Scope(where=subset.where()))
+                return listing(request, principal, version, subset.wire_type, [*subset.where()])
 
             def get_one(sourcedId: str, principal: Principal = core) -> Response:
-                found = queries.find(principal.tenant, kind, sourcedId, where=subset.where())
+                found = roster.find(principal.tenant, kind, sourcedId, where=subset.where())
                 if found is None:
                     raise UnknownObject(f"no {segment[:-1]} with sourcedId {sourcedId!r}")
-                return _json({single: WireWriter(queries, principal.tenant, kind, version)([found[1]])[0]})
+                return _json({single: WireWriter(roster, principal.tenant, kind, version)([found[1]])[0]})
 
             route(f"/{segment}", get_all, f"getAll{segment[0].upper()}{segment[1:]}")
             route(f"/{segment}/{{sourcedId}}", get_one, f"get{subset.wire_type[0].upper()}{subset.wire_type[1:]} ({segment})")
@@ -192,16 +193,7 @@ def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
             collection_routes(segment, subset)
 
         # --- nested collections -----------------------------------------------------------------
-        sec, enr, ppl, crs, ses = t.sections, t.enrollments, t.people, t.courses, t.academic_sessions
-
-        def enrolled_people(section_id: uuid.UUID, tenant: str, role: str) -> Any:
-            return ppl.c.id.in_(select(enr.c.person_id).where(enr.c.tenant == tenant, enr.c.section_id == section_id, enr.c.role == role))
-
-        def has_role_at(org_id: uuid.UUID, role: str) -> Callable[[dict[str, Any]], bool]:
-            want = str(org_id)
-            return lambda doc: any(r.get("org_id") == want and r.get("role") == role for r in doc.get("roles") or [])
-
-        def nested(path: str, wire_type: str, summary: str, make: Callable[[Principal, dict[str, str]], Scope]) -> None:
+        def nested(path: str, wire_type: str, summary: str, make: Callable[[Principal, dict[str, str]], Sequence[Condition]]) -> None:
             def endpoint(request: Request, principal: Principal = core, **ids: str) -> Response:
                 return listing(request, principal, version, wire_type, make(principal, ids))
 
@@ -214,59 +206,56 @@ def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
 
         school = COLLECTIONS["schools"]
         nested("/schools/{schoolSourcedId}/classes", "class", "getClassesForSchool",
-               lambda p, a: Scope([sec.c.org_id == one(p.tenant, school, a["schoolSourcedId"], "school")]))
+               lambda p, a: [Compare("org_id", "=", one(p.tenant, school, a["schoolSourcedId"], "school"))])
         nested("/schools/{schoolSourcedId}/courses", "course", "getCoursesForSchool",
-               lambda p, a: Scope([crs.c.org_id == one(p.tenant, school, a["schoolSourcedId"], "school")]))
+               lambda p, a: [Compare("org_id", "=", one(p.tenant, school, a["schoolSourcedId"], "school"))])
         nested("/schools/{schoolSourcedId}/enrollments", "enrollment", "getEnrollmentsForSchool",
-               lambda p, a: Scope([enr.c.section_id.in_(select(sec.c.id).where(
-                   sec.c.tenant == p.tenant, sec.c.org_id == one(p.tenant, school, a["schoolSourcedId"], "school")))]))
+               lambda p, a: [EnrollmentAtOrg(one(p.tenant, school, a["schoolSourcedId"], "school"))])
         for role, plural in (("student", "students"), ("teacher", "teachers")):
-            nested(f"/schools/{{schoolSourcedId}}/{plural}", "user", f"get{plural.title()}ForSchool",
-                   lambda p, a, role=role: Scope([ppl.c.primary_role == role],
-                                                 has_role_at(one(p.tenant, school, a["schoolSourcedId"], "school"), role)))
-            nested(f"/classes/{{classSourcedId}}/{plural}", "user", f"get{plural.title()}ForClass",
-                   lambda p, a, role=role: Scope([enrolled_people(one(p.tenant, COLLECTIONS["classes"], a["classSourcedId"], "class"), p.tenant, role)]))
+            def of_school(p: Principal, a: dict[str, str], role: str = role) -> list[Condition]:
+                return [Compare("primary_role", "=", role), PersonWithRoleAt(one(p.tenant, school, a["schoolSourcedId"], "school"), role)]
 
-            def in_school(p: Principal, a: dict[str, str], role: str = role) -> Scope:
+            nested(f"/schools/{{schoolSourcedId}}/{plural}", "user", f"get{plural.title()}ForSchool", of_school)
+            nested(f"/classes/{{classSourcedId}}/{plural}", "user", f"get{plural.title()}ForClass",
+                   lambda p, a, role=role: [PersonEnrolledIn(one(p.tenant, COLLECTIONS["classes"], a["classSourcedId"], "class"), role)])
+
+            def in_school(p: Principal, a: dict[str, str], role: str = role) -> list[Condition]:
                 sid = one(p.tenant, school, a["schoolSourcedId"], "school")
                 cid = one(p.tenant, COLLECTIONS["classes"], a["classSourcedId"], "class")
-                if queries.find(p.tenant, "section", a["classSourcedId"], where=[sec.c.id == cid, sec.c.org_id == sid]) is None:
+                if roster.find(p.tenant, "section", a["classSourcedId"], where=[Compare("id", "=", cid), Compare("org_id", "=", sid)]) is None:
                     raise UnknownObject(f"class {a['classSourcedId']!r} is not a class of school {a['schoolSourcedId']!r}")
-                return Scope([enrolled_people(cid, p.tenant, role)])
+                return [PersonEnrolledIn(cid, role)]
 
             nested(f"/schools/{{schoolSourcedId}}/classes/{{classSourcedId}}/{plural}", "user", f"get{plural.title()}ForClassInSchool", in_school)
         nested("/courses/{courseSourcedId}/classes", "class", "getClassesForCourse",
-               lambda p, a: Scope([sec.c.course_id == one(p.tenant, COLLECTIONS["courses"], a["courseSourcedId"], "course")]))
+               lambda p, a: [Compare("course_id", "=", one(p.tenant, COLLECTIONS["courses"], a["courseSourcedId"], "course"))])
         for segment in ("users", "students", "teachers"):
             nested(f"/{segment}/{{userSourcedId}}/classes", "class", f"getClassesFor{segment[:-1].title()}",
-                   lambda p, a, segment=segment: Scope([sec.c.id.in_(select(enr.c.section_id).where(
-                       enr.c.tenant == p.tenant, enr.c.person_id == one(p.tenant, COLLECTIONS[segment], a["userSourcedId"], segment[:-1])))]))
+                   lambda p, a, segment=segment: [SectionEnrolling(one(p.tenant, COLLECTIONS[segment], a["userSourcedId"], segment[:-1]))])
 
-        def term_classes(p: Principal, a: dict[str, str]) -> Scope:
-            want = str(one(p.tenant, COLLECTIONS["terms"], a["termSourcedId"], "term"))
-            return Scope([], lambda doc: want in (doc.get("session_ids") or []))
+        def term_classes(p: Principal, a: dict[str, str]) -> list[Condition]:
+            return [SectionInSession(one(p.tenant, COLLECTIONS["terms"], a["termSourcedId"], "term"))]
 
         nested("/terms/{termSourcedId}/classes", "class", "getClassesForTerm", term_classes)
 
-        def school_terms(p: Principal, a: dict[str, str]) -> Scope:
-            want = str(one(p.tenant, school, a["schoolSourcedId"], "school"))
-            return Scope([ses.c.type == "term"], lambda doc: doc.get("org_id") == want)
+        def school_terms(p: Principal, a: dict[str, str]) -> list[Condition]:
+            return [Compare("type", "=", "term"), SessionOfOrg(one(p.tenant, school, a["schoolSourcedId"], "school"))]
 
         nested("/schools/{schoolSourcedId}/terms", "academicSession", "getTermsForSchool", school_terms)
 
-        def term_periods(p: Principal, a: dict[str, str]) -> Scope:
+        def term_periods(p: Principal, a: dict[str, str]) -> list[Condition]:
             tid = one(p.tenant, COLLECTIONS["terms"], a["termSourcedId"], "term")
-            return Scope([ses.c.type == "grading_period", ses.c.parent_id == tid])
+            return [Compare("type", "=", "grading_period"), Compare("parent_id", "=", tid)]
 
         nested("/terms/{termSourcedId}/gradingPeriods", "academicSession", "getGradingPeriodsForTerm", term_periods)
 
         # --- demographics (1.2: roster-demographics.readonly; 1.1 has the same two reads) --------
         def get_all_demographics(request: Request, principal: Principal = demo) -> Response:
-            return listing(request, principal, version, "demographics", Scope([], lambda doc: bool(doc.get("demographics"))), demographics=True)
+            return listing(request, principal, version, "demographics", [PersonWithDemographics()], demographics=True)
 
         def get_demographics(sourcedId: str, principal: Principal = demo) -> Response:
-            found = queries.find(principal.tenant, "person", sourcedId)
-            obj = WireWriter(queries, principal.tenant, "person", version, demographics=True)([found[1]]) if found else []
+            found = roster.find(principal.tenant, "person", sourcedId)
+            obj = WireWriter(roster, principal.tenant, "person", version, demographics=True)([found[1]]) if found else []
             if not obj:
                 raise UnknownObject(f"no demographics with sourcedId {sourcedId!r}")
             return _json({"demographics": obj[0]})

@@ -32,31 +32,40 @@ Spec choices, written down:
 * Without ``sort`` the order is the store's (dateLastModified, then id), which is also what
   makes offset paging stable between requests when nothing changes.
 
-Evaluation: ``dateLastModified``, ``status`` and ``sourcedId`` always become SQL on the
-record table (``dateLastModified`` on the indexed ``(tenant, updated_at, id)``), as do the
-promoted columns a type has (org ``type``/``parent.sourcedId``, academic session ``type``/
+Evaluation: ``dateLastModified``, ``status`` and ``sourcedId`` always become conditions of
+the store's roster queries (``gateway.store.roster``: SQL on the record table,
+``dateLastModified`` on the indexed ``(tenant, updated_at, id)``), as do the promoted
+columns a type has (org ``type``/``parent.sourcedId``, academic session ``type``/
 ``schoolYear``, class ``course.sourcedId``/``school.sourcedId``, course ``org.sourcedId``,
 enrollment ``role``/``user.sourcedId``/``class.sourcedId``); everything else is evaluated in
 Python over the wire object. With ``AND`` the SQL part narrows the rows and Python checks the
-rest; an ``OR`` is pushed down only when every clause can be.
+rest; an ``OR`` is pushed down only when every clause can be. This module maps OneRoster's
+field names onto the store's canonical columns; the store owns the SQL.
 """
 
 from __future__ import annotations
 
 import re
-import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-from sqlalchemy import Engine, and_, func, or_, select
-from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.model import Role
-from gateway.store import tables as t
+from gateway.store.roster import (
+    AnyOf,
+    Compare,
+    Condition,
+    ModifiedAt,
+    OneOf,
+    RefersTo,
+    RosterQueries,
+    RosterQuery,
+    SqlCondition,
+)
 
 from .status_info import (
     FilterParseError,
@@ -390,11 +399,7 @@ def _sort_key(v: Any) -> tuple[int, Any]:
     return (1, str(v).casefold())
 
 
-# --- SQL: the part of a filter the store can answer ------------------------------------------
-
-#: wire type -> canonical record kind
-KIND_OF = {"org": "org", "academicSession": "academic_session", "course": "course", "class": "section", "user": "person", "enrollment": "enrollment"}
-
+# --- the part of a filter the store can answer ---------------------------------------------
 
 
 def _wire_vocab(column: str, version: str) -> tuple[Any, list[str]]:
@@ -418,201 +423,110 @@ def canonical_values(column: str, token: str, version: str) -> list[str]:
     return sorted(v for v in values if vocab.to_wire(v) == token)
 
 
-_OPS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
-    "=": lambda c, v: c == v, "!=": lambda c, v: c != v, ">": lambda c, v: c > v,
-    ">=": lambda c, v: c >= v, "<": lambda c, v: c < v, "<=": lambda c, v: c <= v,
+#: (canonical kind, wire field) -> the promoted column whose wire token goes through a vocabulary
+_VOCAB_COLUMNS = {("org", "type"): "org.type", ("academic_session", "type"): "academic_session.type",
+                  ("enrollment", "role"): "enrollment.role"}
+#: (canonical kind, dotted wire field) -> (the reference column, the kind it references)
+_REF_COLUMNS = {
+    ("org", "parent.sourcedId"): ("parent_id", "org"),
+    ("course", "org.sourcedId"): ("org_id", "org"),
+    ("section", "course.sourcedId"): ("course_id", "course"),
+    ("section", "school.sourcedId"): ("org_id", "org"),
+    ("enrollment", "user.sourcedId"): ("person_id", "person"),
+    ("enrollment", "class.sourcedId"): ("section_id", "section"),
 }
 
 
-def _ref_in(column: Any, target_kind: str, tenant: str, sourced_id: str) -> ColumnElement[bool]:
-    """``column`` references a record of ``target_kind`` whose sourcedId (native id) is given."""
-    tgt = t.RECORD_TABLES[target_kind]
-    return column.in_(select(tgt.c.id).where(tgt.c.tenant == tenant, tgt.c.native_id == sourced_id))
-
-
-_MS = timedelta(milliseconds=1)
-_LAST_US_OF_MS = timedelta(microseconds=999)
-
-
-def _last_modified_sql(col: Any, pred: str, x: datetime) -> ColumnElement[bool]:
-    """``dateLastModified <pred> x`` on ``updated_at``, agreeing exactly with the wire value.
-
-    The wire shows ``updated_at`` truncated to milliseconds (``mapping.format_datetime``), the
-    column keeps microseconds. So ``dateLastModified>'...:00.123Z'`` must not return a record
-    stored at .123456 (its wire value IS .123Z; a client using the last value it saw as its
-    watermark would get it again): ``>`` x is ``updated_at > floor_ms(x) + 999us``, still one
-    range on the (tenant, updated_at, id) index, and likewise for the other predicates."""
-    floor = x - timedelta(microseconds=x.microsecond % 1000)
-    ceil = floor if floor == x else floor + _MS
-    if pred == ">":
-        return col > floor + _LAST_US_OF_MS
-    if pred == ">=":
-        return col >= ceil
-    if pred == "<":
-        return col < ceil
-    if pred == "<=":
-        return col <= floor + _LAST_US_OF_MS
-    if floor != x:  # no wire value has sub-millisecond digits
-        return col.is_(None) if pred == "=" else col.is_not(None)
-    inside = and_(col >= floor, col <= floor + _LAST_US_OF_MS)
-    return inside if pred == "=" else ~inside
-
-
-def clause_sql(c: Clause, kind: str, tenant: str, version: str = "1.2") -> ColumnElement[bool] | None:
-    """The clause as a SQL condition on ``kind``'s table, or None when only Python can answer it."""
+def clause_condition(c: Clause, kind: str, version: str = "1.2") -> SqlCondition | None:
+    """The clause as a store condition on ``kind``'s records, or None when only Python can
+    answer it. sourcedId is the record's native id, dateLastModified its ``updated_at`` (as
+    the wire shows it, to the millisecond)."""
     if c.predicate == "~":
         return None
-    tbl = t.RECORD_TABLES[kind]
-    op = _OPS[c.predicate]
     f = c.field
     if f == "dateLastModified":
-        return _last_modified_sql(tbl.c.updated_at, c.predicate, _as_datetime(c.value))  # type: ignore[arg-type]
+        return ModifiedAt(c.predicate, _as_datetime(c.value))  # type: ignore[arg-type]
     if f == "status":
-        return op(tbl.c.status, c.value)
+        return Compare("status", c.predicate, c.value)
     if f == "sourcedId":
-        return op(tbl.c.native_id, c.value)
+        return Compare("native_id", c.predicate, c.value)
     if kind == "academic_session" and f == "schoolYear":
         n = _as_number(c.value)
-        return op(tbl.c.school_year, int(n)) if n is not None and n.is_integer() else None
+        return Compare("school_year", c.predicate, int(n)) if n is not None and n.is_integer() else None
     if c.predicate not in ("=", "!="):
         return None
     eq = c.predicate == "="
-    vocab_col = {("org", "type"): "org.type", ("academic_session", "type"): "academic_session.type",
-                 ("enrollment", "role"): "enrollment.role"}.get((kind, f))
-    if vocab_col is not None:
-        column = tbl.c[vocab_col.split(".")[1]]
-        values = canonical_values(vocab_col, c.value, version)
-        if not values:
-            return column.is_(None) if eq else column.is_not(None)  # no record shows that token
-        return column.in_(values) if eq else column.not_in(values)
-    refs = {
-        ("org", "parent.sourcedId"): ("parent_id", "org"),
-        ("course", "org.sourcedId"): ("org_id", "org"),
-        ("section", "course.sourcedId"): ("course_id", "course"),
-        ("section", "school.sourcedId"): ("org_id", "org"),
-        ("enrollment", "user.sourcedId"): ("person_id", "person"),
-        ("enrollment", "class.sourcedId"): ("section_id", "section"),
-    }
-    ref = refs.get((kind, f))
+    vocab_col = _VOCAB_COLUMNS.get((kind, f))
+    if vocab_col is not None:  # no values: no record shows that token (IS NULL / IS NOT NULL)
+        return OneOf(vocab_col.split(".")[1], tuple(canonical_values(vocab_col, c.value, version)), negate=not eq)
+    ref = _REF_COLUMNS.get((kind, f))
     if ref is not None and eq:
-        return _ref_in(tbl.c[ref[0]], ref[1], tenant, c.value)
+        return RefersTo(ref[0], ref[1], c.value)
     return None
 
 
-def split_filter(flt: Filter | None, kind: str, tenant: str, version: str = "1.2") -> tuple[list[ColumnElement[bool]], Filter | None]:
-    """(SQL conditions, what is left for Python) of a filter."""
+def split_filter(flt: Filter | None, kind: str, version: str = "1.2") -> tuple[list[SqlCondition], Filter | None]:
+    """(store conditions, what is left for Python) of a filter."""
     if flt is None:
         return [], None
-    sql = [clause_sql(c, kind, tenant, version) for c in flt.clauses]
+    conds = [clause_condition(c, kind, version) for c in flt.clauses]
     if flt.op == "OR":
-        if all(s is not None for s in sql):
-            return [or_(*sql)], None  # type: ignore[arg-type]
+        if all(s is not None for s in conds):
+            return [AnyOf(tuple(conds))], None  # type: ignore[arg-type]
         return [], flt
-    pushed = [s for s in sql if s is not None]
-    rest = tuple(c for c, s in zip(flt.clauses, sql, strict=True) if s is None)
+    pushed = [s for s in conds if s is not None]
+    rest = tuple(c for c, s in zip(flt.clauses, conds, strict=True) if s is None)
     return pushed, (Filter("AND", rest) if rest else None)
 
 
-#: sort fields the store orders by itself
+#: sort fields the store orders by itself -> the column
 _SQL_SORT = {"dateLastModified": "updated_at", "sourcedId": "native_id", "status": "status"}
 
 
 # --- answering a collection request --------------------------------------------------------
 
-
-@dataclass
-class Scope:
-    """What a path fixes before the client's own parameters: SQL conditions on the kind's
-    table, and a check on the canonical JSON for what no column holds (a person's orgs, a
-    class's terms)."""
-
-    where: list[ColumnElement[bool]] = field(default_factory=list)
-    doc_check: Callable[[dict[str, Any]], bool] | None = None
-
-
 #: (raw canonical JSON documents) -> their wire objects, in the same order
 ToWire = Callable[[list[str]], list[dict[str, Any]]]
 
 
-class RosterQueries:
-    """The SQL the OneRoster provider needs, in one place: collection pages (count, order,
-    offset, limit and the pushed-down filter), single objects by sourcedId, and the
-    sourcedIds of referenced records. Read-only; every statement is bounded by tenant."""
+def roster_query(tenant: str, kind: str, q: ListQuery, scope: Sequence[Condition] = ()) -> RosterQuery:
+    """The store query of a collection request when SQL answers all of it: what a path fixes
+    (``scope``), the pushed-down filter and the sort (also for the benchmark's EXPLAIN)."""
+    pushed, _ = split_filter(q.filter, kind, q.version)
+    return RosterQuery(tenant, kind, (*scope, *pushed), _SQL_SORT.get(q.sort) if q.sort else None, q.desc)
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
 
-    def find(self, tenant: str, kind: str, sourced_id: str, *, where: Iterable[ColumnElement[bool]] = ()) -> tuple[uuid.UUID, str] | None:
-        """(id, canonical JSON) of the record of ``kind`` whose sourcedId is ``sourced_id``.
+def collection(roster: RosterQueries, tenant: str, kind: str, q: ListQuery, scope: Sequence[Condition],
+               to_wire: ToWire) -> tuple[int, list[dict[str, Any]]]:
+    """(X-Total-Count, the page's wire objects, fields selected) of a collection request.
 
-        sourcedId is the record's native id; two sources of one tenant could share one, and
-        then the first by source wins (a tenant normally rosters from one SIS)."""
-        tbl = t.RECORD_TABLES[kind]
-        q = select(tbl.c.id, tbl.c.data).where(tbl.c.tenant == tenant, tbl.c.native_id == sourced_id, *where).order_by(tbl.c.source).limit(1)
-        with self.engine.connect() as conn:
-            row = conn.execute(q).first()
-        return (row[0], row[1]) if row else None
-
-    def sourced_ids(self, tenant: str, kind: str, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
-        """id -> sourcedId (native id) for records of ``kind``; ids not in the tenant are left out."""
-        tbl = t.RECORD_TABLES[kind]
-        want = list(dict.fromkeys(ids))
-        out: dict[uuid.UUID, str] = {}
-        with self.engine.connect() as conn:
-            for i in range(0, len(want), 500):
-                q = select(tbl.c.id, tbl.c.native_id).where(tbl.c.tenant == tenant, tbl.c.id.in_(want[i : i + 500]))
-                out.update({r[0]: r[1] for r in conn.execute(q)})
-        return out
-
-    def _base(self, tenant: str, kind: str, where: Sequence[ColumnElement[bool]]) -> Any:
-        tbl = t.RECORD_TABLES[kind]
-        return tbl, and_(tbl.c.tenant == tenant, *where)
-
-    def statement(self, tenant: str, kind: str, q: ListQuery, scope: Scope) -> Any:
-        """The SELECT of one page when SQL can answer all of it (used by ``collection`` and by
-        the benchmark's EXPLAIN QUERY PLAN)."""
-        pushed, _ = split_filter(q.filter, kind, tenant, q.version)
-        tbl, cond = self._base(tenant, kind, [*scope.where, *pushed])
-        order = self._order(tbl, q)
-        return select(tbl.c.data).where(cond).order_by(*order).limit(q.limit).offset(q.offset)
-
-    def _order(self, tbl: Any, q: ListQuery) -> list[Any]:
-        cols = [tbl.c[_SQL_SORT[q.sort]]] if q.sort in _SQL_SORT else []
-        cols += [tbl.c.updated_at, tbl.c.id] if q.sort != "dateLastModified" else [tbl.c.id]
-        return [c.desc() if q.desc else c.asc() for c in cols]
-
-    def collection(self, tenant: str, kind: str, q: ListQuery, scope: Scope, to_wire: ToWire) -> tuple[int, list[dict[str, Any]]]:
-        """(X-Total-Count, the page's wire objects, fields selected)."""
-        pushed, rest = split_filter(q.filter, kind, tenant, q.version) if not q.python_only else ([], q.filter)
-        tbl, cond = self._base(tenant, kind, [*scope.where, *pushed])
-        sql_sort = _SQL_SORT if not q.python_only else {}
-        in_sql = rest is None and scope.doc_check is None and (q.sort is None or q.sort in sql_sort)
-        with self.engine.connect() as conn:
-            if in_sql:
-                total = conn.scalar(select(func.count()).select_from(tbl).where(cond)) or 0
-                if q.offset >= total:
-                    return total, []
-                rows = [r[0] for r in conn.execute(
-                    select(tbl.c.data).where(cond).order_by(*self._order(tbl, q)).limit(q.limit).offset(q.offset))]
-                return total, [select_fields(o, q.fields) for o in to_wire(rows)]
-            # Python has a say: every row SQL lets through is turned into its wire object once.
-            order = self._order(tbl, ListQuery(sort=q.sort if q.sort in sql_sort else None, desc=q.desc if q.sort in sql_sort or not q.sort else False))
-            rows = [r[0] for r in conn.execute(select(tbl.c.data).where(cond).order_by(*order))]
-        if scope.doc_check is not None:
-            rows = [r for r in rows if scope.doc_check(orjson.loads(r))]
-        objs: list[dict[str, Any]] = []
-        for i in range(0, len(rows), 1000):
-            objs.extend(to_wire(rows[i : i + 1000]))
-        if rest is not None:
-            objs = [o for o in objs if matches(o, rest)]
-        if q.sort and q.sort not in sql_sort:
-            key = q.sort
-            present = [o for o in objs if o.get(key) is not None]
-            absent = [o for o in objs if o.get(key) is None]
-            present.sort(key=lambda o: _sort_key(o[key]), reverse=q.desc)  # stable: ties keep store order
-            objs = present + absent
-        total = len(objs)
-        return total, [select_fields(o, q.fields) for o in objs[q.offset : q.offset + q.limit]]
+    ``scope`` is what the path fixes before the client's own parameters (a subset such as
+    students, a membership such as the classes of a user). When the store answers the
+    whole filter and sort, it counts and pages; otherwise every row it lets through is
+    turned into its wire object once, and Python filters, sorts and pages."""
+    pushed, rest = split_filter(q.filter, kind, q.version) if not q.python_only else ([], q.filter)
+    where = (*scope, *pushed)
+    sql_sort = _SQL_SORT if not q.python_only else {}
+    whole = RosterQuery(tenant, kind, where, sql_sort.get(q.sort) if q.sort else None, q.desc)
+    if rest is None and whole.sql_only and (q.sort is None or q.sort in sql_sort):
+        total, rows = roster.page(whole, limit=q.limit, offset=q.offset)
+        return total, ([select_fields(o, q.fields) for o in to_wire(rows)] if rows else [])
+    sorted_in_sql = q.sort in sql_sort
+    rows = roster.documents(RosterQuery(tenant, kind, where, sql_sort[q.sort] if sorted_in_sql else None,  # type: ignore[index]
+                                        q.desc if sorted_in_sql or not q.sort else False))
+    objs: list[dict[str, Any]] = []
+    for i in range(0, len(rows), 1000):
+        objs.extend(to_wire(rows[i : i + 1000]))
+    if rest is not None:
+        objs = [o for o in objs if matches(o, rest)]
+    if q.sort and q.sort not in sql_sort:
+        key = q.sort
+        present = [o for o in objs if o.get(key) is not None]
+        absent = [o for o in objs if o.get(key) is None]
+        present.sort(key=lambda o: _sort_key(o[key]), reverse=q.desc)  # stable: ties keep store order
+        objs = present + absent
+    total = len(objs)
+    return total, [select_fields(o, q.fields) for o in objs[q.offset : q.offset + q.limit]]
 
 
 __all__ = [
@@ -620,14 +534,15 @@ __all__ = [
     "Clause",
     "Filter",
     "ListQuery",
-    "RosterQueries",
-    "Scope",
+    "ToWire",
     "check_filter_fields",
+    "clause_condition",
     "clause_matches",
-    "clause_sql",
+    "collection",
     "matches",
     "parse_filter",
     "parse_list_query",
+    "roster_query",
     "select_fields",
     "split_filter",
 ]

@@ -19,11 +19,10 @@ from fastapi.responses import Response
 
 from gateway.auth import Principal
 
-from . import status_info
 from .gradebook.wire import to_wire
 from .gradebook_provider import Lister, _json, roster_exists
 from .oauth1_auth import require
-from .status_info import UnknownObject
+from .status_info import UnknownObject, register
 from .tables import objects
 
 if TYPE_CHECKING:
@@ -41,7 +40,7 @@ OWNERS = {
 
 
 def build_router(ctx: AppContext) -> APIRouter:
-    status_info.register()
+    register()
     router = APIRouter(tags=["oneroster-resources"])
     lister = Lister(ctx)
 

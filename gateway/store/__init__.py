@@ -11,6 +11,7 @@ from .db import make_engine
 from .migrate import is_current, upgrade
 from .outbox import RoutingStore
 from .records import ApplyResult, Page, RecordStore
+from .roster import RosterQueries
 from .streams import PreparedStreams
 
 if TYPE_CHECKING:
@@ -45,6 +46,10 @@ class Store:
     @cached_property
     def routing(self) -> RoutingStore:
         return RoutingStore(self.engine)
+
+    @cached_property
+    def roster(self) -> RosterQueries:
+        return RosterQueries(self.engine)
 
     def migrate(self) -> None:
         upgrade(self.engine)
