@@ -4,14 +4,22 @@ Precedence, highest first: environment, then the YAML file named by
 ``TESSERA_CONFIG`` (default ``./gateway.yaml`` when it exists), then the defaults here.
 Secrets are never read from the YAML file: it may reference environment variables
 (``env:NAME``) for connection credentials, and nothing else.
+
+An adapter's settings are its own: a subclass of ``AdapterSettings`` with the env prefix
+``TESSERA_<NAME>__`` (nested fields below it with ``__`` again, as Ralph does:
+``TESSERA_XAPI__MERGE_EVERY``), built by the composition root (``gateway.wiring``).
+Names an adapter used before it had a prefix of its own keep working for a while
+(``renamed``), with a DeprecationWarning and a log warning.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from pydantic import Field, ValidationError
@@ -39,9 +47,6 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
     db_pool_size: int = Field(default=10, ge=1, le=200)
-    xapi_merge_every: int = Field(
-        default=16_384, ge=1, description="SQLite: statements whose index rows wait in the recent tier before a merge"
-    )
 
     @classmethod
     def settings_customise_sources(
@@ -93,3 +98,54 @@ def load_settings(**overrides: Any) -> Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()
+
+
+class AdapterSettings(BaseSettings):
+    """Base of an adapter's settings: set ``model_config`` with ``env_prefix`` (e.g.
+    ``"TESSERA_XAPI__"``) and ``env_nested_delimiter="__"``; list former environment
+    names in ``renamed`` (field -> old name)."""
+
+    model_config = SettingsConfigDict(extra="forbid", env_nested_delimiter="__")
+
+    #: field name -> the environment variable that set it before (read when the new one is unset)
+    renamed: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _RenamedEnvSource(settings_cls))
+
+
+class _RenamedEnvSource(PydanticBaseSettingsSource):
+    """The former environment names of an ``AdapterSettings`` (below the new ones)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        prefix = self.settings_cls.model_config.get("env_prefix", "")
+        for name, old in getattr(self.settings_cls, "renamed", {}).items():
+            if old not in os.environ or (prefix + name).upper() in {k.upper() for k in os.environ}:
+                continue
+            message = f"{old} is deprecated: set {(prefix + name).upper()} instead"
+            warnings.warn(message, DeprecationWarning, stacklevel=2)
+            logging.getLogger("tessera.config").warning(message)
+            found[name] = os.environ[old]
+        return found
+
+
+def load_adapter_settings(cls: type[AdapterSettings], **overrides: Any) -> AdapterSettings:
+    """``cls`` from the environment, its validation errors as one ConfigError."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        prefix = cls.model_config.get("env_prefix", "")
+        problems = "; ".join(f"{prefix}{'__'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid settings: {problems}") from None

@@ -57,6 +57,7 @@ from gateway.model import (
     Section,
 )
 from gateway.store import Store
+from gateway.wiring import open_store
 
 from .conftest import Api, serve
 
@@ -551,7 +552,7 @@ def report_cli(cli):
     if not any(cmd.name == "report" for cmd in export_app.registered_commands):
         register(export_app)
     cli("migrate")
-    s = Store.from_url(cli.url)
+    s = open_store(cli.url)
     d = build(s)
     s.dispose()
     return cli, d
