@@ -17,10 +17,10 @@ tests open stores through ``open_store`` and reach adapters only through a ``Wir
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from adapters.base import Adapter, Registry, discover
 
@@ -60,7 +60,7 @@ class Wiring:
             found[adapter.name] = adapter
         return cls(Registry(found))
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Adapter]:
         return iter(self.registry)
 
     # --- the store ------------------------------------------------------------------------------
@@ -131,13 +131,24 @@ _lock = threading.Lock()
 
 
 def default() -> Wiring:
-    """The installed adapters (entry points), wired once per process."""
+    """The installed adapters (entry points), wired once per process (or what ``install``
+    put in their place)."""
     global _default
     if _default is None:
         with _lock:
             if _default is None:
                 _default = Wiring(discover())
     return _default
+
+
+def install(wiring: Wiring | None) -> Wiring | None:
+    """Make ``wiring`` the process's (None: discover again on next use); returns the one
+    it replaces, to put back. For tests and programs that embed the gateway with adapters
+    of their own (``Wiring.of``)."""
+    global _default
+    with _lock:
+        previous, _default = _default, wiring
+    return previous
 
 
 def open_store(url: str) -> Store:
@@ -148,7 +159,3 @@ def open_store(url: str) -> Store:
 
 def wire(store: Store) -> Store:
     return default().wire(store)
-
-
-def adapters() -> Iterable[Any]:
-    return iter(default())
