@@ -80,11 +80,15 @@ class _YamlSource(PydanticBaseSettingsSource):
             raise ConfigError(f"{path}: 'gateway' must be a mapping")
         return section
 
+    def adapter_keys(self) -> dict[str, Any]:
+        """The section's keys an adapter's settings took over (``AdapterSettings.renamed``)."""
+        return {k: v for k, v in self._load().items() if k in _RENAMED_KEYS}
+
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
         return self._load().get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return self._load()
+        return {k: v for k, v in self._load().items() if k not in _RENAMED_KEYS}
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -107,8 +111,15 @@ class AdapterSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="forbid", env_nested_delimiter="__")
 
-    #: field name -> the environment variable that set it before (read when the new one is unset)
+    #: field name -> the environment variable that set it before (read when the new one is
+    #: unset), e.g. ``{"merge_every": "TESSERA_XAPI_MERGE_EVERY"}``; the matching key of
+    #: gateway.yaml (``xapi_merge_every``) is read too
     renamed: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for old in cls.__dict__.get("renamed", {}).values():
+            _RENAMED_KEYS.add(_yaml_key(old))
 
     @classmethod
     def settings_customise_sources(
@@ -131,14 +142,34 @@ class _RenamedEnvSource(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         found: dict[str, Any] = {}
         prefix = self.settings_cls.model_config.get("env_prefix", "")
+        current = {k.upper() for k in os.environ}
+        yaml_keys: dict[str, Any] | None = None
         for name, old in getattr(self.settings_cls, "renamed", {}).items():
-            if old not in os.environ or (prefix + name).upper() in {k.upper() for k in os.environ}:
+            new = (prefix + name).upper()
+            if new in current:
                 continue
-            message = f"{old} is deprecated: set {(prefix + name).upper()} instead"
+            if old in os.environ:
+                value, where = os.environ[old], old
+            else:
+                if yaml_keys is None:
+                    yaml_keys = _YamlSource(self.settings_cls).adapter_keys()
+                if _yaml_key(old) not in yaml_keys:
+                    continue
+                value, where = yaml_keys[_yaml_key(old)], f"{_yaml_key(old)} in gateway.yaml"
+            message = f"{where} is deprecated: set {new} instead"
             warnings.warn(message, DeprecationWarning, stacklevel=2)
             logging.getLogger("tessera.config").warning(message)
-            found[name] = os.environ[old]
+            found[name] = value
         return found
+
+
+#: gateway.yaml keys that adapters' settings took over from the core's (``renamed``)
+_RENAMED_KEYS: set[str] = set()
+
+
+def _yaml_key(env_name: str) -> str:
+    """``TESSERA_XAPI_MERGE_EVERY`` -> ``xapi_merge_every``: the key gateway.yaml used."""
+    return env_name.removeprefix("TESSERA_").lower()
 
 
 def load_adapter_settings(cls: type[AdapterSettings], **overrides: Any) -> AdapterSettings:

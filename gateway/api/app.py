@@ -66,9 +66,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None, reg
     """The app: the core's routers, then every adapter's. The adapters are the installed
     ones (``gateway.wiring.default``), or ``wiring``, or exactly those in ``registry``; a
     ``store`` handed in is wired to them (migrations, the mastery listener)."""
-    settings = settings or get_settings()
-    if wiring is None:
+    if wiring is None:  # first: adapters' settings classes claim their gateway.yaml keys
         wiring = Wiring.of(*registry, installed=False) if registry is not None else default_wiring()
+    settings = settings or get_settings()
     store = wiring.wire(store) if store is not None else wiring.open_store(settings.database_url)
     auth = Auth.build(store.engine, issuer=settings.issuer, token_ttl_seconds=settings.token_ttl_seconds)
     ctx = AppContext(settings=settings, store=store, auth=auth, adapter_settings=wiring.all_settings())
