@@ -240,6 +240,11 @@ def test_only_the_composition_root_imports_adapters() -> None:
     assert not bad, "only gateway/wiring.py may import adapters:\n" + "\n".join(bad)
 
 
+def test_no_adapter_imports_the_composition_root() -> None:
+    bad = list(breaking(lambda e: _under(e.source, "adapters") and e.target == "gateway.wiring"))
+    assert not bad, "adapters importing gateway.wiring (the root imports them, never the reverse):\n" + "\n".join(bad)
+
+
 # --- (c) the store knows no listener --------------------------------------------------------------
 
 
