@@ -1,26 +1,35 @@
-"""The Adapter protocol and the registry (DESIGN section 1).
+"""The Adapter protocol and the registry (DESIGN section 1; the guide is adapters/README.md).
 
-An adapter
+An adapter is an object with a ``name`` (registry key and CLI name) and a ``title``.
+Everything else is optional and found by attribute, so an adapter declares only what its
+standard has:
 
-* parses its standard's wire format into canonical records, validating as it goes and
-  reporting every problem with its exact location (file, row, line, JSON path, field);
-* emits canonical records back out in its wire format;
-* may mount FastAPI routers at its standard's own paths (``/ims/oneroster/...``);
-* may add sub-commands to ``tessera import`` and ``tessera export``;
-* may keep tables of its own: the class attributes ``metadata`` (a SQLAlchemy ``MetaData``
-  built with ``gateway.store.tables.NAMING``) and ``migrations`` (the folder of its Alembic
-  branch); ``tessera migrate`` runs every adapter's branch (see ``gateway.store.migrate``).
+* ``parse`` / ``emit`` (``Parser``, ``Emitter``): wire <-> canonical records, for standards
+  with a file or message form; an adapter without one simply has no such method;
+* ``scopes`` (name -> what it allows), ``implies`` (scope -> scopes it grants too) and
+  ``scope_uri_prefixes`` (URI forms folded onto the short names);
+* ``settings``: an ``gateway.config.AdapterSettings`` class with the env prefix
+  ``TESSERA_<NAME>__``;
+* ``routers(ctx)``: FastAPI routers mounted at the standard's own paths;
+* ``cli_groups()``: top-level ``tessera <group>`` typer apps, and
+  ``register_cli(import_app, export_app)``: ``tessera import|export <name>`` commands, both
+  built with ``gateway.cli_kit``;
+* ``metadata`` (a SQLAlchemy ``MetaData`` built with ``gateway.store.types.NAMING``) and
+  ``migrations`` (the folder of its Alembic branch): ``tessera migrate`` runs it;
+* ``load_demo(store, tenant, console)``: sample data for ``tessera demo``.
 
-Adapters register under the entry-point group ``tessera.adapters`` in their
-distribution's metadata, e.g. ``oneroster = "adapters.oneroster:OneRosterAdapter"``; the
-value is a class (instantiated without arguments) or an instance.
+The composition root, ``gateway.wiring``, is the one place that reads these. Adapters
+register under the entry-point group ``tessera.adapters`` in their distribution's
+metadata, e.g. ``oneroster = "adapters.oneroster:OneRosterAdapter"``; the value is a class
+(instantiated without arguments) or an instance.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from gateway.errors import ConfigError
@@ -29,34 +38,71 @@ from gateway.model import Record
 if TYPE_CHECKING:
     import typer
     from fastapi import APIRouter
+    from sqlalchemy import MetaData
 
     from gateway.api.context import AppContext
+    from gateway.config import AdapterSettings
 
 ENTRY_POINT_GROUP = "tessera.adapters"
 
 
 @runtime_checkable
 class Adapter(Protocol):
-    """What every adapter provides. ``routers`` and ``register_cli`` may return nothing."""
+    """What every adapter has. The optional parts are the protocols below."""
 
     #: registry key and CLI name, e.g. "oneroster"
     name: str
     #: one line for humans
     title: str
 
+
+@runtime_checkable
+class Parser(Protocol):
     def parse(self, data: bytes | Iterable[bytes], *, tenant: str, source: str, **options: Any) -> list[Record]:
         """Wire -> canonical. Raises ``gateway.errors.ValidationError`` (or ``MalformedInput``)
         carrying *every* problem found, each with its location; returns nothing partial."""
         ...
 
+
+@runtime_checkable
+class Emitter(Protocol):
     def emit(self, records: Iterable[Record], **options: Any) -> Iterator[bytes]:
         """Canonical -> wire, as a stream of byte chunks."""
         ...
 
+
+class Declares(Protocol):
+    """The declarations an adapter may carry (each optional; read by ``gateway.wiring``)."""
+
+    #: scope -> what it allows
+    scopes: Mapping[str, str]
+    #: scope -> the scopes it grants too
+    implies: Mapping[str, Iterable[str]]
+    #: URI prefixes whose scopes are the short name after them
+    scope_uri_prefixes: Iterable[str]
+    #: the adapter's settings class (env prefix ``TESSERA_<NAME>__``)
+    settings: type[AdapterSettings]
+    #: its tables, and the folder of their Alembic branch
+    metadata: MetaData
+    migrations: Path
+
+
+@runtime_checkable
+class Mounts(Protocol):
     def routers(self, ctx: AppContext) -> list[APIRouter]:
         """Routers to mount at the standard's own paths."""
         ...
 
+
+@runtime_checkable
+class Commands(Protocol):
+    def cli_groups(self) -> Mapping[str, typer.Typer]:
+        """Top-level groups: ``{"lrs": typer.Typer(...)}`` is ``tessera lrs ...``."""
+        ...
+
+
+@runtime_checkable
+class ImportsExports(Protocol):
     def register_cli(self, import_app: typer.Typer, export_app: typer.Typer) -> None:
         """Add ``tessera import <name> ...`` / ``tessera export <name> ...`` commands."""
         ...

@@ -48,6 +48,7 @@ from store_upsert import TENANT, build_orgs, build_people  # noqa: E402
 
 from gateway.auth import ClientStore  # noqa: E402
 from gateway.store import Store  # noqa: E402
+from gateway.wiring import open_store
 
 
 def load(store: Store, n: int, report: Callable[[str], None]) -> None:
@@ -178,7 +179,7 @@ def pct(sorted_values: list[float], p: float) -> float:
 
 def bench_backend(label: str, url: str, args: argparse.Namespace, workdir: Path, report: Callable[[str], None]) -> None:
     deadline = time.monotonic() + args.deadline
-    store = Store.from_url(url)
+    store = open_store(url)
     load(store, args.people, report)
     try:
         with server(url, args.workers, workdir, deadline) as base:

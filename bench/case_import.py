@@ -35,6 +35,7 @@ from adapters.case.samples.make_samples import generate  # noqa: E402
 from gateway.auth import ClientStore  # noqa: E402
 from gateway.config import Settings  # noqa: E402
 from gateway.store import Store  # noqa: E402
+from gateway.wiring import open_store  # noqa: E402
 
 TENANT = "bench"
 
@@ -72,7 +73,7 @@ def main() -> int:
 
     tmp = tempfile.TemporaryDirectory(prefix="tessera-case-bench-")
     url = args.database_url or f"sqlite:///{Path(tmp.name) / 'bench.db'}"
-    store = Store.from_url(url)
+    store = open_store(url)
     store.migrate()
 
     t = time.perf_counter()

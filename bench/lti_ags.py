@@ -53,6 +53,7 @@ from gateway.model import (
     Section,
 )
 from gateway.store import Store
+from gateway.wiring import open_store
 
 TENANT = "bench"
 AGS = "https://purl.imsglobal.org/spec/lti-ags/scope/"
@@ -122,7 +123,7 @@ def server_rss_kib(pid: int) -> int:
 def run(url: str, n: int, clients: int, learners: int, workers: int) -> None:
     from adapters.lti.registrations import ToolRegistration, ToolRegistry
 
-    store = Store.from_url(url)
+    store = open_store(url)
     store.migrate()
     section, people, comp = seed(store, learners)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -39,6 +39,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from adapters.lti.platforms import Platform, PlatformIn, PlatformStore
 from adapters.lti.tool import LTI, PlatformKeys, validate_id_token
+from gateway.wiring import open_store
 
 ISS, CLIENT_ID, DEPLOYMENT = "https://lms.bench.example", "bench-client", "bench-deployment"
 
@@ -94,9 +95,8 @@ def app_server(db: Path, jwk: dict[str, Any]) -> Iterator[tuple[str, Any]]:
 
     from gateway.api.app import create_app
     from gateway.config import Settings
-    from gateway.store import Store
 
-    store = Store.from_url(f"sqlite:///{db}")
+    store = open_store(f"sqlite:///{db}")
     store.migrate()
     jwks_app = _jwks_app(jwk)
     with socket.socket() as s:

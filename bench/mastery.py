@@ -44,6 +44,7 @@ from datetime import UTC, datetime, timedelta
 from harness import postgres_url  # bench/ is sys.path[0]
 from store_upsert import peak_rss_mib, sqlite_url
 
+from gateway.mastery.attach import engine_of
 from gateway.model import (
     Competency,
     Evidence,
@@ -59,6 +60,7 @@ from gateway.model import (
     Score,
 )
 from gateway.store import Store
+from gateway.wiring import open_store
 
 TENANT = "bench"
 DOMAIN_SIZE = 9
@@ -244,7 +246,7 @@ def cpu_seconds() -> tuple[float, float]:
 
 def recompute(store: Store, workers: int) -> None:
     t0, (ours0, server0) = time.perf_counter(), cpu_seconds()
-    rep = store.mastery.recompute(TENANT, workers=workers)
+    rep = engine_of(store).recompute(TENANT, workers=workers)
     secs = time.perf_counter() - t0
     ours1, server1 = cpu_seconds()
     print(f"full recompute: {rep.learners:,} learners, {rep.evidence:,} evidence -> {rep.states:,} states "
@@ -254,7 +256,7 @@ def recompute(store: Store, workers: int) -> None:
 
 
 def run(url: str, args: argparse.Namespace) -> None:
-    store = Store.from_url(url)
+    store = open_store(url)
     store.migrate()
     if args.keep_database and loaded(store) >= args.evidence:
         orgs, learners = people(args.learners)  # the same records (ids derive from native ids) as loaded before

@@ -37,6 +37,7 @@ from store_upsert import TENANT, build_orgs, build_people
 
 from gateway.auth import ClientStore
 from gateway.store import Store
+from gateway.wiring import open_store
 
 PATH = "/ims/oneroster/rostering/v1p2/users"
 
@@ -80,7 +81,7 @@ def links(header: str) -> dict[str, str]:
 
 
 def run(url: str, n: int, limit: int) -> None:
-    store = Store.from_url(url)
+    store = open_store(url)
     load(store, n)
     port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--serve", url, "--port", str(port)], start_new_session=True)

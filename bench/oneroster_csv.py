@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.oneroster.csv.ingest import import_package  # noqa: E402 - after the sys.path line above
-from gateway.store import Store  # noqa: E402
+from gateway.wiring import open_store  # noqa: E402
 
 
 def load_generator():
@@ -120,7 +120,7 @@ def main() -> None:
         url = args.postgres_url.rsplit("/", 1)[0] + f"/{name}"
     else:
         url = f"sqlite:///{work / 'bench.db'}"
-    store = Store.from_url(url)
+    store = open_store(url)
     store.migrate()
     marks: dict[str, float] = {}
     try:

@@ -48,6 +48,7 @@ from sqlalchemy import text
 
 from gateway.model import Identifier, Org, OrgRole, OrgType, Person, Role
 from gateway.store import Store
+from gateway.wiring import open_store
 
 TENANT = "bench"
 SOURCE = "sis"
@@ -140,7 +141,7 @@ def run_pass(store: Store, data: list[list[Person]], mode: str) -> tuple[float, 
 
 
 def bench_backend(label: str, url: str, args: argparse.Namespace, report: Callable[[str], None], deadline: float) -> None:
-    store = Store.from_url(url)
+    store = open_store(url)
     store.migrate()
     orgs = build_orgs()
     store.records.apply(TENANT, orgs)

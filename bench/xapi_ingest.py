@@ -41,7 +41,7 @@ from harness import free_port, postgres_url, wait_up  # bench/ is sys.path[0]
 from sqlalchemy import func, select
 
 from gateway.auth import ClientStore
-from gateway.store import Store
+from gateway.wiring import open_store
 
 TENANT = "bench"
 BATCH = 100
@@ -126,7 +126,7 @@ def server(url: str, workers: int) -> Iterator[tuple[str, int]]:
 
 
 def run(url: str, n: int, workers: int) -> None:
-    store = Store.from_url(url)
+    store = open_store(url)
     store.migrate()
     with server(url, workers) as (base, pid):
         client, secret = ClientStore(store.engine).create(TENANT, ["xapi/all"], name="bench")

@@ -39,6 +39,7 @@ from adapters.xapi.statement_store import StatementStore, iso
 from gateway.auth import ClientStore
 from gateway.model import utcnow
 from gateway.store import Store
+from gateway.wiring import open_store
 
 LOAD_BATCH = 2_000
 REQUESTS = 300
@@ -61,7 +62,7 @@ def load(store: Store, n: int) -> None:
 
 
 def run(url: str, n: int) -> None:
-    store = Store.from_url(url)
+    store = open_store(url)
     store.migrate()
     load(store, n)
     with server(url, 1) as (base, _):

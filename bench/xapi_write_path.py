@@ -41,7 +41,7 @@ from adapters.xapi.evidence import EvidenceMapper
 from adapters.xapi.statement_store import StatementStore
 from adapters.xapi.statements import complete
 from gateway.api.app import tune_gc
-from gateway.store import Store
+from gateway.wiring import open_store
 
 AUTHORITY = {"objectType": "Agent", "account": {"homePage": "https://lrs.example.org", "name": "bench"}}
 
@@ -60,7 +60,7 @@ def main() -> None:
 
 
 def run(path: Path, args: argparse.Namespace) -> None:
-    store = Store.from_url(f"sqlite:///{path}")
+    store = open_store(f"sqlite:///{path}")
     store.migrate()
     if args.checkpoint is not None:
         event.listen(store.engine, "connect", lambda dbapi, _rec: dbapi.execute(f"PRAGMA wal_autocheckpoint={args.checkpoint}"))

@@ -1,31 +1,24 @@
-"""``tessera``: everything an integrator needs without writing code (typer + rich)."""
+"""``tessera``: everything an integrator needs without writing code (typer + rich).
+
+The core's own commands. What they share with the adapters' commands (the root app, the
+consoles, opening the store, printing) is ``gateway.cli_kit``; the adapters' commands are
+added through the composition root (``gateway.wiring``)."""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from . import PROJECT_ROOT, __version__
-from .config import Settings, get_settings
+from .cli_kit import app, console, open_store, out, print_apply_result, print_credentials, settings
+from .config import get_settings
 from .errors import TesseraError
-from .store import ApplyResult, Store
 
-console = Console(stderr=True)
-out = Console()
-
-app = typer.Typer(
-    name="tessera",
-    help="Tessera: the interoperability gateway for competency-based education.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-)
 clients_app = typer.Typer(help="OAuth 2.0 clients: one tenant each, with scopes.", no_args_is_help=True)
 keys_app = typer.Typer(help="Token signing keys.", no_args_is_help=True)
 import_app = typer.Typer(help="Import data in a standard's format (one sub-command per adapter).", no_args_is_help=True)
@@ -55,43 +48,20 @@ def _root(
         get_settings.cache_clear()
 
 
-def settings() -> Settings:
-    return get_settings()
-
-
-def open_store(*, migrate: bool = False) -> Store:
-    store = Store.from_url(settings().database_url)
-    if migrate:
-        store.migrate()
-    elif not store.ping():
-        raise TesseraError("the database schema is not current: run `tessera migrate` first")
-    return store
-
-
-def print_apply_result(result: ApplyResult, *, title: str) -> None:
-    table = Table(title=title)
-    for col in ("kind", "created", "updated", "unchanged"):
-        table.add_column(col, justify="right" if col != "kind" else "left")
-    for kind, c in sorted(result.counts.items()):
-        table.add_row(kind, str(c.created), str(c.updated), str(c.unchanged))
-    table.add_row("[bold]total", str(result.created), str(result.updated), str(result.unchanged))
-    out.print(table)
-    if result.outbox:
-        out.print(f"{result.outbox} deliveries queued for routes")
-
-
 # --- database -------------------------------------------------------------------------------
 
 
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema to the current version."""
-    from .store.migrate import current_revisions, head_revisions
+    from .store.migrate import current_revisions
+    from .wiring import open_store as open_wired
 
-    store = Store.from_url(settings().database_url)
+    store = open_wired(settings().database_url)
     before = current_revisions(store.engine)
     store.migrate()
-    console.print(f"database at revision {', '.join(sorted(head_revisions()))} (was {', '.join(sorted(before)) or 'empty'})")
+    console.print(f"database at revision {', '.join(sorted(store.migrations.head_revisions()))} "
+                  f"(was {', '.join(sorted(before)) or 'empty'})")
 
 
 # --- server ---------------------------------------------------------------------------------
@@ -167,20 +137,6 @@ def clients_list(tenant: Annotated[str | None, typer.Option(help="only this tena
     from .auth import ClientStore
 
     print_credentials("client_id", [(c.client_id, c) for c in ClientStore(open_store().engine).list(tenant)])
-
-
-def print_credentials(key_title: str, rows: list[tuple[str, Any]]) -> None:
-    """A table of credentials (OAuth clients, LRS keys, OneRoster consumer keys): the key a
-    user must copy never elided or broken, then tenant, name, scopes, created, revoked
-    (each item has those attributes). Never a secret."""
-    table = Table()
-    table.add_column(key_title, no_wrap=True, min_width=max((len(k) for k, _ in rows), default=len(key_title)))
-    for col in ("tenant", "name", "scopes", "created", "revoked"):
-        table.add_column(col, overflow="fold")
-    for key, c in rows:
-        table.add_row(key, c.tenant, c.name, " ".join(c.scopes), c.created_at.isoformat(timespec="seconds"),
-                      c.revoked_at.isoformat(timespec="seconds") if c.revoked_at else "")
-    out.print(table)
 
 
 @clients_app.command("revoke")
@@ -261,6 +217,7 @@ def mastery_recompute(
     )
     from sqlalchemy import func, select
 
+    from .mastery.attach import engine_of
     from .store import tables as t
 
     store = open_store()
@@ -273,7 +230,7 @@ def mastery_recompute(
         with Progress(TextColumn(f"[cyan]{name}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("learners"), TimeElapsedColumn(),
                       console=console) as bar:
             task = bar.add_task("recompute", total=learners)
-            report = store.mastery.recompute(name, framework_id=fw, workers=workers or default_recompute_workers(),
+            report = engine_of(store).recompute(name, framework_id=fw, workers=workers or default_recompute_workers(),
                                              progress=lambda n, task=task: bar.advance(task, n))
         rate = report.evidence / report.seconds if report.seconds else 0.0
         out.print(f"{name}: {report.learners} learners, {report.evidence} evidence items -> {report.states} states "
@@ -288,15 +245,13 @@ def demo(
     serve_api: Annotated[bool, typer.Option("--serve/--no-serve", help="start the API after loading")] = True,
 ) -> None:
     """Create a demo tenant and client, load the bundled sample data, print how to call it, serve."""
-    from adapters.base import discover
-
+    from . import wiring
     from .auth import ClientStore
     from .auth.scopes import SCOPES
 
     store = open_store(migrate=True)
-    registry = discover()
     loaded = 0
-    for adapter in registry:
+    for adapter in wiring.default():
         load = getattr(adapter, "load_demo", None)
         if load is None:
             continue
@@ -324,17 +279,17 @@ _registered = False
 
 
 def register_adapters() -> None:
-    """Let every installed adapter add its ``import``/``export`` sub-commands (once)."""
+    """Let every installed adapter add its command groups and ``import``/``export``
+    sub-commands (once)."""
     global _registered
     if _registered:
         return
-    from adapters.base import discover
-
+    from . import wiring
     from .reports.cli import register as register_reports
 
-    register_reports(export_app, console=console, open_store=open_store)  # `tessera export report ...`: the gateway's own
-    for adapter in discover():
-        adapter.register_cli(import_app, export_app)
+    # `tessera export report ...`: the gateway's own, beside the adapters'
+    register_reports(export_app, console=console, open_store=open_store)
+    wiring.default().register_cli(app, import_app, export_app)
     _registered = True
 
 

@@ -1,5 +1,8 @@
 """Shared fixtures: every store-backed test runs on SQLite AND on PostgreSQL.
 
+Stores are opened through the composition root (``gateway.wiring.open_store``): every
+installed adapter's migrations, the mastery engine listening to evidence.
+
 PostgreSQL comes from ``TESSERA_TEST_POSTGRES_URL`` (``.ci/run`` starts a throwaway
 server and sets it). Without it the PostgreSQL half is skipped, unless
 ``TESSERA_REQUIRE_POSTGRES=1`` (as in CI), where a missing server is an error.
@@ -25,7 +28,8 @@ from sqlalchemy import create_engine, text
 from gateway.auth import ClientStore
 from gateway.config import Settings
 from gateway.store import Store
-from gateway.store.migrate import all_metadata, upgrade
+from gateway.wiring import default as default_wiring
+from gateway.wiring import open_store
 
 PG_URL = os.environ.get("TESSERA_TEST_POSTGRES_URL")
 REQUIRE_PG = os.environ.get("TESSERA_REQUIRE_POSTGRES") == "1"
@@ -35,7 +39,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 @pytest.fixture(scope="session")
 def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.db"
-    store = Store.from_url(f"sqlite:///{path}")
+    store = open_store(f"sqlite:///{path}")
     store.migrate()
     store.dispose()
     return path
@@ -52,8 +56,8 @@ def _pg_database() -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    store = Store.from_url(url)
-    upgrade(store.engine)
+    store = open_store(url)
+    store.migrate()
     store.dispose()
     yield url
     with admin.connect() as conn:
@@ -62,7 +66,7 @@ def _pg_database() -> Iterator[str]:
 
 
 #: every table, the gateway's and each adapter's (CASCADE takes care of the order)
-_TRUNCATE = ", ".join(tbl.name for meta in all_metadata() for tbl in meta.sorted_tables)
+_TRUNCATE = ", ".join(tbl.name for meta in default_wiring().migrations.all_metadata() for tbl in meta.sorted_tables)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -82,7 +86,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def store(db_url: str) -> Iterator[Store]:
-    s = Store.from_url(db_url)
+    s = open_store(db_url)
     yield s
     s.dispose()
 

@@ -16,8 +16,8 @@ import respx
 from adapters.case.cf_package import package_equivalent
 from adapters.case.client import CaseClient, ProviderError, provider_base
 from gateway.errors import AuthError, ConfigError, NotFound, TesseraError
-from gateway.store import Store
 from gateway.store.competencies import CompetencyRepository
+from gateway.wiring import open_store
 
 FIXTURES = Path(__file__).parent / "fixtures" / "case"
 BASE = "https://case.provider.example/ims/case/v1p0"
@@ -132,7 +132,7 @@ def test_cli_imports_every_document_of_a_provider_with_client_credentials(cli, m
                  "--client-id", "client-1", "--client-secret-env", "CASE_SECRET", "--token-url", TOKEN_URL)
     assert result.exit_code == 0, result.output
     assert SECRET not in result.output and "2 CFDocument(s)" in result.output
-    store = Store.from_url(cli.url)
+    store = open_store(cli.url)
     try:
         repo = CompetencyRepository.of(store)
         assert len(repo.frameworks("t1")) == 2 and store.records.count("t1", "competency") == 65 + 16

@@ -15,6 +15,7 @@ from adapters.case.cf_package import package_equivalent
 from gateway.errors import Conflict, ValidationError
 from gateway.store import Store
 from gateway.store.competencies import CompetencyRepository
+from gateway.wiring import open_store
 
 FIXTURES = Path(__file__).parent / "fixtures" / "case"
 ORDERING = FIXTURES / "opensalt-test-framework.json"
@@ -149,7 +150,7 @@ def test_cli_reports_a_bad_file_with_json_paths_and_stores_nothing(cli, tmp_path
     with pytest.raises(TesseraError) as exc:
         cli("import", "case", str(path), "--tenant", "t1")
     assert any(e.location == "bad.json $.CFAssociations[3].associationType" for e in exc.value.errors)
-    store = Store.from_url(cli.url)
+    store = open_store(cli.url)
     try:
         assert store.records.count("t1", "framework") == 0
     finally:

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import app, register_adapters
-from gateway.store import Store
+from gateway.wiring import open_store
 
 from .factories import roster
 
@@ -43,7 +43,7 @@ def test_migrate_then_import_and_export_ndjson_round_trip(cli, tmp_path: Path) -
 
     again = cli("import", "ndjson", str(dump), "--tenant", "t1").output
     assert total_row(again) == ["0", "0", "11"]  # the export re-imports to the identical state
-    store = Store.from_url(cli.url)
+    store = open_store(cli.url)
     assert store.records.count("t1", "person") == 4
     assert len(store.records.changes_since("t1")) == 11
     store.dispose()
@@ -60,7 +60,7 @@ def test_import_of_a_bad_file_lists_each_problem_and_stores_nothing(cli, tmp_pat
     where = [str(e) for e in exc.value.errors]
     assert any("bad.ndjson line 1" in w and "type" in w for w in where)
     assert any("bad.ndjson line 2" in w for w in where)
-    store = Store.from_url(cli.url)
+    store = open_store(cli.url)
     assert store.records.count("t1", "org") == 0
     store.dispose()
 
@@ -76,7 +76,7 @@ def test_schemas_export_writes_one_schema_per_kind(cli, tmp_path: Path) -> None:
 def test_demo_without_serving_loads_samples_and_prints_credentials(cli) -> None:
     out = cli("demo", "--no-serve").output
     assert "client_id:" in out and "client_secret:" in out and "/oauth/token" in out
-    store = Store.from_url(cli.url)
+    store = open_store(cli.url)
     assert store.records.count("demo", "person") >= 300
     store.dispose()
 

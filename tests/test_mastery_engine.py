@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import ValidationError
+from gateway.mastery.attach import engine_of
 from gateway.mastery.engine import state_id
 from gateway.mastery.methods import Rule, calculate
 from gateway.model import (
@@ -27,6 +28,7 @@ from gateway.model import (
     Status,
 )
 from gateway.store import Store
+from gateway.wiring import open_store
 
 from . import factories as f
 
@@ -187,7 +189,7 @@ def test_stored_rules_win_and_recompute_applies_them(store: Store, world: dict) 
     assert state(store, world, "A").level == "1"  # 0.65 * 0.2 + 0.35 * 1.0 = 0.48
     rule = MasteryRule(tenant=T, source="admin", native_id="hi", name="highest", method=MasteryMethod.highest, framework_id=world["fw"].id)
     store.records.apply(T, [rule])
-    report = store.mastery.recompute(T)
+    report = engine_of(store).recompute(T)
     assert report.written >= 1
     s = state(store, world, "A")
     assert (s.value, s.level, s.rule_id) == (1.0, "4", rule.id)
@@ -241,7 +243,7 @@ def snapshot(store: Store) -> dict:
 def test_incremental_states_equal_a_full_recompute(_sqlite_template: Path, tmp_path_factory, ops: list, method: MasteryMethod) -> None:
     path = tmp_path_factory.mktemp("prop") / "t.db"
     shutil.copy(_sqlite_template, path)
-    store = Store.from_url(f"sqlite:///{path}")
+    store = open_store(f"sqlite:///{path}")
     try:
         school = f.org()
         people = {"kid": f.person("u1", school), "kid2": f.person("u2", school)}
@@ -278,7 +280,7 @@ def test_incremental_states_equal_a_full_recompute(_sqlite_template: Path, tmp_p
             store.records.apply(T, [rec])
             made = [m for m in made if m.id != rec.id] + [rec]
         before = snapshot(store)
-        report = store.mastery.recompute(T)
+        report = engine_of(store).recompute(T)
         assert report.written == 0, "a full recompute changed states the incremental path had written"
         assert snapshot(store) == before
     finally:

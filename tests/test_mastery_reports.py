@@ -551,7 +551,7 @@ def report_cli(cli):
     if not any(cmd.name == "report" for cmd in export_app.registered_commands):
         register(export_app, console=console, open_store=open_store)
     cli("migrate")
-    s = Store.from_url(cli.url)
+    s = open_store(cli.url)
     d = build(s)
     s.dispose()
     return cli, d

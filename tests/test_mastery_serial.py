@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
+from gateway.mastery.attach import engine_of
 from gateway.mastery.derived import Derived
 from gateway.mastery.engine import SOURCE, state_id, to_record
 from gateway.mastery.methods import Rule
@@ -92,14 +93,14 @@ def test_a_recompute_stores_what_the_incremental_path_stored(store: Store) -> No
     incremental = _states(store)
     assert len(incremental) == 6
 
-    report = store.mastery.recompute(T)
+    report = engine_of(store).recompute(T)
     assert (report.states, report.written) == (6, 0)  # same hashes: nothing rewritten, no change row
     assert _states(store) == incremental
 
     with store.engine.begin() as conn:  # as on a fresh load: the recompute creates every state
         conn.execute(delete(t.mastery_states).where(t.mastery_states.c.tenant == T))
     seq = store.records.changes_since(T)[-1]["seq"]
-    assert store.mastery.recompute(T, workers=2).written == 6
+    assert engine_of(store).recompute(T, workers=2).written == 6
     again = _states(store)
     assert {k: (h, _without_times(d)) for k, (h, d) in again.items()} == {k: (h, _without_times(d)) for k, (h, d) in incremental.items()}
     assert sorted(c["op"] for c in store.records.changes_since(T, seq)) == ["created"] * 6
@@ -118,9 +119,9 @@ def test_a_recompute_retires_a_state_once(store: Store) -> None:
     store.records.apply(T, [MasteryRule(tenant=T, source="admin", native_id="r", name="no tests", method=MasteryMethod.mean,
                                         kind_weights={EvidenceKind.assessment: 0.0}, framework_id=fw.id)])
     seq = store.records.changes_since(T)[-1]["seq"]
-    first = store.mastery.recompute(T)
+    first = engine_of(store).recompute(T)
     assert (first.states, first.retired, first.written) == (0, 1, 1)
     assert store.records.get(T, "mastery_state", sid).status is Status.tobedeleted
     assert [(c["record_id"], c["op"]) for c in store.records.changes_since(T, seq)] == [(sid, "deleted")]
-    again = store.mastery.recompute(T)
+    again = engine_of(store).recompute(T)
     assert (again.retired, again.written) == (0, 0)

@@ -7,28 +7,29 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from gateway.store import Store
-from gateway.store.migrate import all_metadata, current_revisions, downgrade, head_revisions, is_current, upgrade
+from gateway.store.migrate import current_revisions
+from gateway.wiring import open_store
 
 
 def test_migrated_schema_matches_the_table_definitions(store: Store) -> None:
-    assert is_current(store.engine)
+    assert store.migrations.is_current(store.engine)
     with store.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), all_metadata())
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), store.migrations.all_metadata())
     assert diff == [], f"migrations and the declared tables (gateway/store/tables.py and adapters') disagree: {diff}"
 
 
 def test_downgrade_to_base_and_upgrade_again(store: Store) -> None:
-    downgrade(store.engine, "base")
+    store.migrations.downgrade(store.engine, "base")
     assert current_revisions(store.engine) == set()
     assert "people" not in inspect(store.engine).get_table_names()
-    upgrade(store.engine)
-    assert current_revisions(store.engine) == head_revisions()
-    declared = {name for meta in all_metadata() for name in meta.tables}
+    store.migrate()
+    assert current_revisions(store.engine) == store.migrations.head_revisions()
+    declared = {name for meta in store.migrations.all_metadata() for name in meta.tables}
     assert declared <= set(inspect(store.engine).get_table_names())
 
 
 def test_a_fresh_sqlite_database_is_wal_with_foreign_keys(tmp_path) -> None:
-    store = Store.from_url(f"sqlite:///{tmp_path / 'x.db'}")
+    store = open_store(f"sqlite:///{tmp_path / 'x.db'}")
     assert store.ping() is False  # reachable, but not migrated: /readyz answers 503
     store.migrate()
     with store.engine.connect() as conn:

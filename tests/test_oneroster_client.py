@@ -30,6 +30,7 @@ from gateway.errors import (
 )
 from gateway.model import Status, record_id
 from gateway.store import Store
+from gateway.wiring import open_store
 
 SITE = "https://sis.provider.example"
 BASE = f"{SITE}/ims/oneroster/rostering/v1p2"
@@ -382,7 +383,7 @@ def test_cli_pulls_a_provider_with_client_credentials_and_prints_the_watermark(c
                  "--client-secret-env", "OR_SECRET", "--token-url", TOKEN_URL)
     assert result.exit_code == 0, result.output
     assert SECRET not in result.output and f"watermark: {MODIFIED}" in result.output and "users=3" in result.output
-    store = Store.from_url(cli.url)
+    store = open_store(cli.url)
     try:
         assert store.records.count(T, "enrollment") == 3
     finally:

@@ -18,6 +18,7 @@ from adapters.oneroster.gradebook.storage import ObjectStore
 from adapters.oneroster.gradebook.writeback import export_mastery_package
 from gateway.errors import ValidationError
 from gateway.store import Store
+from gateway.wiring import open_store
 from tests import factories as f
 
 FIX = Path(__file__).parent / "fixtures" / "oneroster" / "district-v1p2"
@@ -187,7 +188,7 @@ def test_export_reimports_to_the_identical_gradebook(store: Store, tmp_path: Pat
     assert state() == before
     assert report.result.created == 0
     assert sorted(e.id for e in store.records.iter_records(T, ["evidence"])) == evidence
-    other = Store.from_url(f"sqlite:///{tmp_path / 'fresh.db'}")
+    other = open_store(f"sqlite:///{tmp_path / 'fresh.db'}")
     other.migrate()
     fw = f.framework()
     other.records.apply(T, [fw, f.competency("NF.1", fw, guid=GUID)])
@@ -271,7 +272,7 @@ def test_cli_imports_a_gradebook_package_and_exports_mastery(cli, tmp_path: Path
     import zipfile
 
     cli("migrate")
-    store = Store.from_url(cli.url)
+    store = open_store(cli.url)
     try:
         _mastery(store, 0.5, "developing")
         # exported before the import: the import's results become evidence, and the mastery

@@ -41,6 +41,7 @@ from gateway.config import Settings
 from gateway.errors import AuthError, ValidationError
 from gateway.model import utcnow
 from gateway.store import Store
+from gateway.wiring import open_store
 from tests import factories as f
 from tests.conftest import Api, serve
 
@@ -357,7 +358,7 @@ def cli_server(cli: Any) -> Iterator[tuple[Any, str, Store]]:
     from gateway.api.app import create_app
 
     cli("migrate")
-    store = Store.from_url(cli.url)
+    store = open_store(cli.url)
     with serve(create_app(Settings(database_url=cli.url), store=store)) as base_url:
         yield cli, base_url, store
     store.dispose()

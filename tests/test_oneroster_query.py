@@ -29,6 +29,7 @@ from adapters.oneroster.status_info import (
 )
 from gateway.errors import AuthError, ScopeError
 from gateway.store.roster import ModifiedAt, sql_condition
+from gateway.wiring import open_store
 
 # --- grammar -----------------------------------------------------------------------------------
 
@@ -243,9 +244,8 @@ def test_or_goes_to_sql_only_when_every_clause_can():
 
 
 def test_date_last_modified_filter_is_served_from_the_tenant_updated_at_index(tmp_path):
-    from gateway.store import Store
 
-    store = Store.from_url(f"sqlite:///{tmp_path / 'plan.db'}")
+    store = open_store(f"sqlite:///{tmp_path / 'plan.db'}")
     store.migrate()
     try:
         q = parse_list_query({"filter": "dateLastModified>'2015-01-01T00:00:00Z'", "limit": "1000"}, "user", max_limit=1000)

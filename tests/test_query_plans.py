@@ -15,6 +15,7 @@ from sqlalchemy import event
 
 from gateway.mastery.engine import _LEARNERS_EVIDENCE, _LEARNERS_STATES
 from gateway.store import Store
+from gateway.wiring import open_store
 
 
 def _plan_of(store: Store, query: object, params: dict[str, object]) -> str:
@@ -33,7 +34,7 @@ def _plan_of(store: Store, query: object, params: dict[str, object]) -> str:
 
 
 def test_incremental_mastery_reads_probe_the_learner_indexes(tmp_path: Path) -> None:
-    store = Store.from_url(f"sqlite:///{tmp_path / 'plans.db'}")
+    store = open_store(f"sqlite:///{tmp_path / 'plans.db'}")
     store.migrate()
     try:
         params = {"tenant": "t", "learners": [uuid.uuid4() for _ in range(6)], "competencies": [uuid.uuid4(), uuid.uuid4()]}
@@ -53,7 +54,7 @@ def test_an_ags_score_checks_membership_by_person_and_section(tmp_path: Path) ->
 
     from adapters.lti.ags_server import LineItems
 
-    store = Store.from_url(f"sqlite:///{tmp_path / 'plans.db'}")
+    store = open_store(f"sqlite:///{tmp_path / 'plans.db'}")
     store.migrate()
     try:
         items = LineItems(SimpleNamespace(store=store))  # type: ignore[arg-type]
@@ -72,7 +73,7 @@ def test_statement_queries_fetch_the_statements_their_index_rows_name(tmp_path: 
     table let the planner do: 60-80 ms a query over a million statements)."""
     from adapters.xapi.statement_store import _MERGED, _RECENT, Query, StatementStore
 
-    store = Store.from_url(f"sqlite:///{tmp_path / 'plans.db'}")
+    store = open_store(f"sqlite:///{tmp_path / 'plans.db'}")
     store.migrate()
     try:
         statements = StatementStore(store)

@@ -15,6 +15,7 @@ from gateway.model import Identifier, Status
 from gateway.store import Store
 from gateway.store import records as records_mod
 from gateway.store import tables as t
+from gateway.wiring import open_store
 
 from .factories import competency, evidence, framework, org, person, roster
 
@@ -265,7 +266,7 @@ def test_sqlite_writers_queue_on_the_lock_file_and_a_nested_writer_fails_instead
 
     from gateway.store.db import WRITE
 
-    s = Store.from_url(f"sqlite:///{tmp_path / 'queue.db'}")
+    s = open_store(f"sqlite:///{tmp_path / 'queue.db'}")
     s.migrate()
     try:
         waited: list[float] = []

@@ -7,7 +7,7 @@ import re
 import httpx
 
 from gateway.config import Settings
-from gateway.store import Store
+from gateway.wiring import open_store
 from tests.conftest import serve
 from tests.xapi_support import V1, statement
 
@@ -23,7 +23,7 @@ def test_credentials_create_list_revoke_and_use(cli) -> None:
 
     from gateway.api.app import create_app
 
-    store = Store.from_url(cli.url)
+    store = open_store(cli.url)
     try:
         with serve(create_app(Settings(database_url=cli.url), store=store)) as base:
             r = httpx.post(base + "/xapi/statements", json=statement(), headers=V1, auth=(key, secret))

@@ -18,7 +18,7 @@ from adapters.xapi import tables as t
 from adapters.xapi import validation as v
 from adapters.xapi.statement_store import Query, StatementStore
 from adapters.xapi.statements import complete
-from gateway.store import Store
+from gateway.wiring import open_store
 
 TENANT = "district-a"
 AUTHORITY = {"objectType": "Agent", "account": {"homePage": "https://lrs.example.org", "name": "tiers"}}
@@ -48,7 +48,7 @@ def stores(_sqlite_template: Path, tmp_path: Path) -> Iterator[dict[int, Stateme
     for every in (1, 7, 10**9):
         path = tmp_path / f"every-{every}.db"
         shutil.copy(_sqlite_template, path)
-        made[every] = StatementStore(Store.from_url(f"sqlite:///{path}"), merge_every=every)
+        made[every] = StatementStore(open_store(f"sqlite:///{path}"), merge_every=every)
     pending = _statements(61)
     size = 1
     while pending:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from gateway.model import Competency, Framework, ProficiencyScale, Record, Relat
 from gateway.store.competencies import CompetencyRepository, FrameworkImport
 
 from .cf_package import CasePackage, Emitter, parse_package
+from .gc_pause import paused_gc
 
 if TYPE_CHECKING:
     import typer
@@ -35,35 +35,6 @@ MEDIA_TYPE = "application/json"
 SAMPLES = Path(__file__).resolve().parent / "samples"
 #: the bundled demo frameworks: a state framework, and a district framework crosswalked to it
 DEMO_PACKAGES = ("northwind-state-mathematics.json", "cedar-valley-mathematics.json")
-
-
-class paused_gc:  # noqa: N801 - used like a function: ``with paused_gc(): ...``
-    """Pause Python's cyclic garbage collector around bulk work.
-
-    Bulk work builds hundreds of thousands of small objects and frees none of them until it
-    is done; the collector's passes over that growing heap cost more than the work itself
-    (about 40% of a 60,000-record import). Reference counting still frees everything.
-    Nested pauses are harmless: only the one that disabled the collector enables it again.
-    ``start``/``resume`` serve a pause that outlives a block (a response freed after sending)."""
-
-    def __init__(self) -> None:
-        self._resume = False
-
-    def start(self) -> paused_gc:
-        self._resume = gc.isenabled()
-        gc.disable()
-        return self
-
-    def resume(self) -> None:
-        if self._resume:
-            self._resume = False
-            gc.enable()
-
-    def __enter__(self) -> paused_gc:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.resume()
 
 
 class CaseAdapter:
@@ -163,4 +134,4 @@ class CaseAdapter:
         register(self, import_app, export_app)
 
 
-__all__ = ["CaseAdapter", "CasePackage", "DEMO_PACKAGES", "SAMPLES", "paused_gc"]
+__all__ = ["CaseAdapter", "CasePackage", "DEMO_PACKAGES", "SAMPLES"]

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
 
-from gateway.errors import ConfigError
+from gateway.cli_kit import client_secret_from_env, console, open_store, out, print_apply_result
 
 if TYPE_CHECKING:
     from gateway.store import Store
     from gateway.store.competencies import FrameworkImport
 
-    from . import CaseAdapter, CasePackage
+    from .cf_package import CasePackage
 
 
-def register(adapter: CaseAdapter, import_app: typer.Typer, export_app: typer.Typer) -> None:
-    from gateway.cli import console, open_store, out, print_apply_result
+def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> None:
+    """``tessera import case`` and ``tessera export case`` (``adapter``: the CaseAdapter)."""
 
     def report(pkg: CasePackage, done: FrameworkImport, where: str, tenant: str) -> None:
         print_apply_result(done.result, title=f"{pkg.title} ({pkg.identifier}) from {where} -> tenant {tenant}")
@@ -71,13 +70,7 @@ def register(adapter: CaseAdapter, import_app: typer.Typer, export_app: typer.Ty
 
         from .client import CaseClient
 
-        secret = None
-        if client_secret_env:
-            secret = os.environ.get(client_secret_env)
-            if not secret:
-                raise ConfigError(f"the environment variable {client_secret_env} (--client-secret-env) is not set")
-        elif client_id:
-            raise typer.BadParameter("--client-id needs --client-secret-env VAR (secrets come from the environment only)")
+        secret = client_secret_from_env(client_id, client_secret_env)
         assert url is not None
         with CaseClient(url, client_id=client_id, client_secret=secret, token_url=token_url, scope=scope) as client:
             ids = list(document or [])

@@ -12,11 +12,8 @@ Modules are named after the spec's services:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from gateway.model import Record
 
 from . import tables, tool_tables  # noqa: F401 - both register their tables on ``tables.metadata``
 
@@ -33,11 +30,7 @@ class LtiAdapter:
     metadata = tables.metadata
     migrations = Path(__file__).resolve().parent / "migrations" / "versions"
 
-    def parse(self, data: bytes | Iterable[bytes], *, tenant: str, source: str, **options: Any) -> list[Record]:
-        raise NotImplementedError
-
-    def emit(self, records: Iterable[Record], **options: Any) -> Iterator[bytes]:
-        raise NotImplementedError
+    # no parse/emit: LTI has no file form (both are optional in adapters.base)
 
     def routers(self, ctx: AppContext) -> list[APIRouter]:
         """The platform side (registrations, launches, token endpoint, AGS, NRPS), then the
@@ -60,7 +53,7 @@ class LtiAdapter:
         """``tessera lti tools ...`` (and the tool side's ``lti platforms|consumers ...``)."""
         import typer
 
-        from gateway.cli import app
+        from gateway.cli_kit import app
 
         from .registrations import tools_cli
 

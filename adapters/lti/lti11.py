@@ -602,7 +602,7 @@ def register_cli(lti_app: typer.Typer) -> None:
 
     from rich.table import Table
 
-    from gateway.cli import open_store, out
+    from gateway.cli_kit import open_store, out
 
     group = typer.Typer(help="LTI 1.1 consumer keys and secrets (OAuth 1.0a).", no_args_is_help=True)
     lti_app.add_typer(group, name="consumers")

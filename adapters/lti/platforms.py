@@ -348,7 +348,7 @@ def lti_cli() -> typer.Typer:
     """The one ``tessera lti`` group every LTI module adds its commands to."""
     global _lti_app
     if _lti_app is None:
-        from gateway.cli import app
+        from gateway.cli_kit import app
 
         _lti_app = typer.Typer(help="LTI 1.3 and LTI 1.1 registrations.", no_args_is_help=True)
         app.add_typer(_lti_app, name="lti")
@@ -359,7 +359,7 @@ def register_cli() -> None:
     """``tessera lti platforms add|list|remove|invite`` and ``tessera lti consumers ...``."""
     from rich.table import Table
 
-    from gateway.cli import open_store, out
+    from gateway.cli_kit import open_store, out
 
     from . import lti11
 
@@ -420,7 +420,7 @@ def register_cli() -> None:
         """Print a Dynamic Registration URL to give a platform administrator (valid one day)."""
         from gateway.api.context import AppContext
         from gateway.auth import Auth
-        from gateway.cli import settings
+        from gateway.cli_kit import settings
 
         s = settings()
         store = open_store()

@@ -391,7 +391,7 @@ def _registration_token(ctx: AppContext, request: Request) -> dict[str, Any]:
 
 def tools_cli() -> typer.Typer:
     """``tessera lti tools add|list|remove``."""
-    from gateway.cli import open_store, out
+    from gateway.cli_kit import open_store, out
 
     app = typer.Typer(help="LTI 1.3 tools registered with Tessera as a platform.", no_args_is_help=True)
 

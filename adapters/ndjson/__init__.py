@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from gateway.api.context import AppContext
     from gateway.store import ApplyResult, Store
 
-MEDIA_TYPE = "application/x-ndjson"
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Any
 
 import typer
 
+from gateway.cli_kit import console, open_store, print_apply_result
 from gateway.model import RECORD_TYPES
 
-if TYPE_CHECKING:
-    from . import NdjsonAdapter
 
-
-def register(adapter: NdjsonAdapter, import_app: typer.Typer, export_app: typer.Typer) -> None:
-    from gateway.cli import console, open_store, print_apply_result
+def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> None:
+    """``adapter``: the NdjsonAdapter (its ``parse_named`` and ``emit``)."""
 
     @import_app.command("ndjson")
     def import_ndjson(

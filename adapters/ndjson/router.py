@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -15,15 +15,14 @@ from gateway.auth.scopes import READ_SCOPE
 from gateway.errors import ErrorDetail, ScopeError, UnsupportedMediaType, ValidationError
 from gateway.model import RECORD_TYPES
 
-from . import MEDIA_TYPE
-
 if TYPE_CHECKING:
     from gateway.api.context import AppContext
 
-    from . import NdjsonAdapter
+MEDIA_TYPE = "application/x-ndjson"
 
 
-def build_router(adapter: NdjsonAdapter, ctx: AppContext) -> APIRouter:
+def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
+    """``adapter``: the NdjsonAdapter (its ``parse`` and ``emit``)."""
     router = APIRouter(prefix="/ndjson", tags=["ndjson"])
 
     @router.post("/records", status_code=201, summary="Import canonical NDJSON atomically")

@@ -6,7 +6,7 @@ demo district.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +14,7 @@ from gateway.errors import ConfigError
 from gateway.model import Record
 
 from . import tables
+from .scopes import SCOPES, URI_PREFIX
 
 if TYPE_CHECKING:
     import typer
@@ -35,6 +36,9 @@ class OneRosterAdapter:
     #: gradebook and resource objects (``tables``), migrated as the "oneroster" Alembic branch
     metadata = tables.metadata
     migrations = Path(__file__).resolve().parent / "migrations" / "versions"
+    #: gradebook and resources scopes; rostering's are the gateway's own
+    scopes = SCOPES
+    scope_uri_prefixes = (URI_PREFIX,)
 
     def parse(self, data: bytes | Iterable[bytes], *, tenant: str, source: str, **options: Any) -> list[Record]:
         """A CSV package (zip bytes) -> canonical records, validated without a store: every
@@ -92,6 +96,12 @@ class OneRosterAdapter:
         from .resources_provider import build_router as build_resources_router
 
         return [build_router(self, ctx), build_gradebook_router(ctx), build_resources_router(ctx)]
+
+    def cli_groups(self) -> Mapping[str, typer.Typer]:
+        """``tessera oneroster consumers create|list|revoke``."""
+        from .cli import oneroster_cli
+
+        return {"oneroster": oneroster_cli()}
 
     def register_cli(self, import_app: typer.Typer, export_app: typer.Typer) -> None:
         from .cli import register

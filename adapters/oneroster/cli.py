@@ -4,20 +4,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Any
 
 import typer
 
+from gateway.cli_kit import client_secret_from_env, console, open_store, out, print_apply_result, print_credentials
+
 from .oauth1_auth import SCOPES as CONSUMER_SCOPES
 
-if TYPE_CHECKING:
-    from . import OneRosterAdapter
 
-
-def register(adapter: OneRosterAdapter, import_app: typer.Typer, export_app: typer.Typer) -> None:
-    from gateway.cli import console, open_store, out, print_apply_result
-
-    register_consumers()
+def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> None:
+    """``tessera import oneroster`` and ``tessera export oneroster`` (``adapter``: the
+    OneRosterAdapter)."""
 
     @import_app.command("oneroster")
     def import_oneroster(
@@ -88,19 +86,9 @@ def register(adapter: OneRosterAdapter, import_app: typer.Typer, export_app: typ
     def pull(url: str, *, tenant: str, source: str, version: str, since: str | None, client_id: str | None,
              client_secret_env: str | None, token_url: str | None, scope: str | None, oauth1: bool,
              demographics: bool = False) -> None:
-        import os
-
-        from gateway.errors import ConfigError
-
         from .client import OneRosterClient
 
-        secret = None
-        if client_secret_env:
-            secret = os.environ.get(client_secret_env)
-            if not secret:
-                raise ConfigError(f"the environment variable {client_secret_env} (--client-secret-env) is not set")
-        elif client_id:
-            raise typer.BadParameter("--client-id needs --client-secret-env VAR (secrets come from the environment only)")
+        secret = client_secret_from_env(client_id, client_secret_env)
         store = open_store()
         with OneRosterClient(url, version=version, client_id=client_id, client_secret=secret, token_url=token_url,
                              scope=scope, oauth1=oauth1) as client, console.status(f"reading {client.base}") as status:
@@ -145,17 +133,14 @@ def register(adapter: OneRosterAdapter, import_app: typer.Typer, export_app: typ
         out.print(f"wrote {output}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
 
 
-def register_consumers() -> None:
+def oneroster_cli() -> typer.Typer:
     """``tessera oneroster consumers create|list|revoke``: OneRoster 1.1 OAuth 1.0a consumer keys."""
-    from gateway.cli import app, console, open_store, out, print_credentials
-
     from .oauth1_auth import ConsumerStore
 
     oneroster_app = typer.Typer(help="OneRoster REST provider settings.", no_args_is_help=True)
     consumers = typer.Typer(help="OAuth 1.0a consumer keys for the OneRoster 1.1 paths (/ims/oneroster/v1p1/): "
                                  "one tenant each, with OneRoster scopes; secrets sealed at rest.", no_args_is_help=True)
     oneroster_app.add_typer(consumers, name="consumers")
-    app.add_typer(oneroster_app, name="oneroster")
 
     @consumers.command("create")
     def create(
@@ -185,3 +170,5 @@ def register_consumers() -> None:
         """Revoke a consumer key: its signed requests are refused from now on (consumer_key_refused)."""
         ConsumerStore(open_store().engine).revoke(consumer_key)
         console.print(f"revoked {consumer_key}")
+
+    return oneroster_app

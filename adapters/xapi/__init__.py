@@ -7,17 +7,21 @@
 - ``documents``: State, Activity Profile and Agent Profile resources.
 - ``evidence``: statements -> canonical Evidence (verbs in mappings/xapi-verbs.yaml, cmi5).
 - ``client``: pull from / forward to another LRS.
+- ``scopes``, ``settings`` (``TESSERA_XAPI__*``), ``cli`` (``tessera lrs ...``): what the
+  adapter declares to the gateway.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.model import Record
 
 from . import document_tables, tables  # noqa: F401 - both register their tables on ``tables.metadata``
+from .scopes import IMPLIES, SCOPES
+from .settings import XapiSettings
 
 if TYPE_CHECKING:
     import typer
@@ -31,6 +35,9 @@ class XapiAdapter:
     title = "xAPI 1.0.3 / 2.0 Learning Record Store"
     metadata = tables.metadata
     migrations = Path(__file__).resolve().parent / "migrations" / "versions"
+    scopes = SCOPES
+    implies = IMPLIES
+    settings = XapiSettings
 
     def parse(self, data: bytes | Iterable[bytes], *, tenant: str, source: str, **options: Any) -> list[Record]:
         """xAPI statements (one, or a JSON array) -> canonical records: the Persons their
@@ -63,9 +70,6 @@ class XapiAdapter:
             s["authority"] = a
         return EvidenceMapper(store, source=source).map(tenant, batch).records
 
-    def emit(self, records: Iterable[Record], **options: Any) -> Iterator[bytes]:
-        raise NotImplementedError
-
     def routers(self, ctx: AppContext) -> list[APIRouter]:
         """One router mounting the whole LRS at /xapi and /xAPI (see ``http``)."""
         from .http import lrs_router
@@ -81,10 +85,11 @@ class XapiAdapter:
             routers.append(documents_router(ctx))
         return [lrs_router(ctx, routers)]
 
-    def register_cli(self, import_app: typer.Typer, export_app: typer.Typer) -> None:
-        from .cli import register
+    def cli_groups(self) -> Mapping[str, typer.Typer]:
+        """``tessera lrs credentials create|list|revoke``."""
+        from .cli import lrs_cli
 
-        register(self, import_app, export_app)
+        return {"lrs": lrs_cli()}
 
 
 __all__ = ["XapiAdapter"]

@@ -7,25 +7,20 @@ can also get an OAuth 2.0 bearer token. Each belongs to one tenant.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from gateway.auth.scopes import SCOPES
+from gateway.cli_kit import console, open_store, out, print_credentials
 
-if TYPE_CHECKING:
-    from . import XapiAdapter
-
-XAPI_SCOPES = sorted(s for s in SCOPES if s.startswith("xapi/"))
+from .scopes import XAPI_SCOPES
 
 
-def register(adapter: XapiAdapter, import_app: typer.Typer, export_app: typer.Typer) -> None:
-    from gateway.cli import app, console, open_store, out, print_credentials
-
+def lrs_cli() -> typer.Typer:
+    """The ``tessera lrs`` group."""
     lrs_app = typer.Typer(help="The xAPI Learning Record Store", no_args_is_help=True)
     credentials = typer.Typer(help="HTTP Basic credentials for the LRS (one tenant each)", no_args_is_help=True)
     lrs_app.add_typer(credentials, name="credentials")
-    app.add_typer(lrs_app, name="lrs")
 
     @credentials.command("create")
     def create(
@@ -67,3 +62,5 @@ def register(adapter: XapiAdapter, import_app: typer.Typer, export_app: typer.Ty
 
         ClientStore(open_store().engine).revoke(key)
         console.print(f"revoked {key}")
+
+    return lrs_app

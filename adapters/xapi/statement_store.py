@@ -50,7 +50,7 @@ _STATEMENT_COLUMNS = ["seq", "tenant", "id", "stored", "verb_id", "registration"
 #: activity definitions remembered per process (see ``_merge_definitions``)
 _DEFINITIONS_CACHED = 50_000
 #: SQLite: statements whose index rows wait in the recent tier before it is merged (see
-#: ``adapters/xapi/tables.py``; the setting ``xapi_merge_every``). A merge writes each leaf
+#: ``adapters/xapi/tables.py``; the setting ``TESSERA_XAPI__MERGE_EVERY``). A merge writes each leaf
 #: page it touches once, so the more it takes the less it costs per statement; a query scans
 #: the whole recent tier, ~8 rows a statement. Measured on the ingest benchmark (200,000
 #: statements, two workers): every 4,096 statements 5,130-5,650 statements/s, 8,192 5,522,

@@ -35,6 +35,7 @@ from .http import (
     json_response,
     parse_json,
 )
+from .settings import settings_of
 from .statement_store import Query, StatementStore
 
 #: the most statements one GET page holds (a larger or zero ``limit`` gets this many)
@@ -50,7 +51,7 @@ _QUERY_PARAMS = {
 def build_router(ctx: AppContext) -> APIRouter:
     router = APIRouter()
     # one mapper per app: it caches actors
-    statements = StatementStore(ctx.store, EvidenceMapper(ctx.store), merge_every=ctx.settings.xapi_merge_every)
+    statements = StatementStore(ctx.store, EvidenceMapper(ctx.store), merge_every=settings_of(ctx).merge_every)
 
     @router.api_route("/about", methods=["GET", "HEAD"])
     async def about() -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -15,6 +16,8 @@ from ..auth import Auth
 from ..config import Settings, get_settings
 from ..errors import NotReady, UnsupportedMediaType
 from ..store import Store
+from ..wiring import Wiring
+from ..wiring import default as default_wiring
 from . import competencies, mastery, problems, reports, v1
 from .context import AppContext
 from .middleware import ConnectionRecycler, RequestContextMiddleware
@@ -58,11 +61,17 @@ def _core_router(ctx: AppContext) -> APIRouter:
     return router
 
 
-def create_app(settings: Settings | None = None, store: Store | None = None, registry: Any = None) -> FastAPI:
+def create_app(settings: Settings | None = None, store: Store | None = None, registry: Iterable[Any] | None = None,
+               wiring: Wiring | None = None) -> FastAPI:
+    """The app: the core's routers, then every adapter's. The adapters are the installed
+    ones (``gateway.wiring.default``), or ``wiring``, or exactly those in ``registry``; a
+    ``store`` handed in is wired to them (migrations, the mastery listener)."""
+    if wiring is None:  # first: adapters' settings classes claim their gateway.yaml keys
+        wiring = Wiring.of(*registry, installed=False) if registry is not None else default_wiring()
     settings = settings or get_settings()
-    store = store or Store.from_url(settings.database_url)
+    store = wiring.wire(store) if store is not None else wiring.open_store(settings.database_url)
     auth = Auth.build(store.engine, issuer=settings.issuer, token_ttl_seconds=settings.token_ttl_seconds)
-    ctx = AppContext(settings=settings, store=store, auth=auth)
+    ctx = AppContext(settings=settings, store=store, auth=auth, adapter_settings=wiring.all_settings())
     app = FastAPI(
         title="Tessera gateway",
         version=__version__,
@@ -75,13 +84,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None, reg
     app.include_router(competencies.build_router(ctx))
     app.include_router(mastery.build_router(ctx))
     app.include_router(reports.build_router(ctx))
-    if registry is None:
-        from adapters.base import discover
-
-        registry = discover()
-    for adapter in registry:
-        for router in adapter.routers(ctx) or []:
-            app.include_router(router)
+    for router in wiring.routers(ctx):
+        app.include_router(router)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from fastapi import Request
@@ -75,6 +76,8 @@ class AppContext:
     settings: Settings
     store: Store
     auth: Auth
+    #: each adapter's settings by adapter name (``gateway.wiring.Wiring.all_settings``)
+    adapter_settings: Mapping[str, Any] = field(default_factory=dict)
     verified: VerifiedTokens = field(default_factory=VerifiedTokens)
 
     def principal(self, request: Request) -> Principal:

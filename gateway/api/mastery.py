@@ -22,6 +22,7 @@ from fastapi.responses import Response
 
 from ..auth import Principal
 from ..errors import Conflict, ErrorDetail, MalformedInput, NotFound, ScopeError, ValidationError
+from ..mastery.attach import engine_of
 from ..mastery.learners import Learners
 from ..model import LearningPlan, MasteryRule, Status, pydantic_errors
 from ..store import tables as t
@@ -90,7 +91,7 @@ def build_router(ctx: AppContext) -> APIRouter:
         with ctx.store.engine.connect() as conn:
             learners._require(conn, principal.tenant, t.people, learner_id, "learner_id")
             found = learners.states(conn, principal.tenant, learner_id)
-            model = ctx.store.mastery.model(conn, principal.tenant)
+            model = engine_of(ctx.store).model(conn, principal.tenant)
         items = [orjson.loads(s.model_dump_json(exclude_none=True)) for c, s in sorted(found.items(), key=lambda kv: str(kv[0]))
                  if fw is None or model.framework_of.get(c) == fw]
         return _json({"learner_id": str(learner_id), "items": items})
@@ -177,7 +178,7 @@ def build_router(ctx: AppContext) -> APIRouter:
         scope = doc.get("competency_id") or doc.get("framework_id") or "tenant"
         rule = _validate(MasteryRule, {**doc, "tenant": principal.tenant, "source": "api", "native_id": f"rule:{scope}"})
         with ctx.store.engine.connect() as conn:
-            model = ctx.store.mastery.model(conn, principal.tenant)
+            model = engine_of(ctx.store).model(conn, principal.tenant)
         if rule.at_level is not None:
             probe = rule.competency_id or next((c for c, f in model.framework_of.items() if f == rule.framework_id), None)
             scale = model.scales.get(rule.scale_id) if rule.scale_id else (model.scale(probe, model.rule(probe)) if probe else None)
@@ -204,7 +205,7 @@ def build_router(ctx: AppContext) -> APIRouter:
                 raise ValidationError("invalid body", errors=[ErrorDetail("must be a UUID", field="framework_id")]) from None
         from starlette.concurrency import run_in_threadpool
 
-        report = await run_in_threadpool(ctx.store.mastery.recompute, principal.tenant, framework_id=fw)
+        report = await run_in_threadpool(engine_of(ctx.store).recompute, principal.tenant, framework_id=fw)
         return _json(report.__dict__)
 
     return router

@@ -21,7 +21,7 @@ from ..model import utcnow
 from ..store import tables as t
 from ..store.db import WRITE
 from ..store.tenants import ensure_tenant
-from . import scopes as sc
+from .scopes import SCOPES, normalize, unknown
 
 _N, _R, _P = 2**14, 8, 1
 
@@ -68,10 +68,10 @@ class ClientStore:
 
     def create(self, tenant: str, scopes: list[str], name: str | None = None, *, person_id: uuid.UUID | None = None) -> tuple[Client, str]:
         """Returns the client and its secret. The secret is not stored and cannot be shown again."""
-        scopes = sc.normalize(scopes)
-        bad = sc.unknown(scopes)
+        scopes = normalize(scopes)
+        bad = unknown(scopes)
         if bad:
-            raise ValidationError(f"unknown scope(s) {bad}; known: {sorted(sc.SCOPES)}")
+            raise ValidationError(f"unknown scope(s) {bad}; known: {sorted(SCOPES)}")
         if not scopes:
             raise ValidationError("a client needs at least one scope")
         client_id = "tsr_" + secrets.token_hex(12)

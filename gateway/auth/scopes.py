@@ -1,26 +1,28 @@
 """Scopes: what a client may do. OneRoster 1.2 scope names where they exist.
 
-Tokens carry the short names below. Adapters that speak a standard with URI scopes
-(OneRoster 1.2: ``https://purl.imsglobal.org/spec/or/v1p2/scope/roster.readonly``)
-accept those too: ``normalize`` maps them onto the short names.
+``IMPLIES`` is applied one level deep (``expand``): a scope that implies a scope which
+implies others lists them all.
+
+Tokens carry short names. The gateway's own scopes are below; every adapter declares its
+own (``Adapter.scopes``, ``Adapter.implies``, ``Adapter.scope_uri_prefixes``), and the
+composition root (``gateway.wiring``) adds them here with ``declare`` before any client is
+created or any token verified. A standard with URI scopes (OneRoster 1.2:
+``https://purl.imsglobal.org/spec/or/v1p2/scope/roster.readonly``) declares its prefix:
+``normalize`` maps those URIs onto the short names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-ONEROSTER_PREFIX = "https://purl.imsglobal.org/spec/or/v1p2/scope/"
+from ..errors import ConfigError
 
-#: scope -> what it allows
+#: scope -> what it allows: the gateway's own, then whatever ``declare`` adds
 SCOPES: dict[str, str] = {
-    # OneRoster 1.2 rostering / gradebook / resources
+    # OneRoster 1.2 rostering: what the canonical /v1 API's READ_SCOPE grants
     "roster-core.readonly": "read orgs, academic sessions, courses, sections, people and enrollments (no demographics)",
     "roster.readonly": "everything roster-core.readonly allows, plus demographics",
     "roster-demographics.readonly": "read demographics",
-    "gradebook.readonly": "read line items, results and score scales",
-    "gradebook.createput": "create and replace line items and results",
-    "gradebook.delete": "delete line items and results",
-    "resource.readonly": "read resources",
     # Tessera's own
     "competencies.readonly": "read frameworks, competencies, relations, alignments and scales",
     "competencies.write": "import frameworks and alignments",
@@ -31,34 +33,39 @@ SCOPES: dict[str, str] = {
     "reports.deidentified": "read de-identified reports only (state pulls): pseudonymous learners, small counts suppressed",
     "records.write": "write canonical records of any kind through the batch API",
     "admin": "manage connections, routes, sync runs and dead letters of the tenant",
-    # xAPI 1.0.3 Communication 4.2 / 2.0 scopes, namespaced "xapi/" + the spec's own name
-    "xapi/statements/write": "write xAPI statements",
-    "xapi/statements/read": "read any xAPI statement of the tenant",
-    "xapi/statements/read/mine": "read the xAPI statements these credentials stored",
-    "xapi/all/read": "read everything in the LRS (statements, state, profiles, activities, agents)",
-    "xapi/all": "everything in the LRS",
-    "xapi/state": "read and write xAPI state documents",
-    "xapi/define": "(re)define xAPI activities and actors",
-    "xapi/profile": "read and write xAPI activity and agent profiles",
 }
 
 #: A scope that implies others.
 IMPLIES: dict[str, frozenset[str]] = {
     "roster.readonly": frozenset({"roster-core.readonly", "roster-demographics.readonly"}),
-    "xapi/all": frozenset({
-        "xapi/statements/write", "xapi/statements/read", "xapi/statements/read/mine", "xapi/all/read",
-        "xapi/state", "xapi/define", "xapi/profile",
-    }),
-    "xapi/all/read": frozenset({"xapi/statements/read", "xapi/statements/read/mine"}),
-    "xapi/statements/read": frozenset({"xapi/statements/read/mine"}),
 }
+
+
+#: URI prefixes whose scopes are the short name after them (``declare``)
+URI_PREFIXES: list[str] = []
+
+
+def declare(scopes: Mapping[str, str], implies: Mapping[str, Iterable[str]] | None = None,
+            uri_prefixes: Iterable[str] = ()) -> None:
+    """Add scopes (name -> what it allows), what they imply, and URI prefixes: the
+    composition root calls it once per adapter. Declaring the same again is harmless; a
+    name already declared with another meaning is a ConfigError."""
+    for name, text in scopes.items():
+        if SCOPES.get(name, text) != text:
+            raise ConfigError(f"scope {name!r} is declared twice with different meanings")
+        SCOPES[name] = text
+    for name, implied in (implies or {}).items():
+        IMPLIES[name] = IMPLIES.get(name, frozenset()) | frozenset(implied)
+    for prefix in uri_prefixes:
+        if prefix not in URI_PREFIXES:
+            URI_PREFIXES.append(prefix)
 
 
 def normalize(scopes: Iterable[str]) -> list[str]:
     """Short names, URI forms folded, order kept, duplicates dropped."""
     out: list[str] = []
     for s in scopes:
-        short = s[len(ONEROSTER_PREFIX):] if s.startswith(ONEROSTER_PREFIX) else s
+        short = next((s[len(p):] for p in URI_PREFIXES if s.startswith(p)), s)
         if short not in out:
             out.append(short)
     return out

@@ -291,16 +291,16 @@ def _partitions(conn: Connection, q: Any) -> Iterator[Sequence[Any]]:
     return conn.execute(q, execution_options=stream).partitions()
 
 
-_process_stores: dict[str, Store] = {}
+_process_engines: dict[str, MasteryEngine] = {}
 
 
 def _recompute_in_process(url: str, tenant: str, framework_id: uuid.UUID | None, lo: uuid.UUID | None,
                           hi: uuid.UUID | None, batch: int) -> RecomputeReport:
     """One range of a parallel recompute, in a worker process (its own engine, its own cache)."""
-    store = _process_stores.get(url)
-    if store is None:
-        store = _process_stores[url] = Store.from_url(url)
-    return store.mastery._recompute_range(tenant, framework_id, lo, hi, batch, None)
+    engine = _process_engines.get(url)
+    if engine is None:  # it only writes states: no evidence listener to register
+        engine = _process_engines[url] = MasteryEngine(Store.from_url(url))
+    return engine._recompute_range(tenant, framework_id, lo, hi, batch, None)
 
 
 @dataclass
@@ -314,7 +314,7 @@ class RecomputeReport:
 
 
 class MasteryEngine:
-    """One per Store (``Store.mastery``); keeps each tenant's structure cached."""
+    """One per Store (``gateway.mastery.attach.engine_of``); keeps each tenant's structure cached."""
 
     def __init__(self, store: Store) -> None:
         self.store = store

@@ -27,6 +27,7 @@ from gateway.model import LearningPlan, MasteryState, Status, utcnow
 from gateway.store import Store
 from gateway.store import tables as t
 
+from .attach import engine_of
 from .structure import TenantModel
 
 ACTIVE = Status.active.value
@@ -101,7 +102,7 @@ class Learners:
         with self.store.engine.connect() as conn:
             self._require(conn, tenant, t.people, learner, "learner_id")
             comp = self._require(conn, tenant, t.competencies, competency, "competency_id")
-            model = self.store.mastery.model(conn, tenant)
+            model = engine_of(self.store).model(conn, tenant)
             rule = model.rule(competency)
             scale = model.scale(competency, rule)
             state = self.states(conn, tenant, learner).get(competency)
@@ -137,7 +138,7 @@ class Learners:
     def next_competencies(self, tenant: str, learner: uuid.UUID, framework: uuid.UUID | None = None, limit: int = 20) -> list[dict[str, Any]]:
         with self.store.engine.connect() as conn:
             self._require(conn, tenant, t.people, learner, "learner_id")
-            model = self.store.mastery.model(conn, tenant)
+            model = engine_of(self.store).model(conn, tenant)
             states = self.states(conn, tenant, learner)
             frameworks = {framework} if framework is not None else self.frameworks_of(conn, tenant, learner, model)
             return self._next(conn, tenant, model, states, frameworks, limit)
@@ -187,7 +188,7 @@ class Learners:
     def profile(self, tenant: str, learner: uuid.UUID, framework: uuid.UUID | None = None, trail: int = 25) -> dict[str, Any]:
         with self.store.engine.connect() as conn:
             person = self._require(conn, tenant, t.people, learner, "learner_id")
-            model = self.store.mastery.model(conn, tenant)
+            model = engine_of(self.store).model(conn, tenant)
             states = self.states(conn, tenant, learner)
             frameworks = {framework} if framework is not None else self.frameworks_of(conn, tenant, learner, model)
             in_scope = [c for c, fw in model.framework_of.items() if fw in frameworks]
@@ -225,7 +226,7 @@ class Learners:
         """Refuse targets and pathway steps outside the learner's frameworks (field named)."""
         with self.store.engine.connect() as conn:
             self._require(conn, plan.tenant, t.people, plan.learner_id, "learner_id")
-            model = self.store.mastery.model(conn, plan.tenant)
+            model = engine_of(self.store).model(conn, plan.tenant)
             frameworks = self.frameworks_of(conn, plan.tenant, plan.learner_id, model)
         errors = []
         named = [(f"targets[{i}].competency_id", x.competency_id) for i, x in enumerate(plan.targets)]

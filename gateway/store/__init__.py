@@ -3,43 +3,46 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, text
 
 from .db import make_engine
-from .migrate import is_current, upgrade
+from .migrate import Branch, Migrations
 from .outbox import RoutingStore
-from .records import ApplyResult, Page, RecordStore
+from .records import ApplyResult, EvidenceListener, Page, RecordStore
 from .roster import RosterQueries
 from .streams import PreparedStreams
 
-if TYPE_CHECKING:
-    from ..mastery.engine import MasteryEngine
-
 
 class Store:
-    """The gateway's one seam to its database: every repository hangs off it."""
+    """The gateway's one seam to its database: every repository hangs off it.
 
-    def __init__(self, engine: Engine) -> None:
+    The store knows no listener and no adapter by name: ``migrations`` (the gateway's and
+    every adapter's Alembic branches) and the evidence listeners (the mastery engine) are
+    handed in by the composition root, ``gateway.wiring.open_store``. A store built here
+    directly migrates and checks the gateway's own schema only and derives nothing from
+    evidence."""
+
+    def __init__(self, engine: Engine, *, migrations: Migrations | None = None) -> None:
         self.engine = engine
+        self.migrations = migrations or Migrations()
+        #: shared with ``records`` (the list itself), so a listener added later still hears
+        self.evidence_listeners: list[EvidenceListener] = []
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
-        return cls(make_engine(url))
+    def from_url(cls, url: str, *, migrations: Migrations | None = None) -> Store:
+        return cls(make_engine(url), migrations=migrations)
+
+    def add_evidence_listener(self, listener: EvidenceListener) -> None:
+        """Call ``listener`` in the transaction of every batch that stores evidence (once)."""
+        if listener not in self.evidence_listeners:
+            self.evidence_listeners.append(listener)
 
     @cached_property
     def records(self) -> RecordStore:
         records = RecordStore(self.engine)
-        # Mastery states are derived in the transaction of the evidence they come from.
-        records.evidence_listeners.append(self.mastery.on_evidence)
+        records.evidence_listeners = self.evidence_listeners
         return records
-
-    @cached_property
-    def mastery(self) -> MasteryEngine:
-        from ..mastery.engine import MasteryEngine
-
-        return MasteryEngine(self)
 
     streams = cached_property(PreparedStreams)  # batches streamed, optionally from a child process
 
@@ -52,16 +55,16 @@ class Store:
         return RosterQueries(self.engine)
 
     def migrate(self) -> None:
-        upgrade(self.engine)
+        self.migrations.upgrade(self.engine)
 
     def ping(self) -> bool:
         """True when the database answers and its schema is the one this code expects."""
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-        return is_current(self.engine)
+        return self.migrations.is_current(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()
 
 
-__all__ = ["ApplyResult", "Page", "RecordStore", "RoutingStore", "Store", "make_engine"]
+__all__ = ["ApplyResult", "Branch", "EvidenceListener", "Migrations", "Page", "RecordStore", "RoutingStore", "Store", "make_engine"]

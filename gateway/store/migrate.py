@@ -4,20 +4,22 @@ The gateway's migration scripts live in ``gateway/store/migrations`` inside the 
 so an installed gateway can migrate its database without an alembic.ini in the working
 folder.
 
-Adapters that keep tables of their own (an LRS's statements, LTI registrations) ship their
-migrations as an Alembic *branch* of their own: the adapter class names its folder in
-``migrations`` and its tables in ``metadata`` (a ``MetaData`` built with
-``gateway.store.tables.NAMING``). The branch's first revision has ``down_revision = None``,
-``branch_labels = (<adapter name>,)`` and ``depends_on = "0001"`` (the gateway's base, which
-creates ``tenants``). Every adapter found in the registry takes part, so a third-party
-adapter migrates with ``tessera migrate`` like a built-in one, and no adapter's revisions
-have to be numbered against another's. Upgrades go to ``heads``: every branch's head.
+Tables kept by anything else (an adapter's LRS statements, LTI registrations) come as an
+Alembic *branch* of their own: a ``Branch`` names its folder of revisions and its tables (a
+``MetaData`` built with ``gateway.store.types.NAMING``). The branch's first revision has
+``down_revision = None``, ``branch_labels = (<name>,)`` and ``depends_on = "0001"`` (the
+gateway's base, which creates ``tenants``). The store knows no branch by name: the
+composition root (``gateway.wiring``) builds one ``Migrations`` from every adapter the
+registry finds and hands it to the ``Store``, so a third-party adapter migrates with
+``tessera migrate`` like a built-in one, and no branch's revisions have to be numbered
+against another's. Upgrades go to ``heads``: every branch's head.
 """
 
 from __future__ import annotations
 
 import os
-from functools import cache
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
@@ -29,59 +31,54 @@ from sqlalchemy import Engine, MetaData
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-@cache
-def _adapter_parts() -> tuple[tuple[Path, ...], tuple[MetaData, ...]]:
-    from adapters.base import discover  # the registry; gateway never imports an adapter by name
+@dataclass(frozen=True)
+class Branch:
+    """An Alembic branch beside the gateway's: its label, its revisions, its tables."""
 
-    folders: list[Path] = []
-    tables: list[MetaData] = []
-    for adapter in discover():
-        folder = getattr(adapter, "migrations", None)
-        if folder is not None:
-            folders.append(Path(folder))
-        meta = getattr(adapter, "metadata", None)
-        if meta is not None:
-            tables.append(meta)
-    return tuple(folders), tuple(tables)
+    label: str
+    folder: Path
+    metadata: MetaData | None = None
 
 
-def version_locations() -> list[Path]:
-    return [MIGRATIONS / "versions", *_adapter_parts()[0]]
+class Migrations:
+    """The gateway's migrations and the branches handed in: what ``upgrade`` runs and what
+    a current schema is (``Store.ping``)."""
 
+    def __init__(self, branches: Iterable[Branch] = ()) -> None:
+        self.branches: tuple[Branch, ...] = tuple(branches)
 
-def all_metadata() -> list[MetaData]:
-    """The gateway's tables and every adapter's: what the migrated schema must equal."""
-    from .tables import metadata
+    def version_locations(self) -> list[Path]:
+        return [MIGRATIONS / "versions", *(Path(b.folder) for b in self.branches)]
 
-    return [metadata, *_adapter_parts()[1]]
+    def all_metadata(self) -> list[MetaData]:
+        """The gateway's tables and every branch's: what the migrated schema must equal."""
+        from .tables import metadata
 
+        return [metadata, *(b.metadata for b in self.branches if b.metadata is not None)]
 
-def alembic_config(engine: Engine | None = None) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("path_separator", "os")
-    cfg.set_main_option("version_locations", os.pathsep.join(str(p) for p in version_locations()))
-    if engine is not None:
-        cfg.attributes["engine"] = engine
-    return cfg
+    def alembic_config(self, engine: Engine | None = None) -> Config:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.set_main_option("path_separator", "os")
+        cfg.set_main_option("version_locations", os.pathsep.join(str(p) for p in self.version_locations()))
+        cfg.attributes["metadata"] = self.all_metadata()  # what migrations/env.py compares against
+        if engine is not None:
+            cfg.attributes["engine"] = engine
+        return cfg
 
+    def upgrade(self, engine: Engine, revision: str = "heads") -> None:
+        command.upgrade(self.alembic_config(engine), revision)
 
-def upgrade(engine: Engine, revision: str = "heads") -> None:
-    command.upgrade(alembic_config(engine), revision)
+    def downgrade(self, engine: Engine, revision: str) -> None:
+        command.downgrade(self.alembic_config(engine), revision)
 
+    def head_revisions(self) -> set[str]:
+        return set(ScriptDirectory.from_config(self.alembic_config()).get_heads())
 
-def downgrade(engine: Engine, revision: str) -> None:
-    command.downgrade(alembic_config(engine), revision)
-
-
-def head_revisions() -> set[str]:
-    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    def is_current(self, engine: Engine) -> bool:
+        return current_revisions(engine) == self.head_revisions()
 
 
 def current_revisions(engine: Engine) -> set[str]:
     with engine.connect() as conn:
         return set(MigrationContext.configure(conn).get_current_heads())
-
-
-def is_current(engine: Engine) -> bool:
-    return current_revisions(engine) == head_revisions()

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from alembic import context
 
-from gateway.store.migrate import all_metadata
-
 config = context.config
+
+
+def _core_metadata() -> list:
+    """Plain `alembic` CLI use: the gateway's own tables only."""
+    from gateway.store.migrate import Migrations
+
+    return Migrations().all_metadata()
 
 
 def run_migrations_online() -> None:
@@ -19,7 +24,7 @@ def run_migrations_online() -> None:
     with engine.connect() as connection:
         context.configure(
             connection=connection,
-            target_metadata=all_metadata(),
+            target_metadata=config.attributes.get("metadata") or _core_metadata(),
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
         )

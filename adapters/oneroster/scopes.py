@@ -1,0 +1,15 @@
+"""OneRoster 1.2's gradebook and resources scopes, and its URI scope form, declared to the
+gateway by ``OneRosterAdapter`` (the rostering scopes are the gateway's own: its /v1 API
+reads with them)."""
+
+from __future__ import annotations
+
+#: OneRoster 1.2 scopes as URIs: ``normalize`` folds them onto the short names
+URI_PREFIX = "https://purl.imsglobal.org/spec/or/v1p2/scope/"
+
+SCOPES: dict[str, str] = {
+    "gradebook.readonly": "read line items, results and score scales",
+    "gradebook.createput": "create and replace line items and results",
+    "gradebook.delete": "delete line items and results",
+    "resource.readonly": "read resources",
+}

@@ -1,0 +1,30 @@
+"""The LRS's settings: environment ``TESSERA_XAPI__*`` (``gateway.config.AdapterSettings``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from gateway.config import AdapterSettings, load_adapter_settings
+
+from .statement_store import MERGE_EVERY
+
+if TYPE_CHECKING:
+    from gateway.api.context import AppContext
+
+
+class XapiSettings(AdapterSettings):
+    model_config = SettingsConfigDict(env_prefix="TESSERA_XAPI__", env_nested_delimiter="__", extra="forbid")
+    renamed: ClassVar[dict[str, str]] = {"merge_every": "TESSERA_XAPI_MERGE_EVERY"}
+
+    merge_every: int = Field(
+        default=MERGE_EVERY, ge=1, description="SQLite: statements whose index rows wait in the recent tier before a merge"
+    )
+
+
+def settings_of(ctx: AppContext) -> XapiSettings:
+    """The settings the app was built with, or the environment's."""
+    found = ctx.adapter_settings.get("xapi")
+    return found if isinstance(found, XapiSettings) else load_adapter_settings(XapiSettings)  # type: ignore[return-value]
