@@ -288,7 +288,7 @@ def register_adapters() -> None:
     from .reports.cli import register as register_reports
 
     # `tessera export report ...`: the gateway's own, beside the adapters'
-    register_reports(export_app, console=console, open_store=open_store)
+    register_reports(export_app)
     wiring.default().register_cli(app, import_app, export_app)
     _registered = True
 

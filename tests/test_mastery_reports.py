@@ -545,11 +545,12 @@ def test_identified_demographic_groups_need_the_demographics_scope(d, report_api
 
 @pytest.fixture
 def report_cli(cli):
-    from gateway.cli import console, export_app, open_store
+    from gateway.cli import export_app
     from gateway.reports.cli import register
+    from gateway.wiring import open_store
 
     if not any(cmd.name == "report" for cmd in export_app.registered_commands):
-        register(export_app, console=console, open_store=open_store)
+        register(export_app)
     cli("migrate")
     s = open_store(cli.url)
     d = build(s)

@@ -1,8 +1,8 @@
 """``tessera export report KIND OUT``: the reports of ``gateway.reports`` as files.
 
-``gateway/cli.py`` wires it with ``register(export_app, console=console, open_store=open_store)``:
-the CLI's console and store opener are handed in, so this module does not import the CLI
-(which imports it). The de-identification salt is read from the environment variable named
+``gateway/cli.py`` wires it with ``register(export_app)``; the console and the store come
+from the CLI kit (``gateway.cli_kit``), so this module does not import the CLI (which
+imports it). The de-identification salt is read from the environment variable named
 by ``--salt-env`` (never from the command line, where it would land in shell history and
 process lists), and is never printed.
 """
@@ -10,14 +10,12 @@ process lists), and is never printed.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from ..store import Store
+from ..cli_kit import console, open_store
 from .builder import Reports
 from .deidentify import DEFAULT_MIN_CELL, Deidentify, salt_from_env
 from .formats import FORMATS
@@ -40,7 +38,7 @@ def _format(out: Path, fmt: str | None) -> str:
     return found
 
 
-def register(export_app: typer.Typer, *, console: Console, open_store: Callable[[], Store]) -> None:
+def register(export_app: typer.Typer) -> None:
     """Add ``report`` to ``export_app``; ``console`` takes the summary line, ``open_store()``
     opens the configured store (and refuses one whose schema is not current)."""
 
