@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, text
 
 from .db import make_engine
+from .memberships import MembershipRepository
 from .migrate import is_current, upgrade
 from .outbox import RoutingStore
 from .records import ApplyResult, Page, RecordStore
@@ -42,6 +43,10 @@ class Store:
     @cached_property
     def routing(self) -> RoutingStore:
         return RoutingStore(self.engine)
+
+    @cached_property
+    def memberships(self) -> MembershipRepository:
+        return MembershipRepository(self.engine)
 
     def migrate(self) -> None:
         upgrade(self.engine)
