@@ -121,7 +121,7 @@ def server_rss_kib(pid: int) -> int:
 
 
 def run(url: str, n: int, clients: int, learners: int, workers: int) -> None:
-    from adapters.lti.registrations import ToolRegistration, ToolRegistry
+    from adapters.lti.platform.registrations import ToolRegistration, ToolRegistry
 
     store = open_store(url)
     store.migrate()

@@ -37,8 +37,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from adapters.lti.platforms import Platform, PlatformIn, PlatformStore
-from adapters.lti.tool import LTI, PlatformKeys, validate_id_token
+from adapters.lti.claims import LTI
+from adapters.lti.tool.message_launch import PlatformKeys, validate_id_token
+from adapters.lti.tool.platforms import Platform, PlatformIn, PlatformStore
 from gateway.wiring import open_store
 
 ISS, CLIENT_ID, DEPLOYMENT = "https://lms.bench.example", "bench-client", "bench-deployment"

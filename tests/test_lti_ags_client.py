@@ -16,10 +16,11 @@ import orjson
 import pytest
 import respx
 
-from adapters.lti import ags_client as ags
-from adapters.lti.platforms import Platform
-from adapters.lti.service_auth import ASSERTION_TYPE, ServiceAuth
-from adapters.lti.tool import C_AGS, Launch
+from adapters.lti.claims import C_AGS
+from adapters.lti.tool import assignments_grades as ags
+from adapters.lti.tool.message_launch import Launch
+from adapters.lti.tool.platforms import Platform
+from adapters.lti.tool.service_auth import ASSERTION_TYPE, ServiceAuth
 from gateway.auth import Auth
 from gateway.errors import UpstreamError, ValidationError
 from gateway.store import Store

@@ -12,8 +12,8 @@ from typing import Any
 
 import jwt
 
-from adapters.lti.ags_client import COMPETENCY_TAG
-from adapters.lti.tool import DL, LTI
+from adapters.lti.claims import DL, LTI
+from adapters.lti.tool.assignments_grades import COMPETENCY_TAG
 from tests import factories as f
 from tests.conftest import Api
 from tests.test_lti_tool import (

@@ -13,10 +13,11 @@ import orjson
 import pytest
 import respx
 
-from adapters.lti.nrps_client import MEMBERSHIPS, NrpsClient, memberships_url
-from adapters.lti.platforms import PlatformIn, PlatformStore
-from adapters.lti.service_auth import ServiceAuth
-from adapters.lti.tool import C_NRPS, Launch
+from adapters.lti.claims import C_NRPS
+from adapters.lti.tool.message_launch import Launch
+from adapters.lti.tool.names_roles import MEMBERSHIPS, NrpsClient, memberships_url
+from adapters.lti.tool.platforms import PlatformIn, PlatformStore
+from adapters.lti.tool.service_auth import ServiceAuth
 from gateway.api.context import AppContext
 from gateway.auth import Auth
 from gateway.config import Settings

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from adapters.lti.registrations import Tool, ToolRegistration, ToolRegistry
+from adapters.lti.platform.registrations import Tool, ToolRegistration, ToolRegistry
 from gateway.model import Identifier
 from tests import factories as f
 

@@ -35,7 +35,7 @@ from pylti1p3.session import SessionService
 from pylti1p3.tool_config import ToolConfDict
 from starlette.concurrency import run_in_threadpool
 
-from adapters.lti.registrations import ToolRegistration, ToolRegistry
+from adapters.lti.platform.registrations import ToolRegistration, ToolRegistry
 from tests.conftest import serve
 from tests.test_lti_platform import ToolKey, seed
 

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from jwt.algorithms import RSAAlgorithm
 
-from adapters.lti.tool import LTI
+from adapters.lti.claims import LTI
 from gateway.store import Store
 from tests import factories as f
 from tests.conftest import Api, serve
@@ -318,8 +318,10 @@ def test_a_replayed_launch_and_a_launch_without_the_state_cookie_are_refused(api
 def test_a_replayed_nonce_is_refused_and_records_nothing(store: Store, make_api: Any, platform: SpecPlatform) -> None:
     """The nonce is spent in the launch's own transaction: a second launch carrying it (the
     state check aside) is refused and writes no record."""
-    from adapters.lti.platforms import PlatformIn, PlatformStore
-    from adapters.lti.tool import LtiLaunchError, ToolService, validate_id_token
+    from adapters.lti.tool.common import LtiLaunchError
+    from adapters.lti.tool.message_launch import validate_id_token
+    from adapters.lti.tool.platforms import PlatformIn, PlatformStore
+    from adapters.lti.tool.router import ToolService
     from gateway.api.context import AppContext
     from gateway.auth import Auth
     from gateway.config import Settings

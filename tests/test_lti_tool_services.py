@@ -16,7 +16,8 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from adapters.lti.ags_client import (
+from adapters.lti.claims import C_AGS, C_NRPS
+from adapters.lti.tool.assignments_grades import (
     COMPETENCY_TAG,
     LINEITEM,
     LINEITEMS,
@@ -25,9 +26,8 @@ from adapters.lti.ags_client import (
     SCOPE_SCORE,
     SCORE,
 )
-from adapters.lti.nrps_client import MEMBERSHIPS
-from adapters.lti.service_auth import ASSERTION_TYPE
-from adapters.lti.tool import C_AGS, C_NRPS
+from adapters.lti.tool.names_roles import MEMBERSHIPS
+from adapters.lti.tool.service_auth import ASSERTION_TYPE
 from tests import factories as f
 from tests.conftest import Api, serve
 from tests.test_lti_tool import CLIENT_ID, LEARNER, SpecPlatform, login, register

@@ -52,7 +52,7 @@ def test_an_ags_score_checks_membership_by_person_and_section(tmp_path: Path) ->
     the section, not every enrollment of the section."""
     from types import SimpleNamespace
 
-    from adapters.lti.ags_server import LineItems
+    from adapters.lti.platform.assignments_grades import LineItems
 
     store = open_store(f"sqlite:///{tmp_path / 'plans.db'}")
     store.migrate()

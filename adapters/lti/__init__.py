@@ -1,21 +1,29 @@
 """LTI 1.3 Advantage (tool and platform) and LTI 1.1: launches, grades and rosters as evidence.
 
-Modules are named after the spec's services:
+Two sub-packages, one per role, each with a module per LTI service (pylti1p3's layout):
 
-- ``registrations``: platforms and tools Tessera knows (CLI, /v1 API, Dynamic Registration).
-- ``platform``: Tessera as a platform: login initiation, authorization endpoint, signed
-  id_tokens, token endpoint for tools; ``ags_server`` and ``nrps_server`` behind it.
-- ``tool``: Tessera as a tool: OIDC login, launch validation, Deep Linking; ``ags_client``
-  and ``nrps_client`` for service calls with a JWT client assertion.
+- ``tool``: Tessera as a tool of an LMS: ``platforms`` it trusts, ``oidc_login``,
+  ``message_launch``, ``deep_link``, and the service clients ``assignments_grades`` (AGS) and
+  ``names_roles`` (NRPS) with ``service_auth`` (JWT client assertion).
+- ``platform``: Tessera as a platform launching tools: ``registrations`` of tools,
+  ``message_launch`` (login initiation, authorization endpoint, signed id_tokens),
+  ``token_endpoint``, and the services ``assignments_grades`` and ``names_roles``.
 - ``lti11``: OAuth 1.0a launches and the Basic Outcomes service (POX).
+
+Shared by both roles, and the only thing they share: ``claims`` (claim URIs, message
+types, scopes), ``roles`` (LIS role vocabulary), ``pages`` (HTML pages), ``metadata`` (the
+tables' MetaData). ``cli`` is the ``tessera lti`` command group.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from . import tables, tool_tables  # noqa: F401 - both register their tables on ``tables.metadata``
+from .metadata import metadata as lti_metadata
+from .platform import tables as _platform_tables  # noqa: F401 - registers its tables on ``metadata``
+from .tool import tables as _tool_tables  # noqa: F401 - registers its tables on ``metadata``
 
 if TYPE_CHECKING:
     import typer
@@ -27,56 +35,35 @@ if TYPE_CHECKING:
 class LtiAdapter:
     name = "lti"
     title = "LTI 1.3 Advantage and LTI 1.1"
-    metadata = tables.metadata
+    metadata = lti_metadata
     migrations = Path(__file__).resolve().parent / "migrations" / "versions"
 
     # no parse/emit: LTI has no file form (both are optional in adapters.base)
 
     def routers(self, ctx: AppContext) -> list[APIRouter]:
         """The platform side (registrations, launches, token endpoint, AGS, NRPS), then the
-        tool side and LTI 1.1 when those modules are present."""
+        tool side, LTI 1.1 and the platforms the tool trusts."""
         from gateway.api.problems import register_error_shape
 
-        from . import ags_server, nrps_server, platform, registrations
-        from .platform import render_service_error
+        from .lti11 import build_router as lti11_router
+        from .platform import assignments_grades, message_launch, names_roles, registrations, token_endpoint
+        from .platform.common import render_service_error
+        from .tool import platforms
+        from .tool.router import build_router as tool_router
 
         for prefix in ("/lti/platform/ags/", "/lti/platform/nrps/"):
             register_error_shape(prefix, render_service_error)
-        routers = [registrations.build_router(ctx), platform.build_router(ctx), ags_server.build_router(ctx), nrps_server.build_router(ctx)]
-        for module in ("tool", "lti11", "platforms"):
-            built = _optional(module)
-            if built is not None:
-                routers.append(built.build_router(ctx))
-        return routers
+        return [
+            registrations.build_router(ctx), message_launch.build_router(ctx), token_endpoint.build_router(ctx),
+            assignments_grades.build_router(ctx), names_roles.build_router(ctx),
+            tool_router(ctx), lti11_router(ctx), platforms.build_router(ctx),
+        ]
 
-    def register_cli(self, import_app: typer.Typer, export_app: typer.Typer) -> None:
-        """``tessera lti tools ...`` (and the tool side's ``lti platforms|consumers ...``)."""
-        import typer
+    def cli_groups(self) -> Mapping[str, typer.Typer]:
+        """``tessera lti platforms|consumers|tools ...`` (``cli``)."""
+        from .cli import lti_cli
 
-        from gateway.cli_kit import app
-
-        from .registrations import tools_cli
-
-        platforms = _optional("platforms")
-        if platforms is not None:
-            platforms.register_cli()
-            group = platforms.lti_cli()
-        else:
-            group = typer.Typer(help="LTI 1.3: tools and platforms Tessera is registered with.", no_args_is_help=True)
-            app.add_typer(group, name="lti")
-        group.add_typer(tools_cli(), name="tools")
-
-
-def _optional(name: str) -> Any:
-    """A sibling module that may not be installed yet; any other import error propagates."""
-    import importlib
-
-    try:
-        return importlib.import_module(f"{__name__}.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__name__}.{name}":
-            raise
-        return None
+        return {"lti": lti_cli()}
 
 
 __all__ = ["LtiAdapter"]

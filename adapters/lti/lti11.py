@@ -57,20 +57,14 @@ from gateway.model import ActivityRef, Evidence, Provenance, Score, utcnow
 from gateway.store.db import WRITE
 from gateway.store.tenants import ensure_tenant
 
-from . import tool_tables as tt
-from .platforms import Platform
-from .tool import (
-    C_CONTEXT,
-    C_CUSTOM,
-    C_LIS,
-    C_ROLES,
-    Launch,
-    launch_records,
-    page,
-    spend_nonce,
-    upsert,
-    view,
-)
+from .claims import C_CONTEXT, C_CUSTOM, C_LIS, C_ROLES
+from .pages import page
+from .tool import tables as tt
+from .tool.message_launch import Launch, spend_nonce
+from .tool.platforms import Platform
+from .tool.roster import launch_records
+from .tool.tables import upsert
+from .tool.view import view
 
 if TYPE_CHECKING:
     from gateway.api.context import AppContext

@@ -7,6 +7,7 @@ from functools import cached_property
 from sqlalchemy import Engine, text
 
 from .db import make_engine
+from .memberships import MembershipRepository
 from .migrate import Branch, Migrations
 from .outbox import RoutingStore
 from .records import ApplyResult, EvidenceListener, Page, RecordStore
@@ -53,6 +54,10 @@ class Store:
     @cached_property
     def roster(self) -> RosterQueries:
         return RosterQueries(self.engine)
+
+    @cached_property
+    def memberships(self) -> MembershipRepository:
+        return MembershipRepository(self.engine)
 
     def migrate(self) -> None:
         self.migrations.upgrade(self.engine)

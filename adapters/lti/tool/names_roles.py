@@ -3,7 +3,7 @@
 A context's membership (NRPS 2.0 section 2) is fetched page by page, following the
 ``Link: <...>; rel="next"`` header (2.4.2), with the membership container media type and
 the ``contextmembership.readonly`` scope. Each member becomes the same records a launch
-makes (``tool.person_records`` / ``enrollment``): the roster's Person when the member's
+makes (``roster.person_records`` / ``enrollment_records``): the roster's Person when the member's
 ``lis_person_sourcedid`` finds it, else the platform's own Person keyed by ``user_id`` (the
 launches' ``sub``), and an Enrollment in the context's Section with the member's role.
 Members whose ``status`` is Inactive or Deleted (2.3.1) keep their enrollment, marked
@@ -23,21 +23,17 @@ from gateway.errors import UpstreamError, ValidationError
 from gateway.model import Record
 from gateway.store import ApplyResult
 
+from ..claims import C_NRPS
+from ..claims import SCOPE_CONTEXT_MEMBERSHIP as SCOPE
+from .contexts import launch_context
+from .message_launch import Launch
 from .platforms import Platform
+from .roster import enrollment_records, person_records, section_records
 from .service_auth import ServiceAuth
-from .tool import (
-    C_NRPS,
-    Launch,
-    enrollment_records,
-    launch_context,
-    person_records,
-    section_records,
-)
 
 if TYPE_CHECKING:
     from gateway.api.context import AppContext
 
-SCOPE = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
 MEMBERSHIPS = "application/vnd.ims.lti-nrps.v2.membershipcontainer+json"
 MAX_PAGES = 1000
 

@@ -1,6 +1,6 @@
 """LTI Deep Linking 2.0, tool side: a teacher places Tessera competency views in a course.
 
-A ``LtiDeepLinkingRequest`` launch (validated by ``tool``) shows the tenant's competencies.
+A ``LtiDeepLinkingRequest`` launch (validated by ``message_launch``) shows the tenant's competencies.
 The teacher picks some; Tessera answers with a ``LtiDeepLinkingResponse`` (Deep Linking 2.0
 section 4.2): a JWT signed with the gateway's current key (its JWKS is
 ``/.well-known/jwks.json``, the ``jwks_uri`` Tessera registers with), ``iss`` = the client_id
@@ -33,17 +33,21 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.model import utcnow
 
-from .ags_client import COMPETENCY_TAG, MASTERY_POINTS, competency_label, competency_ref
-from .tool import (
+from ..claims import (
     C_DEPLOYMENT,
+    C_DL_CONTENT_ITEMS,
+    C_DL_DATA,
     C_DL_SETTINGS,
-    DL,
-    LTI,
-    Launch,
-    LtiLaunchError,
-    form_post_page,
-    page,
+    C_MESSAGE_TYPE,
+    C_VERSION,
+    DEEP_LINKING_RESPONSE,
+    VERSION,
 )
+from ..pages import form_post_page, page
+from .assignments_grades import COMPETENCY_TAG, MASTERY_POINTS, competency_label, competency_ref
+from .common import LtiLaunchError, public_base
+from .message_launch import Launch
+from .platforms import PlatformStore
 
 if TYPE_CHECKING:
     from gateway.api.context import AppContext
@@ -101,14 +105,14 @@ def response_jwt(ctx: AppContext, session: dict[str, Any], client_id: str, issue
     claims: dict[str, Any] = {
         "iss": client_id, "aud": issuer, "iat": now, "exp": now + timedelta(seconds=RESPONSE_SECONDS),
         "nonce": secrets.token_urlsafe(16),
-        LTI + "message_type": "LtiDeepLinkingResponse",
-        LTI + "version": "1.3.0",
+        C_MESSAGE_TYPE: DEEP_LINKING_RESPONSE,
+        C_VERSION: VERSION,
         C_DEPLOYMENT: session["deployment_id"],
-        DL + "content_items": items,
+        C_DL_CONTENT_ITEMS: items,
     }
     data = session["settings"].get("data")
     if data is not None:
-        claims[DL + "data"] = data
+        claims[C_DL_DATA] = data
     return _sign(ctx, claims)
 
 
@@ -124,8 +128,6 @@ def _session(ctx: AppContext, token: str) -> dict[str, Any]:
 
 
 def respond(ctx: AppContext, base: str, form: list[tuple[str, str]]) -> HTMLResponse:
-    from .platforms import PlatformStore
-
     fields = dict(form)
     session = _session(ctx, fields.get("session", ""))
     settings = session["settings"]
@@ -147,8 +149,6 @@ def respond(ctx: AppContext, base: str, form: list[tuple[str, str]]) -> HTMLResp
 
 
 def build_router(ctx: AppContext) -> APIRouter:
-    from .platforms import public_base
-
     router = APIRouter(tags=["lti"])
 
     @router.post("/lti/deep-linking", summary="LTI Deep Linking 2.0 response (tool): place competency views")

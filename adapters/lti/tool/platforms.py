@@ -1,4 +1,4 @@
-"""Platforms Tessera is registered with as an LTI 1.3 tool: CLI, ``/v1`` API, Dynamic Registration.
+"""Platforms Tessera is registered with as an LTI 1.3 tool: the store, ``/v1`` API, Dynamic Registration.
 
 A registration is what LTI 1.3 core 3.1.3 and the Security Framework 5.1.1 make a tool keep
 about a platform: its ``issuer``, the ``client_id`` the platform gave the tool, the
@@ -15,6 +15,8 @@ configuration URL (3.5.1, as the major implementations do), posts its tool confi
 to ``registration_endpoint`` (3.5.2) and stores the platform with the ``client_id`` and
 ``deployment_id`` the platform answers, then tells the platform's window it is done
 (``org.imsglobal.lti.close``, 3.6).
+
+The ``tessera lti platforms`` commands are in ``cli``.
 """
 
 from __future__ import annotations
@@ -29,11 +31,9 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import jwt
 import orjson
-import typer
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
-from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
@@ -43,22 +43,25 @@ from gateway.model import utcnow
 from gateway.store.db import WRITE
 from gateway.store.tenants import ensure_tenant
 
-from . import tool_tables as tt
+from ..claims import (
+    DEEP_LINKING,
+    PLATFORM_CONFIGURATION,
+    SCOPE_CONTEXT_MEMBERSHIP,
+    SCOPE_LINEITEM,
+    SCOPE_RESULT_READONLY,
+    SCOPE_SCORE,
+    TOOL_CONFIGURATION,
+)
+from . import tables as tt
+from .common import public_base, render_error
 
 if TYPE_CHECKING:
     from gateway.api.context import AppContext
 
 INVITATION_AUDIENCE = "tessera:lti-dynamic-registration"
 INVITATION_TTL = timedelta(days=1)
-PLATFORM_CONFIG = "https://purl.imsglobal.org/spec/lti-platform-configuration"
-TOOL_CONFIG = "https://purl.imsglobal.org/spec/lti-tool-configuration"
 #: the service scopes Tessera asks for (AGS 3.1, NRPS 3.6.1.1)
-TOOL_SCOPES = (
-    "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem",
-    "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly",
-    "https://purl.imsglobal.org/spec/lti-ags/scope/score",
-    "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly",
-)
+TOOL_SCOPES = (SCOPE_LINEITEM, SCOPE_RESULT_READONLY, SCOPE_SCORE, SCOPE_CONTEXT_MEMBERSHIP)
 
 
 @dataclass(frozen=True)
@@ -182,11 +185,6 @@ class PlatformStore:
 # --- Dynamic Registration (tool role) ------------------------------------------------------
 
 
-def public_base(ctx: AppContext, request: Request) -> str:
-    """The gateway's URL as platforms and browsers see it."""
-    return (ctx.settings.public_url or str(request.base_url)).rstrip("/")
-
-
 def invitation(ctx: AppContext, tenant: str, base: str) -> str:
     """A registration initiation URL for ``tenant``: a signed, expiring invitation."""
     key = ctx.auth.keys.current()
@@ -223,11 +221,11 @@ def tool_configuration(base: str, client_name: str) -> dict[str, Any]:
         "jwks_uri": f"{base}/.well-known/jwks.json",
         "token_endpoint_auth_method": "private_key_jwt",
         "scope": " ".join(TOOL_SCOPES),
-        TOOL_CONFIG: {
+        TOOL_CONFIGURATION: {
             "domain": urlsplit(base).netloc,
             "target_link_uri": f"{base}/lti/launch",
             "claims": ["iss", "sub", "name", "given_name", "family_name", "email"],
-            "messages": [{"type": "LtiDeepLinkingRequest", "target_link_uri": f"{base}/lti/launch", "label": client_name}],
+            "messages": [{"type": DEEP_LINKING, "target_link_uri": f"{base}/lti/launch", "label": client_name}],
         },
     }
 
@@ -259,13 +257,13 @@ def register_with(
         raise ValidationError("the platform's openid configuration lacks " + ", ".join(missing))
     if urlsplit(config["issuer"]).netloc != urlsplit(openid_configuration).netloc:
         raise ValidationError("the platform's issuer is not on the host of its openid_configuration URL (Dynamic Registration 3.5.1)")
-    name = str((config.get(PLATFORM_CONFIG) or {}).get("product_family_code") or urlsplit(config["issuer"]).netloc)
+    name = str((config.get(PLATFORM_CONFIGURATION) or {}).get("product_family_code") or urlsplit(config["issuer"]).netloc)
     answer = _get_json(
         http, config["registration_endpoint"], "registration endpoint", method="POST",
         content=orjson.dumps(tool_configuration(base, "Tessera")), headers={**auth, "Content-Type": "application/json"},
     )
     client_id = answer.get("client_id")
-    deployment = (answer.get(TOOL_CONFIG) or {}).get("deployment_id")
+    deployment = (answer.get(TOOL_CONFIGURATION) or {}).get("deployment_id")
     if not isinstance(client_id, str) or not client_id:
         raise UpstreamError("the platform's registration answer has no client_id")
     reg = PlatformIn(
@@ -288,8 +286,6 @@ CLOSE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Tessera 
 
 def build_router(ctx: AppContext) -> APIRouter:
     from gateway.api.problems import register_error_shape
-
-    from .tool import render_error
 
     router = APIRouter(tags=["lti"])
     store = PlatformStore(ctx.store.engine)
@@ -339,95 +335,4 @@ def build_router(ctx: AppContext) -> APIRouter:
     return router
 
 
-# --- CLI ---------------------------------------------------------------------------------------
-
-_lti_app: typer.Typer | None = None
-
-
-def lti_cli() -> typer.Typer:
-    """The one ``tessera lti`` group every LTI module adds its commands to."""
-    global _lti_app
-    if _lti_app is None:
-        from gateway.cli_kit import app
-
-        _lti_app = typer.Typer(help="LTI 1.3 and LTI 1.1 registrations.", no_args_is_help=True)
-        app.add_typer(_lti_app, name="lti")
-    return _lti_app
-
-
-def register_cli() -> None:
-    """``tessera lti platforms add|list|remove|invite`` and ``tessera lti consumers ...``."""
-    from rich.table import Table
-
-    from gateway.cli_kit import open_store, out
-
-    from . import lti11
-
-    group = typer.Typer(help="LTI 1.3 platforms Tessera is a tool of.", no_args_is_help=True)
-    lti_cli().add_typer(group, name="platforms")
-
-    @group.command("add")
-    def add(
-        issuer: Annotated[str, typer.Option(help="the platform's issuer (iss)")],
-        client_id: Annotated[str, typer.Option("--client-id", help="the client_id the platform gave Tessera")],
-        deployment_id: Annotated[list[str], typer.Option("--deployment-id", help="a deployment id (repeatable)")],
-        auth_login_url: Annotated[str, typer.Option("--auth-login-url", help="the platform's OIDC authorization endpoint")],
-        token_url: Annotated[str, typer.Option("--token-url", help="the platform's OAuth 2.0 token endpoint")],
-        jwks_url: Annotated[str, typer.Option("--jwks-url", help="the platform's JWKS URL")],
-        tenant: Annotated[str, typer.Option(help="tenant the platform's launches belong to")] = "default",
-        name: Annotated[str | None, typer.Option(help="a name for people")] = None,
-        roster_system: Annotated[str, typer.Option("--roster-system", help="identifier system of LIS sourcedids")] = "sis",
-    ) -> None:
-        """Register an LTI 1.3 platform (an LMS) that launches Tessera."""
-        try:
-            reg = PlatformIn(
-                name=name or urlsplit(issuer).netloc or issuer, issuer=issuer, client_id=client_id, deployment_ids=deployment_id,
-                auth_login_url=auth_login_url, token_url=token_url, jwks_url=jwks_url, roster_system=roster_system,
-            )
-        except PydanticValidationError as exc:  # its message names the option
-            raise typer.BadParameter(str(exc)) from None
-        p = PlatformStore(open_store().engine).add(tenant, reg)
-        out.print(f"registered platform {p.id} ({p.issuer}, client_id {p.client_id}) for tenant {tenant}")
-
-    @group.command("add-deployment")
-    def add_deployment(
-        platform_id: uuid.UUID, deployment_id: str, tenant: Annotated[str, typer.Option(help="the platform's tenant")] = "default"
-    ) -> None:
-        """Accept launches from one more deployment of a registered platform."""
-        store = PlatformStore(open_store().engine)
-        p = store.add_deployment(store.get(tenant, platform_id), deployment_id)
-        out.print(f"platform {p.id} deployments: {', '.join(p.deployment_ids)}")
-
-    @group.command("list")
-    def list_(tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None) -> None:
-        """List registered platforms."""
-        table = Table("id", "tenant", "name", "issuer", "client_id", "deployments")
-        for p in PlatformStore(open_store().engine).list(tenant):
-            table.add_row(str(p.id), p.tenant, p.name, p.issuer, p.client_id, ", ".join(p.deployment_ids))
-        out.print(table)
-
-    @group.command("remove")
-    def remove(platform_id: uuid.UUID, tenant: Annotated[str, typer.Option(help="the platform's tenant")] = "default") -> None:
-        """Remove a platform registration."""
-        PlatformStore(open_store().engine).remove(tenant, platform_id)
-        out.print(f"removed platform {platform_id}")
-
-    @group.command("invite")
-    def invite(
-        base_url: Annotated[str, typer.Option("--base-url", help="Tessera's public URL")],
-        tenant: Annotated[str, typer.Option(help="tenant the platform will belong to")] = "default",
-    ) -> None:
-        """Print a Dynamic Registration URL to give a platform administrator (valid one day)."""
-        from gateway.api.context import AppContext
-        from gateway.auth import Auth
-        from gateway.cli_kit import settings
-
-        s = settings()
-        store = open_store()
-        ctx = AppContext(settings=s, store=store, auth=Auth.build(store.engine, issuer=s.issuer, token_ttl_seconds=s.token_ttl_seconds))
-        out.print(invitation(ctx, tenant, base_url.rstrip("/")), soft_wrap=True)
-
-    lti11.register_cli(lti_cli())
-
-
-__all__ = ["Platform", "PlatformIn", "PlatformStore", "build_router", "invitation", "lti_cli", "register_cli", "register_with"]
+__all__ = ["DeploymentIn", "Platform", "PlatformIn", "PlatformStore", "build_router", "invitation", "register_with"]

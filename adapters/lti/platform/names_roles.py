@@ -19,15 +19,15 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from gateway.api.context import AppContext
 from gateway.errors import ErrorDetail, ValidationError
 from gateway.model import Person
-from gateway.store import tables as core
 
-from .platform import NRPS_SCOPE, canonical_role, lis_roles, platform_issuer
+from ..claims import SCOPE_CONTEXT_MEMBERSHIP
+from ..roles import canonical_role, lis_roles
+from .common import platform_issuer
 
 MEMBERSHIP_CONTAINER = "application/vnd.ims.lti-nrps.v2.membershipcontainer+json"
 MAX_LIMIT = 1000
@@ -66,25 +66,15 @@ def memberships(ctx: AppContext, tenant: str, context_id: uuid.UUID, *, role: st
         filters["role"] = canonical_role(role)
     page = ctx.store.records.page(tenant, "enrollment", limit=limit, cursor=cursor, filters=filters)
     enrollments = [orjson.loads(doc) for doc in page.items]
-    people = _people(ctx, tenant, {uuid.UUID(e["person_id"]) for e in enrollments})
+    people = ctx.store.memberships.people(tenant, {uuid.UUID(e["person_id"]) for e in enrollments})
     members = [_member(people[uuid.UUID(e["person_id"])], e) for e in enrollments if uuid.UUID(e["person_id"]) in people]
     context = {"id": str(context_id), "title": section["title"], "label": section.get("code") or section["title"]}
     return {"context": context, "members": members}, page.next_cursor
 
 
-def _people(ctx: AppContext, tenant: str, ids: set[uuid.UUID]) -> dict[uuid.UUID, Person]:
-    if not ids:
-        return {}
-    tbl = core.RECORD_TABLES["person"]
-    with ctx.store.engine.connect() as conn:
-        docs = conn.scalars(select(tbl.c.data).where(tbl.c.tenant == tenant, tbl.c.id.in_(ids))).all()
-    people = [Person.model_validate_json(d) for d in docs]
-    return {p.id: p for p in people if p.id is not None}
-
-
 def build_router(ctx: AppContext) -> APIRouter:
     router = APIRouter(tags=["lti nrps"])
-    read = ctx.require(NRPS_SCOPE)
+    read = ctx.require(SCOPE_CONTEXT_MEMBERSHIP)
 
     @router.get("/lti/platform/nrps/contexts/{context_id}/memberships", summary="NRPS 2.0 membership container")
     async def get_memberships(context_id: uuid.UUID, request: Request) -> Response:

@@ -10,11 +10,11 @@ records made from them (``RecordStore.apply(within=...)``).
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, ForeignKey, Index, MetaData, String, Table, Text
+from sqlalchemy import Column, Float, ForeignKey, Index, String, Table, Text
 
-from gateway.store.types import NAMING, UTCDateTime, UUIDType
+from gateway.store.types import UTCDateTime, UUIDType
 
-metadata = MetaData(naming_convention=NAMING)
+from ..metadata import metadata
 
 #: A tool registered with Tessera-as-platform (LTI 1.3 core 5.2 / Security Framework 4).
 #: ``client_id`` is issued by Tessera and unique across tenants: the token endpoint finds

@@ -8,7 +8,7 @@ JWKS URL or one public JWK), its Deep Linking URL and its deployments. Tessera i
 ``client_id``; it is unique across tenants, so the token endpoint finds the tenant from
 the client alone.
 
-Managed three ways, all through ``ToolRegistry``: the CLI (``tessera lti tools ...``), the
+Managed three ways, all through ``ToolRegistry``: the CLI (``tessera lti tools ...``, in ``cli``), the
 ``/v1/lti/tools`` API (scope ``admin``), and Dynamic Registration, where an administrator
 asks for a one-time registration token and hands the tool the platform's
 openid-configuration URL with it; the tool then posts its own registration.
@@ -20,13 +20,11 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
 import orjson
-import typer
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -42,10 +40,11 @@ from gateway.errors import NotFound
 from gateway.model import utcnow
 from gateway.store.db import WRITE
 
+from ..claims import DEEP_LINKING, PLATFORM_CONFIGURATION, RESOURCE_LINK, SERVICE_SCOPES, TOOL_CONFIGURATION
+from .common import platform_issuer
 from .tables import lti_deployments, lti_tools, lti_used_jti
 
 log = logging.getLogger("tessera.lti.registrations")
-
 
 
 def _url() -> Any:
@@ -195,8 +194,6 @@ def _tool(row: Any, deployments: list[str]) -> Tool:
 
 REGISTRATION_AUDIENCE = "tessera-lti-registration"
 REGISTRATION_TOKEN_SECONDS = 3600
-TOOL_CONFIGURATION = "https://purl.imsglobal.org/spec/lti-tool-configuration"
-PLATFORM_CONFIGURATION = "https://purl.imsglobal.org/spec/lti-platform-configuration"
 
 
 class RegistrationError(Exception):
@@ -225,7 +222,7 @@ def openid_configuration(issuer: str, scopes: list[str]) -> dict[str, Any]:
         PLATFORM_CONFIGURATION: {
             "product_family_code": "tessera",
             "version": __version__,
-            "messages_supported": [{"type": "LtiResourceLinkRequest"}],
+            "messages_supported": [{"type": RESOURCE_LINK}],
             "variables": [],
         },
     }
@@ -255,7 +252,7 @@ def registration_from_request(body: Any) -> ToolRegistration:
         raise RegistrationError("invalid_redirect_uri", "redirect_uris must be a non-empty list of http(s) URLs")
     messages = [m for m in conf.get("messages") or [] if isinstance(m, dict)]
     _check_domains(conf, body["initiate_login_uri"], uris, [conf["target_link_uri"], *(m.get("target_link_uri") for m in messages)])
-    deep_link = next((m.get("target_link_uri") for m in messages if m.get("type") == "LtiDeepLinkingRequest"), None)
+    deep_link = next((m.get("target_link_uri") for m in messages if m.get("type") == DEEP_LINKING), None)
     try:
         return ToolRegistration(
             name=str(body.get("client_name") or conf.get("domain") or "LTI tool")[:256], login_url=body["initiate_login_uri"],
@@ -306,8 +303,6 @@ def registration_response(body: dict[str, Any], tool: Tool, scopes: list[str]) -
 
 
 def build_router(ctx: AppContext) -> APIRouter:
-    from .platform import SERVICE_SCOPES, platform_issuer
-
     router = APIRouter(tags=["lti registrations"])
     admin = Depends(ctx.require("admin"))
     registry = ToolRegistry(ctx.store.engine)
@@ -373,8 +368,6 @@ def _registration_token(ctx: AppContext, request: Request) -> dict[str, Any]:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise RegistrationError("invalid_token", "the registration endpoint needs the registration token as a bearer token", 401)
-    from .platform import platform_issuer
-
     try:
         kid = jwt.get_unverified_header(token.strip()).get("kid")
         key = ctx.auth.keys.find(kid) if isinstance(kid, str) else None
@@ -386,64 +379,7 @@ def _registration_token(ctx: AppContext, request: Request) -> dict[str, Any]:
         raise RegistrationError("invalid_token", "the registration token is invalid or expired", 401) from None
 
 
-# --- the CLI ---------------------------------------------------------------------------------
-
-
-def tools_cli() -> typer.Typer:
-    """``tessera lti tools add|list|remove``."""
-    from gateway.cli_kit import open_store, out
-
-    app = typer.Typer(help="LTI 1.3 tools registered with Tessera as a platform.", no_args_is_help=True)
-
-    @app.command("add")
-    def add(
-        name: Annotated[str, typer.Option(help="the tool's name")],
-        login_url: Annotated[str, typer.Option("--login-url", help="the tool's OIDC login initiation URL")],
-        redirect_uri: Annotated[list[str], typer.Option("--redirect-uri", help="a launch/redirect URL (repeatable)")],
-        target_link_uri: Annotated[str | None, typer.Option("--target-link-uri", help="default launch URL (default: the first redirect URI)")] = None,
-        jwks_url: Annotated[str | None, typer.Option("--jwks-url", help="the tool's JWKS URL")] = None,
-        public_key: Annotated[Path | None, typer.Option("--public-key", exists=True, help="a PEM or JWK file, when the tool has no JWKS URL")] = None,
-        deep_link_url: Annotated[str | None, typer.Option("--deep-link-url", help="the tool's Deep Linking URL")] = None,
-        deployment: Annotated[list[str] | None, typer.Option("--deployment", help="a deployment id (repeatable; default: one is made)")] = None,
-        custom: Annotated[list[str] | None, typer.Option("--custom", help="a custom parameter name=value (repeatable)")] = None,
-        tenant: Annotated[str, typer.Option(help="tenant the tool belongs to")] = "default",
-    ) -> None:
-        """Register a tool; prints its client_id and deployment ids."""
-        pairs = [c.partition("=") for c in custom or []]
-        if any(not sep or not k for k, sep, _ in pairs):
-            raise typer.BadParameter("--custom takes name=value")
-        try:
-            reg = ToolRegistration(
-                name=name, login_url=login_url, redirect_uris=redirect_uri, target_link_uri=target_link_uri or redirect_uri[0],
-                jwks_url=jwks_url, public_jwk=_read_public_key(public_key) if public_key else None, deep_link_url=deep_link_url,
-                custom={k: v for k, _, v in pairs}, deployments=deployment or [],
-            )
-        except PydanticError as exc:
-            raise typer.BadParameter("; ".join(e["msg"] for e in exc.errors())) from None
-        tool = ToolRegistry(open_store().engine).add(tenant, reg)
-        out.print(f"client_id: {tool.client_id}")
-        out.print(f"deployments: {' '.join(tool.deployments)}")
-
-    @app.command("list")
-    def list_(tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None) -> None:
-        """The registered tools."""
-        for t in ToolRegistry(open_store().engine).list(tenant):
-            out.print(f"{t.client_id}  {t.tenant}  {t.name}  login={t.login_url}  deployments={','.join(t.deployments)}")
-
-    @app.command("remove")
-    def remove(client_id: str) -> None:
-        """Remove a tool with its deployments, line items and results (its evidence stays)."""
-        ToolRegistry(open_store().engine).remove(None, client_id)
-        out.print(f"removed {client_id}")
-
-    return app
-
-
-def _read_public_key(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8").strip()
-    if text.startswith("{"):
-        return orjson.loads(text)
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-    from jwt.algorithms import RSAAlgorithm
-
-    return orjson.loads(RSAAlgorithm.to_jwk(load_pem_public_key(text.encode())))
+__all__ = [
+    "RegistrationError", "Tool", "ToolRegistration", "ToolRegistry", "build_router", "openid_configuration",
+    "registration_from_request", "registration_response",
+]

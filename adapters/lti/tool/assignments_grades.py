@@ -2,7 +2,7 @@
 
 Each Tessera competency gets a line item (AGS 3.2) tagged with it: ``resourceId`` is the
 competency's CASE identifier and ``tag`` marks the column as a Tessera competency
-(``deep_linking.COMPETENCY_TAG``), so finding "the column for this competency" is one
+(``COMPETENCY_TAG``; ``deep_link`` puts the same on the columns a platform creates), so finding "the column for this competency" is one
 filtered GET (3.2.4 query parameters ``resource_id`` and ``tag``) and never creates a
 duplicate. A learner's mastery goes in as a score (3.4: ``scoreGiven`` of
 ``scoreMaximum``, ``activityProgress`` Completed, ``gradingProgress`` FullyGraded, a
@@ -29,17 +29,17 @@ from gateway.auth import Principal
 from gateway.errors import UpstreamError, ValidationError
 from gateway.model import utcnow
 
+from ..claims import C_AGS, SCOPE_LINEITEM, SCOPE_LINEITEM_READONLY, SCOPE_SCORE
+from ..claims import SCOPE_RESULT_READONLY as SCOPE_RESULT
+from .contexts import launch_context
+from .message_launch import Launch
 from .platforms import Platform
+from .roster import sub_system
 from .service_auth import ServiceAuth
-from .tool import C_AGS, Launch, launch_context, sub_system
 
 if TYPE_CHECKING:
     from gateway.api.context import AppContext
 
-SCOPE_LINEITEM = "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem"
-SCOPE_LINEITEM_READONLY = "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem.readonly"
-SCOPE_RESULT = "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly"
-SCOPE_SCORE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
 LINEITEM = "application/vnd.ims.lis.v2.lineitem+json"
 LINEITEMS = "application/vnd.ims.lis.v2.lineitemcontainer+json"
 SCORE = "application/vnd.ims.lis.v1.score+json"

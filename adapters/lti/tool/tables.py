@@ -1,4 +1,5 @@
-"""LTI's own tables, tool side: registered platforms, login state, nonces, LTI 1.1 credentials.
+"""LTI's own tables, tool side: registered platforms, login state, nonces, LTI 1.1 credentials;
+and ``upsert``, the one INSERT-or-UPDATE the per-context and per-link rows are written with.
 
 Why each exists:
 
@@ -27,8 +28,11 @@ Why each exists:
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     Column,
+    Connection,
     Float,
     ForeignKey,
     Index,
@@ -37,10 +41,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.store.types import UTCDateTime, UUIDType
 
-from .tables import metadata
+from ..metadata import metadata
 
 platforms = Table(
     "lti_tool_platforms",
@@ -130,3 +135,9 @@ results = Table(
     Column("evidence_id", UUIDType()),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+
+def upsert(conn: Connection, table: Any, row: dict[str, Any], keys: list[str]) -> None:
+    """INSERT, or UPDATE the row with the same ``keys`` (both engines speak ON CONFLICT)."""
+    ins = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table).values(**row)
+    conn.execute(ins.on_conflict_do_update(index_elements=keys, set_={k: ins.excluded[k] for k in row if k not in keys}))

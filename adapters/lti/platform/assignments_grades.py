@@ -63,10 +63,10 @@ from gateway.model import (
 )
 from gateway.model.base import Timestamp
 from gateway.model.evidence import EvidenceKind
-from gateway.store import tables as core
 from gateway.store.group_commit import GroupCommit
 
-from .platform import AGS_SCOPES, platform_issuer
+from ..claims import AGS_SCOPES
+from .common import platform_issuer
 from .tables import lti_line_items, lti_results
 
 SCOPE_LINEITEM, SCOPE_LINEITEM_READ, SCOPE_RESULT_READ, SCOPE_SCORE = AGS_SCOPES
@@ -148,15 +148,13 @@ class LineItems:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.engine = ctx.store.engine
-        li, res, enr = lti_line_items, lti_results, core.enrollments
+        li, res = lti_line_items, lti_results
         # AGS 2.0 3.4: a score is for a member of the line item's context. Canvas and Moodle
         # refuse a score for anyone else (Canvas: 422 "User not found in course"); the
         # membership comes with the line item in the same query, so it costs no round trip.
-        member = (
-            select(enr.c.id).where(enr.c.tenant == li.c.tenant, enr.c.section_id == li.c.context_id,
-                                   enr.c.person_id == bindparam("person"), enr.c.status == Status.active.value)
-            .exists().label("member")
-        )
+        member = ctx.store.memberships.active_member(
+            tenant=li.c.tenant, section_id=li.c.context_id, person_id=bindparam("person")
+        ).label("member")
         self._target_query = (
             select(li, res.c.timestamp.label("last_timestamp"), member)
             .outerjoin(res, (res.c.line_item_id == li.c.id) & (res.c.user_id == bindparam("user_id")))
@@ -176,17 +174,11 @@ class LineItems:
     def competency_named(self, tenant: str, *names: str | None) -> uuid.UUID | None:
         """The competency a resourceId or tag names: its CASE URI or identifier (a URI that
         ends in the identifier counts too, as CASE URIs do)."""
-        ids = core.identifiers
         for name in names:
             if not name:
                 continue
             values = [name, *(m.lower() for m in UUID_IN.findall(name))]
-            q = select(ids.c.record_id).where(
-                ids.c.tenant == tenant, ids.c.record_kind == "competency",
-                ids.c.kind.in_(("case.uri", "case.identifier")), ids.c.value.in_(values),
-            ).order_by(ids.c.id).limit(1)
-            with self.engine.connect() as conn:
-                found = conn.scalar(q)
+            found = self.ctx.store.memberships.competency_named(tenant, values)
             if found is not None:
                 return found
         return None
