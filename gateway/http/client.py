@@ -16,7 +16,8 @@ this order, on every attempt:
 each of its attempts, so the peer's logs and Tessera's show one request; the log lines
 also carry the id of the inbound request being served (``gateway.logs``). Logging goes to
 ``tessera.http``: each attempt at DEBUG (method, URL and headers redacted by
-``redact.py``), each retry and renewal at INFO. Bodies are never logged.
+``redact.py``), each retry and renewal at INFO; httpx's own request line is redacted the
+same way (``_HttpxUrls``). Bodies are never logged.
 
 Synchronous only: every caller runs in a worker thread or the CLI. An async twin would
 wrap ``httpx.AsyncClient`` the same way when a caller needs one.
@@ -36,6 +37,20 @@ from .auth import Auth, NoAuth
 from .retry import RetryLater, RetryPolicy, Unreachable, never_sent, retry_after
 
 log = logging.getLogger("tessera.http")
+
+
+class _HttpxUrls(logging.Filter):
+    """httpx logs every request's full URL at INFO ("HTTP Request: GET <url> ..."): the
+    same URL, redacted, so a query-string secret never reaches a handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(redact.url(a) if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+if not any(isinstance(f, _HttpxUrls) for f in logging.getLogger("httpx").filters):
+    logging.getLogger("httpx").addFilter(_HttpxUrls())
 
 REQUEST_ID = "X-Request-ID"
 DEFAULT_TIMEOUT = 60.0
