@@ -75,7 +75,13 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 
 def head_revisions() -> set[str]:
-    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    """What ``alembic_version`` holds once every branch is upgraded: every branch's head,
+    except a head that another head depends on (``depends_on``, e.g. an adapter revision
+    that moves its rows into a newer gateway table): Alembic records only the dependent."""
+    script = ScriptDirectory.from_config(alembic_config())
+    heads = set(script.get_heads())
+    below = {r.revision for h in heads for r in script.iterate_revisions(h, "base") if r.revision != h}
+    return heads - below
 
 
 def current_revisions(engine: Engine) -> set[str]:
