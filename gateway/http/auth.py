@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import base64
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -36,8 +36,12 @@ from oauthlib.oauth1.rfc5849 import SIGNATURE_HMAC_SHA1, SIGNATURE_HMAC_SHA256, 
 
 from ..auth.oauth1 import FORM, body_hash
 
-if TYPE_CHECKING:
-    from .client import HttpClient
+
+class HttpClient(Protocol):
+    """What an ``Auth`` or a ``TokenSource`` may use of ``gateway.http.HttpClient``: sending
+    a request of its own (a token request) through the same pool and policy."""
+
+    def request(self, method: str, url: Any, **kw: Any) -> httpx.Response: ...
 
 
 class Auth(Protocol):

@@ -32,8 +32,9 @@ from typing import Any, Self
 
 import httpx
 
-from . import redact
 from .auth import Auth, NoAuth
+from .redact import headers as redacted_headers
+from .redact import url as redacted_url
 from .retry import RetryLater, RetryPolicy, Unreachable, never_sent, retry_after
 
 log = logging.getLogger("tessera.http")
@@ -45,7 +46,7 @@ class _HttpxUrls(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
-            record.args = tuple(redact.url(a) if isinstance(a, httpx.URL) else a for a in record.args)
+            record.args = tuple(redacted_url(a) if isinstance(a, httpx.URL) else a for a in record.args)
         return True
 
 
@@ -129,32 +130,32 @@ class HttpClient:
                 r = self._http.send(req)
             except httpx.TransportError as exc:
                 what = type(exc).__name__
-                log.debug("%s %s failed: %s (attempt %d, request id %s)", method, redact.url(req.url), what, attempt, rid)
+                log.debug("%s %s failed: %s (attempt %d, request id %s)", method, redacted_url(req.url), what, attempt, rid)
                 if retries >= policy.retries or not (repeatable or never_sent(exc)):
-                    raise Unreachable(f"{redact.url(req.url.copy_with(query=None))} could not be reached ({what}, "
+                    raise Unreachable(f"{redacted_url(req.url.copy_with(query=None))} could not be reached ({what}, "
                                       f"{attempt} attempt{'s' if attempt > 1 else ''})", reason=what, attempts=attempt) from None
                 wait = policy.backoff_for(retries)
-                log.info("%s %s failed (%s); retry %d in %.2f s (request id %s)", method, redact.url(req.url), what, retries + 1,
+                log.info("%s %s failed (%s); retry %d in %.2f s (request id %s)", method, redacted_url(req.url), what, retries + 1,
                          wait, rid)
                 retries += 1
                 policy.wait(wait)
                 continue
-            log.debug("%s %s -> %d in %.0f ms (attempt %d, request id %s, headers %s)", method, redact.url(req.url), r.status_code,
-                      (time.perf_counter() - started) * 1000, attempt, rid, redact.headers(req.headers))
+            log.debug("%s %s -> %d in %.0f ms (attempt %d, request id %s, headers %s)", method, redacted_url(req.url), r.status_code,
+                      (time.perf_counter() - started) * 1000, attempt, rid, redacted_headers(req.headers))
             if r.status_code == 401 and not renewed:
                 renewed = True
                 if use.renew(self):
-                    log.info("%s %s -> 401: credential renewed, sending again (request id %s)", method, redact.url(req.url), rid)
+                    log.info("%s %s -> 401: credential renewed, sending again (request id %s)", method, redacted_url(req.url), rid)
                     r.close()
                     continue
                 return r
             if r.status_code in policy.statuses and repeatable and retries < policy.retries:
                 asked = retry_after(r.headers.get("Retry-After"))
                 if asked is not None and asked > policy.retry_after_cap:
-                    raise RetryLater(f"{redact.url(req.url.copy_with(query=None))} asks to retry in {asked:.0f} s "
+                    raise RetryLater(f"{redacted_url(req.url.copy_with(query=None))} asks to retry in {asked:.0f} s "
                                      f"(HTTP {r.status_code})", seconds=asked, status=r.status_code)
                 wait = asked if asked is not None else policy.backoff_for(retries)
-                log.info("%s %s -> %d; retry %d in %.2f s (request id %s)", method, redact.url(req.url), r.status_code, retries + 1,
+                log.info("%s %s -> %d; retry %d in %.2f s (request id %s)", method, redacted_url(req.url), r.status_code, retries + 1,
                          wait, rid)
                 r.close()
                 retries += 1
