@@ -35,13 +35,16 @@ from oauthlib.common import generate_nonce, generate_timestamp
 from oauthlib.oauth1.rfc5849 import SIGNATURE_HMAC_SHA1, SIGNATURE_HMAC_SHA256, parameters, signature
 
 from ..auth.oauth1 import FORM, body_hash
+from .retry import RetryPolicy
 
 
 class HttpClient(Protocol):
     """What an ``Auth`` or a ``TokenSource`` may use of ``gateway.http.HttpClient``: sending
     a request of its own (a token request) through the same pool and policy."""
 
-    def request(self, method: str, url: Any, **kw: Any) -> httpx.Response: ...
+    def request(self, method: str, url: str | httpx.URL, *, params: Any = None, headers: dict[str, str] | None = None,
+                json: Any = None, data: Any = None, content: bytes | str | None = None, auth: Auth | None = None,
+                idempotent: bool | None = None, retry: RetryPolicy | None = None) -> httpx.Response: ...
 
 
 class Auth(Protocol):
