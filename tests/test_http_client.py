@@ -263,7 +263,7 @@ def test_every_request_carries_a_request_id_kept_across_its_attempts(respx_mock:
     route = respx_mock.get(URL).mock(side_effect=[httpx.Response(503), httpx.Response(200), httpx.Response(200)])
     with HttpClient(retry=policy(Clock())) as http:
         http.get(URL)
-        http.get(URL, headers={REQUEST_ID: "mine-1"})
+        http.get(URL, headers={"x-request-id": "mine-1"})
     first, again, other = (c.request.headers[REQUEST_ID] for c in route.calls)
     assert first == again and len(first) == 32 and other == "mine-1"
 

@@ -115,14 +115,15 @@ class HttpClient:
         method = method.upper()
         policy = retry or self.retry
         use = auth or self.auth
-        rid = (headers or {}).get(REQUEST_ID) or uuid.uuid4().hex
+        given = {k: v for k, v in (headers or {}).items() if k.lower() != REQUEST_ID.lower()}
+        rid = next((v for k, v in (headers or {}).items() if k.lower() == REQUEST_ID.lower() and v), None) or uuid.uuid4().hex
         repeatable = policy.may_repeat(method, idempotent)
         renewed = False
         retries = 0
         attempt = 0
         while True:
             attempt += 1
-            req = self._http.build_request(method, url, params=params, headers={**(headers or {}), REQUEST_ID: rid},
+            req = self._http.build_request(method, url, params=params, headers={**given, REQUEST_ID: rid},
                                            json=json, data=data, content=content)
             use.apply(req, self)
             started = time.perf_counter()
