@@ -85,7 +85,7 @@ def test_a_signed_launch_records_the_learner_and_shows_their_view(api: Api, cred
 
 def test_the_secret_is_sealed_in_the_database(api: Api, creds: Credentials) -> None:
     with api.store.engine.connect() as conn:
-        stored = conn.exec_driver_sql("SELECT secret_sealed FROM lti11_credentials").scalar()
+        stored = conn.exec_driver_sql("SELECT secret_sealed FROM oauth1_consumers").scalar()
     assert SECRET not in stored
 
 

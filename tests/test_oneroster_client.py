@@ -290,7 +290,7 @@ def test_demographics_are_pulled_onto_their_users_only_when_asked(store: Store, 
 def test_a_429_is_retried_after_the_wait_the_provider_asks_for(respx_mock: respx.MockRouter, monkeypatch: pytest.MonkeyPatch) -> None:
     """RFC 6585 4 / RFC 9110 10.2.3: Too Many Requests with Retry-After (seconds or an HTTP
     date) is waited out, not reported; a wait beyond MAX_RETRY_AFTER ends the pull clearly."""
-    import adapters.oneroster.client as mod
+    import gateway.http.retry as mod  # the client sleeps through gateway.http
 
     slept: list[float] = []
     monkeypatch.setattr(mod.time, "sleep", slept.append)

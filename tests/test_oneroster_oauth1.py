@@ -35,12 +35,12 @@ from sqlalchemy import func, insert, select
 from adapters.oneroster import DEMO_PACKAGE, SAMPLES, OneRosterAdapter
 from adapters.oneroster.client import OneRosterClient
 from adapters.oneroster.oauth1_auth import ConsumerStore
-from adapters.oneroster.tables import oauth1_consumers, oauth1_nonces
 from gateway.auth.sealed import ENV_KEY
 from gateway.config import Settings
 from gateway.errors import AuthError, ValidationError
 from gateway.model import utcnow
 from gateway.store import Store
+from gateway.store.tables import oauth1_consumers, oauth1_nonces
 from gateway.wiring import open_store
 from tests import factories as f
 from tests.conftest import Api, serve

@@ -1,10 +1,11 @@
-"""A CASE 1.0 provider client (httpx): page through CFDocuments, fetch CFPackages.
+"""A CASE 1.0 provider client (``gateway.http``): page through CFDocuments, fetch CFPackages.
 
 Authentication follows the provider: requests go out without credentials until the provider
 answers 401; then, if the client was given OAuth 2.0 client credentials, it gets a token from
 the token URL (RFC 6749 4.4, client authenticated with HTTP Basic, 2.3.1), retries, and reuses
 the token until it expires or is refused. The secret is held in memory only and never appears
-in an exception, a log line or a repr.
+in an exception, a log line or a repr. Every call is a GET: transport failures, 429 and
+5xx answers are retried with backoff, ``Retry-After`` honoured (``gateway.http.retry``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import httpx
 
 from gateway.auth.outbound import ClientCredentials, json_or_none
 from gateway.errors import AuthError, ConfigError, NotFound, UpstreamError
+from gateway.http import BearerAuth, HttpClient, RetryLater, RetryPolicy, Unreachable, UsesHttp
 
 API_PATH = "/ims/case/v1p0"
 
@@ -30,7 +32,7 @@ def provider_base(url: str) -> str:
     return url if url.endswith(API_PATH) else url + API_PATH
 
 
-class CaseClient:
+class CaseClient(UsesHttp):
     def __init__(
         self,
         base_url: str,
@@ -40,6 +42,7 @@ class CaseClient:
         token_url: str | None = None,
         scope: str | None = None,
         timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if (client_id is None) != (client_secret is None):
@@ -48,34 +51,26 @@ class CaseClient:
         self._client_id = client_id
         # ClientCredentials refuses a missing token URL
         self._auth = ClientCredentials(token_url, client_id, client_secret, scope) if client_id is not None and client_secret is not None else None
-        self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=True,
-                                  headers={"Accept": "application/json", "User-Agent": "tessera-case-client"})
+        self.http = HttpClient(timeout=timeout, transport=transport, retry=retry,
+                               auth=BearerAuth(self._auth, lazy=True) if self._auth is not None else None,
+                               headers={"Accept": "application/json", "User-Agent": "tessera-case-client"})
 
     def __repr__(self) -> str:
         return f"CaseClient({self.base!r}, client_id={self._client_id!r})"
 
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> CaseClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # --- OAuth 2.0 client credentials ----------------------------------------------------------
+    # --- HTTP ---------------------------------------------------------------------------------
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
         """GET ``path`` under the API base. A token is asked for only when the provider
         answers 401 (CASE frameworks are often public), then renewed once on another 401."""
         url = f"{self.base}/{path.lstrip('/')}"
         try:
-            if self._auth is not None:
-                r = self._auth.send(self._http, "GET", url, lazy=True, params=params)
-            else:
-                r = self._http.get(url, params=params)
-        except httpx.HTTPError as exc:
-            raise ProviderError(f"the CASE provider at {self.base} could not be reached ({type(exc).__name__})") from None
+            r = self.http.get(url, params=params)
+        except Unreachable as exc:
+            raise ProviderError(f"the CASE provider at {self.base} could not be reached ({exc.reason})") from None
+        except RetryLater as exc:
+            raise ProviderError(f"the CASE provider at {self.base} asks to retry in {exc.seconds:.0f} s "
+                                f"(HTTP {exc.status}); try again later") from None
         if r.status_code == 401:
             if self._auth is None:
                 raise AuthError(f"the CASE provider asks for authorisation ({path}): give OAuth 2.0 client credentials "

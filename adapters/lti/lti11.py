@@ -17,7 +17,8 @@
   with an OAuth ``WWW-Authenticate`` challenge.
 
 POX is parsed and written with lxml, with a parser that resolves no entities and reaches no
-network. Secrets are sealed at rest (``gateway.auth.sealed``).
+network. Keys, sealed secrets and spent nonces live in the gateway's one OAuth 1.0a consumer
+store (``gateway.auth.consumers``), shared with OneRoster 1.1.
 """
 
 from __future__ import annotations
@@ -40,14 +41,11 @@ from lxml import etree
 from oauthlib.oauth1 import SIGNATURE_TYPE_AUTH_HEADER, Client
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Engine, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from gateway.auth import Principal
-from gateway.auth.oauth1 import OAuth1Error, SignedRequest, body_hash, verify
-from gateway.auth.sealed import Sealer, sealer_for
+from gateway.auth import Principal, consumers
+from gateway.auth.oauth1 import OAuth1Error, SignedRequest, body_hash
 from gateway.errors import (
-    Conflict,
     NotFound,
     TesseraError,
     UpstreamError,
@@ -55,12 +53,11 @@ from gateway.errors import (
 )
 from gateway.model import ActivityRef, Evidence, Provenance, Score, utcnow
 from gateway.store.db import WRITE
-from gateway.store.tenants import ensure_tenant
 
 from .claims import C_CONTEXT, C_CUSTOM, C_LIS, C_ROLES
 from .pages import page
 from .tool import tables as tt
-from .tool.message_launch import Launch, spend_nonce
+from .tool.message_launch import Launch
 from .tool.platforms import Platform
 from .tool.roster import launch_records
 from .tool.tables import upsert
@@ -90,79 +87,62 @@ class Consumer:
     roster_system: str
 
 
+#: what an LTI 1.1 key is for, in the gateway's one OAuth 1.0a consumer store, by role
+PURPOSES = {"tool": "lti11.tool", "consumer": "lti11.consumer"}
+
+
+def _consumer(c: consumers.Consumer) -> Consumer:
+    return Consumer(c.consumer_key, c.tenant, c.purpose.removeprefix("lti11."), c.name, str(c.attributes.get("roster_system", "sis")))
+
+
 class Credentials:
-    """LTI 1.1 key/secret pairs; the secret sealed at rest, opened only to sign or verify."""
+    """LTI 1.1 key/secret pairs, kept in the gateway's OAuth 1.0a consumer store
+    (``gateway.auth.consumers``, purpose ``lti11.tool`` or ``lti11.consumer``); the secret
+    sealed at rest, opened only to sign or verify."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-
-    @property
-    def sealer(self) -> Sealer:
-        """Looked up when a secret is sealed or opened, so that merely starting the app makes
-        no key file."""
-        return sealer_for(self.engine.url.render_as_string(hide_password=False))
+        self.consumers = consumers.ConsumerStore(engine)
 
     def add(self, tenant: str, consumer_key: str, secret: str, *, role: str, name: str | None = None, roster_system: str = "sis") -> Consumer:
         if role not in ROLES:
             raise ValidationError(f"role must be one of {ROLES}")
         if not consumer_key or not secret:
             raise ValidationError("a consumer key and a secret are both required")
-        try:
-            with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-                ensure_tenant(conn, tenant)
-                conn.execute(insert(tt.credentials).values(
-                    consumer_key=consumer_key, tenant=tenant, role=role, name=name or consumer_key,
-                    secret_sealed=self.sealer.seal(secret), roster_system=roster_system, created_at=utcnow(),
-                ))
-        except SAIntegrityError:
-            raise Conflict(f"the consumer key {consumer_key!r} is already in use") from None
-        return Consumer(consumer_key, tenant, role, name or consumer_key, roster_system)
+        made, _ = self.consumers.add(tenant, PURPOSES[role], consumer_key=consumer_key, secret=secret, name=name,
+                                     attributes={"roster_system": roster_system})
+        return _consumer(made)
 
     def get(self, consumer_key: str) -> Consumer | None:
-        with self.engine.connect() as conn:
-            r = conn.execute(select(tt.credentials).where(tt.credentials.c.consumer_key == consumer_key)).first()
-        return Consumer(r.consumer_key, r.tenant, r.role, r.name, r.roster_system) if r else None
+        found = self.consumers.get(consumer_key, PURPOSES.values())
+        return _consumer(found) if found is not None else None
 
     def secret_lookup(self, role: str) -> Callable[[str], str | None]:
-        """For ``oauth1.verify``: the secret of a key of this role, or None."""
-
-        def lookup(consumer_key: str) -> str | None:
-            with self.engine.connect() as conn:
-                r = conn.execute(
-                    select(tt.credentials.c.secret_sealed)
-                    .where(tt.credentials.c.consumer_key == consumer_key, tt.credentials.c.role == role)
-                ).first()
-            return self.sealer.open(r.secret_sealed) if r else None
-
-        return lookup
+        """For ``oauth1.verify`` and signing: the secret of a key of this role, or None."""
+        return lambda consumer_key: self.consumers.secret(consumer_key, PURPOSES[role])
 
     def list(self, tenant: str | None = None) -> list[Consumer]:
-        q = select(tt.credentials).order_by(tt.credentials.c.tenant, tt.credentials.c.consumer_key)
-        if tenant is not None:
-            q = q.where(tt.credentials.c.tenant == tenant)
-        with self.engine.connect() as conn:
-            return [Consumer(r.consumer_key, r.tenant, r.role, r.name, r.roster_system) for r in conn.execute(q)]
+        found = self.consumers.list(tenant, PURPOSES.values())
+        return [_consumer(c) for c in sorted(found, key=lambda c: (c.tenant, c.consumer_key))]
 
     def remove(self, tenant: str, consumer_key: str) -> None:
-        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            n = conn.execute(delete(tt.credentials).where(
-                tt.credentials.c.tenant == tenant, tt.credentials.c.consumer_key == consumer_key
-            )).rowcount
-        if not n:
+        """Remove a key, and the outcome targets and issued sourcedids kept under it."""
+
+        def forget(conn: Connection) -> None:
+            conn.execute(delete(tt.outcome_targets).where(tt.outcome_targets.c.consumer_key == consumer_key))
+            conn.execute(delete(tt.results).where(tt.results.c.consumer_key == consumer_key))
+
+        if not self.consumers.remove(tenant, consumer_key, PURPOSES.values(), within=forget):
             raise NotFound(f"no LTI 1.1 consumer key {consumer_key!r}")
 
     def nonce_store(self) -> Callable[[str, str, int, int], bool]:
-        """For ``oauth1.verify``: spend (key, timestamp, nonce) once (RFC 5849 3.3)."""
-
-        def use(consumer_key: str, nonce: str, timestamp: int, ttl: int) -> bool:
-            with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-                return spend_nonce(conn, f"oauth1:{consumer_key}", f"{timestamp}:{nonce}", ttl)
-
-        return use
+        """For ``oauth1.verify``: spend (key, nonce, timestamp) once (RFC 5849 3.3)."""
+        return self.consumers.spend_nonce
 
 
 def _verify(creds: Credentials, request_url: str, method: str, body: bytes, headers: dict[str, str], role: str) -> SignedRequest:
-    return verify(request_url, method, body, headers, secret_for=creds.secret_lookup(role), use_nonce=creds.nonce_store(), realm="tessera-lti11")
+    signed, _ = creds.consumers.verify(request_url, method, body, headers, purpose=PURPOSES[role], realm="tessera-lti11")
+    return signed
 
 
 def signed_url(ctx: AppContext, request: Request) -> str:

@@ -1,4 +1,4 @@
-"""A OneRoster 1.2 / 1.1 REST consumer (httpx): pull a whole tenant from another provider.
+"""A OneRoster 1.2 / 1.1 REST consumer (``gateway.http``): pull a whole tenant from another provider.
 
 Spec choices (OneRoster 1.2 Rostering REST/JSON binding, 1.1 REST binding section 3):
 
@@ -22,18 +22,18 @@ Spec choices (OneRoster 1.2 Rostering REST/JSON binding, 1.1 REST binding sectio
   when the provider answers 401. The secret is held in memory only and never appears in an
   exception, a log line or a repr.
 * failures: a provider's imsx_StatusInfo ``imsx_description`` is carried in the error; GETs
-  that fail at the network level (or 502/503/504) are retried up to ``RETRIES`` times with
-  exponential backoff.
+  that fail at the network level (or answer 429 or a transient 5xx) are retried up to
+  ``RETRIES`` times with exponential backoff and full jitter, a ``Retry-After`` (seconds or
+  an HTTP date, RFC 9110 10.2.3) setting the wait, as rate limiting SIS APIs ask; one
+  longer than ``MAX_RETRY_AFTER`` ends the pull with an error (``gateway.http.retry``).
 """
 
 from __future__ import annotations
 
-import email.utils
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urljoin
 
@@ -48,6 +48,15 @@ from gateway.errors import (
     NotFound,
     UpstreamError,
     ValidationError,
+)
+from gateway.http import (
+    BearerAuth,
+    HttpClient,
+    OAuth1Signature,
+    RetryLater,
+    RetryPolicy,
+    Unreachable,
+    UsesHttp,
 )
 from gateway.model import Record, Status, record_id
 
@@ -69,7 +78,6 @@ PAGE_SIZE = 1000
 BATCH = 5000
 RETRIES = 3
 MAX_ERRORS = 1000
-_RETRY_STATUS = {429, 502, 503, 504}
 #: longest Retry-After the client honours before it gives up on a provider (seconds)
 MAX_RETRY_AFTER = 120.0
 
@@ -108,7 +116,7 @@ class PullSummary:
         return format_datetime(self.watermark)
 
 
-class OneRosterClient:
+class OneRosterClient(UsesHttp):
     def __init__(
         self,
         base_url: str,
@@ -130,89 +138,44 @@ class OneRosterClient:
         self.base, self.version = provider_base(base_url, version)
         self._oauth1 = oauth1
         self._client_id = client_id
-        self.__secret = client_secret  # OAuth 1.0a signs every request with it
         # ClientCredentials refuses a missing token URL
         self._auth = (ClientCredentials(token_url, client_id, client_secret, scope)
                       if client_id is not None and client_secret is not None and not oauth1 else None)
-        self._backoff = backoff
-        self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=True,
-                                  headers={"Accept": "application/json", "User-Agent": "tessera-oneroster-client"})
+        auth = None
+        if oauth1 and client_id is not None and client_secret is not None:
+            # OneRoster 1.1 section 2.2 / RFC 5849: one-legged HMAC-SHA256 over the exact URL, query included
+            auth = OAuth1Signature(client_id, client_secret)
+        elif self._auth is not None:
+            auth = BearerAuth(self._auth)
+        self.http = HttpClient(timeout=timeout, transport=transport, auth=auth,
+                               retry=RetryPolicy(retries=RETRIES, backoff=backoff, retry_after_cap=MAX_RETRY_AFTER),
+                               headers={"Accept": "application/json", "User-Agent": "tessera-oneroster-client"})
 
     def __repr__(self) -> str:
         return f"OneRosterClient({self.base!r}, client_id={self._client_id!r})"
 
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> OneRosterClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # --- OAuth 2.0 client credentials ----------------------------------------------------------
-
-    def _headers(self, url: str) -> dict[str, str]:
-        if self._client_id is None:
-            return {}
-        if self._oauth1:
-            return self._oauth1_headers(url)
-        assert self._auth is not None
-        return {"Authorization": f"Bearer {self._auth.token(self._http)}"}
-
-    def _oauth1_headers(self, url: str) -> dict[str, str]:
-        """OneRoster 1.1 section 2.2 / RFC 5849: a one-legged OAuth 1.0a signature over the exact
-        request URL, its query included (HMAC-SHA256; fresh nonce and timestamp per attempt)."""
-        from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256
-        from oauthlib.oauth1 import Client as OAuth1Client
-
-        assert self._client_id is not None and self.__secret is not None
-        signer = OAuth1Client(self._client_id, client_secret=self.__secret, signature_method=SIGNATURE_HMAC_SHA256)
-        _, headers, _ = signer.sign(url, http_method="GET")
-        return {"Authorization": headers["Authorization"]}
-
-    def _send(self, url: str, params: dict[str, Any] | None) -> httpx.Response:
-        """One GET, retried on network failures, 429 and 502/503/504 (idempotent). A
-        ``Retry-After`` (seconds or an HTTP date, RFC 9110 10.2.3) sets the wait, as rate
-        limiting SIS APIs ask; one longer than ``MAX_RETRY_AFTER`` ends the pull with an error."""
-        full = str(httpx.URL(url, params=params)) if params else url
-        for attempt in range(RETRIES + 1):
-            wait = self._backoff * (2 ** attempt)
-            try:
-                r = self._http.get(full, headers=self._headers(full))
-            except httpx.TransportError as exc:
-                if attempt == RETRIES:
-                    raise ProviderError(f"the OneRoster provider at {self.base} could not be reached "
-                                        f"({type(exc).__name__}, {RETRIES + 1} attempts)") from None
-            else:
-                if r.status_code not in _RETRY_STATUS or attempt == RETRIES:
-                    return r
-                asked = _retry_after(r.headers.get("Retry-After"))
-                if asked is not None:
-                    if asked > MAX_RETRY_AFTER:
-                        raise ProviderError(f"the OneRoster provider at {self.base} asks to retry in {asked:.0f} s "
-                                            f"(HTTP {r.status_code}); run the pull again later")
-                    wait = asked
-            time.sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
+    # --- HTTP -----------------------------------------------------------------------------------
 
     def get(self, path_or_url: str, params: dict[str, Any] | None = None) -> httpx.Response:
-        """GET a path under the API base (or an absolute URL from a Link header); handles the
-        401 -> new token -> retry once dance and turns failures into errors."""
+        """GET a path under the API base (or an absolute URL from a Link header); turns failures
+        into errors. Retries and the 401 -> new token -> retry once dance are ``gateway.http``'s."""
         url = path_or_url if "://" in path_or_url else f"{self.base}/{path_or_url.lstrip('/')}"
         what = url.split("?", 1)[0].removeprefix(self.base) or "/"
-        r = self._send(url, params)
+        try:
+            r = self.http.get(url, params=params)
+        except Unreachable as exc:
+            raise ProviderError(f"the OneRoster provider at {self.base} could not be reached "
+                                f"({exc.reason}, {exc.attempts} attempts)") from None
+        except RetryLater as exc:
+            raise ProviderError(f"the OneRoster provider at {self.base} asks to retry in {exc.seconds:.0f} s "
+                                f"(HTTP {exc.status}); run the pull again later") from None
         if r.status_code == 401:
-            if self._client_id is None or self._oauth1:
-                if self._oauth1:
-                    raise AuthError(f"the OneRoster provider refused the OAuth 1.0a signature for {what}: {_status_description(r)}")
+            if self._oauth1:
+                raise AuthError(f"the OneRoster provider refused the OAuth 1.0a signature for {what}: {_status_description(r)}")
+            if self._client_id is None:
                 raise AuthError(f"the OneRoster provider asks for authorisation ({what}): give OAuth 2.0 client "
                                 "credentials (--client-id, --client-secret-env, --token-url)")
-            assert self._auth is not None
-            self._auth.invalidate()
-            r = self._send(url, params)
-            if r.status_code == 401:
-                raise AuthError(f"the OneRoster provider refused the access token for {what}: {_status_description(r)}")
+            raise AuthError(f"the OneRoster provider refused the access token for {what}: {_status_description(r)}")
         if r.status_code == 404:
             raise NotFound(f"the OneRoster provider has no {what}: {_status_description(r)}")
         if r.status_code >= 400:
@@ -460,22 +423,6 @@ class _Pull:
                 self.summary.retired[kind] = len(out)
                 for i in range(0, len(out), self.batch):
                     yield out[i:i + self.batch]
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (delay-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _status_description(r: httpx.Response) -> str:

@@ -23,6 +23,9 @@ Choices, written down:
   the raw path (not its percent-decoded form) and the raw query; scheme and host are the
   ones uvicorn derived (it honours ``X-Forwarded-Proto`` from trusted proxies), or, when
   ``TESSERA_PUBLIC_URL`` is set, the path goes under that base, as in ``Link`` headers.
+* **Where keys live**: in the gateway's one OAuth 1.0a consumer store
+  (``gateway.auth.consumers``, shared with LTI 1.1), under the purpose ``oneroster``: a key
+  made for anything else does not verify here.
 * **Timestamp and nonce**: ``gateway.auth.oauth1`` accepts ``oauth_timestamp`` within
   ``DEFAULT_WINDOW`` seconds of now either way and spends (consumer key, nonce, timestamp)
   once, only after the signature verified, so a refused request leaves no nonce behind.
@@ -43,24 +46,21 @@ Choices, written down:
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from fastapi import Request
 from fastapi.responses import Response
-from sqlalchemy import Engine, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from gateway.api.problems import register_error_shape
-from gateway.auth import Principal
+from gateway.auth import Principal, consumers
 from gateway.auth import scopes as sc
-from gateway.auth.oauth1 import FORM, OAuth1Error, verify
-from gateway.auth.sealed import Sealer, sealer_for
+from gateway.auth.oauth1 import FORM, OAuth1Error
 from gateway.errors import (
     AuthError,
     NotFound,
@@ -68,13 +68,8 @@ from gateway.errors import (
     TesseraError,
     ValidationError,
 )
-from gateway.model import utcnow
-from gateway.store.db import WRITE
-from gateway.store.tenants import ensure_tenant
 
 from .status_info import render_status_info
-from .tables import oauth1_consumers as consumers_t
-from .tables import oauth1_nonces as nonces_t
 
 if TYPE_CHECKING:
     from gateway.api.context import AppContext
@@ -84,6 +79,10 @@ REALM = "tessera-oneroster"
 #: the scopes a OneRoster consumer key may carry: the OneRoster 1.2 names, nothing of Tessera's own
 SCOPES = ("roster-core.readonly", "roster.readonly", "roster-demographics.readonly", "gradebook.readonly",
           "gradebook.createput", "gradebook.delete", "resource.readonly")
+
+
+#: what a OneRoster 1.1 consumer key is for, in the gateway's one consumer store
+PURPOSE = "oneroster"
 
 
 @dataclass(frozen=True)
@@ -101,20 +100,17 @@ class Consumer:
         return Principal(self.tenant, self.consumer_key, sc.expand(self.scopes))
 
 
-def _consumer(r: Any) -> Consumer:
-    return Consumer(r.consumer_key, r.tenant, r.name, tuple(r.scopes.split()), r.created_at, r.revoked_at)
+def _consumer(c: consumers.Consumer) -> Consumer:
+    return Consumer(c.consumer_key, c.tenant, c.name, c.scopes, c.created_at, c.revoked_at)
 
 
 class ConsumerStore:
-    """Consumer keys with their sealed secrets, and the nonces they have spent."""
+    """OneRoster 1.1 consumer keys, kept in the gateway's consumer store (``gateway.auth.consumers``)
+    under the purpose ``oneroster``, with the OneRoster scopes they carry."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-
-    @property
-    def sealer(self) -> Sealer:
-        """Looked up when a secret is sealed or opened, so merely starting the app makes no key file."""
-        return sealer_for(self.engine.url.render_as_string(hide_password=False))
+        self.consumers = consumers.ConsumerStore(engine)
 
     def create(self, tenant: str, scopes: Iterable[str], name: str | None = None) -> tuple[Consumer, str]:
         """A new key and its secret; the secret is returned once and stored only sealed."""
@@ -124,65 +120,30 @@ class ConsumerStore:
             raise ValidationError(f"not OneRoster scope(s): {' '.join(bad)}; known: {' '.join(SCOPES)}")
         if not wanted:
             raise ValidationError("a consumer key needs at least one scope")
-        key, secret = "or1_" + secrets.token_hex(12), secrets.token_urlsafe(32)
-        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            ensure_tenant(conn, tenant)
-            conn.execute(insert(consumers_t).values(
-                consumer_key=key, tenant=tenant, name=name or key, secret_sealed=self.sealer.seal(secret),
-                scopes=" ".join(wanted), created_at=utcnow(),
-            ))
-        return self.get(key), secret
+        made, secret = self.consumers.add(tenant, PURPOSE, name=name, scopes=wanted, key_prefix="or1_")
+        return _consumer(made), secret
 
     def get(self, consumer_key: str) -> Consumer:
-        with self.engine.connect() as conn:
-            r = conn.execute(select(consumers_t).where(consumers_t.c.consumer_key == consumer_key)).first()
-        if r is None:
+        found = self.consumers.get(consumer_key, PURPOSE)
+        if found is None:
             raise NotFound(f"no OneRoster consumer key {consumer_key}")
-        return _consumer(r)
+        return _consumer(found)
 
     def list(self, tenant: str | None = None) -> list[Consumer]:
-        q = select(consumers_t).order_by(consumers_t.c.created_at, consumers_t.c.consumer_key)
-        if tenant is not None:
-            q = q.where(consumers_t.c.tenant == tenant)
-        with self.engine.connect() as conn:
-            return [_consumer(r) for r in conn.execute(q)]
+        return [_consumer(c) for c in self.consumers.list(tenant, PURPOSE)]
 
     def revoke(self, consumer_key: str) -> None:
-        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            n = conn.execute(update(consumers_t).where(consumers_t.c.consumer_key == consumer_key, consumers_t.c.revoked_at.is_(None))
-                             .values(revoked_at=utcnow())).rowcount
-        if not n:
+        if not self.consumers.revoke(consumer_key, PURPOSE):
             raise NotFound(f"no active OneRoster consumer key {consumer_key}")
 
     def spend_nonce(self, consumer_key: str, nonce: str, timestamp: int, ttl: int) -> bool:
-        """``oauth1.NonceStore``: record (key, nonce, timestamp); False when it was already used.
-        Nonces past their window are forgotten in the same transaction."""
-        now = utcnow()
-        dialect_insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        row = {"consumer_key": consumer_key, "nonce": nonce, "timestamp": timestamp, "expires_at": now + timedelta(seconds=ttl)}
-        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            conn.execute(delete(nonces_t).where(nonces_t.c.expires_at < now))
-            ins = dialect_insert(nonces_t).values(**row).on_conflict_do_nothing().returning(nonces_t.c.nonce)
-            return conn.execute(ins).first() is not None  # no row back: the nonce was there already
+        """``oauth1.NonceStore``: record (key, nonce, timestamp); False when it was already used."""
+        return self.consumers.spend_nonce(consumer_key, nonce, timestamp, ttl)
 
     def authenticate(self, url: str, method: str, body: bytes, headers: Mapping[str, str]) -> Principal:
         """Verify one signed request (``gateway.auth.oauth1.verify``) -> the key's principal."""
-        seen: dict[str, Any] = {}
-
-        def secret_for(consumer_key: str) -> str | None:
-            with self.engine.connect() as conn:
-                r = conn.execute(select(consumers_t).where(consumers_t.c.consumer_key == consumer_key)).first()
-            seen["row"] = r
-            return self.sealer.open(r.secret_sealed) if r is not None and r.revoked_at is None else None
-
-        try:
-            verify(url, method, body, headers, secret_for=secret_for, use_nonce=self.spend_nonce, realm=REALM)
-        except OAuth1Error as exc:
-            if exc.problem == "consumer_key_unknown" and seen.get("row") is not None:
-                raise OAuth1Error("OAuth 1.0a request refused: this oauth_consumer_key was revoked",
-                                  problem="consumer_key_refused", realm=REALM) from None
-            raise
-        return _consumer(seen["row"]).principal()
+        _, consumer = self.consumers.verify(url, method, body, headers, purpose=PURPOSE, realm=REALM)
+        return _consumer(consumer).principal()
 
 
 def signed_url(request: Request, public_url: str | None) -> str:
@@ -267,4 +228,4 @@ def register() -> None:
         _registered = True
 
 
-__all__ = ["REALM", "SCOPES", "Consumer", "ConsumerStore", "register", "require", "signed_url", "unsigned"]
+__all__ = ["PURPOSE", "REALM", "SCOPES", "Consumer", "ConsumerStore", "register", "require", "signed_url", "unsigned"]

@@ -1,5 +1,4 @@
-"""The OneRoster adapter's own tables: gradebook and resource objects, as the wire gave them,
-and OneRoster 1.1's OAuth 1.0a consumer keys and nonces.
+"""The OneRoster adapter's own tables: gradebook and resource objects, as the wire gave them.
 
 Categories, line items, results, score scales, assessment line items and results, and the
 resources service's objects have no canonical kind of their own (DESIGN section 3 turns
@@ -14,20 +13,13 @@ sourcedId whichever system wrote it; ``source`` says who wrote it last. ``derive
 the canonical records the object produced (its alignments, its evidence per objective),
 so a replacement can supersede or retire exactly those.
 
-OneRoster 1.1 signs REST requests with OAuth 1.0a (``oauth1_auth``), which needs two more:
-
-- ``oneroster_oauth1_consumers``: a consumer key of one tenant, with the OneRoster 1.2 scopes
-  a bearer client of the same reach would hold. HMAC signs with the secret itself, so it is
-  kept sealed (``gateway.auth.sealed``), not hashed; ``revoked_at`` ends the key for good.
-- ``oneroster_oauth1_nonces``: RFC 5849 3.3 makes (consumer key, nonce, timestamp) single
-  use; a replay finds its row. Rows outlive the timestamp window by nothing: ``expires_at``
-  is when the timestamp would be refused anyway, and expired rows are deleted as new
-  nonces arrive.
+OneRoster 1.1's OAuth 1.0a consumer keys and nonces are the gateway's
+(``gateway.auth.consumers``, purpose ``oneroster``), shared with LTI 1.1.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, Text
+from sqlalchemy import Column, Index, MetaData, String, Table, Text
 
 from gateway.store.types import NAMING, UTCDateTime, UUIDType
 
@@ -56,27 +48,4 @@ objects = Table(
     Index("ix_oneroster_objects_tenant_type_updated_at", "tenant", "type", "updated_at"),
     Index("ix_oneroster_objects_tenant_class_sid", "tenant", "class_sid"),
     Index("ix_oneroster_objects_tenant_line_item_sid", "tenant", "line_item_sid"),
-)
-
-oauth1_consumers = Table(
-    "oneroster_oauth1_consumers",
-    metadata,
-    Column("consumer_key", String(64), primary_key=True),
-    Column("tenant", String(63), nullable=False),
-    Column("name", String(256), nullable=False),
-    Column("secret_sealed", Text(), nullable=False),
-    Column("scopes", Text(), nullable=False),  # space-separated short names
-    Column("created_at", UTCDateTime(), nullable=False),
-    Column("revoked_at", UTCDateTime()),
-    Index("ix_oneroster_oauth1_consumers_tenant", "tenant"),
-)
-
-oauth1_nonces = Table(
-    "oneroster_oauth1_nonces",
-    metadata,
-    Column("consumer_key", String(255), primary_key=True),
-    Column("nonce", String(255), primary_key=True),
-    Column("timestamp", BigInteger(), primary_key=True, autoincrement=False),
-    Column("expires_at", UTCDateTime(), nullable=False),
-    Index("ix_oneroster_oauth1_nonces_expires_at", "expires_at"),
 )

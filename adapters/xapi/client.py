@@ -1,4 +1,4 @@
-"""A client of another LRS (httpx): pull statements from it, forward statements to it.
+"""A client of another LRS (``gateway.http``): pull statements from it, forward statements to it.
 
 Pulling (xAPI 1.0.3 Communication 2.1.3): ``GET statements`` with ``since`` (and any other
 filter), then the ``more`` IRL of each StatementResult until it is empty. ``more`` is
@@ -15,7 +15,9 @@ already stored identically, and 409 marks only that statement as a conflict.
 Authentication: HTTP Basic, or OAuth 2.0 client credentials (``gateway.auth.outbound``)
 whose token is fetched on first use and renewed once when the peer answers 401. Every
 request carries ``X-Experience-API-Version`` (3.3). Secrets never appear in an error, a
-log line or a repr.
+log line or a repr. Transport failures, 429 and 5xx are retried with backoff
+(``gateway.http.retry``): GETs and PUTs as idempotent methods, and the batch POST too,
+because every statement in it carries its id (a repeated batch stores nothing twice).
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from gateway.auth.outbound import ClientCredentials, json_or_none
 from gateway.errors import AuthError, ConfigError, UpstreamError
+from gateway.http import BasicAuth, BearerAuth, HttpClient, RetryLater, RetryPolicy, Unreachable, UsesHttp
 
 from .http import CONSISTENT_THROUGH, VERSION_HEADER
 
@@ -46,7 +49,7 @@ class SendResult:
     conflicts: list[str] = field(default_factory=list)
 
 
-class LrsClient:
+class LrsClient(UsesHttp):
     def __init__(
         self,
         endpoint: str,
@@ -59,6 +62,7 @@ class LrsClient:
         token_url: str | None = None,
         scope: str | None = None,
         timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if (username is None) != (password is None):
@@ -72,38 +76,29 @@ class LrsClient:
         self.version = version
         self.consistent_through: str | None = None
         self._who = username or client_id
-        basic = httpx.BasicAuth(username, password) if username is not None and password is not None else None
         self._oauth = (
             ClientCredentials(token_url, client_id, client_secret, scope) if client_id is not None and client_secret is not None else None
         )
-        self._http = httpx.Client(
-            timeout=timeout, transport=transport, auth=basic,
+        auth = (BasicAuth(username, password) if username is not None and password is not None
+                else BearerAuth(self._oauth) if self._oauth is not None else None)
+        self.http = HttpClient(
+            timeout=timeout, transport=transport, auth=auth, retry=retry,
             headers={VERSION_HEADER: version, "Accept": "application/json", "User-Agent": "tessera-xapi-client"},
         )
 
     def __repr__(self) -> str:
         return f"LrsClient({self.endpoint!r}, user={self._who!r})"
 
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # --- HTTP --------------------------------------------------------------------------------
 
     def _request(self, method: str, url: str, **kw: Any) -> httpx.Response:
-        """One request; the OAuth token is fetched when needed and renewed once on a 401."""
+        """One request (retried, and the OAuth token renewed once on a 401, by ``gateway.http``)."""
         try:
-            if self._oauth is not None:
-                r = self._oauth.send(self._http, method, url, **kw)
-            else:
-                r = self._http.request(method, url, **kw)
-        except httpx.HTTPError as exc:
-            raise LrsError(f"the LRS at {self.endpoint} could not be reached ({type(exc).__name__})") from None
+            r = self.http.request(method, url, **kw)
+        except Unreachable as exc:
+            raise LrsError(f"the LRS at {self.endpoint} could not be reached ({exc.reason})") from None
+        except RetryLater as exc:
+            raise LrsError(f"the LRS at {self.endpoint} asks to retry in {exc.seconds:.0f} s (HTTP {exc.status})") from None
         if r.status_code == 401:
             raise AuthError(f"the LRS at {self.endpoint} refused the credentials ({method} {_path(url)})")
         return r
@@ -157,7 +152,8 @@ class LrsClient:
         return result
 
     def _send_batch(self, batch: list[dict[str, Any]], result: SendResult) -> None:
-        r = self._request("POST", urljoin(self.endpoint, "statements"), json=batch)
+        # every statement carries its id: sending the batch twice stores nothing twice
+        r = self._request("POST", urljoin(self.endpoint, "statements"), json=batch, idempotent=True)
         if r.status_code in (200, 204):
             result.stored.extend(s["id"] for s in batch)
             return

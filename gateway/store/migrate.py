@@ -73,7 +73,13 @@ class Migrations:
         command.downgrade(self.alembic_config(engine), revision)
 
     def head_revisions(self) -> set[str]:
-        return set(ScriptDirectory.from_config(self.alembic_config()).get_heads())
+        """What ``alembic_version`` holds once every branch is upgraded: every branch's head,
+        except a head that another head depends on (``depends_on``, e.g. an adapter revision
+        that moves its rows into a newer gateway table): Alembic records only the dependent."""
+        script = ScriptDirectory.from_config(self.alembic_config())
+        heads = set(script.get_heads())
+        below = {r.revision for h in heads for r in script.iterate_revisions(h, "base") if r.revision != h}
+        return heads - below
 
     def is_current(self, engine: Engine) -> bool:
         return current_revisions(engine) == self.head_revisions()

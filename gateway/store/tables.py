@@ -18,6 +18,7 @@ SQLite.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -272,6 +273,39 @@ oauth_clients = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime()),
     Column("person_id", UUIDType()),  # 0003: a client acting for one person
+)
+
+#: OAuth 1.0a consumers (``gateway.auth.consumers``): keys shared with a peer that signs its
+#: requests (OneRoster 1.1 REST, LTI 1.1 launches and outcomes). ``purpose`` is what the key
+#: is for, named by the adapter that made it ("oneroster", "lti11.tool", "lti11.consumer"): a
+#: key authenticates only where its purpose is asked for. HMAC needs the secret itself, so it
+#: is sealed (``gateway.auth.sealed``), not hashed. ``attributes``: a JSON object of what the
+#: adapter keeps about the consumer (LTI 1.1: the identifier system of its LIS sourcedids).
+oauth1_consumers = Table(
+    "oauth1_consumers",
+    metadata,
+    Column("consumer_key", String(255), primary_key=True),
+    Column("tenant", String(63), ForeignKey("tenants.id"), nullable=False),
+    Column("purpose", String(64), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("secret_sealed", Text(), nullable=False),
+    Column("scopes", Text(), nullable=False),  # space-separated; empty where the adapter has no scopes
+    Column("attributes", Text(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime()),
+    Index("ix_oauth1_consumers_tenant_purpose", "tenant", "purpose"),
+)
+
+#: RFC 5849 3.3: (consumer key, nonce, timestamp) is single use. A row lives until its
+#: timestamp would be refused anyway (``expires_at``); expired rows go as new nonces arrive.
+oauth1_nonces = Table(
+    "oauth1_nonces",
+    metadata,
+    Column("consumer_key", String(255), primary_key=True),
+    Column("nonce", String(255), primary_key=True),
+    Column("timestamp", BigInteger(), primary_key=True, autoincrement=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_oauth1_nonces_expires_at", "expires_at"),
 )
 
 signing_keys = Table(

@@ -1,4 +1,4 @@
-"""LTI's own tables, tool side: registered platforms, login state, nonces, LTI 1.1 credentials;
+"""LTI's own tables, tool side: registered platforms, login state, nonces, LTI 1.1 outcomes;
 and ``upsert``, the one INSERT-or-UPDATE the per-context and per-link rows are written with.
 
 Why each exists:
@@ -13,13 +13,15 @@ Why each exists:
   said about its services: the AGS line items URL and granted scopes, the NRPS memberships URL,
   and the canonical Section it maps to, so mastery can be posted and rosters pulled later,
   outside any launch (AGS 3.1 and NRPS 3.6.1.1 give these only in launches).
-- ``lti_nonces``: single-use nonces, LTI 1.3 id_token ``nonce`` and OAuth 1.0a
-  ``oauth_nonce`` alike (``scope`` says whose): a replay finds the row and is refused. Rows
-  live only as long as the timestamp window that would accept them again.
-- ``lti11_credentials``: LTI 1.1 / OAuth 1.0a key and secret shared with a peer, either an
-  LMS launching Tessera (role ``tool``) or an LTI 1.1 tool Tessera launches and receives
-  outcomes from (role ``consumer``). The secret must be usable in clear to check
-  signatures, so it is sealed (``gateway.auth.sealed``), never hashed.
+- ``lti_nonces``: single-use nonces of LTI 1.3 (the id_token ``nonce``; ``scope`` says
+  whose): a replay finds the row and is refused. Rows live only as long as the timestamp
+  window that would accept them again.
+- LTI 1.1 / OAuth 1.0a keys and secrets shared with a peer, either an LMS launching
+  Tessera (role ``tool``) or an LTI 1.1 tool Tessera launches and receives outcomes from
+  (role ``consumer``), and their spent ``oauth_nonce`` values, are the gateway's
+  (``gateway.auth.consumers``, purposes ``lti11.tool`` and ``lti11.consumer``). The two
+  tables below name a key by its ``consumer_key``; removing the key removes their rows
+  (``lti11.Credentials.remove``).
 - ``lti11_outcome_targets``: tool role; where to send a learner's outcome for a resource link
   (``lis_outcome_service_url`` + ``lis_result_sourcedid`` from the launch).
 - ``lti11_results``: consumer role; the ``lis_result_sourcedid`` values Tessera issued, what
@@ -98,25 +100,13 @@ nonces = Table(
     Index("ix_lti_nonces_expires_at", "expires_at"),
 )
 
-credentials = Table(
-    "lti11_credentials",
-    metadata,
-    Column("consumer_key", String(255), primary_key=True),
-    Column("tenant", String(63), nullable=False),
-    Column("role", String(16), nullable=False),  # "tool" (an LMS launches Tessera) or "consumer"
-    Column("name", String(256), nullable=False),
-    Column("secret_sealed", Text(), nullable=False),
-    Column("roster_system", String(128), nullable=False),
-    Column("created_at", UTCDateTime(), nullable=False),
-)
-
 outcome_targets = Table(
     "lti11_outcome_targets",
     metadata,
     Column("tenant", String(63), primary_key=True),
     Column("person_id", UUIDType(), primary_key=True),
     Column("resource_link_id", String(255), primary_key=True),
-    Column("consumer_key", String(255), ForeignKey("lti11_credentials.consumer_key", ondelete="CASCADE"), nullable=False),
+    Column("consumer_key", String(255), nullable=False),
     Column("service_url", String(2048), nullable=False),
     Column("sourcedid", String(1024), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
@@ -127,7 +117,7 @@ results = Table(
     metadata,
     Column("sourcedid", String(255), primary_key=True),
     Column("tenant", String(63), nullable=False),
-    Column("consumer_key", String(255), ForeignKey("lti11_credentials.consumer_key", ondelete="CASCADE"), nullable=False),
+    Column("consumer_key", String(255), nullable=False),
     Column("learner_id", UUIDType(), nullable=False),
     Column("activity_id", String(1024), nullable=False),
     Column("competency_id", UUIDType()),
