@@ -212,6 +212,7 @@ def mastery_recompute(
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        TaskID,
         TextColumn,
         TimeElapsedColumn,
     )
@@ -230,8 +231,11 @@ def mastery_recompute(
         with Progress(TextColumn(f"[cyan]{name}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("learners"), TimeElapsedColumn(),
                       console=console) as bar:
             task = bar.add_task("recompute", total=learners)
-            report = engine_of(store).recompute(name, framework_id=fw, workers=workers or default_recompute_workers(),
-                                             progress=lambda n, task=task: bar.advance(task, n))
+
+            def advance(n: int, task: TaskID = task) -> None:
+                bar.advance(task, n)
+
+            report = engine_of(store).recompute(name, framework_id=fw, workers=workers or default_recompute_workers(), progress=advance)
         rate = report.evidence / report.seconds if report.seconds else 0.0
         out.print(f"{name}: {report.learners} learners, {report.evidence} evidence items -> {report.states} states "
                   f"({report.written} written, {report.retired} retired) in {report.seconds:.1f} s ({rate:,.0f} evidence/s)")

@@ -18,7 +18,7 @@ from gateway.auth.oauth1 import OAuth1Error
 from gateway.errors import Conflict
 from gateway.model import utcnow
 from gateway.store import Store
-from gateway.store.migrate import current_revisions, downgrade, head_revisions, upgrade
+from gateway.store.migrate import current_revisions
 from gateway.store.tables import oauth1_consumers, oauth1_nonces
 from gateway.store.types import UTCDateTime, UUIDType
 
@@ -103,7 +103,7 @@ def test_both_adapters_keys_and_nonces_move_into_the_gateway_and_back(store: Sto
     sealer = ConsumerStore(store.engine).sealer
     now = utcnow()
     learner = uuid.uuid4()
-    downgrade(store.engine, "0005")
+    store.migrations.downgrade(store.engine, "0005")
     assert current_revisions(store.engine) >= {"0005", "oneroster_0002", "lti_0002"}
     with store.engine.begin() as conn:
         conn.exec_driver_sql("INSERT INTO tenants (id, name, created_at) VALUES ('t1', 't1', CURRENT_TIMESTAMP)")
@@ -117,8 +117,8 @@ def test_both_adapters_keys_and_nonces_move_into_the_gateway_and_back(store: Sto
         _insert(conn, "lti_nonces", scope="platform:abc", nonce="id-token-nonce", expires_at=now + timedelta(minutes=10))
         _insert(conn, "lti11_results", sourcedid="s-1", tenant="t1", consumer_key="lms-key", learner_id=learner,
                 activity_id="a-1", competency_id=None, score=0.5, evidence_id=None, updated_at=now)
-    upgrade(store.engine)
-    assert current_revisions(store.engine) == head_revisions()
+    store.migrations.upgrade(store.engine)
+    assert current_revisions(store.engine) == store.migrations.head_revisions()
     consumers = ConsumerStore(store.engine)
     (oneroster,) = consumers.list("t1", "oneroster")
     (lti,) = consumers.list("t1", "lti11.tool")
@@ -130,13 +130,13 @@ def test_both_adapters_keys_and_nonces_move_into_the_gateway_and_back(store: Sto
     with store.engine.connect() as conn:
         assert [r.scope for r in conn.exec_driver_sql("SELECT scope FROM lti_nonces")] == ["platform:abc"]
         assert conn.exec_driver_sql("SELECT consumer_key FROM lti11_results").scalar_one() == "lms-key"
-    downgrade(store.engine, "0005")
+    store.migrations.downgrade(store.engine, "0005")
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT role, roster_system FROM lti11_credentials").one() == ("tool", "sis2")
         assert conn.exec_driver_sql("SELECT consumer_key FROM oneroster_oauth1_consumers").scalar_one() == "or1_abc"
         assert sorted(r.scope for r in conn.exec_driver_sql("SELECT scope FROM lti_nonces")) == ["oauth1:lms-key", "platform:abc"]
         assert conn.exec_driver_sql("SELECT count(*) FROM oneroster_oauth1_nonces").scalar_one() == 1
-    upgrade(store.engine)
+    store.migrations.upgrade(store.engine)
     assert ConsumerStore(store.engine).secret("lms-key", "lti11.tool") == "lti-secret"
 
 

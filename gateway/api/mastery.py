@@ -24,7 +24,7 @@ from ..auth import Principal
 from ..errors import Conflict, ErrorDetail, MalformedInput, NotFound, ScopeError, ValidationError
 from ..mastery.attach import engine_of
 from ..mastery.learners import Learners
-from ..model import LearningPlan, MasteryRule, Status, pydantic_errors
+from ..model import CanonicalModel, LearningPlan, MasteryRule, Status, pydantic_errors
 from ..store import tables as t
 from .context import AppContext
 
@@ -51,7 +51,14 @@ async def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
     return doc
 
 
-def _validate(cls: type, doc: dict[str, Any]) -> Any:
+def plan_id_of(plan: LearningPlan) -> uuid.UUID:
+    """A validated record always has its id (the model derives it when it is not given)."""
+    if plan.id is None:
+        raise TypeError("a learning plan without an id")
+    return plan.id
+
+
+def _validate(cls: type[CanonicalModel], doc: dict[str, Any]) -> Any:
     from pydantic import ValidationError as PydanticValidationError
 
     try:
@@ -141,7 +148,7 @@ def build_router(ctx: AppContext) -> APIRouter:
         visible(principal, learner_id, edit=True)
         plan = plan_record(principal, learner_id, uuid.uuid4().hex, await _body(request, PLAN_FIELDS))
         ctx.store.records.apply(principal.tenant, [plan])
-        return Response(ctx.store.records.get_json(principal.tenant, "learning_plan", plan.id), status_code=201,
+        return Response(ctx.store.records.get_json(principal.tenant, "learning_plan", plan_id_of(plan)), status_code=201,
                         media_type="application/json", headers={"Location": f"/v1/learners/{learner_id}/plans/{plan.id}"})
 
     @router.get("/learners/{learner_id}/plans/{plan_id}", summary="One learning plan")
@@ -156,7 +163,7 @@ def build_router(ctx: AppContext) -> APIRouter:
         old = stored_plan(principal, learner_id, plan_id)
         plan = plan_record(principal, learner_id, old.native_id, await _body(request, PLAN_FIELDS))
         ctx.store.records.apply(principal.tenant, [plan])
-        return Response(ctx.store.records.get_json(principal.tenant, "learning_plan", plan.id), media_type="application/json")
+        return Response(ctx.store.records.get_json(principal.tenant, "learning_plan", plan_id_of(plan)), media_type="application/json")
 
     @router.delete("/learners/{learner_id}/plans/{plan_id}", status_code=204, summary="Withdraw a learning plan (teachers)")
     def delete_plan(learner_id: uuid.UUID, plan_id: uuid.UUID, principal: Principal = write) -> Response:

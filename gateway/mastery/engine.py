@@ -350,7 +350,7 @@ class MasteryEngine:
         rows_by: dict[uuid.UUID, dict[uuid.UUID, list[EvidenceRow]]] = defaultdict(lambda: defaultdict(list))
         for chunk in _chunks(learners):
             for row in conn.execute(_LEARNERS_EVIDENCE, {"tenant": tenant, "learners": chunk, "competencies": list(groups)}):
-                rows_by[row[0]][row[2]].append(tuple(row[1:]))  # type: ignore[arg-type]
+                rows_by[row[0]][row[2]].append(tuple(row[1:]))
         stored: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str]] = {}
         for chunk in _chunks(learners):
             for learner, comp, status, data in conn.execute(_LEARNERS_STATES, {"tenant": tenant, "learners": chunk, "competencies": list(wanted)}):
@@ -393,7 +393,7 @@ class MasteryEngine:
                 r = row[1:]
                 if r[2].tzinfo is not UTC:  # see _partitions
                     r = (r[0], r[1], r[2].astimezone(UTC), *r[3:])
-                rows.append(r)  # type: ignore[arg-type]
+                rows.append(r)
         if current is not None:
             yield current, rows
 

@@ -51,8 +51,9 @@ class Score(CanonicalModel):
                 raise ValueError(f"raw {self.raw} is below min {self.min}")
             if self.max is not None and self.raw > self.max:
                 raise ValueError(f"raw {self.raw} is above max {self.max}")
-        if self.scaled is None and None not in (self.raw, self.min, self.max) and self.max > self.min:
-            self.scaled = (self.raw - self.min) / (self.max - self.min)
+        raw, lo, hi = self.raw, self.min, self.max
+        if self.scaled is None and raw is not None and lo is not None and hi is not None and hi > lo:
+            self.scaled = (raw - lo) / (hi - lo)
         return self
 
 

@@ -103,19 +103,19 @@ class CompetencyRepository:
     def _docs(self, conn: Connection, q: Any) -> list[dict[str, Any]]:
         return [orjson.loads(d) for d in conn.scalars(q)]
 
-    def _by_ids(self, conn: Connection, kind: str, ids: Iterable[uuid.UUID], tenant: str) -> list[dict[str, Any]]:
+    def _by_ids(self, conn: Connection, kind: str, ids: Iterable[uuid.UUID | None], tenant: str) -> list[dict[str, Any]]:
         tbl = t.RECORD_TABLES[kind]
-        ids = list(dict.fromkeys(ids))
+        wanted = [i for i in dict.fromkeys(ids) if i is not None]
         out: list[dict[str, Any]] = []
-        for chunk in _chunks(ids):
+        for chunk in _chunks(wanted):
             out.extend(self._docs(conn, select(tbl.c.data).where(tbl.c.tenant == tenant, tbl.c.id.in_(chunk))))
         return out
 
-    def _competencies_by_guid(self, conn: Connection, tenant: str, guids: Iterable[uuid.UUID]) -> list[dict[str, Any]]:
+    def _competencies_by_guid(self, conn: Connection, tenant: str, guids: Iterable[uuid.UUID | None]) -> list[dict[str, Any]]:
         tbl = t.competencies
-        guids = list(dict.fromkeys(g for g in guids if g is not None))
+        wanted = list(dict.fromkeys(g for g in guids if g is not None))
         out: list[dict[str, Any]] = []
-        for chunk in _chunks(guids):
+        for chunk in _chunks(wanted):
             out.extend(self._docs(conn, select(tbl.c.data).where(tbl.c.tenant == tenant, tbl.c.guid.in_(chunk))))
         return out
 
@@ -126,7 +126,7 @@ class CompetencyRepository:
         return self._contains(tbl.c.data, f'"framework_id":"{framework_id}"')
 
     def _relations_touching(
-        self, conn: Connection, tenant: str, *, ids: Iterable[uuid.UUID] = (), guids: Iterable[uuid.UUID] = (),
+        self, conn: Connection, tenant: str, *, ids: Iterable[uuid.UUID] = (), guids: Iterable[uuid.UUID | None] = (),
         types: Sequence[str] | None = None, ends: tuple[str, ...] = ("origin", "destination"), active: bool = True,
     ) -> list[dict[str, Any]]:
         """Relations with an end (of ``ends``) that is one of ``ids`` or names one of ``guids``."""
@@ -293,8 +293,8 @@ class CompetencyRepository:
                 new_ids: dict[str, set[uuid.UUID]] = defaultdict(set)
                 for r in records:
                     new_ids[r.KIND].add(r.id)  # type: ignore[arg-type]
-                for kind, ids in self._framework_ids(conn, tenant, fw.id).items():
-                    gone = sorted(ids - new_ids[kind], key=lambda u: u.int)
+                for kind, known in self._framework_ids(conn, tenant, fw.id).items():
+                    gone = sorted(known - new_ids[kind], key=lambda u: u.int)
                     if gone:
                         retire[kind] = gone
             retired_records: list[Record] = []
