@@ -23,6 +23,7 @@ from adapters.lti.tool.platforms import Platform
 from adapters.lti.tool.service_auth import ASSERTION_TYPE, ServiceAuth
 from gateway.auth import Auth
 from gateway.errors import UpstreamError, ValidationError
+from gateway.http import HttpClient
 from gateway.store import Store
 
 TOKEN_URL = "https://lms.example.edu/login/oauth2/token"
@@ -108,7 +109,7 @@ class Gradebook:
 def setup(store: Store) -> Any:
     auth = Auth.build(store.engine, issuer="tessera", token_ttl_seconds=3600)
     book = Gradebook(auth)
-    with respx.mock(assert_all_called=False) as mock, httpx.Client() as http:
+    with respx.mock(assert_all_called=False) as mock, HttpClient() as http:
         book.mount(mock)
         yield book, ServiceAuth(auth.keys, http)
 
@@ -170,11 +171,11 @@ def test_the_endpoint_comes_from_the_launch_claim() -> None:
 
 def test_a_refused_client_assertion_and_a_broken_gradebook_are_errors(store: Store) -> None:
     auth = Auth.build(store.engine, issuer="tessera", token_ttl_seconds=3600)
-    with respx.mock() as mock, httpx.Client() as http:
+    with respx.mock() as mock, HttpClient() as http:
         mock.post(TOKEN_URL).mock(return_value=httpx.Response(400, json={"error": "invalid_client"}))
         with pytest.raises(UpstreamError, match="invalid_client"):
             ServiceAuth(auth.keys, http).token(platform(), ALL)
-    with respx.mock() as mock, httpx.Client() as http:
+    with respx.mock() as mock, HttpClient() as http:
         mock.post(TOKEN_URL).mock(return_value=httpx.Response(200, json={"access_token": "t", "expires_in": 60}))
         mock.get(LINEITEMS).mock(return_value=httpx.Response(200, text="<html>"))
         with pytest.raises(UpstreamError, match="JSON"):

@@ -22,6 +22,7 @@ from gateway.api.context import AppContext
 from gateway.auth import Auth
 from gateway.config import Settings
 from gateway.errors import UpstreamError, ValidationError
+from gateway.http import HttpClient
 from gateway.store import Store
 from tests import factories as f
 
@@ -55,7 +56,7 @@ def world(store: Store) -> Any:
         name="LMS", issuer=ISS, client_id="c1", deployment_ids=["d1"], auth_login_url=f"{ISS}/auth",
         token_url=TOKEN_URL, jwks_url=f"{ISS}/jwks",
     ))
-    with respx.mock(assert_all_called=False) as mock, httpx.Client() as http:
+    with respx.mock(assert_all_called=False) as mock, HttpClient() as http:
         mock.post(TOKEN_URL).mock(return_value=httpx.Response(200, json={"access_token": "tok", "expires_in": 3600}))
         yield mock, NrpsClient(ctx, ServiceAuth(auth.keys, http)), p
 

@@ -33,24 +33,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import httpx
 import typer
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from lxml import etree
-from oauthlib.oauth1 import SIGNATURE_TYPE_AUTH_HEADER, Client
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from starlette.concurrency import run_in_threadpool
 
 from gateway.auth import Principal, consumers
-from gateway.auth.oauth1 import OAuth1Error, SignedRequest, body_hash
+from gateway.auth.oauth1 import OAuth1Error, SignedRequest
 from gateway.errors import (
     NotFound,
     TesseraError,
     UpstreamError,
     ValidationError,
 )
+from gateway.http import HttpClient, OAuth1Signature, Unreachable
 from gateway.model import ActivityRef, Evidence, Provenance, Score, utcnow
 from gateway.store.db import WRITE
 
@@ -437,10 +436,10 @@ def outcomes(ctx: AppContext, creds: Credentials, signed: SignedRequest, body: b
 class OutcomesClient:
     """Sends a learner's result to the LMS that launched Tessera (Basic Outcomes 1.1)."""
 
-    def __init__(self, ctx: AppContext, http: httpx.Client | None = None) -> None:
+    def __init__(self, ctx: AppContext, http: HttpClient | None = None) -> None:
         self.ctx = ctx
         self.creds = Credentials(ctx.store.engine)
-        self.http = http or httpx.Client(timeout=15)
+        self.http = http or HttpClient(timeout=15)
 
     def _target(self, tenant: str, person_id: uuid.UUID, resource_link_id: str) -> Any:
         ot = tt.outcome_targets
@@ -460,12 +459,11 @@ class OutcomesClient:
         if secret is None:
             raise NotFound("the consumer key of this outcome service was removed")
         body = pox_request(operation, target.sourcedid, score)
-        client = _BodyHashClient(target.consumer_key, client_secret=secret, signature_type=SIGNATURE_TYPE_AUTH_HEADER, body=body)
-        uri, headers, _ = client.sign(target.service_url, "POST", headers={"Content-Type": POX_TYPE})
+        signer = OAuth1Signature(target.consumer_key, secret, method="HMAC-SHA1", body_hash=True)
         try:
-            r = self.http.post(uri, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"the LMS's outcome service could not be reached ({type(exc).__name__})") from None
+            r = self.http.request("POST", target.service_url, content=body, headers={"Content-Type": POX_TYPE}, auth=signer)
+        except Unreachable as exc:
+            raise UpstreamError(f"the LMS's outcome service could not be reached ({exc.reason})") from None
         if r.status_code != 200:
             raise UpstreamError(f"the LMS's outcome service answered HTTP {r.status_code}")
         code, description, read = parse_pox_response(r.content)
@@ -481,18 +479,6 @@ class OutcomesClient:
 
     def delete(self, tenant: str, person_id: uuid.UUID, resource_link_id: str) -> None:
         self.call(tenant, person_id, resource_link_id, "deleteResult")
-
-
-class _BodyHashClient(Client):
-    """OAuth Request Body Hash 3.1: ``oauth_body_hash`` among the protocol parameters, so
-    the signature covers it (oauthlib signs whatever ``get_oauth_params`` returns)."""
-
-    def __init__(self, *args: Any, body: bytes, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self._body_hash = body_hash(body)
-
-    def get_oauth_params(self, request: Any) -> list[tuple[str, str]]:
-        return [*super().get_oauth_params(request), ("oauth_body_hash", self._body_hash)]
 
 
 # --- router and CLI ---------------------------------------------------------------------------

@@ -162,7 +162,7 @@ class AgsClient:
         }
         if comment:
             score["comment"] = comment
-        r = self.auth.request(self.platform, [scope], "POST", _below(line_item_url, "scores"), content=orjson.dumps(score),
+        r = self.auth.request(self.platform, [scope], "POST", _below(line_item_url, "scores"), idempotent=True, content=orjson.dumps(score),
                               headers={"Content-Type": SCORE})
         if r.status_code not in (200, 201, 202, 204):
             raise UpstreamError(f"the platform's score service answered HTTP {r.status_code}")

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
-import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from gateway.api.problems import register_error_shape
+from gateway.http import HttpClient
 
 from ..claims import DEEP_LINKING
 from . import assignments_grades, deep_link, names_roles, oidc_login
@@ -143,7 +143,7 @@ def build_router(ctx: AppContext, *, keys: PlatformKeys | None = None) -> APIRou
         return await run_in_threadpool(_logged, "launch", run)
 
     router.include_router(deep_link.build_router(ctx))
-    services = ServiceAuth(ctx.auth.keys, httpx.Client(timeout=15))
+    services = ServiceAuth(ctx.auth.keys, HttpClient(timeout=15))
     router.include_router(assignments_grades.build_router(ctx, services))
     router.include_router(names_roles.build_router(ctx, services))
     return router

@@ -29,6 +29,7 @@ import jwt
 from gateway.auth.keys import KeyStore
 from gateway.auth.outbound import EXPIRY_MARGIN, granted_token, json_or_none
 from gateway.errors import UpstreamError
+from gateway.http import BearerAuth, HttpClient, NoAuth, Unreachable
 from gateway.model import utcnow
 
 from .platforms import Platform
@@ -37,10 +38,52 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_SECONDS = 300
 
 
+class AssertionGrant:
+    """A ``gateway.http.TokenSource``: client_credentials with an RFC 7523 client assertion,
+    for one platform and one set of scopes; the cache is the ``ServiceAuth``'s."""
+
+    def __init__(self, auth: ServiceAuth, platform: Platform, scope: str) -> None:
+        self.auth, self.platform, self.scope = auth, platform, scope
+        self.key = (str(platform.id), scope)
+
+    def __repr__(self) -> str:
+        return f"AssertionGrant({self.platform.token_url!r}, scope={self.scope!r})"
+
+    def current(self) -> str | None:
+        cached = self.auth._tokens.get(self.key)
+        return cached[0] if cached is not None and time.monotonic() < cached[1] else None
+
+    def token(self, http: HttpClient) -> str:
+        return self.current() or self.fetch(http)
+
+    def invalidate(self) -> None:
+        self.auth._tokens.pop(self.key, None)
+
+    def fetch(self, http: HttpClient) -> str:
+        data = {
+            "grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": self.auth.assertion(self.platform), "scope": self.scope,
+        }
+        with self.auth._lock:
+            try:
+                r = http.request("POST", self.platform.token_url, data=data, headers={"Accept": "application/json"},
+                                 auth=NoAuth(), idempotent=True)
+            except Unreachable as exc:
+                raise UpstreamError(f"the platform's token endpoint could not be reached ({exc.reason})") from None
+            body = json_or_none(r)
+            if r.status_code != 200:
+                code = body.get("error", "") if isinstance(body, dict) else ""
+                # 502, not 401: the caller's credentials are fine, the platform refused Tessera's
+                raise UpstreamError(f"the platform's token endpoint refused Tessera's client assertion: HTTP {r.status_code} {code}".strip())
+            token, expires_in = granted_token(body, "the platform's token endpoint")
+            self.auth._tokens[self.key] = (token, time.monotonic() + max(0, expires_in - EXPIRY_MARGIN))
+            return token
+
+
 class ServiceAuth:
     """One token cache for every platform Tessera calls as a tool."""
 
-    def __init__(self, keys: KeyStore, http: httpx.Client) -> None:
+    def __init__(self, keys: KeyStore, http: HttpClient) -> None:
         self.keys = keys
         self.http = http
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
@@ -56,54 +99,25 @@ class ServiceAuth:
         }
         return jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid})
 
+    def source(self, platform: Platform, scopes: Iterable[str]) -> AssertionGrant:
+        return AssertionGrant(self, platform, " ".join(sorted(set(scopes))))
+
     def token(self, platform: Platform, scopes: Iterable[str]) -> str:
         """A valid access token for ``scopes``: the cached one, or a new one."""
-        cache_key = (str(platform.id), " ".join(sorted(set(scopes))))
-        cached = self._tokens.get(cache_key)
-        if cached is not None and time.monotonic() < cached[1]:
-            return cached[0]
-        with self._lock:
-            token, expires_in = self._fetch(platform, cache_key[1])
-            self._tokens[cache_key] = (token, time.monotonic() + max(0, expires_in - EXPIRY_MARGIN))
-        return token
+        return self.source(platform, scopes).token(self.http)
 
     def invalidate(self, platform: Platform, scopes: Iterable[str]) -> None:
         """Forget a token the platform refused: the next call fetches a new one."""
-        self._tokens.pop((str(platform.id), " ".join(sorted(set(scopes)))), None)
+        self.source(platform, scopes).invalidate()
 
-    def request(self, platform: Platform, scopes: Iterable[str], method: str, url: str, **kw: Any) -> httpx.Response:
-        """A service call with a bearer token; a 401 (the platform revoked or forgot the token)
-        fetches a new token and tries once more."""
-        scopes = list(scopes)
-        headers = dict(kw.pop("headers", {}))
-
-        def send() -> httpx.Response:
-            try:
-                return self.http.request(method, url, headers={**headers, "Authorization": f"Bearer {self.token(platform, scopes)}"}, **kw)
-            except httpx.HTTPError as exc:
-                raise UpstreamError(f"the platform's service {url} could not be reached ({type(exc).__name__})") from None
-
-        r = send()
-        if r.status_code == 401:
-            self.invalidate(platform, scopes)
-            r = send()
-        return r
-
-    def _fetch(self, platform: Platform, scope: str) -> tuple[str, int]:
-        data = {
-            "grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": self.assertion(platform), "scope": scope,
-        }
+    def request(self, platform: Platform, scopes: Iterable[str], method: str, url: str, *, idempotent: bool | None = None,
+                **kw: Any) -> httpx.Response:
+        """A service call with a bearer token (``gateway.http``: retried when safe; a 401 fetches
+        a new token and tries once more)."""
         try:
-            r = self.http.post(platform.token_url, data=data, headers={"Accept": "application/json"})
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"the platform's token endpoint could not be reached ({type(exc).__name__})") from None
-        body = json_or_none(r)
-        if r.status_code != 200:
-            code = body.get("error", "") if isinstance(body, dict) else ""
-            # 502, not 401: the caller's credentials are fine, the platform refused Tessera's
-            raise UpstreamError(f"the platform's token endpoint refused Tessera's client assertion: HTTP {r.status_code} {code}".strip())
-        return granted_token(body, "the platform's token endpoint")
+            return self.http.request(method, url, auth=BearerAuth(self.source(platform, scopes)), idempotent=idempotent, **kw)
+        except Unreachable as exc:
+            raise UpstreamError(f"the platform's service {url} could not be reached ({exc.reason})") from None
 
 
 __all__ = ["ASSERTION_TYPE", "ServiceAuth"]
