@@ -24,7 +24,7 @@ from ..auth import Principal
 from ..errors import Conflict, ErrorDetail, MalformedInput, NotFound, ScopeError, ValidationError
 from ..mastery.attach import engine_of
 from ..mastery.learners import Learners
-from ..model import CanonicalModel, LearningPlan, MasteryRule, Status, pydantic_errors
+from ..model import LearningPlan, MasteryRule, Record, Status, pydantic_errors
 from ..store import tables as t
 from .context import AppContext
 
@@ -58,7 +58,7 @@ def plan_id_of(plan: LearningPlan) -> uuid.UUID:
     return plan.id
 
 
-def _validate(cls: type[CanonicalModel], doc: dict[str, Any]) -> Any:
+def _validate(cls: type[Record], doc: dict[str, Any]) -> Any:
     from pydantic import ValidationError as PydanticValidationError
 
     try:

@@ -10,6 +10,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import MutableMapping
 from typing import Any
 
 from starlette.requests import Request
@@ -54,7 +55,7 @@ class RequestContextMiddleware:
         response_started = False
         limit = self.max_body
 
-        async def send_with_id(message: dict[str, Any]) -> None:
+        async def send_with_id(message: MutableMapping[str, Any]) -> None:
             nonlocal response_started
             if message["type"] == "http.response.start":
                 response_started = True

@@ -44,21 +44,29 @@ class _Validator(RequestValidator):
     def authenticate_client_id(self, client_id: str, request: Request, *args: Any, **kwargs: Any) -> bool:
         return False  # public clients may not use client credentials
 
-    def validate_grant_type(self, client_id: str, grant_type: str, client: Client, request: Request, *args: Any, **kwargs: Any) -> bool:
+    def validate_grant_type(self, client_id: str, grant_type: str, client: Any, request: Request, *args: Any, **kwargs: Any) -> bool:
         return grant_type == "client_credentials"
 
     def get_default_scopes(self, client_id: str, request: Request, *args: Any, **kwargs: Any) -> list[str]:
-        return list(request.client.scopes)
+        return list(_client(request).scopes)
 
-    def validate_scopes(self, client_id: str, scopes: list[str], client: Client, request: Request, *args: Any, **kwargs: Any) -> bool:
+    def validate_scopes(self, client_id: str, scopes: list[str], client: Any, request: Request, *args: Any, **kwargs: Any) -> bool:
         wanted = normalize(scopes)
         if not set(wanted) <= set(client.scopes):
             return False
         request.scopes = wanted
         return True
 
-    def save_bearer_token(self, token: dict[str, Any], request: Request, *args: Any, **kwargs: Any) -> None:
+    def save_bearer_token(self, token: Any, request: Request, *args: Any, **kwargs: Any) -> None:
         """Tokens are self-contained JWTs: nothing to store."""
+
+
+def _client(request: Request) -> Client:
+    """The client ``authenticate_client`` put on the request (oauthlib types it loosely)."""
+    client = request.client
+    if not isinstance(client, Client):
+        raise TypeError("the request carries no authenticated client")
+    return client
 
 
 def _basic_credentials(request: Request) -> tuple[str | None, str | None]:
@@ -81,8 +89,8 @@ class TokenEndpoint:
         self.tokens = tokens
 
         def generate(request: Request) -> str:
-            client: Client = request.client
-            return tokens.issue(client_id=client.client_id, tenant=client.tenant, scopes=list(request.scopes), person_id=client.person_id)
+            client = _client(request)
+            return tokens.issue(client_id=client.client_id, tenant=client.tenant, scopes=list(request.scopes or ()), person_id=client.person_id)
 
         self.server = BackendApplicationServer(_Validator(clients), token_generator=generate, token_expires_in=tokens.ttl)
 

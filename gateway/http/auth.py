@@ -155,7 +155,9 @@ class OAuth1Signature:
         collected = signature.collect_parameters(uri_query=query, body=form, exclude_oauth_signature=True) + oauth_params
         parts = urlsplit(str(request.url))
         uri = signature.base_string_uri(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
-        base = signature.signature_base_string(request.method.upper(), uri, signature.normalize_parameters(collected))
+        # the stubs narrow the method to a Literal and the parameters to a dict; oauthlib takes
+        # any method and the (name, value) pairs RFC 5849 3.4.1.3 allows to repeat
+        base = signature.signature_base_string(request.method.upper(), uri, signature.normalize_parameters(collected))  # type: ignore[arg-type]
         sign = signature.sign_hmac_sha256_with_client if self.method == SIGNATURE_HMAC_SHA256 else signature.sign_hmac_sha1_with_client
         return sign(base, SimpleNamespace(client_secret=self.__secret, resource_owner_secret=""))
 

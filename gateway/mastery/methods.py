@@ -72,7 +72,7 @@ def calculate(rule: Rule, items: Sequence[Item], *, at_level_min: float | None =
     if method is MasteryMethod.decaying_average:
         return _decaying_average(items, rule.decay_weight or 0.0)
     if method is MasteryMethod.mode:
-        return _mode(items, level_of)  # type: ignore[arg-type]
+        return _mode(items, level_of)
     if method is MasteryMethod.power_law:
         return _power_law(items)
     if method is MasteryMethod.n_of_m:

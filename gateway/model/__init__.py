@@ -60,8 +60,9 @@ RECORD_CLASSES: tuple[type[Record], ...] = (
 )
 RECORD_TYPES: dict[str, type[Record]] = {cls.KIND: cls for cls in RECORD_CLASSES}
 
-AnyRecord = Annotated[Union[tuple(RECORD_CLASSES)], Field(discriminator="kind")]  # noqa: UP007
-_any_record: TypeAdapter[Record] = TypeAdapter(AnyRecord)
+# a union built from the list above: pydantic reads it at run time, mypy cannot
+AnyRecord = Annotated[Union[tuple(RECORD_CLASSES)], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007
+_any_record: TypeAdapter[Record] = TypeAdapter(AnyRecord)  # type: ignore[arg-type]
 
 
 def pydantic_errors(exc: PydanticValidationError, location: str | None = None) -> list[ErrorDetail]:

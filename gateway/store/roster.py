@@ -82,7 +82,7 @@ class Compare(SqlCondition):
     value: Any
 
     def sql(self, tbl: Table, tenant: str) -> ColumnElement[bool]:
-        return _OPS[self.op](tbl.c[self.column], self.value)  # type: ignore[no-any-return]
+        return _OPS[self.op](tbl.c[self.column], self.value)
 
 
 @dataclass(frozen=True)
@@ -140,15 +140,15 @@ class ModifiedAt(SqlCondition):
         floor = x - timedelta(microseconds=x.microsecond % 1000)
         ceil = floor if floor == x else floor + _MS
         if pred == ">":
-            return col > floor + _LAST_US_OF_MS  # type: ignore[no-any-return]
+            return col > floor + _LAST_US_OF_MS
         if pred == ">=":
-            return col >= ceil  # type: ignore[no-any-return]
+            return col >= ceil
         if pred == "<":
-            return col < ceil  # type: ignore[no-any-return]
+            return col < ceil
         if pred == "<=":
-            return col <= floor + _LAST_US_OF_MS  # type: ignore[no-any-return]
+            return col <= floor + _LAST_US_OF_MS
         if floor != x:  # no shown value has sub-millisecond digits
-            return col.is_(None) if pred == "=" else col.is_not(None)  # type: ignore[no-any-return]
+            return col.is_(None) if pred == "=" else col.is_not(None)
         inside = and_(col >= floor, col <= floor + _LAST_US_OF_MS)
         return inside if pred == "=" else ~inside
 

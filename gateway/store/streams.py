@@ -305,7 +305,7 @@ class _ShippedRecord:
 
     @property
     def source(self) -> str:
-        return self.head[2]  # type: ignore[no-any-return]
+        return self.head[2]
 
     @property
     def status(self) -> Status:
