@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, text
 
+from .alignments import AlignmentStore
 from .db import make_engine
+from .identities import IdentityStore
 from .migrate import is_current, upgrade
 from .outbox import RoutingStore
 from .records import ApplyResult, Page, RecordStore
@@ -43,6 +45,14 @@ class Store:
     def routing(self) -> RoutingStore:
         return RoutingStore(self.engine)
 
+    @cached_property
+    def identities(self) -> IdentityStore:
+        return IdentityStore(self.engine)
+
+    @cached_property
+    def alignments(self) -> AlignmentStore:
+        return AlignmentStore(self.engine)
+
     def migrate(self) -> None:
         upgrade(self.engine)
 
@@ -56,4 +66,4 @@ class Store:
         self.engine.dispose()
 
 
-__all__ = ["ApplyResult", "Page", "RecordStore", "RoutingStore", "Store", "make_engine"]
+__all__ = ["AlignmentStore", "ApplyResult", "IdentityStore", "Page", "RecordStore", "RoutingStore", "Store", "make_engine"]
