@@ -426,14 +426,14 @@ def record_digest(rec: Record, free_dicts: tuple[str, ...] | None, unhashed: fro
         # One serialisation of the hashed fields; the unhashed ones (a state's computed_at)
         # are serialised alone and appended, so the body ends with them.
         ser = rec.__pydantic_serializer__
-        bare = ser.to_json(rec, exclude_none=True, exclude=_UNHASHED | unhashed)
-        rest = ser.to_json(rec, exclude_none=True, include=unhashed)
+        bare = ser.to_json(rec, exclude_none=True, exclude=_UNHASHED | unhashed)  # type: ignore[arg-type]  # any set will do
+        rest = ser.to_json(rec, exclude_none=True, include=unhashed)  # type: ignore[arg-type]
         body = bare[:-1] + b"," + rest[1:-1] if len(rest) > 2 else bare[:-1]
         return hashlib.sha256(bare).hexdigest(), body.decode()
     if rec.updated_at is None:
         raw = rec.__pydantic_serializer__.to_json(rec, exclude_none=True)  # the usual case, and twice as fast
     else:
-        raw = rec.__pydantic_serializer__.to_json(rec, exclude_none=True, exclude=_UNHASHED)
+        raw = rec.__pydantic_serializer__.to_json(rec, exclude_none=True, exclude=_UNHASHED)  # type: ignore[arg-type]
     sort = free_dicts is None
     if not sort:
         for f in free_dicts:  # type: ignore[union-attr]

@@ -151,7 +151,7 @@ class RecordReader:
         if more:
             to_time, to_id = self._cursor_procs[kind]
             last = rows[-1]
-            nxt = encode_cursor(to_time(last[1]) if to_time else last[1], to_id(last[2]) if to_id else last[2])
+            nxt = encode_cursor(to_time(last[1]) if to_time else last[1], to_id(last[2]) if to_id else last[2])  # type: ignore[arg-type]  # never NULL
         return Page([r[0] for r in rows], nxt)
 
     def _page_query(self, kind: str, filters: tuple[str, ...], *, since: bool, after: bool) -> Any:

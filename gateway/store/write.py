@@ -12,8 +12,9 @@ ONE transaction it
 * enqueues an outbox delivery for every enabled push route that wants the record,
 * keeps evidence append-only (``evidence.evidence_rules``: only voiding, superseding and late
   alignment may change a stored item) and points superseded evidence at its correction,
-* tells the evidence listeners (the mastery engine) which (learner, competency) pairs
-  changed, inside the same transaction.
+* tells the evidence listeners (``RecordStore.evidence_listeners``: the mastery engine, as
+  the composition root wires it) which (learner, competency) pairs changed, inside the
+  same transaction.
 
 Anything that fails rolls all of it back.
 
@@ -49,7 +50,6 @@ from .tables import changes as change_log
 from .tenants import ensure_tenant
 
 CHUNK = 500  # ids per IN (...) clause of the small lookups: well under every parameter limit
-
 
 
 @dataclass
