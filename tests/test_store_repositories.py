@@ -99,3 +99,17 @@ def test_get_json_many_and_last_updated_read_in_the_callers_connection(store: St
         assert conn.in_transaction() and not conn.closed  # the caller's connection, left open
     assert person_at == store.records.get(T, "person", people[0].id).updated_at and alignment_at is None
     assert store.records.get_json_many("t2", "person", [people[0].id]) == {}
+
+
+def test_evidence_listeners_added_or_handed_in_later_are_called_in_the_writing_transaction(store: Store) -> None:
+    heard: list[tuple[str, int]] = []
+    store.records.evidence_listeners.append(lambda conn, tenant, pairs, now: heard.append(("added", len(pairs))))
+    school = f.org()
+    kid = f.person("kid", school)
+    fw = f.framework()
+    comp = f.competency("c1", fw)
+    store.records.apply(T, [school, kid, fw, comp, f.evidence("e1", kid, comp)])
+    assert heard == [("added", 1)]
+    store.records.evidence_listeners = [lambda conn, tenant, pairs, now: heard.append(("handed in", len(pairs)))]
+    store.records.apply(T, [f.evidence("e2", kid, comp)])
+    assert heard == [("added", 1), ("handed in", 1)]

@@ -9,8 +9,9 @@ and leave the store (DESIGN section 2). A facade over the modules that do the wo
 * ``read``: one record, several, keyset pages, counts, the change log: ``Page``;
 * ``identities``: identity resolution (``lookup`` here; the batch form on ``Store.identities``).
 
-``Store.records`` is the one instance of an application; its ``evidence_listeners`` are
-called inside every writing transaction that changed evidence.
+``Store.records`` is the one instance of an application; its ``evidence_listeners`` (the
+list may be replaced: the composition root hands in the store's) are called inside every
+writing transaction that changed evidence.
 """
 
 from __future__ import annotations
@@ -35,12 +36,20 @@ class RecordStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        #: called inside the writing transaction once evidence has changed (``EvidenceListener``)
-        self.evidence_listeners: list[EvidenceListener] = []
         self.preparer = Preparer(engine.dialect)
-        self.writer = RecordWriter(engine, self.preparer, self.evidence_listeners)
+        self.writer = RecordWriter(engine, self.preparer, [])
         self.reader = RecordReader(engine)
         self._identities = IdentityStore(engine)
+
+    @property
+    def evidence_listeners(self) -> list[EvidenceListener]:
+        """Called inside the writing transaction once evidence has changed (``EvidenceListener``);
+        the writer's own list, so adding to it, or replacing it, takes effect at once."""
+        return self.writer.evidence_listeners
+
+    @evidence_listeners.setter
+    def evidence_listeners(self, listeners: list[EvidenceListener]) -> None:
+        self.writer.evidence_listeners = listeners
 
     # --- preparing (no database) ------------------------------------------------------------
 
@@ -124,4 +133,4 @@ class RecordStore:
         return self._identities.lookup(tenant, system, kind, value, record_kind=record_kind)
 
 
-__all__ = ["REFERENCES", "ApplyResult", "KindCounts", "Page", "Prepared", "PreparedBatch", "RecordStore", "content_hash"]
+__all__ = ["REFERENCES", "ApplyResult", "EvidenceListener", "KindCounts", "Page", "Prepared", "PreparedBatch", "RecordStore", "content_hash"]
