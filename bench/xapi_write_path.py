@@ -92,7 +92,7 @@ def run(path: Path, args: argparse.Namespace) -> None:
     def committing(conn: object) -> None:
         locked["committing"] = time.perf_counter()
 
-    apply = store.records._apply
+    apply = store.records.writer.apply
 
     def timed_apply(*a: object, **kw: object) -> object:
         out = apply(*a, **kw)  # type: ignore[arg-type]
@@ -101,7 +101,7 @@ def run(path: Path, args: argparse.Namespace) -> None:
         locked["commit"] += end - locked["committing"]
         return out
 
-    store.records._apply = timed_apply  # type: ignore[method-assign]
+    store.records.writer.apply = timed_apply  # type: ignore[method-assign]
     tune_gc()  # as a server process does
     per = args.per_transaction // 100
 

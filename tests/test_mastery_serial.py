@@ -21,7 +21,7 @@ from gateway.mastery.serial import computed_at_suffix, state_json
 from gateway.model import EvidenceKind, MasteryMethod, MasteryRule, Status
 from gateway.store import Store
 from gateway.store import tables as t
-from gateway.store.records import PROMOTED, _record_digest
+from gateway.store.prepare import PROMOTED, record_digest
 
 from . import factories as f
 
@@ -59,7 +59,7 @@ def derived(draw: st.DrawFn) -> Derived:
 @given(d=derived(), learner=ids, now=times.filter(lambda v: v is not None))
 def test_the_serialised_state_is_the_records_bytes(d: Derived, learner: uuid.UUID, now: datetime) -> None:
     record = to_record(T, learner, d, now)
-    digest, body = _record_digest(record, None, frozenset({"computed_at"}))
+    digest, body = record_digest(record, None, frozenset({"computed_at"}))
     head, fast_digest, fast_body = state_json(T, SOURCE, state_id(T, learner, d.competency), f"{learner}:{d.competency}",
                                               learner, d, computed_at_suffix(now))
     assert (fast_body, fast_digest) == (body, digest)

@@ -510,21 +510,21 @@ def test_a_streamed_import_is_still_one_transaction(store: Store, tmp_path: Path
     """Large packages are written batch by batch, and a failure in a late batch still
     rolls back every earlier one."""
     import adapters.oneroster.csv.ingest as ingest
-    from gateway.store import records as records_mod
+    from gateway.store import write as write_mod
 
     monkeypatch.setattr(ingest, "STREAM_BATCH", 4)
-    original = records_mod.RecordStore._apply_kind
+    original = write_mod.RecordWriter._apply_kind
 
     def failing(self, conn, tenant, kind, *args, **kwargs):
         if kind == "enrollment":
             raise RuntimeError("disk full")
         return original(self, conn, tenant, kind, *args, **kwargs)
 
-    monkeypatch.setattr(records_mod.RecordStore, "_apply_kind", failing)
+    monkeypatch.setattr(write_mod.RecordWriter, "_apply_kind", failing)
     with pytest.raises(RuntimeError):
         import_package(store, package(tmp_path), tenant=T, source="sis", stream=True)
     assert store.records.count(T, "org") == 0 and store.records.count(T, "person") == 0
 
-    monkeypatch.setattr(records_mod.RecordStore, "_apply_kind", original)
+    monkeypatch.setattr(write_mod.RecordWriter, "_apply_kind", original)
     report = import_package(store, package(tmp_path), tenant=T, source="sis", stream=True)
     assert report.atomic and report.streamed and report.result.created == 17

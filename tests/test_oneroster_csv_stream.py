@@ -244,9 +244,9 @@ def indexes(store: Store, table: str) -> list[tuple[str, tuple[str, ...]]]:
 def test_a_kind_expected_to_grow_a_lot_gets_its_indexes_rebuilt_as_they_were(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite drops the secondary indexes of a table about to double and creates them after
     the last batch; whatever happens, the schema ends up as it was and queries use them."""
-    from gateway.store.records import RecordStore
+    from gateway.store.write import RecordWriter
 
-    monkeypatch.setattr(RecordStore, "REBUILD_MIN", 2)
+    monkeypatch.setattr(RecordWriter, "REBUILD_MIN", 2)
     before = indexes(store, "enrollments")
     assert ("ix_enrollments_tenant_person_id_section_id", ("tenant", "person_id", "section_id")) in before
     school = f.org("s1")

@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from gateway.errors import ConfigError, Conflict, IntegrityError, NotFound, ValidationError
 from gateway.model import Identifier, Status
 from gateway.store import Store
-from gateway.store import records as records_mod
 from gateway.store import tables as t
+from gateway.store import write as write_mod
 from gateway.wiring import open_store
 
 from .factories import competency, evidence, framework, org, person, roster
@@ -86,7 +86,7 @@ def test_references_may_point_at_records_already_stored(store: Store) -> None:
 
 
 def test_a_failure_midway_through_a_batch_rolls_everything_back(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = records_mod.RecordStore._apply_kind
+    original = write_mod.RecordWriter._apply_kind
     calls = []
 
     def failing(self, conn, tenant, kind, *args, **kwargs):
@@ -95,7 +95,7 @@ def test_a_failure_midway_through_a_batch_rolls_everything_back(store: Store, mo
             raise RuntimeError("disk on fire")
         return original(self, conn, tenant, kind, *args, **kwargs)
 
-    monkeypatch.setattr(records_mod.RecordStore, "_apply_kind", failing)
+    monkeypatch.setattr(write_mod.RecordWriter, "_apply_kind", failing)
     with pytest.raises(RuntimeError):
         store.records.apply("t1", roster(3))
     assert calls[:2] == ["org", "course"]

@@ -30,9 +30,10 @@ every field derives from the stored statement alone (``received_at`` is its ``st
 mapping a statement again gives the identical record, which the store finds unchanged.
 
 Speed: the LRS ingests thousands of statements a second, so nothing here queries per
-statement. ``map`` collects what a batch needs and asks each question once: the systems
-present (a loose index scan), then identifiers of persons and competencies together, then
-alignments, then cmi5 sessions, and the stored evidence a voiding statement retracts.
+statement. ``map`` collects what a batch needs and asks each question once, all in one
+connection: identifiers of persons and competencies together (``store.identities.resolve``),
+then alignments (``store.alignments.by_target``), then cmi5 sessions, and the stored
+evidence a voiding statement retracts (``store.records.get_json_many``).
 Actors found are cached (a person's id never changes once found); what activity ids and
 CASE references resolve to is cached per tenant until its alignments or competencies change
 (one two-probe query per batch tells).
@@ -53,7 +54,7 @@ from typing import Any
 
 import orjson
 import yaml
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection
 
 from gateway.model import (
     Evidence,
@@ -64,18 +65,27 @@ from gateway.model import (
     ensure_aware,
     record_id,
 )
-from gateway.store import tables as t
 
-from . import cmi5
+from .cmi5 import (
+    CATEGORY,
+    MOVEON_CATEGORY,
+    Session,
+    context_of,
+    launched_session,
+    load_sessions,
+    save_sessions,
+    session_id_of,
+)
 
 MAPPING = Path(__file__).resolve().parents[2] / "mappings" / "xapi-verbs.yaml"
 VOIDED = "http://adlnet.gov/expapi/verbs/voided"
-CHUNK = 400
 ACTOR_CACHE_SIZE = 100_000
 RESOLVED_CACHE_SIZE = 50_000  # activity ids + CASE references remembered per tenant
 #: identifier kinds of an xAPI actor, strongest first (xAPI 1.0.3 Data 2.4.2.3 IFIs)
 XAPI_KINDS = ("xapi.account", "xapi.mbox", "xapi.mbox_sha1sum", "xapi.openid")
 CASE_KINDS = ("case.uri", "case.identifier")
+#: record kinds whose changes invalidate what activity ids and CASE references resolved to
+TARGET_KINDS = ("alignment", "competency")
 _UUID_TAIL = re.compile(r"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})/?$")
 _CONTEXT_LISTS = ("category", "other", "grouping")
 
@@ -195,7 +205,7 @@ class MappedBatch:
     #: canonical records for ``store.records.apply``: new Persons, then Evidence (voided ones included)
     records: list[Record] = field(default_factory=list)
     #: cmi5 sessions opened by launched statements of the batch
-    sessions: list[cmi5.Session] = field(default_factory=list)
+    sessions: list[Session] = field(default_factory=list)
 
     @property
     def evidence(self) -> list[Evidence]:
@@ -203,7 +213,7 @@ class MappedBatch:
 
     def write(self, conn: Connection) -> None:
         """The mapper's own rows; call inside the transaction that stores the statements."""
-        cmi5.save_sessions(conn, self.tenant, self.sessions)
+        save_sessions(conn, self.tenant, self.sessions)
 
 
 @dataclass
@@ -221,7 +231,7 @@ class _Lookups:
     persons: dict[tuple[str, str], uuid.UUID] = field(default_factory=dict)
     competencies: dict[str, uuid.UUID] = field(default_factory=dict)
     alignments: dict[str, tuple[uuid.UUID, uuid.UUID]] = field(default_factory=dict)  # activity -> (alignment, competency)
-    sessions: dict[str, cmi5.Session] = field(default_factory=dict)
+    sessions: dict[str, Session] = field(default_factory=dict)
     voidable: dict[uuid.UUID, str] = field(default_factory=dict)  # evidence id -> stored JSON
 
 
@@ -252,7 +262,7 @@ class EvidenceMapper:
             if target is not None:
                 voids.append(target)
                 continue
-            session = cmi5.launched_session(stmt, _timestamp(stmt.get("timestamp")))
+            session = launched_session(stmt, _timestamp(stmt.get("timestamp")))
             if session is not None:
                 batch.sessions.append(session)
             cand = self._candidate(stmt)
@@ -306,7 +316,7 @@ class EvidenceMapper:
         activity_id = obj.get("id")
         if not keys or not isinstance(activity_id, str):
             return None
-        return _Candidate(stmt, rule, keys, activity_id, self._competency_refs(stmt), cmi5.session_id_of(stmt))
+        return _Candidate(stmt, rule, keys, activity_id, self._competency_refs(stmt), session_id_of(stmt))
 
     def _competency_refs(self, stmt: Mapping[str, Any]) -> list[str]:
         """Strings that may name a CASE competency, in resolution order: the context
@@ -317,12 +327,12 @@ class EvidenceMapper:
         ext = ctx.get("extensions") or {}
         for key in self.verbs.competency_extensions:
             refs.extend(v for v in _as_list(ext.get(key)) if isinstance(v, str))
-        return [r for r in refs if r not in (cmi5.CATEGORY, cmi5.MOVEON_CATEGORY)]
+        return [r for r in refs if r not in (CATEGORY, MOVEON_CATEGORY)]
 
     # --- the batched lookups -------------------------------------------------------------
 
     def _lookup(
-        self, tenant: str, cands: list[_Candidate], voids: list[str], own_sessions: Mapping[str, cmi5.Session]
+        self, tenant: str, cands: list[_Candidate], voids: list[str], own_sessions: Mapping[str, Session]
     ) -> _Lookups:
         found = _Lookups()
         wanted_keys: set[tuple[str, str]] = set()
@@ -339,65 +349,38 @@ class EvidenceMapper:
         sessions = {c.session_id for c in cands if c.session_id and c.session_id not in own_sessions}
         with self.store.engine.connect() as conn:
             # read the token first: what the lookups below see is at least that fresh
-            known = self._known(tenant, self._targets_token(conn, tenant))
+            known = self._known(tenant, self.store.records.last_updated(tenant, TARGET_KINDS, conn=conn))
             new_refs = refs.difference(known.competencies)
             if wanted_keys or new_refs:
                 self._identifiers(conn, tenant, wanted_keys, new_refs, found)
             known.competencies.update((r, found.competencies.get(r)) for r in new_refs)
             new_acts = activities.difference(known.alignments)
             if new_acts:
-                got = self._alignments(conn, tenant, new_acts)
+                systems = {*self.verbs.alignment_systems, self.source}
+                got = self.store.alignments.by_target(tenant, systems, new_acts, conn=conn)
                 known.alignments.update((a, got.get(a)) for a in new_acts)
             if sessions:
-                found.sessions = cmi5.load_sessions(conn, tenant, sessions)
+                found.sessions = load_sessions(conn, tenant, sessions)
             if voids:
                 found.voidable = self._stored_evidence(conn, tenant, voids)
         found.competencies = {r: cid for r in refs if (cid := known.competencies.get(r)) is not None}
         found.alignments = {a: hit for a in activities if (hit := known.alignments.get(a)) is not None}
         return found
 
-    @staticmethod
-    def _targets_token(conn: Connection, tenant: str) -> tuple[Any, ...]:
-        """When the tenant's alignments and competencies last changed: two probes of their
-        (tenant, updated_at) indexes. Any import, retirement or new identifier of either
-        moves it, and with it every cached resolution is dropped."""
-        row = conn.execute(
-            select(
-                select(func.max(t.alignments.c.updated_at)).where(t.alignments.c.tenant == tenant).scalar_subquery(),
-                select(func.max(t.competencies.c.updated_at)).where(t.competencies.c.tenant == tenant).scalar_subquery(),
-            )
-        ).one()
-        return tuple(row)
-
     def _known(self, tenant: str, token: tuple[Any, ...]) -> _Resolved:
-        """The tenant's cached resolutions, valid for ``token`` (a fresh set otherwise)."""
+        """The tenant's cached resolutions, valid for ``token`` (a fresh set otherwise): when
+        the tenant's alignments and competencies last changed (``TARGET_KINDS``). Any import,
+        retirement or new identifier of either moves it, and with it every cached
+        resolution is dropped."""
         known = self._resolved.get(tenant)
         if known is None or known.token != token or len(known.competencies) + len(known.alignments) > RESOLVED_CACHE_SIZE:
             known = self._resolved[tenant] = _Resolved(token)
         return known
 
-    @staticmethod
-    def _systems(conn: Connection, tenant: str) -> list[str]:
-        """The distinct identifier systems of a tenant: a loose index scan over
-        ix_identifiers_lookup (one index probe per system), so that the lookups below can
-        name the system and use the whole index."""
-        q = text(
-            "WITH RECURSIVE s(system) AS ("
-            " SELECT MIN(system) FROM identifiers WHERE tenant = :t"
-            " UNION ALL"
-            " SELECT (SELECT MIN(i.system) FROM identifiers i WHERE i.tenant = :t AND i.system > s.system)"
-            " FROM s WHERE s.system IS NOT NULL)"
-            " SELECT system FROM s WHERE system IS NOT NULL"
-        )
-        return list(conn.scalars(q, {"t": tenant}))
-
     def _identifiers(
         self, conn: Connection, tenant: str, keys: set[tuple[str, str]], refs: set[str], found: _Lookups
     ) -> None:
         """Persons for actor keys and competencies for CASE references, in one query per chunk."""
-        systems = self._systems(conn, tenant)
-        if not systems:
-            return
         # a CASE URI that ends in a UUID also names the item by its CASE identifier
         ref_values: dict[tuple[str, str], str] = {}
         for r in refs:
@@ -405,31 +388,12 @@ class EvidenceMapper:
             ref_values[("case.identifier", r.lower())] = r
             if m := _UUID_TAIL.search(r):
                 ref_values.setdefault(("case.identifier", m.group(1).lower()), r)
-        wanted = keys | ref_values.keys()
-        values = sorted({v for _, v in wanted})
-        kinds = sorted({k for k, _ in wanted})
-        idt = t.identifiers
-        best: dict[tuple[str, str], tuple[int, uuid.UUID]] = {}
-        for i in range(0, len(values), CHUNK):
-            q = select(idt.c.id, idt.c.record_kind, idt.c.record_id, idt.c.kind, idt.c.value).where(
-                idt.c.tenant == tenant,
-                idt.c.system.in_(systems),
-                idt.c.kind.in_(kinds),
-                idt.c.value.in_(values[i : i + CHUNK]),
-                idt.c.record_kind.in_(("person", "competency")),
-            )
-            for row in conn.execute(q):
-                key = (row.kind, row.value)
-                if key not in wanted or (row.record_kind == "person") != (key in keys):
-                    continue
-                if key not in best or row.id < best[key][0]:  # the oldest record carrying it
-                    best[key] = (row.id, row.record_id)
-        for key, (_, rid) in best.items():
-            if key in keys:
-                found.persons[key] = rid
-                self._remember(tenant, key, rid)
-            else:
-                found.competencies.setdefault(ref_values[key], rid)
+        hits = self.store.identities.resolve(tenant, {"person": keys, "competency": ref_values.keys()}, conn=conn)
+        for key, rid in hits["person"].items():
+            found.persons[key] = rid
+            self._remember(tenant, key, rid)
+        for key, rid in hits["competency"].items():
+            found.competencies.setdefault(ref_values[key], rid)
 
     def _remember(self, tenant: str, key: tuple[str, str], person_id: uuid.UUID) -> None:
         with self._lock:
@@ -437,34 +401,10 @@ class EvidenceMapper:
                 self._actors.clear()  # crude, but a re-fill is one query per batch
             self._actors[(tenant, *key)] = person_id
 
-    def _alignments(self, conn: Connection, tenant: str, activities: set[str]) -> dict[str, tuple[uuid.UUID, uuid.UUID]]:
-        """activity id -> (alignment, competency): the heaviest active alignment, then the first by id."""
-        tbl = t.alignments
-        systems = sorted({*self.verbs.alignment_systems, self.source})
-        acts = sorted(activities)
-        best: dict[str, tuple[float, uuid.UUID, uuid.UUID]] = {}
-        for i in range(0, len(acts), CHUNK):
-            q = select(tbl.c.id, tbl.c.target_id, tbl.c.competency_id, tbl.c.data).where(
-                tbl.c.tenant == tenant,
-                tbl.c.target_system.in_(systems),
-                tbl.c.target_id.in_(acts[i : i + CHUNK]),
-                tbl.c.status == "active",
-            )
-            for row in conn.execute(q):
-                weight = float(orjson.loads(row.data).get("weight", 1.0))
-                prev = best.get(row.target_id)
-                if prev is None or (-weight, row.id) < (-prev[0], prev[1]):
-                    best[row.target_id] = (weight, row.id, row.competency_id)
-        return {a: (aid, cid) for a, (_, aid, cid) in best.items()}
-
     def _stored_evidence(self, conn: Connection, tenant: str, statement_ids: Iterable[str]) -> dict[uuid.UUID, str]:
+        """evidence id -> stored JSON of the evidence made from ``statement_ids``."""
         ids = [self._evidence_id(tenant, s) for s in statement_ids]
-        tbl = t.evidence
-        out: dict[uuid.UUID, str] = {}
-        for i in range(0, len(ids), CHUNK):
-            q = select(tbl.c.id, tbl.c.data).where(tbl.c.tenant == tenant, tbl.c.id.in_(ids[i : i + CHUNK]))
-            out.update((row.id, row.data) for row in conn.execute(q))
-        return out
+        return self.store.records.get_json_many(tenant, "evidence", ids, conn=conn)
 
     # --- building records ----------------------------------------------------------------
 
@@ -507,7 +447,7 @@ class EvidenceMapper:
 
     def _evidence(self, tenant: str, cand: _Candidate, found: _Lookups, new: dict[uuid.UUID, Person]) -> Evidence | None:
         stmt = cand.stmt
-        ctx = cmi5.context_of(stmt, found.sessions.get(cand.session_id)) if cand.session_id else None
+        ctx = context_of(stmt, found.sessions.get(cand.session_id)) if cand.session_id else None
         if ctx is not None and not ctx.is_evidence_mode:
             return None
         verb = stmt["verb"]["id"]

@@ -39,8 +39,16 @@ from gateway.store import Store
 from gateway.store.db import BulkStatement
 from gateway.store.group_commit import GroupCommit
 
-from . import tables as t
 from .http import XapiError, iso  # iso: re-exported (bench/xapi_query.py)
+from .tables import (
+    xapi_activities,
+    xapi_attachments,
+    xapi_recent_activities,
+    xapi_recent_agents,
+    xapi_statement_activities,
+    xapi_statement_agents,
+    xapi_statements,
+)
 from .validation import VOIDED, agent_key
 
 #: how far a chain of StatementRefs is followed for the filter rule of Communication 2.1.3.s3
@@ -67,8 +75,8 @@ class _Tier:
     activities: Table
 
 
-_MERGED = _Tier(t.xapi_statement_agents, t.xapi_statement_activities)
-_RECENT = _Tier(t.xapi_recent_agents, t.xapi_recent_activities)
+_MERGED = _Tier(xapi_statement_agents, xapi_statement_activities)
+_RECENT = _Tier(xapi_recent_agents, xapi_recent_activities)
 
 
 @dataclass
@@ -123,7 +131,7 @@ class StatementStore:
         self.engine = store.engine
         self.evidence = evidence
         dialect = self.engine.dialect
-        self._statements = BulkStatement(t.xapi_statements, _STATEMENT_COLUMNS, dialect)
+        self._statements = BulkStatement(xapi_statements, _STATEMENT_COLUMNS, dialect)
         # SQLite: new index rows go to the recent tier, merged every ``merge_every`` statements
         self._tiered = dialect.name == "sqlite"
         self.merge_every = merge_every
@@ -210,7 +218,7 @@ class StatementStore:
         return fresh
 
     def _bodies(self, tenant: str, ids: list[str]) -> dict[str, str]:
-        s = t.xapi_statements
+        s = xapi_statements
         with self.engine.connect() as conn:
             found = conn.execute(select(s.c.id, s.c.body).where(s.c.tenant == tenant, s.c.id.in_([_uuid(i) for i in ids])))
             return {str(r.id): r.body for r in found}
@@ -222,7 +230,7 @@ class StatementStore:
         if not targets:
             return targets
         voiding_in_batch = set(targets)
-        s = t.xapi_statements
+        s = xapi_statements
         with self.engine.connect() as conn:
             stored_voiding = {
                 str(r.id) for r in conn.execute(
@@ -268,7 +276,7 @@ class StatementStore:
     def _write(self, conn: Connection, tenant: str, plan: _Plan, targets: dict[str, str],
                attachments: dict[str, tuple[str, bytes]]) -> dict[tuple[str, str], dict[str, Any]]:
         """Write a planned batch; returns the activity definitions it stored (for the cache)."""
-        s = t.xapi_statements
+        s = xapi_statements
         seqs = self._allocate(conn, len(plan.ids))
         self._statements.execute(conn, [(seq, *row) for seq, row in zip(seqs, plan.statements, strict=True)])
         self._agents.execute(conn, [(tn, a, v, seqs[i], role) for tn, a, v, i, role in plan.agents])
@@ -289,7 +297,7 @@ class StatementStore:
     def _merge_due(self, conn: Connection, last: int) -> bool:
         """Whether the recent tier now spans ``merge_every`` statements (every statement has
         a row in ``xapi_recent_agents``: its verb's)."""
-        oldest = conn.execute(select(func.min(t.xapi_recent_agents.c.seq))).scalar()
+        oldest = conn.execute(select(func.min(xapi_recent_agents.c.seq))).scalar()
         return oldest is not None and last - oldest + 1 >= self.merge_every
 
     def merge(self, conn: Connection) -> None:
@@ -304,7 +312,7 @@ class StatementStore:
     def _allocate(self, conn: Connection, n: int) -> list[int]:
         """``n`` increasing statement seqs. SQLite: past the largest, under the write lock
         the transaction holds; PostgreSQL: from the column's sequence."""
-        s = t.xapi_statements
+        s = xapi_statements
         if self.engine.dialect.name == "postgresql":
             return sorted(conn.exec_driver_sql(
                 "SELECT nextval(pg_get_serial_sequence('xapi_statements', 'seq')) FROM generate_series(1, %(n)s)", {"n": n}
@@ -320,7 +328,7 @@ class StatementStore:
         refs = {st["id"]: st["object"]["id"].lower() for st in statements if st["object"].get("objectType") == "StatementRef"}
         if not refs:
             return {}
-        s = t.xapi_statements
+        s = xapi_statements
         bodies: dict[str, dict[str, Any]] = {st["id"]: st for st in statements}
         wanted = set(refs.values())
         with self.engine.connect() as conn:
@@ -361,7 +369,7 @@ class StatementStore:
                    if (known := cache.get((tenant, aid))) is None or merge_definition(known, d) != known}
         if not pending:
             return {}
-        a = t.xapi_activities
+        a = xapi_activities
         stored = {r.id: orjson.loads(r.definition) for r in conn.execute(
             select(a.c.id, a.c.definition).where(a.c.tenant == tenant, a.c.id.in_(list(pending)))
         )}
@@ -384,7 +392,7 @@ class StatementStore:
     def _store_attachments(self, conn: Connection, tenant: str, attachments: dict[str, tuple[str, bytes]]) -> None:
         if not attachments:
             return
-        a = t.xapi_attachments
+        a = xapi_attachments
         conn.execute(self._upsert(a).on_conflict_do_nothing(index_elements=["tenant", "sha2"]), [
             {"tenant": tenant, "sha2": sha2, "content_type": ctype, "length": len(data), "content": data}
             for sha2, (ctype, data) in sorted(attachments.items())  # one lock order (PostgreSQL)
@@ -395,7 +403,7 @@ class StatementStore:
     def get(self, tenant: str, statement_id: str, *, voided: bool, authority: str | None = None) -> tuple[datetime, str] | None:
         """One statement by id: ``voided=False`` finds it only if it is not voided
         (statementId), ``voided=True`` only if it is (voidedStatementId) (Communication 2.1.4)."""
-        s = t.xapi_statements
+        s = xapi_statements
         q = select(s.c.stored, s.c.body).where(s.c.tenant == tenant, s.c.id == _uuid(statement_id), s.c.voided == voided)
         if authority is not None:
             q = q.where(s.c.authority == authority)
@@ -439,7 +447,7 @@ class StatementStore:
         entries however many statements match: the agent rows when a verb is given (one row
         per agent, verb and statement: agent "" stands for the verb alone), else the
         activity rows when an activity is; any other filter is a semi-join."""
-        s, ag, ac = t.xapi_statements, tier.agents, tier.activities
+        s, ag, ac = xapi_statements, tier.agents, tier.activities
         conds = [s.c.voided == false()]
         agent_conds = [ag.c.tenant == tenant, ag.c.agent == (q.agent if q.agent is not None else "")]
         if q.verb is not None:
@@ -486,7 +494,7 @@ class StatementStore:
         return stmt.order_by(order_col.asc() if q.ascending else order_col.desc()).limit(q.limit + 1 if limit is None else limit)
 
     def activity(self, tenant: str, activity_id: str) -> dict[str, Any] | None:
-        a = t.xapi_activities
+        a = xapi_activities
         with self.engine.connect() as conn:
             r = conn.execute(select(a.c.definition).where(a.c.tenant == tenant, a.c.id == activity_id)).first()
         return orjson.loads(r.definition) if r else None
@@ -494,7 +502,7 @@ class StatementStore:
     def definitions(self, tenant: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         if not ids:
             return {}
-        a = t.xapi_activities
+        a = xapi_activities
         with self.engine.connect() as conn:
             return {r.id: orjson.loads(r.definition) for r in conn.execute(
                 select(a.c.id, a.c.definition).where(a.c.tenant == tenant, a.c.id.in_(ids)))}
@@ -502,7 +510,7 @@ class StatementStore:
     def attachments(self, tenant: str, sha2s: list[str]) -> dict[str, tuple[str, bytes]]:
         if not sha2s:
             return {}
-        a = t.xapi_attachments
+        a = xapi_attachments
         with self.engine.connect() as conn:
             return {r.sha2: (r.content_type, r.content) for r in conn.execute(
                 select(a.c.sha2, a.c.content_type, a.c.content).where(a.c.tenant == tenant, a.c.sha2.in_(sha2s)))}
@@ -510,7 +518,7 @@ class StatementStore:
     def agent_statements(self, tenant: str, key: str, limit: int = 200) -> list[str]:
         """Bodies of recent statements whose actor or object is the agent ``key`` (for the
         Agents resource's Person object)."""
-        s = t.xapi_statements
+        s = xapi_statements
 
         def newest(tier: _Tier, n: int) -> Select[Any]:
             ag = tier.agents

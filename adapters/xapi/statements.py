@@ -20,7 +20,6 @@ from starlette.concurrency import run_in_threadpool
 from gateway.api.context import AppContext
 from gateway.model import utcnow
 
-from . import validation as v
 from .attachments import check_attachments, multipart_response, parse_multipart
 from .evidence import EvidenceMapper
 from .formats import accept_languages, canonical, ids_only
@@ -37,6 +36,8 @@ from .http import (
 )
 from .settings import settings_of
 from .statement_store import Query, StatementStore
+from .validation import agent_key, parse_agent_param, parse_timestamp, require_iri, require_uuid
+from .validation import statements as valid_statements
 
 #: the most statements one GET page holds (a larger or zero ``limit`` gets this many)
 MAX_LIMIT = 500
@@ -63,7 +64,7 @@ def build_router(ctx: AppContext) -> APIRouter:
         """Communication 2.1.1: store one statement under ``statementId``; 204."""
         who.require("statements/write")
         params = _params(request, {"statementId"})
-        sid = v.require_uuid(params.get("statementId"), "statementId")
+        sid = require_uuid(params.get("statementId"), "statementId")
         data, parts = await _body(request)
         if isinstance(data, list):
             raise XapiError(400, "PUT stores one statement; POST an array instead")
@@ -93,7 +94,7 @@ def build_router(ctx: AppContext) -> APIRouter:
         params = _params(request, _QUERY_PARAMS)
         q = _query(params)
         if mine:
-            q.authority = v.agent_key(who.authority)
+            q.authority = agent_key(who.authority)
         fmt, with_attachments = _format(params)
         page = await run_in_threadpool(statements.query, who.tenant, q)
         bodies = [b for _, _, b in page.rows]
@@ -116,7 +117,7 @@ def build_router(ctx: AppContext) -> APIRouter:
         object even when the LRS knows nothing of it)."""
         who.require("all/read", "statements/read", "statements/read/mine", "state", "profile", "define")
         params = _params(request, {"activityId"})
-        aid = v.require_iri(params.get("activityId"), "activityId")
+        aid = require_iri(params.get("activityId"), "activityId")
         definition = await run_in_threadpool(statements.activity, who.tenant, aid)
         out: dict[str, Any] = {"objectType": "Activity", "id": aid}
         if definition:
@@ -129,11 +130,11 @@ def build_router(ctx: AppContext) -> APIRouter:
         for this agent in its statements."""
         who.require("all/read", "statements/read", "statements/read/mine", "state", "profile", "define")
         params = _params(request, {"agent"})
-        agent = v.parse_agent_param(params.get("agent"))
+        agent = parse_agent_param(params.get("agent"))
         assert agent is not None
         if agent.get("objectType") == "Group":
             raise XapiError(400, "agent parameter: the Agents resource takes an Agent, not a Group")
-        bodies = await run_in_threadpool(statements.agent_statements, who.tenant, v.agent_key(agent))
+        bodies = await run_in_threadpool(statements.agent_statements, who.tenant, agent_key(agent))
         return json_response(_person(agent, bodies))
 
     return router
@@ -181,21 +182,21 @@ def _format(params: dict[str, str]) -> tuple[str, bool]:
 def _query(params: dict[str, str]) -> Query:
     q = Query()
     if "agent" in params:
-        agent = v.parse_agent_param(params["agent"])
+        agent = parse_agent_param(params["agent"])
         assert agent is not None
-        q.agent = v.agent_key(agent)
+        q.agent = agent_key(agent)
     if "verb" in params:
-        q.verb = v.require_iri(params["verb"], "verb")
+        q.verb = require_iri(params["verb"], "verb")
     if "activity" in params:
-        q.activity = v.require_iri(params["activity"], "activity")
+        q.activity = require_iri(params["activity"], "activity")
     if "registration" in params:
-        q.registration = v.require_uuid(params["registration"], "registration")
+        q.registration = require_uuid(params["registration"], "registration")
     q.related_agents = _bool_param(params, "related_agents")
     q.related_activities = _bool_param(params, "related_activities")
     q.ascending = _bool_param(params, "ascending")
     for name in ("since", "until"):
         if name in params:
-            setattr(q, name, v.parse_timestamp(params[name], f"{name} parameter"))
+            setattr(q, name, parse_timestamp(params[name], f"{name} parameter"))
     limit = params.get("limit", "0")
     if not _DIGITS.fullmatch(limit):
         raise XapiError(400, "the limit parameter must be a non-negative integer")
@@ -225,11 +226,11 @@ async def _body(request: Request) -> tuple[Any, dict[str, tuple[str, bytes]] | N
 async def _store(store: StatementStore, who: LrsPrincipal, version: str, data: Any,
                  parts: dict[str, tuple[str, bytes]] | None) -> list[str]:
     """Validate, complete (id, stored, authority, timestamp, version: Data 2.4) and store."""
-    batch = v.statements(data, version)
+    batch = valid_statements(data, version)
     originals = [dict(s) for s in batch] if parts else []
     stored = complete(batch, who.authority, version)
     attachments = check_attachments(batch, originals, parts)
-    await run_in_threadpool(store.save, who.tenant, batch, stored=stored, authority=v.agent_key(who.authority),
+    await run_in_threadpool(store.save, who.tenant, batch, stored=stored, authority=agent_key(who.authority),
                             attachments=attachments, define=who.has("define"))
     return [s["id"] for s in batch]
 
@@ -260,7 +261,7 @@ def complete(batch: list[dict[str, Any]], authority: dict[str, Any], version: st
 def _rfc3339(value: str) -> str:
     """2.0: an RFC 3339 timestamp with a space or lower-case t/z is normalised, not rejected."""
     if " " in value or "t" in value or "z" in value:
-        return iso(v.parse_timestamp(value, "timestamp"))
+        return iso(parse_timestamp(value, "timestamp"))
     return value
 
 
@@ -269,9 +270,9 @@ async def _get_one(request: Request, store: StatementStore, who: LrsPrincipal, m
     if "statementId" in params and "voidedStatementId" in params:
         raise XapiError(400, "give statementId or voidedStatementId, not both")
     voided = "voidedStatementId" in params
-    sid = v.require_uuid(params.get("voidedStatementId" if voided else "statementId"), "voidedStatementId" if voided else "statementId")
+    sid = require_uuid(params.get("voidedStatementId" if voided else "statementId"), "voidedStatementId" if voided else "statementId")
     fmt, with_attachments = _format(params)
-    authority = v.agent_key(who.authority) if mine else None
+    authority = agent_key(who.authority) if mine else None
     found = await run_in_threadpool(store.get, who.tenant, sid, voided=voided, authority=authority)
     if found is None:
         raise XapiError(404, f"no {'voided ' if voided else ''}statement {sid}")
@@ -318,12 +319,12 @@ async def _with_attachments(store: StatementStore, tenant: str, body: bytes, bod
 def _person(agent: dict[str, Any], bodies: list[str]) -> dict[str, Any]:
     """Communication 2.4.s4: a Person lists every name and identifier, each as an array."""
     person: dict[str, Any] = {"objectType": "Person"}
-    key = v.agent_key(agent)
+    key = agent_key(agent)
     seen = [agent]
     for b in bodies:
         s = orjson.loads(b)
         for a in (s.get("actor"), s.get("object")):
-            if isinstance(a, dict) and a.get("objectType", "Agent") == "Agent" and "id" not in a and v.agent_key(a) == key:
+            if isinstance(a, dict) and a.get("objectType", "Agent") == "Agent" and "id" not in a and agent_key(a) == key:
                 seen.append(a)
     for a in seen:
         for prop in ("name", "mbox", "mbox_sha1sum", "openid", "account"):

@@ -2,7 +2,7 @@
 
 A full recompute writes millions of states. Through the record path each one became a
 ``MasteryState`` with a ``Contribution`` model per input, serialised by pydantic twice
-(``RecordStore``'s ``_record_digest``: the hashed fields, then ``computed_at``): about
+(``gateway.store.prepare.record_digest``: the hashed fields, then ``computed_at``): about
 35 µs a state, a third of the recompute's Python time. Here the same document is one
 dict handed to orjson (about 10 µs), and the recompute passes it to
 ``RecordStore.prepare_serialised``.

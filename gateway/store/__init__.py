@@ -6,7 +6,9 @@ from functools import cached_property
 
 from sqlalchemy import Engine, text
 
+from .alignments import AlignmentStore
 from .db import make_engine
+from .identities import IdentityStore
 from .memberships import MembershipRepository
 from .migrate import Branch, Migrations
 from .outbox import RoutingStore
@@ -59,6 +61,14 @@ class Store:
     def memberships(self) -> MembershipRepository:
         return MembershipRepository(self.engine)
 
+    @cached_property
+    def identities(self) -> IdentityStore:
+        return IdentityStore(self.engine)
+
+    @cached_property
+    def alignments(self) -> AlignmentStore:
+        return AlignmentStore(self.engine)
+
     def migrate(self) -> None:
         self.migrations.upgrade(self.engine)
 
@@ -72,4 +82,7 @@ class Store:
         self.engine.dispose()
 
 
-__all__ = ["ApplyResult", "Branch", "EvidenceListener", "Migrations", "Page", "RecordStore", "RoutingStore", "Store", "make_engine"]
+__all__ = [
+    "AlignmentStore", "ApplyResult", "Branch", "EvidenceListener", "IdentityStore", "Migrations", "Page", "RecordStore",
+    "RoutingStore", "Store", "make_engine",
+]

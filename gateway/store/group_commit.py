@@ -39,7 +39,8 @@ from sqlalchemy import Connection
 from ..model import Record
 
 if TYPE_CHECKING:
-    from .records import PreparedBatch, RecordStore
+    from .prepare import PreparedBatch
+    from .records import RecordStore
 
 Write = Callable[[Connection], None]
 

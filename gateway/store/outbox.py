@@ -19,8 +19,8 @@ from sqlalchemy import Connection, Engine, bindparam, insert, select
 
 from ..errors import ConfigError, NotFound
 from ..model import RECORD_TYPES, utcnow
-from . import tables as t
 from .db import WRITE
+from .tables import connections, outbox, routes
 from .tenants import ensure_tenant
 
 
@@ -34,9 +34,9 @@ class RouteMatch:
 #: built once: every write transaction runs it, and building a statement (and its cache
 #: key) costs more than SQLite takes to answer it
 _ROUTES = (
-    select(t.routes.c.id, t.routes.c.kinds, t.connections.c.system)
-    .join(t.connections, t.connections.c.id == t.routes.c.destination_connection_id)
-    .where(t.routes.c.tenant == bindparam("tenant"), t.routes.c.enabled.is_(True), t.routes.c.mode == "push")
+    select(routes.c.id, routes.c.kinds, connections.c.system)
+    .join(connections, connections.c.id == routes.c.destination_connection_id)
+    .where(routes.c.tenant == bindparam("tenant"), routes.c.enabled.is_(True), routes.c.mode == "push")
 )
 
 
@@ -100,7 +100,7 @@ class RoutingStore:
         with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             ensure_tenant(conn, tenant)
             conn.execute(
-                insert(t.connections).values(
+                insert(connections).values(
                     id=cid, tenant=tenant, name=name, adapter=adapter, role=role, system=system, base_url=base_url,
                     auth=orjson.dumps(auth or {}).decode(), options=orjson.dumps(options or {}).decode(), created_at=utcnow(),
                 )
@@ -117,11 +117,11 @@ class RoutingStore:
             raise ConfigError("mode must be push or pull")
         rid = uuid.uuid4()
         with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            dest = conn.scalar(select(t.connections.c.id).where(t.connections.c.tenant == tenant, t.connections.c.id == destination))
+            dest = conn.scalar(select(connections.c.id).where(connections.c.tenant == tenant, connections.c.id == destination))
             if dest is None:
                 raise NotFound(f"no connection {destination}")
             conn.execute(
-                insert(t.routes).values(
+                insert(routes).values(
                     id=rid, tenant=tenant, name=name, source_connection_id=source, destination_connection_id=destination,
                     kinds=orjson.dumps(sorted(kinds)).decode(), mode=mode, enabled=enabled, created_at=utcnow(),
                 )
@@ -129,8 +129,8 @@ class RoutingStore:
         return rid
 
     def pending(self, tenant: str, route_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
-        q = select(t.outbox).where(t.outbox.c.tenant == tenant, t.outbox.c.state == "pending").order_by(t.outbox.c.id)
+        q = select(outbox).where(outbox.c.tenant == tenant, outbox.c.state == "pending").order_by(outbox.c.id)
         if route_id:
-            q = q.where(t.outbox.c.route_id == route_id)
+            q = q.where(outbox.c.route_id == route_id)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]

@@ -40,7 +40,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from . import tables as t
 from .native_ids import ids_by_native_id
-from .records import REFERENCES
+from .prepare import REFERENCES
 
 #: the columns a query may be ordered by (then by updated_at and id, which keeps offset paging stable)
 SORT_COLUMNS = frozenset({"updated_at", "native_id", "status"})

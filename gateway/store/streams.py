@@ -52,7 +52,8 @@ import orjson
 
 from ..model import RECORD_CLASSES, Enrollment, Record, Status
 from .db import uuid_from_sqlite
-from .records import REFERENCES, Prepared, PreparedBatch, RecordStore
+from .prepare import REFERENCES, Prepared, PreparedBatch
+from .records import RecordStore
 
 #: kinds whose records other records reference: the writer looks those up by id (``by_id``)
 _REFERENCED = frozenset(target for refs in REFERENCES.values() for target, _ in refs)

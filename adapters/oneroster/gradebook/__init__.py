@@ -20,7 +20,7 @@ goes into the canonical model (DESIGN section 3), in the same transaction:
   ``competency_id`` null and the objective in ``extensions`` - never dropped.
 * a line item's objectives that resolve become ``Alignment`` records (target the line
   item), so evidence about the line item counts for the competency.
-* evidence is append-only (``gateway.store.records``): a result whose score, date or level
+* evidence is append-only (``gateway.store.evidence``): a result whose score, date or level
   changes gives NEW evidence (its native id carries a digest of that content) that
   supersedes the previous one; an objective that disappears voids its evidence. The row's
   ``derived`` column remembers the current evidence per objective and the alignments.
