@@ -6,9 +6,6 @@ in a function is still a cycle a reader must hold in their head). An import name
 module it reads: ``from pkg import sub`` where ``pkg.sub`` is a module is an edge to
 ``pkg.sub``; ``from pkg import NAME`` where NAME is defined in ``pkg/__init__.py`` is an edge
 to ``pkg``. Each rule is its own test and names every module or edge that breaks it.
-
-Rules that branches still in flight satisfy are marked ``xfail`` (not strict) with the
-branch named; remove the mark once it has landed.
 """
 
 from __future__ import annotations
@@ -19,8 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TREES = ("gateway", "adapters", "conformance")
@@ -187,40 +182,6 @@ def breaking(predicate) -> Iterator[str]:  # noqa: ANN001 - a small local helper
 
 # --- (a) no import cycles -----------------------------------------------------------------------
 
-#: The composition this branch made acyclic: the core and the adapter packages' own
-#: modules (their __init__, cli, router, shared constants). A cycle touching any of them
-#: is a regression, whatever other branch is in flight.
-CORE_SEAMS = (
-    "gateway.wiring", "gateway.cli_kit", "gateway.config", "gateway.errors", "gateway.model", "gateway.store",
-    "gateway.auth", "gateway.api", "gateway.mastery.attach", "gateway.mastery.learners", "adapters.base",
-    "adapters.ndjson", "adapters.case", "adapters.xapi", "adapters.oneroster", "adapters.lti",
-)
-#: package modules of adapters other branches restructure: their inner cycles are theirs
-_OTHER_BRANCHES = (
-    "adapters.xapi.attachments", "adapters.xapi.evidence", "adapters.xapi.statement_store", "adapters.xapi.statements",
-    "adapters.oneroster.csv_bulk", "adapters.oneroster.gradebook", "adapters.oneroster.provider",
-    "adapters.oneroster.gradebook_provider", "adapters.oneroster.resources_provider", "adapters.oneroster.query",
-)
-
-
-#: the adapter modules this branch owns, besides each package's __init__
-_ADAPTER_SEAMS = ("cli", "router", "scopes", "settings", "gc_pause")
-
-
-def _in_core_seams(name: str) -> bool:
-    if _under(name, *_OTHER_BRANCHES, "gateway.store.records"):
-        return False
-    if _adapter_of(name) is None:
-        return _under(name, *CORE_SEAMS)
-    return name == _adapter_of(name) or (not name.startswith("adapters.lti.") and name.rsplit(".", 1)[-1] in _ADAPTER_SEAMS)
-
-
-def test_no_import_cycle_runs_through_the_core_seams() -> None:
-    bad = [c for c in cycles() if any(_in_core_seams(m) for m in c)]
-    assert not bad, "import cycles through the core:\n" + "\n".join(_cycle_text(c) for c in bad)
-
-
-@pytest.mark.xfail(strict=False, reason="until the store, orcsv, orrest, lti, xapi-evidence and reports branches land")
 def test_no_import_cycles_at_all() -> None:
     found = cycles()
     assert not found, f"{len(found)} import cycle(s):\n" + "\n".join(_cycle_text(c) for c in found)
@@ -268,7 +229,6 @@ def test_no_adapter_imports_another() -> None:
 # --- (e) adapters use the store's repositories and the CLI kit ------------------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason="until the store, orrest, orcsv and lti branches land (store repositories)")
 def test_no_adapter_imports_the_store_tables() -> None:
     bad = list(breaking(lambda e: _adapter_of(e.source) is not None and e.target == "gateway.store.tables"))
     assert not bad, "adapters importing gateway.store.tables (ask the store for a repository):\n" + "\n".join(bad)
@@ -282,7 +242,6 @@ def test_no_adapter_imports_the_cli() -> None:
 # --- (f) modules stay small, or say why -------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason="until the store, orcsv, lti and reports branches split their modules")
 def test_no_module_over_600_lines_without_a_reason() -> None:
     bad = []
     for mod in modules().values():
