@@ -391,7 +391,7 @@ class Preparer:
         for head, digest, body in items:
             key = key_of(head.id) if key_of is not None else head.id
             row = (key, tenant, head.source, head.native_id, head.status.value, digest, *spec.promote(head))
-            bucket[head.id] = Prepared(head, key, digest, row, body, None, ())  # type: ignore[arg-type]  # id, status, source: all it reads
+            bucket[head.id] = Prepared(head, key, digest, row, body, None, ())  # id, status, source: all it reads
         if not bucket:
             return PreparedBatch(tenant, {}, 0)
         return PreparedBatch(tenant, {kind: sorted(bucket.values(), key=_id_order)}, len(bucket), {kind: bucket})

@@ -464,7 +464,7 @@ class RecordWriter:
             if with_data:
                 out.update((r[0], (r[1], r[2])) for r in rows)
             else:
-                out.update(rows)  # type: ignore[arg-type]
+                out.update(rows)
         return out
 
     def _plan_kind(
