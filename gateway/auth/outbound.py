@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import orjson
 
 from ..errors import AuthError, ConfigError, UpstreamError
-from ..http import BasicAuth, HttpClient, Unreachable
+from ..http import Auth, BasicAuth, HttpClient, Unreachable
 
 #: a token is renewed this many seconds before the peer said it expires
 EXPIRY_MARGIN = 30
@@ -45,6 +46,23 @@ def json_or_none(r: httpx.Response) -> Any:
         return orjson.loads(r.content)
     except orjson.JSONDecodeError:
         return None
+
+
+def request_token(http: HttpClient, token_url: str, data: dict[str, str], *, auth: Auth, endpoint: str,
+                  refused: Callable[[str], Exception]) -> tuple[str, int]:
+    """(access_token, expires_in) from an RFC 6749 token endpoint, for every grant Tessera
+    uses (client credentials with a secret, or with an RFC 7523 client assertion). Asking
+    twice for a token is harmless, so the request is retried as an idempotent one.
+    ``endpoint`` names the endpoint in errors; a refusal becomes ``refused(message)``."""
+    try:
+        r = http.request("POST", token_url, data=data, headers={"Accept": "application/json"}, auth=auth, idempotent=True)
+    except Unreachable as exc:
+        raise UpstreamError(f"{endpoint} could not be reached ({exc.reason})") from None
+    body = json_or_none(r)
+    if r.status_code != 200:
+        code = body.get("error", "") if isinstance(body, dict) else ""
+        raise refused(f"HTTP {r.status_code} {code}".strip())
+    return granted_token(body, endpoint)
 
 
 class ClientCredentials:
@@ -83,15 +101,10 @@ class ClientCredentials:
         if self.scope:
             data["scope"] = self.scope
         with self._lock:
-            try:
-                r = http.request("POST", self.token_url, data=data, auth=BasicAuth(self.client_id, self.__secret), idempotent=True)
-            except Unreachable as exc:
-                raise UpstreamError(f"the token endpoint {self.token_url} could not be reached ({exc.reason})") from None
-            body = json_or_none(r)
-            if r.status_code != 200:
-                code = body.get("error", "") if isinstance(body, dict) else ""
-                raise AuthError(f"the token endpoint refused the client credentials: HTTP {r.status_code} {code}".strip())
-            token, expires_in = granted_token(body, "the token endpoint")
+            token, expires_in = request_token(
+                http, self.token_url, data, auth=BasicAuth(self.client_id, self.__secret), endpoint=f"the token endpoint {self.token_url}",
+                refused=lambda why: AuthError(f"the token endpoint refused the client credentials: {why}"),
+            )
             self._token = token
             self._expires = time.monotonic() + max(0, expires_in - EXPIRY_MARGIN)
             return token

@@ -27,7 +27,7 @@ import httpx
 import jwt
 
 from gateway.auth.keys import KeyStore
-from gateway.auth.outbound import EXPIRY_MARGIN, granted_token, json_or_none
+from gateway.auth.outbound import EXPIRY_MARGIN, request_token
 from gateway.errors import UpstreamError
 from gateway.http import BearerAuth, HttpClient, NoAuth, Unreachable
 from gateway.model import utcnow
@@ -65,17 +65,11 @@ class AssertionGrant:
             "client_assertion": self.auth.assertion(self.platform), "scope": self.scope,
         }
         with self.auth._lock:
-            try:
-                r = http.request("POST", self.platform.token_url, data=data, headers={"Accept": "application/json"},
-                                 auth=NoAuth(), idempotent=True)
-            except Unreachable as exc:
-                raise UpstreamError(f"the platform's token endpoint could not be reached ({exc.reason})") from None
-            body = json_or_none(r)
-            if r.status_code != 200:
-                code = body.get("error", "") if isinstance(body, dict) else ""
-                # 502, not 401: the caller's credentials are fine, the platform refused Tessera's
-                raise UpstreamError(f"the platform's token endpoint refused Tessera's client assertion: HTTP {r.status_code} {code}".strip())
-            token, expires_in = granted_token(body, "the platform's token endpoint")
+            # a refusal is a 502, not a 401: the caller's credentials are fine, the platform refused Tessera's
+            token, expires_in = request_token(
+                http, self.platform.token_url, data, auth=NoAuth(), endpoint="the platform's token endpoint",
+                refused=lambda why: UpstreamError(f"the platform's token endpoint refused Tessera's client assertion: {why}"),
+            )
             self.auth._tokens[self.key] = (token, time.monotonic() + max(0, expires_in - EXPIRY_MARGIN))
             return token
 
