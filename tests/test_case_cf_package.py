@@ -15,16 +15,10 @@ import orjson
 import pytest
 
 from adapters.case import SAMPLES
-from adapters.case.cf_package import (
-    CasePackage,
-    Emitter,
-    find_cycles,
-    package_equivalent,
-    parse_package,
-    published_schema,
-    schema,
-    validator,
-)
+from adapters.case.cf_package import CasePackage, find_cycles, parse_package
+from adapters.case.emit import Emitter
+from adapters.case.equivalence import package_equivalent
+from adapters.case.schema import published_schema, schema, validator
 from gateway.errors import MalformedInput, ValidationError
 from gateway.model import RelationType
 

@@ -13,8 +13,8 @@ import orjson
 import pytest
 import respx
 
-from adapters.case.cf_package import package_equivalent
 from adapters.case.client import CaseClient, ProviderError, provider_base
+from adapters.case.equivalence import package_equivalent
 from gateway.errors import AuthError, ConfigError, NotFound, TesseraError
 from gateway.store.competencies import CompetencyRepository
 from gateway.wiring import open_store

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from adapters.case import CaseAdapter
-from adapters.case.cf_package import package_equivalent
+from adapters.case.equivalence import package_equivalent
 from gateway.errors import Conflict, ValidationError
 from gateway.store import Store
 from gateway.store.competencies import CompetencyRepository

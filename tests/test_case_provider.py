@@ -14,7 +14,8 @@ import orjson
 import pytest
 
 from adapters.case import SAMPLES, CaseAdapter
-from adapters.case.cf_package import package_equivalent, published_schema
+from adapters.case.equivalence import package_equivalent
+from adapters.case.schema import published_schema
 
 FIXTURES = Path(__file__).parent / "fixtures" / "case"
 SAMPLE = FIXTURES / "opensalt-sample-framework.json"

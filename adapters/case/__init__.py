@@ -1,7 +1,10 @@
 """CASE 1.0 (1EdTech Competencies and Academic Standards Exchange): frameworks in and out.
 
-- ``cf_package``: CFPackage JSON <-> canonical Framework / Competency / Relation /
-  ProficiencyScale, validated against the published schema (schemas/case/).
+- ``cf_package``: CFPackage JSON -> canonical Framework / Competency / Relation /
+  ProficiencyScale, validated against the published schema (schemas/case/) and the rules it
+  cannot express; ``schema`` (the compiled validator), ``formats`` (CASE's primitive types) and
+  ``fields`` (CASE member <-> canonical field) serve it.
+- ``emit``: stored canonical records -> CASE JSON; ``equivalence``: CFPackage comparison.
 - ``provider``: the CASE 1.0 REST provider API at ``/ims/case/v1p0/``.
 - ``client``: a CASE provider client (paging CFDocuments, fetching CFPackages; OAuth 2.0
   client credentials when the provider asks).
@@ -21,7 +24,8 @@ from gateway.errors import ConfigError, ErrorDetail, NotFound, ValidationError
 from gateway.model import Competency, Framework, ProficiencyScale, Record, Relation
 from gateway.store.competencies import CompetencyRepository, FrameworkImport
 
-from .cf_package import CasePackage, Emitter, parse_package
+from .cf_package import CasePackage, parse_package
+from .emit import Emitter
 from .gc_pause import paused_gc
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 endpoints, parameters and error payloads as in its OpenAPI file, shared/standards/case/).
 
 Thin: parse and check the request, authorise, ask the competency repository, rebuild CASE JSON
-with ``cf_package.Emitter``, answer. Errors on these paths are ``imsx_StatusInfo`` documents
+with ``emit.Emitter``, answer. Errors on these paths are ``imsx_StatusInfo`` documents
 (``render_status_info``), registered once with ``gateway.api.problems.register_error_shape``.
 
 Authorisation: CASE 1.0 defines no OAuth scopes (its frameworks are often public). Tessera
@@ -32,7 +32,8 @@ from gateway.auth import Principal
 from gateway.errors import AuthError, ErrorDetail, NotFound, ScopeError, TesseraError, ValidationError
 from gateway.store.competencies import CompetencyRepository
 
-from .cf_package import DEFINITION_KINDS, DOCUMENT_FIELDS, Emitter
+from .emit import Emitter
+from .fields import DEFINITION_KINDS, DOCUMENT_FIELDS
 
 if TYPE_CHECKING:
     from gateway.api.context import AppContext
