@@ -35,7 +35,8 @@ from .http import (
     parse_json,
 )
 from .settings import settings_of
-from .statement_store import Query, StatementStore
+from .statement_query import Query
+from .statement_store import StatementStore
 from .validation import agent_key, parse_agent_param, parse_timestamp, require_iri, require_uuid
 from .validation import statements as valid_statements
 
