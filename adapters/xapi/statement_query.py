@@ -64,7 +64,6 @@ class Page:
     more: int | None  # the seq to resume after, when there is more
 
 
-
 class StatementReads:
     """The reads of ``StatementStore``: one statement, a page of them, activity definitions,
     attachment content, an agent's recent statements."""

@@ -469,7 +469,7 @@ def same_statement(stored: dict[str, Any], incoming: dict[str, Any]) -> bool:
     order of a Group's members)."""
     a, b = _comparable(stored), _comparable(incoming)
     if "timestamp" in a and "timestamp" in b:
-        from .validation import parse_timestamp
+        from .parameters import parse_timestamp
 
         if parse_timestamp(a.pop("timestamp"), "timestamp") != parse_timestamp(b.pop("timestamp"), "timestamp"):
             return False
