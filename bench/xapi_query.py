@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from xapi_ingest import TENANT, VERBS, make_batch, server
 
 from adapters.xapi import validation
-from adapters.xapi.statement_store import StatementStore, iso
+from adapters.xapi.http import iso
+from adapters.xapi.statement_store import StatementStore
 from gateway.auth import ClientStore
 from gateway.model import utcnow
 from gateway.store import Store
@@ -94,14 +95,14 @@ def explain(store: Store) -> None:
     and on SQLite the recent one, which holds the last statements (fewer than
     ``MERGE_EVERY``) and is read first."""
     from adapters.xapi import tables
-    from adapters.xapi.statement_store import _MERGED, _RECENT, Query
+    from adapters.xapi.statement_query import MERGED, RECENT, Query
 
     sql = StatementStore(store)
     q = Query(agent="account:https://sis.example.edu|stu-000042", verb=VERBS[0], limit=25)
     sqlite = store.engine.dialect.name == "sqlite"
     with store.engine.connect() as conn:
         recent = conn.execute(text(f"SELECT count(DISTINCT seq) FROM {tables.xapi_recent_agents.name}")).scalar()
-        for name, tier in [("recent", _RECENT), ("merged", _MERGED)] if sqlite else [("merged", _MERGED)]:
+        for name, tier in [("recent", RECENT), ("merged", MERGED)] if sqlite else [("merged", MERGED)]:
             compiled = sql.statement(TENANT, q, tier).compile(store.engine)
             if sqlite:
                 params = tuple(compiled.params[k] for k in compiled.positiontup)

@@ -17,13 +17,8 @@ from lxml import etree
 from oauthlib.oauth1 import SIGNATURE_TYPE_AUTH_HEADER, Client
 from oauthlib.oauth1.rfc5849 import signature
 
-from adapters.lti.lti11 import (
-    POX_NS,
-    Credentials,
-    OutcomesClient,
-    issue_sourcedid,
-    pox_response,
-)
+from adapters.lti.lti11 import Credentials, OutcomesClient, issue_sourcedid
+from adapters.lti.lti11_pox import POX_NS, pox_response
 from gateway.api.context import AppContext
 from gateway.auth.oauth1 import body_hash
 from gateway.auth.sealed import ENV_KEY

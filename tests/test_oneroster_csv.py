@@ -18,7 +18,9 @@ from typer.testing import CliRunner
 from adapters.oneroster import DEMO_SOURCE, OneRosterAdapter
 from adapters.oneroster.csv.export import export_package
 from adapters.oneroster.csv.ingest import import_package, parse_package
-from adapters.oneroster.mapping import WIRE_KINDS, to_canonical, to_wire
+from adapters.oneroster.mapping import to_canonical
+from adapters.oneroster.to_wire import to_wire
+from adapters.oneroster.vocab import WIRE_KINDS
 from gateway.errors import MalformedInput, ValidationError
 from gateway.model import Person, Status, record_id
 from gateway.store import Store

@@ -71,7 +71,8 @@ def test_statement_queries_fetch_the_statements_their_index_rows_name(tmp_path: 
     (adapters/xapi/tables.py): the statements are reached by seq from the index rows, never
     by walking every statement of the tenant (what a tenant condition on the statements
     table let the planner do: 60-80 ms a query over a million statements)."""
-    from adapters.xapi.statement_store import _MERGED, _RECENT, Query, StatementStore
+    from adapters.xapi.statement_query import MERGED, RECENT, Query
+    from adapters.xapi.statement_store import StatementStore
 
     store = open_store(f"sqlite:///{tmp_path / 'plans.db'}")
     store.migrate()
@@ -84,7 +85,7 @@ def test_statement_queries_fetch_the_statements_their_index_rows_name(tmp_path: 
                    Query(activity="http://example.com/a", related_activities=True, limit=25),
                    Query(agent=agent, activity="http://example.com/a", limit=25)]
         for q in queries:
-            for tier in (_MERGED, _RECENT):
+            for tier in (MERGED, RECENT):
                 plan = _plan_of(store, statements.statement("t", q, tier), {})
                 assert "SEARCH xapi_statements USING INTEGER PRIMARY KEY (rowid=?)" in plan, (q, plan)
                 assert "ix_xapi_statements_tenant" not in plan, (q, plan)

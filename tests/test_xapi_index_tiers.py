@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 
 from adapters.xapi import tables as t
 from adapters.xapi import validation as v
-from adapters.xapi.statement_store import Query, StatementStore
+from adapters.xapi.statement_query import Query
+from adapters.xapi.statement_store import StatementStore
 from adapters.xapi.statements import complete
 from gateway.wiring import open_store
 

@@ -339,7 +339,7 @@ def test_without_the_define_scope_definitions_are_not_learned(lrs) -> None:
 def test_every_statement_resource_response_carries_consistent_through_errors_included(lrs) -> None:
     """Communication 2.1.3.s2.b5: X-Experience-API-Consistent-Through, an ISO 8601
     timestamp, "on all responses to Statements Resource requests"."""
-    from adapters.xapi.validation import parse_timestamp
+    from adapters.xapi.parameters import parse_timestamp
 
     c = lrs()
     s = statement()

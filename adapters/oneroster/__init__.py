@@ -55,7 +55,8 @@ class OneRosterAdapter:
         resolved among the records themselves."""
         import orjson
 
-        from .mapping import KIND_COLLECTIONS, to_wire
+        from .to_wire import to_wire
+        from .vocab import KIND_COLLECTIONS
 
         recs = [r for r in records if r.KIND in KIND_COLLECTIONS]
         names = {(r.KIND, r.id): r.native_id for r in recs}

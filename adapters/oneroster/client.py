@@ -60,15 +60,10 @@ from gateway.http import (
 )
 from gateway.model import Record, Status, record_id
 
-from .mapping import (
-    WIRE_KINDS,
-    demographics_to_canonical,
-    format_datetime,
-    normalize_version,
-    parse_datetime,
-    ref_id,
-    to_canonical,
-)
+from .demographics import demographics_to_canonical
+from .mapping import to_canonical
+from .values import format_datetime, normalize_version, parse_datetime, ref_id
+from .vocab import WIRE_KINDS
 
 API_PATHS = {"1.2": "/ims/oneroster/rostering/v1p2", "1.1": "/ims/oneroster/v1p1"}
 #: collections in dependency order: a record only references records of earlier collections

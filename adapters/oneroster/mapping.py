@@ -1,9 +1,11 @@
-"""OneRoster 1.1 / 1.2 objects <-> canonical records.
+"""OneRoster 1.1 / 1.2 objects -> canonical records.
 
 One OneRoster object in its REST JSON shape (camelCase; GUIDRefs as
 ``{"sourcedId": ..., "type": ...}``, or plain sourcedId strings as the CSV binding gives
-them) becomes one canonical record, and back. The CSV importer (``csv.importer``) and the
-REST provider both go through here, so the two bindings map identically.
+them) becomes one canonical record; ``to_wire`` is the way back, ``demographics`` the
+demographics objects, ``vocab`` the type and token tables, ``values`` the small parse and
+format helpers. The CSV importer (``csv.importer``), the REST client and the REST provider
+all go through these, so the bindings map identically.
 
 Spec choices (OneRoster 1.2 Rostering Information Model section 4, 1.1 section 4):
 
@@ -31,23 +33,21 @@ Spec choices (OneRoster 1.2 Rostering Information Model section 4, 1.1 section 4
   otherwise add a million rows to the identifier index, a tenth of a bulk import's work.
 """
 
+
 from __future__ import annotations
 
 import functools
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
-import yaml
 from pydantic import ValidationError as PydanticValidationError
 
-from gateway import PROJECT_ROOT
-from gateway.errors import ConfigError, ErrorDetail, ValidationError
+from gateway.errors import ErrorDetail, ValidationError
 from gateway.model import (
     AcademicSession,
     Course,
-    Demographics,
     Enrollment,
     Identifier,
     Org,
@@ -60,42 +60,19 @@ from gateway.model import (
     record_id,
 )
 
-VERSIONS = ("1.1", "1.2")
-
-#: OneRoster collection / object type -> canonical kind.
-WIRE_KINDS: dict[str, str] = {
-    "orgs": "org",
-    "academicSessions": "academic_session",
-    "courses": "course",
-    "classes": "section",
-    "users": "person",
-    "enrollments": "enrollment",
-}
-#: canonical kind -> OneRoster collection.
-KIND_COLLECTIONS: dict[str, str] = {v: k for k, v in WIRE_KINDS.items()}
-#: singular OneRoster type names (as in GUIDRef ``type``) accepted for ``obj_type`` too.
-SINGULAR: dict[str, str] = {
-    "org": "orgs",
-    "academicSession": "academicSessions",
-    "course": "courses",
-    "class": "classes",
-    "user": "users",
-    "enrollment": "enrollments",
-}
-#: canonical kind -> GUIDRef ``type``.
-GUID_TYPES: dict[str, str] = {
-    "org": "org",
-    "academic_session": "academicSession",
-    "course": "course",
-    "section": "class",
-    "person": "user",
-    "enrollment": "enrollment",
-}
-
-MAPPINGS = PROJECT_ROOT / "mappings" / "oneroster-vocabularies.yaml"
-
-#: Fields every OneRoster base object has; handled for every type.
-BASE_FIELDS = ("sourcedId", "status", "dateLastModified")
+from .values import (
+    Fields,
+    blank,
+    collection_of,
+    normalize_version,
+    parse_bool,
+    parse_date,
+    parse_datetime,
+    ref_id,
+    ref_ids,
+    str_list,
+)
+from .vocab import WIRE_KINDS, roles, vocabularies
 
 #: Per type: canonical field name -> OneRoster field name, for error messages.
 FIELD_NAMES: dict[str, dict[str, str]] = {
@@ -129,215 +106,6 @@ COMMON_FIELD_NAMES = {
 }
 
 
-# --------------------------------------------------------------------------- vocabularies
-
-
-class Vocab:
-    """One wire <-> canonical vocabulary."""
-
-    def __init__(self, inbound: dict[str, str], outbound: dict[str, str]) -> None:
-        self.inbound = dict(inbound)
-        self.outbound = {v: k for k, v in inbound.items()}
-        # when several wire tokens map to one canonical value the first listed wins,
-        # unless "out" names one explicitly
-        for k, v in reversed(list(inbound.items())):
-            self.outbound[v] = k
-        self.outbound.update(outbound)
-
-    def to_canonical(self, token: str) -> str | None:
-        return self.inbound.get(token)
-
-    def to_wire(self, value: str) -> str:
-        return self.outbound.get(value, value)
-
-    @property
-    def tokens(self) -> list[str]:
-        return list(self.inbound)
-
-
-@functools.cache
-def vocabularies() -> dict[str, Any]:
-    """The tables of ``mappings/oneroster-vocabularies.yaml``, loaded once."""
-    data = yaml.safe_load(MAPPINGS.read_text(encoding="utf-8"))
-    try:
-        out: dict[str, Any] = {"roles": {}}
-        for version in VERSIONS:
-            table = data["roles"][version]
-            out["roles"][version] = Vocab(table["in"], table.get("out") or {})
-        for name in ("org_types", "session_types", "class_types", "sexes"):
-            out[name] = Vocab(data[name]["in"], data[name].get("out") or {})
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{MAPPINGS.name}: missing or malformed table ({exc!r}); see the comments at its top") from None
-    return out
-
-
-def roles(version: str) -> Vocab:
-    return vocabularies()["roles"]["1.1" if version.startswith("1.1") else "1.2"]
-
-
-# --------------------------------------------------------------------------- small helpers
-
-
-@functools.lru_cache(maxsize=64)
-def normalize_version(version: str) -> str:
-    v = str(version).strip().lower().lstrip("v").replace("p", ".")
-    if v in ("1.1", "1.1.0"):
-        return "1.1"
-    if v in ("1.2", "1.2.0"):
-        return "1.2"
-    raise ValidationError(f"unsupported OneRoster version {version!r}; supported: 1.1, 1.2")
-
-
-def collection_of(obj_type: str) -> str:
-    if obj_type in WIRE_KINDS:
-        return obj_type
-    if obj_type in SINGULAR:
-        return SINGULAR[obj_type]
-    raise ValidationError(f"unknown OneRoster type {obj_type!r}; expected one of {sorted(WIRE_KINDS)}")
-
-
-def format_datetime(dt: datetime | None) -> str | None:
-    """ISO 8601 in UTC with milliseconds and ``Z`` (OneRoster 1.2 DateTime)."""
-    if dt is None:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    dt = dt.astimezone(UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-
-
-def parse_datetime(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    s = str(value).strip()
-    if s.endswith(("Z", "z")):
-        s = s[:-1] + "+00:00"
-    try:
-        dt = datetime.fromisoformat(s)
-    except ValueError:
-        # a bare date is a datetime at midnight UTC (seen in many SIS exports)
-        try:
-            d = date.fromisoformat(s)
-        except ValueError:
-            raise ValueError(f"{value!r} is not an ISO 8601 date-time (e.g. 2024-08-01T12:00:00.000Z)") from None
-        dt = datetime(d.year, d.month, d.day)
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
-def parse_date(value: Any) -> date:
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    s = str(value).strip()
-    try:
-        return date.fromisoformat(s)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from None
-
-
-def parse_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    s = str(value).strip().lower()
-    if s == "true":
-        return True
-    if s == "false":
-        return False
-    raise ValueError(f"{value!r} is not a boolean (true or false)")
-
-
-def ref_id(value: Any) -> str | None:
-    """sourcedId of a GUIDRef given as ``{"sourcedId": ...}`` or a plain string."""
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        sid = value.get("sourcedId")
-        return str(sid) if sid not in (None, "") else None
-    s = str(value).strip()
-    return s or None
-
-
-def ref_ids(value: Any) -> list[str]:
-    """sourcedIds of a GUIDRef list (a JSON list, or a CSV comma-separated string)."""
-    if value in (None, ""):
-        return []
-    if isinstance(value, str):
-        return [p.strip() for p in value.split(",") if p.strip()]
-    out = []
-    for v in value:
-        s = ref_id(v)
-        if s:
-            out.append(s)
-    return out
-
-
-def str_list(value: Any) -> list[str]:
-    if value in (None, ""):
-        return []
-    if isinstance(value, str):
-        return [p.strip() for p in value.split(",") if p.strip()]
-    return [str(v) for v in value]
-
-
-def guid_ref(kind: str, sid: str) -> dict[str, str]:
-    coll = KIND_COLLECTIONS.get(kind, kind)
-    return {"href": f"/{coll}/{sid}", "sourcedId": sid, "type": GUID_TYPES.get(kind, kind)}
-
-
-_CONTAINERS = (list, dict)  # a tuple: ``list | dict`` would build a union object per call
-
-
-def _blank(v: Any) -> bool:
-    # not ``v == []``: comparing every string of a 50,000-user file with a list and a dict
-    # took a tenth of reading it
-    return v is None or v == "" or (isinstance(v, _CONTAINERS) and not v)
-
-
-class _Fields:
-    """Reads fields of one wire object, recording which were used and every problem."""
-
-    def __init__(self, obj: dict[str, Any], location: str | None) -> None:
-        self.obj = obj
-        self.used: set[str] = set(BASE_FIELDS)
-        self.errors: list[ErrorDetail] = []
-        self.location = location
-
-    def get(self, name: str, *, required: bool = False) -> Any:
-        self.used.add(name)
-        v = self.obj.get(name)
-        if _blank(v):
-            if required:
-                self.error(name, f"{name} is required")
-            return None
-        return v
-
-    def error(self, name: str, message: str) -> None:
-        self.errors.append(ErrorDetail(message, location=self.location, field=name))
-
-    def convert(self, name: str, fn: Callable[[Any], Any], *, required: bool = False) -> Any:
-        v = self.get(name, required=required)
-        if v is None:
-            return None
-        try:
-            return fn(v)
-        except ValueError as exc:
-            self.error(name, str(exc))
-            return None
-
-    def enum(self, name: str, vocab: Vocab, *, required: bool = False, what: str = "value") -> str | None:
-        v = self.get(name, required=required)
-        if v is None:
-            return None
-        out = vocab.to_canonical(str(v))
-        if out is None:
-            self.error(name, f"{v!r} is not a OneRoster {what}; expected one of {vocab.tokens}")
-        return out
-
-    def extras(self) -> dict[str, Any]:
-        return {k: v for k, v in self.obj.items() if k not in self.used and not _blank(v)}
-
-
-# --------------------------------------------------------------------------- wire -> canonical
-
 
 #: a million enrollments name the same few thousand classes and users: referenced ids are cached.
 ref_record_id = functools.lru_cache(maxsize=1 << 17)(record_id)
@@ -362,7 +130,7 @@ def to_canonical(
         if fast is not None:
             return fast
     kind = WIRE_KINDS[coll]
-    f = _Fields(obj, location)
+    f = Fields(obj, location)
     sid = ref_id(obj.get("sourcedId"))
     if not sid:
         f.error("sourcedId", "sourcedId is required")
@@ -546,7 +314,7 @@ def _year(v: Any) -> int:
 
 
 def _user_fields(
-    f: _Fields,
+    f: Fields,
     fields: dict[str, Any],
     identifiers: list[Identifier],
     ext: dict[str, Any],
@@ -603,7 +371,7 @@ def _user_fields(
             except ValueError as exc:
                 f.error(f"roles[{i}]", str(exc))
             profiles.append(r.get("userProfile"))
-            extra = {k: v for k, v in r.items() if k not in ("role", "roleType", "org", "beginDate", "endDate", "userProfile") and not _blank(v)}
+            extra = {k: v for k, v in r.items() if k not in ("role", "roleType", "org", "beginDate", "endDate", "userProfile") and not blank(v)}
             if extra:
                 ext.setdefault("_roleExtras", {})[str(i)] = extra
             org_roles.append(item)
@@ -614,7 +382,7 @@ def _user_fields(
     f.used.update(("identifier", "userMasterIdentifier", "userIds"))
     for key, kind in (("identifier", "oneroster.identifier"), ("userMasterIdentifier", "oneroster.userMasterIdentifier")):
         v = f.obj.get(key)
-        if not _blank(v):
+        if not blank(v):
             identifiers.append(Identifier(system=source, kind=kind, value=str(v)))
     user_ids = f.obj.get("userIds")
     if isinstance(user_ids, str):
@@ -635,226 +403,4 @@ def _user_fields(
         identifiers.append(Identifier(system=source, kind="email", value=str(fields["email"]).lower()))
 
 
-def demographics_to_canonical(obj: dict[str, Any], *, location: str | None = None) -> Demographics:
-    """A OneRoster ``demographics`` object (keyed by the user's sourcedId) -> ``Demographics``.
-
-    Race flags (americanIndianOrAlaskaNative, asian, blackOrAfricanAmerican,
-    nativeHawaiianOrOtherPacificIslander, white, demographicRaceTwoOrMoreRaces) become race
-    codes; hispanicOrLatinoEthnicity a boolean."""
-    f = _Fields(obj, location)
-    out: dict[str, Any] = {}
-    out["birth_date"] = f.convert("birthDate", parse_date)
-    out["sex"] = f.enum("sex", vocabularies()["sexes"], what="sex")
-    races = []
-    for wire, code in RACE_FLAGS.items():
-        v = f.convert(wire, parse_bool)
-        if v:
-            races.append(code)
-    out["races"] = races
-    out["hispanic_or_latino"] = f.convert("hispanicOrLatinoEthnicity", parse_bool)
-    out["birth_country"] = f.get("countryOfBirthCode")
-    out["birth_state"] = f.get("stateOfBirthAbbreviation")
-    out["public_school_residence_status"] = f.get("publicSchoolResidenceStatus")
-    f.used.add("cityOfBirth")  # no canonical field; kept by the caller in extensions
-    if f.errors:
-        raise ValidationError("invalid OneRoster demographics", errors=f.errors)
-    return Demographics(**{k: v for k, v in out.items() if v is not None})
-
-
-RACE_FLAGS = {
-    "americanIndianOrAlaskaNative": "american_indian_or_alaska_native",
-    "asian": "asian",
-    "blackOrAfricanAmerican": "black_or_african_american",
-    "nativeHawaiianOrOtherPacificIslander": "native_hawaiian_or_other_pacific_islander",
-    "white": "white",
-    "demographicRaceTwoOrMoreRaces": "two_or_more_races",
-}
-
-
-def demographics_to_wire(person: Person, *, version: str = "1.2") -> dict[str, Any] | None:
-    """``Person.demographics`` -> a OneRoster demographics object (sourcedId = the user's)."""
-    d = person.demographics
-    if d is None:
-        return None
-    sexes = vocabularies()["sexes"]
-    ext = dict(person.extensions.get("oneroster_demographics") or {})
-    out: dict[str, Any] = {
-        "sourcedId": person.native_id,
-        "status": ext.pop("status", None),
-        "dateLastModified": ext.pop("dateLastModified", None),
-        "birthDate": d.birth_date.isoformat() if d.birth_date else None,
-        "sex": sexes.to_wire(d.sex.value) if d.sex else None,
-    }
-    for wire, code in RACE_FLAGS.items():
-        out[wire] = "true" if code in d.races else "false"
-    if d.hispanic_or_latino is not None:
-        out["hispanicOrLatinoEthnicity"] = "true" if d.hispanic_or_latino else "false"
-    out["countryOfBirthCode"] = d.birth_country
-    out["stateOfBirthAbbreviation"] = d.birth_state
-    out["publicSchoolResidenceStatus"] = d.public_school_residence_status
-    ext.pop("status", None)
-    for k, v in ext.items():
-        out.setdefault(k, v)
-        if out[k] is None:
-            out[k] = v
-    return {k: v for k, v in out.items() if v is not None}
-
-
-# --------------------------------------------------------------------------- canonical -> wire
-
-
-def to_wire(
-    record: Record,
-    *,
-    version: str = "1.2",
-    sourced_id: Callable[[str, uuid.UUID], str | None],
-    use_source_date: bool = False,
-) -> dict[str, Any]:
-    """One canonical record -> one OneRoster object in the REST JSON shape of ``version``.
-
-    ``sourced_id(kind, id)`` gives the sourcedId of a referenced record (its native_id), or
-    None when unknown (the reference is then left out). GUIDRef ``href`` is relative to the
-    rostering base path (``/orgs/{sourcedId}``)."""
-    version = normalize_version(version)
-    kind = record.KIND
-    if kind not in KIND_COLLECTIONS:
-        raise ValidationError(f"record kind {kind!r} has no OneRoster rostering type")
-    ext = dict(record.extensions.get("oneroster") or {})
-    when = record.source_updated_at if use_source_date else (record.updated_at or record.source_updated_at)
-    out: dict[str, Any] = {
-        "sourcedId": record.native_id,
-        "status": record.status.value,
-        "dateLastModified": format_datetime(when),
-    }
-
-    def ref(k: str, rid: uuid.UUID | None) -> dict[str, str] | None:
-        if rid is None:
-            return None
-        sid = sourced_id(k, rid)
-        return guid_ref(k, sid) if sid else None
-
-    def refs(k: str, rids: list[uuid.UUID]) -> list[dict[str, str]]:
-        return [r for r in (ref(k, x) for x in rids) if r]
-
-    if isinstance(record, Org):
-        out["name"] = record.name
-        out["type"] = vocabularies()["org_types"].to_wire(record.type.value)
-        out["identifier"] = record.code
-        out["parent"] = ref("org", record.parent_id)
-    elif isinstance(record, AcademicSession):
-        out["title"] = record.title
-        out["type"] = vocabularies()["session_types"].to_wire(record.type.value)
-        out["startDate"] = record.start_date.isoformat()
-        out["endDate"] = record.end_date.isoformat()
-        out["parent"] = ref("academic_session", record.parent_id)
-        out["schoolYear"] = str(record.school_year)
-        if version == "1.2":
-            out["org"] = ref("org", record.org_id)
-    elif isinstance(record, Course):
-        out["title"] = record.title
-        out["schoolYear"] = ref("academic_session", record.session_id)
-        out["courseCode"] = record.code
-        out["grades"] = list(record.grades) or None
-        out["subjects"] = list(record.subjects) or None
-        out["org"] = ref("org", record.org_id)
-        out["subjectCodes"] = list(record.subject_codes) or None
-    elif isinstance(record, Section):
-        out["title"] = record.title
-        out["classCode"] = record.code
-        if not ext.pop("_noClassType", False):
-            out["classType"] = vocabularies()["class_types"].to_wire(record.type.value)
-        out["location"] = record.location
-        out["grades"] = list(record.grades) or None
-        out["subjects"] = list(record.subjects) or None
-        out["course"] = ref("course", record.course_id)
-        out["school"] = ref("org", record.org_id)
-        out["terms"] = refs("academic_session", record.session_ids)
-        out["periods"] = list(record.periods) or None
-    elif isinstance(record, Person):
-        _user_wire(record, out, ext, version=version, ref=ref, refs=refs)
-    elif isinstance(record, Enrollment):
-        out["user"] = ref("person", record.person_id)
-        out["class"] = ref("section", record.section_id)
-        out["school"] = ref("org", record.org_id)
-        out["role"] = roles(version).to_wire(record.role.value)
-        out["primary"] = record.primary if version == "1.2" else ("true" if record.primary else "false")
-        out["beginDate"] = record.begin_date.isoformat() if record.begin_date else None
-        out["endDate"] = record.end_date.isoformat() if record.end_date else None
-    for k, v in ext.items():
-        if not k.startswith("_") and out.get(k) is None:
-            out[k] = v
-    return {k: v for k, v in out.items() if v is not None}
-
-
-def _user_wire(
-    p: Person,
-    out: dict[str, Any],
-    ext: dict[str, Any],
-    *,
-    version: str,
-    ref: Callable[[str, uuid.UUID | None], dict[str, str] | None],
-    refs: Callable[[str, list[uuid.UUID]], list[dict[str, str]]],
-) -> None:
-    rv = roles(version)
-    out["username"] = p.username
-    ids = []
-    for ident in p.identifiers:
-        if ident.kind.startswith("oneroster.userId."):
-            ids.append({"type": ident.kind[len("oneroster.userId."):], "identifier": ident.value})
-    out["userIds"] = ids or None
-    out["enabledUser"] = p.enabled if version == "1.2" else ("true" if p.enabled else "false")
-    out["givenName"] = p.given_name
-    out["familyName"] = p.family_name
-    out["middleName"] = p.middle_name
-    for ident in p.identifiers:
-        if ident.kind == "oneroster.identifier":
-            out["identifier"] = ident.value
-        elif ident.kind == "oneroster.userMasterIdentifier" and version == "1.2":
-            out["userMasterIdentifier"] = ident.value
-    out["email"] = p.email
-    out["sms"] = p.sms
-    out["phone"] = p.phone
-    out["agents"] = refs("person", p.agent_ids) or None
-    out["grades"] = list(p.grades) or None
-    if version == "1.1":
-        primary = p.primary_role
-        out["role"] = rv.to_wire(primary.value) if primary else None
-        seen: list[uuid.UUID] = []
-        for r in p.roles:
-            if r.org_id not in seen:
-                seen.append(r.org_id)
-        out["orgs"] = refs("org", seen)
-    else:
-        if p.preferred_name is not None:
-            if ext.pop("_preferredGivenName", False):
-                out["preferredGivenName"] = p.preferred_name
-            else:
-                out["preferredFirstName"] = p.preferred_name
-        profiles = ext.pop("_roleUserProfiles", None) or []
-        extras = ext.pop("_roleExtras", None) or {}
-        wire_roles = []
-        for i, r in enumerate(p.roles):
-            item: dict[str, Any] = {"roleType": "primary" if r.primary else "secondary", "role": rv.to_wire(r.role.value)}
-            org = ref("org", r.org_id)
-            if org:
-                item["org"] = org
-            if i < len(profiles) and profiles[i]:
-                item["userProfile"] = profiles[i]
-            if r.begin_date:
-                item["beginDate"] = r.begin_date.isoformat()
-            if r.end_date:
-                item["endDate"] = r.end_date.isoformat()
-            item.update(extras.get(str(i), {}))
-            wire_roles.append(item)
-        out["roles"] = wire_roles
-    ext.pop("_preferredGivenName", None)
-    ext.pop("_roleUserProfiles", None)
-    ext.pop("_roleExtras", None)
-
-
-__all__ = [
-    "GUID_TYPES", "KIND_COLLECTIONS", "RACE_FLAGS", "VERSIONS", "WIRE_KINDS", "Vocab", "collection_of",
-    "demographics_to_canonical", "demographics_to_wire", "format_datetime", "guid_ref", "normalize_version",
-    "parse_bool", "parse_date", "parse_datetime", "ref_id", "ref_ids", "roles", "to_canonical", "to_wire",
-    "vocabularies",
-]
+__all__ = ["COMMON_FIELD_NAMES", "FIELD_NAMES", "enrollment_record", "ref_record_id", "to_canonical"]

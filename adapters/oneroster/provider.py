@@ -4,7 +4,7 @@ Rostering Service REST/JSON binding) and the same reads under ``/ims/oneroster/v
 
 Thin: check the request (``query.parse_list_query``), authorise, ask the store's roster
 queries (``store.roster``, through ``query.collection``) for the page, rebuild OneRoster JSON
-with ``mapping.to_wire``, answer with the binding's
+with ``to_wire.to_wire``, answer with the binding's
 envelope (``{"users": [...]}``, ``{"user": {...}}``), ``X-Total-Count`` and a ``Link`` header
 (first/last/next/prev). Errors on these paths are imsx_StatusInfo (``status_info``).
 
@@ -54,10 +54,11 @@ from gateway.store.roster import (
     SessionOfOrg,
 )
 
-from .mapping import demographics_to_wire, to_wire
+from .demographics import demographics_to_wire
 from .oauth1_auth import require, unsigned
 from .query import ListQuery, collection, page_links, parse_list_query
 from .status_info import UnknownObject, register
+from .to_wire import to_wire
 
 if TYPE_CHECKING:
     from gateway.api.context import AppContext

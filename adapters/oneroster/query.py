@@ -406,7 +406,7 @@ def _wire_vocab(column: str, version: str) -> tuple[Any, list[str]]:
     """(the mapping vocabulary a promoted column's wire token goes through, every canonical value)."""
     from gateway.model import OrgType, SessionType
 
-    from .mapping import roles, vocabularies
+    from .vocab import roles, vocabularies
 
     if column == "org.type":
         return vocabularies()["org_types"], [e.value for e in OrgType]

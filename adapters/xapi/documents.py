@@ -48,13 +48,8 @@ from gateway.store.db import WRITE
 
 from .document_tables import xapi_documents as docs
 from .http import V2, LrsPrincipal, XapiError, json_response, principal, xapi_version
-from .validation import (
-    agent_key,
-    parse_agent_param,
-    parse_timestamp,
-    require_iri,
-    require_uuid,
-)
+from .parameters import parse_agent_param, parse_timestamp, require_iri, require_uuid
+from .validation import agent_key
 
 JSON = "application/json"
 OCTETS = "application/octet-stream"

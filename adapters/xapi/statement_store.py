@@ -1,5 +1,7 @@
 """Statements in and out of the database (tables in ``tables``): the one storage seam of the
-Statement, Activities and Agents resources. Routers never touch SQL.
+Statement, Activities and Agents resources. Routers never touch SQL. This module is the
+write side (the ingest path); the reads are in ``statement_query``, whose ``StatementReads``
+``StatementStore`` inherits.
 
 Writing a batch is one transaction with the canonical evidence made from it
 (``RecordStore.apply(..., within=...)``): statements, their index rows, voiding, activity
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,12 +21,7 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     Connection,
-    Row,
-    Select,
-    Table,
-    and_,
     delete,
-    false,
     func,
     insert,
     select,
@@ -39,14 +36,12 @@ from gateway.store import Store
 from gateway.store.db import BulkStatement
 from gateway.store.group_commit import GroupCommit
 
-from .http import XapiError, iso  # iso: re-exported (bench/xapi_query.py)
+from .http import XapiError
+from .statement_query import MERGED, RECENT, StatementReads
 from .tables import (
     xapi_activities,
     xapi_attachments,
-    xapi_recent_activities,
     xapi_recent_agents,
-    xapi_statement_activities,
-    xapi_statement_agents,
     xapi_statements,
 )
 from .validation import VOIDED, agent_key
@@ -65,42 +60,6 @@ _DEFINITIONS_CACHED = 50_000
 #: 16,384 5,996; GET agent+verb over a million statements, p50 2.3 ms with 4,000 statements
 #: in the recent tier, 3.0 ms with 10,000 (at this setting).
 MERGE_EVERY = 16_384
-
-
-@dataclass(frozen=True)
-class _Tier:
-    """The index tables a query reads: the merged tier or the recent one."""
-
-    agents: Table
-    activities: Table
-
-
-_MERGED = _Tier(xapi_statement_agents, xapi_statement_activities)
-_RECENT = _Tier(xapi_recent_agents, xapi_recent_activities)
-
-
-@dataclass
-class Query:
-    """GET /statements filters (Communication 2.1.3), already validated."""
-
-    agent: str | None = None
-    verb: str | None = None
-    activity: str | None = None
-    registration: str | None = None
-    related_activities: bool = False
-    related_agents: bool = False
-    since: datetime | None = None
-    until: datetime | None = None
-    limit: int = 0
-    ascending: bool = False
-    after: int | None = None  # the seq a ``more`` link resumes after
-    authority: str | None = None  # statements/read/mine: only these credentials' statements
-
-
-@dataclass
-class Page:
-    rows: list[tuple[int, datetime, str]]  # (seq, stored, body)
-    more: int | None  # the seq to resume after, when there is more
 
 
 @dataclass
@@ -123,7 +82,7 @@ class _Rows:
     definitions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-class StatementStore:
+class StatementStore(StatementReads):
     """Reads and writes statements of one database; one per app."""
 
     def __init__(self, store: Store, evidence: Any = None, *, merge_every: int = MERGE_EVERY) -> None:
@@ -135,7 +94,7 @@ class StatementStore:
         # SQLite: new index rows go to the recent tier, merged every ``merge_every`` statements
         self._tiered = dialect.name == "sqlite"
         self.merge_every = merge_every
-        written = _RECENT if self._tiered else _MERGED
+        written = RECENT if self._tiered else MERGED
         self._agents = BulkStatement(written.agents, ["tenant", "agent", "verb_id", "seq", "role"], dialect)
         self._activities = BulkStatement(written.activities, ["tenant", "activity", "seq", "role"], dialect)
         self._upsert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
@@ -304,7 +263,7 @@ class StatementStore:
         """Move the whole recent tier into the merged tables, in key order, so each leaf page
         of theirs is written once for all the rows it receives. Runs in the caller's write
         transaction: on SQLite nothing else writes meanwhile, so the tiers stay split by seq."""
-        for recent, merged in ((_RECENT.agents, _MERGED.agents), (_RECENT.activities, _MERGED.activities)):
+        for recent, merged in ((RECENT.agents, MERGED.agents), (RECENT.activities, MERGED.activities)):
             cols = [c.name for c in merged.primary_key.columns]  # the merged table's key order
             conn.execute(insert(merged).from_select(cols, select(*(recent.c[c] for c in cols)).order_by(*(recent.c[c] for c in cols))))
             conn.execute(delete(recent))
@@ -397,136 +356,6 @@ class StatementStore:
             {"tenant": tenant, "sha2": sha2, "content_type": ctype, "length": len(data), "content": data}
             for sha2, (ctype, data) in sorted(attachments.items())  # one lock order (PostgreSQL)
         ])
-
-    # ------------------------------------------------------------------ read
-
-    def get(self, tenant: str, statement_id: str, *, voided: bool, authority: str | None = None) -> tuple[datetime, str] | None:
-        """One statement by id: ``voided=False`` finds it only if it is not voided
-        (statementId), ``voided=True`` only if it is (voidedStatementId) (Communication 2.1.4)."""
-        s = xapi_statements
-        q = select(s.c.stored, s.c.body).where(s.c.tenant == tenant, s.c.id == _uuid(statement_id), s.c.voided == voided)
-        if authority is not None:
-            q = q.where(s.c.authority == authority)
-        with self.engine.connect() as conn:
-            r = conn.execute(q).first()
-        return (r.stored, r.body) if r else None
-
-    def query(self, tenant: str, q: Query) -> Page:
-        """A page of statements, newest first unless ``q.ascending``; ``more`` when there
-        are further rows."""
-        indexed = q.agent is not None or q.verb is not None or q.activity is not None
-        tiers = self._tiers(q.ascending) if indexed else [_MERGED]  # unindexed: the tier is not read
-        rows = self._in_tiers(tiers, lambda tier, n: self.statement(tenant, q, tier, n), q.limit + 1)
-        more = rows[q.limit - 1][0] if len(rows) > q.limit else None
-        return Page([(r.seq, r.stored, r.body) for r in rows[: q.limit]], more)
-
-    def _tiers(self, ascending: bool) -> list[_Tier]:
-        """The tiers of the index in seq order: newest first, the recent tier (SQLite), then
-        the merged one; the other way round when ``ascending``."""
-        if not self._tiered:
-            return [_MERGED]
-        return [_MERGED, _RECENT] if ascending else [_RECENT, _MERGED]
-
-    def _in_tiers(self, tiers: list[_Tier], build: Callable[[_Tier, int], Select[Any]], limit: int) -> list[Row[Any]]:
-        """Up to ``limit`` rows of a query read tier by tier (``_tiers``). The reads share one
-        transaction, hence one snapshot: a merge in between cannot move rows out of sight or
-        show them twice."""
-        rows: list[Row[Any]] = []
-        with self.engine.connect() as conn:
-            for tier in tiers:
-                rows += conn.execute(build(tier, limit - len(rows))).all()
-                if len(rows) >= limit:
-                    break
-        return rows
-
-    def statement(self, tenant: str, q: Query, tier: _Tier = _MERGED, limit: int | None = None) -> Select[Any]:
-        """The SELECT of ``query`` in one tier of the index tables (``limit`` rows, by default
-        one more than ``q.limit``, to tell if there is more).
-
-        One index table drives the query in seq order, so a page reads ``limit`` index
-        entries however many statements match: the agent rows when a verb is given (one row
-        per agent, verb and statement: agent "" stands for the verb alone), else the
-        activity rows when an activity is; any other filter is a semi-join."""
-        s, ag, ac = xapi_statements, tier.agents, tier.activities
-        conds = [s.c.voided == false()]
-        agent_conds = [ag.c.tenant == tenant, ag.c.agent == (q.agent if q.agent is not None else "")]
-        if q.verb is not None:
-            agent_conds.append(ag.c.verb_id == q.verb)
-        if q.agent is not None and not q.related_agents:
-            agent_conds.append(ag.c.role == "p")
-        activity_conds = [ac.c.tenant == tenant, ac.c.activity == q.activity]
-        if not q.related_activities:
-            activity_conds.append(ac.c.role == "p")
-        # The recent tier is small and keyed by seq: it is read whole, as semi-joins, and the
-        # statements it names are fetched by seq. (Joined, without statistics SQLite drove
-        # the query from the statements of the tenant: 0.5 s over a million.)
-        drive = tier is _MERGED
-        driver = None
-        if q.verb is not None and drive:
-            driver = ag
-            conds += [*agent_conds, ag.c.seq == s.c.seq]
-        elif q.verb is not None or q.agent is not None:
-            conds.append(s.c.seq.in_(select(ag.c.seq).where(*agent_conds)))
-        if q.activity is not None:
-            if driver is None and drive:
-                driver = ac
-                conds += [*activity_conds, ac.c.seq == s.c.seq]
-            else:
-                conds.append(s.c.seq.in_(select(ac.c.seq).where(*activity_conds)))
-        if q.agent is None and q.verb is None and q.activity is None:
-            conds.append(s.c.tenant == tenant)
-        # else the index rows, all of the tenant, name the statements by seq; a condition on
-        # the statements' tenant too would let SQLite's planner (no statistics) walk every
-        # statement of the tenant and test each against the index rows: 60-80 ms over a
-        # million, where fetching the named statements by seq takes well under 1 ms
-        if q.registration is not None:
-            conds.append(s.c.registration == _uuid(q.registration))
-        if q.since is not None:
-            conds.append(s.c.stored > q.since)
-        if q.until is not None:
-            conds.append(s.c.stored <= q.until)
-        if q.authority is not None:
-            conds.append(s.c.authority == q.authority)
-        order_col = driver.c.seq if driver is not None else s.c.seq
-        if q.after is not None:
-            conds.append(order_col > q.after if q.ascending else order_col < q.after)
-        stmt = select(s.c.seq, s.c.stored, s.c.body).where(and_(*conds))
-        return stmt.order_by(order_col.asc() if q.ascending else order_col.desc()).limit(q.limit + 1 if limit is None else limit)
-
-    def activity(self, tenant: str, activity_id: str) -> dict[str, Any] | None:
-        a = xapi_activities
-        with self.engine.connect() as conn:
-            r = conn.execute(select(a.c.definition).where(a.c.tenant == tenant, a.c.id == activity_id)).first()
-        return orjson.loads(r.definition) if r else None
-
-    def definitions(self, tenant: str, ids: list[str]) -> dict[str, dict[str, Any]]:
-        if not ids:
-            return {}
-        a = xapi_activities
-        with self.engine.connect() as conn:
-            return {r.id: orjson.loads(r.definition) for r in conn.execute(
-                select(a.c.id, a.c.definition).where(a.c.tenant == tenant, a.c.id.in_(ids)))}
-
-    def attachments(self, tenant: str, sha2s: list[str]) -> dict[str, tuple[str, bytes]]:
-        if not sha2s:
-            return {}
-        a = xapi_attachments
-        with self.engine.connect() as conn:
-            return {r.sha2: (r.content_type, r.content) for r in conn.execute(
-                select(a.c.sha2, a.c.content_type, a.c.content).where(a.c.tenant == tenant, a.c.sha2.in_(sha2s)))}
-
-    def agent_statements(self, tenant: str, key: str, limit: int = 200) -> list[str]:
-        """Bodies of recent statements whose actor or object is the agent ``key`` (for the
-        Agents resource's Person object)."""
-        s = xapi_statements
-
-        def newest(tier: _Tier, n: int) -> Select[Any]:
-            ag = tier.agents
-            return (select(s.c.body).where(ag.c.tenant == tenant, ag.c.agent == key, ag.c.role == "p", s.c.seq == ag.c.seq,
-                                           s.c.tenant == tenant).order_by(ag.c.seq.desc()).limit(n))
-
-        return [r.body for r in self._in_tiers(self._tiers(False), newest, limit)]
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -640,7 +469,7 @@ def same_statement(stored: dict[str, Any], incoming: dict[str, Any]) -> bool:
     order of a Group's members)."""
     a, b = _comparable(stored), _comparable(incoming)
     if "timestamp" in a and "timestamp" in b:
-        from .validation import parse_timestamp
+        from .parameters import parse_timestamp
 
         if parse_timestamp(a.pop("timestamp"), "timestamp") != parse_timestamp(b.pop("timestamp"), "timestamp"):
             return False
@@ -685,4 +514,4 @@ def _normal(v: Any) -> Any:
     return v
 
 
-__all__ = ["Page", "Query", "StatementStore", "iso", "merge_definition", "same_statement"]
+__all__ = ["MERGE_EVERY", "StatementStore", "merge_definition", "same_statement"]

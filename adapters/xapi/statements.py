@@ -34,9 +34,11 @@ from .http import (
     json_response,
     parse_json,
 )
+from .parameters import parse_agent_param, parse_timestamp, require_iri, require_uuid
 from .settings import settings_of
-from .statement_store import Query, StatementStore
-from .validation import agent_key, parse_agent_param, parse_timestamp, require_iri, require_uuid
+from .statement_query import Query
+from .statement_store import StatementStore
+from .validation import agent_key
 from .validation import statements as valid_statements
 
 #: the most statements one GET page holds (a larger or zero ``limit`` gets this many)

@@ -17,8 +17,6 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from .http import V2, XapiError
 
 VOIDED = "http://adlnet.gov/expapi/verbs/voided"
@@ -51,14 +49,14 @@ INTERACTION_TYPES = frozenset(
     {"true-false", "choice", "fill-in", "long-fill-in", "matching", "performance", "sequencing", "likert", "numeric", "other"}
 )
 _COMPONENT_LISTS = ("choices", "scale", "source", "target", "steps")
-_IFIS = ("mbox", "mbox_sha1sum", "openid", "account")
+IFIS = ("mbox", "mbox_sha1sum", "openid", "account")
 
 _STATEMENT_KEYS = frozenset(
     {"id", "actor", "verb", "object", "result", "context", "timestamp", "stored", "authority", "version", "attachments"}
 )
 _SUBSTATEMENT_KEYS = frozenset({"objectType", "actor", "verb", "object", "result", "context", "timestamp", "attachments"})
-_AGENT_KEYS = frozenset({"objectType", "name", *_IFIS})
-_GROUP_KEYS = frozenset({"objectType", "name", "member", *_IFIS})
+_AGENT_KEYS = frozenset({"objectType", "name", *IFIS})
+_GROUP_KEYS = frozenset({"objectType", "name", "member", *IFIS})
 _ACCOUNT_KEYS = frozenset({"homePage", "name"})
 _VERB_KEYS = frozenset({"id", "display"})
 _ACTIVITY_KEYS = frozenset({"objectType", "id", "definition"})
@@ -200,7 +198,7 @@ def duration(value: Any, path: str) -> None:
 
 def _ifi(value: dict[str, Any], path: str) -> None:
     """Data 2.4.2.3: exactly one inverse functional identifier, each in its own format."""
-    found = [k for k in _IFIS if k in value]
+    found = [k for k in IFIS if k in value]
     if len(found) != 1:
         raise bad(path, f"must have exactly one inverse functional identifier (mbox, mbox_sha1sum, openid, account); found {len(found)}")
     k = found[0]
@@ -243,7 +241,7 @@ def group(value: Any, path: str) -> dict[str, Any]:
         raise bad(f"{path}.objectType", 'must be "Group"')
     if "name" in g:
         _str(g["name"], f"{path}.name")
-    identified = any(k in g for k in _IFIS)
+    identified = any(k in g for k in IFIS)
     if identified:
         _ifi(g, path)
     elif "member" not in g:
@@ -531,7 +529,7 @@ def _authority(value: Any, path: str) -> None:
     a = actor(value, path)
     if a.get("objectType") != "Group":
         return
-    if any(k in a for k in _IFIS):
+    if any(k in a for k in IFIS):
         raise bad(path, "an authority Group (3-legged OAuth) is anonymous: the application and the user, no identifier of its own")
     if len(a["member"]) != 2:
         raise bad(f"{path}.member", "an OAuth authority Group must have exactly two members")
@@ -546,7 +544,7 @@ def statements(data: Any, version: str) -> list[dict[str, Any]]:
     return [statement(data, "statement", version)]
 
 
-# --------------------------------------------------------------------------- parameters
+# --------------------------------------------------------------------------- agents as keys
 
 def agent_key(a: dict[str, Any]) -> str:
     """The canonical text of an Agent's or identified Group's inverse functional identifier:
@@ -563,44 +561,4 @@ def agent_key(a: dict[str, Any]) -> str:
     raise XapiError(400, "the agent has no inverse functional identifier")
 
 
-def parse_agent_param(text: str | None, *, param: str = "agent", required: bool = True) -> dict[str, Any] | None:
-    """Communication 2.2: an Agent (or identified Group) as JSON in a query parameter,
-    validated as in a statement."""
-    if text is None or text == "":
-        if required:
-            raise XapiError(400, f"the {param} parameter is required")
-        return None
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise XapiError(400, f"the {param} parameter is not valid JSON") from None
-    path = f"{param} parameter"
-    if type(value) is dict and value.get("objectType") == "Group":
-        g = group(value, path)
-        if not any(k in g for k in _IFIS):
-            raise bad(path, "must be an identified Group (with an inverse functional identifier)")
-        return g
-    return agent(value, path)
-
-
-def require_iri(value: str | None, param: str) -> str:
-    if value is None or value == "":
-        raise XapiError(400, f"the {param} parameter is required")
-    return iri(value, f"{param} parameter")
-
-
-def require_uuid(value: str | None, param: str) -> str:
-    if value is None or value == "":
-        raise XapiError(400, f"the {param} parameter is required")
-    return uuid_(value, f"{param} parameter").lower()
-
-
-def parse_timestamp(value: str, where: str) -> datetime:
-    """A timestamp parameter (``since``, ``until``); either version's syntax."""
-    return timestamp(value, where, V2)
-
-
-__all__ = [
-    "SIGNATURE_USAGE", "VOIDED", "agent_key", "parse_agent_param", "parse_timestamp", "require_iri", "require_uuid",
-    "statement", "statements", "timestamp",
-]
+__all__ = ["IFIS", "SIGNATURE_USAGE", "VOIDED", "agent_key", "statement", "statements", "timestamp"]

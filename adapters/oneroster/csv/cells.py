@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..mapping import ref_id
+from ..values import ref_id
 
 # conversion of a column: "s" string, "ref" one GUIDRef, "refs" GUIDRef list, "list" string list
 S, REF, REFS, LIST = "s", "ref", "refs", "list"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..gradebook.csv_files import CSV_COLUMNS
-from ..mapping import WIRE_KINDS
+from ..vocab import WIRE_KINDS
 from .cells import LIST, REF, REFS, S
 
 _BASE = [("sourcedId", "sourcedId", S, True), ("status", "status", S, False), ("dateLastModified", "dateLastModified", S, False)]

@@ -17,8 +17,11 @@ import orjson
 from gateway.errors import NotFound, ValidationError
 from gateway.model import Person, Record
 
+from ..demographics import demographics_to_wire
 from ..gradebook.csv_files import CSV_COLUMNS, csv_rows
-from ..mapping import KIND_COLLECTIONS, WIRE_KINDS, demographics_to_wire, normalize_version, to_wire
+from ..to_wire import to_wire
+from ..values import normalize_version
+from ..vocab import KIND_COLLECTIONS, WIRE_KINDS
 from .cells import KNOWN_FILES, cell
 from .columns import COLUMNS
 

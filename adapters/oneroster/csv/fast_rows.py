@@ -16,7 +16,9 @@ from typing import Any, Protocol
 
 from gateway.model import Record, Role, Status
 
-from ..mapping import enrollment_record, parse_date, parse_datetime, ref_record_id, roles
+from ..mapping import enrollment_record, ref_record_id
+from ..values import parse_date, parse_datetime
+from ..vocab import roles
 
 
 class Reading(Protocol):

@@ -36,18 +36,12 @@ import orjson
 from gateway.errors import ErrorCollector, ErrorDetail, NotFound, ValidationError
 from gateway.model import Person, Record, Status, record_id
 
+from ..demographics import demographics_to_canonical
 from ..gradebook.csv_files import CsvGradebook
-from ..mapping import (
-    KIND_COLLECTIONS,
-    WIRE_KINDS,
-    demographics_to_canonical,
-    parse_date,
-    parse_datetime,
-    ref_id,
-    roles,
-    to_canonical,
-    to_wire,
-)
+from ..mapping import to_canonical
+from ..to_wire import to_wire
+from ..values import parse_date, parse_datetime, ref_id
+from ..vocab import KIND_COLLECTIONS, WIRE_KINDS, roles
 from .columns import COLUMNS, FILE_OF_KIND, ORDER, REF_KINDS, row_object
 from .fast_rows import EnrollmentRows
 from .package import Manifest, Package

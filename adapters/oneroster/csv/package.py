@@ -20,7 +20,7 @@ from typing import Any
 
 from gateway.errors import ErrorCollector, ErrorDetail, MalformedInput, ValidationError
 
-from ..mapping import normalize_version
+from ..values import normalize_version
 from .cells import KNOWN_FILES
 from .columns import COLUMNS
 

@@ -15,7 +15,7 @@ import orjson
 
 from gateway.errors import ErrorDetail
 
-from ..mapping import parse_datetime, ref_id
+from ..values import parse_datetime, ref_id
 from .types import ENUMS, FIELDS, GUID_TYPE, ONLY_V12
 
 

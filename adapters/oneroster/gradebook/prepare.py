@@ -30,8 +30,8 @@ from gateway.model import (
 from gateway.model.competencies import TargetKind
 from gateway.store.native_ids import competency_ids_by_guid
 
-from ..mapping import parse_datetime
 from ..tables import objects
+from ..values import parse_datetime
 from .normalize import normalize, number
 from .storage import ObjectStore, Stored, case_guid, find_roster
 from .types import ACTIVITY_SYSTEM, COLLECTIONS, FIELDS, LINE_ITEM_OF, LINE_ITEM_TYPES, RESULT_TYPES, ROSTER_REFS

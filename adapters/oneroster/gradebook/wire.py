@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..mapping import format_datetime
+from ..values import format_datetime
 from .storage import Stored
 from .types import COLLECTIONS, V12_FIELDS
 

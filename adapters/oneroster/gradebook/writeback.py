@@ -15,7 +15,7 @@ from gateway.errors import NotFound
 from gateway.model import Competency, Person
 
 from ..csv.cells import KNOWN_FILES, cell
-from ..mapping import format_datetime
+from ..values import format_datetime
 from .csv_files import CSV_COLUMNS, join_row
 
 MASTERY_PREFIX = "tessera-mastery"

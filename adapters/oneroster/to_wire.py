@@ -1,0 +1,174 @@
+"""Canonical rostering records -> OneRoster 1.1 / 1.2 objects in the REST JSON shape (the
+way back of ``mapping``; the REST provider and the bulk CSV export both go through here).
+
+* ``dateLastModified`` is Tessera's ``updated_at`` (REST watermarks follow the gateway's clock)
+  unless ``use_source_date`` asks for the source's ``source_updated_at`` (bulk CSV export, so a
+  package re-imports unchanged).
+* every field ``mapping.to_canonical`` kept in ``extensions["oneroster"]`` is put back: a round
+  trip in one version is lossless.
+* references become GUIDRefs (``values.guid_ref``) of the referenced record's sourcedId.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from gateway.errors import ValidationError
+from gateway.model import AcademicSession, Course, Enrollment, Org, Person, Record, Section
+
+from .values import format_datetime, guid_ref, normalize_version
+from .vocab import KIND_COLLECTIONS, roles, vocabularies
+
+
+def to_wire(
+    record: Record,
+    *,
+    version: str = "1.2",
+    sourced_id: Callable[[str, uuid.UUID], str | None],
+    use_source_date: bool = False,
+) -> dict[str, Any]:
+    """One canonical record -> one OneRoster object in the REST JSON shape of ``version``.
+
+    ``sourced_id(kind, id)`` gives the sourcedId of a referenced record (its native_id), or
+    None when unknown (the reference is then left out). GUIDRef ``href`` is relative to the
+    rostering base path (``/orgs/{sourcedId}``)."""
+    version = normalize_version(version)
+    kind = record.KIND
+    if kind not in KIND_COLLECTIONS:
+        raise ValidationError(f"record kind {kind!r} has no OneRoster rostering type")
+    ext = dict(record.extensions.get("oneroster") or {})
+    when = record.source_updated_at if use_source_date else (record.updated_at or record.source_updated_at)
+    out: dict[str, Any] = {
+        "sourcedId": record.native_id,
+        "status": record.status.value,
+        "dateLastModified": format_datetime(when),
+    }
+
+    def ref(k: str, rid: uuid.UUID | None) -> dict[str, str] | None:
+        if rid is None:
+            return None
+        sid = sourced_id(k, rid)
+        return guid_ref(k, sid) if sid else None
+
+    def refs(k: str, rids: list[uuid.UUID]) -> list[dict[str, str]]:
+        return [r for r in (ref(k, x) for x in rids) if r]
+
+    if isinstance(record, Org):
+        out["name"] = record.name
+        out["type"] = vocabularies()["org_types"].to_wire(record.type.value)
+        out["identifier"] = record.code
+        out["parent"] = ref("org", record.parent_id)
+    elif isinstance(record, AcademicSession):
+        out["title"] = record.title
+        out["type"] = vocabularies()["session_types"].to_wire(record.type.value)
+        out["startDate"] = record.start_date.isoformat()
+        out["endDate"] = record.end_date.isoformat()
+        out["parent"] = ref("academic_session", record.parent_id)
+        out["schoolYear"] = str(record.school_year)
+        if version == "1.2":
+            out["org"] = ref("org", record.org_id)
+    elif isinstance(record, Course):
+        out["title"] = record.title
+        out["schoolYear"] = ref("academic_session", record.session_id)
+        out["courseCode"] = record.code
+        out["grades"] = list(record.grades) or None
+        out["subjects"] = list(record.subjects) or None
+        out["org"] = ref("org", record.org_id)
+        out["subjectCodes"] = list(record.subject_codes) or None
+    elif isinstance(record, Section):
+        out["title"] = record.title
+        out["classCode"] = record.code
+        if not ext.pop("_noClassType", False):
+            out["classType"] = vocabularies()["class_types"].to_wire(record.type.value)
+        out["location"] = record.location
+        out["grades"] = list(record.grades) or None
+        out["subjects"] = list(record.subjects) or None
+        out["course"] = ref("course", record.course_id)
+        out["school"] = ref("org", record.org_id)
+        out["terms"] = refs("academic_session", record.session_ids)
+        out["periods"] = list(record.periods) or None
+    elif isinstance(record, Person):
+        _user_wire(record, out, ext, version=version, ref=ref, refs=refs)
+    elif isinstance(record, Enrollment):
+        out["user"] = ref("person", record.person_id)
+        out["class"] = ref("section", record.section_id)
+        out["school"] = ref("org", record.org_id)
+        out["role"] = roles(version).to_wire(record.role.value)
+        out["primary"] = record.primary if version == "1.2" else ("true" if record.primary else "false")
+        out["beginDate"] = record.begin_date.isoformat() if record.begin_date else None
+        out["endDate"] = record.end_date.isoformat() if record.end_date else None
+    for k, v in ext.items():
+        if not k.startswith("_") and out.get(k) is None:
+            out[k] = v
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _user_wire(
+    p: Person,
+    out: dict[str, Any],
+    ext: dict[str, Any],
+    *,
+    version: str,
+    ref: Callable[[str, uuid.UUID | None], dict[str, str] | None],
+    refs: Callable[[str, list[uuid.UUID]], list[dict[str, str]]],
+) -> None:
+    rv = roles(version)
+    out["username"] = p.username
+    ids = []
+    for ident in p.identifiers:
+        if ident.kind.startswith("oneroster.userId."):
+            ids.append({"type": ident.kind[len("oneroster.userId."):], "identifier": ident.value})
+    out["userIds"] = ids or None
+    out["enabledUser"] = p.enabled if version == "1.2" else ("true" if p.enabled else "false")
+    out["givenName"] = p.given_name
+    out["familyName"] = p.family_name
+    out["middleName"] = p.middle_name
+    for ident in p.identifiers:
+        if ident.kind == "oneroster.identifier":
+            out["identifier"] = ident.value
+        elif ident.kind == "oneroster.userMasterIdentifier" and version == "1.2":
+            out["userMasterIdentifier"] = ident.value
+    out["email"] = p.email
+    out["sms"] = p.sms
+    out["phone"] = p.phone
+    out["agents"] = refs("person", p.agent_ids) or None
+    out["grades"] = list(p.grades) or None
+    if version == "1.1":
+        primary = p.primary_role
+        out["role"] = rv.to_wire(primary.value) if primary else None
+        seen: list[uuid.UUID] = []
+        for r in p.roles:
+            if r.org_id not in seen:
+                seen.append(r.org_id)
+        out["orgs"] = refs("org", seen)
+    else:
+        if p.preferred_name is not None:
+            if ext.pop("_preferredGivenName", False):
+                out["preferredGivenName"] = p.preferred_name
+            else:
+                out["preferredFirstName"] = p.preferred_name
+        profiles = ext.pop("_roleUserProfiles", None) or []
+        extras = ext.pop("_roleExtras", None) or {}
+        wire_roles = []
+        for i, r in enumerate(p.roles):
+            item: dict[str, Any] = {"roleType": "primary" if r.primary else "secondary", "role": rv.to_wire(r.role.value)}
+            org = ref("org", r.org_id)
+            if org:
+                item["org"] = org
+            if i < len(profiles) and profiles[i]:
+                item["userProfile"] = profiles[i]
+            if r.begin_date:
+                item["beginDate"] = r.begin_date.isoformat()
+            if r.end_date:
+                item["endDate"] = r.end_date.isoformat()
+            item.update(extras.get(str(i), {}))
+            wire_roles.append(item)
+        out["roles"] = wire_roles
+    ext.pop("_preferredGivenName", None)
+    ext.pop("_roleUserProfiles", None)
+    ext.pop("_roleExtras", None)
+
+
+__all__ = ["to_wire"]
