@@ -5,7 +5,7 @@
   ``gateway.auth.oauth1`` checks the signature, the timestamp window and the single-use
   nonce. The launch is then read as the LTI 1.3 claims it migrates to (``user_id`` ->
   ``sub``, ``lis_*`` -> the LIS claim, ``context_*`` -> the context claim, as the LTI 1.3
-  core's migration appendix lays out), so one piece of code (``tool.launch_records``) joins a
+  core's migration appendix lays out), so one piece of code (``tool.roster.launch_records``) joins a
   launch of either version to the roster. The LMS's ``lis_outcome_service_url`` and
   ``lis_result_sourcedid`` are kept so mastery can be sent back.
 - **Basic Outcomes, tool role** (LTI Basic Outcomes 1.1): ``OutcomesClient`` sends
@@ -157,7 +157,7 @@ def _role_names(roles: str) -> list[str]:
 
 
 def as_launch(consumer: Consumer, p: dict[str, str]) -> Launch:
-    """An LTI 1.1 launch read as LTI 1.3 claims, so ``tool.launch_records`` serves both."""
+    """An LTI 1.1 launch read as LTI 1.3 claims, so ``tool.roster.launch_records`` serves both."""
     platform = Platform(
         id=uuid.uuid5(uuid.NAMESPACE_URL, f"lti11:{consumer.consumer_key}"), tenant=consumer.tenant, name=consumer.name,
         issuer=f"lti11:{consumer.consumer_key}", client_id=consumer.consumer_key, deployment_ids=(), auth_login_url="",

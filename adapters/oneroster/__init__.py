@@ -1,6 +1,15 @@
-"""OneRoster 1.1 / 1.2: CSV bulk and delta packages in and out (``csv_bulk``), the wire <->
-canonical mapping shared with the REST provider (``mapping``), CLI sub-commands and the
-demo district.
+"""OneRoster 1.1 / 1.2, as an adapter. Its modules:
+
+- ``csv/``: CSV bulk and delta packages in and out (package reading, the importer, the
+  streamed enrollments, export);
+- ``gradebook/``: line items, results, categories and score scales: storage, evidence,
+  their CSV binding and the mastery write-back;
+- ``mapping`` (wire -> canonical), ``to_wire`` (canonical -> wire), ``vocab``, ``values``,
+  ``demographics``: the mapping shared by CSV and REST;
+- ``provider``, ``gradebook_provider``, ``resources_provider``, ``query``, ``status_info``:
+  the REST providers (rostering, gradebook, resources; 1.1 and 1.2), their filter grammar
+  and imsx_StatusInfo errors; ``oauth1_auth``: OAuth 1.0a for the 1.1 paths;
+- ``client``: the REST client; ``cli``: the ``tessera oneroster`` group; ``scopes``.
 """
 
 from __future__ import annotations
