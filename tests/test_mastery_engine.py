@@ -109,6 +109,41 @@ def test_every_method_explains_with_shares_that_sum_to_one(method: MasteryMethod
             assert sum(s * it[2] for it, s in out.shares) == pytest.approx(out.value), (method, vals)
 
 
+def test_docs_worked_examples() -> None:
+    # docs/mastery.md, one example per method (default scale levels for mode)
+    level = {0.3: 1, 0.6: 2, 0.8: 3, 0.85: 3}
+    assert value(MasteryMethod.mean, 0.4, 0.6, 0.9) == pytest.approx(0.633333, abs=1e-6)
+    assert calculate(Rule(method=MasteryMethod.mean), items(0.4, 0.6, 0.9, weights=[1, 2, 1])).value == pytest.approx(0.625)
+    mode = calculate(Rule(method=MasteryMethod.mode), items(0.8, 0.3, 0.85, 0.6), level_of=level.__getitem__)
+    assert mode.value == pytest.approx(0.825) and [s for _, s in mode.shares] == [0.5, 0.5]
+    kinds = calculate(Rule(method=MasteryMethod.decaying_average, decay_weight=0.65), items(0.4, 0.6, 0.9, weights=[1, 1, 2]))
+    assert kinds.value == pytest.approx(0.8775 * 0.9 + 0.1225 * 0.53)
+    assert round(kinds.value, 4) == 0.8547
+
+
+def test_power_law_is_the_fit_docs_mastery_md_defines() -> None:
+    # no external definition: Tessera's own, as docs/mastery.md writes it
+    import math
+
+    xs, ys = [math.log(t) for t in (1, 2, 3)], [math.log(v) for v in (0.4, 0.6, 0.9)]
+    mx, my = sum(xs) / 3, sum(ys) / 3
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    assert round(b, 4) == 0.7216
+    assert value(MasteryMethod.power_law, 0.4, 0.6, 0.9) == pytest.approx(math.exp(my + b * (math.log(3) - mx)))
+    assert round(value(MasteryMethod.power_law, 0.4, 0.6, 0.9), 4) == 0.8616
+    assert value(MasteryMethod.power_law, 0.0, 0.5) == pytest.approx(0.5)  # 0 is floored at 0.01, the fit ends at the last
+    assert value(MasteryMethod.power_law, 0.9, 0.5, 0.2) == pytest.approx(0.232024, abs=1e-6)  # falling: far below the mean 0.53
+
+
+def test_n_of_m_is_the_window_docs_mastery_md_defines() -> None:
+    kw = {"n": 2, "m": 3, "at_level": "3", "at_min": 0.75}
+    assert value(MasteryMethod.n_of_m, 0.4, 0.8, 0.6, 0.9, **kw) == pytest.approx(0.85)
+    assert value(MasteryMethod.n_of_m, 0.9, 0.8, 0.6, 0.7, **kw) == pytest.approx(0.7)
+    held = value(MasteryMethod.n_of_m, 0.95, 0.95, 0.1, 0.99, 0.5, **kw)  # mean of the window 0.53; one at level
+    assert held == pytest.approx(0.53)
+    assert value(MasteryMethod.n_of_m, 0.74, 0.99, 0.99, **{**kw, "n": 3}) < 0.75  # mean 0.907, held below the level
+
+
 def test_mode_takes_the_most_frequent_level_and_breaks_ties_by_recency() -> None:
     # levels (int(v*4)): 0.8 -> 3, 0.85 -> 3, 0.3 -> 1: level 3 wins, value = mean of its items
     assert value(MasteryMethod.mode, 0.8, 0.3, 0.85) == pytest.approx(0.825)
