@@ -37,3 +37,36 @@ def test_a_fresh_sqlite_database_is_wal_with_foreign_keys(tmp_path) -> None:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     assert store.ping()
     store.dispose()
+
+
+def test_0007_stored_decaying_average_rules_become_weighted_average(store: Store) -> None:
+    from sqlalchemy import select
+
+    from gateway.model import EvidenceKind, MasteryMethod, MasteryRule
+    from gateway.store import tables as t
+
+    from . import factories as f
+
+    fw = f.framework("state")
+    plain = MasteryRule(tenant=f.T, source="admin", native_id="plain", name="d", method=MasteryMethod.decaying_average, decay_weight=0.7)
+    weighted = MasteryRule(tenant=f.T, source="admin", native_id="kinds", name="d2", method=MasteryMethod.decaying_average, decay_weight=0.4,
+                           framework_id=fw.id, kind_weights={EvidenceKind.completion: 0.5}, extensions={"x": {"method": "decaying_average"}})
+    other = MasteryRule(tenant=f.T, source="admin", native_id="mean", name="m", method=MasteryMethod.mean, competency_id=f.competency("A", fw).id)
+    store.records.apply(f.T, [fw, f.competency("A", fw), plain, weighted, other])
+    store.migrations.downgrade(store.engine, "0006")  # nothing is weighted_average yet: the rules stay as written before 0007
+    store.migrate()
+    for rule in (plain, weighted):
+        now = store.records.get(f.T, "mastery_rule", rule.id)
+        assert now.method is MasteryMethod.weighted_average and now.decay_weight == rule.decay_weight
+        assert now.extensions == rule.extensions  # only the rule's own method changed
+        # the hash is the store's: writing the same rule again changes nothing
+        assert store.records.apply(f.T, [rule.model_copy(update={"method": MasteryMethod.weighted_average})]).updated == 0
+    assert store.records.get(f.T, "mastery_rule", other.id).method is MasteryMethod.mean
+    with store.engine.connect() as conn:
+        ops = conn.execute(select(t.changes.c.record_id, t.changes.c.op).where(t.changes.c.record_kind == "mastery_rule")).all()
+    assert ops.count((plain.id, "updated")) == 1 and (other.id, "updated") not in ops
+    store.migrations.downgrade(store.engine, "0006")
+    with store.engine.connect() as conn:
+        data = dict(conn.execute(select(t.mastery_rules.c.id, t.mastery_rules.c.data)).all())
+    assert '"method":"decaying_average"' in data[plain.id] and '"method":"mean"' in data[other.id]
+    store.migrate()

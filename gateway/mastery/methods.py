@@ -44,7 +44,7 @@ class Rule:
 
     def parameters(self) -> dict[str, float | int | str | None]:
         out: dict[str, float | int | str | None] = {"min_evidence": self.min_evidence}
-        if self.method is MasteryMethod.decaying_average:
+        if self.method in (MasteryMethod.decaying_average, MasteryMethod.weighted_average):
             out["decay_weight"] = self.decay_weight
         if self.method is MasteryMethod.n_of_m:
             out.update(n=self.n, m=self.m, at_level=self.at_level)
@@ -69,6 +69,8 @@ def calculate(rule: Rule, items: Sequence[Item], *, at_level_min: float | None =
         return Outcome(best[2], [(best, 1.0)])
     if method is MasteryMethod.mean:
         return _weighted_mean(items)
+    if method is MasteryMethod.weighted_average:
+        return _weighted_average(items, rule.decay_weight or 0.0)
     if method is MasteryMethod.decaying_average:
         return _decaying_average(items, rule.decay_weight or 0.0)
     if method is MasteryMethod.mode:
@@ -86,17 +88,38 @@ def _weighted_mean(items: Sequence[Item]) -> Outcome:
     return Outcome(sum(it[2] * it[3] for it in items) / total, [(it, it[3] / total) for it in items])
 
 
-def _decaying_average(items: Sequence[Item], w: float) -> Outcome:
+def _weighted_average(items: Sequence[Item], w: float) -> Outcome:
     """The newest item counts ``w``; the (kind-weighted) mean of all before it ``1 - w``.
 
-    This is the "decaying average" of the LMSs K-12 districts use most (Canvas, Schoology):
-    a non-recursive blend. A recursive exponential average would make the oldest items'
-    shares vanish, and is what ``power_law`` and ``latest`` already cover for trends."""
+    Canvas's "Weighted Average" (its "Decaying Average" until 2023, and Tessera's
+    ``decaying_average`` until revision 0007): a non-recursive blend. docs/mastery.md."""
     if len(items) == 1:
         return Outcome(items[0][2], [(items[0], 1.0)])
     prior = _weighted_mean(items[:-1])
     last = items[-1]
     return Outcome(w * last[2] + (1 - w) * prior.value, [*((it, s * (1 - w)) for it, s in prior.shares), (last, w)])
+
+
+def _decaying_average(items: Sequence[Item], w: float) -> Outcome:
+    """The recursive decaying average: ``d1 = s1``, ``dk = a_k * sk + (1 - a_k) * d(k-1)``.
+
+    ``a_k = w`` for an item of kind weight 1 (Canvas's and Mastery Connect's "Decaying
+    Average"); an item of kind weight ``c`` blends in as ``c`` consecutive items of the same
+    score would: ``a_k = 1 - (1 - w) ** c``. Item k's share of the result is ``a_k`` times
+    ``(1 - a_j)`` of every later item j (the first item's ``a`` is 1), so the shares sum to
+    1: for kind weight 1, ``w * (1 - w) ** (n - k)`` and ``(1 - w) ** (n - 1)`` for the first."""
+    keep = 1 - w
+    alphas = [1.0] + [w if it[3] == 1.0 else 1 - keep ** it[3] for it in items[1:]]
+    value = items[0][2]
+    for it, a in zip(items[1:], alphas[1:], strict=True):
+        value = a * it[2] + (1 - a) * value
+    shares: list[tuple[Item, float]] = []
+    later = 1.0  # product of (1 - a_j) over the items after this one
+    for it, a in zip(reversed(items), reversed(alphas), strict=True):
+        shares.append((it, a * later))
+        later *= 1 - a
+    shares.reverse()
+    return Outcome(value, shares)
 
 
 def _mode(items: Sequence[Item], level_of: object) -> Outcome:

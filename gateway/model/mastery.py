@@ -19,7 +19,10 @@ class MasteryMethod(str, enum.Enum):
     highest = "highest"
     mean = "mean"
     mode = "mode"
+    #: recursive: d1 = s1, dk = w * sk + (1 - w) * d(k-1) (docs/mastery.md)
     decaying_average = "decaying_average"
+    #: the newest counts w, the mean of all before it 1 - w (``decaying_average`` before 0007)
+    weighted_average = "weighted_average"
     power_law = "power_law"
     n_of_m = "n_of_m"
     #: a parent competency's state, from its children's (computed, never a rule's method)
@@ -38,7 +41,7 @@ class MasteryRule(Record):
     framework_id: uuid.UUID | None = None
     competency_id: uuid.UUID | None = None
     scale_id: uuid.UUID | None = None
-    decay_weight: float | None = Field(default=None, ge=0.0, le=1.0, description="decaying_average: weight of the newest")
+    decay_weight: float | None = Field(default=None, ge=0.0, le=1.0, description="decaying_average, weighted_average: weight of the newest score (0..1)")
     n: int | None = Field(default=None, ge=1, description="n_of_m: how many at or above level")
     m: int | None = Field(default=None, ge=1, description="n_of_m: out of the last m")
     at_level: str | None = Field(default=None, description="n_of_m: the level to reach")
@@ -54,8 +57,8 @@ class MasteryRule(Record):
             raise ValueError("rollup is how parents are computed, not a rule's method")
         if self.framework_id is not None and self.competency_id is not None:
             raise ValueError("a rule applies to a framework or to one competency, not both")
-        if self.method is MasteryMethod.decaying_average and self.decay_weight is None:
-            raise ValueError("decaying_average needs decay_weight (0..1)")
+        if self.method in (MasteryMethod.decaying_average, MasteryMethod.weighted_average) and self.decay_weight is None:
+            raise ValueError(f"{self.method.value} needs decay_weight (0..1)")
         if self.method is MasteryMethod.n_of_m:
             if self.n is None or self.m is None or self.at_level is None:
                 raise ValueError("n_of_m needs n, m and at_level")
