@@ -194,7 +194,8 @@ def build_router(ctx: AppContext) -> APIRouter:
         job = jobs.start(principal.tenant, book.recompute_scope(principal.tenant, rule), reason=f"rule {rule.id} {action}")
         monitor = f"/v1/mastery/recomputes/{job.id}"
         headers = {"Location": location or monitor, "Link": f'<{monitor}>; rel="monitor"'}
-        body = {"rule": orjson.loads(rule.model_dump_json(exclude_none=True)), "recompute": job.as_json()}
+        assert rule.id is not None  # a stored record always has its id
+        body = {"rule": orjson.loads(ctx.store.records.get_json(principal.tenant, "mastery_rule", rule.id)), "recompute": job.as_json()}
         return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
     @router.post("/mastery/rules", status_code=201, summary="Set the rule of the tenant, a framework or one competency; recomputes its states")
@@ -204,7 +205,8 @@ def build_router(ctx: AppContext) -> APIRouter:
 
     @router.get("/mastery/rules/{rule_id}", summary="One mastery rule")
     def get_rule(rule_id: uuid.UUID, principal: Principal = read) -> Response:
-        return _json(orjson.loads(book.get(principal.tenant, rule_id).model_dump_json(exclude_none=True)))
+        book.get(principal.tenant, rule_id)  # 404 unless active and the tenant's
+        return Response(ctx.store.records.get_json(principal.tenant, "mastery_rule", rule_id), media_type="application/json")
 
     @router.put("/mastery/rules/{rule_id}", status_code=202, summary="Replace a rule (same scope); recomputes its states")
     async def put_rule(rule_id: uuid.UUID, request: Request, principal: Principal = write) -> Response:
