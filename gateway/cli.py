@@ -279,7 +279,7 @@ def rules_list(tenant: Annotated[str, typer.Option(help="the tenant")]) -> None:
 def rules_set(
     tenant: Annotated[str, typer.Option(help="the tenant")],
     name: Annotated[str, typer.Option(help="a name for humans")],
-    method: Annotated[str, typer.Option(help="latest, highest, mean, mode, decaying_average, power_law, n_of_m, ...")],
+    method: Annotated[str, typer.Option(help="the calculation method, e.g. latest, highest, n_of_m (docs/mastery.md lists them all)")],
     framework: Annotated[str | None, typer.Option(help="the rule of this framework (a framework id)")] = None,
     competency: Annotated[str | None, typer.Option(help="the rule of this competency (a competency id)")] = None,
     scale: Annotated[str | None, typer.Option(help="a proficiency scale id (default: the competency's or framework's)")] = None,
