@@ -8,23 +8,30 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from . import PROJECT_ROOT, __version__
-from .cli_kit import app, console, open_store, out, print_apply_result, print_credentials, settings
+from .cli_kit import app, console, open_store, out, print_apply_result, print_credentials, print_table, settings
 from .config import get_settings
 from .errors import TesseraError
+
+if TYPE_CHECKING:
+    from .store import Store
 
 clients_app = typer.Typer(help="OAuth 2.0 clients: one tenant each, with scopes.", no_args_is_help=True)
 keys_app = typer.Typer(help="Token signing keys.", no_args_is_help=True)
 import_app = typer.Typer(help="Import data in a standard's format (one sub-command per adapter).", no_args_is_help=True)
 export_app = typer.Typer(help="Export data in a standard's format (one sub-command per adapter).", no_args_is_help=True)
 schemas_app = typer.Typer(help="JSON Schemas of the canonical model.", no_args_is_help=True)
-mastery_app = typer.Typer(help="The mastery engine: recompute states from evidence.", no_args_is_help=True)
+mastery_app = typer.Typer(help="The mastery engine: rules, and recomputing states from evidence.", no_args_is_help=True)
+rules_app = typer.Typer(help="The tenant's mastery rules: list, set (create or replace), delete; a change recomputes its states.",
+                        no_args_is_help=True)
+mastery_app.add_typer(rules_app, name="rules")
 app.add_typer(clients_app, name="clients")
 app.add_typer(keys_app, name="keys")
 app.add_typer(import_app, name="import")
@@ -117,8 +124,6 @@ def clients_create(
     person: Annotated[str | None, typer.Option(help="a person id: the client acts for this learner, guardian or teacher only")] = None,
 ) -> None:
     """Create a client. Its secret is printed ONCE; only a hash is stored."""
-    import uuid
-
     from .auth import ClientStore
 
     flat = [s for item in scopes for s in item.replace(",", " ").split()]
@@ -206,19 +211,8 @@ def mastery_recompute(
     workers: Annotated[int, typer.Option(help="processes deriving states in parallel (default: two per core, at most 8)")] = 0,
 ) -> None:
     """Derive every mastery state from the evidence again (after a rule, scale or structure change)."""
-    import uuid
+    from sqlalchemy import select
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskID,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-    from sqlalchemy import func, select
-
-    from .mastery.attach import engine_of
     from .store import tables as t
 
     store = open_store()
@@ -226,19 +220,127 @@ def mastery_recompute(
         tenants = [tenant] if tenant else [r[0] for r in conn.execute(select(t.tenants.c.id).order_by(t.tenants.c.id))]
     fw = uuid.UUID(framework) if framework else None
     for name in tenants:
-        with store.engine.connect() as conn:
-            learners = conn.execute(select(func.count(func.distinct(t.evidence.c.learner_id))).where(t.evidence.c.tenant == name)).scalar_one()
-        with Progress(TextColumn(f"[cyan]{name}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("learners"), TimeElapsedColumn(),
-                      console=console) as bar:
-            task = bar.add_task("recompute", total=learners)
+        _recompute_with_progress(store, name, fw, workers)
+    store.dispose()
 
-            def advance(n: int, task: TaskID = task) -> None:
-                bar.advance(task, n)
 
-            report = engine_of(store).recompute(name, framework_id=fw, workers=workers or default_recompute_workers(), progress=advance)
-        rate = report.evidence / report.seconds if report.seconds else 0.0
-        out.print(f"{name}: {report.learners} learners, {report.evidence} evidence items -> {report.states} states "
-                  f"({report.written} written, {report.retired} retired) in {report.seconds:.1f} s ({rate:,.0f} evidence/s)")
+def _recompute_with_progress(store: Store, tenant: str, framework_id: uuid.UUID | None, workers: int) -> None:
+    """One tenant's (or framework's) recompute in the foreground, with a progress bar of its learners."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+    from sqlalchemy import func, select
+
+    from .mastery.attach import engine_of
+    from .store import tables as t
+
+    with store.engine.connect() as conn:
+        learners = conn.execute(select(func.count(func.distinct(t.evidence.c.learner_id))).where(t.evidence.c.tenant == tenant)).scalar_one()
+    with Progress(TextColumn(f"[cyan]{tenant}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("learners"), TimeElapsedColumn(),
+                  console=console) as bar:
+        task = bar.add_task("recompute", total=learners)
+
+        def advance(n: int, task: TaskID = task) -> None:
+            bar.advance(task, n)
+
+        report = engine_of(store).recompute(tenant, framework_id=framework_id, workers=workers or default_recompute_workers(),
+                                            progress=advance)
+    rate = report.evidence / report.seconds if report.seconds else 0.0
+    out.print(f"{tenant}: {report.learners} learners, {report.evidence} evidence items -> {report.states} states "
+              f"({report.written} written, {report.retired} retired) in {report.seconds:.1f} s ({rate:,.0f} evidence/s)")
+
+
+def _cli_author() -> str:
+    """Who a command-line rule change is recorded as: ``cli:<OS user>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no user name in this environment (a bare container)
+        return "cli:unknown"
+
+
+@rules_app.command("list")
+def rules_list(tenant: Annotated[str, typer.Option(help="the tenant")]) -> None:
+    """The tenant's rules (where none applies, mappings/mastery.yaml's default does)."""
+    from .mastery.attach import engine_of
+    from .mastery.rules import RuleBook, scope_key
+
+    store = open_store()
+    params = ("decay_weight", "n", "m", "at_level", "scale_id")
+    rows = []
+    for r in sorted(RuleBook(engine_of(store)).active(tenant), key=lambda r: (r.competency_id is not None, r.framework_id is not None, scope_key(r))):
+        scope = f"competency {r.competency_id}" if r.competency_id else f"framework {r.framework_id}" if r.framework_id else "tenant"
+        shown = " ".join(f"{k}={getattr(r, k)}" for k in params if getattr(r, k) is not None)
+        rows.append((r.id, scope, r.name, r.method.value, shown, r.updated_by, r.updated_at.isoformat(timespec="seconds") if r.updated_at else None))
+    store.dispose()
+    print_table(["id", "scope", "name", "method", "parameters", "changed by", "changed at"], rows)
+
+
+@rules_app.command("set")
+def rules_set(
+    tenant: Annotated[str, typer.Option(help="the tenant")],
+    name: Annotated[str, typer.Option(help="a name for humans")],
+    method: Annotated[str, typer.Option(help="the calculation method, e.g. latest, highest, n_of_m (docs/mastery.md lists them all)")],
+    framework: Annotated[str | None, typer.Option(help="the rule of this framework (a framework id)")] = None,
+    competency: Annotated[str | None, typer.Option(help="the rule of this competency (a competency id)")] = None,
+    scale: Annotated[str | None, typer.Option(help="a proficiency scale id (default: the competency's or framework's)")] = None,
+    decay_weight: Annotated[float | None, typer.Option(help="the weight of the newest score (0..1)")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="n_of_m: how many at or above the level")] = None,
+    m: Annotated[int | None, typer.Option("--m", help="n_of_m: out of the last m")] = None,
+    at_level: Annotated[str | None, typer.Option(help="n_of_m: the level to reach")] = None,
+    min_evidence: Annotated[int | None, typer.Option(help="evidence items needed before a level is given")] = None,
+    rollup_share: Annotated[float | None, typer.Option(help="share of a parent's children to master (0..1]")] = None,
+    kind_weight: Annotated[list[str] | None, typer.Option("--kind-weight", help="KIND=WEIGHT, repeatable (e.g. assessment=2)")] = None,
+    workers: Annotated[int, typer.Option(help="recompute processes (default: two per core, at most 8)")] = 0,
+) -> None:
+    """Create the rule of a scope (the tenant, --framework or --competency) or replace the one it
+    has, then recompute the states it decides."""
+    from .mastery.attach import engine_of
+    from .mastery.rules import RuleBook
+
+    doc: dict[str, object] = {"name": name, "method": method}
+    for key, value in (("framework_id", framework), ("competency_id", competency), ("scale_id", scale), ("decay_weight", decay_weight),
+                       ("n", n), ("m", m), ("at_level", at_level), ("min_evidence", min_evidence), ("rollup_share", rollup_share)):
+        if value is not None:
+            doc[key] = value
+    if kind_weight:
+        weights: dict[str, float] = {}
+        for item in kind_weight:
+            kind, sep, w = item.partition("=")
+            try:
+                weights[kind.strip()] = float(w)
+            except ValueError:
+                raise typer.BadParameter(f"{item!r}: expected KIND=WEIGHT", param_hint="--kind-weight") from None
+            if not sep:
+                raise typer.BadParameter(f"{item!r}: expected KIND=WEIGHT", param_hint="--kind-weight")
+        doc["kind_weights"] = weights
+    store = open_store()
+    book = RuleBook(engine_of(store))
+    rule, created = book.set(tenant, doc, by=_cli_author())
+    console.print(f"{'created' if created else 'replaced'} rule {rule.id} ({rule.name}, {rule.method.value})")
+    _recompute_with_progress(store, tenant, book.recompute_scope(tenant, rule), workers)
+    store.dispose()
+
+
+@rules_app.command("delete")
+def rules_delete(
+    rule_id: Annotated[str, typer.Argument(help="the rule's id (tessera mastery rules list)")],
+    tenant: Annotated[str, typer.Option(help="the tenant")],
+    workers: Annotated[int, typer.Option(help="recompute processes (default: two per core, at most 8)")] = 0,
+) -> None:
+    """Delete a rule (the next one up applies: framework, tenant, default), then recompute the
+    states it decided."""
+    from .mastery.attach import engine_of
+    from .mastery.rules import RuleBook
+
+    try:
+        rid = uuid.UUID(rule_id)
+    except ValueError:
+        raise typer.BadParameter("must be a UUID", param_hint="RULE_ID") from None
+    store = open_store()
+    book = RuleBook(engine_of(store))
+    rule = book.delete(tenant, rid, by=_cli_author())
+    console.print(f"deleted rule {rule.id} ({rule.name})")
+    _recompute_with_progress(store, tenant, book.recompute_scope(tenant, rule), workers)
     store.dispose()
 
 

@@ -1,6 +1,12 @@
 """The learner-facing canonical API: mastery with its explanation, what comes next, the
 profile, learning plans; and the tenant's mastery rules and recompute.
 
+Rules: ``POST`` creates one per scope (409 when the scope has one), ``PUT``/``DELETE
+/mastery/rules/{id}`` replace or retire it (``gateway.mastery.rules.RuleBook``); each change
+starts a recompute of the states the rule decides in a background thread and answers with
+it (``Link: rel=monitor``, ``GET /mastery/recomputes/{id}``: status, learners done of total,
+states written). ``POST /mastery/recompute`` still recomputes in the request.
+
 Who sees what: a system client is governed by its scopes (``mastery.readonly`` to read,
 ``mastery.write`` to edit plans and rules). A client bound to a person (``tessera clients
 create --person ID``: a learner's, guardian's or teacher's app) additionally sees only the
@@ -21,17 +27,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from ..auth import Principal
-from ..errors import Conflict, ErrorDetail, MalformedInput, NotFound, ScopeError, ValidationError
+from ..errors import ErrorDetail, MalformedInput, NotFound, ScopeError, ValidationError
 from ..mastery.attach import engine_of
 from ..mastery.learners import Learners
+from ..mastery.rules import RULE_FIELDS, RuleBook, recomputes_of
 from ..model import LearningPlan, MasteryRule, Record, Status, pydantic_errors
 from ..store import tables as t
 from .context import AppContext
 
 READ, WRITE = "mastery.readonly", "mastery.write"
 PLAN_FIELDS = {"title", "plan_status", "targets", "pathway", "author", "notes"}
-RULE_FIELDS = {"name", "method", "framework_id", "competency_id", "scale_id", "decay_weight", "n", "m", "at_level",
-               "min_evidence", "kind_weights", "rollup_share"}
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -80,6 +85,8 @@ def _uuid_param(request: Request, name: str) -> uuid.UUID | None:
 def build_router(ctx: AppContext) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["mastery"])
     learners = Learners(ctx.store)
+    book = RuleBook(engine_of(ctx.store))
+    jobs = recomputes_of(book.engine)
     read, write = Depends(ctx.require(READ)), Depends(ctx.require(WRITE))
 
     def visible(principal: Principal, learner_id: uuid.UUID, *, edit: bool = False) -> None:
@@ -179,26 +186,46 @@ def build_router(ctx: AppContext) -> APIRouter:
         page = ctx.store.records.page(principal.tenant, "mastery_rule", limit=500, filters={"status": "active"})
         return Response('{"items":[' + ",".join(page.items) + "]}", media_type="application/json")
 
-    @router.post("/mastery/rules", status_code=201, summary="Set the rule of the tenant, a framework or one competency")
+    def by(principal: Principal) -> str:
+        return f"client:{principal.client_id}"
+
+    def changed(rule: MasteryRule, principal: Principal, action: str, status: int, location: str | None = None) -> Response:
+        """The stored rule and the recompute its change started (``Link: rel=monitor``)."""
+        job = jobs.start(principal.tenant, book.recompute_scope(principal.tenant, rule), reason=f"rule {rule.id} {action}")
+        monitor = f"/v1/mastery/recomputes/{job.id}"
+        headers = {"Location": location or monitor, "Link": f'<{monitor}>; rel="monitor"'}
+        assert rule.id is not None  # a stored record always has its id
+        body = {"rule": orjson.loads(ctx.store.records.get_json(principal.tenant, "mastery_rule", rule.id)), "recompute": job.as_json()}
+        return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+    @router.post("/mastery/rules", status_code=201, summary="Set the rule of the tenant, a framework or one competency; recomputes its states")
     async def set_rule(request: Request, principal: Principal = write) -> Response:
-        doc = await _body(request, RULE_FIELDS)
-        scope = doc.get("competency_id") or doc.get("framework_id") or "tenant"
-        rule = _validate(MasteryRule, {**doc, "tenant": principal.tenant, "source": "api", "native_id": f"rule:{scope}"})
-        with ctx.store.engine.connect() as conn:
-            model = engine_of(ctx.store).model(conn, principal.tenant)
-        if rule.at_level is not None:
-            probe = rule.competency_id or next((c for c, f in model.framework_of.items() if f == rule.framework_id), None)
-            scale = model.scales.get(rule.scale_id) if rule.scale_id else (model.scale(probe, model.rule(probe)) if probe else None)
-            if scale is not None and scale.get(rule.at_level) is None:
-                raise ValidationError("invalid mastery rule", errors=[ErrorDetail(
-                    f"not a level of the scale '{scale.title}' ({', '.join(lv.code for lv in scale.levels)})", field="at_level")])
-        for other in ctx.store.records.page(principal.tenant, "mastery_rule", limit=500, filters={"status": "active"}).items:
-            o = MasteryRule.model_validate_json(other)
-            if (o.framework_id, o.competency_id) == (rule.framework_id, rule.competency_id) and o.id != rule.id:
-                raise Conflict("a rule for this scope exists already", errors=[ErrorDetail(f"rule {o.id}", field="framework_id" if rule.framework_id else "competency_id")])
-        ctx.store.records.apply(principal.tenant, [rule])
-        body = orjson.loads(ctx.store.records.get_json(principal.tenant, "mastery_rule", rule.id))
-        return _json({"rule": body, "note": "states follow the new rule after POST /v1/mastery/recompute"}, 201)
+        rule = book.create(principal.tenant, await _body(request, set(RULE_FIELDS)), by=by(principal))
+        return changed(rule, principal, "created", 201, location=f"/v1/mastery/rules/{rule.id}")
+
+    @router.get("/mastery/rules/{rule_id}", summary="One mastery rule")
+    def get_rule(rule_id: uuid.UUID, principal: Principal = read) -> Response:
+        book.get(principal.tenant, rule_id)  # 404 unless active and the tenant's
+        return Response(ctx.store.records.get_json(principal.tenant, "mastery_rule", rule_id), media_type="application/json")
+
+    @router.put("/mastery/rules/{rule_id}", status_code=202, summary="Replace a rule (same scope); recomputes its states")
+    async def put_rule(rule_id: uuid.UUID, request: Request, principal: Principal = write) -> Response:
+        rule = book.replace(principal.tenant, rule_id, await _body(request, set(RULE_FIELDS)), by=by(principal))
+        return changed(rule, principal, "replaced", 202)
+
+    @router.delete("/mastery/rules/{rule_id}", status_code=202, summary="Delete a rule (the next one up applies); recomputes its states")
+    def delete_rule(rule_id: uuid.UUID, principal: Principal = write) -> Response:
+        rule = book.delete(principal.tenant, rule_id, by=by(principal))
+        return changed(rule, principal, "deleted", 202)
+
+    @router.get("/mastery/recomputes/{job_id}", summary="A recompute a rule change started: status, learners done of total, states written")
+    def recompute_status(job_id: uuid.UUID, principal: Principal = read) -> Response:
+        job = jobs.get(principal.tenant, job_id)
+        if job is None:
+            raise NotFound("no such recompute", errors=[ErrorDetail(
+                f"{job_id} is not known to this server process (recomputes are kept in memory by the process that started them, "
+                "and not across restarts)", field="job_id")])
+        return _json(job.as_json())
 
     @router.post("/mastery/recompute", summary="Recompute every state of the tenant (or one framework) from its evidence")
     async def recompute(request: Request, principal: Principal = write) -> Response:

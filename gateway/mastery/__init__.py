@@ -9,4 +9,6 @@ the states are ``gateway.reports``, which depends on this package, never the rev
 - ``serial``: a state's stored JSON and hash, built without pydantic (the full recompute).
 - ``engine``: ``MasteryEngine``, incremental (a store listener) and full recompute.
 - ``learners``: one learner's view: explanations, next competencies, profile, plans.
+- ``rules``: creating, replacing and deleting rules (``RuleBook``), and the recompute a
+  change starts in the background (``Recomputes``).
 """

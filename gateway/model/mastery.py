@@ -50,6 +50,11 @@ class MasteryRule(Record):
     rollup_share: float = Field(
         default=1.0, gt=0.0, le=1.0, description="share of a parent's children that must be mastered for the parent to be"
     )
+    updated_by: str | None = Field(
+        default=None, max_length=256,
+        description="who made the rule's latest change (create, replace, delete): 'client:<client id>' for the API, "
+                    "'cli:<user>' for the command line; the change log's row for that change names this version",
+    )
 
     @model_validator(mode="after")
     def _params(self) -> MasteryRule:
