@@ -157,14 +157,14 @@ class _Compiler:
             if not set(s) - {"type", "pattern", "format", "enum", "description"}:
                 return string
             checks.append(string)
-        elif types:
+        else:
             if types == ["string"]:
                 checks.append(lambda v: isinstance(v, str))
             elif types == ["object"]:
                 checks.append(lambda v: isinstance(v, dict))
             elif types == ["array"]:
                 checks.append(lambda v: isinstance(v, list))
-            else:
+            elif types:
                 checks.append(lambda v, ts=tuple(types): any(_is_type(v, t) for t in ts))
             if "enum" in s:
                 allowed_list = list(s["enum"])
@@ -172,15 +172,6 @@ class _Compiler:
             if "pattern" in s:
                 search2 = re.compile(s["pattern"]).search
                 checks.append(lambda v: not isinstance(v, str) or search2(v) is not None)
-            if "format" in s and s["format"] in FORMATS:
-                checks.append(FORMATS[s["format"]][0])
-        else:
-            if "enum" in s:
-                allowed_list2 = list(s["enum"])
-                checks.append(lambda v: v in allowed_list2)
-            if "pattern" in s:
-                search3 = re.compile(s["pattern"]).search
-                checks.append(lambda v: not isinstance(v, str) or search3(v) is not None)
             if "format" in s and s["format"] in FORMATS:
                 checks.append(FORMATS[s["format"]][0])
         if "properties" in s or "required" in s or "additionalProperties" in s:
