@@ -8,7 +8,7 @@ import uuid
 
 import orjson
 
-from gateway.model import Alignment, Identifier
+from gateway.model import CASE_IDENTIFIER_KINDS, Alignment, Identifier
 from gateway.store import Store
 
 from . import factories as f
@@ -57,6 +57,21 @@ def test_lookup_lists_every_carrier_the_longest_standing_first(store: Store) -> 
     assert store.identities.lookup(T, "lms", "xapi.mbox", "mailto:ada@example.org", record_kind="person") == [("person", twin.id)]
     assert store.identities.lookup(T, "lms", "xapi.mbox", "mailto:ada@example.org", record_kind="org") == []
     assert store.records.lookup(T, "lrs", "xapi.mbox", "mailto:ada@example.org") == [("person", ada.id)]
+
+
+def test_first_carrying_finds_the_competency_a_case_uri_or_identifier_names(store: Store) -> None:
+    fw = f.framework()
+    guid = str(uuid.uuid4())
+    comp = f.competency("c1", fw, identifiers=[Identifier(system="case", kind="case.uri", value="https://case.example/c1"),
+                                               Identifier(system="case", kind="case.identifier", value=guid)])
+    ada, _ = _people(store)
+    store.records.apply(T, [fw, comp])
+    named = store.identities.first_carrying
+    assert named(T, "competency", CASE_IDENTIFIER_KINDS, ["https://case.example/c1"]) == comp.id
+    assert named(T, "competency", CASE_IDENTIFIER_KINDS, ["no such uri", guid]) == comp.id
+    assert named(T, "competency", CASE_IDENTIFIER_KINDS, ["mailto:ada@example.org"]) is None  # a person's, other kind
+    assert named(T, "person", ("xapi.mbox",), ["mailto:ada@example.org"]) == ada.id  # the longest-standing carrier
+    assert named("t2", "competency", CASE_IDENTIFIER_KINDS, [guid]) is None
 
 
 def _alignment(native: str, target: str, comp, *, system: str = "xapi", weight: float | None = None, **kw) -> Alignment:

@@ -83,7 +83,6 @@ ACTOR_CACHE_SIZE = 100_000
 RESOLVED_CACHE_SIZE = 50_000  # activity ids + CASE references remembered per tenant
 #: identifier kinds of an xAPI actor, strongest first (xAPI 1.0.3 Data 2.4.2.3 IFIs)
 XAPI_KINDS = ("xapi.account", "xapi.mbox", "xapi.mbox_sha1sum", "xapi.openid")
-CASE_KINDS = ("case.uri", "case.identifier")
 #: record kinds whose changes invalidate what activity ids and CASE references resolved to
 TARGET_KINDS = ("alignment", "competency")
 _UUID_TAIL = re.compile(r"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})/?$")

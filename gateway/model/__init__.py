@@ -17,6 +17,7 @@ from pydantic import ValidationError as PydanticValidationError
 from ..errors import ErrorDetail
 from .base import CanonicalModel, Identifier, Record, Status, Timestamp, ensure_aware, record_id, utcnow
 from .competencies import (
+    CASE_IDENTIFIER_KINDS,
     Alignment,
     Competency,
     Framework,
@@ -124,7 +125,7 @@ def export_schemas(directory: Path) -> list[Path]:
 
 
 __all__ = [
-    "AcademicSession", "ActivityRef", "Alignment", "AnyRecord", "CanonicalModel", "Competency",
+    "CASE_IDENTIFIER_KINDS", "AcademicSession", "ActivityRef", "Alignment", "AnyRecord", "CanonicalModel", "Competency",
     "Contribution", "Course", "Demographics", "Enrollment", "Evidence", "EvidenceKind", "Framework",
     "Identifier", "LearningPlan", "MasteryMethod", "MasteryRule", "MasteryState", "Org", "OrgRole", "OrgType", "Person",
     "ProficiencyLevel", "ProficiencyScale", "Provenance", "RECORD_CLASSES", "RECORD_TYPES", "Record",

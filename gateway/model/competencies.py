@@ -17,6 +17,11 @@ from pydantic import Field, model_validator
 
 from .base import CanonicalModel, Record, Timestamp
 
+#: the identifier kinds that name a competency (or framework) by its CASE identity: its URI,
+#: and its CASE identifier (a UUID, lower case); whatever standard refers to a competency
+#: resolves these through the identifier index
+CASE_IDENTIFIER_KINDS = ("case.uri", "case.identifier")
+
 
 class Framework(Record):
     """A published set of competencies: a state's standards, the Common Core, a district's own."""

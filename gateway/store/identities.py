@@ -64,6 +64,18 @@ class IdentityStore:
         with reading(self.engine, conn) as c:
             return [(r.record_kind, r.record_id) for r in c.execute(q.order_by(idt.c.id))]
 
+    def first_carrying(self, tenant: str, record_kind: str, kinds: Sequence[str], values: Sequence[str], *,
+                       conn: Connection | None = None) -> uuid.UUID | None:
+        """The record of ``record_kind`` that first carried an identifier of one of ``kinds``
+        with one of ``values`` (in any system), or None: e.g. the competency a CASE URI or
+        identifier names (``gateway.model.CASE_IDENTIFIER_KINDS``)."""
+        idt = identifiers
+        q = select(idt.c.record_id).where(
+            idt.c.tenant == tenant, idt.c.record_kind == record_kind, idt.c.kind.in_(kinds), idt.c.value.in_(values),
+        ).order_by(idt.c.id).limit(1)
+        with reading(self.engine, conn) as c:
+            return c.scalar(q)
+
     def systems(self, tenant: str, *, conn: Connection | None = None) -> list[str]:
         """The distinct identifier systems of the tenant, in order."""
         with reading(self.engine, conn) as c:

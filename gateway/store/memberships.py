@@ -1,16 +1,14 @@
-"""Memberships: whether a person is an active member of a section, the people of a roster
-page, and the competency a gradebook column names, read from the canonical tables so that
-adapters never touch them.
+"""Memberships: whether a person is an active member of a section, and the people of a
+roster page, read from the canonical tables so that adapters never touch them.
 
 Written for Tessera as an LTI platform (AGS 2.0 3.4: a score is for a member of the line
-item's context; NRPS 2.0: a context's members; a line item aligned with the competency its
-``resourceId`` names), and open to any standard that asks the same questions.
+item's context; NRPS 2.0: a context's members), and open to any standard that asks the same questions.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Engine, Exists, select
@@ -19,8 +17,6 @@ from ..model import Person, Status
 from . import tables as t
 
 ACTIVE = Status.active.value
-#: the identifier kinds that name a competency by its CASE identity
-CASE_KINDS = ("case.uri", "case.identifier")
 
 
 class MembershipRepository:
@@ -54,17 +50,6 @@ class MembershipRepository:
             docs = conn.scalars(select(tbl.c.data).where(tbl.c.tenant == tenant, tbl.c.id.in_(ids))).all()
         people = [Person.model_validate_json(d) for d in docs]
         return {p.id: p for p in people if p.id is not None}
-
-    def competency_named(self, tenant: str, values: Sequence[str]) -> uuid.UUID | None:
-        """The competency whose CASE URI or CASE identifier is one of ``values`` (the first
-        recorded when several are), or None."""
-        ids = t.identifiers
-        q = select(ids.c.record_id).where(
-            ids.c.tenant == tenant, ids.c.record_kind == "competency",
-            ids.c.kind.in_(CASE_KINDS), ids.c.value.in_(values),
-        ).order_by(ids.c.id).limit(1)
-        with self.engine.connect() as conn:
-            return conn.scalar(q)
 
 
 __all__ = ["MembershipRepository"]

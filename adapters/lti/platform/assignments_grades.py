@@ -53,6 +53,7 @@ from gateway.errors import (
     ValidationError,
 )
 from gateway.model import (
+    CASE_IDENTIFIER_KINDS,
     ActivityRef,
     Alignment,
     Evidence,
@@ -178,7 +179,7 @@ class LineItems:
             if not name:
                 continue
             values = [name, *(m.lower() for m in UUID_IN.findall(name))]
-            found = self.ctx.store.memberships.competency_named(tenant, values)
+            found = self.ctx.store.identities.first_carrying(tenant, "competency", CASE_IDENTIFIER_KINDS, values)
             if found is not None:
                 return found
         return None
