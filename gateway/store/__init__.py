@@ -29,8 +29,6 @@ class Store:
     def __init__(self, engine: Engine, *, migrations: Migrations | None = None) -> None:
         self.engine = engine
         self.migrations = migrations or Migrations()
-        #: shared with ``records`` (the list itself), so a listener added later still hears
-        self.evidence_listeners: list[EvidenceListener] = []
 
     @classmethod
     def from_url(cls, url: str, *, migrations: Migrations | None = None) -> Store:
@@ -38,14 +36,17 @@ class Store:
 
     def add_evidence_listener(self, listener: EvidenceListener) -> None:
         """Call ``listener`` in the transaction of every batch that stores evidence (once)."""
-        if listener not in self.evidence_listeners:
-            self.evidence_listeners.append(listener)
+        if listener not in self.records.evidence_listeners:
+            self.records.evidence_listeners.append(listener)
+
+    @property
+    def evidence_listeners(self) -> list[EvidenceListener]:
+        """The listeners ``records`` calls (its own list)."""
+        return self.records.evidence_listeners
 
     @cached_property
     def records(self) -> RecordStore:
-        records = RecordStore(self.engine)
-        records.evidence_listeners = self.evidence_listeners
-        return records
+        return RecordStore(self.engine)
 
     streams = cached_property(PreparedStreams)  # batches streamed, optionally from a child process
 
