@@ -129,10 +129,6 @@ class Credentials:
         if not self.consumers.remove(tenant, consumer_key, PURPOSES.values(), within=forget):
             raise NotFound(f"no LTI 1.1 consumer key {consumer_key!r}")
 
-    def nonce_store(self) -> Callable[[str, str, int, int], bool]:
-        """For ``oauth1.verify``: spend (key, nonce, timestamp) once (RFC 5849 3.3)."""
-        return self.consumers.spend_nonce
-
 
 def _verify(creds: Credentials, request_url: str, method: str, body: bytes, headers: dict[str, str], role: str) -> SignedRequest:
     signed, _ = creds.consumers.verify(request_url, method, body, headers, purpose=PURPOSES[role], realm="tessera-lti11")

@@ -136,10 +136,6 @@ class ConsumerStore:
         if not self.consumers.revoke(consumer_key, PURPOSE):
             raise NotFound(f"no active OneRoster consumer key {consumer_key}")
 
-    def spend_nonce(self, consumer_key: str, nonce: str, timestamp: int, ttl: int) -> bool:
-        """``oauth1.NonceStore``: record (key, nonce, timestamp); False when it was already used."""
-        return self.consumers.spend_nonce(consumer_key, nonce, timestamp, ttl)
-
     def authenticate(self, url: str, method: str, body: bytes, headers: Mapping[str, str]) -> Principal:
         """Verify one signed request (``gateway.auth.oauth1.verify``) -> the key's principal."""
         _, consumer = self.consumers.verify(url, method, body, headers, purpose=PURPOSE, realm=REALM)
