@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .config import Settings, get_settings
-from .errors import ConfigError, TesseraError
+from .errors import ConfigError, Deviations, TesseraError
 
 if TYPE_CHECKING:
     from .store import ApplyResult, Store
@@ -73,6 +74,23 @@ def print_apply_result(result: ApplyResult, *, title: str) -> None:
     out.print(table)
     if result.outbox:
         out.print(f"{result.outbox} deliveries queued for routes")
+
+
+def print_deviations(devs: Deviations, *, shown: int = 20) -> None:
+    """What a tolerant import or ``tessera validate`` normalised: a count per kind, then
+    the first ``shown`` places. User data is printed as text, never as console markup."""
+    if not devs:
+        return
+    table = Table(title=f"{devs.total} deviation(s) normalised (--strict refuses them)")
+    table.add_column("kind")
+    table.add_column("count", justify="right")
+    for kind, n in sorted(devs.counts.items()):
+        table.add_row(kind, str(n))
+    console.print(table)
+    for d in devs.items[:shown]:
+        console.print(Text.assemble(("warning: ", "yellow"), (f"[{d.kind}] {d}", "")))
+    if devs.total > shown:
+        console.print(Text(f"... and {devs.total - shown} more (--json lists the first {devs.limit})", style="yellow"))
 
 
 def print_credentials(key_title: str, rows: list[tuple[str, Any]]) -> None:

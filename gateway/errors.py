@@ -169,3 +169,65 @@ class ErrorCollector:
     def raise_if_any(self, detail: str, cls: type[ValidationError] = ValidationError) -> None:
         if self.errors:
             raise cls(detail, errors=self.errors)
+
+
+@dataclass(frozen=True)
+class Deviation(ErrorDetail):
+    """A departure from the letter of a standard that has exactly one reading, such as
+    an enumeration value in another letter case. ``kind`` is a short stable slug
+    (``enum-case``, ``file-name-case``, ``duplicate-object``...). Scripts count by it,
+    and the import report totals by it."""
+
+    kind: str = "deviation"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **super().as_dict()}
+
+
+@dataclass
+class Deviations:
+    """What a tolerant importer normalised, one ``Deviation`` per place, with a count per
+    kind. In strict mode (``--strict``, the conformance kits) every deviation is an error
+    in ``errors`` instead, worded the same way.
+
+    Usage, at the one place a deviation is recognised::
+
+        if devs.tolerate("enum-case", f"'{v}' is written '{v.lower()}' by the spec",
+                         location=loc, field=col):
+            v = v.lower()          # tolerant: normalised, and reported
+        # strict: the error is recorded; leave the value as it is
+
+    Nothing may be normalised without going through ``tolerate``. What has more than one
+    reading (two different objects under one identifier, a malformed date) is never a
+    deviation: it is an error in both modes.
+    """
+
+    strict: bool = False
+    errors: ErrorCollector = field(default_factory=ErrorCollector)
+    items: list[Deviation] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    #: the most deviations kept with their place; ``counts`` keeps counting past it
+    limit: int = 1000
+
+    def tolerate(self, kind: str, message: str, *, location: str | None = None, field: str | None = None) -> bool:
+        """Report one deviation. True: normalise it (tolerant mode). False: strict mode,
+        where it was recorded as an error; keep the value as it was sent."""
+        if self.strict:
+            self.errors.add(message, location=location, field=field)
+            return False
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if len(self.items) < self.limit:
+            self.items.append(Deviation(message, location, field, kind))
+        return True
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def __bool__(self) -> bool:
+        return bool(self.counts)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form in import reports and ``tessera validate --json``."""
+        return {"total": self.total, "counts": dict(sorted(self.counts.items())),
+                "warnings": [d.as_dict() for d in self.items]}
