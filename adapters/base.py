@@ -80,6 +80,8 @@ class Declares(Protocol):
     implies: Mapping[str, Iterable[str]]
     #: URI prefixes whose scopes are the short name after them
     scope_uri_prefixes: Iterable[str]
+    #: URI scopes standing for a scope of another name (URI -> short name)
+    scope_uris: Mapping[str, str]
     #: the adapter's settings class (env prefix ``TESSERA_<NAME>__``)
     settings: type[AdapterSettings]
     #: its tables, and the folder of their Alembic branch

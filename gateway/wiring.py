@@ -46,8 +46,9 @@ class Wiring:
         self.registry = registry
         for adapter in registry:
             scopes = getattr(adapter, "scopes", None)
-            if scopes:
-                declare(scopes, getattr(adapter, "implies", None), getattr(adapter, "scope_uri_prefixes", ()))
+            uri_scopes = getattr(adapter, "scope_uris", None)
+            if scopes or uri_scopes:
+                declare(scopes or {}, getattr(adapter, "implies", None), getattr(adapter, "scope_uri_prefixes", ()), uri_scopes)
         self._settings: dict[str, BaseSettings] = {}
 
     @classmethod

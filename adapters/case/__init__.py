@@ -42,9 +42,18 @@ SAMPLES = Path(__file__).resolve().parent / "samples"
 DEMO_PACKAGES = ("northwind-state-mathematics.json", "cedar-valley-mathematics.json")
 
 
+#: The CASE 1.0 scopes CASE consumers ask token endpoints for (the CASE Network's, as OpenSALT's
+#: mirror and CASE Network clients send them): both read frameworks, Tessera's competencies.readonly
+CASE_SCOPE_URIS = {
+    "http://purl.imsglobal.org/casenetwork/case/v1p0/scope/core.readonly": "competencies.readonly",
+    "http://purl.imsglobal.org/casenetwork/case/v1p0/scope/all.readonly": "competencies.readonly",
+}
+
+
 class CaseAdapter:
     name = "case"
     title = "CASE 1.0 competency frameworks"
+    scope_uris = CASE_SCOPE_URIS
 
     # --- wire -> canonical ----------------------------------------------------------------------
 
@@ -160,4 +169,4 @@ class CaseAdapter:
         register(self, import_app, export_app, validate_app)
 
 
-__all__ = ["CaseAdapter", "CasePackage", "DEMO_PACKAGES", "SAMPLES"]
+__all__ = ["CASE_SCOPE_URIS", "CaseAdapter", "CasePackage", "DEMO_PACKAGES", "SAMPLES"]

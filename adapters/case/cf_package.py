@@ -148,6 +148,7 @@ def parse_package(data: bytes | str | dict[str, Any], *, tenant: str, source: st
     reported in ``devs`` (``CasePackage.deviations``); with ``strict`` they are errors."""
     devs = devs if devs is not None else Deviations(strict=strict)
     pkg = load_json(data)
+    _definition_aliases(pkg, devs)
     errors, repaired, failed = validator().validate(pkg, strict=devs.strict)
     for w in repaired:  # the validator repairs only in tolerant mode: each repair is reported
         devs.tolerate(w.kind, w.message, location=w.location, field=w.field)
@@ -161,6 +162,21 @@ def parse_package(data: bytes | str | dict[str, Any], *, tenant: str, source: st
     assert result is not None
     result.deviations = devs
     return result
+
+
+def _definition_aliases(pkg: dict[str, Any], devs: Deviations) -> None:
+    """A CFDefinitions member written in the singular (``CFSubject`` for ``CFSubjects``, as
+    CASS served it) is that member, when the plural is absent: renamed with a ``member-alias``
+    deviation (strict: an error, and the schema reports the unknown member)."""
+    defs = pkg.get("CFDefinitions")
+    if not isinstance(defs, dict):
+        return
+    for plural in DEFINITION_KINDS:
+        singular = plural[:-1]
+        if singular in defs and plural not in defs and devs.tolerate(
+                "member-alias", f"{singular!r} is not a CASE 1.0 member; read as {plural!r}",
+                location=f"$.CFDefinitions.{singular}", field=singular):
+            defs[plural] = defs.pop(singular)
 
 
 def note(devs: Deviations, kind: str, message: str, *, location: str | None = None, field: str | None = None) -> None:
@@ -338,8 +354,9 @@ class _Mapper:
         kept: dict[str, Any] = {}
         split_members(it, ITEM_FIELDS, canon, kept)
         if "educationLevel" not in it:
-            for alias in ITEM_ALIASES:
-                if alias in it:
+            for alias, member in ITEM_ALIASES.items():
+                if alias in it and self.devs.tolerate("member-alias", f"{alias!r} is not a CASE 1.0 member; read as {member!r} "
+                                                      "(an early OpenSALT spelling)", location=f"$.CFItems[{i}].{alias}", field=alias):
                     canon["education_levels"] = to_canonical("list", it[alias])
         nid = str(canon["guid"])
         idents = [{"system": ID_SYSTEM, "kind": "case.identifier", "value": nid}, {"system": ID_SYSTEM, "kind": "case.uri", "value": it["uri"]}]
