@@ -358,6 +358,7 @@ class _Mapper:
                 if alias in it and self.devs.tolerate("member-alias", f"{alias!r} is not a CASE 1.0 member; read as {member!r} "
                                                       "(an early OpenSALT spelling)", location=f"$.CFItems[{i}].{alias}", field=alias):
                     canon["education_levels"] = to_canonical("list", it[alias])
+                    kept.pop(alias, None)  # normalised: exported as the CASE member
         nid = str(canon["guid"])
         idents = [{"system": ID_SYSTEM, "kind": "case.identifier", "value": nid}, {"system": ID_SYSTEM, "kind": "case.uri", "value": it["uri"]}]
         return self._model(Competency, {
