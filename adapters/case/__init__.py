@@ -86,7 +86,9 @@ class CaseAdapter:
             pkg = data if isinstance(data, CasePackage) else self.parse_package(data, tenant=tenant, source=source, strict=strict,
                                                                                 name=name, devs=devs)
             devs = pkg.deviations
-            check_tree(store, tenant, pkg, devs)
+            if not pkg.trees_checked:  # a package checked for a dry run is imported without a second report
+                check_tree(store, tenant, pkg, devs)
+                pkg.trees_checked = True
         if devs.errors:
             errors = devs.errors.errors
             if name:
@@ -99,7 +101,7 @@ class CaseAdapter:
         """Parse, check (``check_package``) and store one CFPackage atomically, updating a stored
         version in place (``CompetencyRepository.import_framework``: older versions refused
         unless ``force``, items that disappeared marked ``tobedeleted``). ``name`` prefixes
-        error locations. A ``CasePackage`` given is checked against the store again."""
+        error locations. A ``CasePackage`` given is checked against the store unless it was already."""
         with paused_gc():  # one pause for both steps: re-enabling in between makes the collector walk every new object
             pkg = self.check_package(store, tenant, data, source=source, strict=strict, name=name)
             done = CompetencyRepository.of(store).import_framework(tenant, pkg.records, force=force)

@@ -16,10 +16,20 @@ JSON path (``$.CFItems[12].identifier``) before anything is stored:
 3. The rules no schema expresses: identifiers unique across the package; an item's or
    association's ``CFDocumentURI`` names the package's CFDocument; an association has at
    least one end (origin or destination) in the package (an end outside it is an external
-   reference, which CASE allows, and is kept as such); a rubric criterion's ``rubricId`` and a
-   level's ``rubricCriterionId`` name their parents.
+   reference, which CASE allows, and is kept as such; an ``isChildOf`` end outside it is
+   collected in ``CasePackage.outside`` for ``trees.check_tree`` to look up in the store); a
+   rubric criterion's ``rubricId`` and a level's ``rubricCriterionId`` name their parents.
 4. The canonical model's own constraints (e.g. a competency code is at most 255 characters),
    reported against the CASE member that carries the value.
+
+Tolerant by default (issue 15; ``gateway.errors.Deviations``): a deviation with one reading is
+normalised and reported with its kind and JSON path in ``CasePackage.deviations``; with
+``strict`` it is an error instead. The kinds: ``null-member`` and ``number-as-string`` (the
+schema validator's repairs), ``duplicate-object`` (an object listed again, identical in every
+member, read once: items, associations, definitions, rubrics, criteria and levels; two
+different objects under one identifier stay an error in both modes) and ``member-alias``
+(OpenSALT's ``educationalLevel``; a singular CFDefinitions member such as ``CFSubject``).
+A ``precedes`` cycle is legal CASE: listed as ``precedes-cycle`` in both modes (``note``).
 
 Mapping (DESIGN section 3; member by member in ``fields``, back to CASE in ``emit``). A
 record's native id is its CASE ``identifier`` (lower-case UUID), its source the connection
@@ -107,6 +117,8 @@ class CasePackage:
     deviations: Deviations = field(default_factory=Deviations)
     #: isChildOf ends outside the package, to look up in the store (``trees.check_tree``)
     outside: list[OutsideEnd] = field(default_factory=list)
+    #: the store ``outside`` was checked against, once (``CaseAdapter.check_package``)
+    trees_checked: bool = False
 
     @property
     def warnings(self) -> list[Deviation]:
