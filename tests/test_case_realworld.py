@@ -264,3 +264,42 @@ def test_import_dry_run_reports_and_stores_nothing_then_the_export_validates_str
     cli("export", "case", "--tenant", T, "--document", DOC, "-o", str(out))
     checked: dict[str, Any] = orjson.loads(cli("validate", "case", str(out), "--tenant", T, "--strict", "--json").stdout)
     assert checked["valid"] is True and checked["deviations"]["total"] == 0
+
+
+def test_cli_prints_titles_file_names_and_paths_with_square_brackets_as_text(cli, tmp_path: Path) -> None:
+    cli("migrate")
+    pkg = orjson.loads(data("duplicate-association"))
+    pkg["CFDocument"]["title"] = "Mathematics [K-8] [bold]draft[/bold]"
+    f = tmp_path / "framework [v2].json"
+    f.write_bytes(orjson.dumps(pkg))
+    for args in (("import", "case", str(f), "--tenant", T, "--dry-run"), ("import", "case", str(f), "--tenant", T),
+                 ("validate", "case", str(f), "--tenant", T)):
+        shown = " ".join(cli(*args).output.split())
+        assert "[K-8] [bold]draft[/bold]" in shown and "framework [v2].json" in shown and "$.CFAssociations[3]" in shown
+
+
+def test_a_precedes_cycle_is_a_note_in_both_modes_never_a_refusal() -> None:
+    pkg = orjson.loads(data("valid-empty-optional-strings"))
+    items = pkg["CFItems"]
+    for k, (a, b) in enumerate([(1, 2), (2, 1)]):
+        pkg["CFAssociations"].append({
+            "identifier": str(uuid.uuid5(uuid.NAMESPACE_URL, f"cycle{k}")), "uri": f"https://x.example/{k}", "associationType": "precedes",
+            "originNodeURI": {"title": "o", "identifier": items[a]["identifier"], "uri": items[a]["uri"]},
+            "destinationNodeURI": {"title": "d", "identifier": items[b]["identifier"], "uri": items[b]["uri"]},
+            "lastChangeDateTime": "2020-01-01T00:00:00Z"})
+    for strict in (False, True):
+        parsed = parse_package(orjson.dumps(pkg), tenant=T, strict=strict)
+        assert not parsed.deviations and [n.kind for n in parsed.notes] == ["precedes-cycle"]
+        assert "F.1" in parsed.warnings[0].message
+
+
+def test_a_scope_uri_must_stand_for_a_declared_scope() -> None:
+    from adapters.case import CASE_SCOPE_URIS
+    from gateway.auth.scopes import declare
+    from gateway.errors import ConfigError
+
+    declare({}, uri_scopes=CASE_SCOPE_URIS)  # as the wiring does; declaring again is harmless
+    with pytest.raises(ConfigError):
+        declare({}, uri_scopes={"http://x.example/scope/a": "no-such.scope"})
+    with pytest.raises(ConfigError):  # a URI already standing for another scope
+        declare({}, uri_scopes={CORE: "roster-core.readonly"})

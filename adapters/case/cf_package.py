@@ -29,7 +29,8 @@ schema validator's repairs), ``duplicate-object`` (an object listed again, ident
 member, read once: items, associations, definitions, rubrics, criteria and levels; two
 different objects under one identifier stay an error in both modes) and ``member-alias``
 (OpenSALT's ``educationalLevel``; a singular CFDefinitions member such as ``CFSubject``).
-A ``precedes`` cycle is legal CASE: listed as ``precedes-cycle`` in both modes (``note``).
+A ``precedes`` cycle is legal CASE and nothing is normalised: ``CasePackage.notes`` lists it
+(kind ``precedes-cycle``) in both modes.
 
 Mapping (DESIGN section 3; member by member in ``fields``, back to CASE in ``emit``). A
 record's native id is its CASE ``identifier`` (lower-case UUID), its source the connection
@@ -112,9 +113,11 @@ class CasePackage:
     competencies: list[Competency]
     relations: list[Relation]
     scales: list[ProficiencyScale]
-    #: what the tolerant mode normalised (kinds, places, counts), and the notes no mode
-    #: refuses (a precedes cycle); in strict mode a deviation is an error instead
+    #: what the tolerant mode normalised (kinds, places, counts); in strict mode a
+    #: deviation is an error instead
     deviations: Deviations = field(default_factory=Deviations)
+    #: warnings about legal CASE that no mode refuses and nothing normalised (a precedes cycle)
+    notes: list[Deviation] = field(default_factory=list)
     #: isChildOf ends outside the package, to look up in the store (``trees.check_tree``)
     outside: list[OutsideEnd] = field(default_factory=list)
     #: the store ``outside`` was checked against, once (``CaseAdapter.check_package``)
@@ -122,8 +125,8 @@ class CasePackage:
 
     @property
     def warnings(self) -> list[Deviation]:
-        """The deviations with their place (``deviations.items``), for callers of old."""
-        return self.deviations.items
+        """The deviations with their place (``deviations.items``), then the notes."""
+        return [*self.deviations.items, *self.notes]
 
     @property
     def records(self) -> list[Record]:
@@ -191,14 +194,6 @@ def _definition_aliases(pkg: dict[str, Any], devs: Deviations) -> None:
             defs[plural] = defs.pop(singular)
 
 
-def note(devs: Deviations, kind: str, message: str, *, location: str | None = None, field: str | None = None) -> None:
-    """A warning that is no deviation from the standard (a precedes cycle is legal CASE):
-    listed and counted with the deviations in both modes, never refused."""
-    devs.counts[kind] = devs.counts.get(kind, 0) + 1
-    if len(devs.items) < devs.limit:
-        devs.items.append(Deviation(message, location, field, kind))
-
-
 def _norm_id(v: str) -> str:
     """A UUID's canonical spelling (8-4-4-4-12, lower case); ``v`` is known to be one."""
     return v.lower()
@@ -211,6 +206,7 @@ class _Mapper:
         self.seen: dict[str, tuple[str, Any]] = {}  # identifier -> (JSON path of its first use, the object)
         self.dups: set[int] = set()  # id() of the objects that repeat an earlier one exactly (collapsed)
         self.outside: list[OutsideEnd] = []
+        self.notes: list[Deviation] = []
 
     def err(self, message: str, location: str, fld: str | None = None) -> None:
         self.errors.append(ErrorDetail(message, location=location, field=fld))
@@ -322,7 +318,7 @@ class _Mapper:
         if framework is None or self.errors:
             return None
         self._precedes_cycles(rels, comps)
-        return CasePackage(framework, comps, rels, scales, outside=self.outside)
+        return CasePackage(framework, comps, rels, scales, outside=self.outside, notes=self.notes)
 
     def _check_document_ref(self, obj: dict[str, Any], doc_id: str, path: str) -> None:
         ref = obj.get("CFDocumentURI")
@@ -469,7 +465,7 @@ class _Mapper:
         names = {c.id: c.code or c.native_id for c in comps}
         for cycle in find_cycles(graph, limit=5):
             chain = " -> ".join(str(names.get(x, x)) for x in cycle)
-            note(self.devs, "precedes-cycle", f"precedes associations form a cycle: {chain}", location="$.CFAssociations", field="associationType")
+            self.notes.append(Deviation(f"precedes associations form a cycle: {chain}", "$.CFAssociations", "associationType", "precedes-cycle"))
 
 
 def find_cycles(graph: dict[Any, list[Any]], *, limit: int = 5) -> list[list[Any]]:

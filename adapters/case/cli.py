@@ -35,6 +35,12 @@ def print_errors(errors: list[ErrorDetail], *, shown: int = 50) -> None:
         console.print(Text(f"... and {len(errors) - shown} more errors (--json lists them all)", style="red"))
 
 
+def print_notes(pkg: CasePackage) -> None:
+    """What is legal CASE but worth knowing (a precedes cycle): never refused, nothing changed."""
+    for n in pkg.notes:
+        console.print(Text.assemble(("note: ", "cyan"), (f"[{n.kind}] {n}", "")))
+
+
 def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, validate_app: typer.Typer | None = None) -> None:
     """``tessera import case``, ``tessera export case`` and, given ``validate_app``, ``tessera
     validate case`` (``adapter``: the CaseAdapter)."""
@@ -47,11 +53,13 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, val
         for kind, n in sorted(done.retired.items()):
             out.print(f"{n} {kind} record(s) no longer in the framework: kept, marked tobedeleted")
         print_deviations(pkg.deviations)
+        print_notes(pkg)
 
     def dry_report(pkg: CasePackage, where: str, tenant: str) -> None:
         print_table(["kind", "in the package"], sorted(contents(pkg).items()),
                     title=escape(f"{pkg.title} ({pkg.identifier}) from {where} -> tenant {tenant}: valid, nothing written"))
         print_deviations(pkg.deviations)
+        print_notes(pkg)
 
     def import_bytes(store: Store, data: bytes, *, name: str, tenant: str, source: str, force: bool, strict: bool,
                      dry_run: bool = False) -> None:
@@ -161,6 +169,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, val
                 "framework": {"identifier": pkg.identifier, "title": pkg.title} if pkg else None,
                 "contents": contents(pkg) if pkg else None,
                 "errors": [e.as_dict() for e in errors], "deviations": devs.as_dict(),
+                "notes": [n.as_dict() for n in pkg.notes] if pkg else [],
             }
             sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
         elif pkg is not None:
