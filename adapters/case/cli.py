@@ -152,9 +152,10 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, val
         strict: Annotated[bool, typer.Option("--strict", help="report the tolerated deviations as errors")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="one JSON document on standard output, for scripts")] = False,
     ) -> None:
-        """Check a CFPackage as `tessera import case` would (schema, identifiers, trees against the
-        stored frameworks) and print the same report; write nothing. Exit status 1 when it has
-        errors (the import would refuse it)."""
+        """Check a CFPackage as `tessera import case` would, writing nothing.
+
+        The same report as the import (schema, identifiers, isChildOf trees against the tenant's
+        stored frameworks, deviations by kind); exit status 1 when the import would refuse it."""
         store = open_store()
         devs = Deviations(strict=strict)
         pkg: CasePackage | None = None

@@ -45,13 +45,14 @@ def check_tree(store: Store | None, tenant: str, pkg: CasePackage, devs: Deviati
         if guids:
             known |= {str(g) for g in competency_ids_by_guid(store.engine, tenant, guids)}
             known |= set(ids_by_native_id(store.engine, tenant, "framework", [str(g) for g in guids]))
+    then = "" if devs.strict else "; the association is kept, unresolved until a framework bringing it is imported"
     for e in pkg.outside:
         if is_uuid(e.identifier) and e.identifier.lower() in known:
             continue
         devs.tolerate(
             "broken-tree",
-            f"isChildOf: the {ROLE[e.end]} {e.identifier!r} ({e.uri}) is neither in this package nor stored for tenant "
-            f"{tenant!r}; the association is kept and resolves when a framework bringing it is imported",
+            f"a broken tree: the isChildOf {ROLE[e.end]} {e.identifier!r} ({e.uri}) is neither in this package nor stored "
+            f"for tenant {tenant!r}{then}",
             location=f"{e.path}.{e.end}", field=e.end,
         )
 
