@@ -16,6 +16,7 @@ tests open stores through ``open_store`` and reach adapters only through a ``Wir
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Iterator
 from functools import cached_property
@@ -45,8 +46,9 @@ class Wiring:
         self.registry = registry
         for adapter in registry:
             scopes = getattr(adapter, "scopes", None)
-            if scopes:
-                declare(scopes, getattr(adapter, "implies", None), getattr(adapter, "scope_uri_prefixes", ()))
+            uri_scopes = getattr(adapter, "scope_uris", None)
+            if scopes or uri_scopes:
+                declare(scopes or {}, getattr(adapter, "implies", None), getattr(adapter, "scope_uri_prefixes", ()), uri_scopes)
         self._settings: dict[str, BaseSettings] = {}
 
     @classmethod
@@ -115,14 +117,20 @@ class Wiring:
                 found.extend(build(ctx) or [])
         return found
 
-    def register_cli(self, app: typer.Typer, import_app: typer.Typer, export_app: typer.Typer) -> None:
-        """Every adapter's top-level groups (``cli_groups``) and import/export sub-commands."""
+    def register_cli(self, app: typer.Typer, import_app: typer.Typer, export_app: typer.Typer, *,
+                     validate_app: typer.Typer | None = None) -> None:
+        """Every adapter's top-level groups (``cli_groups``) and import/export (and validate)
+        sub-commands; ``validate_app`` goes to the adapters whose ``register_cli`` takes it."""
         for adapter in self.registry:
             groups = getattr(adapter, "cli_groups", None)
             for name, group in (groups() if groups is not None else {}).items():
                 app.add_typer(group, name=name)
             register = getattr(adapter, "register_cli", None)
-            if register is not None:
+            if register is None:
+                continue
+            if validate_app is not None and "validate_app" in inspect.signature(register).parameters:
+                register(import_app, export_app, validate_app=validate_app)
+            else:
                 register(import_app, export_app)
 
 

@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.errors import ConfigError, ErrorDetail, NotFound, ValidationError
+from gateway.errors import ConfigError, Deviations, ErrorDetail, NotFound, ValidationError
 from gateway.model import Competency, Framework, ProficiencyScale, Record, Relation
 from gateway.store.competencies import CompetencyRepository, FrameworkImport
 
 from .cf_package import CasePackage, parse_package
 from .emit import Emitter
 from .gc_pause import paused_gc
+from .trees import check_tree
 
 if TYPE_CHECKING:
     import typer
@@ -41,9 +42,18 @@ SAMPLES = Path(__file__).resolve().parent / "samples"
 DEMO_PACKAGES = ("northwind-state-mathematics.json", "cedar-valley-mathematics.json")
 
 
+#: The CASE 1.0 scopes CASE consumers ask token endpoints for (the CASE Network's, as OpenSALT's
+#: mirror and CASE Network clients send them): both read frameworks, Tessera's competencies.readonly
+CASE_SCOPE_URIS = {
+    "http://purl.imsglobal.org/casenetwork/case/v1p0/scope/core.readonly": "competencies.readonly",
+    "http://purl.imsglobal.org/casenetwork/case/v1p0/scope/all.readonly": "competencies.readonly",
+}
+
+
 class CaseAdapter:
     name = "case"
     title = "CASE 1.0 competency frameworks"
+    scope_uris = CASE_SCOPE_URIS
 
     # --- wire -> canonical ----------------------------------------------------------------------
 
@@ -52,25 +62,48 @@ class CaseAdapter:
         return self.parse_package(data, tenant=tenant, source=source, **options).records
 
     def parse_package(self, data: bytes | Iterable[bytes] | dict[str, Any], *, tenant: str, source: str = "case",
-                      strict: bool = False, name: str | None = None) -> CasePackage:
-        """Validate and map one CFPackage; ``name`` (a file name, a URL) prefixes error locations."""
+                      strict: bool = False, name: str | None = None, devs: Deviations | None = None) -> CasePackage:
+        """Validate and map one CFPackage; ``name`` (a file name, a URL) prefixes error locations.
+        Deviations go to ``devs`` (default: a new ``Deviations(strict=strict)``), which becomes
+        the package's ``deviations``."""
         if not isinstance(data, (bytes, str, dict)):
             data = b"".join(data)
         with paused_gc():
             try:
-                return parse_package(data, tenant=tenant, source=source, strict=strict)
+                return parse_package(data, tenant=tenant, source=source, strict=strict, devs=devs)
             except ValidationError as exc:
                 if name:
                     exc.errors = [ErrorDetail(e.message, f"{name} {e.location}" if e.location else name, e.field) for e in exc.errors]
                 raise
 
+    def check_package(self, store: Store | None, tenant: str, data: bytes | dict[str, Any] | CasePackage, *, source: str = "case",
+                      strict: bool = False, name: str | None = None, devs: Deviations | None = None) -> CasePackage:
+        """Everything an import checks, writing nothing (``tessera validate case``, ``--dry-run``):
+        parse and map, then the isChildOf ends outside the package against ``store``
+        (``trees.check_tree``). Raises ValidationError carrying every problem; what was
+        tolerated until then is in ``devs`` when given."""
+        with paused_gc():
+            pkg = data if isinstance(data, CasePackage) else self.parse_package(data, tenant=tenant, source=source, strict=strict,
+                                                                                name=name, devs=devs)
+            devs = pkg.deviations
+            if not pkg.trees_checked:  # a package checked for a dry run is imported without a second report
+                check_tree(store, tenant, pkg, devs)
+                pkg.trees_checked = True
+        if devs.errors:
+            errors = devs.errors.errors
+            if name:
+                errors = [ErrorDetail(e.message, f"{name} {e.location}" if e.location else name, e.field) for e in errors]
+            raise ValidationError("the CFPackage was rejected; nothing was stored", errors=errors)
+        return pkg
+
     def import_package(self, store: Store, tenant: str, data: bytes | dict[str, Any] | CasePackage, *, source: str = "case",
                        force: bool = False, strict: bool = False, name: str | None = None) -> tuple[CasePackage, FrameworkImport]:
-        """Parse and store one CFPackage atomically, updating a stored version in place
-        (``CompetencyRepository.import_framework``: older versions refused unless ``force``,
-        items that disappeared marked ``tobedeleted``). ``name`` prefixes error locations."""
+        """Parse, check (``check_package``) and store one CFPackage atomically, updating a stored
+        version in place (``CompetencyRepository.import_framework``: older versions refused
+        unless ``force``, items that disappeared marked ``tobedeleted``). ``name`` prefixes
+        error locations. A ``CasePackage`` given is checked against the store unless it was already."""
         with paused_gc():  # one pause for both steps: re-enabling in between makes the collector walk every new object
-            pkg = data if isinstance(data, CasePackage) else self.parse_package(data, tenant=tenant, source=source, strict=strict, name=name)
+            pkg = self.check_package(store, tenant, data, source=source, strict=strict, name=name)
             done = CompetencyRepository.of(store).import_framework(tenant, pkg.records, force=force)
         return pkg, done
 
@@ -132,10 +165,10 @@ class CaseAdapter:
 
         return [build_router(self, ctx)]
 
-    def register_cli(self, import_app: typer.Typer, export_app: typer.Typer) -> None:
+    def register_cli(self, import_app: typer.Typer, export_app: typer.Typer, *, validate_app: typer.Typer | None = None) -> None:
         from .cli import register
 
-        register(self, import_app, export_app)
+        register(self, import_app, export_app, validate_app)
 
 
-__all__ = ["CaseAdapter", "CasePackage", "DEMO_PACKAGES", "SAMPLES"]
+__all__ = ["CASE_SCOPE_URIS", "CaseAdapter", "CasePackage", "DEMO_PACKAGES", "SAMPLES"]

@@ -16,10 +16,21 @@ JSON path (``$.CFItems[12].identifier``) before anything is stored:
 3. The rules no schema expresses: identifiers unique across the package; an item's or
    association's ``CFDocumentURI`` names the package's CFDocument; an association has at
    least one end (origin or destination) in the package (an end outside it is an external
-   reference, which CASE allows, and is kept as such); a rubric criterion's ``rubricId`` and a
-   level's ``rubricCriterionId`` name their parents.
+   reference, which CASE allows, and is kept as such; an ``isChildOf`` end outside it is
+   collected in ``CasePackage.outside`` for ``trees.check_tree`` to look up in the store); a
+   rubric criterion's ``rubricId`` and a level's ``rubricCriterionId`` name their parents.
 4. The canonical model's own constraints (e.g. a competency code is at most 255 characters),
    reported against the CASE member that carries the value.
+
+Tolerant by default (issue 15; ``gateway.errors.Deviations``): a deviation with one reading is
+normalised and reported with its kind and JSON path in ``CasePackage.deviations``; with
+``strict`` it is an error instead. The kinds: ``null-member`` and ``number-as-string`` (the
+schema validator's repairs), ``duplicate-object`` (an object listed again, identical in every
+member, read once: items, associations, definitions, rubrics, criteria and levels; two
+different objects under one identifier stay an error in both modes) and ``member-alias``
+(OpenSALT's ``educationalLevel``; a singular CFDefinitions member such as ``CFSubject``).
+A ``precedes`` cycle is legal CASE and nothing is normalised: ``CasePackage.notes`` lists it
+(kind ``precedes-cycle``) in both modes.
 
 Mapping (DESIGN section 3; member by member in ``fields``, back to CASE in ``emit``). A
 record's native id is its CASE ``identifier`` (lower-case UUID), its source the connection
@@ -53,7 +64,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError as PydanticValidationError
 
-from gateway.errors import ErrorDetail, MalformedInput, ValidationError
+from gateway.errors import Deviation, Deviations, ErrorDetail, MalformedInput, ValidationError
 from gateway.model import (
     Competency,
     Framework,
@@ -83,6 +94,17 @@ from .formats import is_uuid
 from .schema import json_type, validator
 
 
+@dataclass(frozen=True)
+class OutsideEnd:
+    """One end of an isChildOf association that is not in its package: the child
+    (``origin``) or the parent (``destination``), with the JSON path of the association."""
+
+    path: str
+    end: str
+    identifier: str
+    uri: str
+
+
 @dataclass
 class CasePackage:
     """A validated CFPackage as canonical records, ready for ``store.records.apply``."""
@@ -91,7 +113,20 @@ class CasePackage:
     competencies: list[Competency]
     relations: list[Relation]
     scales: list[ProficiencyScale]
-    warnings: list[ErrorDetail] = field(default_factory=list)
+    #: what the tolerant mode normalised (kinds, places, counts); in strict mode a
+    #: deviation is an error instead
+    deviations: Deviations = field(default_factory=Deviations)
+    #: warnings about legal CASE that no mode refuses and nothing normalised (a precedes cycle)
+    notes: list[Deviation] = field(default_factory=list)
+    #: isChildOf ends outside the package, to look up in the store (``trees.check_tree``)
+    outside: list[OutsideEnd] = field(default_factory=list)
+    #: the store ``outside`` was checked against, once (``CaseAdapter.check_package``)
+    trees_checked: bool = False
+
+    @property
+    def warnings(self) -> list[Deviation]:
+        """The deviations with their place (``deviations.items``), then the notes."""
+        return [*self.deviations.items, *self.notes]
 
     @property
     def records(self) -> list[Record]:
@@ -119,21 +154,44 @@ def load_json(data: bytes | str | dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def parse_package(data: bytes | str | dict[str, Any], *, tenant: str, source: str = "case", strict: bool = False) -> CasePackage:
+def parse_package(data: bytes | str | dict[str, Any], *, tenant: str, source: str = "case", strict: bool = False,
+                  devs: Deviations | None = None) -> CasePackage:
     """CFPackage JSON -> canonical records. Raises MalformedInput / ValidationError carrying
     every problem (JSON path, member, message); returns nothing partial. ``data`` given as a
-    dict may be modified (normalised) in place."""
+    dict may be modified (normalised) in place. Deviations with one reading (a null member,
+    a number written as a string, an object listed twice identically) are normalised and
+    reported in ``devs`` (``CasePackage.deviations``); with ``strict`` they are errors."""
+    devs = devs if devs is not None else Deviations(strict=strict)
     pkg = load_json(data)
-    errors, warnings, failed = validator().validate(pkg, strict=strict)
+    _definition_aliases(pkg, devs)
+    errors, repaired, failed = validator().validate(pkg, strict=devs.strict)
+    for w in repaired:  # the validator repairs only in tolerant mode: each repair is reported
+        devs.tolerate(w.kind, w.message, location=w.location, field=w.field)
     if ("$", 0) in failed and not isinstance(pkg.get("CFDocument"), dict):
         raise ValidationError("the CFPackage was rejected; nothing was stored", errors=errors)
-    mapper = _Mapper(pkg, tenant, source, failed, errors)
+    mapper = _Mapper(pkg, tenant, source, failed, errors, devs)
     result = mapper.run()
+    errors.extend(devs.errors.errors)
     if errors:
         raise ValidationError("the CFPackage was rejected; nothing was stored", errors=errors[:1000])
     assert result is not None
-    result.warnings = warnings + mapper.warnings
+    result.deviations = devs
     return result
+
+
+def _definition_aliases(pkg: dict[str, Any], devs: Deviations) -> None:
+    """A CFDefinitions member written in the singular (``CFSubject`` for ``CFSubjects``, as
+    CASS served it) is that member, when the plural is absent: renamed with a ``member-alias``
+    deviation (strict: an error, and the schema reports the unknown member)."""
+    defs = pkg.get("CFDefinitions")
+    if not isinstance(defs, dict):
+        return
+    for plural in DEFINITION_KINDS:
+        singular = plural[:-1]
+        if singular in defs and plural not in defs and devs.tolerate(
+                "member-alias", f"{singular!r} is not a CASE 1.0 member; read as {plural!r}",
+                location=f"$.CFDefinitions.{singular}", field=singular):
+            defs[plural] = defs.pop(singular)
 
 
 def _norm_id(v: str) -> str:
@@ -142,25 +200,42 @@ def _norm_id(v: str) -> str:
 
 
 class _Mapper:
-    def __init__(self, pkg: dict[str, Any], tenant: str, source: str, failed: set[tuple[str, int]], errors: list[ErrorDetail]) -> None:
-        self.pkg, self.tenant, self.source, self.failed, self.errors = pkg, tenant, source, failed, errors
-        self.warnings: list[ErrorDetail] = []
-        self.seen: dict[str, str] = {}  # identifier -> JSON path of its first use
+    def __init__(self, pkg: dict[str, Any], tenant: str, source: str, failed: set[tuple[str, int]], errors: list[ErrorDetail],
+                 devs: Deviations) -> None:
+        self.pkg, self.tenant, self.source, self.failed, self.errors, self.devs = pkg, tenant, source, failed, errors, devs
+        self.seen: dict[str, tuple[str, Any]] = {}  # identifier -> (JSON path of its first use, the object)
+        self.dups: set[int] = set()  # id() of the objects that repeat an earlier one exactly (collapsed)
+        self.outside: list[OutsideEnd] = []
+        self.notes: list[Deviation] = []
 
     def err(self, message: str, location: str, fld: str | None = None) -> None:
         self.errors.append(ErrorDetail(message, location=location, field=fld))
 
-    def claim(self, ident: Any, path: str) -> None:
-        """Identifiers are unique across the package (CASE 1.0: each object's GUID)."""
+    def claim(self, ident: Any, path: str, obj: Any = None) -> bool:
+        """Identifiers are unique across the package (CASE 1.0: each object's GUID). An object
+        listed again identically in every member is one object listed twice: collapsed with a
+        ``duplicate-object`` deviation (strict: an error). Two different objects under one
+        identifier are an error in both modes. False when ``obj`` is such a repeat."""
         if not is_uuid(ident):
-            return  # the schema check already reported it
+            return True  # the schema check already reported it
         key = ident.lower()
-        first = self.seen.setdefault(key, path)
-        if first != path:
-            self.err(f"duplicate identifier {ident}: also used by {first}", f"{path}.identifier", "identifier")
+        first, first_obj = self.seen.setdefault(key, (path, obj))
+        if first == path:
+            return True
+        if obj is not None and obj == first_obj and first_obj is not obj:
+            if self.devs.tolerate("duplicate-object", f"{ident} is listed twice, identical in every member, at {first} and {path}; "
+                                  "read once", location=path, field="identifier"):
+                self.dups.add(id(obj))
+            return False
+        self.err(f"duplicate identifier {ident}: also used by {first}", f"{path}.identifier", "identifier")
+        return True
 
-    def _ok(self, member: str, i: int) -> bool:
-        return (member, i) not in self.failed
+    def _ok(self, member: str, i: int, obj: Any = None) -> bool:
+        return (member, i) not in self.failed and id(obj) not in self.dups
+
+    def kept(self, objs: list[Any]) -> list[Any]:
+        """``objs`` without the collapsed repeats."""
+        return [o for o in objs if id(o) not in self.dups] if self.dups else objs
 
     def run(self) -> CasePackage | None:
         pkg = self.pkg
@@ -177,15 +252,14 @@ class _Mapper:
             for kind in DEFINITION_KINDS:
                 for i, d in enumerate(defs.get(kind) or []):
                     if isinstance(d, dict):
-                        self.claim(d.get("identifier"), f"$.CFDefinitions.{kind}[{i}]")
+                        self.claim(d.get("identifier"), f"$.CFDefinitions.{kind}[{i}]", d)
 
         # -- items -----------------------------------------------------------------------------
         fw_rid = record_id(self.tenant, "framework", self.source, doc_id)
         in_items: set[str] = set()  # normalised identifiers of the package's items
         for i, it in enumerate(items):
-            if not self._ok("CFItems", i) or not isinstance(it, dict):
+            if not self._ok("CFItems", i) or not isinstance(it, dict) or not self.claim(it["identifier"], f"$.CFItems[{i}]", it):
                 continue
-            self.claim(it["identifier"], f"$.CFItems[{i}]")
             self._check_document_ref(it, doc_id, f"$.CFItems[{i}]")
             in_items.add(_norm_id(it["identifier"]))
 
@@ -196,7 +270,8 @@ class _Mapper:
             if not self._ok("CFAssociations", i) or not isinstance(a, dict):
                 continue
             path = f"$.CFAssociations[{i}]"
-            self.claim(a["identifier"], path)
+            if not self.claim(a["identifier"], path, a):
+                continue
             self._check_document_ref(a, doc_id, path)
             o, d = a["originNodeURI"]["identifier"], a["destinationNodeURI"]["identifier"]
             on, dn = _maybe_norm(o), _maybe_norm(d)
@@ -206,22 +281,27 @@ class _Mapper:
                     "are neither a CFItem of it nor its CFDocument",
                     path,
                 )
+            elif a["associationType"] == "isChildOf":  # a tree edge with one end elsewhere: the store must hold it
+                for end, ident, n in (("originNodeURI", o, on), ("destinationNodeURI", d, dn)):
+                    if n not in in_pkg:
+                        self.outside.append(OutsideEnd(path, end, ident, a[end]["uri"]))
             if a["associationType"] == "replacedBy" and on in in_items:
                 replaced.add(on)
 
         # -- rubrics ----------------------------------------------------------------------------
         for i, r in enumerate(rubrics):
-            if not self._ok("CFRubrics", i) or not isinstance(r, dict):
+            if not self._ok("CFRubrics", i) or not isinstance(r, dict) or not self.claim(r["identifier"], f"$.CFRubrics[{i}]", r):
                 continue
-            self.claim(r["identifier"], f"$.CFRubrics[{i}]")
             for j, c in enumerate(r.get("CFRubricCriteria") or []):
                 cp = f"$.CFRubrics[{i}].CFRubricCriteria[{j}]"
-                self.claim(c["identifier"], cp)
+                if not self.claim(c["identifier"], cp, c):
+                    continue
                 if "rubricId" in c and _maybe_norm(c["rubricId"]) != _norm_id(r["identifier"]):
                     self.err(f"rubricId {c['rubricId']} does not name the rubric this criterion is in ({r['identifier']})", f"{cp}.rubricId", "rubricId")
                 for k, lv in enumerate(c.get("CFRubricCriterionLevels") or []):
                     lp = f"{cp}.CFRubricCriterionLevels[{k}]"
-                    self.claim(lv["identifier"], lp)
+                    if not self.claim(lv["identifier"], lp, lv):
+                        continue
                     if "rubricCriterionId" in lv and _maybe_norm(lv["rubricCriterionId"]) != _norm_id(c["identifier"]):
                         self.err(f"rubricCriterionId {lv['rubricCriterionId']} does not name the criterion this level is in ({c['identifier']})",
                                  f"{lp}.rubricCriterionId", "rubricCriterionId")
@@ -238,7 +318,7 @@ class _Mapper:
         if framework is None or self.errors:
             return None
         self._precedes_cycles(rels, comps)
-        return CasePackage(framework, comps, rels, scales)
+        return CasePackage(framework, comps, rels, scales, outside=self.outside, notes=self.notes)
 
     def _check_document_ref(self, obj: dict[str, Any], doc_id: str, path: str) -> None:
         ref = obj.get("CFDocumentURI")
@@ -263,9 +343,10 @@ class _Mapper:
         split_members(doc, DOCUMENT_FIELDS, canon, kept)
         ext: dict[str, Any] = {"document": kept, "members": list(self.pkg)}
         if "CFDefinitions" in self.pkg:
-            ext["definitions"] = defs
+            ext["definitions"] = {k: self.kept(v) if isinstance(v, list) else v for k, v in defs.items()} \
+                if self.dups and isinstance(defs, dict) else defs
         if rubrics:
-            ext["rubrics"] = [_rubric_skeleton(r) for r in rubrics]
+            ext["rubrics"] = [self._rubric_skeleton(r) for r in self.kept(rubrics)]
         idents = [Identifier(system=ID_SYSTEM, kind="case.identifier", value=doc_id)]
         if doc.get("uri"):
             idents.append(Identifier(system=ID_SYSTEM, kind="case.uri", value=doc["uri"]))
@@ -275,15 +356,17 @@ class _Mapper:
         }, "$.CFDocument", "framework")
 
     def _competency(self, it: Any, i: int, fw_rid: uuid.UUID, replaced: set[str]) -> Competency | None:
-        if not self._ok("CFItems", i) or not isinstance(it, dict):
+        if not self._ok("CFItems", i, it) or not isinstance(it, dict):
             return None
         canon: dict[str, Any] = {}
         kept: dict[str, Any] = {}
         split_members(it, ITEM_FIELDS, canon, kept)
         if "educationLevel" not in it:
-            for alias in ITEM_ALIASES:
-                if alias in it:
+            for alias, member in ITEM_ALIASES.items():
+                if alias in it and self.devs.tolerate("member-alias", f"{alias!r} is not a CASE 1.0 member; read as {member!r} "
+                                                      "(an early OpenSALT spelling)", location=f"$.CFItems[{i}].{alias}", field=alias):
                     canon["education_levels"] = to_canonical("list", it[alias])
+                    kept.pop(alias, None)  # normalised: exported as the CASE member
         nid = str(canon["guid"])
         idents = [{"system": ID_SYSTEM, "kind": "case.identifier", "value": nid}, {"system": ID_SYSTEM, "kind": "case.uri", "value": it["uri"]}]
         return self._model(Competency, {
@@ -292,7 +375,7 @@ class _Mapper:
         }, f"$.CFItems[{i}]", "competency")
 
     def _relation(self, a: Any, i: int, fw_rid: uuid.UUID, item_ids: dict[str, uuid.UUID]) -> Relation | None:
-        if not self._ok("CFAssociations", i) or not isinstance(a, dict):
+        if not self._ok("CFAssociations", i, a) or not isinstance(a, dict):
             return None
         nid = _norm_id(a["identifier"])
         canon: dict[str, Any] = {}
@@ -333,11 +416,13 @@ class _Mapper:
         }, f"$.CFAssociations[{i}]", "relation")
 
     def _scales(self, r: Any, i: int, fw_rid: uuid.UUID, item_ids: dict[str, uuid.UUID]) -> list[ProficiencyScale]:
-        if not self._ok("CFRubrics", i) or not isinstance(r, dict):
+        if not self._ok("CFRubrics", i, r) or not isinstance(r, dict):
             return []
         out = []
         for j, c in enumerate(r.get("CFRubricCriteria") or []):
-            levels_raw = c.get("CFRubricCriterionLevels") or []
+            if id(c) in self.dups:
+                continue
+            levels_raw = self.kept(c.get("CFRubricCriterionLevels") or [])
             if not levels_raw:
                 continue
             path = f"$.CFRubrics[{i}].CFRubricCriteria[{j}]"
@@ -358,6 +443,17 @@ class _Mapper:
                 out.append(scale)
         return out
 
+    def _rubric_skeleton(self, r: dict[str, Any]) -> dict[str, Any]:
+        """A rubric's own members, and its criteria as references to their ProficiencyScale (or
+        in full, when a criterion has no level and so no scale)."""
+        sk = {k: v for k, v in r.items() if k != "CFRubricCriteria"}
+        if "CFRubricCriteria" in r:
+            sk["CFRubricCriteria"] = [
+                {"scale": _norm_id(c["identifier"])} if c.get("CFRubricCriterionLevels") else {"raw": c}
+                for c in self.kept(r["CFRubricCriteria"])
+            ]
+        return sk
+
     def _precedes_cycles(self, rels: list[Relation], comps: list[Competency]) -> None:
         """A precedes cycle is legal CASE but no learning path: warn, naming the items."""
         graph: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
@@ -369,7 +465,7 @@ class _Mapper:
         names = {c.id: c.code or c.native_id for c in comps}
         for cycle in find_cycles(graph, limit=5):
             chain = " -> ".join(str(names.get(x, x)) for x in cycle)
-            self.warnings.append(ErrorDetail(f"precedes associations form a cycle: {chain}", location="$.CFAssociations", field="associationType"))
+            self.notes.append(Deviation(f"precedes associations form a cycle: {chain}", "$.CFAssociations", "associationType", "precedes-cycle"))
 
 
 def find_cycles(graph: dict[Any, list[Any]], *, limit: int = 5) -> list[list[Any]]:
@@ -427,15 +523,6 @@ def _levels(raw: list[dict[str, Any]]) -> list[ProficiencyLevel]:
     return out
 
 
-def _rubric_skeleton(r: dict[str, Any]) -> dict[str, Any]:
-    """A rubric's own members, and its criteria as references to their ProficiencyScale (or
-    in full, when a criterion has no level and so no scale)."""
-    sk = {k: v for k, v in r.items() if k != "CFRubricCriteria"}
-    if "CFRubricCriteria" in r:
-        sk["CFRubricCriteria"] = [
-            {"scale": _norm_id(c["identifier"])} if c.get("CFRubricCriterionLevels") else {"raw": c} for c in r["CFRubricCriteria"]
-        ]
-    return sk
 
 
 

@@ -5,9 +5,11 @@ Thin: parse and check the request, authorise, ask the competency repository, reb
 with ``emit.Emitter``, answer. Errors on these paths are ``imsx_StatusInfo`` documents
 (``render_status_info``), registered once with ``gateway.api.problems.register_error_shape``.
 
-Authorisation: CASE 1.0 defines no OAuth scopes (its frameworks are often public). Tessera
-serves a tenant's frameworks only to that tenant's clients, with the scope that reads
-competencies everywhere else: ``competencies.readonly``.
+Authorisation: the CASE 1.0 REST binding defines no OAuth scopes (its frameworks are often
+public). Tessera serves a tenant's frameworks only to that tenant's clients, with the scope that
+reads competencies everywhere else: ``competencies.readonly``. The CASE Network's scope URIs
+that CASE consumers ask for (``http://purl.imsglobal.org/casenetwork/case/v1p0/scope/core.readonly``
+and ``.../all.readonly``) are that scope's other names (``CaseAdapter.scope_uris``).
 
 Definitions (CFConcepts, CFSubjects, CFLicenses, CFItemTypes, CFAssociationGroupings) and
 rubric skeletons live in each Framework's ``extensions["case"]``; their endpoints scan the
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from gateway.api.context import AppContext
 
 PREFIX = "/ims/case/v1p0"
-#: CASE 1.0 defines no scopes; see the module docstring.
+#: the CASE 1.0 binding defines no scopes; see the module docstring.
 READ_SCOPE = "competencies.readonly"
 #: CFDocument members a client may sort, filter and select on (CFDocument.Type).
 DOCUMENT_MEMBERS = (*DOCUMENT_FIELDS, "CFPackageURI")

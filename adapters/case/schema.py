@@ -23,7 +23,7 @@ import jsonschema
 import orjson
 
 from gateway import PROJECT_ROOT
-from gateway.errors import ErrorDetail
+from gateway.errors import Deviation, ErrorDetail
 
 from .formats import FORMATS
 
@@ -259,10 +259,11 @@ class _Validator:
         self.elements = {name: unit(defs[d]) for name, d in self.ELEMENTS.items()}
         self.uuid_pattern = defs["UUID"]["pattern"]
 
-    def validate(self, pkg: dict[str, Any], *, strict: bool) -> tuple[list[ErrorDetail], list[ErrorDetail], set[tuple[str, int]]]:
-        """Returns (errors, warnings, the (member, index) of every element that failed)."""
+    def validate(self, pkg: dict[str, Any], *, strict: bool) -> tuple[list[ErrorDetail], list[Deviation], set[tuple[str, int]]]:
+        """Returns (errors, the repairs made (tolerant mode only), the (member, index) of every
+        element that failed)."""
         errors: list[ErrorDetail] = []
-        warnings: list[ErrorDetail] = []
+        warnings: list[Deviation] = []
         failed: set[tuple[str, int]] = set()
         skeleton = {k: ([] if k in self.ELEMENTS and isinstance(v, list) else v) for k, v in pkg.items()}
         if not self._check(self.root, skeleton, "$", strict, errors, warnings):
@@ -280,12 +281,12 @@ class _Validator:
                     failed.add((name, i))
         return errors, warnings, failed
 
-    def _check(self, u: _Unit, obj: Any, path: str, strict: bool, errors: list[ErrorDetail], warnings: list[ErrorDetail],
+    def _check(self, u: _Unit, obj: Any, path: str, strict: bool, errors: list[ErrorDetail], warnings: list[Deviation],
                *, checked: bool = False) -> bool:
         if not checked and u.predicate(obj):
             return True
         if not strict:
-            repaired: list[ErrorDetail] = []
+            repaired: list[Deviation] = []
             self._repair(u.schema, obj, path, repaired)
             warnings.extend(repaired)
             if repaired and u.predicate(obj):
@@ -298,7 +299,7 @@ class _Validator:
 
     # -- the two deviations real providers produce, normalised with a warning ------------------
 
-    def _repair(self, s: Any, v: Any, path: str, out: list[ErrorDetail]) -> None:
+    def _repair(self, s: Any, v: Any, path: str, out: list[Deviation]) -> None:
         s = self.compiler.resolve(s)
         if not isinstance(s, dict):
             return
@@ -311,10 +312,10 @@ class _Validator:
                 x = v[k]
                 if x is None and k not in required and not self.compiler.compile(sub)(None):
                     del v[k]
-                    out.append(ErrorDetail("null is not allowed here; the member was ignored", location=f"{path}.{k}", field=k))
+                    out.append(Deviation("null is not allowed here; the member was ignored", f"{path}.{k}", k, "null-member"))
                 elif isinstance(x, str) and (num := self._as_number(sub, x)) is not None:
                     v[k] = num
-                    out.append(ErrorDetail(f"a number written as a string ({x!r}) was read as {num}", location=f"{path}.{k}", field=k))
+                    out.append(Deviation(f"a number written as a string ({x!r}) was read as {num}", f"{path}.{k}", k, "number-as-string"))
                 else:
                     self._repair(sub, x, f"{path}.{k}", out)
         elif isinstance(v, list) and "items" in s:

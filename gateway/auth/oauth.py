@@ -54,7 +54,9 @@ class _Validator(RequestValidator):
         wanted = normalize(scopes)
         if not set(wanted) <= set(client.scopes):
             return False
-        request.scopes = wanted
+        # the token response names the scopes as asked (a CASE or OneRoster URI stays a URI,
+        # RFC 6749 5.1); the token itself carries their short names (``generate``)
+        request.scopes = list(dict.fromkeys(scopes))
         return True
 
     def save_bearer_token(self, token: Any, request: Request, *args: Any, **kwargs: Any) -> None:
@@ -90,7 +92,8 @@ class TokenEndpoint:
 
         def generate(request: Request) -> str:
             client = _client(request)
-            return tokens.issue(client_id=client.client_id, tenant=client.tenant, scopes=list(request.scopes or ()), person_id=client.person_id)
+            return tokens.issue(client_id=client.client_id, tenant=client.tenant, scopes=normalize(request.scopes or ()),
+                                person_id=client.person_id)
 
         self.server = BackendApplicationServer(_Validator(clients), token_generator=generate, token_expires_in=tokens.ttl)
 

@@ -4,10 +4,13 @@
 implies others lists them all.
 
 Tokens carry short names. The gateway's own scopes are below; every adapter declares its
-own (``Adapter.scopes``, ``Adapter.implies``, ``Adapter.scope_uri_prefixes``), and the
+own (``Adapter.scopes``, ``Adapter.implies``, ``Adapter.scope_uri_prefixes``,
+``Adapter.scope_uris``), and the
 composition root (``gateway.wiring``) adds them here with ``declare`` before any client is
 created or any token verified. A standard with URI scopes (OneRoster 1.2:
-``https://purl.imsglobal.org/spec/or/v1p2/scope/roster.readonly``) declares its prefix:
+``https://purl.imsglobal.org/spec/or/v1p2/scope/roster.readonly``) declares its prefix;
+one whose URI scopes have other names than the gateway's (CASE 1.0's ``.../core.readonly``
+and ``.../all.readonly``, read with ``competencies.readonly``) declares each URI's short name.
 ``normalize`` maps those URIs onto the short names.
 """
 
@@ -43,13 +46,17 @@ IMPLIES: dict[str, frozenset[str]] = {
 
 #: URI prefixes whose scopes are the short name after them (``declare``)
 URI_PREFIXES: list[str] = []
+#: URI scopes that are another name of one short name (``declare``): CASE 1.0's
+#: ``http://purl.imsglobal.org/casenetwork/case/v1p0/scope/core.readonly`` -> ``competencies.readonly``
+URI_SCOPES: dict[str, str] = {}
 
 
 def declare(scopes: Mapping[str, str], implies: Mapping[str, Iterable[str]] | None = None,
-            uri_prefixes: Iterable[str] = ()) -> None:
-    """Add scopes (name -> what it allows), what they imply, and URI prefixes: the
-    composition root calls it once per adapter. Declaring the same again is harmless; a
-    name already declared with another meaning is a ConfigError."""
+            uri_prefixes: Iterable[str] = (), uri_scopes: Mapping[str, str] | None = None) -> None:
+    """Add scopes (name -> what it allows), what they imply, URI prefixes and URI scopes
+    (URI -> the short name it stands for): the composition root calls it once per adapter.
+    Declaring the same again is harmless; a name already declared with another meaning, or
+    a URI standing for a scope nobody declared, is a ConfigError."""
     for name, text in scopes.items():
         if SCOPES.get(name, text) != text:
             raise ConfigError(f"scope {name!r} is declared twice with different meanings")
@@ -59,13 +66,17 @@ def declare(scopes: Mapping[str, str], implies: Mapping[str, Iterable[str]] | No
     for prefix in uri_prefixes:
         if prefix not in URI_PREFIXES:
             URI_PREFIXES.append(prefix)
+    for uri, name in (uri_scopes or {}).items():
+        if name not in SCOPES or URI_SCOPES.get(uri, name) != name:
+            raise ConfigError(f"scope URI {uri!r} stands for {name!r}, which is undeclared or already another scope's name")
+        URI_SCOPES[uri] = name
 
 
 def normalize(scopes: Iterable[str]) -> list[str]:
     """Short names, URI forms folded, order kept, duplicates dropped."""
     out: list[str] = []
     for s in scopes:
-        short = next((s[len(p):] for p in URI_PREFIXES if s.startswith(p)), s)
+        short = URI_SCOPES.get(s) or next((s[len(p):] for p in URI_PREFIXES if s.startswith(p)), s)
         if short not in out:
             out.append(short)
     return out
