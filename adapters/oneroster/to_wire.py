@@ -9,7 +9,7 @@ way back of ``mapping``; the REST provider and the bulk CSV export both go throu
 * references become GUIDRefs (``values.guid_ref``) of the referenced record's sourcedId. A
   reference the record holds unresolved (its target is not stored: ``gateway.store.unresolved``)
   is shown with the sourcedId it was sent with, and its field is listed in
-  ``metadata["tessera.unresolved"]`` (docs/oneroster.md) until the target is stored.
+  ``metadata["tessera.unresolved"]`` (docs/oneroster-references.md) until the target is stored.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def to_wire(
     return {k: v for k, v in out.items() if v is not None}
 
 
-#: the ``metadata`` key listing the fields whose references are held unresolved (docs/oneroster.md)
+#: the ``metadata`` key listing the fields whose references are held unresolved (docs/oneroster-references.md)
 UNRESOLVED_METADATA = "tessera.unresolved"
 
 
