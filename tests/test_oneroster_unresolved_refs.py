@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import respx
 from sqlalchemy import select
 
 from adapters.oneroster.csv import ingest
@@ -324,3 +326,15 @@ def test_an_enrollment_of_an_unknown_user_counts_no_learner(store: Store) -> Non
         pop = resolve_population(conn, T, Scope(section=sec.id, group_by="section"))
     assert pop.learners == {ada.id}
     assert set(store.memberships.people(T, [ada.id, ghost])) == {ada.id}
+
+
+@respx.mock(assert_all_mocked=True, assert_all_called=False)
+def test_a_pull_that_brings_the_target_resolves_it_too(store: Store, tmp_path: Path, respx_mock: respx.MockRouter) -> None:
+    from tests.test_oneroster_client import Provider, client, wire_course
+
+    import_package(store, without_courses(tmp_path), tenant=T, source=SRC)
+    Provider(respx_mock, {"courses": [wire_course("c1", org="s1"), wire_course("c2", org="s2")]})
+    with client() as c:  # an incremental pull from the same source's REST provider
+        c.pull(store, tenant=T, source=SRC, since=datetime(2026, 1, 1, tzinfo=UTC))
+    shown = store.records.show_unresolved(T, [store.records.get_json(T, "section", rid("section", "k1"))])[0]
+    assert '"unresolved"' not in shown and store.records.count(T, "course") == 2

@@ -65,7 +65,7 @@ class Outside:
         for i, rec in enumerate(self.records):
             got = hold(rec, self.held)
             primary = (rec.extensions.get("oneroster") or {}).get("primaryOrg") if isinstance(rec, Person) else None
-            rid = by_sid.get(primary.get("sourcedId")) if isinstance(primary, dict) else None
+            rid = by_sid.get(str(primary.get("sourcedId"))) if isinstance(primary, dict) else None
             if rid is not None:
                 entry = {"field": "primaryOrg", "kind": "org", "id": str(rid), "native_id": orgs[rid]}
                 got = got.model_copy(update={"extensions": {**got.extensions, KEY: [*got.extensions.get(KEY, []), entry]}})
