@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import respx
 from sqlalchemy import select
@@ -338,3 +339,25 @@ def test_a_pull_that_brings_the_target_resolves_it_too(store: Store, tmp_path: P
         c.pull(store, tenant=T, source=SRC, since=datetime(2026, 1, 1, tzinfo=UTC))
     shown = store.records.show_unresolved(T, [store.records.get_json(T, "section", rid("section", "k1"))])[0]
     assert '"unresolved"' not in shown and store.records.count(T, "course") == 2
+
+
+def test_each_held_reference_resolves_on_its_own(store: Store, tmp_path: Path) -> None:
+    """A class holding two unresolved terms: the one a later package brings leaves the list,
+    the other stays; the stored record is never rewritten."""
+    classes = (FIX / "district-v1p2" / "classes.csv").read_text().replace('"t1,y2026"', '"t-next,t-later"')
+    import_package(store, package(tmp_path, classes=classes), tenant=T, source=SRC)
+    stored = store.records.get_json(T, "section", rid("section", "k2"))
+
+    def shown() -> list[str]:
+        doc = orjson.loads(store.records.show_unresolved(T, [store.records.get_json(T, "section", rid("section", "k2"))])[0])
+        return [e["native_id"] for e in doc["extensions"].get("unresolved", [])]
+
+    assert shown() == ["t-next", "t-later"]
+    assert store.records.show_unresolved(T, [stored]) == [stored]  # nothing resolved: served as stored, byte for byte
+    term = "sourcedId,status,dateLastModified,title,type,startDate,endDate,parentSourcedId,schoolYear\n" \
+           "t-next,,,Spring 2026,semester,2026-01-17,2026-06-10,y2026,2026\n"
+    empty = {n: None for n in FULL if n != "academicSessions"}
+    import_package(store, package(tmp_path, manifest=manifest(academicSessions="delta"), academicSessions=term, **empty),
+                   tenant=T, source=SRC)
+    assert shown() == ["t-later"]
+    assert store.records.get_json(T, "section", rid("section", "k2")) == stored

@@ -104,7 +104,10 @@ def still_unresolved(engine: Engine, tenant: str, docs: list[str]) -> list[str]:
     out = list(docs)
     for i, doc in parsed.items():
         ext = doc.get("extensions") or {}
-        left = [e for e in _entries(doc) if (str(e.get("kind")), _uuid(e.get("id"))) not in found]
+        entries = _entries(doc)
+        left = [e for e in entries if (str(e.get("kind")), _uuid(e.get("id"))) not in found]
+        if len(left) == len(entries):
+            continue  # nothing resolved since: served as stored
         if left:
             ext[KEY] = left
         else:
