@@ -361,3 +361,9 @@ def test_each_held_reference_resolves_on_its_own(store: Store, tmp_path: Path) -
                    tenant=T, source=SRC)
     assert shown() == ["t-later"]
     assert store.records.get_json(T, "section", rid("section", "k2")) == stored
+
+
+def test_the_cli_import_lists_the_references_it_kept_unresolved(cli: Any, tmp_path: Path) -> None:
+    cli("migrate")
+    result = cli("import", "oneroster", str(without_courses(tmp_path)), "--tenant", T)
+    assert "unresolved-reference" in result.output and "courseSourcedId 'c1'" in result.output
