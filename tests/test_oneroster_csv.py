@@ -132,8 +132,8 @@ def test_not_a_zip_is_malformed(store: Store, tmp_path: Path) -> None:
 def test_enrollment_with_unknown_user_is_reported_with_file_row_and_column(store: Store, tmp_path: Path) -> None:
     text = (FIX / "district-v1p2" / "enrollments.csv").read_text() + "e5,,,k1,s1,u-ghost,student,false,,\n"
     d = package(tmp_path, enrollments=text)
-    with pytest.raises(ValidationError) as exc:
-        import_package(store, d, tenant=T, source="sis")
+    with pytest.raises(ValidationError) as exc:  # tolerant by default: tests/test_oneroster_unresolved_refs.py
+        import_package(store, d, tenant=T, source="sis", strict=True)
     (loc, field, msg), = errors_of(exc)
     assert (loc, field) == ("enrollments.csv row 6", "userSourcedId")
     assert "u-ghost" in msg
@@ -291,8 +291,8 @@ def test_delta_deletion_of_unknown_record_is_an_error_naming_the_row(store: Stor
     d = package(tmp_path, manifest=manifest(enrollments="delta"), **empty, enrollments=(
         "sourcedId,status,dateLastModified,classSourcedId,schoolSourcedId,userSourcedId,role,primary,beginDate,endDate\n"
         "e-nobody,tobedeleted,2025-10-01T08:30:00.000Z,,,,,,,\n"))
-    with pytest.raises(ValidationError) as exc:
-        import_package(store, d, tenant=T, source="sis")
+    with pytest.raises(ValidationError) as exc:  # tolerant by default: tests/test_oneroster_unresolved_refs.py
+        import_package(store, d, tenant=T, source="sis", strict=True)
     (loc, field, msg), = errors_of(exc)
     assert (loc, field) == ("enrollments.csv row 2", "status") and "e-nobody" in msg
 
@@ -469,7 +469,7 @@ def test_fast_enrollment_path_equals_validated_model(obj: dict) -> None:
 def test_streamed_enrollments_are_all_validated_before_anything_is_written(store: Store, tmp_path: Path) -> None:
     text = (FIX / "district-v1p2" / "enrollments.csv").read_text() + "e5,,,k1,s1,u-ghost,student,false,,\n"
     with pytest.raises(ValidationError) as exc:
-        import_package(store, package(tmp_path, enrollments=text), tenant=T, source="sis", stream=True)
+        import_package(store, package(tmp_path, enrollments=text), tenant=T, source="sis", stream=True, strict=True)
     assert [(loc, f) for loc, f, _ in errors_of(exc)] == [("enrollments.csv row 6", "userSourcedId")]
     assert snapshot(store) == {}
     report = import_package(store, package(tmp_path), tenant=T, source="sis", stream=True)
@@ -499,11 +499,11 @@ def test_cli_import_of_a_bad_package_exits_non_zero_naming_file_row_and_column(t
     try:
         runner = CliRunner()
         assert runner.invoke(app, ["migrate"]).exit_code == 0
-        text = (FIX / "district-v1p2" / "enrollments.csv").read_text() + "e5,,,k1,s1,u-ghost,student,false,,\n"
+        text = (FIX / "district-v1p2" / "enrollments.csv").read_text() + "e5,,,k1,s1,u1,wizard,false,,\n"  # not a role
         with pytest.raises(TesseraError) as exc:
             runner.invoke(app, ["import", "oneroster", str(package(tmp_path, enrollments=text)), "--tenant", T],
                           catch_exceptions=False)
-        assert [(e.location, e.field) for e in exc.value.errors] == [("enrollments.csv row 6", "userSourcedId")]
+        assert [(e.location, e.field) for e in exc.value.errors] == [("enrollments.csv row 6", "role")]
     finally:
         get_settings.cache_clear()
 

@@ -118,9 +118,9 @@ def test_every_bad_row_of_a_streamed_file_is_reported_and_nothing_is_written(sto
         "e10,,,k2,s2,u-ghost,student,false,,\n"  # the same dangling user: reported at its first row only
     )
     with pytest.raises(ValidationError) as whole:
-        import_package(store, package(tmp_path, enrollments=text), tenant=T, source="sis", stream=False)
+        import_package(store, package(tmp_path, enrollments=text), tenant=T, source="sis", stream=False, strict=True)
     with pytest.raises(ValidationError) as exc:
-        import_package(store, package(tmp_path, enrollments=text), tenant=T, source="sis", stream=True)
+        import_package(store, package(tmp_path, enrollments=text), tenant=T, source="sis", stream=True, strict=True)
     assert sorted(errors_of(exc), key=str) == sorted(errors_of(whole), key=str)
     assert [(loc, col) for loc, col, _ in errors_of(exc)] == [
         ("enrollments.csv row 3", "role"),
@@ -143,7 +143,8 @@ def test_a_streamed_enrollment_may_reference_stored_records(store: Store, tmp_pa
     assert e9.person_id == record_id(T, "person", "sis", "u3")
     ghost = HEADER + "\ne12,,,k2,s2,u1,student,false,,\ne13,,,k9,s2,u1,student,false,,\n"
     with pytest.raises(ValidationError) as exc:
-        import_package(store, package(tmp_path, manifest=delta, enrollments=ghost, **only), tenant=T, source="sis", stream=True)
+        import_package(store, package(tmp_path, manifest=delta, enrollments=ghost, **only), tenant=T, source="sis", stream=True,
+                       strict=True)
     assert [(loc, col) for loc, col, _ in errors_of(exc)] == [("enrollments.csv row 3", "classSourcedId")]
     assert store.records.count(T, "enrollment") == 7
 

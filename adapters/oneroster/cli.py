@@ -8,7 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli_kit import client_secret_from_env, console, open_store, out, print_apply_result, print_credentials
+from gateway.cli_kit import (
+    client_secret_from_env,
+    console,
+    open_store,
+    out,
+    print_apply_result,
+    print_credentials,
+    print_deviations,
+)
 
 from .oauth1_auth import SCOPES as CONSUMER_SCOPES
 
@@ -82,6 +90,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
         out.print(f"files: {modes}")
         for kind, n in sorted(report.deleted.items()):
             out.print(f"{n} {kind} record(s) absent from a bulk file: marked tobedeleted")
+        print_deviations(report.deviations)
 
     def pull(url: str, *, tenant: str, source: str, version: str, since: str | None, client_id: str | None,
              client_secret_env: str | None, token_url: str | None, scope: str | None, oauth1: bool,

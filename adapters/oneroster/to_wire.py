@@ -6,7 +6,10 @@ way back of ``mapping``; the REST provider and the bulk CSV export both go throu
   package re-imports unchanged).
 * every field ``mapping.to_canonical`` kept in ``extensions["oneroster"]`` is put back: a round
   trip in one version is lossless.
-* references become GUIDRefs (``values.guid_ref``) of the referenced record's sourcedId.
+* references become GUIDRefs (``values.guid_ref``) of the referenced record's sourcedId. A
+  reference the record holds unresolved (its target is not stored: ``gateway.store.unresolved``)
+  is shown with the sourcedId it was sent with, and its field is listed in
+  ``metadata["tessera.unresolved"]`` (docs/oneroster-references.md) until the target is stored.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from gateway.errors import ValidationError
 from gateway.model import AcademicSession, Course, Enrollment, Org, Person, Record, Section
+from gateway.store.unresolved import held
 
 from .values import format_datetime, guid_ref, normalize_version
 from .vocab import KIND_COLLECTIONS, roles, vocabularies
@@ -46,11 +50,21 @@ def to_wire(
         "dateLastModified": format_datetime(when),
     }
 
+    names = held(record)
+    kept: set[int] = set()  # the GUIDRefs of references held unresolved (by object identity)
+
     def ref(k: str, rid: uuid.UUID | None) -> dict[str, str] | None:
         if rid is None:
             return None
         sid = sourced_id(k, rid)
-        return guid_ref(k, sid) if sid else None
+        if sid:
+            return guid_ref(k, sid)
+        name = names.get(rid)
+        if name is None or name[0] != k:
+            return None
+        got = guid_ref(k, name[1])  # held unresolved: the name it was sent with
+        kept.add(id(got))
+        return got
 
     def refs(k: str, rids: list[uuid.UUID]) -> list[dict[str, str]]:
         return [r for r in (ref(k, x) for x in rids) if r]
@@ -99,10 +113,42 @@ def to_wire(
         out["primary"] = record.primary if version == "1.2" else ("true" if record.primary else "false")
         out["beginDate"] = record.begin_date.isoformat() if record.begin_date else None
         out["endDate"] = record.end_date.isoformat() if record.end_date else None
+    _mark_unresolved(record, out, ext, kept, names, sourced_id)
     for k, v in ext.items():
         if not k.startswith("_") and out.get(k) is None:
             out[k] = v
     return {k: v for k, v in out.items() if v is not None}
+
+
+#: the ``metadata`` key listing the fields whose references are held unresolved (docs/oneroster-references.md)
+UNRESOLVED_METADATA = "tessera.unresolved"
+
+
+def _mark_unresolved(record: Record, out: dict[str, Any], ext: dict[str, Any], kept: set[int],
+                     names: dict[uuid.UUID, tuple[str, str]], sourced_id: Callable[[str, uuid.UUID], str | None]) -> None:
+    """``metadata["tessera.unresolved"]``: the wire fields of ``out`` holding a reference to an
+    object not stored (yet), in field order; only what Tessera computes here is shown under
+    that key (a value sent under it is dropped)."""
+    meta = ext.get("metadata")
+    if isinstance(meta, dict) and UNRESOLVED_METADATA in meta:
+        meta = {k: v for k, v in meta.items() if k != UNRESOLVED_METADATA}
+        ext["metadata"] = meta or None
+    if not names:
+        return
+    fields = []
+    for key, v in out.items():
+        if isinstance(v, dict) and id(v) in kept:
+            fields.append(key)
+        elif isinstance(v, list) and any(isinstance(x, dict) and (id(x) in kept or id(x.get("org")) in kept) for x in v):
+            fields.append(key)
+    primary = ext.get("primaryOrg")
+    if isinstance(primary, dict):  # 1.2 users: kept as sent (no canonical twin), named in the held list
+        for rid, (kind, native) in names.items():
+            if kind == "org" and native == primary.get("sourcedId") and not sourced_id("org", rid):
+                fields.append("primaryOrg")
+                break
+    if fields:
+        ext["metadata"] = {**(ext.get("metadata") or {}), UNRESOLVED_METADATA: fields}
 
 
 def _user_wire(

@@ -2,7 +2,9 @@
 
 Routers stay thin (STYLE.md): parse and check the query, authorise, call the store,
 answer. Record JSON is served exactly as stored, spliced into the page without a
-parse/serialise round trip.
+parse/serialise round trip; only a record that holds references unresolved
+(``extensions["unresolved"]``, ``gateway.store.unresolved``) is parsed, to leave out those
+that a later batch has resolved since.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ def build_router(ctx: AppContext) -> APIRouter:
         def list_records(request: Request, principal: Principal = Depends(need)) -> Response:
             limit, cursor, since, filters = _parse_query(request, coll, ctx)
             page = ctx.store.records.page(principal.tenant, coll.kind, limit=limit, cursor=cursor, updated_since=since, filters=filters)
-            items = page.items
+            items = ctx.store.records.show_unresolved(principal.tenant, page.items)
             if coll.kind == "person":
                 items = [_strip_demographics(d, principal) for d in items]
             headers = {}
@@ -146,7 +148,7 @@ def build_router(ctx: AppContext) -> APIRouter:
             return Response(body, media_type="application/json", headers=headers)
 
         def get_record(record_id: uuid.UUID, principal: Principal = Depends(need)) -> Response:
-            data = ctx.store.records.get_json(principal.tenant, coll.kind, record_id)
+            data = ctx.store.records.show_unresolved(principal.tenant, [ctx.store.records.get_json(principal.tenant, coll.kind, record_id)])[0]
             if coll.kind == "person":
                 data = _strip_demographics(data, principal)
             return Response(data, media_type="application/json")

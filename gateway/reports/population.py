@@ -78,12 +78,15 @@ class Roster:
         return orjson.loads(data)
 
     def enrolled(self, *, orgs: set[uuid.UUID] | None = None, section: uuid.UUID | None = None) -> list[tuple[uuid.UUID, uuid.UUID, uuid.UUID]]:
-        """(learner, section, section's org) of active student enrollments."""
-        e, s = t.enrollments, t.sections
+        """(learner, section, section's org) of active student enrollments. Only of stored
+        people: an enrollment may hold its person unresolved (``gateway.store.unresolved``),
+        a learner no record describes yet, who is counted once the record arrives."""
+        e, s, p = t.enrollments, t.sections, t.people
         q = (
             select(e.c.person_id, s.c.id, s.c.org_id)
             .join(s, s.c.id == e.c.section_id)
-            .where(active_rows(e, self.tenant), active_rows(s, self.tenant), e.c.role == STUDENT)
+            .join(p, p.c.id == e.c.person_id)
+            .where(active_rows(e, self.tenant), active_rows(s, self.tenant), p.c.tenant == self.tenant, e.c.role == STUDENT)
         )
         if section is not None:
             q = q.where(s.c.id == section)

@@ -7,7 +7,8 @@ and leave the store (DESIGN section 2). A facade over the modules that do the wo
   outbox, evidence listeners), one batch or many, pipelined: ``ApplyResult``;
 * ``evidence``: the append-only rules of stored evidence, which ``write`` enforces;
 * ``read``: one record, several, keyset pages, counts, the change log: ``Page``;
-* ``identities``: identity resolution (``lookup`` here; the batch form on ``Store.identities``).
+* ``identities``: identity resolution (``lookup`` here; the batch form on ``Store.identities``);
+* ``unresolved``: references a record holds to records not stored (yet), and how reads show them.
 
 ``Store.records`` is the one instance of an application; its ``evidence_listeners`` (the
 list may be replaced: the composition root hands in the store's) are called inside every
@@ -28,6 +29,7 @@ from ..model import Record
 from .identities import IdentityStore
 from .prepare import REFERENCES, Prepared, PreparedBatch, Preparer, content_hash
 from .read import Page, RecordReader
+from .unresolved import still_unresolved
 from .write import ApplyResult, EvidenceListener, KindCounts, RecordWriter
 
 
@@ -121,6 +123,12 @@ class RecordStore:
     def iter_records(self, tenant: str, kinds: Iterable[str] | None = None, *, batch: int = 1000) -> Iterator[Record]:
         """Every record of the tenant, kind by kind in dependency order."""
         return self.reader.iter_records(tenant, kinds, batch=batch)
+
+    def show_unresolved(self, tenant: str, docs: list[str]) -> list[str]:
+        """Stored JSON documents as a read shows them: the references each holds unresolved
+        (``extensions["unresolved"]``) that have resolved since are left out
+        (``unresolved.still_unresolved``); documents that hold none come back untouched."""
+        return still_unresolved(self.engine, tenant, docs)
 
     def count(self, tenant: str, kind: str) -> int:
         return self.reader.count(tenant, kind)

@@ -48,6 +48,7 @@ from .prepare import PROMOTED, REFERENCED_KINDS, REFERENCES, Prepared, PreparedB
 from .tables import RECORD_TABLES, evidence, identifiers, outbox, people
 from .tables import changes as change_log
 from .tenants import ensure_tenant
+from .unresolved import held
 
 CHUNK = 500  # ids per IN (...) clause of the small lookups: well under every parameter limit
 
@@ -410,7 +411,8 @@ class RecordWriter:
                 unresolved[target] = missing
         if not unresolved:
             return
-        # Word the errors: each unknown id once, at the first record (in batch order) naming it.
+        # Word the errors: each unknown id once, at the first record (in batch order) naming it
+        # without holding it unresolved (``unresolved``: a record may keep such a reference).
         wanted: dict[str, dict[uuid.UUID, tuple[Record, str]]] = defaultdict(dict)
         for kind, bucket in batch.by_id.items():
             for target, r in REFERENCES[kind]:
@@ -418,9 +420,16 @@ class RecordWriter:
                 if not bad:
                     continue
                 for p in bucket.values():
+                    holds: dict[uuid.UUID, tuple[str, str]] | None = None
                     for path, ref in r.walk(p.rec):
                         if ref in bad:
+                            if holds is None:
+                                holds = held(p.rec)
+                            if holds.get(ref, ("",))[0] == target:
+                                continue
                             wanted[target].setdefault(ref, (p.rec, path))
+        if not wanted:
+            return
         errors = [
             ErrorDetail(f"references {target} {ref}, which is neither in the batch nor stored", location=record_location(rec), field=path)
             for target, refs in wanted.items()

@@ -45,6 +45,8 @@ class EnrollmentReader:
         #: in the child: bytes of enrollments.csv read since the last message
         self.read = 0
         self.records_before = 0
+        #: in the child: the importer's deviations when it started (its own are sent back)
+        self.devs_before: tuple[int, dict[str, int]] = (0, {})
 
     def batches(self, store: Any) -> Iterable[Iterable[Record]]:
         """In the child: the importer on the child's own store and package."""
@@ -53,6 +55,7 @@ class EnrollmentReader:
         imp.pkg = Package(imp.pkg.path)
         imp.pending, imp.late = {}, []
         self.records_before = imp.report.records
+        self.devs_before = (len(imp.devs.items), dict(imp.devs.counts))
         imp.progress = self._count
         return imp.streamed_enrollments(self.batch)
 
@@ -67,16 +70,27 @@ class EnrollmentReader:
         if read and self.imp.progress is not None:
             self.imp.progress("enrollments.csv", read)
 
-    def summary(self) -> tuple[int, int, int | None]:
+    def summary(self) -> tuple[int, int, int | None, Any]:
         report = self.imp.report
-        return report.rows["enrollments"], report.records - self.records_before, report.deleted.get("enrollment")
+        devs = self.imp.devs  # the child's own: what its rows deviated in (references held unresolved...)
+        return (report.rows["enrollments"], report.records - self.records_before, report.deleted.get("enrollment"),
+                (devs.items[self.devs_before[0]:], {k: n - self.devs_before[1].get(k, 0) for k, n in devs.counts.items()},
+                 self.imp.held))
 
-    def on_summary(self, counts: tuple[int, int, int | None]) -> None:
+    def on_summary(self, counts: tuple[int, int, int | None, Any]) -> None:
         report = self.imp.report
-        report.rows["enrollments"], added, deleted = counts
+        report.rows["enrollments"], added, deleted, (items, kinds, unresolved) = counts
         report.records += added
         if deleted:
             report.deleted["enrollment"] = deleted
+        devs = self.imp.devs
+        devs.items.extend(items[:max(0, devs.limit - len(devs.items))])
+        for k, n in kinds.items():
+            if n:
+                devs.counts[k] = devs.counts.get(k, 0) + n
+        for k, names in unresolved.items():  # targets held unresolved, counted once each
+            self.imp.held.setdefault(k, {}).update(names)
+            report.unresolved[k] = len(self.imp.held[k])
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from gateway.model import Person, Record
 
 from ..demographics import demographics_to_wire
 from ..gradebook.csv_files import CSV_COLUMNS, csv_rows
-from ..to_wire import to_wire
+from ..to_wire import UNRESOLVED_METADATA, to_wire
 from ..values import normalize_version
 from ..vocab import KIND_COLLECTIONS, WIRE_KINDS
 from .cells import KNOWN_FILES, cell
@@ -129,6 +129,9 @@ def _rows_for(name: str, records: dict[str, list[Record]], version: str, sourced
 
 def _flatten(obj: dict[str, Any]) -> dict[str, Any]:
     out = dict(obj)
+    meta = out.get("metadata")
+    if isinstance(meta, dict) and UNRESOLVED_METADATA in meta:  # a read's annotation, not data: the package is as sent
+        out["metadata"] = {k: v for k, v in meta.items() if k != UNRESOLVED_METADATA}
     if isinstance(out.get("enabledUser"), bool):
         out["enabledUser"] = "true" if out["enabledUser"] else "false"
     if isinstance(out.get("primary"), bool):

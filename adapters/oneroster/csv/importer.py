@@ -10,7 +10,13 @@ section 2-4, 1.2 CSV Binding section 2-5).
 * bulk: a ``bulk`` file replaces that type for the import's source: records of its kind
   from this source that are stored but absent from the file become ``tobedeleted``.
 * delta: rows carry their own ``status`` and ``dateLastModified``; a ``tobedeleted`` row for
-  a record that is neither stored nor in the import is an error naming the row.
+  a record that is neither stored nor in the import deletes nothing: skipped with a
+  ``nothing-to-delete`` warning (``--strict``: an error naming the row).
+* references to records in neither the package nor the store (a class whose course file is
+  absent, an org whose parent is another district's): the record is kept and holds the
+  reference unresolved (``gateway.store.unresolved``), which resolves by itself when a later
+  package brings the target; one ``unresolved-reference`` warning per target, at the first
+  row naming it (``--strict``: an error there, as before). ``hold_references``.
 * 1.2 ``roles.csv`` rows become the user's ``roles``; ``demographics.csv`` rows (keyed by
   the user's sourcedId) become ``Person.demographics``.
 * the gradebook and resources files are read after the rostering files with the same
@@ -33,8 +39,9 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import ErrorCollector, ErrorDetail, NotFound, ValidationError
+from gateway.errors import Deviations, ErrorCollector, ErrorDetail, NotFound, ValidationError
 from gateway.model import Person, Record, Status, record_id
+from gateway.store.unresolved import hold
 
 from ..demographics import demographics_to_canonical
 from ..gradebook.csv_files import CsvGradebook
@@ -44,6 +51,7 @@ from ..values import parse_date, parse_datetime, ref_id
 from ..vocab import KIND_COLLECTIONS, WIRE_KINDS, roles
 from .columns import COLUMNS, FILE_OF_KIND, ORDER, REF_KINDS, row_object
 from .fast_rows import EnrollmentRows
+from .outside import Outside
 from .package import Manifest, Package
 
 
@@ -66,15 +74,19 @@ class ImportReport:
     atomic: bool = True
     #: the gradebook / resources objects to write with the records (``gradebook.prepare.Plan``)
     gradebook: Any = None
+    #: what the tolerant mode normalised (``gateway.errors.Deviations``)
+    deviations: Deviations = field(default_factory=Deviations)
+    #: target kind -> targets in neither the package nor the store, held unresolved
+    unresolved: dict[str, int] = field(default_factory=dict)
 
 
-class Importer:
+class Importer(Outside):
     """One package's files read in ``columns.ORDER``, each row checked and converted into
     its record (``run``); enrollments.csv read while it is written when ``stream`` is set
     (``streamed_enrollments``). Problems are collected and raised together."""
 
     def __init__(self, store: Any, tenant: str, source: str, pkg: Package, manifest: Manifest,
-                 progress: Callable[[str, int], None] | None) -> None:
+                 progress: Callable[[str, int], None] | None, *, strict: bool = False) -> None:
         self.store = store
         self.tenant = tenant
         self.source = source
@@ -95,7 +107,10 @@ class Importer:
         self.users: dict[str, tuple[dict[str, Any], str]] = {}
         self.user_roles: dict[str, list[dict[str, Any]]] = {}
         self.demographics: dict[str, tuple[dict[str, Any], str]] = {}
-        self.report = ImportReport(version=self.version, files=dict(manifest.files))
+        self.devs = Deviations(strict=strict)
+        self.report = ImportReport(version=self.version, files=dict(manifest.files), deviations=self.devs)
+        #: target kind -> id -> sourcedId of the references held unresolved (``unresolved_reference``)
+        self.held: dict[str, dict[Any, str]] = {}
         self.stored_cache: dict[tuple[str, str], bool] = {}
         self._columns: dict[tuple[str, str], str] = {}
         #: stream enrollments: read them in one pass while they are written (``streamed_enrollments``)
@@ -178,6 +193,8 @@ class Importer:
         self.convert("enrollments", obj, loc, sink)
         if sink:
             self.report.records += 1
+            if self.held:
+                sink[-1] = hold(sink[-1], self.held)
         return len(self.errors.errors) == before
 
     # ---- helpers
@@ -354,6 +371,7 @@ class Importer:
         self.read_gradebook()
         self.resolve_refs()
         self.errors.raise_if_any("invalid OneRoster package")
+        self.hold_references()
         self.mark_bulk_absent()
         self.report.records = len(self.records)
         return self.records
@@ -407,6 +425,8 @@ class Importer:
                     stored = self.stored_person(sid)
                     if stored is not None:
                         obj["roles"] = to_wire(stored, sourced_id=self._sourced_id_of_store, use_source_date=True).get("roles", [])
+                        for r in obj["roles"]:  # a stored role's org may still be unresolved: checked again
+                            self.check_refs("roles", r, loc)
                     else:
                         self.errors.add("user has no role: 1.2 users need at least one roles.csv row", location=loc, field="sourcedId")
                         continue
@@ -417,8 +437,11 @@ class Importer:
         # roles.csv rows (delta) for users not in users.csv: replace a stored user's roles
         for sid, rl in self.user_roles.items():
             stored = self.stored_person(sid)
-            if stored is None:
-                continue  # reported by resolve_refs (userSourcedId)
+            if stored is None:  # reported by resolve_refs (userSourcedId); tolerant: not kept
+                if not self.devs.strict:
+                    self.orphan_row(f"roles of user {sid!r}, which is neither in users.csv nor stored", f"roles.csv (user {sid})",
+                                    "userSourcedId")
+                continue
             obj = to_wire(stored, sourced_id=self._sourced_id_of_store, use_source_date=True)
             obj["roles"] = rl
             self.convert("users", obj, f"roles.csv (user {sid})")
@@ -448,8 +471,7 @@ class Importer:
             sid = obj.get("sourcedId", "")
             stored = self.stored(kind, sid)
             if not stored:
-                self.errors.add(f"row deletes {FILE_OF_KIND[kind][:-1] if kind != 'section' else 'class'} {sid!r}, "
-                                "which is neither stored nor in this import", location=loc, field="status")
+                self.nothing_to_delete(kind, sid, loc)
                 return
         try:
             rec = to_canonical(name, obj, tenant=self.tenant, source=self.source, version=self.version, location=loc)
@@ -497,7 +519,7 @@ class Importer:
             else:
                 stored = self.stored_person(sid)
                 if stored is None:
-                    self.errors.add(f"demographics for user {sid!r}, which is neither in users.csv nor stored", location=loc, field="sourcedId")
+                    self.orphan_row(f"demographics for user {sid!r}, which is neither in users.csv nor stored", loc, "sourcedId")
                     continue
                 person = stored.model_copy(update={"updated_at": None})
             ext = dict(person.extensions)
@@ -524,9 +546,7 @@ class Importer:
                 continue
             self._resolved.add((kind, sid))
             if not self.stored(kind, sid):
-                wire = FILE_OF_KIND[kind]
-                self.errors.add(f"{col} {sid!r}: no such {wire[:-1] if kind != 'section' else 'class'} in {wire}.csv or the store",
-                                location=loc, field=col)
+                self.unresolved_reference(kind, sid, loc, col)
         self.pending = {}
 
     def mark_bulk_absent(self) -> None:

@@ -35,13 +35,15 @@ def parse_package(
     source: str,
     store: Any = None,
     progress: Callable[[str, int], None] | None = None,
+    strict: bool = False,
 ) -> tuple[list[Record], ImportReport]:
     """Validate a package into canonical records (nothing is written). With a ``store``,
-    references may point to stored records and bulk files mark absent records tobedeleted."""
+    references may point to stored records and bulk files mark absent records tobedeleted.
+    ``strict``: refuse every deviation the default tolerates (``report.deviations``)."""
     pkg = Package(path)
     try:
         manifest = read_manifest(pkg)
-        imp = Importer(store, tenant, source, pkg, manifest, progress)
+        imp = Importer(store, tenant, source, pkg, manifest, progress, strict=strict)
         with gc_paused():
             records = imp.run()
         return records, imp.report
@@ -79,6 +81,7 @@ def import_package(
     applying: Callable[[int], None] | None = None,
     stream: bool | None = None,
     reader_process: bool | None = None,
+    strict: bool = False,
 ) -> ImportReport:
     """Validate the whole package, then apply it, in ONE transaction: any error and nothing changes.
 
@@ -93,11 +96,14 @@ def import_package(
 
     ``reader_process``: read and prepare the streamed enrollments in a child process while
     this one writes them (``enrollments.EnrollmentReader``); by default when enrollments.csv is at
-    least ``READER_BYTES`` and the store can be opened from a second process."""
+    least ``READER_BYTES`` and the store can be opened from a second process.
+
+    ``strict``: refuse every deviation the default tolerates (``report.deviations``), such as
+    references to records in neither the package nor the store."""
     pkg = Package(path)
     try:
         manifest = read_manifest(pkg)
-        imp = Importer(store, tenant, source, pkg, manifest, progress)
+        imp = Importer(store, tenant, source, pkg, manifest, progress, strict=strict)
         if stream is None:
             stream = manifest.files.get("enrollments", "absent") != "absent" and pkg.size("enrollments.csv") > STREAM_BYTES
         # nothing to stream without an enrollments file
