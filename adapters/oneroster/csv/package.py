@@ -240,12 +240,12 @@ def read_manifest(pkg: Package) -> Manifest:
     """OneRoster CSV 1.1 section 2.2 / 1.2 section 3.1: manifest.csv, ``propertyName,value``.
     Its deviations (module docstring) go to ``pkg.deviations``; in strict mode they are
     raised here with the package's own and every other problem of the manifest."""
+    devs = pkg.deviations
     if "manifest.csv" not in pkg.members:
         raise MalformedInput(
             "not a OneRoster CSV package: manifest.csv is missing",
-            errors=[ErrorDetail("manifest.csv is required (propertyName,value rows)", location="manifest.csv")],
+            errors=[*devs.errors.errors, ErrorDetail("manifest.csv is required (propertyName,value rows)", location="manifest.csv")],
         )
-    devs = pkg.deviations
     errors = ErrorCollector()
     props: dict[str, str] = {}
     try:
