@@ -470,6 +470,22 @@ def test_shared_deviations(tmp_path: Path) -> None:
     assert pkg.deviations is devs and devs.counts == {"file-name-case": 1}
 
 
+def test_report_into_an_import_report(tmp_path: Path) -> None:
+    """How an importer's report takes the package's deviations (``Package.report_into``)."""
+    from gateway.errors import Deviations
+
+    members = files()
+    members["Users.csv"] = members.pop("users.csv")
+    pkg = Package(folder(tmp_path, members))
+    report = Deviations()
+    report.tolerate("enum-case", "'Scheduled' is written 'scheduled' by the spec", location="classes.csv row 2")
+    pkg.report_into(report)
+    assert report.counts == {"enum-case": 1, "file-name-case": 1} and report.total == 2
+    assert [d.kind for d in report.items] == ["file-name-case", "enum-case"]
+    pkg.report_into(pkg.deviations)  # its own: nothing doubles
+    assert pkg.deviations.total == 1
+
+
 # --------------------------------------------------------------------------- the line splitter
 
 

@@ -203,6 +203,18 @@ class Package:
             self.members[name] = member
             self.sizes[name] = size
 
+    def report_into(self, devs: Deviations) -> None:
+        """Add this package's deviations to ``devs`` (an import report's), ahead of what is
+        already there: they were found first. Nothing to do when ``devs`` is already the
+        package's own (``Package(..., devs=devs)``)."""
+        mine = self.deviations
+        if devs is mine:
+            return
+        for kind, n in mine.counts.items():
+            devs.counts[kind] = devs.counts.get(kind, 0) + n
+        devs.items[:0] = mine.items[:max(devs.limit - len(devs.items), 0)]
+        devs.errors.errors[:0] = mine.errors.errors
+
     def size(self, name: str) -> int:
         """Bytes of ``name`` uncompressed, as declared before reading (no more is read)."""
         return self.sizes[name]
