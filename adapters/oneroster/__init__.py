@@ -9,7 +9,8 @@
 - ``provider``, ``gradebook_provider``, ``resources_provider``, ``query``, ``status_info``:
   the REST providers (rostering, gradebook, resources; 1.1 and 1.2), their filter grammar
   and imsx_StatusInfo errors; ``oauth1_auth``: OAuth 1.0a for the 1.1 paths;
-- ``client``: the REST client; ``cli``: the ``tessera oneroster`` group; ``scopes``.
+- ``client``: the REST client; ``cli``: the ``tessera oneroster`` group; ``scopes``;
+  ``settings`` (``TESSERA_ONEROSTER__*``: the CSV package limits).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gateway.model import Record
 
 from . import tables
 from .scopes import SCOPES, URI_PREFIX
+from .settings import OneRosterSettings
 
 if TYPE_CHECKING:
     import typer
@@ -48,6 +50,8 @@ class OneRosterAdapter:
     #: gradebook and resources scopes; rostering's are the gateway's own
     scopes = SCOPES
     scope_uri_prefixes = (URI_PREFIX,)
+    #: ``TESSERA_ONEROSTER__*``: the CSV package limits (``csv.limits``)
+    settings = OneRosterSettings
 
     def parse(self, data: bytes | Iterable[bytes], *, tenant: str, source: str, **options: Any) -> list[Record]:
         """A CSV package (zip bytes) -> canonical records, validated without a store: every

@@ -8,6 +8,8 @@ is reported with its file, row and column.
 The modules, in the order an import goes through them:
 
 * ``package``: the zip or directory, and ``manifest.csv`` (``Package``, ``read_manifest``);
+* ``limits``: the limits a package is held to before and while it is read (zip bombs,
+  endless lines), and its bounded line reader (``LimitedText``);
 * ``cells``: how a column converts, and the files each version defines (shared with
   ``gradebook.csv_files``);
 * ``columns``: the rostering files' columns, reading order and references;

@@ -30,7 +30,6 @@ from gateway.model import Record
 from gateway.store.records import PreparedBatch
 
 from .importer import Importer
-from .package import Package
 
 
 class EnrollmentReader:
@@ -52,7 +51,7 @@ class EnrollmentReader:
         """In the child: the importer on the child's own store and package."""
         imp = self.imp
         imp.store = store
-        imp.pkg = Package(imp.pkg.path)
+        imp.pkg = imp.pkg.reopen()  # the same limits
         imp.pending, imp.late = {}, []
         self.records_before = imp.report.records
         self.devs_before = (len(imp.devs.items), dict(imp.devs.counts))

@@ -229,7 +229,7 @@ class Importer(Outside):
         on_read = (lambda n: self.progress(fname, n)) if self.progress else None
         try:
             with self.pkg.open_text(fname, on_read) as fh:
-                reader = csv.reader(fh)
+                reader = fh.reader()  # records bounded (csv.limits)
                 header = next(reader, None)
                 if header is None:
                     self.errors.add("file is empty: the header row is required", location=f"{fname} row 1")
