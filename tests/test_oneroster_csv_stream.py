@@ -118,10 +118,15 @@ def test_every_bad_row_of_a_streamed_file_is_reported_and_nothing_is_written(sto
         "e10,,,k2,s2,u-ghost,student,false,,\n"  # the same dangling user: reported at its first row only
     )
     with pytest.raises(ValidationError) as whole:
-        import_package(store, package(tmp_path, enrollments=text), tenant=T, source="sis", stream=False)
+        import_package(store, package(tmp_path, enrollments=text), tenant=T, source="sis", stream=False, strict=True)
     with pytest.raises(ValidationError) as exc:
-        import_package(store, package(tmp_path, enrollments=text), tenant=T, source="sis", stream=True)
+        import_package(store, package(tmp_path, enrollments=text), tenant=T, source="sis", stream=True, strict=True)
     assert sorted(errors_of(exc), key=str) == sorted(errors_of(whole), key=str)
+    # tolerant (the default): the same errors (a different row under a sourcedId is one in
+    # both modes), the duplicate's once the first row is compared with it
+    with pytest.raises(ValidationError) as tolerant:
+        import_package(store, package(tmp_path, enrollments=text), tenant=T, source="sis", stream=True)
+    assert sorted(errors_of(tolerant), key=str) == sorted(errors_of(exc), key=str)
     assert [(loc, col) for loc, col, _ in errors_of(exc)] == [
         ("enrollments.csv row 3", "role"),
         ("enrollments.csv row 8", "sourcedId"),

@@ -8,6 +8,7 @@ column, REST field, conversion, required); the gradebook and resources files
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..gradebook.csv_files import CSV_COLUMNS
@@ -96,13 +97,17 @@ REF_KINDS: dict[str, dict[str, str]] = {
 FILE_OF_KIND = {v: k for k, v in WIRE_KINDS.items()}
 
 
-def row_object(cols: list[tuple[str, str, str]], row: list[str]) -> dict[str, Any]:
+def row_object(cols: list[tuple[str, str, str]], row: list[str], padded: Callable[[int], None] | None = None) -> dict[str, Any]:
     """One CSV row as its REST-shaped object: empty cells left out, GUIDRefs as
-    ``{"sourcedId": ...}``, lists split on commas, ``metadata.*`` columns in ``metadata``."""
+    ``{"sourcedId": ...}``, lists split on commas, ``metadata.*`` columns in ``metadata``.
+    Surrounding spaces are stripped, and ``padded(i)`` told of each column ``i`` that had
+    them (a deviation: ``tolerance``)."""
     obj: dict[str, Any] = {}
     meta: dict[str, str] = {}
-    for (_c, f, t), v in zip(cols, row, strict=True):
-        v = v.strip()
+    for i, ((_c, f, t), raw) in enumerate(zip(cols, row, strict=True)):
+        v = raw.strip()
+        if v is not raw and v != raw and padded is not None:
+            padded(i)
         if not v:
             continue
         if t == S:

@@ -26,6 +26,7 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from gateway.errors import Deviation, Deviations
 from gateway.model import Record
 from gateway.store.records import PreparedBatch
 
@@ -52,6 +53,9 @@ class EnrollmentReader:
         imp.store = store
         imp.pkg = Package(imp.pkg.path)
         imp.pending, imp.late = {}, []
+        # the deviations of enrollments.csv alone, sent back with the summary (``on_summary``)
+        imp.devs = imp.tol.devs = imp.report.deviations = Deviations(strict=imp.devs.strict, errors=imp.errors)
+        imp.tol.dups = {}
         self.records_before = imp.report.records
         imp.progress = self._count
         return imp.streamed_enrollments(self.batch)
@@ -67,16 +71,22 @@ class EnrollmentReader:
         if read and self.imp.progress is not None:
             self.imp.progress("enrollments.csv", read)
 
-    def summary(self) -> tuple[int, int, int | None]:
+    def summary(self) -> tuple[int, int, int | None, dict[str, int], list[Deviation]]:
         report = self.imp.report
-        return report.rows["enrollments"], report.records - self.records_before, report.deleted.get("enrollment")
+        devs = report.deviations
+        return (report.rows["enrollments"], report.records - self.records_before, report.deleted.get("enrollment"),
+                devs.counts, devs.items)
 
-    def on_summary(self, counts: tuple[int, int, int | None]) -> None:
+    def on_summary(self, counts: tuple[int, int, int | None, dict[str, int], list[Deviation]]) -> None:
         report = self.imp.report
-        report.rows["enrollments"], added, deleted = counts
+        report.rows["enrollments"], added, deleted, dev_counts, dev_items = counts
         report.records += added
         if deleted:
             report.deleted["enrollment"] = deleted
+        devs = report.deviations  # the child's deviations join this process's
+        for kind, n in dev_counts.items():
+            devs.counts[kind] = devs.counts.get(kind, 0) + n
+        devs.items.extend(dev_items[:max(0, devs.limit - len(devs.items))])
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import ErrorCollector, ErrorDetail, NotFound, ValidationError
+from gateway.errors import Deviations, ErrorCollector, ErrorDetail, NotFound, ValidationError
 from gateway.model import Person, Record, Status, record_id
 
 from ..demographics import demographics_to_canonical
@@ -45,6 +45,7 @@ from ..vocab import KIND_COLLECTIONS, WIRE_KINDS, roles
 from .columns import COLUMNS, FILE_OF_KIND, ORDER, REF_KINDS, row_object
 from .fast_rows import EnrollmentRows
 from .package import Manifest, Package
+from .tolerance import RowCheck, Tolerance
 
 
 @dataclass
@@ -66,6 +67,8 @@ class ImportReport:
     atomic: bool = True
     #: the gradebook / resources objects to write with the records (``gradebook.prepare.Plan``)
     gradebook: Any = None
+    #: what the tolerant mode normalised, by kind and place (``tolerance``); empty in strict mode
+    deviations: Deviations = field(default_factory=Deviations)
 
 
 class Importer:
@@ -74,7 +77,7 @@ class Importer:
     (``streamed_enrollments``). Problems are collected and raised together."""
 
     def __init__(self, store: Any, tenant: str, source: str, pkg: Package, manifest: Manifest,
-                 progress: Callable[[str, int], None] | None) -> None:
+                 progress: Callable[[str, int], None] | None, *, strict: bool = False) -> None:
         self.store = store
         self.tenant = tenant
         self.source = source
@@ -96,8 +99,14 @@ class Importer:
         self.user_roles: dict[str, list[dict[str, Any]]] = {}
         self.demographics: dict[str, tuple[dict[str, Any], str]] = {}
         self.report = ImportReport(version=self.version, files=dict(manifest.files))
+        #: deviations normalised (tolerant) or refused (``strict``, errors in ``errors``): ``tolerance``
+        self.devs = self.report.deviations = Deviations(strict=strict, errors=self.errors)
+        self.tol = Tolerance(self.devs, self.errors, self.version)
+        #: the data row being read, as read (a duplicate is compared with its first: ``tolerance``)
+        self._raw: list[str] | None = None
         self.stored_cache: dict[tuple[str, str], bool] = {}
         self._columns: dict[tuple[str, str], str] = {}
+        self._checks: dict[str, RowCheck] = {}
         #: stream enrollments: read them in one pass while they are written (``streamed_enrollments``)
         self.stream = False
         #: (kind, sourcedId) references ``resolve_refs`` has checked
@@ -139,7 +148,8 @@ class Importer:
                     if not errors:
                         yield rec
                 else:  # anything unusual: the general path, which reports what is wrong
-                    ok = self.enrollment_row(f"enrollments.csv row {num}", row_object(cols, row), scratch)
+                    loc = f"enrollments.csv row {num}"
+                    ok = self.enrollment_row(loc, self.row_object("enrollments", cols, row, loc), scratch)
                     if ok and scratch and not errors:
                         yield scratch[0]
                     scratch.clear()
@@ -152,6 +162,7 @@ class Importer:
                 break
             yield one(first)
         self.report.rows["enrollments"] = self.enrollment_rows
+        self.tol.settle_duplicates(self.pkg)
         if not self.errors:
             absent = self.bulk_absent("enrollments")
             self.report.records += len(absent)
@@ -200,7 +211,24 @@ class Importer:
         fname = f"{name}.csv"
         cols: list[tuple[str, str, str]] = []
         for n, row in self.raw_rows(name, cols):
-            yield f"{fname} row {n}", row_object(cols, row), n
+            loc = f"{fname} row {n}"
+            yield loc, self.row_object(name, cols, row, loc), n
+
+    def row_object(self, name: str, cols: list[tuple[str, str, str]], row: list[str], loc: str) -> dict[str, Any]:
+        """``columns.row_object``, with the deviations of its values normalised or refused
+        (``tolerance.RowCheck``); the row is kept as read for the duplicate check."""
+        checks = self._checks.get(name)
+        if checks is None:
+            checks = self._checks[name] = self.tol.row_check(name, {f for _, f, _ in cols})
+
+        def padded(i: int) -> None:
+            c = cols[i][0]
+            self.devs.tolerate("whitespace", f"value of {c!r} has surrounding spaces: stripped", location=loc, field=c)
+
+        obj = row_object(cols, row, padded)
+        checks(obj, loc)
+        self._raw = row
+        return obj
 
     def raw_rows(self, name: str, cols: list[tuple[str, str, str]]) -> Iterator[tuple[int, list[str]]]:
         """(row number, fields as read) for each data row of ``name``.csv, once its header is
@@ -217,7 +245,7 @@ class Importer:
                 if header is None:
                     self.errors.add("file is empty: the header row is required", location=f"{fname} row 1")
                     return
-                header = [h.strip() for h in header]
+                header, dropped = self.tol.header(fname, header, spec)
                 bad = False
                 for c, _, _, required in spec:
                     if required and c not in header:
@@ -234,6 +262,8 @@ class Importer:
                         found.append((h, *by_col[h]))
                     elif h.startswith("metadata.") and len(h) > 9:
                         found.append((h, h, "meta"))
+                    elif (kept := self.tol.unknown_column(fname, h, header)) is not None:
+                        found.append((h, kept, "meta"))
                     else:
                         self.errors.add(f"unknown column {h!r} for OneRoster {self.version} {fname}", location=f"{fname} row 1", field=h)
                         found.append(None)
@@ -246,8 +276,9 @@ class Importer:
                     if len(row) != width:
                         if not row or (len(row) == 1 and not row[0].strip()):
                             continue  # blank line
-                        self.errors.add(f"expected {width} fields, found {len(row)}", location=f"{fname} row {n}")
-                        continue
+                        if not self.tol.wide_row(fname, n, row, width, dropped):
+                            self.errors.add(f"expected {width} fields, found {len(row)}", location=f"{fname} row {n}")
+                            continue
                     yield n, row
         except UnicodeDecodeError as exc:
             self.errors.add(f"not UTF-8: {exc.reason} at byte {exc.start}", location=fname)
@@ -295,6 +326,8 @@ class Importer:
     def duplicate(self, kind: str, sid: str, location: str) -> bool:
         first = self.seen[kind].get(sid)
         if first is not None:
+            if self.tol.duplicate(f"{FILE_OF_KIND[kind]}.csv", sid, location, first, self._raw):
+                return True  # tolerant: an exact repetition is dropped, another row an error (settle_duplicates)
             self.errors.add(f"duplicate sourcedId {sid!r} (first at {FILE_OF_KIND[kind]}.csv row {first})", location=location, field="sourcedId")
             return True
         self.seen[kind][sid] = int(location.rsplit(" ", 1)[1])
@@ -333,7 +366,8 @@ class Importer:
                         self.errors.add("sourcedId is required", location=loc, field="sourcedId")
                         continue
                     if sid in demo_seen:
-                        self.errors.add(f"duplicate sourcedId {sid!r} (first at {demo_seen[sid]})", location=loc, field="sourcedId")
+                        if not self.tol.duplicate("demographics.csv", sid, loc, int(demo_seen[sid].rsplit(" ", 1)[1]), self._raw):
+                            self.errors.add(f"duplicate sourcedId {sid!r} (first at {demo_seen[sid]})", location=loc, field="sourcedId")
                         continue
                     demo_seen[sid] = loc
                     self.demographics[sid] = (obj, loc)
@@ -353,6 +387,7 @@ class Importer:
         self.apply_demographics()
         self.read_gradebook()
         self.resolve_refs()
+        self.tol.settle_duplicates(self.pkg)
         self.errors.raise_if_any("invalid OneRoster package")
         self.mark_bulk_absent()
         self.report.records = len(self.records)
