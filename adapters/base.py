@@ -13,7 +13,8 @@ standard has:
 * ``routers(ctx)``: FastAPI routers mounted at the standard's own paths;
 * ``cli_groups()``: top-level ``tessera <group>`` typer apps, and
   ``register_cli(import_app, export_app)``: ``tessera import|export <name>`` commands, both
-  built with ``gateway.cli_kit``;
+  built with ``gateway.cli_kit`` (and, with a keyword ``validate_app``, ``tessera validate
+  <name>``: a dry run that writes nothing);
 * ``metadata`` (a SQLAlchemy ``MetaData`` built with ``gateway.store.types.NAMING``) and
   ``migrations`` (the folder of its Alembic branch): ``tessera migrate`` runs it;
 * ``load_demo(store, tenant, console)``: sample data for ``tessera demo``.
@@ -104,7 +105,8 @@ class Commands(Protocol):
 @runtime_checkable
 class ImportsExports(Protocol):
     def register_cli(self, import_app: typer.Typer, export_app: typer.Typer) -> None:
-        """Add ``tessera import <name> ...`` / ``tessera export <name> ...`` commands."""
+        """Add ``tessera import <name> ...`` / ``tessera export <name> ...`` commands; an
+        adapter that also takes ``validate_app`` (keyword) adds ``tessera validate <name>``."""
         ...
 
 

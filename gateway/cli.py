@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from . import PROJECT_ROOT, __version__
-from .cli_kit import app, console, open_store, out, print_apply_result, print_credentials, print_table, settings
+from .cli_kit import app, console, open_store, out, print_apply_result, print_credentials, print_table, settings, validate_app
 from .config import get_settings
 from .errors import TesseraError
 
@@ -395,7 +395,7 @@ def register_adapters() -> None:
 
     # `tessera export report ...`: the gateway's own, beside the adapters'
     register_reports(export_app)
-    wiring.default().register_cli(app, import_app, export_app)
+    wiring.default().register_cli(app, import_app, export_app, validate_app=validate_app)
     _registered = True
 
 

@@ -35,6 +35,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+#: ``tessera validate <name>``: check a file or package without writing anything; adapters add
+#: their sub-commands through ``Adapter.register_cli(import_app, export_app, validate_app=...)``
+validate_app = typer.Typer(help="Check a file in a standard's format without writing anything (one sub-command per adapter).",
+                           no_args_is_help=True)
+app.add_typer(validate_app, name="validate")
 
 
 def settings() -> Settings:

@@ -16,6 +16,7 @@ tests open stores through ``open_store`` and reach adapters only through a ``Wir
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Iterator
 from functools import cached_property
@@ -115,14 +116,20 @@ class Wiring:
                 found.extend(build(ctx) or [])
         return found
 
-    def register_cli(self, app: typer.Typer, import_app: typer.Typer, export_app: typer.Typer) -> None:
-        """Every adapter's top-level groups (``cli_groups``) and import/export sub-commands."""
+    def register_cli(self, app: typer.Typer, import_app: typer.Typer, export_app: typer.Typer, *,
+                     validate_app: typer.Typer | None = None) -> None:
+        """Every adapter's top-level groups (``cli_groups``) and import/export (and validate)
+        sub-commands; ``validate_app`` goes to the adapters whose ``register_cli`` takes it."""
         for adapter in self.registry:
             groups = getattr(adapter, "cli_groups", None)
             for name, group in (groups() if groups is not None else {}).items():
                 app.add_typer(group, name=name)
             register = getattr(adapter, "register_cli", None)
-            if register is not None:
+            if register is None:
+                continue
+            if validate_app is not None and "validate_app" in inspect.signature(register).parameters:
+                register(import_app, export_app, validate_app=validate_app)
+            else:
                 register(import_app, export_app)
 
 

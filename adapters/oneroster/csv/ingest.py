@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from dataclasses import dataclass
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
