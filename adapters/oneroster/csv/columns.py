@@ -97,17 +97,17 @@ REF_KINDS: dict[str, dict[str, str]] = {
 FILE_OF_KIND = {v: k for k, v in WIRE_KINDS.items()}
 
 
-def row_object(cols: list[tuple[str, str, str]], row: list[str], padded: Callable[[int], None] | None = None) -> dict[str, Any]:
+def row_object(cols: list[tuple[str, str, str]], row: list[str], padded: Callable[[str], None] | None = None) -> dict[str, Any]:
     """One CSV row as its REST-shaped object: empty cells left out, GUIDRefs as
     ``{"sourcedId": ...}``, lists split on commas, ``metadata.*`` columns in ``metadata``.
-    Surrounding spaces are stripped, and ``padded(i)`` told of each column ``i`` that had
+    Surrounding spaces are stripped, and ``padded(column)`` told of each column that had
     them (a deviation: ``tolerance``)."""
     obj: dict[str, Any] = {}
     meta: dict[str, str] = {}
-    for i, ((_c, f, t), raw) in enumerate(zip(cols, row, strict=True)):
+    for (c, f, t), raw in zip(cols, row, strict=True):
         v = raw.strip()
-        if v is not raw and v != raw and padded is not None:
-            padded(i)
+        if v is not raw and v != raw and padded is not None:  # identity first: a str unchanged is itself
+            padded(c)
         if not v:
             continue
         if t == S:

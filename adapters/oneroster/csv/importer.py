@@ -104,6 +104,7 @@ class Importer:
         self.tol = Tolerance(self.devs, self.errors, self.version)
         #: the data row being read, as read (a duplicate is compared with its first: ``tolerance``)
         self._raw: list[str] | None = None
+        self._loc = ""  # of that row (``_padded``)
         self.stored_cache: dict[tuple[str, str], bool] = {}
         self._columns: dict[tuple[str, str], str] = {}
         self._checks: dict[str, RowCheck] = {}
@@ -220,15 +221,13 @@ class Importer:
         checks = self._checks.get(name)
         if checks is None:
             checks = self._checks[name] = self.tol.row_check(name, {f for _, f, _ in cols})
-
-        def padded(i: int) -> None:
-            c = cols[i][0]
-            self.devs.tolerate("whitespace", f"value of {c!r} has surrounding spaces: stripped", location=loc, field=c)
-
-        obj = row_object(cols, row, padded)
+        self._raw, self._loc = row, loc
+        obj = row_object(cols, row, self._padded)
         checks(obj, loc)
-        self._raw = row
         return obj
+
+    def _padded(self, c: str) -> None:
+        self.devs.tolerate("whitespace", f"value of {c!r} has surrounding spaces: stripped", location=self._loc, field=c)
 
     def raw_rows(self, name: str, cols: list[tuple[str, str, str]]) -> Iterator[tuple[int, list[str]]]:
         """(row number, fields as read) for each data row of ``name``.csv, once its header is

@@ -272,21 +272,22 @@ class RowCheck:
         elif name == "demographics":
             enums["sex"] = v["sexes"]
         bools = {"users": ["enabledUser"], "enrollments": ["primary"], "demographics": list(RACE_FLAGS)}.get(name, [])
-        self.checks: list[tuple[str, str, Callable[[str], tuple[str, str, str, bool] | None]]] = []
-        self.checks.append(("status", "status", self._status))
-        self.checks.append(("dateLastModified", "dateLastModified", self._stamp))
+        #: (field, the values that need no check, the check of the others)
+        self.checks: list[tuple[str, frozenset[str], Callable[[str], tuple[str, str, str, bool] | None]]] = []
+        self.checks.append(("status", frozenset(("active", "tobedeleted")), self._status))
+        self.checks.append(("dateLastModified", frozenset(), self._stamp))
         for f, vocab in enums.items():
             tokens = vocab.tokens if isinstance(vocab, Vocab) else vocab
-            self.checks.append((f, f, self._enum(frozenset(tokens), _fold(tokens))))
+            self.checks.append((f, frozenset(tokens), self._enum(frozenset(tokens), _fold(tokens))))
         for f in bools:
-            self.checks.append((f, f, self._bool))
+            self.checks.append((f, _TRUE | _FALSE, self._bool))
         self.checks = [c for c in self.checks if c[0] in fields]
         self.grades = "grades" in fields and name in ("users", "courses", "classes")
 
     def __call__(self, obj: dict[str, Any], loc: str) -> None:
-        for f, col, fix in self.checks:
+        for f, fine, fix in self.checks:
             v = obj.get(f)
-            if v is None:
+            if v is None or v in fine:
                 continue
             got = fix(v)
             if got is None:
@@ -294,11 +295,11 @@ class RowCheck:
             kind, message, new, silent_before = got
             if self.tol.strict and not silent_before:
                 continue  # refused before the tolerant mode: its old error follows, word for word
-            if self.tol.devs.tolerate(kind, message, location=loc, field=col):
+            if self.tol.devs.tolerate(kind, message, location=loc, field=f):
                 obj[f] = new
         if self.grades:
             grades = obj.get("grades")
-            if grades and any(g in GRADE_PADDING for g in grades):
+            if grades and not GRADE_PADDING.keys().isdisjoint(grades):
                 padded = [GRADE_PADDING.get(g, g) for g in grades]
                 for g in grades:
                     if g in GRADE_PADDING and self.tol.devs.tolerate(
