@@ -108,6 +108,21 @@ def test_tolerant_mode_imports_with_the_warning_and_strict_mode_refuses_it(store
     assert not again.deviations and again.records == report.records
 
 
+def test_strict_mode_keeps_the_messages_it_always_gave(store: Store) -> None:
+    """A deviation refused before the tolerant mode existed is refused with the same words."""
+    with pytest.raises(ValidationError) as exc:
+        import_package(store, pkg("enum-case-class-type"), tenant=T, source="sis", strict=True)
+    assert exc.value.errors[0].message.startswith("'Scheduled' is not a OneRoster class type; expected one of")
+    with pytest.raises(ValidationError) as exc:
+        import_package(store, pkg("duplicate-rows"), tenant=T, source="sis", strict=True)
+    assert [e.message for e in exc.value.errors] == ["duplicate sourcedId 'u1' (first at users.csv row 2)",
+                                                     "duplicate sourcedId 'e1' (first at enrollments.csv row 2)"]
+    # one accepted without a word before is now an error worded as the warning is
+    with pytest.raises(ValidationError) as exc:
+        import_package(store, pkg("surrounding-whitespace"), tenant=T, source="sis", strict=True)
+    assert exc.value.errors[0].message == "value of 'name' has surrounding spaces: stripped"
+
+
 def test_a_bom_is_no_deviation(store: Store) -> None:
     """The binding says importers must ignore a UTF-8 byte-order mark: no warning, and strict accepts it."""
     report = import_package(store, pkg("utf8-bom"), tenant=T, source="sis", strict=True)

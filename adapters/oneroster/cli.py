@@ -121,6 +121,8 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
         REST provider (--url). All or nothing: every problem is reported with where it is."""
         if (path is None) == (url is None):
             raise typer.BadParameter("give a CSV package PATH or --url, not both and not neither")
+        if url is not None and dry_run:
+            raise typer.BadParameter("--dry-run checks a CSV package PATH, not a --url pull")
         if url is not None:
             pull(url, tenant=tenant, source=source, version=version, since=since, client_id=client_id,
                  client_secret_env=client_secret_env, token_url=token_url, scope=scope, oauth1=oauth1, demographics=demographics)
