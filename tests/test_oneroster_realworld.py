@@ -53,7 +53,7 @@ CASES: dict[str, list[tuple[str, str, str | None]]] = {
     "trailing-empty-columns": [("trailing-empty-columns", "orgs.csv row 1", None), ("trailing-empty-columns", "users.csv row 2", None),
                                ("trailing-empty-columns", "users.csv row 3", None)],
     "surrounding-whitespace": [("whitespace", "orgs.csv row 2", "name"), ("whitespace", "orgs.csv row 3", "name"),
-                               ("whitespace", "orgs.csv row 3", "identifier")],
+                               ("whitespace", "orgs.csv row 3", "identifier"), ("whitespace", "users.csv row 2", "orgSourcedIds")],
     "duplicate-rows": [("duplicate-object", "users.csv row 4", "sourcedId"), ("duplicate-object", "enrollments.csv row 4", "sourcedId")],
 }
 
@@ -241,4 +241,4 @@ def test_cli_import_prints_the_deviations_after_the_summary(cli) -> None:  # typ
     code, output = cli("import", "oneroster", str(pkg("surrounding-whitespace")), "--tenant", T)
     assert code == 0, output
     assert output.index("total") < output.index("normalised") < output.index("[whitespace] orgs.csv row 2")
-    assert output.count("warning: [whitespace]") == 3
+    assert output.count("warning: [whitespace]") == 4

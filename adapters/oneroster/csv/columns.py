@@ -116,8 +116,12 @@ def row_object(cols: list[tuple[str, str, str]], row: list[str], padded: Callabl
             obj[f] = {"sourcedId": v}
         elif t == REFS:
             obj[f] = [{"sourcedId": p.strip()} for p in v.split(",") if p.strip()]
+            if padded is not None and " " in v and any(p != p.strip() for p in v.split(",")):
+                padded(c)  # "t1, t2": spaces around a list item
         elif t == LIST:
             obj[f] = [p.strip() for p in v.split(",") if p.strip()]
+            if padded is not None and " " in v and any(p != p.strip() for p in v.split(",")):
+                padded(c)
         else:
             meta[f[9:]] = v
     if meta:

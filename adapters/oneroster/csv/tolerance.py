@@ -36,7 +36,8 @@ with a deviation, see ``fast_rows``):
   character denotes the UTC time-zone i.e. the Date/Time MUST use this as the reference
   time-zone", https://support.imsglobal.org/support/solutions/articles/48001167275), or a
   bare date (midnight UTC of that day);
-* ``whitespace``: a value with surrounding spaces (``columns.row_object`` strips them).
+* ``whitespace``: a value with surrounding spaces, or a list with spaces around its items
+  (``"t1, t2"``, as Quaver's OneRoster guidelines write one); ``columns.row_object`` strips them.
 
 Rows: ``duplicate-object``: a row repeating an earlier row of the file exactly (same
 sourcedId, same content) is dropped; a different row under the same sourcedId stays an
@@ -79,8 +80,8 @@ HEADER_ALIASES: dict[str, str] = {
 #: CEDS Entry Grade Level codes written without their leading zero
 GRADE_PADDING = {str(n): f"0{n}" for n in range(1, 10)}
 _TRUE, _FALSE = frozenset(("true",)), frozenset(("false",))
-_BOOL_SPELLINGS = {"true": "true", "false": "false", "y": "true", "yes": "true", "1": "true", "t": "true",
-                   "n": "false", "no": "false", "0": "false", "f": "false"}
+_BOOL_SPELLINGS = {"true": "true", "false": "false", "y": "true", "yes": "true", "1": "true",
+                   "n": "false", "no": "false", "0": "false"}
 #: the spellings parse_bool accepted before the tolerant mode (another case of true/false)
 _BOOL_SILENT = frozenset(("true", "false"))
 RACE_FLAGS = ("americanIndianOrAlaskaNative", "asian", "blackOrAfricanAmerican", "nativeHawaiianOrOtherPacificIslander",
