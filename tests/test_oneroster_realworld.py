@@ -242,3 +242,30 @@ def test_cli_import_prints_the_deviations_after_the_summary(cli) -> None:  # typ
     assert code == 0, output
     assert output.index("total") < output.index("normalised") < output.index("[whitespace] orgs.csv row 2")
     assert output.count("warning: [whitespace]") == 4
+
+
+def test_a_value_under_a_nameless_column_is_refused_in_both_modes(store: Store, tmp_path: Path) -> None:
+    """Empty nameless columns are a spreadsheet's; data under one has no column to go to."""
+    d = tmp_path / "pkg"
+    shutil.copytree(pkg("trailing-empty-columns"), d)
+    (d / "orgs.csv").write_text((d / "orgs.csv").read_text().replace(",d1,,\n", ",d1,,x\n"))
+    with pytest.raises(ValidationError) as exc:
+        import_package(store, d, tenant=T, source="sis", strict=True)
+    assert ("orgs.csv row 1", "") in {(e.location, e.field) for e in exc.value.errors}  # the nameless column
+    with pytest.raises(ValidationError) as exc:
+        import_package(store, d, tenant=T, source="sis")
+    assert [(e.location, e.message) for e in exc.value.errors if "orgs.csv" in (e.location or "")] == [
+        ("orgs.csv row 3", "expected 7 fields, found 9")]
+
+
+def test_spaces_around_a_column_name_are_a_deviation(store: Store, tmp_path: Path) -> None:
+    d = tmp_path / "pkg"
+    shutil.copytree(pkg("utf8-bom"), d)
+    text = (d / "orgs.csv").read_text(encoding="utf-8-sig").replace("sourcedId,status,", "sourcedId , status,")
+    (d / "orgs.csv").write_text(text)
+    report = import_package(store, d, tenant=T, source="sis")
+    assert [(x.kind, x.location, x.field) for x in report.deviations.items] == [
+        ("whitespace", "orgs.csv row 1", "sourcedId"), ("whitespace", "orgs.csv row 1", "status")]
+    with pytest.raises(ValidationError) as exc:
+        import_package(store, d, tenant="t9", source="sis", strict=True)
+    assert [(e.location, e.field) for e in exc.value.errors] == [("orgs.csv row 1", "sourcedId"), ("orgs.csv row 1", "status")]
