@@ -4,7 +4,11 @@ section 2-4, 1.2 CSV Binding section 2-5).
 
 * headers: every column the spec marks required must be present; columns may come in any
   order; a column the spec does not define is an error, except the ``metadata.<name>``
-  extension columns, which are kept (in ``extensions["oneroster"]["metadata"]``).
+  extension columns, which are kept (in ``extensions["oneroster"]["metadata"]``), and, in
+  the tolerant mode (the default), any other column, kept the same way.
+* deviations with one reading (``tolerance``: enumeration case, OneRoster 1.0 ``inactive``,
+  boolean spellings, ...) are normalised and listed in ``report.deviations``; with
+  ``strict`` they are errors.
 * rows are numbered as a spreadsheet shows them: the header is row 1, the first data row
   row 2. Every problem is reported with file, row and column, up to 1000 of them.
 * bulk: a ``bulk`` file replaces that type for the import's source: records of its kind
