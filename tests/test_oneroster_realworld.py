@@ -269,3 +269,15 @@ def test_spaces_around_a_column_name_are_a_deviation(store: Store, tmp_path: Pat
     with pytest.raises(ValidationError) as exc:
         import_package(store, d, tenant="t9", source="sis", strict=True)
     assert [(e.location, e.field) for e in exc.value.errors] == [("orgs.csv row 1", "sourcedId"), ("orgs.csv row 1", "status")]
+
+
+def test_a_column_beside_its_own_name_in_another_case_is_refused(store: Store, tmp_path: Path) -> None:
+    """``SourcedId`` next to ``sourcedId`` is not a spelling of it (two readings): an error in both modes."""
+    d = tmp_path / "pkg"
+    shutil.copytree(pkg("utf8-bom"), d)
+    lines = (d / "orgs.csv").read_text(encoding="utf-8-sig").splitlines()
+    (d / "orgs.csv").write_text("\n".join([lines[0] + ",SourcedId", *(r + ",x" for r in lines[1:])]) + "\n")
+    for strict in (True, False):
+        with pytest.raises(ValidationError) as exc:
+            import_package(store, d, tenant=T, source="sis", strict=strict)
+        assert [(e.location, e.field) for e in exc.value.errors if e.location == "orgs.csv row 1"] == [("orgs.csv row 1", "SourcedId")]

@@ -112,6 +112,7 @@ class Tolerance:
         self.version = version
         #: file -> [(sourcedId, location, row number of the first, the row as read)] to settle
         self.dups: dict[str, list[tuple[str, str, int, list[str]]]] = {}
+        self._clashes: set[str] = set()
 
     @property
     def strict(self) -> bool:
@@ -143,6 +144,8 @@ class Tolerance:
         for c in known:
             folded.setdefault(c.lower(), []).append(c)
         present = set(names)
+        #: names that differ from a spec column only in case but could not be read as it
+        self._clashes = {h for h in names if h not in known and h.lower() in folded}
         for i, h in enumerate(names):
             if h in known or h.startswith("metadata.") or not h or self.strict:
                 continue  # strict: the old "unknown column" error follows
@@ -152,6 +155,7 @@ class Tolerance:
                 if self.devs.tolerate("header-case", f"column {h!r} is written {same[0]!r} by the spec", location=loc, field=h):
                     names[i] = same[0]
                     present.add(same[0])
+                    self._clashes.discard(h)
             elif alias in known and alias not in present:
                 if self.devs.tolerate("header-spelling", f"column {h!r} read as the spec's {alias!r}", location=loc, field=h):
                     names[i] = alias
@@ -161,8 +165,8 @@ class Tolerance:
     def unknown_column(self, fname: str, h: str, names: list[str]) -> str | None:
         """The ``metadata.<name>`` an unknown column is kept as (tolerant mode), or None (an
         error: strict mode, a nameless column, or a name ``metadata.<name>`` already has)."""
-        if self.strict or not h or f"metadata.{h}" in names:
-            return None
+        if self.strict or not h or f"metadata.{h}" in names or h in self._clashes:
+            return None  # ``SourcedId`` beside ``sourcedId``: two readings
         self.devs.tolerate("unknown-column", f"column {h!r} is not defined for OneRoster {self.version} {fname}: kept as metadata.{h}",
                            location=f"{fname} row 1", field=h)
         return f"metadata.{h}"
