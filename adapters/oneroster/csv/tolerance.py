@@ -26,8 +26,8 @@ with a deviation, see ``fast_rows``):
 * ``legacy-value``: the OneRoster 1.0 status ``inactive``, read as ``tobedeleted`` as
   OneRoster 1.1 says: "In v1.1 the enumeration value of 'inactive' was removed and so
   for backwards compatibility all such marked objects should be interpreted as
-  'tobedeleted'" (OneRoster 1.1 Information Model, StatusType; quoted by
-  https://help.incidentiq.com/hc/en-us/articles/4457042547479);
+  'tobedeleted'" (the OneRoster 1.1 specification on ``status``, as quoted by
+  https://help.incidentiq.com/hc/en-us/articles/4457042547479); 1.2 keeps the 1.1 values;
 * ``boolean-spelling``: ``TRUE``/``True``/``Y``/``Yes``/``1`` (and the false ones) where
   the spec says ``true``/``false`` ("values of '0', '1', 'True' ... are not permitted",
   https://support.imsglobal.org/support/solutions/folders/48000346663);
@@ -317,6 +317,9 @@ class RowCheck:
             return None
         low = v.lower()
         if low == "inactive":
+            # OneRoster 1.1: "In v1.1 the enumeration value of 'inactive' was removed and so for
+            # backwards compatibility all such marked objects should be interpreted as
+            # 'tobedeleted'" (quoted by https://help.incidentiq.com/hc/en-us/articles/4457042547479)
             return ("legacy-value", f"status {v!r} is OneRoster 1.0's; read as 'tobedeleted' as OneRoster 1.1 says", "tobedeleted", False)
         if low in ("active", "tobedeleted"):
             return ("enum-case", f"{v!r} is written {low!r} by the spec", low, False)
