@@ -178,6 +178,7 @@ def test_a_streamed_import_reports_the_same_deviations(store: Store) -> None:
                                 reader_process=reader)
         assert [(d.kind, d.location) for d in report.deviations.items] == [
             ("boolean-spelling", "enrollments.csv row 2"), ("boolean-spelling", "enrollments.csv row 3")]
+        assert report.reader_process == (reader and store.streams.can_fork())
         report = import_package(store, pkg("duplicate-rows"), tenant=f"d{int(reader)}", source="sis", stream=True,
                                 reader_process=reader)
         assert report.deviations.counts == {"duplicate-object": 2}
