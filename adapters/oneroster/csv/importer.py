@@ -225,9 +225,11 @@ class Importer:
         checks = self._checks.get(name)
         if checks is None:
             checks = self._checks[name] = self.tol.row_check(name, {f for _, f, _ in cols})
-        self._raw, self._loc = row, loc
+        self._raw = row
+        self._loc = loc
         obj = row_object(cols, row, self._padded)
-        checks(obj, loc)
+        if checks.checks or checks.grades:
+            checks(obj, loc)
         return obj
 
     def _padded(self, c: str) -> None:

@@ -290,8 +290,9 @@ class RowCheck:
         self.grades = "grades" in fields and name in ("users", "courses", "classes")
 
     def __call__(self, obj: dict[str, Any], loc: str) -> None:
+        get = obj.get
         for f, fine, fix in self.checks:
-            v = obj.get(f)
+            v = get(f)
             if v is None or v in fine:
                 continue
             got = fix(v)
