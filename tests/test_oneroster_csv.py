@@ -185,10 +185,25 @@ def test_duplicate_sourced_id_is_reported(store: Store, tmp_path: Path) -> None:
 def test_missing_required_column_and_unknown_column_are_reported(store: Store, tmp_path: Path) -> None:
     orgs = "sourcedId,status,dateLastModified,type,identifier,parentSourcedId,colour\nd1,,,district,,,blue\n"
     with pytest.raises(ValidationError) as exc:
-        import_package(store, package(tmp_path, orgs=orgs), tenant=T, source="sis")
+        import_package(store, package(tmp_path, orgs=orgs), tenant=T, source="sis", strict=True)
     errs = errors_of(exc)
     assert ("orgs.csv row 1", "name", "required column 'name' is missing") in errs
     assert any(loc == "orgs.csv row 1" and f == "colour" for loc, f, _ in errs)
+    # tolerant (the default): the unknown column is kept, the missing required one still refused
+    with pytest.raises(ValidationError) as exc:
+        import_package(store, package(tmp_path, orgs=orgs), tenant=T, source="sis")
+    assert [e for e in errors_of(exc) if e[0] == "orgs.csv row 1"] == [("orgs.csv row 1", "name", "required column 'name' is missing")]
+
+
+def test_an_unknown_column_is_kept_as_metadata_and_warned_once(store: Store, tmp_path: Path) -> None:
+    orgs = (FIX / "district-v1p2" / "orgs.csv").read_text().splitlines()
+    text = "\n".join([orgs[0] + ",colour", *(r + ",blue" for r in orgs[1:])]) + "\n"
+    report = import_package(store, package(tmp_path, orgs=text), tenant=T, source="sis")
+    assert report.deviations.counts == {"unknown-column": 1}
+    (d,) = report.deviations.items
+    assert (d.kind, d.location, d.field) == ("unknown-column", "orgs.csv row 1", "colour")
+    district = store.records.get(T, "org", record_id(T, "org", "sis", "d1"))
+    assert district.extensions["oneroster"]["metadata"]["colour"] == "blue"
 
 
 def test_metadata_extension_columns_are_kept(store: Store, tmp_path: Path) -> None:

@@ -122,6 +122,14 @@ def test_every_bad_row_of_a_streamed_file_is_reported_and_nothing_is_written(sto
     with pytest.raises(ValidationError) as exc:
         import_package(store, package(tmp_path, enrollments=text), tenant=T, source="sis", stream=True, strict=True)
     assert sorted(errors_of(exc), key=str) == sorted(errors_of(whole), key=str)
+    # tolerant (the default): the same errors (a different row under a sourcedId is one in
+    # both modes), the duplicate's once the first row is compared with it; but not the
+    # dangling user, held there as an unresolved reference
+    with pytest.raises(ValidationError) as tolerant:
+        import_package(store, package(tmp_path, enrollments=text), tenant=T, source="sis", stream=True)
+    refused_in_both = [e for e in errors_of(exc) if "u-ghost" not in e[2]]
+    assert len(refused_in_both) == 3
+    assert sorted(errors_of(tolerant), key=str) == sorted(refused_in_both, key=str)
     assert [(loc, col) for loc, col, _ in errors_of(exc)] == [
         ("enrollments.csv row 3", "role"),
         ("enrollments.csv row 8", "sourcedId"),

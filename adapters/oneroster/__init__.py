@@ -59,7 +59,7 @@ class OneRosterAdapter:
         from .csv.ingest import parse_package
 
         raw = data if isinstance(data, bytes) else b"".join(data)
-        records, _ = parse_package(raw, tenant=tenant, source=source)
+        records, _ = parse_package(raw, tenant=tenant, source=source, strict=bool(options.get("strict", False)))
         return records
 
     def emit(self, records: Iterable[Record], **options: Any) -> Iterator[bytes]:
@@ -117,10 +117,10 @@ class OneRosterAdapter:
 
         return {"oneroster": oneroster_cli()}
 
-    def register_cli(self, import_app: typer.Typer, export_app: typer.Typer) -> None:
+    def register_cli(self, import_app: typer.Typer, export_app: typer.Typer, *, validate_app: typer.Typer | None = None) -> None:
         from .cli import register
 
-        register(self, import_app, export_app)
+        register(self, import_app, export_app, validate_app=validate_app)
 
 
 __all__ = ["DEMO_SOURCE", "OneRosterAdapter"]

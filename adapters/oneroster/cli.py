@@ -1,12 +1,18 @@
-"""``tessera import oneroster PATH``, ``tessera export oneroster OUT.zip`` and
-``tessera oneroster consumers create|list|revoke`` (OAuth 1.0a keys of the 1.1 REST paths)."""
+"""``tessera import oneroster PATH``, ``tessera export oneroster OUT.zip``, ``tessera validate
+oneroster PATH`` (the import's dry run: the same report, nothing written) and ``tessera
+oneroster consumers create|list|revoke`` (OAuth 1.0a keys of the 1.1 REST paths).
+
+Imports are tolerant by default: a deviation from the letter of the spec that has one reading
+is normalised and listed (``csv.tolerance``); ``--strict`` refuses every deviation."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.text import Text
 
 from gateway.cli_kit import (
     client_secret_from_env,
@@ -16,14 +22,76 @@ from gateway.cli_kit import (
     print_apply_result,
     print_credentials,
     print_deviations,
+    print_table,
 )
+from gateway.errors import TesseraError
 
 from .oauth1_auth import SCOPES as CONSUMER_SCOPES
 
+if TYPE_CHECKING:
+    from .csv.ingest import Validation
 
-def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> None:
-    """``tessera import oneroster`` and ``tessera export oneroster`` (``adapter``: the
-    OneRosterAdapter)."""
+STRICT_HELP = ("refuse every deviation from the letter of the spec (by default those with one reading, such as "
+               "'Scheduled' for 'scheduled', are normalised and listed as warnings)")
+
+
+def print_validation(v: Validation, *, as_json: bool, title: str) -> None:
+    """The dry run's report: rows per file, errors with their place, deviations; JSON with
+    ``as_json`` (``Validation.as_dict``). User data is printed as text, never as markup."""
+    if as_json:
+        typer.echo(json.dumps(v.as_dict(), indent=2, ensure_ascii=False))
+        return
+    r = v.report
+    if r is not None:
+        print_table(["file", "mode", "rows"], [(f"{n}.csv", m, r.rows.get(n, "")) for n, m in sorted(r.files.items()) if m != "absent"],
+                    title=title)
+        out.print(Text(f"{r.records} record(s) would be written" + ("" if v.valid else " (none is: the package has errors)")))
+        print_deviations(r.deviations)
+    if v.errors:
+        console.print(Text(f"error: {v.detail or 'invalid OneRoster package'} ({len(v.errors)} problem(s))", style="red"))
+        for e in v.errors[:50]:
+            console.print(Text(f"  - {e}"))
+        if len(v.errors) > 50:
+            console.print(Text(f"  ... and {len(v.errors) - 50} more (--json lists them all)"))
+    else:
+        out.print(Text("valid: nothing was written", style="green"))
+
+
+def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, validate_app: typer.Typer | None = None) -> None:
+    """``tessera import oneroster``, ``tessera export oneroster`` and (given ``validate_app``)
+    ``tessera validate oneroster`` (``adapter``: the OneRosterAdapter)."""
+
+    def validate(path: Path, *, tenant: str, source: str, strict: bool, as_json: bool) -> None:
+        from .csv.ingest import validate_package
+
+        try:
+            store = open_store()
+        except TesseraError as exc:  # no database: the package is checked on its own
+            console.print(Text(f"note: {exc.detail}; checking the package on its own (every reference must resolve inside it)",
+                               style="yellow"))
+            store = None
+        with console.status(f"validating {path.name}"):
+            v = validate_package(path, tenant=tenant, source=source, store=store, strict=strict)
+        mode = "strict" if strict else "tolerant"
+        version = v.report.version if v.report else "?"
+        print_validation(v, as_json=as_json, title=f"OneRoster {version} {path.name} ({mode}; dry run, tenant {tenant}, source {source})")
+        if not v.valid:
+            raise typer.Exit(1)
+
+    if validate_app is not None:
+        @validate_app.command("oneroster")
+        def validate_oneroster(
+            path: Annotated[Path, typer.Argument(exists=True, help="a OneRoster 1.1/1.2 CSV package: a zip file or a directory")],
+            tenant: Annotated[str, typer.Option(help="tenant the import would write to (references may point to its records)")] = "default",
+            source: Annotated[str, typer.Option(help="name of the system the package comes from")] = "sis",
+            strict: Annotated[bool, typer.Option("--strict", help=STRICT_HELP)] = False,
+            as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON (errors and deviations with location "
+                                                  "and field, rows per file)")] = False,
+        ) -> None:
+            """Check a OneRoster CSV package as `tessera import oneroster` would, and write nothing:
+            rows per file, every error and every deviation with its file, row and column. Exit
+            code 1 when the package has errors."""
+            validate(path, tenant=tenant, source=source, strict=strict, as_json=as_json)
 
     @import_app.command("oneroster")
     def import_oneroster(
@@ -44,11 +112,17 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
                                              "--client-id is the consumer key")] = False,
         demographics: Annotated[bool, typer.Option("--demographics", help="with --url: also read /demographics onto each "
                                                    "user (the provider must grant roster-demographics.readonly)")] = False,
+        strict: Annotated[bool, typer.Option("--strict", help=STRICT_HELP)] = False,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="check the package and print the report; write nothing "
+                                              "(as `tessera validate oneroster`)")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="print the summary (or the --dry-run report) as JSON")] = False,
     ) -> None:
         """Import a OneRoster CSV package (bulk and delta files), or pull a tenant from a OneRoster
         REST provider (--url). All or nothing: every problem is reported with where it is."""
         if (path is None) == (url is None):
             raise typer.BadParameter("give a CSV package PATH or --url, not both and not neither")
+        if url is not None and dry_run:
+            raise typer.BadParameter("--dry-run checks a CSV package PATH, not a --url pull")
         if url is not None:
             pull(url, tenant=tenant, source=source, version=version, since=since, client_id=client_id,
                  client_secret_env=client_secret_env, token_url=token_url, scope=scope, oauth1=oauth1, demographics=demographics)
@@ -56,6 +130,9 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
         if since or client_id or client_secret_env or token_url or scope or oauth1 or demographics:
             raise typer.BadParameter("--since, --demographics and the OAuth options go with --url")
         assert path is not None
+        if dry_run:
+            validate(path, tenant=tenant, source=source, strict=strict, as_json=as_json)
+            return
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -66,7 +143,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
 
         from .csv.package import Package
 
-        pkg = Package(path)
+        pkg = Package(path, strict=True)  # only its sizes: the import reports its deviations
         total = sum(pkg.size(n) for n in pkg.members if n.endswith(".csv") and n != "manifest.csv")
         pkg.close()
         store = open_store()
@@ -84,7 +161,11 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
             def applying(n: int) -> None:
                 progress.update(task, description=f"applying {n} records in one transaction", total=None)
 
-            report = adapter.import_package(store, path, tenant=tenant, source=source, progress=on_progress, applying=applying)
+            report = adapter.import_package(store, path, tenant=tenant, source=source, progress=on_progress, applying=applying,
+                                           strict=strict)
+        if as_json:
+            typer.echo(json.dumps(import_summary(report), indent=2, ensure_ascii=False))
+            return
         print_apply_result(report.result, title=f"OneRoster {report.version} {path.name} -> tenant {tenant} (source {source})")
         modes = ", ".join(f"{k}={v}" for k, v in sorted(report.files.items()) if v != "absent")
         out.print(f"files: {modes}")
@@ -140,6 +221,22 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
         with console.status(f"writing {output}"):
             counts = adapter.export_package(store, output, tenant=tenant, version=version, source=source)
         out.print(f"wrote {output}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+
+
+def import_summary(report: Any) -> dict[str, Any]:
+    """``tessera import oneroster --json``: what was read and written, and the deviations."""
+    result = report.result
+    return {
+        "version": report.version,
+        "files": dict(report.files),
+        "rows": dict(report.rows),
+        "records": report.records,
+        "deleted": dict(report.deleted),
+        "result": {"created": result.created, "updated": result.updated, "unchanged": result.unchanged,
+                   "counts": {k: {"created": c.created, "updated": c.updated, "unchanged": c.unchanged}
+                              for k, c in sorted(result.counts.items())}},
+        "deviations": report.deviations.as_dict(),
+    }
 
 
 def oneroster_cli() -> typer.Typer:

@@ -8,6 +8,7 @@ column, REST field, conversion, required); the gradebook and resources files
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..gradebook.csv_files import CSV_COLUMNS
@@ -96,13 +97,17 @@ REF_KINDS: dict[str, dict[str, str]] = {
 FILE_OF_KIND = {v: k for k, v in WIRE_KINDS.items()}
 
 
-def row_object(cols: list[tuple[str, str, str]], row: list[str]) -> dict[str, Any]:
+def row_object(cols: list[tuple[str, str, str]], row: list[str], padded: Callable[[str], None] | None = None) -> dict[str, Any]:
     """One CSV row as its REST-shaped object: empty cells left out, GUIDRefs as
-    ``{"sourcedId": ...}``, lists split on commas, ``metadata.*`` columns in ``metadata``."""
+    ``{"sourcedId": ...}``, lists split on commas, ``metadata.*`` columns in ``metadata``.
+    Surrounding spaces are stripped, and ``padded(column)`` told of each column that had
+    them (a deviation: ``tolerance``)."""
     obj: dict[str, Any] = {}
     meta: dict[str, str] = {}
-    for (_c, f, t), v in zip(cols, row, strict=True):
-        v = v.strip()
+    for (c, f, t), raw in zip(cols, row, strict=True):
+        v = raw.strip()
+        if v is not raw and v != raw and padded is not None:  # identity first: a str unchanged is itself
+            padded(c)
         if not v:
             continue
         if t == S:
@@ -111,8 +116,12 @@ def row_object(cols: list[tuple[str, str, str]], row: list[str]) -> dict[str, An
             obj[f] = {"sourcedId": v}
         elif t == REFS:
             obj[f] = [{"sourcedId": p.strip()} for p in v.split(",") if p.strip()]
+            if padded is not None and " " in v and any(p != p.strip() for p in v.split(",")):
+                padded(c)  # "t1, t2": spaces around a list item
         elif t == LIST:
             obj[f] = [p.strip() for p in v.split(",") if p.strip()]
+            if padded is not None and " " in v and any(p != p.strip() for p in v.split(",")):
+                padded(c)
         else:
             meta[f[9:]] = v
     if meta:

@@ -26,6 +26,7 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from gateway.errors import Deviations
 from gateway.model import Record
 from gateway.store.records import PreparedBatch
 
@@ -53,6 +54,9 @@ class EnrollmentReader:
         imp.store = store
         imp.pkg = imp.pkg.reopen()  # the same limits
         imp.pending, imp.late = {}, []
+        # the deviations of enrollments.csv alone, sent back with the summary (``on_summary``)
+        imp.devs = imp.tol.devs = imp.report.deviations = Deviations(strict=imp.devs.strict, errors=imp.errors)
+        imp.tol.dups = {}
         self.records_before = imp.report.records
         self.devs_before = (len(imp.devs.items), dict(imp.devs.counts))
         imp.progress = self._count

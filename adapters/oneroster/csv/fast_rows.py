@@ -17,8 +17,9 @@ from typing import Any, Protocol
 from gateway.model import Record, Role, Status
 
 from ..mapping import enrollment_record, ref_record_id
-from ..values import parse_date, parse_datetime
+from ..values import parse_date
 from ..vocab import roles
+from .tolerance import parse_zoned
 
 
 class Reading(Protocol):
@@ -56,7 +57,8 @@ class EnrollmentRows:
     would accept it unchanged: no ``metadata.*`` columns, a new sourcedId, references to
     records already read (or found stored), a known status and role, a well-formed
     ``primary`` and dates in order, and not a delta deletion (which needs the stored
-    record). For anything else ``record`` returns None and the row takes the general
+    record); no deviation either (``tolerance``: surrounding spaces, a dateLastModified
+    without its zone, a token in another case all miss its lookups). For anything else ``record`` returns None and the row takes the general
     path, which reports every problem as before. The record is the one
     ``mapping.enrollment_record`` builds for ``mapping._enrollment_fast``, the general
     path's own shortcut: the same values, byte for byte (``test_oneroster_csv_fast``)."""
@@ -86,10 +88,12 @@ class EnrollmentRows:
             return None
         imp = self.imp
         row.append("")
-        sid, status, modified, user, klass, school, role, primary, begin, end = map(str.strip, self.pick(row))
+        # not stripped: a value with surrounding spaces is a deviation (``tolerance``), which
+        # the general path reports; here it misses the lookups below (and ``parsed``)
+        sid, status, modified, user, klass, school, role, primary, begin, end = self.pick(row)
         del row[-1]
         enrolled = imp.seen["enrollment"]
-        if not sid or len(sid) > 255 or sid in enrolled:
+        if not sid or len(sid) > 255 or sid in enrolled or sid[0].isspace() or sid[-1].isspace():
             return None
         state = self.statuses.get(status)
         canonical = self.roles.get(role)
@@ -103,7 +107,7 @@ class EnrollmentRows:
         dates = self.dates
         starts = dates[begin] if begin in dates else self.parsed(dates, begin, parse_date)
         ends = dates[end] if end in dates else self.parsed(dates, end, parse_date)
-        stamp = self.stamps[modified] if modified in self.stamps else self.parsed(self.stamps, modified, parse_datetime)
+        stamp = self.stamps[modified] if modified in self.stamps else self.parsed(self.stamps, modified, parse_zoned)
         if starts is _BAD or ends is _BAD or stamp is _BAD or (starts and ends and ends < starts):
             return None
         enrolled[sid] = n
@@ -121,7 +125,10 @@ class EnrollmentRows:
         return self.ids[kind][sid]
 
     def parsed(self, memo: dict[str, Any], text: str, parse: Callable[[str], Any]) -> Any:
-        """``parse(text)``, kept in ``memo``; ``_BAD`` when it is not well-formed."""
+        """``parse(text)``, kept in ``memo``; ``_BAD`` when it is not well-formed or has
+        surrounding spaces."""
+        if text != text.strip():
+            return _BAD
         try:
             got = parse(text)
         except ValueError:

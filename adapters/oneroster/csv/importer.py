@@ -4,7 +4,11 @@ section 2-4, 1.2 CSV Binding section 2-5).
 
 * headers: every column the spec marks required must be present; columns may come in any
   order; a column the spec does not define is an error, except the ``metadata.<name>``
-  extension columns, which are kept (in ``extensions["oneroster"]["metadata"]``).
+  extension columns, which are kept (in ``extensions["oneroster"]["metadata"]``), and, in
+  the tolerant mode (the default), any other column, kept the same way.
+* deviations with one reading (``tolerance``: enumeration case, OneRoster 1.0 ``inactive``,
+  boolean spellings, ...) are normalised and listed in ``report.deviations``; with
+  ``strict`` they are errors.
 * rows are numbered as a spreadsheet shows them: the header is row 1, the first data row
   row 2. Every problem is reported with file, row and column, up to 1000 of them.
 * bulk: a ``bulk`` file replaces that type for the import's source: records of its kind
@@ -25,9 +29,10 @@ section 2-4, 1.2 CSV Binding section 2-5).
   written: ``Importer.streamed_enrollments``, whose common, valid rows take the fast path
   (``fast_rows.EnrollmentRows``).
 
-``Importer`` is one class of about 500 lines because its checks share one state (the
+Over 600 lines because ``Importer`` is one class whose checks share one state (the
 sourcedIds read so far, the references pending, the store lookups cached): split, each part
-would reach into the others'.
+would reach into the others'. What could leave it has: value deviations (``tolerance``),
+references outside the package (``outside``), enrollment fast rows (``fast_rows``).
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from .columns import COLUMNS, FILE_OF_KIND, ORDER, REF_KINDS, row_object
 from .fast_rows import EnrollmentRows
 from .outside import Outside
 from .package import Manifest, Package
+from .tolerance import RowCheck, Tolerance
 
 
 @dataclass
@@ -74,7 +80,7 @@ class ImportReport:
     atomic: bool = True
     #: the gradebook / resources objects to write with the records (``gradebook.prepare.Plan``)
     gradebook: Any = None
-    #: what the tolerant mode normalised (``gateway.errors.Deviations``)
+    #: what the tolerant mode normalised, by kind and place (``tolerance``); empty in strict mode
     deviations: Deviations = field(default_factory=Deviations)
     #: target kind -> targets in neither the package nor the store, held unresolved
     unresolved: dict[str, int] = field(default_factory=dict)
@@ -107,12 +113,18 @@ class Importer(Outside):
         self.users: dict[str, tuple[dict[str, Any], str]] = {}
         self.user_roles: dict[str, list[dict[str, Any]]] = {}
         self.demographics: dict[str, tuple[dict[str, Any], str]] = {}
-        self.devs = Deviations(strict=strict)
-        self.report = ImportReport(version=self.version, files=dict(manifest.files), deviations=self.devs)
+        self.report = ImportReport(version=self.version, files=dict(manifest.files))
+        #: deviations normalised (tolerant) or refused (``strict``, errors in ``errors``): ``tolerance``
+        self.devs = self.report.deviations = Deviations(strict=strict, errors=self.errors)
+        self.tol = Tolerance(self.devs, self.errors, self.version)
+        #: the data row being read, as read (a duplicate is compared with its first: ``tolerance``)
+        self._raw: list[str] | None = None
+        self._loc = ""  # of that row (``_padded``)
         #: target kind -> id -> sourcedId of the references held unresolved (``unresolved_reference``)
         self.held: dict[str, dict[Any, str]] = {}
         self.stored_cache: dict[tuple[str, str], bool] = {}
         self._columns: dict[tuple[str, str], str] = {}
+        self._checks: dict[str, RowCheck] = {}
         #: stream enrollments: read them in one pass while they are written (``streamed_enrollments``)
         self.stream = False
         #: (kind, sourcedId) references ``resolve_refs`` has checked
@@ -154,7 +166,8 @@ class Importer(Outside):
                     if not errors:
                         yield rec
                 else:  # anything unusual: the general path, which reports what is wrong
-                    ok = self.enrollment_row(f"enrollments.csv row {num}", row_object(cols, row), scratch)
+                    loc = f"enrollments.csv row {num}"
+                    ok = self.enrollment_row(loc, self.row_object("enrollments", cols, row, loc), scratch)
                     if ok and scratch and not errors:
                         yield scratch[0]
                     scratch.clear()
@@ -167,6 +180,7 @@ class Importer(Outside):
                 break
             yield one(first)
         self.report.rows["enrollments"] = self.enrollment_rows
+        self.tol.settle_duplicates(self.pkg)
         if not self.errors:
             absent = self.bulk_absent("enrollments")
             self.report.records += len(absent)
@@ -217,7 +231,24 @@ class Importer(Outside):
         fname = f"{name}.csv"
         cols: list[tuple[str, str, str]] = []
         for n, row in self.raw_rows(name, cols):
-            yield f"{fname} row {n}", row_object(cols, row), n
+            loc = f"{fname} row {n}"
+            yield loc, self.row_object(name, cols, row, loc), n
+
+    def row_object(self, name: str, cols: list[tuple[str, str, str]], row: list[str], loc: str) -> dict[str, Any]:
+        """``columns.row_object``, with the deviations of its values normalised or refused
+        (``tolerance.RowCheck``); the row is kept as read for the duplicate check."""
+        checks = self._checks.get(name)
+        if checks is None:
+            checks = self._checks[name] = self.tol.row_check(name, {f for _, f, _ in cols})
+        self._raw = row
+        self._loc = loc
+        obj = row_object(cols, row, self._padded)
+        if checks.checks or checks.grades:
+            checks(obj, loc)
+        return obj
+
+    def _padded(self, c: str) -> None:
+        self.devs.tolerate("whitespace", f"value of {c!r} has surrounding spaces: stripped", location=self._loc, field=c)
 
     def raw_rows(self, name: str, cols: list[tuple[str, str, str]]) -> Iterator[tuple[int, list[str]]]:
         """(row number, fields as read) for each data row of ``name``.csv, once its header is
@@ -234,7 +265,7 @@ class Importer(Outside):
                 if header is None:
                     self.errors.add("file is empty: the header row is required", location=f"{fname} row 1")
                     return
-                header = [h.strip() for h in header]
+                header, dropped = self.tol.header(fname, header, spec)
                 bad = False
                 for c, _, _, required in spec:
                     if required and c not in header:
@@ -251,6 +282,8 @@ class Importer(Outside):
                         found.append((h, *by_col[h]))
                     elif h.startswith("metadata.") and len(h) > 9:
                         found.append((h, h, "meta"))
+                    elif (kept := self.tol.unknown_column(fname, h, header)) is not None:
+                        found.append((h, kept, "meta"))
                     else:
                         self.errors.add(f"unknown column {h!r} for OneRoster {self.version} {fname}", location=f"{fname} row 1", field=h)
                         found.append(None)
@@ -263,8 +296,9 @@ class Importer(Outside):
                     if len(row) != width:
                         if not row or (len(row) == 1 and not row[0].strip()):
                             continue  # blank line
-                        self.errors.add(f"expected {width} fields, found {len(row)}", location=f"{fname} row {n}")
-                        continue
+                        if not self.tol.wide_row(fname, n, row, width, dropped):
+                            self.errors.add(f"expected {width} fields, found {len(row)}", location=f"{fname} row {n}")
+                            continue
                     yield n, row
         except UnicodeDecodeError as exc:
             self.errors.add(f"not UTF-8: {exc.reason} at byte {exc.start}", location=fname)
@@ -312,6 +346,8 @@ class Importer(Outside):
     def duplicate(self, kind: str, sid: str, location: str) -> bool:
         first = self.seen[kind].get(sid)
         if first is not None:
+            if self.tol.duplicate(f"{FILE_OF_KIND[kind]}.csv", sid, location, first, self._raw):
+                return True  # tolerant: an exact repetition is dropped, another row an error (settle_duplicates)
             self.errors.add(f"duplicate sourcedId {sid!r} (first at {FILE_OF_KIND[kind]}.csv row {first})", location=location, field="sourcedId")
             return True
         self.seen[kind][sid] = int(location.rsplit(" ", 1)[1])
@@ -350,7 +386,8 @@ class Importer(Outside):
                         self.errors.add("sourcedId is required", location=loc, field="sourcedId")
                         continue
                     if sid in demo_seen:
-                        self.errors.add(f"duplicate sourcedId {sid!r} (first at {demo_seen[sid]})", location=loc, field="sourcedId")
+                        if not self.tol.duplicate("demographics.csv", sid, loc, int(demo_seen[sid].rsplit(" ", 1)[1]), self._raw):
+                            self.errors.add(f"duplicate sourcedId {sid!r} (first at {demo_seen[sid]})", location=loc, field="sourcedId")
                         continue
                     demo_seen[sid] = loc
                     self.demographics[sid] = (obj, loc)
@@ -370,6 +407,7 @@ class Importer(Outside):
         self.apply_demographics()
         self.read_gradebook()
         self.resolve_refs()
+        self.tol.settle_duplicates(self.pkg)
         self.errors.raise_if_any("invalid OneRoster package")
         self.hold_references()
         self.mark_bulk_absent()

@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import ErrorDetail, IntegrityError
+from gateway.errors import Deviations, ErrorDetail, IntegrityError, TesseraError
 from gateway.model import Record
 from gateway.store.records import PreparedBatch
 
@@ -26,6 +27,58 @@ from .columns import FILE_OF_KIND
 from .enrollments import enrollment_batches
 from .importer import Importer, ImportReport
 from .package import Package, read_manifest
+
+
+@dataclass
+class Validation:
+    """What ``validate_package`` found: the report (rows per file, deviations) and every
+    error, as an import would give them; nothing written."""
+
+    report: ImportReport | None
+    errors: list[ErrorDetail]
+    detail: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors and self.detail is None
+
+    def as_dict(self) -> dict[str, Any]:
+        r = self.report
+        return {
+            "valid": self.valid,
+            "version": r.version if r else None,
+            "files": dict(r.files) if r else {},
+            "rows": dict(r.rows) if r else {},
+            "records": r.records if r else 0,
+            "deleted": dict(r.deleted) if r else {},
+            "error": self.detail,
+            "errors": [e.as_dict() for e in self.errors],
+            "deviations": (r.deviations if r else Deviations()).as_dict(),
+        }
+
+
+def validate_package(path: Path | str | bytes, *, tenant: str, source: str, store: Any = None,
+                     strict: bool = False) -> Validation:
+    """The dry run of ``import_package``: every file read and checked, against the store when
+    one is given (references, bulk absences), and NOTHING written. Errors are returned, not
+    raised, beside the report (``tessera validate oneroster``, ``import --dry-run``)."""
+    try:
+        pkg = Package(path, strict=strict)
+    except TesseraError as exc:
+        return Validation(None, list(exc.errors) or [ErrorDetail(exc.detail)], exc.detail)
+    imp: Importer | None = None
+    try:
+        manifest = read_manifest(pkg)
+        imp = Importer(store, tenant, source, pkg, manifest, None, strict=strict)
+        pkg.report_into(imp.devs)
+        with gc_paused():
+            imp.run()
+        return Validation(imp.report, [])
+    except TesseraError as exc:
+        errors = list(exc.errors) or [ErrorDetail(exc.detail)]
+        return Validation(imp.report if imp is not None else None, errors, exc.detail)
+    finally:
+        pkg.close()
 
 
 def parse_package(
@@ -39,11 +92,12 @@ def parse_package(
 ) -> tuple[list[Record], ImportReport]:
     """Validate a package into canonical records (nothing is written). With a ``store``,
     references may point to stored records and bulk files mark absent records tobedeleted.
-    ``strict``: refuse every deviation the default tolerates (``report.deviations``)."""
-    pkg = Package(path)
+    ``strict``: refuse every deviation the default, tolerant mode normalises (``tolerance``)."""
+    pkg = Package(path, strict=strict)
     try:
         manifest = read_manifest(pkg)
         imp = Importer(store, tenant, source, pkg, manifest, progress, strict=strict)
+        pkg.report_into(imp.devs)
         with gc_paused():
             records = imp.run()
         return records, imp.report
@@ -98,12 +152,13 @@ def import_package(
     this one writes them (``enrollments.EnrollmentReader``); by default when enrollments.csv is at
     least ``READER_BYTES`` and the store can be opened from a second process.
 
-    ``strict``: refuse every deviation the default tolerates (``report.deviations``), such as
-    references to records in neither the package nor the store."""
-    pkg = Package(path)
+    ``strict``: refuse every deviation from the letter of the spec; by default those with one
+    reading are normalised and listed in ``report.deviations`` (``tolerance``)."""
+    pkg = Package(path, strict=strict)
     try:
         manifest = read_manifest(pkg)
         imp = Importer(store, tenant, source, pkg, manifest, progress, strict=strict)
+        pkg.report_into(imp.devs)
         if stream is None:
             stream = manifest.files.get("enrollments", "absent") != "absent" and pkg.size("enrollments.csv") > STREAM_BYTES
         # nothing to stream without an enrollments file
