@@ -381,6 +381,9 @@ def test_file_names_in_another_case_are_read_with_a_warning(store: Store, tmp_pa
         ("Users.csv", "Users.csv is named users.csv by the CSV binding: read as users.csv")}
     report = import_package(store, path, tenant=T, source="sis")
     assert report.rows["users"] > 0
+    assert report.deviations.counts == {"file-name-case": 3}  # the import's own report says so
+    with pytest.raises(MalformedInput):
+        import_package(store, path, tenant=T, source="sis", strict=True)
     with pytest.raises(MalformedInput) as exc:
         read_manifest(Package(path, strict=True))
     msgs = [m for _, _, m in detail(exc)]
