@@ -36,6 +36,9 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
                                              "--client-id is the consumer key")] = False,
         demographics: Annotated[bool, typer.Option("--demographics", help="with --url: also read /demographics onto each "
                                                    "user (the provider must grant roster-demographics.readonly)")] = False,
+        keep_credentials: Annotated[str | None, typer.Option("--keep-credentials", metavar="drop|sealed",
+                                                             help="user passwords in the package: drop them (default, "
+                                                             "TESSERA_ONEROSTER__KEEP_CREDENTIALS) or keep them sealed")] = None,
     ) -> None:
         """Import a OneRoster CSV package (bulk and delta files), or pull a tenant from a OneRoster
         REST provider (--url). All or nothing: every problem is reported with where it is."""
@@ -47,6 +50,8 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
             return
         if since or client_id or client_secret_env or token_url or scope or oauth1 or demographics:
             raise typer.BadParameter("--since, --demographics and the OAuth options go with --url")
+        if keep_credentials not in (None, "drop", "sealed"):
+            raise typer.BadParameter("expected drop or sealed", param_hint="--keep-credentials")
         assert path is not None
         from rich.progress import (
             BarColumn,
@@ -76,12 +81,14 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
             def applying(n: int) -> None:
                 progress.update(task, description=f"applying {n} records in one transaction", total=None)
 
-            report = adapter.import_package(store, path, tenant=tenant, source=source, progress=on_progress, applying=applying)
+            report = adapter.import_package(store, path, tenant=tenant, source=source, progress=on_progress, applying=applying,
+                                            keep_credentials=keep_credentials)
         print_apply_result(report.result, title=f"OneRoster {report.version} {path.name} -> tenant {tenant} (source {source})")
         modes = ", ".join(f"{k}={v}" for k, v in sorted(report.files.items()) if v != "absent")
         out.print(f"files: {modes}")
         for kind, n in sorted(report.deleted.items()):
             out.print(f"{n} {kind} record(s) absent from a bulk file: marked tobedeleted")
+        print_credentials_report(report)
 
     def pull(url: str, *, tenant: str, source: str, version: str, since: str | None, client_id: str | None,
              client_secret_env: str | None, token_url: str | None, scope: str | None, oauth1: bool,
@@ -113,6 +120,8 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
         source: Annotated[str | None, typer.Option(help="export only records from this source")] = None,
         mastery: Annotated[bool, typer.Option("--mastery", help="write the tenant's mastery instead: OneRoster 1.2 "
                                               "assessmentLineItems / assessmentResults naming each competency's CASE GUID")] = False,
+        credentials: Annotated[bool, typer.Option("--credentials", help="also write the user passwords imports kept sealed "
+                                                  "(TESSERA_ONEROSTER__KEEP_CREDENTIALS=sealed); left out by default")] = False,
     ) -> None:
         """Write a OneRoster bulk CSV package (manifest.csv and one file per type) that
         re-imports to the same state; with --mastery, mastery written back as 1.2 assessment results."""
@@ -129,8 +138,18 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
             out.print(f"wrote {output}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
             return
         with console.status(f"writing {output}"):
-            counts = adapter.export_package(store, output, tenant=tenant, version=version, source=source)
+            counts = adapter.export_package(store, output, tenant=tenant, version=version, source=source, credentials=credentials)
         out.print(f"wrote {output}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+
+
+def print_credentials_report(report: Any) -> None:
+    """What an import did with user passwords (``credentials``): per file and column."""
+    for key, n in sorted(report.dropped_credentials.items()):
+        out.print(f"{key}: {n} row(s) carried a password or credential: dropped, never stored "
+                  "(TESSERA_ONEROSTER__KEEP_CREDENTIALS=sealed or --keep-credentials sealed keeps them sealed)", markup=False)
+    for key, n in sorted(report.sealed_credentials.items()):
+        out.print(f"{key}: {n} row(s) carried a password or credential: kept sealed "
+                  "(readable only with roster-credentials.readonly)", markup=False)
 
 
 def oneroster_cli() -> typer.Typer:

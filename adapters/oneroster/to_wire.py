@@ -136,6 +136,7 @@ def _user_wire(
     out["agents"] = refs("person", p.agent_ids) or None
     out["grades"] = list(p.grades) or None
     if version == "1.1":
+        ext.pop("userProfiles", None)  # a 1.2 object: 1.1 users have none
         primary = p.primary_role
         out["role"] = rv.to_wire(primary.value) if primary else None
         seen: list[uuid.UUID] = []

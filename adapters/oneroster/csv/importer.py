@@ -12,7 +12,10 @@ section 2-4, 1.2 CSV Binding section 2-5).
 * delta: rows carry their own ``status`` and ``dateLastModified``; a ``tobedeleted`` row for
   a record that is neither stored nor in the import is an error naming the row.
 * 1.2 ``roles.csv`` rows become the user's ``roles``; ``demographics.csv`` rows (keyed by
-  the user's sourcedId) become ``Person.demographics``.
+  the user's sourcedId) become ``Person.demographics``; ``userProfiles.csv`` rows become the
+  user's ``userProfiles`` (``profiles``).
+* passwords: every row passes ``profiles.UserProfiles.take_secrets`` first; no password or
+  other credential reaches a record (dropped and counted, or kept sealed: ``credentials``).
 * the gradebook and resources files are read after the rostering files with the same
   checks, by ``gradebook.csv_files.CsvGradebook``.
 * a streamed import (``ingest.import_package``) reads enrollments.csv once, while it is
@@ -45,6 +48,7 @@ from ..vocab import KIND_COLLECTIONS, WIRE_KINDS, roles
 from .columns import COLUMNS, FILE_OF_KIND, ORDER, REF_KINDS, row_object
 from .fast_rows import EnrollmentRows
 from .package import Manifest, Package
+from .profiles import UserProfiles
 
 
 @dataclass
@@ -66,6 +70,10 @@ class ImportReport:
     atomic: bool = True
     #: the gradebook / resources objects to write with the records (``gradebook.prepare.Plan``)
     gradebook: Any = None
+    #: "file.csv column" -> rows whose user password / credential was dropped (``credentials``;
+    #: a policy, in strict mode too) or kept sealed (``keep_credentials="sealed"``)
+    dropped_credentials: dict[str, int] = field(default_factory=dict)
+    sealed_credentials: dict[str, int] = field(default_factory=dict)
 
 
 class Importer:
@@ -107,6 +115,8 @@ class Importer:
         #: called once the files that enrollments reference (orgs, classes, users) are read,
         #: before the others (where a streamed import starts its enrollment reader process)
         self.references_read: Callable[[], None] | None = None
+        #: userProfiles.csv and the import's credentials (``profiles.UserProfiles``)
+        self.profiles = UserProfiles(self)
 
     def streamed_enrollments(self, batch: int) -> Iterator[Iterator[Record]]:
         """The one pass over enrollments.csv of a streamed import, as lazy batches, read while
@@ -200,7 +210,9 @@ class Importer:
         fname = f"{name}.csv"
         cols: list[tuple[str, str, str]] = []
         for n, row in self.raw_rows(name, cols):
-            yield f"{fname} row {n}", row_object(cols, row), n
+            loc, obj = f"{fname} row {n}", row_object(cols, row)
+            self.profiles.take_secrets(name, obj, loc)  # no password goes further
+            yield loc, obj, n
 
     def raw_rows(self, name: str, cols: list[tuple[str, str, str]]) -> Iterator[tuple[int, list[str]]]:
         """(row number, fields as read) for each data row of ``name``.csv, once its header is
@@ -324,6 +336,10 @@ class Importer:
                 for loc, obj, _ in self.rows(name):
                     count += 1
                     self.read_role(obj, loc)
+            elif name == "userProfiles":
+                for loc, obj, _ in self.rows(name):
+                    count += 1
+                    self.profiles.read(obj, loc)
             elif name == "demographics":
                 demo_seen: dict[str, str] = {}
                 for loc, obj, _ in self.rows(name):
@@ -350,6 +366,7 @@ class Importer:
                     self.convert(name, obj, loc)
             self.report.rows[name] = count
         self.build_users()
+        self.profiles.apply()
         self.apply_demographics()
         self.read_gradebook()
         self.resolve_refs()

@@ -22,6 +22,7 @@ from gateway.store.records import PreparedBatch
 
 from ..gradebook.apply import apply as apply_gradebook
 from ..gradebook.apply import writer as gradebook_writer
+from ..settings import KeepCredentials, current_settings
 from .columns import FILE_OF_KIND
 from .enrollments import enrollment_batches
 from .importer import Importer, ImportReport
@@ -35,13 +36,17 @@ def parse_package(
     source: str,
     store: Any = None,
     progress: Callable[[str, int], None] | None = None,
+    keep_credentials: KeepCredentials = "drop",
 ) -> tuple[list[Record], ImportReport]:
     """Validate a package into canonical records (nothing is written). With a ``store``,
-    references may point to stored records and bulk files mark absent records tobedeleted."""
+    references may point to stored records and bulk files mark absent records tobedeleted.
+    The records never hold a password; the report counts them as ``import_package`` with
+    ``keep_credentials`` would."""
     pkg = Package(path)
     try:
         manifest = read_manifest(pkg)
         imp = Importer(store, tenant, source, pkg, manifest, progress)
+        imp.profiles.keep = keep_credentials
         with gc_paused():
             records = imp.run()
         return records, imp.report
@@ -79,6 +84,7 @@ def import_package(
     applying: Callable[[int], None] | None = None,
     stream: bool | None = None,
     reader_process: bool | None = None,
+    keep_credentials: KeepCredentials | None = None,
 ) -> ImportReport:
     """Validate the whole package, then apply it, in ONE transaction: any error and nothing changes.
 
@@ -93,11 +99,15 @@ def import_package(
 
     ``reader_process``: read and prepare the streamed enrollments in a child process while
     this one writes them (``enrollments.EnrollmentReader``); by default when enrollments.csv is at
-    least ``READER_BYTES`` and the store can be opened from a second process."""
+    least ``READER_BYTES`` and the store can be opened from a second process.
+
+    ``keep_credentials``: ``"drop"`` (user passwords are never stored) or ``"sealed"`` (kept
+    sealed, ``credentials``); by default ``TESSERA_ONEROSTER__KEEP_CREDENTIALS``, else drop."""
     pkg = Package(path)
     try:
         manifest = read_manifest(pkg)
         imp = Importer(store, tenant, source, pkg, manifest, progress)
+        imp.profiles.keep = keep_credentials or current_settings().keep_credentials
         if stream is None:
             stream = manifest.files.get("enrollments", "absent") != "absent" and pkg.size("enrollments.csv") > STREAM_BYTES
         # nothing to stream without an enrollments file
@@ -118,12 +128,13 @@ def _run_import(store: Any, tenant: str, imp: Importer, enrollments: Iterator[It
     if applying is not None:
         applying(len(records))
     index = {(r.KIND, r.native_id): i for i, r in enumerate(records)} if records else {}
+    vault = imp.profiles.vault_writer()  # sealed credentials: same transaction
     try:
         if enrollments is None:
             if report.gradebook is not None:  # gradebook objects and their evidence: same transaction
-                report.result = apply_gradebook(store, report.gradebook, records)
+                report.result = apply_gradebook(store, report.gradebook, records, also=vault)
             else:
-                report.result = store.records.apply(tenant, records)
+                report.result = store.records.apply(tenant, records, within=vault)
         else:
             gradebook = report.gradebook
             extra = gradebook.records if gradebook is not None else []
@@ -134,7 +145,7 @@ def _run_import(store: Any, tenant: str, imp: Importer, enrollments: Iterator[It
             # gradebook's records come last and its own objects are written in the same
             # transaction (``within``).
             report.result = store.records.apply_batches(tenant, batches, expect={"enrollment": imp.expected_enrollments()},
-                                                        within=gradebook_writer(gradebook) if gradebook is not None else None)
+                                                        within=_both(gradebook_writer(gradebook) if gradebook is not None else None, vault))
             report.atomic = True
     except IntegrityError as exc:
         raise IntegrityError("invalid OneRoster package", errors=[_relocate(e, index) for e in exc.errors]) from None
@@ -153,6 +164,19 @@ def _ordered_chunks(records: list[Record], size: int) -> Iterator[list[Record]]:
     ordered = sorted(records, key=key)
     for i in range(0, len(ordered), size):
         yield ordered[i:i + size]
+
+
+def _both(*fns: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
+    """One ``within`` callback running each given one in turn (None when none is given)."""
+    given = [f for f in fns if f is not None]
+    if len(given) <= 1:
+        return given[0] if given else None
+
+    def run(conn: Any) -> None:
+        for f in given:
+            f(conn)
+
+    return run
 
 
 def _chain(*its: Any) -> Iterator[Any]:
