@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+import respx
 from cryptography.fernet import Fernet
 from sqlalchemy import select, text, update
 
@@ -451,3 +452,22 @@ def test_cli_import_says_what_it_dropped(cli: Any, tmp_path: Path) -> None:
     assert any(r[-1] == PROFILE_PASSWORD for r in _member(target.read_bytes(), "userProfiles.csv"))
     with __import__("sqlalchemy").create_engine(cli.url).connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM oneroster_credentials")) == 2
+
+
+@respx.mock(assert_all_mocked=True, assert_all_called=False)
+def test_a_rest_pull_drops_passwords_and_keeps_user_profiles(store: Store, respx_mock: respx.MockRouter) -> None:
+    from tests.test_oneroster_client import Provider, client, roster, wire_user
+
+    data = roster(2)
+    data["users"][0] = wire_user("u0", password=PASSWORD, userProfiles=[
+        {"profileId": "p1", "profileType": "lms", "vendorId": "v1",
+         "credentials": [{"type": "username", "username": "ada", "password": PROFILE_PASSWORD}]}])
+    Provider(respx_mock, data)
+    with client() as c:
+        summary = c.pull(store, tenant=T, source="sis")
+    assert summary.dropped_credentials == {"users password": 1, "users userProfiles.credentials.password": 1}
+    stored = everything_stored(store)
+    assert PASSWORD not in stored and PROFILE_PASSWORD not in stored
+    ext = store.records.get(T, "person", person_id("u0")).extensions["oneroster"]
+    assert ext["userProfiles"] == [{"profileId": "p1", "profileType": "lms", "vendorId": "v1",
+                                    "credentials": [{"type": "username", "username": "ada"}]}]

@@ -110,6 +110,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
             out.print(f"{n} {kind} record(s) no longer listed by the provider: marked tobedeleted")
         for name, n in sorted(summary.ignored.items()):
             out.print(f"{n} tobedeleted {name} object(s) were never stored: nothing to do")
+        print_credentials_report(summary)
         out.print(f"watermark: {summary.next_since or 'none (no dateLastModified seen)'}")
 
     @export_app.command("oneroster")
@@ -147,7 +148,7 @@ def print_credentials_report(report: Any) -> None:
     for key, n in sorted(report.dropped_credentials.items()):
         out.print(f"{key}: {n} row(s) carried a password or credential: dropped, never stored "
                   "(TESSERA_ONEROSTER__KEEP_CREDENTIALS=sealed or --keep-credentials sealed keeps them sealed)", markup=False)
-    for key, n in sorted(report.sealed_credentials.items()):
+    for key, n in sorted(getattr(report, "sealed_credentials", {}).items()):
         out.print(f"{key}: {n} row(s) carried a password or credential: kept sealed "
                   "(readable only with roster-credentials.readonly)", markup=False)
 

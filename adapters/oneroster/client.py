@@ -60,6 +60,7 @@ from gateway.http import (
 )
 from gateway.model import Record, Status, record_id
 
+from .credentials import secret_fields
 from .demographics import demographics_to_canonical
 from .mapping import to_canonical
 from .values import format_datetime, normalize_version, parse_datetime, ref_id
@@ -105,6 +106,9 @@ class PullSummary:
     result: Any = None
     #: the largest dateLastModified seen: the ``since`` of the next incremental pull
     watermark: datetime | None = None
+    #: "users field" -> objects whose password or other credential was dropped (``credentials``:
+    #: a pull never stores one)
+    dropped_credentials: dict[str, int] = field(default_factory=dict)
 
     @property
     def next_since(self) -> str | None:
@@ -355,6 +359,10 @@ class _Pull:
                 if self.summary.watermark is None or dt > self.summary.watermark:
                     self.summary.watermark = dt
         deleted = obj.get("status") == "tobedeleted"
+        if name == "users":
+            for f in secret_fields(obj):
+                key = f"users {f}"
+                self.summary.dropped_credentials[key] = self.summary.dropped_credentials.get(key, 0) + 1
         try:
             rec = to_canonical(name, obj, tenant=self.tenant, source=self.source, version=self.client.version, location=loc)
             if name == "users" and sid is not None and sid in self.demographics:

@@ -129,6 +129,20 @@ def profile_secrets(value: Any) -> dict[str, str]:
     return out
 
 
+def secret_fields(obj: Any) -> list[str]:
+    """The credential fields a REST user object fills (``password``, ``metadata.pin``,
+    ``userProfiles.credentials.password``): what ``mapping`` will leave out."""
+    if not isinstance(obj, dict):
+        return []
+    out = [k for k, v in obj.items() if is_credential_name(k) and v not in (None, "")]
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        out += [f"metadata.{k}" for k, v in meta.items() if is_credential_name(str(k)) and v not in (None, "")]
+    if profile_secrets(obj.get("userProfiles")):
+        out.append("userProfiles.credentials.password")
+    return out
+
+
 def reveal(obj: dict[str, Any], secrets: Mapping[str, str], fields: Sequence[str] | None = None) -> dict[str, Any]:
     """Put a user's secrets back into its wire object (a copy), within the selected ``fields``."""
     if not secrets:
@@ -237,5 +251,5 @@ class CredentialVault:
 
 __all__ = [
     "CREDENTIAL_NAMES", "PASSWORD", "PROFILES", "SCOPE", "CredentialVault", "clean_profiles", "is_credential_name",
-    "is_secret_path", "metadata_slot", "profile_secrets", "profile_slot", "reveal", "scrub_metadata",
+    "is_secret_path", "metadata_slot", "profile_secrets", "profile_slot", "reveal", "scrub_metadata", "secret_fields",
 ]
