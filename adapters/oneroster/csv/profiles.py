@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import Connection
@@ -40,8 +40,23 @@ from ..settings import KeepCredentials
 from ..values import parse_datetime, ref_id
 from .columns import COLUMNS
 
-if TYPE_CHECKING:
-    from .importer import Importer
+
+class Importer(Protocol):
+    """What ``UserProfiles`` uses of ``importer.Importer`` (named here: the importer imports this module)."""
+
+    store: Any
+    tenant: str
+    source: str
+    version: str
+    records: list[Any]
+    report: Any
+    errors: Any
+
+    def mode(self, name: str) -> str: ...
+
+    def check_refs(self, name: str, obj: dict[str, Any], location: str) -> None: ...
+
+    def stored_person(self, sid: str) -> Person | None: ...
 
 #: (CSV column, row field) of userProfiles.csv that every row must fill
 _REQUIRED = (("sourcedId", "sourcedId"), ("userSourcedId", "user"), ("profileType", "profileType"), ("vendorId", "vendorId"),
