@@ -236,11 +236,11 @@ class CredentialVault:
             for pid in keep:
                 targets.setdefault(pid, set()).update(keep[pid])
             by_pattern: dict[frozenset[str], list[uuid.UUID]] = {}
-            for pid, slots in targets.items():
-                if slots:
-                    by_pattern.setdefault(frozenset(slots), []).append(pid)
-            for slots, pids in by_pattern.items():
-                cond = or_(*(match(s) for s in sorted(slots)))
+            for pid, wanted in targets.items():
+                if wanted:
+                    by_pattern.setdefault(frozenset(wanted), []).append(pid)
+            for pattern, pids in by_pattern.items():
+                cond = or_(*(match(s) for s in sorted(pattern)))
                 for i in range(0, len(pids), 500):
                     conn.execute(delete(credentials_t).where(and_(c.tenant == tenant, c.person_id.in_(pids[i:i + 500]), cond)))
             for i in range(0, len(rows), 1000):

@@ -171,7 +171,7 @@ class UserProfiles:
         for sid in touched:
             i = people.get(sid)
             if i is not None:
-                person: Person = imp.records[i]  # type: ignore[assignment]
+                person: Person = imp.records[i]
             else:
                 stored = imp.stored_person(sid)
                 if stored is None:
