@@ -82,6 +82,9 @@ class UserProfiles:
     def take_secrets(self, name: str, obj: dict[str, Any], loc: str) -> None:
         """Take every credential out of one row (REST-shaped) of ``name``.csv: counted, and
         dropped or held to be sealed."""
+        meta = obj.get("metadata")
+        if meta is None and name != "users" and name != "userProfiles":
+            return  # the common row of every other file: nothing to look at
         user: str | None = None
         found: list[tuple[str, str | None, Any]] = []  # (column, slot or None: not sealable, secret)
         if name == "users":
@@ -91,7 +94,6 @@ class UserProfiles:
         elif name == "userProfiles":
             user = ref_id(obj.get("user"))
             found.append(("password", profile_slot(str(obj.get("sourcedId") or ""), 0), obj.pop("password", None)))
-        meta = obj.get("metadata")
         if isinstance(meta, dict):
             for k in [k for k in meta if is_credential_name(k)]:
                 found.append((f"metadata.{k}", metadata_slot(k) if name == "users" else None, meta.pop(k)))
