@@ -471,3 +471,20 @@ def test_a_rest_pull_drops_passwords_and_keeps_user_profiles(store: Store, respx
     ext = store.records.get(T, "person", person_id("u0")).extensions["oneroster"]
     assert ext["userProfiles"] == [{"profileId": "p1", "profileType": "lms", "vendorId": "v1",
                                     "credentials": [{"type": "username", "username": "ada"}]}]
+
+
+def test_a_password_put_into_extensions_by_other_means_is_never_served(api: Api) -> None:
+    """A canonical record written through the batch API (not the OneRoster mapping) that carries a
+    password in its OneRoster extensions: the REST provider still leaves it out."""
+    from tests import factories as f
+
+    school = f.org("s1", tenant=T)
+    p = f.person("u1", school, T)
+    p = p.model_copy(update={"extensions": {"oneroster": {"password": PASSWORD, "metadata": {"pin": "8642", "house": "red"},
+                                                          "userProfiles": [{"profileId": "p1", "profileType": "x", "vendorId": "v",
+                                                                            "credentials": [{"type": "u", "username": "a",
+                                                                                             "password": PROFILE_PASSWORD}]}]}}})
+    api.store.records.apply(T, [school, p])
+    u = api.auth_client(T, CREDS).get(f"{V12}/users/u1").json()["user"]
+    assert u["metadata"] == {"house": "red"} and "password" not in u
+    assert u["userProfiles"][0]["credentials"] == [{"type": "u", "username": "a"}]

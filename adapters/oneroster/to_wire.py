@@ -6,6 +6,9 @@ way back of ``mapping``; the REST provider and the bulk CSV export both go throu
   package re-imports unchanged).
 * every field ``mapping.to_canonical`` kept in ``extensions["oneroster"]`` is put back: a round
   trip in one version is lossless.
+* no credential goes out (``credentials``): a credential-like field kept in extensions by
+  other means than ``mapping`` (a canonical NDJSON record, say) is left out; a caller
+  entitled to the sealed ones gets them added by ``credentials.reveal``.
 * references become GUIDRefs (``values.guid_ref``) of the referenced record's sourcedId.
 """
 
@@ -18,6 +21,7 @@ from typing import Any
 from gateway.errors import ValidationError
 from gateway.model import AcademicSession, Course, Enrollment, Org, Person, Record, Section
 
+from .credentials import clean_profiles, is_credential_name, scrub_metadata
 from .values import format_datetime, guid_ref, normalize_version
 from .vocab import KIND_COLLECTIONS, roles, vocabularies
 
@@ -100,8 +104,12 @@ def to_wire(
         out["beginDate"] = record.begin_date.isoformat() if record.begin_date else None
         out["endDate"] = record.end_date.isoformat() if record.end_date else None
     for k, v in ext.items():
-        if not k.startswith("_") and out.get(k) is None:
+        if not k.startswith("_") and out.get(k) is None and not is_credential_name(k):
             out[k] = v
+    if isinstance(out.get("metadata"), dict):  # a record written by other means than the mapping: still no secret
+        out["metadata"] = scrub_metadata(out["metadata"])
+    if out.get("userProfiles"):
+        out["userProfiles"] = clean_profiles(out["userProfiles"], lambda _f, _m: None)
     return {k: v for k, v in out.items() if v is not None}
 
 
