@@ -488,3 +488,19 @@ def test_a_password_put_into_extensions_by_other_means_is_never_served(api: Api)
     u = api.auth_client(T, CREDS).get(f"{V12}/users/u1").json()["user"]
     assert u["metadata"] == {"house": "red"} and "password" not in u
     assert u["userProfiles"][0]["credentials"] == [{"type": "u", "username": "a"}]
+
+
+def test_a_profile_with_two_credentials_exports_as_two_rows() -> None:
+    """The CSV binding holds one credential a row: a REST profile with two gets a second row
+    whose sourcedId is ``<profileId>.1``; sealed passwords go to their own row."""
+    from adapters.oneroster.csv.export import profile_rows
+
+    rec = to_canonical("users", {
+        "sourcedId": "u9", "enabledUser": True, "givenName": "Ana", "familyName": "Ruiz",
+        "roles": [{"roleType": "primary", "role": "student", "org": {"sourcedId": "s1"}}],
+        "userProfiles": [{"profileId": "p1", "profileType": "lms", "vendorId": "v", "credentials": [
+            {"type": "username", "username": "ana"}, {"type": "email", "username": "ana@example.org"}]}]},
+        tenant=T, source="sis", version="1.2")
+    rows = list(profile_rows(rec, {"userProfiles/p1/1": "s3cret"}))
+    assert [(r["sourcedId"], r["credentialType"], r["username"], r["password"]) for r in rows] == [
+        ("p1", "username", "ana", None), ("p1.1", "email", "ana@example.org", "s3cret")]
