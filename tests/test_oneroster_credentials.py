@@ -504,3 +504,21 @@ def test_a_profile_with_two_credentials_exports_as_two_rows() -> None:
     rows = list(profile_rows(rec, {"userProfiles/p1/1": "s3cret"}))
     assert [(r["sourcedId"], r["credentialType"], r["username"], r["password"]) for r in rows] == [
         ("p1", "username", "ana", None), ("p1.1", "email", "ana@example.org", "s3cret")]
+
+
+@respx.mock(assert_all_mocked=True, assert_all_called=False)
+def test_a_rest_pull_forgets_the_sealed_credentials_of_the_users_it_reads(store: Store, respx_mock: respx.MockRouter,
+                                                                          tmp_path: Path) -> None:
+    from tests.test_oneroster_client import Provider, client, roster, wire_user
+
+    sealed_import(store, tmp_path)
+    assert CredentialVault(store.engine).count(T) == 2
+    data = roster(0)
+    data["orgs"] = [{"sourcedId": "d1", "status": "active", "name": "D", "type": "district"}]
+    data["users"] = [wire_user("u1", password="a-new-one")]
+    data["enrollments"] = []
+    Provider(respx_mock, data)
+    with client() as c:
+        c.pull(store, tenant=T, source="sis", since="2020-01-01T00:00:00Z")
+    assert CredentialVault(store.engine).count(T) == 0
+    assert "a-new-one" not in everything_stored(store)

@@ -12,7 +12,9 @@ and every read:
   field out (``CREDENTIAL_NAMES``), so neither ``/v1/people``, the change log, the outbox,
   an NDJSON export nor a database copy shows it;
 * a CSV import drops them (``ImportReport.dropped_credentials`` counts them per file and
-  column), in strict mode too: dropping is a policy, not a deviation of the file;
+  column), in strict mode too: dropping is a policy, not a deviation of the file; a REST
+  pull too (``PullSummary.dropped_credentials``), and it forgets the sealed ones of the
+  users it reads;
 * with ``TESSERA_ONEROSTER__KEEP_CREDENTIALS=sealed`` (or ``keep_credentials="sealed"``
   per import) a CSV import keeps the users' secrets instead, in ``oneroster_credentials``,
   sealed with the gateway's secret key (``gateway.auth.sealed``: ``TESSERA_SECRET_KEY`` or
@@ -210,9 +212,13 @@ class CredentialVault:
                         out.setdefault(r.person_id, {})[r.slot] = clear
         return out
 
-    def count(self, tenant: str) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.scalar(select(func.count()).select_from(credentials_t).where(credentials_t.c.tenant == tenant)) or 0)
+    def count(self, tenant: str, *, conn: Connection | None = None) -> int:
+        """How many secrets the tenant has (in ``conn``'s transaction when given)."""
+        q = select(func.count()).select_from(credentials_t).where(credentials_t.c.tenant == tenant)
+        if conn is not None:
+            return int(conn.scalar(q) or 0)
+        with self.engine.connect() as c:
+            return int(c.scalar(q) or 0)
 
     def writer(self, tenant: str, clear: Mapping[uuid.UUID, Iterable[str]],
                keep: Mapping[uuid.UUID, Mapping[str, str]]) -> Callable[[Connection], None]:
