@@ -9,8 +9,10 @@
 - ``provider``, ``gradebook_provider``, ``resources_provider``, ``query``, ``status_info``:
   the REST providers (rostering, gradebook, resources; 1.1 and 1.2), their filter grammar
   and imsx_StatusInfo errors; ``oauth1_auth``: OAuth 1.0a for the 1.1 paths;
-- ``client``: the REST client; ``cli``: the ``tessera oneroster`` group; ``scopes``;
-  ``settings`` (``TESSERA_ONEROSTER__*``: the CSV package limits).
+- ``credentials``: user passwords never stored by default, sealed on request, served only
+  under ``roster-credentials.readonly``; ``settings`` (``TESSERA_ONEROSTER__*``: the CSV
+  package limits, what imports do with user passwords);
+- ``client``: the REST client; ``cli``: the ``tessera oneroster`` group; ``scopes``.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ class OneRosterAdapter:
     #: gradebook and resources scopes; rostering's are the gateway's own
     scopes = SCOPES
     scope_uri_prefixes = (URI_PREFIX,)
-    #: ``TESSERA_ONEROSTER__*``: the CSV package limits (``csv.limits``)
+    #: ``TESSERA_ONEROSTER__*``: the CSV package limits (``csv.limits``), what imports do with
+    #: user passwords (``credentials``)
     settings = OneRosterSettings
 
     def parse(self, data: bytes | Iterable[bytes], *, tenant: str, source: str, **options: Any) -> list[Record]:
@@ -84,10 +87,10 @@ class OneRosterAdapter:
         return import_package(store, path, tenant=tenant, source=source, **kw)
 
     def export_package(self, store: Store, out: Path | str | io.BytesIO, *, tenant: str, version: str = "1.2",
-                       source: str | None = None) -> dict[str, int]:
+                       source: str | None = None, credentials: bool = False) -> dict[str, int]:
         from .csv.export import export_package
 
-        return export_package(store, out, tenant=tenant, version=version, source=source)
+        return export_package(store, out, tenant=tenant, version=version, source=source, credentials=credentials)
 
     def load_demo(self, store: Store, tenant: str, console: Any = None) -> ApplyResult:
         """Load the bundled OneRoster 1.2 district (``samples/``) as source ``oneroster-sis``."""

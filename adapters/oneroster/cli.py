@@ -116,6 +116,9 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
         dry_run: Annotated[bool, typer.Option("--dry-run", help="check the package and print the report; write nothing "
                                               "(as `tessera validate oneroster`)")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="print the summary (or the --dry-run report) as JSON")] = False,
+        keep_credentials: Annotated[str | None, typer.Option("--keep-credentials", metavar="drop|sealed",
+                                                             help="user passwords in the package: drop them (default, "
+                                                             "TESSERA_ONEROSTER__KEEP_CREDENTIALS) or keep them sealed")] = None,
     ) -> None:
         """Import a OneRoster CSV package (bulk and delta files), or pull a tenant from a OneRoster
         REST provider (--url). All or nothing: every problem is reported with where it is."""
@@ -129,6 +132,8 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
             return
         if since or client_id or client_secret_env or token_url or scope or oauth1 or demographics:
             raise typer.BadParameter("--since, --demographics and the OAuth options go with --url")
+        if keep_credentials not in (None, "drop", "sealed"):
+            raise typer.BadParameter("expected drop or sealed", param_hint="--keep-credentials")
         assert path is not None
         if dry_run:
             validate(path, tenant=tenant, source=source, strict=strict, as_json=as_json)
@@ -162,7 +167,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
                 progress.update(task, description=f"applying {n} records in one transaction", total=None)
 
             report = adapter.import_package(store, path, tenant=tenant, source=source, progress=on_progress, applying=applying,
-                                           strict=strict)
+                                           strict=strict, keep_credentials=keep_credentials)
         if as_json:
             typer.echo(json.dumps(import_summary(report), indent=2, ensure_ascii=False))
             return
@@ -172,6 +177,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
         for kind, n in sorted(report.deleted.items()):
             out.print(f"{n} {kind} record(s) absent from a bulk file: marked tobedeleted")
         print_deviations(report.deviations)
+        print_credentials_report(report)
 
     def pull(url: str, *, tenant: str, source: str, version: str, since: str | None, client_id: str | None,
              client_secret_env: str | None, token_url: str | None, scope: str | None, oauth1: bool,
@@ -193,6 +199,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
             out.print(f"{n} {kind} record(s) no longer listed by the provider: marked tobedeleted")
         for name, n in sorted(summary.ignored.items()):
             out.print(f"{n} tobedeleted {name} object(s) were never stored: nothing to do")
+        print_credentials_report(summary)
         out.print(f"watermark: {summary.next_since or 'none (no dateLastModified seen)'}")
 
     @export_app.command("oneroster")
@@ -203,6 +210,8 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
         source: Annotated[str | None, typer.Option(help="export only records from this source")] = None,
         mastery: Annotated[bool, typer.Option("--mastery", help="write the tenant's mastery instead: OneRoster 1.2 "
                                               "assessmentLineItems / assessmentResults naming each competency's CASE GUID")] = False,
+        credentials: Annotated[bool, typer.Option("--credentials", help="also write the user passwords imports kept sealed "
+                                                  "(TESSERA_ONEROSTER__KEEP_CREDENTIALS=sealed); left out by default")] = False,
     ) -> None:
         """Write a OneRoster bulk CSV package (manifest.csv and one file per type) that
         re-imports to the same state; with --mastery, mastery written back as 1.2 assessment results."""
@@ -219,7 +228,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
             out.print(f"wrote {output}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
             return
         with console.status(f"writing {output}"):
-            counts = adapter.export_package(store, output, tenant=tenant, version=version, source=source)
+            counts = adapter.export_package(store, output, tenant=tenant, version=version, source=source, credentials=credentials)
         out.print(f"wrote {output}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
 
 
@@ -237,6 +246,16 @@ def import_summary(report: Any) -> dict[str, Any]:
                               for k, c in sorted(result.counts.items())}},
         "deviations": report.deviations.as_dict(),
     }
+
+
+def print_credentials_report(report: Any) -> None:
+    """What an import did with user passwords (``credentials``): per file and column."""
+    for key, n in sorted(report.dropped_credentials.items()):
+        out.print(f"{key}: {n} row(s) carried a password or credential: dropped, never stored "
+                  "(TESSERA_ONEROSTER__KEEP_CREDENTIALS=sealed or --keep-credentials sealed keeps them sealed)", markup=False)
+    for key, n in sorted(getattr(report, "sealed_credentials", {}).items()):
+        out.print(f"{key}: {n} row(s) carried a password or credential: kept sealed "
+                  "(readable only with roster-credentials.readonly)", markup=False)
 
 
 def oneroster_cli() -> typer.Typer:

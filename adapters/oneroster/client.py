@@ -60,6 +60,7 @@ from gateway.http import (
 )
 from gateway.model import Record, Status, record_id
 
+from .credentials import CredentialVault, secret_fields
 from .demographics import demographics_to_canonical
 from .mapping import to_canonical
 from .values import format_datetime, normalize_version, parse_datetime, ref_id
@@ -105,6 +106,9 @@ class PullSummary:
     result: Any = None
     #: the largest dateLastModified seen: the ``since`` of the next incremental pull
     watermark: datetime | None = None
+    #: "users field" -> objects whose password or other credential was dropped (``credentials``:
+    #: a pull never stores one)
+    dropped_credentials: dict[str, int] = field(default_factory=dict)
 
     @property
     def next_since(self) -> str | None:
@@ -269,7 +273,7 @@ class OneRosterClient(UsesHttp):
             spool.seek(0)
             pull = _Pull(self, store, tenant, source, since, page_size, batch, on_page, summary, spool, sizes)
             pull.demographics = demo
-            summary.result = store.records.apply_batches(tenant, pull.batches())
+            summary.result = store.records.apply_batches(tenant, pull.batches(), within=pull.forget_credentials)
         if summary.watermark is None:
             summary.watermark = since  # nothing changed: the next pull starts from the same point
         return summary
@@ -285,6 +289,16 @@ class _Pull:
         self.seen: dict[str, set[str]] = {}
         #: user sourcedId -> its demographics object, taken off as each user is converted
         self.demographics: dict[str, dict[str, Any]] = {}
+        #: the users read: a pull never keeps a password, so any a CSV import kept sealed is stale
+        self.users: list[str] = []
+
+    def forget_credentials(self, conn: Any) -> None:
+        """In the pull's transaction, after its records: the sealed credentials of the users it
+        read go (``credentials``: what is kept reflects the last import of a user)."""
+        vault = CredentialVault(self.store.engine)
+        if self.users and vault.count(self.tenant, conn=conn):
+            ids = {record_id(self.tenant, "person", self.source, sid) for sid in self.users}
+            vault.writer(self.tenant, {rid: {""} for rid in ids}, {})(conn)
 
     def error(self, message: str, location: str, fld: str | None = None) -> None:
         if len(self.errors) < MAX_ERRORS:
@@ -355,6 +369,12 @@ class _Pull:
                 if self.summary.watermark is None or dt > self.summary.watermark:
                     self.summary.watermark = dt
         deleted = obj.get("status") == "tobedeleted"
+        if name == "users":
+            if sid is not None:
+                self.users.append(sid)
+            for f in secret_fields(obj):
+                key = f"users {f}"
+                self.summary.dropped_credentials[key] = self.summary.dropped_credentials.get(key, 0) + 1
         try:
             rec = to_canonical(name, obj, tenant=self.tenant, source=self.source, version=self.client.version, location=loc)
             if name == "users" and sid is not None and sid in self.demographics:

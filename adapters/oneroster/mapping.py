@@ -22,6 +22,9 @@ Spec choices (OneRoster 1.2 Rostering Information Model section 4, 1.1 section 4
   primary/secondary. Both map onto ``Person.roles`` (OrgRole per org).
 * vocabularies (roles, org types, session types, class types, sex) are in
   ``mappings/oneroster-vocabularies.yaml``.
+* user passwords and every other credential-like field (``credentials``) are never part of
+  a record: ``password``, ``metadata.pin``, ``userProfiles[].credentials[].password`` are
+  left out here; 1.2 ``userProfiles`` are kept in ``extensions["oneroster"]`` without them.
 * identity (DESIGN section 3): a user gets identifiers ``(source, "oneroster.sourcedId",
   sourcedId)``, ``(source, "oneroster.identifier", identifier)``,
   ``(source, "oneroster.userMasterIdentifier", ...)``, one ``(source, "oneroster.userId.<type>",
@@ -60,6 +63,7 @@ from gateway.model import (
     record_id,
 )
 
+from .credentials import clean_profiles, is_credential_name, scrub_metadata
 from .values import (
     Fields,
     blank,
@@ -105,6 +109,19 @@ COMMON_FIELD_NAMES = {
     "identifiers": "sourcedId", "extensions": "metadata",
 }
 
+
+
+def scrub_extras(extras: dict[str, Any]) -> dict[str, Any]:
+    """Kept fields without any credential (``credentials``): a password is never stored in a record."""
+    for k in [k for k in extras if is_credential_name(k)]:
+        del extras[k]
+    if "metadata" in extras:
+        meta = scrub_metadata(extras["metadata"])
+        if meta is None:
+            del extras["metadata"]
+        else:
+            extras["metadata"] = meta
+    return extras
 
 
 #: a million enrollments name the same few thousand classes and users: referenced ids are cached.
@@ -200,7 +217,7 @@ def to_canonical(
         fields["begin_date"] = f.convert("beginDate", parse_date)
         fields["end_date"] = f.convert("endDate", parse_date)
 
-    extras = f.extras()
+    extras = scrub_extras(f.extras())
     extras.update(ext_keep)
     if f.errors:
         raise ValidationError(f"invalid OneRoster {coll[:-1] if coll != 'classes' else 'class'}", errors=f.errors)
@@ -378,6 +395,10 @@ def _user_fields(
         if any(p for p in profiles):
             ext["_roleUserProfiles"] = profiles
     fields["roles"] = org_roles
+    # 1.2 userProfiles: kept (extensions) without their credentials' passwords (``credentials``)
+    profiles = clean_profiles(f.get("userProfiles"), f.error)
+    if profiles:
+        ext["userProfiles"] = profiles
     # identity: DESIGN section 3
     f.used.update(("identifier", "userMasterIdentifier", "userIds"))
     for key, kind in (("identifier", "oneroster.identifier"), ("userMasterIdentifier", "oneroster.userMasterIdentifier")):

@@ -21,6 +21,10 @@ Spec choices, written down:
 * Scopes (1.2 binding, Security): rostering reads need ``roster-core.readonly`` or
   ``roster.readonly``; ``demographics`` needs ``roster-demographics.readonly`` (implied by
   ``roster.readonly``). The full URI scope form is folded by ``gateway.auth.scopes``.
+* User passwords (``credentials``): a user object carries its ``password``, credential
+  ``metadata`` and ``userProfiles`` passwords only for a token granted
+  ``roster-credentials.readonly`` (Tessera's own scope; no OneRoster scope implies it), and
+  only those an import kept sealed. No filter or sort reaches them (``query``).
 * 1.1: the same collections with 1.1 objects (``role``/``orgs`` on users, string
   booleans). 1.1 requires OAuth 1.0a request signing: the 1.1 routes accept a signed request
   (``oauth1_auth``) or a bearer token of Tessera's OAuth 2.0 token endpoint; 1.2 takes tokens only.
@@ -54,6 +58,8 @@ from gateway.store.roster import (
     SessionOfOrg,
 )
 
+from .credentials import SCOPE as CREDENTIALS_SCOPE
+from .credentials import CredentialVault, reveal
 from .demographics import demographics_to_wire
 from .oauth1_auth import require, unsigned
 from .query import ListQuery, collection, page_links, parse_list_query
@@ -118,9 +124,13 @@ class WireWriter:
     """Canonical JSON rows -> OneRoster objects, resolving every referenced sourcedId with one
     small query per referenced kind and page (not one per reference)."""
 
-    def __init__(self, roster: RosterQueries, tenant: str, kind: str, version: str, *, demographics: bool = False) -> None:
+    def __init__(self, roster: RosterQueries, tenant: str, kind: str, version: str, *, demographics: bool = False,
+                 vault: CredentialVault | None = None) -> None:
         self.roster, self.tenant, self.kind, self.version, self.demographics = roster, tenant, kind, version, demographics
         self.cls = RECORD_TYPES[kind]
+        #: the caller may read users' sealed credentials (``credentials``): ``reveal`` adds them
+        self.vault = vault if kind == "person" and not demographics else None
+        self.ids: dict[str, uuid.UUID] = {}
 
     def __call__(self, rows: list[str]) -> list[dict[str, Any]]:
         records = [self.cls.model_validate_json(r) for r in rows]
@@ -134,7 +144,16 @@ class WireWriter:
                 known[key] = self.roster.native_ids(self.tenant, k, [rid]).get(rid)
             return known[key]
 
+        if self.vault is not None:
+            self.ids.update((r.native_id, r.id) for r in records if r.id)
         return [to_wire(r, version=self.version, sourced_id=sourced_id) for r in records]
+
+    def reveal(self, objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The page's users with their sealed credentials (for a caller holding the scope)."""
+        if self.vault is None or not objs:
+            return objs
+        secrets = self.vault.read(self.tenant, [self.ids[o["sourcedId"]] for o in objs if o.get("sourcedId") in self.ids])
+        return [reveal(o, secrets.get(self.ids.get(o.get("sourcedId", ""), uuid.UUID(int=0)), {})) for o in objs]
 
 
 def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
@@ -142,6 +161,11 @@ def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
     register()
     router = APIRouter(tags=["oneroster"])
     roster = ctx.store.roster
+    vault = CredentialVault(ctx.store.engine)
+
+    def vault_for(principal: Principal) -> CredentialVault | None:
+        """The sealed credentials, for a caller granted ``roster-credentials.readonly`` by name."""
+        return vault if principal.has(CREDENTIALS_SCOPE) else None
 
     def site(request: Request) -> str:
         return ctx.settings.public_url.rstrip("/") if ctx.settings.public_url else str(request.base_url).rstrip("/")
@@ -162,8 +186,8 @@ def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
         q = parse_list_query(request.query_params, wire_type, max_limit=ctx.settings.page_size_max, version=version)
         # demographics' dateLastModified is the source's, kept in the record: Python compares it
         q.python_only = demographics
-        writer = WireWriter(roster, principal.tenant, kind, version, demographics=demographics)
-        total, items = collection(roster, principal.tenant, kind, q, scope, writer)
+        writer = WireWriter(roster, principal.tenant, kind, version, demographics=demographics, vault=vault_for(principal))
+        total, items = collection(roster, principal.tenant, kind, q, scope, writer, writer.reveal)
         return _json({envelope: items}, {"X-Total-Count": str(total), "Link": links(request, q, total)})
 
     def add(version: str, prefix: str) -> None:
@@ -185,7 +209,8 @@ def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
                 found = roster.find(principal.tenant, kind, sourcedId, where=subset.where())
                 if found is None:
                     raise UnknownObject(f"no {segment[:-1]} with sourcedId {sourcedId!r}")
-                return _json({single: WireWriter(roster, principal.tenant, kind, version)([found[1]])[0]})
+                writer = WireWriter(roster, principal.tenant, kind, version, vault=vault_for(principal))
+                return _json({single: writer.reveal(writer([found[1]]))[0]})
 
             route(f"/{segment}", get_all, f"getAll{segment[0].upper()}{segment[1:]}")
             route(f"/{segment}/{{sourcedId}}", get_one, f"get{subset.wire_type[0].upper()}{subset.wire_type[1:]} ({segment})")

@@ -29,6 +29,10 @@ Spec choices, written down:
   of the type, otherwise 400 invalid_filter_field.
 * A record missing the field matches only ``!=``.
 * ``fields`` lists top-level fields only; an unknown one is 400 invalid_selection_field.
+* No filter or sort reaches a credential (``password``, ``userProfiles.credentials.password``,
+  ``metadata.pin``: ``credentials``): such a field is refused exactly as a field the type
+  does not have, whatever the caller's scopes; the secrets an entitled caller reads are
+  added to the page after filtering and sorting.
 * Without ``sort`` the order is the store's (dateLastModified, then id), which is also what
   makes offset paging stable between requests when nothing changes.
 
@@ -67,6 +71,7 @@ from gateway.store.roster import (
     SqlCondition,
 )
 
+from .credentials import is_secret_path
 from .status_info import (
     FilterParseError,
     InvalidData,
@@ -203,8 +208,9 @@ def check_filter_fields(flt: Filter, wire_type: str) -> None:
     fields = TYPE_FIELDS[wire_type]
     for c in flt.clauses:
         head = c.path[0]
-        if head not in fields:
-            raise InvalidFilterField(f"invalid filter field {c.field!r} at position {c.position}: {wire_type} has no field {head!r}")
+        if head not in fields or is_secret_path(c.path):  # a credential: exactly as a field the type lacks
+            name = head if head not in fields else c.field
+            raise InvalidFilterField(f"invalid filter field {c.field!r} at position {c.position}: {wire_type} has no field {name!r}")
         if len(c.path) == 1 and c.predicate != "~":
             if head in DATETIME_FIELDS or head in DATE_FIELDS:
                 if _as_datetime(c.value) is None:
@@ -376,7 +382,7 @@ def parse_list_query(
         q.fields = wanted or None
     if "sort" in params:
         s = params["sort"].strip()
-        if s not in fields:
+        if s not in fields or is_secret_path(s.split(".")):  # a credential: exactly as a field the type lacks
             raise InvalidSortField(f"invalid sort field {s!r}: not a field of {wire_type}")
         q.sort = s
     if "filter" in params:
@@ -497,20 +503,24 @@ def roster_query(tenant: str, kind: str, q: ListQuery, scope: Sequence[Condition
 
 
 def collection(roster: RosterQueries, tenant: str, kind: str, q: ListQuery, scope: Sequence[Condition],
-               to_wire: ToWire) -> tuple[int, list[dict[str, Any]]]:
+               to_wire: ToWire, finish: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+               ) -> tuple[int, list[dict[str, Any]]]:
     """(X-Total-Count, the page's wire objects, fields selected) of a collection request.
 
     ``scope`` is what the path fixes before the client's own parameters (a subset such as
     students, a membership such as the classes of a user). When the store answers the
     whole filter and sort, it counts and pages; otherwise every row it lets through is
-    turned into its wire object once, and Python filters, sorts and pages."""
+    turned into its wire object once, and Python filters, sorts and pages. ``finish`` then
+    completes the page's objects, before fields are selected (the credentials an entitled
+    caller reads: added after filtering and sorting, which never see them)."""
+    done = finish or (lambda objs: objs)
     pushed, rest = split_filter(q.filter, kind, q.version) if not q.python_only else ([], q.filter)
     where = (*scope, *pushed)
     sql_sort = _SQL_SORT if not q.python_only else {}
     whole = RosterQuery(tenant, kind, where, sql_sort.get(q.sort) if q.sort else None, q.desc)
     if rest is None and whole.sql_only and (q.sort is None or q.sort in sql_sort):
         total, rows = roster.page(whole, limit=q.limit, offset=q.offset)
-        return total, ([select_fields(o, q.fields) for o in to_wire(rows)] if rows else [])
+        return total, ([select_fields(o, q.fields) for o in done(to_wire(rows))] if rows else [])
     sorted_in_sql = q.sort in sql_sort
     rows = roster.documents(RosterQuery(tenant, kind, where, sql_sort[q.sort] if sorted_in_sql else None,  # type: ignore[index]
                                         q.desc if sorted_in_sql or not q.sort else False))
@@ -526,7 +536,7 @@ def collection(roster: RosterQueries, tenant: str, kind: str, q: ListQuery, scop
         present.sort(key=lambda o: _sort_key(o[key]), reverse=q.desc)  # stable: ties keep store order
         objs = present + absent
     total = len(objs)
-    return total, [select_fields(o, q.fields) for o in objs[q.offset : q.offset + q.limit]]
+    return total, [select_fields(o, q.fields) for o in done(objs[q.offset : q.offset + q.limit])]
 
 
 __all__ = [

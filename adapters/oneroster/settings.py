@@ -22,6 +22,8 @@ raises it. Why these defaults:
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -29,6 +31,10 @@ from gateway.config import AdapterSettings, load_adapter_settings
 
 GiB = 1 << 30
 MiB = 1 << 20
+
+#: what an import does with user passwords (``credentials``): drop them (the default) or keep
+#: them sealed with the gateway's secret key
+KeepCredentials = Literal["drop", "sealed"]
 
 
 class OneRosterSettings(AdapterSettings):
@@ -49,6 +55,12 @@ class OneRosterSettings(AdapterSettings):
         default=MiB, ge=64,
         description="CSV packages: the most characters of one CSV record (a line, or several when a quoted field holds line breaks)",
     )
+    keep_credentials: KeepCredentials = Field(
+        default="drop",
+        description="user passwords in OneRoster imports (users.csv password, 1.2 userProfiles credentials): "
+                    "'drop' never stores them; 'sealed' keeps them encrypted with TESSERA_SECRET_KEY, served only "
+                    "under the roster-credentials.readonly scope",
+    )
 
 
 def current_settings() -> OneRosterSettings:
@@ -56,4 +68,4 @@ def current_settings() -> OneRosterSettings:
     return load_adapter_settings(OneRosterSettings)  # type: ignore[return-value]
 
 
-__all__ = ["OneRosterSettings", "current_settings"]
+__all__ = ["KeepCredentials", "OneRosterSettings", "current_settings"]

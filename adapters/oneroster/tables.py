@@ -13,6 +13,11 @@ sourcedId whichever system wrote it; ``source`` says who wrote it last. ``derive
 the canonical records the object produced (its alignments, its evidence per objective),
 so a replacement can supersede or retire exactly those.
 
+``oneroster_credentials`` holds the user passwords an import was told to keep
+(``credentials``: kept only with ``TESSERA_ONEROSTER__KEEP_CREDENTIALS=sealed``), each sealed
+with the gateway's secret key, one row per user and slot (``password``, a ``metadata.*``
+column, or one credential of a 1.2 user profile). The canonical person never holds them.
+
 OneRoster 1.1's OAuth 1.0a consumer keys and nonces are the gateway's
 (``gateway.auth.consumers``, purpose ``oneroster``), shared with LTI 1.1.
 """
@@ -48,4 +53,15 @@ objects = Table(
     Index("ix_oneroster_objects_tenant_type_updated_at", "tenant", "type", "updated_at"),
     Index("ix_oneroster_objects_tenant_class_sid", "tenant", "class_sid"),
     Index("ix_oneroster_objects_tenant_line_item_sid", "tenant", "line_item_sid"),
+)
+
+credentials = Table(
+    "oneroster_credentials",
+    metadata,
+    Column("tenant", String(63), primary_key=True),
+    Column("person_id", UUIDType(), primary_key=True),
+    # "password", "metadata.<name>" or "userProfiles/<profileId>/<n>" (``credentials.Slot``)
+    Column("slot", String(600), primary_key=True),
+    Column("secret_sealed", Text(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )

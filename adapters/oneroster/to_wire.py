@@ -6,6 +6,9 @@ way back of ``mapping``; the REST provider and the bulk CSV export both go throu
   package re-imports unchanged).
 * every field ``mapping.to_canonical`` kept in ``extensions["oneroster"]`` is put back: a round
   trip in one version is lossless.
+* no credential goes out (``credentials``): a credential-like field kept in extensions by
+  other means than ``mapping`` (a canonical NDJSON record, say) is left out; a caller
+  entitled to the sealed ones gets them added by ``credentials.reveal``.
 * references become GUIDRefs (``values.guid_ref``) of the referenced record's sourcedId. A
   reference the record holds unresolved (its target is not stored: ``gateway.store.unresolved``)
   is shown with the sourcedId it was sent with, and its field is listed in
@@ -22,6 +25,7 @@ from gateway.errors import ValidationError
 from gateway.model import AcademicSession, Course, Enrollment, Org, Person, Record, Section
 from gateway.store.unresolved import held
 
+from .credentials import clean_profiles, is_credential_name, scrub_metadata
 from .values import format_datetime, guid_ref, normalize_version
 from .vocab import KIND_COLLECTIONS, roles, vocabularies
 
@@ -115,8 +119,12 @@ def to_wire(
         out["endDate"] = record.end_date.isoformat() if record.end_date else None
     _mark_unresolved(record, out, ext, kept, names, sourced_id)
     for k, v in ext.items():
-        if not k.startswith("_") and out.get(k) is None:
+        if not k.startswith("_") and out.get(k) is None and not is_credential_name(k):
             out[k] = v
+    if isinstance(out.get("metadata"), dict):  # a record written by other means than the mapping: still no secret
+        out["metadata"] = scrub_metadata(out["metadata"])
+    if out.get("userProfiles"):
+        out["userProfiles"] = clean_profiles(out["userProfiles"], lambda _f, _m: None)
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -182,6 +190,7 @@ def _user_wire(
     out["agents"] = refs("person", p.agent_ids) or None
     out["grades"] = list(p.grades) or None
     if version == "1.1":
+        ext.pop("userProfiles", None)  # a 1.2 object: 1.1 users have none
         primary = p.primary_role
         out["role"] = rv.to_wire(primary.value) if primary else None
         seen: list[uuid.UUID] = []

@@ -14,6 +14,8 @@ The modules, in the order an import goes through them:
   ``gradebook.csv_files``);
 * ``columns``: the rostering files' columns, reading order and references;
 * ``importer``: every file read, checked and converted into records (``Importer``);
+* ``profiles``: 1.2 userProfiles.csv onto the users, and every row's passwords taken out
+  (dropped and counted, or held to be sealed: ``credentials``);
 * ``fast_rows``: the fast path of a streamed enrollments.csv's common rows (``EnrollmentRows``);
 * ``enrollments``: a streamed enrollments.csv, read in this process or in a child process
   (``EnrollmentReader`` on the store's prepared streams);

@@ -76,13 +76,20 @@ _v12["roles"] = _BASE + [
     ("beginDate", "beginDate", S, False), ("endDate", "endDate", S, False), ("orgSourcedId", "org", REF, True),
     ("userProfileSourcedId", "userProfile", S, False),
 ]
+# 1.2 userProfiles.csv (CSV Binding 1.2 section 5.x): one row per profile and credential of a
+# user; ``userProfiles`` turns a row into the REST user's ``userProfiles[]`` item
+_v12["userProfiles"] = _BASE + [
+    ("userSourcedId", "user", REF, True), ("profileType", "profileType", S, True), ("vendorId", "vendorId", S, True),
+    ("applicationId", "applicationId", S, False), ("description", "description", S, False),
+    ("credentialType", "credentialType", S, True), ("username", "username", S, True), ("password", "password", S, False),
+]
 COLUMNS["1.2"] = _v12
 # the gradebook and resources files (``gradebook``), read with the same header and row checks
 for _version, _files in CSV_COLUMNS.items():
     COLUMNS[_version].update(_files)
 
 #: Reading order: every reference points to a file read earlier (or the same file).
-ORDER = ["orgs", "academicSessions", "courses", "classes", "users", "roles", "demographics", "enrollments"]
+ORDER = ["orgs", "academicSessions", "courses", "classes", "users", "userProfiles", "roles", "demographics", "enrollments"]
 #: GUIDRef REST field -> referenced canonical kind, per file.
 REF_KINDS: dict[str, dict[str, str]] = {
     "orgs": {"parent": "org"},
@@ -90,6 +97,7 @@ REF_KINDS: dict[str, dict[str, str]] = {
     "courses": {"schoolYear": "academic_session", "org": "org"},
     "classes": {"course": "course", "school": "org", "terms": "academic_session"},
     "users": {"orgs": "org", "agents": "person", "primaryOrg": "org"},
+    "userProfiles": {},  # its user is checked when the profile is put on it (``profiles.UserProfiles.apply``)
     "roles": {"user": "person", "org": "org"},
     "demographics": {},
     "enrollments": {"class": "section", "school": "org", "user": "person"},

@@ -17,6 +17,7 @@ import orjson
 from gateway.errors import NotFound, ValidationError
 from gateway.model import Person, Record
 
+from ..credentials import CredentialVault, profile_slot, reveal
 from ..demographics import demographics_to_wire
 from ..gradebook.csv_files import CSV_COLUMNS, csv_rows
 from ..to_wire import UNRESOLVED_METADATA, to_wire
@@ -25,7 +26,7 @@ from ..vocab import KIND_COLLECTIONS, WIRE_KINDS
 from .cells import KNOWN_FILES, cell
 from .columns import COLUMNS
 
-EXPORT_ORDER = ["orgs", "academicSessions", "courses", "classes", "users", "roles", "demographics", "enrollments",
+EXPORT_ORDER = ["orgs", "academicSessions", "courses", "classes", "users", "userProfiles", "roles", "demographics", "enrollments",
                 *CSV_COLUMNS["1.2"]]
 
 
@@ -36,10 +37,15 @@ def export_package(
     tenant: str,
     version: str = "1.2",
     source: str | None = None,
+    credentials: bool = False,
 ) -> dict[str, int]:
     """Write a bulk package (manifest.csv and one CSV per type) of the tenant's rostering
     records (of ``source`` only, when given). ``dateLastModified`` is the source's own
-    (``source_updated_at``) where known, so the package re-imports to the same state."""
+    (``source_updated_at``) where known, so the package re-imports to the same state.
+
+    Passwords are left out unless ``credentials`` asks for those an import kept sealed
+    (``credentials.CredentialVault``): users.csv ``password`` and credential ``metadata.*``
+    columns, userProfiles.csv ``password``."""
     version = normalize_version(version)
     kinds = list(KIND_COLLECTIONS)
     records: dict[str, list[Record]] = {k: [] for k in kinds}
@@ -67,6 +73,7 @@ def export_package(
             names[(kind, rid)] = sid
         return sid
 
+    secrets = CredentialVault(store.engine).read(tenant, [p.id for p in records["person"] if p.id]) if credentials else {}
     counts: dict[str, int] = {}
     cols = COLUMNS[version]
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -74,7 +81,7 @@ def export_package(
         for name in EXPORT_ORDER:
             if name not in cols:
                 continue
-            rows = _rows_for(name, records, version, sourced_id)
+            rows = _rows_for(name, records, version, sourced_id, secrets)
             if rows is None and name in CSV_COLUMNS[version]:
                 found = csv_rows(store, tenant, name, version, source)
                 rows = iter(found) if found else None
@@ -107,7 +114,13 @@ def export_package(
     return counts
 
 
-def _rows_for(name: str, records: dict[str, list[Record]], version: str, sourced_id: Callable[[str, Any], str | None]) -> Iterator[dict[str, Any]] | None:
+def _rows_for(name: str, records: dict[str, list[Record]], version: str, sourced_id: Callable[[str, Any], str | None],
+              secrets: dict[Any, dict[str, str]]) -> Iterator[dict[str, Any]] | None:
+    if name == "users":
+        return (_flatten(reveal(to_wire(r, version=version, sourced_id=sourced_id, use_source_date=True), secrets.get(r.id, {})))
+                for r in records["person"])
+    if name == "userProfiles":
+        return (row for p in records["person"] for row in profile_rows(p, secrets.get(p.id, {})))
     if name in WIRE_KINDS:
         recs = records[WIRE_KINDS[name]]
         return (_flatten(to_wire(r, version=version, sourced_id=sourced_id, use_source_date=True)) for r in recs)
@@ -125,6 +138,24 @@ def _rows_for(name: str, records: dict[str, list[Record]], version: str, sourced
         people = [p for p in records["person"] if isinstance(p, Person) and p.demographics is not None]
         return (_flatten(demographics_to_wire(p, version=version) or {}) for p in people)
     return None
+
+
+def profile_rows(p: Record, secrets: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """userProfiles.csv rows of a person: one per profile and credential (the CSV binding
+    holds one credential a row; a second credential of one profile gets the sourcedId
+    ``<profileId>.<n>``), with the CSV-only parts an import kept and, when given, the
+    sealed passwords."""
+    ext = p.extensions.get("oneroster") or {}
+    kept = ext.get("_userProfileRows") or {}
+    for prof in ext.get("userProfiles") or []:
+        pid = str(prof.get("profileId"))
+        creds = prof.get("credentials") or [{}]
+        for n, cred in enumerate(creds):
+            row: dict[str, Any] = {**(kept.get(pid) or {}), "sourcedId": pid if n == 0 else f"{pid}.{n}",
+                                   "user": {"sourcedId": p.native_id}, "credentialType": cred.get("type"),
+                                   "username": cred.get("username"), "password": secrets.get(profile_slot(pid, n))}
+            row.update({k: prof.get(k) for k in ("profileType", "vendorId", "applicationId", "description")})
+            yield row
 
 
 def _flatten(obj: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,10 @@ section 2-4, 1.2 CSV Binding section 2-5).
   package brings the target; one ``unresolved-reference`` warning per target, at the first
   row naming it (``--strict``: an error there, as before). ``hold_references``.
 * 1.2 ``roles.csv`` rows become the user's ``roles``; ``demographics.csv`` rows (keyed by
-  the user's sourcedId) become ``Person.demographics``.
+  the user's sourcedId) become ``Person.demographics``; ``userProfiles.csv`` rows become the
+  user's ``userProfiles`` (``profiles``).
+* passwords: every row passes ``profiles.UserProfiles.take_secrets`` first; no password or
+  other credential reaches a record (dropped and counted, or kept sealed: ``credentials``).
 * the gradebook and resources files are read after the rostering files with the same
   checks, by ``gradebook.csv_files.CsvGradebook``.
 * a streamed import (``ingest.import_package``) reads enrollments.csv once, while it is
@@ -58,6 +61,7 @@ from .columns import COLUMNS, FILE_OF_KIND, ORDER, REF_KINDS, row_object
 from .fast_rows import EnrollmentRows
 from .outside import Outside
 from .package import Manifest, Package
+from .profiles import UserProfiles
 from .tolerance import RowCheck, Tolerance
 
 
@@ -84,6 +88,10 @@ class ImportReport:
     deviations: Deviations = field(default_factory=Deviations)
     #: target kind -> targets in neither the package nor the store, held unresolved
     unresolved: dict[str, int] = field(default_factory=dict)
+    #: "file.csv column" -> rows whose user password / credential was dropped (``credentials``;
+    #: a policy, in strict mode too) or kept sealed (``keep_credentials="sealed"``)
+    dropped_credentials: dict[str, int] = field(default_factory=dict)
+    sealed_credentials: dict[str, int] = field(default_factory=dict)
 
 
 class Importer(Outside):
@@ -134,6 +142,8 @@ class Importer(Outside):
         #: called once the files that enrollments reference (orgs, classes, users) are read,
         #: before the others (where a streamed import starts its enrollment reader process)
         self.references_read: Callable[[], None] | None = None
+        #: userProfiles.csv and the import's credentials (``profiles.UserProfiles``)
+        self.profiles = UserProfiles(self)
 
     def streamed_enrollments(self, batch: int) -> Iterator[Iterator[Record]]:
         """The one pass over enrollments.csv of a streamed import, as lazy batches, read while
@@ -232,7 +242,9 @@ class Importer(Outside):
         cols: list[tuple[str, str, str]] = []
         for n, row in self.raw_rows(name, cols):
             loc = f"{fname} row {n}"
-            yield loc, self.row_object(name, cols, row, loc), n
+            obj = self.row_object(name, cols, row, loc)
+            self.profiles.take_secrets(name, obj, loc)  # no password goes further
+            yield loc, obj, n
 
     def row_object(self, name: str, cols: list[tuple[str, str, str]], row: list[str], loc: str) -> dict[str, Any]:
         """``columns.row_object``, with the deviations of its values normalised or refused
@@ -377,6 +389,10 @@ class Importer(Outside):
                 for loc, obj, _ in self.rows(name):
                     count += 1
                     self.read_role(obj, loc)
+            elif name == "userProfiles":
+                for loc, obj, _ in self.rows(name):
+                    count += 1
+                    self.profiles.read(obj, loc)
             elif name == "demographics":
                 demo_seen: dict[str, str] = {}
                 for loc, obj, _ in self.rows(name):
@@ -404,6 +420,7 @@ class Importer(Outside):
                     self.convert(name, obj, loc)
             self.report.rows[name] = count
         self.build_users()
+        self.profiles.apply()
         self.apply_demographics()
         self.read_gradebook()
         self.resolve_refs()

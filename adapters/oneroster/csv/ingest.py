@@ -23,6 +23,7 @@ from gateway.store.records import PreparedBatch
 
 from ..gradebook.apply import apply as apply_gradebook
 from ..gradebook.apply import writer as gradebook_writer
+from ..settings import KeepCredentials, current_settings
 from .columns import FILE_OF_KIND
 from .enrollments import enrollment_batches
 from .importer import Importer, ImportReport
@@ -89,15 +90,19 @@ def parse_package(
     store: Any = None,
     progress: Callable[[str, int], None] | None = None,
     strict: bool = False,
+    keep_credentials: KeepCredentials = "drop",
 ) -> tuple[list[Record], ImportReport]:
     """Validate a package into canonical records (nothing is written). With a ``store``,
     references may point to stored records and bulk files mark absent records tobedeleted.
-    ``strict``: refuse every deviation the default, tolerant mode normalises (``tolerance``)."""
+    ``strict``: refuse every deviation the default, tolerant mode normalises (``tolerance``).
+    The records never hold a password; the report counts them as ``import_package`` with
+    ``keep_credentials`` would."""
     pkg = Package(path, strict=strict)
     try:
         manifest = read_manifest(pkg)
         imp = Importer(store, tenant, source, pkg, manifest, progress, strict=strict)
         pkg.report_into(imp.devs)
+        imp.profiles.keep = keep_credentials
         with gc_paused():
             records = imp.run()
         return records, imp.report
@@ -136,6 +141,7 @@ def import_package(
     stream: bool | None = None,
     reader_process: bool | None = None,
     strict: bool = False,
+    keep_credentials: KeepCredentials | None = None,
 ) -> ImportReport:
     """Validate the whole package, then apply it, in ONE transaction: any error and nothing changes.
 
@@ -153,12 +159,15 @@ def import_package(
     least ``READER_BYTES`` and the store can be opened from a second process.
 
     ``strict``: refuse every deviation from the letter of the spec; by default those with one
-    reading are normalised and listed in ``report.deviations`` (``tolerance``)."""
+    reading are normalised and listed in ``report.deviations`` (``tolerance``).
+    ``keep_credentials``: ``"drop"`` (user passwords are never stored) or ``"sealed"`` (kept
+    sealed, ``credentials``); by default ``TESSERA_ONEROSTER__KEEP_CREDENTIALS``, else drop."""
     pkg = Package(path, strict=strict)
     try:
         manifest = read_manifest(pkg)
         imp = Importer(store, tenant, source, pkg, manifest, progress, strict=strict)
         pkg.report_into(imp.devs)
+        imp.profiles.keep = keep_credentials or current_settings().keep_credentials
         if stream is None:
             stream = manifest.files.get("enrollments", "absent") != "absent" and pkg.size("enrollments.csv") > STREAM_BYTES
         # nothing to stream without an enrollments file
@@ -179,12 +188,13 @@ def _run_import(store: Any, tenant: str, imp: Importer, enrollments: Iterator[It
     if applying is not None:
         applying(len(records))
     index = {(r.KIND, r.native_id): i for i, r in enumerate(records)} if records else {}
+    vault = imp.profiles.vault_writer()  # sealed credentials: same transaction
     try:
         if enrollments is None:
             if report.gradebook is not None:  # gradebook objects and their evidence: same transaction
-                report.result = apply_gradebook(store, report.gradebook, records)
+                report.result = apply_gradebook(store, report.gradebook, records, also=vault)
             else:
-                report.result = store.records.apply(tenant, records)
+                report.result = store.records.apply(tenant, records, within=vault)
         else:
             gradebook = report.gradebook
             extra = gradebook.records if gradebook is not None else []
@@ -195,7 +205,7 @@ def _run_import(store: Any, tenant: str, imp: Importer, enrollments: Iterator[It
             # gradebook's records come last and its own objects are written in the same
             # transaction (``within``).
             report.result = store.records.apply_batches(tenant, batches, expect={"enrollment": imp.expected_enrollments()},
-                                                        within=gradebook_writer(gradebook) if gradebook is not None else None)
+                                                        within=_both(gradebook_writer(gradebook) if gradebook is not None else None, vault))
             report.atomic = True
     except IntegrityError as exc:
         raise IntegrityError("invalid OneRoster package", errors=[_relocate(e, index) for e in exc.errors]) from None
@@ -214,6 +224,19 @@ def _ordered_chunks(records: list[Record], size: int) -> Iterator[list[Record]]:
     ordered = sorted(records, key=key)
     for i in range(0, len(ordered), size):
         yield ordered[i:i + size]
+
+
+def _both(*fns: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
+    """One ``within`` callback running each given one in turn (None when none is given)."""
+    given = [f for f in fns if f is not None]
+    if len(given) <= 1:
+        return given[0] if given else None
+
+    def run(conn: Any) -> None:
+        for f in given:
+            f(conn)
+
+    return run
 
 
 def _chain(*its: Any) -> Iterator[Any]:

@@ -43,10 +43,18 @@ def writer(plan: Plan) -> Callable[[Connection], None]:
     return lambda conn: write_rows(conn, plan.tenant, rows, now)
 
 
-def apply(store: Any, plan: Plan, records: list[Record] | None = None) -> Any:
+def apply(store: Any, plan: Plan, records: list[Record] | None = None, *, also: Callable[[Connection], None] | None = None) -> Any:
     """Write the plan: objects and canonical records (``records`` before the plan's own, e.g.
-    the rostering records of the same CSV package) in ONE transaction."""
-    return store.records.apply(plan.tenant, [*(records or []), *plan.records], within=writer(plan))
+    the rostering records of the same CSV package) in ONE transaction; ``also(conn)`` then
+    writes more in it (the import's sealed credentials)."""
+    write = writer(plan)
+
+    def within(conn: Connection) -> None:
+        write(conn)
+        if also is not None:
+            also(conn)
+
+    return store.records.apply(plan.tenant, [*(records or []), *plan.records], within=within)
 
 
 def put_objects(store: Any, tenant: str, source: str, items: list[Item], *, version: str) -> Plan:
