@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import orjson
 import typer
 
-from gateway.cli_kit import client_secret_from_env, console, open_store, out, print_apply_result
+from gateway.cli_kit import ImportTenant, client_secret_from_env, console, open_store, out, print_apply_result, print_tenant, warn
 
 if TYPE_CHECKING:
     from gateway.store import Store
@@ -23,15 +23,16 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
 
     def report(pkg: CasePackage, done: FrameworkImport, where: str, tenant: str) -> None:
         print_apply_result(done.result, title=f"{pkg.title} ({pkg.identifier}) from {where} -> tenant {tenant}")
+        print_tenant(tenant)
         if done.existed:
             prev = done.previous_published_at.isoformat() if done.previous_published_at else "unknown"
             out.print(f"updated in place (stored version's last change: {prev})")
         for kind, n in sorted(done.retired.items()):
             out.print(f"{n} {kind} record(s) no longer in the framework: kept, marked tobedeleted")
         for w in pkg.warnings[:20]:
-            console.print(f"[yellow]warning:[/] {w}")
+            warn(str(w))
         if len(pkg.warnings) > 20:
-            console.print(f"[yellow]... and {len(pkg.warnings) - 20} more warnings[/]")
+            warn(f"... and {len(pkg.warnings) - 20} more warnings")
 
     def import_bytes(store: Store, data: bytes, *, name: str, tenant: str, source: str, force: bool, strict: bool) -> None:
         with console.status(f"validating {name} ({len(data) / 1e6:.1f} MB) against the CASE 1.0 schema") as status:
@@ -47,7 +48,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
         url: Annotated[str | None, typer.Option("--url", help="a CASE 1.0 provider (site root or .../ims/case/v1p0)")] = None,
         document: Annotated[list[str] | None, typer.Option("--document", help="CFDocument identifier to import (repeatable); "
                                                            "default: every document the provider lists")] = None,
-        tenant: Annotated[str, typer.Option(help="tenant the framework belongs to")] = "default",
+        tenant: ImportTenant = "default",
         source: Annotated[str, typer.Option(help="system name the records are keyed by")] = "case",
         force: Annotated[bool, typer.Option("--force", help="replace a stored framework even when this one is older")] = False,
         strict: Annotated[bool, typer.Option("--strict", help="reject the deviations otherwise accepted with a warning")] = False,

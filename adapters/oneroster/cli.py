@@ -8,7 +8,18 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli_kit import client_secret_from_env, console, open_store, out, print_apply_result, print_credentials
+from gateway.cli_kit import (
+    ImportTenant,
+    client_secret_from_env,
+    console,
+    open_store,
+    out,
+    print_apply_result,
+    print_credentials,
+    print_new_credentials,
+    print_tenant,
+    progress_description,
+)
 
 from .oauth1_auth import SCOPES as CONSUMER_SCOPES
 
@@ -20,7 +31,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
     @import_app.command("oneroster")
     def import_oneroster(
         path: Annotated[Path | None, typer.Argument(exists=True, help="a OneRoster 1.1/1.2 CSV package: a zip file or a directory")] = None,
-        tenant: Annotated[str, typer.Option(help="tenant the records belong to")] = "default",
+        tenant: ImportTenant = "default",
         source: Annotated[str, typer.Option(help="name of the system the package comes from (keys its records)")] = "sis",
         url: Annotated[str | None, typer.Option("--url", metavar="BASE", help="a OneRoster REST provider (site root or "
                                                 ".../ims/oneroster/rostering/v1p2 or .../ims/oneroster/v1p1)")] = None,
@@ -52,7 +63,6 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
             BarColumn,
             DownloadColumn,
             Progress,
-            TextColumn,
             TimeRemainingColumn,
         )
 
@@ -62,7 +72,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
         total = sum(pkg.size(n) for n in pkg.members if n.endswith(".csv") and n != "manifest.csv")
         pkg.close()
         store = open_store()
-        with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), DownloadColumn(),
+        with Progress(progress_description(), BarColumn(), DownloadColumn(),
                       TimeRemainingColumn(), console=console, transient=True) as progress:
             task = progress.add_task(f"validating {path.name}", total=total or None)
             current = {"file": ""}
@@ -80,8 +90,9 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
         print_apply_result(report.result, title=f"OneRoster {report.version} {path.name} -> tenant {tenant} (source {source})")
         modes = ", ".join(f"{k}={v}" for k, v in sorted(report.files.items()) if v != "absent")
         out.print(f"files: {modes}")
+        print_tenant(tenant)
         for kind, n in sorted(report.deleted.items()):
-            out.print(f"{n} {kind} record(s) absent from a bulk file: marked tobedeleted")
+            out.print(f"bulk: {n} {kind} record(s) of source {source} absent from this package's bulk file were marked tobedeleted")
 
     def pull(url: str, *, tenant: str, source: str, version: str, since: str | None, client_id: str | None,
              client_secret_env: str | None, token_url: str | None, scope: str | None, oauth1: bool,
@@ -99,6 +110,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
         mode = f"changes since {since}" if since else "full"
         print_apply_result(summary.result, title=f"OneRoster {summary.version} {client.base} ({mode}) -> tenant {tenant} (source {source})")
         out.print("read: " + ", ".join(f"{name}={n}" for name, n in summary.counts.items()))
+        print_tenant(tenant)
         for kind, n in sorted(summary.retired.items()):
             out.print(f"{n} {kind} record(s) no longer listed by the provider: marked tobedeleted")
         for name, n in sorted(summary.ignored.items()):
@@ -148,17 +160,15 @@ def oneroster_cli() -> typer.Typer:
         scopes: Annotated[list[str], typer.Option("--scope", "--scopes", help=f"OneRoster scopes, repeatable or space-separated; "
                                                   f"known: {' '.join(CONSUMER_SCOPES)}")],
         name: Annotated[str | None, typer.Option(help="a name for humans (the SIS or LMS using the key)")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="print the new key as one JSON object (for scripts)")] = False,
     ) -> None:
         """Create a consumer key. Its secret is printed ONCE; it is stored sealed, never logged.
         The consumer signs each 1.1 request with OAuth 1.0a HMAC-SHA256 (or HMAC-SHA1)."""
         flat = [s for item in scopes for s in item.replace(",", " ").split()]
         consumer, secret = ConsumerStore(open_store().engine).create(tenant, flat, name)
-        out.print(f"consumer_key:    {consumer.consumer_key}")
-        out.print(f"consumer_secret: {secret}")
-        out.print(f"tenant:          {consumer.tenant}")
-        out.print(f"scopes:          {' '.join(consumer.scopes)}")
-        out.print("endpoint: /ims/oneroster/v1p1/ (OAuth 1.0a, HMAC-SHA256 or HMAC-SHA1)")
-        console.print("[yellow]Store the secret now: it cannot be shown again.[/]")
+        print_new_credentials({"consumer_key": consumer.consumer_key, "consumer_secret": secret, "tenant": consumer.tenant,
+                               "scopes": list(consumer.scopes)},
+                              as_json=as_json, notes=["endpoint: /ims/oneroster/v1p1/ (OAuth 1.0a, HMAC-SHA256 or HMAC-SHA1)"])
 
     @consumers.command("list")
     def list_(tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None) -> None:
