@@ -69,6 +69,7 @@ def progress_description() -> ProgressColumn:
 
     return TextColumn("{task.description}", style="progress.description", markup=False)
 
+
 #: ``tessera``: the core adds its commands in ``gateway.cli``; adapters add top-level groups
 #: (``Adapter.cli_groups``) and ``import``/``export`` sub-commands (``Adapter.register_cli``)
 app = typer.Typer(
