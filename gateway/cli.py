@@ -14,9 +14,23 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from . import PROJECT_ROOT, __version__
-from .cli_kit import app, console, open_store, out, print_apply_result, print_credentials, print_table, settings, validate_app
+from .cli_kit import (
+    app,
+    console,
+    describe_database,
+    open_store,
+    out,
+    print_apply_result,
+    print_credentials,
+    print_new_credentials,
+    print_table,
+    settings,
+    sqlite_path,
+    validate_app,
+)
 from .config import get_settings
 from .errors import TesseraError
 
@@ -40,16 +54,22 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(mastery_app, name="mastery")
 
 
+def _print_version(value: bool) -> None:
+    """``tessera --version``: eager, so it answers alone, before any command is looked for."""
+    if value:
+        out.print(__version__, highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     database_url: Annotated[
-        str | None, typer.Option("--database-url", envvar="TESSERA_DATABASE_URL", help="default sqlite:///./tessera.db")
+        str | None, typer.Option("--database-url", envvar="TESSERA_DATABASE_URL",
+                                 help="default sqlite:///./tessera.db (relative to the working directory)")
     ] = None,
-    version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="print the version and exit")] = False,
 ) -> None:
-    if version:
-        out.print(__version__)
-        raise typer.Exit()
     if database_url:
         os.environ["TESSERA_DATABASE_URL"] = database_url
         get_settings.cache_clear()
@@ -64,11 +84,41 @@ def migrate() -> None:
     from .store.migrate import current_revisions
     from .wiring import open_store as open_wired
 
-    store = open_wired(settings().database_url)
+    url = settings().database_url
+    path = sqlite_path(url)
+    if path is not None and not path.parent.is_dir():
+        raise TesseraError(f"cannot create the database {path}: the folder {path.parent} does not exist")
+    store = open_wired(url)
     before = current_revisions(store.engine)
     store.migrate()
-    console.print(f"database at revision {', '.join(sorted(store.migrations.head_revisions()))} "
+    console.print(f"database {describe_database(url)} at revision {', '.join(sorted(store.migrations.head_revisions()))} "
                   f"(was {', '.join(sorted(before)) or 'empty'})")
+    store.dispose()
+
+
+@app.command()
+def status() -> None:
+    """Which database the commands use (a SQLite file by its absolute path) and whether its
+    schema is current. Never creates a database."""
+    from .store.migrate import current_revisions
+    from .wiring import open_store as open_wired
+
+    url = settings().database_url
+    out.print(f"tessera {__version__}", highlight=False)
+    out.print(f"database: {describe_database(url)}", soft_wrap=True, highlight=False)
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        out.print("schema:   none (the file does not exist: `tessera migrate` creates it)", highlight=False)
+        raise typer.Exit(1)
+    store = open_wired(url)
+    try:
+        current, heads = current_revisions(store.engine), store.migrations.head_revisions()
+    finally:
+        store.dispose()
+    state = "current" if current == heads else "NOT current: run `tessera migrate`"
+    out.print(f"schema:   {', '.join(sorted(current)) or 'empty'} ({state})", soft_wrap=True, highlight=False)
+    if current != heads:
+        raise typer.Exit(1)
 
 
 # --- server ---------------------------------------------------------------------------------
@@ -94,7 +144,7 @@ def _run_server(host: str, port: int, workers: int) -> None:
     s = settings()
     configure(s.log_level, s.log_format)
     os.environ["TESSERA_WORKERS"] = str(workers)  # what each worker process's settings say (serve_app)
-    console.print(f"Tessera {__version__} on http://{host}:{port} (database {_safe_url(s.database_url)})")
+    console.print(f"Tessera {__version__} on http://{host}:{port} (database {describe_database(s.database_url)})")
     uvicorn.run(
         "gateway.api.app:serve_app",
         factory=True,
@@ -107,12 +157,6 @@ def _run_server(host: str, port: int, workers: int) -> None:
     )
 
 
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
 # --- clients and keys -----------------------------------------------------------------------
 
 
@@ -122,18 +166,24 @@ def clients_create(
     scopes: Annotated[list[str], typer.Option("--scopes", "--scope", help="scopes, repeatable or space-separated")],
     name: Annotated[str | None, typer.Option(help="a name for humans")] = None,
     person: Annotated[str | None, typer.Option(help="a person id: the client acts for this learner, guardian or teacher only")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the new client as one JSON object (for scripts)")] = False,
 ) -> None:
     """Create a client. Its secret is printed ONCE; only a hash is stored."""
     from .auth import ClientStore
 
     flat = [s for item in scopes for s in item.replace(",", " ").split()]
+    try:
+        person_id = uuid.UUID(person) if person else None
+    except ValueError:
+        raise typer.BadParameter("must be a UUID (a person id)", param_hint="--person") from None
     store = open_store()
-    client, secret = ClientStore(store.engine).create(tenant, flat, name, person_id=uuid.UUID(person) if person else None)
-    out.print(f"client_id:     {client.client_id}")
-    out.print(f"client_secret: {secret}")
-    out.print(f"tenant:        {client.tenant}")
-    out.print(f"scopes:        {' '.join(client.scopes)}")
-    console.print("[yellow]Store the secret now: it cannot be shown again.[/]")
+    client, secret = ClientStore(store.engine).create(tenant, flat, name, person_id=person_id)
+    store.dispose()
+    fields: dict[str, str | list[str]] = {"client_id": client.client_id, "client_secret": secret, "tenant": client.tenant,
+                                          "scopes": list(client.scopes)}
+    if client.person_id is not None:
+        fields["person"] = str(client.person_id)
+    print_new_credentials(fields, as_json=as_json)
 
 
 @clients_app.command("list")
@@ -146,7 +196,8 @@ def clients_list(tenant: Annotated[str | None, typer.Option(help="only this tena
 
 @clients_app.command("revoke")
 def clients_revoke(client_id: str) -> None:
-    """Revoke a client: it can get no new tokens."""
+    """Revoke a client: it gets no new token, and the tokens it holds are refused within
+    TESSERA_REVOCATION_CHECK_SECONDS (5 s by default)."""
     from .auth import ClientStore
 
     ClientStore(open_store().engine).revoke(client_id)
@@ -234,7 +285,7 @@ def _recompute_with_progress(store: Store, tenant: str, framework_id: uuid.UUID 
 
     with store.engine.connect() as conn:
         learners = conn.execute(select(func.count(func.distinct(t.evidence.c.learner_id))).where(t.evidence.c.tenant == tenant)).scalar_one()
-    with Progress(TextColumn(f"[cyan]{tenant}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("learners"), TimeElapsedColumn(),
+    with Progress(TextColumn(tenant, style="cyan", markup=False), BarColumn(), MofNCompleteColumn(), TextColumn("learners"), TimeElapsedColumn(),
                   console=console) as bar:
         task = bar.add_task("recompute", total=learners)
 
@@ -346,8 +397,8 @@ def rules_delete(
 
 @app.command()
 def demo(
-    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port")] = 8000,
+    host: Annotated[str | None, typer.Option(help="interface to bind (default: TESSERA_HOST, else 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: TESSERA_PORT, else 8000)")] = None,
     serve_api: Annotated[bool, typer.Option("--serve/--no-serve", help="start the API after loading")] = True,
 ) -> None:
     """Create a demo tenant and client, load the bundled sample data, print how to call it, serve."""
@@ -355,6 +406,9 @@ def demo(
     from .auth import ClientStore
     from .auth.scopes import SCOPES
 
+    s = settings()
+    host = host or s.host
+    port = s.port if port is None else port
     store = open_store(migrate=True)
     loaded = 0
     for adapter in wiring.default():
@@ -367,7 +421,8 @@ def demo(
     client, secret = ClientStore(store.engine).create(DEMO_TENANT, sorted(SCOPES), name="demo")
     store.dispose()
     base = f"http://{host}:{port}"
-    out.print(f"\n[bold]Tessera demo[/] - tenant [cyan]{DEMO_TENANT}[/], {loaded} sample records, database {_safe_url(settings().database_url)}")
+    out.print(Text.assemble("\n", ("Tessera demo", "bold"), " - tenant ", (DEMO_TENANT, "cyan"),
+                            f", {loaded} sample records, database {describe_database(s.database_url)}"))
     out.print(f"  API:           {base}  (OpenAPI: {base}/docs)")
     out.print(f"  client_id:     {client.client_id}")
     out.print(f"  client_secret: {secret}")
@@ -404,11 +459,12 @@ def main() -> None:
         register_adapters()
         app()
     except TesseraError as exc:
-        console.print(f"[red]error:[/] {exc.detail}")
+        # plain text: messages quote user data and patterns ("^[a-z0-9-]{0,62}$"), never markup
+        console.print(Text.assemble(("error: ", "red"), exc.detail))
         for e in exc.errors[:50]:
-            console.print(f"  - {e}")
+            console.print(Text(f"  - {e}"))
         if len(exc.errors) > 50:
-            console.print(f"  ... and {len(exc.errors) - 50} more")
+            console.print(Text(f"  ... and {len(exc.errors) - 50} more"))
         sys.exit(1)
 
 

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     public_url: str | None = Field(default=None, description="base URL clients see (behind a proxy); used for links")
     issuer: str = Field(default="tessera", description="iss of the access tokens this gateway signs")
     token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
+    revocation_check_seconds: float = Field(
+        default=5.0, ge=0, le=60,
+        description="a revoked client's tokens are refused within this many seconds (each process asks the database "
+                    "at most this often per client; 0: on every request)",
+    )
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="requests above this get 413")
     page_size_default: int = Field(default=100, ge=1, le=1000)
     page_size_max: int = Field(default=1000, ge=1, le=10000)

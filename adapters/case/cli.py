@@ -9,10 +9,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
-from rich.markup import escape
 from rich.text import Text
 
-from gateway.cli_kit import client_secret_from_env, console, open_store, out, print_apply_result, print_deviations, print_table
+from gateway.cli_kit import (
+    ImportTenant,
+    client_secret_from_env,
+    console,
+    open_store,
+    out,
+    print_apply_result,
+    print_deviations,
+    print_table,
+    print_tenant,
+)
 from gateway.errors import Deviations, ErrorDetail, TesseraError
 
 if TYPE_CHECKING:
@@ -46,7 +55,8 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, val
     validate case`` (``adapter``: the CaseAdapter)."""
 
     def report(pkg: CasePackage, done: FrameworkImport, where: str, tenant: str) -> None:
-        print_apply_result(done.result, title=escape(f"{pkg.title} ({pkg.identifier}) from {where} -> tenant {tenant}"))
+        print_apply_result(done.result, title=f"{pkg.title} ({pkg.identifier}) from {where} -> tenant {tenant}")
+        print_tenant(tenant)
         if done.existed:
             prev = done.previous_published_at.isoformat() if done.previous_published_at else "unknown"
             out.print(f"updated in place (stored version's last change: {prev})")
@@ -57,7 +67,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, val
 
     def dry_report(pkg: CasePackage, where: str, tenant: str) -> None:
         print_table(["kind", "in the package"], sorted(contents(pkg).items()),
-                    title=escape(f"{pkg.title} ({pkg.identifier}) from {where} -> tenant {tenant}: valid, nothing written"))
+                    title=f"{pkg.title} ({pkg.identifier}) from {where} -> tenant {tenant}: valid, nothing written")
         print_deviations(pkg.deviations)
         print_notes(pkg)
 
@@ -81,7 +91,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, val
         url: Annotated[str | None, typer.Option("--url", help="a CASE 1.0 provider (site root or .../ims/case/v1p0)")] = None,
         document: Annotated[list[str] | None, typer.Option("--document", help="CFDocument identifier to import (repeatable); "
                                                            "default: every document the provider lists")] = None,
-        tenant: Annotated[str, typer.Option(help="tenant the framework belongs to")] = "default",
+        tenant: ImportTenant = "default",
         source: Annotated[str, typer.Option(help="system name the records are keyed by")] = "case",
         force: Annotated[bool, typer.Option("--force", help="replace a stored framework even when this one is older")] = False,
         strict: Annotated[bool, typer.Option("--strict", help="reject the deviations otherwise accepted with a warning")] = False,

@@ -435,7 +435,7 @@ def register_cli(lti_app: typer.Typer) -> None:
 
     from rich.table import Table
 
-    from gateway.cli_kit import open_store, out
+    from gateway.cli_kit import open_store, out, print_new_credentials
 
     group = typer.Typer(help="LTI 1.1 consumer keys and secrets (OAuth 1.0a).", no_args_is_help=True)
     lti_app.add_typer(group, name="consumers")
@@ -449,15 +449,21 @@ def register_cli(lti_app: typer.Typer) -> None:
                                                        "without it a secret is generated and shown once")] = None,
         name: Annotated[str | None, typer.Option(help="a name for people")] = None,
         roster_system: Annotated[str, typer.Option("--roster-system", help="identifier system of LIS sourcedids")] = "sis",
+        as_json: Annotated[bool, typer.Option("--json", help="print the new key as one JSON object (for scripts)")] = False,
     ) -> None:
         """Add an LTI 1.1 consumer key; its secret is sealed at rest."""
         secret = os.environ.get(secret_env, "") if secret_env else secrets.token_urlsafe(32)
         if not secret:
             raise typer.BadParameter(f"the environment variable {secret_env} is not set")
         Credentials(open_store().engine).add(tenant, consumer_key, secret, role=role, name=name, roster_system=roster_system)
-        out.print(f"added LTI 1.1 key {consumer_key} ({role}) for tenant {tenant}")
-        if not secret_env:
-            out.print(f"secret (shown once): {secret}")
+        fields = {"consumer_key": consumer_key, "role": role, "tenant": tenant}
+        if secret_env:
+            import orjson
+
+            out.print(orjson.dumps(fields).decode() if as_json else f"added LTI 1.1 key {consumer_key} ({role}) for tenant {tenant}",
+                      soft_wrap=True, highlight=False)
+        else:  # a generated secret: shown once
+            print_new_credentials({**fields, "consumer_secret": secret}, as_json=as_json)
 
     @group.command("list")
     def list_(tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None) -> None:

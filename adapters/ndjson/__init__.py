@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.errors import ConfigError, ErrorCollector, ErrorDetail, MalformedInput, ValidationError
+from gateway.errors import ErrorCollector, ErrorDetail, MalformedInput, ValidationError
 from gateway.model import RECORD_TYPES, Record, parse_record
+from gateway.model.tenancy import claim_tenant, labels, relabel
 
 if TYPE_CHECKING:
     import typer
@@ -30,10 +31,13 @@ class NdjsonAdapter:
     title = "Canonical records as newline-delimited JSON"
 
     def parse(self, data: bytes | Iterable[bytes], *, tenant: str, source: str | None = None, **options: Any) -> list[Record]:
-        """Every line must be one canonical record of ``tenant``; blank lines are skipped.
-        All problems are collected (up to 1000) and reported as ``line N``, field path."""
+        """Every line must be one canonical record; blank lines are skipped. Which tenant a
+        line is for follows ``gateway.model.tenancy``, the rule of ``/v1/batches``: a line
+        without ``tenant`` is ``tenant``'s (its ``id``, if any, a label the file's references
+        use), a line naming another tenant is refused. All problems are collected (up to
+        1000) and reported as ``line N``, field path."""
         lines = data.splitlines() if isinstance(data, bytes) else data
-        records: list[Record] = []
+        objs: list[tuple[str, dict[str, Any]]] = []
         errors = ErrorCollector()
         for n, line in enumerate(lines, start=1):
             line = line.strip()
@@ -51,11 +55,17 @@ class NdjsonAdapter:
             if obj.get("kind") not in RECORD_TYPES:
                 errors.add(f"unknown or missing kind {obj.get('kind')!r}; expected one of {sorted(RECORD_TYPES)}", location=where, field="kind")
                 continue
-            if obj.get("tenant") != tenant:
-                errors.add(f"record is for tenant {obj.get('tenant')!r}, this import is for {tenant!r}", location=where, field="tenant")
+            objs.append((where, obj))
+        mapping = labels((obj for _, obj in objs), tenant)
+        records: list[Record] = []
+        for where, obj in objs:
+            try:
+                obj = claim_tenant(obj, tenant)
+            except ValueError as exc:
+                errors.add(str(exc), location=where, field="tenant")
                 continue
             try:
-                records.append(parse_record(obj, location=where))
+                records.append(parse_record(relabel(obj, mapping) if mapping else obj, location=where))
             except ValidationError as exc:
                 for e in exc.errors:
                     errors.add(e.message, location=e.location, field=e.field)
@@ -81,11 +91,8 @@ class NdjsonAdapter:
             yield orjson.dumps(rec.model_dump(mode="json", exclude_none=True)) + b"\n"
 
     def load_demo(self, store: Store, tenant: str, console: Any = None) -> ApplyResult:
-        """Load the bundled fictional district (``samples/demo-district.ndjson``) into ``tenant``."""
-        # Record ids derive from the tenant (gateway.model.base.record_id), so the sample
-        # file, ids and references included, belongs to the tenant it was generated for.
-        if tenant != "demo":
-            raise ConfigError(f"the bundled sample data belongs to tenant 'demo', not {tenant!r}")
+        """Load the bundled fictional district (``samples/demo-district.ndjson``) into ``tenant``:
+        its records name no tenant, so they load into any (``gateway.model.tenancy``)."""
         records = self.parse((SAMPLES / "demo-district.ndjson").read_bytes(), tenant=tenant)
         return store.records.apply(tenant, records)
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli_kit import console, open_store, print_apply_result
+from gateway.cli_kit import ImportTenant, console, open_store, print_apply_result, print_tenant, progress_description
 from gateway.model import RECORD_TYPES
 
 
@@ -18,13 +18,15 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
     @import_app.command("ndjson")
     def import_ndjson(
         file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="canonical NDJSON file")],
-        tenant: Annotated[str, typer.Option(help="tenant the records belong to")] = "default",
+        tenant: ImportTenant = "default",
     ) -> None:
-        """Import canonical records, one JSON object per line. All or nothing."""
+        """Import canonical records, one JSON object per line. All or nothing. A record without
+        "tenant" goes to --tenant (its "id", if any, a label the file's references use); a record
+        naming another tenant is refused (the rule of POST /v1/batches)."""
         from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
         store = open_store()
-        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+        with Progress(progress_description(), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
                       console=console, transient=True) as progress:
             task = progress.add_task(f"validating {file.name}", total=file.stat().st_size)
 
@@ -38,6 +40,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
         with console.status(f"applying {len(records)} records in one transaction"):
             result = store.records.apply(tenant, records)
         print_apply_result(result, title=f"{file.name} -> tenant {tenant}")
+        print_tenant(tenant)
 
     @export_app.command("ndjson")
     def export_ndjson(

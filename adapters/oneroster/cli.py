@@ -15,6 +15,7 @@ import typer
 from rich.text import Text
 
 from gateway.cli_kit import (
+    ImportTenant,
     client_secret_from_env,
     console,
     open_store,
@@ -22,7 +23,10 @@ from gateway.cli_kit import (
     print_apply_result,
     print_credentials,
     print_deviations,
+    print_new_credentials,
     print_table,
+    print_tenant,
+    progress_description,
 )
 from gateway.errors import TesseraError
 
@@ -96,7 +100,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
     @import_app.command("oneroster")
     def import_oneroster(
         path: Annotated[Path | None, typer.Argument(exists=True, help="a OneRoster 1.1/1.2 CSV package: a zip file or a directory")] = None,
-        tenant: Annotated[str, typer.Option(help="tenant the records belong to")] = "default",
+        tenant: ImportTenant = "default",
         source: Annotated[str, typer.Option(help="name of the system the package comes from (keys its records)")] = "sis",
         url: Annotated[str | None, typer.Option("--url", metavar="BASE", help="a OneRoster REST provider (site root or "
                                                 ".../ims/oneroster/rostering/v1p2 or .../ims/oneroster/v1p1)")] = None,
@@ -142,7 +146,6 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
             BarColumn,
             DownloadColumn,
             Progress,
-            TextColumn,
             TimeRemainingColumn,
         )
 
@@ -152,7 +155,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
         total = sum(pkg.size(n) for n in pkg.members if n.endswith(".csv") and n != "manifest.csv")
         pkg.close()
         store = open_store()
-        with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), DownloadColumn(),
+        with Progress(progress_description(), BarColumn(), DownloadColumn(),
                       TimeRemainingColumn(), console=console, transient=True) as progress:
             task = progress.add_task(f"validating {path.name}", total=total or None)
             current = {"file": ""}
@@ -174,8 +177,9 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
         print_apply_result(report.result, title=f"OneRoster {report.version} {path.name} -> tenant {tenant} (source {source})")
         modes = ", ".join(f"{k}={v}" for k, v in sorted(report.files.items()) if v != "absent")
         out.print(f"files: {modes}")
+        print_tenant(tenant)
         for kind, n in sorted(report.deleted.items()):
-            out.print(f"{n} {kind} record(s) absent from a bulk file: marked tobedeleted")
+            out.print(f"bulk: {n} {kind} record(s) of source {source} absent from this package's bulk file were marked tobedeleted")
         print_deviations(report.deviations)
         print_credentials_report(report)
 
@@ -195,6 +199,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
         mode = f"changes since {since}" if since else "full"
         print_apply_result(summary.result, title=f"OneRoster {summary.version} {client.base} ({mode}) -> tenant {tenant} (source {source})")
         out.print("read: " + ", ".join(f"{name}={n}" for name, n in summary.counts.items()))
+        print_tenant(tenant)
         for kind, n in sorted(summary.retired.items()):
             out.print(f"{n} {kind} record(s) no longer listed by the provider: marked tobedeleted")
         for name, n in sorted(summary.ignored.items()):
@@ -273,17 +278,15 @@ def oneroster_cli() -> typer.Typer:
         scopes: Annotated[list[str], typer.Option("--scope", "--scopes", help=f"OneRoster scopes, repeatable or space-separated; "
                                                   f"known: {' '.join(CONSUMER_SCOPES)}")],
         name: Annotated[str | None, typer.Option(help="a name for humans (the SIS or LMS using the key)")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="print the new key as one JSON object (for scripts)")] = False,
     ) -> None:
         """Create a consumer key. Its secret is printed ONCE; it is stored sealed, never logged.
         The consumer signs each 1.1 request with OAuth 1.0a HMAC-SHA256 (or HMAC-SHA1)."""
         flat = [s for item in scopes for s in item.replace(",", " ").split()]
         consumer, secret = ConsumerStore(open_store().engine).create(tenant, flat, name)
-        out.print(f"consumer_key:    {consumer.consumer_key}")
-        out.print(f"consumer_secret: {secret}")
-        out.print(f"tenant:          {consumer.tenant}")
-        out.print(f"scopes:          {' '.join(consumer.scopes)}")
-        out.print("endpoint: /ims/oneroster/v1p1/ (OAuth 1.0a, HMAC-SHA256 or HMAC-SHA1)")
-        console.print("[yellow]Store the secret now: it cannot be shown again.[/]")
+        print_new_credentials({"consumer_key": consumer.consumer_key, "consumer_secret": secret, "tenant": consumer.tenant,
+                               "scopes": list(consumer.scopes)},
+                              as_json=as_json, notes=["endpoint: /ims/oneroster/v1p1/ (OAuth 1.0a, HMAC-SHA256 or HMAC-SHA1)"])
 
     @consumers.command("list")
     def list_(tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None) -> None:

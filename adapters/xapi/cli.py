@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli_kit import console, open_store, out, print_credentials
+from gateway.cli_kit import console, open_store, print_credentials, print_new_credentials
 
 from .scopes import XAPI_SCOPES
 
@@ -29,6 +29,7 @@ def lrs_cli() -> typer.Typer:
                                                          f"space-separated, with or without 'xapi/' (default: all); "
                                                          f"known: {' '.join(XAPI_SCOPES)}")] = None,
         name: Annotated[str | None, typer.Option(help="a name for humans; it is the authority's name in statements")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="print the new credentials as one JSON object (for scripts)")] = False,
     ) -> None:
         """Create LRS credentials. The secret is printed ONCE; only a hash is stored."""
         from gateway.auth import ClientStore
@@ -39,12 +40,8 @@ def lrs_cli() -> typer.Typer:
         if bad:
             raise typer.BadParameter(f"unknown xAPI scope(s) {bad}; known: {' '.join(XAPI_SCOPES)}")
         client, secret = ClientStore(open_store().engine).create(tenant, wanted, name or f"lrs-{tenant}")
-        out.print(f"key:     {client.client_id}")
-        out.print(f"secret:  {secret}")
-        out.print(f"tenant:  {client.tenant}")
-        out.print(f"scopes:  {' '.join(client.scopes)}")
-        out.print("endpoint: /xapi/ (HTTP Basic: key as user name, secret as password)")
-        console.print("[yellow]Store the secret now: it cannot be shown again.[/]")
+        print_new_credentials({"key": client.client_id, "secret": secret, "tenant": client.tenant, "scopes": list(client.scopes)},
+                              as_json=as_json, notes=["endpoint: /xapi/ (HTTP Basic: key as user name, secret as password)"])
 
     @credentials.command("list")
     def list_(tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None) -> None:
@@ -57,7 +54,8 @@ def lrs_cli() -> typer.Typer:
 
     @credentials.command("revoke")
     def revoke(key: str) -> None:
-        """Revoke LRS credentials (a running server stops accepting them within 30 s)."""
+        """Revoke LRS credentials: a running server refuses them (Basic or their bearer tokens) within 5 s
+        (TESSERA_REVOCATION_CHECK_SECONDS)."""
         from gateway.auth import ClientStore
 
         ClientStore(open_store().engine).revoke(key)

@@ -172,7 +172,8 @@ class _VerifiedSecrets:
     """HTTP Basic secrets verified recently, so scrypt (tens of ms by design) runs once per
     credential and cache period, not per request. Keyed by client id and an HMAC of the
     secret under a per-process key: the secret itself is never kept. A revoked credential
-    stops working within ``TTL_SECONDS``."""
+    stops working within ``TESSERA_REVOCATION_CHECK_SECONDS`` (``Auth.revocations`` is asked
+    on each cache hit)."""
 
     TTL_SECONDS = 30.0
 
@@ -237,6 +238,8 @@ async def _basic(ctx: AppContext, cache: _VerifiedSecrets, value: str) -> LrsPri
     key = cache.key(client_id, secret)
     found = cache.get(key)
     if found is not None:
+        if ctx.auth.revocations.revoked(client_id):  # within TESSERA_REVOCATION_CHECK_SECONDS, not the cache's 30 s
+            raise AuthError("unknown, revoked or wrong LRS credentials")
         return found
     client = await run_in_threadpool(ctx.auth.clients.authenticate, client_id, secret)
     if client is None:

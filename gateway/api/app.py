@@ -18,7 +18,7 @@ from ..errors import NotReady, UnsupportedMediaType
 from ..store import Store
 from ..wiring import Wiring
 from ..wiring import default as default_wiring
-from . import competencies, mastery, problems, reports, v1
+from . import competencies, docs, mastery, problems, reports, v1
 from .context import AppContext
 from .middleware import ConnectionRecycler, RequestContextMiddleware
 
@@ -70,15 +70,19 @@ def create_app(settings: Settings | None = None, store: Store | None = None, reg
         wiring = Wiring.of(*registry, installed=False) if registry is not None else default_wiring()
     settings = settings or get_settings()
     store = wiring.wire(store) if store is not None else wiring.open_store(settings.database_url)
-    auth = Auth.build(store.engine, issuer=settings.issuer, token_ttl_seconds=settings.token_ttl_seconds)
+    auth = Auth.build(store.engine, issuer=settings.issuer, token_ttl_seconds=settings.token_ttl_seconds,
+                      revocation_check_seconds=settings.revocation_check_seconds)
     ctx = AppContext(settings=settings, store=store, auth=auth, adapter_settings=wiring.all_settings())
     app = FastAPI(
         title="Tessera gateway",
         version=__version__,
         description="Interoperability gateway for competency-based education.",
+        docs_url=None,  # served from the package by gateway.api.docs, not from a CDN
+        redoc_url=None,
     )
     app.state.ctx = ctx
     problems.install(app)
+    docs.install(app)
     app.include_router(_core_router(ctx))
     app.include_router(v1.build_router(ctx))
     app.include_router(competencies.build_router(ctx))

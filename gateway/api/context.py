@@ -27,7 +27,9 @@ class VerifiedTokens:
     keys cached (``KeyStore.CACHE_SECONDS``; at most ``TTL_SECONDS``), so a key retired or
     cut short in the database stops a token as soon as it did before, and never past the
     token's own ``exp``, so an expired token is refused exactly as before. Only successes
-    are remembered: a bad token is checked, and refused, every time.
+    are remembered: a bad token is checked, and refused, every time. Whether the token's
+    client has been revoked is not remembered here: ``AppContext.principal`` asks
+    ``Auth.revocations`` on every use (cached a few seconds per client).
     """
 
     TTL_SECONDS = 30.0
@@ -94,6 +96,8 @@ class AppContext:
         if principal is None:
             principal = self.auth.tokens.verify(token)
             self.verified.put(token, principal, ttl=self.auth.keys.CACHE_SECONDS)
+        if self.auth.revocations.revoked(principal.client_id):
+            raise AuthError("the client this access token was issued to has been revoked")
         request.state.principal = principal
         return principal
 

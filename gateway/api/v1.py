@@ -22,6 +22,7 @@ from fastapi.responses import Response
 from ..auth import Principal
 from ..errors import ErrorDetail, MalformedInput, UnsupportedMediaType, ValidationError
 from ..model import Record, ensure_aware, parse_record
+from ..model.tenancy import claim_tenant, labels, relabel
 from .context import AppContext
 
 
@@ -185,19 +186,24 @@ async def read_json_body(request: Request) -> Any:
 
 
 def parse_batch(body: Any, *, tenant: str) -> list[Record]:
-    """``{"records": [...]}`` -> records of ``tenant``, with every error located as ``records[i].field``."""
+    """``{"records": [...]}`` -> records of ``tenant``, with every error located as ``records[i].field``.
+    Which tenant a record is for: ``gateway.model.tenancy`` (the rule NDJSON imports follow too)."""
     if not isinstance(body, dict) or set(body) != {"records"} or not isinstance(body["records"], list):
         raise ValidationError('expected an object with exactly one member, "records": an array of canonical records')
+    items = body["records"]
+    mapping = labels((item for item in items if isinstance(item, dict)), tenant)
     records, errors = [], []
-    for i, item in enumerate(body["records"]):
+    for i, item in enumerate(items):
         if not isinstance(item, dict):  # parse_record would take a string for JSON text and skip the tenant check
             errors.append(ErrorDetail("must be a JSON object: a canonical record", location=f"records[{i}]"))
             continue
-        if item.get("tenant", tenant) != tenant:
-            errors.append(ErrorDetail("records may only be written to your own tenant", location=f"records[{i}]", field="tenant"))
+        try:
+            item = claim_tenant(item, tenant)
+        except ValueError as exc:
+            errors.append(ErrorDetail(str(exc), location=f"records[{i}]", field="tenant"))
             continue
-        if "tenant" not in item:
-            item = {**item, "tenant": tenant}
+        if mapping:
+            item = relabel(item, mapping)
         try:
             records.append(parse_record(item, location=f"records[{i}]"))
         except ValidationError as exc:

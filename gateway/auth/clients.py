@@ -10,6 +10,8 @@ import base64
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -113,6 +115,13 @@ class ClientStore:
         if not n:
             raise NotFound(f"no client {client_id}")
 
+    def is_revoked(self, client_id: str) -> bool:
+        """True when ``client_id`` is a client of this store that has been revoked (an id it
+        does not hold, such as an LTI tool's, is not)."""
+        with self.engine.connect() as conn:
+            r = conn.execute(select(t.oauth_clients.c.revoked_at).where(t.oauth_clients.c.client_id == client_id)).first()
+        return r is not None and r.revoked_at is not None
+
     def list(self, tenant: str | None = None) -> list[Client]:
         q = select(t.oauth_clients).order_by(t.oauth_clients.c.created_at)
         if tenant:
@@ -125,3 +134,34 @@ class ClientStore:
 
 
 _DUMMY_HASH = hash_secret("not-a-secret", salt=b"0" * 16)
+
+
+class RevocationCheck:
+    """Whether the client behind an access token (or LRS Basic credentials) has been revoked,
+    asked every time a token is used: ``tessera clients revoke`` stops the tokens a client
+    already holds, not only new ones.
+
+    Tokens are self-contained JWTs, so this is the one database read their use costs; its
+    answer is kept per client and process for ``ttl_seconds`` (``TESSERA_REVOCATION_CHECK_SECONDS``,
+    5 s by default; 0: ask every time), so a revocation takes effect everywhere within that."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, clients: ClientStore, *, ttl_seconds: float) -> None:
+        self.clients = clients
+        self.ttl = ttl_seconds
+        self._entries: dict[str, tuple[bool, float]] = {}
+        self._lock = threading.Lock()
+
+    def revoked(self, client_id: str) -> bool:
+        now = time.monotonic()
+        entry = self._entries.get(client_id)
+        if entry is not None and now < entry[1]:
+            return entry[0]
+        answer = self.clients.is_revoked(client_id)
+        if self.ttl > 0:
+            with self._lock:
+                if len(self._entries) >= self.MAX_ENTRIES:
+                    self._entries.clear()
+                self._entries[client_id] = (answer, now + self.ttl)
+        return answer

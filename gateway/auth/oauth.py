@@ -20,6 +20,9 @@ from .clients import Client, ClientStore
 from .scopes import normalize
 from .tokens import TokenService
 
+#: the realm the token endpoint's HTTP Basic challenge names
+REALM = "tessera"
+
 
 class _Validator(RequestValidator):
     def __init__(self, clients: ClientStore) -> None:
@@ -105,4 +108,27 @@ class TokenEndpoint:
             # credentials do not belong): answer those in the same RFC 6749 5.2 shape, not 500.
             resp_headers = {"Content-Type": "application/json", "Cache-Control": "no-store", "Pragma": "no-cache", **exc.headers}
             resp_body, status = exc.json, exc.status_code
-        return dict(resp_headers), resp_body, status
+        resp_headers = dict(resp_headers)
+        if status == 401:
+            status = _client_authentication_challenge(resp_headers, body, headers)
+        return resp_headers, resp_body, status
+
+
+def _client_authentication_challenge(resp_headers: dict[str, str], body: str, headers: dict[str, str]) -> int:
+    """RFC 6749 5.2 ``invalid_client``: oauthlib challenges with ``Bearer`` (RFC 6750, the
+    resource server's scheme), but the token endpoint authenticates clients, and the answer
+    must name the scheme the client used. Fixes ``resp_headers`` and returns the status:
+
+    - HTTP Basic (or no credentials, or another scheme): 401 with ``WWW-Authenticate: Basic
+      realm="tessera"``, the scheme this endpoint takes in the header;
+    - credentials in the body (``client_secret_post``, no Authorization header): 400, and no
+      challenge, since no HTTP authentication scheme was attempted."""
+    from urllib.parse import parse_qs
+
+    resp_headers.pop("WWW-Authenticate", None)
+    if not headers.get("Authorization"):
+        form = parse_qs(body, keep_blank_values=True)
+        if "client_id" in form or "client_secret" in form:
+            return 400
+    resp_headers["WWW-Authenticate"] = f'Basic realm="{REALM}", charset="UTF-8"'
+    return 401

@@ -30,6 +30,7 @@ def tools_cli() -> typer.Typer:
         deployment: Annotated[list[str] | None, typer.Option("--deployment", help="a deployment id (repeatable; default: one is made)")] = None,
         custom: Annotated[list[str] | None, typer.Option("--custom", help="a custom parameter name=value (repeatable)")] = None,
         tenant: Annotated[str, typer.Option(help="tenant the tool belongs to")] = "default",
+        as_json: Annotated[bool, typer.Option("--json", help="print the new tool as one JSON object (for scripts)")] = False,
     ) -> None:
         """Register a tool; prints its client_id and deployment ids."""
         pairs = [c.partition("=") for c in custom or []]
@@ -44,8 +45,12 @@ def tools_cli() -> typer.Typer:
         except PydanticError as exc:
             raise typer.BadParameter("; ".join(e["msg"] for e in exc.errors())) from None
         tool = ToolRegistry(open_store().engine).add(tenant, reg)
-        out.print(f"client_id: {tool.client_id}")
-        out.print(f"deployments: {' '.join(tool.deployments)}")
+        if as_json:
+            out.print(orjson.dumps({"client_id": tool.client_id, "tenant": tool.tenant, "deployments": list(tool.deployments)}).decode(),
+                      soft_wrap=True, highlight=False)
+            return
+        out.print(f"client_id: {tool.client_id}", soft_wrap=True, highlight=False)
+        out.print(f"deployments: {' '.join(tool.deployments)}", soft_wrap=True, highlight=False)
 
     @app.command("list")
     def list_(tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None) -> None:

@@ -2,6 +2,9 @@
 
 Run: python adapters/ndjson/samples/make_demo.py  (deterministic: same output every time)
 
+The records name no tenant, so the file loads into any: ``tessera import ndjson
+demo-district.ndjson --tenant T`` (``gateway.model.tenancy``).
+
 One district, an elementary and a middle school, a school year with two semesters,
 grade 4 and grade 7 mathematics and ELA sections, 8 teachers, 160 students with
 guardians, a small mathematics framework with a hierarchy, prerequisites and a
@@ -201,10 +204,12 @@ def build() -> list:
 
 
 def main() -> None:
+    """Each line without its ``tenant``: the file loads into any tenant (``gateway.model.tenancy``:
+    the ids, those of tenant ``demo``, are labels its references use)."""
     path = Path(__file__).with_name("demo-district.ndjson")
     with path.open("wb") as fh:
         for rec in build():
-            fh.write(orjson.dumps(rec.model_dump(mode="json", exclude_none=True)) + b"\n")
+            fh.write(orjson.dumps(rec.model_dump(mode="json", exclude_none=True, exclude={"tenant"})) + b"\n")
     print(f"wrote {path}")
 
 
