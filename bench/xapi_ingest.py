@@ -16,7 +16,7 @@ batch latency, the server's CPU time per statement and peak RSS (summed over its
 processes), and checks the database: N statements, N evidence items all aligned, mastery
 states > 0. Any batch that fails, or a count that is off, ends the run with exit status 1.
 
-``--peer ralph`` also runs Ralph (``bench/peers/ralph.py``: ralph-malph in its own virtual
+``--peer ralph`` also runs Ralph (``bench/peers/ralph_peer.py``: ralph-malph in its own virtual
 environment under a temporary folder) with the same client and bodies, alternating
 Tessera, Ralph, Tessera, ... ``--rounds`` times each (default 3), and prints both rates and
 the median of the ratios of adjacent pairs. The two share the machine: compare ratios and
@@ -172,13 +172,13 @@ class Outcome:
 
     @property
     def rate(self) -> float:
-        return self.statements / self.took
+        return self.statements / self.took if self.took else 0.0
 
     def report(self) -> None:
-        q = statistics.quantiles(self.latencies, n=100)
+        q = statistics.quantiles(self.latencies, n=100) if len(self.latencies) > 1 else [0.0] * 99
         print(f"  {self.name}: {self.statements:,} statements in {self.took:.1f} s: {self.rate:,.0f} statements/s; "
               f"batch latency p50 {q[49] * 1000:.0f} ms, p95 {q[94] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms")
-        if self.cpu:
+        if self.cpu and self.statements:
             print(f"    server CPU {self.cpu:.1f} s ({self.cpu / self.took:.2f} cores, {self.cpu / self.statements * 1e6:.0f} us "
                   f"per statement); peak RSS {self.rss:,.0f} MiB")
         for note in self.notes:
@@ -203,7 +203,7 @@ def drive(name: str, base: str, auth: tuple[str, str], bodies: list[bytes], pid:
                     return
                 t0 = time.perf_counter()
                 try:
-                    r = c.post("/xapi/statements", content=body)
+                    r = c.post("/xAPI/statements", content=body)  # as Ralph spells it (Tessera answers both)
                     status, text = r.status_code, r.text
                 except httpx.HTTPError as exc:
                     status, text = 0, repr(exc)
@@ -313,9 +313,9 @@ def main() -> int:
 
     runs.append(ours)
     if args.peer == "ralph":
-        from peers import ralph
+        from peers import ralph_peer
 
-        runs.append(lambda: ralph.run(bodies, drive))
+        runs.append(lambda: ralph_peer.run(bodies, drive))
     outcomes: list[list[Outcome]] = [[] for _ in runs]
     failed = False
     for _ in range(args.rounds if args.peer else 1):
