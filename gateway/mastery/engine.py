@@ -67,12 +67,15 @@ def _counted(tenant: Any, *, aligned: bool = True) -> Any:
 
 # The incremental path's two reads, built once (every evidence transaction runs them;
 # building a statement and its cache key cost more than SQLite took to answer it).
+# The evidence read names the learners only, and the caller keeps the competencies it
+# wants: with ``competency_id IN (...)`` as well, SQLite probed the index once per (learner,
+# competency) pair, 400 learners x 200 competencies for a batch of xAPI statements
+# (measured: 128 ms for the query against 30 ms for the learners' rows, all of them).
 _LEARNERS_EVIDENCE = select(t.evidence.c.learner_id, *_EVIDENCE_COLUMNS).where(
     _counted(bindparam("tenant"), aligned=False), t.evidence.c.learner_id.in_(bindparam("learners", expanding=True)),
-    t.evidence.c.competency_id.in_(bindparam("competencies", expanding=True)),
 )
 _LEARNERS_STATES = select(t.mastery_states.c.learner_id, t.mastery_states.c.competency_id, t.mastery_states.c.status,
-                          t.mastery_states.c.data).where(
+                          t.mastery_states.c.data, t.mastery_states.c.id, t.mastery_states.c.content_hash).where(
     t.mastery_states.c.tenant == bindparam("tenant"), t.mastery_states.c.learner_id.in_(bindparam("learners", expanding=True)),
     t.mastery_states.c.competency_id.in_(bindparam("competencies", expanding=True)),
 )
@@ -349,27 +352,42 @@ class MasteryEngine:
         learners = list(targets)
         rows_by: dict[uuid.UUID, dict[uuid.UUID, list[EvidenceRow]]] = defaultdict(lambda: defaultdict(list))
         for chunk in _chunks(learners):
-            for row in conn.execute(_LEARNERS_EVIDENCE, {"tenant": tenant, "learners": chunk, "competencies": list(groups)}):
-                rows_by[row[0]][row[2]].append(tuple(row[1:]))
+            for row in conn.execute(_LEARNERS_EVIDENCE, {"tenant": tenant, "learners": chunk}):
+                if row[2] in groups:
+                    rows_by[row[0]][row[2]].append(tuple(row[1:]))
         stored: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str]] = {}
+        hashes: dict[uuid.UUID, str] = {}  # state id -> content hash, of every state derive may write
         for chunk in _chunks(learners):
-            for learner, comp, status, data in conn.execute(_LEARNERS_STATES, {"tenant": tenant, "learners": chunk, "competencies": list(wanted)}):
+            for learner, comp, status, data, sid, digest in conn.execute(
+                _LEARNERS_STATES, {"tenant": tenant, "learners": chunk, "competencies": list(wanted)}
+            ):
                 stored[(learner, comp)] = (status, data)
+                hashes[sid] = digest
         active = Status.active.value
-        records: list[MasteryState] = []
+        # Derived states are serialised as the full recompute does (``serial.state_json``:
+        # the bytes ``to_record`` would give, without a pydantic model per state and per
+        # contribution), and compared with the hashes just read instead of a second query.
+        suffix = computed_at_suffix(now)
+        states: list[tuple[StateHead, str, str]] = []
+        retired: list[MasteryState] = []
         for learner in learners:
 
             def stored_state(c: uuid.UUID, learner: uuid.UUID = learner) -> Derived | None:
                 hit = stored.get((learner, c))
                 return _from_stored(hit[1]) if hit is not None and hit[0] == active else None
 
+            who = str(learner)
             for c, d in derive(model, rows_by[learner], targets[learner], stored_state).items():
                 if d is not None:
-                    records.append(to_record(tenant, learner, d, now))
+                    states.append(state_json(tenant, SOURCE, *_state_names(tenant, who, str(c)), learner, d, suffix))
                 elif stored.get((learner, c), ("",))[0] == active:
-                    records.append(_retired(tenant, learner, c, model, now))
-        if records:
-            self.store.records.apply_in(conn, tenant, records, now=now, derived=True)
+                    retired.append(_retired(tenant, learner, c, model, now))
+        if states:
+            batch = self.store.records.prepare_serialised(tenant, "mastery_state", states)
+            batch.stored["mastery_state"] = hashes
+            self.store.records.apply_in(conn, tenant, batch, now=now, derived=True)
+        if retired:
+            self.store.records.apply_in(conn, tenant, retired, now=now, derived=True)
 
     # --- full recompute --------------------------------------------------------------------------
 
