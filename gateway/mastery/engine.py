@@ -21,6 +21,7 @@ a kind the rule does not weight 0.
 from __future__ import annotations
 
 import gc
+import hashlib
 import time
 import uuid
 from collections import defaultdict
@@ -294,6 +295,23 @@ def _partitions(conn: Connection, q: Any) -> Iterator[Sequence[Any]]:
     return conn.execute(q, execution_options=stream).partitions()
 
 
+def _lock_learners(conn: Connection, tenant: str, learners: Iterable[uuid.UUID]) -> None:
+    """PostgreSQL: hold a transaction advisory lock per learner until this transaction ends,
+    taken in one order (no deadlock between two batches), before the learners' evidence is
+    read. Transactions write concurrently there (``tessera serve --workers N``): without
+    it, two that add evidence for the same learner at once would each derive the states
+    from a snapshot without the other's evidence, and the last to commit would win with a
+    state missing an item. With it, the second waits, then reads the first's committed
+    evidence (READ COMMITTED: each statement sees what committed before it began). A lock
+    key shared by two learners (a 64-bit hash) only makes them wait for each other."""
+    keys = sorted({int.from_bytes(hashlib.blake2b(f"{tenant}/{learner}".encode(), digest_size=8).digest(), "big", signed=True)
+                   for learner in learners})
+    conn.exec_driver_sql(
+        "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM unnest(%(keys)s::bigint[]) AS k ORDER BY k) AS ordered",
+        {"keys": keys},
+    )
+
+
 _process_engines: dict[str, MasteryEngine] = {}
 
 
@@ -344,6 +362,8 @@ class MasteryEngine:
                 targets[learner] |= model.group(comp)
         if not targets:
             return
+        if conn.dialect.name == "postgresql":
+            _lock_learners(conn, tenant, targets)
         ancestors = {learner: model.ancestors(cs) for learner, cs in targets.items()}
         # evidence of every target's group and every ancestor's (a parent's own evidence counts)
         groups = {e for learner, cs in targets.items() for c in cs | ancestors[learner] for e in model.group(c)}
