@@ -105,13 +105,18 @@ TEMPLATE = (
 
 
 def make_batch(rng_seed: int, n: int = BATCH) -> bytes:
+    """``n`` statements, the ``rng_seed``-th batch. Statement k is learner k mod 4,999's answer
+    to a question of quiz k mod 200, aligned to that quiz's standard: 4,999 and 200 share no
+    factor, so each learner meets a different standard each time (40 of them in 200,000
+    statements), and their states roll up through clusters, domains and grades as a class's
+    would."""
     parts = []
     for i in range(n):
         k = rng_seed * n + i
         raw = k % 11
         verb = VERBS[k % len(VERBS)]
         parts.append(TEMPLATE.format(
-            id=uuid.uuid4(), learner=k % 5000, verb=verb, verb_name=verb.rsplit("/", 1)[1], quiz=k % 200,
+            id=uuid.uuid4(), learner=k % (LEARNERS - 1), verb=verb, verb_name=verb.rsplit("/", 1)[1], quiz=k % 200,
             question=k % 10, scaled=raw / 10, raw=raw, competency=COMPETENCIES[k % 200], success="true" if raw >= 7 else "false", secs=30 + k % 300,
             registration=uuid.UUID(int=k // 10 + 1), day=1 + k % 25, hour=k % 24, minute=k % 60, second=k % 60, ms=k % 1000,
         ))
