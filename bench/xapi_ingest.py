@@ -247,7 +247,7 @@ def tessera(url: str, workers: int) -> Iterator[tuple[str, int]]:
             proc.wait(timeout=30)
 
 
-def run_tessera(url: str, bodies: list[bytes], workers: int) -> Outcome:
+def run_tessera(url: str, bodies: list[bytes], workers: int, *, recheck: bool = False) -> Outcome:
     store = open_store(url)
     store.migrate()
     t0 = time.perf_counter()
@@ -256,12 +256,12 @@ def run_tessera(url: str, bodies: list[bytes], workers: int) -> Outcome:
     with tessera(url, workers) as (base, pid):
         client, secret = ClientStore(store.engine).create(TENANT, ["xapi/all"], name="bench")
         out = drive(f"Tessera ({workers} workers)", base, (client.client_id, secret), bodies, pid)
-        out.notes += verify(store, out, len(bodies) * BATCH)
+        out.notes[:0] = verify(store, out, len(bodies) * BATCH, recheck=recheck)
     store.dispose()
     return out
 
 
-def verify(store: Store, out: Outcome, n: int) -> list[str]:
+def verify(store: Store, out: Outcome, n: int, *, recheck: bool = False) -> list[str]:
     """What the database holds after the run; a count that is off is an error of the run."""
     from adapters.xapi.tables import xapi_statements
     from gateway.store import tables as t
@@ -279,6 +279,16 @@ def verify(store: Store, out: Outcome, n: int) -> list[str]:
         out.errors.append(f"{evidence:,} evidence items ({unaligned:,} unaligned) for {expect:,} statements")
     if not states:
         out.errors.append("no mastery state was derived")
+    if recheck:
+        from gateway.mastery.attach import engine_of
+
+        # a full recompute derives every state from scratch: any it has to write differs
+        # from what the incremental updates of the run left (with concurrent workers, a
+        # state derived from a snapshot that missed another batch's evidence)
+        report = engine_of(store).recompute(TENANT)
+        if report.written:
+            out.errors.append(f"a full recompute changed {report.written:,} of {report.states:,} states")
+        out.notes.append(f"full recompute: {report.states:,} states, {report.written:,} different from the incremental ones")
     # counted right after the last acknowledgement, without waiting: the evidence and the
     # states are written in the statements' own transaction (acknowledgement-to-evidence 0)
     return [f"stored: {stored:,} statements, {evidence:,} evidence items ({unaligned:,} unaligned), {states:,} mastery states, "
@@ -305,6 +315,8 @@ def main() -> int:
     ap.add_argument("--database-url", default=None, help="a PostgreSQL server URL (a fresh database is made on it)")
     ap.add_argument("--peer", choices=["ralph"], default=None, help="run a peer LRS too, alternating with Tessera")
     ap.add_argument("--rounds", type=int, default=3, help="with --peer: runs of each")
+    ap.add_argument("--recompute-check", action="store_true",
+                    help="after the run, recompute every state from scratch: none may differ from the incremental ones")
     args = ap.parse_args()
     print(f"host speed: record_id {host_speed():.2f} us (bench/host_speed.py; lower is faster)")
     backend = "PostgreSQL" if args.database_url else "SQLite"
@@ -317,7 +329,7 @@ def main() -> int:
 
     def ours() -> Outcome:
         with fresh_database(args.database_url) as url:
-            return run_tessera(url, bodies, args.workers)
+            return run_tessera(url, bodies, args.workers, recheck=args.recompute_check)
 
     runs.append(ours)
     if args.peer == "ralph":
