@@ -1,6 +1,6 @@
 """Diagnosis: where an xAPI statement's write costs go on SQLite, in one process, without HTTP.
 
-``bench/xapi_ingest.py`` measures the LRS end to end; this one takes the HTTP server and the
+``bench/xapi_ingest.py`` measures the LRS end to end; this one (on the same framework and roster) takes the HTTP server and the
 second worker away and splits what is left. It stores ``--preload`` statements (the ones
 ``xapi_ingest`` posts), then times ``--measure`` more, ``--per-transaction`` per
 transaction, through the LRS's own path (validation, ``StatementStore.save``, evidence
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import orjson
 from sqlalchemy import event
-from xapi_ingest import make_batch  # bench/ is sys.path[0]
+from xapi_ingest import load_reference, make_batch  # bench/ is sys.path[0]
 
 from adapters.xapi import validation as v
 from adapters.xapi.evidence import EvidenceMapper
@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--without", choices=["evidence", "activity-rows", "agent-rows"])
     ap.add_argument("--checkpoint", type=int, default=None, help="PRAGMA wal_autocheckpoint (frames; 0: never)")
     ap.add_argument("--pages", action="store_true", help="print the pages of each table and index")
+    ap.add_argument("--profile", metavar="FILE", help="write a cProfile of the measured statements to FILE")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run(Path(tmp) / "write-path.db", args)
@@ -62,6 +63,7 @@ def main() -> None:
 def run(path: Path, args: argparse.Namespace) -> None:
     store = open_store(f"sqlite:///{path}")
     store.migrate()
+    load_reference(store)  # the framework and roster xapi_ingest loads: statements align, mastery runs
     if args.checkpoint is not None:
         event.listen(store.engine, "connect", lambda dbapi, _rec: dbapi.execute(f"PRAGMA wal_autocheckpoint={args.checkpoint}"))
         store.engine.dispose()
@@ -122,12 +124,21 @@ def run(path: Path, args: argparse.Namespace) -> None:
     merges.clear()
     validate = save = 0.0
     measured = 0
+    profile = None
+    if args.profile:
+        import cProfile
+
+        profile = cProfile.Profile()
+        profile.enable()
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     while measured < args.measure:
         a, b = one(i)
         validate, save = validate + a, save + b
         i, measured = i + 1, measured + 100 * per
     wall = time.perf_counter() - t0
+    if profile is not None:
+        profile.disable()
+        profile.dump_stats(args.profile)
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
     us = 1e6 / measured

@@ -93,7 +93,7 @@ class RecordStore:
         """Apply many batches in ONE transaction, pipelined (``RecordWriter.apply_batches``)."""
         return self.writer.apply_batches(tenant, batches, batch_id=batch_id, expect=expect, within=within)
 
-    def apply_in(self, conn: Connection, tenant: str, records: Iterable[Record], *, now: datetime,
+    def apply_in(self, conn: Connection, tenant: str, records: Iterable[Record] | PreparedBatch, *, now: datetime,
                  batch_id: uuid.UUID | None = None, derived: bool = False) -> ApplyResult:
         """Write records inside a transaction the caller holds (``RecordWriter.apply_in``)."""
         return self.writer.apply_in(conn, tenant, records, now=now, batch_id=batch_id, derived=derived)

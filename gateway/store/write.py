@@ -334,7 +334,7 @@ class RecordWriter:
                 ddl.append(sql)
         return ddl
 
-    def apply_in(self, conn: Connection, tenant: str, records: Iterable[Record], *, now: datetime,
+    def apply_in(self, conn: Connection, tenant: str, records: Iterable[Record] | PreparedBatch, *, now: datetime,
                  batch_id: uuid.UUID | None = None, derived: bool = False) -> ApplyResult:
         """Write records inside a transaction the caller holds (the mastery engine writes
         the states it derived in the transaction of the evidence they come from).
