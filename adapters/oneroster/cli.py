@@ -28,7 +28,7 @@ from gateway.cli_kit import (
     print_tenant,
     progress_description,
 )
-from gateway.errors import TesseraError
+from gateway.errors import Deviations, TesseraError
 
 from .oauth1_auth import SCOPES as CONSUMER_SCOPES
 
@@ -235,9 +235,15 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
                 counts = export_mastery_package(store, output, tenant=tenant)
             out.print(f"wrote {output}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
             return
+        held = Deviations()
         with console.status(f"writing {output}"):
-            counts = adapter.export_package(store, output, tenant=tenant, version=version, source=source, credentials=credentials)
+            counts = adapter.export_package(store, output, tenant=tenant, version=version, source=source, credentials=credentials,
+                                           deviations=held)
         out.print(f"wrote {output}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+        if held:
+            console.print(Text(f"warning: {held.total} reference(s) written as sent to records this package does not carry "
+                               "(held unresolved since their import); a --strict import of it refuses exactly these", style="yellow"))
+            print_deviations(held)
 
 
 def import_summary(report: Any) -> dict[str, Any]:
