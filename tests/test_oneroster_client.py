@@ -23,7 +23,6 @@ from adapters.oneroster.client import (
 )
 from gateway.errors import (
     AuthError,
-    IntegrityError,
     NotFound,
     TesseraError,
     ValidationError,
@@ -308,12 +307,12 @@ def test_a_429_is_retried_after_the_wait_the_provider_asks_for(respx_mock: respx
 
 
 @respx.mock(assert_all_mocked=True, assert_all_called=False)
-def test_an_enrollment_to_an_unknown_user_stores_nothing(store: Store, respx_mock: respx.MockRouter) -> None:
-    data = roster(3)
+def test_strict_an_enrollment_to_an_unknown_user_stores_nothing(store: Store, respx_mock: respx.MockRouter) -> None:
+    data = roster(3)  # tolerant: held unresolved (test_oneroster_pull_refs)
     data["enrollments"].append(wire_enrollment("ghost"))
     Provider(respx_mock, data)
-    with client() as c, pytest.raises(IntegrityError, match="ghost|reference"):
-        c.pull(store, tenant=T, batch=2)
+    with client() as c, pytest.raises(ValidationError, match="enrollments sourcedId k1:ghost.*'ghost'"):
+        c.pull(store, tenant=T, batch=2, strict=True)
     for kind in ("org", "academic_session", "course", "section", "person", "enrollment"):
         assert store.records.count(T, kind) == 0
 

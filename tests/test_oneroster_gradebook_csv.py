@@ -106,8 +106,8 @@ def test_errors_name_file_row_and_column_and_nothing_is_written(store: Store, tm
     bad_results = RESULTS.replace("fully graded,8,2025-09-09", "graded,eight,09/09/2025").replace("li1,u1", "li9,u1")
     bad_lio = LIO + "li7,case,x\n"
     pkg = package(tmp_path, {**GRADEBOOK, "results": bad_results, "lineItemLearningObjectiveIds": bad_lio})
-    with pytest.raises(ValidationError) as e:
-        import_package(store, pkg, tenant=T, source="sis")
+    with pytest.raises(ValidationError) as e:  # strict: the unknown line item too (tolerant: held, test_oneroster_gradebook_refs)
+        import_package(store, pkg, tenant=T, source="sis", strict=True)
     errs = {(d.location, d.field) for d in e.value.errors}
     assert ("results.csv row 2", "scoreStatus") in errs
     assert ("results.csv row 2", "score") in errs
@@ -125,9 +125,10 @@ def test_a_missing_required_column_is_reported_on_the_header_row(store: Store, t
     assert ("results.csv row 1", "scoreDate") in {(d.location, d.field) for d in e.value.errors}
 
 
-def test_a_result_for_an_unknown_student_is_a_dangling_reference(store: Store, tmp_path: Path) -> None:
-    with pytest.raises(ValidationError) as e:
-        import_package(store, package(tmp_path, {**GRADEBOOK, "results": RESULTS.replace("li1,u1", "li1,ghost")}), tenant=T, source="sis")
+def test_strict_a_result_for_an_unknown_student_is_a_dangling_reference(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as e:  # tolerant: held (test_oneroster_gradebook_refs)
+        import_package(store, package(tmp_path, {**GRADEBOOK, "results": RESULTS.replace("li1,u1", "li1,ghost")}), tenant=T, source="sis",
+                       strict=True)
     assert any(d.location == "results.csv row 2" and d.field == "studentSourcedId" and "ghost" in d.message for d in e.value.errors)
 
 
@@ -154,10 +155,11 @@ def test_a_delta_result_with_a_new_score_supersedes_its_evidence(store: Store, t
     assert evs[9].competency_id is not None
 
 
-def test_a_delta_deletion_of_an_unknown_result_is_an_error(store: Store, tmp_path: Path) -> None:
+def test_strict_a_delta_deletion_of_an_unknown_result_is_an_error(store: Store, tmp_path: Path) -> None:
     delta = "sourcedId,status,dateLastModified,lineItemSourcedId,studentSourcedId,scoreStatus,scoreDate\nr404,tobedeleted,,,,,\n"
-    with pytest.raises(ValidationError) as e:
-        import_package(store, package(tmp_path, {"results": delta}, {"results": "delta"}, roster=False), tenant=T, source="sis")
+    with pytest.raises(ValidationError) as e:  # tolerant: skipped, nothing-to-delete (test_oneroster_gradebook_refs)
+        import_package(store, package(tmp_path, {"results": delta}, {"results": "delta"}, roster=False), tenant=T, source="sis",
+                       strict=True)
     assert ("results.csv row 2", "status") in {(d.location, d.field) for d in e.value.errors}
 
 

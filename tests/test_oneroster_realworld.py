@@ -2,7 +2,9 @@
 a small package in ``package/``, and a SOURCE.md naming where the deviation was reported): the tolerant default imports each with
 the right warning (kind, place, count), ``--strict`` refuses it naming the place, and a
 tolerant import followed by an export gives a package that passes a strict import (issue 15,
-"must hold"). The CLI's dry run (``tessera validate oneroster``, ``import --dry-run``)
+"must hold"), with one exception made explicit: a reference held unresolved is exported as
+sent and reported by the export, and a strict import refuses exactly those (it cannot pass
+without inventing data). The CLI's dry run (``tessera validate oneroster``, ``import --dry-run``)
 reports the same without writing anything.
 """
 
@@ -101,7 +103,8 @@ def test_tolerant_mode_imports_with_the_warning_and_strict_mode_refuses_it(store
     assert devs.counts == counts and devs.total == len(expected)
     # the report's counts are what was stored
     assert report.result.created == report.records == stored(store, T)
-    # must hold: what a tolerant import stored exports as a package that passes --strict
+    # must hold: what a tolerant import stored exports as a package that passes --strict (these
+    # fixtures hold no unresolved reference: see test_an_export_of_held_references_...)
     out = io.BytesIO()
     export_package(store, out, tenant=T, version=version_of(slug), source="sis")
     again = import_package(store, out.getvalue(), tenant="rw2", source="sis", strict=True)
@@ -282,3 +285,53 @@ def test_a_column_beside_its_own_name_in_another_case_is_refused(store: Store, t
         with pytest.raises(ValidationError) as exc:
             import_package(store, d, tenant=T, source="sis", strict=strict)
         assert [(e.location, e.field) for e in exc.value.errors if e.location == "orgs.csv row 1"] == [("orgs.csv row 1", "SourcedId")]
+
+
+def test_an_export_of_held_references_reports_them_and_a_strict_import_refuses_exactly_them(store: Store, tmp_path: Path) -> None:
+    """The "must hold" and its one exception: a reference held unresolved (its target in
+    neither the package nor the store, docs/oneroster-references.md) is exported as it was
+    sent, since leaving it out would invent a gap and writing its target would invent a
+    record. The export reports each one (``deviations``: file, row's sourcedId, column), and a
+    strict import of the export refuses exactly those; every other deviation round-trips."""
+    from tests.test_oneroster_gradebook_csv import FIX, GRADEBOOK, RESULTS
+    from tests.test_oneroster_gradebook_csv import package as gradebook_package
+
+    d = gradebook_package(tmp_path, {**GRADEBOOK, "results": RESULTS.replace("li1,u1", "li1,ghost")})
+    (d / "courses.csv").unlink()  # the SIS does not send its courses
+    manifest = (d / "manifest.csv").read_text(encoding="utf-8")
+    (d / "manifest.csv").write_text(manifest.replace("file.courses,bulk", "file.courses,absent"), encoding="utf-8")
+    assert (FIX / "courses.csv").exists()
+    report = import_package(store, d, tenant=T, source="sis")
+    assert report.deviations.counts == {"unresolved-reference": 3}  # courses c1, c2 and the student ghost
+    out = io.BytesIO()
+    from gateway.errors import Deviations
+
+    held = Deviations()
+    export_package(store, out, tenant=T, version="1.2", source="sis", deviations=held)
+    written = {(d.location, d.field) for d in held.items}
+    assert written == {("classes.csv sourcedId k1", "courseSourcedId"), ("classes.csv sourcedId k2", "courseSourcedId"),
+                       ("results.csv sourcedId r1", "studentSourcedId")}
+    assert held.counts == {"unresolved-reference": 3}
+    # strict: refused, and for exactly those references
+    with pytest.raises(ValidationError) as exc:
+        import_package(store, out.getvalue(), tenant="rw2", source="sis", strict=True)
+    refused = {(e.location.split(" row ")[0], e.field, e.message.split("'")[1]) for e in exc.value.errors}
+    assert refused == {("classes.csv", "courseSourcedId", "c1"), ("classes.csv", "courseSourcedId", "c2"),
+                       ("results.csv", "studentSourcedId", "ghost")}
+    # tolerant: the export imports with the same held references, and nothing else to say
+    again = import_package(store, out.getvalue(), tenant="rw2", source="sis")
+    assert again.deviations.counts == {"unresolved-reference": 3} and again.records == report.records
+
+
+def test_cli_export_warns_of_the_held_references_it_writes(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    d = tmp_path / "no-courses"
+    shutil.copytree(pkg("enum-case-class-type"), d)
+    (d / "courses.csv").unlink()
+    manifest = (d / "manifest.csv").read_text(encoding="utf-8")
+    (d / "manifest.csv").write_text(manifest.replace("file.courses,bulk", "file.courses,absent"), encoding="utf-8")
+    code, output = cli("import", "oneroster", str(d), "--tenant", T)
+    assert code == 0, output
+    code, output = cli("export", "oneroster", str(tmp_path / "out.zip"), "--tenant", T)
+    assert code == 0, output
+    assert "a --strict import of it refuses exactly these" in output
+    assert output.count("warning: [unresolved-reference] classes.csv sourcedId") == 2 and "courseSourcedId 'c1'" in output

@@ -87,10 +87,13 @@ class OneRosterAdapter:
         return import_package(store, path, tenant=tenant, source=source, **kw)
 
     def export_package(self, store: Store, out: Path | str | io.BytesIO, *, tenant: str, version: str = "1.2",
-                       source: str | None = None, credentials: bool = False) -> dict[str, int]:
+                       source: str | None = None, credentials: bool = False, deviations: Any = None) -> dict[str, int]:
+        """``deviations`` (a ``gateway.errors.Deviations``) receives the references held
+        unresolved that the package writes (``csv.export_held``)."""
         from .csv.export import export_package
 
-        return export_package(store, out, tenant=tenant, version=version, source=source, credentials=credentials)
+        return export_package(store, out, tenant=tenant, version=version, source=source, credentials=credentials,
+                              deviations=deviations)
 
     def load_demo(self, store: Store, tenant: str, console: Any = None) -> ApplyResult:
         """Load the bundled OneRoster 1.2 district (``samples/``) as source ``oneroster-sis``."""

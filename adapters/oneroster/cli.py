@@ -28,7 +28,7 @@ from gateway.cli_kit import (
     print_tenant,
     progress_description,
 )
-from gateway.errors import TesseraError
+from gateway.errors import Deviations, TesseraError
 
 from .oauth1_auth import SCOPES as CONSUMER_SCOPES
 
@@ -132,7 +132,8 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
             raise typer.BadParameter("--dry-run checks a CSV package PATH, not a --url pull")
         if url is not None:
             pull(url, tenant=tenant, source=source, version=version, since=since, client_id=client_id,
-                 client_secret_env=client_secret_env, token_url=token_url, scope=scope, oauth1=oauth1, demographics=demographics)
+                 client_secret_env=client_secret_env, token_url=token_url, scope=scope, oauth1=oauth1, demographics=demographics,
+                 strict=strict)
             return
         if since or client_id or client_secret_env or token_url or scope or oauth1 or demographics:
             raise typer.BadParameter("--since, --demographics and the OAuth options go with --url")
@@ -185,7 +186,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
 
     def pull(url: str, *, tenant: str, source: str, version: str, since: str | None, client_id: str | None,
              client_secret_env: str | None, token_url: str | None, scope: str | None, oauth1: bool,
-             demographics: bool = False) -> None:
+             demographics: bool = False, strict: bool = False) -> None:
         from .client import OneRosterClient
 
         secret = client_secret_from_env(client_id, client_secret_env)
@@ -195,7 +196,8 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
             def on_page(name: str, n: int, total: int | None) -> None:
                 status.update(f"reading {name} from {client.base}: {n}" + (f" of {total}" if total else ""))
 
-            summary = client.pull(store, tenant=tenant, source=source, since=since, on_page=on_page, demographics=demographics)
+            summary = client.pull(store, tenant=tenant, source=source, since=since, on_page=on_page, demographics=demographics,
+                                  strict=strict)
         mode = f"changes since {since}" if since else "full"
         print_apply_result(summary.result, title=f"OneRoster {summary.version} {client.base} ({mode}) -> tenant {tenant} (source {source})")
         out.print("read: " + ", ".join(f"{name}={n}" for name, n in summary.counts.items()))
@@ -204,6 +206,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
             out.print(f"{n} {kind} record(s) no longer listed by the provider: marked tobedeleted")
         for name, n in sorted(summary.ignored.items()):
             out.print(f"{n} tobedeleted {name} object(s) were never stored: nothing to do")
+        print_deviations(summary.deviations)
         print_credentials_report(summary)
         out.print(f"watermark: {summary.next_since or 'none (no dateLastModified seen)'}")
 
@@ -232,9 +235,15 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
                 counts = export_mastery_package(store, output, tenant=tenant)
             out.print(f"wrote {output}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
             return
+        held = Deviations()
         with console.status(f"writing {output}"):
-            counts = adapter.export_package(store, output, tenant=tenant, version=version, source=source, credentials=credentials)
+            counts = adapter.export_package(store, output, tenant=tenant, version=version, source=source, credentials=credentials,
+                                           deviations=held)
         out.print(f"wrote {output}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+        if held:
+            console.print(Text(f"warning: {held.total} reference(s) written as sent to records this package does not carry "
+                               "(held unresolved since their import); a --strict import of it refuses exactly these", style="yellow"))
+            print_deviations(held)
 
 
 def import_summary(report: Any) -> dict[str, Any]:

@@ -13,8 +13,10 @@ Spec choices (OneRoster 1.2 Rostering REST/JSON binding, 1.1 REST binding sectio
 * every page is downloaded into a spool file first, then applied: the store's write
   transaction (SQLite's write lock) never waits on the network.
 * every object goes through ``mapping.to_canonical``; the whole pull is applied in ONE
-  transaction with ``store.records.apply_batches`` (batches of ``BATCH`` records), so a
-  dangling reference or an invalid object anywhere changes nothing.
+  transaction with ``store.records.apply_batches`` (batches of ``BATCH`` records), so an
+  invalid object anywhere changes nothing. A reference to a record in neither the pull nor
+  the store is held unresolved and listed in the summary's ``deviations`` (``pull_refs``,
+  the rule of docs/oneroster-references.md); ``strict`` refuses it, and the pull with it.
 * the next watermark is the largest ``dateLastModified`` seen (the provider's clock).
 * authentication: OAuth 1.0a one-legged HMAC-SHA256 signatures for 1.1 providers that use
   them (``oauth1=True``), or OAuth 2.0 client credentials (RFC 6749 4.4, client authenticated with HTTP
@@ -44,6 +46,7 @@ from gateway.auth.outbound import ClientCredentials, json_or_none
 from gateway.errors import (
     AuthError,
     ConfigError,
+    Deviations,
     ErrorDetail,
     NotFound,
     UpstreamError,
@@ -63,6 +66,7 @@ from gateway.model import Record, Status, record_id
 from .credentials import CredentialVault, secret_fields
 from .demographics import demographics_to_canonical
 from .mapping import to_canonical
+from .pull_refs import PullRefs
 from .values import format_datetime, normalize_version, parse_datetime, ref_id
 from .vocab import WIRE_KINDS
 
@@ -109,6 +113,10 @@ class PullSummary:
     #: "users field" -> objects whose password or other credential was dropped (``credentials``:
     #: a pull never stores one)
     dropped_credentials: dict[str, int] = field(default_factory=dict)
+    #: what was normalised (tolerant): references held unresolved (``pull_refs``)
+    deviations: Deviations = field(default_factory=Deviations)
+    #: target kind -> distinct targets in neither the pull nor the store, held unresolved
+    unresolved: dict[str, int] = field(default_factory=dict)
 
     @property
     def next_since(self) -> str | None:
@@ -240,19 +248,23 @@ class OneRosterClient(UsesHttp):
         batch: int = BATCH,
         on_page: Callable[[str, int, int | None], None] | None = None,
         demographics: bool = False,
+        strict: bool = False,
     ) -> PullSummary:
         """Read every collection and apply it in ONE transaction; returns the summary.
 
         ``demographics``: also read ``/demographics`` (the provider must grant
         roster-demographics.readonly) and keep each object on its user's Person, as a CSV
         import does. Incrementally, a changed demographics object whose user did not change
-        updates the stored Person."""
+        updates the stored Person.
+
+        References to records in neither the pull nor the store are held unresolved, each
+        listed in ``summary.deviations`` (``pull_refs``); ``strict`` refuses them."""
         if isinstance(since, str):
             try:
                 since = parse_datetime(since)
             except ValueError as exc:
                 raise ValidationError(f"--since: {exc}") from None
-        summary = PullSummary(version=self.version, incremental=since is not None)
+        summary = PullSummary(version=self.version, incremental=since is not None, deviations=Deviations(strict=strict))
         # Download first, into a spool file, then apply: the store's write transaction (on
         # SQLite, the database's write lock) must never wait on the network.
         with tempfile.TemporaryFile() as spool:
@@ -291,6 +303,8 @@ class _Pull:
         self.demographics: dict[str, dict[str, Any]] = {}
         #: the users read: a pull never keeps a password, so any a CSV import kept sealed is stale
         self.users: list[str] = []
+        self.refs = PullRefs(store, tenant, source, summary.deviations, self.error)
+        summary.unresolved = self.refs.unresolved
 
     def forget_credentials(self, conn: Any) -> None:
         """In the pull's transaction, after its records: the sealed credentials of the users it
@@ -322,21 +336,28 @@ class _Pull:
                     continue
                 (later if getattr(rec, "agent_ids", None) else pending).append(rec)
                 if self.errors:
+                    self.refs.settle(pending + later)  # its unresolved references too (strict)
                     pending.clear()  # nothing will be applied; keep reading to report every problem
                     later.clear()
                 elif not whole and len(pending) >= self.batch:
-                    yield pending
+                    pending = self.refs.settle(pending)
+                    if not self.errors:
+                        yield pending
                     pending = []
             self.summary.counts[name] = n
             if self.errors:
                 continue
             if whole:
                 if pending or later:
-                    yield pending + later
+                    got = self.refs.settle(pending + later)
+                    if not self.errors:
+                        yield got
                 continue
             for chunk in (pending, later):
                 for i in range(0, len(chunk), self.batch):
-                    yield chunk[i:i + self.batch]
+                    got = self.refs.settle(chunk[i:i + self.batch])
+                    if not self.errors:
+                        yield got
         if self.demographics:
             yield from self.stored_people_demographics()
         if self.errors:
@@ -379,6 +400,7 @@ class _Pull:
             rec = to_canonical(name, obj, tenant=self.tenant, source=self.source, version=self.client.version, location=loc)
             if name == "users" and sid is not None and sid in self.demographics:
                 rec = self.with_demographics(rec, self.demographics.pop(sid))
+            self.refs.note(rec, obj, loc)
             return rec
         except ValidationError as exc:
             if not deleted or not sid:
@@ -397,7 +419,9 @@ class _Pull:
                 upd["source_updated_at"] = parse_datetime(modified)
             except ValueError as exc:
                 self.error(str(exc), loc, "dateLastModified")
-        return stored.model_copy(update=upd)
+        rec = stored.model_copy(update=upd)
+        self.refs.note(rec, obj, loc)
+        return rec
 
     def with_demographics(self, person: Record, obj: dict[str, Any]) -> Record:
         """``person`` carrying a demographics object (one marked tobedeleted clears them)."""

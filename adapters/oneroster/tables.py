@@ -53,6 +53,8 @@ objects = Table(
     Index("ix_oneroster_objects_tenant_type_updated_at", "tenant", "type", "updated_at"),
     Index("ix_oneroster_objects_tenant_class_sid", "tenant", "class_sid"),
     Index("ix_oneroster_objects_tenant_line_item_sid", "tenant", "line_item_sid"),
+    # a user's results (``/students/{id}/results``), and the results holding a student unresolved
+    Index("ix_oneroster_objects_tenant_user_sid", "tenant", "user_sid"),
 )
 
 credentials = Table(

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import NotFound, ValidationError
+from gateway.errors import Deviations, NotFound, ValidationError
 from gateway.model import Person, Record
 
 from ..credentials import CredentialVault, profile_slot, reveal
@@ -25,6 +25,7 @@ from ..values import normalize_version
 from ..vocab import KIND_COLLECTIONS, WIRE_KINDS
 from .cells import KNOWN_FILES, cell
 from .columns import COLUMNS
+from .export_held import report_held
 
 EXPORT_ORDER = ["orgs", "academicSessions", "courses", "classes", "users", "userProfiles", "roles", "demographics", "enrollments",
                 *CSV_COLUMNS["1.2"]]
@@ -38,6 +39,7 @@ def export_package(
     version: str = "1.2",
     source: str | None = None,
     credentials: bool = False,
+    deviations: Deviations | None = None,
 ) -> dict[str, int]:
     """Write a bulk package (manifest.csv and one CSV per type) of the tenant's rostering
     records (of ``source`` only, when given). ``dateLastModified`` is the source's own
@@ -45,7 +47,11 @@ def export_package(
 
     Passwords are left out unless ``credentials`` asks for those an import kept sealed
     (``credentials.CredentialVault``): users.csv ``password`` and credential ``metadata.*``
-    columns, userProfiles.csv ``password``."""
+    columns, userProfiles.csv ``password``.
+
+    ``deviations``, when given, receives one ``unresolved-reference`` per reference the
+    package writes to a record it does not carry (held unresolved since its import:
+    ``export_held``); a ``--strict`` import of the package refuses exactly those."""
     version = normalize_version(version)
     kinds = list(KIND_COLLECTIONS)
     records: dict[str, list[Record]] = {k: [] for k in kinds}
@@ -73,6 +79,8 @@ def export_package(
             names[(kind, rid)] = sid
         return sid
 
+    if deviations is not None:
+        report_held(store, tenant, records, source, deviations)
     secrets = CredentialVault(store.engine).read(tenant, [p.id for p in records["person"] if p.id]) if credentials else {}
     counts: dict[str, int] = {}
     cols = COLUMNS[version]

@@ -437,7 +437,8 @@ class Importer(Outside):
         def resolve(kind: str, sids: list[str]) -> dict[str, Any]:
             return {s: record_id(self.tenant, kind, self.source, s) for s in sids if s in self.seen[kind] or self.stored(kind, s)}
 
-        gb = CsvGradebook(self.store, self.tenant, self.source, self.version, self.rows, self.mode, resolve)
+        gb = CsvGradebook(self.store, self.tenant, self.source, self.version, self.rows, self.mode, resolve, devs=self.devs,
+                          people=list(self.seen["person"]))
         self.report.gradebook = gb.read()
         for e in gb.errors:
             self.errors.add(e.message, location=e.location, field=e.field)

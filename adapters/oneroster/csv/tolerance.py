@@ -39,6 +39,14 @@ with a deviation, see ``fast_rows``):
 * ``whitespace``: a value with surrounding spaces, or a list with spaces around its items
   (``"t1, t2"``, as Quaver's OneRoster guidelines write one); ``columns.row_object`` strips them.
 
+The gradebook and resources files (``gradebook.csv_files``) get the same value checks:
+``status`` and ``dateLastModified`` as above, ``scoreStatus`` (results, assessmentResults)
+and ``importance`` (resources) ``enum-case``, the 1.2 result flags (``inProgress``,
+``incomplete``, ``late``, ``missing``) ``boolean-spelling``, and ``assignDate``, ``dueDate``
+and ``scoreDate`` ``date-without-zone`` when they are date-times without a zone (a bare
+date is what the binding's Date type is). Their scores must be plain decimal numbers
+(``gradebook.normalize.number``), an error in both modes otherwise.
+
 Rows: ``duplicate-object``: a row repeating an earlier row of the file exactly (same
 sourcedId, same content) is dropped; a different row under the same sourcedId stays an
 error in both modes (``Importer.duplicate``, then ``Tolerance.settle_duplicates``).
@@ -57,6 +65,7 @@ from typing import Any
 
 from gateway.errors import Deviations, ErrorCollector
 
+from ..gradebook.types import IMPORTANCE, SCORE_STATUS, SCORE_STATUS_ALT
 from ..values import format_datetime, parse_datetime
 from ..vocab import Vocab, roles, vocabularies
 from .package import Package
@@ -84,6 +93,9 @@ _BOOL_SPELLINGS = {"true": "true", "false": "false", "y": "true", "yes": "true",
                    "n": "false", "no": "false", "0": "false"}
 #: the spellings parse_bool accepted before the tolerant mode (another case of true/false)
 _BOOL_SILENT = frozenset(("true", "false"))
+#: the gradebook files' booleans and dates (values kept as text, checked as the rostering files' are)
+RESULT_FLAGS = ("inProgress", "incomplete", "late", "missing")
+GRADEBOOK_DATES = {"lineItems": ("assignDate", "dueDate"), "results": ("scoreDate",), "assessmentResults": ("scoreDate",)}
 RACE_FLAGS = ("americanIndianOrAlaskaNative", "asian", "blackOrAfricanAmerican", "nativeHawaiianOrOtherPacificIslander",
               "white", "demographicRaceTwoOrMoreRaces", "hispanicOrLatinoEthnicity")
 
@@ -276,7 +288,12 @@ class RowCheck:
             enums["roleType"] = ["primary", "secondary"]
         elif name == "demographics":
             enums["sex"] = v["sexes"]
-        bools = {"users": ["enabledUser"], "enrollments": ["primary"], "demographics": list(RACE_FLAGS)}.get(name, [])
+        elif name in ("results", "assessmentResults"):
+            enums["scoreStatus"] = list(SCORE_STATUS + SCORE_STATUS_ALT)
+        elif name == "resources":
+            enums["importance"] = list(IMPORTANCE)
+        bools = {"users": ["enabledUser"], "enrollments": ["primary"], "demographics": list(RACE_FLAGS),
+                 "results": list(RESULT_FLAGS), "assessmentResults": list(RESULT_FLAGS)}.get(name, [])
         #: (field, the values that need no check, the check of the others)
         self.checks: list[tuple[str, frozenset[str], Callable[[str], tuple[str, str, str, bool] | None]]] = []
         self.checks.append(("status", frozenset(("active", "tobedeleted")), self._status))
@@ -286,6 +303,8 @@ class RowCheck:
             self.checks.append((f, frozenset(tokens), self._enum(frozenset(tokens), _fold(tokens))))
         for f in bools:
             self.checks.append((f, _TRUE | _FALSE, self._bool))
+        for f in GRADEBOOK_DATES.get(name, ()):
+            self.checks.append((f, frozenset(), self._date))
         self.checks = [c for c in self.checks if c[0] in fields]
         self.grades = "grades" in fields and name in ("users", "courses", "classes")
 
@@ -346,6 +365,14 @@ class RowCheck:
         if token is None:
             return None
         return ("boolean-spelling", f"{v!r} read as {token!r} (the spec's booleans are true and false)", token, low in _BOOL_SILENT)
+
+    @staticmethod
+    def _date(v: str) -> tuple[str, str, str, bool] | None:
+        """A gradebook date (assignDate, dueDate, scoreDate): a date, or a date-time naming
+        its zone; a date-time without one is read as UTC, as dateLastModified is."""
+        if len(v) == 10 or has_zone(v):
+            return None
+        return RowCheck._stamp(v)
 
     @staticmethod
     def _stamp(v: str) -> tuple[str, str, str, bool] | None:

@@ -9,11 +9,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.errors import ErrorDetail, ValidationError
+from gateway.errors import Deviations, ErrorDetail, ValidationError
 
+from ..tables import objects as objects_table
 from .prepare import Item, Plan, Preparer, RosterResolver
 from .storage import ObjectStore
-from .types import COLLECTIONS, FIELDS
+from .types import COLLECTIONS, FIELDS, RESULT_TYPES
 
 _B = [("sourcedId", "sourcedId", "s", True), ("status", "status", "s", False), ("dateLastModified", "dateLastModified", "s", False)]
 _FLAGS = [("inProgress", "inProgress", "s", False), ("incomplete", "incomplete", "s", False), ("late", "late", "s", False),
@@ -145,14 +146,22 @@ class CsvGradebook:
     errors: list[ErrorDetail] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     deleted: dict[str, int] = field(default_factory=dict)
+    #: the import's deviations (tolerant: references to unknown objects held, see ``Preparer.unknown``)
+    devs: Deviations | None = None
+    #: sourcedIds of the users the import stores: stored results holding them unresolved get their evidence
+    people: list[str] = field(default_factory=list)
+    #: results whose held student this import stores (their evidence is derived now)
+    late_results: int = 0
 
     def read(self) -> Plan | None:
-        """Every present file -> one validated Plan (None when the package has none of them).
-        Problems are left in ``errors`` (with file, row and column)."""
+        """Every present file -> one validated Plan (None when the package has none of them
+        and stores no student a stored result holds). Problems are left in ``errors`` (with
+        file, row and column)."""
         present = [n for n in CSV_COLUMNS[self.version] if self.mode(n) != "absent"]
-        if not present:
-            return None
         objects = ObjectStore(self.store.engine) if self.store is not None else None
+        waiting = self._held_results(objects) if objects is not None and self.people else []
+        if not present and not waiting:
+            return None
         items: dict[tuple[str, str], Item] = {}
         for name in CSV_ORDER:
             if name in present:
@@ -165,8 +174,13 @@ class CsvGradebook:
         for name in CSV_ORDER:
             if name in present and self.mode(name) == "bulk" and objects is not None:
                 self._absent(name, items, objects)
+        for s in waiting:
+            if (s.type, s.sourced_id) not in items:
+                items[(s.type, s.sourced_id)] = Item(s.type, dict(s.data), f"stored {s.type} {s.sourced_id}")
+                self.late_results += 1
         try:
-            return Preparer(self.store, self.tenant, self.source, version=self.version, resolve=self.resolve).prepare(list(items.values()))
+            return Preparer(self.store, self.tenant, self.source, version=self.version, resolve=self.resolve,
+                            devs=self.devs).prepare(list(items.values()))
         except ValidationError as exc:
             self.errors.extend(exc.errors)
             return None
@@ -192,7 +206,10 @@ class CsvGradebook:
             if obj.get("status") == "tobedeleted" and self.mode(name) == "delta":
                 old = objects.get(self.tenant, ty, [sid]).get(sid) if objects is not None else None
                 if old is None:
-                    self.errors.append(ErrorDetail(f"row deletes {ty} {sid!r}, which is not stored", location=loc, field="status"))
+                    what = f"row deletes {ty} {sid!r}, which is not stored"
+                    if self.devs is None or not self.devs.tolerate("nothing-to-delete", f"{what}: nothing to delete, row skipped",
+                                                                   location=loc, field="status"):
+                        self.errors.append(ErrorDetail(what, location=loc, field="status"))
                     continue
                 obj = {**old.data, **obj}
             items[(ty, sid)] = Item(ty, obj, loc, column)
@@ -214,8 +231,11 @@ class CsvGradebook:
             if it is None:
                 old = objects.get(self.tenant, owner, [sid]).get(sid) if objects is not None else None
                 if old is None:
-                    self.errors.append(ErrorDetail(f"{col} {sid!r}: no such {owner} in {COLLECTIONS[owner]}.csv or the store",
-                                                   location=loc, field=col))
+                    msg = f"{col} {sid!r}: no such {owner} in {COLLECTIONS[owner]}.csv or the store"
+                    # a row that is part of an object neither sent nor stored: nothing to keep it on
+                    if self.devs is None or not self.devs.tolerate("orphan-row", f"{msg}: row not kept (send it again with its {owner})",
+                                                                   location=loc, field=col):
+                        self.errors.append(ErrorDetail(msg, location=loc, field=col))
                     continue
                 it = items[(owner, sid)] = Item(owner, dict(old.data), loc, csv_column(self.version, COLLECTIONS[owner]))
             if what == "score scale":
@@ -240,6 +260,18 @@ class CsvGradebook:
             else:
                 obj.pop("learningObjectiveSet", None)
         self.counts[name] = n
+
+    def _held_results(self, objects: ObjectStore) -> list[Any]:
+        """Stored results and assessment results holding, unresolved, a student this import
+        stores (one indexed query per 500 users: ``ix_oneroster_objects_tenant_user_sid``)."""
+        out = []
+        for i in range(0, len(self.people), 500):
+            chunk = self.people[i:i + 500]
+            for s in objects.where(self.tenant, RESULT_TYPES[0], objects_table.c.user_sid.in_(chunk)) + \
+                    objects.where(self.tenant, RESULT_TYPES[1], objects_table.c.user_sid.in_(chunk)):
+                if any(h.get("field") == "student" for h in s.derived.get("unresolved") or []):
+                    out.append(s)
+        return out
 
     def _keep(self, owner: str, key: str, items: dict[tuple[str, str], Item], objects: ObjectStore) -> None:
         """A join file the manifest leaves absent changes nothing: owners re-read from their

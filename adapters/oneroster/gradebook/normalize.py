@@ -22,6 +22,8 @@ from .types import ENUMS, FIELDS, GUID_TYPE, ONLY_V12
 def number(v: Any) -> int | float:
     if isinstance(v, bool):
         raise ValueError(f"{v!r} is not a number")  # noqa: TRY004 - invalid data, reported by _field
+    if isinstance(v, str) and ("_" in v or v != v.strip()):
+        raise ValueError(f"{v!r} is not a number")  # float() reads "1_000" and " 5": not OneRoster numbers
     try:
         x = float(v)
     except (TypeError, ValueError):

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 
-from gateway.errors import ErrorDetail, NotFound, ValidationError
+from gateway.errors import Deviations, ErrorDetail, NotFound, ValidationError
 from gateway.model import (
     ActivityRef,
     Alignment,
@@ -84,7 +84,7 @@ class Preparer:
     the store, and derives the canonical records. Raises ValidationError with EVERY problem."""
 
     def __init__(self, store: Any, tenant: str, source: str, *, version: str, resolve: RosterResolver | None = None,
-                 now: datetime | None = None) -> None:
+                 now: datetime | None = None, devs: Deviations | None = None) -> None:
         self.store = store
         self.engine: Engine | None = store.engine if store is not None else None
         self.objects = ObjectStore(self.engine) if self.engine is not None else None
@@ -92,6 +92,12 @@ class Preparer:
         self.resolve = resolve or self._resolve_in_store
         self.now = now or utcnow()
         self.errors: list[ErrorDetail] = []
+        #: tolerant CSV import (``devs`` not strict): references to unknown objects are held
+        #: (``derived["unresolved"]``, one ``unresolved-reference`` warning per target); else errors
+        self.devs = devs
+        #: (type, sourcedId) -> the references it holds unresolved
+        self.held: dict[tuple[str, str], list[dict[str, str]]] = {}
+        self._warned: set[tuple[str, str]] = set()
 
     def _resolve_in_store(self, kind: str, sids: list[str]) -> dict[str, uuid.UUID]:
         return find_roster(self.engine, self.tenant, kind, sids, prefer=self.source) if self.engine is not None else {}
@@ -121,7 +127,9 @@ class Preparer:
                 source = old.source if old is not None else self.source
                 derived = old.derived if old is not None else {}
                 same = old is not None and _same(old.data, data)
-                plan.rows.append(Row(ty, sid, source, old.data if same else data, derived, old is None, bump=not same, original=derived))
+                derived = _with_held(derived, self.held.get((ty, sid)))
+                plan.rows.append(Row(ty, sid, source, old.data if same else data, derived, old is None, bump=not same,
+                                     original=old.derived if old is not None else {}))
                 plan.outcome[(ty, sid)] = old is None
         derive.run(plan)
         if self.errors:
@@ -131,24 +139,48 @@ class Preparer:
 
     def _check_refs(self, batch: dict[str, dict[str, tuple[dict[str, Any], Item]]]) -> None:
         """Every GUIDRef must name an object in the batch, the table or the rostering store."""
-        wanted: dict[str, list[tuple[str, str, Item]]] = {}
+        wanted: dict[str, list[tuple[str, str, Item, str]]] = {}
         for ty, bucket in batch.items():
             for data, it in bucket.values():
                 if data["status"] == "tobedeleted":
                     continue
                 for name, kind, _, _ in FIELDS[ty]:
                     if kind.startswith("ref:") and name in data:
-                        wanted.setdefault(kind[4:], []).append((data[name]["sourcedId"], name, it))
+                        wanted.setdefault(kind[4:], []).append((data[name]["sourcedId"], name, it, data["sourcedId"]))
         for target, refs in wanted.items():
-            sids = sorted({s for s, _, _ in refs})
+            sids = sorted({s for s, _, _, _ in refs})
             if target in ROSTER_REFS:
                 known = set(self.resolve(ROSTER_REFS[target], sids))
             else:
                 known = set(batch.get(target, {})) | {s for s, o in self.stored(target, sids).items() if o.data.get("status") == "active"}
-            for sid, name, it in refs:
+            for sid, name, it, own in refs:
                 if sid not in known:
-                    self.errors.append(ErrorDetail(f"{name} {sid!r}: no such {target} in this batch or the store",
-                                                   location=it.location, field=it.column(name)))
+                    self.unknown(target, sid, name, it, own)
+
+    def unknown(self, target: str, sid: str, name: str, it: Item, own: str) -> None:
+        """A reference to an object in neither the batch nor the store. Tolerant CSV import:
+        the object is kept and holds it (``derived["unresolved"]``; a result whose student is
+        held becomes evidence when a later import stores the student, ``csv_files``), with one
+        ``unresolved-reference`` warning per target. Otherwise (REST writes, ``--strict``) the
+        error it always was."""
+        col = it.column(name)
+        if self.devs is None or self.devs.strict:
+            self.errors.append(ErrorDetail(f"{name} {sid!r}: no such {target} in this batch or the store", location=it.location, field=col))
+            return
+        if (target, sid) not in self._warned:
+            self._warned.add((target, sid))
+            self.devs.tolerate("unresolved-reference", f"{col} {sid!r}: no such {target} in the package or the store; kept as an "
+                               "unresolved reference", location=it.location, field=col)
+        self.held.setdefault((it.type, own), []).append({"field": name, "type": target, "sourcedId": sid})
+
+
+def _with_held(derived: dict[str, Any], held: list[dict[str, str]] | None) -> dict[str, Any]:
+    """``derived`` listing exactly the references held unresolved now (none: no list)."""
+    if held:
+        return {**derived, "unresolved": held}
+    if "unresolved" in derived:
+        return {k: v for k, v in derived.items() if k != "unresolved"}
+    return derived
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
