@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import ValidationError
+from gateway.errors import IntegrityError, NotFound
 from gateway.mastery.attach import engine_of
 from gateway.mastery.engine import state_id
 from gateway.mastery.methods import Rule, calculate
@@ -192,10 +192,11 @@ def world(store: Store) -> dict:
 
 
 def state(store: Store, w: dict, comp: str, who: str = "kid") -> MasteryState | None:
+    """The learner's active state of ``comp``; None when there is none or it is retired."""
     rid = state_id(T, w[who].id, w[comp].id)
     try:
         rec = store.records.get(T, "mastery_state", rid)
-    except Exception:
+    except NotFound:  # never written; anything else (a broken read, a bad record) is a failure
         return None
     assert isinstance(rec, MasteryState)
     return rec if rec.status is Status.active else None
@@ -220,9 +221,12 @@ def test_evidence_writes_its_state_in_the_same_transaction_and_explains_it(store
 
 
 def test_a_rejected_batch_leaves_no_state(store: Store, world: dict) -> None:
-    bad = ev(world, "e9", "A", 8).model_copy(update={"supersedes": uuid.uuid4()})  # dangling reference
-    with pytest.raises(ValidationError):
+    ghost = uuid.uuid4()
+    bad = ev(world, "e9", "A", 8).model_copy(update={"supersedes": ghost})  # dangling reference
+    with pytest.raises(IntegrityError, match="batch references unknown records") as exc:
         store.records.apply(T, [ev(world, "e1", "A", 8), bad])
+    assert [(e.location, e.field) for e in exc.value.errors] == [("evidence lms/e9", "supersedes")]
+    assert f"references evidence {ghost}, which is neither in the batch nor stored" in exc.value.errors[0].message
     assert state(store, world, "A") is None
 
 
