@@ -42,6 +42,14 @@ _PROFILE = os.environ.get("TESSERA_HYPOTHESIS_PROFILE") or ("ci" if os.environ.g
 if _PROFILE:
     hypothesis_settings.load_profile(_PROFILE)
 
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slow tests (``slow``, ``e2e``) first: spread over the workers from the start
+    instead of one of them running alone while the others have finished (``.ci/run``)."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") or item.get_closest_marker("e2e") else 1)
+
+
 PG_URL = os.environ.get("TESSERA_TEST_POSTGRES_URL")
 REQUIRE_PG = os.environ.get("TESSERA_REQUIRE_POSTGRES") == "1"
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -319,6 +319,7 @@ def snapshot(store: Store, tenant: str = T) -> dict:
     return out
 
 
+@pytest.mark.slow
 @settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 # found by hypothesis: evidence on a parent must read its children's stored states
 @example(ops=[("add", "kid", "A", 0, 0, "assessment"), ("add", "kid", "A", 0, 0, "assessment"),
