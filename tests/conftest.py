@@ -35,7 +35,7 @@ from gateway.wiring import open_store
 #: Hypothesis profiles. "ci" (loaded when ``TESSERA_HYPOTHESIS_PROFILE=ci``, as ``.ci/run``
 #: sets it, or ``CI=1``): the same examples on every run (``derandomize``), so that a run is
 #: reproducible and a planted fault is caught by every run or by none; enough of them for the
-#: mastery property test to catch the faults it is there for (measured: docs/testing.md). A
+#: mastery property tests to catch the fault planted for issue 21 (measured: docs/testing.md). A
 #: test's own ``@settings(max_examples=...)`` still wins over the profile's.
 hypothesis_settings.register_profile("ci", derandomize=True, database=None, max_examples=150, deadline=None, print_blob=True)
 _PROFILE = os.environ.get("TESSERA_HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "1" else None)

@@ -391,11 +391,11 @@ def incremental_equals_full(store: Store, tenants: Iterator[str], ops: list, met
     assert snapshot(store, tn) == before
 
 
-#: Only the learner "kid", only evidence that is added, voided or superseded: the sequences
-#: that retire children under a rollup (all of P's children voided, one batch each) come up
-#: in a few dozen examples instead of one run in several.
+#: Only the learner "kid", only evidence on P's children (A, B, and D through the crosswalk)
+#: that is added, voided or superseded: the sequences that retire every child under the
+#: rollup, one batch each, come up in a few hundred examples instead of in one run of several.
 retiring_op = st.one_of(
-    st.tuples(st.just("add"), st.just("kid"), st.sampled_from(["A", "B", "D", "P"]), st.integers(0, 10), st.integers(0, 20),
+    st.tuples(st.just("add"), st.just("kid"), st.sampled_from(["A", "B", "D"]), st.integers(0, 10), st.integers(0, 20),
               st.just("assessment")),
     st.tuples(st.just("void"), st.integers(0, 50)),
     st.tuples(st.just("fix"), st.integers(0, 50), st.integers(0, 10)),
