@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
@@ -55,6 +56,7 @@ def derived(draw: st.DrawFn) -> Derived:
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(d=derived(), learner=ids, now=times.filter(lambda v: v is not None))
 def test_the_serialised_state_is_the_records_bytes(d: Derived, learner: uuid.UUID, now: datetime) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from adapters.base import Adapter, discover
 from adapters.ndjson import NdjsonAdapter
-from gateway.errors import MalformedInput, ValidationError
+from gateway.errors import ConfigError, MalformedInput, ValidationError
 from gateway.store import Store
 
 from .factories import roster
@@ -22,7 +22,7 @@ def lines(records) -> bytes:
 def test_the_adapter_is_discovered_through_its_entry_point() -> None:
     registry = discover()
     assert isinstance(registry.get("ndjson"), Adapter)
-    with pytest.raises(Exception, match="no adapter named"):
+    with pytest.raises(ConfigError, match="no adapter named 'edfi'; installed: .*'ndjson'"):
         registry.get("edfi")
 
 

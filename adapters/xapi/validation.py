@@ -219,14 +219,12 @@ def _ifi(value: dict[str, Any], path: str) -> None:
         _str(acct["name"], f"{path}.account.name")
 
 
-def agent(value: Any, path: str, *, object_type_required: bool = False) -> dict[str, Any]:
-    """Data 2.4.2.1."""
+def agent(value: Any, path: str) -> dict[str, Any]:
+    """Data 2.4.2.1. (An Agent as a statement's object MUST say so, Data 2.4.4.2: ``object_``
+    reads an object without ``objectType`` as an Activity, so it never gets here.)"""
     a = _obj(value, path, _AGENT_KEYS)
     ot = a.get("objectType")
-    if ot is None:
-        if object_type_required:
-            raise bad(f"{path}.objectType", 'is required here ("Agent")')
-    elif ot != "Agent":
+    if ot is not None and ot != "Agent":
         raise bad(f"{path}.objectType", 'must be "Agent"')
     if "name" in a:
         _str(a["name"], f"{path}.name")
@@ -351,7 +349,7 @@ def object_(value: Any, path: str, version: str, *, sub: bool) -> dict[str, Any]
     if ot == "Activity":
         return activity(value, path)
     if ot == "Agent":
-        return agent(value, path, object_type_required=True)
+        return agent(value, path)
     if ot == "Group":
         return group(value, path)
     if ot == "StatementRef":
