@@ -15,6 +15,8 @@ from adapters.oneroster.csv.ingest import import_package
 from adapters.oneroster.gradebook.storage import ObjectStore
 from gateway.errors import ValidationError
 from gateway.store import Store
+from tests.conftest import Api
+from tests.test_oneroster_gradebook import GB
 from tests.test_oneroster_gradebook_csv import FIX, GRADEBOOK, LIO, RESULTS, T, package, with_framework
 from tests.test_oneroster_resources import FILES
 from tests.test_oneroster_resources import package as resources_package
@@ -156,3 +158,27 @@ def test_resource_importance_case_and_score_spellings(store: Store, tmp_path: Pa
             import_package(store, package(tmp_path, {**GRADEBOOK, "results": RESULTS.replace(",8,", ",1_0,")}), tenant="t3", source="sis",
                            strict=strict)
         assert ("results.csv row 2", "score") in {(d.location, d.field) for d in e.value.errors}
+
+
+def test_rest_reads_show_a_held_reference_until_its_target_is_stored(api: Api, tmp_path: Path) -> None:
+    """As rostering reads do: the GUIDRef as sent, and metadata["tessera.unresolved"] naming
+    its field while nothing stored answers it; a class stored since resolves it, with no
+    re-import of the line item."""
+    lines = "\n".join(["sourcedId,status,dateLastModified,title,description,assignDate,dueDate,classSourcedId,categorySourcedId,"
+                       "gradingPeriodSourcedId,resultValueMin,resultValueMax,academicSessionSourcedId,schoolSourcedId",
+                       "li1,,,Fractions quiz,,2025-09-01,2025-09-08,k1,cat1,,0,10,,",
+                       "li2,,,Other class,,2025-09-01,2025-09-08,k404,cat1,,0,10,,"]) + "\n"
+    import_package(api.store, package(tmp_path, {**GRADEBOOK, "lineItems": lines}), tenant=T, source="sis")
+    c = api.auth_client(T, ["gradebook.readonly"])
+    held = c.get(f"{GB}/lineItems/li2").json()["lineItem"]
+    assert held["class"] == {"href": "/classes/k404", "sourcedId": "k404", "type": "class"}
+    assert held["metadata"] == {"tessera.unresolved": ["class"]}
+    assert "metadata" not in c.get(f"{GB}/lineItems/li1").json()["lineItem"]
+    listed = {o["sourcedId"]: o.get("metadata") for o in c.get(f"{GB}/lineItems").json()["lineItems"]}
+    assert listed == {"li1": None, "li2": {"tessera.unresolved": ["class"]}}
+    # the class arrives with a later package (the fixture district's class row, as k404)
+    classes = (FIX / "classes.csv").read_text(encoding="utf-8").splitlines()
+    k404 = classes[1].replace(classes[1].split(",")[0], "k404", 1)
+    import_package(api.store, package(tmp_path, {"classes": classes[0] + "\n" + k404 + "\n"}, {"classes": "delta"}, roster=False),
+                   tenant=T, source="sis")
+    assert "metadata" not in c.get(f"{GB}/lineItems/li2").json()["lineItem"]

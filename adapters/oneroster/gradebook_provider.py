@@ -40,12 +40,13 @@ from gateway.store.roster import RefersTo, RosterQuery
 from .gradebook.apply import put_objects
 from .gradebook.prepare import Item
 from .gradebook.storage import ObjectStore, Stored, find_roster
-from .gradebook.types import COLLECTIONS, FIELDS, fields_of
+from .gradebook.types import COLLECTIONS, FIELDS, ROSTER_REFS, fields_of
 from .gradebook.wire import to_wire
 from .oauth1_auth import require, unsigned
 from .query import TYPE_FIELDS, ListQuery, matches, page_links, parse_list_query, select_fields
 from .status_info import InvalidData, UnknownObject, register
 from .tables import objects
+from .to_wire import UNRESOLVED_METADATA
 
 if TYPE_CHECKING:
     from gateway.api.context import AppContext
@@ -85,7 +86,7 @@ class Lister:
                keep: Callable[[Stored], bool] | None = None) -> Response:
         q = parse_list_query(request.query_params, obj_type, max_limit=self.ctx.settings.page_size_max, version=version)
         rows = self.objects.where(tenant, obj_type, *conds)
-        objs = [to_wire(s, version=version) for s in rows if keep is None or keep(s)]
+        objs = [self.wire(tenant, s, version) for s in rows if keep is None or keep(s)]
         if q.filter is not None:
             objs = [o for o in objs if matches(o, q.filter)]
         if q.sort:
@@ -97,6 +98,30 @@ class Lister:
         total = len(objs)
         page = [select_fields(o, q.fields) for o in objs[q.offset:q.offset + q.limit]]
         return _json({COLLECTIONS[obj_type]: page}, headers={"X-Total-Count": str(total), "Link": self.links(request, q, total)})
+
+    def wire(self, tenant: str, s: Stored, version: str) -> dict[str, Any]:
+        """``to_wire``, with ``metadata["tessera.unresolved"]`` naming the fields whose reference
+        is held unresolved (``derived["unresolved"]``, a tolerant CSV import) and still names
+        nothing stored, as rostering reads show it (docs/oneroster-references.md). Looked up
+        on each read, so a target stored since shows as resolved; objects holding nothing
+        (nearly all) cost nothing more."""
+        out = to_wire(s, version=version)
+        held = s.derived.get("unresolved")
+        if held:
+            fields = [h["field"] for h in held if not self.stored_now(tenant, h["type"], h["sourcedId"])]
+            sent = out.get("metadata") if isinstance(out.get("metadata"), dict) else {}
+            meta = {k: v for k, v in sent.items() if k != UNRESOLVED_METADATA}  # only Tessera says it
+            if fields:
+                out["metadata"] = {**meta, UNRESOLVED_METADATA: list(dict.fromkeys(fields))}
+            elif UNRESOLVED_METADATA in sent:
+                out["metadata"] = meta or None
+        return out
+
+    def stored_now(self, tenant: str, target: str, sid: str) -> bool:
+        if target in ROSTER_REFS:
+            return sid in find_roster(self.ctx.store.engine, tenant, ROSTER_REFS[target], [sid])
+        got = self.objects.get(tenant, target, [sid]).get(sid)
+        return got is not None and got.data.get("status") == "active"
 
     def one(self, tenant: str, obj_type: str, sid: str) -> Stored:
         got = self.objects.get(tenant, obj_type, [sid]).get(sid)
@@ -176,7 +201,7 @@ def build_router(ctx: AppContext) -> APIRouter:
                 return lister.answer(request, principal.tenant, obj_type, version, [])
 
             def get_one(sourcedId: str, principal: Principal = read, obj_type: str = obj_type) -> Response:
-                return _json({obj_type: to_wire(lister.one(principal.tenant, obj_type, sourcedId), version=version)})
+                return _json({obj_type: lister.wire(principal.tenant, lister.one(principal.tenant, obj_type, sourcedId), version)})
 
             async def put_one(sourcedId: str, request: Request, principal: Principal = write, obj_type: str = obj_type) -> Response:
                 body = await _body(request)
