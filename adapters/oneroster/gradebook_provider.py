@@ -27,7 +27,7 @@ Spec choices, written down:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -85,8 +85,8 @@ class Lister:
     def answer(self, request: Request, tenant: str, obj_type: str, version: str, conds: list[Any],
                keep: Callable[[Stored], bool] | None = None) -> Response:
         q = parse_list_query(request.query_params, obj_type, max_limit=self.ctx.settings.page_size_max, version=version)
-        rows = self.objects.where(tenant, obj_type, *conds)
-        objs = [self.wire(tenant, s, version) for s in rows if keep is None or keep(s)]
+        rows = [s for s in self.objects.where(tenant, obj_type, *conds) if keep is None or keep(s)]
+        objs = self.wire(tenant, rows, version)
         if q.filter is not None:
             objs = [o for o in objs if matches(o, q.filter)]
         if q.sort:
@@ -99,29 +99,41 @@ class Lister:
         page = [select_fields(o, q.fields) for o in objs[q.offset:q.offset + q.limit]]
         return _json({COLLECTIONS[obj_type]: page}, headers={"X-Total-Count": str(total), "Link": self.links(request, q, total)})
 
-    def wire(self, tenant: str, s: Stored, version: str) -> dict[str, Any]:
-        """``to_wire``, with ``metadata["tessera.unresolved"]`` naming the fields whose reference
-        is held unresolved (``derived["unresolved"]``, a tolerant CSV import) and still names
-        nothing stored, as rostering reads show it (docs/oneroster-references.md). Looked up
-        on each read, so a target stored since shows as resolved; objects holding nothing
-        (nearly all) cost nothing more."""
-        out = to_wire(s, version=version)
-        held = s.derived.get("unresolved")
-        if held:
-            fields = [h["field"] for h in held if not self.stored_now(tenant, h["type"], h["sourcedId"])]
-            sent = out.get("metadata") if isinstance(out.get("metadata"), dict) else {}
-            meta = {k: v for k, v in sent.items() if k != UNRESOLVED_METADATA}  # only Tessera says it
-            if fields:
-                out["metadata"] = {**meta, UNRESOLVED_METADATA: list(dict.fromkeys(fields))}
-            elif UNRESOLVED_METADATA in sent:
-                out["metadata"] = meta or None
+    def wire(self, tenant: str, rows: list[Stored], version: str) -> list[dict[str, Any]]:
+        """``to_wire`` of each, with ``metadata["tessera.unresolved"]`` naming the fields whose
+        reference is held unresolved (``derived["unresolved"]``, a tolerant CSV import) and
+        still names nothing stored, as rostering reads show it (docs/oneroster-references.md).
+        Looked up on each read (one query per target type, whatever the number of objects),
+        so a target stored since shows as resolved; a page holding nothing costs nothing more."""
+        stored = self.stored_now(tenant, [h for s in rows for h in s.derived.get("unresolved") or ()])
+        out = []
+        for s in rows:
+            obj = to_wire(s, version=version)
+            held = s.derived.get("unresolved")
+            if held:
+                fields = [h["field"] for h in held if (h["type"], h["sourcedId"]) not in stored]
+                sent = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+                meta = {k: v for k, v in sent.items() if k != UNRESOLVED_METADATA}  # only Tessera says it
+                if fields:
+                    obj["metadata"] = {**meta, UNRESOLVED_METADATA: list(dict.fromkeys(fields))}
+                elif UNRESOLVED_METADATA in sent:
+                    obj["metadata"] = meta or None
+            out.append(obj)
         return out
 
-    def stored_now(self, tenant: str, target: str, sid: str) -> bool:
-        if target in ROSTER_REFS:
-            return sid in find_roster(self.ctx.store.engine, tenant, ROSTER_REFS[target], [sid])
-        got = self.objects.get(tenant, target, [sid]).get(sid)
-        return got is not None and got.data.get("status") == "active"
+    def stored_now(self, tenant: str, held: list[dict[str, str]]) -> set[tuple[str, str]]:
+        """(type, sourcedId) of the held targets stored now (active, for gradebook objects)."""
+        by_type: dict[str, set[str]] = {}
+        for h in held:
+            by_type.setdefault(h["type"], set()).add(h["sourcedId"])
+        found: set[tuple[str, str]] = set()
+        for target, sids in by_type.items():
+            if target in ROSTER_REFS:
+                got: Iterable[str] = find_roster(self.ctx.store.engine, tenant, ROSTER_REFS[target], sorted(sids))
+            else:
+                got = [sid for sid, o in self.objects.get(tenant, target, sorted(sids)).items() if o.data.get("status") == "active"]
+            found.update((target, sid) for sid in got)
+        return found
 
     def one(self, tenant: str, obj_type: str, sid: str) -> Stored:
         got = self.objects.get(tenant, obj_type, [sid]).get(sid)
@@ -201,7 +213,7 @@ def build_router(ctx: AppContext) -> APIRouter:
                 return lister.answer(request, principal.tenant, obj_type, version, [])
 
             def get_one(sourcedId: str, principal: Principal = read, obj_type: str = obj_type) -> Response:
-                return _json({obj_type: lister.wire(principal.tenant, lister.one(principal.tenant, obj_type, sourcedId), version)})
+                return _json({obj_type: lister.wire(principal.tenant, [lister.one(principal.tenant, obj_type, sourcedId)], version)[0]})
 
             async def put_one(sourcedId: str, request: Request, principal: Principal = write, obj_type: str = obj_type) -> Response:
                 body = await _body(request)
