@@ -103,6 +103,9 @@ def test_strict_refuses_each_unknown_reference_naming_the_place_and_writes_nothi
     errs = {(d.location, d.field) for d in e.value.errors}
     assert ("results.csv row 2", "studentSourcedId") in errs
     assert ("lineItemLearningObjectiveIds.csv row 3", "lineItemSourcedId") in errs
+    # each once, worded as the refusal it always was (not also as the tolerant warning)
+    assert [d.location for d in e.value.errors].count("lineItemLearningObjectiveIds.csv row 3") == 1
+    assert not any("row not kept" in d.message or "kept as an unresolved" in d.message for d in e.value.errors)
     nothing_written(store)
 
 
@@ -124,6 +127,11 @@ def test_a_delta_deletion_of_an_unknown_result_is_skipped_with_a_warning(store: 
     report = import_package(store, package(tmp_path, {"results": delta}, {"results": "delta"}, roster=False), tenant=T, source="sis")
     assert warnings(report, "nothing-to-delete") == [("results.csv row 2", "status")]
     assert ObjectStore(store.engine).where(T, "result") == []
+    # strict: the one error it always was, not a second one worded as the warning
+    with pytest.raises(ValidationError) as exc:
+        import_package(store, package(tmp_path, {"results": delta}, {"results": "delta"}, roster=False), tenant=T, source="sis",
+                       strict=True)
+    assert [str(e) for e in exc.value.errors] == ['results.csv row 2, field "status": row deletes result \'r404\', which is not stored']
 
 
 DEVIANT = {

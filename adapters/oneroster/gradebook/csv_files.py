@@ -207,8 +207,11 @@ class CsvGradebook:
                 old = objects.get(self.tenant, ty, [sid]).get(sid) if objects is not None else None
                 if old is None:
                     what = f"row deletes {ty} {sid!r}, which is not stored"
-                    if self.devs is None or not self.devs.tolerate("nothing-to-delete", f"{what}: nothing to delete, row skipped",
-                                                                   location=loc, field="status"):
+                    # strict (or no report to warn in): the error it always was, and only that
+                    # (``tolerate`` would also record its own wording as an error)
+                    if self.devs is not None and not self.devs.strict:
+                        self.devs.tolerate("nothing-to-delete", f"{what}: nothing to delete, row skipped", location=loc, field="status")
+                    else:
                         self.errors.append(ErrorDetail(what, location=loc, field="status"))
                     continue
                 obj = {**old.data, **obj}
@@ -233,8 +236,9 @@ class CsvGradebook:
                 if old is None:
                     msg = f"{col} {sid!r}: no such {owner} in {COLLECTIONS[owner]}.csv or the store"
                     # a row that is part of an object neither sent nor stored: nothing to keep it on
-                    if self.devs is None or not self.devs.tolerate("orphan-row", f"{msg}: row not kept (send it again with its {owner})",
-                                                                   location=loc, field=col):
+                    if self.devs is not None and not self.devs.strict:
+                        self.devs.tolerate("orphan-row", f"{msg}: row not kept (send it again with its {owner})", location=loc, field=col)
+                    else:
                         self.errors.append(ErrorDetail(msg, location=loc, field=col))
                     continue
                 it = items[(owner, sid)] = Item(owner, dict(old.data), loc, csv_column(self.version, COLLECTIONS[owner]))
