@@ -17,7 +17,11 @@ standard has:
   <name>``: a dry run that writes nothing);
 * ``metadata`` (a SQLAlchemy ``MetaData`` built with ``gateway.store.types.NAMING``) and
   ``migrations`` (the folder of its Alembic branch): ``tessera migrate`` runs it;
-* ``load_demo(store, tenant, console)``: sample data for ``tessera demo``.
+* ``load_demo(store, tenant, console)``: sample data for ``tessera demo``;
+* ``routing_roles()`` (``Routes``): connection roles the routing layer can pull from or
+  deliver to (``gateway.routing.protocol``), and ``routing_kinds``: kinds of the adapter's
+  own that push routes may carry besides the canonical ones (e.g. ``xapi.statement``; the
+  adapter enqueues their outbox rows in its own write transaction).
 
 The composition root, ``gateway.wiring``, is the one place that reads these. Adapters
 register under the entry-point group ``tessera.adapters`` in their distribution's
@@ -27,7 +31,7 @@ metadata, e.g. ``oneroster = "adapters.oneroster:OneRosterAdapter"``; the value 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -109,6 +113,14 @@ class ImportsExports(Protocol):
     def register_cli(self, import_app: typer.Typer, export_app: typer.Typer) -> None:
         """Add ``tessera import <name> ...`` / ``tessera export <name> ...`` commands; an
         adapter that also takes ``validate_app`` (keyword) adds ``tessera validate <name>``."""
+        ...
+
+
+@runtime_checkable
+class Routes(Protocol):
+    def routing_roles(self) -> Mapping[str, Callable[..., Any]]:
+        """Role name (``oneroster.rest.client``, ``xapi.lrs``, ...) -> factory taking a
+        ``gateway.routing.protocol.Connection`` and returning a ``Source`` and/or ``Destination``."""
         ...
 
 

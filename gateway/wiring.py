@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from adapters.base import Adapter, Registry, discover
 
@@ -116,6 +116,26 @@ class Wiring:
             if build is not None:
                 found.extend(build(ctx) or [])
         return found
+
+    # --- routing ----------------------------------------------------------------------------------
+
+    @cached_property
+    def routing_roles(self) -> dict[str, tuple[str, Any]]:
+        """Every adapter's connection roles (``routing_roles()``): role -> (adapter name, factory).
+        Two adapters claiming one role is a configuration error."""
+        found: dict[str, tuple[str, Any]] = {}
+        for adapter in self.registry:
+            roles = getattr(adapter, "routing_roles", None)
+            for role, factory in (roles() if roles is not None else {}).items():
+                if role in found:
+                    raise ConfigError(f"adapters {found[role][0]!r} and {adapter.name!r} both declare the connection role {role!r}")
+                found[role] = (adapter.name, factory)
+        return found
+
+    @cached_property
+    def routing_kinds(self) -> frozenset[str]:
+        """Kinds push routes may carry besides the canonical record kinds (``routing_kinds``)."""
+        return frozenset(k for a in self.registry for k in getattr(a, "routing_kinds", ()))
 
     def register_cli(self, app: typer.Typer, import_app: typer.Typer, export_app: typer.Typer, *,
                      validate_app: typer.Typer | None = None) -> None:

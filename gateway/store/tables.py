@@ -222,7 +222,9 @@ connections = Table(
     Column("base_url", String(2048)),
     Column("auth", Text(), nullable=False, default="{}"),  # references to env vars, never secrets
     Column("options", Text(), nullable=False, default="{}"),
+    Column("origin", String(16), nullable=False, server_default="api"),  # api | config (gateway.yaml)
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime()),
     UniqueConstraint("tenant", "name"),
 )
 
@@ -232,17 +234,28 @@ routes = Table(
     Column("id", UUIDType(), primary_key=True),
     Column("tenant", String(63), ForeignKey("tenants.id"), nullable=False),
     Column("name", String(128), nullable=False),
+    # pull: source is the remote system, destination null (this Tessera's store);
+    # push: source null (any change in the store), destination the remote system
     Column("source_connection_id", UUIDType(), ForeignKey("connections.id")),
-    Column("destination_connection_id", UUIDType(), ForeignKey("connections.id"), nullable=False),
+    Column("destination_connection_id", UUIDType(), ForeignKey("connections.id")),
     Column("kinds", Text(), nullable=False),  # JSON list of record kinds
     Column("mode", String(8), nullable=False),  # push | pull
     Column("enabled", Boolean(), nullable=False),
-    Column("watermark", Text()),
+    Column("watermark", Text()),  # the route's opaque cursor (pull), advanced after each committed page
+    Column("cursor_at", UTCDateTime()),  # when the cursor last moved (cursor age metric)
+    Column("orgs", Text(), nullable=False, server_default="[]"),  # JSON list: org filter (sourcedIds), empty = all
+    Column("mapping", String(256)),  # a mapping file name under mappings/, or null
+    Column("schedule_seconds", Integer()),  # pull interval; null = only on demand
+    Column("next_run_at", UTCDateTime()),  # when the scheduler next starts a pull
+    Column("options", Text(), nullable=False, server_default="{}"),
+    Column("origin", String(16), nullable=False, server_default="api"),  # api | config (gateway.yaml)
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime()),
     UniqueConstraint("tenant", "name"),
 )
 
 #: Deliveries owed to destinations, written in the same transaction as the change.
+#: state: pending -> delivered, or dead (the dead-letter queue: replay sets it pending again).
 outbox = Table(
     "outbox",
     metadata,
@@ -256,10 +269,54 @@ outbox = Table(
     Column("state", String(16), nullable=False),  # pending | delivered | dead
     Column("attempts", Integer(), nullable=False),
     Column("next_attempt_at", UTCDateTime(), nullable=False),
-    Column("locked_until", UTCDateTime()),
+    Column("locked_until", UTCDateTime()),  # the claiming worker's lease
+    Column("lease_owner", String(64)),  # which worker holds the lease
     Column("last_error", Text()),
+    Column("last_status", Integer()),  # the destination's last HTTP status, if any
+    Column("last_request", Text()),  # redacted summary of the last request (method, URL, body excerpt)
+    Column("last_response", Text()),  # excerpt of the last response (at most 2 KB)
+    Column("waiting_on", Text()),  # a dependency the destination did not know yet (409 / unknown reference)
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("delivered_at", UTCDateTime()),
+    Column("dead_at", UTCDateTime()),
     Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+    Index("ix_outbox_route_id_state", "route_id", "state"),
+)
+
+#: One execution of a route (DESIGN section 6): a pull, or a drain of its push deliveries.
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", UUIDType(), primary_key=True),
+    Column("tenant", String(63), nullable=False),
+    Column("route_id", UUIDType(), ForeignKey("routes.id"), nullable=False),
+    Column("trigger", String(16), nullable=False),  # schedule | manual | change
+    Column("engine", String(16), nullable=False),  # embedded | temporal
+    Column("status", String(16), nullable=False),  # running | succeeded | failed | partial
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    Column("read", Integer(), nullable=False, server_default="0"),
+    Column("written", Integer(), nullable=False, server_default="0"),
+    Column("unchanged", Integer(), nullable=False, server_default="0"),
+    Column("deleted", Integer(), nullable=False, server_default="0"),
+    Column("failed", Integer(), nullable=False, server_default="0"),
+    Column("cursor_before", Text()),
+    Column("cursor_after", Text()),
+    Column("errors", Text(), nullable=False, server_default="[]"),  # JSON list of {message, location}
+    Index("ix_sync_runs_tenant_route_id_started_at", "tenant", "route_id", "started_at"),
+)
+
+#: Per connection, shared by every worker: the circuit breaker and what health shows.
+connection_health = Table(
+    "connection_health",
+    metadata,
+    Column("connection_id", UUIDType(), ForeignKey("connections.id"), primary_key=True),
+    Column("tenant", String(63), nullable=False),
+    Column("consecutive_failures", Integer(), nullable=False, server_default="0"),
+    Column("open_until", UTCDateTime()),  # the breaker is open (no calls) until then
+    Column("last_error", Text()),
+    Column("last_success_at", UTCDateTime()),
+    Column("last_failure_at", UTCDateTime()),
 )
 
 oauth_clients = Table(

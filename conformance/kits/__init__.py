@@ -1,0 +1,15 @@
+"""The kits, by name. Each module defines one ``KIT`` (``conformance.kit.Kit``)."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from ..kit import Kit
+
+#: kit name -> module under conformance.kits
+MODULES: dict[str, str] = {}
+
+
+def kits() -> dict[str, Kit]:
+    """Every kit, loaded (a kit module imports only httpx, the standard library and conformance)."""
+    return {name: import_module(f"{__name__}.{module}").KIT for name, module in MODULES.items()}
