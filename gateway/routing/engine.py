@@ -1,0 +1,93 @@
+"""The delivery engines' shared interface, and the two steps both engines run.
+
+Both engines (``embedded``: threads inside ``tessera serve``/``tessera worker``; ``temporal``:
+Temporal schedules, workflows and activities) run the same two steps, defined here once:
+
+* ``run_pull``: one pull of a route: a sync run row, ``Source.pull`` page by page, the
+  cursor stored after each committed page, counts and errors on the run;
+* ``deliver_one``: one attempt at one outbox row: load the row, its route and the record,
+  call ``Destination.deliver``, and record what happened (delivered; retry at a time with
+  backoff and jitter; wait for a dependency; dead-lettered), updating the connection's
+  circuit breaker and the metrics.
+
+What differs is only who calls them and when: the embedded dispatcher claims rows with
+``SELECT ... FOR UPDATE SKIP LOCKED`` and a lease (PostgreSQL; SQLite has one dispatcher),
+and its scheduler starts pulls under an advisory lock; the Temporal engine makes each a
+workflow (id = the idempotency key) or a Schedule, and each step an activity.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from .protocol import PageResult
+
+if TYPE_CHECKING:
+    from ..store import Store
+    from ..wiring import Wiring
+
+
+@dataclass
+class SyncRunSummary:
+    id: uuid.UUID
+    route_id: uuid.UUID
+    status: str  # succeeded | failed | partial
+    read: int = 0
+    written: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: int = 0
+    cursor_before: str | None = None
+    cursor_after: str | None = None
+    errors: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one delivery attempt came to."""
+
+    kind: Literal["delivered", "retry", "wait", "dead", "skipped"]
+    #: retry/wait: when the row is due again
+    next_attempt_at: datetime | None = None
+    error: str | None = None
+
+
+def run_pull(store: Store, wiring: Wiring, route_id: uuid.UUID, *, trigger: str = "manual", engine: str = "embedded",
+             progress: Callable[[PageResult], None] | None = None) -> SyncRunSummary:
+    """One pull of route ``route_id`` (see the module's docstring)."""
+    raise NotImplementedError  # the routing engine lands this
+
+
+def deliver_one(store: Store, wiring: Wiring, outbox_id: int, *, worker: str) -> Outcome:
+    """One attempt at outbox row ``outbox_id`` (see the module's docstring). The caller
+    holds the row's lease (embedded) or is the row's workflow (temporal)."""
+    raise NotImplementedError  # the routing engine lands this
+
+
+class DeliveryEngine(Protocol):
+    name: str
+
+    def start(self) -> None:
+        """Start delivering and scheduling in the background (``tessera serve``/``worker``)."""
+        ...
+
+    def stop(self) -> None:
+        ...
+
+    def sync_once(self, route_id: uuid.UUID, *, progress: Callable[[PageResult], None] | None = None) -> SyncRunSummary:
+        """Run one pull of a route now and wait for it (``tessera sync ROUTE --once``)."""
+        ...
+
+    def drain(self, *, route_id: uuid.UUID | None = None, timeout: float = 60.0) -> int:
+        """Deliver what is due now (every route, or one) and return how many rows were delivered."""
+        ...
+
+
+def engine_for(name: str, store: Store, wiring: Wiring, **options: object) -> DeliveryEngine:
+    """``embedded`` or ``temporal`` (``options``: e.g. ``address`` for Temporal, ``worker_id``)."""
+    raise NotImplementedError  # the routing engine lands this
