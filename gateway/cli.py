@@ -447,9 +447,13 @@ def register_adapters() -> None:
         return
     from . import wiring
     from .reports.cli import register as register_reports
+    from .sharing.cli import grants_app
+    from .sharing.cli import register as register_bulk
 
-    # `tessera export report ...`: the gateway's own, beside the adapters'
+    # `tessera export report ...` and `export bulk`: the gateway's own, beside the adapters'
     register_reports(export_app)
+    register_bulk(export_app)
+    app.add_typer(grants_app, name="grants")
     wiring.default().register_cli(app, import_app, export_app, validate_app=validate_app)
     _registered = True
 

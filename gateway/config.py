@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    export_dir: str = Field(default="./exports", description="where /v1/exports writes its files (one folder per export)")
 
     @classmethod
     def settings_customise_sources(

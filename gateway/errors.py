@@ -101,6 +101,14 @@ class Conflict(TesseraError):
     type_slug = "conflict"
 
 
+class Gone(TesseraError):
+    """What was asked for is no longer kept (410): e.g. a change version older than the oldest."""
+
+    status = 410
+    title = "Gone"
+    type_slug = "gone"
+
+
 class IntegrityError(ValidationError):
     """A batch references records that exist neither in the batch nor in the store."""
 

@@ -35,7 +35,9 @@ SCOPES: dict[str, str] = {
     "mastery.write": "set mastery rules and scales, run a recompute, and edit learning plans",
     "reports.deidentified": "read de-identified reports only (state pulls): pseudonymous learners, small counts suppressed",
     "records.write": "write canonical records of any kind through the batch API",
-    "admin": "manage connections, routes, sync runs and dead letters of the tenant",
+    "admin": "manage connections, routes, sync runs and dead letters of the tenant, and its data-sharing grants",
+    "changes.readonly": "read the change feed: the tenant's own changes and those of districts that granted it access",
+    "exports": "run bulk exports of the tenant's data and of data shared with it by grants",
 }
 
 #: A scope that implies others.

@@ -60,7 +60,8 @@ def key_file_for(database_url: str) -> Path:
     return Path.cwd() / KEY_FILE_NAME
 
 
-def _read_or_create(path: Path) -> bytes:
+def read_or_create_key(path: Path) -> bytes:
+    """The key in ``path``, or a new Fernet key written there (mode 0600) when there is none."""
     try:
         return path.read_bytes().strip()
     except FileNotFoundError:
@@ -89,8 +90,8 @@ def sealer_for(database_url: str) -> Sealer:
     with _lock:
         found = _sealers.get(str(path))
         if found is None:
-            found = _sealers[str(path)] = Sealer(_read_or_create(path))
+            found = _sealers[str(path)] = Sealer(read_or_create_key(path))
         return found
 
 
-__all__ = ["ENV_KEY", "KEY_FILE_NAME", "Sealer", "key_file_for", "sealer_for"]
+__all__ = ["ENV_KEY", "KEY_FILE_NAME", "Sealer", "key_file_for", "read_or_create_key", "sealer_for"]

@@ -319,6 +319,61 @@ connection_health = Table(
     Column("last_failure_at", UTCDateTime()),
 )
 
+#: A district's data-sharing grant to another tenant (a state agency, a research partner).
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", UUIDType(), primary_key=True),
+    Column("grantor", String(63), ForeignKey("tenants.id"), nullable=False),  # the district sharing
+    Column("grantee", String(63), nullable=False),  # the tenant reading (it need not exist yet)
+    Column("purpose", Text(), nullable=False),
+    Column("starts_at", UTCDateTime(), nullable=False),
+    Column("ends_at", UTCDateTime(), nullable=False),
+    Column("scopes", Text(), nullable=False),  # JSON list: what the grantee may do under it
+    Column("kinds", Text(), nullable=False),  # JSON list of record kinds it covers
+    Column("deidentified", Boolean(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(64), nullable=False),  # the client (or "cli")
+    Column("revoked_at", UTCDateTime()),
+    Column("revoked_by", String(64)),
+    Index("ix_grants_grantee", "grantee"),
+    Index("ix_grants_grantor", "grantor"),
+)
+
+#: Every read under a grant: who, what, when, how many records. Append-only.
+grant_access_log = Table(
+    "grant_access_log",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("grant_id", UUIDType(), ForeignKey("grants.id"), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("action", String(32), nullable=False),  # changes | export
+    Column("detail", Text(), nullable=False),  # e.g. "kinds=person,evidence since=120"
+    Column("records", Integer(), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Index("ix_grant_access_log_grant_id_at", "grant_id", "at"),
+)
+
+#: Bulk exports asked through the API (``/v1/exports``), run in the background.
+export_jobs = Table(
+    "export_jobs",
+    metadata,
+    Column("id", UUIDType(), primary_key=True),
+    Column("tenant", String(63), nullable=False),  # who asked
+    Column("client_id", String(64), nullable=False),
+    Column("grant_id", UUIDType(), ForeignKey("grants.id")),
+    Column("source_tenant", String(63)),  # the tenant exported (own, or the grantor)
+    Column("format", String(16), nullable=False),
+    Column("kinds", Text(), nullable=False),
+    Column("since", BigInteger()),
+    Column("status", String(16), nullable=False),  # queued | running | succeeded | failed
+    Column("manifest", Text()),
+    Column("error", Text()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    Index("ix_export_jobs_tenant_created_at", "tenant", "created_at"),
+)
+
 oauth_clients = Table(
     "oauth_clients",
     metadata,

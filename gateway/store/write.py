@@ -41,6 +41,7 @@ from sqlalchemy import insert as core_insert
 
 from ..errors import ErrorDetail, IntegrityError, ValidationError
 from ..model import Record, Status, utcnow
+from . import changefeed
 from .db import WRITE, BulkStatement, bind_processor, max_params, placeholder
 from .evidence import evidence_rules, mark_superseded
 from .outbox import matching_routes, outbox_rows
@@ -565,6 +566,7 @@ class RecordWriter:
             for cond, params in self._in(self._record_id, plan.updated_keys):
                 conn.exec_driver_sql(self._delete_identifiers + cond, params)
             self._identifiers.execute_flat(conn, plan.idents, len(plan.idents) // self._identifiers.width)
+            changefeed.guard(conn)  # before the change rows: the feed's safe version (changefeed.py)
             self._changes.execute_flat(conn, plan.changes, n)
         if plan.superseding:
             more = mark_superseded(conn, tenant, plan.superseding, batch_id, now, plan.touched)

@@ -1,0 +1,11 @@
+"""Data sharing with state agencies and research partners (issue "State agencies").
+
+* ``grants``: a district tenant grants another tenant access, for a purpose, from a date to
+  a date, limited to scopes and record kinds, de-identified or not; every read under a
+  grant is logged, and a revoked grant stops access at once;
+* ``feed``: the change feed across tenants (own changes, and those of every district that
+  granted the reader), in the safe version order of ``gateway.store.changefeed``;
+* ``deidentify``: what a de-identified grant does to a record (pseudonyms per recipient,
+  personal fields dropped);
+* ``export``: bulk export to Parquet, NDJSON or CSV with a manifest, streamed.
+"""

@@ -1,0 +1,187 @@
+"""What a de-identified grant does to a record before the grantee sees it.
+
+**Pseudonyms.** Every id that stands for a learner, or for a record about one learner,
+becomes a pseudonym for *this recipient*: ``HMAC-SHA256(K_r, ...)`` shaped as a UUID
+(version 8, RFC 9562), where ``K_r = HMAC-SHA256(K, "tessera.pseudonym.v1|" + grantee)``
+and ``K`` is the server's pseudonym key (``TESSERA_PSEUDONYM_KEY``, else a key file next to
+the database, made on first use like the sealing key). So:
+
+* the same learner gets the same pseudonym from every district of the state when their
+  state student id matches: a person with a state id is keyed by ``state:<id>``, not by the
+  district's record id (state id identifiers: OneRoster ``userIds`` of a type in
+  ``STATE_ID_TYPES``, compared without case);
+* two recipients get unrelated pseudonyms for the same learner (``K_r`` differs);
+* without ``K`` a pseudonym cannot be reversed or recomputed, even by someone who knows a
+  district's sourcedIds: a record id is a uuid5 of public parts (tenant, source, sourcedId),
+  which is why person ids, and the ids of per-learner records (evidence, enrollments,
+  mastery states, learning plans) and every reference to them, are all replaced.
+
+**Fields.** Person records keep only what has no name in it: kind, status, roles, grades,
+org references and timestamps; names, usernames, emails, phones, birth dates and every
+other demographic, identifiers, native ids, agents' (guardians') links and extensions are
+dropped. Per-learner records drop free text (titles, notes), artifacts (links to the
+learner's work), assessors, native ids, identifiers and extensions. Other kinds (orgs,
+courses, sections, sessions, frameworks, competencies, rules) hold no personal data and
+pass unchanged.
+
+Aggregates (``/v1/reports``) are de-identified by ``gateway.reports.deidentify`` with the
+same small-cell thresholds; this module is for row-level records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from ..auth.sealed import key_file_for, read_or_create_key
+from ..store.tables import identifiers
+
+ENV_KEY = "TESSERA_PSEUDONYM_KEY"
+KEY_FILE_NAME = "tessera-pseudonym.key"
+#: OneRoster ``userIds`` types read as a state student id (compared lower-cased)
+STATE_ID_TYPES = frozenset({"state", "stateid", "state_id", "ssid", "statestudentid", "state-student-id", "sasid"})
+STATE_ID_KINDS = tuple(f"oneroster.userId.{t}" for t in sorted(STATE_ID_TYPES))
+
+#: kinds whose records are about one learner: field -> "learner" (a person reference) or
+#: "record" (the id of another per-learner record)
+PERSONAL_REFS: dict[str, dict[str, str]] = {
+    "person": {"id": "learner", "agent_ids": "learner"},
+    "enrollment": {"id": "record", "person_id": "learner"},
+    "evidence": {"id": "record", "learner_id": "learner", "superseded_by": "record", "supersedes": "record"},
+    "mastery_state": {"id": "record", "learner_id": "learner"},
+    "learning_plan": {"id": "record", "learner_id": "learner"},
+}
+#: what each per-learner kind keeps (everything else is dropped)
+KEEP: dict[str, frozenset[str]] = {
+    "person": frozenset({"kind", "id", "tenant", "source", "status", "updated_at", "source_updated_at", "roles", "grades", "enabled"}),
+    "enrollment": frozenset({"kind", "id", "tenant", "source", "status", "updated_at", "source_updated_at", "person_id", "section_id",
+                             "org_id", "role", "primary", "begin_date", "end_date"}),
+    "evidence": frozenset({"kind", "id", "tenant", "source", "status", "updated_at", "source_updated_at", "learner_id", "competency_id",
+                           "alignment_id", "activity", "evidence_kind", "score", "level", "success", "completion", "observed_at",
+                           "recorded_at", "voided", "superseded_by", "supersedes", "provenance"}),
+    "mastery_state": frozenset({"kind", "id", "tenant", "source", "status", "updated_at", "source_updated_at", "learner_id",
+                                "competency_id", "level", "value", "mastered", "method", "parameters", "rule_id", "evidence_count",
+                                "first_at", "last_at", "computed_at", "contributions"}),
+    "learning_plan": frozenset({"kind", "id", "tenant", "source", "status", "updated_at", "source_updated_at", "learner_id",
+                                "targets", "plan_status", "pathway"}),
+}
+
+
+def pseudonym_key(database_url: str) -> bytes:
+    """The server's pseudonym key: the environment's, else the database's key file."""
+    env = os.environ.get(ENV_KEY)
+    if env:
+        return env.encode()
+    path = key_file_for(database_url)
+    return read_or_create_key(Path(path.parent) / KEY_FILE_NAME)
+
+
+def _as_uuid(digest: bytes) -> str:
+    b = bytearray(digest[:16])
+    b[6] = (b[6] & 0x0F) | 0x80  # version 8: custom (RFC 9562 5.8)
+    b[8] = (b[8] & 0x3F) | 0x80  # the RFC variant
+    return str(uuid.UUID(bytes=bytes(b)))
+
+
+class Pseudonymizer:
+    """Pseudonyms for one recipient (see the module docstring)."""
+
+    def __init__(self, key: bytes, recipient: str) -> None:
+        self.__key = hmac.new(key, b"tessera.pseudonym.v1|" + recipient.encode(), hashlib.sha256).digest()
+
+    def __repr__(self) -> str:
+        return "Pseudonymizer(...)"
+
+    def learner(self, tenant: str, person_id: str, state_id: str | None) -> str:
+        msg = f"state:{state_id.strip().lower()}" if state_id else f"person:{tenant}:{person_id.lower()}"
+        return _as_uuid(hmac.new(self.__key, msg.encode(), hashlib.sha256).digest())
+
+    def record(self, tenant: str, record_id: str) -> str:
+        return _as_uuid(hmac.new(self.__key, f"record:{tenant}:{record_id.lower()}".encode(), hashlib.sha256).digest())
+
+
+class StateIds:
+    """Person id -> state student id, for one tenant, looked up in the identifier index."""
+
+    def __init__(self, engine: Engine, tenant: str) -> None:
+        self.engine, self.tenant = engine, tenant
+        self._known: dict[str, str | None] = {}
+
+    def of(self, person_ids: Iterable[str]) -> dict[str, str | None]:
+        wanted = {p.lower() for p in person_ids if p} - self._known.keys()
+        if wanted:
+            ids = [uuid.UUID(p) for p in wanted]
+            for p in wanted:
+                self._known[p] = None
+            with self.engine.connect() as conn:
+                for i in range(0, len(ids), 500):
+                    q = select(identifiers.c.record_id, identifiers.c.kind, identifiers.c.value).where(
+                        identifiers.c.tenant == self.tenant, identifiers.c.record_kind == "person",
+                        identifiers.c.record_id.in_(ids[i:i + 500]))
+                    for rid, kind, value in conn.execute(q):
+                        if kind.lower() in {k.lower() for k in STATE_ID_KINDS}:
+                            self._known[str(rid)] = value
+        return {p.lower(): self._known.get(p.lower()) for p in person_ids if p}
+
+
+class Deidentifier:
+    """Turns records of one grantor tenant into what a de-identified grant shows."""
+
+    def __init__(self, pseudonyms: Pseudonymizer, state_ids: StateIds) -> None:
+        self.pseudonyms, self.state_ids = pseudonyms, state_ids
+
+    def prepare(self, docs: Iterable[dict[str, Any]]) -> None:
+        """Look up the state ids of every learner the records name, in one query."""
+        wanted: set[str] = set()
+        for doc in docs:
+            for fld, what in PERSONAL_REFS.get(doc.get("kind", ""), {}).items():
+                if what != "learner":
+                    continue
+                v = doc.get(fld)
+                wanted.update(v if isinstance(v, list) else [v] if isinstance(v, str) else [])
+        if wanted:
+            self.state_ids.of(wanted)
+
+    def _learner(self, person_id: str) -> str:
+        tenant = self.state_ids.tenant
+        return self.pseudonyms.learner(tenant, person_id, self.state_ids.of([person_id]).get(person_id.lower()))
+
+    def record(self, doc: dict[str, Any]) -> dict[str, Any]:
+        kind = doc.get("kind", "")
+        refs = PERSONAL_REFS.get(kind)
+        if refs is None:
+            return doc
+        tenant = self.state_ids.tenant
+        keep = KEEP[kind]
+        out = {k: v for k, v in doc.items() if k in keep}
+        for fld, what in refs.items():
+            v = out.get(fld)
+            if v is None or fld not in keep and fld != "id":
+                continue
+            conv = self._learner if what == "learner" else (lambda x: self.pseudonyms.record(tenant, x))
+            out[fld] = [conv(x) for x in v] if isinstance(v, list) else conv(v)
+        if kind == "person":
+            out["id"] = self._learner(doc["id"])
+        if kind == "evidence":
+            act = out.get("activity")
+            if isinstance(act, dict):
+                out["activity"] = {k: v for k, v in act.items() if k in ("system", "id")}
+            prov = out.get("provenance")
+            if isinstance(prov, dict):
+                out["provenance"] = {k: v for k, v in prov.items() if k in ("standard", "version")}
+        if kind == "mastery_state" and isinstance(out.get("contributions"), list):
+            out["contributions"] = [
+                {**c, "evidence_id": self.pseudonyms.record(tenant, c["evidence_id"])} if isinstance(c, dict) and c.get("evidence_id") else c
+                for c in out["contributions"]
+            ]
+        return out
+
+
+__all__ = ["ENV_KEY", "KEEP", "PERSONAL_REFS", "STATE_ID_TYPES", "Deidentifier", "Pseudonymizer", "StateIds", "pseudonym_key"]

@@ -1,0 +1,387 @@
+"""Data sharing with state agencies: grants, the change feed, de-identification and bulk
+export (issue "State agencies", items 1 to 4), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import delete, text
+
+from gateway.errors import ConfigError, Gone, NotFound, ScopeError, ValidationError
+from gateway.model import Identifier, Status, utcnow
+from gateway.sharing.deidentify import Deidentifier, Pseudonymizer, StateIds
+from gateway.sharing.export import ExportFailed, export, read_back
+from gateway.sharing.feed import ChangeFeed
+from gateway.sharing.grants import GrantStore
+from gateway.store.changefeed import newest_safe
+from gateway.store.tables import changes
+
+from .factories import competency, course, enrollment, evidence, framework, org, person, section
+
+KEY = b"k" * 32
+NOW = datetime.now(UTC)
+
+
+def district(store, tenant: str, *, state_ids: dict[str, str] | None = None, n: int = 3) -> list:
+    """A school, a section, ``n`` students (with state ids when given), a framework and evidence."""
+    school = org(tenant=tenant)
+    crs = course("c1", school, tenant)
+    sec = section("s1", crs, school, tenant)
+    people = []
+    for i in range(n):
+        native = f"u{i}"
+        idents = [Identifier(system="sis", kind="oneroster.sourcedId", value=native)]
+        if state_ids and native in state_ids:
+            idents.append(Identifier(system="sis", kind="oneroster.userId.state", value=state_ids[native]))
+        people.append(person(native, school, tenant, given_name=f"Given{tenant}{i}", family_name=f"Family{tenant}{i}",
+                             email=f"kid{i}@{tenant}.example", identifiers=idents))
+    fw = framework(tenant=tenant)
+    comp = competency("m1", fw, tenant)
+    ev = [evidence(f"statement-{tenant}-{i}", p, comp, tenant, activity={"system": "lms", "id": f"act-{i}", "title": f"Essay by Given{tenant}{i}"})
+          for i, p in enumerate(people)]
+    records = [school, crs, sec, *people, *(enrollment(p, sec, tenant) for p in people), fw, comp, *ev]
+    store.records.apply(tenant, records)
+    return records
+
+
+def grant(store, grantor="d1", grantee="state", **kw):
+    args = {"purpose": "state progress reporting", "starts_at": NOW - timedelta(days=1), "ends_at": NOW + timedelta(days=30),
+            "scopes": ["changes.readonly", "exports"], "kinds": ["person", "evidence", "enrollment", "org"],
+            "deidentified": True, "created_by": "test"}
+    args.update(kw)
+    return GrantStore(store.engine).create(grantor, grantee, **args)
+
+
+# --- grants ----------------------------------------------------------------------------------------
+
+def test_a_grant_is_checked_when_created(store):
+    gs = GrantStore(store.engine)
+    with pytest.raises(ValidationError) as exc:
+        gs.create("d1", "d1", purpose=" ", starts_at=NOW, ends_at=NOW - timedelta(days=1), scopes=["admin"], kinds=["nope"],
+                  deidentified=True, created_by="t")
+    fields = sorted(e.field for e in exc.value.errors)
+    assert fields == ["ends_at", "grantee", "kinds", "purpose", "scopes"]
+
+
+def test_a_grant_allows_only_in_its_window_and_until_revoked(store):
+    gs = GrantStore(store.engine)
+    future = grant(store, starts_at=NOW + timedelta(days=1), ends_at=NOW + timedelta(days=2))
+    current = grant(store)
+    assert [g.id for g in gs.active_for("state", "exports")] == [current.id]
+    assert gs.active_for("state", "changes.readonly", grant_id=future.id) == []
+    gs.revoke(current.id, grantor="d1", by="admin-client")
+    assert gs.active_for("state", "exports") == []
+    with pytest.raises(NotFound):  # only the grantor revokes; to anyone else the grant does not exist
+        gs.revoke(future.id, grantor="state", by="x")
+    assert gs.get(current.id).as_json()["status"] == "revoked"
+
+
+# --- the change feed -------------------------------------------------------------------------------
+
+def test_the_feed_pages_in_version_order_without_gaps_or_repeats(store):
+    district(store, "d1", n=5)
+    feed = ChangeFeed(store, GrantStore(store.engine), KEY)
+    reader = feed.reader("d1", "c", frozenset({"changes.readonly"}))
+    newest = feed.available()["newest"]
+    seen, since = [], 0
+    while True:
+        page = feed.page(reader, since=since, until=newest, limit=4)
+        seen += [c["version"] for c in page.changes]
+        since = page.next_since
+        if not page.more:
+            break
+    with store.engine.connect() as conn:
+        all_versions = [r[0] for r in conn.execute(text("SELECT seq FROM changes WHERE tenant = 'd1' ORDER BY seq"))]
+    assert seen == all_versions and len(seen) == len(set(seen))
+    assert since == newest
+
+
+def test_a_retired_record_is_a_tombstone_and_kinds_filter(store):
+    recs = district(store, "d1")
+    kid = recs[3]
+    store.records.apply("d1", [kid.model_copy(update={"status": Status.tobedeleted})])
+    feed = ChangeFeed(store, GrantStore(store.engine), KEY)
+    page = feed.page(feed.reader("d1", "c", frozenset({"changes.readonly"})), kinds=["person"])
+    assert {c["kind"] for c in page.changes} == {"person"}
+    last = [c for c in page.changes if c["id"] == str(kid.id)][-1]
+    assert last["tombstone"] is True and last["record"] is None
+
+
+def test_a_version_older_than_the_oldest_kept_is_gone(store):
+    district(store, "d1")
+    with store.engine.begin() as conn:
+        conn.execute(delete(changes).where(changes.c.seq <= 5))  # what a retention policy does
+    feed = ChangeFeed(store, GrantStore(store.engine), KEY)
+    reader = feed.reader("d1", "c", frozenset({"changes.readonly"}))
+    with pytest.raises(Gone) as exc:
+        feed.page(reader, since=2)
+    assert "the oldest available is 6" in str(exc.value)
+    assert feed.page(reader, since=5).changes[0]["version"] == 6
+
+
+def test_a_state_reads_every_granting_district_tagged_and_logged(store):
+    district(store, "d1")
+    district(store, "d2")
+    district(store, "d3")  # grants nothing
+    g1 = grant(store, "d1", kinds=["person"])
+    g2 = grant(store, "d2", kinds=["evidence"], deidentified=False)
+    gs = GrantStore(store.engine)
+    feed = ChangeFeed(store, gs, KEY)
+    page = feed.page(feed.reader("state", "state-client", frozenset({"changes.readonly"})), limit=1000)
+    by = {(c["tenant"], c["kind"]) for c in page.changes}
+    assert by == {("d1", "person"), ("d2", "evidence")}
+    assert {c["grant"] for c in page.changes} == {str(g1.id), str(g2.id)}
+    d1_people = [c["record"] for c in page.changes if c["tenant"] == "d1"]
+    assert all("given_name" not in r and "email" not in r for r in d1_people)  # de-identified grant
+    d2_ev = [c["record"] for c in page.changes if c["tenant"] == "d2"]
+    assert all(r["learner_id"] for r in d2_ev)  # identified grant: as stored
+    log = gs.access_log(g1.id, grantor="d1")
+    assert [(e["client_id"], e["action"], e["records"]) for e in log] == [("state-client", "changes", 3)]
+    with pytest.raises(NotFound):
+        gs.access_log(g1.id, grantor="state")  # only the grantor reads the log
+    gs.revoke(g1.id, grantor="d1", by="x")
+    page = feed.page(feed.reader("state", "state-client", frozenset({"changes.readonly"})), limit=1000)
+    assert {c["tenant"] for c in page.changes} == {"d2"}
+    with pytest.raises(ScopeError):
+        feed.reader("state", "c", frozenset({"changes.readonly"}), grant_id=g1.id)
+
+
+def test_the_newest_safe_version_waits_for_a_transaction_still_writing(store):
+    """PostgreSQL: a change that got a lower version but commits later is never skipped."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite writes one transaction at a time: seq order is commit order")
+    recs = district(store, "d1")
+    school = recs[0]
+    with store.engine.connect() as slow_conn:
+        slow = slow_conn.begin()
+        try:
+            store.records.apply_in(slow_conn, "d1", [org("late", "d1")], now=utcnow())  # holds seq N, not committed
+            store.records.apply("d1", [school.model_copy(update={"name": "Renamed"})])  # seq N+1, committed
+            with store.engine.connect() as conn:
+                visible_max = conn.scalar(text("SELECT max(seq) FROM changes"))
+                safe = newest_safe(conn)
+            assert safe < visible_max  # the committed N+1 is not offered while N may still come
+            slow.commit()
+        finally:
+            if slow.is_active:
+                slow.rollback()
+    with store.engine.connect() as conn:
+        assert newest_safe(conn) == conn.scalar(text("SELECT max(seq) FROM changes"))
+
+
+def test_a_reader_paging_while_writers_write_sees_each_change_once(store):
+    district(store, "d1", n=2)
+    feed = ChangeFeed(store, GrantStore(store.engine), KEY)
+    reader = feed.reader("d1", "c", frozenset({"changes.readonly"}))
+    school = org(tenant="d1")
+    stop = threading.Event()
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set() and i < 60:
+            store.records.apply("d1", [org(f"w{i}", "d1", parent_id=school.id)])
+            i += 1
+
+    threads = [threading.Thread(target=write) for _ in range(3)]
+    for t in threads:
+        t.start()
+    seen: list[int] = []
+    since = 0
+    try:
+        for _ in range(200):
+            page = feed.page(reader, since=since, limit=7)
+            seen += [c["version"] for c in page.changes]
+            since = page.next_since
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    while True:
+        page = feed.page(reader, since=since, limit=50)
+        seen += [c["version"] for c in page.changes]
+        since = page.next_since
+        if not page.more:
+            break
+    with store.engine.connect() as conn:
+        everything = [r[0] for r in conn.execute(text("SELECT seq FROM changes ORDER BY seq"))]
+    assert seen == everything
+
+
+# --- de-identification -----------------------------------------------------------------------------
+
+def test_pseudonyms_follow_the_state_id_across_districts_and_differ_by_recipient(store):
+    district(store, "d1", state_ids={"u0": "IA-555"})
+    district(store, "d2", state_ids={"u1": "IA-555"})
+    p_state = Pseudonymizer(KEY, "state")
+    p_research = Pseudonymizer(KEY, "research")
+    d1 = Deidentifier(p_state, StateIds(store.engine, "d1"))
+    d2 = Deidentifier(p_state, StateIds(store.engine, "d2"))
+    kid_d1 = store.records.get("d1", "person", person("u0", org(tenant="d1"), "d1").id).model_dump(mode="json")
+    kid_d2 = store.records.get("d2", "person", person("u1", org(tenant="d2"), "d2").id).model_dump(mode="json")
+    other_d2 = store.records.get("d2", "person", person("u2", org(tenant="d2"), "d2").id).model_dump(mode="json")
+    assert d1.record(kid_d1)["id"] == d2.record(kid_d2)["id"]  # one learner, one pseudonym, in both districts
+    assert d2.record(other_d2)["id"] != d2.record(kid_d2)["id"]
+    research = Deidentifier(p_research, StateIds(store.engine, "d1"))
+    assert research.record(kid_d1)["id"] != d1.record(kid_d1)["id"]
+    assert "IA-555" not in orjson.dumps(d1.record(kid_d1)).decode()
+
+
+def test_a_deidentified_export_cannot_be_reidentified(store, tmp_path):
+    """Every name, email, sourcedId, record id and native id of a person, and every id a
+    recipient could recompute from public parts, is absent from the export's bytes."""
+    recs = district(store, "d1", state_ids={"u0": "IA-777"}, n=4)
+    g = grant(store, kinds=["person", "evidence", "enrollment", "org", "section"])
+    deid = Deidentifier(Pseudonymizer(KEY, "state"), StateIds(store.engine, "d1"))
+    for fmt in ("parquet", "ndjson", "csv"):
+        out = tmp_path / fmt
+        manifest = export(store, out, tenant="d1", kinds=list(g.kinds), fmt=fmt, deidentifier=deid, grant_id=str(g.id))
+        blob = b"".join((out / f.name).read_bytes() for f in manifest.files)
+        rows = [r for f in manifest.files for r in read_back(out / f.name)]
+        assert sum(f.rows for f in manifest.files) == len(rows) > 0
+        people = [r for r in recs if r.kind == "person"]
+        per_learner = [r for r in recs if r.kind in ("person", "evidence", "enrollment")]
+        secrets = [s for p in people for s in (p.given_name, p.family_name, p.email, p.native_id, "IA-777")]
+        secrets += [str(r.id) for r in per_learner] + [r.native_id for r in per_learner]
+        if fmt != "parquet":  # parquet compresses: check its rows instead
+            assert not [s for s in secrets if s and s.encode() in blob], fmt
+        text_rows = orjson.dumps(rows, default=str).decode()
+        assert not [s for s in secrets if s and s in text_rows], fmt
+        assert "Essay by" not in text_rows  # free text dropped
+        person_rows = [r for r in rows if r.get("kind") == "person"]
+        present = {k for r in person_rows for k, v in r.items() if v is not None}
+        assert present <= {"enabled", "grades", "id", "kind", "roles", "source", "status", "tenant", "updated_at", "source_updated_at"}
+        assert present >= {"id", "roles", "status"}
+        # joins still work inside the export: evidence points at exported people
+        ids = {r["id"] for r in person_rows}
+        assert {r["learner_id"] for r in rows if r.get("kind") == "evidence"} <= ids
+
+
+# --- bulk export -----------------------------------------------------------------------------------
+
+def test_an_export_writes_typed_parquet_and_a_manifest_that_checks_out(store, tmp_path):
+    district(store, "d1")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    manifest = export(store, tmp_path / "x", tenant="d1", kinds=["evidence", "person"], fmt="parquet")
+    written = orjson.loads((tmp_path / "x" / "manifest.json").read_bytes())
+    assert written["consistent_with"] == manifest.consistent_with > 0
+    assert [f["kind"] for f in written["files"]] == ["person", "evidence"]  # dependency order
+    for f in written["files"]:
+        data = (tmp_path / "x" / f["name"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == f["sha256"] and len(data) == f["bytes"]
+    schema = pq.read_schema(tmp_path / "x" / "evidence.parquet")
+    assert schema.field("observed_at").type == pa.timestamp("us", tz="UTC")
+    assert schema.field("voided").type == pa.bool_()
+    assert schema.field("score").type == pa.string()  # nested: JSON text
+    rows = read_back(tmp_path / "x" / "evidence.parquet")
+    assert len(rows) == 3 and orjson.loads(rows[0]["score"])["max"] == 10
+
+
+def test_an_export_since_a_version_has_only_what_changed(store, tmp_path):
+    recs = district(store, "d1")
+    with store.engine.connect() as conn:
+        v = newest_safe(conn)
+    store.records.apply("d1", [recs[3].model_copy(update={"given_name": "Changed"})])
+    manifest = export(store, tmp_path / "d", tenant="d1", kinds=["person", "evidence"], fmt="ndjson", since=v)
+    assert [(f.kind, f.rows) for f in manifest.files] == [("person", 1), ("evidence", 0)]
+
+
+def test_a_failing_export_leaves_nothing_behind(store, tmp_path, monkeypatch):
+    district(store, "d1")
+    from gateway.sharing import export as mod
+
+    real = mod._Ndjson.write
+    calls = {"n": 0}
+
+    def full_disk(self, docs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, docs)
+
+    monkeypatch.setattr(mod._Ndjson, "write", full_disk)
+    out = tmp_path / "full"
+    with pytest.raises(OSError):
+        export(store, out, tenant="d1", kinds=["person", "evidence"], fmt="ndjson")
+    assert list(out.iterdir()) == []
+    (out / "manifest.json").write_text("{}")
+    with pytest.raises(ExportFailed):
+        export(store, out, tenant="d1", kinds=["person"], fmt="ndjson")
+
+
+# --- the API ---------------------------------------------------------------------------------------
+
+def test_grants_feed_and_exports_over_http(api, tmp_path):
+    district(api.store, "d1")
+    admin = api.auth_client("d1", ["admin"])
+    r = admin.post("/v1/grants", json={"grantee": "state", "purpose": "progress", "starts_at": "2020-01-01", "ends_at": "2099-01-01",
+                                       "scopes": ["changes.readonly", "exports"], "kinds": ["person", "evidence"]})
+    assert r.status_code == 201, r.text
+    gid = r.json()["id"]
+    assert r.json()["deidentified"] is True
+    bad = admin.post("/v1/grants", json={"grantee": "state", "purpose": "x", "starts_at": "2020-01-01", "ends_at": "2019-01-01",
+                                         "scopes": ["root"], "kinds": ["person"], "extra": 1})
+    assert bad.status_code == 422
+    assert sorted(e["field"] for e in bad.json()["errors"]) == ["extra"]
+
+    state = api.auth_client("state", ["changes.readonly", "exports"])
+    avail = state.get("/v1/changes/available").json()
+    page = state.get("/v1/changes", params={"since": 0, "until": avail["newest"], "kinds": "person"}).json()
+    assert page["changes"] and {c["tenant"] for c in page["changes"]} == {"d1"}
+    assert all("given_name" not in c["record"] for c in page["changes"])
+    assert state.get("/v1/changes", params={"since": "x"}).status_code == 422
+    assert state.get("/v1/grants").status_code == 403  # admin only
+
+    job = state.post("/v1/exports", json={"format": "ndjson", "kinds": ["person"], "grant": gid})
+    assert job.status_code == 202, job.text
+    done = wait_for(state, job.json()["id"])
+    assert done["status"] == "succeeded", done
+    name = done["manifest"]["files"][0]["name"]
+    body = state.get(f"/v1/exports/{job.json()['id']}/files/{name}")
+    assert body.status_code == 200 and hashlib.sha256(body.content).hexdigest() == done["manifest"]["files"][0]["sha256"]
+    assert state.get(f"/v1/exports/{job.json()['id']}/files/..%2Fmanifest.json").status_code == 404
+
+    log = admin.get(f"/v1/grants/{gid}/access-log").json()["entries"]
+    assert [e["action"] for e in log] == ["changes", "export"]
+    assert admin.post(f"/v1/grants/{gid}/revoke").json()["status"] == "revoked"
+    assert state.get("/v1/changes", params={"grant": gid}).status_code == 403
+    assert state.post("/v1/exports", json={"format": "csv", "kinds": ["person"], "grant": gid}).status_code == 403
+    other = api.auth_client("d2", ["admin"])
+    assert other.get(f"/v1/grants/{gid}").status_code == 404
+
+
+def wait_for(client, job_id: str) -> dict:
+    import time
+
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        job = client.get(f"/v1/exports/{job_id}").json()
+        if job["status"] not in ("queued", "running"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"export {job_id} did not finish")
+
+
+def test_cli_grants_and_bulk_export(cli, tmp_path):
+    from gateway.cli_kit import open_store
+
+    cli("migrate")
+    district(open_store(), "d1")
+    out = cli("grants", "create", "--grantor", "d1", "--grantee", "state", "--purpose", "reporting", "--from", "2020-01-01",
+              "--to", "2099-01-01", "--scope", "exports", "--kind", "person,evidence")
+    gid = uuid.UUID(out.stdout.strip().splitlines()[0])
+    cli("export", "bulk", str(tmp_path / "b"), "--grant", str(gid), "--format", "csv")
+    m = orjson.loads((tmp_path / "b" / "manifest.json").read_bytes())
+    assert m["deidentified"] is True and {f["kind"] for f in m["files"]} == {"person", "evidence"}
+    cli("grants", "revoke", str(gid))
+    with pytest.raises(ConfigError, match="revoked"):
+        cli("export", "bulk", str(tmp_path / "c"), "--grant", str(gid))
+    assert not Path(tmp_path / "c" / "manifest.json").exists()
