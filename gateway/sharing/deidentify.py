@@ -48,6 +48,7 @@ KEY_FILE_NAME = "tessera-pseudonym.key"
 #: OneRoster ``userIds`` types read as a state student id (compared lower-cased)
 STATE_ID_TYPES = frozenset({"state", "stateid", "state_id", "ssid", "statestudentid", "state-student-id", "sasid"})
 STATE_ID_KINDS = tuple(f"oneroster.userId.{t}" for t in sorted(STATE_ID_TYPES))
+_STATE_ID_KINDS_LOWER = frozenset(k.lower() for k in STATE_ID_KINDS)
 
 #: kinds whose records are about one learner: field -> "learner" (a person reference) or
 #: "record" (the id of another per-learner record)
@@ -126,7 +127,7 @@ class StateIds:
                         identifiers.c.tenant == self.tenant, identifiers.c.record_kind == "person",
                         identifiers.c.record_id.in_(ids[i:i + 500]))
                     for rid, kind, value in conn.execute(q):
-                        if kind.lower() in {k.lower() for k in STATE_ID_KINDS}:
+                        if kind.lower() in _STATE_ID_KINDS_LOWER:
                             self._known[str(rid)] = value
         return {p.lower(): self._known.get(p.lower()) for p in person_ids if p}
 
@@ -136,6 +137,8 @@ class Deidentifier:
 
     def __init__(self, pseudonyms: Pseudonymizer, state_ids: StateIds) -> None:
         self.pseudonyms, self.state_ids = pseudonyms, state_ids
+        #: person id -> pseudonym (a learner has many evidence items); bounded by the tenant's people
+        self._learners: dict[str, str] = {}
 
     def prepare(self, docs: Iterable[dict[str, Any]]) -> None:
         """Look up the state ids of every learner the records name, in one query."""
@@ -150,8 +153,12 @@ class Deidentifier:
             self.state_ids.of(wanted)
 
     def _learner(self, person_id: str) -> str:
-        tenant = self.state_ids.tenant
-        return self.pseudonyms.learner(tenant, person_id, self.state_ids.of([person_id]).get(person_id.lower()))
+        found = self._learners.get(person_id)
+        if found is None:
+            tenant = self.state_ids.tenant
+            found = self._learners[person_id] = self.pseudonyms.learner(
+                tenant, person_id, self.state_ids.of([person_id]).get(person_id.lower()))
+        return found
 
     def record(self, doc: dict[str, Any]) -> dict[str, Any]:
         kind = doc.get("kind", "")

@@ -33,7 +33,8 @@ from ..errors import ErrorDetail, Gone, ScopeError, ValidationError
 from ..model import RECORD_TYPES
 from ..store import Store
 from ..store.changefeed import newest_safe, oldest
-from ..store.tables import changes
+from ..store.read import MANY_CHUNK
+from ..store.tables import RECORD_TABLES, changes
 from .deidentify import Deidentifier, Pseudonymizer, StateIds
 from .grants import Grant, GrantStore
 
@@ -59,12 +60,6 @@ class FeedPage:
     #: pass as ``since`` for the next page (equal to ``until`` when the range is done)
     next_since: int
     more: bool
-
-
-def tombstone(kind: str, doc: dict[str, Any] | None, op: str) -> bool:
-    if doc is None or op == "deleted":
-        return True
-    return doc.get("status") == "tobedeleted" or (kind == "evidence" and bool(doc.get("voided")))
 
 
 class ChangeFeed:
@@ -111,20 +106,22 @@ class ChangeFeed:
                 rows = list(conn.execute(q).all())
             more = len(rows) > limit
             rows = rows[:limit]
-            docs = self._records(rows, conn)
+            deidentified = {t for t, _, g in sources if g is not None and g.deidentified}
+            docs = self._records(rows, conn, deidentified)
         by_tenant = {t: g for t, _, g in sources}
         deids: dict[str, Deidentifier] = {}
+        for t in deidentified:  # one look-up of the state ids a page's learners have, per tenant
+            deids[t] = Deidentifier(Pseudonymizer(self.key, reader.tenant), StateIds(self.store.engine, t))
+            deids[t].prepare(d for d, _ in docs.values() if isinstance(d, dict) and d.get("tenant") == t)
         out: list[dict[str, Any]] = []
         counts: dict[uuid.UUID, int] = defaultdict(int)
         for r in rows:
             grant = by_tenant.get(r.tenant) if r.tenant != reader.tenant or not reader.own else None
-            doc = docs.get((r.record_kind, r.record_id))
-            dead = tombstone(r.record_kind, doc, r.op)
+            doc, dead = docs.get((r.record_kind, r.record_id), (None, True))
+            dead = dead or r.op == "deleted"
             rid = str(r.record_id)
-            if grant is not None and grant.deidentified:
-                deid = deids.get(r.tenant)
-                if deid is None:
-                    deid = deids[r.tenant] = Deidentifier(Pseudonymizer(self.key, reader.tenant), StateIds(self.store.engine, r.tenant))
+            if r.tenant in deids:
+                deid = deids[r.tenant]
                 if doc is not None:
                     doc = deid.record(doc)
                     rid = doc["id"]
@@ -141,14 +138,23 @@ class ChangeFeed:
                             detail=f"since={since} until={until} kinds={','.join(sorted(wanted & set(g.kinds)))}", records=counts.get(g.id, 0))
         return FeedPage(out, since, until, max(next_since, since), more)
 
-    def _records(self, rows: Sequence[Any], conn: Any) -> dict[tuple[str, uuid.UUID], dict[str, Any]]:
+    def _records(self, rows: Sequence[Any], conn: Any, parse: set[str]) -> dict[tuple[str, uuid.UUID], tuple[Any, bool]]:
+        """(kind, id) -> (the record, retired or voided). Records of a tenant in ``parse`` come
+        as dicts (they are de-identified next); the others as their stored JSON text, which
+        the response embeds as it is (``orjson.Fragment``) instead of parsing and writing it again."""
         wanted: dict[tuple[str, str], set[uuid.UUID]] = defaultdict(set)
         for r in rows:
             wanted[(r.tenant, r.record_kind)].add(r.record_id)
-        found: dict[tuple[str, uuid.UUID], dict[str, Any]] = {}
+        found: dict[tuple[str, uuid.UUID], tuple[Any, bool]] = {}
         for (tenant, kind), ids in wanted.items():
-            for rid, data in self.store.records.get_json_many(tenant, kind, ids, conn=conn).items():
-                found[(kind, rid)] = orjson.loads(data)
+            tbl = RECORD_TABLES[kind]
+            cols = [tbl.c.id, tbl.c.data, tbl.c.status] + ([tbl.c.voided] if kind == "evidence" else [])
+            wanted_ids = list(ids)
+            for i in range(0, len(wanted_ids), MANY_CHUNK):
+                q = select(*cols).where(tbl.c.tenant == tenant, tbl.c.id.in_(wanted_ids[i:i + MANY_CHUNK]))
+                for row in conn.execute(q):
+                    dead = row.status == "tobedeleted" or (kind == "evidence" and bool(row.voided))
+                    found[(kind, row.id)] = (orjson.loads(row.data) if tenant in parse else orjson.Fragment(row.data), dead)
         return found
 
 

@@ -1,0 +1,188 @@
+"""Benchmark: state-agency reads over many districts (issue "State agencies").
+
+Loads ``--districts`` district tenants (default 10) with ``--learners`` learners in all
+(default 20,000) and ``--evidence`` evidence items in all (default 1,000,000), each
+district granting a ``state`` tenant a de-identified grant to people and evidence, then
+measures on PostgreSQL (or SQLite without ``--postgres-url``):
+
+1. **change feed**: the state pages through every granted change, 10,000 a page
+   (``ChangeFeed.page``, what ``GET /v1/changes`` runs, without HTTP): changes/s
+   (target >= 100,000/s);
+2. **bulk export**: a de-identified Parquet export of one district's evidence and then of
+   every district's, in a child process so its peak RSS is its own: rows/s (target >=
+   200,000/s) and peak RSS (target < 1 GB);
+3. **one learner's evidence for one month**: ``--probes`` random learners, p50/p99
+   (target p99 < 10 ms).
+
+The issue's figures are for 200,000 learners and 20 million evidence items; this machine
+(2 cores, shared) loads a twentieth in a few minutes. Rates per row do not depend on the
+total much (keyset pages, streamed export), which the figures at two sizes show. Host
+speed (``bench/host_speed.py``) is printed before and after.
+
+    python bench/state.py --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+    python bench/state.py --learners 2000 --evidence 100000          # small, on SQLite
+
+Not a test: pytest never collects bench/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import host_speed  # noqa: E402
+from harness import postgres_url  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from gateway.model import Competency, Evidence, Framework, Identifier, Org, OrgRole, Person, Provenance, Score  # noqa: E402
+from gateway.sharing.deidentify import Deidentifier, Pseudonymizer, StateIds  # noqa: E402
+from gateway.sharing.export import export  # noqa: E402
+from gateway.sharing.feed import ChangeFeed  # noqa: E402
+from gateway.sharing.grants import GrantStore  # noqa: E402
+from gateway.store import Store  # noqa: E402
+from gateway.wiring import default as default_wiring  # noqa: E402
+
+KEY = b"bench-pseudonym-key-0123456789ab"
+START = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def load(store: Store, districts: int, learners: int, evidence: int) -> None:
+    rng = random.Random(7)
+    per_d, ev_per_d = learners // districts, evidence // districts
+    t0 = time.perf_counter()
+    for d in range(districts):
+        tenant = f"district-{d:02d}"
+        school = Org(tenant=tenant, source="sis", native_id="school", name="School", type="school")
+        fw = Framework(tenant=tenant, source="case", native_id="fw", title="Math")
+        comps = [Competency(tenant=tenant, source="case", native_id=f"c{i}", framework_id=fw.id, statement=f"Standard {i}", code=f"M.{i}")
+                 for i in range(40)]
+        people = [Person(tenant=tenant, source="sis", native_id=f"u{i}", given_name="Given", family_name=f"Family {i}",
+                         roles=[OrgRole(role="student", org_id=school.id, primary=True)],
+                         identifiers=[Identifier(system="sis", kind="oneroster.sourcedId", value=f"u{i}"),
+                                      Identifier(system="sis", kind="oneroster.userId.state", value=f"IA-{d}-{i}")])
+                  for i in range(per_d)]
+        store.records.apply(tenant, [school, fw, *comps])
+        for i in range(0, len(people), 5000):
+            store.records.apply(tenant, people[i:i + 5000])
+        batch: list[Evidence] = []
+        for n in range(ev_per_d):
+            p = people[rng.randrange(per_d)]
+            at = START + timedelta(minutes=rng.randrange(60 * 24 * 240))
+            batch.append(Evidence(tenant=tenant, source="lrs", native_id=f"s{n}", learner_id=p.id, competency_id=comps[n % 40].id,
+                                  score=Score(raw=rng.randrange(11), min=0, max=10), observed_at=at,
+                                  provenance=Provenance(standard="xapi", version="1.0.3", system="lrs", native_id=f"s{n}", received_at=at)))
+            if len(batch) == 10_000:
+                store.records.apply(tenant, batch)
+                batch = []
+        if batch:
+            store.records.apply(tenant, batch)
+        GrantStore(store.engine).create(tenant, "state", purpose="bench", starts_at=START - timedelta(days=1),
+                                        ends_at=START + timedelta(days=3650), scopes=["changes.readonly", "exports"],
+                                        kinds=["person", "evidence"], deidentified=True, created_by="bench")
+        print(f"  loaded {tenant}: {per_d} learners, {ev_per_d} evidence ({time.perf_counter() - t0:.0f} s so far)", flush=True)
+
+
+def feed_rate(store: Store) -> tuple[int, float]:
+    feed = ChangeFeed(store, GrantStore(store.engine), KEY)
+    reader = feed.reader("state", "bench", frozenset({"changes.readonly"}))
+    until = feed.available()["newest"]
+    since, n = 0, 0
+    t0 = time.perf_counter()
+    while True:
+        page = feed.page(reader, since=since, until=until, limit=10_000)
+        n += len(page.changes)
+        since = page.next_since
+        if not page.more:
+            break
+    return n, time.perf_counter() - t0
+
+
+def _export_child(url: str, tenants: list[str], out: str, q: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    store = Store.from_url(url, migrations=default_wiring().migrations)
+    rows, t0 = 0, time.perf_counter()
+    for t in tenants:
+        deid = Deidentifier(Pseudonymizer(KEY, "state"), StateIds(store.engine, t))
+        m = export(store, Path(out) / t, tenant=t, kinds=["evidence"], fmt="parquet", deidentifier=deid)
+        rows += m.files[0].rows
+    q.put((rows, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def export_rate(url: str, tenants: list[str]) -> tuple[int, float, float]:
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    with tempfile.TemporaryDirectory() as out:
+        p = ctx.Process(target=_export_child, args=(url, tenants, out, q))
+        p.start()
+        result = q.get()
+        p.join()
+    return result
+
+
+def learner_month(store: Store, probes: int) -> list[float]:
+    rng = random.Random(11)
+    with store.engine.connect() as conn:
+        learners = [(r[0], r[1]) for r in conn.execute(text("SELECT tenant, id FROM people ORDER BY id LIMIT 20000"))]
+        times = []
+        q = text("SELECT data FROM evidence WHERE tenant = :t AND learner_id = :l AND observed_at >= :a AND observed_at < :b")
+        for _ in range(probes):
+            tenant, lid = rng.choice(learners)
+            month = START + timedelta(days=30 * rng.randrange(7))
+            t0 = time.perf_counter()
+            conn.execute(q, {"t": tenant, "l": lid, "a": month, "b": month + timedelta(days=31)}).all()
+            times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--postgres-url")
+    ap.add_argument("--districts", type=int, default=10)
+    ap.add_argument("--learners", type=int, default=20_000)
+    ap.add_argument("--evidence", type=int, default=1_000_000)
+    ap.add_argument("--probes", type=int, default=1000)
+    args = ap.parse_args()
+    print(f"host speed before: {host_speed.measure():.2f} µs (1.15 idle)")
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.postgres_url:
+            ctx = postgres_url(args.postgres_url)
+            url = ctx.__enter__()
+        else:
+            ctx, url = None, f"sqlite:///{tmp}/state.db"
+        try:
+            store = Store.from_url(url, migrations=default_wiring().migrations)  # no mastery listener: loading is not measured
+            store.migrate()
+            t0 = time.perf_counter()
+            load(store, args.districts, args.learners, args.evidence)
+            print(f"loaded {args.learners} learners and {args.evidence} evidence in {args.districts} districts in "
+                  f"{time.perf_counter() - t0:.0f} s ({store.engine.dialect.name})")
+            n, s = feed_rate(store)
+            print(f"change feed: {n} changes in {s:.2f} s = {n / s:,.0f} changes/s (target >= 100,000/s)")
+            rows, s, rss = export_rate(url, ["district-00"])
+            print(f"export, one district: {rows} rows in {s:.2f} s = {rows / s:,.0f} rows/s, peak RSS {rss:.0f} MiB")
+            rows, s, rss = export_rate(url, [f"district-{d:02d}" for d in range(args.districts)])
+            print(f"export, every district: {rows} rows in {s:.2f} s = {rows / s:,.0f} rows/s (target >= 200,000/s), "
+                  f"peak RSS {rss:.0f} MiB (target < 1,024)")
+            times = learner_month(store, args.probes)
+            qs = statistics.quantiles(times, n=100)
+            print(f"one learner's month of evidence: p50 {qs[49]:.2f} ms, p99 {qs[98]:.2f} ms (target p99 < 10 ms)")
+            store.dispose()
+        finally:
+            if ctx is not None:
+                ctx.__exit__(None, None, None)
+    print(f"host speed after: {host_speed.measure():.2f} µs")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
