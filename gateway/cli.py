@@ -33,6 +33,7 @@ from .cli_kit import (
 )
 from .config import get_settings
 from .errors import TesseraError
+from .store.db import WRITE
 
 if TYPE_CHECKING:
     from .store import Store
@@ -93,7 +94,61 @@ def migrate() -> None:
     store.migrate()
     console.print(f"database {describe_database(url)} at revision {', '.join(sorted(store.migrations.head_revisions()))} "
                   f"(was {', '.join(sorted(before)) or 'empty'})")
+    _ensure_partitions(store)
     store.dispose()
+
+
+partitions_app = typer.Typer(help="PostgreSQL: the monthly partitions of evidence and the change log.", no_args_is_help=True)
+app.add_typer(partitions_app, name="partitions")
+
+
+def _ensure_partitions(store: Store, ahead: int = 3) -> None:
+    from .store import partitions
+
+    with store.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        created = partitions.ensure(conn, ahead=ahead)
+    if created:
+        console.print(f"created partitions: {', '.join(created)}")
+
+
+@partitions_app.command("ensure")
+def partitions_ensure(ahead: Annotated[int, typer.Option(min=0, max=36, help="months ahead of this one")] = 3) -> None:
+    """Create the coming months' partitions, and those of months waiting in the default partition (run it daily)."""
+    store = open_store()
+    _ensure_partitions(store, ahead)
+    store.dispose()
+
+
+@partitions_app.command("list")
+def partitions_list() -> None:
+    """Each partitioned table's partitions with their months and (estimated) rows."""
+    from .store import partitions
+
+    store = open_store()
+    with store.engine.connect() as conn:
+        rows = [(p.table, p.name, str(p.start or "default"), str(p.end or ""), str(p.rows))
+                for t in partitions.PARTITIONED for p in partitions.partitions(conn, t)]
+    if not rows:
+        console.print("no partitioned tables (partitions are made on PostgreSQL only)")
+    print_table(["table", "partition", "from", "to", "rows (estimate)"], rows, title="partitions")
+
+
+@partitions_app.command("retain")
+def partitions_retain(
+    months: Annotated[int, typer.Option(min=1, help="keep this many whole months before the current one")],
+    table: Annotated[str, typer.Option(help="the table whose old partitions are dropped")] = "changes",
+) -> None:
+    """Retention: drop the change log's partitions older than MONTHS (evidence is never dropped).
+    A change feed reader asking for a dropped version gets 410 with the oldest kept."""
+    from .store import partitions
+
+    store = open_store()
+    try:
+        with store.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            dropped = partitions.drop_before(conn, table, months)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--table/--months") from None
+    console.print(f"dropped: {', '.join(dropped) or 'nothing'}")
 
 
 @app.command()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import delete, text
+from sqlalchemy import delete, insert, text
 
 from gateway.errors import ConfigError, Gone, NotFound, ScopeError, ValidationError
 from gateway.model import Identifier, Status, utcnow
@@ -21,7 +21,7 @@ from gateway.sharing.export import ExportFailed, export, read_back
 from gateway.sharing.feed import ChangeFeed
 from gateway.sharing.grants import GrantStore
 from gateway.store.changefeed import newest_safe
-from gateway.store.tables import changes
+from gateway.store.tables import change_log_horizon, changes
 
 from .factories import competency, course, enrollment, evidence, framework, org, person, section
 
@@ -117,7 +117,8 @@ def test_a_retired_record_is_a_tombstone_and_kinds_filter(store):
 def test_a_version_older_than_the_oldest_kept_is_gone(store):
     district(store, "d1")
     with store.engine.begin() as conn:
-        conn.execute(delete(changes).where(changes.c.seq <= 5))  # what a retention policy does
+        conn.execute(delete(changes).where(changes.c.seq <= 5))  # what a retention policy does ...
+        conn.execute(insert(change_log_horizon).values(id=1, dropped_through=5, at=utcnow()))  # ... and records
     feed = ChangeFeed(store, GrantStore(store.engine), KEY)
     reader = feed.reader("d1", "c", frozenset({"changes.readonly"}))
     with pytest.raises(Gone) as exc:

@@ -88,7 +88,7 @@ class ChangeFeed:
             raise ValidationError("invalid change query", errors=[ErrorDetail(f"must be 1..{MAX_LIMIT}", location="query", field="limit")])
         with self.store.engine.connect() as conn:
             floor, safe = oldest(conn), newest_safe(conn)
-            if since < 0 or (since and floor and since < floor - 1):
+            if since < 0 or since < floor - 1:
                 raise Gone(f"version {since} is older than the oldest kept; the oldest available is {floor}: start a full sync "
                            f"(a bulk export) and follow the feed from its version")
             until = safe if until is None else min(until, safe)

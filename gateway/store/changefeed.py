@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, func, select, text
 
-from .tables import changes
+from .tables import change_log_horizon, changes
 
 #: the advisory lock namespace (the two-key form's first key): FLOOR_BASE + (floor >> 31)
 FLOOR_BASE = 1_700_000_000
@@ -61,8 +61,10 @@ def newest_safe(conn: Connection) -> int:
 
 
 def oldest(conn: Connection) -> int:
-    """The oldest version still kept (0: none)."""
-    return int(conn.scalar(select(func.min(changes.c.seq))) or 0)
+    """The oldest version a reader may still ask for: 1, or the first after what a retention
+    policy dropped (``partitions.drop_before`` records it). Not ``min(seq)``: a rolled-back
+    transaction leaves a gap at the start that lost nothing."""
+    return int(conn.scalar(select(change_log_horizon.c.dropped_through).where(change_log_horizon.c.id == 1)) or 0) + 1
 
 
 __all__ = ["FLOOR_BASE", "guard", "newest_safe", "oldest"]

@@ -210,6 +210,16 @@ changes = Table(
     Index("ix_changes_tenant_seq", "tenant", "seq"),
 )
 
+#: The change log's retention horizon: every version up to ``dropped_through`` was dropped
+#: (``partitions.drop_before``); a reader asking for one is told the oldest kept (410).
+change_log_horizon = Table(
+    "change_log_horizon",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=False),  # always 1
+    Column("dropped_through", BigInteger(), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+)
+
 connections = Table(
     "connections",
     metadata,

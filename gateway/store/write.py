@@ -164,6 +164,12 @@ class _PreparedAhead:
         self._pool.shutdown(cancel_futures=True)
 
 
+def _conflict_key(kind: str, dialect: str) -> list[str]:
+    """The upsert's conflict target: the id, and on PostgreSQL, where evidence is partitioned
+    by month, the partition key too (``partitions.py``; ``observed_at`` never changes)."""
+    return ["id", "observed_at"] if kind == "evidence" and dialect == "postgresql" else ["id"]
+
+
 class RecordWriter:
     """Writes prepared batches to one database; ``RecordStore`` is its facade."""
 
@@ -188,7 +194,8 @@ class RecordWriter:
         self._key = bind_processor(people, "id", dialect)  # UUID -> stored form (None: as is)
         self._stamp = bind_processor(change_log, "at", dialect)
         self._upsert = {
-            kind: BulkStatement(tbl, [*_COMMON_HEAD, *PROMOTED[kind], *_COMMIT_TIME], dialect, conflict=["id"], keep=["created_at"])
+            kind: BulkStatement(tbl, [*_COMMON_HEAD, *PROMOTED[kind], *_COMMIT_TIME], dialect, conflict=_conflict_key(kind, dialect.name),
+                                keep=["created_at"])
             for kind, tbl in RECORD_TABLES.items()
         }
         self._identifiers = BulkStatement(identifiers, ["tenant", "record_kind", "record_id", "system", "kind", "value"], dialect)

@@ -21,8 +21,11 @@ def run_migrations_online() -> None:
         from gateway.store.db import make_engine
 
         engine = make_engine(get_settings().database_url)
+    from gateway.store.partitions import include_object
+
     with engine.connect() as connection:
         context.configure(
+            include_object=include_object,
             connection=connection,
             target_metadata=config.attributes.get("metadata") or _core_metadata(),
             render_as_batch=connection.dialect.name == "sqlite",
