@@ -105,3 +105,39 @@ def test_tessera_tool_passes_the_tool_kit(tessera_tool) -> None:
     assert len(TOOL_KIT.checks) >= 40
     assert failed(results) == {}
     assert skipped(results) == {}
+
+
+# --- Tessera as the platform ----------------------------------------------------------------
+
+PLATFORM_KIT = kits()["lti-1.3-platform"]
+
+
+@pytest.fixture
+def tessera_platform(api, store):
+    """Tessera's platform side with the kit's tool registered (JWKS URL on the kit's port), a
+    section with students and a teacher; a launch of a student in that section."""
+    from adapters.lti.platform.registrations import ToolRegistration, ToolRegistry
+    from tests.test_lti_platform import seed
+
+    data = seed(store)
+    port = free_port()
+    kit = f"http://127.0.0.1:{port}"
+    tool = ToolRegistry(store.engine).add(f.T, ToolRegistration(
+        name="kit tool", login_url=f"{kit}/login", redirect_uris=[f"{kit}/launch"], target_link_uri=f"{kit}/launch",
+        jwks_url=f"{kit}/jwks"))
+    cid, secret = api.credentials(f.T, ["admin"])
+    base = api.base_url
+    launch = {"client_id": tool.client_id, "user_id": str(data["students"][0].id), "context_id": str(data["section"].id),
+              "resource_link_id": "kit-rl-1"}
+    return Target(base, client_id=cid, client_secret=secret, options={
+        "port": str(port), "issuer": base, "auth_url": f"{base}/lti/platform/authorize", "token_url": f"{base}/lti/platform/token",
+        "jwks_url": f"{base}/lti/platform/jwks", "client_id": tool.client_id, "deployment_id": tool.deployments[0],
+        "launch_url": f"{base}/v1/lti/launches", "launch_body": json.dumps(launch),
+    })
+
+
+def test_tessera_platform_passes_the_platform_kit(tessera_platform) -> None:
+    results = run(PLATFORM_KIT, tessera_platform)
+    assert len(PLATFORM_KIT.checks) >= 40
+    assert failed(results) == {}
+    assert skipped(results) == {}
