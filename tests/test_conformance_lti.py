@@ -12,13 +12,17 @@ import json
 import time
 import uuid
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from adapters.lti.tool.platforms import PlatformIn, PlatformStore
 from conformance.kit import Fail, Kit, Result, Session, Skip, Target
 from conformance.kits import kits
+from conformance.kits.lti_common import KitKey, key_from_jwks
 from tests import factories as f
 from tests.conftest import free_port
 
@@ -141,3 +145,207 @@ def test_tessera_platform_passes_the_platform_kit(tessera_platform) -> None:
     assert len(PLATFORM_KIT.checks) >= 40
     assert failed(results) == {}
     assert skipped(results) == {}
+
+
+# --- a small tool with planted faults ---------------------------------------------------------
+
+
+class MiniTool:
+    """A minimal LTI 1.3 tool (login, launch, deep linking response), right by default;
+    each name in ``faults`` switches one of its rules off."""
+
+    def __init__(self, kit: str, faults: frozenset[str] = frozenset()) -> None:
+        self.kit, self.faults, self.key, self.base = kit, faults, KitKey(), ""
+        self.logins: dict[str, dict[str, str]] = {}
+        self.spent: set[str] = set()
+        self.http = httpx.Client(timeout=10)
+        app = self.app = FastAPI()
+
+        @app.get("/jwks")
+        def jwks() -> dict[str, Any]:
+            return {"keys": [self.key.jwk]}
+
+        @app.api_route("/login", methods=["GET", "POST"])
+        async def login(request: Request) -> Response:
+            p = {**request.query_params, **dict(parse_qsl((await request.body()).decode()))}
+            if p.get("iss") != kit and "any_iss_login" not in faults:
+                return JSONResponse({"error": "unknown platform"}, 400)
+            state, nonce = uuid.uuid4().hex, "fixed" if "fixed_nonce" in faults else uuid.uuid4().hex
+            self.logins[state] = {"nonce": nonce, "target": str(p.get("target_link_uri"))}
+            q = {"scope": "openid", "response_type": "id_token", "response_mode": "form_post", "prompt": "none",
+                 "client_id": "mini-client", "redirect_uri": f"{self.base}/launch", "login_hint": p.get("login_hint", ""),
+                 "lti_message_hint": p.get("lti_message_hint", ""), "state": state, "nonce": nonce}
+            if "no_prompt" in faults:
+                del q["prompt"]
+            return RedirectResponse(f"{kit}/authorize?{httpx.QueryParams(q)}", 302)
+
+        @app.post("/launch")
+        async def launch(request: Request) -> Response:
+            form = dict(parse_qsl((await request.body()).decode()))
+            try:
+                claims = self.validate(str(form.get("id_token", "")), str(form.get("state", "")))
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, 400)
+            if claims.get(LTI + "message_type") == "LtiDeepLinkingRequest":
+                return HTMLResponse(self.deep_link(claims))
+            return JSONResponse({"ok": True, "sub": claims.get("sub")})
+
+    def validate(self, token: str, state: str) -> dict[str, Any]:
+        import jwt as pyjwt
+
+        faults = self.faults
+        login = self.logins.get(state) if "replay_ok" in faults else self.logins.pop(state, None)
+        if login is None:
+            raise ValueError("unknown state")
+        try:
+            head = pyjwt.get_unverified_header(token)
+        except pyjwt.InvalidTokenError as exc:
+            raise ValueError("not a JWT") from exc
+        jwks = self.http.get(f"{self.kit}/jwks").json()
+        options: dict[str, Any] = {"require": ["iss", "aud", "iat"] + ([] if "ignore_exp" in faults else ["exp"])}
+        if "ignore_exp" in faults:
+            options["verify_exp"] = False
+        if "ignore_iat" in faults:
+            options["verify_iat"] = False
+        if "any_aud" in faults:
+            options["verify_aud"] = False
+        if "any_iss" in faults:
+            options["verify_iss"] = False
+        kw = {"audience": "mini-client", "issuer": self.kit, "leeway": 60, "options": options}
+        try:
+            if head.get("alg") == "none" and "unsigned_ok" in faults:
+                claims = pyjwt.decode(token, options={"verify_signature": False})
+            elif head.get("alg") == "HS256" and "alg_confusion" in faults:
+                import base64
+                import hashlib
+                import hmac
+                signing, _, sig = token.rpartition(".")
+                pem = key_from_jwks(jwks, head.get("kid")).public_bytes(
+                    __import__("cryptography.hazmat.primitives.serialization", fromlist=["x"]).Encoding.PEM,
+                    __import__("cryptography.hazmat.primitives.serialization", fromlist=["x"]).PublicFormat.SubjectPublicKeyInfo)
+                if base64.urlsafe_b64encode(hmac.new(pem, signing.encode(), hashlib.sha256).digest()).rstrip(b"=").decode() != sig:
+                    raise ValueError("bad HMAC")
+                claims = pyjwt.decode(token, options={"verify_signature": False})
+            else:
+                kid = head.get("kid")
+                if kid is None and "no_kid_ok" in faults:
+                    kid = jwks["keys"][0]["kid"]
+                key = key_from_jwks(jwks, kid) if kid else None
+                if key is None:
+                    raise ValueError("unknown kid")
+                claims = pyjwt.decode(token, key, algorithms=["RS256"], **kw)
+        except pyjwt.InvalidTokenError as exc:
+            raise ValueError(str(exc)) from exc
+        aud = claims.get("aud") if isinstance(claims.get("aud"), list) else [claims.get("aud")]
+        if "any_aud" not in faults and (len(aud) > 1 or "azp" in claims) and claims.get("azp") != "mini-client":
+            raise ValueError("azp")
+        if "skip_nonce" not in faults and claims.get("nonce") != login["nonce"]:
+            raise ValueError("nonce")
+        if not {"replay_ok", "fixed_nonce"} & faults:
+            if claims.get("nonce") in self.spent:
+                raise ValueError("nonce replay")
+            self.spent.add(str(claims.get("nonce")))
+        mt = claims.get(LTI + "message_type")
+        if "any_message_type" not in faults and mt not in ("LtiResourceLinkRequest", "LtiDeepLinkingRequest"):
+            raise ValueError("message_type")
+        if "any_version" not in faults and claims.get(LTI + "version") != "1.3.0":
+            raise ValueError("version")
+        if "any_deployment" not in faults and claims.get(LTI + "deployment_id") != "mini-deployment":
+            raise ValueError("deployment_id")
+        if "no_roles_check" not in faults and not isinstance(claims.get(LTI + "roles"), list):
+            raise ValueError("roles")
+        if mt == "LtiDeepLinkingRequest":
+            if not (claims.get("https://purl.imsglobal.org/spec/lti-dl/claim/deep_linking_settings") or {}).get("deep_link_return_url"):
+                raise ValueError("deep_link_return_url")
+        else:
+            if claims.get(LTI + "target_link_uri") != login["target"]:
+                raise ValueError("target_link_uri")
+            if not isinstance(claims.get(LTI + "resource_link"), dict) or not claims[LTI + "resource_link"].get("id"):
+                raise ValueError("resource_link")
+            if "sub" not in claims and "crash_anonymous" in faults:
+                raise RuntimeError("no sub")
+        return claims
+
+    def deep_link(self, claims: dict[str, Any]) -> str:
+        from html import escape
+
+        dl = "https://purl.imsglobal.org/spec/lti-dl/claim/"
+        settings = claims[dl + "deep_linking_settings"]
+        body = {"iss": "mini-client", "aud": self.kit, "iat": int(time.time()), "exp": int(time.time()) + 300, "nonce": uuid.uuid4().hex,
+                LTI + "message_type": "LtiDeepLinkingResponse", LTI + "version": "1.3.0",
+                LTI + "deployment_id": claims[LTI + "deployment_id"],
+                dl + "content_items": [{"type": "ltiResourceLink", "title": "Mini", "url": f"{self.base}/launch"}]}
+        if "dl_no_data" not in self.faults and "data" in settings:
+            body[dl + "data"] = settings["data"]
+        signer = KitKey(kid=self.key.kid) if "dl_wrong_key" in self.faults else self.key
+        token = signer.sign(body)
+        return (f'<form method="post" action="{escape(settings["deep_link_return_url"])}">'
+                f'<input type="hidden" name="JWT" value="{escape(token)}"></form>')
+
+
+LTI = "https://purl.imsglobal.org/spec/lti/claim/"
+SERVICE_CHECKS = {c.id for c in TOOL_KIT.checks if c.id.startswith(("LTI-TOOL-TOKEN", "LTI-TOOL-AGS", "LTI-TOOL-NRPS"))}
+
+#: fault -> the checks of lti-1.3-tool it must fail, and no other
+TOOL_FAULTS = {
+    "unsigned_ok": {"LTI-TOOL-BAD-004"},
+    "alg_confusion": {"LTI-TOOL-BAD-005"},
+    "no_kid_ok": {"LTI-TOOL-BAD-001"},
+    "any_aud": {"LTI-TOOL-BAD-019", "LTI-TOOL-BAD-020"},
+    "any_iss": {"LTI-TOOL-BAD-018"},
+    "skip_nonce": {"LTI-TOOL-BAD-021", "LTI-TOOL-BAD-022"},
+    "ignore_exp": {"LTI-TOOL-BAD-015", "LTI-TOOL-BAD-017"},
+    "ignore_iat": {"LTI-TOOL-BAD-016"},
+    "any_version": {"LTI-TOOL-BAD-006", "LTI-TOOL-BAD-007"},
+    "any_message_type": {"LTI-TOOL-BAD-008", "LTI-TOOL-BAD-009"},
+    "any_deployment": {"LTI-TOOL-BAD-010", "LTI-TOOL-BAD-011"},
+    "no_roles_check": {"LTI-TOOL-BAD-014"},
+    "replay_ok": {"LTI-TOOL-BAD-025"},
+    "fixed_nonce": {"LTI-TOOL-LOGIN-013"},
+    "no_prompt": {"LTI-TOOL-LOGIN-006"},
+    "any_iss_login": {"LTI-TOOL-LOGIN-014"},
+    "crash_anonymous": {"LTI-TOOL-LAUNCH-013"},
+    "dl_no_data": {"LTI-TOOL-DL-005"},
+    "dl_wrong_key": {"LTI-TOOL-DL-002"},
+}
+
+
+def run_mini_tool(faults: frozenset[str]) -> dict[str, Result]:
+    from tests.conftest import serve
+
+    port = free_port()
+    kit = f"http://127.0.0.1:{port}"
+    tool = MiniTool(kit, faults)
+    with serve(tool.app) as base:
+        tool.base = base
+        return run(TOOL_KIT, Target(base, options={
+            "port": str(port), "login_url": f"{base}/login", "launch_url": f"{base}/launch", "client_id": "mini-client",
+            "deployment_id": "mini-deployment", "tool_jwks_url": f"{base}/jwks", "services_wait": "0"}))
+
+
+def test_a_right_small_tool_passes_the_tool_kit() -> None:
+    results = run_mini_tool(frozenset())
+    assert failed(results) == {}
+    assert set(skipped(results)) == SERVICE_CHECKS  # it makes no service calls
+
+
+#: faults planted together (their expected checks are disjoint, so each failure names its fault)
+TOOL_FAULT_SETS = [
+    ("unsigned_ok", "alg_confusion", "no_kid_ok", "any_aud", "any_iss", "skip_nonce", "ignore_exp"),
+    ("ignore_iat", "any_version", "any_message_type", "any_deployment", "no_roles_check", "replay_ok"),
+    ("fixed_nonce", "no_prompt", "any_iss_login", "crash_anonymous", "dl_no_data", "dl_wrong_key"),
+]
+
+
+def test_the_fault_sets_cover_every_fault_once() -> None:
+    planted = [fault for group in TOOL_FAULT_SETS for fault in group]
+    assert sorted(planted) == sorted(TOOL_FAULTS) and len(TOOL_FAULTS) >= 10
+    expected = [check for fault in planted for check in TOOL_FAULTS[fault]]
+    assert len(expected) == len(set(expected))
+
+
+@pytest.mark.parametrize("faults", TOOL_FAULT_SETS, ids=lambda g: "+".join(g))
+def test_the_tool_kit_catches_a_faulty_tool(faults: tuple[str, ...]) -> None:
+    results = run_mini_tool(frozenset(faults))
+    assert set(failed(results)) == set().union(*(TOOL_FAULTS[f] for f in faults)), failed(results)
+    assert set(skipped(results)) == SERVICE_CHECKS

@@ -31,7 +31,6 @@ Options (``--option KEY=VALUE``):
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,7 +39,7 @@ from urllib.parse import urlencode, urljoin
 import httpx
 import jwt
 
-from ..kit import Fail, Kit, Session, Skip, Target
+from ..kit import Fail, Kit, Session, Skip
 from .lti_common import (
     ASSERTION_TYPE,
     C_AGS,
@@ -63,6 +62,7 @@ from .lti_common import (
     forms,
     json_answer,
     key_from_jwks,
+    kit_client,
     load_key,
     need,
     new_id,
@@ -79,13 +79,9 @@ NRPS = "LTI NRPS 2.0"
 ALL_AGS = [SCOPE_LINEITEM, SCOPE_LINEITEM_READ, SCOPE_RESULT, SCOPE_SCORE]
 
 
-def _client(target: Target) -> httpx.Client:
-    return httpx.Client(timeout=target.timeout, follow_redirects=False)
-
-
 KIT = Kit(
     "lti-1.3-platform", "LTI 1.3 platform: launch, id_token, service tokens, AGS, NRPS", "LTI 1.3 Core / LTI Advantage",
-    client=_client,
+    client=kit_client,
     writes="creates line items (tag kit-*) in the launch's context, posts scores for the launched user, and deletes one line item it made",
 )
 

@@ -45,7 +45,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import httpx
 import jwt
 
-from ..kit import Fail, Kit, Session, Skip, Target
+from ..kit import Fail, Kit, Session, Skip
 from .lti_common import (
     AGS_SCOPE,
     C_AGS,
@@ -55,14 +55,15 @@ from .lti_common import (
     LINEITEM,
     LTI,
     ROLE,
-    SCORE,
     SCOPE_NRPS,
+    SCORE,
     KitKey,
     KitServer,
     decode_unverified,
     forms,
     hs256_with_public_key,
     key_from_jwks,
+    kit_client,
     load_key,
     need,
     new_id,
@@ -80,13 +81,9 @@ CERT = "LTI Advantage Certification Guide (tool)"
 DROP = object()
 
 
-def _client(target: Target) -> httpx.Client:
-    return httpx.Client(timeout=target.timeout, follow_redirects=False)
-
-
 KIT = Kit(
     "lti-1.3-tool", "LTI 1.3 tool: launches, known-bad payloads, deep linking, services", "LTI 1.3 Core / LTI Advantage",
-    client=_client,
+    client=kit_client,
     writes="launches test users (kit-instructor-1, kit-learner-1) into a test context (kit-context-1) of the tool",
 )
 
