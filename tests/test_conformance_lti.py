@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -349,3 +351,136 @@ def test_the_tool_kit_catches_a_faulty_tool(faults: tuple[str, ...]) -> None:
     results = run_mini_tool(frozenset(faults))
     assert set(failed(results)) == set().union(*(TOOL_FAULTS[f] for f in faults)), failed(results)
     assert set(skipped(results)) == SERVICE_CHECKS
+
+
+# --- Tessera as the platform, with faults planted by a proxy -----------------------------------
+
+
+@contextmanager
+def serve_on(app: Any, port: int) -> Iterator[str]:
+    """``tests.conftest.serve`` on a port chosen beforehand (Tessera's public_url names it)."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 10
+    while not server.started:
+        assert time.time() < deadline and thread.is_alive(), "proxy did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+class FaultyProxy:
+    """Forwards everything to Tessera, planting the faults named in ``faults`` on the way."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream, self.kit_redirect = upstream, ""
+        self.faults: frozenset[str] = frozenset()
+        self.nrps_auth: str | None = None
+        self.http = httpx.AsyncClient(timeout=30)
+        self.app = FastAPI()
+        self.app.add_api_route("/{path:path}", self.forward, methods=["GET", "POST", "PUT", "DELETE"])
+
+    async def forward(self, path: str, request: Request) -> Response:
+        faults, q = self.faults, dict(request.query_params)
+        body = await request.body()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        path = "/" + path
+        asked_redirect = None
+        if "redirect_any" in faults and path == "/lti/platform/authorize" and q.get("redirect_uri") != self.kit_redirect:
+            asked_redirect, q["redirect_uri"] = q.get("redirect_uri"), self.kit_redirect
+        if "nrps_role_ignored" in faults and path.startswith("/lti/platform/nrps/"):
+            q.pop("role", None)
+        if "lineitems_no_filter" in faults and path.endswith("/lineitems"):
+            q.pop("tag", None), q.pop("resource_id", None)
+        if "score_no_timestamp_ok" in faults and path.endswith("/scores") and "timestamp" not in json.loads(body or b"{}"):
+            return Response(status_code=204)
+        if "delete_noop" in faults and request.method == "DELETE":
+            return Response(status_code=204)
+        if "nrps_reuse_token" in faults and path.startswith("/lti/platform/nrps/"):
+            if "authorization" in headers:
+                self.nrps_auth = headers["authorization"]
+            elif self.nrps_auth:
+                headers["authorization"] = self.nrps_auth
+        r = await self.http.request(request.method, self.upstream + path, params=q, content=body, headers=headers)
+        out, status = r.content, r.status_code
+        out_headers = {k: v for k, v in r.headers.items() if k.lower() not in ("content-length", "content-encoding", "transfer-encoding")}
+        if "jwks_no_kid" in faults and path == "/lti/platform/jwks":
+            out = json.dumps({"keys": [{k: v for k, v in key.items() if k != "kid"} for key in r.json()["keys"]]}).encode()
+        if "token_any_assertion" in faults and path == "/lti/platform/token" and status in (400, 401):
+            status, out = 200, json.dumps({"access_token": "any", "token_type": "Bearer", "expires_in": 3600}).encode()
+            out_headers["content-type"] = "application/json"
+        if "nrps_no_paging" in faults and path.startswith("/lti/platform/nrps/"):
+            out_headers.pop("link", None)
+        if "lineitems_media_type" in faults and path.endswith("/lineitems") and request.method == "GET":
+            out_headers["content-type"] = "application/json"
+        if "state_not_echoed" in faults and path == "/lti/platform/authorize":
+            out = out.replace(b'value="kit-state-', b'value="changed-state-')
+        if asked_redirect is not None:
+            from html import escape
+
+            out = out.replace(f'action="{escape(self.kit_redirect)}"'.encode(), f'action="{escape(asked_redirect)}"'.encode())
+        return Response(out, status_code=status, headers=out_headers)
+
+
+#: fault -> the checks of lti-1.3-platform it must fail, and no other
+PLATFORM_FAULTS = {
+    "jwks_no_kid": {"LTI-PLAT-JWKS-002", "LTI-PLAT-IDT-001", "LTI-PLAT-IDT-002"},
+    "token_any_assertion": {f"LTI-PLAT-TOKEN-{n:03d}" for n in range(4, 16)},
+    "score_no_timestamp_ok": {"LTI-PLAT-AGS-012"},
+    "lineitems_media_type": {"LTI-PLAT-AGS-001"},
+    "state_not_echoed": {"LTI-PLAT-AUTH-002"},
+    "nrps_no_paging": {"LTI-PLAT-NRPS-005"},
+    "redirect_any": {"LTI-PLAT-AUTH-BAD-001"},
+    "nrps_role_ignored": {"LTI-PLAT-NRPS-006"},
+    "delete_noop": {"LTI-PLAT-AGS-021"},
+    "lineitems_no_filter": {"LTI-PLAT-AGS-005"},
+    "nrps_reuse_token": {"LTI-PLAT-NRPS-007"},
+}
+PLATFORM_FAULT_SETS = [
+    ("jwks_no_kid", "token_any_assertion", "score_no_timestamp_ok", "lineitems_media_type", "state_not_echoed"),
+    ("nrps_no_paging", "redirect_any", "nrps_role_ignored", "delete_noop", "lineitems_no_filter", "nrps_reuse_token"),
+]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_platform_kit_catches_a_faulty_platform(make_api, store) -> None:
+    from adapters.lti.platform.registrations import ToolRegistration, ToolRegistry
+    from tests.test_lti_platform import seed
+
+    planted = [fault for group in PLATFORM_FAULT_SETS for fault in group]
+    assert sorted(planted) == sorted(PLATFORM_FAULTS) and len(planted) >= 10
+    expected_all = [c for fault in planted for c in PLATFORM_FAULTS[fault]]
+    assert len(expected_all) == len(set(expected_all))
+
+    proxy_port = free_port()
+    proxy_base = f"http://127.0.0.1:{proxy_port}"
+    api = make_api(public_url=proxy_base)
+    data = seed(store)
+    cid, secret = api.credentials(f.T, ["admin"])
+    proxy = FaultyProxy(api.base_url)
+    with serve_on(proxy.app, proxy_port) as base:
+        for faults in PLATFORM_FAULT_SETS:
+            # a tool registration (and kit port) per run: the platform caches each tool's JWKS
+            kit_port = free_port()
+            kit = f"http://127.0.0.1:{kit_port}"
+            tool = ToolRegistry(store.engine).add(f.T, ToolRegistration(
+                name="kit tool", login_url=f"{kit}/login", redirect_uris=[f"{kit}/launch"], target_link_uri=f"{kit}/launch",
+                jwks_url=f"{kit}/jwks"))
+            launch = {"client_id": tool.client_id, "user_id": str(data["students"][0].id), "context_id": str(data["section"].id),
+                      "resource_link_id": "kit-rl-1"}
+            target = Target(base, client_id=cid, client_secret=secret, options={
+                "port": str(kit_port), "issuer": base, "auth_url": f"{base}/lti/platform/authorize",
+                "token_url": f"{base}/lti/platform/token", "jwks_url": f"{base}/lti/platform/jwks", "client_id": tool.client_id,
+                "deployment_id": tool.deployments[0], "launch_url": f"{base}/v1/lti/launches", "launch_body": json.dumps(launch)})
+            proxy.faults, proxy.kit_redirect = frozenset(faults), f"{kit}/launch"
+            results = run(PLATFORM_KIT, target)
+            assert set(failed(results)) == set().union(*(PLATFORM_FAULTS[f] for f in faults)), (faults, failed(results))
+            assert skipped(results) == {}
