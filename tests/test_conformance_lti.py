@@ -484,3 +484,84 @@ def test_the_platform_kit_catches_a_faulty_platform(make_api, store) -> None:
             results = run(PLATFORM_KIT, target)
             assert set(failed(results)) == set().union(*(PLATFORM_FAULTS[f] for f in faults)), (faults, failed(results))
             assert skipped(results) == {}
+
+
+# --- pylti1p3 as the tool ----------------------------------------------------------------------
+
+
+def _pylti1p3_tool(kit: str):
+    """tests/test_lti_pylti1p3.py's pylti1p3 tool (login, launch, AGS on every launch),
+    registered with the kit's platform, answering deep linking with pylti1p3's DeepLink."""
+    from pylti1p3.deep_link_resource import DeepLinkResource
+    from pylti1p3.exception import LtiException
+    from pylti1p3.session import SessionService
+    from pylti1p3.tool_config import ToolConfDict
+
+    from tests.test_lti_pylti1p3 import PyLtiTool, ToolCookies, ToolLaunch, ToolRequest
+
+    class KitPyLtiTool(PyLtiTool):
+        services_done = False
+
+        def configure(self, issuer: str, client_id: str, deployments: list[str]) -> None:
+            self.conf = ToolConfDict({issuer: [{
+                "default": True, "client_id": client_id, "auth_login_url": f"{kit}/authorize", "auth_token_url": f"{kit}/token",
+                "key_set_url": f"{kit}/jwks", "deployment_ids": deployments}]})
+            self.conf.set_private_key(issuer, self.key.pem, client_id=client_id)
+            self.conf.set_public_key(issuer, self._public_pem(), client_id=client_id)
+
+        def _launch(self, form: dict[str, str], session: dict[str, Any], cookies: dict[str, str]) -> Response:
+            assert self.conf is not None
+            lti_request = ToolRequest(form, session)
+            launch = ToolLaunch(lti_request, self.conf, SessionService(lti_request), ToolCookies(cookies))
+            try:
+                launch.get_launch_data()
+            except LtiException as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            if launch.is_deep_link_launch():
+                item = DeepLinkResource().set_url(f"{self.base}/launch").set_title("pylti1p3 activity")
+                return HTMLResponse(launch.get_deep_link().output_response_form([item]))
+            if self.services_done or not (launch.has_nrps() and launch.has_ags()):
+                return JSONResponse({"ok": True, "sub": launch.get_launch_data().get("sub")})
+            self.services_done = True  # the roster and a grade once, as a tool syncs on its first launch
+            launch.get_nrps().get_members()  # pylti1p3 follows the Link rel=next pages
+            return super()._launch(form, session, cookies)  # the harness's launch: a line item, a grade, the results
+
+        async def login_post(self, request: Request) -> Response:
+            """The login initiation as a form POST (the harness routes GET only)."""
+            from fastapi.responses import RedirectResponse as Redirect
+
+            from tests.test_lti_pylti1p3 import SESSION_COOKIE, ToolLogin
+
+            assert self.conf is not None
+            sid, session = self._session(request)
+            lti_request = ToolRequest(dict(parse_qsl((await request.body()).decode())), session)
+            out = ToolCookies(dict(request.cookies))
+            resp = Redirect(ToolLogin(lti_request, self.conf, SessionService(lti_request), out).redirect(f"{self.base}/launch"), 302)
+            resp.set_cookie(SESSION_COOKIE, sid)
+            for name, value in out.outgoing.items():
+                resp.set_cookie(name, value)
+            return resp
+
+    tool = KitPyLtiTool("https://case.example.org/uri/kit-competency")
+    tool.app.post("/login")(tool.login_post)
+    tool.configure(kit, "pylti-client", ["pylti-deployment"])
+    return tool
+
+
+def test_a_pylti1p3_tool_passes_the_tool_kit() -> None:
+    from tests.conftest import serve
+
+    port = free_port()
+    tool = _pylti1p3_tool(f"http://127.0.0.1:{port}")
+    with serve(tool.app) as base:
+        tool.base = base
+        results = run(TOOL_KIT, Target(base, options={
+            "port": str(port), "login_url": f"{base}/login", "launch_url": f"{base}/launch", "client_id": "pylti-client",
+            "deployment_id": "pylti-deployment", "tool_jwks_url": f"{base}/jwks", "services_wait": "1"}))
+    # What pylti1p3 (MessageLaunch) itself lets through, found by the kit: an id_token without
+    # exp (its jwt.decode requires no exp; OIDC Core 2 makes exp REQUIRED), a target_link_uri
+    # other than the login's (a SHOULD), and the same id_token posted twice from the same
+    # browser session (its nonce check reads the session and never spends it; a SHOULD).
+    assert set(failed(results)) == {"LTI-TOOL-BAD-017", "LTI-TOOL-BAD-024", "LTI-TOOL-BAD-025"}, failed(results)
+    assert [i for i in failed(results) if results[i].check.required] == ["LTI-TOOL-BAD-017"]
+    assert skipped(results) == {}

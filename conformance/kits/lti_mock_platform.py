@@ -50,6 +50,8 @@ class MockPlatform:
         self.assertion_errors: list[str | None] = []
         self.lock = threading.Lock()
         self._n = 0
+        self._http = httpx.Client(timeout=10)
+        self._tool_jwks: Any = None
 
     # --- the handler ------------------------------------------------------------------
 
@@ -85,11 +87,13 @@ class MockPlatform:
             return f"the client assertion is signed with {head.get('alg')!r}, not RS256"
         if not self.tool_jwks_url:
             return "no tool_jwks_url option: the assertion's signature cannot be checked"
-        try:
-            jwks = httpx.get(self.tool_jwks_url, timeout=10).json()
-        except (httpx.HTTPError, ValueError) as exc:
-            return f"the tool's JWKS ({self.tool_jwks_url}) could not be read: {exc}"
-        key = key_from_jwks(jwks, head.get("kid"))
+        key = key_from_jwks(self._tool_jwks, head.get("kid")) if self._tool_jwks else None
+        if key is None:  # first time, or a kid not seen yet (the tool rotated its key)
+            try:
+                self._tool_jwks = self._http.get(self.tool_jwks_url).json()
+            except (httpx.HTTPError, ValueError) as exc:
+                return f"the tool's JWKS ({self.tool_jwks_url}) could not be read: {exc}"
+            key = key_from_jwks(self._tool_jwks, head.get("kid"))
         if key is None:
             return f"the tool's JWKS holds no RSA key with the assertion's kid {head.get('kid')!r}"
         try:

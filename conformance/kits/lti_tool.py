@@ -366,8 +366,8 @@ def launch_anonymous(s: Session) -> None:
 
 # --- known-bad payloads (certification guide) ---------------------------------------------
 
-def _bad_check(id: str, requirement: str, what: str, **kw: Any) -> None:
-    @KIT.check(id, requirement, f"A launch with {what} is refused")
+def _bad_check(id: str, requirement: str, what: str, required: bool = True, **kw: Any) -> None:
+    @KIT.check(id, requirement, f"A launch with {what} is refused", required=required)
     def run(s: Session) -> None:
         _bad(s, what, **kw)
 
@@ -405,11 +405,13 @@ _bad_check("LTI-TOOL-BAD-020", f"{SF} 5.1.3 step 4-5", "an aud array whose azp i
 _bad_check("LTI-TOOL-BAD-021", f"{SF} 5.1.3 step 9 / {CERT} nonce", "a nonce other than the one sent at login", nonce="kit-wrong-nonce")
 _bad_check("LTI-TOOL-BAD-022", f"{SF} 5.1.3 step 9", "no nonce claim", nonce=DROP)
 _bad_check("LTI-TOOL-BAD-023", f"{SF} 5.1.1.3 / OIDC Core 3.1.2.7", "a state the tool never issued", state="kit-forged-state")
-_bad_check("LTI-TOOL-BAD-024", f"{CORE} 5.3.4", "a target_link_uri claim other than the login's",
+# core 5.3.4 puts the MUST on the platform; a tool that checks it closes an open redirect (SHOULD)
+_bad_check("LTI-TOOL-BAD-024", f"{CORE} 5.3.4", "a target_link_uri claim other than the login's", required=False,
            target_link_uri="https://elsewhere.kit.example.org/launch")
 
 
-@KIT.check("LTI-TOOL-BAD-025", f"{SF} 5.1.3 step 9 (nonce replay)", "The same id_token and state posted a second time is refused")
+@KIT.check("LTI-TOOL-BAD-025", f"{SF} 5.1.3 step 9 (nonce replay: SHOULD)", "The same id_token and state posted a second time is refused",
+           required=False)
 def bad_replay(s: Session) -> None:
     _baseline(s)
     r, ok, _, auth = _launch(s)
