@@ -209,7 +209,7 @@ def json_answer(body: Any, status: int = 200, media_type: str = "application/jso
 class KitServer:
     """A loopback HTTP server in a daemon thread; ``handler`` answers, ``received`` records."""
 
-    def __init__(self, handler: Handler, port: int = 0) -> None:
+    def __init__(self, handler: Handler, port: int = 0, host: str = "127.0.0.1", public_url: str | None = None) -> None:
         self.handler = handler
         self.received: list[Received] = []
         self.lock = threading.Lock()
@@ -248,15 +248,13 @@ class KitServer:
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 return
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _H)
+        self.httpd = ThreadingHTTPServer((host, port), _H)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
+        #: the URL the peer reaches the kit at (``public_url`` behind a tunnel or a proxy)
+        self.base = (public_url or f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{self.port}").rstrip("/")
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="lti-kit-server", daemon=True)
         self.thread.start()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def calls(self, prefix: str = "", method: str | None = None) -> list[Received]:
         with self.lock:
@@ -282,6 +280,14 @@ class _FreshOnStale(httpx.HTTPTransport):
 def kit_client(target: Target) -> httpx.Client:
     """The kits' HTTP client: no redirects followed (the kit reads them), stale connections retried."""
     return httpx.Client(timeout=target.timeout, follow_redirects=False, transport=_FreshOnStale())
+
+
+def start_server(target: Target, handler: Handler) -> KitServer:
+    """The kit's own server: ``--option port=N`` (default a free one), ``bind=HOST`` (default
+    127.0.0.1; 0.0.0.0 for a peer on another machine) and ``public_url=URL`` (what the peer
+    calls, when that is not ``http://HOST:PORT``: a tunnel, a reverse proxy with TLS)."""
+    return KitServer(handler, int(option(target, "port", "0") or 0), option(target, "bind", "127.0.0.1") or "127.0.0.1",
+                     option(target, "public_url"))
 
 
 def option(target: Target, name: str, default: str | None = None) -> str | None:

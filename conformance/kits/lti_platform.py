@@ -21,7 +21,8 @@ Options (``--option KEY=VALUE``):
   with the target's client credentials as a bearer token when given) answering a redirect to
   the tool's login URL, a form to it, or JSON ``{"login_url": ...}``; or
   ``login_initiation_url``, a ready third-party login URL (with its query).
-- ``port``: the kit's tool server port (default: a free one). The platform must know the
+- ``port``: the kit's tool server port (default: a free one), ``bind`` (default 127.0.0.1),
+  ``public_url`` (its URL as the platform sees it, default ``http://bind:port``). The platform must know the
   kit's tool as: login URL ``{base}/login``, redirect URI ``{base}/launch``, JWKS
   ``{base}/jwks`` (signing key ``--tool-key-file`` or one made for the run).
 - ``lineitems_url``, ``memberships_url``: the services, when the launch does not name them.
@@ -56,7 +57,6 @@ from .lti_common import (
     SCOPE_RESULT,
     SCOPE_SCORE,
     KitKey,
-    KitServer,
     Received,
     decode_unverified,
     forms,
@@ -69,6 +69,7 @@ from .lti_common import (
     now,
     option,
     query_of,
+    start_server,
     unsigned,
 )
 
@@ -103,7 +104,7 @@ def _setup(s: Session) -> None:
             return json_answer({"keys": [key.jwk, *(k.jwk for k in extra)]})
         return 200, {"Content-Type": "text/plain"}, b"conformance kit tool: recorded"
 
-    srv = KitServer(handler, int(option(t, "port", "0") or 0))
+    srv = start_server(t, handler)
     s.state.update(srv=srv, key=key, extra_keys=extra, run=new_id()[:8])
 
 

@@ -18,8 +18,9 @@ Options (``--option KEY=VALUE``):
 - ``deep_link_url``: where deep linking requests go (default launch_url; ``none`` skips DL).
 - ``client_id``, ``deployment_id`` (required): what the kit's platform gave the tool.
 - ``tool_jwks_url``: the tool's JWKS (checks its deep linking responses and token assertions).
-- ``port``: the kit's own server port (default: a free one); ``issuer``: the kit's issuer
-  (default its base URL). The tool must trust ``{issuer}`` with JWKS ``{base}/jwks``, auth
+- ``port``: the kit's own server port (default: a free one), ``bind`` (default 127.0.0.1),
+  ``public_url`` (its URL as the tool sees it, default ``http://bind:port``); ``issuer``: the
+  kit's issuer (default its base URL). The tool must trust ``{issuer}`` with JWKS ``{base}/jwks``, auth
   URL ``{base}/authorize`` and token URL ``{base}/token``. The signing key is
   ``--tool-key-file`` (PEM) or one made for the run.
 - ``success``: what a tool's acceptance looks like: ``2xx3xx`` (default: any 2xx, or a 3xx
@@ -71,6 +72,7 @@ from .lti_common import (
     option,
     options_list,
     query_of,
+    start_server,
     unsigned,
 )
 from .lti_mock_platform import MockPlatform
@@ -104,7 +106,7 @@ def _setup(s: Session) -> None:
          "given_name": "Lea", "family_name": "Learner", "lis_person_sourcedid": option(t, "learner_sourcedid", "kit-learner-1")},
     ]
     platform = MockPlatform(key, members=members, page_size=1, tool_jwks_url=option(t, "tool_jwks_url"))
-    srv = KitServer(platform, int(option(t, "port", "0") or 0))
+    srv = start_server(t, platform)
     platform.base = srv.base
     s.state.update(srv=srv, platform=platform, key=key, issuer=option(t, "issuer", srv.base), context=ctx)
 
