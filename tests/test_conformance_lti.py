@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
+import jwt
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -384,6 +385,7 @@ class FaultyProxy:
         self.upstream, self.kit_redirect = upstream, ""
         self.faults: frozenset[str] = frozenset()
         self.nrps_auth: str | None = None
+        self.key = KitKey()  # re-signs the id_tokens it changes; its public key joins the JWKS
         self.http = httpx.AsyncClient(timeout=30)
         self.app = FastAPI()
         self.app.add_api_route("/{path:path}", self.forward, methods=["GET", "POST", "PUT", "DELETE"])
@@ -412,6 +414,25 @@ class FaultyProxy:
         r = await self.http.request(request.method, self.upstream + path, params=q, content=body, headers=headers)
         out, status = r.content, r.status_code
         out_headers = {k: v for k, v in r.headers.items() if k.lower() not in ("content-length", "content-encoding", "transfer-encoding")}
+        resign = {f for f in faults if f.startswith("idtoken_")}
+        if resign and path == "/lti/platform/jwks":
+            out = json.dumps({"keys": [*r.json()["keys"], self.key.jwk]}).encode()
+        if resign and path == "/lti/platform/authorize" and b'name="id_token"' in out:
+            import re
+
+            token = re.search(rb'name="id_token" value="([^"]+)"', out).group(1).decode()
+            claims = jwt.decode(token, options={"verify_signature": False})
+            if "idtoken_wrong_aud" in faults:
+                claims["aud"], claims["azp"] = "kit-another-tool", "kit-another-tool"
+            if "idtoken_no_nonce" in faults:
+                claims.pop("nonce")
+            if "idtoken_expired" in faults:
+                claims["iat"], claims["exp"] = int(time.time()) - 900, int(time.time()) - 600
+            if "idtoken_wrong_version" in faults:
+                claims[LTI + "version"] = "1.1"
+            if "idtoken_no_resource_link" in faults:
+                claims.pop(LTI + "resource_link")
+            out = out.replace(token.encode(), self.key.sign(claims).encode())
         if "jwks_no_kid" in faults and path == "/lti/platform/jwks":
             out = json.dumps({"keys": [{k: v for k, v in key.items() if k != "kid"} for key in r.json()["keys"]]}).encode()
         if "token_any_assertion" in faults and path == "/lti/platform/token" and status in (400, 401):
@@ -443,10 +464,16 @@ PLATFORM_FAULTS = {
     "delete_noop": {"LTI-PLAT-AGS-021"},
     "lineitems_no_filter": {"LTI-PLAT-AGS-005"},
     "nrps_reuse_token": {"LTI-PLAT-NRPS-007"},
+    "idtoken_wrong_aud": {"LTI-PLAT-IDT-004"},
+    "idtoken_no_nonce": {"LTI-PLAT-IDT-005", "LTI-PLAT-IDT-017"},
+    "idtoken_expired": {"LTI-PLAT-IDT-006"},
+    "idtoken_wrong_version": {"LTI-PLAT-IDT-009"},
+    "idtoken_no_resource_link": {"LTI-PLAT-IDT-012"},
 }
 PLATFORM_FAULT_SETS = [
     ("jwks_no_kid", "token_any_assertion", "score_no_timestamp_ok", "lineitems_media_type", "state_not_echoed"),
-    ("nrps_no_paging", "redirect_any", "nrps_role_ignored", "delete_noop", "lineitems_no_filter", "nrps_reuse_token"),
+    ("nrps_no_paging", "redirect_any", "nrps_role_ignored", "delete_noop", "lineitems_no_filter", "nrps_reuse_token",
+     "idtoken_wrong_aud", "idtoken_no_nonce", "idtoken_expired", "idtoken_wrong_version", "idtoken_no_resource_link"),
 ]
 
 
