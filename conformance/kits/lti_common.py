@@ -202,8 +202,9 @@ class Received:
 Handler = Callable[[Received], tuple[int, dict[str, str], bytes]]
 
 
-def json_answer(body: Any, status: int = 200, media_type: str = "application/json", **headers: str) -> tuple[int, dict[str, str], bytes]:
-    return status, {"Content-Type": media_type, **headers}, json.dumps(body).encode()
+def json_answer(body: Any, status: int = 200, *, media_type: str = "application/json",
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    return status, {"Content-Type": media_type, **(headers or {})}, json.dumps(body).encode()
 
 
 class KitServer:

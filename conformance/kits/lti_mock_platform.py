@@ -111,7 +111,7 @@ class MockPlatform:
         with self.lock:
             self.tokens[token] = form.get("scope", "")
         return json_answer({"access_token": token, "token_type": "Bearer", "expires_in": 3600, "scope": form.get("scope", "")},
-                           **{"Cache-Control": "no-store"})
+                           headers={"Cache-Control": "no-store"})
 
     def scope_of(self, req: Received) -> str | None:
         scheme, _, token = req.headers.get("authorization", "").partition(" ")
@@ -124,7 +124,7 @@ class MockPlatform:
 
     def _ags(self, req: Received, ctx: str, rest: list[str]) -> tuple[int, dict[str, str], bytes]:
         if self.scope_of(req) is None:
-            return json_answer({"error": "invalid_token"}, 401, **{"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            return json_answer({"error": "invalid_token"}, 401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         if not rest:
             if req.method == "GET":
                 q = req.query
@@ -138,9 +138,9 @@ class MockPlatform:
                 with self.lock:
                     self._n += 1
                     n = str(self._n)
-                item = {**body, "id": self._item_url(ctx, n), "_ctx": ctx}
-                self.line_items[n] = item
-                return json_answer({k: v for k, v in item.items() if not k.startswith("_")}, 201, media_type=LINEITEM)
+                made = {**body, "id": self._item_url(ctx, n), "_ctx": ctx}
+                self.line_items[n] = made
+                return json_answer({k: v for k, v in made.items() if not k.startswith("_")}, 201, media_type=LINEITEM)
             return json_answer({"error": "method"}, 405)
         n = rest[0]
         item = self.line_items.get(n)
@@ -163,9 +163,9 @@ class MockPlatform:
             return 204, {}, b""
         elif rest[1] == "results" and req.method == "GET":
             latest: dict[str, dict[str, Any]] = {}
-            for s in self.scores.get(n, []):
-                if isinstance(s.get("userId"), str):
-                    latest[s["userId"]] = s
+            for sc in self.scores.get(n, []):
+                if isinstance(sc.get("userId"), str):
+                    latest[sc["userId"]] = sc
             results = [{"id": f"{item['id']}/results/{u}", "scoreOf": item["id"], "userId": u,
                         **({"resultScore": s["scoreGiven"], "resultMaximum": s.get("scoreMaximum")} if "scoreGiven" in s else {})}
                        for u, s in latest.items() if req.query.get("user_id") in (None, u)]
@@ -176,7 +176,7 @@ class MockPlatform:
 
     def _nrps(self, req: Received, ctx: str) -> tuple[int, dict[str, str], bytes]:
         if self.scope_of(req) is None:
-            return json_answer({"error": "invalid_token"}, 401, **{"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            return json_answer({"error": "invalid_token"}, 401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         role = req.query.get("role")
         members = [m for m in self.members if role is None or role in m["roles"] or any(r.endswith("#" + role) for r in m["roles"])]
         try:

@@ -361,7 +361,7 @@ def _claim_check(id: str, requirement: str, description: str, test: Callable[[Se
 
 
 def _aud(s: Session, c: dict[str, Any]) -> str | None:
-    aud = c.get("aud") if isinstance(c.get("aud"), list) else [c.get("aud")]
+    aud: list[Any] = c["aud"] if isinstance(c.get("aud"), list) else [c.get("aud")]
     cid = _o(s, "client_id")
     if cid not in aud:
         return f"aud {c.get('aud')!r} does not hold the client_id {cid!r}"
@@ -974,7 +974,7 @@ def nrps_paging(s: Session) -> None:
         _status(r, 200)
         got += r.json().get("members") or []
         url, hops = r.links.get("next", {}).get("url"), hops + 1
-    if sorted(m.get("user_id") for m in got) != sorted(m.get("user_id") for m in everyone):
+    if sorted(str(m.get("user_id")) for m in got) != sorted(str(m.get("user_id")) for m in everyone):
         raise Fail(f"paged {len(got)} members, the whole membership has {len(everyone)}")
 
 

@@ -316,10 +316,11 @@ def login_unknown_iss(s: Session) -> None:
 
 # --- valid launches (certification guide: instructor and learner launches) ----------------
 
-def _valid_check(id: str, description: str, requirement: str = f"{CERT}, valid launches", role: str = "instructor", **over: Any) -> None:
+def _valid_check(id: str, description: str, requirement: str = f"{CERT}, valid launches", role: str = "instructor",
+                 claims: dict[str, Any] | None = None, **over: Any) -> None:
     @KIT.check(id, requirement, description)
     def run(s: Session) -> None:
-        _valid(s, role, **over)
+        _valid(s, role, **over, **(claims or {}))
 
 
 _valid_check("LTI-TOOL-LAUNCH-001", "An instructor launch (membership#Instructor + institution Faculty) is accepted")
@@ -336,7 +337,7 @@ _valid_check("LTI-TOOL-LAUNCH-008", "A launch with an empty roles array is accep
 _valid_check("LTI-TOOL-LAUNCH-009", "A launch without name or email (no PII) is accepted", requirement=f"{CORE} 5.3.6",
              name=DROP, given_name=DROP, family_name=DROP, email=DROP)
 _valid_check("LTI-TOOL-LAUNCH-010", "A launch without a context claim is accepted", requirement=f"{CORE} 5.4.1",
-             context=DROP, lis=DROP, **{C_AGS: DROP, C_NRPS: DROP})
+             context=DROP, lis=DROP, claims={C_AGS: DROP, C_NRPS: DROP})
 
 
 @KIT.check("LTI-TOOL-LAUNCH-011", f"{SF} 5.1.3 step 3-4", "A launch whose aud is an array with azp = client_id is accepted")
@@ -368,10 +369,10 @@ def launch_anonymous(s: Session) -> None:
 
 # --- known-bad payloads (certification guide) ---------------------------------------------
 
-def _bad_check(id: str, requirement: str, what: str, required: bool = True, **kw: Any) -> None:
+def _bad_check(id: str, requirement: str, what: str, required: bool = True, claims: dict[str, Any] | None = None, **kw: Any) -> None:
     @KIT.check(id, requirement, f"A launch with {what} is refused", required=required)
     def run(s: Session) -> None:
-        _bad(s, what, **kw)
+        _bad(s, what, **kw, **(claims or {}))
 
 
 _bad_check("LTI-TOOL-BAD-001", f"{CERT} 'No KID Sent in JWT header' / {SF} 6.3", "no kid in the JWT header",
@@ -457,8 +458,9 @@ def _deep_link_once(s: Session) -> dict[str, Any]:
                 "accept_presentation_document_targets": ["iframe", "window"], "accept_multiple": True, "auto_create": True,
                 "title": "Kit placement", "data": data}
     auth = _login(s, target_link_uri=url)
+    dl_claims: dict[str, Any] = {DL + "deep_linking_settings": settings}
     claims = _claims(s, auth.get("nonce", ""), message_type="LtiDeepLinkingRequest", target_link_uri=url, resource_link=DROP,
-                     **{DL + "deep_linking_settings": settings})
+                     **dl_claims)
     r = s.post(auth.get("redirect_uri") or url, data={"id_token": s.state["key"].sign(claims), "state": auth.get("state", "")})
     if not _accepted(s, r):
         raise Fail(f"the deep linking request was refused: {_excerpt(r)}")
@@ -512,7 +514,7 @@ def _dl_claims(s: Session) -> dict[str, Any]:
 @KIT.check("LTI-TOOL-DL-003", "LTI Deep Linking 2.0 4.5 (iss, aud)", "The response's iss is the tool's client_id and its aud the platform's issuer")
 def dl_iss_aud(s: Session) -> None:
     c = _dl_claims(s)
-    aud = c.get("aud") if isinstance(c.get("aud"), list) else [c.get("aud")]
+    aud: list[Any] = c["aud"] if isinstance(c.get("aud"), list) else [c.get("aud")]
     if c.get("iss") != need(s.target, "client_id") or s.state["issuer"] not in aud:
         raise Fail(f"iss {c.get('iss')!r} / aud {c.get('aud')!r}: want iss = client_id, aud = {s.state['issuer']}")
 
@@ -557,7 +559,7 @@ def dl_times(s: Session) -> None:
 
 _bad_check("LTI-TOOL-DL-008", "LTI Deep Linking 2.0 4.4.1", "a deep linking request without deep_link_return_url",
            message_type="LtiDeepLinkingRequest", resource_link=DROP,
-           **{DL + "deep_linking_settings": {"accept_types": ["ltiResourceLink"], "accept_presentation_document_targets": ["iframe"]}})
+           claims={DL + "deep_linking_settings": {"accept_types": ["ltiResourceLink"], "accept_presentation_document_targets": ["iframe"]}})
 
 
 # --- the tool's service calls (AGS 2.0, NRPS 2.0, Security Framework 4.1) ------------------
