@@ -592,3 +592,25 @@ def test_a_pylti1p3_tool_passes_the_tool_kit() -> None:
     assert set(failed(results)) == {"LTI-TOOL-BAD-017", "LTI-TOOL-BAD-024", "LTI-TOOL-BAD-025"}, failed(results)
     assert [i for i in failed(results) if results[i].check.required] == ["LTI-TOOL-BAD-017"]
     assert skipped(results) == {}
+
+
+# --- bad input: the kits never crash ------------------------------------------------------------
+
+
+def test_the_kits_report_an_unreachable_peer_and_a_missing_option_check_by_check() -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    tool = run(TOOL_KIT, Target(closed, timeout=2, options={
+        "login_url": f"{closed}/login", "launch_url": f"{closed}/launch", "client_id": "c", "deployment_id": "d", "services_wait": "0"}))
+    assert {r.status for r in tool.values()} <= {"fail", "skip"}
+    assert "no answer" in tool["LTI-TOOL-LOGIN-001"].reason and tool["LTI-TOOL-LOGIN-001"].exchanges
+    assert "a valid launch" in tool["LTI-TOOL-BAD-001"].reason or "no answer" in tool["LTI-TOOL-BAD-001"].reason
+
+    platform = run(PLATFORM_KIT, Target(closed, timeout=2, options={
+        "issuer": closed, "auth_url": f"{closed}/auth", "token_url": f"{closed}/token", "jwks_url": f"{closed}/jwks",
+        "client_id": "c", "deployment_id": "d", "launch_url": f"{closed}/launch"}))
+    assert {r.status for r in platform.values()} <= {"fail", "skip"}
+    assert "no answer" in platform["LTI-PLAT-JWKS-001"].reason
+    assert "no answer" in platform["LTI-PLAT-TOKEN-001"].reason
+
+    missing = run(PLATFORM_KIT, Target(closed, options={"issuer": closed}))
+    assert {r.reason for r in missing.values()} == {"setup: Fail: this kit needs --option auth_url=..."}
