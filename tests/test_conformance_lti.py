@@ -140,6 +140,7 @@ def tessera_platform(api, store):
         "port": str(port), "issuer": base, "auth_url": f"{base}/lti/platform/authorize", "token_url": f"{base}/lti/platform/token",
         "jwks_url": f"{base}/lti/platform/jwks", "client_id": tool.client_id, "deployment_id": tool.deployments[0],
         "launch_url": f"{base}/v1/lti/launches", "launch_body": json.dumps(launch),
+        "openid_configuration_url": f"{base}/lti/platform/.well-known/openid-configuration",
     })
 
 
@@ -433,6 +434,8 @@ class FaultyProxy:
             if "idtoken_no_resource_link" in faults:
                 claims.pop(LTI + "resource_link")
             out = out.replace(token.encode(), self.key.sign(claims).encode())
+        if "openid_no_rs256" in faults and path.endswith("/openid-configuration"):
+            out = json.dumps({**r.json(), "id_token_signing_alg_values_supported": ["HS256"]}).encode()
         if "jwks_no_kid" in faults and path == "/lti/platform/jwks":
             out = json.dumps({"keys": [{k: v for k, v in key.items() if k != "kid"} for key in r.json()["keys"]]}).encode()
         if "token_any_assertion" in faults and path == "/lti/platform/token" and status in (400, 401):
@@ -458,6 +461,7 @@ PLATFORM_FAULTS = {
     "score_no_timestamp_ok": {"LTI-PLAT-AGS-012"},
     "lineitems_media_type": {"LTI-PLAT-AGS-001"},
     "state_not_echoed": {"LTI-PLAT-AUTH-002"},
+    "openid_no_rs256": {"LTI-PLAT-CONF-002"},
     "nrps_no_paging": {"LTI-PLAT-NRPS-005"},
     "redirect_any": {"LTI-PLAT-AUTH-BAD-001"},
     "nrps_role_ignored": {"LTI-PLAT-NRPS-006"},
@@ -471,7 +475,8 @@ PLATFORM_FAULTS = {
     "idtoken_no_resource_link": {"LTI-PLAT-IDT-012"},
 }
 PLATFORM_FAULT_SETS = [
-    ("jwks_no_kid", "token_any_assertion", "score_no_timestamp_ok", "lineitems_media_type", "state_not_echoed"),
+    ("jwks_no_kid", "token_any_assertion", "score_no_timestamp_ok", "lineitems_media_type", "state_not_echoed",
+     "openid_no_rs256"),
     ("nrps_no_paging", "redirect_any", "nrps_role_ignored", "delete_noop", "lineitems_no_filter", "nrps_reuse_token",
      "idtoken_wrong_aud", "idtoken_no_nonce", "idtoken_expired", "idtoken_wrong_version", "idtoken_no_resource_link"),
 ]
@@ -506,7 +511,8 @@ def test_the_platform_kit_catches_a_faulty_platform(make_api, store) -> None:
             target = Target(base, client_id=cid, client_secret=secret, options={
                 "port": str(kit_port), "issuer": base, "auth_url": f"{base}/lti/platform/authorize",
                 "token_url": f"{base}/lti/platform/token", "jwks_url": f"{base}/lti/platform/jwks", "client_id": tool.client_id,
-                "deployment_id": tool.deployments[0], "launch_url": f"{base}/v1/lti/launches", "launch_body": json.dumps(launch)})
+                "deployment_id": tool.deployments[0], "launch_url": f"{base}/v1/lti/launches", "launch_body": json.dumps(launch),
+                "openid_configuration_url": f"{base}/lti/platform/.well-known/openid-configuration"})
             proxy.faults, proxy.kit_redirect = frozenset(faults), f"{kit}/launch"
             results = run(PLATFORM_KIT, target)
             assert set(failed(results)) == set().union(*(PLATFORM_FAULTS[f] for f in faults)), (faults, failed(results))

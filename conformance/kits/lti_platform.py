@@ -27,6 +27,8 @@ Options (``--option KEY=VALUE``):
   ``{base}/jwks`` (signing key ``--tool-key-file`` or one made for the run).
 - ``lineitems_url``, ``memberships_url``: the services, when the launch does not name them.
 - ``score_user_id``: the userId scores are posted for (default: the launch's sub).
+- ``openid_configuration_url``: the platform's OpenID configuration (Dynamic Registration
+  1.0 3.3); its checks are skipped without it.
 """
 
 from __future__ import annotations
@@ -1000,3 +1002,61 @@ def nrps_scope(s: Session) -> None:
     if r.status_code not in (401, 403):
         raise Fail(f"a score-only token: HTTP {r.status_code}")
 
+
+
+# --- the platform's OpenID configuration (LTI Dynamic Registration 1.0 3.3) -------------------
+
+
+def _openid(s: Session) -> dict[str, Any]:
+    url = option(s.target, "openid_configuration_url")
+    if not url:
+        raise Skip("no openid_configuration_url option")
+    if "openid" not in s.state:
+        r = s.get(url)
+        try:
+            s.state["openid"] = r.json() if r.status_code == 200 else f"HTTP {r.status_code}"
+        except ValueError:
+            s.state["openid"] = "not JSON"
+    if not isinstance(s.state["openid"], dict):
+        raise Fail(f"the OpenID configuration answered {s.state['openid']}")
+    return s.state["openid"]
+
+
+DR = "LTI Dynamic Registration 1.0 3.3 / OpenID Connect Discovery 3"
+
+
+@KIT.check("LTI-PLAT-CONF-001", DR, "The OpenID configuration names the platform's issuer, and the same endpoints and JWKS the kit was given")
+def conf_endpoints(s: Session) -> None:
+    c = _openid(s)
+    want = {"issuer": _o(s, "issuer"), "authorization_endpoint": _o(s, "auth_url"), "token_endpoint": _o(s, "token_url"),
+            "jwks_uri": _o(s, "jwks_url")}
+    wrong = {k: c.get(k) for k, v in want.items() if c.get(k) != v}
+    if wrong:
+        raise Fail(f"differs from the options: {wrong}")
+
+
+@KIT.check("LTI-PLAT-CONF-002", DR, "It offers private_key_jwt client authentication and RS256 for it and for id_tokens")
+def conf_algs(s: Session) -> None:
+    c = _openid(s)
+    if "private_key_jwt" not in (c.get("token_endpoint_auth_methods_supported") or []):
+        raise Fail(f"token_endpoint_auth_methods_supported {c.get('token_endpoint_auth_methods_supported')!r}")
+    for k in ("token_endpoint_auth_signing_alg_values_supported", "id_token_signing_alg_values_supported"):
+        if "RS256" not in (c.get(k) or []):
+            raise Fail(f"{k} {c.get(k)!r}")
+
+
+@KIT.check("LTI-PLAT-CONF-003", DR, "It supports response type id_token and the openid scope")
+def conf_types(s: Session) -> None:
+    c = _openid(s)
+    if "id_token" not in (c.get("response_types_supported") or []) or "openid" not in (c.get("scopes_supported") or []):
+        raise Fail(f"response_types_supported {c.get('response_types_supported')!r}, scopes_supported {c.get('scopes_supported')!r}")
+
+
+@KIT.check("LTI-PLAT-CONF-004", DR, "It carries the LTI platform configuration with LtiResourceLinkRequest among messages_supported")
+def conf_lti(s: Session) -> None:
+    lti = _openid(s).get("https://purl.imsglobal.org/spec/lti-platform-configuration")
+    if not isinstance(lti, dict) or not lti.get("product_family_code"):
+        raise Fail(f"lti-platform-configuration {lti!r}")
+    types = [m.get("type") for m in lti.get("messages_supported") or [] if isinstance(m, dict)]
+    if "LtiResourceLinkRequest" not in types:
+        raise Fail(f"messages_supported {types}")

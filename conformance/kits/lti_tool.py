@@ -340,6 +340,14 @@ _valid_check("LTI-TOOL-LAUNCH-010", "A launch without a context claim is accepte
              context=DROP, lis=DROP, claims={C_AGS: DROP, C_NRPS: DROP})
 
 
+_valid_check("LTI-TOOL-LAUNCH-014", "A launch carrying extension claims the tool does not know is accepted", requirement=f"{CORE} 5.4.7",
+             claims={"https://www.example.com/extension": {"color": "violet"}, "http://www.ExamplePlatformVendor.com/session": {"id": "89023sj890dju080"}})
+_valid_check("LTI-TOOL-LAUNCH-015", "A launch with a mentor role and role_scope_mentor is accepted", requirement=f"{CORE} 5.4.2",
+             roles=[ROLE + "Mentor"], role_scope_mentor=["kit-learner-1"])
+_valid_check("LTI-TOOL-LAUNCH-016", "A learner launch with the institution Student role beside membership#Learner is accepted",
+             role="learner", roles=[ROLE + "Learner", INST_ROLE + "Student"])
+
+
 @KIT.check("LTI-TOOL-LAUNCH-011", f"{SF} 5.1.3 step 3-4", "A launch whose aud is an array with azp = client_id is accepted")
 def launch_aud_array(s: Session) -> None:
     cid = need(s.target, "client_id")
