@@ -482,6 +482,7 @@ PLATFORM_FAULT_SETS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_the_platform_kit_catches_a_faulty_platform(make_api, store) -> None:
     from adapters.lti.platform.registrations import ToolRegistration, ToolRegistry

@@ -547,6 +547,13 @@ def _refused(r: httpx.Response) -> str | None:
     return f"HTTP {r.status_code} {r.text[:200]!r}"
 
 
+def _stranger(s: Session) -> KitKey:
+    """A key the platform never saw (made once a run: RSA keys take a while to make)."""
+    if "stranger" not in s.state:
+        s.state["stranger"] = KitKey()
+    return s.state["stranger"]
+
+
 def _bad_token(id: str, what: str, requirement: str, make: Callable[[Session], httpx.Response], required: bool = True) -> None:
     @KIT.check(id, requirement, f"A token request with {what} is refused (400/401, no token)", required=required)
     def run(s: Session) -> None:
@@ -567,7 +574,7 @@ def token_rotation(s: Session) -> None:
 
 
 _bad_token("LTI-PLAT-TOKEN-004", "a signature by another key (right kid)", f"{SF} 4.1 / RFC 7523 3 (signature)",
-           lambda s: _token_request(s, _assertion(s, KitKey(kid=s.state["key"].kid)), [SCOPE_NRPS]))
+           lambda s: _token_request(s, _assertion(s, _stranger(s), kid=s.state["key"].kid), [SCOPE_NRPS]))
 _bad_token("LTI-PLAT-TOKEN-005", "an aud that is not the token endpoint", "RFC 7523 3 (aud)",
            lambda s: _token_request(s, _assertion(s, aud="https://elsewhere.kit.example.org/token"), [SCOPE_NRPS]))
 _bad_token("LTI-PLAT-TOKEN-006", "an expired assertion", "RFC 7523 3 (exp)",
@@ -594,7 +601,7 @@ _bad_token("LTI-PLAT-TOKEN-011", "no client_assertion_type", "RFC 7521 4.2 / SF 
 _bad_token("LTI-PLAT-TOKEN-012", "an unsigned assertion (alg none)", "RFC 7523 3 / RFC 8725 3.1",
            lambda s: _token_request(s, _assertion(s, sign=lambda c: unsigned(c, s.state["key"].kid)), [SCOPE_NRPS]))
 _bad_token("LTI-PLAT-TOKEN-013", "a kid the tool's JWKS does not hold", f"{SF} 6.3",
-           lambda s: _token_request(s, _assertion(s, KitKey(), kid="kit-unknown-" + new_id()[:8]), [SCOPE_NRPS]))
+           lambda s: _token_request(s, _assertion(s, _stranger(s), kid="kit-unknown-" + new_id()[:8]), [SCOPE_NRPS]))
 _bad_token("LTI-PLAT-TOKEN-014", "no exp claim", "RFC 7523 3 (exp)",
            lambda s: _token_request(s, _assertion(s, exp=None), [SCOPE_NRPS]))
 
