@@ -621,3 +621,13 @@ def test_the_kits_report_an_unreachable_peer_and_a_missing_option_check_by_check
 
     missing = run(PLATFORM_KIT, Target(closed, options={"issuer": closed}))
     assert {r.reason for r in missing.values()} == {"setup: Fail: this kit needs --option auth_url=..."}
+
+
+def test_every_check_names_its_requirement_and_group() -> None:
+    for kit in (TOOL_KIT, PLATFORM_KIT):
+        ids = [c.id for c in kit.checks]
+        assert len(ids) == len(set(ids)) and len(ids) >= 40
+        for c in kit.checks:
+            assert c.requirement and c.description and c.tags, c.id
+        assert kit.writes
+    assert {c.tags[-1] for c in TOOL_KIT.checks} == {"login", "launch", "bad", "dl", "token", "ags", "nrps"}

@@ -737,3 +737,7 @@ def nrps_url(s: Session) -> None:
     for c in _calls(s, "/nrps/", what="NRPS"):
         if c.path != want:
             raise Fail(f"GET {c.path}, want {want}")
+
+
+for _check in KIT.checks:  # the group a check belongs to, from its id: login, launch, bad, dl, token, ags, nrps, ...
+    _check.tags = (*_check.tags, _check.id.split("-")[2].lower())
