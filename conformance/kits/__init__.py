@@ -7,7 +7,10 @@ from importlib import import_module
 from ..kit import Kit
 
 #: kit name -> module under conformance.kits
-MODULES: dict[str, str] = {}
+MODULES: dict[str, str] = {
+    "lti-1.3-tool": "lti_tool",
+    "lti-1.3-platform": "lti_platform",
+}
 
 
 def kits() -> dict[str, Kit]:
