@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from ..auth.outbound import ClientCredentials
 from ..errors import AuthError, ConfigError, NotFound, TesseraError, UpstreamError, ValidationError
 from ..http import NO_RETRY, BasicAuth, BearerAuth, HttpClient, RetryLater, Unreachable
 from ..http.auth import Auth
@@ -44,14 +45,13 @@ def token_url(connection: Connection, default_path: str = "/oauth/token") -> str
 
 def auth_for(connection: Connection, *, default_token_path: str = "/oauth/token") -> Auth | None:
     """The connection's credentials (module docstring); None when it has none."""
-    from ..auth.outbound import ClientCredentials
-
     keys = set(connection.auth)
     if {"client_id", "client_secret"} <= keys:
         cid, secret = connection.secret("client_id"), connection.secret("client_secret")
         assert cid is not None and secret is not None
         scope = connection.options.get("scope")
-        return BearerAuth(ClientCredentials(token_url(connection, default_token_path), cid, secret, str(scope) if scope else None))
+        tokens = ClientCredentials(token_url(connection, default_token_path), cid, secret, str(scope) if scope else None)
+        return BearerAuth(tokens)  # type: ignore[arg-type]  # a TokenSource (mypy sees two HttpClient names)
     if {"username", "password"} <= keys:
         user, password = connection.secret("username"), connection.secret("password")
         assert user is not None and password is not None
