@@ -186,3 +186,49 @@ def oneroster_roster(n_people: int = 3, tenant: str = "t1") -> list[Any]:
     enr = [Enrollment(tenant=tenant, source="sis", native_id=f"s1:{p.native_id}", person_id=p.id, section_id=sec.id,
                       org_id=school.id, role="student") for p in people]
     return [school, term, crs, sec, *people, *enr]
+
+
+def register_push_route(store: Store, destination: Connection, kinds: list[str]) -> Route:
+    """Store a push route (and its destination connection) as the routing tables hold them,
+    so the store enqueues outbox rows for it; returns the protocol's Route."""
+    import orjson
+    from sqlalchemy import insert
+
+    from gateway.model import utcnow
+    from gateway.store.tables import connections, routes
+    from gateway.store.tenants import ensure_tenant
+
+    rid = uuid.uuid4()
+    with store.engine.begin() as conn:
+        ensure_tenant(conn, destination.tenant)
+        conn.execute(insert(connections).values(
+            id=destination.id, tenant=destination.tenant, name=destination.name, adapter=destination.adapter, role=destination.role,
+            system=destination.system, base_url=destination.base_url, auth=orjson.dumps(dict(destination.auth)).decode(),
+            options=orjson.dumps(dict(destination.options)).decode(), created_at=utcnow()))
+        conn.execute(insert(routes).values(
+            id=rid, tenant=destination.tenant, name=f"push-{destination.name}", source_connection_id=None,
+            destination_connection_id=destination.id, kinds=orjson.dumps(sorted(kinds)).decode(), mode="push", enabled=True,
+            created_at=utcnow()))
+    return Route(id=rid, tenant=destination.tenant, name=f"push-{destination.name}", mode="push", kinds=tuple(kinds), source=None,
+                 destination=destination)
+
+
+def pending_deliveries(store: Store, route: Route) -> list[Delivery]:
+    """The route's pending outbox rows as the engine hands them to a destination (the
+    canonical record loaded; None for an adapter's own kinds)."""
+    from gateway.errors import NotFound
+    from gateway.model import RECORD_TYPES
+    from gateway.store.outbox import RoutingStore
+
+    out = []
+    for row in RoutingStore(store.engine).pending(route.tenant, route.id):
+        rec = None
+        if row["record_kind"] in RECORD_TYPES:
+            try:
+                rec = store.records.get(route.tenant, row["record_kind"], row["record_id"])
+            except NotFound:
+                rec = None
+        out.append(Delivery(route=route, outbox_id=row["id"], record_kind=row["record_kind"], record_id=row["record_id"],
+                            content_hash=row["content_hash"], idempotency_key=row["idempotency_key"], record=rec,
+                            attempt=row["attempts"] + 1))
+    return out
