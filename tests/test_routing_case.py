@@ -37,7 +37,7 @@ def source(peer: Peer, monkeypatch: pytest.MonkeyPatch, base: str | None = None)
     cid, secret = peer.credentials(T, ["competencies.readonly"])
     auth = credentials_env(monkeypatch, "CASE", cid, secret)
     return CaseSource(connection("state-case", "case", "case.client", base or peer.base_url, auth=auth,
-                                 token_url=f"{peer.base_url}/oauth/token"))
+                                 token_url=f"{peer.base_url}/oauth/token"), CaseAdapter())
 
 
 def competencies(store: Store) -> dict[str, str]:

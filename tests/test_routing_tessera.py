@@ -81,3 +81,20 @@ def test_refused_credentials_are_a_rejection_that_never_shows_the_secret(peer: P
     with pytest.raises(Reject) as caught:
         dest.deliver(store, delivery(push_route(dest.connection, ("org",), tenant=T), recs[0]))
     assert "the-secret-value-9" not in f"{caught.value} {caught.value.request} {caught.value.response}"
+
+
+def test_every_adapter_declares_its_routing_roles_to_the_wiring() -> None:
+    from gateway.routing.protocol import Destination, Source
+    from gateway.wiring import default
+
+    wiring = default()
+    roles = wiring.routing_roles
+    assert {name: adapter for name, (adapter, _) in roles.items()}.items() >= {
+        "oneroster.rest.client": "oneroster", "oneroster.gradebook": "oneroster", "case.client": "case", "xapi.lrs": "xapi",
+        "lti.ags": "lti", "lti.nrps": "lti", "tessera": "ndjson"}.items()
+    assert "xapi.statement" in wiring.routing_kinds
+    conn = connection("x", "any", "any", "https://peer.example", platform="00000000-0000-0000-0000-000000000001")
+    made = {name: factory(conn) for name, (_, factory) in roles.items() if name in (
+        "oneroster.rest.client", "oneroster.gradebook", "case.client", "xapi.lrs", "lti.ags", "lti.nrps", "tessera")}
+    assert all(isinstance(made[n], Source) for n in ("oneroster.rest.client", "case.client", "xapi.lrs", "lti.nrps"))
+    assert all(isinstance(made[n], Destination) for n in ("oneroster.gradebook", "xapi.lrs", "lti.ags", "tessera"))

@@ -167,9 +167,9 @@ class CaseAdapter:
 
     def routing_roles(self) -> Mapping[str, Any]:
         """``case.client``: pull the frameworks a CASE provider changed (``routing``)."""
-        from .routing import ROLES
+        from .routing import roles
 
-        return ROLES
+        return roles(self)
 
     def register_cli(self, import_app: typer.Typer, export_app: typer.Typer, *, validate_app: typer.Typer | None = None) -> None:
         from .cli import register

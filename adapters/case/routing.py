@@ -53,7 +53,9 @@ def _text(dt: datetime) -> str:
 class CaseSource:
     """``case.client``: see the module docstring."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, adapter: Any) -> None:
+        #: the ``CaseAdapter``: its ``import_package`` is the CASE importer
+        self.adapter = adapter
         if not connection.base_url:
             raise ConfigError(f"connection {connection.name!r}: a CASE provider needs base_url")
         self.connection = connection
@@ -77,11 +79,9 @@ class CaseSource:
     def pull(self, store: Any, route: Route, cursor: str | None) -> Iterator[PageResult]:
         from gateway.errors import MalformedInput
 
-        from . import CaseAdapter
-
         since, known = self.read_cursor(cursor)
         what = f"pull from the CASE provider {self.connection.name!r}"
-        adapter = CaseAdapter()
+        adapter = self.adapter
         with self.client() as client:
             try:
                 docs = [d for d in client.documents() if isinstance(d, dict) and d.get("identifier")]
@@ -131,10 +131,9 @@ class CaseSource:
             raise ConfigError(f"the route's cursor is not a CASE cursor: {cursor[:80]!r}") from None
 
 
-def case_source(connection: Connection) -> CaseSource:
-    return CaseSource(connection)
+def roles(adapter: Any) -> dict[str, Any]:
+    """The role factories, bound to the adapter whose importer they use."""
+    return {"case.client": lambda connection: CaseSource(connection, adapter)}
 
 
-ROLES = {"case.client": case_source}
-
-__all__ = ["ROLES", "CaseSource"]
+__all__ = ["CaseSource", "roles"]
