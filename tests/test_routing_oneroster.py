@@ -229,3 +229,26 @@ def test_the_gradebook_down_is_a_retry(store: Store, monkeypatch: pytest.MonkeyP
                                            auth={"client_id": "env:GB_ID", "client_secret": "env:GB_SECRET"}, timeout=2))
     with pytest.raises(Retry):
         dest.deliver(store, delivery(push_route(dest.connection, ("mastery_state",)), mastery(learner, comp, 0.5)))
+
+
+def test_evidence_is_put_as_a_result_and_voided_evidence_as_a_tombstone(peer: Peer, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    recs = oneroster_roster(1)
+    peer.store.records.apply(T, recs)
+    store.records.apply(T, recs)
+    fw = f.framework()
+    comp = f.competency("C1", fw)
+    learner = next(r for r in recs if getattr(r, "native_id", "") == "u0")
+    ev = f.evidence("e1", learner, comp, raw=8)  # 8 of 0..10
+    store.records.apply(T, [fw, comp, ev])
+    cid, secret = peer.credentials(T, ["gradebook.readonly", "gradebook.createput"])
+    dest = GradebookDestination(connection("gradebook", "oneroster", "oneroster.gradebook", peer.base_url,
+                                           auth=credentials_env(monkeypatch, "GB", cid, secret)))
+    route = push_route(dest.connection, ("evidence",))
+    dest.deliver(store, delivery(route, ev))
+    gb = peer.auth_client(T, ["gradebook.readonly"])
+    (res,) = gb.get("/ims/oneroster/gradebook/v1p2/assessmentResults").json()["assessmentResults"]
+    assert res["sourcedId"] == f"tessera-evidence-{ev.id}" and res["score"] == 80 and res["status"] == "active"
+    dest.deliver(store, delivery(route, ev.model_copy(update={"voided": True})))
+    (res,) = gb.get("/ims/oneroster/gradebook/v1p2/assessmentResults").json()["assessmentResults"]
+    assert res["status"] == "tobedeleted"
+    dest.close()

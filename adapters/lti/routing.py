@@ -91,6 +91,13 @@ class _Lti:
                 self._auth = ServiceAuth(KeyStore(store.engine, token_ttl_seconds=_TOKEN_TTL), HttpClient(timeout=timeout, retry=NO_RETRY))
             return self._auth
 
+    def close(self) -> None:
+        """Close the HTTP connection pool (the engine calls it when it drops this object)."""
+        with self._lock:
+            auth, self._auth = self._auth, None
+        if auth is not None:
+            auth.http.close()
+
     def contexts(self, store: Any, tenant: str) -> list[LaunchContext]:
         try:
             return _contexts(store, tenant, self.platform_id, self.context_id)

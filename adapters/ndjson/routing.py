@@ -53,6 +53,13 @@ class TesseraDestination:
                 self._http = http_for(self.connection, headers={"Accept": "application/json"})
             return self._http
 
+    def close(self) -> None:
+        """Close the HTTP connection pool (the engine calls it when it drops this object)."""
+        with self._lock:
+            http, self._http = self._http, None
+        if http is not None:
+            http.close()
+
     def line(self, store: Any, delivery: Delivery) -> bytes:
         """The record as one NDJSON line for the other tenant (module docstring)."""
         rec = delivery.record

@@ -35,7 +35,7 @@ service as ``assessmentResults``.
   object with itself. A tombstone (``tobedeleted``, voided evidence) is PUT with status
   ``tobedeleted``.
 * ``score``: mastery value x ``score_maximum`` (option, default 100); ``textScore`` the
-  level; evidence: its score scaled the same way.
+  level; evidence: its scaled score (or raw within min..max) on the same scale.
 * The student is the learner's ``sourcedId`` (its native id); a learner or competency the
   gradebook does not know yet (400 naming an unknown object, 404, 409) is
   ``WaitForDependency``; other 4xx ``Reject``; 5xx, 429, transport errors ``Retry``.
@@ -187,6 +187,13 @@ class GradebookDestination:
                 self._http = http_for(self.connection, headers={"Accept": "application/json"})
             return self._http
 
+    def close(self) -> None:
+        """Close the HTTP connection pool (the engine calls it when it drops this object)."""
+        with self._lock:
+            http, self._http = self._http, None
+        if http is not None:
+            http.close()
+
     def deliver(self, store: Any, delivery: Delivery) -> None:
         rec = delivery.record
         if rec is None:
@@ -212,9 +219,11 @@ class GradebookDestination:
         else:
             sc = rec.score
             score = None
-            if sc is not None and getattr(sc, "scaled", None) is not None:
+            if sc is not None and sc.scaled is not None:
                 score = round(float(sc.scaled) * self.maximum, 4)
-            elif sc is not None and getattr(sc, "raw", None) is not None:
+            elif sc is not None and sc.raw is not None and sc.min is not None and sc.max is not None and sc.max > sc.min:
+                score = round((sc.raw - sc.min) / (sc.max - sc.min) * self.maximum, 4)
+            elif sc is not None and sc.raw is not None:
                 score = float(sc.raw)
             text = rec.level
             when = rec.observed_at

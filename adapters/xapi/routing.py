@@ -217,6 +217,13 @@ class Lrs:
                 self._http = http_for(self.connection, headers={VERSION_HEADER: self.version, "Accept": "application/json"})
             return self._http
 
+    def close(self) -> None:
+        """Close the HTTP connection pool (the engine calls it when it drops this object)."""
+        with self._lock:
+            http, self._http = self._http, None
+        if http is not None:
+            http.close()
+
     def deliver(self, store: Any, delivery: Delivery) -> None:
         if delivery.record_kind != KIND:
             raise Reject(f"xapi.lrs forwards statements, not {delivery.record_kind}")
