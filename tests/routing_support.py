@@ -182,7 +182,7 @@ def oneroster_roster(n_people: int = 3, tenant: str = "t1") -> list[Any]:
     crs = f.course("c1", school, tenant)
     sec = Section(tenant=tenant, source="sis", native_id="s1", title="Section s1", course_id=crs.id, org_id=school.id,
                   session_ids=[term.id])
-    people = [f.person(f"u{i}", school, tenant) for i in range(n_people)]
+    people = [f.person(f"u{i}", school, tenant, username=f"user{i}") for i in range(n_people)]
     enr = [Enrollment(tenant=tenant, source="sis", native_id=f"s1:{p.native_id}", person_id=p.id, section_id=sec.id,
                       org_id=school.id, role="student") for p in people]
     return [school, term, crs, sec, *people, *enr]

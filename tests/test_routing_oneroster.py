@@ -252,3 +252,19 @@ def test_evidence_is_put_as_a_result_and_voided_evidence_as_a_tombstone(peer: Pe
     (res,) = gb.get("/ims/oneroster/gradebook/v1p2/assessmentResults").json()["assessmentResults"]
     assert res["status"] == "tobedeleted"
     dest.close()
+
+
+def test_a_oneroster_1_1_provider_is_pulled_with_oauth1_signatures(peer: Peer, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.fernet import Fernet
+
+    from adapters.oneroster.oauth1_auth import ConsumerStore
+    from gateway.auth.sealed import ENV_KEY
+
+    monkeypatch.setenv(ENV_KEY, Fernet.generate_key().decode())
+    peer.store.records.apply(T, oneroster_roster(2))
+    consumer, secret = ConsumerStore(peer.store.engine).create(T, ["roster-core.readonly"], "District SIS")
+    auth = credentials_env(monkeypatch, "OR11", consumer.consumer_key, secret)
+    src = RosterSource(connection("sis", "oneroster", "oneroster.rest.client", peer.base_url, auth=auth, version="1.1", oauth1=True))
+    pages, cursor = pull_all(src, store, pull_route(src.connection), None)
+    assert pages[0].written == pages[0].read > 0 and orjson.loads(cursor)["version"] == "1.1"
+    assert people(store) == {"u0": "active", "u1": "active"}
