@@ -268,3 +268,27 @@ def test_a_oneroster_1_1_provider_is_pulled_with_oauth1_signatures(peer: Peer, s
     pages, cursor = pull_all(src, store, pull_route(src.connection), None)
     assert pages[0].written == pages[0].read > 0 and orjson.loads(cursor)["version"] == "1.1"
     assert people(store) == {"u0": "active", "u1": "active"}
+
+
+def test_a_gradebook_refusal_is_dead_lettered_and_a_5xx_retried(peer: Peer, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    recs = oneroster_roster(1)
+    peer.store.records.apply(T, recs)
+    fw = f.framework()
+    comp = f.competency("C1", fw)
+    store.records.apply(T, [*recs, fw, comp])
+    learner = next(r for r in recs if getattr(r, "native_id", "") == "u0")
+    cid, secret = peer.credentials(T, ["gradebook.readonly", "gradebook.createput"])
+    auth = credentials_env(monkeypatch, "GB", cid, secret)
+    refusal = orjson.dumps({"imsx_codeMajor": "failure", "imsx_severity": "error", "imsx_description": "scoreDate: not a date"})
+    with fault_proxy(peer.base_url) as (base, proxy):
+        dest = GradebookDestination(connection("gradebook", "oneroster", "oneroster.gradebook", base, auth=auth,
+                                               token_url=f"{peer.base_url}/oauth/token"))
+        route = push_route(dest.connection, ("mastery_state",))
+        proxy.fault = lambda req, r: (400, {"Content-Type": "application/json"}, refusal) if "assessmentResults" in req.url.path else None
+        with pytest.raises(Reject) as refused:
+            dest.deliver(store, delivery(route, mastery(learner, comp, 0.5)))
+        assert refused.value.status == 400 and "scoreDate" in (refused.value.response or "")
+        proxy.fault = lambda req, r: (503, {"Retry-After": "7"}, b"") if "assessmentResults" in req.url.path else None
+        with pytest.raises(Retry) as later:
+            dest.deliver(store, delivery(route, mastery(learner, comp, 0.5), attempt=2))
+        assert later.value.retry_after == 7

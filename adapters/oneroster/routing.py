@@ -149,7 +149,9 @@ class RosterSource:
 
 # --- Destination ----------------------------------------------------------------------------------
 
-_UNKNOWN = re.compile(r"no such|unknownobject|unknown|not found|does not exist", re.I)
+#: how a gradebook says that an object the result references is not there (Tessera: "no such
+#: user in this batch or the store"; the binding's codeMinor ``unknownobject``)
+_UNKNOWN = re.compile(r"no such|unknownobject|unknown (?:object|reference|user|student)|does not exist", re.I)
 
 
 def gradebook_base(url: str) -> str:
