@@ -2,13 +2,15 @@
 as scores in one line item per (context, competency), a retry carrying the same timestamp;
 ``lti.nrps`` pulls the full membership and retires the members no longer listed.
 
-The LMS is an LTI 1.3 platform served on a real port (the spec platform of
-tests/test_lti_tool.py with a token endpoint that checks Tessera's RFC 7523 assertion
-against Tessera's JWKS over HTTP, a line item container, a score service that keeps one
-score per user and refuses one not newer than it holds, and a paged membership service);
-the launch that leaves the course's service URLs is real too. Tessera's own LTI platform
-could play the LMS, but a launch from it into a second Tessera needs the whole OIDC
-exchange between two instances, which the LTI tests already cover."""
+Two LMSs, each on a real port, each launching Tessera for real first:
+
+* a second Tessera, whose own LTI platform registered this Tessera as a tool and launches
+  it through the whole OIDC exchange; its AGS service turns the scores into evidence;
+* the spec platform of tests/test_lti_tool.py, extended with a token endpoint that checks
+  Tessera's RFC 7523 assertion against Tessera's JWKS over HTTP, a line item container, a
+  score service that keeps one score per user and refuses one not newer than it holds,
+  and a membership service whose members the test changes (Tessera's platform derives its
+  membership from its roster, so a member leaving is easier to stage here)."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from gateway.routing.protocol import WaitForDependency
 
 from . import factories as f
 from .conftest import Api, serve
-from .routing_support import connection, delivery, pull_all, pull_route, push_route
+from .routing_support import connection, delivery, make_peer_fixture, pull_all, pull_route, push_route  # noqa: F401 - fixture
 from .test_lti_tool import CLIENT_ID, LEARNER, SpecPlatform, login, register
 
 T = "t1"
@@ -205,3 +207,55 @@ def test_a_learner_the_lms_never_named_waits_and_one_in_no_course_sends_nothing(
         dest.deliver(api.store, delivery(route, mastery(sis_only, comp, 0.7, datetime(2026, 12, 1, tzinfo=UTC))))
     dest.deliver(api.store, delivery(route, mastery(grace, comp, 0.7, datetime(2026, 12, 1, tzinfo=UTC))))
     assert lms.posts == 1
+
+
+def test_a_second_tessera_as_the_lms_takes_mastery_as_scores_on_its_line_items(api: Api, make_peer) -> None:
+    """Tessera's own LTI platform is the LMS: it registered this Tessera as a tool, launched it
+    (the whole OIDC exchange, over HTTP), then takes the mastery scores through its AGS service,
+    where a score on a line item naming the competency becomes evidence."""
+    import re
+    from datetime import UTC, datetime
+    from html import unescape
+
+    import httpx
+
+    from adapters.lti.platform.registrations import ToolRegistration, ToolRegistry
+
+    from .test_lti_platform import seed, start
+
+    peer = make_peer()
+    data = seed(peer.store, T)  # the LMS: a section, students, a CASE competency
+    api.store.records.apply(T, [r for r in peer.store.records.iter_records(T, ["org", "course", "section", "person", "enrollment",
+                                                                              "framework", "competency"])])  # the same SIS roster here
+    tool = ToolRegistry(peer.store.engine).add(T, ToolRegistration(
+        name="Tessera", login_url=f"{api.base_url}/lti/login", redirect_uris=[f"{api.base_url}/lti/launch"],
+        target_link_uri=f"{api.base_url}/lti/launch", jwks_url=f"{api.base_url}/.well-known/jwks.json"))
+    with api.auth_client(T, ["admin"]) as admin:
+        r = admin.post("/v1/lti/platforms", json={
+            "name": "State LMS", "issuer": peer.base_url, "client_id": tool.client_id, "deployment_ids": list(tool.deployments),
+            "auth_login_url": f"{peer.base_url}/lti/platform/authorize", "token_url": f"{peer.base_url}/lti/platform/token",
+            "jwks_url": f"{peer.base_url}/lti/platform/jwks"})
+        assert r.status_code == 201, r.text
+        platform_id = r.json()["id"]
+
+    student, section, comp = data["students"][0], data["section"], data["competency"]
+    peer_api = type("PeerApi", (), {"auth_client": peer.auth_client})()
+    login_url = start(peer_api, tool, student, section)
+    with httpx.Client(timeout=30) as browser:
+        to_platform = browser.get(login_url)
+        assert to_platform.status_code == 302, to_platform.text
+        form = browser.get(to_platform.headers["location"])
+        assert form.status_code == 200, form.text
+        fields = {m[0]: unescape(m[1]) for m in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form.text)}
+        launched = browser.post(f"{api.base_url}/lti/launch", data=fields)
+        assert launched.status_code == 200, launched.text
+
+    dest = AgsDestination(connection("state-lms", "lti", "lti.ags", None, platform=platform_id))
+    route = push_route(dest.connection, ("mastery_state",))
+    state = mastery(student, comp, 0.75, datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
+    dest.deliver(api.store, delivery(route, state))
+    dest.deliver(api.store, delivery(route, state, attempt=2))  # the retry: the same timestamp
+    dest.close()
+
+    held = [e for e in peer.store.records.iter_records(T, ["evidence"]) if e.learner_id == student.id]
+    assert len(held) == 1 and held[0].competency_id == comp.id and held[0].score.scaled == 0.75
