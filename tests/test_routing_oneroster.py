@@ -292,3 +292,15 @@ def test_a_gradebook_refusal_is_dead_lettered_and_a_5xx_retried(peer: Peer, stor
         with pytest.raises(Retry) as later:
             dest.deliver(store, delivery(route, mastery(learner, comp, 0.5), attempt=2))
         assert later.value.retry_after == 7
+
+
+def test_a_route_of_some_kinds_reads_and_retires_only_their_collections(peer: Peer, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    peer.store.records.apply(T, oneroster_roster(2))
+    with fault_proxy(peer.base_url) as (base, proxy):
+        src = provider_source(peer, monkeypatch, base=base)
+        pages, _ = pull_all(src, store, pull_route(src.connection, kinds=("org", "person")), None)
+    assert {u.split("?")[0].rsplit("/", 1)[-1] for u in proxy.seen if "/rostering/" in u} == {"orgs", "users"}
+    assert pages[0].read == 3 and people(store) == {"u0": "active", "u1": "active"}
+    assert list(store.records.iter_records(T, ["enrollment", "section"])) == []
+    with pytest.raises(Reject):
+        pull_all(src, store, pull_route(src.connection, kinds=("evidence",)), None)

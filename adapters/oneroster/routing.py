@@ -15,7 +15,8 @@ provider with ``client.OneRosterClient``, the path ``tessera import oneroster --
 * Deletions: objects the provider marks ``tobedeleted`` become tombstones (the stored
   record keeps ``status: tobedeleted``); a full pull retires what is no longer listed.
 * Order: orgs, academicSessions, courses, classes, users, enrollments (the client's
-  ``COLLECTIONS``, the dependency order).
+  ``COLLECTIONS``, the dependency order); a route naming kinds reads only their
+  collections (and a full pull retires only records of those kinds).
 * Commits: ONE ``PageResult``, after the whole pull is committed. The client downloads
   every page into a spool file first (the write transaction never waits on the network),
   then applies the pull in one transaction, so that an invalid object anywhere, or a
@@ -54,7 +55,7 @@ import orjson
 
 from gateway.errors import ConfigError, NotFound
 from gateway.model import Status, utcnow
-from gateway.routing.protocol import Connection, Delivery, PageResult, Route, WaitForDependency
+from gateway.routing.protocol import Connection, Delivery, PageResult, Reject, Route, WaitForDependency
 from gateway.routing.remote import as_failure, call, http_for, token_url
 
 from .values import format_datetime, normalize_version, parse_datetime
@@ -119,14 +120,30 @@ class RosterSource:
                                scope=str(scope) if scope else None, oauth1=self.oauth1,
                                timeout=float(c.options.get("timeout", 60.0)), transport=self.transport)
 
+    @staticmethod
+    def collections(route: Route) -> tuple[str, ...]:
+        """The collections of the route's kinds (all of them when it names none)."""
+        from .client import COLLECTIONS
+        from .vocab import WIRE_KINDS
+
+        if not route.kinds:
+            return COLLECTIONS
+        wanted = tuple(c for c in COLLECTIONS if WIRE_KINDS[c] in route.kinds)
+        if not wanted:
+            raise Reject(f"route {route.name!r}: none of its kinds {list(route.kinds)} is a OneRoster rostering collection's "
+                         f"({sorted(WIRE_KINDS.values())})")
+        return wanted
+
     def pull(self, store: Any, route: Route, cursor: str | None) -> Iterator[PageResult]:
+        collections = self.collections(route)
         previous = read_cursor(cursor, self.version)
         since = previous - self.overlap if previous is not None else None
         what = f"pull from the OneRoster provider {self.connection.name!r}"
         try:
             with self.client() as client:
                 summary = client.pull(store, tenant=route.tenant, source=self.connection.system, since=since,
-                                      page_size=self.page_size, demographics=bool(self.connection.options.get("demographics")))
+                                      page_size=self.page_size, demographics=bool(self.connection.options.get("demographics")),
+                                      collections=collections)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a DeliveryFailure kind
             raise as_failure(exc, what) from None
         seen = summary.watermark if summary.watermark is not None and since is not None and summary.watermark > since else None
