@@ -177,3 +177,10 @@ def test_an_unreachable_lrs_is_a_retry(store: Store, monkeypatch: pytest.MonkeyP
                          auth={"username": "env:U", "password": "env:P"}, timeout=2))
     with pytest.raises(Retry):
         pull_all(src, store, pull_route(src.connection), None)
+
+
+def test_an_empty_pull_moves_the_cursor_to_the_consistent_through_time(peer: Peer, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, auth = lrs_credentials(peer.store, monkeypatch, "PEER")
+    src = Lrs(connection("state-lrs", "xapi", "xapi.lrs", f"{peer.base_url}/xapi/", auth=auth))
+    pages, cursor = pull_all(src, store, pull_route(src.connection), None)
+    assert [p.read for p in pages] == [0] and cursor and orjson.loads(cursor)["since"].endswith("Z")

@@ -9,7 +9,8 @@ Pull (Source), with ``client.LrsClient`` (xAPI 1.0.3 Communication 2.1.3):
   for a POST, in the same transaction; the remote's ``authority`` is kept on each statement.
 * Cursor: JSON ``{"since": "<ISO 8601>"}`` after each committed page: the ``stored`` of
   the page's last statement (pages come oldest first), never later than the peer's
-  ``X-Experience-API-Consistent-Through`` (statements stored after it may not show yet).
+  ``X-Experience-API-Consistent-Through`` (statements stored after it may not show yet);
+  after an empty page, that time itself (nothing stored before it is left unread).
   The next pull asks for ``since`` minus ``overlap_seconds`` (option, default 1 s): two
   statements stored in the same millisecond on both sides of a page end are both read;
   what is re-read is stored already, identically, and changes nothing.
@@ -48,7 +49,7 @@ OVERLAP_SECONDS = 1.0
 
 
 def _iso(dt: datetime) -> str:
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _parse(text: str) -> datetime:
@@ -130,9 +131,12 @@ class Lrs:
                 mark = last
                 if ct:
                     try:
-                        mark = min(last, _parse(ct)) if last is not None else None
+                        through = _parse(ct)
                     except ValueError:
                         pass
+                    else:
+                        # an empty page (only ever the last): everything stored before ``through`` was seen
+                        mark = min(last, through) if last is not None else through
                 if mark is not None and (since is None or mark > since):
                     since = mark
                 result.cursor = orjson.dumps({"since": _iso(since)}).decode() if since is not None else None
