@@ -119,7 +119,7 @@ class AgsDestination(_Lti):
         from .tool.assignments_grades import COMPETENCY_TAG, AgsClient, AgsEndpoint, competency_label, competency_ref
         from .tool.roster import sub_system
 
-        rec = delivery.record
+        rec: Any = delivery.record  # a MasteryState
         if rec is None or rec.status == Status.tobedeleted or rec.value is None:
             return
         tenant = delivery.route.tenant

@@ -214,7 +214,7 @@ class GradebookDestination:
             http.close()
 
     def deliver(self, store: Any, delivery: Delivery) -> None:
-        rec = delivery.record
+        rec: Any = delivery.record  # a MasteryState or an Evidence
         if rec is None:
             return  # the record is gone from the store: nothing left to say about it
         tenant = delivery.route.tenant
@@ -269,7 +269,7 @@ class GradebookDestination:
         r = call(self.http(), "GET", f"{self.base}/assessmentLineItems/{sid}", f"GET assessmentLineItems/{sid}", ok=(404,))
         if r.status_code == 404:
             ident = str(competency.get("guid") or competency.get("uri") or competency["id"])
-            title = ((competency.get("code") + ": ") if competency.get("code") else "") + str(competency.get("statement") or ident)
+            title = (f"{competency['code']}: " if competency.get("code") else "") + str(competency.get("statement") or ident)
             obj = {
                 "sourcedId": sid, "status": "active", "dateLastModified": format_datetime(utcnow()), "title": title[:255],
                 "resultValueMin": 0, "resultValueMax": self.maximum,
