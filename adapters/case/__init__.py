@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -164,6 +164,12 @@ class CaseAdapter:
         from .provider import build_router
 
         return [build_router(self, ctx)]
+
+    def routing_roles(self) -> Mapping[str, Any]:
+        """``case.client``: pull the frameworks a CASE provider changed (``routing``)."""
+        from .routing import roles
+
+        return roles(self)
 
     def register_cli(self, import_app: typer.Typer, export_app: typer.Typer, *, validate_app: typer.Typer | None = None) -> None:
         from .cli import register

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .metadata import metadata as lti_metadata
 from .platform import tables as _platform_tables  # noqa: F401 - registers its tables on ``metadata``
@@ -58,6 +58,13 @@ class LtiAdapter:
             assignments_grades.build_router(ctx), names_roles.build_router(ctx),
             tool_router(ctx), lti11_router(ctx), platforms.build_router(ctx),
         ]
+
+    def routing_roles(self) -> Mapping[str, Any]:
+        """``lti.ags`` (mastery as scores in the LMS gradebook) and ``lti.nrps`` (the course
+        membership, diffed): ``routing``."""
+        from .routing import ROLES
+
+        return ROLES
 
     def cli_groups(self) -> Mapping[str, typer.Typer]:
         """``tessera lti platforms|consumers|tools ...`` (``cli``)."""

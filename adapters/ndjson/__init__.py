@@ -6,7 +6,7 @@ to move a tenant's data between gateways, to load fixtures, or to feed a data la
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +95,12 @@ class NdjsonAdapter:
         its records name no tenant, so they load into any (``gateway.model.tenancy``)."""
         records = self.parse((SAMPLES / "demo-district.ndjson").read_bytes(), tenant=tenant)
         return store.records.apply(tenant, records)
+
+    def routing_roles(self) -> Mapping[str, Any]:
+        """``tessera``: deliver canonical records to another Tessera's NDJSON import (``routing``)."""
+        from .routing import ROLES
+
+        return ROLES
 
     def routers(self, ctx: AppContext) -> list[APIRouter]:
         from .router import build_router

@@ -117,6 +117,13 @@ class OneRosterAdapter:
 
         return [build_router(self, ctx), build_gradebook_router(ctx), build_resources_router(ctx)]
 
+    def routing_roles(self) -> Mapping[str, Any]:
+        """``oneroster.rest.client`` (pull a provider) and ``oneroster.gradebook`` (push
+        mastery and evidence as assessmentResults): ``routing``."""
+        from .routing import ROLES
+
+        return ROLES
+
     def cli_groups(self) -> Mapping[str, typer.Typer]:
         """``tessera oneroster consumers create|list|revoke``."""
         from .cli import oneroster_cli

@@ -249,6 +249,7 @@ class OneRosterClient(UsesHttp):
         on_page: Callable[[str, int, int | None], None] | None = None,
         demographics: bool = False,
         strict: bool = False,
+        collections: tuple[str, ...] = COLLECTIONS,
     ) -> PullSummary:
         """Read every collection and apply it in ONE transaction; returns the summary.
 
@@ -258,7 +259,14 @@ class OneRosterClient(UsesHttp):
         updates the stored Person.
 
         References to records in neither the pull nor the store are held unresolved, each
-        listed in ``summary.deviations`` (``pull_refs``); ``strict`` refuses them."""
+        listed in ``summary.deviations`` (``pull_refs``); ``strict`` refuses them.
+
+        ``collections``: read only these (in dependency order whatever the order given); a
+        full pull then retires only records of their kinds."""
+        unknown = sorted(set(collections) - set(COLLECTIONS))
+        if unknown:
+            raise ConfigError(f"unknown OneRoster collections {unknown}; known: {list(COLLECTIONS)}")
+        collections = tuple(c for c in COLLECTIONS if c in collections)
         if isinstance(since, str):
             try:
                 since = parse_datetime(since)
@@ -276,7 +284,7 @@ class OneRosterClient(UsesHttp):
                     if sid is not None:
                         demo[sid] = obj
                 summary.counts["demographics"] = len(demo)
-            for name in COLLECTIONS:
+            for name in collections:
                 n = 0
                 for obj in self.collection(name, since=since, page_size=page_size, on_page=on_page):
                     spool.write(orjson.dumps(obj) + b"\n")
@@ -284,6 +292,7 @@ class OneRosterClient(UsesHttp):
                 sizes[name] = n
             spool.seek(0)
             pull = _Pull(self, store, tenant, source, since, page_size, batch, on_page, summary, spool, sizes)
+            pull.collections = collections
             pull.demographics = demo
             summary.result = store.records.apply_batches(tenant, pull.batches(), within=pull.forget_credentials)
         if summary.watermark is None:
@@ -305,6 +314,8 @@ class _Pull:
         self.users: list[str] = []
         self.refs = PullRefs(store, tenant, source, summary.deviations, self.error)
         summary.unresolved = self.refs.unresolved
+        #: the collections read (``pull(collections=...)``)
+        self.collections: tuple[str, ...] = COLLECTIONS
 
     def forget_credentials(self, conn: Any) -> None:
         """In the pull's transaction, after its records: the sealed credentials of the users it
@@ -322,7 +333,7 @@ class _Pull:
         """Records in batches that only reference earlier batches or the store. orgs and
         academicSessions (parents of their own kind, few) go as one batch each; users naming
         agents wait until the other users are applied."""
-        for name in COLLECTIONS:
+        for name in self.collections:
             kind = WIRE_KINDS[name]
             seen = self.seen.setdefault(kind, set())
             whole = name in ("orgs", "academicSessions")
@@ -450,7 +461,7 @@ class _Pull:
 
     def retire_absent(self) -> Iterator[list[Record]]:
         """Full pull: stored records of this source the provider no longer lists become tobedeleted."""
-        for name in COLLECTIONS:
+        for name in self.collections:
             kind = WIRE_KINDS[name]
             present = self.seen.get(kind, set())
             out: list[Record] = []

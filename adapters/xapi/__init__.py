@@ -38,6 +38,8 @@ class XapiAdapter:
     scopes = SCOPES
     implies = IMPLIES
     settings = XapiSettings
+    #: push routes may carry statements as they are (``routing``: forwarded to another LRS)
+    routing_kinds = ("xapi.statement",)
 
     def parse(self, data: bytes | Iterable[bytes], *, tenant: str, source: str, **options: Any) -> list[Record]:
         """xAPI statements (one, or a JSON array) -> canonical records: the Persons their
@@ -84,6 +86,12 @@ class XapiAdapter:
         else:
             routers.append(documents_router(ctx))
         return [lrs_router(ctx, routers)]
+
+    def routing_roles(self) -> Mapping[str, Any]:
+        """``xapi.lrs``: pull statements from another LRS, forward statements to it (``routing``)."""
+        from .routing import ROLES
+
+        return ROLES
 
     def cli_groups(self) -> Mapping[str, typer.Typer]:
         """``tessera lrs credentials create|list|revoke``."""

@@ -112,6 +112,12 @@ class LrsClient(UsesHttp):
 
     def statements(self, *, since: str | None = None, limit: int | None = None, **filters: str) -> Iterator[dict[str, Any]]:
         """Every statement matching the filters (GET statements, then each ``more`` IRL)."""
+        for page in self.pages(since=since, limit=limit, **filters):
+            yield from page
+
+    def pages(self, *, since: str | None = None, limit: int | None = None, **filters: str) -> Iterator[list[dict[str, Any]]]:
+        """The same, one StatementResult page at a time (``consistent_through`` is the
+        header of the last page read)."""
         params: dict[str, Any] = dict(filters)
         if since is not None:
             params["since"] = since
@@ -127,7 +133,7 @@ class LrsClient(UsesHttp):
             body = json_or_none(r)
             if not isinstance(body, dict) or not isinstance(body.get("statements"), list):
                 raise LrsError("the LRS's GET statements answer is not a StatementResult")
-            yield from body["statements"]
+            yield body["statements"]
             more = body.get("more") or ""
             url, query = (self._more(more), None) if more else (None, None)
 

@@ -37,6 +37,7 @@ from gateway.store.db import BulkStatement
 from gateway.store.group_commit import GroupCommit
 
 from .http import XapiError
+from .outbox import enqueue
 from .statement_query import MERGED, RECENT, StatementReads
 from .tables import (
     xapi_activities,
@@ -249,6 +250,8 @@ class StatementStore(StatementReads):
             conn.execute(update(s).where(s.c.tenant == tenant, s.c.id.in_(sorted(voided)), s.c.voiding.is_(None))
                          .values(voided=True))
         self._store_attachments(conn, tenant, attachments)
+        # routing (issue 16): outbox rows of kind xapi.statement, in this transaction
+        enqueue(conn, tenant, plan.ids, [row[-1] for row in plan.statements], getattr(self.evidence, "source", "xapi"))
         if self._tiered and self._merge_due(conn, seqs[-1]):
             self.merge(conn)
         return self._merge_definitions(conn, tenant, plan.definitions)

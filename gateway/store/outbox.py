@@ -74,6 +74,16 @@ def outbox_rows(
     return rows
 
 
+def enqueue_written(conn: Connection, tenant: str, kind: str, written: list[tuple[uuid.UUID, str, str]], now: datetime,
+                    routes: list[RouteMatch] | None = None) -> int:
+    """Insert the outbox rows of records of ``kind`` just written, in the caller's transaction
+    (for an adapter's own kinds, e.g. ``xapi.statement``); returns how many."""
+    rows = outbox_rows(routes if routes is not None else matching_routes(conn, tenant), tenant, kind, written, now)
+    if rows:
+        conn.execute(insert(outbox), rows)
+    return len(rows)
+
+
 class RoutingStore:
     """Create and list connections and routes. The workers that drain the outbox belong to
     ``gateway.routing``; this is only what the store must know to enqueue deliveries."""
