@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    metrics_public: bool = Field(
+        default=False, description="serve /metrics without a token (scrapes over a private network only); else scope metrics")
 
     @classmethod
     def settings_customise_sources(

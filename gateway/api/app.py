@@ -18,7 +18,7 @@ from ..errors import NotReady, UnsupportedMediaType
 from ..store import Store
 from ..wiring import Wiring
 from ..wiring import default as default_wiring
-from . import competencies, docs, mastery, problems, reports, v1
+from . import competencies, docs, mastery, problems, reports, routing, v1
 from .context import AppContext
 from .middleware import ConnectionRecycler, RequestContextMiddleware
 
@@ -88,6 +88,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None, reg
     app.include_router(competencies.build_router(ctx))
     app.include_router(mastery.build_router(ctx))
     app.include_router(reports.build_router(ctx))
+    app.include_router(routing.build_router(ctx, wiring))
+    app.include_router(routing.build_metrics_router(ctx))
     for router in wiring.routers(ctx):
         app.include_router(router)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)

@@ -36,6 +36,7 @@ SCOPES: dict[str, str] = {
     "reports.deidentified": "read de-identified reports only (state pulls): pseudonymous learners, small counts suppressed",
     "records.write": "write canonical records of any kind through the batch API",
     "admin": "manage connections, routes, sync runs and dead letters of the tenant",
+    "metrics": "read the Prometheus metrics at /metrics (every tenant's route and connection names and counts)",
 }
 
 #: A scope that implies others.
