@@ -269,7 +269,7 @@ def last_run(store: Store, route_id: uuid.UUID) -> dict[str, Any] | None:
 def dead_letter_view(row: Any, *, full: bool = False) -> dict[str, Any]:
     m = row._mapping
     view = {
-        "id": m["id"], "route_id": str(m["route_id"]), "record_kind": m["record_kind"], "record_id": str(m["record_id"]),
+        "id": m["id"], "tenant": m["tenant"], "route_id": str(m["route_id"]), "record_kind": m["record_kind"], "record_id": str(m["record_id"]),
         "content_hash": m["content_hash"], "idempotency_key": m["idempotency_key"], "state": m["state"],
         "attempts": m["attempts"], "last_status": m["last_status"], "last_error": m["last_error"],
         "created_at": _iso(m["created_at"]), "dead_at": _iso(m["dead_at"]),
@@ -281,11 +281,14 @@ def dead_letter_view(row: Any, *, full: bool = False) -> dict[str, Any]:
     return view
 
 
-def list_dead_letters(store: Store, tenant: str, *, route_id: uuid.UUID | None = None, state: str = "dead", limit: int = 100,
+def list_dead_letters(store: Store, tenant: str | None, *, route_id: uuid.UUID | None = None, state: str = "dead", limit: int = 100,
                       cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-    """Dead letters (``state='discarded'``: those given up on), oldest first, a page at a time."""
+    """Dead letters (``state='discarded'``: those given up on), oldest first, a page at a
+    time; ``tenant`` None: every tenant's (the operator's CLI)."""
     o = t.outbox.c
-    q = select(t.outbox).where(o.tenant == tenant, o.state == state)
+    q = select(t.outbox).where(o.state == state)
+    if tenant is not None:
+        q = q.where(o.tenant == tenant)
     if route_id is not None:
         q = q.where(o.route_id == route_id)
     if cursor:
@@ -299,23 +302,28 @@ def list_dead_letters(store: Store, tenant: str, *, route_id: uuid.UUID | None =
     return [dead_letter_view(r) for r in rows[:limit]], nxt
 
 
-def get_dead_letter(store: Store, tenant: str, outbox_id: int) -> dict[str, Any]:
+def get_dead_letter(store: Store, tenant: str | None, outbox_id: int) -> dict[str, Any]:
     """One dead (or discarded) letter with its request, response excerpt and attempts."""
     o = t.outbox.c
+    q = select(t.outbox).where(o.id == outbox_id, o.state.in_(("dead", "discarded")))
+    if tenant is not None:
+        q = q.where(o.tenant == tenant)
     with store.engine.connect() as conn:
-        row = conn.execute(select(t.outbox).where(o.tenant == tenant, o.id == outbox_id, o.state.in_(("dead", "discarded")))).first()
+        row = conn.execute(q).first()
     if row is None:
         raise NotFound(f"no dead letter {outbox_id}")
     return dead_letter_view(row, full=True)
 
 
-def replay_dead_letters(store: Store, tenant: str, *, ids: Sequence[int] | None = None, route_id: uuid.UUID | None = None,
+def replay_dead_letters(store: Store, tenant: str | None, *, ids: Sequence[int] | None = None, route_id: uuid.UUID | None = None,
                         now: datetime | None = None) -> int:
     """Put dead letters back in the queue, due now with a fresh attempt count (the last
     error stays visible until the next attempt): the given ``ids``, or every dead letter of
-    ``route_id``, or every one of the tenant. Returns how many."""
+    ``route_id``, or every one of the tenant (``tenant`` None: of every tenant). Returns how many."""
     o = t.outbox.c
-    q = update(t.outbox).where(o.tenant == tenant, o.state == "dead")
+    q = update(t.outbox).where(o.state == "dead")
+    if tenant is not None:
+        q = q.where(o.tenant == tenant)
     if ids is not None:
         q = q.where(o.id.in_(list(ids)))
     if route_id is not None:
@@ -325,10 +333,12 @@ def replay_dead_letters(store: Store, tenant: str, *, ids: Sequence[int] | None 
                                      locked_until=None, lease_owner=None, waiting_on=None)).rowcount
 
 
-def discard_dead_letters(store: Store, tenant: str, *, ids: Sequence[int] | None = None, route_id: uuid.UUID | None = None) -> int:
+def discard_dead_letters(store: Store, tenant: str | None, *, ids: Sequence[int] | None = None, route_id: uuid.UUID | None = None) -> int:
     """Give up on dead letters: ``discarded``, kept for the record, never retried. Returns how many."""
     o = t.outbox.c
-    q = update(t.outbox).where(o.tenant == tenant, o.state == "dead")
+    q = update(t.outbox).where(o.state == "dead")
+    if tenant is not None:
+        q = q.where(o.tenant == tenant)
     if ids is not None:
         q = q.where(o.id.in_(list(ids)))
     if route_id is not None:
