@@ -4,6 +4,7 @@ by name, removed entries disabled but kept) on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import re
 import textwrap
 import uuid
 from pathlib import Path
@@ -299,3 +300,42 @@ def test_dead_letters_replay_and_discard_keep_tenants_apart(store: Store, tmp_pa
     with store.engine.connect() as conn:
         rows = conn.execute(select(t.outbox.c.state, t.outbox.c.attempts, t.outbox.c.lease_owner).order_by(t.outbox.c.id)).all()
     assert [tuple(r) for r in rows] == [("pending", 0, None), ("discarded", 7, "w1"), ("discarded", 7, "w1")]
+
+
+# --- the documented example ---------------------------------------------------------------------
+
+
+def _docs_example() -> str:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "routing.md").read_text(encoding="utf-8")
+    start = text.index("```yaml\ntenant: district-a\n\nconnections:")
+    return text[start + len("```yaml\n"):text.index("```", start + 8)]
+
+
+def test_the_documented_example_is_valid(tmp_path: Path) -> None:
+    """docs/routing.md's eight routes pass the schema and the checks: with the installed
+    adapters once every role it names is installed, and with stand-ins for them until then."""
+    from gateway.wiring import Wiring
+    from gateway.wiring import default as installed
+    from tests.routing_fake import FakeBoth
+
+    text = _docs_example()
+    path = write(tmp_path, text)
+    env = dict.fromkeys(re.findall(r"env:([A-Za-z_][A-Za-z0-9_]*)", text), "x")
+    roles = ("oneroster.rest.client", "oneroster.gradebook", "case.client", "xapi.lrs", "lti.ags", "tessera", "webhook")
+
+    class AnyKind(FakeBoth):
+        kinds = frozenset()  # carries every kind
+
+    class Everything:
+        name = "everything"
+        routing_kinds = ("xapi.statement",)
+
+        def routing_roles(self) -> dict:
+            return dict.fromkeys(roles, AnyKind)
+
+    config, found = rc.read(path, Wiring.of(Everything(), installed=False), env)
+    assert [str(p) for p in found] == [] and config is not None
+    assert len(config.connections) == 7 and len(config.routes) == 8
+    if set(roles) <= set(installed().routing_roles):
+        _, found = rc.read(path, installed(), env)
+        assert [str(p) for p in found] == []
