@@ -198,6 +198,14 @@ def test_load_raises_one_error_listing_every_problem_with_the_file(tmp_path: Pat
     assert rc.config_path() is None and rc.load(None, fake_wiring()) is None
 
 
+def test_unknown_top_level_keys_are_named_with_a_suggestion(tmp_path: Path) -> None:
+    assert problems(tmp_path, "log_level: INFO\nroute: []\ndatabase_ur: sqlite://\n") == [
+        "2:1: unknown key 'route'; did you mean 'routes'?", "3:1: unknown key 'database_ur'; did you mean 'database_url'?"]
+    assert problems(tmp_path, "gateway: {log_level: INFO, colour: red}\nroutes: []\nlog_level: DEBUG\n") == [
+        "1:28: unknown key 'colour' (the settings are in the README's Configuration)",
+        "3:1: 'log_level' is a setting: with a 'gateway:' section, it goes there (here it is ignored)"]
+
+
 def test_schedules() -> None:
     assert [rc.schedule_seconds(v) for v in (None, 30, "45", "30s", "15m", "1h", "1d", "1h30m")] == [
         None, 30, 45, 30, 900, 3600, 86400, 5400]
@@ -339,3 +347,14 @@ def test_the_documented_example_is_valid(tmp_path: Path) -> None:
     if set(roles) <= set(installed().routing_roles):
         _, found = rc.read(path, installed(), env)
         assert [str(p) for p in found] == []
+
+
+def test_workers_starting_together_apply_the_file_once(store: Store, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = rc.load(write(tmp_path, GOOD), fake_wiring(), ENV)
+    assert config is not None
+    with ThreadPoolExecutor(4) as pool:
+        reports = list(pool.map(lambda _: manage.apply_config(store, config), range(4)))
+    assert sum(len(r.created) for r in reports) == 4  # each entry created by exactly one of them
+    assert len(manage.list_connections(store)[0]) == 2 and len(routes_by_name(store)) == 2

@@ -252,6 +252,32 @@ def _schema_problems(parsed: Parsed) -> list[Problem]:
     return found
 
 
+def _settings_problems(parsed: Parsed) -> list[Problem]:
+    """Keys that are neither routing keys nor settings (a typo such as ``route:`` would
+    otherwise surface later as the settings loader's complaint, without a line)."""
+    import difflib
+
+    from ..config import _RENAMED_KEYS, Settings
+
+    doc = parsed.data
+    known = set(Settings.model_fields) | _RENAMED_KEYS
+    found = []
+    places: list[tuple[Path_, str, set[str]]] = []
+    if isinstance(doc.get("gateway"), dict):
+        places += [(("gateway", k), k, known) for k in doc["gateway"]]
+        places += [((k,), k, set(ROUTING_KEYS) | {"gateway"}) for k in doc if k not in ROUTING_KEYS and k != "gateway"]
+    else:
+        places += [((k,), k, known | ROUTING_KEYS) for k in doc if k not in ROUTING_KEYS and k != "gateway"]
+    for path, key, allowed in places:
+        if key not in allowed and path == (key,) and key in known:
+            found.append(parsed.problem(path, f"{key!r} is a setting: with a 'gateway:' section, it goes there (here it is ignored)", key=True))
+        elif key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else " (the settings are in the README's Configuration)"
+            found.append(parsed.problem(path, f"unknown key {key!r}{hint}", key=True))
+    return found
+
+
 def _label(path: Path_) -> str:
     return "" if not path else ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path).replace(".[", "[") + ": "
 
@@ -399,6 +425,8 @@ def read(path: Path | str, wiring: Wiring | None = None, environ: Mapping[str, s
     if parsed is None:
         return None, problems
     problems += _schema_problems(parsed)
+    if not problems:
+        problems += _settings_problems(parsed)
     if problems:
         return None, sorted(problems, key=lambda p: (p.line, p.column))
     config = _specs(parsed, wiring.routing_roles)

@@ -399,11 +399,22 @@ class ApplyReport:
 
 def apply_config(store: Store, config: GatewayConfig, *, now: datetime | None = None) -> ApplyReport:
     """Write a checked ``gateway.yaml`` to the store, in one transaction (module docstring).
-    A file that declares no ``connections`` or ``routes`` at all changes nothing."""
-    report = ApplyReport()
+    A file that declares no ``connections`` or ``routes`` at all changes nothing. Several
+    workers starting at once may race to create the same names: the one that loses reads
+    the winner's rows and applies again."""
     if not config.declares_routing:
-        return report
-    now = now or utcnow()
+        return ApplyReport()
+    for attempt in range(3):
+        try:
+            return _apply(store, config, now or utcnow())
+        except DBIntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _apply(store: Store, config: GatewayConfig, now: datetime) -> ApplyReport:
+    report = ApplyReport()
     c, r = t.connections.c, t.routes.c
     with store.engine.connect().execution_options(**WRITE) as conn, conn.begin():
         for tenant in sorted({x.tenant for x in config.connections} | {x.tenant for x in config.routes}):
