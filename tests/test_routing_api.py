@@ -202,6 +202,19 @@ def test_health_runs_and_dead_letters(routing_api, store: Store) -> None:
     assert health["dead"] == 1 and health["pending"] == 1 and health["oldest_pending_seconds"] >= 290
     assert c.post("/v1/dead-letters/replay", json={"route_id": push["id"]}).json() == {"replayed": 1}
     assert c.post("/v1/dead-letters/replay", json={"ids": "all"}).status_code == 422
+    # what a remote echoed back is shown with the tenant's secret values masked
+    leaky = _dead_row(store, "t1", push_id, 9)
+    from sqlalchemy import update
+
+    with store.engine.begin() as conn:
+        conn.execute(update(t.outbox).where(t.outbox.c.id == leaky).values(
+            last_response=f'{{"error": "bad token {SECRET}"}}', last_error=f"refused {SECRET}"))
+    run_id = repository.start_run(store, route)
+    repository.finish_run(store, SyncRunSummary(run_id, pull_id, "failed", errors=[{"message": f"401 for {SECRET}"}]))
+    for path in (f"/v1/dead-letters/{leaky}", "/v1/dead-letters", f"/v1/sync-runs/{run_id}", "/v1/sync-runs",
+                 f"/v1/routes/{pull['id']}/health"):
+        body = c.get(path).text
+        assert SECRET not in body and "[redacted]" in body, path
     # a route with history is disabled, never deleted
     r = c.delete(f"/v1/routes/{push['id']}")
     assert r.status_code == 409 and "disable" in r.text

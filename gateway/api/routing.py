@@ -209,7 +209,7 @@ def build_router(ctx: AppContext, wiring: Wiring) -> APIRouter:
             row = conn.execute(select(t.sync_runs).where(t.sync_runs.c.tenant == principal.tenant, t.sync_runs.c.id == run_id)).first()
         if row is None:
             raise NotFound(f"no sync run {run_id}")
-        return _json(repository.run_view(row))
+        return _json(repository.run_view(row, repository.tenant_secrets(store, principal.tenant)))
 
     # --- dead letters ----------------------------------------------------------------------------
 

@@ -203,7 +203,7 @@ def finish_run(store: Store, summary: SyncRunSummary, *, now: datetime | None = 
             cursor_after=summary.cursor_after, errors=orjson.dumps(errors).decode()))
 
 
-def run_view(row: Any) -> dict[str, Any]:
+def run_view(row: Any, secrets: Sequence[str] = ()) -> dict[str, Any]:
     m = row._mapping
     seconds = (m["finished_at"] - m["started_at"]).total_seconds() if m["finished_at"] else None
     return {
@@ -211,7 +211,8 @@ def run_view(row: Any) -> dict[str, Any]:
         "status": m["status"], "started_at": _iso(m["started_at"]), "finished_at": _iso(m["finished_at"]),
         "seconds": seconds, "read": m["read"], "written": m["written"], "unchanged": m["unchanged"],
         "deleted": m["deleted"], "failed": m["failed"], "cursor_before": m["cursor_before"],
-        "cursor_after": m["cursor_after"], "errors": _json(m["errors"], []),
+        "cursor_after": m["cursor_after"],
+        "errors": [{k: scrub(v, secrets) if isinstance(v, str) else v for k, v in e.items()} for e in _json(m["errors"], [])],
     }
 
 
@@ -253,31 +254,59 @@ def list_runs(store: Store, tenant: str, *, route_id: uuid.UUID | None = None, s
     with store.engine.connect() as conn:
         rows = conn.execute(q).all()
     nxt = encode_page_cursor(rows[limit - 1].started_at.isoformat(), rows[limit - 1].id) if len(rows) > limit else None
-    return [run_view(r) for r in rows[:limit]], nxt
+    secrets = tenant_secrets(store, tenant) if rows else []
+    return [run_view(r, secrets) for r in rows[:limit]], nxt
 
 
 def last_run(store: Store, route_id: uuid.UUID) -> dict[str, Any] | None:
     s = t.sync_runs.c
     with store.engine.connect() as conn:
         row = conn.execute(select(t.sync_runs).where(s.route_id == route_id).order_by(s.started_at.desc(), s.id.desc()).limit(1)).first()
-    return run_view(row) if row else None
+    return run_view(row, tenant_secrets(store, row.tenant)) if row else None
 
 
 # --- dead letters --------------------------------------------------------------------------------
 
 
-def dead_letter_view(row: Any, *, full: bool = False) -> dict[str, Any]:
+def tenant_secrets(store: Store, tenant: str | None) -> list[str]:
+    """The values of the environment variables the tenant's connections reference (every
+    tenant's for None), longest first: what ``scrub`` masks in anything shown."""
+    import os
+
+    q = select(t.connections.c.auth, t.connections.c.options)
+    if tenant is not None:
+        q = q.where(t.connections.c.tenant == tenant)
+    names: set[str] = set()
+    with store.engine.connect() as conn:
+        for row in conn.execute(q):
+            refs = list(_json(row.auth, {}).values()) + list(_json(row.options, {}).values())
+            names |= {r[4:] for r in refs if isinstance(r, str) and r.startswith("env:")}
+    values = {os.environ[n] for n in names if len(os.environ.get(n, "")) >= 4}
+    return sorted(values, key=len, reverse=True)
+
+
+def scrub(text: str | None, secrets: Sequence[str]) -> str | None:
+    """``text`` with every secret value masked: a last line of defence when what a remote
+    system echoed back (a request, a response excerpt, an error) is shown."""
+    if not text:
+        return text
+    for value in secrets:
+        text = text.replace(value, "[redacted]")
+    return text
+
+
+def dead_letter_view(row: Any, *, full: bool = False, secrets: Sequence[str] = ()) -> dict[str, Any]:
     m = row._mapping
     view = {
         "id": m["id"], "tenant": m["tenant"], "route_id": str(m["route_id"]), "record_kind": m["record_kind"], "record_id": str(m["record_id"]),
         "content_hash": m["content_hash"], "idempotency_key": m["idempotency_key"], "state": m["state"],
-        "attempts": m["attempts"], "last_status": m["last_status"], "last_error": m["last_error"],
+        "attempts": m["attempts"], "last_status": m["last_status"], "last_error": scrub(m["last_error"], secrets),
         "created_at": _iso(m["created_at"]), "dead_at": _iso(m["dead_at"]),
     }
     if full:
-        view["request"] = m["last_request"]
-        view["response"] = m["last_response"]
-        view["waiting_on"] = m["waiting_on"]
+        view["request"] = scrub(m["last_request"], secrets)
+        view["response"] = scrub(m["last_response"], secrets)
+        view["waiting_on"] = scrub(m["waiting_on"], secrets)
     return view
 
 
@@ -299,7 +328,8 @@ def list_dead_letters(store: Store, tenant: str | None, *, route_id: uuid.UUID |
     with store.engine.connect() as conn:
         rows = conn.execute(q.order_by(o.id).limit(limit + 1)).all()
     nxt = encode_page_cursor(rows[limit - 1].id) if len(rows) > limit else None
-    return [dead_letter_view(r) for r in rows[:limit]], nxt
+    secrets = tenant_secrets(store, tenant) if rows else []
+    return [dead_letter_view(r, secrets=secrets) for r in rows[:limit]], nxt
 
 
 def get_dead_letter(store: Store, tenant: str | None, outbox_id: int) -> dict[str, Any]:
@@ -312,7 +342,7 @@ def get_dead_letter(store: Store, tenant: str | None, outbox_id: int) -> dict[st
         row = conn.execute(q).first()
     if row is None:
         raise NotFound(f"no dead letter {outbox_id}")
-    return dead_letter_view(row, full=True)
+    return dead_letter_view(row, full=True, secrets=tenant_secrets(store, row.tenant))
 
 
 def replay_dead_letters(store: Store, tenant: str | None, *, ids: Sequence[int] | None = None, route_id: uuid.UUID | None = None,
@@ -387,12 +417,12 @@ class RouteHealth:
         }
 
 
-def breaker_view(row: Any, now: datetime) -> dict[str, Any]:
+def breaker_view(row: Any, now: datetime, secrets: Sequence[str] = ()) -> dict[str, Any]:
     m = row._mapping
     is_open = m["open_until"] is not None and m["open_until"] > now
     return {"connection_id": str(m["connection_id"]), "state": "open" if is_open else "closed",
             "consecutive_failures": m["consecutive_failures"], "open_until": _iso(m["open_until"]) if is_open else None,
-            "last_error": m["last_error"], "last_success_at": _iso(m["last_success_at"]), "last_failure_at": _iso(m["last_failure_at"])}
+            "last_error": scrub(m["last_error"], secrets), "last_success_at": _iso(m["last_success_at"]), "last_failure_at": _iso(m["last_failure_at"])}
 
 
 def route_health(store: Store, *, tenant: str | None = None, route_ids: Sequence[uuid.UUID] | None = None,
@@ -418,12 +448,14 @@ def route_health(store: Store, *, tenant: str | None = None, route_ids: Sequence
                                     .where(o.route_id.in_(ids), o.state.in_(("pending", "dead"))).group_by(o.route_id, o.state))}
         latest = (select(s.route_id, func.max(s.started_at).label("at")).where(s.route_id.in_(ids)).group_by(s.route_id).subquery())
         runs: dict[uuid.UUID, dict[str, Any]] = {}
-        for row in conn.execute(select(t.sync_runs).join(latest, and_(s.route_id == latest.c.route_id, s.started_at == latest.c.at))):
-            runs[row.route_id] = run_view(row)
+        run_rows = conn.execute(select(t.sync_runs).join(latest, and_(s.route_id == latest.c.route_id, s.started_at == latest.c.at))).all()
         remote = {row.id: (row.source_connection_id if row.mode == "pull" else row.destination_connection_id) for row in routes}
         conn_ids = [c for c in remote.values() if c is not None]
-        breakers = {row.connection_id: breaker_view(row, now)
-                    for row in conn.execute(select(t.connection_health).where(h.connection_id.in_(conn_ids)))} if conn_ids else {}
+        health_rows = conn.execute(select(t.connection_health).where(h.connection_id.in_(conn_ids))).all() if conn_ids else []
+    secrets = tenant_secrets(store, tenant) if run_rows or health_rows else []
+    for row in run_rows:
+        runs[row.route_id] = run_view(row, secrets)
+    breakers = {row.connection_id: breaker_view(row, now, secrets) for row in health_rows}
     found = []
     for row in routes:
         pending, oldest = counts.get((row.id, "pending"), (0, None))
@@ -438,7 +470,7 @@ def route_health(store: Store, *, tenant: str | None = None, route_ids: Sequence
 
 
 __all__ = [
-    "RouteHealth", "claim_due", "connection_of", "decode_page_cursor", "discard_dead_letters", "encode_page_cursor",
+    "RouteHealth", "claim_due", "scrub", "tenant_secrets", "connection_of", "decode_page_cursor", "discard_dead_letters", "encode_page_cursor",
     "find_route", "finish_run", "get_cursor", "get_dead_letter", "last_run", "list_dead_letters", "list_routes", "list_runs",
     "load_connection", "load_route", "replay_dead_letters", "reset_cursor", "route_health", "route_of", "routes_due",
     "run_view", "save_cursor", "start_run",
