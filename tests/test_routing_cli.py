@@ -224,3 +224,19 @@ def test_worker_applies_the_config_and_stops_cleanly_on_sigterm(rcli, tmp_path: 
     assert "gateway.yaml" in result.stderr and "4 created" in result.stderr  # applied before starting
     assert signal.getsignal(signal.SIGTERM) == before  # the worker's handler is put back
     assert "embedded or temporal" in rcli("worker", "--engine", "nope", code=2).output
+
+
+def test_serve_applies_the_file_before_starting_and_refuses_a_bad_one(rcli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[tuple] = []
+    monkeypatch.setattr("gateway.cli._run_server", lambda *args: started.append(args))
+    write(tmp_path, GOOD)
+    rcli("serve", "--port", "0")
+    assert len(started) == 1
+    assert "people-out" in rcli("routes", "list").stdout
+    write(tmp_path, GOOD.replace("role: fake.sink", "role: fake.nothing"))
+    from gateway.routing.config import GatewayConfigError
+
+    with pytest.raises(GatewayConfigError) as info:
+        rcli("serve", "--port", "0")
+    assert "gateway.yaml:8:11: unknown connection role 'fake.nothing'" in [str(e) for e in info.value.errors][0]
+    assert len(started) == 1
