@@ -225,11 +225,17 @@ def test_metrics_need_their_scope_unless_public(routing_api, store: Store) -> No
     c = admin(api)
     _, _, _, push = setup_routes(c)
     _dead_row(store, "t1", uuid.UUID(push["id"]), 1)
+    _, lms2, _, push2 = setup_routes(admin(api, "t2"))  # the same names in another tenant add up
+    _dead_row(store, "t2", uuid.UUID(push2["id"]), 2)
+    with store.engine.begin() as conn:
+        conn.execute(insert(t.connection_health).values(connection_id=uuid.UUID(lms2["id"]), tenant="t2", consecutive_failures=9,
+                                                        open_until=utcnow() + timedelta(minutes=1)))
     assert api.client().get("/metrics").status_code == 401
     assert c.get("/metrics").status_code == 403  # admin is not metrics
     r = api.auth_client("t1", ["metrics"]).get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-    assert 'tessera_dead_letters{route="people-out"} 1.0' in r.text
+    assert 'tessera_dead_letters{route="people-out"} 2.0' in r.text
+    assert 'tessera_connection_breaker_open{connection="lms"} 1.0' in r.text
     assert 'tessera_outbox_pending{route="people-out"} 0.0' in r.text
     public = routing_api(metrics_public=True)
     assert public.client().get("/metrics").status_code == 200

@@ -104,22 +104,31 @@ def _ids_body(body: Any) -> tuple[list[int] | None, uuid.UUID | None]:
 
 def refresh_gauges(ctx: AppContext) -> None:
     """The store-backed gauges (pending, dead, cursor age per route; breaker per connection),
-    read now: the same in every process."""
+    read now: the same in every process. Labels are names, as the engines' counters use;
+    routes of one name in several tenants add up (cursor age: the oldest; breaker: open if
+    any is)."""
     from ..routing import metrics
 
     health = repository.route_health(ctx.store)
-    for gauge in (metrics.PENDING, metrics.DEAD, metrics.CURSOR_AGE, metrics.BREAKER_OPEN):
-        gauge.clear()
-    for h in health:
-        metrics.PENDING.labels(route=h.name).set(h.pending)
-        metrics.DEAD.labels(route=h.name).set(h.dead)
-        if h.cursor_age_seconds is not None:
-            metrics.CURSOR_AGE.labels(route=h.name).set(h.cursor_age_seconds)
     names = {c.id: c.name for r in repository.list_routes(ctx.store) for c in (r.source, r.destination) if c is not None}
+    pending: dict[str, int] = {}
+    dead: dict[str, int] = {}
+    cursor: dict[str, float] = {}
+    breaker: dict[str, int] = {}
     for h in health:
+        pending[h.name] = pending.get(h.name, 0) + h.pending
+        dead[h.name] = dead.get(h.name, 0) + h.dead
+        if h.cursor_age_seconds is not None:
+            cursor[h.name] = max(cursor.get(h.name, 0.0), h.cursor_age_seconds)
         if h.breaker:
             cid = uuid.UUID(h.breaker["connection_id"])
-            metrics.BREAKER_OPEN.labels(connection=names.get(cid, str(cid))).set(1 if h.breaker["state"] == "open" else 0)
+            label = names.get(cid, str(cid))
+            breaker[label] = max(breaker.get(label, 0), 1 if h.breaker["state"] == "open" else 0)
+    for gauge, values, label in ((metrics.PENDING, pending, "route"), (metrics.DEAD, dead, "route"),
+                                 (metrics.CURSOR_AGE, cursor, "route"), (metrics.BREAKER_OPEN, breaker, "connection")):
+        gauge.clear()
+        for name, value in values.items():
+            gauge.labels(**{label: name}).set(value)
 
 
 def build_router(ctx: AppContext, wiring: Wiring) -> APIRouter:
