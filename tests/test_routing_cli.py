@@ -106,13 +106,24 @@ def test_apply_then_list_and_status(rcli, tmp_path: Path) -> None:
     assert "roster-in" in routes and "people-out" in routes and "1h" in routes
     status = rcli("routes", "status").stdout
     assert "district-a/roster-in" in status and "ok" in status
+    from gateway.routing import repository
+    from gateway.wiring import open_store
+
+    store = open_store(rcli.url)
+    route = repository.find_route(store, "roster-in")
+    run_id = repository.start_run(store, route)
+    repository.finish_run(store, SyncRunSummary(run_id, route.id, "failed", read=12, failed=3))
+    store.dispose()
+    status = rcli("routes", "status", code=1).stdout
+    assert "failing" in status and "failed 0s ago (12 read, 3 failed)" in status
 
     write(tmp_path, GOOD.split("  - name: people-out")[0])
     assert "disabled (no longer in the file): district-a/people-out" in rcli("config", "apply").stdout
     import orjson
 
-    health = {h["name"]: h for h in orjson.loads(rcli("routes", "status", "--json").stdout)}
-    assert health["people-out"]["status"] == "disabled" and health["roster-in"]["status"] == "ok"
+    health = {h["name"]: h for h in orjson.loads(rcli("routes", "status", "--json", code=1).stdout)}
+    assert health["people-out"]["status"] == "disabled" and health["roster-in"]["status"] == "failing"
+    assert health["roster-in"]["last_run"]["failed"] == 3 and health["roster-in"]["tenant"] == "district-a"
 
 
 def _dead(url: str, route_name: str, n: int) -> list[int]:

@@ -20,6 +20,7 @@ import signal
 import socket
 import threading
 import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
@@ -29,6 +30,7 @@ from rich.text import Text
 
 from ..cli_kit import console, note, open_store, out
 from ..errors import ConfigError
+from ..model import utcnow
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -197,7 +199,10 @@ def routes_status(tenant: Tenant = None, as_json: AsJson = False) -> None:
             table.add_column(col, overflow="fold", justify="right" if col in ("pending", "dead") else "left")
         for h in health:
             run = h.last_run
-            last = f"{run['status']} ({run['read']} read, {run['failed']} failed)" if run else ""
+            last = ""
+            if run:
+                when = (utcnow() - datetime.fromisoformat(run["started_at"].replace("Z", "+00:00"))).total_seconds()
+                last = f"{run['status']} {age(when)} ago ({run['read']} read, {run['failed']} failed)"
             breaker = ""
             if h.breaker:
                 breaker = h.breaker["state"] + (f" ({h.breaker['consecutive_failures']} failures)" if h.breaker["consecutive_failures"] else "")
@@ -245,7 +250,7 @@ def deadletters_list(
         table.add_column(col, overflow="fold")
     for d in items:
         table.add_row(str(d["id"]), d["tenant"], names.get(d["route_id"], d["route_id"]), d["record_kind"], d["record_id"], str(d["attempts"]),
-                      str(d["last_status"] or ""), d["last_error"] or "", d["dead_at"] or "")
+                      str(d["last_status"] or ""), d["last_error"] or "", (d["dead_at"] or "")[:19].replace("T", " "))
     out.print(table)
     if more:
         note(f"more than {limit}: use --limit or --route")
