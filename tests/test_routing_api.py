@@ -91,6 +91,8 @@ def test_crud_and_no_secret_is_ever_returned(routing_api) -> None:
     assert r.status_code == 422 and "does not deliver 'evidence'" in r.text
     r = c.patch(f"/v1/connections/{sis['id']}", json={"base_url": "https://sis2.example.org"})
     assert r.status_code == 200 and r.json()["base_url"] == "https://sis2.example.org" and r.json()["auth"] == sis["auth"]
+    r = c.patch(f"/v1/connections/{sis['id']}", json={"role": "fake.both", "base_url": None})
+    assert r.status_code == 200 and r.json()["role"] == "fake.both" and r.json()["base_url"] is None
 
     # a duplicate name is a conflict; a used connection cannot go; a route without history can
     assert c.post("/v1/connections", json=LMS).status_code == 409

@@ -290,7 +290,10 @@ def update_connection(store: Store, wiring: Wiring, tenant: str, connection_id: 
         row = _row(conn, t.connections, tenant, connection_id, "connection")
     _editable(row, "connection")
     current = {k: v for k, v in connection_view(row).items() if k in CONNECTION_FIELDS and v is not None}
-    spec = check_connection({**current, **patch}, tenant, wiring)
+    if "role" in patch and "adapter" not in patch:
+        current.pop("adapter", None)  # a new role: the adapter that declares it
+    merged = {k: v for k, v in {**current, **patch}.items() if v is not None}  # null removes an optional field
+    spec = check_connection(merged, tenant, wiring)
     try:
         with store.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             conn.execute(update(t.connections).where(t.connections.c.id == connection_id)
