@@ -220,7 +220,9 @@ def test_sync_once(rcli, tmp_path: Path, engines, monkeypatch: pytest.MonkeyPatc
         rcli("sync", "nope")
     monkeypatch.setenv("FAKE_STATUS", "failed")
     rcli("sync", "roster-in", "--once", "--tenant", "district-a", code=1)
-    assert "needs --temporal-address" in rcli("sync", "roster-in", "--engine", "temporal", code=2).output
+    monkeypatch.delenv("TESSERA_TEMPORAL_ADDRESS", raising=False)
+    rcli("sync", "roster-in", "--engine", "temporal", code=1)
+    assert engines[-1][0] == "temporal" and engines[-1][1] == {}  # the engine's default address
     rcli("sync", "roster-in", "--engine", "temporal", "--temporal-address", "127.0.0.1:7233", code=1)
     assert engines[-1][0] == "temporal" and engines[-1][1] == {"address": "127.0.0.1:7233"}
 

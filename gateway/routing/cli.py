@@ -331,7 +331,7 @@ def deadletters_discard(
 
 EngineName = Annotated[str, typer.Option("--engine", help="embedded (default) or temporal")]
 TemporalAddress = Annotated[str | None, typer.Option("--temporal-address", envvar="TESSERA_TEMPORAL_ADDRESS",
-                                                     help="HOST:PORT of the Temporal frontend (--engine temporal)")]
+                                                     help="HOST:PORT of the Temporal frontend (--engine temporal; default 127.0.0.1:7233)")]
 
 
 def _engine(name: str, store: Store, temporal_address: str | None, **options: Any) -> Any:
@@ -340,10 +340,8 @@ def _engine(name: str, store: Store, temporal_address: str | None, **options: An
 
     if name not in ("embedded", "temporal"):
         raise typer.BadParameter("embedded or temporal", param_hint="--engine")
-    if name == "temporal":
-        if not temporal_address:
-            raise typer.BadParameter("--engine temporal needs --temporal-address HOST:PORT (or TESSERA_TEMPORAL_ADDRESS)")
-        options["address"] = temporal_address
+    if name == "temporal" and temporal_address:
+        options["address"] = temporal_address  # else the engine's default (docs/routing-temporal.md)
     return engines.engine_for(name, store, wiring.default(), **options)
 
 
