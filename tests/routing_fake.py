@@ -46,7 +46,9 @@ class FakeRoutingAdapter:
         return {"fake.source": FakeSource, "fake.sink": FakeSink, "fake.both": FakeBoth}
 
 
-def fake_wiring() -> Any:
+def fake_wiring(*, installed: bool = True) -> Any:
+    """The installed adapters and the fake one (``installed=False``: the fake one alone, for
+    messages that list every role or kind)."""
     from gateway.wiring import Wiring
 
-    return Wiring.of(FakeRoutingAdapter())
+    return Wiring.of(FakeRoutingAdapter(), installed=installed)

@@ -61,8 +61,13 @@ def write(tmp_path: Path, text: str, name: str = "gateway.yaml") -> Path:
 
 
 def problems(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> list[str]:
-    _, found = rc.read(write(tmp_path, text), fake_wiring(), ENV if env is None else env)
+    _, found = rc.read(write(tmp_path, text), fake_wiring(installed=False), ENV if env is None else env)
     return [str(p) for p in found]
+
+
+def without_builtin_roles(found: list[str]) -> list[str]:
+    """The gateway's own roles (``webhook``) leave the fake adapter's role list longer."""
+    return [p.replace(", webhook", "") for p in found]
 
 
 def test_a_good_file_reads_whole(tmp_path: Path) -> None:
@@ -147,7 +152,7 @@ def test_semantic_errors_have_their_line_and_column(tmp_path: Path) -> None:
             kinds: [evidence]
             mapping: no-such-mapping.yaml
         """, env={})
-    assert found == [
+    assert without_builtin_roles(found) == [
         "4:27: auth 'client_secret': the environment variable NOT_SET_ANYWHERE is not set",
         "6:11: unknown connection role 'lti.ags.nobody'; known: fake.both, fake.sink, fake.source",
         "9:14: adapter 'oneroster' does not declare role 'fake.sink' (adapter 'fake' does)",
@@ -178,7 +183,9 @@ def test_a_push_route_carries_only_what_its_destination_delivers(tmp_path: Path)
 def test_no_roles_installed_says_so(tmp_path: Path) -> None:
     from gateway.wiring import Wiring
 
-    _, found = rc.read(write(tmp_path, "connections: [{name: a, role: x.y}]\n"), Wiring.of(installed=False), {})
+    nothing = Wiring.of(installed=False)
+    nothing.__dict__["routing_roles"] = {}  # not even the gateway's own
+    _, found = rc.read(write(tmp_path, "connections: [{name: a, role: x.y}]\n"), nothing, {})
     assert [str(p) for p in found] == ["1:31: unknown connection role 'x.y'; known: none: no installed adapter declares a connection role"]
 
 
@@ -338,10 +345,9 @@ def test_the_documented_example_is_valid(tmp_path: Path) -> None:
         name = "everything"
         routing_kinds = ("xapi.statement",)
 
-        def routing_roles(self) -> dict:
-            return dict.fromkeys(roles, AnyKind)
-
-    config, found = rc.read(path, Wiring.of(Everything(), installed=False), env)
+    standins = Wiring.of(Everything(), installed=False)
+    standins.__dict__["routing_roles"] = dict.fromkeys(roles, ("everything", AnyKind))
+    config, found = rc.read(path, standins, env)
     assert [str(p) for p in found] == [] and config is not None
     assert len(config.connections) == 7 and len(config.routes) == 8
     if set(roles) <= set(installed().routing_roles):
