@@ -358,7 +358,8 @@ def check(parsed: Parsed, config: GatewayConfig, wiring: Wiring, environ: Mappin
             try:
                 made[(c.tenant, c.name)] = roles[c.role][1](c.as_connection())
             except ConfigError as exc:
-                problems.append(parsed.problem(at, f"connection {c.name!r}: {exc.detail}"))
+                said = exc.detail if exc.detail.startswith(f"connection {c.name!r}") else f"connection {c.name!r}: {exc.detail}"
+                problems.append(parsed.problem(at, said))
             except Exception as exc:  # an adapter's factory refusing its options: report it, never crash the check
                 problems.append(parsed.problem(at, f"connection {c.name!r}: the adapter refused it ({type(exc).__name__}: {exc})"))
     seen_routes: set[tuple[str, str]] = set()

@@ -162,7 +162,8 @@ def _role_object(wiring: Wiring, spec: ConnectionSpec) -> tuple[Any, str | None]
     try:
         return roles[spec.role][1](spec.as_connection()), None
     except Exception as exc:  # the adapter's factory refusing the connection's options
-        return None, f"the adapter refused this connection: {getattr(exc, 'detail', None) or exc}"
+        said = str(getattr(exc, "detail", None) or exc)
+        return None, said if said.startswith(f"connection {spec.name!r}") else f"the adapter refused this connection: {said}"
 
 
 def check_connection(body: Any, tenant: str, wiring: Wiring) -> ConnectionSpec:
