@@ -105,7 +105,7 @@ def test_apply_then_list_and_status(rcli, tmp_path: Path) -> None:
     routes = rcli("routes", "list").stdout
     assert "roster-in" in routes and "people-out" in routes and "1h" in routes
     status = rcli("routes", "status").stdout
-    assert "district-a/roster-in" in status and "ok" in status
+    assert "tenant district-a" in status and "roster-in" in status and "ok" in status
     from gateway.routing import repository
     from gateway.wiring import open_store
 

@@ -194,9 +194,12 @@ def routes_status(tenant: Tenant = None, as_json: AsJson = False) -> None:
     if as_json:
         _json_out([{**h.as_dict(), "tenant": h.tenant} for h in health])
     else:
-        table = Table()
-        for col in ("route", "mode", "status", "pending", "dead", "oldest pending", "last run", "cursor age", "breaker"):
-            table.add_column(col, overflow="fold", justify="right" if col in ("pending", "dead") else "left")
+        tenants = {h.tenant for h in health}
+        table = Table(title=f"tenant {next(iter(tenants))}" if len(tenants) == 1 else None)
+        for col in ("route", "mode", "status", "pending", "dead", "oldest", "last run", "cursor", "breaker"):
+            # the short columns never fold: on a narrow terminal the route and the last run do
+            table.add_column(col, overflow="fold", justify="right" if col in ("pending", "dead") else "left",
+                             no_wrap=col not in ("route", "last run"))
         for h in health:
             run = h.last_run
             last = ""
@@ -206,7 +209,7 @@ def routes_status(tenant: Tenant = None, as_json: AsJson = False) -> None:
             breaker = ""
             if h.breaker:
                 breaker = h.breaker["state"] + (f" ({h.breaker['consecutive_failures']} failures)" if h.breaker["consecutive_failures"] else "")
-            table.add_row(f"{h.tenant}/{h.name}", h.mode, Text(h.status, style=_STATUS_STYLE.get(h.status, "")), str(h.pending), str(h.dead),
+            table.add_row(h.name if len(tenants) == 1 else f"{h.tenant}/{h.name}", h.mode, Text(h.status, style=_STATUS_STYLE.get(h.status, "")), str(h.pending), str(h.dead),
                           age(h.oldest_pending_seconds), last, age(h.cursor_age_seconds), breaker)
         out.print(table)
     if any(h.status not in ("ok", "disabled") for h in health):
