@@ -25,9 +25,15 @@ class FakeSource:
 
 class FakeSink:
     kinds = frozenset({"person", "org", "fake.thing"})
+    #: how many were built and closed (a check must close what it builds)
+    built = closed = 0
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        FakeSink.built += 1
+
+    def close(self) -> None:
+        FakeSink.closed += 1
 
     def deliver(self, store: Any, delivery: Delivery) -> None:
         return None

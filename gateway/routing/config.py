@@ -46,7 +46,7 @@ DEFAULT_TENANT = "default"
 #: top-level keys of gateway.yaml that belong to the routing layer, not to the settings
 ROUTING_KEYS = frozenset({"tenant", "connections", "routes"})
 #: option names that would hold a secret: their values must be env: references too
-_SECRET_OPTION = re.compile(r"(secret|password|passwd|token|api_?key|private_?key)", re.I)
+SECRET_OPTION = re.compile(r"(secret|password|passwd|token|api_?key|private_?key)", re.I)
 _DURATION = re.compile(r"([0-9]+)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -301,6 +301,39 @@ def schedule_seconds(value: int | str | None) -> int | None:
 # --- 3. what the schema cannot say -----------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a connection's role can do, learnt by building its object once (then closed)."""
+
+    source: bool
+    destination: bool
+    #: the kinds a destination delivers (empty: any)
+    kinds: frozenset[str]
+
+
+def capabilities(factory: Any, spec: ConnectionSpec) -> Capabilities:
+    """Build the role's object for ``spec`` (the adapter checks its options: a ``ConfigError``
+    or any other exception says why not), note what it can do, and close it if it holds
+    anything (an HTTP client's pool)."""
+    obj = factory(spec.as_connection())
+    try:
+        return Capabilities(isinstance(obj, Source), isinstance(obj, Destination),
+                            frozenset(getattr(obj, "kinds", ()) or ()) if isinstance(obj, Destination) else frozenset())
+    finally:
+        close = getattr(obj, "close", None)
+        if callable(close):
+            close()
+
+
+def refusal(spec: ConnectionSpec, exc: Exception) -> str:
+    """An adapter's refusal of a connection, naming the connection once."""
+    said = str(getattr(exc, "detail", None) or exc)
+    if said.startswith(f"connection {spec.name!r}"):
+        return said
+    return f"connection {spec.name!r}: {said}" if isinstance(exc, ConfigError) else \
+        f"connection {spec.name!r}: the adapter refused it ({type(exc).__name__}: {said})"
+
+
 def _specs(parsed: Parsed, roles: Mapping[str, tuple[str, Any]]) -> GatewayConfig:
     doc = parsed.data
     default_tenant = doc.get("tenant", DEFAULT_TENANT)
@@ -330,7 +363,7 @@ def check(parsed: Parsed, config: GatewayConfig, wiring: Wiring, environ: Mappin
     kinds_known = set(RECORD_TYPES) | set(wiring.routing_kinds)
     problems: list[Problem] = []
     by_name: dict[tuple[str, str], tuple[int, ConnectionSpec]] = {}
-    made: dict[tuple[str, str], Any] = {}
+    made: dict[tuple[str, str], Capabilities] = {}
     for i, c in enumerate(config.connections):
         at = ("connections", i)
         if (c.tenant, c.name) in by_name:
@@ -351,17 +384,14 @@ def check(parsed: Parsed, config: GatewayConfig, wiring: Wiring, environ: Mappin
             if isinstance(value, str) and value.startswith("env:"):
                 if value[4:] not in env:
                     problems.append(parsed.problem(at + ("options", key), f"option {key!r}: the environment variable {value[4:]} is not set"))
-            elif _SECRET_OPTION.search(key) and isinstance(value, str):
+            elif SECRET_OPTION.search(key) and isinstance(value, str):
                 problems.append(parsed.problem(at + ("options", key),
                                                f"option {key!r} looks like a secret: reference an environment variable as env:NAME"))
         if c.role in roles and c.adapter == roles[c.role][0]:
             try:
-                made[(c.tenant, c.name)] = roles[c.role][1](c.as_connection())
-            except ConfigError as exc:
-                said = exc.detail if exc.detail.startswith(f"connection {c.name!r}") else f"connection {c.name!r}: {exc.detail}"
-                problems.append(parsed.problem(at, said))
+                made[(c.tenant, c.name)] = capabilities(roles[c.role][1], c)
             except Exception as exc:  # an adapter's factory refusing its options: report it, never crash the check
-                problems.append(parsed.problem(at, f"connection {c.name!r}: the adapter refused it ({type(exc).__name__}: {exc})"))
+                problems.append(parsed.problem(at, refusal(c, exc)))
     seen_routes: set[tuple[str, str]] = set()
     for i, r in enumerate(config.routes):
         at = ("routes", i)
@@ -382,15 +412,15 @@ def check(parsed: Parsed, config: GatewayConfig, wiring: Wiring, environ: Mappin
         elif (r.tenant, ref) not in by_name:
             problems.append(parsed.problem(at + (want,), f"no connection {ref!r} for tenant {r.tenant!r} in this file"))
         else:
-            obj = made.get((r.tenant, ref))
-            if obj is not None:
-                if r.mode == "pull" and not isinstance(obj, Source):
+            can = made.get((r.tenant, ref))
+            if can is not None:
+                if r.mode == "pull" and not can.source:
                     problems.append(parsed.problem(at + (want,), f"connection {ref!r} (role {by_name[(r.tenant, ref)][1].role}) cannot be pulled from"))
                 if r.mode == "push":
-                    if not isinstance(obj, Destination):
+                    if not can.destination:
                         problems.append(parsed.problem(at + (want,), f"connection {ref!r} (role {by_name[(r.tenant, ref)][1].role}) cannot be delivered to"))
                     else:
-                        carried = set(getattr(obj, "kinds", ()) or ())
+                        carried = can.kinds
                         for k in r.kinds:
                             if carried and k not in carried and k not in unknown:
                                 problems.append(parsed.problem(at + ("kinds", r.kinds.index(k)),
@@ -449,6 +479,6 @@ def load(path: Path | str | None = None, wiring: Wiring | None = None, environ: 
 
 
 __all__ = [
-    "ROUTING_KEYS", "ConnectionSpec", "GatewayConfig", "GatewayConfigError", "Problem", "RouteSpec", "check", "config_path",
-    "load", "parse", "read", "schedule_seconds", "schema",
+    "ROUTING_KEYS", "SECRET_OPTION", "Capabilities", "ConnectionSpec", "GatewayConfig", "GatewayConfigError", "Problem", "RouteSpec", "check", "config_path",
+    "capabilities", "load", "parse", "read", "refusal", "schedule_seconds", "schema",
 ]

@@ -34,9 +34,18 @@ from ..store import Store
 from ..store import tables as t
 from ..store.db import WRITE
 from ..store.tenants import ensure_tenant
-from .config import _SECRET_OPTION, ConnectionSpec, GatewayConfig, RouteSpec, schedule_seconds, schema
-from .protocol import Destination, Source
-from .repository import _iso, _json, decode_page_cursor, encode_page_cursor
+from .config import (
+    SECRET_OPTION,
+    Capabilities,
+    ConnectionSpec,
+    GatewayConfig,
+    RouteSpec,
+    capabilities,
+    refusal,
+    schedule_seconds,
+    schema,
+)
+from .repository import decode_page_cursor, encode_page_cursor, iso, json_field
 
 if TYPE_CHECKING:
     from ..wiring import Wiring
@@ -52,8 +61,8 @@ def connection_view(row: Any) -> dict[str, Any]:
     """What the API and CLI show of a connection: ``auth`` as references (``env:NAME``), never values."""
     m = row._mapping
     return {"id": str(m["id"]), "name": m["name"], "adapter": m["adapter"], "role": m["role"], "system": m["system"],
-            "base_url": m["base_url"], "auth": _json(m["auth"], {}), "options": _json(m["options"], {}), "origin": m["origin"],
-            "created_at": _iso(m["created_at"]), "updated_at": _iso(m["updated_at"])}
+            "base_url": m["base_url"], "auth": json_field(m["auth"], {}), "options": json_field(m["options"], {}), "origin": m["origin"],
+            "created_at": iso(m["created_at"]), "updated_at": iso(m["updated_at"])}
 
 
 def route_view(row: Any, names: Mapping[uuid.UUID, str]) -> dict[str, Any]:
@@ -62,10 +71,10 @@ def route_view(row: Any, names: Mapping[uuid.UUID, str]) -> dict[str, Any]:
     return {"id": str(m["id"]), "name": m["name"], "mode": m["mode"], "enabled": m["enabled"],
             "source": names.get(src) if src else None, "source_id": str(src) if src else None,
             "destination": names.get(dst) if dst else None, "destination_id": str(dst) if dst else None,
-            "kinds": _json(m["kinds"], []), "orgs": _json(m["orgs"], []), "mapping": m["mapping"],
-            "schedule_seconds": m["schedule_seconds"], "options": _json(m["options"], {}), "origin": m["origin"],
-            "cursor": m["watermark"], "cursor_at": _iso(m["cursor_at"]), "next_run_at": _iso(m["next_run_at"]),
-            "created_at": _iso(m["created_at"]), "updated_at": _iso(m["updated_at"])}
+            "kinds": json_field(m["kinds"], []), "orgs": json_field(m["orgs"], []), "mapping": m["mapping"],
+            "schedule_seconds": m["schedule_seconds"], "options": json_field(m["options"], {}), "origin": m["origin"],
+            "cursor": m["watermark"], "cursor_at": iso(m["cursor_at"]), "next_run_at": iso(m["next_run_at"]),
+            "created_at": iso(m["created_at"]), "updated_at": iso(m["updated_at"])}
 
 
 def _names(conn: Any, tenant: str | None = None) -> dict[uuid.UUID, str]:
@@ -152,18 +161,17 @@ def _schema_errors(definition: str, body: Any) -> list[ErrorDetail]:
     return errors
 
 
-def _role_object(wiring: Wiring, spec: ConnectionSpec) -> tuple[Any, str | None]:
-    """The adapter's object for a connection, or the reason there is none."""
+def _role_object(wiring: Wiring, spec: ConnectionSpec) -> tuple[Capabilities | None, str | None]:
+    """What the connection's role can do, or the reason it cannot be had."""
     roles = wiring.routing_roles
     if spec.role not in roles:
         return None, f"unknown connection role {spec.role!r}; known: {', '.join(sorted(roles)) or 'none (no installed adapter declares one)'}"
     if spec.adapter != roles[spec.role][0]:
         return None, f"adapter {spec.adapter!r} does not declare role {spec.role!r} (adapter {roles[spec.role][0]!r} does)"
     try:
-        return roles[spec.role][1](spec.as_connection()), None
+        return capabilities(roles[spec.role][1], spec), None
     except Exception as exc:  # the adapter's factory refusing the connection's options
-        said = str(getattr(exc, "detail", None) or exc)
-        return None, said if said.startswith(f"connection {spec.name!r}") else f"the adapter refused this connection: {said}"
+        return None, refusal(spec, exc)
 
 
 def check_connection(body: Any, tenant: str, wiring: Wiring) -> ConnectionSpec:
@@ -181,7 +189,7 @@ def check_connection(body: Any, tenant: str, wiring: Wiring) -> ConnectionSpec:
     if why:
         raise ValidationError("the connection is invalid", errors=[ErrorDetail(why, location="body", field="role")])
     for key, value in spec.options.items():
-        if isinstance(value, str) and _SECRET_OPTION.search(key) and not value.startswith("env:"):
+        if isinstance(value, str) and SECRET_OPTION.search(key) and not value.startswith("env:"):
             raise ValidationError("the connection is invalid", errors=[ErrorDetail(
                 "looks like a secret: reference an environment variable as env:NAME", location="body", field=f"options.{key}")])
     return spec
@@ -217,16 +225,16 @@ def check_route(body: Any, tenant: str, connections: Mapping[str, ConnectionSpec
     elif ref not in connections:
         errors.append(ErrorDetail(f"no connection {ref!r}", location="body", field=want))
     else:
-        obj, why = _role_object(wiring, connections[ref])
-        if why:
-            errors.append(ErrorDetail(f"connection {ref!r}: {why}", location="body", field=want))
-        elif spec.mode == "pull" and not isinstance(obj, Source):
+        can, why = _role_object(wiring, connections[ref])
+        if can is None:
+            errors.append(ErrorDetail(why if why and why.startswith("connection ") else f"connection {ref!r}: {why}", location="body", field=want))
+        elif spec.mode == "pull" and not can.source:
             errors.append(ErrorDetail(f"connection {ref!r} (role {connections[ref].role}) cannot be pulled from", location="body", field=want))
-        elif spec.mode == "push" and not isinstance(obj, Destination):
+        elif spec.mode == "push" and not can.destination:
             errors.append(ErrorDetail(f"connection {ref!r} (role {connections[ref].role}) cannot be delivered to", location="body", field=want))
-        elif spec.mode == "push" and getattr(obj, "kinds", None):
+        elif spec.mode == "push" and can.kinds:
             errors += [ErrorDetail(f"connection {ref!r} does not deliver {k!r}", location="body", field=f"kinds.{i}")
-                       for i, k in enumerate(spec.kinds) if k in known and k not in obj.kinds]
+                       for i, k in enumerate(spec.kinds) if k in known and k not in can.kinds]
     if spec.mode == "push" and spec.schedule_seconds is not None:
         errors.append(ErrorDetail("a push route delivers on change and has no schedule", location="body", field="schedule"))
     if spec.mapping and ("/" in spec.mapping or "\\" in spec.mapping or not (PROJECT_ROOT / "mappings" / spec.mapping).is_file()):
@@ -238,7 +246,7 @@ def check_route(body: Any, tenant: str, connections: Mapping[str, ConnectionSpec
 
 def _specs_by_name(conn: Any, tenant: str) -> dict[str, ConnectionSpec]:
     return {r.name: ConnectionSpec(tenant=tenant, name=r.name, adapter=r.adapter, role=r.role, system=r.system, base_url=r.base_url,
-                                   auth=_json(r.auth, {}), options=_json(r.options, {}))
+                                   auth=json_field(r.auth, {}), options=json_field(r.options, {}))
             for r in conn.execute(select(t.connections).where(t.connections.c.tenant == tenant))}
 
 

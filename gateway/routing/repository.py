@@ -40,7 +40,8 @@ from .protocol import Connection, Route
 # --- rows -> protocol objects --------------------------------------------------------------------
 
 
-def _json(text: str | None, default: Any) -> Any:
+def json_field(text: str | None, default: Any) -> Any:
+    """A JSON text column's value (``default`` when empty)."""
     return orjson.loads(text) if text else default
 
 
@@ -48,7 +49,7 @@ def connection_of(row: Any) -> Connection:
     """A ``connections`` row as a ``protocol.Connection`` (auth: references, never values)."""
     m = row._mapping if hasattr(row, "_mapping") else row
     return Connection(id=m["id"], tenant=m["tenant"], name=m["name"], adapter=m["adapter"], role=m["role"], system=m["system"],
-                      base_url=m["base_url"], auth=_json(m["auth"], {}), options=_json(m["options"], {}))
+                      base_url=m["base_url"], auth=json_field(m["auth"], {}), options=json_field(m["options"], {}))
 
 
 def load_connection(store: Store, connection_id: uuid.UUID, *, tenant: str | None = None) -> Connection:
@@ -73,10 +74,10 @@ def route_of(row: Any, connections: dict[uuid.UUID, Connection]) -> Route:
     """A ``routes`` row as a ``protocol.Route`` with its connections (``connections`` by id)."""
     m = row._mapping if hasattr(row, "_mapping") else row
     src, dst = m["source_connection_id"], m["destination_connection_id"]
-    return Route(id=m["id"], tenant=m["tenant"], name=m["name"], mode=m["mode"], kinds=tuple(_json(m["kinds"], [])),
+    return Route(id=m["id"], tenant=m["tenant"], name=m["name"], mode=m["mode"], kinds=tuple(json_field(m["kinds"], [])),
                  source=connections.get(src) if src else None, destination=connections.get(dst) if dst else None,
-                 orgs=tuple(_json(m["orgs"], [])), mapping=m["mapping"], schedule_seconds=m["schedule_seconds"],
-                 options=_json(m["options"], {}))
+                 orgs=tuple(json_field(m["orgs"], [])), mapping=m["mapping"], schedule_seconds=m["schedule_seconds"],
+                 options=json_field(m["options"], {}))
 
 
 def load_route(store: Store, route_id: uuid.UUID, *, tenant: str | None = None) -> Route:
@@ -208,15 +209,16 @@ def run_view(row: Any, secrets: Sequence[str] = ()) -> dict[str, Any]:
     seconds = (m["finished_at"] - m["started_at"]).total_seconds() if m["finished_at"] else None
     return {
         "id": str(m["id"]), "route_id": str(m["route_id"]), "trigger": m["trigger"], "engine": m["engine"],
-        "status": m["status"], "started_at": _iso(m["started_at"]), "finished_at": _iso(m["finished_at"]),
+        "status": m["status"], "started_at": iso(m["started_at"]), "finished_at": iso(m["finished_at"]),
         "seconds": seconds, "read": m["read"], "written": m["written"], "unchanged": m["unchanged"],
         "deleted": m["deleted"], "failed": m["failed"], "cursor_before": m["cursor_before"],
         "cursor_after": m["cursor_after"],
-        "errors": [{k: scrub(v, secrets) if isinstance(v, str) else v for k, v in e.items()} for e in _json(m["errors"], [])],
+        "errors": [{k: scrub(v, secrets) if isinstance(v, str) else v for k, v in e.items()} for e in json_field(m["errors"], [])],
     }
 
 
-def _iso(v: datetime | None) -> str | None:
+def iso(v: datetime | None) -> str | None:
+    """ISO 8601 with ``Z``, as the API shows times."""
     return v.isoformat().replace("+00:00", "Z") if v else None
 
 
@@ -279,7 +281,7 @@ def tenant_secrets(store: Store, tenant: str | None) -> list[str]:
     names: set[str] = set()
     with store.engine.connect() as conn:
         for row in conn.execute(q):
-            refs = list(_json(row.auth, {}).values()) + list(_json(row.options, {}).values())
+            refs = list(json_field(row.auth, {}).values()) + list(json_field(row.options, {}).values())
             names |= {r[4:] for r in refs if isinstance(r, str) and r.startswith("env:")}
     values = {os.environ[n] for n in names if len(os.environ.get(n, "")) >= 4}
     return sorted(values, key=len, reverse=True)
@@ -301,7 +303,7 @@ def dead_letter_view(row: Any, *, full: bool = False, secrets: Sequence[str] = (
         "id": m["id"], "tenant": m["tenant"], "route_id": str(m["route_id"]), "record_kind": m["record_kind"], "record_id": str(m["record_id"]),
         "content_hash": m["content_hash"], "idempotency_key": m["idempotency_key"], "state": m["state"],
         "attempts": m["attempts"], "last_status": m["last_status"], "last_error": scrub(m["last_error"], secrets),
-        "created_at": _iso(m["created_at"]), "dead_at": _iso(m["dead_at"]),
+        "created_at": iso(m["created_at"]), "dead_at": iso(m["dead_at"]),
     }
     if full:
         view["request"] = scrub(m["last_request"], secrets)
@@ -412,7 +414,7 @@ class RouteHealth:
         return {
             "route_id": str(self.route_id), "name": self.name, "mode": self.mode, "enabled": self.enabled, "status": self.status,
             "pending": self.pending, "dead": self.dead, "oldest_pending_seconds": self.oldest_pending_seconds,
-            "cursor_age_seconds": self.cursor_age_seconds, "next_run_at": _iso(self.next_run_at), "last_run": self.last_run,
+            "cursor_age_seconds": self.cursor_age_seconds, "next_run_at": iso(self.next_run_at), "last_run": self.last_run,
             "breaker": self.breaker,
         }
 
@@ -421,8 +423,8 @@ def breaker_view(row: Any, now: datetime, secrets: Sequence[str] = ()) -> dict[s
     m = row._mapping
     is_open = m["open_until"] is not None and m["open_until"] > now
     return {"connection_id": str(m["connection_id"]), "state": "open" if is_open else "closed",
-            "consecutive_failures": m["consecutive_failures"], "open_until": _iso(m["open_until"]) if is_open else None,
-            "last_error": scrub(m["last_error"], secrets), "last_success_at": _iso(m["last_success_at"]), "last_failure_at": _iso(m["last_failure_at"])}
+            "consecutive_failures": m["consecutive_failures"], "open_until": iso(m["open_until"]) if is_open else None,
+            "last_error": scrub(m["last_error"], secrets), "last_success_at": iso(m["last_success_at"]), "last_failure_at": iso(m["last_failure_at"])}
 
 
 def route_health(store: Store, *, tenant: str | None = None, route_ids: Sequence[uuid.UUID] | None = None,
@@ -471,7 +473,7 @@ def route_health(store: Store, *, tenant: str | None = None, route_ids: Sequence
 
 __all__ = [
     "RouteHealth", "claim_due", "scrub", "tenant_secrets", "connection_of", "decode_page_cursor", "discard_dead_letters", "encode_page_cursor",
-    "find_route", "finish_run", "get_cursor", "get_dead_letter", "last_run", "list_dead_letters", "list_routes", "list_runs",
+    "find_route", "finish_run", "get_cursor", "iso", "json_field", "get_dead_letter", "last_run", "list_dead_letters", "list_routes", "list_runs",
     "load_connection", "load_route", "replay_dead_letters", "reset_cursor", "route_health", "route_of", "routes_due",
     "run_view", "save_cursor", "start_run",
 ]
