@@ -368,3 +368,27 @@ def test_workers_starting_together_apply_the_file_once(store: Store, tmp_path: P
         reports = list(pool.map(lambda _: manage.apply_config(store, config), range(4)))
     assert sum(len(r.created) for r in reports) == 4  # each entry created by exactly one of them
     assert len(manage.list_connections(store)[0]) == 2 and len(routes_by_name(store)) == 2
+
+
+def test_stalled_and_overdue_routes_are_never_silent(store: Store, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    applied(store, tmp_path, GOOD)
+    now = utcnow()
+    health = {h.name: h for h in repository.route_health(store, now=now)}
+    assert health["roster-in"].status == "ok" and health["people-out"].status == "ok"  # due now: not late yet
+    pull = repository.find_route(store, "roster-in")
+    push = repository.find_route(store, "people-out")
+    with store.engine.begin() as conn:
+        conn.execute(update(t.routes).where(t.routes.c.id == pull.id).values(next_run_at=now - timedelta(minutes=14)))
+        conn.execute(insert(t.outbox).values(tenant="district-a", route_id=push.id, record_kind="person", record_id=uuid.uuid4(),
+                                             content_hash="h", idempotency_key="k", state="pending", attempts=2,
+                                             next_attempt_at=now, created_at=now - timedelta(minutes=10)))
+    health = {h.name: h for h in repository.route_health(store, now=now)}
+    assert health["roster-in"].status == "ok" and health["people-out"].status == "ok"  # within one interval / 15 minutes
+    later = now + timedelta(minutes=6)
+    health = {h.name: h for h in repository.route_health(store, now=later)}
+    assert health["roster-in"].status == "overdue" and 1190 <= health["roster-in"].overdue_seconds <= 1210
+    assert health["people-out"].status == "stalled" and health["people-out"].as_dict()["pending"] == 1

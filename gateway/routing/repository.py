@@ -382,6 +382,13 @@ def discard_dead_letters(store: Store, tenant: str | None, *, ids: Sequence[int]
 # --- health --------------------------------------------------------------------------------------
 
 
+#: a delivery pending longer than this makes its route ``stalled`` (retries with backoff and a
+#: waiting dependency stay well below it unless something is wrong)
+STALLED_SECONDS = 900.0
+#: a scheduled pull later than one interval and this makes its route ``overdue``
+OVERDUE_SECONDS = 300.0
+
+
 @dataclass(frozen=True)
 class RouteHealth:
     route_id: uuid.UUID
@@ -396,10 +403,15 @@ class RouteHealth:
     last_run: dict[str, Any] | None
     breaker: dict[str, Any] | None
     next_run_at: datetime | None
+    #: a scheduled pull: how long past its start time it is (None: not due yet, or no schedule)
+    overdue_seconds: float | None = None
 
     @property
     def status(self) -> str:
-        """``ok``, or what needs a look first: ``disabled``, ``breaker-open``, ``dead-letters``, ``failing`` (last run failed)."""
+        """``ok``, or what needs a look first: ``disabled``; ``breaker-open``; ``dead-letters``;
+        ``failing`` (the last run failed); ``overdue`` (a scheduled pull more than one interval,
+        and at least ``OVERDUE_SECONDS``, late: nothing is running the scheduler); ``stalled``
+        (a delivery pending for more than ``STALLED_SECONDS``: nothing is delivering)."""
         if not self.enabled:
             return "disabled"
         if self.breaker and self.breaker["state"] == "open":
@@ -408,6 +420,10 @@ class RouteHealth:
             return "dead-letters"
         if self.last_run and self.last_run["status"] == "failed":
             return "failing"
+        if self.overdue_seconds is not None:
+            return "overdue"
+        if self.oldest_pending_seconds is not None and self.oldest_pending_seconds > STALLED_SECONDS:
+            return "stalled"
         return "ok"
 
     def as_dict(self) -> dict[str, Any]:
@@ -415,7 +431,7 @@ class RouteHealth:
             "route_id": str(self.route_id), "name": self.name, "mode": self.mode, "enabled": self.enabled, "status": self.status,
             "pending": self.pending, "dead": self.dead, "oldest_pending_seconds": self.oldest_pending_seconds,
             "cursor_age_seconds": self.cursor_age_seconds, "next_run_at": iso(self.next_run_at), "last_run": self.last_run,
-            "breaker": self.breaker,
+            "breaker": self.breaker, "overdue_seconds": self.overdue_seconds,
         }
 
 
@@ -425,6 +441,13 @@ def breaker_view(row: Any, now: datetime, secrets: Sequence[str] = ()) -> dict[s
     return {"connection_id": str(m["connection_id"]), "state": "open" if is_open else "closed",
             "consecutive_failures": m["consecutive_failures"], "open_until": iso(m["open_until"]) if is_open else None,
             "last_error": scrub(m["last_error"], secrets), "last_success_at": iso(m["last_success_at"]), "last_failure_at": iso(m["last_failure_at"])}
+
+
+def _overdue(row: Any, now: datetime) -> float | None:
+    if row.mode != "pull" or not row.enabled or row.schedule_seconds is None or row.next_run_at is None:
+        return None
+    late = (now - row.next_run_at).total_seconds()
+    return late if late > max(float(row.schedule_seconds), OVERDUE_SECONDS) else None
 
 
 def route_health(store: Store, *, tenant: str | None = None, route_ids: Sequence[uuid.UUID] | None = None,
@@ -467,12 +490,12 @@ def route_health(store: Store, *, tenant: str | None = None, route_ids: Sequence
             oldest_pending_seconds=(now - oldest).total_seconds() if oldest else None,
             cursor_age_seconds=(now - row.cursor_at).total_seconds() if row.cursor_at else None,
             last_run=runs.get(row.id), breaker=breakers.get(remote[row.id]) if remote[row.id] else None,
-            next_run_at=row.next_run_at))
+            next_run_at=row.next_run_at, overdue_seconds=_overdue(row, now)))
     return found
 
 
 __all__ = [
-    "RouteHealth", "claim_due", "scrub", "tenant_secrets", "connection_of", "decode_page_cursor", "discard_dead_letters", "encode_page_cursor",
+    "OVERDUE_SECONDS", "STALLED_SECONDS", "RouteHealth", "claim_due", "scrub", "tenant_secrets", "connection_of", "decode_page_cursor", "discard_dead_letters", "encode_page_cursor",
     "find_route", "finish_run", "get_cursor", "iso", "json_field", "get_dead_letter", "last_run", "list_dead_letters", "list_routes", "list_runs",
     "load_connection", "load_route", "replay_dead_letters", "reset_cursor", "route_health", "route_of", "routes_due",
     "run_view", "save_cursor", "start_run",
