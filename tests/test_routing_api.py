@@ -194,6 +194,7 @@ def test_health_runs_and_dead_letters(routing_api, store: Store) -> None:
     assert one["attempts"] == 6 and one["last_status"] == 422 and one["response"] == '{"error": "bad grade"}'
     assert one["request"].startswith("PUT https://lms.example.org/people/p1")
     assert admin(api, "t2").get(f"/v1/dead-letters/{ids[0]}").status_code == 404
+    assert c.get(f"/v1/dead-letters/{2**64}").status_code == 422 and c.post("/v1/dead-letters/0/replay").status_code == 422
     assert admin(api, "t2").post(f"/v1/dead-letters/{ids[0]}/replay").status_code == 404
 
     assert c.post(f"/v1/dead-letters/{ids[0]}/replay").json() == {"replayed": 1}

@@ -23,11 +23,11 @@ dead letters (scope ``admin``, each tenant sees only its own), and ``/metrics``.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from ..wiring import Wiring
 
 SCOPE = "admin"
+#: an outbox id (a BIGINT): anything else is a 422, never a database error
+OutboxId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 METRICS_SCOPE = "metrics"
 
 
@@ -93,7 +95,7 @@ def _ids_body(body: Any) -> tuple[list[int] | None, uuid.UUID | None]:
     if not isinstance(body, dict) or set(body) - {"ids", "route_id"}:
         raise ValidationError('send {"ids": [outbox ids]} or {"route_id": "..."} (or {} for all)')
     ids = body.get("ids")
-    if ids is not None and not (isinstance(ids, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in ids)):
+    if ids is not None and not (isinstance(ids, list) and all(isinstance(i, int) and not isinstance(i, bool) and 1 <= i < 2**63 for i in ids)):
         raise ValidationError("invalid body", errors=[ErrorDetail("must be a list of dead-letter ids", location="body", field="ids")])
     route = body.get("route_id")
     try:
@@ -233,7 +235,7 @@ def build_router(ctx: AppContext, wiring: Wiring) -> APIRouter:
         return _paged(request, ctx, items, nxt)
 
     @router.get("/dead-letters/{outbox_id}", summary="One dead letter: request, response excerpt, attempts")
-    def get_dead(outbox_id: int, principal: Principal = need) -> Response:
+    def get_dead(outbox_id: OutboxId, principal: Principal = need) -> Response:
         return _json(repository.get_dead_letter(store, principal.tenant, outbox_id))
 
     def _one(outbox_id: int, tenant: str, action: str) -> Response:
@@ -259,15 +261,15 @@ def build_router(ctx: AppContext, wiring: Wiring) -> APIRouter:
         return _json({"discarded": n})
 
     @router.post("/dead-letters/{outbox_id}/replay", summary="Deliver a dead letter again (fresh attempts, due now)")
-    def replay_one(outbox_id: int, principal: Principal = need) -> Response:
+    def replay_one(outbox_id: OutboxId, principal: Principal = need) -> Response:
         return _one(outbox_id, principal.tenant, "replay")
 
     @router.post("/dead-letters/{outbox_id}/discard", summary="Give up on a dead letter (kept as discarded)")
-    def discard_one(outbox_id: int, principal: Principal = need) -> Response:
+    def discard_one(outbox_id: OutboxId, principal: Principal = need) -> Response:
         return _one(outbox_id, principal.tenant, "discard")
 
     @router.delete("/dead-letters/{outbox_id}", summary="Give up on a dead letter (kept as discarded)")
-    def delete_one(outbox_id: int, principal: Principal = need) -> Response:
+    def delete_one(outbox_id: OutboxId, principal: Principal = need) -> Response:
         return _one(outbox_id, principal.tenant, "discard")
 
     return router
