@@ -33,6 +33,8 @@ from .cli_kit import (
 )
 from .config import get_settings
 from .errors import TesseraError
+from .routing.cli import apply_at_start
+from .routing.cli import register as register_routing
 from .store.db import WRITE
 
 if TYPE_CHECKING:
@@ -53,6 +55,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(mastery_app, name="mastery")
+register_routing(app)  # config, connections, routes, deadletters, sync, worker
 
 
 def _print_version(value: bool) -> None:
@@ -187,7 +190,11 @@ def serve(
 ) -> None:
     """Run the HTTP API."""
     s = settings()
-    open_store().dispose()  # fail fast, with a clear message, on an unmigrated database
+    store = open_store()  # fail fast, with a clear message, on an unmigrated database
+    try:
+        apply_at_start(store)  # gateway.yaml's connections and routes
+    finally:
+        store.dispose()
     _run_server(host or s.host, s.port if port is None else port, workers or s.workers)
 
 

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     log_format: str = Field(default="json", pattern="^(json|text)$")
     db_pool_size: int = Field(default=10, ge=1, le=200)
     export_dir: str = Field(default="./exports", description="where /v1/exports writes its files (one folder per export)")
+    metrics_public: bool = Field(
+        default=False, description="serve /metrics without a token (scrapes over a private network only); else scope metrics")
 
     @classmethod
     def settings_customise_sources(
@@ -84,7 +86,8 @@ class _YamlSource(PydanticBaseSettingsSource):
         section = doc.get("gateway", doc)
         if not isinstance(section, dict):
             raise ConfigError(f"{path}: 'gateway' must be a mapping")
-        return section
+        # the routing layer's keys (gateway.routing.config) are no settings
+        return {k: v for k, v in section.items() if section is not doc or k not in _ROUTING_KEYS}
 
     def adapter_keys(self) -> dict[str, Any]:
         """The section's keys an adapter's settings took over (``AdapterSettings.renamed``)."""
@@ -168,6 +171,9 @@ class _RenamedEnvSource(PydanticBaseSettingsSource):
             found[name] = value
         return found
 
+
+#: top-level gateway.yaml keys of the routing layer's connections and routes (``gateway.routing.config``)
+_ROUTING_KEYS = frozenset({"tenant", "connections", "routes"})
 
 #: gateway.yaml keys that adapters' settings took over from the core's (``renamed``)
 _RENAMED_KEYS: set[str] = set()

@@ -18,7 +18,7 @@ from ..errors import NotReady, UnsupportedMediaType
 from ..store import Store
 from ..wiring import Wiring
 from ..wiring import default as default_wiring
-from . import competencies, docs, mastery, problems, reports, sharing, v1
+from . import competencies, docs, mastery, problems, reports, routing, sharing, v1
 from .context import AppContext
 from .middleware import ConnectionRecycler, RequestContextMiddleware
 
@@ -91,6 +91,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None, reg
     sharing_router = sharing.build_router(ctx)
     app.state.export_jobs = sharing_router.export_jobs  # type: ignore[attr-defined]
     app.include_router(sharing_router)
+    app.include_router(routing.build_router(ctx, wiring))
+    app.include_router(routing.build_metrics_router(ctx))
     for router in wiring.routers(ctx):
         app.include_router(router)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)

@@ -38,6 +38,7 @@ SCOPES: dict[str, str] = {
     "admin": "manage connections, routes, sync runs and dead letters of the tenant, and its data-sharing grants",
     "changes.readonly": "read the change feed: the tenant's own changes and those of districts that granted it access",
     "exports": "run bulk exports of the tenant's data and of data shared with it by grants",
+    "metrics": "read the Prometheus metrics at /metrics (every tenant's route and connection names and counts)",
 }
 
 #: A scope that implies others.

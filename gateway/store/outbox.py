@@ -118,22 +118,34 @@ class RoutingStore:
         return cid
 
     def create_route(
-        self, tenant: str, name: str, *, destination: uuid.UUID, kinds: list[str], mode: str = "push", source: uuid.UUID | None = None, enabled: bool = True
+        self, tenant: str, name: str, *, destination: uuid.UUID | None = None, kinds: list[str], mode: str = "push",
+        source: uuid.UUID | None = None, enabled: bool = True, schedule_seconds: int | None = None,
+        options: dict[str, Any] | None = None, orgs: list[str] | None = None,
     ) -> uuid.UUID:
-        unknown = sorted(set(kinds) - set(RECORD_TYPES))
+        """A route with no further checks than the store's own (the routing layer's
+        ``gateway.routing.manage`` checks roles and kinds against the adapters): kinds are
+        canonical record kinds or an adapter's own, which are namespaced (``xapi.statement``);
+        a push route delivers to ``destination``, a pull route reads from ``source``."""
+        unknown = sorted(k for k in kinds if k not in RECORD_TYPES and "." not in k)
         if unknown:
             raise ConfigError(f"unknown record kinds {unknown}; known: {sorted(RECORD_TYPES)}")
         if mode not in ("push", "pull"):
             raise ConfigError("mode must be push or pull")
+        if (mode == "push" and destination is None) or (mode == "pull" and source is None):
+            raise ConfigError("a push route needs a destination connection, a pull route a source connection")
         rid = uuid.uuid4()
         with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            dest = conn.scalar(select(connections.c.id).where(connections.c.tenant == tenant, connections.c.id == destination))
-            if dest is None:
-                raise NotFound(f"no connection {destination}")
+            for cid in (c for c in (source, destination) if c is not None):
+                found = conn.scalar(select(connections.c.id).where(connections.c.tenant == tenant, connections.c.id == cid))
+                if found is None:
+                    raise NotFound(f"no connection {cid}")
+            now = utcnow()
             conn.execute(
                 insert(routes).values(
                     id=rid, tenant=tenant, name=name, source_connection_id=source, destination_connection_id=destination,
-                    kinds=orjson.dumps(sorted(kinds)).decode(), mode=mode, enabled=enabled, created_at=utcnow(),
+                    kinds=orjson.dumps(sorted(kinds)).decode(), mode=mode, enabled=enabled, created_at=now, updated_at=now,
+                    schedule_seconds=schedule_seconds, next_run_at=now if (mode == "pull" and schedule_seconds) else None,
+                    options=orjson.dumps(options or {}).decode(), orgs=orjson.dumps(orgs or []).decode(),
                 )
             )
         return rid
