@@ -7,7 +7,11 @@ from importlib import import_module
 from ..kit import Kit
 
 #: kit name -> module under conformance.kits
-MODULES: dict[str, str] = {}
+MODULES: dict[str, str] = {
+    "oneroster-rostering-1.2": "oneroster_rostering",
+    "oneroster-gradebook-1.2": "oneroster_gradebook",
+    "oneroster-csv-1.2": "oneroster_csv",
+}
 
 
 def kits() -> dict[str, Kit]:
