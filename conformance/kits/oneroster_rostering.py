@@ -9,6 +9,9 @@ without a token, 403 for a token without the rostering scopes, the 1.2 scope URI
 particular data, only some (a check whose collection is empty is skipped, saying so).
 
 ``--option root=/ims/oneroster/rostering/v1p2`` is the service root under the base URL.
+Over 600 lines because the kit is one table of checks (about a hundred), each short, and
+splitting it by section would scatter the helpers they share.
+
 Requirements name the section of the OneRoster 1.2 Rostering Service REST/JSON binding
 ("REST binding") or of the Rostering information model ("Info model") they enforce.
 """
