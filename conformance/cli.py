@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from .kit import Check, Result, Target
@@ -36,14 +36,15 @@ OFFLINE_KITS = frozenset({"oneroster-csv-1.2"})
 
 
 def _usage(message: str) -> typer.Exit:
-    err.print(Text.assemble(("error: ", "red"), message))
+    err.print(Text.assemble(("error: ", "red"), message), soft_wrap=True)
     return typer.Exit(2)
 
 
 @conformance_app.command("list")
 def list_kits() -> None:
     """The kits, with their number of checks."""
-    table = Table("kit", "title", "standard", "checks", "required")
+    table = Table("title", "standard", "checks", "required")
+    table.columns.insert(0, Column("kit", no_wrap=True))
     for name, kit in sorted(kits().items()):
         table.add_row(name, kit.title, kit.spec, str(len(kit.checks)), str(sum(1 for c in kit.checks if c.required)))
     out.print(table)
