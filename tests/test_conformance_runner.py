@@ -162,7 +162,7 @@ def test_an_unreachable_target_fails_with_a_clear_reason_and_the_rest_fail_fast(
     assert time.perf_counter() - t0 < 5
     assert {x.status for x in run.results} == {"fail"}
     first = run.results[0]
-    assert first.reason.startswith(f"GET /things: no answer (ConnectError") and first.exchanges[0].error
+    assert first.reason.startswith("GET /things: no answer (ConnectError") and first.exchanges[0].error
     assert run.results[NO_ANSWER_LIMIT].reason.startswith(f"not run: the target gave no answer to the {NO_ANSWER_LIMIT} checks before")
     paths = write_reports(run, tmp_path / "rep")
     assert json.loads(paths["json"].read_text())["counts"]["fail"] == 6
