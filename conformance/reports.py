@@ -23,7 +23,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from .kit import Exchange, Result
 from .runner import Rollup, Run

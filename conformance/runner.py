@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from .kit import Check, Exchange, Fail, Kit, Result, Session, Skip, Target
+from .kit import Check, Exchange, Fail, Kit, Result, Session, Skip, Status, Target
 
 #: consecutive checks with no answer to any of their requests before the rest are not run
 NO_ANSWER_LIMIT = 3
@@ -125,9 +125,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _call(fn: Callable[[Session], None], session: Session, deadline: float) -> tuple[str, str]:
+def _call(fn: Callable[[Session], None], session: Session, deadline: float) -> tuple[Status, str]:
     """Run ``fn(session)`` in a worker thread; (status, reason)."""
-    outcome: dict[str, tuple[str, str]] = {}
+    outcome: dict[str, tuple[Status, str]] = {}
 
     def work() -> None:
         try:
@@ -192,7 +192,7 @@ def run_kit(
         run.setup_error = f"could not build the HTTP client: {_describe(exc)}"
 
     setup_exchanges: list[Exchange] = []
-    setup_status = "pass"
+    setup_status: Status = "pass"
     if client is not None and kit.setup is not None:
         session = Session(target, client, state)
         setup_status, reason = _call(kit.setup, session, deadline)
@@ -215,13 +215,12 @@ def run_kit(
             record(Result(check, "skip" if setup_status == "skip" else "fail", run.setup_error or "", 0.0, list(setup_exchanges)))
             continue
         if stop_reason is not None:
-            status = "skip" if stop_reason.startswith("not run: --bail") else "fail"
-            record(Result(check, status, stop_reason))
+            record(Result(check, "skip" if stop_reason.startswith("not run: --bail") else "fail", stop_reason))
             continue
         assert client is not None
         session = Session(target, client, state)
         status, reason = _call(check.run, session, deadline)
-        result = Result(check, status, reason, time.perf_counter() - t0, session.exchanges)  # type: ignore[arg-type]
+        result = Result(check, status, reason, time.perf_counter() - t0, session.exchanges)
         record(result)
         if status == "fail" and check.required and bail:
             stop_reason = f"not run: --bail after {check.id} failed"

@@ -292,16 +292,16 @@ def teardown(s: Session) -> None:
     by_file: dict[str, list[dict[str, Any]]] = {}
     for entry in log:
         by_file.setdefault(entry["file"] or "(package)", []).append(entry)
-    files = []
+    files: list[dict[str, Any]] = []
     for name in sorted(set(p.files) | {k for k in by_file if k != "(package)"}):
         entries = by_file.get(name, [])
         errors = [e for e in entries if e["severity"] == "error"]
         mode = "manifest" if name == "manifest" else p.mode(name)
-        f = p.files.get(name)
-        files.append({"file": f"{name}.csv", "mode": mode, "rows": len(f.rows) if f else 0,
+        csv_file = p.files.get(name)
+        files.append({"file": f"{name}.csv", "mode": mode, "rows": len(csv_file.rows) if csv_file else 0,
                       "outcome": "rejected" if errors else "imported", "errors": len(errors),
                       "warnings": len(entries) - len(errors), "reasons": entries})
-    report = {"package": p.source, "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    report: dict[str, Any] = {"package": p.source, "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
               "package_errors": by_file.get("(package)", []), "files": files}
     out_dir = s.state.get("report_dir")
     if out_dir is None:
@@ -312,9 +312,10 @@ def teardown(s: Session) -> None:
     lines = [f"OneRoster 1.2 CSV import log: {p.source} ({report['checked_at']})", ""]
     for e in report["package_errors"]:
         lines.append(f"package: {e['severity']}: [{e['check']}] {e['message']}")
-    for f in files:
-        lines.append(f"{f['file']}: {f['outcome'].upper()} ({f['mode']}, {f['rows']} rows, {f['errors']} errors, {f['warnings']} warnings)")
-        for e in f["reasons"]:
+    for entry in files:
+        lines.append(f"{entry['file']}: {entry['outcome'].upper()} ({entry['mode']}, {entry['rows']} rows, {entry['errors']} errors, "
+                     f"{entry['warnings']} warnings)")
+        for e in entry["reasons"]:
             where = ", ".join(x for x in (f"row {e['row']}" if e["row"] else "", f"column {e['column']}" if e["column"] else "") if x)
             lines.append(f"  {e['severity']}: [{e['check']}] {where + ': ' if where else ''}{e['message']}")
     (out_dir / "csv-import-log.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
