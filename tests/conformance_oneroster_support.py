@@ -5,7 +5,9 @@ one server serves every fault, switched between kit runs."""
 
 from __future__ import annotations
 
+import io
 import shutil
+import zipfile
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -126,6 +128,23 @@ class Env:
         return Target(self.base, client_id=self.client_id, client_secret=self.secret, options=options, timeout=10)
 
 
+def _package(files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    return buf.getvalue()
+
+
+TERMS = _package({
+    "manifest.csv": "propertyName,value\nmanifest.version,1.0\noneroster.version,1.2\nfile.academicSessions,delta\n",
+    "academicSessions.csv": "sourcedId,status,dateLastModified,title,type,startDate,endDate,parentSourcedId,schoolYear\n"
+                            "term-2027-t1,active,2026-08-01T00:00:00.000Z,Term 1,term,2026-08-17,2026-10-30,as-2027,2027\n"
+                            "gp-2027-t1-1,active,2026-08-01T00:00:00.000Z,Term 1 period 1,gradingPeriod,2026-08-17,2026-09-25,"
+                            "term-2027-t1,2027\n",
+})
+
+
 @pytest.fixture(scope="module")
 def tessera(_sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     from adapters.oneroster import OneRosterAdapter
@@ -138,7 +157,10 @@ def tessera(_sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) ->
     shutil.copy(_sqlite_template, path)
     url = f"sqlite:///{path}"
     store = open_store(url)
-    OneRosterAdapter().load_demo(store, "demo")
+    adapter = OneRosterAdapter()
+    adapter.load_demo(store, "demo")
+    # the demo district has semesters only: a term and its grading period, so the term checks run
+    adapter.import_package(store, TERMS, tenant="demo", source="oneroster-sis")
     client, secret = ClientStore(store.engine).create("demo", SCOPES)
     faulty = Faulty(create_app(Settings(database_url=url), store=store))
     # the server runs in a thread of this process: hand the GIL over quickly between the

@@ -68,9 +68,7 @@ def test_tessera_passes_every_oneroster_kit(tessera: Env, export: Path, tmp_path
 
     ros = run_kit(kit("oneroster-rostering-1.2"), tessera.target())
     assert [(r.check.id, r.reason) for r in ros.results if r.status == "fail"] == []
-    # the demo district has no terms: the four term checks skip, saying so
-    assert sorted(r.check.id for r in ros.results if r.status == "skip") == [
-        "OR-ROS-NEST-015", "OR-ROS-NEST-016", "OR-ROS-ONE-004", "OR-ROS-ONE-005"]
+    assert [r.check.id for r in ros.results if r.status == "skip"] == []
     assert len(ros.results) >= 50 and ros.seconds < 30
 
     gb = run_kit(kit("oneroster-gradebook-1.2"), tessera.target())

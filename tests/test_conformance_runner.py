@@ -292,3 +292,15 @@ def test_cli_lists_kits_and_runs_one_writing_reports(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "down" / "report.json").read_text())
     assert data["counts"]["fail"] == data["counts"]["total"] > 50
     assert "no answer (ConnectError" in data["checks"][0]["reason"]
+
+
+def test_the_kits_and_the_cli_import_no_store_api_adapter_or_test_dependency() -> None:
+    """What an installed wheel runs: conformance needs httpx, lxml, typer and rich only."""
+    import subprocess
+    import sys
+
+    code = ("import sys, conformance.cli, conformance.runner, conformance.reports; from conformance.kits import kits; kits(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'gateway', 'adapters', 'sqlalchemy', 'fastapi', 'pytest', "
+            "'hypothesis', 'respx', 'uvicorn'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
