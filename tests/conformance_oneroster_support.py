@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import io
 import shutil
-import zipfile
 import sys
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
