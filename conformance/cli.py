@@ -13,6 +13,7 @@ run starts, whatever the target does.
 from __future__ import annotations
 
 import os
+from importlib import import_module
 from pathlib import Path
 from typing import Annotated
 
@@ -22,8 +23,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 from rich.text import Text
 
-from .kit import Check, Result, Target
-from .kits import kits
+from . import kits as kits_package
+from .kit import Check, Kit, Result, Target
+from .kits import MODULES
 from .reports import write_reports
 from .runner import run_kit
 
@@ -40,13 +42,28 @@ def _usage(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def load_kits() -> tuple[dict[str, Kit], dict[str, str]]:
+    """(the kits that load, {name: why} for those that do not): one broken kit never hides the others."""
+    loaded: dict[str, Kit] = {}
+    broken: dict[str, str] = {}
+    for name, module in MODULES.items():
+        try:
+            loaded[name] = import_module(f"{kits_package.__name__}.{module}").KIT
+        except Exception as exc:  # noqa: BLE001 - reported, the other kits still run
+            broken[name] = f"{type(exc).__name__}: {exc}"
+    return loaded, broken
+
+
 @conformance_app.command("list")
 def list_kits() -> None:
     """The kits, with their number of checks."""
+    available, broken = load_kits()
     table = Table("title", "standard", "checks", "required")
     table.columns.insert(0, Column("kit", no_wrap=True))
-    for name, kit in sorted(kits().items()):
+    for name, kit in sorted(available.items()):
         table.add_row(name, kit.title, kit.spec, str(len(kit.checks)), str(sum(1 for c in kit.checks if c.required)))
+    for name, why in sorted(broken.items()):
+        table.add_row(name, Text(f"does not load: {why}", "red"), "", "", "")
     out.print(table)
 
 
@@ -71,12 +88,14 @@ def run(
     tool_key_file: Annotated[Path | None, typer.Option("--tool-key-file", help="PEM private key (LTI kits)")] = None,
     option: Annotated[list[str] | None, typer.Option("--option", metavar="KEY=VALUE", help="kit setting, repeatable")] = None,
     grep: Annotated[str | None, typer.Option("--grep", help="run only checks whose id or description matches")] = None,
-    skip: Annotated[list[str] | None, typer.Option("--skip", metavar="ID", help="skip a check by id, repeatable")] = None,
+    skip: Annotated[list[str] | None, typer.Option("--skip", metavar="ID", help="skip a check by id (repeatable, or comma separated)")] = None,
     bail: Annotated[bool, typer.Option("--bail", help="stop after the first required check that fails")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds per request")] = 10.0,
 ) -> None:
     """Run KIT against an endpoint; write the reports; exit 0 only when no required check fails."""
-    available = kits()
+    available, broken = load_kits()
+    if kit_name in broken:
+        raise _usage(f"kit {kit_name} does not load: {broken[kit_name]}")
     kit = available.get(kit_name)
     if kit is None:
         raise _usage(f"no kit {kit_name!r}; kits: {', '.join(sorted(available))}")
@@ -125,7 +144,8 @@ def run(
                 progress.console.print(Text.assemble(("FAIL ", "red bold"), (result.check.id, "bold"), f" {result.reason[:200]}"))
             progress.advance(task)
 
-        result = run_kit(kit, target, grep=grep, skip=skip or (), bail=bail, report_dir=report, on_start=started, on_result=done)
+        skipped = [x.strip() for item in skip or [] for x in item.split(",") if x.strip()]
+        result = run_kit(kit, target, grep=grep, skip=skipped, bail=bail, report_dir=report, on_start=started, on_result=done)
         progress.update(task, total=len(result.results), completed=len(result.results))
     paths = write_reports(result, report)
 

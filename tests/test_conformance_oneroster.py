@@ -83,6 +83,17 @@ def test_tessera_passes_every_oneroster_kit(tessera: Env, export: Path, tmp_path
               f"gradebook {len(gb.results)} in {gb.seconds:.2f} s, csv {len(csv_run.results)} in {csv_run.seconds:.2f} s")
 
 
+def test_wrong_credentials_fail_every_check_with_the_reason_and_no_secret_in_the_reports(tessera: Env, tmp_path: Path) -> None:  # noqa: F811
+    target = Target(tessera.base, client_id=tessera.client_id, client_secret="conformance-wrong-secret")
+    run = run_kit(kit("oneroster-rostering-1.2"), target)
+    assert {r.status for r in run.results} == {"fail"} and run.exit_code == 1
+    assert run.results[0].reason.startswith("setup failed: the token endpoint ") and "HTTP 401" in run.results[0].reason
+    paths = write_reports(run, tmp_path)
+    for p in paths.values():
+        text = p.read_text()
+        assert "conformance-wrong-secret" not in text and tessera.secret not in text
+
+
 # --- faults: gradebook -----------------------------------------------------------------------
 
 
