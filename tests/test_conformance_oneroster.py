@@ -179,7 +179,7 @@ GRADEBOOK_FAULTS: dict[str, tuple[Callable[[Env], Fault], set[str]]] = {
     "class line items unfiltered": (lambda e: Fault(request=nested_unfiltered),
         gb("ERR-002", "LI-005")),
     "results without their score": (lambda e: Fault(response=score_dropped),
-        gb("RES-002", "RES-003", "RES-004")),
+        gb("POST-002", "RES-002", "RES-003", "RES-004")),
 }
 
 

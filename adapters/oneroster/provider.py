@@ -249,6 +249,16 @@ def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
                lambda p, a: [Compare("org_id", "=", one(p.tenant, school, a["schoolSourcedId"], "school"))])
         nested("/schools/{schoolSourcedId}/enrollments", "enrollment", "getEnrollmentsForSchool",
                lambda p, a: [EnrollmentAtOrg(one(p.tenant, school, a["schoolSourcedId"], "school"))])
+        def class_in_school(p: Principal, a: dict[str, str]) -> uuid.UUID:
+            """The class of the path, which must be a class of the path's school (else 404)."""
+            sid = one(p.tenant, school, a["schoolSourcedId"], "school")
+            cid = one(p.tenant, COLLECTIONS["classes"], a["classSourcedId"], "class")
+            if roster.find(p.tenant, "section", a["classSourcedId"], where=[Compare("id", "=", cid), Compare("org_id", "=", sid)]) is None:
+                raise UnknownObject(f"class {a['classSourcedId']!r} is not a class of school {a['schoolSourcedId']!r}")
+            return cid
+
+        nested("/schools/{schoolSourcedId}/classes/{classSourcedId}/enrollments", "enrollment", "getEnrollmentsForClassInSchool",
+               lambda p, a: [Compare("section_id", "=", class_in_school(p, a))])
         for role, plural in (("student", "students"), ("teacher", "teachers")):
             def of_school(p: Principal, a: dict[str, str], role: str = role) -> list[Condition]:
                 return [Compare("primary_role", "=", role), PersonWithRoleAt(one(p.tenant, school, a["schoolSourcedId"], "school"), role)]
@@ -258,11 +268,7 @@ def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
                    lambda p, a, role=role: [PersonEnrolledIn(one(p.tenant, COLLECTIONS["classes"], a["classSourcedId"], "class"), role)])
 
             def in_school(p: Principal, a: dict[str, str], role: str = role) -> list[Condition]:
-                sid = one(p.tenant, school, a["schoolSourcedId"], "school")
-                cid = one(p.tenant, COLLECTIONS["classes"], a["classSourcedId"], "class")
-                if roster.find(p.tenant, "section", a["classSourcedId"], where=[Compare("id", "=", cid), Compare("org_id", "=", sid)]) is None:
-                    raise UnknownObject(f"class {a['classSourcedId']!r} is not a class of school {a['schoolSourcedId']!r}")
-                return [PersonEnrolledIn(cid, role)]
+                return [PersonEnrolledIn(class_in_school(p, a), role)]
 
             nested(f"/schools/{{schoolSourcedId}}/classes/{{classSourcedId}}/{plural}", "user", f"get{plural.title()}ForClassInSchool", in_school)
         nested("/courses/{courseSourcedId}/classes", "class", "getClassesForCourse",

@@ -326,6 +326,35 @@ def _cat_class(s: Session) -> None:
         raise Fail(f"/classes/{s.state['class']}/categories does not list {s.state['category']!r}")
 
 
+def school_of_class(s: Session) -> str:
+    """The school of the kit's class (through the rostering service), or Skip."""
+    if "school" not in s.state:
+        cls, _ = class_and_student(s)
+        base = s.target.options.get("rostering_root", ROSTERING).rstrip("/")
+        r = s.get(f"{base}/classes/{cls}")
+        obj = (body(r) or {}).get("class") if r.status_code == 200 else None
+        s.state["school"] = ref_id(obj, "school") if isinstance(obj, dict) else None
+    return need(s.state["school"], "the class's school is unknown (the rostering service does not answer /classes/{id})")
+
+
+@KIT.check("OR-GB-LI-010", f"{GB}: getLineItemsForSchool", "GET /schools/{school}/lineItems lists the new line item of a class of that school")
+def _li_school(s: Session) -> None:
+    sid = made(s, "lineItem", "line item")
+    school = school_of_class(s)
+    _, objs = listing(s, f"/schools/{school}/lineItems", "lineItems")
+    if sid not in {o.get("sourcedId") for o in objs}:
+        raise Fail(f"/schools/{school}/lineItems does not list {sid!r}")
+
+
+@KIT.check("OR-GB-SS-003", f"{GB}: getScoreScalesForSchool", "GET /schools/{school}/scoreScales lists the new score scale of a class of that school")
+def _ss_school(s: Session) -> None:
+    sid = made(s, "scoreScale", "score scale")
+    school = school_of_class(s)
+    _, objs = listing(s, f"/schools/{school}/scoreScales", "scoreScales")
+    if sid not in {o.get("sourcedId") for o in objs}:
+        raise Fail(f"/schools/{school}/scoreScales does not list {sid!r}")
+
+
 # --- results -------------------------------------------------------------------------------
 
 
@@ -462,6 +491,19 @@ def _post_li(s: Session) -> None:
         raise Fail(f"no sourcedIdPairs in {r.text[:200]!r}")
     allocated = (pairs[0] if isinstance(pairs, list) else pairs).get("allocatedSourcedId")
     get_one(s, "lineItems", "lineItem", allocated or sid)
+
+
+@KIT.check("OR-GB-POST-002", f"{GB}: postResultsForLineItem", "POST /lineItems/{id}/results with a new result answers 201; the result reads back",
+           required=False)
+def _post_results(s: Session) -> None:
+    li = made(s, "lineItem", "line item")
+    sid = new_id(s, "res-post")
+    obj = {**result(s, 5), "sourcedId": sid}
+    r = s.post(url(s, f"/lineItems/{li}/results"), json={"results": [obj]})
+    expect(r, 201)
+    s.state.setdefault("created", []).append(("results", sid))
+    if float(get_one(s, "results", "result", sid).get("score", -1)) != 5:
+        raise Fail("the posted result reads back with another score")
 
 
 # --- deletion ------------------------------------------------------------------------------

@@ -262,6 +262,9 @@ NESTED: list[Nested] = [
     ("/terms/{term}/gradingPeriods", "academicSessions", "getGradingPeriodsForTerm",
      lambda s: {"term": sid(first(s, "/terms", "academicSessions"))},
      lambda o, a: o.get("type") == "gradingPeriod" and ref(o, "parent") == a["term"], "every session is a grading period of that term"),
+    ("/schools/{school}/classes/{cls}/enrollments", "enrollments", "getEnrollmentsForClassInSchool",
+     lambda s: dict(zip(("school", "cls"), _class_of_school(s), strict=True)), lambda o, a: ref(o, "class") == a["cls"],
+     "every enrollment is in that class"),
 ]
 
 
@@ -286,7 +289,7 @@ for _i, _nest in enumerate(NESTED, 1):
     _nested_check(_i, *_nest)
 
 
-@KIT.check("OR-ROS-NEST-017", f"{RB}: getClassesForUser", "GET /users/{id}/classes lists the class of the user's enrollment")
+@KIT.check("OR-ROS-NEST-018", f"{RB}: getClassesForUser", "GET /users/{id}/classes lists the class of the user's enrollment")
 def _classes_of_user_include_enrollment(s: Session) -> None:
     enr = first(s, "/enrollments", "enrollments")
     user, cls = ref(enr, "user"), ref(enr, "class")
@@ -297,7 +300,7 @@ def _classes_of_user_include_enrollment(s: Session) -> None:
         raise Fail(f"/users/{user}/classes does not list {cls!r}, the class of enrollment {enr.get('sourcedId')!r}")
 
 
-@KIT.check("OR-ROS-NEST-018", f"{RB}: getStudentsForClass", "GET /classes/{id}/students lists the student of a student enrollment in that class")
+@KIT.check("OR-ROS-NEST-019", f"{RB}: getStudentsForClass", "GET /classes/{id}/students lists the student of a student enrollment in that class")
 def _students_of_class_include_enrollment(s: Session) -> None:
     enr = first(s, "/enrollments", "enrollments", params={"filter": "role='student'"})
     user, cls = ref(enr, "user"), ref(enr, "class")
