@@ -78,6 +78,11 @@ def test_tessera_passes_every_oneroster_kit(tessera: Env, export: Path, tmp_path
     with httpx.Client(base_url=tessera.base, headers={"Authorization": f"Bearer {tessera.faulty.token}"}) as c:
         written = c.get(f"{GB}/lineItems", params={"filter": "sourcedId~'conformance-'", "limit": 1000}).json()["lineItems"]
     assert written and {o["status"] for o in written} == {"tobedeleted"}
+    # no secret and no token in any report, though the kits asked for tokens and sent one in a query string
+    for name, run in (("ros", ros), ("gb", gb)):
+        for path in write_reports(run, tmp_path / name).values():
+            text = path.read_text()
+            assert tessera.secret not in text and "eyJ" not in text, path
     with capsys.disabled():
         print(f"\n[conformance] against Tessera: oneroster-rostering-1.2 {len(ros.results)} checks in {ros.seconds:.2f} s, "
               f"gradebook {len(gb.results)} in {gb.seconds:.2f} s, csv {len(csv_run.results)} in {csv_run.seconds:.2f} s")
@@ -265,3 +270,19 @@ def test_the_csv_kit_catches_a_broken_package(export: Path, tmp_path: Path, name
     assert run.exit_code == 1
     log = orjson.loads((tmp_path / "csv-import-log.json").read_bytes())
     assert any(f["outcome"] == "rejected" for f in log["files"]) or log["package_errors"]
+
+
+def test_the_cli_runs_a_kit_against_tessera(tessera: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from conformance.cli import conformance_app
+
+    monkeypatch.setenv("CONFORMANCE_TEST_SECRET", tessera.secret)
+    res = CliRunner().invoke(conformance_app, [
+        "run", "oneroster-gradebook-1.2", "--base-url", tessera.base, "--client-id", tessera.client_id,
+        "--client-secret-env", "CONFORMANCE_TEST_SECRET", "--grep", "^OR-GB-(READ|AUTH-00[15])", "--skip", "OR-GB-READ-006,OR-GB-READ-005",
+        "--report", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "warning: this kit writes test records to the target" in res.output and "PASSED" in res.output
+    data = orjson.loads((tmp_path / "report.json").read_bytes())
+    assert data["counts"] == {"total": 8, "pass": 6, "fail": 0, "skip": 2, "required_failed": 0, "not_selected": 45}
+    assert (tmp_path / "junit.xml").exists() and (tmp_path / "report.html").exists()
+    assert tessera.secret not in res.output

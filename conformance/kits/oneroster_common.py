@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import httpx
 
@@ -46,15 +47,43 @@ def token_url(target: Target) -> str:
     return target.token_url or f"{target.base_url.rstrip('/')}/oauth/token"
 
 
+def hide(s: Session, *secrets: str | None) -> None:
+    """Blank ``secrets`` out of every exchange the session recorded (reports never hold one)."""
+    for secret in {x for x in secrets if x}:
+        forms = {secret, quote(secret, safe=""), quote_plus(secret)}
+        for e in s.exchanges:
+            for form in forms:
+                e.url = e.url.replace(form, "(hidden)")
+                e.request_body = e.request_body.replace(form, "(hidden)")
+                e.response_body = e.response_body.replace(form, "(hidden)")
+
+
 def request_token(s: Session, scopes: Iterable[str] | None) -> httpx.Response:
-    """POST the token endpoint (client credentials, HTTP Basic) for ``scopes`` (URIs); the answer."""
+    """POST the token endpoint (client credentials) for ``scopes`` (URIs); the answer.
+
+    HTTP Basic first (RFC 6749 2.3.1: every server supports it); a server that refuses it
+    with 400/401 invalid_client is asked again with the credentials in the body (the Basic
+    answer is the one reported when both fail). The secret and the token
+    granted are blanked out of the recorded exchanges."""
     t = s.target
     if not t.client_id or not t.client_secret:
         raise Fail("this kit needs OAuth 2.0 client credentials: --client-id and --client-secret-env")
     data = {"grant_type": "client_credentials"}
     if scopes:
         data["scope"] = " ".join(scopes)
-    return s.post(token_url(t), data=data, auth=(t.client_id, t.client_secret))
+    r = s.post(token_url(t), data=data, auth=(t.client_id, t.client_secret))
+    if r.status_code in (400, 401) and "invalid_client" in r.text:
+        again = s.post(token_url(t), data={**data, "client_id": t.client_id, "client_secret": t.client_secret}, auth=None)
+        if again.status_code == 200:
+            r = again
+    granted = None
+    if r.status_code == 200:
+        try:
+            granted = r.json().get("access_token")
+        except (ValueError, AttributeError):
+            granted = None
+    hide(s, t.client_secret, granted if isinstance(granted, str) else None)
+    return r
 
 
 def token(s: Session, *choices: Iterable[str] | None) -> str:
@@ -148,6 +177,6 @@ def need(value: Any, why: str) -> Any:
 
 
 __all__ = [
-    "CODE_MINORS", "SCOPE_URI", "UNKNOWN_ID", "Bearer", "authenticate", "body", "code_minors", "expect", "make_client",
+    "CODE_MINORS", "SCOPE_URI", "UNKNOWN_ID", "Bearer", "authenticate", "body", "code_minors", "expect", "hide", "make_client",
     "need", "parse_datetime", "request_token", "status_info", "token", "token_url", "uris", "wire_time",
 ]

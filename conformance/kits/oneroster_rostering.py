@@ -33,6 +33,7 @@ from .oneroster_common import (
     body,
     code_minors,
     expect,
+    hide,
     make_client,
     need,
     parse_datetime,
@@ -843,6 +844,7 @@ def _token_in_query(s: Session) -> None:
     tok = body(r).get("access_token") if r.status_code == 200 else None
     need(tok, "no token")
     r2 = get(s, "/orgs", {"access_token": tok}, auth=None)
+    hide(s, tok)
     if r2.status_code == 200:
         raise Fail("a token in the query string was accepted")
 
