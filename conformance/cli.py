@@ -141,13 +141,18 @@ def run(
             nonlocal failed
             if result.status == "fail":
                 failed += 1
-                progress.console.print(Text.assemble(("FAIL ", "red bold"), (result.check.id, "bold"), f" {result.reason[:200]}"))
+                label = ("FAIL ", "red bold") if result.check.required else ("WARN ", "yellow bold")
+                note = "" if result.check.required else " (optional: does not fail the run)"
+                progress.console.print(Text.assemble(label, (result.check.id, "bold"), f" {result.reason[:200]}{note}"))
             progress.advance(task)
 
         skipped = [x.strip() for item in skip or [] for x in item.split(",") if x.strip()]
         result = run_kit(kit, target, grep=grep, skip=skipped, bail=bail, report_dir=report, on_start=started, on_result=done)
         progress.update(task, total=len(result.results), completed=len(result.results))
-    paths = write_reports(result, report)
+    try:
+        paths = write_reports(result, report)
+    except OSError as exc:
+        raise _usage(f"--report {report}: cannot write the reports there ({exc})") from None
 
     if result.setup_error:
         out.print(Text.assemble(("setup: ", "red"), result.setup_error))
