@@ -9,12 +9,13 @@ raises for anything the target does:
   with their message; any other exception is a failure naming it (``KeyError: 'users'``);
 * a setup that fails (or skips) makes every selected check report it, with the setup's
   exchanges; a client that cannot be built does the same;
-* each check runs in a worker thread with a deadline (``check_timeout``): a server that
-  accepts a connection and never answers is cut by the client's own timeout, and a check
-  that still does not finish is reported as failed and left behind;
+* each check runs in a worker thread with a deadline (``check_timeout``, default twelve
+  request timeouts and at least 120 s): a server that accepts a connection and never
+  answers is cut by the client's own timeout, and a check that still does not finish (a
+  server trickling its answer) is reported as failed and left behind;
 * after ``NO_ANSWER_LIMIT`` checks in a row whose every request got no answer at all
-  (connection refused, timeouts), the remaining checks fail at once with that reason
-  instead of each waiting for its own timeouts;
+  (connection refused, timeouts) or that did not finish, the remaining checks fail at once
+  with that reason instead of each waiting for its own timeouts;
 * ``--grep`` selects checks by id or description (a regular expression, case-insensitive),
   ``--skip ID`` skips checks by id (reported as skipped), ``--bail`` stops after the first
   required check that fails (the rest are reported as skipped).
@@ -175,7 +176,7 @@ def run_kit(
     checks = select(kit, grep)
     run.not_selected = len(kit.checks) - len(checks)
     skipped = set(skip)
-    deadline = check_timeout if check_timeout is not None else max(30.0, target.timeout * 6)
+    deadline = check_timeout if check_timeout is not None else max(120.0, target.timeout * 12)
     state: dict[str, Any] = {"artifacts": run.artifacts}
     if report_dir is not None:
         state["report_dir"] = Path(report_dir)
@@ -224,7 +225,7 @@ def run_kit(
         record(result)
         if status == "fail" and check.required and bail:
             stop_reason = f"not run: --bail after {check.id} failed"
-        no_answer = _no_answer(session.exchanges) if status == "fail" else None
+        no_answer = (reason if reason.startswith("did not finish") else _no_answer(session.exchanges)) if status == "fail" else None
         silent = [*silent, no_answer] if no_answer else []
         if len(silent) >= NO_ANSWER_LIMIT and stop_reason is None:
             stop_reason = f"not run: the target gave no answer to the {NO_ANSWER_LIMIT} checks before (last: {silent[-1]})"

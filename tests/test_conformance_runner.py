@@ -304,3 +304,17 @@ def test_the_kits_and_the_cli_import_no_store_api_adapter_or_test_dependency() -
             "'hypothesis', 'respx', 'uvicorn'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_checks_that_never_finish_in_a_row_stop_the_run_early() -> None:
+    kit = Kit("stuck", "stuck", "s")
+    for i in range(6):
+        @kit.check(f"S-{i}", "r", "waits for a server trickling its answer")
+        def _stuck(s: Session) -> None:
+            time.sleep(3)
+
+    t0 = time.perf_counter()
+    run = run_kit(kit, Target("x"), check_timeout=0.2)
+    assert time.perf_counter() - t0 < 2
+    assert [r.reason.split(" (")[0] for r in run.results[:NO_ANSWER_LIMIT]] == ["did not finish within 0.2 s"] * NO_ANSWER_LIMIT
+    assert all(r.status == "fail" and r.reason.startswith("not run: the target gave no answer") for r in run.results[NO_ANSWER_LIMIT:])
