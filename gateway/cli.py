@@ -516,6 +516,10 @@ def register_adapters() -> None:
     register_reports(export_app)
     register_bulk(export_app)
     app.add_typer(grants_app, name="grants")
+    # `tessera conformance list|run`: the kits speak HTTP only (no store, no adapter)
+    from conformance.cli import conformance_app
+
+    app.add_typer(conformance_app, name="conformance")
     wiring.default().register_cli(app, import_app, export_app, validate_app=validate_app)
     _registered = True
 

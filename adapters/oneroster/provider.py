@@ -65,6 +65,7 @@ from .oauth1_auth import require, unsigned
 from .query import ListQuery, collection, page_links, parse_list_query
 from .status_info import UnknownObject, register
 from .to_wire import to_wire
+from .values import format_datetime
 
 if TYPE_CHECKING:
     from gateway.api.context import AppContext
@@ -135,7 +136,7 @@ class WireWriter:
     def __call__(self, rows: list[str]) -> list[dict[str, Any]]:
         records = [self.cls.model_validate_json(r) for r in rows]
         if self.demographics:
-            return [d for d in (demographics_to_wire(r, version=self.version) for r in records) if d is not None]  # type: ignore[arg-type]
+            return [d for d in (rest_demographics(r, self.version) for r in records) if d is not None]  # type: ignore[arg-type]
         known = self.roster.referenced_native_ids(self.tenant, self.kind, records)
 
         def sourced_id(k: str, rid: uuid.UUID) -> str | None:
@@ -154,6 +155,17 @@ class WireWriter:
             return objs
         secrets = self.vault.read(self.tenant, [self.ids[o["sourcedId"]] for o in objs if o.get("sourcedId") in self.ids])
         return [reveal(o, secrets.get(self.ids.get(o.get("sourcedId", ""), uuid.UUID(int=0)), {})) for o in objs]
+
+
+def rest_demographics(person: Any, version: str) -> dict[str, Any] | None:
+    """A demographics object as the REST binding answers it: status and dateLastModified are
+    required of every 1.2 object, so where the source sent none (a bulk CSV leaves them
+    empty) they are the user record's."""
+    d = demographics_to_wire(person, version=version)
+    if d is not None:
+        d.setdefault("status", person.status.value)
+        d.setdefault("dateLastModified", format_datetime(person.updated_at or person.source_updated_at))
+    return d
 
 
 def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
@@ -237,6 +249,16 @@ def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
                lambda p, a: [Compare("org_id", "=", one(p.tenant, school, a["schoolSourcedId"], "school"))])
         nested("/schools/{schoolSourcedId}/enrollments", "enrollment", "getEnrollmentsForSchool",
                lambda p, a: [EnrollmentAtOrg(one(p.tenant, school, a["schoolSourcedId"], "school"))])
+        def class_in_school(p: Principal, a: dict[str, str]) -> uuid.UUID:
+            """The class of the path, which must be a class of the path's school (else 404)."""
+            sid = one(p.tenant, school, a["schoolSourcedId"], "school")
+            cid = one(p.tenant, COLLECTIONS["classes"], a["classSourcedId"], "class")
+            if roster.find(p.tenant, "section", a["classSourcedId"], where=[Compare("id", "=", cid), Compare("org_id", "=", sid)]) is None:
+                raise UnknownObject(f"class {a['classSourcedId']!r} is not a class of school {a['schoolSourcedId']!r}")
+            return cid
+
+        nested("/schools/{schoolSourcedId}/classes/{classSourcedId}/enrollments", "enrollment", "getEnrollmentsForClassInSchool",
+               lambda p, a: [Compare("section_id", "=", class_in_school(p, a))])
         for role, plural in (("student", "students"), ("teacher", "teachers")):
             def of_school(p: Principal, a: dict[str, str], role: str = role) -> list[Condition]:
                 return [Compare("primary_role", "=", role), PersonWithRoleAt(one(p.tenant, school, a["schoolSourcedId"], "school"), role)]
@@ -246,11 +268,7 @@ def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
                    lambda p, a, role=role: [PersonEnrolledIn(one(p.tenant, COLLECTIONS["classes"], a["classSourcedId"], "class"), role)])
 
             def in_school(p: Principal, a: dict[str, str], role: str = role) -> list[Condition]:
-                sid = one(p.tenant, school, a["schoolSourcedId"], "school")
-                cid = one(p.tenant, COLLECTIONS["classes"], a["classSourcedId"], "class")
-                if roster.find(p.tenant, "section", a["classSourcedId"], where=[Compare("id", "=", cid), Compare("org_id", "=", sid)]) is None:
-                    raise UnknownObject(f"class {a['classSourcedId']!r} is not a class of school {a['schoolSourcedId']!r}")
-                return [PersonEnrolledIn(cid, role)]
+                return [PersonEnrolledIn(class_in_school(p, a), role)]
 
             nested(f"/schools/{{schoolSourcedId}}/classes/{{classSourcedId}}/{plural}", "user", f"get{plural.title()}ForClassInSchool", in_school)
         nested("/courses/{courseSourcedId}/classes", "class", "getClassesForCourse",

@@ -8,6 +8,9 @@ from ..kit import Kit
 
 #: kit name -> module under conformance.kits
 MODULES: dict[str, str] = {
+    "oneroster-rostering-1.2": "oneroster_rostering",
+    "oneroster-gradebook-1.2": "oneroster_gradebook",
+    "oneroster-csv-1.2": "oneroster_csv",
     "lti-1.3-tool": "lti_tool",
     "lti-1.3-platform": "lti_platform",
 }
