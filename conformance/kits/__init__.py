@@ -7,7 +7,10 @@ from importlib import import_module
 from ..kit import Kit
 
 #: kit name -> module under conformance.kits
-MODULES: dict[str, str] = {}
+MODULES: dict[str, str] = {
+    "xapi-lrs": "xapi_lrs",
+    "case-1.0": "case",
+}
 
 
 def kits() -> dict[str, Kit]:
