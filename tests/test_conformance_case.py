@@ -42,3 +42,151 @@ def test_tessera_passes_every_case_check(provider) -> None:
     not_passed = {k: v for k, v in results.items() if v[0] != "pass"}
     # CASE-URI-001: the bundled frameworks' uris are on their publishers' (example) hosts
     assert set(not_passed) <= {"CASE-URI-001"} and all(v[0] == "skip" for v in not_passed.values()), not_passed
+
+
+# --------------------------------------------------------------------------- faults
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _params(ex: Exchange) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl(ex.query, keep_blank_values=True))
+
+
+def _drop_params(*names: str):
+    def before(ex: Exchange, _c: httpx.Client) -> bool:
+        if ex.path == f"{P}/CFDocuments":
+            from urllib.parse import parse_qsl, urlencode
+
+            ex.query = urlencode([(k, v) for k, v in parse_qsl(ex.query, keep_blank_values=True) if k not in names])
+        return False
+    return before
+
+
+def drops_total_count(ex: Exchange) -> None:
+    if ex.path == f"{P}/CFDocuments":
+        ex.response_headers = {k: v for k, v in ex.response_headers.items() if k.lower() != "x-total-count"}
+
+
+def wrong_code_minor(ex: Exchange) -> None:
+    if ex.status == 404 and b"unknownobject" in ex.response_body:
+        ex.response_body = ex.response_body.replace(b"unknownobject", b"notfound")
+
+
+def _edit_package(edit):
+    def after(ex: Exchange) -> None:
+        if ex.path.startswith(f"{P}/CFPackages/") and ex.status == 200:
+            pkg = _json(ex.response_body)
+            edit(pkg)
+            ex.response_body = json.dumps(pkg).encode()
+    return after
+
+
+def _break_first_child_of(pkg: dict[str, Any]) -> None:
+    a = next(a for a in pkg["CFAssociations"] if a["associationType"] == "isChildOf")
+    a["destinationNodeURI"] = {**a["destinationNodeURI"], "identifier": str(uuid.uuid4())}
+    pkg["CFAssociations"].remove(a)
+    pkg["CFAssociations"].insert(0, a)  # first: among the associations the kit fetches one by one
+
+
+def _rubric_id_not_uuid(pkg: dict[str, Any]) -> None:
+    pkg["CFRubrics"][0]["identifier"] = "rubric-1"
+
+
+def _item_in_other_document(pkg: dict[str, Any]) -> None:
+    item = pkg["CFItems"][-1]
+    item["CFDocumentURI"] = {**item["CFDocumentURI"], "identifier": str(uuid.uuid4())}
+
+
+def unknown_is_200(ex: Exchange) -> None:
+    if ex.status == 404 and ex.path.startswith(P):
+        ex.status, ex.response_body = 200, b"{}"
+        ex.response_headers = {**ex.response_headers, "content-type": "application/json"}
+
+
+def stale_items(ex: Exchange) -> None:
+    if ex.path.startswith(f"{P}/CFItems/") and ex.status == 200:
+        item = _json(ex.response_body)
+        item["fullStatement"] = str(item.get("fullStatement")) + " (old wording)"
+        ex.response_body = json.dumps(item).encode()
+
+
+class _Tokens:
+    """A proxy-side valid token, for faults that let requests in that should be refused."""
+
+    def __init__(self, upstream: str, creds: tuple[str, str]) -> None:
+        self.upstream, self.creds, self.token = upstream, creds, ""
+
+    def get(self, client: httpx.Client) -> str:
+        if not self.token:
+            r = client.post(self.upstream + "/oauth/token", data={"grant_type": "client_credentials", "scope": "competencies.readonly"}, auth=self.creds)
+            self.token = r.json()["access_token"]
+        return self.token
+
+    def anyone(self, ex: Exchange, client: httpx.Client) -> bool:
+        if ex.path.startswith(P) and "authorization" not in ex.headers:
+            ex.headers["authorization"] = f"Bearer {self.get(client)}"
+        return False
+
+    def any_scope(self, ex: Exchange, client: httpx.Client) -> bool:
+        """403s are retried with a token that has the scope: scopes are never enforced."""
+        if ex.path.startswith(P) and "authorization" in ex.headers:
+            r = client.get(self.upstream + ex.path, params=_params(ex), headers=ex.headers)
+            if r.status_code == 403:
+                ex.headers["authorization"] = f"Bearer {self.get(client)}"
+        return False
+
+
+def grants_any_scope(upstream: str):
+    def before(ex: Exchange, client: httpx.Client) -> bool:
+        if ex.path == "/oauth/token" and b"never-granted" in ex.body:
+            from urllib.parse import parse_qsl, urlencode
+
+            ex.body = urlencode([(k, v) for k, v in parse_qsl(ex.body.decode()) if k != "scope"]).encode()
+        return False
+    return before
+
+
+def _faults(upstream: str, creds: tuple[str, str]) -> list[list[tuple[Fault, set[str]]]]:
+    tokens = _Tokens(upstream, creds)
+    return [
+        [
+            (Fault("no X-Total-Count", after=drops_total_count), {"CASE-DOC-004", "CASE-DOC-005"}),
+            (Fault("codeMinor notfound instead of unknownobject", after=wrong_code_minor), {"CASE-ERR-001"}),
+            (Fault("an isChildOf pointing nowhere", after=_edit_package(_break_first_child_of)), {"CASE-PKG-004", "CASE-PKG-005", "CASE-ASSOC-001"}),
+            (Fault("requests without a token let in", before=tokens.anyone), {"CASE-AUTH-001"}),
+            (Fault("the token endpoint grants scopes never granted", before=grants_any_scope(upstream)), {"CASE-SCOPE-004"}),
+            (Fault("fields ignored", before=_drop_params("fields")), {"CASE-DOC-010"}),
+        ],
+        [
+            (Fault("a rubric identifier that is not a UUID", after=_edit_package(_rubric_id_not_uuid)), {"CASE-PKG-006", "CASE-RUB-001"}),
+            (Fault("200 for an unknown id", after=unknown_is_200), {"CASE-ERR-001", "CASE-ERR-002"}),
+            (Fault("offset ignored", before=_drop_params("offset")), {"CASE-DOC-005", "CASE-DOC-007"}),
+            (Fault("scopes not enforced", before=tokens.any_scope), {"CASE-SCOPE-003"}),
+            (Fault("sort ignored", before=_drop_params("sort", "orderBy")), {"CASE-DOC-008", "CASE-DOC-009"}),
+            (Fault("an item naming another document", after=_edit_package(_item_in_other_document)), {"CASE-PKG-003"}),
+            (Fault("CFItems answers a stale item", after=stale_items), {"CASE-ITEM-001"}),
+        ],
+        [
+            (Fault("limit ignored", before=_drop_params("limit")), {"CASE-DOC-005", "CASE-DOC-006", "CASE-DOC-007"}),
+        ],
+    ]
+
+
+@pytest.mark.parametrize("group", [0, 1, 2])
+def test_faulty_provider_fails_exactly_the_broken_rules(provider, group: int) -> None:
+    if not provider.settings.database_url.startswith("sqlite"):
+        pytest.skip("the faults are in the proxy, not the store: one backend is enough")
+    creds = _creds(provider)
+    faults = _faults(provider.base_url, creds)[group]
+    with fault_proxy(provider.base_url, [f for f, _ in faults]) as proxy:
+        results = run_kit(KIT, _target(proxy, creds))
+    expected = set().union(*(ids for _, ids in faults))
+    got = set(failed(results))
+    assert got == expected, {"unexpected": {k: results[k][1] for k in got - expected}, "not caught": sorted(expected - got)}
