@@ -13,6 +13,9 @@ provider is taken as public and the authentication checks are skipped. Options:
 called; default 25).
 
 The kit only reads: it never writes to the provider.
+
+Over 600 lines because it is one binding's checks in one list, each a few lines, sharing
+the package walk (``package``, ``_every_object``, ``_refs``) at the end of the module.
 """
 
 from __future__ import annotations

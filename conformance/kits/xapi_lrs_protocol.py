@@ -220,7 +220,7 @@ def _about_ext(s: Session) -> None:
         raise Fail(f"About's extensions are {ext!r}")
 
 
-@_check("XAPI-ACT-001", f"{C103} 2.5", "GET /activities answers the Activity with the definition the LRS knows", ("XAPI-00253", "XAPI-00154"), tags=("activities",))
+@_check("XAPI-ACT-001", f"{C103} 2.5", "GET /activities answers the Activity with the definition the LRS knows", ("XAPI-00251", "XAPI-00252", "XAPI-00253"), tags=("activities",))
 def _activities(s: Session) -> None:
     act = activity(s, "described")
     store(s, statement(s, object={"objectType": "Activity", "id": act, "definition": {"name": {"en-US": "Described"}}}))
@@ -238,7 +238,7 @@ def _activities_missing(s: Session) -> None:
     expect(s.get("activities", headers=hv(default_version(s))), 400)
 
 
-@_check("XAPI-ACT-003", f"{C103} 2.5", "The Activity merges what every statement says about it (two languages)", ("XAPI-00154",), required=False, tags=("activities",))
+@_check("XAPI-ACT-003", f"{C103} 2.5", "The Activity merges what every statement says about it (two languages)", ("XAPI-00251",), required=False, tags=("activities",))
 def _activities_merge(s: Session) -> None:
     act = activity(s, "bilingual")
     store(s, statement(s, object={"objectType": "Activity", "id": act, "definition": {"name": {"en-US": "Hello"}}}))
@@ -248,7 +248,7 @@ def _activities_merge(s: Session) -> None:
         raise Fail(f"the Activity's name is {name}, missing the later language")
 
 
-@_check("XAPI-AGT-001", f"{C103} 2.4", "GET /agents answers a Person object with arrays of the agent's identifiers", ("XAPI-00248", "XAPI-00236", "XAPI-00237", "XAPI-00239", "XAPI-00244"), tags=("agents",))
+@_check("XAPI-AGT-001", f"{C103} 2.4", "GET /agents answers a Person object with arrays of the agent's identifiers", ("XAPI-00248", "XAPI-00236", "XAPI-00237", "XAPI-00239", "XAPI-00244", "XAPI-00246", "XAPI-00245"), tags=("agents",))
 def _agents(s: Session) -> None:
     who = agent(s, "person")
     store(s, statement(s, actor=who))
