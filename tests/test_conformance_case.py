@@ -190,3 +190,10 @@ def test_faulty_provider_fails_exactly_the_broken_rules(provider, group: int) ->
     expected = set().union(*(ids for _, ids in faults))
     got = set(failed(results))
     assert got == expected, {"unexpected": {k: results[k][1] for k in got - expected}, "not caught": sorted(expected - got)}
+
+
+def test_an_unreachable_provider_fails_every_check_with_a_reason() -> None:
+    from tests.conftest import free_port
+
+    results = run_kit(KIT, Target(f"http://127.0.0.1:{free_port()}", client_id="x", client_secret="y", timeout=2))
+    assert results and all(status == "fail" and reason for status, reason in results.values())
