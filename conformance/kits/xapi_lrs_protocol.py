@@ -116,7 +116,7 @@ def _v2_answer(s: Session) -> None:
             raise Fail(f"a {sent} request was answered with {VERSION_HEADER}: {r.headers.get(VERSION_HEADER)!r}")
 
 
-@_check("XAPI-HDR-004", f"{C103} 3.3.s4.b1", "A request without X-Experience-API-Version to a resource other than About is a 400", ("XAPI-00321",))
+@_check("XAPI-HDR-004", f"{C103} 3.3.s4.b1", "A request without X-Experience-API-Version to a resource other than About is a 400", ("XAPI-00321", "XAPI-00331"))
 def _no_version(s: Session) -> None:
     r = _bare(s, "GET", "statements", params={"limit": "1"})
     expect(r, 400, what="GET /statements without a version header")
