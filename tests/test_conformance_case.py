@@ -15,7 +15,7 @@ import pytest
 from adapters.case import CaseAdapter
 from conformance.kit import Target
 from conformance.kits.case import KIT
-from tests.conformance_driver import Exchange, Fault, failed, fault_proxy, run_kit
+from tests.conformance_driver import Exchange, Fault, failed, fault_proxy, run_kit, skip_unless_sqlite
 
 P = "/ims/case/v1p0"
 
@@ -45,6 +45,11 @@ def test_tessera_passes_every_case_check(provider) -> None:
 
 
 # --------------------------------------------------------------------------- faults
+
+@pytest.fixture
+def sqlite_only(request: pytest.FixtureRequest) -> None:
+    skip_unless_sqlite(request)
+
 
 def _json(body: bytes) -> Any:
     try:
@@ -180,9 +185,7 @@ def _faults(upstream: str, creds: tuple[str, str]) -> list[list[tuple[Fault, set
 
 
 @pytest.mark.parametrize("group", [0, 1, 2])
-def test_faulty_provider_fails_exactly_the_broken_rules(provider, group: int) -> None:
-    if not provider.settings.database_url.startswith("sqlite"):
-        pytest.skip("the faults are in the proxy, not the store: one backend is enough")
+def test_faulty_provider_fails_exactly_the_broken_rules(sqlite_only: None, provider, group: int) -> None:
     creds = _creds(provider)
     faults = _faults(provider.base_url, creds)[group]
     with fault_proxy(provider.base_url, [f for f, _ in faults]) as proxy:

@@ -23,7 +23,7 @@ import pytest
 
 from conformance.kit import Target
 from conformance.kits.xapi_lrs import KIT
-from tests.conformance_driver import Exchange, Fault, failed, fault_proxy, run_kit
+from tests.conformance_driver import Exchange, Fault, failed, fault_proxy, run_kit, skip_unless_sqlite
 
 VOIDED = "http://adlnet.gov/expapi/verbs/voided"
 DOCS = ("/xapi/activities/state", "/xapi/activities/profile", "/xapi/agents/profile")
@@ -52,6 +52,11 @@ def test_an_unreachable_lrs_fails_every_check_with_a_reason() -> None:
 
 
 # --------------------------------------------------------------------------- faults
+
+@pytest.fixture
+def sqlite_only(request: pytest.FixtureRequest) -> None:
+    skip_unless_sqlite(request)
+
 
 def _json(body: bytes) -> Any:
     try:
@@ -273,9 +278,7 @@ def _faults(upstream: str, creds: tuple[str, str]) -> list[list[tuple[Fault, set
 
 
 @pytest.mark.parametrize("group", [0, 1, 2])
-def test_faulty_lrs_fails_exactly_the_broken_rules(api, group: int) -> None:
-    if not api.settings.database_url.startswith("sqlite"):
-        pytest.skip("the faults are in the proxy, not the store: one backend is enough")
+def test_faulty_lrs_fails_exactly_the_broken_rules(sqlite_only: None, api, group: int) -> None:
     creds = api.credentials("conformance", ["xapi/all"])
     faults = _faults(api.base_url, creds)[group]
     with fault_proxy(api.base_url, [f for f, _ in faults]) as proxy:

@@ -232,8 +232,8 @@ def _total(s: Session) -> None:
 
 @check("CASE-DOC-005", f"{REST} 3.2 (paging)", "limit and offset page through every document once; X-Total-Count stays the total", tags=("paging",))
 def _paging(s: Session) -> None:
-    everything = [d.get("identifier") for d in documents(s)]
-    seen: list[Any] = []
+    everything = [str(d.get("identifier")) for d in documents(s)]
+    seen: list[str] = []
     offset = 0
     while offset <= len(everything) + 1:
         r = s.get("CFDocuments", params={"limit": 1, "offset": offset})
@@ -244,7 +244,7 @@ def _paging(s: Session) -> None:
             raise Fail(f"X-Total-Count is {r.headers.get('x-total-count')!r} on a page, the list has {len(everything)}")
         if not page:
             break
-        seen.append(page[0].get("identifier"))
+        seen.append(str(page[0].get("identifier")))
         offset += 1
     if sorted(seen) != sorted(everything):
         raise Fail(f"paging one by one gave {seen}, the list has {everything}")

@@ -164,7 +164,8 @@ def store(s: Session, *sts: Mapping[str, Any], version: str | None = None) -> li
 
 
 def get_one(s: Session, statement_id: str, version: str | None = None, **params: str) -> httpx.Response:
-    return get_statements(s, version, statementId=statement_id, **params)
+    query: dict[str, Any] = {"statementId": statement_id, **params}
+    return get_statements(s, version, **query)
 
 
 # --------------------------------------------------------------------------- assertions

@@ -222,8 +222,8 @@ def _register(res: Res) -> None:
                 p = res.params(s, doc_id)
                 p.pop(name)
                 body = b'{"a": 1}' if method in ("PUT", "POST") else None
-                r = _req(s, method, res, p, body=body, ctype="application/json" if body else None, If_None_Match="*" if method == "PUT" else None) \
-                    if method == "PUT" else _req(s, method, res, p, body=body, ctype="application/json" if body else None)
+                extra = {"If_None_Match": "*"} if method == "PUT" else {}
+                r = _req(s, method, res, p, body=body, ctype="application/json" if body else None, **extra)
                 if r.status_code != 400:
                     raise Fail(f"{method} without {name} answered {r.status_code}, not 400 ({excerpt(r)})")
 

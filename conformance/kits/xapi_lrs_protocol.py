@@ -71,7 +71,7 @@ def _send(s: Session, request: httpx.Request, auth: Any) -> httpx.Response:
 
 
 class _NoAuth(httpx.Auth):
-    def auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
+    def auth_flow(self, request: httpx.Request):
         request.headers.pop("Authorization", None)
         yield request
 

@@ -322,7 +322,8 @@ def _consistent_error(s: Session) -> None:
 @_check("XAPI-Q-033", f"{C103} 2.1.3.s1.b1", "GET /statements answers Content-Type application/json; attachments=false keeps it JSON", ("XAPI-00165", "XAPI-00161"))
 def _content_type(s: Session) -> None:
     f = fixture(s)
-    for params in ({}, {"attachments": "false"}):
+    options: list[dict[str, Any]] = [{}, {"attachments": "false"}]
+    for params in options:
         r = get_statements(s, registration=f["reg"], **params)
         expect(r, 200)
         if not r.headers.get("content-type", "").startswith("application/json"):
