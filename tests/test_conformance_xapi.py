@@ -115,6 +115,12 @@ def ignores_since(ex: Exchange, _c: httpx.Client) -> bool:
     return False
 
 
+def documents_ignore_since(ex: Exchange, _c: httpx.Client) -> bool:
+    if ex.path in DOCS and ex.method == "GET":
+        ex.query = urlencode([(k, v) for k, v in parse_qsl(ex.query, keep_blank_values=True) if k != "since"])
+    return False
+
+
 def conflict_answered_204(ex: Exchange) -> None:
     if ex.path == "/xapi/statements" and ex.method == "PUT" and ex.status == 409:
         ex.status, ex.response_body = 204, b""
@@ -253,6 +259,8 @@ def _faults(upstream: str, creds: tuple[str, str]) -> list[list[tuple[Fault, set
             (Fault("accepts score.scaled outside [-1, 1]", before=accepts_scaled_out_of_range), {"XAPI-VAL-086", "XAPI-VAL-087"}),
             (Fault("omits X-Experience-API-Version", after=drops_version_header), {"XAPI-HDR-001", "XAPI-HDR-002", "XAPI-HDR-003"}),
             (Fault("ignores since", before=ignores_since), {"XAPI-Q-016", "XAPI-Q-026"}),
+            (Fault("document resources ignore since", before=documents_ignore_since),
+             {f"XAPI-DOC-{r}-{n}" for r in ("ST", "AP", "GP") for n in ("08", "09")}),
             (Fault("answers 204 to a conflicting PUT", after=conflict_answered_204), {"XAPI-STO-006"}),
             (Fault("About's version is a string", after=about_version_not_an_array), {"XAPI-ABOUT-001", "XAPI-ABOUT-002"}),
             (Fault("lets requests without credentials in", before=lets_anyone_in(creds)), {"XAPI-AUTH-001"}),

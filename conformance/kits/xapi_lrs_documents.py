@@ -193,9 +193,10 @@ def _register(res: Res) -> None:
         extra = _scope(s, res, f"since-{uuid.uuid4().hex[:8]}")
         first, second = _new_id(), _new_id()
         create(s, res, first, **extra)
-        time.sleep(0.05)
+        # the kit's clock against the LRS's: 0.2 s either side tolerates an NTP-synced server
+        time.sleep(0.2)
         stamp = _utc_now()
-        time.sleep(0.05)
+        time.sleep(0.2)
         create(s, res, second, **extra)
         r = _req(s, "GET", res, {**res.params(s, None, **extra), "since": stamp})
         expect(r, 200)

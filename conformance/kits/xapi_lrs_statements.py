@@ -231,11 +231,28 @@ _rule("XAPI-VAL-112", f"{X20} 4.2.2.5 contextAgents", "xAPI 2.0: a contextAgents
 _rule("XAPI-VAL-113", f"{X20} 4.2.2.5 contextGroups", "xAPI 2.0: a contextGroups entry whose group is an Agent is rejected with 400", (),
       _ctx(lambda s: {"contextGroups": [{"objectType": "contextGroup", "group": agent(s, "peer")}]}), only=(V2,))
 
+_rule("XAPI-VAL-114", f"{X20} 4.2.2.5 contextAgents", "xAPI 2.0: a contextAgents entry with an empty relevantTypes is rejected with 400", (),
+      _ctx(lambda s: {"contextAgents": [{"objectType": "contextAgent", "agent": agent(s, "peer"), "relevantTypes": []}]}), only=(V2,))
+_rule("XAPI-VAL-115", f"{X20} 4.2.2.5 contextAgents", "xAPI 2.0: a contextAgents relevantTypes entry that is not an IRI is rejected with 400", (),
+      _ctx(lambda s: {"contextAgents": [{"objectType": "contextAgent", "agent": agent(s, "peer"), "relevantTypes": ["abc"]}]}), only=(V2,))
+_rule("XAPI-VAL-116", f"{X20} 4.2.2.5 contextAgents", "xAPI 2.0: a contextAgents entry whose agent is not a valid Agent is rejected with 400", (),
+      _ctx(lambda s: {"contextAgents": [{"objectType": "contextAgent", "agent": {"key": "no identifier"}}]}), only=(V2,))
+_rule("XAPI-VAL-117", f"{X20} 4.2.2.5 contextGroups", "xAPI 2.0: a contextGroups entry whose objectType is not 'contextGroup' is rejected with 400", (),
+      _ctx(lambda s: {"contextGroups": [{"objectType": "Group", "group": {"objectType": "Group", "member": [agent(s, "m1")]}}]}), only=(V2,))
+_rule("XAPI-VAL-118", f"{X20} 4.2.2.5 contextAgents", "xAPI 2.0: contextAgents that is not an array is rejected with 400", (),
+      _ctx(lambda s: {"contextAgents": {"objectType": "contextAgent", "agent": agent(s, "peer")}}), only=(V2,))
+_rule("XAPI-VAL-119", f"{D103} 2.4.6 (1.0.3 context properties)", "xAPI 1.0.3: context.contextAgents (a 2.0 property) is rejected with 400", (),
+      _ctx(lambda s: {"contextAgents": [{"objectType": "contextAgent", "agent": agent(s, "peer")}]}), only=(V1,))
+
 # --------------------------------------------------------------------------- timestamp, stored, authority, extensions, attachments
 
 _rule("XAPI-VAL-120", f"{D103} 2.4.7; 4.5", "A timestamp that is not ISO 8601 is rejected with 400", ("XAPI-00022", "XAPI-00123"), _with("timestamp", "06/12/2026 10:00"))
 _rule("XAPI-VAL-121", f"{D103} 2.4.8.s2", "A 'stored' that is not a timestamp is rejected with 400", ("XAPI-00023",), _with("stored", "yesterday"))
-_rule("XAPI-VAL-122", f"{D103} 4.5", "A timestamp with the offset -00:00 is rejected with 400", (), _with("timestamp", "2026-12-06T10:00:00-00:00"))
+_rule("XAPI-VAL-122", f"{D103} 4.5", "A timestamp with the offset -00:00 is rejected with 400", ("XAPI-00123",), _with("timestamp", "2026-12-06T10:00:00.601-00:00"))
+_rule("XAPI-VAL-134", f"{D103} 4.5", "A timestamp with the offset -0000 is rejected with 400", ("XAPI-00123",), _with("timestamp", "2026-12-06T10:00:00.601-0000"))
+_rule("XAPI-VAL-135", f"{D103} 4.5", "A timestamp with the offset -00 is rejected with 400", ("XAPI-00123",), _with("timestamp", "2026-12-06T10:00:00.601-00"))
+_rule("XAPI-VAL-136", f"{D103} 2.4.4.3.s8.b2; 4.5", "A SubStatement with an invalid timestamp is rejected with 400", ("XAPI-00066", "XAPI-00123"),
+      _obj(lambda s: _substatement(s, timestamp="should fail")))
 _rule("XAPI-VAL-123", f"{D103} 2.4.9.s3.b1", "An authority Group of more than two Agents is rejected with 400", ("XAPI-00098",),
       lambda s: statement(s, authority={"objectType": "Group", "member": [agent(s, "a1"), agent(s, "a2"), agent(s, "a3")]}))
 _rule("XAPI-VAL-124", f"{D103} 2.4.s1.table1.row9", "An authority that is not an Agent or Group is rejected with 400", ("XAPI-00024",),
@@ -372,9 +389,9 @@ def _utf8(s: Session) -> None:
 EXPERIENCED_UTF = "http://adlnet.gov/expapi/verbs/experienced"
 
 
-@_check("XAPI-ACC-012", f"{D103} 4.5", "A timestamp with a time zone offset is accepted", ("XAPI-00123",))
+@_check("XAPI-ACC-012", f"{D103} 4.5", "Timestamps with a time zone offset (+02:00, and RFC 3339's +00:00) are accepted", ("XAPI-00123",))
 def _ts_offset(s: Session) -> None:
-    accepted(s, statement(s, timestamp="2026-12-06T10:00:00.123+02:00"))
+    accepted(s, [statement(s, timestamp="2026-12-06T10:00:00.123+02:00"), statement(s, timestamp="2008-09-15T15:53:00.601+00:00")])
 
 
 @_check("XAPI-ACC-013", f"{X20} 4.2.2.5 contextAgents", "xAPI 2.0: context.contextAgents and contextGroups are accepted", ())
