@@ -257,13 +257,12 @@ def _faults(upstream: str, creds: tuple[str, str]) -> list[list[tuple[Fault, set
         [
             (Fault("accepts a statement without actor", before=accepts_statement_without_actor), {"XAPI-VAL-001"}),
             (Fault("accepts score.scaled outside [-1, 1]", before=accepts_scaled_out_of_range), {"XAPI-VAL-086", "XAPI-VAL-087"}),
-            (Fault("omits X-Experience-API-Version", after=drops_version_header), {"XAPI-HDR-001", "XAPI-HDR-002", "XAPI-HDR-003"}),
+            (Fault("omits X-Experience-API-Version", after=drops_version_header), {"XAPI-HDR-001", "XAPI-HDR-002", "XAPI-HDR-003", "XAPI-HDR-008"}),
             (Fault("ignores since", before=ignores_since), {"XAPI-Q-016", "XAPI-Q-026"}),
             (Fault("document resources ignore since", before=documents_ignore_since),
              {f"XAPI-DOC-{r}-{n}" for r in ("ST", "AP", "GP") for n in ("08", "09")}),
             (Fault("answers 204 to a conflicting PUT", after=conflict_answered_204), {"XAPI-STO-006"}),
             (Fault("About's version is a string", after=about_version_not_an_array), {"XAPI-ABOUT-001", "XAPI-ABOUT-002"}),
-            (Fault("lets requests without credentials in", before=lets_anyone_in(creds)), {"XAPI-AUTH-001"}),
         ],
         [
             (Fault("ignores If-Match", before=ignores_if_match(upstream)),
@@ -272,7 +271,7 @@ def _faults(upstream: str, creds: tuple[str, str]) -> list[list[tuple[Fault, set
             (Fault("ignores limit", before=ignores_limit), {"XAPI-Q-018", "XAPI-Q-021", "XAPI-ERR-003"}),
             (Fault("ignores voiding", before=ignores_voiding),
              {"XAPI-VOID-002", "XAPI-VOID-003", "XAPI-VOID-004", "XAPI-VOID-005", "XAPI-VOID-008"}),
-            (Fault("never returns attachments", before=attachments_never_returned), {"XAPI-ATT-001", "XAPI-ATT-011"}),
+            (Fault("never returns attachments", before=attachments_never_returned), {"XAPI-ATT-001", "XAPI-ATT-011", "XAPI-ATT-012"}),
         ],
         [
             (Fault("overwrites a document without If-Match", before=overwrites_without_precondition(upstream)),
@@ -281,6 +280,7 @@ def _faults(upstream: str, creds: tuple[str, str]) -> list[list[tuple[Fault, set
              {f"XAPI-DOC-{r}-{n}" for r in ("ST", "AP", "GP") for n in ("03", "05", "06")}),
             (Fault("answers voided statements by statementId", before=returns_voided_by_id(upstream)), {"XAPI-VOID-002", "XAPI-VOID-008"}),
             (Fault("returns voided statements in queries", before=voided.before, after=voided.after), {"XAPI-VOID-004"}),
+            (Fault("lets requests without credentials in", before=lets_anyone_in(creds)), {"XAPI-AUTH-001", "XAPI-HDR-008"}),
         ],
     ]
 

@@ -52,19 +52,19 @@ STATE = Res("ST", "State", "activities/state", "stateId", True, True, True, "2.3
     "post_nonjson": ("XAPI-00232",), "post_badjson": ("XAPI-00235", "XAPI-00229"), "list": ("XAPI-00193",), "since": ("XAPI-00195", "XAPI-00221"),
     "since_bad": ("XAPI-00204",), "delete": ("XAPI-00191", "XAPI-00187", "XAPI-00216"),
     "missing": ("XAPI-00207", "XAPI-00208", "XAPI-00209", "XAPI-00210", "XAPI-00211", "XAPI-00206", "XAPI-00212", "XAPI-00213", "XAPI-00215"),
-    "bad_agent": ("XAPI-00196", "XAPI-00197", "XAPI-00198", "XAPI-00199"), "etag": (), "concurrency": ()})
+    "bad_agent": ("XAPI-00196", "XAPI-00197", "XAPI-00198", "XAPI-00199"), "etag": (), "concurrency": (), "head": ("XAPI-00125",)})
 ACTIVITY_PROFILE = Res("AP", "Activity Profile", "activities/profile", "profileId", True, False, False, "2.7", {
     "put": ("XAPI-00287", "XAPI-00293", "XAPI-00288"), "merge": ("XAPI-00308", "XAPI-00183", "XAPI-00184"), "post_new": ("XAPI-00310", "XAPI-00286", "XAPI-00292", "XAPI-00312"),
     "post_nonjson": ("XAPI-00309",), "post_badjson": ("XAPI-00314", "XAPI-00313", "XAPI-00284"), "list": ("XAPI-00289", "XAPI-00290"), "since": ("XAPI-00294", "XAPI-00303"),
     "since_bad": ("XAPI-00295",), "delete": ("XAPI-00285", "XAPI-00291"),
     "missing": ("XAPI-00296", "XAPI-00297", "XAPI-00298", "XAPI-00299", "XAPI-00300", "XAPI-00301", "XAPI-00302"),
-    "bad_agent": (), "etag": ("XAPI-00322",), "concurrency": ("XAPI-00322",)})
+    "bad_agent": (), "etag": ("XAPI-00322",), "concurrency": ("XAPI-00322",), "head": ("XAPI-00125",)})
 AGENT_PROFILE = Res("GP", "Agent Profile", "agents/profile", "profileId", False, True, False, "2.6", {
     "put": ("XAPI-00273", "XAPI-00259", "XAPI-00269", "XAPI-00274"), "merge": ("XAPI-00279", "XAPI-00183", "XAPI-00184"), "post_new": ("XAPI-00280", "XAPI-00272", "XAPI-00283"),
     "post_nonjson": ("XAPI-00278",), "post_badjson": ("XAPI-00281",), "list": ("XAPI-00270",), "since": ("XAPI-00275", "XAPI-00268"),
     "since_bad": ("XAPI-00260",), "delete": ("XAPI-00271",),
     "missing": ("XAPI-00261", "XAPI-00262", "XAPI-00263", "XAPI-00264", "XAPI-00265", "XAPI-00266", "XAPI-00267"),
-    "bad_agent": ("XAPI-00255", "XAPI-00256", "XAPI-00257", "XAPI-00258"), "etag": ("XAPI-00322",), "concurrency": ("XAPI-00322",)})
+    "bad_agent": ("XAPI-00255", "XAPI-00256", "XAPI-00257", "XAPI-00258"), "etag": ("XAPI-00322",), "concurrency": ("XAPI-00322",), "head": ("XAPI-00125",)})
 RESOURCES = (STATE, ACTIVITY_PROFILE, AGENT_PROFILE)
 
 DOC = {"colour": "red", "size": {"w": 1, "h": 2}}
@@ -296,6 +296,16 @@ def _register(res: Res) -> None:
         expect(_req(s, "DELETE", res, res.params(s, doc_id), version=V2, If_Match=wrong), 412, what="DELETE with a wrong If-Match")
         if body_json(fetch(s, res, doc_id, version=V2)) != DOC:
             raise Fail("the document changed although the preconditions failed")
+
+    @check("19", "HEAD of a document answers like GET (200, ETag) without a body", "head", f"{C103} 1.1")
+    def _head(s: Session) -> None:
+        doc_id = _new_id()
+        create(s, res, doc_id)
+        r = _req(s, "HEAD", res, res.params(s, doc_id))
+        expect(r, 200)
+        if r.content:
+            raise Fail(f"HEAD answered a body of {len(r.content)} bytes")
+        expect(_req(s, "HEAD", res, res.params(s, _new_id())), 404, what="HEAD of a document that does not exist")
 
     @check("18", "A parameter the resource does not define is a 400", "unknown", f"{C103} 3.2.s3.b7")
     def _unknown(s: Session) -> None:

@@ -270,6 +270,31 @@ def _agents_bad(s: Session) -> None:
     expect(s.get("agents", params={"agent": '{"name": "no identifier"}'}, headers=hv(default_version(s))), 400, what="GET /agents with an agent without IFI")
 
 
+@_check("XAPI-AGT-003", f"{C103} 2.4", "GET /agents for an agent the LRS has never seen still answers a Person with that agent's identifier", ("XAPI-00247",), tags=("agents",))
+def _agents_unknown(s: Session) -> None:
+    who = {"objectType": "Agent", "mbox": f"mailto:never-seen.{uuid.uuid4().hex[:8]}@conformance.tessera.example"}
+    r = s.get("agents", params={"agent": json.dumps(who)}, headers=hv(default_version(s)))
+    expect(r, 200)
+    got = body_json(r)
+    if got.get("objectType") != "Person" or who["mbox"] not in (got.get("mbox") or []):
+        raise Fail(f"GET /agents for an unknown agent answered {excerpt(r)}")
+
+
+@_check("XAPI-HDR-008", f"{C103} 3.3.s3.b1; 4.0", "401 answers carry X-Experience-API-Version too", ("XAPI-00333",))
+def _version_on_401(s: Session) -> None:
+    r = _bare(s, "GET", "statements", auth=None, headers=hv(default_version(s)))
+    expect(r, 401)
+    if not r.headers.get(VERSION_HEADER):
+        raise Fail(f"the 401 answer has no {VERSION_HEADER} header")
+
+
+@_check("XAPI-HDR-009", f"{C103} 1.5", "A statement POSTed as application/json; charset=utf-8 is accepted", ())
+def _charset(s: Session) -> None:
+    st = statement(s)
+    r = s.post("statements", content=json.dumps([st]).encode(), headers=hv(default_version(s), **{"Content-Type": "application/json; charset=utf-8"}))
+    expect(r, 200)
+
+
 # --------------------------------------------------------------------------- attachments
 
 TEXT = b"Conformance attachment: hello, LRS.\n"
@@ -451,3 +476,16 @@ def _signed_garbage(s: Session) -> None:
     st["attachments"] = [{"usageType": SIGNATURE, "display": {"en-US": "signature"}, "contentType": "application/octet-stream",
                           "length": len(token), "sha2": hashlib.sha256(token).hexdigest()}]
     expect(_post_multipart(s, _multipart([_statement_part([st]), _file_part(token, ctype="application/octet-stream")])), 400)
+
+
+@_att_check("XAPI-ATT-012", f"{C103} 2.1.3.s1.table1.row13", "GET attachments=true of a statement without attachments is multipart/mixed with the statement first", ("XAPI-00167",))
+def _att_none(s: Session) -> None:
+    st = statement(s)
+    store(s, st)
+    r = get_one(s, st["id"], attachments="true")
+    expect(r, 200)
+    ctype = r.headers.get("content-type", "")
+    if not ctype.startswith("multipart/mixed"):
+        raise Fail(f"Content-Type {ctype!r}, not multipart/mixed")
+    if st["id"].encode() not in r.content:
+        raise Fail("the statement is not in the multipart answer")
