@@ -162,24 +162,24 @@ def _faults(upstream: str, creds: tuple[str, str]) -> list[list[tuple[Fault, set
     tokens = _Tokens(upstream, creds)
     return [
         [
-            (Fault("no X-Total-Count", after=drops_total_count), {"CASE-DOC-004", "CASE-DOC-005"}),
+            (Fault("no X-Total-Count", after=drops_total_count), {"CASE-DOC-004", "CASE-DOC-005", "CASE-DOC-013"}),
             (Fault("codeMinor notfound instead of unknownobject", after=wrong_code_minor), {"CASE-ERR-001"}),
             (Fault("an isChildOf pointing nowhere", after=_edit_package(_break_first_child_of)), {"CASE-PKG-004", "CASE-PKG-005", "CASE-ASSOC-001"}),
             (Fault("requests without a token let in", before=tokens.anyone), {"CASE-AUTH-001"}),
             (Fault("the token endpoint grants scopes never granted", before=grants_any_scope(upstream)), {"CASE-SCOPE-004"}),
-            (Fault("fields ignored", before=_drop_params("fields")), {"CASE-DOC-010"}),
+            (Fault("fields ignored", before=_drop_params("fields")), {"CASE-DOC-010", "CASE-DOC-015"}),
         ],
         [
             (Fault("a rubric identifier that is not a UUID", after=_edit_package(_rubric_id_not_uuid)), {"CASE-PKG-006", "CASE-RUB-001"}),
             (Fault("200 for an unknown id", after=unknown_is_200), {"CASE-ERR-001", "CASE-ERR-002"}),
-            (Fault("offset ignored", before=_drop_params("offset")), {"CASE-DOC-005", "CASE-DOC-007"}),
+            (Fault("offset ignored", before=_drop_params("offset")), {"CASE-DOC-005", "CASE-DOC-007", "CASE-DOC-013"}),
             (Fault("scopes not enforced", before=tokens.any_scope), {"CASE-SCOPE-003"}),
             (Fault("sort ignored", before=_drop_params("sort", "orderBy")), {"CASE-DOC-008", "CASE-DOC-009"}),
             (Fault("an item naming another document", after=_edit_package(_item_in_other_document)), {"CASE-PKG-003"}),
             (Fault("CFItems answers a stale item", after=stale_items), {"CASE-ITEM-001"}),
         ],
         [
-            (Fault("limit ignored", before=_drop_params("limit")), {"CASE-DOC-005", "CASE-DOC-006", "CASE-DOC-007"}),
+            (Fault("limit ignored", before=_drop_params("limit")), {"CASE-DOC-005", "CASE-DOC-006", "CASE-DOC-007", "CASE-DOC-012"}),
         ],
     ]
 

@@ -298,6 +298,31 @@ def _filter(s: Session) -> None:
         raise Fail(f"filter on title {title!r} answered {[d.get('title') for d in got]}")
 
 
+@check("CASE-DOC-012", f"{REST} getAllCFDocuments (limit minimum 1)", "limit=0 is a 400 with codeMinor invalid_selection_field", tags=("paging", "errors"))
+def _limit_zero(s: Session) -> None:
+    _status_info(s.get("CFDocuments", params={"limit": "0"}), 400, ("invalid_selection_field",))
+
+
+@check("CASE-DOC-013", f"{REST} 3.2 (paging)", "An offset past the end answers 200 with no documents and the same X-Total-Count", tags=("paging",))
+def _offset_past(s: Session) -> None:
+    n = len(documents(s))
+    r = s.get("CFDocuments", params={"offset": str(n + 10)})
+    if _json(r).get("CFDocuments"):
+        raise Fail(f"offset {n + 10} answered documents")
+    if r.headers.get("x-total-count") != str(n):
+        raise Fail(f"X-Total-Count is {r.headers.get('x-total-count')!r} past the end, the list has {n}")
+
+
+@check("CASE-DOC-014", f"{REST} 3.4; imsx_StatusInfo", "filter on a field CFDocument does not have is a 400 with codeMinor invalid_selection_field", tags=("errors",))
+def _bad_filter(s: Session) -> None:
+    _status_info(s.get("CFDocuments", params={"filter": "colour='red'"}), 400, ("invalid_selection_field",))
+
+
+@check("CASE-DOC-015", f"{REST} 3.5; imsx_StatusInfo", "fields naming a field CFDocument does not have is a 400 with codeMinor invalid_selection_field", tags=("errors",))
+def _bad_fields(s: Session) -> None:
+    _status_info(s.get("CFDocuments", params={"fields": "identifier,colour"}), 400, ("invalid_selection_field",))
+
+
 # --------------------------------------------------------------------------- CFPackages
 
 @check("CASE-PKG-001", f"{REST} getCFPackage", "GET /CFPackages/{id} answers the CFDocument with its CFItems and CFAssociations", tags=("package",))
@@ -430,6 +455,22 @@ def _definitions_resolve(s: Session) -> None:
             if key in ("CFItemTypeURI", "licenseURI", "subjectURI", "conceptKeywordsURI", "CFAssociationGroupingURI"):
                 if str(ref.get("identifier", "")).lower() not in known:
                     raise Fail(f"{kind} {obj.get('identifier')}.{key} names {ref.get('identifier')}, not in CFDefinitions")
+
+
+@check("CASE-PKG-012", f"{INFO} CFPackageAssociation.sequenceNumber", "sequenceNumber, where given, is an integer, and siblings under one parent do not repeat it", required=False, tags=("associations",))
+def _sequence(s: Session) -> None:
+    seen: dict[tuple[str, Any], str] = {}
+    for a in associations(s):
+        if "sequenceNumber" not in a:
+            continue
+        n = a["sequenceNumber"]
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise Fail(f"association {a.get('identifier')}: sequenceNumber {n!r} is not an integer")
+        if a.get("associationType") == "isChildOf":
+            key = (str((a.get("destinationNodeURI") or {}).get("identifier", "")).lower(), n)
+            if key in seen:
+                raise Fail(f"associations {seen[key]} and {a.get('identifier')} share sequenceNumber {n} under one parent")
+            seen[key] = str(a.get("identifier"))
 
 
 # --------------------------------------------------------------------------- single objects
