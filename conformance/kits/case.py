@@ -20,6 +20,7 @@ the package walk (``package``, ``_every_object``, ``_refs``) at the end of the m
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 from collections.abc import Callable, Iterable
@@ -52,9 +53,37 @@ def _roots(target: Target) -> tuple[str, str]:
     return base, base + PREFIX
 
 
+class _ClientCredentials(httpx.Auth):
+    """OAuth 2.0 client credentials (RFC 6749 4.4) as an httpx auth flow: the first request
+    fetches a token for the kit's scope, later ones reuse it. A refused grant leaves the
+    requests without a token (their 401s then say so; ``setup`` reports the refusal)."""
+
+    requires_response_body = True
+
+    def __init__(self, target: Target) -> None:
+        root, _ = _roots(target)
+        self.url = target.token_url or f"{root}/oauth/token"
+        self.scope = target.options.get("scope", SCOPE_CORE)
+        self.basic = "Basic " + base64.b64encode(f"{target.client_id}:{target.client_secret}".encode()).decode()
+        self.token: str | None = None
+
+    def auth_flow(self, request: httpx.Request):  # noqa: ANN201 - a generator of requests and responses
+        if self.token is None:
+            answer = yield httpx.Request("POST", self.url, data={"grant_type": "client_credentials", "scope": self.scope},
+                                         headers={"Authorization": self.basic, "Accept": "application/json"})
+            try:
+                self.token = str(answer.json()["access_token"]) if answer.status_code == 200 else None
+            except (ValueError, KeyError, TypeError):
+                self.token = None
+        if self.token:
+            request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request
+
+
 def _client(target: Target) -> httpx.Client:
     _, base = _roots(target)
-    return httpx.Client(base_url=base + "/", timeout=target.timeout, headers={"Accept": "application/json"})
+    auth = _ClientCredentials(target) if target.client_id and target.client_secret else None
+    return httpx.Client(base_url=base + "/", timeout=target.timeout, headers={"Accept": "application/json"}, auth=auth)
 
 
 def _token(s: Session, scope: str | None) -> httpx.Response:
@@ -78,12 +107,11 @@ def _bearer(s: Session, scope: str | None) -> str:
 
 
 def _setup(s: Session) -> None:
-    if s.target.client_id and s.target.client_secret:
-        token = _bearer(s, s.target.options.get("scope", SCOPE_CORE))
-        s.client.headers["Authorization"] = f"Bearer {token}"
-        s.state["auth"] = True
-    else:
-        s.state["auth"] = False
+    """With credentials: the token endpoint must grant the kit's scope (the client's auth
+    flow asks for the same token again on its first request)."""
+    s.state["auth"] = bool(s.target.client_id and s.target.client_secret)
+    if s.state["auth"]:
+        _bearer(s, s.target.options.get("scope", SCOPE_CORE))
 
 
 KIT = Kit(name="case-1.0", title="CASE 1.0 provider", spec="1EdTech CASE 1.0 (REST/JSON binding)", client=_client, setup=_setup,
@@ -581,10 +609,8 @@ def _error_type(s: Session) -> None:
 def _anonymous(s: Session, path: str, token: str | None) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     request = s.client.build_request("GET", path, headers=headers)
-    if not token:
-        request.headers.pop("Authorization", None)
     try:
-        r = s.client.send(request)
+        r = s.client.send(request, auth=None)  # not the client's own token
     except httpx.HTTPError as exc:
         raise Fail(f"GET {path}: no answer ({exc})") from exc
     from ..kit import _exchange
