@@ -1,6 +1,7 @@
 """The ``case-1.0`` kit: Tessera serving its bundled frameworks passes every check, and
 faulty providers (a proxy in front of Tessera breaking one rule per fault) fail exactly
-the checks of the rules broken."""
+the checks of the rules broken (faults touching disjoint checks share a proxy and a kit run;
+each fault alone was also run once by hand and failed exactly its own checks)."""
 
 from __future__ import annotations
 

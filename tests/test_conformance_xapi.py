@@ -1,9 +1,10 @@
 """The ``xapi-lrs`` kit: Tessera's own LRS passes every check, and faulty LRSs (a proxy in
 front of Tessera breaking one rule per fault) fail exactly the checks of the rules broken.
 
-Faults that touch different checks share one proxy and one kit run (three runs in all),
-which keeps the file fast; each fault still names the checks it must make fail, and the
-run must fail exactly their union."""
+Faults that touch different checks share one proxy and one kit run,
+which keeps the file fast (two runs: the faults of a run touch disjoint checks); each fault
+names the checks it must make fail, and the run must fail exactly their union. Each fault
+alone was also run once by hand and failed exactly its own checks."""
 
 from __future__ import annotations
 
@@ -263,8 +264,6 @@ def _faults(upstream: str, creds: tuple[str, str]) -> list[list[tuple[Fault, set
              {f"XAPI-DOC-{r}-{n}" for r in ("ST", "AP", "GP") for n in ("08", "09")}),
             (Fault("answers 204 to a conflicting PUT", after=conflict_answered_204), {"XAPI-STO-006"}),
             (Fault("About's version is a string", after=about_version_not_an_array), {"XAPI-ABOUT-001", "XAPI-ABOUT-002"}),
-        ],
-        [
             (Fault("ignores If-Match", before=ignores_if_match(upstream)),
              {f"XAPI-DOC-{r}-{n}" for r in ("ST", "AP", "GP") for n in ("13", "17")}),
             (Fault("omits X-Experience-API-Consistent-Through", after=drops_consistent_through), {"XAPI-Q-031", "XAPI-Q-032"}),
@@ -285,7 +284,7 @@ def _faults(upstream: str, creds: tuple[str, str]) -> list[list[tuple[Fault, set
     ]
 
 
-@pytest.mark.parametrize("group", [0, 1, 2])
+@pytest.mark.parametrize("group", [0, 1])
 def test_faulty_lrs_fails_exactly_the_broken_rules(sqlite_only: None, api, group: int) -> None:
     creds = api.credentials("conformance", ["xapi/all"])
     faults = _faults(api.base_url, creds)[group]
