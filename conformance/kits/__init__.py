@@ -13,6 +13,8 @@ MODULES: dict[str, str] = {
     "oneroster-csv-1.2": "oneroster_csv",
     "lti-1.3-tool": "lti_tool",
     "lti-1.3-platform": "lti_platform",
+    "xapi-lrs": "xapi_lrs",
+    "case-1.0": "case",
 }
 
 
