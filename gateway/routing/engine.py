@@ -90,4 +90,8 @@ class DeliveryEngine(Protocol):
 
 def engine_for(name: str, store: Store, wiring: Wiring, **options: object) -> DeliveryEngine:
     """``embedded`` or ``temporal`` (``options``: e.g. ``address`` for Temporal, ``worker_id``)."""
+    if name == "temporal":  # the Temporal engine (gateway/routing/temporal_engine.py), imported only when asked for
+        from .temporal_engine import TemporalEngine
+
+        return TemporalEngine(store, wiring, **options)  # type: ignore[arg-type]
     raise NotImplementedError  # the routing engine lands this

@@ -1,0 +1,522 @@
+"""The ``temporal`` delivery engine: Temporal runs the routing layer's deliveries and pulls.
+
+Tessera does not schedule, queue or cluster anything itself on this path; Temporal does
+(DESIGN section 5). What maps to what:
+
+* **a delivery** (one outbox row) is a workflow, ``tessera.delivery``, whose workflow id is
+  the row's idempotency key (``{route}:{record}:{content hash}``). The id-reuse policy
+  ``ALLOW_DUPLICATE_FAILED_ONLY`` makes Temporal refuse a second start of a key that is
+  running or was delivered: that is the exactly-once *start*. A dead-lettered delivery
+  ends its workflow as failed, so a replayed dead letter may start it again.
+* **the destination call** is an activity, ``tessera.deliver``, which runs the shared step
+  ``gateway.routing.engine.deliver_one`` (it records the attempt on the outbox row). Its
+  retry policy mirrors the connection's failure policy: exponential backoff (the delay of
+  each retry is the one ``deliver_one`` chose, jitter included, handed to Temporal as the
+  error's ``next_retry_delay``), at most ``retries + 1`` attempts, and ``Reject`` (any
+  other 4xx) non-retryable: the row is dead-lettered and the workflow fails. A 409 or an
+  unknown reference ("wait for the dependency") is a durable timer in the workflow, then a
+  fresh activity: waiting does not count toward the attempts.
+* **the outbox relay** (a loop in each worker) claims committed pending rows (a short
+  claim on ``lease_owner``/``locked_until``; ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
+  any number of workers relay side by side), starts their workflows, and marks them relayed
+  (``lease_owner = 'temporal'``, ``locked_until`` = now + ``relay_lease``). A relay that
+  dies between the start and the mark leaves a claim that expires; the next relay's start
+  of the same key is refused, and it marks the row. A row still pending when its relay
+  lease runs out is offered again (refused while its workflow runs).
+* **a pull route** with ``schedule_seconds`` is a Temporal Schedule
+  (``{task_queue}/pull/{route id}``, overlap policy *skip*) starting ``tessera.pull``,
+  whose activity runs the shared step ``run_pull`` and heartbeats after each page. The
+  relay brings schedules in line with the routes table every ``schedule_sync`` seconds.
+
+Workflows are deterministic: they only call activities and sleep on timers; every read and
+write of the store happens in activities (sync functions on a thread pool), and the
+gateway modules are passed through the workflow sandbox.
+
+Do not run the embedded engine and this one on the same database: both would deliver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from temporalio import activity, workflow
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    import orjson
+    from sqlalchemy import and_, or_, select, update
+
+    from ..model import utcnow
+    from ..store.db import WRITE
+    from ..store.tables import connections, outbox, routes
+    from . import engine as _engine
+    from .protocol import PageResult
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+    from temporalio.worker import Worker
+
+    from ..store import Store
+    from ..wiring import Wiring
+
+log = logging.getLogger("tessera.routing.temporal")
+
+DELIVERY_WORKFLOW = "tessera.delivery"
+PULL_WORKFLOW = "tessera.pull"
+#: a relayed row's ``lease_owner``
+RELAYED = "temporal"
+
+#: failure policy defaults (a connection's ``options`` override them; see docs/routing-temporal.md)
+DEFAULT_RETRIES = 8
+DEFAULT_BACKOFF = 1.0
+DEFAULT_BACKOFF_MAX = 300.0
+DEFAULT_TIMEOUT = 30.0
+
+
+# --- what travels through Temporal (plain data: the workflow's input and results) ------------
+
+
+@dataclass
+class DeliveryJob:
+    outbox_id: int
+    key: str
+    route: str
+    #: the failure policy, fixed when the workflow starts
+    max_attempts: int = DEFAULT_RETRIES + 1
+    backoff_seconds: float = DEFAULT_BACKOFF
+    backoff_max_seconds: float = DEFAULT_BACKOFF_MAX
+    #: one attempt's limit (the connection's timeout plus a margin): a worker that dies
+    #: mid-call is noticed after this, and the attempt runs again on another worker
+    attempt_seconds: float = DEFAULT_TIMEOUT + 15
+    waits: int = 0
+
+
+@dataclass
+class PullJob:
+    route: str
+    trigger: str = "schedule"
+
+
+def job_for(outbox_id: int, key: str, route: uuid.UUID | str, options: dict[str, Any] | None,
+            attempt_seconds: float | None = None) -> DeliveryJob:
+    """The workflow input of one outbox row, with its connection's failure policy."""
+    o = options or {}
+    retries = int(o.get("retries", DEFAULT_RETRIES))
+    timeout = float(o.get("timeout", DEFAULT_TIMEOUT))
+    return DeliveryJob(
+        outbox_id=outbox_id, key=key, route=str(route), max_attempts=max(1, retries + 1),
+        backoff_seconds=float(o.get("backoff_seconds", DEFAULT_BACKOFF)),
+        backoff_max_seconds=float(o.get("backoff_max_seconds", DEFAULT_BACKOFF_MAX)),
+        attempt_seconds=attempt_seconds if attempt_seconds is not None else timeout + 15,
+    )
+
+
+# --- workflows (deterministic: activities and timers only) -----------------------------------
+
+
+@workflow.defn(name=DELIVERY_WORKFLOW)
+class DeliveryWorkflow:
+    @workflow.run
+    async def run(self, job: DeliveryJob) -> str:
+        policy = RetryPolicy(
+            initial_interval=timedelta(seconds=job.backoff_seconds), backoff_coefficient=2.0,
+            maximum_interval=timedelta(seconds=job.backoff_max_seconds), maximum_attempts=job.max_attempts,
+            non_retryable_error_types=["Reject"],
+        )
+        waits = job.waits
+        while True:
+            try:
+                result: dict[str, Any] = await workflow.execute_activity(
+                    "tessera.deliver", job.outbox_id, start_to_close_timeout=timedelta(seconds=job.attempt_seconds),
+                    retry_policy=policy, result_type=dict,
+                )
+            except ActivityError as e:
+                cause = e.cause
+                reason = str(cause.message if isinstance(cause, ApplicationError) else (cause or e))
+                if not (isinstance(cause, ApplicationError) and cause.type == "Reject"):
+                    # attempts exhausted (or an attempt kept failing outside deliver_one)
+                    await workflow.execute_activity(
+                        "tessera.dead_letter", args=[job.outbox_id, reason], start_to_close_timeout=timedelta(seconds=60),
+                        retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+                    )
+                raise ApplicationError(f"dead-lettered: {reason}", type="DeadLetter", non_retryable=True) from None
+            if result["kind"] != "wait":
+                return str(result["kind"])  # delivered | skipped (no longer pending)
+            # 409 / unknown reference: a durable timer, then a fresh activity (not an attempt)
+            waits += 1
+            await workflow.sleep(timedelta(seconds=max(0.1, float(result.get("delay") or job.backoff_seconds))))
+            if waits % 100 == 0:  # keep the history short on a long wait
+                job.waits = waits
+                workflow.continue_as_new(job)
+
+
+@workflow.defn(name=PULL_WORKFLOW)
+class PullWorkflow:
+    @workflow.run
+    async def run(self, job: PullJob) -> dict:
+        # a pull that fails is recorded by run_pull; the next scheduled pull starts from the
+        # stored cursor, so an attempt is not repeated here (heartbeats notice a dead worker)
+        result: dict = await workflow.execute_activity(
+            "tessera.pull", job, start_to_close_timeout=timedelta(hours=6), heartbeat_timeout=timedelta(seconds=120),
+            retry_policy=RetryPolicy(maximum_attempts=1), result_type=dict,
+        )
+        return result
+
+
+# --- activities (all IO) ---------------------------------------------------------------------
+
+
+class Activities:
+    def __init__(self, store: Store, wiring: Wiring, worker: str) -> None:
+        self.store, self.wiring, self.worker = store, wiring, worker
+
+    @activity.defn(name="tessera.deliver")
+    def deliver(self, outbox_id: int) -> dict[str, Any]:
+        outcome = _engine.deliver_one(self.store, self.wiring, outbox_id, worker=self.worker)
+        now = utcnow()
+        delay = max(0.0, (outcome.next_attempt_at - now).total_seconds()) if outcome.next_attempt_at else None
+        if outcome.kind == "retry":
+            if delay is None:  # full jitter on the Temporal attempt number
+                delay = random.uniform(0, min(DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF * 2 ** activity.info().attempt))
+            raise ApplicationError(outcome.error or "retry", type="Retry", next_retry_delay=timedelta(seconds=delay))
+        if outcome.kind == "dead":  # deliver_one has dead-lettered the row
+            raise ApplicationError(outcome.error or "rejected", type="Reject", non_retryable=True)
+        return {"kind": outcome.kind, "delay": delay, "error": outcome.error}
+
+    @activity.defn(name="tessera.dead_letter")
+    def dead_letter(self, outbox_id: int, reason: str) -> None:
+        """Temporal ran out of attempts before ``deliver_one`` dead-lettered the row."""
+        now = utcnow()
+        with self.store.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            conn.execute(
+                update(outbox).where(outbox.c.id == outbox_id, outbox.c.state == "pending")
+                .values(state="dead", dead_at=now, last_error=reason[:2048], lease_owner=None, locked_until=None)
+            )
+
+    @activity.defn(name="tessera.pull")
+    def pull(self, job: PullJob) -> dict[str, Any]:
+        def beat(page: PageResult) -> None:
+            activity.heartbeat(page.read)
+
+        summary = _engine.run_pull(self.store, self.wiring, uuid.UUID(job.route), trigger=job.trigger, engine="temporal", progress=beat)
+        out = asdict(summary)
+        out["id"], out["route_id"] = str(summary.id), str(summary.route_id)
+        return out
+
+
+def summary_from(data: dict[str, Any]) -> _engine.SyncRunSummary:
+    data = dict(data)
+    data["id"], data["route_id"] = uuid.UUID(data["id"]), uuid.UUID(data["route_id"])
+    return _engine.SyncRunSummary(**data)
+
+
+# --- the engine ------------------------------------------------------------------------------
+
+
+class TemporalEngine:
+    """``DeliveryEngine`` on Temporal (see the module docstring). ``start()`` runs a worker and
+    the outbox relay in a background thread with its own event loop; ``stop()`` ends both."""
+
+    name = "temporal"
+
+    def __init__(self, store: Store, wiring: Wiring, *, address: str | None = None, namespace: str | None = None,
+                 task_queue: str | None = None, worker_id: str | None = None, concurrency: int = 32,
+                 relay_interval: float = 0.2, relay_batch: int = 500, relay_lease: float = 600.0, claim_seconds: float = 30.0,
+                 schedule_sync: float = 30.0, attempt_seconds: float | None = None, **_ignored: object) -> None:
+        self.store, self.wiring = store, wiring
+        self.address = str(address or os.environ.get("TESSERA_TEMPORAL_ADDRESS") or "127.0.0.1:7233")
+        self.namespace = str(namespace or os.environ.get("TESSERA_TEMPORAL_NAMESPACE") or "default")
+        self.task_queue = str(task_queue or os.environ.get("TESSERA_TEMPORAL_TASK_QUEUE") or "tessera")
+        self.worker_id = str(worker_id or f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}")[:64]
+        self.concurrency = int(concurrency)
+        self.relay_interval, self.relay_batch = float(relay_interval), int(relay_batch)
+        self.relay_lease, self.claim_seconds = float(relay_lease), float(claim_seconds)
+        self.schedule_sync, self.attempt_seconds = float(schedule_sync), attempt_seconds
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._client: Client | None = None
+
+    # --- DeliveryEngine ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._ready.clear()
+        self._thread = threading.Thread(target=self._thread_main, name=f"tessera-temporal-{self.worker_id}", daemon=True)
+        self._thread.start()
+        self._ready.wait(60)
+        if self._error is not None:
+            error, self._thread = self._error, None
+            raise RuntimeError(f"the Temporal worker did not start ({self.address}): {error}") from error
+
+    def stop(self) -> None:
+        thread, loop, stopping = self._thread, self._loop, self._stopping
+        if thread is None:
+            return
+        if loop is not None and stopping is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stopping.set)
+        thread.join(60)
+        self._thread = None
+
+    def sync_once(self, route_id: uuid.UUID, *, progress: Callable[[PageResult], None] | None = None) -> _engine.SyncRunSummary:
+        summary = self._run(self._sync_once(route_id))
+        if progress is not None:
+            progress(PageResult(cursor=summary.cursor_after, read=summary.read, written=summary.written, unchanged=summary.unchanged,
+                                deleted=summary.deleted, failed=summary.failed, errors=summary.errors))
+        return summary
+
+    def drain(self, *, route_id: uuid.UUID | None = None, timeout: float = 60.0) -> int:
+        return self._run(self._drain(route_id, timeout))
+
+    # --- the background worker ---------------------------------------------------------------
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as e:  # noqa: BLE001 (reported to start(), or logged)
+            self._error = e
+            log.exception("the Temporal worker stopped")
+        finally:
+            self._ready.set()
+            self._loop = None
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        client = await self._connect()
+        self._client = client
+        with ThreadPoolExecutor(max_workers=self.concurrency + 2, thread_name_prefix="tessera-activity") as pool:
+            worker = self._worker(client, pool)
+            async with worker:
+                relay = asyncio.create_task(self._relay_loop(client))
+                self._ready.set()
+                log.info("temporal worker %s on %s/%s, task queue %s", self.worker_id, self.address, self.namespace, self.task_queue)
+                await self._stopping.wait()
+                relay.cancel()
+                await asyncio.gather(relay, return_exceptions=True)
+        self._client = None
+
+    async def _connect(self) -> Client:
+        from temporalio.client import Client
+
+        return await Client.connect(self.address, namespace=self.namespace)
+
+    def _worker(self, client: Client, pool: ThreadPoolExecutor) -> Worker:
+        from temporalio.worker import Worker
+        from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+        acts = Activities(self.store, self.wiring, f"{RELAYED}:{self.worker_id}"[:64])
+        runner = SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules("gateway", "adapters", "sqlalchemy", "orjson", "httpx", "pydantic")
+        )
+        return Worker(
+            client, task_queue=self.task_queue, workflows=[DeliveryWorkflow, PullWorkflow],
+            activities=[acts.deliver, acts.dead_letter, acts.pull], activity_executor=pool,
+            max_concurrent_activities=self.concurrency, workflow_runner=runner,
+        )
+
+    def _run(self, coro: Any) -> Any:
+        """Run a coroutine on the worker's loop when this process runs one, else on a
+        temporary worker of its own (``tessera sync --once`` with no worker running)."""
+        loop = self._loop
+        if self._thread is not None and loop is not None and self._client is not None:
+            return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+        async def standalone() -> Any:
+            client = await self._connect()
+            self._client = client
+            try:
+                with ThreadPoolExecutor(max_workers=self.concurrency + 2) as pool:
+                    async with self._worker(client, pool):
+                        return await coro
+            finally:
+                self._client = None
+
+        return asyncio.run(standalone())
+
+    # --- relay ---------------------------------------------------------------------------------
+
+    async def _relay_loop(self, client: Client) -> None:
+        next_schedules = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if loop.time() >= next_schedules:
+                    await self.sync_schedules(client)
+                    next_schedules = loop.time() + self.schedule_sync
+                if await self.relay_once(client) >= self.relay_batch:
+                    continue  # more is waiting
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 (the database or Temporal is away: try again)
+                log.exception("outbox relay")
+                await asyncio.sleep(1.0)
+            await asyncio.sleep(self.relay_interval)
+
+    def _claim(self, route_id: uuid.UUID | None = None) -> list[DeliveryJob]:
+        """Claim up to ``relay_batch`` due pending rows not relayed (or whose relay lease ran out)."""
+        now = utcnow()
+        due = select(outbox.c.id).where(
+            outbox.c.state == "pending", outbox.c.next_attempt_at <= now,
+            or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < now),
+        )
+        if route_id is not None:
+            due = due.where(outbox.c.route_id == route_id)
+        due = due.order_by(outbox.c.id).limit(self.relay_batch).with_for_update(skip_locked=True)
+        with self.store.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            ids = [r.id for r in conn.execute(due)]
+            if not ids:
+                return []
+            conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(
+                lease_owner=self.worker_id, locked_until=now + timedelta(seconds=self.claim_seconds)))
+            rows = conn.execute(
+                select(outbox.c.id, outbox.c.idempotency_key, outbox.c.route_id, connections.c.options)
+                .select_from(outbox.join(routes, routes.c.id == outbox.c.route_id)
+                             .outerjoin(connections, connections.c.id == routes.c.destination_connection_id))
+                .where(outbox.c.id.in_(ids)).order_by(outbox.c.id)
+            ).all()
+        return [job_for(r.id, r.idempotency_key, r.route_id, orjson.loads(r.options) if r.options else {}, self.attempt_seconds)
+                for r in rows]
+
+    def _mark_relayed(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        until = utcnow() + timedelta(seconds=self.relay_lease)
+        with self.store.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            conn.execute(update(outbox).where(
+                outbox.c.id.in_(ids), outbox.c.state == "pending",
+                or_(outbox.c.lease_owner == self.worker_id, outbox.c.lease_owner.is_(None)),
+            ).values(lease_owner=RELAYED, locked_until=until))
+
+    async def start_delivery(self, client: Client, job: DeliveryJob) -> bool:
+        """Start the row's workflow; False when Temporal refuses the key (already running or delivered)."""
+        from temporalio.exceptions import WorkflowAlreadyStartedError
+
+        try:
+            await client.start_workflow(
+                DELIVERY_WORKFLOW, job, id=job.key, task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            )
+        except WorkflowAlreadyStartedError:
+            return False
+        return True
+
+    async def relay_once(self, client: Client, route_id: uuid.UUID | None = None) -> int:
+        """Move one batch of committed pending rows into workflows; returns how many rows it took."""
+        jobs = await asyncio.to_thread(self._claim, route_id)
+        if not jobs:
+            return 0
+        results = await asyncio.gather(*(self.start_delivery(client, j) for j in jobs), return_exceptions=True)
+        relayed = [j.outbox_id for j, r in zip(jobs, results, strict=True) if not isinstance(r, BaseException)]
+        for j, r in zip(jobs, results, strict=True):
+            if isinstance(r, BaseException):  # the claim expires and another relay tries again
+                log.warning("could not start the delivery of outbox row %s: %s", j.outbox_id, r)
+        await asyncio.to_thread(self._mark_relayed, relayed)
+        return len(jobs)
+
+    # --- schedules -----------------------------------------------------------------------------
+
+    def schedule_id(self, route_id: uuid.UUID | str) -> str:
+        return f"{self.task_queue}/pull/{route_id}"
+
+    def _pull_routes(self) -> dict[str, int]:
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(routes.c.id, routes.c.schedule_seconds).where(and_(
+                routes.c.mode == "pull", routes.c.enabled.is_(True), routes.c.schedule_seconds.is_not(None),
+                routes.c.schedule_seconds > 0)))
+            return {str(r.id): int(r.schedule_seconds) for r in rows}
+
+    async def sync_schedules(self, client: Client) -> None:
+        """One Temporal Schedule per enabled pull route with ``schedule_seconds``; schedules of
+        routes gone, disabled or unscheduled are deleted."""
+        from temporalio.client import (
+            Schedule,
+            ScheduleActionStartWorkflow,
+            ScheduleAlreadyRunningError,
+            ScheduleIntervalSpec,
+            ScheduleOverlapPolicy,
+            SchedulePolicy,
+            ScheduleSpec,
+            ScheduleUpdate,
+            ScheduleUpdateInput,
+        )
+
+        wanted = await asyncio.to_thread(self._pull_routes)
+        prefix = self.schedule_id("")
+        for route, seconds in wanted.items():
+            sid = self.schedule_id(route)
+            schedule = Schedule(
+                action=ScheduleActionStartWorkflow(PULL_WORKFLOW, PullJob(route, "schedule"), id=sid, task_queue=self.task_queue),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=seconds))]),
+                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            )
+            try:
+                await client.create_schedule(sid, schedule)
+                log.info("schedule %s: every %s s", sid, seconds)
+            except ScheduleAlreadyRunningError:
+                handle = client.get_schedule_handle(sid)
+                current = await handle.describe()
+                intervals = current.schedule.spec.intervals
+                if len(intervals) != 1 or intervals[0].every != timedelta(seconds=seconds):
+
+                    def replace(_: ScheduleUpdateInput, new: Schedule = schedule) -> ScheduleUpdate:
+                        return ScheduleUpdate(schedule=new)
+
+                    await handle.update(replace)
+        async for listed in await client.list_schedules():
+            if listed.id.startswith(prefix) and listed.id[len(prefix):] not in wanted:
+                try:
+                    await client.get_schedule_handle(listed.id).delete()
+                except Exception:  # noqa: BLE001 (another worker deleted it first)
+                    pass
+
+    # --- sync_once / drain ---------------------------------------------------------------------
+
+    async def _sync_once(self, route_id: uuid.UUID) -> _engine.SyncRunSummary:
+        assert self._client is not None
+        result = await self._client.execute_workflow(
+            PULL_WORKFLOW, PullJob(str(route_id), "manual"), id=f"{self.schedule_id(route_id)}/manual-{uuid.uuid4().hex[:8]}",
+            task_queue=self.task_queue, result_type=dict,
+        )
+        return summary_from(result)
+
+    def _due(self, route_id: uuid.UUID | None) -> list[int]:
+        q = select(outbox.c.id).where(outbox.c.state == "pending", outbox.c.next_attempt_at <= utcnow())
+        if route_id is not None:
+            q = q.where(outbox.c.route_id == route_id)
+        with self.store.engine.connect() as conn:
+            return list(conn.scalars(q))
+
+    def _states(self, ids: list[int]) -> dict[int, str]:
+        with self.store.engine.connect() as conn:
+            return {r.id: r.state for r in conn.execute(select(outbox.c.id, outbox.c.state).where(outbox.c.id.in_(ids)))}
+
+    async def _drain(self, route_id: uuid.UUID | None, timeout: float) -> int:
+        """Relay what is due now and wait (up to ``timeout``) until those rows are delivered or dead."""
+        assert self._client is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        ids = await asyncio.to_thread(self._due, route_id)
+        while loop.time() < deadline and await self.relay_once(self._client, route_id) > 0:
+            pass
+        states: dict[int, str] = {}
+        while ids and loop.time() < deadline:
+            states = await asyncio.to_thread(self._states, ids)
+            if all(s != "pending" for s in states.values()):
+                break
+            await asyncio.sleep(0.1)
+        return sum(1 for s in states.values() if s == "delivered")
