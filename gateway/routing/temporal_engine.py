@@ -233,7 +233,8 @@ class TemporalEngine:
     def __init__(self, store: Store, wiring: Wiring, *, address: str | None = None, namespace: str | None = None,
                  task_queue: str | None = None, worker_id: str | None = None, concurrency: int = 32,
                  relay_interval: float = 0.2, relay_batch: int = 500, relay_lease: float = 600.0, claim_seconds: float = 30.0,
-                 schedule_sync: float = 30.0, attempt_seconds: float | None = None, **_ignored: object) -> None:
+                 schedule_sync: float = 30.0, attempt_seconds: float | None = None, pollers: int = 10, eager: bool = True,
+                 **_ignored: object) -> None:
         self.store, self.wiring = store, wiring
         self.address = str(address or os.environ.get("TESSERA_TEMPORAL_ADDRESS") or "127.0.0.1:7233")
         self.namespace = str(namespace or os.environ.get("TESSERA_TEMPORAL_NAMESPACE") or "default")
@@ -243,6 +244,7 @@ class TemporalEngine:
         self.relay_interval, self.relay_batch = float(relay_interval), int(relay_batch)
         self.relay_lease, self.claim_seconds = float(relay_lease), float(claim_seconds)
         self.schedule_sync, self.attempt_seconds = float(schedule_sync), attempt_seconds
+        self.pollers, self.eager = int(pollers), bool(eager)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -327,6 +329,8 @@ class TemporalEngine:
             client, task_queue=self.task_queue, workflows=[DeliveryWorkflow, PullWorkflow],
             activities=[acts.deliver, acts.dead_letter, acts.pull], activity_executor=pool,
             max_concurrent_activities=self.concurrency, workflow_runner=runner,
+            max_concurrent_workflow_task_polls=self.pollers, max_concurrent_activity_task_polls=self.pollers,
+            nonsticky_to_sticky_poll_ratio=0.5,
         )
 
     def _run(self, coro: Any) -> Any:
@@ -410,6 +414,7 @@ class TemporalEngine:
             await client.start_workflow(
                 DELIVERY_WORKFLOW, job, id=job.key, task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                request_eager_start=self.eager and self._thread is not None,
             )
         except WorkflowAlreadyStartedError:
             return False
