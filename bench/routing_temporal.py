@@ -102,7 +102,8 @@ def main() -> None:
             port = free_port()
             binary = str(Path(sys.executable).parent / "temporal")
             dev = subprocess.Popen([binary, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless",
-                                    "--db-filename", str(tmp / "temporal.db"), "--log-level", "error"],
+                                    "--db-filename", str(tmp / "temporal.db"), "--log-level", "error",
+                                    "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             stack.callback(dev.wait, 30)
             stack.callback(dev.terminate)
@@ -114,7 +115,7 @@ def main() -> None:
         sink = Sink()
         conn = store.routing.create_connection("t1", "sink", adapter="webhook", role="webhook", system="sink", base_url=sink.url,
                                                options={"retries": 5, "timeout": 10})
-        route = store.routing.create_route("t1", "bench", destination=conn, kinds=["org"])
+        store.routing.create_route("t1", "bench", destination=conn, kinds=["org"])
         run = uuid.uuid4().hex[:6]
         t = time.perf_counter()
         for start in range(0, args.rows, 2000):

@@ -163,7 +163,8 @@ def temporal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         return
     port, tmp = _free_port(), tmp_path_factory.mktemp("temporal")
     proc = subprocess.Popen([binary, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless",
-                             "--db-filename", str(tmp / "temporal.db"), "--log-level", "error"],
+                             "--db-filename", str(tmp / "temporal.db"), "--log-level", "error",
+                             "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = f"127.0.0.1:{port}"
     try:
