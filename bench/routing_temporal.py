@@ -93,6 +93,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, help="steady phase rows/s (default: half the backlog rate)")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--local", action="store_true", help="the destination call as a local activity")
     args = ap.parse_args()
     print(f"host speed: record_id {host_speed():.2f} us (bench/host_speed.py; lower is faster)")
     with ExitStack() as stack:
@@ -123,7 +124,7 @@ def main() -> None:
         print(f"{args.rows} outbox rows committed in {time.perf_counter() - t:.1f} s ({'PostgreSQL' if args.postgres else 'SQLite'})")
 
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TW_URL": url, "TW_ADDRESS": address, "TW_QUEUE": f"bench-{run}",
-               "TW_CONCURRENCY": str(args.concurrency)}
+               "TW_CONCURRENCY": str(args.concurrency), "TW_LOCAL": "1" if args.local else "0", "TW_BATCH": "200"}
         procs = [subprocess.Popen([sys.executable, "-c", WORKER.format(root=str(ROOT))], env={**env, "TW_ID": f"bench{i}"},
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for i in range(args.workers)]
 
@@ -159,7 +160,7 @@ def main() -> None:
         took = time.perf_counter() - t
         rate = (args.rows - pending()) / took
         print(f"backlog: {args.rows} rows in {took:.1f} s: {rate:.0f} rows/s with {args.workers} worker(s), "
-              f"{args.concurrency} activities each; sink requests {sink.requests}, distinct keys {len(sink.first)}")
+              f"{args.concurrency} {'local ' if args.local else ''}activities each; sink requests {sink.requests}, distinct keys {len(sink.first)}")
 
         steady = args.rate or max(1.0, rate / 2)
         before = set(sink.first)

@@ -418,7 +418,7 @@ def worker_main() -> None:
     eng = TemporalEngine(store, default_wiring(), address=os.environ["TW_ADDRESS"], task_queue=os.environ["TW_QUEUE"],
                          worker_id=os.environ["TW_ID"], relay_interval=0.05, relay_batch=int(os.environ.get("TW_BATCH", 50)),
                          claim_seconds=2, attempt_seconds=float(os.environ.get("TW_ATTEMPT", 3)),
-                         concurrency=int(os.environ.get("TW_CONCURRENCY", 8)))
+                         concurrency=int(os.environ.get("TW_CONCURRENCY", 8)), local_activities=os.environ.get("TW_LOCAL") == "1")
     eng.start()
     print("ready", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.stdin.close())

@@ -100,6 +100,10 @@ class DeliveryJob:
     #: mid-call is noticed after this, and the attempt runs again on another worker
     attempt_seconds: float = DEFAULT_TIMEOUT + 15
     waits: int = 0
+    #: run the call as a local activity (in the workflow task's worker: fewer round trips
+    #: to the Temporal service; a dead worker's attempt is retried after the workflow task
+    #: times out). Off by default.
+    local: bool = False
 
 
 @dataclass
@@ -109,7 +113,7 @@ class PullJob:
 
 
 def job_for(outbox_id: int, key: str, route: uuid.UUID | str, options: dict[str, Any] | None,
-            attempt_seconds: float | None = None) -> DeliveryJob:
+            attempt_seconds: float | None = None, local: bool = False) -> DeliveryJob:
     """The workflow input of one outbox row, with its connection's failure policy."""
     o = options or {}
     retries = int(o.get("retries", DEFAULT_RETRIES))
@@ -118,7 +122,7 @@ def job_for(outbox_id: int, key: str, route: uuid.UUID | str, options: dict[str,
         outbox_id=outbox_id, key=key, route=str(route), max_attempts=max(1, retries + 1),
         backoff_seconds=float(o.get("backoff_seconds", DEFAULT_BACKOFF)),
         backoff_max_seconds=float(o.get("backoff_max_seconds", DEFAULT_BACKOFF_MAX)),
-        attempt_seconds=attempt_seconds if attempt_seconds is not None else timeout + 15,
+        attempt_seconds=attempt_seconds if attempt_seconds is not None else timeout + 15, local=local,
     )
 
 
@@ -137,7 +141,8 @@ class DeliveryWorkflow:
         waits = job.waits
         while True:
             try:
-                result: dict[str, Any] = await workflow.execute_activity(
+                call = workflow.execute_local_activity if job.local else workflow.execute_activity
+                result: dict[str, Any] = await call(
                     "tessera.deliver", job.outbox_id, start_to_close_timeout=timedelta(seconds=job.attempt_seconds),
                     retry_policy=policy, result_type=dict,
                 )
@@ -234,8 +239,12 @@ class TemporalEngine:
                  task_queue: str | None = None, worker_id: str | None = None, concurrency: int = 32,
                  relay_interval: float = 0.2, relay_batch: int = 500, relay_lease: float = 600.0, claim_seconds: float = 30.0,
                  schedule_sync: float = 30.0, attempt_seconds: float | None = None, pollers: int = 10, eager: bool = True,
-                 **_ignored: object) -> None:
+                 local_activities: bool = False, **other: object) -> None:
         self.store, self.wiring = store, wiring
+        # ``temporal_*`` spellings too (the CLI's option names); other options are the embedded engine's
+        address = address or other.get("temporal_address")  # type: ignore[assignment]
+        namespace = namespace or other.get("temporal_namespace")  # type: ignore[assignment]
+        task_queue = task_queue or other.get("temporal_task_queue")  # type: ignore[assignment]
         self.address = str(address or os.environ.get("TESSERA_TEMPORAL_ADDRESS") or "127.0.0.1:7233")
         self.namespace = str(namespace or os.environ.get("TESSERA_TEMPORAL_NAMESPACE") or "default")
         self.task_queue = str(task_queue or os.environ.get("TESSERA_TEMPORAL_TASK_QUEUE") or "tessera")
@@ -244,7 +253,7 @@ class TemporalEngine:
         self.relay_interval, self.relay_batch = float(relay_interval), int(relay_batch)
         self.relay_lease, self.claim_seconds = float(relay_lease), float(claim_seconds)
         self.schedule_sync, self.attempt_seconds = float(schedule_sync), attempt_seconds
-        self.pollers, self.eager = int(pollers), bool(eager)
+        self.pollers, self.eager, self.local_activities = int(pollers), bool(eager), bool(local_activities)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -393,8 +402,8 @@ class TemporalEngine:
                              .outerjoin(connections, connections.c.id == routes.c.destination_connection_id))
                 .where(outbox.c.id.in_(ids)).order_by(outbox.c.id)
             ).all()
-        return [job_for(r.id, r.idempotency_key, r.route_id, orjson.loads(r.options) if r.options else {}, self.attempt_seconds)
-                for r in rows]
+        return [job_for(r.id, r.idempotency_key, r.route_id, orjson.loads(r.options) if r.options else {}, self.attempt_seconds,
+                        self.local_activities) for r in rows]
 
     def _mark_relayed(self, ids: list[int]) -> None:
         if not ids:
