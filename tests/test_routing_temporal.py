@@ -317,6 +317,25 @@ def test_a_5xx_is_retried_with_the_policy_then_delivered(store: Store, engine: T
     eventually(lambda: workflow_status(engine.address, row.idempotency_key) == "COMPLETED", what="workflow completed")
 
 
+def test_as_a_local_activity_a_5xx_is_retried_then_delivered_and_a_400_dead_lettered(store: Store, temporal: str,
+                                                                                      sinks: Callable[..., Sink]) -> None:
+    flaky, rejecting = sinks("fail_first"), sinks("reject")
+    ok_route, bad_route = push_route(store, flaky.url, "flaky"), push_route(store, rejecting.url, "rejecting")
+    eng = TemporalEngine(store, default_wiring(), address=temporal, task_queue=f"tessera-test-{uuid.uuid4().hex[:8]}",
+                         relay_interval=0.05, local_activities=True)
+    eng.start()
+    try:
+        store.records.apply("t1", [f.org("o1")])
+        good = eventually(lambda: next((r for r in outbox_rows(store, ok_route) if r.state == "delivered"), None), what="delivery")
+        bad = eventually(lambda: next((r for r in outbox_rows(store, bad_route) if r.state == "dead"), None), what="dead letter")
+    finally:
+        eng.stop()
+    assert flaky.requests[good.idempotency_key] == 2 and good.attempts == 2
+    assert rejecting.requests[bad.idempotency_key] == 1 and bad.attempts == 1
+    assert workflow_status(temporal, good.idempotency_key) == "COMPLETED"
+    assert workflow_status(temporal, bad.idempotency_key) == "FAILED"
+
+
 def test_a_400_is_dead_lettered_at_once_and_its_workflow_fails(store: Store, engine: TemporalEngine, sinks: Callable[..., Sink]) -> None:
     sink = sinks("reject")
     route = push_route(store, sink.url)
