@@ -42,7 +42,7 @@ from sqlalchemy import create_engine, insert, select, text, update
 
 from gateway.model import utcnow
 from gateway.routing import engine as routing_engine
-from gateway.routing.engine import Outcome, SyncRunSummary
+from gateway.routing.engine import Outcome, SyncRunSummary, engine_for
 from gateway.routing.temporal_engine import TemporalEngine, job_for
 from gateway.store import Store
 from gateway.store.db import WRITE
@@ -278,8 +278,9 @@ def workflow_status(address: str, workflow_id: str) -> str:
 
 @pytest.fixture
 def engine(store: Store, temporal: str) -> Iterator[TemporalEngine]:
-    eng = TemporalEngine(store, default_wiring(), address=temporal, task_queue=f"tessera-test-{uuid.uuid4().hex[:8]}",
+    eng: Any = engine_for("temporal", store, default_wiring(), address=temporal, task_queue=f"tessera-test-{uuid.uuid4().hex[:8]}",
                          relay_interval=0.05, schedule_sync=0.3, claim_seconds=2)
+    assert isinstance(eng, TemporalEngine) and eng.name == "temporal"
     eng.start()
     yield eng
     eng.stop()
@@ -321,7 +322,7 @@ def test_as_a_local_activity_a_5xx_is_retried_then_delivered_and_a_400_dead_lett
                                                                                       sinks: Callable[..., Sink]) -> None:
     flaky, rejecting = sinks("fail_first"), sinks("reject")
     ok_route, bad_route = push_route(store, flaky.url, "flaky"), push_route(store, rejecting.url, "rejecting")
-    eng = TemporalEngine(store, default_wiring(), address=temporal, task_queue=f"tessera-test-{uuid.uuid4().hex[:8]}",
+    eng: Any = engine_for("temporal", store, default_wiring(), address=temporal, task_queue=f"tessera-test-{uuid.uuid4().hex[:8]}",
                          relay_interval=0.05, local_activities=True)
     eng.start()
     try:
@@ -422,7 +423,7 @@ def test_drain_without_a_running_worker_delivers_what_is_due(store: Store, tempo
     sink = sinks()
     route = push_route(store, sink.url)
     store.records.apply("t1", [f.org(f"o{i}") for i in range(5)])
-    eng = TemporalEngine(store, default_wiring(), address=temporal, task_queue=f"tessera-test-{uuid.uuid4().hex[:8]}")
+    eng: Any = engine_for("temporal", store, default_wiring(), address=temporal, task_queue=f"tessera-test-{uuid.uuid4().hex[:8]}")
     assert eng.drain(route_id=route, timeout=30) == 5
     assert len(sink.applied) == 5 and all(r.state == "delivered" for r in outbox_rows(store, route))
 
@@ -434,7 +435,7 @@ def worker_main() -> None:
     """A ``tessera worker --engine temporal`` stand-in for the crash test (a subprocess)."""
     install_doubles()
     store = open_store(os.environ["TW_URL"])
-    eng = TemporalEngine(store, default_wiring(), address=os.environ["TW_ADDRESS"], task_queue=os.environ["TW_QUEUE"],
+    eng: Any = engine_for("temporal", store, default_wiring(), address=os.environ["TW_ADDRESS"], task_queue=os.environ["TW_QUEUE"],
                          worker_id=os.environ["TW_ID"], relay_interval=0.05, relay_batch=int(os.environ.get("TW_BATCH", 50)),
                          claim_seconds=2, attempt_seconds=float(os.environ.get("TW_ATTEMPT", 3)),
                          concurrency=int(os.environ.get("TW_CONCURRENCY", 8)), local_activities=os.environ.get("TW_LOCAL") == "1")

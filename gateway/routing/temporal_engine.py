@@ -32,6 +32,10 @@ Workflows are deterministic: they only call activities and sleep on timers; ever
 write of the store happens in activities (sync functions on a thread pool), and the
 gateway modules are passed through the workflow sandbox.
 
+The shared steps come in as ``steps`` (the module ``gateway.routing.engine``, which
+``engine_for("temporal", ...)`` hands in: it imports this module, so this module does not
+import it back) and are looked up on it at each call.
+
 Do not run the embedded engine and this one on the same database: both would deliver.
 """
 
@@ -60,10 +64,11 @@ with workflow.unsafe.imports_passed_through():
     from ..model import utcnow
     from ..store.db import WRITE
     from ..store.tables import connections, outbox, routes
-    from . import engine as _engine
     from .protocol import PageResult
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from temporalio.client import Client
     from temporalio.worker import Worker
 
@@ -183,12 +188,12 @@ class PullWorkflow:
 
 
 class Activities:
-    def __init__(self, store: Store, wiring: Wiring, worker: str) -> None:
-        self.store, self.wiring, self.worker = store, wiring, worker
+    def __init__(self, store: Store, wiring: Wiring, worker: str, steps: ModuleType) -> None:
+        self.store, self.wiring, self.worker, self.steps = store, wiring, worker, steps
 
     @activity.defn(name="tessera.deliver")
     def deliver(self, outbox_id: int) -> dict[str, Any]:
-        outcome = _engine.deliver_one(self.store, self.wiring, outbox_id, worker=self.worker)
+        outcome = self.steps.deliver_one(self.store, self.wiring, outbox_id, worker=self.worker)
         now = utcnow()
         delay = max(0.0, (outcome.next_attempt_at - now).total_seconds()) if outcome.next_attempt_at else None
         if outcome.kind == "retry":
@@ -214,16 +219,17 @@ class Activities:
         def beat(page: PageResult) -> None:
             activity.heartbeat(page.read)
 
-        summary = _engine.run_pull(self.store, self.wiring, uuid.UUID(job.route), trigger=job.trigger, engine="temporal", progress=beat)
+        summary = self.steps.run_pull(self.store, self.wiring, uuid.UUID(job.route), trigger=job.trigger, engine="temporal", progress=beat)
         out = asdict(summary)
         out["id"], out["route_id"] = str(summary.id), str(summary.route_id)
         return out
 
 
-def summary_from(data: dict[str, Any]) -> _engine.SyncRunSummary:
+def summary_from(steps: ModuleType, data: dict[str, Any]) -> Any:
+    """``steps.SyncRunSummary`` from what the pull activity returned."""
     data = dict(data)
     data["id"], data["route_id"] = uuid.UUID(data["id"]), uuid.UUID(data["route_id"])
-    return _engine.SyncRunSummary(**data)
+    return steps.SyncRunSummary(**data)
 
 
 # --- the engine ------------------------------------------------------------------------------
@@ -235,12 +241,12 @@ class TemporalEngine:
 
     name = "temporal"
 
-    def __init__(self, store: Store, wiring: Wiring, *, address: str | None = None, namespace: str | None = None,
+    def __init__(self, store: Store, wiring: Wiring, *, steps: ModuleType, address: str | None = None, namespace: str | None = None,
                  task_queue: str | None = None, worker_id: str | None = None, concurrency: int = 32,
                  relay_interval: float = 0.2, relay_batch: int = 500, relay_lease: float = 600.0, claim_seconds: float = 30.0,
                  schedule_sync: float = 30.0, attempt_seconds: float | None = None, pollers: int = 10, eager: bool = True,
                  local_activities: bool = False, **other: object) -> None:
-        self.store, self.wiring = store, wiring
+        self.store, self.wiring, self.steps = store, wiring, steps
         # ``temporal_*`` spellings too (the CLI's option names); other options are the embedded engine's
         address = address or other.get("temporal_address")  # type: ignore[assignment]
         namespace = namespace or other.get("temporal_namespace")  # type: ignore[assignment]
@@ -283,7 +289,7 @@ class TemporalEngine:
         thread.join(60)
         self._thread = None
 
-    def sync_once(self, route_id: uuid.UUID, *, progress: Callable[[PageResult], None] | None = None) -> _engine.SyncRunSummary:
+    def sync_once(self, route_id: uuid.UUID, *, progress: Callable[[PageResult], None] | None = None) -> Any:
         summary = self._run(self._sync_once(route_id))
         if progress is not None:
             progress(PageResult(cursor=summary.cursor_after, read=summary.read, written=summary.written, unchanged=summary.unchanged,
@@ -330,7 +336,7 @@ class TemporalEngine:
         from temporalio.worker import Worker
         from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-        acts = Activities(self.store, self.wiring, f"{RELAYED}:{self.worker_id}"[:64])
+        acts = Activities(self.store, self.wiring, f"{RELAYED}:{self.worker_id}"[:64], self.steps)
         runner = SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules("gateway", "adapters", "sqlalchemy", "orjson", "httpx", "pydantic")
         )
@@ -500,13 +506,13 @@ class TemporalEngine:
 
     # --- sync_once / drain ---------------------------------------------------------------------
 
-    async def _sync_once(self, route_id: uuid.UUID) -> _engine.SyncRunSummary:
+    async def _sync_once(self, route_id: uuid.UUID) -> Any:
         assert self._client is not None
         result = await self._client.execute_workflow(
             PULL_WORKFLOW, PullJob(str(route_id), "manual"), id=f"{self.schedule_id(route_id)}/manual-{uuid.uuid4().hex[:8]}",
             task_queue=self.task_queue, result_type=dict,
         )
-        return summary_from(result)
+        return summary_from(self.steps, result)
 
     def _due(self, route_id: uuid.UUID | None) -> list[int]:
         q = select(outbox.c.id).where(outbox.c.state == "pending", outbox.c.next_attempt_at <= utcnow())
