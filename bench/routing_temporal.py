@@ -181,7 +181,7 @@ def main() -> None:
         lags = sorted(sink.first[k] - created.replace(tzinfo=created.tzinfo or UTC).timestamp()
                       for k, created in rows if k not in before and k in sink.first)
         if lags:
-            q = statistics.quantiles(lags, n=100)
+            q = statistics.quantiles(lags, n=100, method="inclusive")
             print(f"steady: {n} rows at {steady:.0f} rows/s for {args.seconds:.0f} s: commit-to-delivery p50 {q[49] * 1000:.0f} ms, "
                   f"p99 {q[98] * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms")
         print(f"host speed: record_id {host_speed():.2f} us; at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")

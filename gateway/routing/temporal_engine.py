@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, ApplicationErrorCategory
 
 with workflow.unsafe.imports_passed_through():
     import orjson
@@ -199,9 +199,13 @@ class Activities:
         if outcome.kind == "retry":
             if delay is None:  # full jitter on the Temporal attempt number
                 delay = random.uniform(0, min(DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF * 2 ** activity.info().attempt))
-            raise ApplicationError(outcome.error or "retry", type="Retry", next_retry_delay=timedelta(seconds=delay))
+            # expected failures: recorded on the row and in the metrics by deliver_one, so
+            # BENIGN (Temporal logs them at DEBUG, not a traceback per retry)
+            raise ApplicationError(outcome.error or "retry", type="Retry", next_retry_delay=timedelta(seconds=delay),
+                                   category=ApplicationErrorCategory.BENIGN)
         if outcome.kind == "dead":  # deliver_one has dead-lettered the row
-            raise ApplicationError(outcome.error or "rejected", type="Reject", non_retryable=True)
+            raise ApplicationError(outcome.error or "rejected", type="Reject", non_retryable=True,
+                                   category=ApplicationErrorCategory.BENIGN)
         return {"kind": outcome.kind, "delay": delay, "error": outcome.error}
 
     @activity.defn(name="tessera.dead_letter")
