@@ -43,7 +43,8 @@ from sqlalchemy import create_engine, insert, select, text, update
 from gateway.model import utcnow
 from gateway.routing import engine as routing_engine
 from gateway.routing.engine import Outcome, SyncRunSummary, engine_for
-from gateway.routing.temporal_engine import TemporalEngine, job_for
+from gateway.routing.temporal_engine import TemporalEngine
+from gateway.routing.temporal_workflows import job_for
 from gateway.store import Store
 from gateway.store.db import WRITE
 from gateway.store.tables import connections, outbox, routes, sync_runs

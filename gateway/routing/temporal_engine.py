@@ -28,9 +28,10 @@ Tessera does not schedule, queue or cluster anything itself on this path; Tempor
   whose activity runs the shared step ``run_pull`` and heartbeats after each page. The
   relay brings schedules in line with the routes table every ``schedule_sync`` seconds.
 
-Workflows are deterministic: they only call activities and sleep on timers; every read and
-write of the store happens in activities (sync functions on a thread pool), and the
-gateway modules are passed through the workflow sandbox.
+Workflows are deterministic (``temporal_workflows``, a module that imports only the standard
+library and ``temporalio``, run in Temporal's sandbox): they only call activities and sleep on
+timers; every read and write of the store and every HTTP call happens in the activities here
+(sync functions on a thread pool).
 
 The shared steps come in as ``steps`` (the module ``gateway.routing.engine``, which
 ``engine_for("temporal", ...)`` hands in: it imports this module, so this module does not
@@ -42,6 +43,7 @@ Do not run the embedded engine and this one on the same database: both would del
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
@@ -49,22 +51,31 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from temporalio import activity, workflow
-from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ApplicationErrorCategory
+import orjson
+from sqlalchemy import and_, or_, select, update
+from temporalio import activity
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-with workflow.unsafe.imports_passed_through():
-    import orjson
-    from sqlalchemy import and_, or_, select, update
-
-    from ..model import utcnow
-    from ..store.db import WRITE
-    from ..store.tables import connections, outbox, routes
-    from .protocol import PageResult
+from ..model import utcnow
+from ..store.db import WRITE
+from ..store.tables import connections, outbox, routes
+from .protocol import PageResult
+from .temporal_workflows import (
+    DEFAULT_BACKOFF,
+    DEFAULT_BACKOFF_MAX,
+    DELIVERY_WORKFLOW,
+    PULL_WORKFLOW,
+    DeliveryJob,
+    DeliveryWorkflow,
+    PullJob,
+    PullWorkflow,
+    job_for,
+)
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -77,111 +88,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tessera.routing.temporal")
 
-DELIVERY_WORKFLOW = "tessera.delivery"
-PULL_WORKFLOW = "tessera.pull"
 #: a relayed row's ``lease_owner``
 RELAYED = "temporal"
-
-#: failure policy defaults (a connection's ``options`` override them; see docs/routing-temporal.md)
-DEFAULT_RETRIES = 8
-DEFAULT_BACKOFF = 1.0
-DEFAULT_BACKOFF_MAX = 300.0
-DEFAULT_TIMEOUT = 30.0
-
-
-# --- what travels through Temporal (plain data: the workflow's input and results) ------------
-
-
-@dataclass
-class DeliveryJob:
-    outbox_id: int
-    key: str
-    route: str
-    #: the failure policy, fixed when the workflow starts
-    max_attempts: int = DEFAULT_RETRIES + 1
-    backoff_seconds: float = DEFAULT_BACKOFF
-    backoff_max_seconds: float = DEFAULT_BACKOFF_MAX
-    #: one attempt's limit (the connection's timeout plus a margin): a worker that dies
-    #: mid-call is noticed after this, and the attempt runs again on another worker
-    attempt_seconds: float = DEFAULT_TIMEOUT + 15
-    waits: int = 0
-    #: run the call as a local activity (in the workflow task's worker: fewer round trips
-    #: to the Temporal service; a dead worker's attempt is retried after the workflow task
-    #: times out). Off by default.
-    local: bool = False
-
-
-@dataclass
-class PullJob:
-    route: str
-    trigger: str = "schedule"
-
-
-def job_for(outbox_id: int, key: str, route: uuid.UUID | str, options: dict[str, Any] | None,
-            attempt_seconds: float | None = None, local: bool = False) -> DeliveryJob:
-    """The workflow input of one outbox row, with its connection's failure policy."""
-    o = options or {}
-    retries = int(o.get("retries", DEFAULT_RETRIES))
-    timeout = float(o.get("timeout", DEFAULT_TIMEOUT))
-    return DeliveryJob(
-        outbox_id=outbox_id, key=key, route=str(route), max_attempts=max(1, retries + 1),
-        backoff_seconds=float(o.get("backoff_seconds", DEFAULT_BACKOFF)),
-        backoff_max_seconds=float(o.get("backoff_max_seconds", DEFAULT_BACKOFF_MAX)),
-        attempt_seconds=attempt_seconds if attempt_seconds is not None else timeout + 15, local=local,
-    )
-
-
-# --- workflows (deterministic: activities and timers only) -----------------------------------
-
-
-@workflow.defn(name=DELIVERY_WORKFLOW)
-class DeliveryWorkflow:
-    @workflow.run
-    async def run(self, job: DeliveryJob) -> str:
-        policy = RetryPolicy(
-            initial_interval=timedelta(seconds=job.backoff_seconds), backoff_coefficient=2.0,
-            maximum_interval=timedelta(seconds=job.backoff_max_seconds), maximum_attempts=job.max_attempts,
-            non_retryable_error_types=["Reject"],
-        )
-        waits = job.waits
-        while True:
-            try:
-                call = workflow.execute_local_activity if job.local else workflow.execute_activity
-                result: dict[str, Any] = await call(
-                    "tessera.deliver", job.outbox_id, start_to_close_timeout=timedelta(seconds=job.attempt_seconds),
-                    retry_policy=policy, result_type=dict,
-                )
-            except ActivityError as e:
-                cause = e.cause
-                reason = str(cause.message if isinstance(cause, ApplicationError) else (cause or e))
-                if not (isinstance(cause, ApplicationError) and cause.type == "Reject"):
-                    # attempts exhausted (or an attempt kept failing outside deliver_one)
-                    await workflow.execute_activity(
-                        "tessera.dead_letter", args=[job.outbox_id, reason], start_to_close_timeout=timedelta(seconds=60),
-                        retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
-                    )
-                raise ApplicationError(f"dead-lettered: {reason}", type="DeadLetter", non_retryable=True) from None
-            if result["kind"] != "wait":
-                return str(result["kind"])  # delivered | skipped (no longer pending)
-            # 409 / unknown reference: a durable timer, then a fresh activity (not an attempt)
-            waits += 1
-            await workflow.sleep(timedelta(seconds=max(0.1, float(result.get("delay") or job.backoff_seconds))))
-            if waits % 100 == 0:  # keep the history short on a long wait
-                job.waits = waits
-                workflow.continue_as_new(job)
-
-
-@workflow.defn(name=PULL_WORKFLOW)
-class PullWorkflow:
-    @workflow.run
-    async def run(self, job: PullJob) -> dict:
-        # a pull that fails is recorded by run_pull; the next scheduled pull starts from the
-        # stored cursor, so an attempt is not repeated here (heartbeats notice a dead worker)
-        result: dict = await workflow.execute_activity(
-            "tessera.pull", job, start_to_close_timeout=timedelta(hours=6), heartbeat_timeout=timedelta(seconds=120),
-            retry_policy=RetryPolicy(maximum_attempts=1), result_type=dict,
-        )
-        return result
 
 
 # --- activities (all IO) ---------------------------------------------------------------------
@@ -341,9 +249,13 @@ class TemporalEngine:
         from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
         acts = Activities(self.store, self.wiring, f"{RELAYED}:{self.worker_id}"[:64], self.steps)
-        runner = SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("gateway", "adapters", "sqlalchemy", "orjson", "httpx", "pydantic")
-        )
+        # The workflows' module imports only the standard library and temporalio, so the
+        # sandbox re-imports it for each run and checks it, passing nothing of the gateway
+        # through. Only the package ``gateway`` itself, which the sandbox imports on the way,
+        # resolves its own file's path (PROJECT_ROOT): that one call is allowed.
+        default = SandboxRestrictions.default
+        runner = SandboxedWorkflowRunner(restrictions=dataclasses.replace(
+            default, invalid_module_members=default.invalid_module_members.with_child_unrestricted("pathlib", "Path", "resolve")))
         return Worker(
             client, task_queue=self.task_queue, workflows=[DeliveryWorkflow, PullWorkflow],
             activities=[acts.deliver, acts.dead_letter, acts.pull], activity_executor=pool,
