@@ -157,7 +157,7 @@ class TemporalEngine:
                  task_queue: str | None = None, worker_id: str | None = None, concurrency: int = 32,
                  relay_interval: float = 0.2, relay_batch: int = 500, relay_lease: float = 600.0, claim_seconds: float = 30.0,
                  schedule_sync: float = 30.0, attempt_seconds: float | None = None, pollers: int = 10, eager: bool = True,
-                 local_activities: bool = False, **other: object) -> None:
+                 local_activities: bool = False, start_concurrency: int = 16, **other: object) -> None:
         self.store, self.wiring, self.steps = store, wiring, steps
         # ``temporal_*`` spellings too (the CLI's option names); other options are the embedded engine's
         address = address or other.get("temporal_address")  # type: ignore[assignment]
@@ -172,6 +172,7 @@ class TemporalEngine:
         self.relay_lease, self.claim_seconds = float(relay_lease), float(claim_seconds)
         self.schedule_sync, self.attempt_seconds = float(schedule_sync), attempt_seconds
         self.pollers, self.eager, self.local_activities = int(pollers), bool(eager), bool(local_activities)
+        self.start_concurrency = max(1, int(start_concurrency))
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -356,7 +357,13 @@ class TemporalEngine:
         jobs = await asyncio.to_thread(self._claim, route_id)
         if not jobs:
             return 0
-        results = await asyncio.gather(*(self.start_delivery(client, j) for j in jobs), return_exceptions=True)
+        gate = asyncio.Semaphore(self.start_concurrency)  # a relay does not swamp the Temporal frontend
+
+        async def start(job: DeliveryJob) -> bool:
+            async with gate:
+                return await self.start_delivery(client, job)
+
+        results = await asyncio.gather(*(start(j) for j in jobs), return_exceptions=True)
         relayed = [j.outbox_id for j, r in zip(jobs, results, strict=True) if not isinstance(r, BaseException)]
         for j, r in zip(jobs, results, strict=True):
             if isinstance(r, BaseException):  # the claim expires and another relay tries again
