@@ -261,7 +261,7 @@ def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "con
 
 def push_route(store: Store, url: str, name: str = "orgs", **options: Any) -> uuid.UUID:
     conn = store.routing.create_connection("t1", f"{name}-sink", adapter="webhook", role="webhook", system=f"{name}-sink",
-                                           base_url=url, options={"retries": 3, "backoff_seconds": 0.05, "timeout": 5, **options})
+                                           base_url=url, options={"retries": 3, "backoff": 0.05, "timeout": 5, **options})
     return store.routing.create_route("t1", name, destination=conn, kinds=["org"])
 
 

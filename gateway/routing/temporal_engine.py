@@ -33,9 +33,9 @@ library and ``temporalio``, run in Temporal's sandbox): they only call activitie
 timers; every read and write of the store and every HTTP call happens in the activities here
 (sync functions on a thread pool).
 
-The shared steps come in as ``steps`` (the module ``gateway.routing.engine``, which
-``engine_for("temporal", ...)`` hands in: it imports this module, so this module does not
-import it back) and are looked up on it at each call.
+The shared steps are those of the module ``gateway.routing.engine`` (``steps``; looked up by
+name, as ``engine_for`` imports this module, and read on the module at each call, so a step
+replaced there is the one that runs).
 
 Do not run the embedded engine and this one on the same database: both would deliver.
 """
@@ -153,11 +153,15 @@ class TemporalEngine:
 
     name = "temporal"
 
-    def __init__(self, store: Store, wiring: Wiring, *, steps: ModuleType, address: str | None = None, namespace: str | None = None,
+    def __init__(self, store: Store, wiring: Wiring, *, steps: ModuleType | None = None, address: str | None = None, namespace: str | None = None,
                  task_queue: str | None = None, worker_id: str | None = None, concurrency: int = 32,
                  relay_interval: float = 0.2, relay_batch: int = 500, relay_lease: float = 600.0, claim_seconds: float = 30.0,
                  schedule_sync: float = 30.0, attempt_seconds: float | None = None, pollers: int = 10, eager: bool = True,
                  local_activities: bool = False, start_concurrency: int = 16, **other: object) -> None:
+        if steps is None:  # the shared steps, looked up by name (engine.py imports this module)
+            import importlib
+
+            steps = importlib.import_module(".engine", __package__)
         self.store, self.wiring, self.steps = store, wiring, steps
         # ``temporal_*`` spellings too (the CLI's option names); other options are the embedded engine's
         address = address or other.get("temporal_address")  # type: ignore[assignment]

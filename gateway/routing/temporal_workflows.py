@@ -21,7 +21,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 DELIVERY_WORKFLOW = "tessera.delivery"
 PULL_WORKFLOW = "tessera.pull"
-#: failure policy defaults (a connection's ``options`` override them; see docs/routing-temporal.md)
+#: the failure policy's defaults (gateway.routing.policy; a connection's ``options``
+#: ``retries``, ``backoff``, ``max_backoff``, ``timeout`` override them)
 DEFAULT_RETRIES = 8
 DEFAULT_BACKOFF = 1.0
 DEFAULT_BACKOFF_MAX = 300.0
@@ -64,8 +65,8 @@ def job_for(outbox_id: int, key: str, route: uuid.UUID | str, options: dict[str,
     timeout = float(o.get("timeout", DEFAULT_TIMEOUT))
     return DeliveryJob(
         outbox_id=outbox_id, key=key, route=str(route), max_attempts=max(1, retries + 1),
-        backoff_seconds=float(o.get("backoff_seconds", DEFAULT_BACKOFF)),
-        backoff_max_seconds=float(o.get("backoff_max_seconds", DEFAULT_BACKOFF_MAX)),
+        backoff_seconds=float(o.get("backoff", DEFAULT_BACKOFF)),
+        backoff_max_seconds=float(o.get("max_backoff", DEFAULT_BACKOFF_MAX)),
         attempt_seconds=attempt_seconds if attempt_seconds is not None else timeout + 15, local=local,
     )
 
