@@ -54,6 +54,7 @@ from gateway.wiring import open_store
 from tests import factories as f
 
 ROOT = Path(__file__).resolve().parent.parent
+SIGNING_ENV = "TESSERA_TEST_TEMPORAL_SIGNING_SECRET"
 
 
 # --- doubles of the shared steps (only while they are stubs) ---------------------------------
@@ -260,8 +261,9 @@ def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "con
 
 
 def push_route(store: Store, url: str, name: str = "orgs", **options: Any) -> uuid.UUID:
+    os.environ.setdefault(SIGNING_ENV, "temporal-test-signing-secret")  # the webhook role signs its events
     conn = store.routing.create_connection("t1", f"{name}-sink", adapter="webhook", role="webhook", system=f"{name}-sink",
-                                           base_url=url, options={"retries": 3, "backoff": 0.05, "timeout": 5, **options})
+                                           base_url=url, auth={"signing_secret": f"env:{SIGNING_ENV}"}, options={"retries": 3, "backoff": 0.05, "timeout": 5, **options})
     return store.routing.create_route("t1", name, destination=conn, kinds=["org"])
 
 
