@@ -126,7 +126,8 @@ def main() -> None:
         print(f"{args.rows} outbox rows committed in {time.perf_counter() - t:.1f} s ({'PostgreSQL' if args.postgres else 'SQLite'})")
 
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TW_URL": url, "TW_ADDRESS": address, "TW_QUEUE": f"bench-{run}",
-               "TW_CONCURRENCY": str(args.concurrency), "TW_LOCAL": "1" if args.local else "0", "TW_BATCH": "200"}
+               "TW_CONCURRENCY": str(args.concurrency), "TW_LOCAL": "1" if args.local else "0", "TW_BATCH": "200",
+               "TW_ATTEMPT": "45"}
         procs = [subprocess.Popen([sys.executable, "-c", WORKER.format(root=str(ROOT))], env={**env, "TW_ID": f"bench{i}"},
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for i in range(args.workers)]
 

@@ -445,6 +445,7 @@ def worker_main() -> None:
                          concurrency=int(os.environ.get("TW_CONCURRENCY", 8)), local_activities=os.environ.get("TW_LOCAL") == "1")
     eng.start()
     print("ready", flush=True)
+    os.dup2(2, 1)  # the parent reads one line: later output (the SDK's own warnings) goes to stderr, never blocks on a full pipe
     signal.signal(signal.SIGTERM, lambda *_: sys.stdin.close())
     try:
         sys.stdin.read()

@@ -233,15 +233,26 @@ class TemporalEngine:
         self._stopping = asyncio.Event()
         client = await self._connect()
         self._client = client
+        stopping = asyncio.create_task(self._stopping.wait())
+        relay = asyncio.create_task(self._relay_loop(client))
         with ThreadPoolExecutor(max_workers=self.concurrency + 2, thread_name_prefix="tessera-activity") as pool:
-            worker = self._worker(client, pool)
-            async with worker:
-                relay = asyncio.create_task(self._relay_loop(client))
-                self._ready.set()
-                log.info("temporal worker %s on %s/%s, task queue %s", self.worker_id, self.address, self.namespace, self.task_queue)
-                await self._stopping.wait()
-                relay.cancel()
-                await asyncio.gather(relay, return_exceptions=True)
+            while True:
+                # a Temporal worker that fails (its polls refused for good, a fatal error) is
+                # started again rather than leaving this process relaying with nobody polling
+                worker = self._worker(client, pool)
+                running = asyncio.create_task(worker.run())
+                if not self._ready.is_set():
+                    self._ready.set()
+                    log.info("temporal worker %s on %s/%s, task queue %s", self.worker_id, self.address, self.namespace, self.task_queue)
+                await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if stopping.done():
+                    break
+                log.error("the Temporal worker stopped (%s); starting it again", running.exception() or "no error")
+                await asyncio.sleep(1.0)
+            relay.cancel()
+            await asyncio.gather(relay, return_exceptions=True)
+            if not running.done():
+                await worker.shutdown()
         self._client = None
 
     async def _connect(self) -> Client:
@@ -350,7 +361,7 @@ class TemporalEngine:
             await client.start_workflow(
                 DELIVERY_WORKFLOW, job, id=job.key, task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-                request_eager_start=self.eager and self._thread is not None,
+                request_eager_start=self.eager and self._thread is not None, rpc_timeout=timedelta(seconds=30),
             )
         except WorkflowAlreadyStartedError:
             return False
