@@ -55,6 +55,23 @@ REQUIRE_PG = os.environ.get("TESSERA_REQUIRE_POSTGRES") == "1"
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+# --- Temporal (helper "temporal", issue 16): the dev server .ci/run starts ----------------------
+TEMPORAL_ADDRESS = os.environ.get("TESSERA_TEST_TEMPORAL_ADDRESS")
+REQUIRE_TEMPORAL = os.environ.get("TESSERA_REQUIRE_TEMPORAL") == "1"
+
+
+@pytest.fixture(scope="session")
+def temporal_address() -> str:
+    """``HOST:PORT`` of a Temporal server (``TESSERA_TEST_TEMPORAL_ADDRESS``); skipped when
+    unset, an error when ``TESSERA_REQUIRE_TEMPORAL=1`` (as in CI)."""
+    if not TEMPORAL_ADDRESS:
+        if REQUIRE_TEMPORAL:
+            pytest.fail("TESSERA_REQUIRE_TEMPORAL=1 but TESSERA_TEST_TEMPORAL_ADDRESS is not set")
+        pytest.skip("Temporal not configured (set TESSERA_TEST_TEMPORAL_ADDRESS)")
+    return TEMPORAL_ADDRESS
+# --- end Temporal ---------------------------------------------------------------------------------
+
+
 @pytest.fixture(scope="session")
 def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.db"

@@ -90,4 +90,10 @@ class DeliveryEngine(Protocol):
 
 def engine_for(name: str, store: Store, wiring: Wiring, **options: object) -> DeliveryEngine:
     """``embedded`` or ``temporal`` (``options``: e.g. ``address`` for Temporal, ``worker_id``)."""
+    if name == "temporal":  # gateway/routing/temporal_engine.py, imported only when asked for; it runs this module's steps
+        import sys
+
+        from .temporal_engine import TemporalEngine
+
+        return TemporalEngine(store, wiring, steps=sys.modules[__name__], **options)  # type: ignore[arg-type]
     raise NotImplementedError  # the routing engine lands this
