@@ -165,6 +165,14 @@ def main() -> int:
             load(store, args.districts, args.learners, args.evidence)
             print(f"loaded {args.learners} learners and {args.evidence} evidence in {args.districts} districts in "
                   f"{time.perf_counter() - t0:.0f} s ({store.engine.dialect.name})")
+            if store.engine.dialect.name == "postgresql":
+                with store.engine.connect() as conn:
+                    for table in ("evidence", "changes", "people"):
+                        size, rows = conn.execute(text(
+                            f"SELECT (SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.relname = '{table}' "
+                            f"OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = '{table}'::regclass)), "
+                            f"(SELECT count(*) FROM {table})")).one()
+                        print(f"  {table}: {rows} rows, {size / rows:,.0f} bytes a row with its indexes")
             n, s = feed_rate(store)
             print(f"change feed: {n} changes in {s:.2f} s = {n / s:,.0f} changes/s (target >= 100,000/s)")
             rows, s, rss = export_rate(url, ["district-00"])
