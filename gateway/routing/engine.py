@@ -60,13 +60,25 @@ class Outcome:
 def run_pull(store: Store, wiring: Wiring, route_id: uuid.UUID, *, trigger: str = "manual", engine: str = "embedded",
              progress: Callable[[PageResult], None] | None = None) -> SyncRunSummary:
     """One pull of route ``route_id`` (see the module's docstring)."""
-    raise NotImplementedError  # the routing engine lands this
+    from .pull import pull
+
+    return pull(store, wiring, route_id, trigger=trigger, engine=engine, progress=progress)
 
 
 def deliver_one(store: Store, wiring: Wiring, outbox_id: int, *, worker: str) -> Outcome:
     """One attempt at outbox row ``outbox_id`` (see the module's docstring). The caller
-    holds the row's lease (embedded) or is the row's workflow (temporal)."""
-    raise NotImplementedError  # the routing engine lands this
+    holds the row's lease (embedded) or is the row's workflow (temporal). A row that is
+    gone, or no longer pending (delivered, dead), is ``skipped``."""
+    from sqlalchemy import select
+
+    from ..store.tables import outbox
+    from .delivery import deliverer_for
+
+    with store.engine.connect() as conn:
+        row = conn.execute(select(outbox).where(outbox.c.id == outbox_id)).mappings().first()
+    if row is None or row["state"] != "pending":
+        return Outcome("skipped")
+    return deliverer_for(store, wiring, worker).deliver_rows([row])[0]
 
 
 class DeliveryEngine(Protocol):
@@ -90,4 +102,14 @@ class DeliveryEngine(Protocol):
 
 def engine_for(name: str, store: Store, wiring: Wiring, **options: object) -> DeliveryEngine:
     """``embedded`` or ``temporal`` (``options``: e.g. ``address`` for Temporal, ``worker_id``)."""
-    raise NotImplementedError  # the routing engine lands this
+    if name == "embedded":
+        from .dispatch import EmbeddedEngine
+
+        return EmbeddedEngine(store, wiring, **options)  # type: ignore[arg-type]
+    if name == "temporal":
+        from . import temporal_engine  # type: ignore[attr-defined]
+
+        return temporal_engine.TemporalEngine(store, wiring, **options)  # type: ignore[no-any-return]
+    from ..errors import ConfigError
+
+    raise ConfigError(f"unknown delivery engine {name!r}: embedded or temporal")
