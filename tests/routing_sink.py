@@ -90,11 +90,20 @@ def _handler(sink: Sink) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):  # a client hanging up is not news
+            super().handle_error(request, client_address)
+
+
 @contextmanager
 def run_sink(secret: str, script: Callable[[Sink, dict[str, Any]], Answer] | None = None, *, port: int = 0) -> Iterator[Sink]:
     sink = Sink(secret=secret, script=script)
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(sink))
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", port), _handler(sink))
     sink.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
