@@ -144,7 +144,7 @@ def test_serve_starts_the_embedded_engine_in_its_lifespan(store: Store, monkeypa
 
     from gateway.api.app import create_app
     from gateway.config import Settings
-    from gateway.routing.dispatch import install
+    from gateway.routing.serve import install
 
     url = store.engine.url.render_as_string(hide_password=False)
     with run_sink(SECRET) as sink:

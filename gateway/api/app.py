@@ -120,8 +120,8 @@ def serve_app() -> FastAPI:
     """The app ``tessera serve`` runs (uvicorn's factory, once per worker process). With
     several workers, keep-alive connections are recycled so that the load spreads over
     them (``ConnectionRecycler``). The routing engine runs in its lifespan
-    (``gateway.routing.dispatch.install``; ``TESSERA_ROUTING__ENGINE=off`` leaves it out)."""
-    from ..routing.dispatch import install as install_routing
+    (``gateway.routing.serve.install``; ``TESSERA_ROUTING__ENGINE=off`` leaves it out)."""
+    from ..routing.serve import install as install_routing
 
     app = create_app()
     install_routing(app)

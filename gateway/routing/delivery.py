@@ -27,8 +27,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
 import uuid
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,8 +45,8 @@ from ..model import RECORD_TYPES, utcnow
 from ..store.db import WRITE
 from ..store.tables import RECORD_TABLES, connection_health, outbox, routes
 from . import metrics
-from .engine import Outcome
 from .load import LoadedRoute, RouteCache, scrub, secret_values
+from .outcomes import Outcome
 from .policy import Policy
 from .protocol import EXCERPT, Connection, Delivery, DeliveryFailure, Reject, Retry, WaitForDependency
 
@@ -158,7 +158,6 @@ class Deliverer:
     def deliver_rows(self, rows: Sequence[Mapping[str, Any]], *, deadline: float | None = None) -> list[Outcome]:
         """Deliver ``rows`` (outbox rows as mappings, in id order) and store each one's outcome.
         Rows left when ``deadline`` (``time.monotonic``) passes are handed back undelivered."""
-        now = self.clock()
         loaded = {rid: self.routes.get(rid) for rid in {r["route_id"] for r in rows}}
         health = self._health({lr.route.destination.id for lr in loaded.values() if lr and lr.route.destination})
         records = self._records(rows)
@@ -315,9 +314,9 @@ class Deliverer:
 
     def _records(self, rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, uuid.UUID], tuple[str, str]]:
         wanted: dict[tuple[str, str], set[uuid.UUID]] = defaultdict(set)
-        for r in rows:
-            if r["record_kind"] in _RECORD_Q:
-                wanted[(r["tenant"], r["record_kind"])].add(r["record_id"])
+        for row in rows:
+            if row["record_kind"] in _RECORD_Q:
+                wanted[(row["tenant"], row["record_kind"])].add(row["record_id"])
         out: dict[tuple[str, uuid.UUID], tuple[str, str]] = {}
         if not wanted:
             return out

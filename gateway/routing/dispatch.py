@@ -20,14 +20,13 @@
 * **Wake-ups**: every thread polls (``poll`` seconds when idle, at once after a full batch);
   ``notify()`` (or the module's ``notify_all``) wakes them when this process wrote outbox rows.
 
-``tessera serve`` starts it in the app's lifespan (``install``) unless
+``tessera serve`` starts it in the app's lifespan (``gateway.routing.serve.install``) unless
 ``TESSERA_ROUTING__ENGINE=off``; ``python -m gateway.routing.dispatch`` runs one worker
 process (what ``tessera worker`` runs).
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
@@ -37,7 +36,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -48,13 +47,12 @@ from ..model import utcnow
 from ..store.db import WRITE, is_sqlite
 from ..store.tables import outbox, routes
 from .delivery import Deliverer
-from .engine import SyncRunSummary, engine_for, run_pull
 from .load import RouteCache
+from .outcomes import SyncRunSummary
 from .protocol import PageResult
+from .pull import pull
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
     from ..store import Store
     from ..wiring import Wiring
 
@@ -62,8 +60,6 @@ log = logging.getLogger("tessera.routing")
 
 #: the advisory lock key of the scheduler (PostgreSQL): "tessera-scheduler"
 SCHEDULER_LOCK = 0x7E55E4A5C4ED
-#: environment variable choosing the engine ``tessera serve`` starts (embedded | temporal | off)
-ENGINE_SETTING = "TESSERA_ROUTING__ENGINE"
 
 _ENGINES: weakref.WeakSet[EmbeddedEngine] = weakref.WeakSet()
 
@@ -142,7 +138,7 @@ class EmbeddedEngine:
         self._wake = threading.Event()
         self._running: list[threading.Thread] = []
         self._pulls: ThreadPoolExecutor | None = None
-        self._pulling: dict[uuid.UUID, Future[SyncRunSummary]] = {}
+        self._pulling: dict[uuid.UUID, Future[SyncRunSummary | None]] = {}
         self._file_lock = _FileLock(f"{store.engine.url.database}-dispatcher") if self.sqlite and store.engine.url.database not in (None, "", ":memory:") else None
         self._active = threading.Event()  # this process dispatches (always on PostgreSQL)
         _ENGINES.add(self)
@@ -246,7 +242,7 @@ class EmbeddedEngine:
     # --- pulls ---------------------------------------------------------------------------------------------
 
     def sync_once(self, route_id: uuid.UUID, *, progress: Callable[[PageResult], None] | None = None) -> SyncRunSummary:
-        return run_pull(self.store, self.wiring, route_id, trigger="manual", engine=self.name, progress=progress)
+        return pull(self.store, self.wiring, route_id, trigger="manual", engine=self.name, progress=progress)
 
     def due_routes(self) -> list[uuid.UUID]:
         """Take the pull routes due now (``next_run_at`` pushed past the pull lease), under
@@ -277,7 +273,7 @@ class EmbeddedEngine:
 
     def _scheduled_pull(self, route_id: uuid.UUID) -> SyncRunSummary | None:
         try:
-            return run_pull(self.store, self.wiring, route_id, trigger="schedule", engine=self.name)
+            return pull(self.store, self.wiring, route_id, trigger="schedule", engine=self.name)
         except Exception:
             log.warning("scheduled pull of route %s failed", route_id, exc_info=True)
             return None
@@ -286,42 +282,6 @@ class EmbeddedEngine:
                 every = c.scalar(select(routes.c.schedule_seconds).where(routes.c.id == route_id))
                 if every:
                     c.execute(update(routes).where(routes.c.id == route_id).values(next_run_at=utcnow() + timedelta(seconds=every)))
-
-
-# --- tessera serve ------------------------------------------------------------------------------------------
-
-
-def configured_engine() -> str:
-    """The engine ``tessera serve`` starts: ``TESSERA_ROUTING__ENGINE`` (embedded | temporal | off)."""
-    return (os.environ.get(ENGINE_SETTING) or "embedded").strip().lower()
-
-
-def install(app: FastAPI) -> None:
-    """Start the configured delivery engine with the app (its lifespan) and stop it after."""
-    name = configured_engine()
-    if name == "off":
-        return
-    ctx, wiring = app.state.ctx, getattr(app.state, "wiring", None)
-    if wiring is None:
-        from ..wiring import default
-
-        wiring = default()
-    engine = engine_for(name, ctx.store, wiring)
-    app.state.routing_engine = engine
-    original = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(a: Any) -> AsyncIterator[Any]:
-        from starlette.concurrency import run_in_threadpool
-
-        engine.start()
-        try:
-            async with original(a) as state:
-                yield state
-        finally:
-            await run_in_threadpool(engine.stop)
-
-    app.router.lifespan_context = lifespan
 
 
 # --- one worker process (python -m gateway.routing.dispatch) ----------------------------------------------------

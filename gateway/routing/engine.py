@@ -20,41 +20,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from .outcomes import Outcome, SyncRunSummary
 from .protocol import PageResult
 
 if TYPE_CHECKING:
     from ..store import Store
     from ..wiring import Wiring
-
-
-@dataclass
-class SyncRunSummary:
-    id: uuid.UUID
-    route_id: uuid.UUID
-    status: str  # succeeded | failed | partial
-    read: int = 0
-    written: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    failed: int = 0
-    cursor_before: str | None = None
-    cursor_after: str | None = None
-    errors: list[dict[str, str]] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one delivery attempt came to."""
-
-    kind: Literal["delivered", "retry", "wait", "dead", "skipped"]
-    #: retry/wait: when the row is due again
-    next_attempt_at: datetime | None = None
-    error: str | None = None
 
 
 def run_pull(store: Store, wiring: Wiring, route_id: uuid.UUID, *, trigger: str = "manual", engine: str = "embedded",
@@ -78,7 +51,7 @@ def deliver_one(store: Store, wiring: Wiring, outbox_id: int, *, worker: str) ->
         row = conn.execute(select(outbox).where(outbox.c.id == outbox_id)).mappings().first()
     if row is None or row["state"] != "pending":
         return Outcome("skipped")
-    return deliverer_for(store, wiring, worker).deliver_rows([row])[0]
+    return deliverer_for(store, wiring, worker).deliver_rows([dict(row)])[0]
 
 
 class DeliveryEngine(Protocol):
@@ -107,9 +80,15 @@ def engine_for(name: str, store: Store, wiring: Wiring, **options: object) -> De
 
         return EmbeddedEngine(store, wiring, **options)  # type: ignore[arg-type]
     if name == "temporal":
-        from . import temporal_engine  # type: ignore[attr-defined]
+        import importlib
 
-        return temporal_engine.TemporalEngine(store, wiring, **options)  # type: ignore[no-any-return]
+        # the Temporal engine's module (``temporal_engine.TemporalEngine``); imported only when asked for
+        module = importlib.import_module(".temporal_engine", __package__)
+        temporal: DeliveryEngine = module.TemporalEngine(store, wiring, **options)
+        return temporal
     from ..errors import ConfigError
 
     raise ConfigError(f"unknown delivery engine {name!r}: embedded or temporal")
+
+
+__all__ = ["DeliveryEngine", "Outcome", "SyncRunSummary", "deliver_one", "engine_for", "run_pull"]

@@ -26,8 +26,8 @@ from ..store.db import WRITE
 from ..store.tables import routes, sync_runs
 from . import metrics
 from .delivery import _close, role_object
-from .engine import SyncRunSummary
 from .load import load_route, scrub, secret_values
+from .outcomes import SyncRunSummary
 from .protocol import EXCERPT, DeliveryFailure, PageResult
 
 if TYPE_CHECKING:
