@@ -81,6 +81,7 @@ class RoleObjects:
         self.wiring = wiring
         self._lock = threading.Lock()
         self._built: dict[uuid.UUID, tuple[tuple[Any, ...], Any]] = {}
+        self._retired: list[Any] = []
 
     def get(self, conn: Connection) -> Any:
         key = _conn_key(conn)
@@ -88,18 +89,17 @@ class RoleObjects:
             hit = self._built.get(conn.id)
             if hit is not None and hit[0] == key:
                 return hit[1]
-        obj = role_object(self.wiring, conn)
-        with self._lock:
-            old = self._built.get(conn.id)
+            obj = role_object(self.wiring, conn)  # under the lock: threads share one per connection
+            if hit is not None:  # another thread may still be using it: closed with the others
+                self._retired.append(hit[1])
             self._built[conn.id] = (key, obj)
-        if old is not None:
-            _close(old[1])
-        return obj
+            return obj
 
     def close(self) -> None:
         with self._lock:
             built, self._built = self._built, {}
-        for _, obj in built.values():
+            retired, self._retired = self._retired, []
+        for obj in [o for _, o in built.values()] + retired:
             _close(obj)
 
 
