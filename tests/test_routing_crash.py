@@ -61,9 +61,13 @@ class Workers:
                 p.kill()
 
 
-@pytest.fixture
-def workers(store: Store, db_url: str) -> Iterator[Workers]:
-    w = Workers(db_url)
+@pytest.fixture(scope="module")
+def workers(_pg_database: str) -> Iterator[Workers]:
+    """Three workers for the module (starting a process is most of these tests' time): they
+    deliver whatever route each test creates in the (truncated) database."""
+    w = Workers(_pg_database)
+    for name in ("w0", "w1", "w2"):
+        w.start(name)
     yield w
     w.stop()
 
@@ -82,23 +86,21 @@ def wait_for(pred: Any, timeout: float, what: str, workers: Workers | None = Non
         time.sleep(0.05)
 
 
-def test_sigkill_of_one_worker_of_three_loses_nothing_and_applies_nothing_twice(store: Store, workers: Workers) -> None:
-    n = 240
+def test_sigkill_of_one_worker_of_three_loses_nothing_and_applies_nothing_twice(workers: Workers, store: Store) -> None:
+    n = 120
 
     def slow(sink: Sink, ev: dict[str, Any]) -> Answer:
-        return Answer(200, delay=0.01)
+        return Answer(200, delay=0.005)
 
     with run_sink(SECRET, slow) as sink:
         hook(store, sink.url)
         store.records.apply(T, [org(f"a{i}") for i in range(n // 2)])
-        for name in ("w0", "w1", "w2"):
-            workers.start(name)
-        wait_for(lambda: len(sink.received) >= n // 6, 30, "the first deliveries")
-        # mid-delivery: w0 holds leases now (claimed, not finished)
-        with store.engine.connect() as c:
-            held = c.scalar(select(func.count()).select_from(outbox).where(outbox.c.lease_owner == "w0", outbox.c.state == "pending"))
+        wait_for(lambda: len(sink.received) >= n // 6, 30, "the first deliveries", workers)
         workers.procs["w0"].send_signal(signal.SIGKILL)
         workers.procs["w0"].wait(timeout=5)
+        # it died mid-delivery: rows it had claimed and not finished are still leased to it
+        with store.engine.connect() as c:
+            held = c.scalar(select(func.count()).select_from(outbox).where(outbox.c.lease_owner == "w0", outbox.c.state == "pending"))
         # changes keep coming while a worker is dead
         store.records.apply(T, [org(f"b{i}") for i in range(n // 2)])
         wait_for(lambda: states(store).get("delivered", 0) == n, 40, "every change delivered")
@@ -115,14 +117,14 @@ def test_sigkill_of_one_worker_of_three_loses_nothing_and_applies_nothing_twice(
     assert not sink.refused
 
 
-def test_a_destination_down_for_a_while_then_the_backlog_drains(store: Store, workers: Workers) -> None:
+def test_a_destination_down_for_a_while_then_the_backlog_drains(workers: Workers, store: Store) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/hook"
-    n = 150
+    n = 120
     hook(store, url)
+    if workers.procs["w0"].poll() is not None:  # killed by the test above: a new third worker
+        workers.start("w3")
     store.records.apply(T, [org(f"c{i}") for i in range(n)])
-    for name in ("w0", "w1", "w2"):
-        workers.start(name)
     # down: calls fail, the breaker opens, nothing is delivered, nothing dead-lettered
     wait_for(lambda: any(r > 0 for r in _attempts(store)), 30, "the first failed attempts")
     time.sleep(2.0)

@@ -247,7 +247,7 @@ class Deliverer:
                 kw["error"] = msg
                 return Outcome("dead", error=msg), self._values(row, state="dead", attempts=attempt, next_at=now, waiting=waiting,
                                                                  dead=now, **kw)
-            later = now + timedelta(seconds=policy.wait_delay(waited, random=self.random))
+            later = self.clock() + timedelta(seconds=policy.wait_delay(waited, random=self.random))
             return Outcome("wait", next_attempt_at=later, error=kw["error"]), self._values(
                 row, state="pending", attempts=row["attempts"], next_at=later, waiting=waiting, **kw)
         except Reject as exc:
@@ -262,7 +262,7 @@ class Deliverer:
                 metrics.FAILURES.labels(route=route.name, outcome="dead").inc()
                 return Outcome("dead", error=kw["error"]), self._values(row, state="dead", attempts=attempt, next_at=now,
                                                                          dead=now, **kw)
-            later = now + timedelta(seconds=policy.retry_delay(attempt, retry_after, random=self.random))
+            later = self.clock() + timedelta(seconds=policy.retry_delay(attempt, retry_after, random=self.random))  # from the answer
             metrics.FAILURES.labels(route=route.name, outcome="retry").inc()
             metrics.RETRIES.labels(route=route.name).inc()
             return Outcome("retry", next_attempt_at=later, error=kw["error"]), self._values(
