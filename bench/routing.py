@@ -205,8 +205,8 @@ def bench_backend(name: str, url: str, args: argparse.Namespace, port: int) -> d
     rate = c.get("delivered", 0) / elapsed
     s = sink_stats(port)
     received, distinct = s["requests"] - base["requests"], s["keys"] - base["keys"]
-    print(f"  [{name}] throughput: {c.get('delivered', 0):,} delivered in {elapsed:.1f} s = {rate:,.0f} rows/s "
-          f"({'%d worker processes x %d threads' % (processes, args.threads) if processes else 'embedded, %d threads' % args.threads}, "
+    how = f"{processes} worker processes x {args.threads} threads" if processes else f"embedded, {args.threads} threads"
+    print(f"  [{name}] throughput: {c.get('delivered', 0):,} delivered in {elapsed:.1f} s = {rate:,.0f} rows/s ({how}, "
           f"batch {args.batch}); sink got {received:,} requests, {distinct:,} distinct keys; states {c}", flush=True)
     # latency at half the measured rate
     half = max(1.0, rate / 2)

@@ -439,3 +439,11 @@ def test_one_dispatcher_per_sqlite_file_and_a_standby_takes_over(store: Store) -
     finally:
         first.stop()
         second.stop()
+
+
+def test_the_wait_for_a_dependency_counts_from_the_first_409_and_a_replay_restarts_it() -> None:
+    from gateway.routing.delivery import waiting_since
+
+    at = utcnow()
+    assert waiting_since(f"unknown org o1 (waiting since {at.isoformat()})") == at
+    assert waiting_since(None) is None and waiting_since("unknown org o1") is None

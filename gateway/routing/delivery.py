@@ -25,6 +25,7 @@ scrubbed out of it (``load.scrub``).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -202,13 +203,13 @@ class Deliverer:
         route, conn = lr.route, lr.route.destination
         if not lr.enabled:
             later = now + PARKED
-            return Outcome("skipped", next_attempt_at=later), self._values(
+            return Outcome("wait", next_attempt_at=later, error="the route is disabled"), self._values(
                 row, state="pending", attempts=row["attempts"], next_at=later, error="the route is disabled", keep=row)
         try:
             policy = Policy.from_options(conn.options)
         except ConfigError as exc:
             later = now + PARKED
-            return Outcome("skipped", next_attempt_at=later, error=str(exc)), self._values(
+            return Outcome("wait", next_attempt_at=later, error=str(exc)), self._values(
                 row, state="pending", attempts=row["attempts"], next_at=later, error=str(exc), keep=row)
         h = health.setdefault(conn.id, _Health(0, None))
         if policy.breaker_failures and h.open_until is not None:
@@ -238,8 +239,9 @@ class Deliverer:
             destination = self.objects.get(conn)
             destination.deliver(self.store, delivery)
         except WaitForDependency as exc:
-            waited = (now - row["created_at"]).total_seconds()
-            waiting = scrub(exc.depends_on or exc.message, secrets)
+            since = waiting_since(row.get("waiting_on")) or now
+            waited = (now - since).total_seconds()
+            waiting = f"{scrub(exc.depends_on or exc.message, secrets)} (waiting since {since.isoformat()})"
             kw = self._failure_fields(exc, secrets)
             metrics.FAILURES.labels(route=route.name, outcome="wait").inc()
             if waited >= policy.max_wait_for_dependency:
@@ -274,7 +276,7 @@ class Deliverer:
         return Outcome("delivered"), self._values(row, state="delivered", attempts=attempt, next_at=done, delivered=done)
 
     def _postpone(self, row: Mapping[str, Any], until: datetime) -> tuple[Outcome, dict[str, Any]]:
-        return Outcome("skipped", next_attempt_at=until, error="circuit breaker open"), self._values(
+        return Outcome("wait", next_attempt_at=until, error="circuit breaker open"), self._values(
             row, state="pending", attempts=row["attempts"], next_at=until, error=row.get("last_error"), keep=row)
 
     def _failed(self, h: _Health, policy: Policy, now: datetime, error: str | None) -> None:
@@ -390,6 +392,21 @@ class Deliverer:
             if found is not None and found[1] != r["content_hash"]:
                 keys.append(f"{r['route_id']}:{r['record_id']}:{found[1]}")
         return keys
+
+
+_SINCE = re.compile(r"\(waiting since ([^)]+)\)$")
+
+
+def waiting_since(waiting_on: str | None) -> datetime | None:
+    """When the row started waiting for its dependency: ``waiting_on`` ends with it (a
+    replay clears ``waiting_on``, so a replayed row gets the whole wait again)."""
+    m = _SINCE.search(waiting_on or "")
+    if m is None:
+        return None
+    try:
+        return datetime.fromisoformat(m.group(1))
+    except ValueError:
+        return None
 
 
 def _conn_name(loaded: Mapping[uuid.UUID, LoadedRoute | None], cid: uuid.UUID) -> str:

@@ -27,7 +27,18 @@ class SyncRunSummary:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one delivery attempt came to."""
+    """What one delivery attempt came to (the row's new state is already stored):
+
+    * ``delivered``: the destination took it;
+    * ``retry``: a failed attempt (counted); due again at ``next_attempt_at``;
+    * ``wait``: not attempted or not counted: a missing dependency (409), the connection's
+      circuit breaker open, the route disabled or its connection misconfigured; due again
+      at ``next_attempt_at``;
+    * ``dead``: dead-lettered (rejected, retries used up, waited too long, route gone);
+    * ``skipped``: nothing to do: the row is gone or no longer pending, or superseded by a
+      later change of its record (marked delivered), or handed back undelivered (the
+      dispatcher's batch ran out of lease time: due again at once).
+    """
 
     kind: Literal["delivered", "retry", "wait", "dead", "skipped"]
     #: retry/wait: when the row is due again

@@ -13,9 +13,9 @@ option                       default    meaning
 ``backoff``                  1          the first retry waits up to this many seconds,
                                         each next one up to twice as long (full jitter)
 ``max_backoff``              300        no backoff wait is longer than this
-``max_wait_for_dependency``  3600       how long (seconds since the change was
-                                        committed) a 409 / unknown reference is waited
-                                        out before the row is dead-lettered
+``max_wait_for_dependency``  3600       how long (seconds since the first 409 / unknown
+                                        reference) a missing dependency is waited out
+                                        before the row is dead-lettered
 ``breaker_failures``         5          consecutive failed calls that open the breaker
                                         (0: no breaker)
 ``breaker_seconds``          30         how long the breaker stays open; then one trial
