@@ -124,8 +124,10 @@ class _Health:
     trial_from: list[datetime] = field(default_factory=list)
 
 
-_RECORD_Q = {kind: select(tbl.c.id, tbl.c.data, tbl.c.content_hash).where(tbl.c.tenant == bindparam("tenant"),
-                                                                           tbl.c.id.in_(bindparam("ids", expanding=True)))
+#: by primary key only: with the tenant in the WHERE clause SQLite's planner walks the
+#: (tenant, updated_at, id) index over every record of the tenant instead (1.4 s a batch at
+#: 50,000 records); the tenant is checked on the rows found
+_RECORD_Q = {kind: select(tbl.c.id, tbl.c.tenant, tbl.c.data, tbl.c.content_hash).where(tbl.c.id.in_(bindparam("ids", expanding=True)))
              for kind, tbl in RECORD_TABLES.items()}
 
 _FINISH = (
@@ -324,8 +326,9 @@ class Deliverer:
             return out
         with self.store.engine.connect() as c:
             for (tenant, kind), ids in wanted.items():
-                for r in c.execute(_RECORD_Q[kind], {"tenant": tenant, "ids": list(ids)}):
-                    out[(kind, r.id)] = (r.data, r.content_hash)
+                for r in c.execute(_RECORD_Q[kind], {"ids": list(ids)}):
+                    if r.tenant == tenant:
+                        out[(kind, r.id)] = (r.data, r.content_hash)
         return out
 
     def _take_trial(self, cid: uuid.UUID, h: _Health, until: datetime) -> bool:
