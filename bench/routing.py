@@ -176,6 +176,21 @@ class Engines:
             self.engine = EmbeddedEngine(self.store, default(), threads=self.threads, batch=self.batch, poll=0.05, scheduler=False)
             self.engine.start()
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the delivery side used so far: the worker processes', or
+        this whole process's (embedded; the writer is idle while the backlog drains)."""
+        if not self.procs:
+            import resource
+
+            r = resource.getrusage(resource.RUSAGE_SELF)
+            return r.ru_utime + r.ru_stime
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for p in self.procs:
+            fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
     def stop(self) -> None:
         for p in self.procs:
             p.send_signal(signal.SIGTERM)
@@ -202,19 +217,24 @@ def bench_backend(name: str, url: str, args: argparse.Namespace, port: int) -> d
     print(f"  [{name}] {args.n:,} changes written with their outbox rows in {wrote:.1f} s", flush=True)
     processes = args.workers if name == "postgresql" else 0
     engines = Engines(store, url, processes=processes, threads=args.threads, batch=args.batch)
-    started = time.perf_counter()
     engines.start()
+    while pending(store) == args.n:  # the workers are up once the first row goes out
+        time.sleep(0.05)
+    started, cpu0, first_out = time.perf_counter(), engines.cpu_seconds(), args.n - pending(store)
     deadline = started + args.deadline
     while pending(store) and time.perf_counter() < deadline:
         time.sleep(0.5)
     elapsed = time.perf_counter() - started
+    cpu = engines.cpu_seconds() - cpu0
     c = counts(store)
-    rate = c.get("delivered", 0) / elapsed
+    rate = (c.get("delivered", 0) - first_out) / elapsed
     s = sink_stats(port)
     received, distinct = s["requests"] - base["requests"], s["keys"] - base["keys"]
     how = f"{processes} worker processes x {args.threads} threads" if processes else f"embedded, {args.threads} threads"
-    print(f"  [{name}] throughput: {c.get('delivered', 0):,} delivered in {elapsed:.1f} s = {rate:,.0f} rows/s ({how}, "
-          f"batch {args.batch}); sink got {received:,} requests, {distinct:,} distinct keys; states {c}", flush=True)
+    print(f"  [{name}] throughput: {c.get('delivered', 0):,} delivered, {c.get('delivered', 0) - first_out:,} of them in {elapsed:.1f} s "
+          f"once the workers were up = {rate:,.0f} rows/s ({how}, "
+          f"batch {args.batch}); sink got {received:,} requests, {distinct:,} distinct keys; states {c}; "
+          f"delivery CPU {cpu / max(1, c.get('delivered', 0) - first_out) * 1000:.2f} ms per row (the workers', not PostgreSQL's)", flush=True)
     # latency at half the measured rate
     half = max(1.0, rate / 2)
     first = max_id(store)

@@ -171,7 +171,14 @@ class Deliverer:
             if deadline is not None and time.monotonic() > deadline:
                 outcome, values = Outcome("skipped"), self._release(row)
             else:
-                outcome, values = self._one(row, loaded.get(row["route_id"]), health, records)
+                try:
+                    outcome, values = self._one(row, loaded.get(row["route_id"]), health, records)
+                except Exception as exc:  # e.g. a stored record this code cannot read: the row is retried, recorded
+                    log.warning("delivery of outbox row %s failed before the call", row["id"], exc_info=True)
+                    error = f"unexpected {type(exc).__name__}: {exc}"[:EXCERPT]
+                    later = self.clock() + PARKED
+                    outcome = Outcome("retry", next_attempt_at=later, error=error)
+                    values = self._values(row, state="pending", attempts=row["attempts"] + 1, next_at=later, error=error)
                 if outcome.kind == "delivered" and values.get("s_error") is None:
                     delivered_rows.append(row)
             finished.append(values)

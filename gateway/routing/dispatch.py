@@ -182,13 +182,13 @@ class EmbeddedEngine:
 
     def _standby(self) -> None:
         """Become the dispatching process: at once on PostgreSQL; on SQLite when the lock
-        file is ours (checked every few seconds, so a standby takes over from one that exited)."""
+        file is ours (checked twice a second, so a standby takes over from one that exited)."""
         while not self._stop.is_set():
             if self._file_lock is None or self._file_lock.acquire():
                 self._active.set()
                 self._wake.set()
                 return
-            self._stop.wait(2.0)
+            self._stop.wait(0.5)
 
     # --- delivering ---------------------------------------------------------------------------------------
 
