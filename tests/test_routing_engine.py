@@ -447,3 +447,20 @@ def test_the_wait_for_a_dependency_counts_from_the_first_409_and_a_replay_restar
     at = utcnow()
     assert waiting_since(f"unknown org o1 (waiting since {at.isoformat()})") == at
     assert waiting_since(None) is None and waiting_since("unknown org o1") is None
+
+
+def test_a_change_committed_in_this_process_wakes_the_engine_before_its_poll(store: Store) -> None:
+    e = EmbeddedEngine(store, default_wiring(), threads=1, poll=30, lease_seconds=10, scheduler=False)
+    with run_sink(SECRET) as sink:
+        hook_route(store, sink.url, kinds=("org",))
+        e.start()
+        try:
+            assert e._active.wait(5)
+            time.sleep(0.2)  # the thread is in its 30 s wait now
+            store.records.apply(T, [org("o1")])
+            deadline = time.monotonic() + 10
+            while not sink.applied and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert sink.applied and time.monotonic() < deadline
+        finally:
+            e.stop()

@@ -17,8 +17,10 @@
   on SQLite in the dispatching process. A started route's ``next_run_at`` is pushed past
   ``pull_lease`` first, so no other process starts it again while it runs (or for that long
   after a crash); when it ends, ``next_run_at`` = end + ``schedule_seconds``.
-* **Wake-ups**: every thread polls (``poll`` seconds when idle, at once after a full batch);
-  ``notify()`` (or the module's ``notify_all``) wakes them when this process wrote outbox rows.
+* **Wake-ups**: every thread polls (``poll`` seconds when idle, at once after a full batch),
+  and is woken when a transaction of this process that wrote outbox rows commits (an engine
+  event on ``INSERT INTO outbox``; ``notify_all`` by hand), so a change made through this
+  process's API goes out without waiting for the poll.
 
 ``tessera serve`` starts it in the app's lifespan (``gateway.routing.serve.install``) unless
 ``TESSERA_ROUTING__ENGINE=off``; ``python -m gateway.routing.dispatch`` runs one worker
@@ -41,7 +43,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, bindparam, select, text, update
+from sqlalchemy import Engine, bindparam, event, select, text, update
 
 from ..model import utcnow
 from ..store.db import WRITE, is_sqlite
@@ -68,6 +70,34 @@ def notify_all() -> None:
     """Wake every embedded engine of this process (outbox rows were just committed)."""
     for engine in list(_ENGINES):
         engine.notify()
+
+
+_WATCHED: weakref.WeakSet[Engine] = weakref.WeakSet()
+_WATCH_LOCK = threading.Lock()
+
+
+def _watch_outbox_writes(engine: Engine) -> None:
+    """Wake this process's engines when one of its transactions that wrote outbox rows
+    commits (the store writes them in the change's transaction), instead of at the next poll."""
+    with _WATCH_LOCK:
+        if engine in _WATCHED:
+            return
+        _WATCHED.add(engine)
+
+    def after_cursor_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO outbox"):
+            conn.info["tessera_outbox_written"] = True
+
+    def commit(conn: Any) -> None:
+        if conn.info.pop("tessera_outbox_written", False):
+            notify_all()
+
+    def rollback(conn: Any) -> None:
+        conn.info.pop("tessera_outbox_written", None)
+
+    event.listen(engine, "after_cursor_execute", after_cursor_execute)
+    event.listen(engine, "commit", commit)
+    event.listen(engine, "rollback", rollback)
 
 
 def _claim_statement(engine: Engine, route_filter: bool) -> Any:
@@ -155,6 +185,7 @@ class EmbeddedEngine:
             self._spawn(self._deliver_loop, f"tessera-deliver-{i}")
         if self.scheduler:
             self._spawn(self._schedule_loop, "tessera-scheduler")
+        _watch_outbox_writes(self.store.engine)
         log.info("embedded routing engine %s started (%d delivery threads)", self.worker_id, self.threads)
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
@@ -224,9 +255,9 @@ class EmbeddedEngine:
                 log.warning("routing delivery batch failed", exc_info=True)
                 claimed = 0
                 self._stop.wait(max(self.poll, 1.0))
-            if claimed < self.batch:
-                if self._wake.wait(self.poll):
-                    self._wake.clear()
+            if claimed < self.batch and self._wake.wait(self.poll):
+                self._wake.clear()
+                time.sleep(0.003)  # woken at COMMIT: let it finish before claiming
 
     def drain(self, *, route_id: uuid.UUID | None = None, timeout: float = 60.0) -> int:
         """Deliver what is due now (every route, or one) in this thread; rows delivered."""
