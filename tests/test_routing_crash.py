@@ -72,6 +72,11 @@ def workers(_pg_database: str) -> Iterator[Workers]:
     w.stop()
 
 
+def leased_to(store: Store, worker: str) -> int:
+    with store.engine.connect() as c:
+        return int(c.scalar(select(func.count()).select_from(outbox).where(outbox.c.lease_owner == worker, outbox.c.state == "pending")) or 0)
+
+
 def states(store: Store) -> dict[str, int]:
     with store.engine.connect() as c:
         return dict(c.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state)).all())  # type: ignore[arg-type]
@@ -90,17 +95,16 @@ def test_sigkill_of_one_worker_of_three_loses_nothing_and_applies_nothing_twice(
     n = 120
 
     def slow(sink: Sink, ev: dict[str, Any]) -> Answer:
-        return Answer(200, delay=0.005)
+        return Answer(200, delay=0.02)
 
     with run_sink(SECRET, slow) as sink:
         hook(store, sink.url)
         store.records.apply(T, [org(f"a{i}") for i in range(n // 2)])
-        wait_for(lambda: len(sink.received) >= n // 6, 30, "the first deliveries", workers)
+        wait_for(lambda: leased_to(store, "w0") > 0, 30, "w0 to hold leases", workers)
         workers.procs["w0"].send_signal(signal.SIGKILL)
         workers.procs["w0"].wait(timeout=5)
         # it died mid-delivery: rows it had claimed and not finished are still leased to it
-        with store.engine.connect() as c:
-            held = c.scalar(select(func.count()).select_from(outbox).where(outbox.c.lease_owner == "w0", outbox.c.state == "pending"))
+        held = leased_to(store, "w0")
         # changes keep coming while a worker is dead
         store.records.apply(T, [org(f"b{i}") for i in range(n // 2)])
         wait_for(lambda: states(store).get("delivered", 0) == n, 40, "every change delivered")

@@ -32,6 +32,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import queue
 import signal
 import socket
 import threading
@@ -115,6 +116,23 @@ def _claim_statement(engine: Engine, route_filter: bool) -> Any:
             .returning(*outbox.c))
 
 
+def _chunks(rows: list[dict[str, Any]], n: int) -> list[list[dict[str, Any]]]:
+    """``rows`` (id order) in at most ``n`` chunks of about equal size, the rows of one
+    (route, record) in one chunk, in id order."""
+    groups: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["route_id"], r["record_id"]), []).append(r)
+    size = max(1, -(-len(rows) // n))
+    chunks: list[list[dict[str, Any]]] = [[]]
+    for group in groups.values():
+        if len(chunks[-1]) >= size:
+            chunks.append([])
+        chunks[-1].extend(group)
+    for c in chunks:
+        c.sort(key=lambda r: r["id"])
+    return [c for c in chunks if c]
+
+
 class _FileLock:
     """A non-blocking exclusive ``flock`` on a file, held until released or the process ends."""
 
@@ -166,6 +184,9 @@ class EmbeddedEngine:
         self._claim_route = _claim_statement(store.engine, True)
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._work: queue.Queue[tuple[list[dict[str, Any]], float] | None] = queue.Queue()
+        self._cond = threading.Condition()
+        self._idle = 0  # delivery threads waiting for work
         self._running: list[threading.Thread] = []
         self._pulls: ThreadPoolExecutor | None = None
         self._pulling: dict[uuid.UUID, Future[SyncRunSummary | None]] = {}
@@ -183,6 +204,7 @@ class EmbeddedEngine:
         self._spawn(self._standby, "tessera-dispatch-lock")
         for i in range(self.threads):
             self._spawn(self._deliver_loop, f"tessera-deliver-{i}")
+        self._spawn(self._claim_loop, "tessera-claim")
         if self.scheduler:
             self._spawn(self._schedule_loop, "tessera-scheduler")
         _watch_outbox_writes(self.store.engine)
@@ -196,10 +218,30 @@ class EmbeddedEngine:
     def stop(self, timeout: float = 15.0) -> None:
         self._stop.set()
         self._wake.set()
+        with self._cond:
+            self._cond.notify_all()  # a claimer waiting for a free thread
         deadline = time.monotonic() + timeout
+        claimer = next((t for t in self._running if t.name == "tessera-claim"), None)
+        if claimer is not None:  # first: it queues no more rows
+            claimer.join(timeout=max(0.0, deadline - time.monotonic()))
+        unclaimed: list[dict[str, Any]] = []
+        while True:  # rows claimed but not started: back to the queue at once
+            try:
+                item = self._work.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                unclaimed.extend(item[0])
+        for _ in range(self.threads):
+            self._work.put(None)
         for t in self._running:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
         self._running.clear()
+        if unclaimed:
+            self._release(unclaimed)
+        while not self._work.empty():
+            self._work.get_nowait()
+        self._idle = 0
         if self._pulls is not None:
             self._pulls.shutdown(wait=False, cancel_futures=True)
             self._pulls = None
@@ -235,29 +277,64 @@ class EmbeddedEngine:
         rows.sort(key=lambda r: r["id"])
         return rows
 
-    def run_batch(self, *, route_id: uuid.UUID | None = None) -> tuple[int, int]:
-        """Claim one batch and deliver it: (rows claimed, rows delivered)."""
-        rows = self.claim(self.batch, route_id=route_id)
+    def _release(self, rows: list[dict[str, Any]]) -> None:
+        """Give leased rows back, due now (this process is stopping)."""
+        with self.store.engine.connect().execution_options(**WRITE) as c, c.begin():
+            c.execute(update(outbox).where(outbox.c.id.in_([r["id"] for r in rows]), outbox.c.lease_owner == self.worker_id,
+                                           outbox.c.state == "pending").values(next_attempt_at=utcnow(), locked_until=None, lease_owner=None))
+
+    def run_batch(self, *, route_id: uuid.UUID | None = None, limit: int | None = None) -> tuple[int, int]:
+        """Claim one batch (at most ``limit`` rows, default ``batch``) and deliver it: (rows claimed, rows delivered)."""
+        rows = self.claim(limit or self.batch, route_id=route_id)
         if not rows:
             return 0, 0
         deadline = time.monotonic() + self.lease.total_seconds() * 0.75
         outcomes = self.deliverer.deliver_rows(rows, deadline=deadline)
         return len(rows), sum(1 for o in outcomes if o.kind == "delivered")
 
-    def _deliver_loop(self) -> None:
+    def _claim_loop(self) -> None:
+        """The process's one claimer: claims due rows (a full batch while there is a backlog)
+        and hands them to the delivery threads in chunks, the rows of one record always in
+        the same chunk and in id order. It claims again only when a thread is free to take
+        the rows, so a lease is not held by rows waiting in this process."""
         while not self._stop.is_set():
             if not self._active.is_set():
                 self._active.wait(0.5)
                 continue
+            with self._cond:  # a delivery thread is free and nothing is queued
+                if not self._cond.wait_for(lambda: self._stop.is_set() or (self._idle > 0 and self._work.empty()), timeout=1.0):
+                    continue
+            if self._stop.is_set():
+                break
             try:
-                claimed, _ = self.run_batch()
+                rows = self.claim(self.batch)
             except Exception:  # the database went away for a moment...: log, wait, go on
-                log.warning("routing delivery batch failed", exc_info=True)
-                claimed = 0
+                log.warning("routing claim failed", exc_info=True)
                 self._stop.wait(max(self.poll, 1.0))
-            if claimed < self.batch and self._wake.wait(self.poll):
+                continue
+            if rows:
+                deadline = time.monotonic() + self.lease.total_seconds() * 0.75
+                for chunk in _chunks(rows, self.threads):
+                    self._work.put((chunk, deadline))
+            if len(rows) < self.batch and self._wake.wait(self.poll):
                 self._wake.clear()
                 time.sleep(0.003)  # woken at COMMIT: let it finish before claiming
+
+    def _deliver_loop(self) -> None:
+        while True:
+            with self._cond:
+                self._idle += 1
+                self._cond.notify_all()
+            item = self._work.get()
+            with self._cond:
+                self._idle -= 1
+            if item is None:
+                return
+            rows, deadline = item
+            try:
+                self.deliverer.deliver_rows(rows, deadline=deadline)
+            except Exception:  # their leases run out and they come back; log and go on
+                log.warning("routing delivery batch failed", exc_info=True)
 
     def drain(self, *, route_id: uuid.UUID | None = None, timeout: float = 60.0) -> int:
         """Deliver what is due now (every route, or one) in this thread; rows delivered."""
