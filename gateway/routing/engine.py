@@ -10,6 +10,10 @@ Temporal schedules, workflows and activities) run the same two steps, defined he
   backoff and jitter; wait for a dependency; dead-lettered), updating the connection's
   circuit breaker and the metrics.
 
+Where they live: ``pull`` (run_pull), ``delivery`` (the failure policy applied to claimed
+rows; ``policy`` reads it from the connection), ``dispatch`` (the embedded engine),
+``webhook`` (the built-in destination), ``serve`` (the engine in ``tessera serve``).
+
 What differs is only who calls them and when: the embedded dispatcher claims rows with
 ``SELECT ... FOR UPDATE SKIP LOCKED`` and a lease (PostgreSQL; SQLite has one dispatcher),
 and its scheduler starts pulls under an advisory lock; the Temporal engine makes each a
