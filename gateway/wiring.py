@@ -122,8 +122,11 @@ class Wiring:
     @cached_property
     def routing_roles(self) -> dict[str, tuple[str, Any]]:
         """Every adapter's connection roles (``routing_roles()``): role -> (adapter name, factory).
-        Two adapters claiming one role is a configuration error."""
-        found: dict[str, tuple[str, Any]] = {}
+        Two adapters claiming one role is a configuration error. The gateway's own roles
+        (``gateway.routing.webhook.BUILTIN_ROLES``: ``webhook``) come first."""
+        from .routing.webhook import BUILTIN_ROLES
+
+        found: dict[str, tuple[str, Any]] = {role: ("gateway", factory) for role, factory in BUILTIN_ROLES.items()}
         for adapter in self.registry:
             roles = getattr(adapter, "routing_roles", None)
             for role, factory in (roles() if roles is not None else {}).items():

@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None, reg
         redoc_url=None,
     )
     app.state.ctx = ctx
+    app.state.wiring = wiring
     problems.install(app)
     docs.install(app)
     app.include_router(_core_router(ctx))
@@ -123,8 +124,13 @@ def tune_gc() -> None:
 def serve_app() -> FastAPI:
     """The app ``tessera serve`` runs (uvicorn's factory, once per worker process). With
     several workers, keep-alive connections are recycled so that the load spreads over
-    them (``ConnectionRecycler``)."""
-    return for_serving(create_app(), get_settings())
+    them (``ConnectionRecycler``). The routing engine runs in its lifespan
+    (``gateway.routing.serve.install``; ``TESSERA_ROUTING__ENGINE=off`` leaves it out)."""
+    from ..routing.serve import install as install_routing
+
+    app = create_app()
+    install_routing(app)
+    return for_serving(app, get_settings())
 
 
 def for_serving(app: FastAPI, settings: Settings) -> FastAPI:

@@ -10,6 +10,10 @@ Temporal schedules, workflows and activities) run the same two steps, defined he
   backoff and jitter; wait for a dependency; dead-lettered), updating the connection's
   circuit breaker and the metrics.
 
+Where they live: ``pull`` (run_pull), ``delivery`` (the failure policy applied to claimed
+rows; ``policy`` reads it from the connection), ``dispatch`` (the embedded engine),
+``webhook`` (the built-in destination), ``serve`` (the engine in ``tessera serve``).
+
 What differs is only who calls them and when: the embedded dispatcher claims rows with
 ``SELECT ... FOR UPDATE SKIP LOCKED`` and a lease (PostgreSQL; SQLite has one dispatcher),
 and its scheduler starts pulls under an advisory lock; the Temporal engine makes each a
@@ -20,10 +24,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from .outcomes import Outcome, SyncRunSummary
 from .protocol import PageResult
 
 if TYPE_CHECKING:
@@ -31,42 +34,28 @@ if TYPE_CHECKING:
     from ..wiring import Wiring
 
 
-@dataclass
-class SyncRunSummary:
-    id: uuid.UUID
-    route_id: uuid.UUID
-    status: str  # succeeded | failed | partial
-    read: int = 0
-    written: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    failed: int = 0
-    cursor_before: str | None = None
-    cursor_after: str | None = None
-    errors: list[dict[str, str]] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one delivery attempt came to."""
-
-    kind: Literal["delivered", "retry", "wait", "dead", "skipped"]
-    #: retry/wait: when the row is due again
-    next_attempt_at: datetime | None = None
-    error: str | None = None
-
-
 def run_pull(store: Store, wiring: Wiring, route_id: uuid.UUID, *, trigger: str = "manual", engine: str = "embedded",
              progress: Callable[[PageResult], None] | None = None) -> SyncRunSummary:
     """One pull of route ``route_id`` (see the module's docstring)."""
-    raise NotImplementedError  # the routing engine lands this
+    from .pull import pull
+
+    return pull(store, wiring, route_id, trigger=trigger, engine=engine, progress=progress)
 
 
 def deliver_one(store: Store, wiring: Wiring, outbox_id: int, *, worker: str) -> Outcome:
     """One attempt at outbox row ``outbox_id`` (see the module's docstring). The caller
-    holds the row's lease (embedded) or is the row's workflow (temporal)."""
-    raise NotImplementedError  # the routing engine lands this
+    holds the row's lease (embedded) or is the row's workflow (temporal). A row that is
+    gone, or no longer pending (delivered, dead), is ``skipped``."""
+    from sqlalchemy import select
+
+    from ..store.tables import outbox
+    from .delivery import deliverer_for
+
+    with store.engine.connect() as conn:
+        row = conn.execute(select(outbox).where(outbox.c.id == outbox_id)).mappings().first()
+    if row is None or row["state"] != "pending":
+        return Outcome("skipped")
+    return deliverer_for(store, wiring, worker).deliver_rows([dict(row)])[0]
 
 
 class DeliveryEngine(Protocol):
@@ -90,10 +79,20 @@ class DeliveryEngine(Protocol):
 
 def engine_for(name: str, store: Store, wiring: Wiring, **options: object) -> DeliveryEngine:
     """``embedded`` or ``temporal`` (``options``: e.g. ``address`` for Temporal, ``worker_id``)."""
-    if name == "temporal":  # gateway/routing/temporal_engine.py, imported only when asked for; it runs this module's steps
-        import sys
+    if name == "embedded":
+        from .dispatch import EmbeddedEngine
 
-        from .temporal_engine import TemporalEngine
+        return EmbeddedEngine(store, wiring, **options)  # type: ignore[arg-type]
+    if name == "temporal":
+        import importlib
 
-        return TemporalEngine(store, wiring, steps=sys.modules[__name__], **options)  # type: ignore[arg-type]
-    raise NotImplementedError  # the routing engine lands this
+        # the Temporal engine's module (``temporal_engine.TemporalEngine``); imported only when asked for
+        module = importlib.import_module(".temporal_engine", __package__)
+        temporal: DeliveryEngine = module.TemporalEngine(store, wiring, **options)
+        return temporal
+    from ..errors import ConfigError
+
+    raise ConfigError(f"unknown delivery engine {name!r}: embedded or temporal")
+
+
+__all__ = ["DeliveryEngine", "Outcome", "SyncRunSummary", "deliver_one", "engine_for", "run_pull"]
