@@ -268,7 +268,7 @@ def main() -> None:
     p.add_argument("--postgres-url", default=os.environ.get("TESSERA_BENCH_POSTGRES_URL"))
     p.add_argument("--workers", type=int, default=4, help="worker processes on PostgreSQL")
     p.add_argument("--threads", type=int, default=4, help="delivery threads per worker")
-    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--batch", type=int, default=256)
     p.add_argument("--latency-seconds", type=float, default=20)
     p.add_argument("--deadline", type=float, default=600)
     p.add_argument("--sink", type=int, help=argparse.SUPPRESS)
