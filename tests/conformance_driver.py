@@ -1,6 +1,5 @@
-"""A tiny driver of a conformance kit for the kit tests (the runner, ``conformance.runner``,
-replaces it once it is on main): runs setup, every check in order with a ``Session`` each,
-and answers {check id: (status, reason)}; and ``FaultProxy``, an HTTP server on a free port
+"""The kit tests' view of a run (``run_kit``: the runner's results as {check id: (status,
+reason)}); and ``FaultProxy``, an HTTP server on a free port
 in front of a real server that injects the faults a test names."""
 
 from __future__ import annotations
@@ -14,46 +13,13 @@ from typing import Any
 
 import httpx
 
-from conformance.kit import Fail, Kit, Session, Skip, Target
+from conformance.kit import Kit, Target
+from conformance.runner import run_kit as run_with_runner
 
 
 def run_kit(kit: Kit, target: Target) -> dict[str, tuple[str, str]]:
-    client = kit.client(target) if kit.client else httpx.Client(timeout=target.timeout)
-    state: dict[str, Any] = {}
-    results: dict[str, tuple[str, str]] = {}
-    setup_error: tuple[str, str] | None = None
-    if kit.setup is not None:
-        try:
-            kit.setup(Session(target, client, state))
-        except Skip as exc:
-            setup_error = ("skip", f"setup: {exc}")
-        except Exception as exc:  # noqa: BLE001 - a kit's setup failure is every check's failure
-            setup_error = ("fail", f"setup: {type(exc).__name__}: {exc}")
-    try:
-        for check in kit.checks:
-            if setup_error is not None:
-                results[check.id] = setup_error
-                continue
-            s = Session(target, client, state)
-            try:
-                check.run(s)
-                results[check.id] = ("pass", "")
-            except Skip as exc:
-                results[check.id] = ("skip", str(exc))
-            except Fail as exc:
-                results[check.id] = ("fail", str(exc))
-            except AssertionError as exc:
-                results[check.id] = ("fail", f"assertion: {exc}")
-            except Exception as exc:  # noqa: BLE001 - never crash on a broken server
-                results[check.id] = ("fail", f"{type(exc).__name__}: {exc}")
-    finally:
-        if kit.teardown is not None:
-            try:
-                kit.teardown(Session(target, client, state))
-            except Exception:  # noqa: BLE001
-                pass
-        client.close()
-    return results
+    """The kit run by the runner the CLI uses (``conformance.runner``): {check id: (status, reason)}."""
+    return {r.check.id: (r.status, r.reason) for r in run_with_runner(kit, target).results}
 
 
 def failed(results: dict[str, tuple[str, str]]) -> dict[str, str]:

@@ -23,9 +23,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from adapters.lti.tool.platforms import PlatformIn, PlatformStore
-from conformance.kit import Fail, Kit, Result, Session, Skip, Target
+from conformance.kit import Kit, Result, Target
 from conformance.kits import kits
 from conformance.kits.lti_common import KitKey, key_from_jwks
+from conformance.runner import run_kit as run_with_runner
 from tests import factories as f
 from tests.conftest import free_port
 
@@ -33,38 +34,8 @@ TOOL_KIT = kits()["lti-1.3-tool"]
 
 
 def run(kit: Kit, target: Target) -> dict[str, Result]:
-    """The runner's loop, in small: every check's result by id."""
-    client = kit.client(target) if kit.client else httpx.Client(timeout=target.timeout)
-    state: dict[str, Any] = {}
-    results: dict[str, Result] = {}
-    setup_error = None
-    if kit.setup is not None:
-        try:
-            kit.setup(Session(target, client, state))
-        except Exception as exc:  # noqa: BLE001 - reported on every check, as the runner does
-            setup_error = f"setup: {type(exc).__name__}: {exc}"
-    try:
-        for check in kit.checks:
-            session = Session(target, client, state)
-            started = time.monotonic()
-            if setup_error:
-                results[check.id] = Result(check, "fail", setup_error)
-                continue
-            try:
-                check.run(session)
-                status, reason = "pass", ""
-            except Skip as exc:
-                status, reason = "skip", str(exc)
-            except (Fail, AssertionError) as exc:
-                status, reason = "fail", str(exc)
-            except Exception as exc:  # noqa: BLE001
-                status, reason = "fail", f"{type(exc).__name__}: {exc}"
-            results[check.id] = Result(check, status, reason, time.monotonic() - started, session.exchanges)
-    finally:
-        if kit.teardown is not None:
-            kit.teardown(Session(target, client, state))
-        client.close()
-    return results
+    """Every check's result by id, from the runner the CLI uses."""
+    return {r.check.id: r for r in run_with_runner(kit, target).results}
 
 
 def failed(results: dict[str, Result]) -> dict[str, str]:
@@ -620,7 +591,7 @@ def test_the_kits_report_an_unreachable_peer_and_a_missing_option_check_by_check
     assert "no answer" in platform["LTI-PLAT-TOKEN-001"].reason
 
     missing = run(PLATFORM_KIT, Target(closed, options={"issuer": closed}))
-    assert {r.reason for r in missing.values()} == {"setup: Fail: this kit needs --option auth_url=..."}
+    assert {r.reason for r in missing.values()} == {"setup failed: this kit needs --option auth_url=..."}
 
 
 def test_every_check_names_its_requirement_and_group() -> None:

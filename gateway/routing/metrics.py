@@ -2,7 +2,8 @@
 
 One registry per process. With several ``tessera serve``/``worker`` processes each exposes
 its own counters, as Prometheus expects (it sums them); gauges read from the store
-(``refresh_from_store``: pending and dead rows, cursor age) are the same in every process.
+(pending and dead rows, cursor age, breakers: set from the store by ``/metrics`` on each scrape,
+``gateway.api.routing``) are the same in every process.
 """
 
 from __future__ import annotations
