@@ -32,9 +32,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, select
+from sqlalchemy import Connection, and_, select
 
 from gateway.model import Contribution, MasteryMethod, MasteryState, Status, ensure_aware, record_id, utcnow
+from gateway.model.base import uuid_from_int
 from gateway.store import Store
 from gateway.store import tables as t
 
@@ -66,25 +67,93 @@ def _counted(tenant: Any, *, aligned: bool = True) -> Any:
     )
 
 
-# The incremental path's two reads, built once (every evidence transaction runs them;
-# building a statement and its cache key cost more than SQLite took to answer it).
-# The evidence read names the learners only, and the caller keeps the competencies it
-# wants: with ``competency_id IN (...)`` as well, SQLite probed the index once per (learner,
-# competency) pair, 400 learners x 200 competencies for a batch of xAPI statements
-# (measured: 128 ms for the query against 30 ms for the learners' rows, all of them).
-_LEARNERS_EVIDENCE = select(t.evidence.c.learner_id, *_EVIDENCE_COLUMNS).where(
-    _counted(bindparam("tenant"), aligned=False), t.evidence.c.learner_id.in_(bindparam("learners", expanding=True)),
-)
-_LEARNERS_STATES = select(t.mastery_states.c.learner_id, t.mastery_states.c.competency_id, t.mastery_states.c.status,
-                          t.mastery_states.c.data, t.mastery_states.c.id, t.mastery_states.c.content_hash).where(
-    t.mastery_states.c.tenant == bindparam("tenant"), t.mastery_states.c.learner_id.in_(bindparam("learners", expanding=True)),
-    t.mastery_states.c.competency_id.in_(bindparam("competencies", expanding=True)),
-)
+# The incremental path's two reads are written as driver SQL (see ``_pair_evidence``): they
+# run in every evidence transaction, where building statements and SQLAlchemy's per-row
+# conversions cost more than the database took to answer.
+_EVIDENCE_SELECT = ("e.learner_id, e.id, e.competency_id, e.observed_at, e.scaled, e.level, e.evidence_kind, e.success")
+_SQLITE_MAX_PAIRS = 4096  # 2 parameters a pair, well under SQLite's 32,766
 
 
-def _chunks(ids: list[uuid.UUID], n: int = 500) -> Iterator[list[uuid.UUID]]:
-    for i in range(0, len(ids), n):
-        yield ids[i : i + n]
+def _sqlite_uuid(value: bytes) -> uuid.UUID:
+    return uuid_from_int(int.from_bytes(value, "big"))
+
+
+def _pair_evidence(conn: Connection, tenant: str, keys: set[tuple[uuid.UUID, uuid.UUID]]) -> dict[uuid.UUID, dict[uuid.UUID, list[EvidenceRow]]]:
+    """The counted evidence of exactly these (learner, competency) pairs: learner ->
+    competency -> rows, one probe of ix_evidence_tenant_learner_id_competency_id a pair.
+
+    ``learner_id IN (...) AND competency_id IN (...)`` made SQLite probe every combination
+    (400 learners x 200 competencies for one batch), and the learners' rows whole grew with
+    every statement they ever sent; a join with the pairs as a VALUES list (an unnest on
+    PostgreSQL) reads only the rows asked for."""
+    out: dict[uuid.UUID, dict[uuid.UUID, list[EvidenceRow]]] = defaultdict(lambda: defaultdict(list))
+    if not keys:
+        return out
+    pairs = list(keys)
+    where = "e.voided = %s AND e.superseded_by IS NULL AND e.status = %s"
+    if conn.dialect.name == "postgresql":
+        rows = conn.exec_driver_sql(
+            f"SELECT {_EVIDENCE_SELECT} FROM unnest(%s::uuid[], %s::uuid[]) AS k(l, c) JOIN evidence AS e "
+            f"ON e.tenant = %s AND e.learner_id = k.l AND e.competency_id = k.c WHERE {where}",
+            ([p[0] for p in pairs], [p[1] for p in pairs], tenant, False, Status.active.value),
+        ).all()
+        for learner, eid, comp, observed, scaled, level, kind, success in rows:
+            if observed.tzinfo is not UTC:
+                observed = observed.astimezone(UTC)
+            out[learner][comp].append((eid, comp, observed, scaled, level, kind, success))
+        return out
+    by_bytes = {p[1].bytes: p[1] for p in pairs}  # competencies: few, converted once
+    learners = {p[0].bytes: p[0] for p in pairs}
+    for i in range(0, len(pairs), _SQLITE_MAX_PAIRS):
+        chunk = pairs[i : i + _SQLITE_MAX_PAIRS]
+        # padded to a power of two with a pair no row has, so that few statement texts are compiled
+        size = max(16, 1 << (len(chunk) - 1).bit_length())
+        params: list[Any] = []
+        for learner, comp in chunk:
+            params += (learner.bytes, comp.bytes)
+        params += (bytes(16), bytes(16)) * (size - len(chunk))
+        sql = (f"WITH k(l, c) AS (VALUES {', '.join(['(?, ?)'] * size)}) SELECT {_EVIDENCE_SELECT} FROM k "
+               f"JOIN evidence AS e ON e.tenant = ? AND e.learner_id = k.l AND e.competency_id = k.c WHERE {where.replace('%s', '?')}")
+        for learner, eid, comp, observed, scaled, level, kind, success in conn.exec_driver_sql(sql, (*params, tenant, False, Status.active.value)):
+            c = by_bytes[comp]
+            out[learners[learner]][c].append((_sqlite_uuid(eid), c, datetime.fromisoformat(observed).replace(tzinfo=UTC), scaled, level, kind,
+                                              None if success is None else bool(success)))
+    return out
+
+
+def _stored_states(conn: Connection, tenant: str, wanted: dict[uuid.UUID, set[uuid.UUID]],
+                   ) -> tuple[dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str]], dict[uuid.UUID, str]]:
+    """The stored states of exactly these learners' competencies, read by primary key (a
+    state's id is a name hash of tenant, learner and competency): ((learner, competency)
+    -> (status, data), state id -> content hash)."""
+    ids: dict[Any, tuple[uuid.UUID, uuid.UUID, uuid.UUID]] = {}
+    postgres = conn.dialect.name == "postgresql"
+    for learner, cs in wanted.items():
+        who = str(learner)
+        for c in cs:
+            sid = _state_names(tenant, who, str(c))[0]
+            ids[sid if postgres else sid.bytes] = (learner, c, sid)
+    stored: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str]] = {}
+    hashes: dict[uuid.UUID, str] = {}
+    if not ids:
+        return stored, hashes
+    keys = list(ids)
+    if postgres:
+        rows: Iterable[Any] = conn.exec_driver_sql(
+            "SELECT id, status, data, content_hash FROM mastery_states WHERE id = ANY(%s::uuid[])", (keys,)).all()
+    else:
+        rows = []
+        for i in range(0, len(keys), _SQLITE_MAX_PAIRS * 2):
+            chunk = keys[i : i + _SQLITE_MAX_PAIRS * 2]
+            size = max(16, 1 << (len(chunk) - 1).bit_length())
+            chunk.extend([chunk[0]] * (size - len(chunk)))  # repeats change nothing in IN
+            rows.extend(conn.exec_driver_sql(
+                f"SELECT id, status, data, content_hash FROM mastery_states WHERE id IN ({', '.join(['?'] * size)})", tuple(chunk)))
+    for key, status, data, digest in rows:
+        learner, c, sid = ids[key]
+        stored[(learner, c)] = (status, data)
+        hashes[sid] = digest
+    return stored, hashes
 
 
 def state_id(tenant: str, learner: uuid.UUID, competency: uuid.UUID) -> uuid.UUID:
@@ -368,25 +437,21 @@ class MasteryEngine:
             return
         if conn.dialect.name == "postgresql":
             _lock_learners(conn, tenant, targets)
+        # Only what these learners' states need is read, by exact (learner, competency) keys:
+        # the evidence of every target's group and every ancestor's (a parent's own evidence
+        # counts), and the stored states of those and of a rollup's children. Reading the
+        # learners' rows whole made each batch's cost grow with the volume of earlier evidence
+        # (every statement of a learner, on every competency, read again and again).
         ancestors = {learner: model.ancestors(cs) for learner, cs in targets.items()}
-        # evidence of every target's group and every ancestor's (a parent's own evidence counts)
-        groups = {e for learner, cs in targets.items() for c in cs | ancestors[learner] for e in model.group(c)}
-        wanted = {c for learner, cs in targets.items() for c in cs | ancestors[learner]}
-        wanted |= {k for c in list(wanted) for k in model.children.get(c, ())}  # a rollup reads its children
         learners = list(targets)
-        rows_by: dict[uuid.UUID, dict[uuid.UUID, list[EvidenceRow]]] = defaultdict(lambda: defaultdict(list))
-        for chunk in _chunks(learners):
-            for row in conn.execute(_LEARNERS_EVIDENCE, {"tenant": tenant, "learners": chunk}):
-                if row[2] in groups:
-                    rows_by[row[0]][row[2]].append(tuple(row[1:]))
-        stored: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str]] = {}
-        hashes: dict[uuid.UUID, str] = {}  # state id -> content hash, of every state derive may write
-        for chunk in _chunks(learners):
-            for learner, comp, status, data, sid, digest in conn.execute(
-                _LEARNERS_STATES, {"tenant": tenant, "learners": chunk, "competencies": list(wanted)}
-            ):
-                stored[(learner, comp)] = (status, data)
-                hashes[sid] = digest
+        evidence_keys: set[tuple[uuid.UUID, uuid.UUID]] = set()
+        wanted: dict[uuid.UUID, set[uuid.UUID]] = {}
+        for learner, cs in targets.items():
+            mine = cs | ancestors[learner]
+            evidence_keys.update((learner, e) for c in mine for e in model.group(c))
+            wanted[learner] = mine | {k for c in mine for k in model.children.get(c, ())}  # a rollup reads its children
+        rows_by = _pair_evidence(conn, tenant, evidence_keys)
+        stored, hashes = _stored_states(conn, tenant, wanted)
         active = Status.active.value
         # Derived states are serialised as the full recompute does (``serial.state_json``:
         # the bytes ``to_record`` would give, without a pydantic model per state and per
