@@ -35,7 +35,7 @@ import orjson
 from sqlalchemy import Connection, and_, select
 
 from gateway.model import Contribution, MasteryMethod, MasteryState, Status, ensure_aware, record_id, utcnow
-from gateway.model.base import uuid_from_int
+from gateway.model.base import _NAMESPACE_BYTES, _V5_CLEAR, _V5_SET, uuid_from_int
 from gateway.store import Store
 from gateway.store import tables as t
 
@@ -122,21 +122,23 @@ def _pair_evidence(conn: Connection, tenant: str, keys: set[tuple[uuid.UUID, uui
 
 
 def _stored_states(conn: Connection, tenant: str, wanted: dict[uuid.UUID, set[uuid.UUID]],
-                   ) -> tuple[dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str]], dict[uuid.UUID, str]]:
+                   ) -> tuple[dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str]], dict[uuid.UUID, str], dict[tuple[uuid.UUID, uuid.UUID], tuple[uuid.UUID, str]]]:
     """The stored states of exactly these learners' competencies, read by primary key (a
     state's id is a name hash of tenant, learner and competency): ((learner, competency)
-    -> (status, data), state id -> content hash)."""
+    -> (status, data), state id -> content hash, (learner, competency) -> (state id, native
+    id) of every state asked for)."""
     ids: dict[Any, tuple[uuid.UUID, uuid.UUID, uuid.UUID]] = {}
+    names: dict[tuple[uuid.UUID, uuid.UUID], tuple[uuid.UUID, str]] = {}
     postgres = conn.dialect.name == "postgresql"
     for learner, cs in wanted.items():
-        who = str(learner)
+        name = _state_namer(tenant, str(learner))
         for c in cs:
-            sid = _state_names(tenant, who, str(c))[0]
+            sid, native = names[(learner, c)] = name(_text(c))
             ids[sid if postgres else sid.bytes] = (learner, c, sid)
     stored: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str]] = {}
     hashes: dict[uuid.UUID, str] = {}
     if not ids:
-        return stored, hashes
+        return stored, hashes, names
     keys = list(ids)
     if postgres:
         rows: Iterable[Any] = conn.exec_driver_sql(
@@ -153,7 +155,7 @@ def _stored_states(conn: Connection, tenant: str, wanted: dict[uuid.UUID, set[uu
         learner, c, sid = ids[key]
         stored[(learner, c)] = (status, data)
         hashes[sid] = digest
-    return stored, hashes
+    return stored, hashes, names
 
 
 def state_id(tenant: str, learner: uuid.UUID, competency: uuid.UUID) -> uuid.UUID:
@@ -165,6 +167,33 @@ def _state_names(tenant: str, learner: str, competency: str) -> tuple[uuid.UUID,
     the recompute formats once per learner and competency, not once per state)."""
     native = f"{learner}:{competency}"
     return record_id(tenant, "mastery_state", SOURCE, native), native
+
+
+def _state_namer(tenant: str, learner: str) -> Callable[[str], tuple[uuid.UUID, str]]:
+    """``_state_names`` for one learner's states: the name's common prefix is hashed once,
+    and each competency's text added to a copy (the incremental path names a dozen states
+    per learner per batch, read and written)."""
+    base = hashlib.sha1(_NAMESPACE_BYTES + f"{tenant}\x1fmastery_state\x1f{SOURCE}\x1f{learner}:".encode())
+
+    def name(competency: str) -> tuple[uuid.UUID, str]:
+        h = base.copy()
+        h.update(competency.encode())
+        return uuid_from_int((int.from_bytes(h.digest()[:16], "big") & _V5_CLEAR) | _V5_SET), f"{learner}:{competency}"
+
+    return name
+
+
+_texts: dict[uuid.UUID, str] = {}
+
+
+def _text(competency: uuid.UUID) -> str:
+    """A competency id's text, formatted once per process (competencies are few)."""
+    s = _texts.get(competency)
+    if s is None:
+        if len(_texts) > 200_000:
+            _texts.clear()
+        s = _texts[competency] = str(competency)
+    return s
 
 
 def _contribution(evidence: uuid.UUID | None, competency: uuid.UUID | None, value: float, weight: float) -> ContributionRow:
@@ -451,7 +480,7 @@ class MasteryEngine:
             evidence_keys.update((learner, e) for c in mine for e in model.group(c))
             wanted[learner] = mine | {k for c in mine for k in model.children.get(c, ())}  # a rollup reads its children
         rows_by = _pair_evidence(conn, tenant, evidence_keys)
-        stored, hashes = _stored_states(conn, tenant, wanted)
+        stored, hashes, names = _stored_states(conn, tenant, wanted)
         active = Status.active.value
         # Derived states are serialised as the full recompute does (``serial.state_json``:
         # the bytes ``to_record`` would give, without a pydantic model per state and per
@@ -465,10 +494,9 @@ class MasteryEngine:
                 hit = stored.get((learner, c))
                 return _from_stored(hit[1]) if hit is not None and hit[0] == active else None
 
-            who = str(learner)
             for c, d in derive(model, rows_by[learner], targets[learner], stored_state).items():
                 if d is not None:
-                    states.append(state_json(tenant, SOURCE, *_state_names(tenant, who, str(c)), learner, d, suffix))
+                    states.append(state_json(tenant, SOURCE, *names[(learner, c)], learner, d, suffix))
                 elif stored.get((learner, c), ("",))[0] == active:
                     retired.append(_retired(tenant, learner, c, model, now))
         if states:
