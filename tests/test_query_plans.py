@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, event
 
-from gateway.mastery.engine import _pair_evidence, _stored_states
+from gateway.mastery.reads import _pair_evidence, _stored_states
 from gateway.store import Store
 from gateway.wiring import open_store
 
