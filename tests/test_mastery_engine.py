@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from gateway.errors import IntegrityError, NotFound
 from gateway.mastery.attach import engine_of
 from gateway.mastery.engine import state_id
-from gateway.mastery.reads import _state_namer
 from gateway.mastery.methods import Rule, calculate
+from gateway.mastery.reads import _state_namer
 from gateway.model import (
     EvidenceKind,
     MasteryMethod,
