@@ -32,7 +32,7 @@ import orjson
 from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from xapi_ingest import TENANT, VERBS, make_batch, server
+from xapi_ingest import TENANT, VERBS, make_batch, tessera
 
 from adapters.xapi import validation
 from adapters.xapi.http import iso
@@ -66,7 +66,7 @@ def run(url: str, n: int) -> None:
     store = open_store(url)
     store.migrate()
     load(store, n)
-    with server(url, 1) as (base, _):
+    with tessera(url, 1) as (base, _):
         client, secret = ClientStore(store.engine).create(TENANT, ["xapi/all"], name="bench")
         rng = random.Random(7)
         latencies = []

@@ -16,6 +16,7 @@ from gateway.errors import IntegrityError, NotFound
 from gateway.mastery.attach import engine_of
 from gateway.mastery.engine import state_id
 from gateway.mastery.methods import Rule, calculate
+from gateway.mastery.reads import _state_namer
 from gateway.model import (
     EvidenceKind,
     MasteryMethod,
@@ -44,6 +45,16 @@ def value(method: MasteryMethod, *vals: float, at_min: float | None = None, **kw
 
 
 # --- methods, by hand -------------------------------------------------------------------------
+
+
+def test_the_incremental_path_names_states_as_state_id_does() -> None:
+    """The per-learner namer (the prefix hashed once) gives the ids and native ids the
+    records carry, else an update would insert a second state beside the stored one."""
+    for tenant in ("t", "bench", "district-9.east"):
+        learner = uuid.uuid4()
+        name = _state_namer(tenant, str(learner))
+        for competency in (uuid.uuid4() for _ in range(20)):
+            assert name(str(competency)) == (state_id(tenant, learner, competency), f"{learner}:{competency}")
 
 
 def test_latest_highest_and_weighted_mean() -> None:

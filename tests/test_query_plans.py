@@ -9,42 +9,52 @@ of the tenant. These tests catch the cost regression, not just a wrong answer.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 
-from gateway.mastery.engine import _LEARNERS_EVIDENCE, _LEARNERS_STATES
+from gateway.mastery.reads import _pair_evidence, _stored_states
 from gateway.store import Store
 from gateway.wiring import open_store
 
 
-def _plan_of(store: Store, query: object, params: dict[str, object]) -> str:
+def _plans(store: Store, run: Callable[[Connection], object]) -> list[str]:
+    """The query plans of the statements ``run`` executes."""
     plans: list[str] = []
 
     @event.listens_for(store.engine, "before_cursor_execute")
     def explain(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
         if not statement.startswith("EXPLAIN"):
             rows = cursor.connection.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()
-            plans.append(" | ".join(r[3] for r in rows))
+            if rows:  # (BEGIN has no plan)
+                plans.append(" | ".join(r[3] for r in rows))
 
     with store.engine.connect() as conn:
-        conn.execute(query, params).fetchall()
+        run(conn)
     event.remove(store.engine, "before_cursor_execute", explain)
-    return plans[-1]
+    return plans
 
 
-def test_incremental_mastery_reads_probe_the_learner_indexes(tmp_path: Path) -> None:
+def _plan_of(store: Store, query: object, params: dict[str, object]) -> str:
+    return _plans(store, lambda conn: conn.execute(query, params).fetchall())[-1]  # type: ignore[call-overload]
+
+
+def test_incremental_mastery_reads_probe_exact_keys(tmp_path: Path) -> None:
+    """The evidence of each (learner, competency) pair through the pair's prefix of its index,
+    driven by the pairs (not every learner x competency combination, not a learner's rows
+    whole: both grew with the evidence already stored), and the states by primary key."""
     store = open_store(f"sqlite:///{tmp_path / 'plans.db'}")
     store.migrate()
     try:
-        params = {"tenant": "t", "learners": [uuid.uuid4() for _ in range(6)], "competencies": [uuid.uuid4(), uuid.uuid4()]}
-        evidence = _plan_of(store, _LEARNERS_EVIDENCE, params)
-        # the learners only (the engine keeps the competencies it wants: a probe per learner x
-        # competency pair cost more than reading each learner's rows), through the index's prefix
-        assert "USING INDEX ix_evidence_tenant_learner_id_competency_id (tenant=? AND learner_id=?)" in evidence
-        assert "SCAN" not in evidence
-        states = _plan_of(store, _LEARNERS_STATES, params)
-        assert "USING INDEX ix_mastery_states_tenant_learner_id (tenant=? AND learner_id=?)" in states
+        learners, competencies = [uuid.uuid4() for _ in range(6)], [uuid.uuid4(), uuid.uuid4()]
+        pairs = {(learner, competencies[i % 2]) for i, learner in enumerate(learners)}
+        (evidence,) = _plans(store, lambda conn: _pair_evidence(conn, "t", pairs))
+        assert "ix_evidence_tenant_learner_id_competency_id (tenant=? AND learner_id=? AND competency_id=?)" in evidence
+        assert "SCAN evidence" not in evidence
+        (states,) = _plans(store, lambda conn: _stored_states(conn, "t", {learner: set(competencies) for learner in learners}))
+        assert "SEARCH mastery_states USING INDEX sqlite_autoindex_mastery_states_1 (id=?)" in states
+        assert "SCAN mastery_states" not in states
     finally:
         store.dispose()
 

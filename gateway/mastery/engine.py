@@ -32,21 +32,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, select
+from sqlalchemy import Connection, and_, select
 
-from gateway.model import Contribution, MasteryMethod, MasteryState, Status, ensure_aware, record_id, utcnow
+from gateway.model import Contribution, MasteryMethod, MasteryState, Status, ensure_aware, utcnow
 from gateway.store import Store
 from gateway.store import tables as t
 
 from .derived import ContributionRow, Derived
 from .methods import Item, Rule, calculate
+from .reads import SOURCE, EvidenceRow, _pair_evidence, _stored_states
+from .reads import state_names as _state_names
 from .serial import StateHead, computed_at_suffix, state_json
 from .structure import Scale, TenantModel, load, stamp
 
-SOURCE = "tessera.mastery"
-
-#: an evidence row as the engine reads it
-EvidenceRow = tuple[uuid.UUID, uuid.UUID, datetime, float | None, str | None, str | None, bool | None]
 _EVIDENCE_COLUMNS = (
     t.evidence.c.id, t.evidence.c.competency_id, t.evidence.c.observed_at, t.evidence.c.scaled,
     t.evidence.c.level, t.evidence.c.evidence_kind, t.evidence.c.success,
@@ -66,36 +64,9 @@ def _counted(tenant: Any, *, aligned: bool = True) -> Any:
     )
 
 
-# The incremental path's two reads, built once (every evidence transaction runs them;
-# building a statement and its cache key cost more than SQLite took to answer it).
-# The evidence read names the learners only, and the caller keeps the competencies it
-# wants: with ``competency_id IN (...)`` as well, SQLite probed the index once per (learner,
-# competency) pair, 400 learners x 200 competencies for a batch of xAPI statements
-# (measured: 128 ms for the query against 30 ms for the learners' rows, all of them).
-_LEARNERS_EVIDENCE = select(t.evidence.c.learner_id, *_EVIDENCE_COLUMNS).where(
-    _counted(bindparam("tenant"), aligned=False), t.evidence.c.learner_id.in_(bindparam("learners", expanding=True)),
-)
-_LEARNERS_STATES = select(t.mastery_states.c.learner_id, t.mastery_states.c.competency_id, t.mastery_states.c.status,
-                          t.mastery_states.c.data, t.mastery_states.c.id, t.mastery_states.c.content_hash).where(
-    t.mastery_states.c.tenant == bindparam("tenant"), t.mastery_states.c.learner_id.in_(bindparam("learners", expanding=True)),
-    t.mastery_states.c.competency_id.in_(bindparam("competencies", expanding=True)),
-)
-
-
-def _chunks(ids: list[uuid.UUID], n: int = 500) -> Iterator[list[uuid.UUID]]:
-    for i in range(0, len(ids), n):
-        yield ids[i : i + n]
-
-
 def state_id(tenant: str, learner: uuid.UUID, competency: uuid.UUID) -> uuid.UUID:
     return _state_names(tenant, str(learner), str(competency))[0]
 
-
-def _state_names(tenant: str, learner: str, competency: str) -> tuple[uuid.UUID, str]:
-    """(id, native id) of a state, from its learner's and competency's ids as text (which
-    the recompute formats once per learner and competency, not once per state)."""
-    native = f"{learner}:{competency}"
-    return record_id(tenant, "mastery_state", SOURCE, native), native
 
 
 def _contribution(evidence: uuid.UUID | None, competency: uuid.UUID | None, value: float, weight: float) -> ContributionRow:
@@ -368,25 +339,21 @@ class MasteryEngine:
             return
         if conn.dialect.name == "postgresql":
             _lock_learners(conn, tenant, targets)
+        # Only what these learners' states need is read, by exact (learner, competency) keys:
+        # the evidence of every target's group and every ancestor's (a parent's own evidence
+        # counts), and the stored states of those and of a rollup's children. Reading the
+        # learners' rows whole made each batch's cost grow with the volume of earlier evidence
+        # (every statement of a learner, on every competency, read again and again).
         ancestors = {learner: model.ancestors(cs) for learner, cs in targets.items()}
-        # evidence of every target's group and every ancestor's (a parent's own evidence counts)
-        groups = {e for learner, cs in targets.items() for c in cs | ancestors[learner] for e in model.group(c)}
-        wanted = {c for learner, cs in targets.items() for c in cs | ancestors[learner]}
-        wanted |= {k for c in list(wanted) for k in model.children.get(c, ())}  # a rollup reads its children
         learners = list(targets)
-        rows_by: dict[uuid.UUID, dict[uuid.UUID, list[EvidenceRow]]] = defaultdict(lambda: defaultdict(list))
-        for chunk in _chunks(learners):
-            for row in conn.execute(_LEARNERS_EVIDENCE, {"tenant": tenant, "learners": chunk}):
-                if row[2] in groups:
-                    rows_by[row[0]][row[2]].append(tuple(row[1:]))
-        stored: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str]] = {}
-        hashes: dict[uuid.UUID, str] = {}  # state id -> content hash, of every state derive may write
-        for chunk in _chunks(learners):
-            for learner, comp, status, data, sid, digest in conn.execute(
-                _LEARNERS_STATES, {"tenant": tenant, "learners": chunk, "competencies": list(wanted)}
-            ):
-                stored[(learner, comp)] = (status, data)
-                hashes[sid] = digest
+        evidence_keys: set[tuple[uuid.UUID, uuid.UUID]] = set()
+        wanted: dict[uuid.UUID, set[uuid.UUID]] = {}
+        for learner, cs in targets.items():
+            mine = cs | ancestors[learner]
+            evidence_keys.update((learner, e) for c in mine for e in model.group(c))
+            wanted[learner] = mine | {k for c in mine for k in model.children.get(c, ())}  # a rollup reads its children
+        rows_by = _pair_evidence(conn, tenant, evidence_keys)
+        stored, hashes, names = _stored_states(conn, tenant, wanted)
         active = Status.active.value
         # Derived states are serialised as the full recompute does (``serial.state_json``:
         # the bytes ``to_record`` would give, without a pydantic model per state and per
@@ -400,10 +367,9 @@ class MasteryEngine:
                 hit = stored.get((learner, c))
                 return _from_stored(hit[1]) if hit is not None and hit[0] == active else None
 
-            who = str(learner)
             for c, d in derive(model, rows_by[learner], targets[learner], stored_state).items():
                 if d is not None:
-                    states.append(state_json(tenant, SOURCE, *_state_names(tenant, who, str(c)), learner, d, suffix))
+                    states.append(state_json(tenant, SOURCE, *names[(learner, c)], learner, d, suffix))
                 elif stored.get((learner, c), ("",))[0] == active:
                     retired.append(_retired(tenant, learner, c, model, now))
         if states:
