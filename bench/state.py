@@ -93,7 +93,7 @@ def load(store: Store, districts: int, learners: int, evidence: int) -> None:
 
 
 def feed_rate(store: Store) -> tuple[int, float]:
-    feed = ChangeFeed(store, GrantStore(store.engine), KEY)
+    feed = ChangeFeed(store, GrantStore(store.engine), lambda: KEY)
     reader = feed.reader("state", "bench", frozenset({"changes.readonly"}))
     until = feed.available()["newest"]
     since, n = 0, 0

@@ -75,7 +75,7 @@ def test_retention_drops_old_months_of_the_change_log_and_the_feed_says_gone(pg)
         conn.execute(text("INSERT INTO changes (tenant, batch_id, record_kind, record_id, op, content_hash, at) VALUES "
                           "('t1', gen_random_uuid(), 'org', gen_random_uuid(), 'created', 'x', '2020-01-15T00:00:00Z')"))
     _load(pg, [datetime.now(UTC)])
-    feed = ChangeFeed(pg, GrantStore(pg.engine), b"k" * 32)
+    feed = ChangeFeed(pg, GrantStore(pg.engine), lambda: b"k" * 32)
     reader = feed.reader("t1", "c", frozenset({"changes.readonly"}))
     assert feed.page(reader, since=0).changes[0]["version"] == 1
     with pg.engine.connect().execution_options(**WRITE) as conn, conn.begin():

@@ -87,7 +87,7 @@ def test_a_grant_allows_only_in_its_window_and_until_revoked(store):
 
 def test_the_feed_pages_in_version_order_without_gaps_or_repeats(store):
     district(store, "d1", n=5)
-    feed = ChangeFeed(store, GrantStore(store.engine), KEY)
+    feed = ChangeFeed(store, GrantStore(store.engine), lambda: KEY)
     reader = feed.reader("d1", "c", frozenset({"changes.readonly"}))
     newest = feed.available()["newest"]
     seen, since = [], 0
@@ -107,7 +107,7 @@ def test_a_retired_record_is_a_tombstone_and_kinds_filter(store):
     recs = district(store, "d1")
     kid = recs[3]
     store.records.apply("d1", [kid.model_copy(update={"status": Status.tobedeleted})])
-    feed = ChangeFeed(store, GrantStore(store.engine), KEY)
+    feed = ChangeFeed(store, GrantStore(store.engine), lambda: KEY)
     page = feed.page(feed.reader("d1", "c", frozenset({"changes.readonly"})), kinds=["person"])
     assert {c["kind"] for c in page.changes} == {"person"}
     last = [c for c in page.changes if c["id"] == str(kid.id)][-1]
@@ -119,7 +119,7 @@ def test_a_version_older_than_the_oldest_kept_is_gone(store):
     with store.engine.begin() as conn:
         conn.execute(delete(changes).where(changes.c.seq <= 5))  # what a retention policy does ...
         conn.execute(insert(change_log_horizon).values(id=1, dropped_through=5, at=utcnow()))  # ... and records
-    feed = ChangeFeed(store, GrantStore(store.engine), KEY)
+    feed = ChangeFeed(store, GrantStore(store.engine), lambda: KEY)
     reader = feed.reader("d1", "c", frozenset({"changes.readonly"}))
     with pytest.raises(Gone) as exc:
         feed.page(reader, since=2)
@@ -134,7 +134,7 @@ def test_a_state_reads_every_granting_district_tagged_and_logged(store):
     g1 = grant(store, "d1", kinds=["person"])
     g2 = grant(store, "d2", kinds=["evidence"], deidentified=False)
     gs = GrantStore(store.engine)
-    feed = ChangeFeed(store, gs, KEY)
+    feed = ChangeFeed(store, gs, lambda: KEY)
     page = feed.page(feed.reader("state", "state-client", frozenset({"changes.readonly"})), limit=1000)
     by = {(c["tenant"], c["kind"]) for c in page.changes}
     assert by == {("d1", "person"), ("d2", "evidence")}
@@ -179,7 +179,7 @@ def test_the_newest_safe_version_waits_for_a_transaction_still_writing(store):
 
 def test_a_reader_paging_while_writers_write_sees_each_change_once(store):
     district(store, "d1", n=2)
-    feed = ChangeFeed(store, GrantStore(store.engine), KEY)
+    feed = ChangeFeed(store, GrantStore(store.engine), lambda: KEY)
     reader = feed.reader("d1", "c", frozenset({"changes.readonly"}))
     school = org(tenant="d1")
     stop = threading.Event()

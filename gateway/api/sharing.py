@@ -13,6 +13,7 @@ Who may do what:
 
 from __future__ import annotations
 
+import functools
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from ..auth import Principal
@@ -58,10 +60,13 @@ def _uuid(value: str, field: str) -> uuid.UUID:
 def build_router(ctx: AppContext) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["data sharing"])
     grants = GrantStore(ctx.store.engine)
-    key = pseudonym_key(ctx.settings.database_url)
+    key = functools.cache(lambda: pseudonym_key(ctx.settings.database_url))  # read (or made) when first needed
     feed = ChangeFeed(ctx.store, grants, key)
     jobs = JobRunner(ctx.store, grants, Path(ctx.settings.export_dir), key)
-    jobs.recover()
+    try:
+        jobs.recover()
+    except SQLAlchemyError:  # an unreachable or unmigrated database: /readyz says so; nothing to recover from it
+        pass
     router.export_jobs = jobs  # type: ignore[attr-defined]  # create_app keeps it in app.state (tests wait on it)
     admin = Depends(ctx.require("admin"))
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +63,7 @@ class FeedPage:
 
 
 class ChangeFeed:
-    def __init__(self, store: Store, grants: GrantStore, pseudonym_key: bytes) -> None:
+    def __init__(self, store: Store, grants: GrantStore, pseudonym_key: Callable[[], bytes]) -> None:
         self.store, self.grants, self.key = store, grants, pseudonym_key
 
     def reader(self, tenant: str, client_id: str, scopes: frozenset[str], *, grant_id: uuid.UUID | None = None) -> Reader:
@@ -111,7 +111,7 @@ class ChangeFeed:
         by_tenant = {t: g for t, _, g in sources}
         deids: dict[str, Deidentifier] = {}
         for t in deidentified:  # one look-up of the state ids a page's learners have, per tenant
-            deids[t] = Deidentifier(Pseudonymizer(self.key, reader.tenant), StateIds(self.store.engine, t))
+            deids[t] = Deidentifier(Pseudonymizer(self.key(), reader.tenant), StateIds(self.store.engine, t))
             deids[t].prepare(d for d, _ in docs.values() if isinstance(d, dict) and d.get("tenant") == t)
         out: list[dict[str, Any]] = []
         counts: dict[uuid.UUID, int] = defaultdict(int)

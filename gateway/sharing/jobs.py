@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def _job(row: Any) -> dict[str, Any]:
 
 
 class JobRunner:
-    def __init__(self, store: Store, grants: GrantStore, export_dir: Path, pseudonym_key: bytes) -> None:
+    def __init__(self, store: Store, grants: GrantStore, export_dir: Path, pseudonym_key: Callable[[], bytes]) -> None:
         self.store, self.grants, self.dir, self.key = store, grants, export_dir, pseudonym_key
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tessera-export")
         self._lock = threading.Lock()
@@ -112,7 +113,7 @@ class JobRunner:
             if grant is not None:
                 gid = grant.id
                 if grant.deidentified:
-                    deid = Deidentifier(Pseudonymizer(self.key, row.tenant), StateIds(self.store.engine, grant.grantor))
+                    deid = Deidentifier(Pseudonymizer(self.key(), row.tenant), StateIds(self.store.engine, grant.grantor))
 
                 def check() -> None:  # a revoked or expired grant ends the export at the next batch
                     if not self.grants.active_for(row.tenant, "exports", grant_id=gid):
