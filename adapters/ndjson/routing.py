@@ -19,7 +19,6 @@ to a state instance), fed through that instance's canonical NDJSON import
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import orjson
@@ -28,7 +27,7 @@ from gateway.errors import ConfigError, NotFound
 from gateway.model import RECORD_TYPES, record_id
 from gateway.model.tenancy import relabel
 from gateway.routing.protocol import Connection, Delivery, WaitForDependency, failure_from_response
-from gateway.routing.remote import call, http_for
+from gateway.routing.remote import SharedHttp, call
 from gateway.store.prepare import REFERENCES
 
 MEDIA_TYPE = "application/x-ndjson"
@@ -44,21 +43,10 @@ class TesseraDestination:
             raise ConfigError(f"connection {connection.name!r}: another Tessera needs base_url")
         self.connection = connection
         self.url = connection.base_url.rstrip("/") + "/ndjson/records"
-        self._http: Any = None
-        self._lock = threading.Lock()
-
-    def http(self) -> Any:
-        with self._lock:
-            if self._http is None:
-                self._http = http_for(self.connection, headers={"Accept": "application/json"})
-            return self._http
+        self.http = SharedHttp(connection)
 
     def close(self) -> None:
-        """Close the HTTP connection pool (the engine calls it when it drops this object)."""
-        with self._lock:
-            http, self._http = self._http, None
-        if http is not None:
-            http.close()
+        self.http.close()
 
     def line(self, store: Any, delivery: Delivery) -> bytes:
         """The record as one NDJSON line for the other tenant (module docstring)."""

@@ -56,7 +56,7 @@ import orjson
 from gateway.errors import ConfigError, NotFound
 from gateway.model import Status, utcnow
 from gateway.routing.protocol import Connection, Delivery, PageResult, Reject, Route, WaitForDependency
-from gateway.routing.remote import as_failure, call, http_for, token_url
+from gateway.routing.remote import SharedHttp, as_failure, call, token_url
 
 from .values import format_datetime, normalize_version, parse_datetime
 
@@ -196,22 +196,12 @@ class GradebookDestination:
         self.connection = connection
         self.base = gradebook_base(connection.base_url)
         self.maximum = float(connection.options.get("score_maximum", SCORE_MAXIMUM))
-        self._http: Any = None
+        self.http = SharedHttp(connection)
         self._items: set[str] = set()  # line items known to exist at the gradebook
         self._lock = threading.Lock()
 
-    def http(self) -> Any:
-        with self._lock:
-            if self._http is None:
-                self._http = http_for(self.connection, headers={"Accept": "application/json"})
-            return self._http
-
     def close(self) -> None:
-        """Close the HTTP connection pool (the engine calls it when it drops this object)."""
-        with self._lock:
-            http, self._http = self._http, None
-        if http is not None:
-            http.close()
+        self.http.close()
 
     def deliver(self, store: Any, delivery: Delivery) -> None:
         rec: Any = delivery.record  # a MasteryState or an Evidence

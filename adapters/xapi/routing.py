@@ -40,8 +40,9 @@ from sqlalchemy import select
 
 from gateway.errors import ConfigError
 from gateway.routing.protocol import Connection, Delivery, PageResult, Reject, Route
-from gateway.routing.remote import as_failure, call, http_for
+from gateway.routing.remote import SharedHttp, as_failure, call
 
+from .http import VERSION_HEADER
 from .outbox import KIND, enqueue
 from .tables import xapi_statements
 
@@ -77,7 +78,7 @@ class Lrs:
         except (TypeError, ValueError):
             raise ConfigError(f"connection {connection.name!r}: overlap_seconds and page_size are numbers") from None
         self.endpoint = connection.base_url.rstrip("/") + "/"
-        self._http: Any = None
+        self.http = SharedHttp(connection, headers={VERSION_HEADER: self.version})
         self._lock = threading.Lock()
         self._stores: dict[int, Any] = {}
 
@@ -213,20 +214,8 @@ class Lrs:
 
     # --- forward --------------------------------------------------------------------------------
 
-    def http(self) -> Any:
-        with self._lock:
-            if self._http is None:
-                from .http import VERSION_HEADER
-
-                self._http = http_for(self.connection, headers={VERSION_HEADER: self.version, "Accept": "application/json"})
-            return self._http
-
     def close(self) -> None:
-        """Close the HTTP connection pool (the engine calls it when it drops this object)."""
-        with self._lock:
-            http, self._http = self._http, None
-        if http is not None:
-            http.close()
+        self.http.close()
 
     def deliver(self, store: Any, delivery: Delivery) -> None:
         if delivery.record_kind != KIND:

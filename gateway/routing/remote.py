@@ -21,6 +21,7 @@ a credential (``gateway.http.redact``).
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import httpx
@@ -76,6 +77,28 @@ def http_for(connection: Connection, *, headers: dict[str, str] | None = None, a
                       headers={"User-Agent": "tessera-routing", **(headers or {})}, transport=transport)
 
 
+class SharedHttp:
+    """One connection's HTTP client, made on first use and shared by the engine's threads;
+    ``close`` closes its pool (the engine calls a role's ``close`` when it drops the role)."""
+
+    def __init__(self, connection: Connection, *, headers: dict[str, str] | None = None) -> None:
+        self.connection, self.headers = connection, {"Accept": "application/json", **(headers or {})}
+        self._http: HttpClient | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> HttpClient:
+        with self._lock:
+            if self._http is None:
+                self._http = http_for(self.connection, headers=self.headers)
+            return self._http
+
+    def close(self) -> None:
+        with self._lock:
+            http, self._http = self._http, None
+        if http is not None:
+            http.close()
+
+
 def call(http: HttpClient, method: str, url: str, what: str, *, ok: tuple[int, ...] = (), **kw: Any) -> httpx.Response:
     """One request. Returns a 2xx answer (or one whose status is in ``ok``); raises the
     ``DeliveryFailure`` kind otherwise."""
@@ -113,4 +136,4 @@ def as_failure(exc: BaseException, what: str) -> DeliveryFailure:
     return Retry(f"{what}: {type(exc).__name__}")
 
 
-__all__ = ["as_failure", "auth_for", "call", "http_for", "timeout_of", "token_url"]
+__all__ = ["SharedHttp", "as_failure", "auth_for", "call", "http_for", "timeout_of", "token_url"]
