@@ -105,13 +105,27 @@ class TextFormatter(logging.Formatter):
         return redact(base)
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record is written, not as it was when the
+    handler was made: a command run in-process (tests, an embedding program) may replace
+    ``sys.stderr`` and close it, and server threads that outlive it must not write there."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure(level: str = "INFO", fmt: str = "json", stream: Any = None) -> None:
     """Install one handler on the root logger; idempotent."""
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_tessera", False):
             root.removeHandler(h)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
     handler._tessera = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactingFilter())
