@@ -96,6 +96,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None, reg
     app.include_router(routing.build_metrics_router(ctx))
     for router in wiring.routers(ctx):
         app.include_router(router)
+    from ..console import install as install_console
+
+    install_console(app, ctx)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
 
