@@ -22,7 +22,7 @@ from ..errors import ErrorDetail, NotFound
 from ..model import Status
 from ..store import Store
 from ..store import tables as t
-from .web import Forbidden, Viewer
+from .viewer import Forbidden, Viewer
 
 ACTIVE = Status.active.value
 

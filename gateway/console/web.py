@@ -22,12 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
-import time
-import uuid
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import Request
@@ -35,18 +31,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from ..errors import AuthError, ErrorDetail, NotFound, ScopeError, TesseraError, ValidationError
+from ..errors import ErrorDetail, NotFound, TesseraError, ValidationError
+from .access import Access
 from .settings import ConsoleSettings
+from .viewer import ROLES, Forbidden, Role, SignInRequired, Viewer
 
 if TYPE_CHECKING:
     from ..api.context import AppContext
-    from .access import Access
 
 COOKIE = "tessera_console"
 PREFIX = "/console"
 STATIC = Path(__file__).parent / "static"
-Role = Literal["learner", "guardian", "teacher", "admin"]
-ROLES: tuple[Role, ...] = ("learner", "guardian", "teacher", "admin")
 
 #: sent with every console page: no inline script or style, nothing from elsewhere
 SECURITY_HEADERS = {
@@ -55,53 +50,6 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
-
-
-@dataclass(frozen=True)
-class Viewer:
-    """The person signed in to the console.
-
-    ``role`` decides the pages: a learner sees their own profile, a guardian their wards'
-    (OneRoster ``agentSourcedIds``: the learner lists the guardian among its agents), a
-    teacher the sections they teach and those sections' learners, an admin the whole
-    tenant. ``person_id`` is the roster person (None for an administrator known only to the
-    identity provider). ``via`` is how they signed in (``lti``, ``oidc``)."""
-
-    tenant: str
-    role: Role
-    person_id: uuid.UUID | None
-    name: str
-    via: str
-    #: random per session: CSRF tokens are bound to it
-    sid: str = field(default_factory=lambda: secrets.token_urlsafe(16))
-    issued_at: float = field(default_factory=time.time)
-
-    def as_claims(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["person_id"] = str(self.person_id) if self.person_id else None
-        return d
-
-    @classmethod
-    def from_claims(cls, d: dict[str, Any]) -> Viewer:
-        if d.get("role") not in ROLES or not isinstance(d.get("tenant"), str):
-            raise ValueError("not a console session")
-        return cls(tenant=d["tenant"], role=d["role"], person_id=uuid.UUID(d["person_id"]) if d.get("person_id") else None,
-                   name=str(d.get("name") or ""), via=str(d.get("via") or ""), sid=str(d["sid"]), issued_at=float(d["issued_at"]))
-
-
-class SignInRequired(AuthError):
-    """No session, or it expired: the console answers 303 to the sign-in page."""
-
-    title = "Sign-in needed"
-
-
-class Forbidden(ScopeError):
-    """Signed in, but this page is for another role (admin pages): a 403 page."""
-
-    title = "Not for this account"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, required=[])
 
 
 class SessionCodec:
@@ -154,8 +102,6 @@ class Console:
     """The console's shared services, built once per app (``gateway.console.app.build_router``)."""
 
     def __init__(self, ctx: AppContext, settings: ConsoleSettings | None = None) -> None:
-        from .access import Access
-
         self.ctx = ctx
         self.settings = settings or ConsoleSettings()
         self._codec: SessionCodec | None = None
@@ -163,7 +109,7 @@ class Console:
         self.cookie_secure = secure if secure is not None else (ctx.settings.public_url or "").startswith("https://")
         self.templates = Environment(loader=PackageLoader("gateway.console", "templates"),
                                      autoescape=select_autoescape(["html", "svg", "xml"]), trim_blocks=True, lstrip_blocks=True)
-        self.access: Access = Access(ctx.store)
+        self.access = Access(ctx.store)
 
     @property
     def codec(self) -> SessionCodec:
@@ -261,5 +207,5 @@ def invalid(message: str, **fields: str) -> ValidationError:
     return ValidationError(message, errors=[ErrorDetail(msg, field=name) for name, msg in fields.items()])
 
 
-__all__ = ["COOKIE", "Console", "Forbidden", "PREFIX", "ROLES", "SECURITY_HEADERS", "SessionCodec", "SignInRequired", "Viewer",
+__all__ = ["COOKIE", "Console", "Forbidden", "PREFIX", "ROLES", "Role", "SECURITY_HEADERS", "SessionCodec", "SignInRequired", "Viewer",
            "invalid", "nav_for", "safe_next", "session_secret"]
