@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -52,9 +53,20 @@ def scope_choices(kind: str, lrs: frozenset[str]) -> list[tuple[str, str]]:
     return [(s, SCOPES.get(s, "")) for s in names]
 
 
+def when(value: Any) -> str:
+    """A time as people read it: ``2026-12-06 23:06 UTC`` (from a datetime or an ISO string)."""
+    if not value:
+        return "—"
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    text = str(value).replace("T", " ")
+    return f"{text[:16]} UTC" if len(text) >= 16 and text[4] == "-" else text
+
+
 def build(console: Console) -> APIRouter:
     router = APIRouter(prefix=ADMIN, include_in_schema=False)
     store = console.ctx.store
+    console.templates.filters["admin_when"] = when
 
     async def admin(request: Request, viewer: Viewer = Depends(console.signed_in)) -> Viewer:
         console.access.admin(viewer)
