@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from html import unescape
 from datetime import UTC, datetime, timedelta
+from html import unescape
 from typing import Any
 
 import httpx
