@@ -185,4 +185,4 @@ def test_align_an_unaligned_activity(site: ConsoleSite, page: Any, tmp_path: Pat
     page.set_viewport_size({"width": 390, "height": 800})
     page.goto(f"{site.base_url}/console/admin/routing")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
-    screenshot(page, tmp_path, "admin-routing-phone")
+    check(page, tmp_path, "admin-routing-phone")

@@ -88,7 +88,8 @@ def overview(store: Store, tenant: str, lrs_scopes: frozenset[str]) -> Overview:
     if failed:
         attention.append(("Imports with errors", f"{len(failed)} of the last 20 imports had errors", "/console/admin/imports"))
     if counts["unaligned"]:
-        attention.append(("Evidence not linked to a standard", f"{counts['unaligned']} items", "/console/admin/unaligned"))
+        n = counts["unaligned"]
+        attention.append(("Evidence not linked to a standard", f"{n} item{'s' if n != 1 else ''}", "/console/admin/unaligned"))
     return Overview(counts, attention)
 
 
