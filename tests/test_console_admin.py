@@ -161,6 +161,10 @@ def test_imports_newest_first_with_each_error_by_file_row_and_field(console_site
     assert "users.csv row 1 givenName required column 'givenName' is missing" in page
     assert "enrollments.csv row 7 schoolSourcedId unknown org 'x-9'" in page
     assert "2 errors" in page and "No errors." in page
+    with admin(console_site) as c:
+        older = text_of(c.get("/console/admin/imports", params={"before": (utcnow() - timedelta(hours=12)).isoformat()}).text)
+        assert "Read 40, saved 40" in older and "Read 12" not in older and "Newest imports" in older
+        assert c.get("/console/admin/imports", params={"before": "last tuesday"}).status_code == 404
 
 
 def _create(site: ConsoleSite, c: httpx.Client, kind: str, name: str, scopes: list[str], token_: str | None = None) -> httpx.Response:

@@ -34,6 +34,7 @@ ADMIN = f"{PREFIX}/admin"
 SECTIONS = [("Overview", ADMIN), ("Imports", f"{ADMIN}/imports"), ("Keys and passwords", f"{ADMIN}/credentials"),
             ("Connections", f"{ADMIN}/routing"), ("Unlinked evidence", f"{ADMIN}/unaligned")]
 KINDS = {"oauth": "API client (OAuth 2.0)", "lrs": "LRS credentials (xAPI, HTTP Basic)"}
+IMPORTS_PAGE = 50
 _NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
 
 
@@ -91,8 +92,17 @@ def build(console: Console) -> APIRouter:
 
     @router.get("/imports")
     def imports(request: Request, viewer: Viewer = need) -> Response:
-        runs = data.imports(store, viewer.tenant, limit=50)
-        return page(request, "admin_imports.html", "Imports and their errors", runs=runs)
+        before = None
+        try:
+            before = datetime.fromisoformat(request.query_params.get("before", "")) if request.query_params.get("before") else None
+        except ValueError:
+            raise NotFound("no such page of imports") from None
+        if before is not None and before.tzinfo is None:
+            raise NotFound("no such page of imports")
+        runs = data.imports(store, viewer.tenant, limit=IMPORTS_PAGE + 1, before=before)
+        older = runs[IMPORTS_PAGE - 1]["started"].isoformat() if len(runs) > IMPORTS_PAGE else None
+        return page(request, "admin_imports.html", "Imports and their errors", runs=runs[:IMPORTS_PAGE], older=older,
+                    paged=before is not None)
 
     # --- credentials ------------------------------------------------------------------------------
 
