@@ -59,6 +59,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, sink: Sink) -> Iterator[Conso
                 tenant="demo", source="lms", native_id="decimals-1", learner_id=learner, activity={"system": "lms", "id": ACTIVITY,
                 "title": "Decimals warm-up"}, score=Score(raw=4, min=0, max=5), observed_at=at,
                 provenance=Provenance(standard="xapi", system="lms", native_id="decimals-1", received_at=at))])
+            pull_run(store)
         finally:
             store.dispose()
         tok = httpx.post(f"{s.base_url}/oauth/token", data={"grant_type": "client_credentials"}, auth=(client.client_id, secret))
@@ -78,6 +79,26 @@ def site(tmp_path_factory: pytest.TempPathFactory, sink: Sink) -> Iterator[Conso
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def pull_run(store: Any) -> None:
+    """A pull route with one run that met errors (what the Imports page lists)."""
+    from sqlalchemy import insert
+
+    from gateway.model import utcnow
+    from gateway.routing import repository
+    from gateway.routing.outcomes import SyncRunSummary
+    from gateway.store import tables as t
+
+    cid, rid, now = uuid.uuid4(), uuid.uuid4(), utcnow()
+    with store.engine.begin() as conn:
+        conn.execute(insert(t.connections).values(id=cid, tenant="demo", name="sis", adapter="oneroster", role="oneroster.rostering",
+                                                  system="sis", base_url="https://sis.example.org", auth="{}", options="{}", created_at=now))
+        conn.execute(insert(t.routes).values(id=rid, tenant="demo", name="roster-in", source_connection_id=cid, kinds='["person"]',
+                                             mode="pull", enabled=True, created_at=now))
+    run = repository.start_run(store, repository.load_route(store, rid))
+    repository.finish_run(store, SyncRunSummary(run, rid, "partial", read=5, written=4, failed=1, errors=[
+        {"message": "required column 'givenName' is missing", "location": "users.csv row 1", "field": "givenName"}]))
 
 
 def wait_for(what: str, check: Any, timeout: float = 20.0) -> Any:
@@ -159,6 +180,7 @@ def test_replay_a_dead_letter_once_the_destination_is_fixed(site: ConsoleSite, s
     page.reload()
     assert page.get_by_role("link", name=f"Delivery {oid}").count() == 0
     page.get_by_role("navigation", name="Integrations").get_by_role("link", name="Imports").click()
+    assert page.get_by_role("cell", name="givenName", exact=True).is_visible()  # the newest import's errors are open
     check(page, tmp_path, "admin-imports")
 
 
