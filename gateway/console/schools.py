@@ -124,8 +124,7 @@ def district(store: Store, reports: Reports, tenant: str, org: uuid.UUID | None,
              standard: uuid.UUID | None) -> DistrictData:
     """The three tables of the page, each a de-identified distribution report."""
     deid = Deidentify(min_cell=DEFAULT_MIN_CELL)
-    base = {"org": org, "as_of": as_of}
-    dist = reports.build("distribution", tenant, Scope(**base), deid)
+    dist = reports.build("distribution", tenant, Scope(org=org, as_of=as_of), deid)
     rows = list(dist.rows)
     comps = list(dict.fromkeys(r["competency_id"] for r in rows))
     with store.engine.connect() as conn:
@@ -150,7 +149,7 @@ def district(store: Store, reports: Reports, tenant: str, org: uuid.UUID | None,
         code, statement = labels.get(str(chosen), ("", ""))
         picked = (chosen, code, statement)
         for group_by in ("org", "grade"):
-            rep = reports.build("distribution", tenant, Scope(**base, competencies=(chosen,), group_by=group_by), deid)
+            rep = reports.build("distribution", tenant, Scope(org=org, as_of=as_of, competencies=(chosen,), group_by=group_by), deid)
             glabels = ({str(k): (v, "") for k, v in orgs.items()} if group_by == "org" else {})
             table = _table(list(rep.rows), "group", glabels, names)
             if group_by == "grade":
