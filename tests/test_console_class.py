@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from gateway.console.classes import csv_safe, tenant_model
-from gateway.reports import Deidentify, Reports, parse_scope
+from gateway.reports import Deidentify, Reports, Scope, parse_scope
 from gateway.reports.deidentify import DEFAULT_MIN_CELL, SUPPRESSED
 from gateway.store import Store
 from gateway.wiring import open_store
@@ -32,8 +32,14 @@ ROW = re.compile(r'<tr>\s*<th scope="row" class="learner-col"><a href="/console/
 CELL = re.compile(r'<abbr class="lvl (lvl-[a-z0-9]+)" title="([^"]*)">')
 
 
+@pytest.fixture
+def store_any(store: Store) -> Store:
+    """conftest's ``store``: a fresh store on SQLite and on PostgreSQL."""
+    return store
+
+
 @pytest.fixture(scope="module")
-def store(console_site: ConsoleSite) -> Iterator[Store]:  # noqa: F811
+def site_store(console_site: ConsoleSite) -> Iterator[Store]:  # noqa: F811
     s = open_store(f"sqlite:///{console_site.db_path}")
     yield s
     s.engine.dispose()
@@ -78,7 +84,7 @@ def test_class_list_shows_a_teachers_sections_and_every_section_to_an_admin(cons
     assert set(map(uuid.UUID, re.findall(r'href="/console/classes/([0-9a-f-]{36})"', page))) == every
 
 
-def test_heatmap_has_every_learner_and_the_levels_of_their_states(console_site: ConsoleSite, math_class: Any, store: Store) -> None:  # noqa: F811
+def test_heatmap_has_every_learner_and_the_levels_of_their_states(console_site: ConsoleSite, math_class: Any, site_store: Store) -> None:  # noqa: F811
     teacher, section = math_class
     with console_site.http(console_site.viewer("teacher", teacher)) as c:
         r = c.get(f"/console/classes/{section}")
@@ -92,8 +98,8 @@ def test_heatmap_has_every_learner_and_the_levels_of_their_states(console_site: 
     assert {uuid.UUID(x) for x in course["competency_ids"]} <= set(col_ids)
     states = {(_uuid(lid), _uuid(cid)): level for lid, cid, level in console_site.rows(
         "SELECT learner_id, competency_id, level FROM mastery_states WHERE tenant = 'demo' AND status = 'active'")}
-    with store.engine.connect() as conn:
-        model = tenant_model(store, conn, "demo")
+    with site_store.engine.connect() as conn:
+        model = tenant_model(site_store, conn, "demo")
     checked = 0
     for row in rows:
         assert len(row["cells"]) == len(cols)
@@ -167,11 +173,11 @@ def test_branch_filter_narrows_the_columns(console_site: ConsoleSite, math_class
         assert len(parse(bad.text)[0]) == len(cols)
 
 
-def test_groups_are_the_progression_reports_statuses(console_site: ConsoleSite, math_class: Any, store: Store) -> None:  # noqa: F811
+def test_groups_are_the_progression_reports_statuses(console_site: ConsoleSite, math_class: Any, site_store: Store) -> None:  # noqa: F811
     teacher, section = math_class
     with console_site.http(console_site.viewer("teacher", teacher)) as c:
         page = c.get(f"/console/classes/{section}").text
-    report = Reports(store).build("progression", "demo", parse_scope(section=str(section)))
+    report = Reports(site_store).build("progression", "demo", parse_scope(section=str(section)))
     counts = {r["status"]: r["learners"] for r in report.rows}
     for status in ("needs_intensive_support", "needs_short_term_support", "accelerating"):
         block = re.search(rf'<section class="card group group-{status}".*?</section>', page, re.S)
@@ -265,29 +271,29 @@ def _report_table(store: Store, key: str, **scope: Any) -> dict[tuple[str, str],
     return out
 
 
-def test_schools_page_suppresses_exactly_as_the_deidentified_report(console_site: ConsoleSite, store: Store) -> None:  # noqa: F811
+def test_schools_page_suppresses_exactly_as_the_deidentified_report(console_site: ConsoleSite, site_store: Store) -> None:  # noqa: F811
     district = next(p["id"] for p in (orjson.loads(r[0]) for r in console_site.rows(
         "SELECT data FROM orgs WHERE tenant = 'demo' AND type = 'district' ORDER BY id")) if p["native_id"] == "org-district")
     with console_site.http(console_site.viewer("admin")) as c:
         whole = c.get("/console/schools")
         page = c.get(f"/console/schools/{district}")
     assert whole.status_code == 200 and page.status_code == 200
-    assert _page_table(whole.text, "std") == _report_table(store, "competency_id")
+    assert _page_table(whole.text, "std") == _report_table(site_store, "competency_id")
     shown = _page_table(page.text, "std")
-    assert shown == _report_table(store, "competency_id", org=district)
+    assert shown == _report_table(site_store, "competency_id", org=district)
     assert "*" in shown.values() and any(v not in ("*", "0") for v in shown.values())
     standard = re.search(r'<input type="hidden" name="standard" value="([0-9a-f-]{36})">', page.text)[1]  # type: ignore[index]
-    assert _page_table(page.text, "school") == _report_table(store, "group", org=district, competency=[standard], group_by="org")
-    assert _page_table(page.text, "grade") == _report_table(store, "group", org=district, competency=[standard], group_by="grade")
+    assert _page_table(page.text, "school") == _report_table(site_store, "group", org=district, competency=[standard], group_by="org")
+    assert _page_table(page.text, "grade") == _report_table(site_store, "group", org=district, competency=[standard], group_by="grade")
     assert "<svg" in page.text and "<rect" in page.text and 'style="' not in page.text
     # another standard, picked from the table's links
     other = next(k for k, _ in shown if k != standard)
     with console_site.http(console_site.viewer("admin")) as c:
         picked = c.get(f"/console/schools/{district}", params={"standard": other}).text
-    assert _page_table(picked, "school") == _report_table(store, "group", org=district, competency=[other], group_by="org")
+    assert _page_table(picked, "school") == _report_table(site_store, "group", org=district, competency=[other], group_by="org")
 
 
-def test_as_of_date_changes_the_figures(console_site: ConsoleSite, store: Store) -> None:  # noqa: F811
+def test_as_of_date_changes_the_figures(console_site: ConsoleSite, site_store: Store) -> None:  # noqa: F811
     first = min(r[0] for r in console_site.rows("SELECT observed_at FROM evidence WHERE tenant = 'demo'"))
     early = date.fromisoformat(str(first)[:10]).isoformat()
     with console_site.http(console_site.viewer("admin")) as c:
@@ -299,10 +305,83 @@ def test_as_of_date_changes_the_figures(console_site: ConsoleSite, store: Store)
     assert then.status_code == 200 and f'value="{early}"' in then.text
     at_then = _page_table(then.text, "std")
     assert at_then and at_then != _page_table(now, "std")
-    assert at_then == _report_table(store, "competency_id", as_of=early)
+    assert at_then == _report_table(site_store, "competency_id", as_of=early)
     assert not _page_table(before.text, "std") and "No results yet" in before.text
     for r, message in ((wrong, "Enter a date like"), (future, "Pick today or a day in the past")):
         assert r.status_code == 422 and message in r.text and 'aria-invalid="true"' in r.text
     with console_site.http(console_site.viewer("admin")) as c:
         assert c.get(f"/console/schools/{uuid.uuid4()}").status_code == 404
         assert c.get("/console/schools/nope").status_code == 404
+
+
+# --- in process, on both backends ------------------------------------------------------------------
+
+def test_class_data_and_district_tables_on_both_backends(store_any: Store) -> None:
+    """``load_class`` and ``district`` on SQLite and PostgreSQL: tree-ordered columns, the
+    levels of the states, the progression statuses and the de-identified counts."""
+    from datetime import UTC, datetime
+
+    from gateway.console.classes import branch_columns, load_class, sort_learners
+    from gateway.console.schools import district
+    from gateway.model import (
+        Competency,
+        Course,
+        Enrollment,
+        Framework,
+        MasteryState,
+        Org,
+        OrgRole,
+        Person,
+        Relation,
+        Section,
+    )
+
+    tenant = "t1"
+    school = Org(tenant=tenant, source="sis", native_id="s", name="Hill School", type="school")
+    fw = Framework(tenant=tenant, source="case", native_id="fw", title="Maths")
+    top = Competency(tenant=tenant, source="case", native_id="N", framework_id=fw.id, statement="Number", code="N")
+    kids = [Competency(tenant=tenant, source="case", native_id=f"N.{i}", framework_id=fw.id, statement=f"Number {i}", code=f"N.{i}")
+            for i in (10, 2)]
+    rels = [Relation(tenant=tenant, source="case", native_id=f"r{k.code}", type="is_child_of", origin_id=k.id, destination_id=top.id)
+            for k in kids]
+    crs = Course(tenant=tenant, source="sis", native_id="c", title="Maths 4", org_id=school.id, competency_ids=[top.id])
+    sec = Section(tenant=tenant, source="sis", native_id="x", title="Maths 4 - Room 1", course_id=crs.id, org_id=school.id)
+    people = [Person(tenant=tenant, source="sis", native_id=f"p{i}", given_name=g, family_name=f, grades=["04"],
+                     roles=[OrgRole(role="student", org_id=school.id, primary=True)])
+              for i, (g, f) in enumerate((("Zoe", "Adams"), ("Al", "Young"), ("Mo", "Baker")))]
+    enrol = [Enrollment(tenant=tenant, source="sis", native_id=f"e{p.native_id}", person_id=p.id, section_id=sec.id, role="student")
+             for p in people]
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    levels = {(0, kids[1].id): "3", (0, kids[0].id): "4", (0, top.id): "4", (1, kids[1].id): "1", (2, kids[0].id): "Developing"}
+    states = [MasteryState(tenant=tenant, source="tessera.mastery", native_id=f"{people[i].id}:{c}", learner_id=people[i].id,
+                           competency_id=c, level=lv, value=0.5, mastered=lv in ("3", "4"), method="latest", evidence_count=1,
+                           computed_at=now) for (i, c), lv in levels.items()]
+    store_any.records.apply(tenant, [school, fw, top, *kids, *rels, crs, sec, *people, *enrol, *states])
+
+    reports = Reports(store_any)
+    data = load_class(store_any, reports, tenant, sec.id)
+    assert [c.code for c in data.columns] == ["N", "N.2", "N.10"]  # the branch first, its children in natural order
+    assert [x.name for x in data.learners] == ["Zoe Adams", "Mo Baker", "Al Young"]
+    zoe = data.learners[0]
+    assert [zoe.cells[c.id].label for c in data.columns] == ["Advanced", "Proficient", "Advanced"]
+    assert data.learners[2].cells[kids[1].id].css == "lvl-1" and kids[0].id not in data.learners[2].cells
+    assert data.learners[1].cells[kids[0].id].label == "Developing"  # a level named by its label is understood too
+    assert [x.name for x in sort_learners(data.learners, data.columns, f"c:{kids[1].id}", True)] == ["Zoe Adams", "Al Young", "Mo Baker"]
+    assert [x.name for x in sort_learners(data.learners, data.columns, "mastered", False)][-1] == "Zoe Adams"
+    assert branch_columns(data, str(kids[0].id)) == ([data.columns[2]], None)
+    expected = reports.learner_statuses(tenant, Scope(section=sec.id), *_population(store_any, tenant, sec.id))
+    assert {x.id: x.status for x in data.learners} == expected
+    assert data.school == "Hill School" and data.course == "Maths 4"
+
+    tables = district(store_any, reports, tenant, school.id, None, None)
+    report = Reports(store_any).build("distribution", tenant, Scope(org=school.id), Deidentify(min_cell=DEFAULT_MIN_CELL))
+    shown = {(r.key, lv): n for r in tables.by_standard.rows for lv, n in r.counts.items()}
+    assert shown == {(str(r["competency_id"]), r["level"]): None if r["learners"] is SUPPRESSED else r["learners"] for r in report.rows}
+    assert set(shown.values()) == {None}  # three learners: every cell is below 10
+
+
+def _population(store: Store, tenant: str, section: uuid.UUID) -> tuple[Any, None]:
+    from gateway.reports.population import resolve_population
+
+    with store.engine.connect() as conn:
+        return resolve_population(conn, tenant, Scope(section=section), need_sections=True), None

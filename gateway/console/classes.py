@@ -169,6 +169,8 @@ class Cells:
             abbr = _abbreviations(scale)
             n = len(scale.levels)
             table = {lv.code: Cell(lv.label, abbr[lv.code], _css(i, n), i, lv.mastery) for i, lv in enumerate(scale.levels)}
+            for lv in scale.levels:  # a state written by another system may name its level by the label
+                table.setdefault(lv.label, table[lv.code])
             self._by_scale[id(scale)] = table
         found = table.get(level) if level is not None else None
         if found is None:
