@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
+from sqlalchemy import event
 
 from gateway.console.classes import csv_safe, tenant_model
 from gateway.reports import Deidentify, Reports, Scope, parse_scope
@@ -372,6 +373,31 @@ def test_class_data_and_district_tables_on_both_backends(store_any: Store) -> No
     expected = reports.learner_statuses(tenant, Scope(section=sec.id), *_population(store_any, tenant, sec.id))
     assert {x.id: x.status for x in data.learners} == expected
     assert data.school == "Hill School" and data.course == "Maths 4"
+
+    # a fixed number of queries, whatever the size of the class
+    def queries() -> int:
+        seen: list[str] = []
+        listen = lambda *a: seen.append(a[2])  # noqa: E731
+        event.listen(store_any.engine, "before_cursor_execute", listen)
+        try:
+            load_class(store_any, reports, tenant, sec.id)
+        finally:
+            event.remove(store_any.engine, "before_cursor_execute", listen)
+        return len(seen)
+
+    before = queries()
+    more = [Person(tenant=tenant, source="sis", native_id=f"q{i}", given_name="Kai", family_name=f"Q{i}",
+                   roles=[OrgRole(role="student", org_id=school.id, primary=True)]) for i in range(6)]
+    extra = Competency(tenant=tenant, source="case", native_id="N.3", framework_id=fw.id, statement="Number 3", code="N.3")
+    store_any.records.apply(tenant, [*more, extra, Relation(tenant=tenant, source="case", native_id="rN.3", type="is_child_of",
+                                                            origin_id=extra.id, destination_id=top.id),
+                                     *(Enrollment(tenant=tenant, source="sis", native_id=f"e{p.native_id}", person_id=p.id,
+                                                  section_id=sec.id, role="student") for p in more),
+                                     *(MasteryState(tenant=tenant, source="tessera.mastery", native_id=f"{p.id}:{extra.id}",
+                                                    learner_id=p.id, competency_id=extra.id, level="2", value=0.5, method="latest",
+                                                    evidence_count=1, computed_at=now) for p in more)])
+    assert len(load_class(store_any, reports, tenant, sec.id).learners) == 9
+    assert queries() == before
 
     tables = district(store_any, reports, tenant, school.id, None, None)
     report = Reports(store_any).build("distribution", tenant, Scope(org=school.id), Deidentify(min_cell=DEFAULT_MIN_CELL))

@@ -155,13 +155,21 @@ def district(store: Store, reports: Reports, tenant: str, org: uuid.UUID | None,
             if group_by == "grade":
                 for row in table.rows:
                     row.label = _grade_label(row.key)
-            table.rows.sort(key=lambda r: (r.label.casefold(), r.key))
+            table.rows.sort(key=(lambda r: (_grade_order(r.key), r.key)) if group_by == "grade" else (lambda r: (r.label.casefold(), r.key)))
             if group_by == "org":
                 by_school = table
             else:
                 by_grade = table
     day = (as_of or utcnow()).date()
     return DistrictData(day, by_standard, picked, by_school, by_grade, deid.min_cell)
+
+
+GRADE_ORDER = ("IT", "PR", "PK", "TK", "KG", *(f"{n:02d}" for n in range(1, 14)), "PS", "UG", "Other", "unknown")
+
+
+def _grade_order(code: str) -> int:
+    """CEDS grade codes youngest first; anything else after them."""
+    return GRADE_ORDER.index(code) if code in GRADE_ORDER else len(GRADE_ORDER)
 
 
 def _grade_label(code: str) -> str:
