@@ -242,7 +242,7 @@ def test_who_may_open_a_class(console_site: ConsoleSite, math_class: Any) -> Non
         with console_site.http(console_site.viewer(role, pid)) as c:
             assert c.get(f"/console/classes/{section}").status_code == 404
             assert c.get(f"/console/classes/{section}.csv").status_code == 404
-            assert "/console/classes/" not in c.get("/console/classes").text
+            assert c.get("/console/classes").status_code == 403
             assert c.get("/console/schools").status_code == 403
             assert c.get(f"/console/schools/{uuid.uuid4()}").status_code == 403
     with console_site.http(console_site.viewer("admin")) as c:

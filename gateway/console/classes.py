@@ -47,7 +47,7 @@ from ..reports.progression import Thresholds
 from ..reports.scope import Scope
 from ..store import Store
 from ..store import tables as t
-from .web import PREFIX, SECURITY_HEADERS, Console, Viewer
+from .web import PREFIX, SECURITY_HEADERS, Console, Forbidden, Viewer
 
 #: the progression statuses a teacher acts on, in the order the page shows them
 GROUPS = (
@@ -378,6 +378,8 @@ def build(console: Console) -> APIRouter:
 
     @router.get("/classes")
     async def classes(request: Request, viewer: Viewer = Depends(console.signed_in)) -> Response:
+        if viewer.role not in ("teacher", "admin"):
+            raise Forbidden("this page is for teachers")
         ids = await run_in_threadpool(console.access.sections, viewer)
         rows = await run_in_threadpool(list_sections, store, viewer.tenant, ids)
         title = "My classes" if viewer.role == "teacher" else "Classes"
