@@ -292,6 +292,16 @@ def test_schools_page_suppresses_exactly_as_the_deidentified_report(console_site
     with console_site.http(console_site.viewer("admin")) as c:
         picked = c.get(f"/console/schools/{district}", params={"standard": other}).text
     assert _page_table(picked, "school") == _report_table(site_store, "group", org=district, competency=[other], group_by="org")
+    # one set of standards only
+    fw = next(_uuid(r[0]) for r in console_site.rows(
+        "SELECT framework_id FROM competencies WHERE id = ?", uuid.UUID(other).bytes))
+    with console_site.http(console_site.viewer("admin")) as c:
+        narrowed = c.get(f"/console/schools/{district}", params={"framework": str(fw)})
+        wrong = c.get(f"/console/schools/{district}", params={"framework": str(uuid.uuid4())})
+    only = _page_table(narrowed.text, "std")
+    assert only == _report_table(site_store, "competency_id", org=district, framework=str(fw))
+    assert 0 < len(only) <= len(shown) and f'<option value="{fw}" selected>' in narrowed.text
+    assert wrong.status_code == 422 and "That set of standards is not known here" in wrong.text
 
 
 def test_as_of_date_changes_the_figures(console_site: ConsoleSite, site_store: Store) -> None:  # noqa: F811

@@ -121,10 +121,10 @@ def _table(report_rows: list[dict[str, Any]], key: str, labels: dict[str, tuple[
 
 
 def district(store: Store, reports: Reports, tenant: str, org: uuid.UUID | None, as_of: datetime | None,
-             standard: uuid.UUID | None) -> DistrictData:
+             standard: uuid.UUID | None, framework: uuid.UUID | None = None) -> DistrictData:
     """The three tables of the page, each a de-identified distribution report."""
     deid = Deidentify(min_cell=DEFAULT_MIN_CELL)
-    dist = reports.build("distribution", tenant, Scope(org=org, as_of=as_of), deid)
+    dist = reports.build("distribution", tenant, Scope(org=org, as_of=as_of, framework=framework), deid)
     rows = list(dist.rows)
     comps = list(dict.fromkeys(r["competency_id"] for r in rows))
     with store.engine.connect() as conn:
@@ -180,6 +180,14 @@ def _grade_label(code: str) -> str:
     return f"Grade {int(code)}" if code.isdigit() else code
 
 
+def frameworks_of(store: Store, tenant: str) -> list[tuple[uuid.UUID, str]]:
+    """The tenant's frameworks: (id, title), by title."""
+    f = t.frameworks
+    with store.engine.connect() as conn:
+        rows = [(rid, orjson.loads(d).get("title", "")) for rid, d in conn.execute(select(f.c.id, f.c.data).where(active_rows(f, tenant)))]
+    return sorted(rows, key=lambda r: (r[1].casefold(), str(r[0])))
+
+
 def _org_tree(store: Store, tenant: str) -> dict[uuid.UUID, tuple[uuid.UUID | None, str, str]]:
     """org id -> (parent id, name, type)."""
     o = t.orgs
@@ -225,7 +233,13 @@ def build(console: Console) -> APIRouter:
                 standard = uuid.UUID(q["standard"])
             except ValueError:
                 standard = None
-        data = await run_in_threadpool(district, store, reports, viewer.tenant, org, as_of, standard)
+        frameworks = await run_in_threadpool(frameworks_of, store, viewer.tenant)
+        framework, framework_error = None, None
+        if q.get("framework"):
+            framework = next((f for f, _ in frameworks if str(f) == q["framework"]), None)
+            if framework is None:
+                framework_error = "That set of standards is not known here: pick one from the list."
+        data = await run_in_threadpool(district, store, reports, viewer.tenant, org, as_of, standard, framework)
         data.as_of = day
         trail: list[tuple[uuid.UUID, str]] = []
         at = org
@@ -236,8 +250,9 @@ def build(console: Console) -> APIRouter:
                        key=lambda r: r[1].casefold())
         title = tree[org][1] if org is not None else "Schools and district"
         here = f"{PREFIX}/schools" + (f"/{org}" if org is not None else "")
-        keep = f"&as_of={day.isoformat()}" if as_of is not None else ""
-        return console.render(request, "schools.html", status=422 if date_error else 200, title=title, data=data,
+        keep = (f"&as_of={day.isoformat()}" if as_of is not None else "") + (f"&framework={framework}" if framework else "")
+        return console.render(request, "schools.html", status=422 if date_error or framework_error else 200, title=title, data=data,
+                              frameworks=frameworks, framework=str(framework or ""), framework_error=framework_error,
                               trail=trail[:-1] if org is not None else [], below=below, here=here, keep=keep,
                               date_value=q.get("as_of") if date_error else day.isoformat(), date_error=date_error,
                               today=utcnow().date().isoformat(), org_kind=tree[org][2] if org is not None else None,
