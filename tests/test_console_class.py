@@ -180,11 +180,13 @@ def test_groups_are_the_progression_reports_statuses(console_site: ConsoleSite, 
         page = c.get(f"/console/classes/{section}").text
     report = Reports(site_store).build("progression", "demo", parse_scope(section=str(section)))
     counts = {r["status"]: r["learners"] for r in report.rows}
+    statuses = Reports(site_store).learner_statuses("demo", Scope(section=section), *_population(site_store, "demo", section))
     for status in ("needs_intensive_support", "needs_short_term_support", "accelerating"):
         block = re.search(rf'<section class="card group group-{status}".*?</section>', page, re.S)
         assert block is not None
         members = re.findall(r'href="/console/learners/([0-9a-f-]{36})"', block[0])
         assert len(members) == counts[status], status
+        assert {uuid.UUID(m) for m in members} == {x for x, s in statuses.items() if s == status}, status
         assert f"({counts[status]})" in block[0]
     assert sum(counts.values()) == len(console_site.students_of(str(section)))
     assert counts["needs_intensive_support"] + counts["accelerating"] > 0  # the demo has learners in them
