@@ -235,6 +235,21 @@ def _columns(conn: Connection, tenant: str, roots: Sequence[uuid.UUID], model: T
                    any(k in subtree for k in model.children.get(c, ()))) for c, depth in wanted if c in codes]
 
 
+_COLUMNS: dict[tuple[str, tuple[uuid.UUID, ...], tuple[Any, ...]], list[Column]] = {}
+
+
+def _cached_columns(conn: Connection, tenant: str, roots: Sequence[uuid.UUID], model: TenantModel) -> list[Column]:
+    """``_columns``, kept while the tenant's competencies and relations are unchanged (the
+    model's stamp moves with every write to them)."""
+    key = (tenant, tuple(roots), model.stamp)
+    found = _COLUMNS.get(key)
+    if found is None:
+        if len(_COLUMNS) >= 256:
+            _COLUMNS.clear()
+        found = _COLUMNS[key] = _columns(conn, tenant, roots, model)
+    return found
+
+
 def load_class(store: Store, reports: Reports, tenant: str, section_id: uuid.UUID) -> ClassData:
     """The section's table: roster, columns, every state, the progression statuses."""
     scope = Scope(section=section_id)
@@ -249,7 +264,7 @@ def load_class(store: Store, reports: Reports, tenant: str, section_id: uuid.UUI
         people = _docs(conn, t.people, tenant, learner_ids) if learner_ids else {}
         model = tenant_model(store, conn, tenant)
         roots = [uuid.UUID(c) for c in course.get("competency_ids", ())]
-        columns = _columns(conn, tenant, roots, model)
+        columns = _cached_columns(conn, tenant, roots, model)
         fw_ids = {c.framework_id for c in columns}
         frameworks = {fid: doc.get("title", "") for fid, doc in _docs(conn, t.frameworks, tenant, fw_ids).items()}
         ms = t.mastery_states
