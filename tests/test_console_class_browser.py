@@ -109,6 +109,13 @@ def test_class_view_in_a_browser(console_site: ConsoleSite, browser: Any, tmp_pa
         wrap = page.locator(".heat-wrap")
         assert wrap.evaluate("e => e.scrollWidth > e.clientWidth")
         assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+        # the header row and the names column stay in view while the table scrolls
+        wrap.evaluate("e => { e.scrollTop = 200; e.scrollLeft = 200; }")
+        box = wrap.bounding_box()
+        head = page.locator("table.heat thead th.comp-col").first.bounding_box()
+        name = page.locator("table.heat tbody th.learner-col").nth(10).bounding_box()
+        assert box and head and name
+        assert abs(head["y"] - box["y"]) <= 2 and abs(name["x"] - box["x"]) <= 2
         assert_accessible(page, "class view at phone width")
         screenshot(page, shots, "class-phone")
     finally:
