@@ -174,7 +174,9 @@ class Cells:
             self._by_scale[id(scale)] = table
         found = table.get(level) if level is not None else None
         if found is None:
-            return NONE_CELL if level is None else Cell(level, level[:3], "lvl-none", -1, mastered)
+            if level is None:
+                return NONE_CELL
+            found = table[level] = Cell(level, level[:3], "lvl-none", -1, mastered)  # a level its scale does not know
         if found.mastered != mastered:
             found = Cell(found.label, found.abbr, found.css, found.rank, mastered)
         self.legend.setdefault((found.abbr, found.label, found.css), found.rank)
