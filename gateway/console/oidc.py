@@ -38,10 +38,10 @@ from urllib.parse import quote
 
 import httpx
 import orjson
-from authlib.common.security import generate_token
-from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from authlib.oidc.core import CodeIDToken
+from authlib.common.security import generate_token  # type: ignore[import-untyped]  # authlib ships no type information
+from authlib.oauth2.rfc6749.parameters import prepare_grant_uri  # type: ignore[import-untyped]  # authlib ships no type information
+from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]  # authlib ships no type information
+from authlib.oidc.core import CodeIDToken  # type: ignore[import-untyped]  # authlib ships no type information
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -136,7 +136,8 @@ class Provider:
             cached = _Cached(keys, time.monotonic())
             with self._lock:
                 self._keys = cached
-        return cached.value  # type: ignore[no-any-return]
+        keyset: KeySet = cached.value
+        return keyset
 
 
 class OidcSignIn:
@@ -220,7 +221,7 @@ class OidcSignIn:
         s = self.settings
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri(request),
                 "code_verifier": verifier}
-        auth: tuple[str, str] | None = None
+        auth: tuple[str | bytes, str | bytes] | None = None  # client_secret_basic
         secret = s.oidc_client_secret.get_secret_value() if s.oidc_client_secret else None
         methods = meta.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
         if secret and ("client_secret_basic" in methods or "client_secret_post" not in methods):
@@ -230,7 +231,8 @@ class OidcSignIn:
             if secret:
                 form["client_secret"] = secret
         try:
-            r = self.http.post(meta["token_endpoint"], data=form, auth=auth, headers={"Accept": "application/json"})
+            r = (self.http.post(meta["token_endpoint"], data=form, auth=auth, headers={"Accept": "application/json"}) if auth
+                 else self.http.post(meta["token_endpoint"], data=form, headers={"Accept": "application/json"}))
             body = orjson.loads(r.content)
         except (httpx.HTTPError, orjson.JSONDecodeError):
             r, body = None, None
@@ -252,7 +254,7 @@ class OidcSignIn:
             options: dict[str, Any] = {"iss": {"essential": True, "value": self.provider.issuer},
                                        "aud": {"essential": True, "value": self.settings.oidc_client_id},
                                        "exp": {"essential": True}, "sub": {"essential": True}}
-            claims = CodeIDToken(token.claims, token.header, options,  # type: ignore[arg-type]
+            claims = CodeIDToken(token.claims, token.header, options,
                                  {"nonce": nonce, "client_id": self.settings.oidc_client_id,
                                   "access_token": tokens.get("access_token")})
             claims.validate(leeway=SKEW_SECONDS)
