@@ -336,3 +336,46 @@ def test_the_session_cookie_is_secure_behind_https() -> None:
 
 def test_each_persona_sees_only_their_pages(auth_site: AuthSite) -> None:
     assert check_pages(auth_site.site, scene(auth_site.site)) == []
+
+
+# --- the roster match, on each database -----------------------------------------------------------
+
+
+def test_oidc_finds_staff_in_the_roster_on_each_database(store: Any) -> None:
+    from gateway.console.oidc import OidcSignIn, SignInRefused
+    from gateway.model import Identifier, Status
+    from tests import factories as f
+
+    issuer = "https://login.district.example"
+    school = f.org()
+    teacher = f.person("t-1", school, role="teacher", email="Ms.Reyes@District.example.org")
+    lookalike = f.person("s-1", school, email="xms.reyes@district.example.org")  # contains the email, is not it
+    wildcard = f.person("s-2", school, email="a_b@district.example.org")
+    admin = f.person("a-1", school, role="administrator", email="boss@district.example.org",
+                     identifiers=[Identifier(system=issuer, kind="oidc.sub", value="sub-admin")])
+    parent = f.person("g-1", school, role="guardian", email="shared@district.example.org")
+    aide = f.person("t-2", school, role="aide", email="shared@district.example.org")
+    twin_a = f.person("t-3", school, role="teacher", email="twin@district.example.org")
+    twin_b = f.person("t-4", school, role="teacher", email="twin@district.example.org")
+    gone = f.person("t-5", school, role="teacher", email="gone@district.example.org", status=Status.tobedeleted)
+    store.records.apply(f.T, [school, teacher, lookalike, wildcard, admin, parent, aide, twin_a, twin_b, gone])
+    settings = ConsoleSettings(secret="s" * 32, oidc_issuer=issuer, oidc_client_id="c", oidc_tenant=f.T)
+    oidc = OidcSignIn(SimpleNamespace(ctx=SimpleNamespace(store=store), settings=settings))  # type: ignore[arg-type]
+
+    def who(**claims: Any) -> Viewer:
+        return oidc._viewer({"sub": "someone", **claims})
+
+    v = who(email="ms.reyes@district.example.org")
+    assert (v.role, v.person_id, v.name, v.tenant, v.via) == ("teacher", teacher.id, teacher.given_name + " " + teacher.family_name,
+                                                             f.T, "oidc")
+    assert who(sub="sub-admin", email="other@else.example").person_id == admin.id and who(sub="sub-admin").role == "admin"
+    assert who(email="shared@district.example.org").person_id == aide.id  # the staff one of two sharing an email
+    refused = {"a%b@district.example.org": "could not find you", "nobody@district.example.org": "could not find you",
+               "xms.reyes@district.example.org": "for teachers and district staff", "twin@district.example.org": "More than one",
+               "gone@district.example.org": "not active"}
+    for email, says in refused.items():
+        with pytest.raises(SignInRefused) as exc:
+            who(email=email)
+        assert says in exc.value.message, email
+    with pytest.raises(SignInRefused):
+        who(email="ms.reyes@district.example.org", email_verified=False)
