@@ -52,7 +52,7 @@ from sqlalchemy import func, select
 
 from ..model import Status
 from ..store import tables as t
-from .web import PREFIX, Console, Role, Viewer, safe_next
+from .web import PREFIX, Console, Role, Viewer, safe_next, session_secret
 
 if TYPE_CHECKING:
     from .settings import ConsoleSettings
@@ -158,8 +158,8 @@ class OidcSignIn:
     @property
     def flows(self) -> URLSafeTimedSerializer:
         if self._flows is None:
-            secret = self.console.codec._secret  # the session secret: one key signs both cookies
-            self._flows = URLSafeTimedSerializer(secret, salt="tessera-console-oidc-flow")
+            # the session secret (another salt): one key signs both cookies
+            self._flows = URLSafeTimedSerializer(session_secret(self.console.ctx, self.settings), salt="tessera-console-oidc-flow")
         return self._flows
 
     def redirect_uri(self, request: Request) -> str:
@@ -317,7 +317,6 @@ def build(console: Console) -> APIRouter:
     from ..errors import NotFound
 
     oidc = OidcSignIn(console)
-    console.oidc = oidc  # type: ignore[attr-defined]
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
     def refused(request: Request, exc: SignInRefused) -> Response:
