@@ -44,6 +44,8 @@ from .console_roles import check_pages, scene
 from .console_support import SECRET
 
 CALLBACK = "/console/sign-in/oidc/callback"
+#: a real server (tessera serve with the demo data) and the peers on their own ports
+pytestmark = pytest.mark.e2e
 
 
 def session_of(site: AuthSite, r: httpx.Response) -> Viewer:

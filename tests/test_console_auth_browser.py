@@ -18,6 +18,9 @@ import pytest
 from .console_auth_support import AuthSite, auth_site_fixture  # noqa: F401
 from .console_support import assert_accessible, browser, screenshot  # noqa: F401
 
+#: a real server, the peers on their own ports and Chromium
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 
 @pytest.fixture
 def page(request: pytest.FixtureRequest) -> Iterator[Any]:
