@@ -143,9 +143,12 @@ class LocalIdP:
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     authorize_requests: list[dict[str, str]] = field(default_factory=list)
     token_requests: list[dict[str, str]] = field(default_factory=list)
+    #: sign the next id_tokens with another key under the published kid (a forgery)
+    forge: bool = False
 
     def __post_init__(self) -> None:
         self.key = RSAKey.generate_key(2048, parameters={"kid": "idp-1", "use": "sig", "alg": "RS256"})
+        self.rogue = RSAKey.generate_key(2048, parameters={"kid": "idp-1", "use": "sig", "alg": "RS256"})
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -187,7 +190,7 @@ class LocalIdP:
             now = int(time.time())
             claims = {"iss": self.base, "aud": IDP_CLIENT, "iat": now, "exp": now + 300, "nonce": grant["nonce"], **grant["user"],
                       **self.tamper}
-            id_token = jose_jwt.encode({"alg": "RS256", "kid": "idp-1"}, claims, self.key)
+            id_token = jose_jwt.encode({"alg": "RS256", "kid": "idp-1"}, claims, self.rogue if self.forge else self.key)
             return JSONResponse({"access_token": secrets.token_urlsafe(16), "token_type": "Bearer", "expires_in": 300,
                                  "id_token": id_token})
 

@@ -219,8 +219,8 @@ def test_an_administrator_signs_in_by_their_oidc_sub(auth_site: AuthSite) -> Non
         assert (viewer.role, str(viewer.person_id), viewer.name) == ("admin", admin["id"], "Dana Okafor")
 
 
-@pytest.mark.parametrize("case", ["unknown person", "student", "unverified email", "wrong nonce", "wrong audience", "wrong state",
-                                  "no flow cookie"])
+@pytest.mark.parametrize("case", ["unknown person", "student", "unverified email", "wrong nonce", "wrong audience", "forged signature",
+                                  "wrong state", "no flow cookie"])
 def test_oidc_refusals(auth_site: AuthSite, case: str) -> None:
     learner, teacher = auth_site.people["learner"], auth_site.people["teacher"]
     good = {"sub": "idp-x", "email": teacher["email"]}
@@ -230,6 +230,7 @@ def test_oidc_refusals(auth_site: AuthSite, case: str) -> None:
         "unverified email": ({**good, "email_verified": False}, None, None, 403, "could not find you"),
         "wrong nonce": (good, {"nonce": "not-the-nonce"}, None, 401, "could not check"),
         "wrong audience": (good, {"aud": "another-client"}, None, 401, "could not check"),
+        "forged signature": (good, None, None, 401, "could not check"),
         "wrong state": (good, None, "forged-state", 400, "not the one this browser started"),
         "no flow cookie": (good, None, None, 400, "took too long"),
     }[case]
@@ -239,7 +240,11 @@ def test_oidc_refusals(auth_site: AuthSite, case: str) -> None:
         back = httpx.get(start.headers["location"]).headers["location"]  # the callback in another browser
         r = httpx.get(back)
     else:
-        browser, r = oidc_sign_in(auth_site, user, tamper=tamper, state=state)
+        auth_site.idp.forge = case == "forged signature"
+        try:
+            browser, r = oidc_sign_in(auth_site, user, tamper=tamper, state=state)
+        finally:
+            auth_site.idp.forge = False
     with closing(browser):
         assert r.status_code == status, r.text
         assert "We could not sign you in" in r.text and says in r.text
