@@ -33,6 +33,13 @@ NS = {"x": POX_NS}
 
 
 @pytest.fixture(autouse=True)
+def _tool_page_not_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read the tool's own launched page: the web console is off (a launch's
+    console sign-in is tested in tests/test_console_auth.py)."""
+    monkeypatch.setenv("TESSERA_CONSOLE__ENABLED", "false")
+
+
+@pytest.fixture(autouse=True)
 def _secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
     """A sealing key from the environment: on PostgreSQL the key file would otherwise land in
     the working directory (there is no database file to put it next to)."""

@@ -39,6 +39,13 @@ LEARNER = "http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"
 INSTRUCTOR = "http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor"
 
 
+@pytest.fixture(autouse=True)
+def _tool_page_not_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read the tool's own launched page: the web console is off (a launch's
+    console sign-in is tested in tests/test_console_auth.py)."""
+    monkeypatch.setenv("TESSERA_CONSOLE__ENABLED", "false")
+
+
 def new_key(kid: str) -> tuple[Any, dict[str, Any]]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)

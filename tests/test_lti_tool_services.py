@@ -33,6 +33,13 @@ from tests.conftest import Api, serve
 from tests.test_lti_tool import CLIENT_ID, LEARNER, SpecPlatform, login, register
 
 
+@pytest.fixture(autouse=True)
+def _tool_page_not_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read the tool's own launched page: the web console is off (a launch's
+    console sign-in is tested in tests/test_console_auth.py)."""
+    monkeypatch.setenv("TESSERA_CONSOLE__ENABLED", "false")
+
+
 class ServicePlatform(SpecPlatform):
     """The spec platform, with a token endpoint, a gradebook and a membership service."""
 

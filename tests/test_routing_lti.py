@@ -39,6 +39,13 @@ from .test_lti_tool import CLIENT_ID, LEARNER, SpecPlatform, login, register
 T = "t1"
 
 
+@pytest.fixture(autouse=True)
+def _tool_page_not_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read the tool's own launched page: the web console is off (a launch's
+    console sign-in is tested in tests/test_console_auth.py)."""
+    monkeypatch.setenv("TESSERA_CONSOLE__ENABLED", "false")
+
+
 class Lms(SpecPlatform):
     def __init__(self) -> None:
         super().__init__()

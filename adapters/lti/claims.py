@@ -26,6 +26,7 @@ C_CONTEXT = LTI + "context"
 C_LIS = LTI + "lis"
 C_CUSTOM = LTI + "custom"
 C_PRESENTATION = LTI + "launch_presentation"
+C_ROLE_SCOPE_MENTOR = LTI + "role_scope_mentor"
 C_TOOL_PLATFORM = LTI + "tool_platform"
 # Deep Linking 2.0 4.4 (request) and 4.5 (response)
 C_DL_SETTINGS = DL + "deep_linking_settings"
@@ -68,7 +69,7 @@ def object_claim(claims: dict[str, Any], name: str) -> dict[str, Any]:
 
 __all__ = [
     "AGS_SCOPES", "C_AGS", "C_CONTEXT", "C_CUSTOM", "C_DEPLOYMENT", "C_DL_CONTENT_ITEMS", "C_DL_DATA", "C_DL_SETTINGS",
-    "C_LIS", "C_MESSAGE_TYPE", "C_NRPS", "C_PRESENTATION", "C_RESOURCE_LINK", "C_ROLES", "C_TARGET", "C_TOOL_PLATFORM",
+    "C_LIS", "C_MESSAGE_TYPE", "C_NRPS", "C_PRESENTATION", "C_RESOURCE_LINK", "C_ROLE_SCOPE_MENTOR", "C_ROLES", "C_TARGET", "C_TOOL_PLATFORM",
     "C_VERSION", "COURSE_SECTION", "DEEP_LINKING", "DEEP_LINKING_RESPONSE", "DL", "LTI", "MESSAGE_TYPES",
     "PLATFORM_CONFIGURATION", "RESOURCE_LINK", "SCOPE_CONTEXT_MEMBERSHIP", "SCOPE_LINEITEM", "SCOPE_LINEITEM_READONLY",
     "SCOPE_RESULT_READONLY", "SCOPE_SCORE", "SERVICE_SCOPES", "TOOL_CONFIGURATION", "VERSION", "object_claim",

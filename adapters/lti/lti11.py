@@ -5,8 +5,9 @@
   ``gateway.auth.oauth1`` checks the signature, the timestamp window and the single-use
   nonce. The launch is then read as the LTI 1.3 claims it migrates to (``user_id`` ->
   ``sub``, ``lis_*`` -> the LIS claim, ``context_*`` -> the context claim, as the LTI 1.3
-  core's migration appendix lays out), so one piece of code (``tool.roster.launch_records``) joins a
-  launch of either version to the roster. The LMS's ``lis_outcome_service_url`` and
+  core's migration appendix lays out; role URNs become LIS v2 role URIs), so one piece of code
+  (``tool.roster.launch_records``) joins a launch of either version to the roster, and a
+  launch opens a web console session the same way (``tool.view.console_sign_in``). The LMS's ``lis_outcome_service_url`` and
   ``lis_result_sourcedid`` are kept so mastery can be sent back.
 - **Basic Outcomes, tool role** (LTI Basic Outcomes 1.1): ``OutcomesClient`` sends
   replaceResult / readResult / deleteResult as POX XML, signed with the body hash.
@@ -51,7 +52,7 @@ from gateway.http import HttpClient, OAuth1Signature, Unreachable
 from gateway.model import ActivityRef, Evidence, Provenance, Score, utcnow
 from gateway.store.db import WRITE
 
-from .claims import C_CONTEXT, C_CUSTOM, C_LIS, C_ROLES
+from .claims import C_CONTEXT, C_CUSTOM, C_LIS, C_ROLE_SCOPE_MENTOR, C_ROLES
 from .lti11_pox import POX_TYPE, PoxError, PoxRequest, parse_pox, parse_pox_response, pox_request, pox_response
 from .pages import page
 from .tool import tables as tt
@@ -59,10 +60,11 @@ from .tool.message_launch import Launch
 from .tool.platforms import Platform
 from .tool.roster import launch_records
 from .tool.tables import upsert
-from .tool.view import view
+from .tool.view import console_sign_in, view
 
 if TYPE_CHECKING:
     from gateway.api.context import AppContext
+    from gateway.console.web import Console
 
 log = logging.getLogger("tessera.lti")
 
@@ -147,9 +149,30 @@ def signed_url(ctx: AppContext, request: Request) -> str:
 # --- launch, tool role ----------------------------------------------------------------------
 
 
+LIS = "http://purl.imsglobal.org/vocab/lis/v2/"
+#: LTI 1.1 role URN prefixes -> the LTI 1.3 (LIS v2) vocabularies they became
+_ROLE_URNS = {"urn:lti:role:ims/lis/": "membership", "urn:lti:instrole:ims/lis/": "institution/person",
+              "urn:lti:sysrole:ims/lis/": "system/person"}
+
+
 def _role_names(roles: str) -> list[str]:
-    """LTI 1.1 roles: comma-separated, short ("Instructor") or URN ("urn:lti:role:ims/lis/Learner")."""
-    return [r.strip().rsplit("/", 1)[-1] for r in roles.split(",") if r.strip()]
+    """LTI 1.1 roles: comma-separated, short ("Instructor") or URN ("urn:lti:role:ims/lis/Learner"),
+    read as the LTI 1.3 role URIs they migrate to: a context role URN becomes its ``membership``
+    URI (a sub-role, "Instructor/TeachingAssistant", ``membership/Instructor#TeachingAssistant``),
+    an institution or system role URN its ``institution/person`` or ``system/person`` URI; a
+    short name stays the short context role name LTI 1.3 core A.2.3.1 allows."""
+    out = []
+    for raw in (r.strip() for r in roles.split(",")):
+        if not raw:
+            continue
+        for prefix, vocab in _ROLE_URNS.items():
+            if raw.startswith(prefix):
+                role, _, sub = raw[len(prefix):].partition("/")
+                out.append(f"{LIS}{vocab}/{role}#{sub}" if sub else f"{LIS}{vocab}#{role}")
+                break
+        else:
+            out.append(f"{LIS}membership/Instructor#TeachingAssistant" if raw == "TeachingAssistant" else raw.rsplit("/", 1)[-1])
+    return out
 
 
 def as_launch(consumer: Consumer, p: dict[str, str]) -> Launch:
@@ -164,6 +187,7 @@ def as_launch(consumer: Consumer, p: dict[str, str]) -> Launch:
         "given_name": p.get("lis_person_name_given"), "family_name": p.get("lis_person_name_family"),
         "name": p.get("lis_person_name_full"), "email": p.get("lis_person_contact_email_primary"),
         C_ROLES: _role_names(p.get("roles", "")),
+        C_ROLE_SCOPE_MENTOR: [u.strip() for u in p.get("role_scope_mentor", "").split(",") if u.strip()],
         C_LIS: {"person_sourcedid": p.get("lis_person_sourcedid"), "course_section_sourcedid": p.get("lis_course_section_sourcedid")},
         C_CONTEXT: {"id": p.get("context_id"), "label": p.get("context_label"), "title": p.get("context_title")},
     }
@@ -204,7 +228,9 @@ class LaunchRefused(ValidationError):
         self.return_url = return_url
 
 
-def launch(ctx: AppContext, creds: Credentials, url: str, body: bytes, headers: dict[str, str]) -> Response:
+def launch(ctx: AppContext, creds: Credentials, url: str, body: bytes, headers: dict[str, str], console: Console | None = None) -> Response:
+    """A verified launch records the person (and their outcome service), then opens a web
+    console session (``tool.view.console_sign_in``) or, without the console, shows the view."""
     signed = _verify(creds, url, "POST", body, headers, "tool")
     p = signed.params
     consumer = creds.get(signed.consumer_key)
@@ -217,7 +243,7 @@ def launch(ctx: AppContext, creds: Credentials, url: str, body: bytes, headers: 
     records, person_id, section_id = launch_records(ctx, lt)
     within = _keep_outcome_target(consumer, person_id, p) if person_id else None
     ctx.store.records.apply(consumer.tenant, records, within=within)
-    return view(ctx, lt, person_id, section_id)
+    return console_sign_in(console, ctx, lt, person_id, section_id, via="lti1.1") or view(ctx, lt, person_id, section_id)
 
 
 def render_launch_error(exc: Exception) -> Response:
@@ -399,7 +425,7 @@ def build_router(ctx: AppContext) -> APIRouter:
         headers = dict(request.headers)
         url = signed_url(ctx, request)
         try:
-            return await run_in_threadpool(launch, ctx, creds, url, body, headers)
+            return await run_in_threadpool(launch, ctx, creds, url, body, headers, getattr(request.app.state, "console", None))
         except (OAuth1Error, LaunchRefused) as exc:
             log.warning("LTI 1.1 launch refused: %s", exc.detail)
             return render_launch_error(exc)

@@ -3,7 +3,8 @@
 - a **learner** sees only themself;
 - a **guardian** sees the learners who list them among their agents (OneRoster
   ``agentSourcedIds``, the canonical ``Person.agent_ids``);
-- a **teacher** sees the sections they teach (an active enrollment with role teacher) and
+- a **teacher** sees the sections they teach (an active enrollment with role teacher or
+  aide: a teaching assistant) and
   the learners enrolled in them;
 - an **admin** sees the whole tenant, and only their tenant.
 
@@ -25,6 +26,8 @@ from ..store import tables as t
 from .viewer import Forbidden, Viewer
 
 ACTIVE = Status.active.value
+#: enrollment roles that let a person see a section: its teachers and teaching assistants
+TEACHING = ("teacher", "aide")
 
 
 def parse_id(value: str | uuid.UUID, what: str = "id") -> uuid.UUID:
@@ -69,7 +72,7 @@ class Access:
         q = (select(en.c.id)
              .join(mine, and_(mine.c.section_id == en.c.section_id, mine.c.tenant == en.c.tenant))
              .where(en.c.tenant == viewer.tenant, en.c.person_id == lid, en.c.status == ACTIVE,
-                    mine.c.person_id == me, mine.c.role == "teacher", mine.c.status == ACTIVE)
+                    mine.c.person_id == me, mine.c.role.in_(TEACHING), mine.c.status == ACTIVE)
              .limit(1))
         return conn.execute(q).first() is not None
 
@@ -88,7 +91,7 @@ class Access:
             return set()
         en = t.enrollments
         q = select(en.c.section_id).where(en.c.tenant == viewer.tenant, en.c.person_id == viewer.person_id,
-                                          en.c.role == "teacher", en.c.status == ACTIVE)
+                                          en.c.role.in_(TEACHING), en.c.status == ACTIVE)
         return {r[0] for r in conn.execute(q)}
 
     def sections(self, viewer: Viewer) -> list[uuid.UUID]:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..api.context import AppContext
 
 #: the page modules of gateway/console, each with ``build(console) -> APIRouter``
-PAGES: list[str] = ["admin", "classes", "schools"]
+PAGES: list[str] = ["admin", "classes", "schools", "oidc"]
 
 
 def home_of(console: Console, viewer: Viewer) -> str:
@@ -55,7 +55,8 @@ def _core(console: Console) -> APIRouter:
         if viewer is not None:
             return RedirectResponse(next_url if next_url != PREFIX else home_of(console, viewer), status_code=303)
         return console.render(request, "sign_in.html", title="Sign in", next_url=next_url,
-                              oidc=bool(console.settings.oidc_issuer and console.settings.oidc_client_id))
+                              oidc=bool(console.settings.oidc_issuer and console.settings.oidc_client_id
+                                        and console.settings.oidc_tenant))
 
     @router.post("/sign-out")
     async def sign_out(request: Request, viewer: Viewer = Depends(console.signed_in)) -> Response:

@@ -8,7 +8,12 @@ which every process of one database shares, so a key rotation signs everybody ou
 OpenID Connect for staff: the district's identity provider (``OIDC_ISSUER``, its
 discovery document at ``/.well-known/openid-configuration``), this console's client there
 (``OIDC_CLIENT_ID``, ``OIDC_CLIENT_SECRET``) and the tenant whose staff sign in through it
-(``OIDC_TENANT``). The sign-in page offers it only when it is configured.
+(``OIDC_TENANT``). The sign-in page offers it only when it is configured. The client
+secret comes from the environment only (``TESSERA_CONSOLE__OIDC_CLIENT_SECRET``); without
+one the console signs in as a public client (PKCE alone).
+
+LTI: a launch from the LMS opens a session (``gateway.console.signin``); ``LTI_ADMINS``
+(default true) lets the LMS's institution administrators in as administrators.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ class ConsoleSettings(BaseSettings):
     session_minutes: int = Field(default=480, ge=5, le=7 * 24 * 60, description="a session ends this long after sign-in")
     cookie_secure: bool | None = Field(
         default=None, description="Secure cookies; default: when TESSERA_PUBLIC_URL is https")
+    lti_admins: bool = Field(
+        default=True, description="an LMS launch with the institution Administrator role opens an administrator's session")
     oidc_issuer: str | None = Field(default=None, description="the district identity provider's issuer URL")
     oidc_client_id: str | None = None
     oidc_client_secret: SecretStr | None = None

@@ -13,8 +13,11 @@ CSRF: every form carries ``csrf_token``, an HMAC of the session's random id; a P
 without the right token is refused (``Console.form``). Pages carry no inline script or
 style (the Content-Security-Policy forbids both).
 
-A page that needs a session and has none answers 303 to ``/console/sign-in?next=<the
-page>``; after sign-in the person lands on the page they asked for. Unknown ids and pages
+A page that needs a session and has none (or an expired or altered one, which is then
+deleted) answers 303 to ``/console/sign-in?next=<the page>``; after sign-in the person
+lands on the page they asked for; after a form POST, on the page the form was on
+(``return_to``): the form itself has to be sent again, as its CSRF token was the old
+session's. Unknown ids and pages
 a role may not see answer the same friendly 404, so ids cannot be probed.
 """
 
@@ -98,6 +101,18 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def return_to(request: Request) -> str:
+    """The page to come back to after signing in again: the page asked for; for a form POST
+    (its session ran out while the form was open) the page the form was on, which the
+    browser names in ``Referer`` (``Referrer-Policy: same-origin`` sends it on this site only)."""
+    if request.method in ("GET", "HEAD"):
+        return safe_next(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+    ref = urlsplit(request.headers.get("referer", ""))
+    if ref.netloc and ref.netloc != request.headers.get("host", request.url.netloc):
+        return PREFIX
+    return safe_next(ref.path + (f"?{ref.query}" if ref.query else ""))
+
+
 class Console:
     """The console's shared services, built once per app (``gateway.console.app.build_router``)."""
 
@@ -175,11 +190,11 @@ class Console:
     def error_page(self, request: Request, exc: TesseraError) -> Response:
         """Every console error: sign-in redirect, friendly 404, or a page naming what is wrong."""
         if isinstance(exc, SignInRequired):
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            if request.method != "GET":
-                target = urlsplit(request.headers.get("referer", "")).path or PREFIX
-            return RedirectResponse(f"{PREFIX}/sign-in?next={quote(safe_next(target), safe='')}", status_code=303,
+            resp = RedirectResponse(f"{PREFIX}/sign-in?next={quote(return_to(request), safe='')}", status_code=303,
                                     headers={"Cache-Control": "no-store"})
+            if COOKIE in request.cookies:  # expired or altered: gone, so the sign-in page shows
+                self.end_session(resp)
+            return resp
         if isinstance(exc, NotFound) or exc.status == 404:
             return self.render(request, "error.html", status=404, title="We could not find that page",
                                message="It may have moved, or your account may not have access to it.", errors=[])
@@ -207,5 +222,5 @@ def invalid(message: str, **fields: str) -> ValidationError:
     return ValidationError(message, errors=[ErrorDetail(msg, field=name) for name, msg in fields.items()])
 
 
-__all__ = ["COOKIE", "Console", "Forbidden", "PREFIX", "ROLES", "Role", "SECURITY_HEADERS", "SessionCodec", "SignInRequired", "Viewer",
-           "invalid", "nav_for", "safe_next", "session_secret"]
+__all__ = ["COOKIE", "Console", "Forbidden", "PREFIX", "ROLES", "Role", "SECURITY_HEADERS", "SessionCodec", "SignInRequired",
+           "Viewer", "invalid", "nav_for", "return_to", "safe_next", "session_secret"]

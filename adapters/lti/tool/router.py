@@ -5,8 +5,10 @@ The flow (1EdTech Security Framework 1.0, 5.1.1; LTI 1.3 core 5), one module per
 1. ``/lti/login``: the platform's third-party initiated login (``oidc_login``).
 2. ``/lti/launch``: the id_token, validated (``message_launch``).
 3. A valid resource link launch records the learner or teacher (``roster``) and the
-   context's service URLs (``contexts``), and shows Tessera's page (``view``); a Deep
-   Linking request shows the competency picker (``deep_link``). The nonce is spent in the
+   context's service URLs (``contexts``), then opens a web console session and redirects to
+   the person's page (``view.console_sign_in``, ``gateway.console.signin``), or, with the
+   console off, shows Tessera's small page (``view``); a Deep Linking request shows the
+   competency picker (``deep_link``). The nonce is spent in the
    same transaction as the records, so a refused launch records nothing.
 
 The routers of Deep Linking, AGS (``assignments_grades``) and NRPS (``names_roles``) come
@@ -42,7 +44,7 @@ from .oidc_login import COOKIE_PREFIX, STATE_SECONDS, take_login_state
 from .platforms import PlatformStore
 from .roster import launch_records
 from .service_auth import ServiceAuth
-from .view import view
+from .view import console_sign_in, view
 
 if TYPE_CHECKING:
     from gateway.api.context import AppContext
@@ -136,7 +138,8 @@ def build_router(ctx: AppContext, *, keys: PlatformKeys | None = None) -> APIRou
                 service.record(result)
                 return deep_link.picker(ctx, result)
             person_id, section_id = service.record(result)
-            resp = view(ctx, result, person_id, section_id)
+            console = getattr(request.app.state, "console", None)
+            resp = console_sign_in(console, ctx, result, person_id, section_id, via="lti1.3") or view(ctx, result, person_id, section_id)
             resp.delete_cookie(COOKIE_PREFIX + p["state"], path="/lti/")
             return resp
 
