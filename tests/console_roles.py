@@ -58,6 +58,15 @@ PAGES: list[Page] = [
     page("/console", *SIGNED_IN, ok=303),
     # the sign-in page: for people without a session; with one, it sends them on (303)
     page("/console/sign-in", "anonymous", public=True, denied=303),
+    # classes: a teacher's own, every one for an admin; a page of another role for learners and families
+    page("/console/classes", "teacher", "other_teacher", "admin", denied=403),
+    page("/console/classes/{section}", "teacher", "admin"),
+    page("/console/classes/{section}.csv", "teacher", "admin"),
+    # the district and school views and the integrator pages: administrators only
+    page("/console/schools", "admin", denied=403),
+    page("/console/schools/{org}", "admin", denied=403),
+    *(page(f"/console/admin{sub}", "admin", denied=403)
+      for sub in ("", "/imports", "/credentials", "/credentials/new", "/routing", "/unaligned")),
 ]
 
 
