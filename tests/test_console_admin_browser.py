@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from gateway.auth import ClientStore
 from gateway.model import Evidence, Provenance, Score
@@ -138,7 +139,7 @@ def test_revoke_a_credential_after_confirming(site: ConsoleSite, page: Any, tmp_
     page.get_by_role("navigation", name="Integrations").get_by_role("link", name="Keys and passwords").click()
     check(page, tmp_path, "admin-credentials")
     page.get_by_role("link", name="Revoke Old attendance app").click()
-    assert page.get_by_role("heading", name="Revoke Old attendance app?").is_visible()
+    expect(page.get_by_role("heading", name="Revoke Old attendance app?")).to_be_visible()
     check(page, tmp_path, "admin-revoke-confirm")
     page.get_by_role("button", name="Yes, revoke it").click()
     page.wait_for_url(re.compile(r".*/console/admin/credentials\?revoked="))
@@ -148,7 +149,7 @@ def test_revoke_a_credential_after_confirming(site: ConsoleSite, page: Any, tmp_
     # a new one: the form with its errors, then the secret, once
     page.get_by_role("link", name="New API client").click()
     page.get_by_role("button", name="Create").click()
-    assert page.get_by_role("alert").is_visible() and "Choose at least one permission" in page.get_by_role("alert").inner_text()
+    expect(page.get_by_role("alert")).to_contain_text("Choose at least one permission")
     check(page, tmp_path, "admin-credential-form-errors")
     page.get_by_role("textbox", name="Name").fill("Gradebook sync")
     page.get_by_label(re.compile(r"^roster-core\.readonly")).check()
@@ -157,6 +158,7 @@ def test_revoke_a_credential_after_confirming(site: ConsoleSite, page: Any, tmp_
     assert len(shown) > 30 and "shown only this once" in page.get_by_role("alert").inner_text()
     check(page, tmp_path, "admin-credential-secret")
     page.get_by_role("link", name=re.compile("I have copied it")).click()
+    expect(page.get_by_text("Gradebook sync").first).to_be_visible()
     assert "Gradebook sync" in page.content() and shown not in page.content()
 
 
@@ -169,6 +171,7 @@ def test_replay_a_dead_letter_once_the_destination_is_fixed(site: ConsoleSite, s
     check(page, tmp_path, "admin-routing")
     assert "orgs-to-lms" in page.content() and "lms-hook" in page.content()
     page.get_by_role("link", name=f"Delivery {oid}").click()
+    expect(page.get_by_text("unknown school").first).to_be_visible()
     assert "unknown school" in page.content() and "HTTP 400" in page.content()
     check(page, tmp_path, "admin-dead-letter")
     sink.status["code"] = 200  # type: ignore[attr-defined]
@@ -180,7 +183,7 @@ def test_replay_a_dead_letter_once_the_destination_is_fixed(site: ConsoleSite, s
     page.reload()
     assert page.get_by_role("link", name=f"Delivery {oid}").count() == 0
     page.get_by_role("navigation", name="Integrations").get_by_role("link", name="Imports").click()
-    assert page.get_by_role("cell", name="givenName", exact=True).is_visible()  # the newest import's errors are open
+    expect(page.get_by_role("cell", name="givenName", exact=True)).to_be_visible()  # the newest import's errors are open
     check(page, tmp_path, "admin-imports")
 
 
