@@ -73,6 +73,7 @@ def test_profile_shows_the_states_the_latest_work_and_what_comes_next(console_si
         assert found, f"{code} is not in the tree"
         assert unescape(found.group(2)) == LEVELS[level], code
         assert found.group(1) == f"lvl-{level}"
+        assert html[found.end():].startswith(' <span class="plain">shown</span>') == bool(mastered), code
         doc = orjson.loads(data)
         if doc["method"] == "rollup":
             continue
