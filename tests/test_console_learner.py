@@ -128,8 +128,12 @@ def test_a_plan_and_a_piece_of_work_with_its_link(console_site: ConsoleSite, sto
     plan = LearningPlan(tenant="demo", source="test", native_id="plan-1", learner_id=learner, title="Fractions by spring",
                         targets=[PlanTarget(competency_id=cid, target_date=date(2027, 3, 1), status="in_progress", note="Two short quizzes a week")],
                         pathway=[cid], notes="Agreed with the family")
+    admin = console_site.viewer("admin")
+    _, before = page(console_site, admin, f"/console/learners/{learner}")  # the profile's tree is kept until the states change
+    assert "Portfolio piece" not in before
     store.records.apply("demo", [*work, plan])
     _, html = page(console_site, console_site.viewer("guardian", _guardian(console_site, learner)), f"/console/learners/{learner}")
+    assert "Portfolio piece" in html[html.index('id="standards"'):]  # the new work is the latest under its competency
     plans = html[html.index('id="plans"'):]
     assert "Fractions by spring" in plans and "Agreed with the family" in plans and "Working on it" in plans
     assert '<time datetime="2027-03-01">1 Mar 2027</time>' in plans

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from ..errors import ErrorDetail, NotFound
 from ..mastery.attach import engine_of
@@ -157,6 +157,43 @@ def weekly(states: dict[uuid.UUID, dict[str, Any]], model: TenantModel, fw: uuid
     return {"weeks": weeks, "started": cumulative(started), "shown": cumulative(shown)}
 
 
+class _Profiles:
+    """The profiles' expensive parts, least recently used first out, within a byte budget."""
+
+    def __init__(self, budget: int = 48 * 1024 * 1024) -> None:
+        self._lock = threading.Lock()
+        self._by: OrderedDict[tuple[str, uuid.UUID], tuple[Any, dict[str, Any]]] = OrderedDict()
+        self._size = 0
+        self.budget = budget
+
+    def get(self, name: tuple[str, uuid.UUID], key: Any) -> dict[str, Any] | None:
+        with self._lock:
+            hit = self._by.get(name)
+            if hit is None or hit[0] != key:
+                return None
+            self._by.move_to_end(name)
+            return hit[1]
+
+    def put(self, name: tuple[str, uuid.UUID], key: Any, body: dict[str, Any]) -> None:
+        with self._lock:
+            old = self._by.pop(name, None)
+            if old is not None:
+                self._size -= old[1]["size"]
+            self._by[name] = (key, body)
+            self._size += body["size"]
+            while self._size > self.budget and len(self._by) > 1:
+                _, (_, dropped) = self._by.popitem(last=False)
+                self._size -= dropped["size"]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by.clear()
+            self._size = 0
+
+
+PROFILES = _Profiles()
+
+
 class LearnerView:
     """Builds the learner pages' content (``profile``, ``competency``)."""
 
@@ -169,31 +206,51 @@ class LearnerView:
             return people(conn, tenant, ids)
 
     def profile(self, tenant: str, learner: uuid.UUID, today: date | None = None) -> dict[str, Any]:
+        """Name and school, the framework trees with counts and charts, what comes next, the plans.
+
+        The trees, counts, charts and next steps are kept (``PROFILES``) while nothing they
+        show has changed: the tenant's model (competencies, relations, rules, scales), the
+        learner's frameworks, their states (every evidence item that counts, is voided or is
+        superseded rewrites a state) and the day. The person and the plans are read every time."""
         today = today or datetime.now(UTC).date()
         with self.store.engine.connect() as conn:
             found = people(conn, tenant, [learner])
             if not found:
                 raise NotFound("no such learner", errors=[ErrorDetail("not a learner you can see", field="learner")])
             model = engine_of(self.store).model(conn, tenant)
-            states = _states(conn, tenant, learner)
             frameworks = self.learners.frameworks_of(conn, tenant, learner, model)
             details, titles = DETAILS.get(conn, tenant, model, frameworks)
-            ev = t.evidence
-            # newest first, the counted items only (as the engine counts them); each competency keeps its latest few
-            latest: dict[uuid.UUID, list[str]] = defaultdict(list)
-            for cid, data in conn.execute(select(ev.c.competency_id, ev.c.data).where(
-                    ev.c.tenant == tenant, ev.c.learner_id == learner, ev.c.status == ACTIVE, ev.c.competency_id.is_not(None),
-                    ev.c.voided.is_(False), ev.c.superseded_by.is_(None)).order_by(ev.c.observed_at.desc(), ev.c.id)):
-                kept = latest[cid]
-                if len(kept) < TRAIL:
-                    kept.append(data)
-            next_up = self.learners._next(conn, tenant, model, _as_models(states), frameworks, NEXT)
-            plans = self._plans(conn, tenant, learner, model, states, details)
-        trees = []
+            ms = t.mastery_states
+            version = tuple(conn.execute(select(func.count(), func.max(ms.c.updated_at)).where(
+                ms.c.tenant == tenant, ms.c.learner_id == learner)).one())
+            key = (model.stamp, frozenset(frameworks), version, today)
+            body = PROFILES.get((tenant, learner), key)
+            if body is None:
+                body = self._body(conn, tenant, learner, model, frameworks, titles, details, today)
+                PROFILES.put((tenant, learner), key, body)
+            plans = self._plans(conn, tenant, learner, model, body["brief"], details)
+        return {"learner": found[0], "frameworks": body["frameworks"], "counts": body["counts"], "next": body["next"], "plans": plans}
+
+    def _body(self, conn: Connection, tenant: str, learner: uuid.UUID, model: TenantModel, frameworks: set[uuid.UUID],
+              titles: dict[uuid.UUID, str], details: dict[uuid.UUID, tuple[str, str]], today: date) -> dict[str, Any]:
+        states = _states(conn, tenant, learner)
+        ev = t.evidence
+        # newest first, the counted items only (as the engine counts them); each competency keeps its latest few
+        latest: dict[uuid.UUID, list[str]] = defaultdict(list)
+        for cid, data in conn.execute(select(ev.c.competency_id, ev.c.data).where(
+                ev.c.tenant == tenant, ev.c.learner_id == learner, ev.c.status == ACTIVE, ev.c.competency_id.is_not(None),
+                ev.c.voided.is_(False), ev.c.superseded_by.is_(None)).order_by(ev.c.observed_at.desc(), ev.c.id)):
+            kept = latest[cid]
+            if len(kept) < TRAIL:
+                kept.append(data)
+        next_up = self.learners._next(conn, tenant, model, _as_models(states), frameworks, NEXT)
+        trees: list[dict[str, Any]] = []
+        size = 0
         counts = {"shown": 0, "getting there": 0, "not yet": 0, "started": 0, "competencies": 0}
         for fw in sorted(frameworks, key=lambda f: titles.get(f, "")):
             sk = SKELETONS.get(tenant, model, fw, details)
             html, fw_counts = tree.render(sk, states, latest, str(learner))
+            size += len(html)
             for k, v in fw_counts.items():
                 counts[k] = counts.get(k, 0) + v
             counts["competencies"] += sk.leaves
@@ -207,7 +264,8 @@ class LearnerView:
             nxt.append({"id": item["id"], "code": item.get("code") or "", "statement": item.get("short_statement") or item.get("statement") or "",
                         "badge": badge(scale, states.get(c)),
                         "reason": "already started" if item.get("reason") == "in progress" else "ready: the skills it builds on are shown"})
-        return {"learner": found[0], "frameworks": trees, "counts": counts, "next": nxt, "plans": plans}
+        brief = {c: {"level": s.get("level"), "value": s.get("value"), "mastered": s.get("mastered")} for c, s in states.items()}
+        return {"frameworks": trees, "counts": counts, "next": nxt, "brief": brief, "size": size + 200 * len(brief)}
 
     def _plans(self, conn: Connection, tenant: str, learner: uuid.UUID, model: TenantModel, states: dict[uuid.UUID, dict[str, Any]],
                details: dict[uuid.UUID, tuple[str, str]]) -> list[dict[str, Any]]:
@@ -292,5 +350,5 @@ def by_plain(counts: dict[str, int]) -> list[tuple[str, int]]:
     return [(k, counts.get(k, 0)) for k in ("shown", "getting there", "not yet")]
 
 
-__all__ = ["Badge", "DETAILS", "LearnerView", "badge", "by_plain", "evidence_row", "people", "sections_named", "weekly", "why"]
+__all__ = ["Badge", "DETAILS", "PROFILES", "LearnerView", "badge", "by_plain", "evidence_row", "people", "sections_named", "weekly", "why"]
 
