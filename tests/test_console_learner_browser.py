@@ -67,6 +67,7 @@ def test_a_guardian_reads_their_childs_progress(console_site: ConsoleSite, brows
         assert page.locator("table.trail tbody tr").count() >= 1
         assert page.get_by_role("heading", name="The work behind it").is_visible()
         assert_accessible(page, "one competency")
+        screenshot(page, tmp_path, "learner-competency-desktop")
         page.get_by_role("link", name="Back to").click()
         page.wait_for_url(f"**/console/learners/{lid}")
 

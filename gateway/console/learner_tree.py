@@ -28,7 +28,6 @@ from functools import lru_cache
 from html import escape as esc
 from typing import Any
 
-import orjson
 from markupsafe import Markup
 
 from ..mastery.structure import Scale, TenantModel
@@ -54,6 +53,7 @@ class Entry:
 class Skeleton:
     entries: tuple[Entry, ...]
     leaves: int
+    by_id: dict[uuid.UUID, Entry]
 
 
 @lru_cache(maxsize=64)
@@ -86,7 +86,7 @@ def build_skeleton(model: TenantModel, fw: uuid.UUID, details: dict[uuid.UUID, t
     for r in roots:
         visit(r, 0, frozenset())
     entries = tuple(Entry(*row) for row in rows)
-    return Skeleton(entries, sum(1 for e in entries if not e.kids))
+    return Skeleton(entries, sum(1 for e in entries if not e.kids), {e.cid: e for e in entries})
 
 
 class _Skeletons:
@@ -122,9 +122,21 @@ def _trail(rows: list[dict[str, Any]]) -> str:
     return "".join(out)
 
 
-def render(sk: Skeleton, states: dict[uuid.UUID, dict[str, Any]], latest: dict[uuid.UUID, list[str]], lid: str,
-           ) -> tuple[Markup, dict[str, int]]:
-    """The tree's ``li`` elements (the caller writes the ``ul``) and the leaves' counts by plain word."""
+def why_block(e: Entry, st: dict[str, Any], docs: list[dict[str, Any]], lid: str) -> str:
+    """The explanation under a competency with a state: why this level, the latest work
+    (``docs``: its counted evidence, newest first), the link to all of it."""
+    trail = [evidence_row(d, e.scale) for d in docs[:TRAIL]]
+    more = max(0, int(st.get("evidence_count") or 0) - len(trail)) if not e.kids else 0
+    code = e.code or "this skill"
+    return (f'<div class="why"><p><strong>Why this level:</strong> {esc(why(st, e.scale, e.rule_name, e.min_evidence))}</p>'
+            f'{_trail(trail) if trail else ""}'
+            f'<p><a href="/console/learners/{lid}/competencies/{e.cid}">All the work on {code} and how it counted'
+            f'{f" ({more} more)" if more else ""}</a></p></div>')
+
+
+def render(sk: Skeleton, states: dict[uuid.UUID, dict[str, Any]], blocks: dict[uuid.UUID, str]) -> tuple[Markup, dict[str, int]]:
+    """The tree's ``li`` elements (the caller writes the ``ul``) and the leaves' counts by plain
+    word. ``states``: what a badge needs of each state; ``blocks``: each state's ``why_block``."""
     parts: list[str] = []
     counts = {"shown": 0, "getting there": 0, "not yet": 0, "started": 0}
     small = len(sk.entries) < 12
@@ -140,21 +152,11 @@ def render(sk: Skeleton, states: dict[uuid.UUID, dict[str, Any]], latest: dict[u
                 if not e.kids:
                     counts["started"] += 1
                     counts[b.plain] = counts.get(b.plain, 0) + 1
-                raw = latest.get(e.cid, []) if len(e.group) == 1 else [d for g in e.group for d in latest.get(g, ())]
-                docs = [orjson.loads(d) for d in raw]
-                if len(e.group) > 1:
-                    docs.sort(key=lambda d: d["observed_at"], reverse=True)
-                trail = [evidence_row(d, e.scale) for d in docs[:TRAIL]]
-                more = max(0, int(st.get("evidence_count") or 0) - len(trail)) if not e.kids else 0
-                code = e.code or "this skill"
-                parts.append(f'<div class="why"><p><strong>Why this level:</strong> {esc(why(st, e.scale, e.rule_name, e.min_evidence))}</p>'
-                             f'{_trail(trail) if trail else ""}'
-                             f'<p><a href="/console/learners/{lid}/competencies/{e.cid}">All the work on {code} and how it counted'
-                             f'{f" ({more} more)" if more else ""}</a></p></div>')
+                parts.append(blocks.get(e.cid, ""))
             parts.append("<ul>" if e.kids else "</details></li>")
         if e.closes:
             parts.append("</ul></details></li>" * e.closes)
     return Markup("".join(parts)), counts
 
 
-__all__ = ["SKELETONS", "Entry", "Skeleton", "badge_html", "build_skeleton", "render"]
+__all__ = ["SKELETONS", "Entry", "Skeleton", "badge_html", "build_skeleton", "render", "why_block"]

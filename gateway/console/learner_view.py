@@ -194,6 +194,32 @@ class _Profiles:
 PROFILES = _Profiles()
 
 
+class _Blocks:
+    """Each state's explanation block and page fields by (model stamp, learner, competency,
+    the state's content hash): unchanged states are not read or written again."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self._lock = threading.Lock()
+        self._by: dict[tuple[Any, uuid.UUID, uuid.UUID, str], tuple[dict[str, Any], str]] = {}
+        self.limit = limit
+
+    def get(self, key: tuple[Any, uuid.UUID, uuid.UUID, str]) -> tuple[dict[str, Any], str] | None:
+        return self._by.get(key)
+
+    def put(self, key: tuple[Any, uuid.UUID, uuid.UUID, str], value: tuple[dict[str, Any], str]) -> None:
+        with self._lock:
+            if len(self._by) >= self.limit:
+                self._by.clear()
+            self._by[key] = value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by.clear()
+
+
+BLOCKS = _Blocks()
+
+
 class LearnerView:
     """Builds the learner pages' content (``profile``, ``competency``)."""
 
@@ -233,23 +259,15 @@ class LearnerView:
 
     def _body(self, conn: Connection, tenant: str, learner: uuid.UUID, model: TenantModel, frameworks: set[uuid.UUID],
               titles: dict[uuid.UUID, str], details: dict[uuid.UUID, tuple[str, str]], today: date) -> dict[str, Any]:
-        states = _states(conn, tenant, learner)
-        ev = t.evidence
-        # newest first, the counted items only (as the engine counts them); each competency keeps its latest few
-        latest: dict[uuid.UUID, list[str]] = defaultdict(list)
-        for cid, data in conn.execute(select(ev.c.competency_id, ev.c.data).where(
-                ev.c.tenant == tenant, ev.c.learner_id == learner, ev.c.status == ACTIVE, ev.c.competency_id.is_not(None),
-                ev.c.voided.is_(False), ev.c.superseded_by.is_(None)).order_by(ev.c.observed_at.desc(), ev.c.id)):
-            kept = latest[cid]
-            if len(kept) < TRAIL:
-                kept.append(data)
+        skeletons = {fw: SKELETONS.get(tenant, model, fw, details) for fw in frameworks}
+        states, blocks = self._states_and_blocks(conn, tenant, learner, model, skeletons)
         next_up = self.learners._next(conn, tenant, model, _as_models(states), frameworks, NEXT)
         trees: list[dict[str, Any]] = []
         size = 0
         counts = {"shown": 0, "getting there": 0, "not yet": 0, "started": 0, "competencies": 0}
         for fw in sorted(frameworks, key=lambda f: titles.get(f, "")):
-            sk = SKELETONS.get(tenant, model, fw, details)
-            html, fw_counts = tree.render(sk, states, latest, str(learner))
+            sk = skeletons[fw]
+            html, fw_counts = tree.render(sk, states, blocks)
             size += len(html)
             for k, v in fw_counts.items():
                 counts[k] = counts.get(k, 0) + v
@@ -264,8 +282,62 @@ class LearnerView:
             nxt.append({"id": item["id"], "code": item.get("code") or "", "statement": item.get("short_statement") or item.get("statement") or "",
                         "badge": badge(scale, states.get(c)),
                         "reason": "already started" if item.get("reason") == "in progress" else "ready: the skills it builds on are shown"})
-        brief = {c: {"level": s.get("level"), "value": s.get("value"), "mastered": s.get("mastered")} for c, s in states.items()}
-        return {"frameworks": trees, "counts": counts, "next": nxt, "brief": brief, "size": size + 200 * len(brief)}
+        return {"frameworks": trees, "counts": counts, "next": nxt, "brief": states, "size": size + 200 * len(states)}
+
+    def _states_and_blocks(self, conn: Connection, tenant: str, learner: uuid.UUID, model: TenantModel,
+                           skeletons: dict[uuid.UUID, tree.Skeleton]) -> tuple[dict[uuid.UUID, dict[str, Any]], dict[uuid.UUID, str]]:
+        """Each state's few fields the page uses and its explanation block, from ``BLOCKS`` for
+        every state whose content hash is unchanged; only the others are read whole, with their
+        latest evidence (after new work: the states it touched)."""
+        ms = t.mastery_states
+        hashes = dict(conn.execute(select(ms.c.competency_id, ms.c.content_hash).where(
+            ms.c.tenant == tenant, ms.c.learner_id == learner, ms.c.status == ACTIVE)).all())
+        states: dict[uuid.UUID, dict[str, Any]] = {}
+        blocks: dict[uuid.UUID, str] = {}
+        missing: list[uuid.UUID] = []
+        for cid, h in hashes.items():
+            hit = BLOCKS.get((model.stamp, learner, cid, h))
+            if hit is None:
+                missing.append(cid)
+            else:
+                states[cid], blocks[cid] = hit
+        if not missing:
+            return states, blocks
+        entries: dict[uuid.UUID, tree.Entry] = {}
+        for sk in skeletons.values():
+            entries.update((c, sk.by_id[c]) for c in missing if c in sk.by_id)
+        # few changed states (new work since the last view) are read by id; many (a first view) whole
+        few = len(missing) <= 64
+        full: dict[uuid.UUID, dict[str, Any]] = {}
+        q = select(ms.c.competency_id, ms.c.data).where(ms.c.tenant == tenant, ms.c.learner_id == learner, ms.c.status == ACTIVE)
+        wanted_states = set(missing)
+        full.update((cid, orjson.loads(d)) for cid, d in conn.execute(q.where(ms.c.competency_id.in_(missing)) if few else q)
+                    if cid in wanted_states)
+        wanted = sorted({g for c in missing if c in entries for g in entries[c].group})
+        latest: dict[uuid.UUID, list[str]] = defaultdict(list)
+        ev = t.evidence
+        # newest first, the counted items only (as the engine counts them); each competency keeps its latest few
+        q = select(ev.c.competency_id, ev.c.data).where(
+            ev.c.tenant == tenant, ev.c.learner_id == learner, ev.c.status == ACTIVE, ev.c.voided.is_(False),
+            ev.c.superseded_by.is_(None)).order_by(ev.c.observed_at.desc(), ev.c.id)
+        q = q.where(ev.c.competency_id.in_(wanted)) if few else q.where(ev.c.competency_id.is_not(None))
+        for cid, data in conn.execute(q):
+            kept = latest[cid]
+            if len(kept) < TRAIL:
+                kept.append(data)
+        for cid, st in full.items():
+            small = {k: st.get(k) for k in ("level", "value", "mastered", "first_at", "last_at")}
+            e = entries.get(cid)
+            block = ""
+            if e is not None:
+                raw = latest.get(cid, []) if len(e.group) == 1 else [d for g in e.group for d in latest.get(g, ())]
+                docs = [orjson.loads(d) for d in raw]
+                if len(e.group) > 1:
+                    docs.sort(key=lambda d: d["observed_at"], reverse=True)
+                block = tree.why_block(e, st, docs, str(learner))
+            states[cid], blocks[cid] = small, block
+            BLOCKS.put((model.stamp, learner, cid, hashes[cid]), (small, block))
+        return states, blocks
 
     def _plans(self, conn: Connection, tenant: str, learner: uuid.UUID, model: TenantModel, states: dict[uuid.UUID, dict[str, Any]],
                details: dict[uuid.UUID, tuple[str, str]]) -> list[dict[str, Any]]:
@@ -350,5 +422,5 @@ def by_plain(counts: dict[str, int]) -> list[tuple[str, int]]:
     return [(k, counts.get(k, 0)) for k in ("shown", "getting there", "not yet")]
 
 
-__all__ = ["Badge", "DETAILS", "PROFILES", "LearnerView", "badge", "by_plain", "evidence_row", "people", "sections_named", "weekly", "why"]
+__all__ = ["BLOCKS", "Badge", "DETAILS", "PROFILES", "LearnerView", "badge", "by_plain", "evidence_row", "people", "sections_named", "weekly", "why"]
 
