@@ -214,3 +214,24 @@ def test_the_progress_chart_is_accessible_svg_with_a_table(console_site: Console
     first_svg = ET.fromstring(svgs[0])
     ends = {t.text.split(": ")[0]: t.text.split(": ")[1] for t in first_svg.iter(f"{ns}text") if t.text and ": " in t.text}
     assert (ends["Started"], ends["Shown"]) == last
+
+
+def test_a_learner_with_no_work_yet_and_a_guardian_with_no_children(console_site: ConsoleSite, store: Store) -> None:  # noqa: F811
+    from gateway.model import OrgRole, Person
+
+    (org,), *_ = console_site.rows("SELECT id FROM orgs WHERE tenant = 'demo' AND type = 'school' ORDER BY id")
+    school = _uuid(org)
+    parent = Person(tenant="demo", source="test", native_id="g-new", given_name="Noor", family_name="Haddad",
+                    roles=[OrgRole(role="guardian", org_id=school, primary=True)])
+    child = Person(tenant="demo", source="test", native_id="s-new", given_name="Sami", family_name="Haddad", grades=["KG"],
+                   roles=[OrgRole(role="student", org_id=school, primary=True)], agent_ids=[parent.id])
+    lonely = Person(tenant="demo", source="test", native_id="g-lonely", given_name="Ada", family_name="Lone",
+                    roles=[OrgRole(role="guardian", org_id=school, primary=True)])
+    store.records.apply("demo", [parent, child, lonely])
+    status, html = page(console_site, console_site.viewer("guardian", parent.id), f"/console/learners/{child.id}")
+    assert status == 200
+    assert "<h1>Sami Haddad</h1>" in html and "Kindergarten" in html
+    assert "There is no work in Tessera for Sami Haddad yet." in html
+    assert "Sami Haddad has no standards in Tessera yet" in html and "<svg" not in html
+    status, html = page(console_site, console_site.viewer("guardian", lonely.id), "/console/learners")
+    assert status == 200 and "There is nobody to show here yet" in html
