@@ -58,6 +58,10 @@ PAGES: list[Page] = [
     page("/console", *SIGNED_IN, ok=303),
     # the sign-in page: for people without a session; with one, it sends them on (303)
     page("/console/sign-in", "anonymous", public=True, denied=303),
+    # the learner's pages: themself, their guardian, their teacher, an admin
+    page("/console/learners", *SIGNED_IN),
+    page("/console/learners/{learner}", "learner", "guardian", "teacher", "admin"),
+    page("/console/learners/{learner}/competencies/{competency}", "learner", "guardian", "teacher", "admin"),
     # classes: a teacher's own, every one for an admin; a page of another role for learners and families
     page("/console/classes", "teacher", "other_teacher", "admin", denied=403),
     page("/console/classes/{section}", "teacher", "admin"),
@@ -99,7 +103,9 @@ def scene(site: ConsoleSite) -> Scene:
         teaching.setdefault(_uuid(pid), set()).add(_uuid(sid))
     other_teacher = next(pid for pid, secs in sorted(teaching.items()) if not secs & learner_sections)
     org = _uuid(site.rows("SELECT id FROM orgs WHERE tenant='demo' ORDER BY id")[0][0])
-    ids = {"learner": learner, "section": section, "org": org}
+    competency = _uuid(site.rows("SELECT competency_id FROM mastery_states WHERE tenant='demo' AND learner_id = ? LIMIT 1",
+                                 uuid.UUID(learner).bytes)[0][0])
+    ids = {"learner": learner, "section": section, "org": org, "competency": competency}
     who = {"learner": learner, "guardian": guardian, "teacher": teacher, "admin": None, "other_learner": other_learner,
            "other_guardian": other_guardian, "other_teacher": other_teacher}
     viewers = {p: site.viewer(ROLE_OF[p], who[p], name=p.replace("_", " ")) for p in SIGNED_IN}
