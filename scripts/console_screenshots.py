@@ -61,11 +61,16 @@ def _tessera() -> str:
 
 
 def demo_people(db: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """(ids for the paths, person id of each role): a teacher, a section they teach, a
-    learner of that section who has a guardian, and that guardian."""
+    """(ids for the paths, person id of each role): a teacher, a section they teach (the one
+    with the most mastery states), a learner of that section who has a guardian, and that guardian."""
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT person_id, section_id FROM enrollments WHERE tenant='demo' AND role='teacher' AND status='active' "
-                            "ORDER BY section_id").fetchall()
+        # sections whose course is linked to standards first, then the most mastery states: the heatmap shows
+        rows = conn.execute(
+            "SELECT e.person_id, e.section_id FROM enrollments e WHERE e.tenant='demo' AND e.role='teacher' AND e.status='active' "
+            "ORDER BY (SELECT count(*) FROM sections x JOIN courses c ON c.tenant = x.tenant AND c.id = x.course_id "
+            "          WHERE x.tenant = e.tenant AND x.id = e.section_id AND c.data LIKE '%\"competency_ids\":[\"%') DESC, "
+            "(SELECT count(*) FROM enrollments s JOIN mastery_states m ON m.tenant = s.tenant AND m.learner_id = s.person_id "
+            "          WHERE s.tenant = e.tenant AND s.section_id = e.section_id AND s.role = 'student') DESC, e.section_id").fetchall()
         for teacher, section in rows:
             students = conn.execute("SELECT p.data FROM enrollments e JOIN people p ON p.id = e.person_id AND p.tenant = e.tenant "
                                     "WHERE e.tenant='demo' AND e.role='student' AND e.status='active' AND e.section_id = ? "
