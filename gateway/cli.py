@@ -481,6 +481,10 @@ def demo(
         print_apply_result(result, title=f"sample data: {adapter.title}")
         loaded += result.created + result.updated + result.unchanged
     client, secret = ClientStore(store.engine).create(DEMO_TENANT, sorted(SCOPES), name="demo")
+    from .console.cli import sign_in_link
+
+    link = sign_in_link(store, base=f"http://{host}:{port}", tenant=DEMO_TENANT, role="admin", person=None,
+                        name="Demo administrator", minutes=24 * 60)
     store.dispose()
     base = f"http://{host}:{port}"
     out.print(Text.assemble("\n", ("Tessera demo", "bold"), " - tenant ", (DEMO_TENANT, "cyan"),
@@ -494,6 +498,8 @@ def demo(
     out.print(f'    curl -s -H "Authorization: Bearer $TOKEN" "{base}/v1/people?limit=5"', soft_wrap=True)
     out.print("  a learner's mastery profile (learner ids: /v1/people?role=student):")
     out.print(f'    curl -s -H "Authorization: Bearer $TOKEN" "{base}/v1/learners/LEARNER_ID/profile"', soft_wrap=True)
+    out.print("  the web console, signed in as the demo's administrator (the link works for a day):")
+    out.print(f"    {link}", soft_wrap=True)
     if serve_api:
         _run_server(host, port, 1)
 
@@ -516,6 +522,9 @@ def register_adapters() -> None:
     register_reports(export_app)
     register_bulk(export_app)
     app.add_typer(grants_app, name="grants")
+    from .console.cli import console_app
+
+    app.add_typer(console_app, name="console")
     # `tessera conformance list|run`: the kits speak HTTP only (no store, no adapter)
     from conformance.cli import conformance_app
 

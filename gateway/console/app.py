@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..api.context import AppContext
 
 #: the page modules of gateway/console, each with ``build(console) -> APIRouter``
-PAGES: list[str] = ["learner", "classes", "schools", "admin", "oidc"]
+PAGES: list[str] = ["learner", "classes", "schools", "admin", "oidc", "links"]
 
 
 def home_of(console: Console, viewer: Viewer) -> str:
