@@ -154,16 +154,17 @@ class Deidentifier:
         self._learners: dict[str, str] = {}
 
     def prepare(self, docs: Iterable[dict[str, Any]]) -> None:
-        """Look up the state ids of every learner the records name, in one query."""
-        wanted: set[str] = set()
+        """Pseudonymise every learner the records name at once (one look-up of their state
+        ids), so ``record`` finds each in the cache."""
+        wanted: list[str] = []
         for doc in docs:
             for fld, what in PERSONAL_REFS.get(doc.get("kind", ""), {}).items():
-                if what != "learner":
+                if what != "learner" and not (fld == "id" and doc.get("kind") == "person"):
                     continue
                 v = doc.get(fld)
-                wanted.update(v if isinstance(v, list) else [v] if isinstance(v, str) else [])
+                wanted.extend(v if isinstance(v, list) else [v] if isinstance(v, str) else [])
         if wanted:
-            self.state_ids.of(wanted)
+            self.learners(wanted)
 
     def learners(self, person_ids: list[Any]) -> list[Any]:
         """The pseudonyms of a column of person ids (None stays None; a list maps each), each

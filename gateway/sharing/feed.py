@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ARRAY, and_, any_, bindparam, or_, select
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 
 from ..errors import ErrorDetail, Gone, ScopeError, ValidationError
 from ..model import RECORD_TYPES
@@ -112,7 +113,7 @@ class ChangeFeed:
         deids: dict[str, Deidentifier] = {}
         for t in deidentified:  # one look-up of the state ids a page's learners have, per tenant
             deids[t] = Deidentifier(Pseudonymizer(self.key(), reader.tenant), StateIds(self.store.engine, t))
-            deids[t].prepare(d for d, _ in docs.values() if isinstance(d, dict) and d.get("tenant") == t)
+            deids[t].prepare([d for d, _ in docs.values() if isinstance(d, dict) and d.get("tenant") == t])
         out: list[dict[str, Any]] = []
         counts: dict[uuid.UUID, int] = defaultdict(int)
         for r in rows:
@@ -133,9 +134,8 @@ class ChangeFeed:
                         "at": r.at.isoformat(), "tombstone": dead, "grant": str(grant.id) if grant else None,
                         "record": None if dead else doc})
         next_since = rows[-1].seq if more else until
-        for g in reader.grants:
-            self.grants.log(g.id, client_id=reader.client_id, action="changes",
-                            detail=f"since={since} until={until} kinds={','.join(sorted(wanted & set(g.kinds)))}", records=counts.get(g.id, 0))
+        self.grants.log_many([(g.id, f"since={since} until={until} kinds={','.join(sorted(wanted & set(g.kinds)))}", counts.get(g.id, 0))
+                              for g in reader.grants], client_id=reader.client_id, action="changes")
         return FeedPage(out, since, until, max(next_since, since), more)
 
     def _records(self, rows: Sequence[Any], conn: Any, parse: set[str]) -> dict[tuple[str, uuid.UUID], tuple[Any, bool]]:
@@ -146,15 +146,23 @@ class ChangeFeed:
         for r in rows:
             wanted[(r.tenant, r.record_kind)].add(r.record_id)
         found: dict[tuple[str, uuid.UUID], tuple[Any, bool]] = {}
+        postgres = conn.dialect.name == "postgresql"
+        loads, fragment = orjson.loads, orjson.Fragment
         for (tenant, kind), ids in wanted.items():
             tbl = RECORD_TABLES[kind]
             cols = [tbl.c.id, tbl.c.data, tbl.c.status] + ([tbl.c.voided] if kind == "evidence" else [])
             wanted_ids = list(ids)
-            for i in range(0, len(wanted_ids), MANY_CHUNK):
-                q = select(*cols).where(tbl.c.tenant == tenant, tbl.c.id.in_(wanted_ids[i:i + MANY_CHUNK]))
+            # PostgreSQL: the ids as ONE array parameter (= ANY): one statement shape, compiled
+            # once, instead of an IN list of hundreds of parameters parsed on every page
+            step = len(wanted_ids) or 1 if postgres else MANY_CHUNK
+            for i in range(0, len(wanted_ids), step):
+                chunk = wanted_ids[i:i + step]
+                match = tbl.c.id == any_(bindparam("ids", chunk, type_=ARRAY(PG_UUID(as_uuid=True)))) if postgres else tbl.c.id.in_(chunk)
+                q = select(*cols).where(tbl.c.tenant == tenant, match)
+                parsed = tenant in parse
                 for row in conn.execute(q):
                     dead = row.status == "tobedeleted" or (kind == "evidence" and bool(row.voided))
-                    found[(kind, row.id)] = (orjson.loads(row.data) if tenant in parse else orjson.Fragment(row.data), dead)
+                    found[(kind, row.id)] = (loads(row.data) if parsed else fragment(row.data), dead)
         return found
 
 
