@@ -86,14 +86,16 @@ def pseudonym_key(database_url: str) -> bytes:
     return read_or_create_key(Path(path.parent) / KEY_FILE_NAME)
 
 
+#: the RFC 9562 variant bits (10xx) set on the first hex digit of the clock sequence
+_VARIANT = {c: "89ab"[int(c, 16) & 0x3] for c in "0123456789abcdef"}
+
+
 def _as_uuid(digest: bytes) -> str:
-    """The first 16 bytes as a version-8 UUID's text (what ``str(uuid.UUID(...))`` gives,
-    without building the object: this runs once per exported row)."""
-    b = bytearray(digest[:16])
-    b[6] = (b[6] & 0x0F) | 0x80  # version 8: custom (RFC 9562 5.8)
-    b[8] = (b[8] & 0x3F) | 0x80  # the RFC variant
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """The first 16 bytes as a version-8 UUID's text: what ``str(uuid.UUID(...))`` gives with
+    the version (8: custom, RFC 9562 5.8) and variant set, made with string slices (this runs
+    once per exported row)."""
+    h = digest[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 class Pseudonymizer:
@@ -185,8 +187,10 @@ class Deidentifier:
     def records(self, record_ids: list[Any]) -> list[Any]:
         """The pseudonyms of a column of per-learner record ids (None stays None; a list maps each)."""
         tenant, one = self.state_ids.tenant, self.pseudonyms.record
-        if all(v is None or isinstance(v, str) for v in record_ids):
+        try:
             return self.pseudonyms.records(tenant, record_ids)
+        except AttributeError:  # a list among them (no kind has one today)
+            pass
         return [None if v is None else [one(tenant, x) for x in v] if isinstance(v, list) else one(tenant, v) for v in record_ids]
 
     def contributions(self, value: Any) -> Any:
