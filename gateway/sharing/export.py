@@ -24,6 +24,7 @@ removed and the error raised; nothing half-written is left looking complete.
 from __future__ import annotations
 
 import csv
+import functools
 import gc
 import hashlib
 import io
@@ -117,6 +118,16 @@ def columns(kind: str, *, deidentified: bool) -> list[tuple[str, str]]:
             t = "string" if "enum" in target or target.get("type") == "string" else "json"
         out.append((name, t))
     return out
+
+
+@functools.cache
+def _columns(kind: str, deidentified: bool) -> tuple[tuple[str, str], ...]:
+    return tuple(columns(kind, deidentified=deidentified))
+
+
+def columns_of(kind: str, *, deidentified: bool) -> list[tuple[str, str]]:
+    """``columns``, worked out once per kind (a JSON Schema is not cheap to build)."""
+    return list(_columns(kind, deidentified))
 
 
 def _arrow_schema(cols: Sequence[tuple[str, str]]) -> Any:
@@ -330,7 +341,7 @@ def export(store: Store, out_dir: Path, *, tenant: str, kinds: Sequence[str], fm
             for kind in kinds:
                 path = out_dir / f"{kind}.{ext}"
                 written.append(path)
-                cols = columns(kind, deidentified=deidentifier is not None)
+                cols = columns_of(kind, deidentified=deidentifier is not None)
                 writer = cls(path, cols)
                 try:
                     for raws in _batches(conn, tenant, kind, since, until):
@@ -397,5 +408,5 @@ def read_back(path: Path) -> list[dict[str, Any]]:
     return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
 
 
-__all__ = ["FORMATS", "SCHEMA_VERSION", "Batch", "ExportFailed", "ExportFile", "Manifest", "columnize", "columns", "export",
+__all__ = ["FORMATS", "SCHEMA_VERSION", "Batch", "ExportFailed", "ExportFile", "Manifest", "columnize", "columns", "columns_of", "export",
            "read_back", "validate"]

@@ -37,6 +37,7 @@ from ..store.changefeed import newest_safe, oldest
 from ..store.read import MANY_CHUNK
 from ..store.tables import RECORD_TABLES, changes
 from .deidentify import Deidentifier, Pseudonymizer, StateIds
+from .export import columnize, columns_of
 from .grants import Grant, GrantStore
 
 SCOPE = "changes.readonly"
@@ -101,53 +102,48 @@ class ChangeFeed:
             rows: list[Any] = []
             if sources and until > since:
                 cond = or_(*(and_(changes.c.tenant == t, changes.c.record_kind.in_(sorted(ks))) for t, ks, _ in sources))
-                q = (select(changes.c.seq, changes.c.tenant, changes.c.record_kind, changes.c.record_id, changes.c.op,
-                            changes.c.content_hash, changes.c.at)
+                q = (select(changes.c.seq, changes.c.tenant, changes.c.record_kind, changes.c.record_id, changes.c.op, changes.c.at)
                      .where(changes.c.seq > since, changes.c.seq <= until, cond).order_by(changes.c.seq).limit(limit + 1))
-                rows = list(conn.execute(q).all())
+                rows = [tuple(r) for r in conn.execute(q)]
             more = len(rows) > limit
             rows = rows[:limit]
-            deidentified = {t for t, _, g in sources if g is not None and g.deidentified}
-            docs = self._records(rows, conn, deidentified)
+            deids = {t: Deidentifier(Pseudonymizer(self.key(), reader.tenant), StateIds(self.store.engine, t))
+                     for t, _, g in sources if g is not None and g.deidentified}
+            docs = self._records(rows, conn, deids)
         by_tenant = {t: g for t, _, g in sources}
-        deids: dict[str, Deidentifier] = {}
-        for t in deidentified:  # one look-up of the state ids a page's learners have, per tenant
-            deids[t] = Deidentifier(Pseudonymizer(self.key(), reader.tenant), StateIds(self.store.engine, t))
-            deids[t].prepare([d for d, _ in docs.values() if isinstance(d, dict) and d.get("tenant") == t])
         out: list[dict[str, Any]] = []
         counts: dict[uuid.UUID, int] = defaultdict(int)
-        for r in rows:
-            grant = by_tenant.get(r.tenant) if r.tenant != reader.tenant or not reader.own else None
-            doc, dead = docs.get((r.record_kind, r.record_id), (None, True))
-            dead = dead or r.op == "deleted"
-            rid = str(r.record_id)
-            if r.tenant in deids:
-                deid = deids[r.tenant]
-                if doc is not None:
-                    doc = deid.record(doc)
-                    rid = doc["id"]
-                else:
-                    rid = deid.pseudonyms.record(r.tenant, rid)
+        gone = (None, True, None)
+        for seq, tenant, kind, record_id, op, at in rows:
+            grant = by_tenant.get(tenant) if tenant != reader.tenant or not reader.own else None
+            doc, dead, rid = docs.get((kind, record_id), gone)
+            if rid is None:  # the record itself is gone: its id as this reader knows it
+                rid = str(record_id)
+                if (deid := deids.get(tenant)) is not None:
+                    rid = deid.learners([rid])[0] if kind == "person" else deid.pseudonyms.record(tenant, rid)
             if grant is not None:
                 counts[grant.id] += 1
-            out.append({"version": r.seq, "tenant": r.tenant, "kind": r.record_kind, "id": rid, "op": r.op,
-                        "at": r.at.isoformat(), "tombstone": dead, "grant": str(grant.id) if grant else None,
-                        "record": None if dead else doc})
-        next_since = rows[-1].seq if more else until
+            dead = dead or op == "deleted"
+            out.append({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": at.isoformat(), "tombstone": dead,
+                        "grant": str(grant.id) if grant else None, "record": None if dead else doc})
+        next_since = rows[-1][0] if more else until
         self.grants.log_many([(g.id, f"since={since} until={until} kinds={','.join(sorted(wanted & set(g.kinds)))}", counts.get(g.id, 0))
                               for g in reader.grants], client_id=reader.client_id, action="changes")
         return FeedPage(out, since, until, max(next_since, since), more)
 
-    def _records(self, rows: Sequence[Any], conn: Any, parse: set[str]) -> dict[tuple[str, uuid.UUID], tuple[Any, bool]]:
-        """(kind, id) -> (the record, retired or voided). Records of a tenant in ``parse`` come
-        as dicts (they are de-identified next); the others as their stored JSON text, which
-        the response embeds as it is (``orjson.Fragment``) instead of parsing and writing it again."""
+    def _records(self, rows: Sequence[Any], conn: Any, deids: dict[str, Deidentifier]
+                 ) -> dict[tuple[str, uuid.UUID], tuple[Any, bool, str | None]]:
+        """(kind, id) -> (the record, retired or voided, its id as the reader sees it). Records
+        of an identified source are their stored JSON text, embedded in the response as it is
+        (``orjson.Fragment``), never parsed and written again. Records under a de-identified
+        grant go through ``export.columnize`` by (tenant, kind): the very column-wise
+        de-identification the bulk export does (each learner once, pseudonyms per column)."""
         wanted: dict[tuple[str, str], set[uuid.UUID]] = defaultdict(set)
-        for r in rows:
-            wanted[(r.tenant, r.record_kind)].add(r.record_id)
-        found: dict[tuple[str, uuid.UUID], tuple[Any, bool]] = {}
+        for _seq, tenant, kind, record_id, *_ in rows:
+            wanted[(tenant, kind)].add(record_id)
+        found: dict[tuple[str, uuid.UUID], tuple[Any, bool, str | None]] = {}
         postgres = conn.dialect.name == "postgresql"
-        loads, fragment = orjson.loads, orjson.Fragment
+        fragment = orjson.Fragment
         for (tenant, kind), ids in wanted.items():
             tbl = RECORD_TABLES[kind]
             cols = [tbl.c.id, tbl.c.data, tbl.c.status] + ([tbl.c.voided] if kind == "evidence" else [])
@@ -155,14 +151,25 @@ class ChangeFeed:
             # PostgreSQL: the ids as ONE array parameter (= ANY): one statement shape, compiled
             # once, instead of an IN list of hundreds of parameters parsed on every page
             step = len(wanted_ids) or 1 if postgres else MANY_CHUNK
+            got: list[tuple[uuid.UUID, Any, bool]] = []
             for i in range(0, len(wanted_ids), step):
                 chunk = wanted_ids[i:i + step]
                 match = tbl.c.id == any_(bindparam("ids", chunk, type_=ARRAY(PG_UUID(as_uuid=True)))) if postgres else tbl.c.id.in_(chunk)
-                q = select(*cols).where(tbl.c.tenant == tenant, match)
-                parsed = tenant in parse
-                for row in conn.execute(q):
-                    dead = row.status == "tobedeleted" or (kind == "evidence" and bool(row.voided))
-                    found[(kind, row.id)] = (loads(row.data) if parsed else fragment(row.data), dead)
+                for rid, data, status, *voided in conn.execute(select(*cols).where(tbl.c.tenant == tenant, match)):
+                    got.append((rid, data, status == "tobedeleted" or bool(voided and voided[0])))
+            deid = deids.get(tenant)
+            if deid is None:
+                for rid, data, dead in got:
+                    found[(kind, rid)] = (fragment(data), dead, str(rid))
+                continue
+            shown = columns_of(kind, deidentified=True)
+            batch = columnize(kind, shown, [data for _, data, _ in got], deid)
+            names = [n for n, _ in shown]
+            values = [batch.columns[n] if t != "json" else [None if v is None else fragment(v) for v in batch.columns[n]]
+                      for n, t in shown]
+            for (rid, _, dead), row in zip(got, zip(*values, strict=True), strict=True):
+                doc = {n: v for n, v in zip(names, row, strict=True) if v is not None}
+                found[(kind, rid)] = (doc, dead, doc["id"])
         return found
 
 
