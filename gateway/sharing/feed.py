@@ -104,7 +104,7 @@ class ChangeFeed:
                 cond = or_(*(and_(changes.c.tenant == t, changes.c.record_kind.in_(sorted(ks))) for t, ks, _ in sources))
                 q = (select(changes.c.seq, changes.c.tenant, changes.c.record_kind, changes.c.record_id, changes.c.op, changes.c.at)
                      .where(changes.c.seq > since, changes.c.seq <= until, cond).order_by(changes.c.seq).limit(limit + 1))
-                rows = [tuple(r) for r in conn.execute(q)]
+                rows = [tuple(r) for r in conn.execute(q).all()]
             more = len(rows) > limit
             rows = rows[:limit]
             deids = {t: Deidentifier(Pseudonymizer(self.key(), reader.tenant), StateIds(self.store.engine, t))
@@ -155,7 +155,7 @@ class ChangeFeed:
             for i in range(0, len(wanted_ids), step):
                 chunk = wanted_ids[i:i + step]
                 match = tbl.c.id == any_(bindparam("ids", chunk, type_=ARRAY(PG_UUID(as_uuid=True)))) if postgres else tbl.c.id.in_(chunk)
-                for rid, data, status, *voided in conn.execute(select(*cols).where(tbl.c.tenant == tenant, match)):
+                for rid, data, status, *voided in conn.execute(select(*cols).where(tbl.c.tenant == tenant, match)).all():
                     got.append((rid, data, status == "tobedeleted" or bool(voided and voided[0])))
             deid = deids.get(tenant)
             if deid is None:

@@ -37,6 +37,7 @@ from ..store.tenants import ensure_tenant
 GRANT_SCOPES = {
     "changes.readonly": "read the grantor's changes through the change feed (/v1/changes)",
     "exports": "bulk-export the grantor's data (tessera export bulk, /v1/exports)",
+    "reports": "read the grantor's aggregate mastery reports, de-identified, small cells suppressed (/v1/reports/granted/...)",
 }
 
 
