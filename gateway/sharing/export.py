@@ -29,6 +29,8 @@ import gc
 import hashlib
 import io
 import os
+import queue
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -344,7 +346,7 @@ def export(store: Store, out_dir: Path, *, tenant: str, kinds: Sequence[str], fm
                 cols = columns_of(kind, deidentified=deidentifier is not None)
                 writer = cls(path, cols)
                 try:
-                    for raws in _batches(conn, tenant, kind, since, until):
+                    for raws in _prefetched(_batches(conn, tenant, kind, since, until)):
                         if check is not None:
                             check()
                         writer.write(columnize(kind, cols, raws, deidentifier))
@@ -395,6 +397,55 @@ def _batches(conn: Any, tenant: str, kind: str, since: int | None, until: int) -
     q = q.order_by(tbl.c.id)  # a stable order for free (the primary key's index)
     result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(q)
     yield from result.scalars().partitions(BATCH_ROWS)
+
+
+_DONE = object()
+
+
+def _prefetched(batches: Iterator[list[Any]]) -> Iterator[list[Any]]:
+    """The same batches, the next one fetched on a thread while the caller converts this one
+    (the drivers release the GIL while they wait on the database): the database and Python
+    work at the same time. At most three batches exist at once (converting, waiting, being
+    fetched); the thread closes the batches' cursor and is joined before this returns, also
+    when the caller stops early, so the connection is never used by two threads at once."""
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the caller, raised there
+            put(exc)
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=run, name="tessera-export-fetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def read_back(path: Path) -> list[dict[str, Any]]:
