@@ -17,7 +17,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -130,7 +130,7 @@ class JobRunner:
     def _set(self, job_id: uuid.UUID, **values: Any) -> None:
         self._set_many([job_id], **values)
 
-    def _set_many(self, job_ids: list[uuid.UUID], **values: Any) -> None:
+    def _set_many(self, job_ids: Sequence[uuid.UUID], **values: Any) -> None:
         with self.store.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             conn.execute(update(export_jobs).where(export_jobs.c.id.in_(job_ids)).values(**values))
 
