@@ -24,11 +24,11 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 import orjson
-from sqlalchemy import ARRAY, and_, any_, bindparam, or_, select
-from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy import and_, or_, select
 
 from ..errors import ErrorDetail, Gone, ScopeError, ValidationError
 from ..model import RECORD_TYPES
@@ -100,11 +100,13 @@ class ChangeFeed:
                 sources.append((reader.tenant, wanted, None))
             sources += [(g.grantor, wanted & set(g.kinds), g) for g in reader.grants if wanted & set(g.kinds)]
             rows: list[Any] = []
-            if sources and until > since:
+            if sources and until > since and conn.dialect.name == "postgresql":
+                rows = _pg_change_rows(conn, sources, since, until, limit + 1)
+            elif sources and until > since:
                 cond = or_(*(and_(changes.c.tenant == t, changes.c.record_kind.in_(sorted(ks))) for t, ks, _ in sources))
                 q = (select(changes.c.seq, changes.c.tenant, changes.c.record_kind, changes.c.record_id, changes.c.op, changes.c.at)
                      .where(changes.c.seq > since, changes.c.seq <= until, cond).order_by(changes.c.seq).limit(limit + 1))
-                rows = [tuple(r) for r in conn.execute(q).all()]
+                rows = [(seq, t, k, str(rid), op, at) for seq, t, k, rid, op, at in conn.execute(q).all()]
             more = len(rows) > limit
             rows = rows[:limit]
             deids = {t: Deidentifier(Pseudonymizer(self.key(), reader.tenant), StateIds(self.store.engine, t))
@@ -118,13 +120,13 @@ class ChangeFeed:
             grant = by_tenant.get(tenant) if tenant != reader.tenant or not reader.own else None
             doc, dead, rid = docs.get((kind, record_id), gone)
             if rid is None:  # the record itself is gone: its id as this reader knows it
-                rid = str(record_id)
+                rid = record_id
                 if (deid := deids.get(tenant)) is not None:
                     rid = deid.learners([rid])[0] if kind == "person" else deid.pseudonyms.record(tenant, rid)
             if grant is not None:
                 counts[grant.id] += 1
             dead = dead or op == "deleted"
-            out.append({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": at.isoformat(), "tombstone": dead,
+            out.append({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": at.astimezone(UTC).isoformat(), "tombstone": dead,
                         "grant": str(grant.id) if grant else None, "record": None if dead else doc})
         next_since = rows[-1][0] if more else until
         self.grants.log_many([(g.id, f"since={since} until={until} kinds={','.join(sorted(wanted & set(g.kinds)))}", counts.get(g.id, 0))
@@ -132,35 +134,43 @@ class ChangeFeed:
         return FeedPage(out, since, until, max(next_since, since), more)
 
     def _records(self, rows: Sequence[Any], conn: Any, deids: dict[str, Deidentifier]
-                 ) -> dict[tuple[str, uuid.UUID], tuple[Any, bool, str | None]]:
+                 ) -> dict[tuple[str, str], tuple[Any, bool, str | None]]:
         """(kind, id) -> (the record, retired or voided, its id as the reader sees it). Records
         of an identified source are their stored JSON text, embedded in the response as it is
         (``orjson.Fragment``), never parsed and written again. Records under a de-identified
         grant go through ``export.columnize`` by (tenant, kind): the very column-wise
         de-identification the bulk export does (each learner once, pseudonyms per column)."""
-        wanted: dict[tuple[str, str], set[uuid.UUID]] = defaultdict(set)
+        wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
         for _seq, tenant, kind, record_id, *_ in rows:
             wanted[(tenant, kind)].add(record_id)
-        found: dict[tuple[str, uuid.UUID], tuple[Any, bool, str | None]] = {}
+        found: dict[tuple[str, str], tuple[Any, bool, str | None]] = {}
         postgres = conn.dialect.name == "postgresql"
         fragment = orjson.Fragment
         for (tenant, kind), ids in wanted.items():
             tbl = RECORD_TABLES[kind]
-            cols = [tbl.c.id, tbl.c.data, tbl.c.status] + ([tbl.c.voided] if kind == "evidence" else [])
-            wanted_ids = list(ids)
-            # PostgreSQL: the ids as ONE array parameter (= ANY): one statement shape, compiled
-            # once, instead of an IN list of hundreds of parameters parsed on every page
-            step = len(wanted_ids) or 1 if postgres else MANY_CHUNK
-            got: list[tuple[uuid.UUID, Any, bool]] = []
-            for i in range(0, len(wanted_ids), step):
-                chunk = wanted_ids[i:i + step]
-                match = tbl.c.id == any_(bindparam("ids", chunk, type_=ARRAY(PG_UUID(as_uuid=True)))) if postgres else tbl.c.id.in_(chunk)
-                for rid, data, status, *voided in conn.execute(select(*cols).where(tbl.c.tenant == tenant, match)).all():
-                    got.append((rid, data, status == "tobedeleted" or bool(voided and voided[0])))
+            got: list[tuple[str, Any, bool]] = []
+            if postgres:
+                # the ids as ONE array parameter (= ANY), through the driver's own cursor: one
+                # statement for the page's records of a kind, ids as text, no result objects
+                voided = ", voided" if kind == "evidence" else ""
+                cur = conn.connection.dbapi_connection.cursor()
+                try:
+                    cur.execute(f'SELECT id::text, data, status{voided} FROM "{tbl.name}" WHERE tenant = %s AND id = ANY(%s::uuid[])',
+                                (tenant, list(ids)))
+                    got = [(rid, data, status == "tobedeleted" or bool(v and v[0])) for rid, data, status, *v in cur.fetchall()]
+                finally:
+                    cur.close()
+            else:
+                cols = [tbl.c.id, tbl.c.data, tbl.c.status] + ([tbl.c.voided] if kind == "evidence" else [])
+                wanted_ids = [uuid.UUID(x) for x in ids]
+                for i in range(0, len(wanted_ids), MANY_CHUNK):
+                    q = select(*cols).where(tbl.c.tenant == tenant, tbl.c.id.in_(wanted_ids[i:i + MANY_CHUNK]))
+                    for rid, data, status, *v in conn.execute(q).all():
+                        got.append((str(rid), data, status == "tobedeleted" or bool(v and v[0])))
             deid = deids.get(tenant)
             if deid is None:
                 for rid, data, dead in got:
-                    found[(kind, rid)] = (fragment(data), dead, str(rid))
+                    found[(kind, rid)] = (fragment(data), dead, rid)
                 continue
             shown = columns_of(kind, deidentified=True)
             batch = columnize(kind, shown, [data for _, data, _ in got], deid)
@@ -171,6 +181,23 @@ class ChangeFeed:
                 doc = {n: v for n, v in zip(names, row, strict=True) if v is not None}
                 found[(kind, rid)] = (doc, dead, doc["id"])
         return found
+
+
+def _pg_change_rows(conn: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int,
+                    limit: int) -> list[tuple[int, str, str, str, str, Any]]:
+    """A page of change rows on PostgreSQL through the driver's own cursor (record ids as
+    text): (seq, tenant, kind, record id, op, at), keyset on ``seq``."""
+    cond = " OR ".join("(tenant = %s AND record_kind = ANY(%s))" for _ in sources)
+    params: list[Any] = [since, until]
+    for t, ks, _ in sources:
+        params += [t, sorted(ks)]
+    cur = conn.connection.dbapi_connection.cursor()
+    try:
+        cur.execute(f"SELECT seq, tenant, record_kind, record_id::text, op, at FROM changes WHERE seq > %s AND seq <= %s AND ({cond}) "
+                    f"ORDER BY seq LIMIT {int(limit)}", params)
+        return list(cur.fetchall())
+    finally:
+        cur.close()
 
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "SCOPE", "ChangeFeed", "FeedPage", "Reader"]
