@@ -170,19 +170,20 @@ class Deidentifier:
 
     def learners(self, person_ids: list[Any]) -> list[Any]:
         """The pseudonyms of a column of person ids (None stays None; a list maps each), each
-        learner's computed once while it stays in the bounded cache, state ids looked up in one go."""
+        learner's computed once while it stays in the bounded cache, state ids looked up in one go.
+        Safe to call from two threads at once (the answer is built from a local copy)."""
         cache = self._learners
-        flat = [p for v in person_ids if v is not None for p in (v if isinstance(v, list) else (v,))]
-        missing = {p for p in flat if p not in cache}
+        flat = {p for v in person_ids if v is not None for p in (v if isinstance(v, list) else (v,))}
+        local = {p: cache.get(p) for p in flat}
+        missing = [p for p, v in local.items() if v is None]
         if missing:
             if len(cache) + len(missing) > CACHE_MAX:
                 cache.clear()
-                missing = set(flat)
             states = self.state_ids.of(missing)
             tenant, learner = self.state_ids.tenant, self.pseudonyms.learner
             for p in missing:
-                cache[p] = learner(tenant, p, states.get(p.lower()))
-        return [None if v is None else [cache[p] for p in v] if isinstance(v, list) else cache[v] for v in person_ids]
+                local[p] = cache[p] = learner(tenant, p, states.get(p.lower()))
+        return [None if v is None else [local[p] for p in v] if isinstance(v, list) else local[v] for v in person_ids]
 
     def records(self, record_ids: list[Any]) -> list[Any]:
         """The pseudonyms of a column of per-learner record ids (None stays None; a list maps each)."""
