@@ -22,6 +22,7 @@ speed (``bench/host_speed.py``) is printed before and after.
 
     python bench/state.py --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
     python bench/state.py --learners 2000 --evidence 100000          # small, on SQLite
+    python bench/state.py --postgres-url ... --keep-database statebench   # load once, measure again later
 
 Not a test: pytest never collects bench/.
 """
@@ -146,6 +147,19 @@ def learner_month(store: Store, probes: int) -> list[float]:
     return times
 
 
+def keep_database(url: str, name: str) -> str:
+    """A database named ``name`` next to the one in ``url``, made if missing, kept afterwards."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}):
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--postgres-url")
@@ -153,10 +167,14 @@ def main() -> int:
     ap.add_argument("--learners", type=int, default=20_000)
     ap.add_argument("--evidence", type=int, default=1_000_000)
     ap.add_argument("--probes", type=int, default=1000)
+    ap.add_argument("--keep-database", metavar="NAME",
+                    help="PostgreSQL: load into this database and keep it; a later run with the same name skips the load")
     args = ap.parse_args()
     print(f"host speed before: {host_speed.measure():.2f} µs (1.15 idle)")
     with tempfile.TemporaryDirectory() as tmp:
-        if args.postgres_url:
+        if args.postgres_url and args.keep_database:
+            ctx, url = None, keep_database(args.postgres_url, args.keep_database)
+        elif args.postgres_url:
             ctx = postgres_url(args.postgres_url)
             url = ctx.__enter__()
         else:
@@ -164,10 +182,15 @@ def main() -> int:
         try:
             store = Store.from_url(url, migrations=default_wiring().migrations)  # no mastery listener: loading is not measured
             store.migrate()
-            t0 = time.perf_counter()
-            load(store, args.districts, args.learners, args.evidence)
-            print(f"loaded {args.learners} learners and {args.evidence} evidence in {args.districts} districts in "
-                  f"{time.perf_counter() - t0:.0f} s ({store.engine.dialect.name})")
+            with store.engine.connect() as conn:
+                loaded = conn.scalar(text("SELECT count(*) FROM evidence"))
+            if loaded:
+                print(f"reusing {loaded} evidence items already loaded in {args.keep_database}")
+            else:
+                t0 = time.perf_counter()
+                load(store, args.districts, args.learners, args.evidence)
+                print(f"loaded {args.learners} learners and {args.evidence} evidence in {args.districts} districts in "
+                      f"{time.perf_counter() - t0:.0f} s ({store.engine.dialect.name})")
             if store.engine.dialect.name == "postgresql":
                 with store.engine.connect() as conn:
                     for table in ("evidence", "changes", "people"):
