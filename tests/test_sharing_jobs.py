@@ -105,3 +105,30 @@ def test_a_job_of_a_stopped_process_frees_its_grant_when_its_lease_runs_out(stor
         blocked_exports.set()
         dead.close()
         live.close()
+
+
+def test_the_command_line_export_and_an_api_job_exclude_each_other(cli, tmp_path, blocked_exports):
+    """``tessera export bulk --grant`` holds the grant as a job does (SQLite: the CLI's database)."""
+    import orjson
+
+    from gateway.cli_kit import open_store as cli_store
+
+    cli("migrate")
+    store = cli_store()
+    district(store, "d1")
+    g = grant(store)
+    runner = _runner(store, tmp_path)
+    try:
+        runner.submit(tenant="state", client_id="api", fmt="ndjson", kinds=["person"], since=None, grant=g)
+        with pytest.raises(Conflict, match="still running"):
+            cli("export", "bulk", str(tmp_path / "cli-out"), "--grant", str(g.id), "--format", "ndjson", "--kind", "person")
+        assert not (tmp_path / "cli-out" / "manifest.json").exists()
+        blocked_exports.set()
+        runner.wait()
+        cli("export", "bulk", str(tmp_path / "cli-out"), "--grant", str(g.id), "--format", "ndjson", "--kind", "person")
+        manifest = orjson.loads((tmp_path / "cli-out" / "manifest.json").read_bytes())
+        assert manifest["files"][0]["rows"] == 3
+        jobs = runner.list(tenant="state")
+        assert [j["status"] for j in jobs] == ["succeeded", "succeeded"]  # the API's job and the command line's
+    finally:
+        runner.close()

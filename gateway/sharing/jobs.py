@@ -33,7 +33,7 @@ from ..store import Store
 from ..store.db import WRITE
 from ..store.tables import export_jobs
 from .deidentify import Deidentifier, Pseudonymizer, StateIds
-from .export import export, validate
+from .export import Manifest, export, validate
 from .grants import Grant, GrantStore
 
 ACTIVE = ("queued", "running")
@@ -81,6 +81,14 @@ class JobRunner:
             kinds = [k for k in kinds if k in grant.kinds]
             if not kinds:
                 raise NotFound(f"grant {grant.id} covers none of the kinds asked")
+        jid = self._claim(tenant=tenant, client_id=client_id, fmt=fmt, kinds=kinds, since=since, grant=grant, status="queued")
+        self._owned.add(jid)
+        self._pool.submit(self._run, jid)
+        return self.get(jid, tenant=tenant)
+
+    def _claim(self, *, tenant: str, client_id: str, fmt: str, kinds: list[str], since: int | None, grant: Grant | None,
+               status: str) -> uuid.UUID:
+        """Insert the job row that holds the grant's (or tenant's) key, or raise Conflict."""
         jid = uuid.uuid4()
         key = f"grant:{grant.id}" if grant else f"tenant:{tenant}"
         self.recover(key)  # a job of a stopped process no longer holds the key
@@ -89,14 +97,29 @@ class JobRunner:
                 conn.execute(insert(export_jobs).values(
                     id=jid, tenant=tenant, client_id=client_id, grant_id=grant.id if grant else None,
                     source_tenant=grant.grantor if grant else tenant, format=fmt, kinds=orjson.dumps(kinds).decode(), since=since,
-                    status="queued", created_at=utcnow(), lock_key=key, lease_until=utcnow() + LEASE))
+                    status=status, created_at=utcnow(), lock_key=key, lease_until=utcnow() + LEASE))
         except IntegrityError:  # the partial unique index: another job holds this grant (or tenant)
             with self.store.engine.connect() as conn:
                 other = conn.scalar(select(export_jobs.c.id).where(export_jobs.c.lock_key == key, export_jobs.c.status.in_(ACTIVE)))
             raise Conflict(f"export {other} for this {'grant' if grant else 'tenant'} is still running; wait for it to finish") from None
+        return jid
+
+    def run_here(self, *, tenant: str, client_id: str, fmt: str, kinds: list[str], since: int | None, grant: Grant | None,
+                 run: Callable[[Callable[[], None]], Manifest]) -> Manifest:
+        """Run an export in the caller's thread (``tessera export bulk``) holding the grant's
+        (or tenant's) key as a job does, so it and the API's jobs exclude each other. ``run``
+        gets a callable to call before each batch (it renews the lease) and returns the manifest."""
+        jid = self._claim(tenant=tenant, client_id=client_id, fmt=fmt, kinds=kinds, since=since, grant=grant, status="running")
         self._owned.add(jid)
-        self._pool.submit(self._run, jid)
-        return self.get(jid, tenant=tenant)
+        try:
+            manifest = run(self._renew)
+        except BaseException as exc:
+            self._set(jid, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=utcnow())
+            raise
+        finally:
+            self._owned.discard(jid)
+        self._set(jid, status="succeeded", manifest=orjson.dumps(manifest.as_json()).decode(), finished_at=utcnow())
+        return manifest
 
     def _renew(self, force: bool = False) -> None:
         """Push the lease of every job this runner holds (queued or running) further out."""
@@ -123,9 +146,12 @@ class JobRunner:
     def file(self, job_id: uuid.UUID, name: str, *, tenant: str) -> Path:
         job = self.get(job_id, tenant=tenant)
         names = {f["name"] for f in (job["manifest"] or {}).get("files", [])} | ({"manifest.json"} if job["manifest"] else set())
+        path = self.dir / str(job_id) / name
         if name not in names:
             raise NotFound(f"export {job_id} has no file {name!r}")
-        return self.dir / str(job_id) / name
+        if not path.is_file():  # written elsewhere (tessera export bulk OUT/) or removed since
+            raise NotFound(f"export {job_id} was written to a folder of the server's operator; its files are not served")
+        return path
 
     def _set(self, job_id: uuid.UUID, **values: Any) -> None:
         self._set_many([job_id], **values)
