@@ -12,7 +12,8 @@ never misses or repeats a change, however writes go on. The next sync starts fro
 Each change carries the record as it is now (as Ed-Fi's change queries do: a record changed
 twice appears twice with its current content), or a tombstone when the change deleted or
 retired it (``status`` tobedeleted, evidence voided, or the record is gone). Under a
-de-identified grant the record and its id go through ``deidentify.Deidentifier``.
+de-identified grant the record and its id go through ``deidentify.Deidentifier`` column by
+column (``export.columnize``, as the bulk export does); otherwise the stored JSON passes through.
 
 A version below the oldest kept answers 410 with the oldest available. Every page read
 under a grant is written to that grant's access log (who, what, when, how many).
