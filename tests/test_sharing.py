@@ -386,3 +386,26 @@ def test_cli_grants_and_bulk_export(cli, tmp_path):
     with pytest.raises(ConfigError, match="revoked"):
         cli("export", "bulk", str(tmp_path / "c"), "--grant", str(gid))
     assert not Path(tmp_path / "c" / "manifest.json").exists()
+
+
+def test_an_export_stopped_between_batches_closes_its_reader_and_removes_its_files(store, tmp_path, monkeypatch):
+    """Many small batches fetched ahead on a thread: a grant revoked mid-way ends the export,
+    the fetching thread is gone, the files are removed, and the next export still works."""
+    district(store, "d1", n=9)
+    from gateway.sharing import export as mod
+
+    monkeypatch.setattr(mod, "BATCH_ROWS", 2)
+    before = threading.active_count()
+    seen = {"n": 0}
+
+    def revoked_after_two_batches() -> None:
+        seen["n"] += 1
+        if seen["n"] == 3:
+            raise PermissionError("grant revoked")
+
+    out = tmp_path / "stopped"
+    with pytest.raises(PermissionError):
+        export(store, out, tenant="d1", kinds=["person"], fmt="parquet", check=revoked_after_two_batches)
+    assert list(out.iterdir()) == [] and threading.active_count() == before
+    manifest = export(store, tmp_path / "whole", tenant="d1", kinds=["person"], fmt="parquet")
+    assert manifest.files[0].rows == 9 and len(read_back(tmp_path / "whole" / "person.parquet")) == 9

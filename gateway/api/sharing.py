@@ -20,16 +20,20 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from ..auth import Principal
 from ..errors import ErrorDetail, ScopeError, ValidationError
+from ..reports import DEFAULT_MIN_CELL, Reports, parse_scope
+from ..reports.access import DEIDENTIFIED, FULL
+from ..reports.formats import FORMATS as REPORT_FORMATS
 from ..sharing.deidentify import pseudonym_key
 from ..sharing.feed import DEFAULT_LIMIT, ChangeFeed
 from ..sharing.grants import GrantStore, parse_when
 from ..sharing.jobs import JobRunner
+from ..sharing.reports import GrantedReports
 from .context import AppContext
 from .v1 import read_json_body
 
@@ -62,6 +66,7 @@ def build_router(ctx: AppContext) -> APIRouter:
     grants = GrantStore(ctx.store.engine)
     key = functools.cache(lambda: pseudonym_key(ctx.settings.database_url))  # read (or made) when first needed
     feed = ChangeFeed(ctx.store, grants, key)
+    granted = GrantedReports(Reports(ctx.store), grants)
     jobs = JobRunner(ctx.store, grants, Path(ctx.settings.export_dir), key)
     try:
         jobs.recover()
@@ -148,6 +153,30 @@ def build_router(ctx: AppContext) -> APIRouter:
                                        kinds=kinds, limit=_int(request, "limit", DEFAULT_LIMIT) or DEFAULT_LIMIT)
         return _json({"since": page.since, "until": page.until, "next_since": page.next_since, "more": page.more,
                       "changes": page.changes})
+
+    # --- reports under grants ----------------------------------------------------------------------
+
+    need_reports = Depends(ctx.require(DEIDENTIFIED, FULL))
+
+    @router.get("/reports/granted/{kind}", summary="Aggregate, de-identified mastery reports of every district that granted this tenant")
+    async def granted_report(kind: str, request: Request, principal: Principal = need_reports) -> StreamingResponse:
+        q = request.query_params
+        allowed = {"format", "grant", "grade", "competency", "framework", "group_by", "as_of", "min_cell"}
+        strange = [ErrorDetail(f"unknown query parameter; allowed: {', '.join(sorted(allowed))}", location="query", field=n)
+                   for n in q if n not in allowed]
+        if strange:
+            raise ValidationError("invalid report request", errors=strange)
+        fmt = q.get("format", "json")
+        if fmt not in REPORT_FORMATS:
+            raise ValidationError("invalid report request", errors=[ErrorDetail(f"must be one of {', '.join(REPORT_FORMATS)}",
+                                                                                location="query", field="format")])
+        scope = parse_scope(grade=q.get("grade"), competency=q.getlist("competency"), framework=q.get("framework"),
+                            group_by=q.get("group_by"), as_of=q.get("as_of"))
+        grant_id = _uuid(q["grant"], "grant") if "grant" in q else None
+        built = await run_in_threadpool(granted.build, principal.tenant, principal.client_id, kind, scope,
+                                        min_cell=_int(request, "min_cell", DEFAULT_MIN_CELL) or 0, grant_id=grant_id)
+        media, render = REPORT_FORMATS[fmt]
+        return StreamingResponse(render(built), media_type=media)
 
     # --- bulk exports ------------------------------------------------------------------------------
 

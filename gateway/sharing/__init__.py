@@ -7,5 +7,8 @@
   granted the reader), in the safe version order of ``gateway.store.changefeed``;
 * ``deidentify``: what a de-identified grant does to a record (pseudonyms per recipient,
   personal fields dropped);
-* ``export``: bulk export to Parquet, NDJSON or CSV with a manifest, streamed.
+* ``export``: bulk export to Parquet, NDJSON or CSV with a manifest, streamed, columns drawn
+  from whole batches (``columnize``, which the feed's de-identification uses too);
+* ``jobs``: exports asked through the API, one per grant across processes (a lease row);
+* ``reports``: aggregate, de-identified mastery reports of every district that granted them.
 """

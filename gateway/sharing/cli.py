@@ -9,7 +9,9 @@ summary; under ``--grant`` it exports the grantor's data as the grantee would se
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -20,8 +22,9 @@ from ..cli_kit import check_tenant, console, open_store, print_table, settings
 from ..errors import ConfigError
 from ..model import RECORD_TYPES
 from .deidentify import Deidentifier, Pseudonymizer, StateIds, pseudonym_key
-from .export import FORMATS, export
+from .export import FORMATS, Manifest, export
 from .grants import GRANT_SCOPES, GrantStore, parse_when
+from .jobs import JobRunner
 
 grants_app = typer.Typer(help="Data-sharing grants: a district lets a state or research tenant read some of its data.",
                          no_args_is_help=True)
@@ -93,6 +96,7 @@ def register(export_app: typer.Typer) -> None:
         grants = GrantStore(store.engine)
         deid = None
         source = tenant
+        g = None
         if grant is not None:
             g = grants.get(grant)
             if not g.allows("exports"):
@@ -102,12 +106,23 @@ def register(export_app: typer.Typer) -> None:
             if g.deidentified:
                 deid = Deidentifier(Pseudonymizer(pseudonym_key(settings().database_url), g.grantee), StateIds(store.engine, g.grantor))
         assert source is not None
-        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as bar:
-            task = bar.add_task("exporting", total=None)
-            manifest = export(store, out, tenant=source, kinds=_split(kinds), fmt=fmt, since=since, deidentifier=deid,
-                              grant_id=str(grant) if grant else None,
-                              progress=lambda kind, n: bar.update(task, advance=n, description=f"exporting {kind}"))
+        key = functools.partial(pseudonym_key, settings().database_url)
+        runner = JobRunner(store, grants, Path(settings().export_dir), key)
+        try:
+            with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=console, transient=True) as bar:
+                task = bar.add_task("exporting", total=None)
+
+                def run(renew: Callable[[], None]) -> Manifest:
+                    return export(store, out, tenant=source, kinds=_split(kinds), fmt=fmt, since=since, deidentifier=deid,
+                                  grant_id=str(grant) if grant else None, check=renew,
+                                  progress=lambda kind, n: bar.update(task, advance=n, description=f"exporting {kind}"))
+
+                # held like an API job: one export per grant (or tenant) at a time, whatever asks
+                manifest = runner.run_here(tenant=g.grantee if g else source, client_id="cli", fmt=fmt,
+                                           kinds=_split(kinds) or list(RECORD_TYPES), since=since, grant=g, run=run)
+        finally:
+            runner.close()
         if grant is not None:
             for f in manifest.files:
                 grants.log(grant, client_id="cli", action="export", detail=f"folder={out} kind={f.kind} format={fmt}", records=f.rows)

@@ -30,7 +30,6 @@ same small-cell thresholds; this module is for row-level records.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import uuid
@@ -49,6 +48,9 @@ KEY_FILE_NAME = "tessera-pseudonym.key"
 STATE_ID_TYPES = frozenset({"state", "stateid", "state_id", "ssid", "statestudentid", "state-student-id", "sasid"})
 STATE_ID_KINDS = tuple(f"oneroster.userId.{t}" for t in sorted(STATE_ID_TYPES))
 _STATE_ID_KINDS_LOWER = frozenset(k.lower() for k in STATE_ID_KINDS)
+#: learners whose state id and pseudonym are remembered at once (a cache, emptied when full:
+#: memory stays bounded however large the district; a learner seen again is recomputed)
+CACHE_MAX = 200_000
 
 #: kinds whose records are about one learner: field -> "learner" (a person reference) or
 #: "record" (the id of another per-learner record)
@@ -84,28 +86,38 @@ def pseudonym_key(database_url: str) -> bytes:
     return read_or_create_key(Path(path.parent) / KEY_FILE_NAME)
 
 
+#: the RFC 9562 variant bits (10xx) set on the first hex digit of the clock sequence
+_VARIANT = {c: "89ab"[int(c, 16) & 0x3] for c in "0123456789abcdef"}
+
+
 def _as_uuid(digest: bytes) -> str:
-    b = bytearray(digest[:16])
-    b[6] = (b[6] & 0x0F) | 0x80  # version 8: custom (RFC 9562 5.8)
-    b[8] = (b[8] & 0x3F) | 0x80  # the RFC variant
-    return str(uuid.UUID(bytes=bytes(b)))
+    """The first 16 bytes as a version-8 UUID's text: what ``str(uuid.UUID(...))`` gives with
+    the version (8: custom, RFC 9562 5.8) and variant set, made with string slices (this runs
+    once per exported row)."""
+    h = digest[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 class Pseudonymizer:
     """Pseudonyms for one recipient (see the module docstring)."""
 
     def __init__(self, key: bytes, recipient: str) -> None:
-        self.__key = hmac.new(key, b"tessera.pseudonym.v1|" + recipient.encode(), hashlib.sha256).digest()
+        self.__key = hmac.digest(key, b"tessera.pseudonym.v1|" + recipient.encode(), "sha256")
 
     def __repr__(self) -> str:
         return "Pseudonymizer(...)"
 
     def learner(self, tenant: str, person_id: str, state_id: str | None) -> str:
         msg = f"state:{state_id.strip().lower()}" if state_id else f"person:{tenant}:{person_id.lower()}"
-        return _as_uuid(hmac.new(self.__key, msg.encode(), hashlib.sha256).digest())
+        return _as_uuid(hmac.digest(self.__key, msg.encode(), "sha256"))
 
     def record(self, tenant: str, record_id: str) -> str:
-        return _as_uuid(hmac.new(self.__key, f"record:{tenant}:{record_id.lower()}".encode(), hashlib.sha256).digest())
+        return _as_uuid(hmac.digest(self.__key, f"record:{tenant}:{record_id.lower()}".encode(), "sha256"))
+
+    def records(self, tenant: str, record_ids: list[str | None]) -> list[str | None]:
+        """``record`` over a column (None stays None): one HMAC (OpenSSL's one-shot) a value."""
+        key, prefix, digest = self.__key, f"record:{tenant}:", hmac.digest
+        return [None if r is None else _as_uuid(digest(key, (prefix + r.lower()).encode(), "sha256")) for r in record_ids]
 
 
 class StateIds:
@@ -117,6 +129,9 @@ class StateIds:
 
     def of(self, person_ids: Iterable[str]) -> dict[str, str | None]:
         wanted = {p.lower() for p in person_ids if p} - self._known.keys()
+        if len(self._known) + len(wanted) > CACHE_MAX:
+            self._known.clear()
+            wanted = {p.lower() for p in person_ids if p}
         if wanted:
             ids = [uuid.UUID(p) for p in wanted]
             for p in wanted:
@@ -141,20 +156,57 @@ class Deidentifier:
         self._learners: dict[str, str] = {}
 
     def prepare(self, docs: Iterable[dict[str, Any]]) -> None:
-        """Look up the state ids of every learner the records name, in one query."""
-        wanted: set[str] = set()
+        """Pseudonymise every learner the records name at once (one look-up of their state
+        ids), so ``record`` finds each in the cache."""
+        wanted: list[str] = []
         for doc in docs:
             for fld, what in PERSONAL_REFS.get(doc.get("kind", ""), {}).items():
-                if what != "learner":
+                if what != "learner" and not (fld == "id" and doc.get("kind") == "person"):
                     continue
                 v = doc.get(fld)
-                wanted.update(v if isinstance(v, list) else [v] if isinstance(v, str) else [])
+                wanted.extend(v if isinstance(v, list) else [v] if isinstance(v, str) else [])
         if wanted:
-            self.state_ids.of(wanted)
+            self.learners(wanted)
+
+    def learners(self, person_ids: list[Any]) -> list[Any]:
+        """The pseudonyms of a column of person ids (None stays None; a list maps each), each
+        learner's computed once while it stays in the bounded cache, state ids looked up in one go.
+        Safe to call from two threads at once (the answer is built from a local copy)."""
+        cache = self._learners
+        flat = {p for v in person_ids if v is not None for p in (v if isinstance(v, list) else (v,))}
+        local = {p: cache.get(p) for p in flat}
+        missing = [p for p, v in local.items() if v is None]
+        if missing:
+            if len(cache) + len(missing) > CACHE_MAX:
+                cache.clear()
+            states = self.state_ids.of(missing)
+            tenant, learner = self.state_ids.tenant, self.pseudonyms.learner
+            for p in missing:
+                local[p] = cache[p] = learner(tenant, p, states.get(p.lower()))
+        return [None if v is None else [local[p] for p in v] if isinstance(v, list) else local[v] for v in person_ids]
+
+    def records(self, record_ids: list[Any]) -> list[Any]:
+        """The pseudonyms of a column of per-learner record ids (None stays None; a list maps each)."""
+        tenant, one = self.state_ids.tenant, self.pseudonyms.record
+        try:
+            return self.pseudonyms.records(tenant, record_ids)
+        except AttributeError:  # a list among them (no kind has one today)
+            pass
+        return [None if v is None else [one(tenant, x) for x in v] if isinstance(v, list) else one(tenant, v) for v in record_ids]
+
+    def contributions(self, value: Any) -> Any:
+        """A mastery state's contributions with each evidence id replaced."""
+        if not isinstance(value, list):
+            return value
+        tenant, one = self.state_ids.tenant, self.pseudonyms.record
+        return [{**c, "evidence_id": one(tenant, c["evidence_id"])} if isinstance(c, dict) and c.get("evidence_id") else c
+                for c in value]
 
     def _learner(self, person_id: str) -> str:
         found = self._learners.get(person_id)
         if found is None:
+            if len(self._learners) >= CACHE_MAX:
+                self._learners.clear()
             tenant = self.state_ids.tenant
             found = self._learners[person_id] = self.pseudonyms.learner(
                 tenant, person_id, self.state_ids.of([person_id]).get(person_id.lower()))
@@ -183,11 +235,8 @@ class Deidentifier:
             prov = out.get("provenance")
             if isinstance(prov, dict):
                 out["provenance"] = {k: v for k, v in prov.items() if k in ("standard", "version")}
-        if kind == "mastery_state" and isinstance(out.get("contributions"), list):
-            out["contributions"] = [
-                {**c, "evidence_id": self.pseudonyms.record(tenant, c["evidence_id"])} if isinstance(c, dict) and c.get("evidence_id") else c
-                for c in out["contributions"]
-            ]
+        if kind == "mastery_state" and "contributions" in out:
+            out["contributions"] = self.contributions(out.get("contributions"))
         return out
 
 

@@ -24,12 +24,18 @@ removed and the error raised; nothing half-written is left looking complete.
 from __future__ import annotations
 
 import csv
+import functools
+import gc
 import hashlib
 import io
 import os
+import queue
+import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +48,12 @@ from ..store import Store
 from ..store.changefeed import newest_safe
 from ..store.read import KIND_ORDER
 from ..store.tables import RECORD_TABLES, changes
-from .deidentify import KEEP, Deidentifier
+from .deidentify import KEEP, PERSONAL_REFS, Deidentifier
 
 SCHEMA_VERSION = "1"
 FORMATS = ("parquet", "ndjson", "csv")
 #: rows per Parquet row group / per read from the database
 BATCH_ROWS = 20_000
-#: ids per IN (...) when exporting ``since`` a version
-ID_CHUNK = 500
 
 
 @dataclass
@@ -118,6 +122,16 @@ def columns(kind: str, *, deidentified: bool) -> list[tuple[str, str]]:
     return out
 
 
+@functools.cache
+def _columns(kind: str, deidentified: bool) -> tuple[tuple[str, str], ...]:
+    return tuple(columns(kind, deidentified=deidentified))
+
+
+def columns_of(kind: str, *, deidentified: bool) -> list[tuple[str, str]]:
+    """``columns``, worked out once per kind (a JSON Schema is not cheap to build)."""
+    return list(_columns(kind, deidentified))
+
+
 def _arrow_schema(cols: Sequence[tuple[str, str]]) -> Any:
     import pyarrow as pa
 
@@ -126,14 +140,74 @@ def _arrow_schema(cols: Sequence[tuple[str, str]]) -> Any:
     return pa.schema([pa.field(n, types[t]) for n, t in cols])
 
 
-def _cell(value: Any, t: str) -> Any:
-    if value is None:
-        return None
-    if t == "json":
-        return orjson.dumps(value).decode()
-    if t == "number" and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
+#: per-learner JSON members a de-identified export keeps only some keys of
+_SUBSETS: dict[tuple[str, str], tuple[str, ...]] = {("evidence", "activity"): ("system", "id"),
+                                                    ("evidence", "provenance"): ("standard", "version")}
+
+
+@dataclass
+class Batch:
+    """One batch of one kind: the stored JSON texts and the columns drawn from them. Column
+    values are Python scalars, JSON members as JSON text (bytes), date-times and dates as the
+    ISO text the records hold (Arrow parses a whole column at once)."""
+
+    raws: list[Any]
+    columns: dict[str, list[Any]]
+    #: the records are the stored ones, unchanged (NDJSON writes ``raws`` as they are)
+    as_stored: bool
+
+
+def _json_texts(values: list[Any]) -> list[Any]:
+    dumps = orjson.dumps
+    return [None if v is None else dumps(v) for v in values]
+
+
+def _subset_texts(values: list[Any], keys: tuple[str, ...]) -> list[Any]:
+    """Only ``keys`` of each object, as JSON text; the few distinct results are made once."""
+    made: dict[tuple[Any, ...], bytes] = {}
+    out: list[Any] = []
+    for v in values:
+        if not isinstance(v, dict):
+            out.append(None)
+            continue
+        key = tuple(map(v.get, keys))
+        text = made.get(key)
+        if text is None:
+            text = made[key] = orjson.dumps({k: x for k, x in zip(keys, key, strict=True) if x is not None})
+        out.append(text)
+    return out
+
+
+def columnize(kind: str, cols: Sequence[tuple[str, str]], raws: list[Any], deid: Deidentifier | None) -> Batch:
+    """Parse a batch of stored records once (orjson, with the cyclic garbage collector paused:
+    tens of thousands of fresh dicts would otherwise trigger it over and over) and draw each
+    column from the whole batch; under ``deid`` the per-learner columns are replaced column by
+    column (``deidentify``: pseudonyms, kept keys), never record by record."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        docs = list(map(orjson.loads, raws))
+        refs = PERSONAL_REFS.get(kind, {}) if deid is not None else {}
+        out: dict[str, list[Any]] = {}
+        for name, t in cols:
+            values = list(map(dict.get, docs, repeat(name)))
+            subset = _SUBSETS.get((kind, name)) if deid is not None else None
+            if deid is not None and (what := refs.get(name)) is not None:
+                if what == "learner":
+                    values = deid.learners(values)
+                else:
+                    values = deid.records(values)
+            if deid is not None and kind == "mastery_state" and name == "contributions":
+                values = [deid.contributions(v) for v in values]
+            if subset is not None:
+                values = _subset_texts(values, subset)
+            elif t == "json":
+                values = _json_texts(values)
+            out[name] = values
+        return Batch(raws, out, as_stored=deid is None)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # --- writers -----------------------------------------------------------------------------------------
@@ -142,7 +216,7 @@ class _Writer:
     def __init__(self, path: Path, cols: list[tuple[str, str]]) -> None:
         self.path, self.cols, self.rows = path, cols, 0
 
-    def write(self, docs: list[dict[str, Any]]) -> None:
+    def write(self, batch: Batch) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -157,18 +231,18 @@ class _Parquet(_Writer):
         self.schema = _arrow_schema(cols)
         self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
 
-    def write(self, docs: list[dict[str, Any]]) -> None:
+    def write(self, batch: Batch) -> None:
         import pyarrow as pa
 
         arrays = []
         for (name, t), fld in zip(self.cols, self.schema, strict=True):
-            values = [_cell(d.get(name), t) for d in docs]
+            values = batch.columns[name]
             if t in ("timestamp", "date"):
                 arrays.append(pa.array(values, pa.string()).cast(fld.type))
             else:
                 arrays.append(pa.array(values, fld.type))
         self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
-        self.rows += len(docs)
+        self.rows += len(batch.raws)
 
     def close(self) -> None:
         self.writer.close()
@@ -179,9 +253,18 @@ class _Ndjson(_Writer):
         super().__init__(path, cols)
         self.fh = open(path, "wb")  # noqa: SIM115  # closed by close()
 
-    def write(self, docs: list[dict[str, Any]]) -> None:
-        self.fh.write(b"".join(orjson.dumps(d) + b"\n" for d in docs))
-        self.rows += len(docs)
+    def write(self, batch: Batch) -> None:
+        if batch.as_stored:  # the records as they are stored: no need to write them again
+            self.fh.write("".join(r + "\n" for r in batch.raws).encode())
+        else:
+            names = [n for n, _ in self.cols]
+            frag = orjson.Fragment
+            cols = [batch.columns[n] if t != "json" else [None if v is None else frag(v) for v in batch.columns[n]]
+                    for n, t in self.cols]
+            dumps = orjson.dumps
+            self.fh.write(b"".join(dumps({n: v for n, v in zip(names, row, strict=True) if v is not None}) + b"\n"
+                                   for row in zip(*cols, strict=True)))
+        self.rows += len(batch.raws)
 
     def close(self) -> None:
         self.fh.close()
@@ -194,11 +277,19 @@ class _Csv(_Writer):
         self.out = csv.writer(self.fh)
         self.out.writerow([n for n, _ in cols])
 
-    def write(self, docs: list[dict[str, Any]]) -> None:
-        cols = self.cols
-        self.out.writerows([["" if (v := _cell(d.get(n), t)) is None else ("true" if v is True else "false" if v is False else v)
-                             for n, t in cols] for d in docs])
-        self.rows += len(docs)
+    def write(self, batch: Batch) -> None:
+        cols = []
+        for n, t in self.cols:
+            values = batch.columns[n]
+            if t == "json":
+                values = [None if v is None else v.decode() for v in values]
+            elif t == "boolean":
+                values = [None if v is None else "true" if v else "false" for v in values]
+            elif t == "number":
+                values = [float(v) if isinstance(v, int) else v for v in values]
+            cols.append(values)
+        self.out.writerows(zip(*cols, strict=True))  # None is written as an empty cell
+        self.rows += len(batch.raws)
 
     def close(self) -> None:
         self.fh.close()
@@ -252,17 +343,15 @@ def export(store: Store, out_dir: Path, *, tenant: str, kinds: Sequence[str], fm
             for kind in kinds:
                 path = out_dir / f"{kind}.{ext}"
                 written.append(path)
-                writer = cls(path, columns(kind, deidentified=deidentifier is not None))
+                cols = columns_of(kind, deidentified=deidentifier is not None)
+                writer = cls(path, cols)
                 try:
-                    for docs in _batches(conn, tenant, kind, since, until):
+                    for raws in _prefetched(_batches(conn, tenant, kind, since, until)):
                         if check is not None:
                             check()
-                        if deidentifier is not None:
-                            deidentifier.prepare(docs)
-                            docs = [deidentifier.record(d) for d in docs]
-                        writer.write(docs)
+                        writer.write(columnize(kind, cols, raws, deidentifier))
                         if progress is not None:
-                            progress(kind, len(docs))
+                            progress(kind, len(raws))
                 finally:
                     writer.close()
                 manifest.files.append(ExportFile(path.name, kind, writer.rows, path.stat().st_size, _sha256(path)))
@@ -278,26 +367,85 @@ def export(store: Store, out_dir: Path, *, tenant: str, kinds: Sequence[str], fm
     return manifest
 
 
-def _batches(conn: Any, tenant: str, kind: str, since: int | None, until: int) -> Iterator[list[dict[str, Any]]]:
+def _batches(conn: Any, tenant: str, kind: str, since: int | None, until: int) -> Iterator[list[Any]]:
+    """The stored JSON texts of a tenant's records of one kind, ``BATCH_ROWS`` at a time,
+    streamed (PostgreSQL: a server-side cursor; SQLite: one lazily stepped statement), so
+    memory holds one batch whatever the table's size. With ``since``, only the records changed
+    in (since, until]: the database picks them with a semi-join on the change log, so no list
+    of ids is ever held here, and each record comes once however often it changed."""
     tbl = RECORD_TABLES[kind]
-    if since is None:
-        q = select(tbl.c.data).where(tbl.c.tenant == tenant).order_by(tbl.c.id)
-        result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(q)
-        for part in result.partitions(BATCH_ROWS):
-            yield [orjson.loads(r[0]) for r in part]
+    q = select(tbl.c.data).where(tbl.c.tenant == tenant)
+    if since is not None:
+        changed = select(changes.c.record_id).where(changes.c.tenant == tenant, changes.c.record_kind == kind,
+                                                    changes.c.seq > since, changes.c.seq <= until)
+        q = q.where(tbl.c.id.in_(changed))
+    if conn.dialect.name == "postgresql":  # heap order; a named (server-side) cursor of the driver itself, in
+        # this transaction's snapshot: the rows go from the wire to a list of texts without
+        # SQLAlchemy's per-row result objects (half the cost of a fetched row)
+        from psycopg.rows import scalar_row  # the PostgreSQL driver: there only
+
+        compiled = q.compile(dialect=conn.dialect)
+        cur = conn.connection.dbapi_connection.cursor(name=f"tessera_export_{uuid.uuid4().hex}", row_factory=scalar_row)
+        try:
+            cur.itersize = BATCH_ROWS
+            cur.execute(str(compiled), compiled.params)
+            while rows := cur.fetchmany(BATCH_ROWS):
+                yield rows
+        finally:
+            cur.close()
         return
-    ids = sorted({r[0] for r in conn.execute(
-        select(changes.c.record_id).where(changes.c.tenant == tenant, changes.c.record_kind == kind,
-                                          changes.c.seq > since, changes.c.seq <= until).distinct())})
-    batch: list[dict[str, Any]] = []
-    for i in range(0, len(ids), ID_CHUNK):
-        q = select(tbl.c.data).where(tbl.c.tenant == tenant, tbl.c.id.in_(ids[i:i + ID_CHUNK]))
-        batch.extend(orjson.loads(r[0]) for r in conn.execute(q))
-        if len(batch) >= BATCH_ROWS:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    q = q.order_by(tbl.c.id)  # a stable order for free (the primary key's index)
+    result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(q)
+    yield from result.scalars().partitions(BATCH_ROWS)
+
+
+_DONE = object()
+
+
+def _prefetched(batches: Iterator[list[Any]]) -> Iterator[list[Any]]:
+    """The same batches, the next one fetched on a thread while the caller converts this one
+    (the drivers release the GIL while they wait on the database): the database and Python
+    work at the same time. At most three batches exist at once (converting, waiting, being
+    fetched); the thread closes the batches' cursor and is joined before this returns, also
+    when the caller stops early, so the connection is never used by two threads at once."""
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the caller, raised there
+            put(exc)
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=run, name="tessera-export-fetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def read_back(path: Path) -> list[dict[str, Any]]:
@@ -311,4 +459,5 @@ def read_back(path: Path) -> list[dict[str, Any]]:
     return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
 
 
-__all__ = ["FORMATS", "SCHEMA_VERSION", "ExportFailed", "ExportFile", "Manifest", "columns", "export", "read_back", "validate"]
+__all__ = ["FORMATS", "SCHEMA_VERSION", "Batch", "ExportFailed", "ExportFile", "Manifest", "columnize", "columns", "columns_of", "export",
+           "read_back", "validate"]

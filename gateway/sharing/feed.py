@@ -12,7 +12,8 @@ never misses or repeats a change, however writes go on. The next sync starts fro
 Each change carries the record as it is now (as Ed-Fi's change queries do: a record changed
 twice appears twice with its current content), or a tombstone when the change deleted or
 retired it (``status`` tobedeleted, evidence voided, or the record is gone). Under a
-de-identified grant the record and its id go through ``deidentify.Deidentifier``.
+de-identified grant the record and its id go through ``deidentify.Deidentifier`` column by
+column (``export.columnize``, as the bulk export does); otherwise the stored JSON passes through.
 
 A version below the oldest kept answers 410 with the oldest available. Every page read
 under a grant is written to that grant's access log (who, what, when, how many).
@@ -20,6 +21,8 @@ under a grant is written to that grant's access log (who, what, when, how many).
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -36,6 +39,7 @@ from ..store.changefeed import newest_safe, oldest
 from ..store.read import MANY_CHUNK
 from ..store.tables import RECORD_TABLES, changes
 from .deidentify import Deidentifier, Pseudonymizer, StateIds
+from .export import columnize, columns_of
 from .grants import Grant, GrantStore
 
 SCOPE = "changes.readonly"
@@ -62,9 +66,30 @@ class FeedPage:
     more: bool
 
 
+#: how long a reader's de-identifier (its cache of learners' state ids and pseudonyms) is kept
+#: between pages: a sync paging through a district reuses it; a state id added to a learner
+#: shows in the pseudonym after at most this long
+DEID_TTL = 60.0
+
+
 class ChangeFeed:
     def __init__(self, store: Store, grants: GrantStore, pseudonym_key: Callable[[], bytes]) -> None:
         self.store, self.grants, self.key = store, grants, pseudonym_key
+        self._deids: dict[tuple[str, str], tuple[float, Deidentifier]] = {}
+        self._deids_lock = threading.Lock()
+
+    def _deidentifier(self, reader: str, grantor: str) -> Deidentifier:
+        """The reader's de-identifier for a grantor, kept ``DEID_TTL`` seconds across pages (each
+        learner pseudonymised once, not once a page; its caches are bounded)."""
+        now = time.monotonic()
+        with self._deids_lock:
+            for k in [k for k, (at, _) in self._deids.items() if now - at > DEID_TTL]:
+                del self._deids[k]
+            found = self._deids.get((reader, grantor))
+            if found is None:
+                found = self._deids[(reader, grantor)] = (now, Deidentifier(Pseudonymizer(self.key(), reader),
+                                                                            StateIds(self.store.engine, grantor)))
+            return found[1]
 
     def reader(self, tenant: str, client_id: str, scopes: frozenset[str], *, grant_id: uuid.UUID | None = None) -> Reader:
         if SCOPE not in scopes:
@@ -98,64 +123,104 @@ class ChangeFeed:
                 sources.append((reader.tenant, wanted, None))
             sources += [(g.grantor, wanted & set(g.kinds), g) for g in reader.grants if wanted & set(g.kinds)]
             rows: list[Any] = []
-            if sources and until > since:
+            if sources and until > since and conn.dialect.name == "postgresql":
+                rows = _pg_change_rows(conn, sources, since, until, limit + 1)
+            elif sources and until > since:
                 cond = or_(*(and_(changes.c.tenant == t, changes.c.record_kind.in_(sorted(ks))) for t, ks, _ in sources))
-                q = (select(changes.c.seq, changes.c.tenant, changes.c.record_kind, changes.c.record_id, changes.c.op,
-                            changes.c.content_hash, changes.c.at)
+                q = (select(changes.c.seq, changes.c.tenant, changes.c.record_kind, changes.c.record_id, changes.c.op, changes.c.at)
                      .where(changes.c.seq > since, changes.c.seq <= until, cond).order_by(changes.c.seq).limit(limit + 1))
-                rows = list(conn.execute(q).all())
+                rows = [(seq, t, k, str(rid), op, at) for seq, t, k, rid, op, at in conn.execute(q).all()]
             more = len(rows) > limit
             rows = rows[:limit]
-            deidentified = {t for t, _, g in sources if g is not None and g.deidentified}
-            docs = self._records(rows, conn, deidentified)
+            deids = {t: self._deidentifier(reader.tenant, t) for t, _, g in sources if g is not None and g.deidentified}
+            docs = self._records(rows, conn, deids)
         by_tenant = {t: g for t, _, g in sources}
-        deids: dict[str, Deidentifier] = {}
-        for t in deidentified:  # one look-up of the state ids a page's learners have, per tenant
-            deids[t] = Deidentifier(Pseudonymizer(self.key(), reader.tenant), StateIds(self.store.engine, t))
-            deids[t].prepare(d for d, _ in docs.values() if isinstance(d, dict) and d.get("tenant") == t)
         out: list[dict[str, Any]] = []
         counts: dict[uuid.UUID, int] = defaultdict(int)
-        for r in rows:
-            grant = by_tenant.get(r.tenant) if r.tenant != reader.tenant or not reader.own else None
-            doc, dead = docs.get((r.record_kind, r.record_id), (None, True))
-            dead = dead or r.op == "deleted"
-            rid = str(r.record_id)
-            if r.tenant in deids:
-                deid = deids[r.tenant]
-                if doc is not None:
-                    doc = deid.record(doc)
-                    rid = doc["id"]
-                else:
-                    rid = deid.pseudonyms.record(r.tenant, rid)
+        gone = (None, True, None)
+        for seq, tenant, kind, record_id, op, at in rows:
+            grant = by_tenant.get(tenant) if tenant != reader.tenant or not reader.own else None
+            doc, dead, rid = docs.get((kind, record_id), gone)
+            if rid is None:  # the record itself is gone: its id as this reader knows it
+                rid = record_id
+                if (deid := deids.get(tenant)) is not None:
+                    rid = deid.learners([rid])[0] if kind == "person" else deid.pseudonyms.record(tenant, rid)
             if grant is not None:
                 counts[grant.id] += 1
-            out.append({"version": r.seq, "tenant": r.tenant, "kind": r.record_kind, "id": rid, "op": r.op,
-                        "at": r.at.isoformat(), "tombstone": dead, "grant": str(grant.id) if grant else None,
-                        "record": None if dead else doc})
-        next_since = rows[-1].seq if more else until
-        for g in reader.grants:
-            self.grants.log(g.id, client_id=reader.client_id, action="changes",
-                            detail=f"since={since} until={until} kinds={','.join(sorted(wanted & set(g.kinds)))}", records=counts.get(g.id, 0))
+            dead = dead or op == "deleted"
+            out.append({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": at.isoformat(), "tombstone": dead,
+                        "grant": str(grant.id) if grant else None, "record": None if dead else doc})
+        next_since = rows[-1][0] if more else until
+        self.grants.log_many([(g.id, f"since={since} until={until} kinds={','.join(sorted(wanted & set(g.kinds)))}", counts.get(g.id, 0))
+                              for g in reader.grants], client_id=reader.client_id, action="changes")
         return FeedPage(out, since, until, max(next_since, since), more)
 
-    def _records(self, rows: Sequence[Any], conn: Any, parse: set[str]) -> dict[tuple[str, uuid.UUID], tuple[Any, bool]]:
-        """(kind, id) -> (the record, retired or voided). Records of a tenant in ``parse`` come
-        as dicts (they are de-identified next); the others as their stored JSON text, which
-        the response embeds as it is (``orjson.Fragment``) instead of parsing and writing it again."""
-        wanted: dict[tuple[str, str], set[uuid.UUID]] = defaultdict(set)
-        for r in rows:
-            wanted[(r.tenant, r.record_kind)].add(r.record_id)
-        found: dict[tuple[str, uuid.UUID], tuple[Any, bool]] = {}
+    def _records(self, rows: Sequence[Any], conn: Any, deids: dict[str, Deidentifier]
+                 ) -> dict[tuple[str, str], tuple[Any, bool, str | None]]:
+        """(kind, id) -> (the record, retired or voided, its id as the reader sees it). Records
+        of an identified source are their stored JSON text, embedded in the response as it is
+        (``orjson.Fragment``), never parsed and written again. Records under a de-identified
+        grant go through ``export.columnize`` by (tenant, kind): the very column-wise
+        de-identification the bulk export does (each learner once, pseudonyms per column)."""
+        wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for _seq, tenant, kind, record_id, *_ in rows:
+            wanted[(tenant, kind)].add(record_id)
+        found: dict[tuple[str, str], tuple[Any, bool, str | None]] = {}
+        postgres = conn.dialect.name == "postgresql"
+        fragment = orjson.Fragment
         for (tenant, kind), ids in wanted.items():
             tbl = RECORD_TABLES[kind]
-            cols = [tbl.c.id, tbl.c.data, tbl.c.status] + ([tbl.c.voided] if kind == "evidence" else [])
-            wanted_ids = list(ids)
-            for i in range(0, len(wanted_ids), MANY_CHUNK):
-                q = select(*cols).where(tbl.c.tenant == tenant, tbl.c.id.in_(wanted_ids[i:i + MANY_CHUNK]))
-                for row in conn.execute(q):
-                    dead = row.status == "tobedeleted" or (kind == "evidence" and bool(row.voided))
-                    found[(kind, row.id)] = (orjson.loads(row.data) if tenant in parse else orjson.Fragment(row.data), dead)
+            got: list[tuple[str, Any, bool]] = []
+            if postgres:
+                # the ids as ONE array parameter (= ANY), through the driver's own cursor: one
+                # statement for the page's records of a kind, ids as text, no result objects
+                voided = ", voided" if kind == "evidence" else ""
+                cur = conn.connection.dbapi_connection.cursor()
+                try:
+                    cur.execute(f'SELECT id::text, data, status{voided} FROM "{tbl.name}" WHERE tenant = %s AND id = ANY(%s::uuid[])',
+                                (tenant, list(ids)))
+                    got = [(rid, data, status == "tobedeleted" or bool(v and v[0])) for rid, data, status, *v in cur.fetchall()]
+                finally:
+                    cur.close()
+            else:
+                cols = [tbl.c.id, tbl.c.data, tbl.c.status] + ([tbl.c.voided] if kind == "evidence" else [])
+                wanted_ids = [uuid.UUID(x) for x in ids]
+                for i in range(0, len(wanted_ids), MANY_CHUNK):
+                    q = select(*cols).where(tbl.c.tenant == tenant, tbl.c.id.in_(wanted_ids[i:i + MANY_CHUNK]))
+                    for rid, data, status, *v in conn.execute(q).all():
+                        got.append((str(rid), data, status == "tobedeleted" or bool(v and v[0])))
+            deid = deids.get(tenant)
+            if deid is None:
+                for rid, data, dead in got:
+                    found[(kind, rid)] = (fragment(data), dead, rid)
+                continue
+            shown = columns_of(kind, deidentified=True)
+            batch = columnize(kind, shown, [data for _, data, _ in got], deid)
+            names = [n for n, _ in shown]
+            values = [batch.columns[n] if t != "json" else [None if v is None else fragment(v) for v in batch.columns[n]]
+                      for n, t in shown]
+            for (rid, _, dead), row in zip(got, zip(*values, strict=True), strict=True):
+                doc = {n: v for n, v in zip(names, row, strict=True) if v is not None}
+                found[(kind, rid)] = (doc, dead, doc["id"])
         return found
+
+
+def _pg_change_rows(conn: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int,
+                    limit: int) -> list[tuple[int, str, str, str, str, Any]]:
+    """A page of change rows on PostgreSQL through the driver's own cursor (record ids as
+    text): (seq, tenant, kind, record id, op, at), keyset on ``seq``."""
+    cond = " OR ".join("(tenant = %s AND record_kind = ANY(%s))" for _ in sources)
+    params: list[Any] = [since, until]
+    for t, ks, _ in sources:
+        params += [t, sorted(ks)]
+    cur = conn.connection.dbapi_connection.cursor(binary=True)  # binary: instants decoded in C, no text parsing
+    try:
+        cur.execute("SET LOCAL TIME ZONE 'UTC'")  # instants come back in UTC: no conversion per row
+        cur.execute(f"SELECT seq, tenant, record_kind, record_id::text, op, at FROM changes WHERE seq > %s AND seq <= %s AND ({cond}) "
+                    f"ORDER BY seq LIMIT {int(limit)}", params)
+        return list(cur.fetchall())
+    finally:
+        cur.close()
 
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "SCOPE", "ChangeFeed", "FeedPage", "Reader"]

@@ -37,6 +37,7 @@ from ..store.tenants import ensure_tenant
 GRANT_SCOPES = {
     "changes.readonly": "read the grantor's changes through the change feed (/v1/changes)",
     "exports": "bulk-export the grantor's data (tessera export bulk, /v1/exports)",
+    "reports": "read the grantor's aggregate mastery reports, de-identified, small cells suppressed (/v1/reports/granted/...)",
 }
 
 
@@ -157,9 +158,16 @@ class GrantStore:
             return [g for g in (_grant(r) for r in conn.execute(q)) if g.allows(scope, now)]
 
     def log(self, grant_id: uuid.UUID, *, client_id: str, action: str, detail: str, records: int) -> None:
-        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            conn.execute(insert(grant_access_log).values(grant_id=grant_id, client_id=client_id, action=action,
-                                                         detail=detail, records=records, at=utcnow()))
+        self.log_many([(grant_id, detail, records)], client_id=client_id, action=action)
+
+    def log_many(self, entries: Iterable[tuple[uuid.UUID, str, int]], *, client_id: str, action: str) -> None:
+        """Log reads under several grants (grant, detail, records) in one transaction: a page of
+        the feed read under ten districts' grants writes one batch, not ten commits."""
+        now = utcnow()
+        rows = [{"grant_id": g, "client_id": client_id, "action": action, "detail": d, "records": n, "at": now} for g, d, n in entries]
+        if rows:
+            with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                conn.execute(insert(grant_access_log), rows)
 
     def access_log(self, grant_id: uuid.UUID, *, grantor: str | None, limit: int = 1000, after: int = 0) -> list[dict[str, object]]:
         """The reads under a grant, oldest first; readable by its grantor only."""

@@ -2,23 +2,30 @@
 a background thread of the server process that accepted them.
 
 A job exports into ``<export dir>/<job id>/`` (``TESSERA_EXPORT_DIR``, default ``./exports``).
-Only one job per grant (or, without a grant, per tenant) may be queued or running: a second
-is refused with 409. A job the process did not finish (a restart) is marked failed when the
-next server starts (``JobRunner.recover``), and its folder removed.
+Only one job per grant (or, without a grant, per tenant) may be queued or running, in the
+whole database: a job row carries a ``lock_key`` under a partial unique index over active
+jobs (migration 0012), so a second request is refused with 409 by the insert itself,
+whichever server process it reaches. The process that holds a job renews its
+``lease_until`` while it works; a job whose lease ran out (its process stopped) is marked
+failed and its folder removed by the next request for the same key or the next server start
+(``JobRunner.recover``), which frees the key. A live job of another process is never touched.
 """
 
 from __future__ import annotations
 
 import shutil
 import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, NotFound
 from ..model import utcnow
@@ -26,10 +33,13 @@ from ..store import Store
 from ..store.db import WRITE
 from ..store.tables import export_jobs
 from .deidentify import Deidentifier, Pseudonymizer, StateIds
-from .export import export, validate
+from .export import Manifest, export, validate
 from .grants import Grant, GrantStore
 
 ACTIVE = ("queued", "running")
+#: how long a job stays ours without a renewal (renewed at most every RENEW seconds while it runs)
+LEASE = timedelta(minutes=5)
+RENEW = 30.0
 
 
 def _job(row: Any) -> dict[str, Any]:
@@ -46,14 +56,22 @@ class JobRunner:
         self.store, self.grants, self.dir, self.key = store, grants, export_dir, pseudonym_key
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tessera-export")
         self._lock = threading.Lock()
+        self._owned: set[uuid.UUID] = set()  # jobs this runner (process) holds the lease of
+        self._renewed = 0.0
 
-    def recover(self) -> None:
-        """Jobs left queued or running by a process that stopped: failed, folders removed."""
+    def recover(self, lock_key: str | None = None) -> None:
+        """Jobs left queued or running by a process that stopped (their lease ran out): failed,
+        folders removed. With ``lock_key``, only that grant's (or tenant's) job."""
+        now = utcnow()
+        expired = or_(export_jobs.c.lease_until.is_(None), export_jobs.c.lease_until < now)
         with self.store.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            ids = [r.id for r in conn.execute(select(export_jobs.c.id).where(export_jobs.c.status.in_(ACTIVE)))]
+            q = select(export_jobs.c.id).where(export_jobs.c.status.in_(ACTIVE), expired)
+            if lock_key is not None:
+                q = q.where(export_jobs.c.lock_key == lock_key)
+            ids = [r.id for r in conn.execute(q)]
             if ids:
                 conn.execute(update(export_jobs).where(export_jobs.c.id.in_(ids)).values(
-                    status="failed", error="interrupted: the server stopped before the export finished", finished_at=utcnow()))
+                    status="failed", error="interrupted: the server stopped before the export finished", finished_at=now))
         for jid in ids:
             shutil.rmtree(self.dir / str(jid), ignore_errors=True)
 
@@ -63,20 +81,54 @@ class JobRunner:
             kinds = [k for k in kinds if k in grant.kinds]
             if not kinds:
                 raise NotFound(f"grant {grant.id} covers none of the kinds asked")
-        jid = uuid.uuid4()
-        with self._lock, self.store.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            busy = select(export_jobs.c.id).where(export_jobs.c.status.in_(ACTIVE))
-            busy = busy.where(export_jobs.c.grant_id == grant.id) if grant else busy.where(
-                export_jobs.c.tenant == tenant, export_jobs.c.grant_id.is_(None))
-            other = conn.scalar(busy)
-            if other is not None:
-                raise Conflict(f"export {other} for this {'grant' if grant else 'tenant'} is still running; wait for it to finish")
-            conn.execute(insert(export_jobs).values(
-                id=jid, tenant=tenant, client_id=client_id, grant_id=grant.id if grant else None,
-                source_tenant=grant.grantor if grant else tenant, format=fmt, kinds=orjson.dumps(kinds).decode(), since=since,
-                status="queued", created_at=utcnow()))
+        jid = self._claim(tenant=tenant, client_id=client_id, fmt=fmt, kinds=kinds, since=since, grant=grant, status="queued")
+        self._owned.add(jid)
         self._pool.submit(self._run, jid)
         return self.get(jid, tenant=tenant)
+
+    def _claim(self, *, tenant: str, client_id: str, fmt: str, kinds: list[str], since: int | None, grant: Grant | None,
+               status: str) -> uuid.UUID:
+        """Insert the job row that holds the grant's (or tenant's) key, or raise Conflict."""
+        jid = uuid.uuid4()
+        key = f"grant:{grant.id}" if grant else f"tenant:{tenant}"
+        self.recover(key)  # a job of a stopped process no longer holds the key
+        try:
+            with self._lock, self.store.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                conn.execute(insert(export_jobs).values(
+                    id=jid, tenant=tenant, client_id=client_id, grant_id=grant.id if grant else None,
+                    source_tenant=grant.grantor if grant else tenant, format=fmt, kinds=orjson.dumps(kinds).decode(), since=since,
+                    status=status, created_at=utcnow(), lock_key=key, lease_until=utcnow() + LEASE))
+        except IntegrityError:  # the partial unique index: another job holds this grant (or tenant)
+            with self.store.engine.connect() as conn:
+                other = conn.scalar(select(export_jobs.c.id).where(export_jobs.c.lock_key == key, export_jobs.c.status.in_(ACTIVE)))
+            raise Conflict(f"export {other} for this {'grant' if grant else 'tenant'} is still running; wait for it to finish") from None
+        return jid
+
+    def run_here(self, *, tenant: str, client_id: str, fmt: str, kinds: list[str], since: int | None, grant: Grant | None,
+                 run: Callable[[Callable[[], None]], Manifest]) -> Manifest:
+        """Run an export in the caller's thread (``tessera export bulk``) holding the grant's
+        (or tenant's) key as a job does, so it and the API's jobs exclude each other. ``run``
+        gets a callable to call before each batch (it renews the lease) and returns the manifest."""
+        jid = self._claim(tenant=tenant, client_id=client_id, fmt=fmt, kinds=kinds, since=since, grant=grant, status="running")
+        self._owned.add(jid)
+        try:
+            manifest = run(self._renew)
+        except BaseException as exc:
+            self._set(jid, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=utcnow())
+            raise
+        finally:
+            self._owned.discard(jid)
+        self._set(jid, status="succeeded", manifest=orjson.dumps(manifest.as_json()).decode(), finished_at=utcnow())
+        return manifest
+
+    def _renew(self, force: bool = False) -> None:
+        """Push the lease of every job this runner holds (queued or running) further out."""
+        if not force and time.monotonic() - self._renewed < RENEW:
+            return
+        self._renewed = time.monotonic()
+        owned = list(self._owned)
+        if owned:
+            self._set_many(owned, lease_until=utcnow() + LEASE)
 
     def get(self, job_id: uuid.UUID, *, tenant: str) -> dict[str, Any]:
         with self.store.engine.connect() as conn:
@@ -94,30 +146,34 @@ class JobRunner:
     def file(self, job_id: uuid.UUID, name: str, *, tenant: str) -> Path:
         job = self.get(job_id, tenant=tenant)
         names = {f["name"] for f in (job["manifest"] or {}).get("files", [])} | ({"manifest.json"} if job["manifest"] else set())
+        path = self.dir / str(job_id) / name
         if name not in names:
             raise NotFound(f"export {job_id} has no file {name!r}")
-        return self.dir / str(job_id) / name
+        if not path.is_file():  # written elsewhere (tessera export bulk OUT/) or removed since
+            raise NotFound(f"export {job_id} was written to a folder of the server's operator; its files are not served")
+        return path
 
     def _set(self, job_id: uuid.UUID, **values: Any) -> None:
+        self._set_many([job_id], **values)
+
+    def _set_many(self, job_ids: Sequence[uuid.UUID], **values: Any) -> None:
         with self.store.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            conn.execute(update(export_jobs).where(export_jobs.c.id == job_id).values(**values))
+            conn.execute(update(export_jobs).where(export_jobs.c.id.in_(job_ids)).values(**values))
 
     def _run(self, job_id: uuid.UUID) -> None:
         with self.store.engine.connect() as conn:
             row = conn.execute(select(export_jobs).where(export_jobs.c.id == job_id)).one()
-        self._set(job_id, status="running")
+        self._set(job_id, status="running", lease_until=utcnow() + LEASE)
         try:
             grant = self.grants.get(row.grant_id) if row.grant_id else None
             deid = None
-            check = None
-            if grant is not None:
-                gid = grant.id
-                if grant.deidentified:
-                    deid = Deidentifier(Pseudonymizer(self.key(), row.tenant), StateIds(self.store.engine, grant.grantor))
+            if grant is not None and grant.deidentified:
+                deid = Deidentifier(Pseudonymizer(self.key(), row.tenant), StateIds(self.store.engine, grant.grantor))
 
-                def check() -> None:  # a revoked or expired grant ends the export at the next batch
-                    if not self.grants.active_for(row.tenant, "exports", grant_id=gid):
-                        raise PermissionError(f"grant {gid} was revoked or has expired")
+            def check() -> None:  # before each batch: keep the lease; a revoked or expired grant ends the export
+                self._renew()
+                if grant is not None and not self.grants.active_for(row.tenant, "exports", grant_id=grant.id):
+                    raise PermissionError(f"grant {grant.id} was revoked or has expired")
 
             manifest = export(self.store, self.dir / str(job_id), tenant=row.source_tenant, kinds=orjson.loads(row.kinds),
                               fmt=row.format, since=row.since, deidentifier=deid, grant_id=str(grant.id) if grant else None,
@@ -130,6 +186,8 @@ class JobRunner:
         except Exception as exc:  # the job records why; the export removed its files
             shutil.rmtree(self.dir / str(job_id), ignore_errors=True)
             self._set(job_id, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=utcnow())
+        finally:
+            self._owned.discard(job_id)
 
     def wait(self, timeout: float = 60.0) -> None:
         """Block until every submitted job has run (tests, ``tessera`` shutdown)."""

@@ -381,7 +381,12 @@ export_jobs = Table(
     Column("error", Text()),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("finished_at", UTCDateTime()),
+    # 0012: one active job per grant (or tenant) in the whole database, whatever the process
+    Column("lock_key", String(100)),  # grant:<id> | tenant:<name>
+    Column("lease_until", UTCDateTime()),  # renewed by the process running the job
     Index("ix_export_jobs_tenant_created_at", "tenant", "created_at"),
+    Index("ux_export_jobs_active_lock_key", "lock_key", unique=True,
+          postgresql_where=text("status IN ('queued', 'running')"), sqlite_where=text("status IN ('queued', 'running')")),
 )
 
 oauth_clients = Table(
