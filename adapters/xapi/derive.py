@@ -54,6 +54,7 @@ import orjson
 from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.model import ensure_aware, utcnow
 from gateway.routing.metrics import REGISTRY
@@ -295,8 +296,13 @@ class Deriver:
     def _cursor(self, conn: Connection) -> int:
         c = xapi_derive_cursor
         found = conn.scalar(select(c.c.seq).where(c.c.name == CURSOR))
-        if found is None:  # a database made before its migration row existed: nothing was deferred then
-            raise RuntimeError("xapi_derive_cursor has no 'evidence' row: run tessera migrate")
+        if found is None:
+            # No row (emptied tables): from the start. Only deferred statements are derived,
+            # and deriving one twice changes nothing (its evidence id is its statement's).
+            with self.store.records.write_transaction() as w:
+                upsert = postgresql.insert if self.postgres else sqlite.insert
+                w.execute(upsert(c).values(name=CURSOR, seq=0, updated=utcnow()).on_conflict_do_nothing(index_elements=["name"]))
+            return 0
         return int(found)
 
     def _safe(self, conn: Connection) -> int:
@@ -422,7 +428,7 @@ def derivers_of(store: Any) -> list[Deriver]:
 
 
 def _live() -> list[Deriver]:
-    return [d for d in list(_DERIVERS) if d._thread is not None]
+    return list(_DERIVERS)
 
 
 _COLLECTOR_LOCK = threading.Lock()
