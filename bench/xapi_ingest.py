@@ -22,7 +22,8 @@ evidence just behind (``adapters/xapi/derive.py``). Acknowledgement-to-evidence 
 measured for every batch: a sampler reads the deriver's cursor every 20 ms and notes when
 it passes the batch's last statement (p50/p99 printed); the counts are checked once the
 deriver has caught up, and how long that took after the last acknowledgement is printed.
-Inline it is 0: the evidence commits with the statements.
+Inline it is 0: the evidence commits with the statements. ``--rate R`` paces the clients to
+at most R statements a second, to measure that delay at a rate the server sustains.
 
 ``--peer ralph`` also runs Ralph (``bench/peers/ralph_peer.py``: ralph-malph in its own virtual
 environment under a temporary folder) with the same client and bodies, alternating
@@ -74,6 +75,7 @@ TENANT = "bench"
 BATCH = 100
 CLIENTS = 4
 LEARNERS = 5000
+RATE = [0.0]  # --rate: statements a second the clients send at most (0: as fast as answered)
 HOME_PAGE = "https://sis.example.edu"
 VERBS = [
     "http://adlnet.gov/expapi/verbs/passed", "http://adlnet.gov/expapi/verbs/failed",
@@ -207,6 +209,8 @@ def drive(name: str, base: str, auth: tuple[str, str], bodies: list[bytes], pid:
     errors: list[str] = []
     lock = threading.Lock()
     next_batch = iter(bodies)
+    sent = [0]
+    start = time.perf_counter()
 
     def worker() -> None:
         with httpx.Client(base_url=base, auth=auth, timeout=120,
@@ -214,8 +218,12 @@ def drive(name: str, base: str, auth: tuple[str, str], bodies: list[bytes], pid:
             while True:
                 with lock:
                     body = next(next_batch, None)
+                    due = start + sent[0] * BATCH / RATE[0] if RATE[0] else 0.0
+                    sent[0] += 1
                 if body is None:
                     return
+                if due > time.perf_counter():  # --rate: batch n leaves at n * 100 / rate seconds
+                    time.sleep(due - time.perf_counter())
                 t0 = time.perf_counter()
                 try:
                     r = c.post("/xAPI/statements", content=body)  # as Ralph spells it (Tessera answers both)
@@ -232,7 +240,7 @@ def drive(name: str, base: str, auth: tuple[str, str], bodies: list[bytes], pid:
 
     threads = [threading.Thread(target=worker) for _ in range(CLIENTS)]
     cpu0 = session_usage(pid)[1] if pid else 0.0
-    t0 = time.perf_counter()
+    t0 = start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
@@ -392,10 +400,14 @@ def main() -> int:
     ap.add_argument("--peer", choices=["ralph"], default=None, help="run a peer LRS too, alternating with Tessera")
     ap.add_argument("--derive", choices=["inline", "async", "both"], default="inline",
                     help="TESSERA_XAPI__DERIVE of the server (both: one run of each, in turn)")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="send at most this many statements a second (0: as fast as the server answers); "
+                         "acknowledgement-to-evidence is measured at a given rate this way")
     ap.add_argument("--rounds", type=int, default=3, help="with --peer: runs of each")
     ap.add_argument("--recompute-check", action="store_true",
                     help="after the run, recompute every state from scratch: none may differ from the incremental ones")
     args = ap.parse_args()
+    RATE[0] = args.rate
     print(f"host speed: record_id {host_speed():.2f} us (bench/host_speed.py; lower is faster)")
     backend = "PostgreSQL" if args.database_url else "SQLite"
     print(f"{backend}, {args.statements:,} statements; {CLIENTS} clients x batches of {BATCH}; server workers: {args.workers}")
