@@ -329,7 +329,13 @@ class Deriver:
             oldest = conn.scalar(select(s.c.stored).where(s.c.seq > cursor).order_by(s.c.seq).limit(1))
         if oldest is None:
             return 0, 0.0
-        return max(0, newest - cursor), max(0.0, (utcnow() - ensure_aware(oldest)).total_seconds())
+        return max(0, newest - cursor), max(0.0, (utcnow() - _aware(oldest)).total_seconds())
+
+
+def _aware(value: datetime) -> datetime:
+    aware = ensure_aware(value)
+    assert aware is not None
+    return aware
 
 
 class XapiConsistency:
@@ -353,9 +359,9 @@ class XapiConsistency:
             cursor = self.deriver._cursor(conn)
             oldest = conn.scalar(select(func.min(s.c.stored)).where(s.c.seq > cursor, s.c.tenant == tenant, s.c.deferred.is_(True)))
             if oldest is not None:
-                return ensure_aware(oldest) - timedelta(milliseconds=1)  # stored is to the millisecond
+                return _aware(oldest) - timedelta(milliseconds=1)  # stored is to the millisecond
         newest = conn.scalar(select(func.max(s.c.stored)).where(s.c.tenant == tenant))
-        return ensure_aware(newest) if newest is not None else None
+        return _aware(newest) if newest is not None else None
 
     def wait(self, tenant: str, target: str) -> tuple[bool, datetime | None]:
         check = self._check(tenant, target)
@@ -441,7 +447,7 @@ def register_metrics() -> None:
     with _COLLECTOR_LOCK:
         if _collector is None:
             _collector = _LagCollector()
-            REGISTRY.register(_collector)  # type: ignore[arg-type]
+            REGISTRY.register(_collector)
 
 
 __all__ = ["BATCH", "Deriver", "XapiConsistency", "derivers_of", "register_metrics"]
