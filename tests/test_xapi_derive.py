@@ -198,6 +198,40 @@ def test_two_consumers_derive_each_statement_exactly_once_and_a_new_one_resumes_
     assert fresh.drain() == 0
 
 
+def test_a_refused_statement_is_passed_over_and_counted_and_a_database_failure_moves_nothing(site, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from adapters.xapi.derive import FAILURES
+
+    api, lrs, _, deriver = site
+    deriver.stop()
+    monkeypatch.setattr(deriver, "notify", lambda: None)
+    batch = [stmt(), stmt(), stmt()]
+    lrs.post("/statements", json=batch)
+    real = deriver.mapper.map
+
+    def down(tenant, statements, **kw):
+        raise OperationalError("SELECT 1", {}, Exception("the database went away"))
+
+    monkeypatch.setattr(deriver.mapper, "map", down)
+    with pytest.raises(OperationalError):
+        deriver.drain()
+    with api.store.engine.connect() as conn:
+        assert conn.scalar(select(xapi_derive_cursor.c.seq)) < conn.scalar(select(func.max(xapi_statements.c.seq)))
+
+    def refuse_one(tenant, statements, **kw):
+        if any(s["id"] == batch[1]["id"] for s in statements):
+            raise ValueError("refused")
+        return real(tenant, statements, **kw)
+
+    monkeypatch.setattr(deriver.mapper, "map", refuse_one)
+    before = FAILURES._value.get()
+    deriver.drain()
+    assert FAILURES._value.get() == before + 1
+    assert [evidence_of(api.store, s["id"]) is not None for s in batch] == [True, False, True]
+    assert deriver.lag()[0] == 0
+
+
 def test_inline_mode_says_it_is_consistent_at_once(api, lrs):
     """The default (inline): evidence commits with the statements; the header is there and a
     wait returns at once."""

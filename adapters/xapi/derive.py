@@ -26,9 +26,11 @@ Guarantees:
 - **voiding**: a voiding statement voids its target's evidence when it is derived (the
   target's, derived earlier or in the same batch); a statement already voided when it is
   derived gets its evidence voided. Either order ends with the evidence voided.
-- **a statement whose evidence cannot be written** (it would change stored evidence, say) is
+- **a statement whose evidence the store refuses** (it would change stored evidence, say) is
   retried alone, then logged and passed over (``tessera_xapi_derive_failures_total``) so that
-  it never holds back the statements after it. Inline, the LRS refused such a batch.
+  it never holds back the statements after it. Inline, the LRS refused such a batch. Any
+  other failure (the database unreachable or locked) moves nothing: the round is tried
+  again a second later.
 
 How far it has come: ``/metrics`` (``tessera_xapi_derive_lag_statements``,
 ``tessera_xapi_derive_lag_seconds``), the ``X-Tessera-Consistent-Through`` header of the
@@ -56,6 +58,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from gateway.errors import TesseraError
 from gateway.model import ensure_aware, utcnow
 from gateway.routing.metrics import REGISTRY
 
@@ -77,6 +80,10 @@ FAILURES = Counter("tessera_xapi_derive_failures_total", "Deferred xAPI statemen
                    registry=REGISTRY)
 
 _DERIVERS: weakref.WeakSet[Deriver] = weakref.WeakSet()
+
+
+#: what the store raises for records it refuses (the statement's fault, not the database's)
+_REFUSED = (TesseraError, ValueError)
 
 
 class _Stale(Exception):
@@ -255,9 +262,10 @@ class Deriver:
                 self._write(cursor, upto, self._map(rows))
             except _Stale:
                 return 1  # another consumer went first: read again
-            except Exception:  # noqa: BLE001 - retried statement by statement
+            except _REFUSED:  # a statement's records were refused: find which, statement by statement
                 log.warning("deriving %d xAPI statements together failed; deriving them one by one", len(rows), exc_info=True)
                 self._one_by_one(cursor, rows)
+            # anything else (the database unreachable, locked...) propagates: nothing moved, the round is tried again
             return max(1, len(rows))
 
     def _one_by_one(self, cursor: int, rows: list[_Row]) -> None:
@@ -266,7 +274,7 @@ class Deriver:
                 self._write(cursor, row.seq, self._map([row]))
             except _Stale:
                 return
-            except Exception:  # noqa: BLE001 - logged, counted and passed over (module docstring)
+            except _REFUSED:  # logged, counted and passed over (module docstring)
                 log.exception("the evidence of xAPI statement %s (tenant %s) could not be written; passed over", row.id, row.tenant)
                 FAILURES.inc()
                 self._write(cursor, row.seq, [])
