@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 
 CURSOR = "evidence"
 #: statements derived in one transaction at most
-BATCH = 1000
+BATCH = 250
 #: PostgreSQL: the advisory namespace of the statement writers' floors (two-key form: BASE + (floor >> 31), floor & LOW)
 FLOOR_BASE = 1_720_000_000
 _LOW = (1 << 31) - 1
