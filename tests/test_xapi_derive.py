@@ -232,6 +232,36 @@ def test_a_refused_statement_is_passed_over_and_counted_and_a_database_failure_m
     assert deriver.lag()[0] == 0
 
 
+def test_backpressure_holds_a_batch_while_too_many_statements_wait(site, monkeypatch):
+    import gc
+    import time
+
+    from adapters.xapi.statements import StatementStore
+
+    _, lrs, _, deriver = site
+    deriver.stop()
+    monkeypatch.setattr(deriver, "notify", lambda: None)
+    (store,) = [o for o in gc.get_objects() if isinstance(o, StatementStore) and o.deriver is deriver]
+    monkeypatch.setattr(store, "max_lag", 2)
+    monkeypatch.setattr(store, "lag_wait", 0.5)
+    held: list[float] = []  # seconds each batch waited in admit
+    admit = deriver.admit
+
+    def timed(max_lag, timeout):
+        t0 = time.monotonic()
+        admit(max_lag, timeout)
+        held.append(time.monotonic() - t0)
+
+    monkeypatch.setattr(deriver, "admit", timed)
+    assert lrs.post("/statements", json=[stmt(), stmt(), stmt()]).status_code == 200  # none waiting: admitted
+    deriver._waiting_at = -1.0  # the lag is read at most every 50 ms: read it again now
+    assert lrs.post("/statements", json=[stmt()]).status_code == 200  # 3 waiting > 2: held, then let through
+    deriver.drain()
+    deriver._waiting_at = -1.0  # forget the lag read before the drain
+    assert lrs.post("/statements", json=[stmt()]).status_code == 200  # caught up: admitted
+    assert held[0] < 0.5 and held[1] >= 0.5 and held[2] < 0.5
+
+
 def test_inline_mode_says_it_is_consistent_at_once(api, lrs):
     """The default (inline): evidence commits with the statements; the header is there and a
     wait returns at once."""

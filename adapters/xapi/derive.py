@@ -32,6 +32,11 @@ Guarantees:
   other failure (the database unreachable or locked) moves nothing: the round is tried
   again a second later.
 
+Backpressure, when asked for (``TESSERA_XAPI__DERIVE_MAX_LAG``): a request waits before
+storing while more statements than that wait for their evidence (``admit``), so that under a
+load the consumer cannot follow the LRS slows its acknowledgements instead of letting the
+lag grow without bound.
+
 How far it has come: ``/metrics`` (``tessera_xapi_derive_lag_statements``,
 ``tessera_xapi_derive_lag_seconds``), the ``X-Tessera-Consistent-Through`` header of the
 evidence and mastery-state lists, and their ``consistent_through=`` parameter (a time or a
@@ -145,6 +150,7 @@ class Deriver:
         self._one = threading.Lock()  # one round at a time in this process
         self._started = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._waiting_at, self._waiting_n = -1.0, 0
         self._floor_sql = text(
             "SELECT pg_advisory_xact_lock_shared(CAST(:base + (v >> 31) AS integer), CAST(v & :low AS integer)) "
             "FROM (SELECT last_value AS v FROM xapi_statements_seq_seq) AS s"
@@ -157,6 +163,26 @@ class Deriver:
         """In a statement writer's transaction, before it takes seqs (PostgreSQL; nothing on SQLite)."""
         if self.postgres:
             conn.execute(self._floor_sql, {"base": FLOOR_BASE, "low": _LOW})
+
+    def admit(self, max_lag: int, timeout: float) -> None:
+        """Backpressure (``TESSERA_XAPI__DERIVE_MAX_LAG``): before a writer stores more, wait
+        while more than ``max_lag`` statements wait for their evidence, at most ``timeout``
+        seconds; then go on anyway (a stopped consumer never stops the LRS)."""
+        if max_lag <= 0:
+            return
+        deadline = time.monotonic() + timeout
+        while self._waiting() > max_lag and time.monotonic() < deadline:
+            self.notify()
+            time.sleep(0.02)
+
+    def _waiting(self) -> int:
+        """Statements stored past the cursor, read at most every 50 ms (shared by the request threads)."""
+        now = time.monotonic()
+        if now - self._waiting_at > 0.05:
+            with self.engine.connect() as conn:
+                self._waiting_n = int(conn.scalar(select(func.max(xapi_statements.c.seq))) or 0) - self._cursor(conn)
+            self._waiting_at = now
+        return self._waiting_n
 
     def notify(self) -> None:
         """Statements were committed: derive now (starting the consumer on first use)."""

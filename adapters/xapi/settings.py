@@ -29,6 +29,12 @@ class XapiSettings(AdapterSettings):
                     "statement is durable and a consumer of the statement log derives them just behind (docs/xapi-ingest.md)",
     )
     derive_batch: int = Field(default=BATCH, ge=1, description="async: statements derived in one transaction at most")
+    derive_max_lag: int = Field(
+        default=0, ge=0,
+        description="async: a batch waits (at most derive_lag_wait_seconds) while more statements than this wait for "
+                    "their evidence (backpressure; 0: never)",
+    )
+    derive_lag_wait_seconds: float = Field(default=30.0, ge=0, description="async: the longest a batch waits for backpressure")
     derive_wait_seconds: float = Field(
         default=5.0, ge=0, le=60, description="async: how long a read with consistent_through= waits for the evidence at most"
     )

@@ -91,12 +91,15 @@ class _Rows:
 class StatementStore(StatementReads):
     """Reads and writes statements of one database; one per app."""
 
-    def __init__(self, store: Store, evidence: Any = None, *, merge_every: int = MERGE_EVERY, deriver: Any = None) -> None:
+    def __init__(self, store: Store, evidence: Any = None, *, merge_every: int = MERGE_EVERY, deriver: Any = None,
+                 max_lag: int = 0, lag_wait: float = 30.0) -> None:
         self.store = store
         self.engine = store.engine
         self.evidence = evidence
         #: ``derive.Deriver``: evidence is derived behind the acknowledgement (None: in the statements' transaction)
         self.deriver = deriver
+        #: backpressure: a batch waits (at most ``lag_wait`` s) while more statements than this wait for the deriver (0: never)
+        self.max_lag, self.lag_wait = max_lag, lag_wait
         dialect = self.engine.dialect
         self._statements = BulkStatement(xapi_statements, _STATEMENT_COLUMNS, dialect)
         # SQLite: new index rows go to the recent tier, merged every ``merge_every`` statements
@@ -147,6 +150,8 @@ class StatementStore(StatementReads):
         # Everything that needs no lock is built before the write transaction opens (on
         # SQLite it holds the database's one write lock): rows, index rows, evidence records.
         deferred = self.deriver is not None
+        if deferred:
+            self.deriver.admit(self.max_lag, self.lag_wait)
         plan = self._plan(tenant, statements, targets, stored, authority, deferred=deferred)
         if not define:
             plan.definitions = {}

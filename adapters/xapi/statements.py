@@ -58,7 +58,8 @@ def build_router(ctx: AppContext) -> APIRouter:
     settings = settings_of(ctx)
     mapper = EvidenceMapper(ctx.store)  # one mapper per app: it caches actors
     deriver = Deriver(ctx.store, mapper, batch=settings.derive_batch) if settings.derive == "async" else None
-    statements = StatementStore(ctx.store, mapper, merge_every=settings.merge_every, deriver=deriver)
+    statements = StatementStore(ctx.store, mapper, merge_every=settings.merge_every, deriver=deriver,
+                                max_lag=settings.derive_max_lag, lag_wait=settings.derive_lag_wait_seconds)
     add_consistency(ctx.store, "xapi", XapiConsistency(ctx.store, deriver, wait_seconds=settings.derive_wait_seconds))
     if deriver is not None:  # the consumer runs in every server process (one of them consumes, the others stand by)
         register_metrics()
