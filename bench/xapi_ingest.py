@@ -16,6 +16,15 @@ batch latency, the server's CPU time per statement and peak RSS (summed over its
 processes), and checks the database: N statements, N evidence items all aligned, mastery
 states > 0. Any batch that fails, or a count that is off, ends the run with exit status 1.
 
+``--derive inline|async`` (``TESSERA_XAPI__DERIVE`` of the server; ``both`` runs each in
+turn): with ``async`` the LRS answers once the statements are durable and derives their
+evidence just behind (``adapters/xapi/derive.py``). Acknowledgement-to-evidence is then
+measured for every batch: a sampler reads the deriver's cursor every 20 ms and notes when
+it passes the batch's last statement (p50/p99 printed); the counts are checked once the
+deriver has caught up, and how long that took after the last acknowledgement is printed.
+Inline it is 0: the evidence commits with the statements. ``--rate R`` paces the clients to
+at most R statements a second, to measure that delay at a rate the server sustains.
+
 ``--peer ralph`` also runs Ralph (``bench/peers/ralph_peer.py``: ralph-malph in its own virtual
 environment under a temporary folder) with the same client and bodies, alternating
 Tessera, Ralph, Tessera, ... ``--rounds`` times each (default 3), and prints both rates and
@@ -66,6 +75,7 @@ TENANT = "bench"
 BATCH = 100
 CLIENTS = 4
 LEARNERS = 5000
+RATE = [0.0]  # --rate: statements a second the clients send at most (0: as fast as answered)
 HOME_PAGE = "https://sis.example.edu"
 VERBS = [
     "http://adlnet.gov/expapi/verbs/passed", "http://adlnet.gov/expapi/verbs/failed",
@@ -190,13 +200,17 @@ class Outcome:
             print(f"    {note}")
 
 
-def drive(name: str, base: str, auth: tuple[str, str], bodies: list[bytes], pid: int | None) -> Outcome:
+def drive(name: str, base: str, auth: tuple[str, str], bodies: list[bytes], pid: int | None,
+          on_ack: Callable[[bytes, float], None] | None = None) -> Outcome:
     """POST ``bodies`` from ``CLIENTS`` concurrent clients; the server's CPU and RSS are
-    read from the process session of ``pid``."""
+    read from the process session of ``pid``. ``on_ack(response body, time)`` for each
+    acknowledged batch."""
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
     next_batch = iter(bodies)
+    sent = [0]
+    start = time.perf_counter()
 
     def worker() -> None:
         with httpx.Client(base_url=base, auth=auth, timeout=120,
@@ -204,8 +218,12 @@ def drive(name: str, base: str, auth: tuple[str, str], bodies: list[bytes], pid:
             while True:
                 with lock:
                     body = next(next_batch, None)
+                    due = start + sent[0] * BATCH / RATE[0] if RATE[0] else 0.0
+                    sent[0] += 1
                 if body is None:
                     return
+                if due > time.perf_counter():  # --rate: batch n leaves at n * 100 / rate seconds
+                    time.sleep(due - time.perf_counter())
                 t0 = time.perf_counter()
                 try:
                     r = c.post("/xAPI/statements", content=body)  # as Ralph spells it (Tessera answers both)
@@ -213,6 +231,8 @@ def drive(name: str, base: str, auth: tuple[str, str], bodies: list[bytes], pid:
                 except httpx.HTTPError as exc:
                     status, text = 0, repr(exc)
                 dt = time.perf_counter() - t0
+                if on_ack is not None and status == 200:
+                    on_ack(r.content, t0 + dt)
                 with lock:
                     latencies.append(dt)
                     if status != 200:
@@ -220,7 +240,7 @@ def drive(name: str, base: str, auth: tuple[str, str], bodies: list[bytes], pid:
 
     threads = [threading.Thread(target=worker) for _ in range(CLIENTS)]
     cpu0 = session_usage(pid)[1] if pid else 0.0
-    t0 = time.perf_counter()
+    t0 = start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
@@ -230,9 +250,62 @@ def drive(name: str, base: str, auth: tuple[str, str], bodies: list[bytes], pid:
     return Outcome(name, len(bodies) * BATCH - len(errors) * BATCH, took, latencies, errors, cpu - cpu0, rss)
 
 
+class Tracker:
+    """Acknowledgement-to-evidence (``--derive async``): the time from each batch's
+    acknowledgement until the deriver's cursor passes its last statement, sampled every
+    ``every`` seconds from a connection of this process."""
+
+    def __init__(self, store: Store, every: float = 0.02) -> None:
+        self.store, self.every = store, every
+        self.lock = threading.Lock()
+        self.waiting: list[tuple[str, float]] = []  # (last statement id of the batch, acknowledged at)
+        self.seqs: list[tuple[int, float]] = []  # (its seq, acknowledged at), in no order
+        self.delays: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def acked(self, response: bytes, at: float) -> None:
+        with self.lock:
+            self.waiting.append((orjson.loads(response)[-1], at))
+
+    def run(self) -> None:
+        from adapters.xapi.tables import xapi_derive_cursor as cur
+        from adapters.xapi.tables import xapi_statements as st
+
+        while not self.stop.is_set():
+            with self.lock:
+                fresh, self.waiting = self.waiting, []
+            with self.store.engine.connect() as conn:
+                if fresh:
+                    found = dict(conn.execute(select(st.c.id, st.c.seq).where(st.c.tenant == TENANT,
+                                                                              st.c.id.in_([uuid.UUID(i) for i, _ in fresh]))).all())
+                    self.seqs += [(found[uuid.UUID(i)], at) for i, at in fresh]
+                cursor = conn.scalar(select(cur.c.seq).where(cur.c.name == "evidence")) or 0
+            now = time.perf_counter()
+            done = [(q, at) for q, at in self.seqs if q <= cursor]
+            if done:
+                self.delays += [now - at for _, at in done]
+                self.seqs = [(q, at) for q, at in self.seqs if q > cursor]
+            self.stop.wait(self.every)
+
+    def finish(self, timeout: float = 600) -> float:
+        """Wait until every batch has its evidence; the seconds that took."""
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < timeout:
+            with self.lock:
+                idle = not self.waiting
+            if idle and not self.seqs:
+                break
+            time.sleep(self.every)
+        self.stop.set()
+        self.thread.join()
+        return time.perf_counter() - t0
+
+
 @contextmanager
-def tessera(url: str, workers: int) -> Iterator[tuple[str, int]]:
-    env = {**os.environ, "TESSERA_DATABASE_URL": url, "TESSERA_LOG_LEVEL": "WARNING"}
+def tessera(url: str, workers: int, derive: str = "inline") -> Iterator[tuple[str, int]]:
+    env = {**os.environ, "TESSERA_DATABASE_URL": url, "TESSERA_LOG_LEVEL": "WARNING", "TESSERA_XAPI__DERIVE": derive}
     exe = str(Path(sys.executable).with_name("tessera"))
     port = free_port()
     proc = subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
@@ -247,21 +320,32 @@ def tessera(url: str, workers: int) -> Iterator[tuple[str, int]]:
             proc.wait(timeout=30)
 
 
-def run_tessera(url: str, bodies: list[bytes], workers: int, *, recheck: bool = False) -> Outcome:
+def run_tessera(url: str, bodies: list[bytes], workers: int, *, recheck: bool = False, derive: str = "inline") -> Outcome:
     store = open_store(url)
     store.migrate()
     t0 = time.perf_counter()
     load_reference(store)
     print(f"  loaded the framework and {LEARNERS:,} learners in {time.perf_counter() - t0:.1f} s")
-    with tessera(url, workers) as (base, pid):
+    with tessera(url, workers, derive) as (base, pid):
         client, secret = ClientStore(store.engine).create(TENANT, ["xapi/all"], name="bench")
-        out = drive(f"Tessera ({workers} workers)", base, (client.client_id, secret), bodies, pid)
-        out.notes[:0] = verify(store, out, len(bodies) * BATCH, recheck=recheck)
+        tracker = Tracker(store) if derive == "async" else None
+        out = drive(f"Tessera ({workers} workers, derive {derive})", base, (client.client_id, secret), bodies, pid,
+                    on_ack=tracker.acked if tracker else None)
+        if tracker is not None:
+            behind = tracker.finish()
+            rss, cpu = session_usage(pid)
+            out.rss = rss
+            d = sorted(tracker.delays)
+            q = statistics.quantiles(d, n=100) if len(d) > 1 else [d[0] if d else 0.0] * 99
+            out.notes.append(f"acknowledgement to evidence: p50 {q[49] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms, max "
+                             f"{(d[-1] if d else 0) * 1000:.0f} ms over {len(d):,} batches; all derived {behind:.1f} s after the "
+                             f"last acknowledgement; server CPU with the catch-up {cpu / max(1, out.statements) * 1e6:.0f} us per statement")
+        out.notes[:0] = verify(store, out, len(bodies) * BATCH, recheck=recheck, derive=derive)
     store.dispose()
     return out
 
 
-def verify(store: Store, out: Outcome, n: int, *, recheck: bool = False) -> list[str]:
+def verify(store: Store, out: Outcome, n: int, *, recheck: bool = False, derive: str = "inline") -> list[str]:
     """What the database holds after the run; a count that is off is an error of the run."""
     from adapters.xapi.tables import xapi_statements
     from gateway.store import tables as t
@@ -289,10 +373,10 @@ def verify(store: Store, out: Outcome, n: int, *, recheck: bool = False) -> list
         if report.written:
             out.errors.append(f"a full recompute changed {report.written:,} of {report.states:,} states")
         out.notes.append(f"full recompute: {report.states:,} states, {report.written:,} different from the incremental ones")
-    # counted right after the last acknowledgement, without waiting: the evidence and the
-    # states are written in the statements' own transaction (acknowledgement-to-evidence 0)
-    return [f"stored: {stored:,} statements, {evidence:,} evidence items ({unaligned:,} unaligned), {states:,} mastery states, "
-            "counted right after the last acknowledgement"]
+    # inline: counted right after the last acknowledgement, without waiting: the evidence and
+    # the states are written in the statements' own transaction (acknowledgement-to-evidence 0)
+    when = "counted right after the last acknowledgement" if derive == "inline" else "counted once the deriver caught up"
+    return [f"stored: {stored:,} statements, {evidence:,} evidence items ({unaligned:,} unaligned), {states:,} mastery states, {when}"]
 
 
 def fresh_database(database_url: str | None) -> AbstractContextManager[str]:
@@ -314,10 +398,16 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--database-url", default=None, help="a PostgreSQL server URL (a fresh database is made on it)")
     ap.add_argument("--peer", choices=["ralph"], default=None, help="run a peer LRS too, alternating with Tessera")
+    ap.add_argument("--derive", choices=["inline", "async", "both"], default="inline",
+                    help="TESSERA_XAPI__DERIVE of the server (both: one run of each, in turn)")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="send at most this many statements a second (0: as fast as the server answers); "
+                         "acknowledgement-to-evidence is measured at a given rate this way")
     ap.add_argument("--rounds", type=int, default=3, help="with --peer: runs of each")
     ap.add_argument("--recompute-check", action="store_true",
                     help="after the run, recompute every state from scratch: none may differ from the incremental ones")
     args = ap.parse_args()
+    RATE[0] = args.rate
     print(f"host speed: record_id {host_speed():.2f} us (bench/host_speed.py; lower is faster)")
     backend = "PostgreSQL" if args.database_url else "SQLite"
     print(f"{backend}, {args.statements:,} statements; {CLIENTS} clients x batches of {BATCH}; server workers: {args.workers}")
@@ -327,11 +417,15 @@ def main() -> int:
     print(f"  statement size: {len(bodies[0]) / BATCH:,.0f} bytes")
     runs: list[Callable[[], Outcome]] = []
 
-    def ours() -> Outcome:
-        with fresh_database(args.database_url) as url:
-            return run_tessera(url, bodies, args.workers, recheck=args.recompute_check)
+    def ours(derive: str) -> Callable[[], Outcome]:
+        def run() -> Outcome:
+            with fresh_database(args.database_url) as url:
+                return run_tessera(url, bodies, args.workers, recheck=args.recompute_check, derive=derive)
 
-    runs.append(ours)
+        return run
+
+    modes = ["inline", "async"] if args.derive == "both" else [args.derive]
+    runs.extend(ours(m) for m in modes)
     if args.peer == "ralph":
         from peers import ralph_peer
 
@@ -347,12 +441,13 @@ def main() -> int:
                 failed = True
                 print(f"  FAILED: {len(out.errors)} errors, e.g. {out.errors[0]}")
     if args.peer:
-        ours_, peer = outcomes
-        ratios = [a.rate / b.rate for a, b in zip(ours_, peer, strict=True)]
-        print(f"Tessera {', '.join(f'{o.rate:,.0f}' for o in ours_)} statements/s; "
-              f"{peer[0].name} {', '.join(f'{o.rate:,.0f}' for o in peer)} statements/s")
-        print(f"ratio Tessera / {peer[0].name}: median {statistics.median(ratios):.2f} "
-              f"(pairs: {', '.join(f'{r:.2f}' for r in ratios)})")
+        peer = outcomes[-1]
+        for mode, ours_ in zip(modes, outcomes, strict=False):
+            ratios = [a.rate / b.rate for a, b in zip(ours_, peer, strict=True)]
+            print(f"Tessera (derive {mode}) {', '.join(f'{o.rate:,.0f}' for o in ours_)} statements/s; "
+                  f"{peer[0].name} {', '.join(f'{o.rate:,.0f}' for o in peer)} statements/s")
+            print(f"ratio Tessera (derive {mode}) / {peer[0].name}: median {statistics.median(ratios):.2f} "
+                  f"(pairs: {', '.join(f'{r:.2f}' for r in ratios)})")
     print(f"host speed: record_id {host_speed():.2f} us")
     return 1 if failed else 0
 

@@ -248,11 +248,14 @@ class EvidenceMapper:
 
     # --- public --------------------------------------------------------------------------
 
-    def map(self, tenant: str, statements: Sequence[dict[str, Any]]) -> MappedBatch:
+    def map(self, tenant: str, statements: Sequence[dict[str, Any]], *, voided: Iterable[str] = ()) -> MappedBatch:
         """Evidence (and new Persons) for ``statements``, as stored (id, stored, authority set).
 
         Voiding statements in the batch void the evidence of their targets, whether that
-        evidence is stored or made from the same batch (xAPI 1.0.3 Data 2.5)."""
+        evidence is stored or made from the same batch (xAPI 1.0.3 Data 2.5). ``voided``:
+        ids of statements of the batch already voided when it is mapped (the deriver maps
+        statements after they are stored, and a voiding statement may have come first):
+        their evidence is made voided."""
         batch = MappedBatch(tenant)
         candidates: list[_Candidate] = []
         voids: list[str] = []
@@ -278,8 +281,11 @@ class EvidenceMapper:
             ev = self._evidence(tenant, cand, found, new_people)
             if ev is not None:
                 evidence[ev.native_id] = ev
-        voided = self._void_records(tenant, voids, evidence, found.voidable)
-        batch.records = [*new_people.values(), *evidence.values(), *voided]
+        for sid in voided:
+            if (ev := evidence.get(sid)) is not None:
+                ev.voided = True
+        void_records = self._void_records(tenant, voids, evidence, found.voidable)
+        batch.records = [*new_people.values(), *evidence.values(), *void_records]
         return batch
 
     def void(self, tenant: str, statement_ids: Iterable[str]) -> list[Record]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from gateway.config import AdapterSettings, load_adapter_settings
 
+from .derive import BATCH
 from .statement_store import MERGE_EVERY
 
 if TYPE_CHECKING:
@@ -21,6 +22,21 @@ class XapiSettings(AdapterSettings):
 
     merge_every: int = Field(
         default=MERGE_EVERY, ge=1, description="SQLite: statements whose index rows wait in the recent tier before a merge"
+    )
+    derive: Literal["inline", "async"] = Field(
+        default="inline",
+        description="inline: a statement's evidence and mastery update commit with it; async: the LRS answers once the "
+                    "statement is durable and a consumer of the statement log derives them just behind (docs/xapi-ingest.md)",
+    )
+    derive_batch: int = Field(default=BATCH, ge=1, description="async: statements derived in one transaction at most")
+    derive_max_lag: int = Field(
+        default=0, ge=0,
+        description="async: a batch waits (at most derive_lag_wait_seconds) while more statements than this wait for "
+                    "their evidence (backpressure; 0: never)",
+    )
+    derive_lag_wait_seconds: float = Field(default=30.0, ge=0, description="async: the longest a batch waits for backpressure")
+    derive_wait_seconds: float = Field(
+        default=5.0, ge=0, le=60, description="async: how long a read with consistent_through= waits for the evidence at most"
     )
 
 

@@ -7,6 +7,11 @@ Writing a batch is one transaction with the canonical evidence made from it
 (``RecordStore.apply(..., within=...)``): statements, their index rows, voiding, activity
 definitions, attachment content and evidence commit together or not at all, and the LRS
 answers only after the commit (Communication 2.1.2; DESIGN 2).
+
+With a ``deriver`` (``TESSERA_XAPI__DERIVE=async``, ``derive``) the evidence is left out of
+that transaction: the statements are marked ``deferred`` and the deriver, a consumer of the
+statement log, makes their evidence and mastery states just behind the acknowledgement.
+Everything the xAPI resources answer from is still committed before the LRS answers.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from .validation import VOIDED, agent_key
 #: how far a chain of StatementRefs is followed for the filter rule of Communication 2.1.3.s3
 _REF_DEPTH = 8
 _STATEMENT_COLUMNS = ["seq", "tenant", "id", "stored", "verb_id", "registration", "voiding", "voided", "authority",
-                      "attachments", "body"]
+                      "attachments", "deferred", "body"]  # body last: ``_write`` hands row[-1] to the outbox
 #: activity definitions remembered per process (see ``_merge_definitions``)
 _DEFINITIONS_CACHED = 50_000
 #: SQLite: statements whose index rows wait in the recent tier before it is merged (see
@@ -86,10 +91,15 @@ class _Rows:
 class StatementStore(StatementReads):
     """Reads and writes statements of one database; one per app."""
 
-    def __init__(self, store: Store, evidence: Any = None, *, merge_every: int = MERGE_EVERY) -> None:
+    def __init__(self, store: Store, evidence: Any = None, *, merge_every: int = MERGE_EVERY, deriver: Any = None,
+                 max_lag: int = 0, lag_wait: float = 30.0) -> None:
         self.store = store
         self.engine = store.engine
         self.evidence = evidence
+        #: ``derive.Deriver``: evidence is derived behind the acknowledgement (None: in the statements' transaction)
+        self.deriver = deriver
+        #: backpressure: a batch waits (at most ``lag_wait`` s) while more statements than this wait for the deriver (0: never)
+        self.max_lag, self.lag_wait = max_lag, lag_wait
         dialect = self.engine.dialect
         self._statements = BulkStatement(xapi_statements, _STATEMENT_COLUMNS, dialect)
         # SQLite: new index rows go to the recent tier, merged every ``merge_every`` statements
@@ -139,10 +149,13 @@ class StatementStore(StatementReads):
         targets = self._void_targets(tenant, statements)
         # Everything that needs no lock is built before the write transaction opens (on
         # SQLite it holds the database's one write lock): rows, index rows, evidence records.
-        plan = self._plan(tenant, statements, targets, stored, authority)
+        deferred = self.deriver is not None
+        if deferred:
+            self.deriver.admit(self.max_lag, self.lag_wait)
+        plan = self._plan(tenant, statements, targets, stored, authority, deferred=deferred)
         if not define:
             plan.definitions = {}
-        mapped = self.evidence.map(tenant, statements) if self.evidence is not None else None
+        mapped = self.evidence.map(tenant, statements) if self.evidence is not None and not deferred else None
 
         learned: dict[tuple[str, str], dict[str, Any]] = {}
 
@@ -162,6 +175,8 @@ class StatementStore(StatementReads):
         if len(self._definitions) > _DEFINITIONS_CACHED:
             self._definitions.clear()
         self._definitions.update(learned)  # only what committed
+        if deferred:
+            self.deriver.notify()  # committed: derive at once
 
     def _drop_known(self, tenant: str, statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ids = [s["id"] for s in statements]
@@ -205,7 +220,7 @@ class StatementStore(StatementReads):
         return targets
 
     def _plan(self, tenant: str, statements: list[dict[str, Any]], targets: dict[str, str], stored: datetime,
-              authority: str) -> _Plan:
+              authority: str, *, deferred: bool = False) -> _Plan:
         """The rows of a batch, but for ``seq`` (allocated under the write lock): statement
         rows with their values as the driver stores them, and index rows that name their
         statement by its position in the batch."""
@@ -221,7 +236,7 @@ class StatementStore(StatementReads):
             plan.statements.append((
                 tenant, uid(_uuid(sid)), stored_value, st["verb"]["id"], uid(_uuid(registration)) if registration else None,
                 uid(_uuid(targets[sid])) if sid in targets else None, False, authority, "attachments" in st,
-                orjson.dumps(st).decode(),
+                True if deferred else None, orjson.dumps(st).decode(),
             ))
             agents = dict.fromkeys(rows.agents[sid])
             acts = dict.fromkeys(rows.activities[sid])
@@ -237,6 +252,8 @@ class StatementStore(StatementReads):
                attachments: dict[str, tuple[str, bytes]]) -> dict[tuple[str, str], dict[str, Any]]:
         """Write a planned batch; returns the activity definitions it stored (for the cache)."""
         s = xapi_statements
+        if self.deriver is not None:
+            self.deriver.guard(conn)  # PostgreSQL: the deriver reads no seq of a transaction still open
         seqs = self._allocate(conn, len(plan.ids))
         self._statements.execute(conn, [(seq, *row) for seq, row in zip(seqs, plan.statements, strict=True)])
         self._agents.execute(conn, [(tn, a, v, seqs[i], role) for tn, a, v, i, role in plan.agents])

@@ -19,8 +19,10 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.api.context import AppContext
 from gateway.model import utcnow
+from gateway.store.evidence import add_consistency
 
 from .attachments import check_attachments, multipart_response, parse_multipart
+from .derive import Deriver, XapiConsistency, register_metrics
 from .evidence import EvidenceMapper
 from .formats import accept_languages, canonical, ids_only
 from .http import (
@@ -53,8 +55,16 @@ _QUERY_PARAMS = {
 
 def build_router(ctx: AppContext) -> APIRouter:
     router = APIRouter()
-    # one mapper per app: it caches actors
-    statements = StatementStore(ctx.store, EvidenceMapper(ctx.store), merge_every=settings_of(ctx).merge_every)
+    settings = settings_of(ctx)
+    mapper = EvidenceMapper(ctx.store)  # one mapper per app: it caches actors
+    deriver = Deriver(ctx.store, mapper, batch=settings.derive_batch) if settings.derive == "async" else None
+    statements = StatementStore(ctx.store, mapper, merge_every=settings.merge_every, deriver=deriver,
+                                max_lag=settings.derive_max_lag, lag_wait=settings.derive_lag_wait_seconds)
+    add_consistency(ctx.store, "xapi", XapiConsistency(ctx.store, deriver, wait_seconds=settings.derive_wait_seconds))
+    if deriver is not None:  # the consumer runs in every server process (one of them consumes, the others stand by)
+        register_metrics()
+        router.on_startup.append(deriver.start)
+        router.on_shutdown.append(deriver.stop)
 
     @router.api_route("/about", methods=["GET", "HEAD"])
     async def about() -> Response:

@@ -28,11 +28,14 @@ concurrently, where no such split holds, and writes the merged tables directly.
 ``xapi_activities`` is the LRS's canonical definition of each activity (the Activities
 resource, ``format=canonical``), merged from the statements that define it.
 ``xapi_attachments`` keeps attachment content once per SHA-2 (Communication 2.1.4).
+``xapi_derive_cursor`` is how far evidence derived behind the acknowledgement has come
+(``derive``; ``deferred`` marks the statements it derives).
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Index,
@@ -63,6 +66,8 @@ xapi_statements = Table(
     Column("authority", Text(), nullable=False),  # agent key of the credentials (statements/read/mine)
     Column("attachments", Boolean(), nullable=False),
     Column("body", Text(), nullable=False),
+    # true: its evidence is derived behind the acknowledgement (``derive``); null: in its own transaction
+    Column("deferred", Boolean()),
     Index("ix_xapi_statements_tenant_id", "tenant", "id", unique=True),
     Index("ix_xapi_statements_tenant_stored", "tenant", "stored"),
     # few statements void another: index only those
@@ -115,6 +120,16 @@ xapi_recent_activities = Table(
     Column("activity", Text(), primary_key=True),
     Column("role", String(1), primary_key=True),
     sqlite_with_rowid=False,
+)
+
+#: how far the evidence of deferred statements is derived (``derive``): one row, "evidence",
+#: whose ``seq`` is the last statement seq done; advanced in the transaction that writes the evidence
+xapi_derive_cursor = Table(
+    "xapi_derive_cursor",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("seq", BigInteger(), nullable=False),
+    Column("updated", UTCDateTime(), nullable=False),
 )
 
 xapi_activities = Table(

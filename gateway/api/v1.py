@@ -23,6 +23,7 @@ from ..auth import Principal
 from ..errors import ErrorDetail, MalformedInput, UnsupportedMediaType, ValidationError
 from ..model import Record, ensure_aware, parse_record
 from ..model.tenancy import claim_tenant, labels, relabel
+from ..store.evidence import wait_for_derived
 from .context import AppContext
 
 
@@ -73,14 +74,18 @@ COLLECTIONS = [
     ),
 ]
 COMMON_PARAMS = {"limit", "cursor", "updated_since", "status"}
+#: kinds derived from inputs an adapter may acknowledge first (``gateway.store.evidence.wait_for_derived``):
+#: their lists take ``consistent_through`` and say how far derivation has come
+DERIVED_KINDS = {"evidence": "consistent_through", "mastery_state": "consistent_through"}
 
 
 def _parse_query(request: Request, coll: Collection, ctx: AppContext) -> tuple[int, str | None, datetime | None, dict[str, Any]]:
     errors: list[ErrorDetail] = []
     q = request.query_params
+    extra = {DERIVED_KINDS[coll.kind]} if coll.kind in DERIVED_KINDS else set()
     for name in q:
-        if name not in COMMON_PARAMS and name not in coll.filters:
-            allowed = ", ".join(sorted(COMMON_PARAMS | set(coll.filters)))
+        if name not in COMMON_PARAMS and name not in coll.filters and name not in extra:
+            allowed = ", ".join(sorted(COMMON_PARAMS | set(coll.filters) | extra))
             errors.append(ErrorDetail(f"unknown query parameter; allowed: {allowed}", location="query", field=name))
     limit = ctx.settings.page_size_default
     if "limit" in q:
@@ -129,11 +134,13 @@ def build_router(ctx: AppContext) -> APIRouter:
 
         def list_records(request: Request, principal: Principal = Depends(need)) -> Response:
             limit, cursor, since, filters = _parse_query(request, coll, ctx)
+            headers: dict[str, str] = {}
+            if coll.kind in DERIVED_KINDS:  # first: wait (bounded) for what the client asked to see
+                headers.update(wait_for_derived(ctx.store, principal.tenant, request.query_params.get("consistent_through")))
             page = ctx.store.records.page(principal.tenant, coll.kind, limit=limit, cursor=cursor, updated_since=since, filters=filters)
             items = ctx.store.records.show_unresolved(principal.tenant, page.items)
             if coll.kind == "person":
                 items = [_strip_demographics(d, principal) for d in items]
-            headers = {}
             next_url = None
             if page.next_cursor:
                 params = {k: v for k, v in request.query_params.items() if k != "cursor"}

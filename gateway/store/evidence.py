@@ -4,19 +4,27 @@ stored evidence item comes again, and how a correction supersedes the item it co
 A stored item may change only in ``EVIDENCE_MUTABLE``: it may be voided (one-way), superseded
 (``superseded_by``, never lost to a re-delivery) and aligned late (``competency_id``,
 ``alignment_id``); anything else is a ``Conflict`` that asks for a correction instead.
+
+**Evidence derived behind the acknowledgement** (``Consistency``): an adapter that answers
+its caller before the evidence is derived (the LRS with ``TESSERA_XAPI__DERIVE=async``)
+registers a ``Consistency`` for the store (``add_consistency``). The evidence and
+mastery-state APIs then say how far derivation has come (``X-Tessera-Consistent-Through``)
+and let a client wait for it (``consistent_through=``, ``wait_for_derived``). The store
+knows no adapter: it only holds what the composition hands it.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
+from weakref import WeakKeyDictionary
 
 import orjson
 from sqlalchemy import Connection, select, update
 from sqlalchemy import insert as core_insert
 
-from ..errors import Conflict, ErrorDetail
+from ..errors import Conflict, ErrorDetail, ValidationError
 from ..model import Evidence, Record
 from .prepare import content_hash, record_location
 from .tables import changes, evidence
@@ -88,4 +96,62 @@ def mark_superseded(
     return written
 
 
-__all__ = ["EVIDENCE_MUTABLE", "evidence_rules", "mark_superseded"]
+class Consistency(Protocol):
+    """How far evidence derived behind the acknowledgement has come, for one store."""
+
+    def consistent_through(self, tenant: str) -> datetime | None:
+        """A time such that every acknowledged input stored at or before it has its evidence
+        (None: the tenant has no input yet)."""
+
+    def wait(self, tenant: str, target: str) -> tuple[bool, datetime | None]:
+        """Wait (bounded) until ``target`` (an ISO 8601 time, or an id the adapter knows,
+        e.g. a statement id) has its evidence: (reached, ``consistent_through``). A target
+        it cannot read raises ValueError with a message for the caller."""
+
+
+_CONSISTENCY: WeakKeyDictionary[Any, dict[str, Consistency]] = WeakKeyDictionary()
+
+#: the response header that says how far derivation has come (an ISO 8601 time)
+THROUGH_HEADER = "X-Tessera-Consistent-Through"
+#: with ``consistent_through=``: "true" when the target was reached, "false" when the wait ended first
+REACHED_HEADER = "X-Tessera-Consistent"
+
+
+def add_consistency(store: Any, name: str, consistency: Consistency) -> None:
+    """Register ``consistency`` for ``store`` under ``name`` (an adapter's; the latest app's wins)."""
+    _CONSISTENCY.setdefault(store, {})[name] = consistency
+
+
+def remove_consistency(store: Any, name: str) -> None:
+    _CONSISTENCY.get(store, {}).pop(name, None)
+
+
+def wait_for_derived(store: Any, tenant: str, target: str | None) -> dict[str, str]:
+    """The headers of a read of derived records (evidence, mastery states): how far
+    derivation has come, after waiting (bounded) for ``target`` when given. Nothing when no
+    adapter derives behind its acknowledgement. A target no registered adapter can read is
+    a ValidationError of the query parameter ``consistent_through``."""
+    found = list(_CONSISTENCY.get(store, {}).values())
+    if not found:
+        return {REACHED_HEADER: "true"} if target is not None else {}
+    reached = True
+    through: list[datetime] = []
+    for c in found:
+        if target is None:
+            at = c.consistent_through(tenant)
+        else:
+            try:
+                ok, at = c.wait(tenant, target)
+            except ValueError as exc:
+                raise ValidationError("invalid query", errors=[ErrorDetail(str(exc), location="query", field="consistent_through")]) from None
+            reached = reached and ok
+        if at is not None:
+            through.append(at)
+    headers = {THROUGH_HEADER: min(through).isoformat().replace("+00:00", "Z")} if through else {}
+    if target is not None:
+        headers[REACHED_HEADER] = "true" if reached else "false"
+    return headers
+
+
+__all__ = ["EVIDENCE_MUTABLE", "REACHED_HEADER", "THROUGH_HEADER", "Consistency", "add_consistency", "evidence_rules",
+           "mark_superseded", "remove_consistency", "wait_for_derived"]
