@@ -294,18 +294,24 @@ class OneRosterClient(UsesHttp):
         demographics: bool = False,
         collections: tuple[str, ...] = COLLECTIONS,
         skip: tuple[str, ...] = (),
+        select: Callable[[list[Record]], list[Record]] | None = None,
     ) -> Iterator[tuple[Any, tuple[str, ...]]]:
         """``pull``, but each batch of records committed in its own transaction: yields
         (its ``ApplyResult``, the collections wholly committed so far) after each commit, so
         a caller can store a cursor that covers only what is committed (the routing layer).
         Invalid data stops the pull at the batch that holds it (``ValidationError``) with
         the batches before it committed. ``skip``: collections committed by an interrupted
-        earlier run of the same pull (read again for a full pull's retirement, not applied)."""
+        earlier run of the same pull (read again for a full pull's retirement, not applied).
+        ``select``: what of each batch to store (a route's ``orgs``); the rest is left out."""
         collections = tuple(c for c in COLLECTIONS if c in collections)
         summary.incremental = since is not None
         with self._spooled(store, tenant, source, since, page_size, batch, None, demographics, collections, summary) as pull:
             pull.skip = set(skip)
             for records in pull.batches():
+                if select is not None:
+                    records = select(records)
+                    if not records:
+                        continue
                 result = store.records.apply(tenant, records)
                 yield result, tuple(pull.done)
             with store.records.write_transaction() as conn:

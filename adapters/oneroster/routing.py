@@ -12,6 +12,10 @@ provider with ``client.OneRosterClient``, the path ``tessera import oneroster --
   provider committed in the same instant as the last one seen, but after that page was
   read, is still read. What the overlap re-reads is unchanged and the idempotent store
   counts it so.
+* Orgs: a route's ``orgs`` keeps only those orgs and what hangs off them
+  (``gateway.routing.orgs.OrgScope.select``: the orgs below them, their classes, the people
+  with a role there and their enrollments; the orgs above and the courses those own come
+  along so that references resolve); the rest is read and left out.
 * Deletions: objects the provider marks ``tobedeleted`` become tombstones (the stored
   record keeps ``status: tobedeleted``); a full pull retires what is no longer listed.
 * Order: orgs, academicSessions, courses, classes, users, enrollments (the client's
@@ -62,6 +66,7 @@ import orjson
 
 from gateway.errors import ConfigError, NotFound
 from gateway.model import Status, utcnow
+from gateway.routing.orgs import OrgScope
 from gateway.routing.protocol import Connection, Delivery, PageResult, Reject, Route, WaitForDependency
 from gateway.routing.remote import SharedHttp, as_failure, call, token_url
 
@@ -176,11 +181,13 @@ class RosterSource:
         fetch = collections if since is None else tuple(c for c in collections if c not in done)
         what = f"pull from the OneRoster provider {self.connection.name!r}"
         summary = PullSummary(version=self.version, incremental=since is not None)
+        scope = OrgScope(store, route.tenant, route.orgs) if route.orgs else None
         try:
             with self.client() as client:
                 pages = client.pull_pages(store, summary, tenant=route.tenant, source=self.connection.system, since=since,
                                           page_size=self.page_size, demographics=bool(self.connection.options.get("demographics")),
-                                          collections=fetch, skip=tuple(done) if since is None else ())
+                                          collections=fetch, skip=tuple(done) if since is None else (),
+                                          select=scope.select if scope is not None else None)
                 while True:
                     try:
                         result, finished = next(pages)

@@ -7,7 +7,8 @@ the Temporal workflow of the row through ``engine.deliver_one``) and for each:
    circuit breaker is open (postponed to when the breaker closes, no attempt counted); a
    half-open breaker lets one trial call through, taken with an update of
    ``connection_health`` so that only one worker makes it;
-2. marks it delivered without a call when the record has changed since (its content hash
+2. marks it delivered without a call when its record is not of the route's ``orgs``
+   (``orgs.OrgScope``), or when the record has changed since (its content hash
    is no longer the stored one): a later outbox row carries the newer content, so the
    destination only ever gets a record's current state, in commit order;
 3. calls ``Destination.deliver`` and classifies what happened: delivered; ``Retry`` (and
@@ -47,6 +48,7 @@ from ..store.db import WRITE
 from ..store.tables import RECORD_TABLES, connection_health, outbox, routes
 from . import metrics
 from .load import LoadedRoute, RouteCache, scrub, secret_values
+from .orgs import ScopeCache
 from .outcomes import Outcome
 from .policy import Policy
 from .protocol import EXCERPT, Connection, Delivery, DeliveryFailure, Reject, Retry, WaitForDependency
@@ -57,6 +59,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tessera.routing")
 
+#: ``last_error`` of a row whose record is not of its route's ``orgs`` (marked delivered, never sent)
+OUTSIDE_ORGS = "outside the route's orgs (not sent)"
 #: a route that is disabled, or whose destination cannot be built, is looked at again after this
 PARKED = timedelta(seconds=60)
 
@@ -163,6 +167,7 @@ class Deliverer:
         self.objects = RoleObjects(wiring)
         self.random = random
         self.clock = clock
+        self.scopes = ScopeCache(store)
 
     def close(self) -> None:
         self.objects.close()
@@ -272,6 +277,9 @@ class Deliverer:
                     return Outcome("skipped"), self._values(row, state="delivered", attempts=row["attempts"], next_at=now,
                                                             error="superseded by a later change of the record", delivered=now)
                 record = RECORD_TYPES[kind].model_validate_json(data)
+        if route.orgs and not self.scopes.get(route.tenant, route.orgs).admits(kind, record):
+            return Outcome("skipped"), self._values(row, state="delivered", attempts=row["attempts"], next_at=now,
+                                                    error=OUTSIDE_ORGS, delivered=now)
         delivery = Delivery(route=route, outbox_id=row["id"], record_kind=kind, record_id=row["record_id"],
                             content_hash=row["content_hash"], idempotency_key=row["idempotency_key"], record=record,
                             attempt=row["attempts"] + 1)
