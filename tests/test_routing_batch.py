@@ -151,3 +151,19 @@ def test_each_on_refusal_keeps_a_retry_whole_and_splits_a_refusal() -> None:
     with pytest.raises(Retry):
         each_on_refusal(ds, busy, one)
     assert each_on_refusal(ds, lambda _: None, one) == [None, None, None]
+
+
+def test_a_failed_batch_is_one_failed_call_for_the_circuit_breaker(store: Store) -> None:
+    from gateway.store.tables import connection_health
+
+    engine = EmbeddedEngine(store, default_wiring(), threads=1, batch=64, poll=0.02, lease_seconds=10, scheduler=False,
+                            random=lambda: 1.0)  # the whole backoff: 5 s, after this test
+    with run_sink(SECRET, lambda sink, ev: Answer(503, b"busy")) as sink:
+        hook(store, sink.url, breaker_failures=3, breaker_seconds=60, backoff=5, max_backoff=5)
+        store.records.apply(T, [org(f"o{i}") for i in range(6)])
+        engine.drain(timeout=10)
+        engine.stop()
+    assert len(sink.received) == 1  # one request for the six
+    with store.engine.connect() as c:
+        health = c.execute(select(connection_health.c.consecutive_failures, connection_health.c.open_until)).one()
+    assert health.consecutive_failures == 1 and health.open_until is None  # not six failures: the breaker stays closed

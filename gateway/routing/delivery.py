@@ -295,7 +295,7 @@ class Deliverer:
         try:
             destination = self.objects.get(conn)
         except Exception as exc:  # its factory refuses the connection as configured now: retried later, recorded
-            return [(i, self._classify(r, exc)) for i, r in items]
+            return [(i, self._classify(r, exc, count=n == 0)) for n, (i, r) in enumerate(items)]
         batch = getattr(destination, "deliver_batch", None)
         size = max(1, policy.batch_size or int(getattr(destination, "batch_size", 1) or 1)) if callable(batch) else 1
         for at in range(0, len(items), size):
@@ -321,11 +321,18 @@ class Deliverer:
                     errors = [None]
                 except Exception as exc:
                     errors = [exc]
-            out.extend((i, self._classify(r, err)) for (i, r), err in zip(group, errors, strict=True))
+            # one request that failed as a whole is one failed call for the circuit breaker
+            counted: set[int] = set()
+            for (i, r), err in zip(group, errors, strict=True):
+                new_call = err is None or id(err) not in counted
+                if err is not None:
+                    counted.add(id(err))
+                out.append((i, self._classify(r, err, count=new_call)))
         return out
 
-    def _classify(self, ready: _Ready, exc: BaseException | None) -> tuple[Outcome, dict[str, Any]]:
-        """What one attempt came to: delivered (``exc`` None) or the failure policy applied."""
+    def _classify(self, ready: _Ready, exc: BaseException | None, *, count: bool = True) -> tuple[Outcome, dict[str, Any]]:
+        """What one attempt came to: delivered (``exc`` None) or the failure policy applied;
+        ``count``: a failure counts toward the circuit breaker (once per failed request)."""
         row, route, policy, h, conn = ready.row, ready.delivery.route, ready.policy, ready.h, ready.conn
         attempt = ready.delivery.attempt
         now = self.clock()
@@ -355,7 +362,8 @@ class Deliverer:
             return Outcome("dead", error=kw["error"]), self._values(row, state="dead", attempts=attempt, next_at=now, dead=now, **kw)
         # Retry, transport errors, and anything unexpected: try again later
         kw, retry_after = self._retry_fields(exc, secrets)
-        self._failed(h, policy, now, kw["error"])
+        if count:
+            self._failed(h, policy, now, kw["error"])
         if policy.exhausted(attempt):
             kw["error"] = f"{kw['error']} (gave up after {attempt} attempt{'s' if attempt > 1 else ''})"
             metrics.FAILURES.labels(route=route.name, outcome="dead").inc()
