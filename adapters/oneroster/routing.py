@@ -4,25 +4,36 @@
 provider with ``client.OneRosterClient``, the path ``tessera import oneroster --url`` takes.
 
 * Cursor: JSON ``{"since": "<ISO 8601, ms, Z>", "version": "1.2"}``: the largest
-  ``dateLastModified`` the provider has shown (the provider's clock, never ours). No cursor
-  (or one of another OneRoster version): a full pull, which also retires (tombstones) the
+  ``dateLastModified`` the provider has shown (the provider's clock, never ours); during a
+  run also ``partial`` (below). No ``since`` (or a cursor of another OneRoster version): a full pull, which also retires (tombstones) the
   records of this connection's system the provider no longer lists.
 * Overlap: the pull asks for ``dateLastModified>'since - overlap_seconds'`` (option,
   default ``OVERLAP_SECONDS``), with millisecond precision, never a day: a record the
   provider committed in the same instant as the last one seen, but after that page was
   read, is still read. What the overlap re-reads is unchanged and the idempotent store
   counts it so.
+* Orgs: a route's ``orgs`` keeps only those orgs and what hangs off them
+  (``gateway.routing.orgs.OrgScope.select``: the orgs below them, their classes, the people
+  with a role there and their enrollments; the orgs above and the courses those own come
+  along so that references resolve); the rest is read and left out.
 * Deletions: objects the provider marks ``tobedeleted`` become tombstones (the stored
   record keeps ``status: tobedeleted``); a full pull retires what is no longer listed.
 * Order: orgs, academicSessions, courses, classes, users, enrollments (the client's
   ``COLLECTIONS``, the dependency order); a route naming kinds reads only their
   collections (and a full pull retires only records of those kinds).
-* Commits: ONE ``PageResult``, after the whole pull is committed. The client downloads
-  every page into a spool file first (the write transaction never waits on the network),
-  then applies the pull in one transaction, so that an invalid object anywhere, or a
-  reference that only a later collection or page answers, changes nothing and leaves the
-  cursor where it was; full-pull retirement needs the whole listing anyway. A truncated or
-  malformed page raises ``Retry`` before anything is written; invalid data ``Reject``.
+* Commits: page by page. The client downloads every page into a spool file first (a write
+  transaction never waits on the network; a truncated or malformed page raises ``Retry``
+  before anything is written), then commits the records in batches in dependency order,
+  each batch in its own transaction (``OneRosterClient.pull_pages``), and a ``PageResult``
+  follows each commit. Its cursor covers only what is committed: ``{"since": <last
+  finished pull>, "version", "partial": {"since": <this run's>, "done": [collections wholly
+  committed], "watermark"}}``. A run that stops (crash, failure, invalid data: ``Reject``)
+  leaves that cursor; the next run repeats the same pull (same ``since``), skips the
+  collections committed (an incremental pull does not read them again; a full pull lists
+  them again without applying them, to retire what the provider no longer lists) and reads
+  the interrupted collection again whole: what was committed of it is counted unchanged by
+  the idempotent store, so nothing is lost and nothing applied twice. When the pull ends,
+  the cursor is the largest ``dateLastModified`` seen, without ``partial``.
 
 ``oneroster.gradebook`` (Destination): mastery and evidence into a OneRoster 1.2 gradebook
 service as ``assessmentResults``.
@@ -55,6 +66,7 @@ import orjson
 
 from gateway.errors import ConfigError, NotFound
 from gateway.model import Status, utcnow
+from gateway.routing.orgs import OrgScope
 from gateway.routing.protocol import Connection, Delivery, PageResult, Reject, Route, WaitForDependency
 from gateway.routing.remote import SharedHttp, as_failure, call, token_url
 
@@ -73,19 +85,40 @@ MAX_REPORTED = 50
 
 def read_cursor(cursor: str | None, version: str) -> datetime | None:
     """The ``since`` of a cursor of this OneRoster version; None: a full pull."""
+    return read_state(cursor, version)[0]
+
+
+def read_state(cursor: str | None, version: str) -> tuple[datetime | None, dict[str, Any] | None]:
+    """(``since`` of the last finished pull, the interrupted run's ``partial`` or None)."""
     if not cursor:
-        return None
+        return None, None
     try:
         doc = orjson.loads(cursor)
         if doc.get("version") not in (None, version):
-            return None
-        return parse_datetime(doc["since"]) if doc.get("since") else None
+            return None, None
+        since = parse_datetime(doc["since"]) if doc.get("since") else None
+        partial = doc.get("partial")
+        if partial is not None:
+            partial = {"since": parse_datetime(partial["since"]) if partial.get("since") else None,
+                       "done": [str(c) for c in partial.get("done") or []],
+                       "watermark": parse_datetime(partial["watermark"]) if partial.get("watermark") else None}
+        return since, partial
     except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
         raise ConfigError(f"the route's cursor is not a OneRoster cursor: {cursor[:80]!r}") from None
 
 
-def make_cursor(since: datetime | None, version: str) -> str:
-    return orjson.dumps({"since": format_datetime(since), "version": version}).decode()
+def make_cursor(since: datetime | None, version: str, partial: dict[str, Any] | None = None) -> str:
+    doc: dict[str, Any] = {"since": format_datetime(since) if since is not None else None, "version": version}
+    if partial is not None:
+        doc["partial"] = {"since": format_datetime(partial["since"]) if partial.get("since") else None,
+                          "done": list(partial["done"]),
+                          "watermark": format_datetime(partial["watermark"]) if partial.get("watermark") else None}
+    return orjson.dumps(doc).decode()
+
+
+def _latest(*values: datetime | None) -> datetime | None:
+    found = [v for v in values if v is not None]
+    return max(found) if found else None
 
 
 # --- Source ---------------------------------------------------------------------------------------
@@ -135,30 +168,44 @@ class RosterSource:
         return wanted
 
     def pull(self, store: Any, route: Route, cursor: str | None) -> Iterator[PageResult]:
+        from .client import PullSummary
+
         collections = self.collections(route)
-        previous = read_cursor(cursor, self.version)
-        since = previous - self.overlap if previous is not None else None
+        previous, partial = read_state(cursor, self.version)
+        if partial is not None:  # an interrupted run: the same listing again, its committed collections skipped
+            since, done, mark = partial["since"], [c for c in partial["done"] if c in collections], partial["watermark"]
+        else:
+            since, done, mark = (previous - self.overlap if previous is not None else None), [], None
+        # incremental: the committed collections are not read again; full: they are listed
+        # again (not applied) for the retirement of what the provider no longer lists
+        fetch = collections if since is None else tuple(c for c in collections if c not in done)
         what = f"pull from the OneRoster provider {self.connection.name!r}"
+        summary = PullSummary(version=self.version, incremental=since is not None)
+        scope = OrgScope(store, route.tenant, route.orgs) if route.orgs else None
         try:
             with self.client() as client:
-                summary = client.pull(store, tenant=route.tenant, source=self.connection.system, since=since,
-                                      page_size=self.page_size, demographics=bool(self.connection.options.get("demographics")),
-                                      collections=collections)
+                pages = client.pull_pages(store, summary, tenant=route.tenant, source=self.connection.system, since=since,
+                                          page_size=self.page_size, demographics=bool(self.connection.options.get("demographics")),
+                                          collections=fetch, skip=tuple(done) if since is None else (),
+                                          select=scope.select if scope is not None else None)
+                while True:
+                    try:
+                        result, finished = next(pages)
+                    except StopIteration:
+                        break
+                    state = {"since": since, "done": sorted(set(done) | set(finished), key=collections.index),
+                             "watermark": _latest(mark, summary.watermark if summary.watermark != since else None)}
+                    yield PageResult(cursor=make_cursor(previous, self.version, state), read=result.created + result.updated + result.unchanged,
+                                     written=result.created + result.updated, unchanged=result.unchanged)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a DeliveryFailure kind
             raise as_failure(exc, what) from None
-        seen = summary.watermark if summary.watermark is not None and since is not None and summary.watermark > since else None
-        if since is None:
-            seen = summary.watermark
+        seen = _latest(mark, summary.watermark)
+        if since is not None and seen is not None and seen <= since:
+            seen = None
         # the cursor never moves back: nothing newer than the overlap read keeps the old one
-        new = max(x for x in (seen, previous) if x is not None) if (seen or previous) else None
-        result = summary.result
-        page = PageResult(
-            cursor=make_cursor(new, self.version) if new is not None else None,
-            read=sum(summary.counts.values()),
-            written=(result.created + result.updated) if result is not None else 0,
-            unchanged=result.unchanged if result is not None else 0,
-            deleted=sum(summary.retired.values()),
-        )
+        new = _latest(seen, previous)
+        page = PageResult(cursor=make_cursor(new, self.version) if new is not None else make_cursor(None, self.version),
+                          deleted=sum(summary.retired.values()))
         for d in summary.deviations.items[:MAX_REPORTED]:  # references held unresolved, and the like
             page.errors.append({"message": d.message, "location": d.location or ""})
         yield page

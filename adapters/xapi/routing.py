@@ -26,12 +26,15 @@ a retry never duplicates; a voiding statement is forwarded like any other and vo
 target at the destination. A 409 there (the id is stored with other content) is refused
 (dead letter); 5xx/429/unreachable ``Retry``. Statements with attachments are sent as JSON
 only (their ``fileUrl``, if any); a peer that wants the content refuses them.
+Up to ``batch_size`` statements (option; default 50) go in one ``POST statements`` array;
+a refused array is sent again statement by statement with ``PUT``, so each statement keeps
+its own outcome and only a conflicting one is dead-lettered.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,7 +42,7 @@ import orjson
 from sqlalchemy import select
 
 from gateway.errors import ConfigError
-from gateway.routing.protocol import Connection, Delivery, PageResult, Reject, Route
+from gateway.routing.protocol import Connection, Delivery, PageResult, Reject, Route, each_on_refusal
 from gateway.routing.remote import SharedHttp, as_failure, call
 
 from .http import VERSION_HEADER
@@ -217,21 +220,49 @@ class Lrs:
     def close(self) -> None:
         self.http.close()
 
+    #: statements per request (the connection option ``batch_size`` overrides it)
+    batch_size = 50
+
+    def _bodies(self, store: Any, deliveries: Sequence[Delivery]) -> dict[Any, bytes]:
+        s = xapi_statements
+        tenant = deliveries[0].route.tenant
+        with store.engine.connect() as conn:
+            rows = conn.execute(select(s.c.id, s.c.body).where(s.c.tenant == tenant, s.c.id.in_([d.record_id for d in deliveries])))
+            return {r.id: r.body.encode() if isinstance(r.body, str) else r.body for r in rows}
+
     def deliver(self, store: Any, delivery: Delivery) -> None:
         if delivery.record_kind != KIND:
             raise Reject(f"xapi.lrs forwards statements, not {delivery.record_kind}")
-        s = xapi_statements
-        with store.engine.connect() as conn:
-            body = conn.execute(select(s.c.body).where(s.c.tenant == delivery.route.tenant, s.c.id == delivery.record_id)).scalar()
+        body = self._bodies(store, [delivery]).get(delivery.record_id)
         if body is None:
             return  # not stored (any more): nothing to forward
         sid = str(delivery.record_id)
         what = f"PUT statements?statementId={sid}"
         r = call(self.http(), "PUT", self.endpoint + "statements", what, ok=(409,), params={"statementId": sid},
-                 content=body.encode() if isinstance(body, str) else body, headers={"Content-Type": "application/json"})
+                 content=body, headers={"Content-Type": "application/json"})
         if r.status_code == 409:
             raise Reject(f"{what}: the LRS holds this statement id with other content (409)", status=409,
                          response=r.content[:2048].decode("utf-8", "replace"))
+
+    def deliver_batch(self, store: Any, deliveries: Sequence[Delivery]) -> list[BaseException | None]:
+        """Several statements in one ``POST statements`` (an array, each with its id): a
+        2xx stores them all (an id stored identically changes nothing); a refusal (400,
+        409: one statement's fault, or an LRS answering 409 to an id it holds) sends each
+        by ``PUT`` on its own (``each_on_refusal``), so only a conflicting one is dead-lettered."""
+        if any(d.record_kind != KIND for d in deliveries):
+            return [None if d.record_kind == KIND else Reject(f"xapi.lrs forwards statements, not {d.record_kind}")
+                    for d in deliveries]
+
+        def send_all(ds: Sequence[Delivery]) -> None:
+            bodies = self._bodies(store, ds)
+            found = [bodies[d.record_id] for d in ds if d.record_id in bodies]
+            if len({d.record_id for d in ds}) != len(ds):
+                raise Reject("the same statement twice in one batch")  # each on its own instead
+            if found:
+                call(self.http(), "POST", self.endpoint + "statements", f"POST statements ({len(found)} statements)",
+                     content=b"[" + b",".join(found) + b"]", headers={"Content-Type": "application/json"}, idempotent=True)
+
+        return each_on_refusal(deliveries, send_all, lambda d: self.deliver(store, d))
 
 
 def lrs_role(connection: Connection) -> Lrs:

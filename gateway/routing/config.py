@@ -5,7 +5,8 @@ column (PyYAML's node marks), never just the first:
 
 1. ``parse``: YAML (a syntax error with its place; a key given twice in one mapping is an
    error, where PyYAML would silently keep the last);
-2. the JSON Schema ``schemas/gateway.schema.json`` (shape, names, ``env:NAME`` auth
+2. the JSON Schema ``gateway/routing/gateway.schema.json`` (package data, read with
+   ``importlib.resources``, so an installed wheel checks alike) (shape, names, ``env:NAME`` auth
    references, the failure-policy option types, schedules);
 3. ``check``: what a schema cannot say: the role is one an installed adapter declares
    (``Wiring.routing_roles``) and, when ``adapter`` is given, that adapter's; the kinds are
@@ -41,7 +42,8 @@ from .protocol import Connection, Destination, Source
 if TYPE_CHECKING:
     from ..wiring import Wiring
 
-SCHEMA_PATH = PROJECT_ROOT / "schemas" / "gateway.schema.json"
+#: the JSON Schema of gateway.yaml: package data of ``gateway.routing`` (in the wheel)
+SCHEMA_RESOURCE = "gateway.schema.json"
 DEFAULT_TENANT = "default"
 #: top-level keys of gateway.yaml that belong to the routing layer, not to the settings
 ROUTING_KEYS = frozenset({"tenant", "connections", "routes"})
@@ -221,7 +223,9 @@ def parse(text: str) -> tuple[Parsed | None, list[Problem]]:
 
 @lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    from importlib.resources import files
+
+    doc: dict[str, Any] = json.loads((files(__package__) / SCHEMA_RESOURCE).read_text(encoding="utf-8"))
     return doc
 
 

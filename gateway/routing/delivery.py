@@ -7,7 +7,8 @@ the Temporal workflow of the row through ``engine.deliver_one``) and for each:
    circuit breaker is open (postponed to when the breaker closes, no attempt counted); a
    half-open breaker lets one trial call through, taken with an update of
    ``connection_health`` so that only one worker makes it;
-2. marks it delivered without a call when the record has changed since (its content hash
+2. marks it delivered without a call when its record is not of the route's ``orgs``
+   (``orgs.OrgScope``), or when the record has changed since (its content hash
    is no longer the stored one): a later outbox row carries the newer content, so the
    destination only ever gets a record's current state, in commit order;
 3. calls ``Destination.deliver`` and classifies what happened: delivered; ``Retry`` (and
@@ -47,6 +48,7 @@ from ..store.db import WRITE
 from ..store.tables import RECORD_TABLES, connection_health, outbox, routes
 from . import metrics
 from .load import LoadedRoute, RouteCache, scrub, secret_values
+from .orgs import ScopeCache
 from .outcomes import Outcome
 from .policy import Policy
 from .protocol import EXCERPT, Connection, Delivery, DeliveryFailure, Reject, Retry, WaitForDependency
@@ -57,6 +59,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tessera.routing")
 
+#: ``last_error`` of a row whose record is not of its route's ``orgs`` (marked delivered, never sent)
+OUTSIDE_ORGS = "outside the route's orgs (not sent)"
 #: a route that is disabled, or whose destination cannot be built, is looked at again after this
 PARKED = timedelta(seconds=60)
 
@@ -124,6 +128,17 @@ class _Health:
     trial_from: list[datetime] = field(default_factory=list)
 
 
+@dataclass
+class _Ready:
+    """A row past the checks, with its ``Delivery``: what ``_send`` sends."""
+
+    row: Mapping[str, Any]
+    conn: Connection
+    policy: Policy
+    h: _Health
+    delivery: Delivery
+
+
 #: by primary key only: with the tenant in the WHERE clause SQLite's planner walks the
 #: (tenant, updated_at, id) index over every record of the tenant instead (1.4 s a batch at
 #: 50,000 records); the tenant is checked on the rows found
@@ -152,6 +167,7 @@ class Deliverer:
         self.objects = RoleObjects(wiring)
         self.random = random
         self.clock = clock
+        self.scopes = ScopeCache(store)
 
     def close(self) -> None:
         self.objects.close()
@@ -160,31 +176,51 @@ class Deliverer:
 
     def deliver_rows(self, rows: Sequence[Mapping[str, Any]], *, deadline: float | None = None) -> list[Outcome]:
         """Deliver ``rows`` (outbox rows as mappings, in id order) and store each one's outcome.
-        Rows left when ``deadline`` (``time.monotonic``) passes are handed back undelivered."""
+        Rows left when ``deadline`` (``time.monotonic``) passes are handed back undelivered.
+
+        The rows of one connection go out together: one request for several rows where its
+        destination has ``deliver_batch`` (``batch_size`` of them at most), else one call
+        each, in id order; every row still gets its own outcome."""
         loaded = {rid: self.routes.get(rid) for rid in {r["route_id"] for r in rows}}
         health = self._health({lr.route.destination.id for lr in loaded.values() if lr and lr.route.destination})
         records = self._records(rows)
+        results: list[tuple[Outcome, dict[str, Any]] | None] = [None] * len(rows)
+        ready: dict[uuid.UUID, list[tuple[int, _Ready]]] = {}
+        for i, row in enumerate(rows):
+            if deadline is not None and time.monotonic() > deadline:
+                results[i] = Outcome("skipped"), self._release(row)
+                continue
+            try:
+                got = self._prepare(row, loaded.get(row["route_id"]), health, records)
+            except Exception as exc:  # e.g. a stored record this code cannot read: the row is retried, recorded
+                results[i] = self._unexpected(row, exc)
+                continue
+            if isinstance(got, _Ready):
+                ready.setdefault(got.conn.id, []).append((i, got))
+            else:
+                results[i] = got
+        for items in ready.values():
+            for i, sent in self._send(items, deadline):
+                results[i] = sent
         finished: list[dict[str, Any]] = []
         outcomes: list[Outcome] = []
         delivered_rows: list[Mapping[str, Any]] = []
-        for row in rows:
-            if deadline is not None and time.monotonic() > deadline:
-                outcome, values = Outcome("skipped"), self._release(row)
-            else:
-                try:
-                    outcome, values = self._one(row, loaded.get(row["route_id"]), health, records)
-                except Exception as exc:  # e.g. a stored record this code cannot read: the row is retried, recorded
-                    log.warning("delivery of outbox row %s failed before the call", row["id"], exc_info=True)
-                    error = f"unexpected {type(exc).__name__}: {exc}"[:EXCERPT]
-                    later = self.clock() + PARKED
-                    outcome = Outcome("retry", next_attempt_at=later, error=error)
-                    values = self._values(row, state="pending", attempts=row["attempts"] + 1, next_at=later, error=error)
-                if outcome.kind == "delivered" and values.get("s_error") is None:
-                    delivered_rows.append(row)
+        for row, result in zip(rows, results, strict=True):
+            assert result is not None
+            outcome, values = result
+            if outcome.kind == "delivered" and values.get("s_error") is None:
+                delivered_rows.append(row)
             finished.append(values)
             outcomes.append(outcome)
         self._write(finished, health, loaded, delivered_rows)
         return outcomes
+
+    def _unexpected(self, row: Mapping[str, Any], exc: Exception) -> tuple[Outcome, dict[str, Any]]:
+        log.warning("delivery of outbox row %s failed before the call", row["id"], exc_info=(type(exc), exc, exc.__traceback__))
+        error = f"unexpected {type(exc).__name__}: {exc}"[:EXCERPT]
+        later = self.clock() + PARKED
+        return Outcome("retry", next_attempt_at=later, error=error), self._values(
+            row, state="pending", attempts=row["attempts"] + 1, next_at=later, error=error)
 
     def _release(self, row: Mapping[str, Any]) -> dict[str, Any]:
         return self._values(row, state="pending", attempts=row["attempts"], next_at=self.clock(),
@@ -202,8 +238,10 @@ class Deliverer:
 
     # --- one row ------------------------------------------------------------------------------------
 
-    def _one(self, row: Mapping[str, Any], lr: LoadedRoute | None, health: dict[uuid.UUID, _Health],
-             records: dict[tuple[str, uuid.UUID], tuple[str, str]]) -> tuple[Outcome, dict[str, Any]]:
+    def _prepare(self, row: Mapping[str, Any], lr: LoadedRoute | None, health: dict[uuid.UUID, _Health],
+                 records: dict[tuple[str, uuid.UUID], tuple[str, str]]) -> _Ready | tuple[Outcome, dict[str, Any]]:
+        """The row's ``Delivery``, ready to send; or its outcome when there is nothing to send
+        (route gone or disabled, breaker open, superseded)."""
         now = self.clock()
         if lr is None or lr.route.destination is None:
             msg = "the route no longer exists or has no destination"
@@ -239,15 +277,72 @@ class Deliverer:
                     return Outcome("skipped"), self._values(row, state="delivered", attempts=row["attempts"], next_at=now,
                                                             error="superseded by a later change of the record", delivered=now)
                 record = RECORD_TYPES[kind].model_validate_json(data)
-        attempt = row["attempts"] + 1
+        if route.orgs and not self.scopes.get(route.tenant, route.orgs).admits(kind, record):
+            return Outcome("skipped"), self._values(row, state="delivered", attempts=row["attempts"], next_at=now,
+                                                    error=OUTSIDE_ORGS, delivered=now)
         delivery = Delivery(route=route, outbox_id=row["id"], record_kind=kind, record_id=row["record_id"],
                             content_hash=row["content_hash"], idempotency_key=row["idempotency_key"], record=record,
-                            attempt=attempt)
-        secrets = secret_values(conn)
+                            attempt=row["attempts"] + 1)
+        return _Ready(row, conn, policy, h, delivery)
+
+    def _send(self, items: list[tuple[int, _Ready]], deadline: float | None) -> list[tuple[int, tuple[Outcome, dict[str, Any]]]]:
+        """Send the ready rows of one connection: in requests of up to ``batch_size`` rows
+        where the destination takes several, else one by one; stop sending (postpone) once
+        the connection's breaker opens, and hand rows back once ``deadline`` passes."""
+        first = items[0][1]
+        conn, h, policy = first.conn, first.h, first.policy
+        out: list[tuple[int, tuple[Outcome, dict[str, Any]]]] = []
         try:
             destination = self.objects.get(conn)
-            destination.deliver(self.store, delivery)
-        except WaitForDependency as exc:
+        except Exception as exc:  # its factory refuses the connection as configured now: retried later, recorded
+            return [(i, self._classify(r, exc, count=n == 0)) for n, (i, r) in enumerate(items)]
+        batch = getattr(destination, "deliver_batch", None)
+        size = max(1, policy.batch_size or int(getattr(destination, "batch_size", 1) or 1)) if callable(batch) else 1
+        for at in range(0, len(items), size):
+            group = items[at:at + size]
+            now = self.clock()
+            if deadline is not None and time.monotonic() > deadline:
+                out.extend((i, (Outcome("skipped"), self._release(r.row))) for i, r in group)
+                continue
+            if policy.breaker_failures and h.open_until is not None and h.open_until > now and not h.trial_from:
+                out.extend((i, self._postpone(r.row, h.open_until)) for i, r in group)
+                continue
+            errors: list[BaseException | None]
+            if len(group) > 1 and callable(batch):
+                try:
+                    errors = list(batch(self.store, [r.delivery for _, r in group]))
+                except Exception as exc:  # the whole request failed: each row's failure
+                    errors = [exc] * len(group)
+                if len(errors) != len(group):
+                    errors = [RuntimeError(f"deliver_batch returned {len(errors)} results for {len(group)} rows")] * len(group)
+            else:
+                try:
+                    destination.deliver(self.store, group[0][1].delivery)
+                    errors = [None]
+                except Exception as exc:
+                    errors = [exc]
+            # one request that failed as a whole is one failed call for the circuit breaker
+            counted: set[int] = set()
+            for (i, r), err in zip(group, errors, strict=True):
+                new_call = err is None or id(err) not in counted
+                if err is not None:
+                    counted.add(id(err))
+                out.append((i, self._classify(r, err, count=new_call)))
+        return out
+
+    def _classify(self, ready: _Ready, exc: BaseException | None, *, count: bool = True) -> tuple[Outcome, dict[str, Any]]:
+        """What one attempt came to: delivered (``exc`` None) or the failure policy applied;
+        ``count``: a failure counts toward the circuit breaker (once per failed request)."""
+        row, route, policy, h, conn = ready.row, ready.delivery.route, ready.policy, ready.h, ready.conn
+        attempt = ready.delivery.attempt
+        now = self.clock()
+        if exc is None:
+            h.succeeded, h.new_failures, h.open_until, h.failures = True, 0, None, 0
+            metrics.DELIVERIES.labels(route=route.name).inc()
+            metrics.LAG.labels(route=route.name).observe(max(0.0, (now - row["created_at"]).total_seconds()))
+            return Outcome("delivered"), self._values(row, state="delivered", attempts=attempt, next_at=now, delivered=now)
+        secrets = secret_values(conn)
+        if isinstance(exc, WaitForDependency):
             since = waiting_since(row.get("waiting_on")) or now
             waited = (now - since).total_seconds()
             waiting = f"{scrub(exc.depends_on or exc.message, secrets)} (waiting since {since.isoformat()})"
@@ -258,31 +353,27 @@ class Deliverer:
                 kw["error"] = msg
                 return Outcome("dead", error=msg), self._values(row, state="dead", attempts=attempt, next_at=now, waiting=waiting,
                                                                  dead=now, **kw)
-            later = self.clock() + timedelta(seconds=policy.wait_delay(waited, random=self.random))
+            later = now + timedelta(seconds=policy.wait_delay(waited, random=self.random))
             return Outcome("wait", next_attempt_at=later, error=kw["error"]), self._values(
                 row, state="pending", attempts=row["attempts"], next_at=later, waiting=waiting, **kw)
-        except Reject as exc:
+        if isinstance(exc, Reject):
             kw = self._failure_fields(exc, secrets)
             metrics.FAILURES.labels(route=route.name, outcome="dead").inc()
             return Outcome("dead", error=kw["error"]), self._values(row, state="dead", attempts=attempt, next_at=now, dead=now, **kw)
-        except Exception as exc:  # Retry, transport errors, and anything unexpected: try again later
-            kw, retry_after = self._retry_fields(exc, secrets)
+        # Retry, transport errors, and anything unexpected: try again later
+        kw, retry_after = self._retry_fields(exc, secrets)
+        if count:
             self._failed(h, policy, now, kw["error"])
-            if policy.exhausted(attempt):
-                kw["error"] = f"{kw['error']} (gave up after {attempt} attempt{'s' if attempt > 1 else ''})"
-                metrics.FAILURES.labels(route=route.name, outcome="dead").inc()
-                return Outcome("dead", error=kw["error"]), self._values(row, state="dead", attempts=attempt, next_at=now,
-                                                                         dead=now, **kw)
-            later = self.clock() + timedelta(seconds=policy.retry_delay(attempt, retry_after, random=self.random))  # from the answer
-            metrics.FAILURES.labels(route=route.name, outcome="retry").inc()
-            metrics.RETRIES.labels(route=route.name).inc()
-            return Outcome("retry", next_attempt_at=later, error=kw["error"]), self._values(
-                row, state="pending", attempts=attempt, next_at=later, **kw)
-        done = self.clock()
-        h.succeeded, h.new_failures, h.open_until, h.failures = True, 0, None, 0
-        metrics.DELIVERIES.labels(route=route.name).inc()
-        metrics.LAG.labels(route=route.name).observe(max(0.0, (done - row["created_at"]).total_seconds()))
-        return Outcome("delivered"), self._values(row, state="delivered", attempts=attempt, next_at=done, delivered=done)
+        if policy.exhausted(attempt):
+            kw["error"] = f"{kw['error']} (gave up after {attempt} attempt{'s' if attempt > 1 else ''})"
+            metrics.FAILURES.labels(route=route.name, outcome="dead").inc()
+            return Outcome("dead", error=kw["error"]), self._values(row, state="dead", attempts=attempt, next_at=now,
+                                                                     dead=now, **kw)
+        later = now + timedelta(seconds=policy.retry_delay(attempt, retry_after, random=self.random))  # from the answer
+        metrics.FAILURES.labels(route=route.name, outcome="retry").inc()
+        metrics.RETRIES.labels(route=route.name).inc()
+        return Outcome("retry", next_attempt_at=later, error=kw["error"]), self._values(
+            row, state="pending", attempts=attempt, next_at=later, **kw)
 
     def _postpone(self, row: Mapping[str, Any], until: datetime) -> tuple[Outcome, dict[str, Any]]:
         return Outcome("wait", next_attempt_at=until, error="circuit breaker open"), self._values(
@@ -300,7 +391,7 @@ class Deliverer:
         return {"error": scrub(exc.message, secrets), "status": exc.status, "request": scrub(exc.request, secrets),
                 "response": scrub(exc.response[:EXCERPT] if exc.response else exc.response, secrets)}
 
-    def _retry_fields(self, exc: Exception, secrets: list[str]) -> tuple[dict[str, Any], float | None]:
+    def _retry_fields(self, exc: BaseException, secrets: list[str]) -> tuple[dict[str, Any], float | None]:
         if isinstance(exc, Retry):
             return self._failure_fields(exc, secrets), exc.retry_after
         if isinstance(exc, DeliveryFailure):

@@ -1,7 +1,7 @@
 """Creating, changing and removing connections and routes: through the API (``/v1/connections``,
 ``/v1/routes``) and from ``gateway.yaml`` (``apply_config``).
 
-Both paths check alike: the JSON Schema of ``schemas/gateway.schema.json`` (its
+Both paths check alike: the JSON Schema of ``gateway/routing/gateway.schema.json`` (its
 ``connection`` and ``route`` definitions), then the adapter's role, the kinds, the route's
 connections. Secrets are never accepted: ``auth`` holds ``env:NAME`` references only.
 

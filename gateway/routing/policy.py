@@ -20,6 +20,10 @@ option                       default    meaning
                                         (0: no breaker)
 ``breaker_seconds``          30         how long the breaker stays open; then one trial
                                         call (half-open) decides
+``batch_size``               0          records per request to a destination that takes
+                                        several in one (``deliver_batch``); 0: the
+                                        role's own default (``batch_size`` attribute),
+                                        1: one request per record
 ===========================  =========  ===============================================
 
 ``Retry-After`` from the destination replaces the backoff wait (capped at
@@ -50,6 +54,7 @@ class Policy:
     max_wait_for_dependency: float = 3600.0
     breaker_failures: int = 5
     breaker_seconds: float = 30.0
+    batch_size: int = 0
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any] | None) -> Policy:
@@ -84,6 +89,8 @@ class Policy:
             raise ConfigError(f"connection option 'breaker_failures' must be in [0, 10000] (got {self.breaker_failures})")
         if not 0 < self.breaker_seconds <= 86400:
             raise ConfigError(f"connection option 'breaker_seconds' must be in (0, 86400] (got {self.breaker_seconds})")
+        if not 0 <= self.batch_size <= 1000:
+            raise ConfigError(f"connection option 'batch_size' must be in [0, 1000] (got {self.batch_size})")
 
     # --- schedules ------------------------------------------------------------------------------
 

@@ -16,6 +16,12 @@ routes deliver the store's changes to it), or an object that is both.
   timestamp; the idempotency key as a header otherwise). It returns on success and raises
   one of the ``DeliveryFailure`` kinds otherwise; ``failure_from_response`` turns an HTTP
   answer into the right kind, so every destination classifies alike.
+* A ``Destination`` may also take several rows in one request: ``deliver_batch(store,
+  deliveries)`` returns one result per delivery (None: delivered; an exception: that
+  delivery's failure), and ``batch_size`` says how many it takes by default (the
+  connection option ``batch_size`` overrides it). Each record keeps its own idempotent
+  form, outcome, retries and dead letter: ``each_on_refusal`` is the usual shape (one
+  request for all; a refusal that may be one record's sends each on its own).
 
 Secrets: a connection's ``auth`` holds references (``env:NAME``), never values;
 ``Connection.secret`` reads the variable when the call is made, and no failure, sync run or
@@ -26,7 +32,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -164,6 +170,37 @@ class Destination(Protocol):
     def deliver(self, store: Store, delivery: Delivery) -> None:
         """Deliver one record (idempotently). Return on success, raise a ``DeliveryFailure`` kind."""
         ...
+
+
+@runtime_checkable
+class BatchDestination(Destination, Protocol):
+    #: how many deliveries one request takes by default
+    batch_size: int
+
+    def deliver_batch(self, store: Store, deliveries: Sequence[Delivery]) -> list[BaseException | None]:
+        """Deliver several records, idempotently each: one result per delivery, in order."""
+        ...
+
+
+def each_on_refusal(deliveries: Sequence[Delivery], send_all: Callable[[Sequence[Delivery]], None],
+                    send_one: Callable[[Delivery], None]) -> list[BaseException | None]:
+    """A ``deliver_batch``: ``send_all`` in one request; when the destination refuses it as a
+    whole for what may be one record's fault (``Reject``, ``WaitForDependency``: a 4xx),
+    ``send_one`` each delivery so that only the culprit fails (dead letter, or a wait).
+    A ``Retry`` (5xx, 429, unreachable) is every delivery's and is raised as it is."""
+    try:
+        send_all(deliveries)
+        return [None] * len(deliveries)
+    except (Reject, WaitForDependency):
+        pass
+    out: list[BaseException | None] = []
+    for d in deliveries:
+        try:
+            send_one(d)
+            out.append(None)
+        except Exception as exc:  # noqa: BLE001 - each delivery's own failure, classified by the engine
+            out.append(exc)
+    return out
 
 
 #: role name -> factory(connection) -> Source | Destination

@@ -17,6 +17,13 @@ the record: id, kind, source, native_id, status ``tobedeleted``). Headers:
 * ``X-Tessera-Signature``: ``sha256=`` + hex HMAC-SHA256 of ``timestamp + "." + body``,
   keyed with the connection's ``signing_secret`` (``auth: {signing_secret: env:NAME}``).
 
+With the connection option ``batch_size`` above 1, one signed POST carries up to that many
+events: ``{"id": "batch:<sha256 of the event ids>", "type": "tessera.record.batch",
+"events": [event, ...]}`` (``Idempotency-Key`` is that id; ``events_of`` gives the events
+either way). A 2xx delivers them all; 429/5xx/timeouts retry them all; a 409 or another
+4xx sends each event again on its own (``protocol.each_on_refusal``), so only the refused
+one waits or is dead-lettered. The default stays one event per request.
+
 A receiver checks both with ``verify`` (or its own ten lines, docs/webhooks.md): the
 signature proves the sender, the timestamp (within ``tolerance`` seconds) bounds how long a
 captured request can be replayed, and remembering event ids inside that window refuses the
@@ -29,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Callable, Container, Mapping, MutableSet
+from collections.abc import Callable, Container, Mapping, MutableSet, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -39,7 +46,7 @@ from ..http.client import HttpClient
 from ..http.retry import NO_RETRY, RetryLater, Unreachable
 from ..model import RECORD_TYPES, Status
 from .policy import Policy
-from .protocol import Connection, Delivery, Retry, failure_from_response
+from .protocol import Connection, Delivery, Retry, each_on_refusal, failure_from_response
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -48,6 +55,7 @@ SIGNATURE = "X-Tessera-Signature"
 TIMESTAMP = "X-Tessera-Timestamp"
 IDEMPOTENCY_KEY = "Idempotency-Key"
 EVENT_TYPE = "tessera.record.changed"
+BATCH_TYPE = "tessera.record.batch"
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -97,14 +105,28 @@ class WebhookDestination:
         # the routing engine retries (with its policy and the breaker): one attempt per call here
         self.http = HttpClient(retry=NO_RETRY, timeout=self.policy.timeout, follow_redirects=False)
 
+    #: one event per request unless the connection's ``batch_size`` option says more
+    batch_size = 1
+
     def deliver(self, store: Store, delivery: Delivery) -> None:
+        self._post(orjson.dumps(event(delivery)), delivery.idempotency_key)
+
+    def deliver_batch(self, store: Store, deliveries: Sequence[Delivery]) -> list[BaseException | None]:
+        """Several events in one signed request (module docstring)."""
+        return each_on_refusal(deliveries, self._post_batch, lambda d: self.deliver(store, d))
+
+    def _post_batch(self, deliveries: Sequence[Delivery]) -> None:
+        events = [event(d) for d in deliveries]
+        batch_id = "batch:" + hashlib.sha256("\n".join(e["id"] for e in events).encode()).hexdigest()
+        self._post(orjson.dumps({"id": batch_id, "type": BATCH_TYPE, "events": events}), batch_id)
+
+    def _post(self, body: bytes, key: str) -> None:
         secret = self.connection.secret("signing_secret")
         assert secret is not None
-        body = orjson.dumps(event(delivery))
         timestamp = str(int(self.clock()))
         headers = {
             "Content-Type": "application/json",
-            IDEMPOTENCY_KEY: delivery.idempotency_key,
+            IDEMPOTENCY_KEY: key,
             TIMESTAMP: timestamp,
             SIGNATURE: sign(secret, timestamp, body),
         }
@@ -187,4 +209,11 @@ def verify(body: bytes, headers: Mapping[str, str], secret: str | list[str], tol
     return ev
 
 
-__all__ = ["BUILTIN_ROLES", "EVENT_TYPE", "DuplicateEvent", "WebhookDestination", "WebhookVerificationError", "event", "sign", "verify"]
+def events_of(received: dict[str, Any]) -> list[dict[str, Any]]:
+    """The events a verified request carries: the batch's ``events``, or the one event."""
+    if received.get("type") == BATCH_TYPE and isinstance(received.get("events"), list):
+        return [e for e in received["events"] if isinstance(e, dict)]
+    return [received]
+
+
+__all__ = ["BATCH_TYPE", "BUILTIN_ROLES", "EVENT_TYPE", "events_of", "DuplicateEvent", "WebhookDestination", "WebhookVerificationError", "event", "sign", "verify"]
