@@ -96,6 +96,8 @@ class Provider:
     def __init__(self, mock: respx.MockRouter, data: dict[str, list[dict]], *, token: str | None = None,
                  link: bool = False, total: bool = True) -> None:
         self.data, self.token, self.link, self.total = data, token, link, total
+        #: the provider's clock, sent as ``Date`` (none when None)
+        self.date: str | None = None
         self.queries: list[tuple[str, dict[str, list[str]]]] = []
         self.raw: list[str] = []
         for name in (*COLLECTIONS, "demographics"):
@@ -112,6 +114,8 @@ class Provider:
         items = self.data.get(name, [])
         page = items[offset:offset + limit]
         headers = {"X-Total-Count": str(len(items))} if self.total else {}
+        if self.date:
+            headers["Date"] = self.date
         if self.link and offset + limit < len(items):
             headers["Link"] = f'<{BASE}/{name}?limit={limit}&offset={offset + limit}>; rel="next"'
         return httpx.Response(200, json={name: page}, headers=headers)
@@ -176,6 +180,30 @@ def test_a_second_full_pull_is_unchanged_and_retires_what_the_provider_no_longer
     assert again.result.created == 0 and again.retired == {"enrollment": 1}
     gone = store.records.get(T, "enrollment", record_id(T, "enrollment", "sis", "k1:u2"))
     assert gone.status == Status.tobedeleted
+
+
+@respx.mock(assert_all_mocked=True, assert_all_called=False)
+def test_the_watermark_never_passes_the_providers_clock_when_the_download_began(store: Store, respx_mock: respx.MockRouter) -> None:
+    # The collections are read one after another: an org changed while the users were read
+    # is newer than the orgs page but older than a user changed at the same time. A
+    # watermark at that user's dateLastModified would make the next pull skip the org.
+    data = roster(2)
+    provider = Provider(respx_mock, data)
+    provider.date = "Sat, 10 Jan 2026 09:00:00 GMT"
+    data["users"][0]["dateLastModified"] = "2026-01-10T09:00:07.250Z"  # changed during the download
+    with client() as c:
+        summary = c.pull(store, tenant=T)
+        assert summary.started == datetime(2026, 1, 10, 9, 0, tzinfo=UTC)
+        assert summary.next_since == "2026-01-10T09:00:00.000Z"
+        # the next pull reads from the start of the last download (less the routing layer's overlap)
+        provider.date = "Sat, 10 Jan 2026 10:00:00 GMT"
+        provider.queries.clear()
+        c.pull(store, tenant=T, since=summary.next_since)
+    assert {q["filter"][0] for _, q in provider.queries} == {"dateLastModified>'2026-01-10T09:00:00.000Z'"}
+    # a provider that sends no Date keeps the newest dateLastModified seen, as before
+    provider.date = None
+    with client() as c:
+        assert c.pull(store, tenant=T).next_since == "2026-01-10T09:00:07.250Z"
 
 
 @respx.mock(assert_all_mocked=True, assert_all_called=False)

@@ -59,6 +59,11 @@ def test_a_full_then_incremental_pull_with_the_overlap_and_a_tobedeleted_tombsto
     peer.store.records.apply(T, recs)
     src = provider_source(peer, monkeypatch)
     route = pull_route(src.connection)
+    # This test's changes all fall within a second or two of its pulls: the cap of the cursor
+    # at the provider's Date when a download begins (whole seconds, and uvicorn's may be a
+    # second old) would re-read them all, which is what it is for (tested in
+    # tests/test_oneroster_client.py). Here the cursor is the newest dateLastModified.
+    monkeypatch.setattr("adapters.oneroster.client._http_date", lambda value: None)
 
     pages, cursor = pull_all(src, store, route, None)
     # a page a committed batch (orgs, sessions, courses, classes, users, enrollments), then the end

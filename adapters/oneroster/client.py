@@ -18,7 +18,14 @@ Spec choices (OneRoster 1.2 Rostering REST/JSON binding, 1.1 REST binding sectio
   each batch on its own and says which collections are wholly committed. A reference to a record in neither the pull nor
   the store is held unresolved and listed in the summary's ``deviations`` (``pull_refs``,
   the rule of docs/oneroster-references.md); ``strict`` refuses it, and the pull with it.
-* the next watermark is the largest ``dateLastModified`` seen (the provider's clock).
+* the next watermark is the largest ``dateLastModified`` seen (the provider's clock), but
+  never later than the provider's ``Date`` when the download began (``PullSummary.started``):
+  the collections are read one after another, so a record of an early collection changed
+  while a later one was read carries a ``dateLastModified`` below the later collection's
+  newest; a watermark past the start would let the next pull skip it. Capped at the start,
+  the next pull re-reads the download's own window (the idempotent store counts it
+  unchanged) and misses nothing. ``Date`` has whole seconds and is rounded down, which only
+  re-reads more; a provider that sends no ``Date`` keeps the uncapped watermark.
 * authentication: OAuth 1.0a one-legged HMAC-SHA256 signatures for 1.1 providers that use
   them (``oauth1=True``), or OAuth 2.0 client credentials (RFC 6749 4.4, client authenticated with HTTP
   Basic, 2.3.1), the token cached until shortly before it expires and fetched again once
@@ -37,7 +44,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin
 
@@ -110,8 +118,10 @@ class PullSummary:
     #: collection -> tobedeleted objects for records never stored (nothing to do)
     ignored: dict[str, int] = field(default_factory=dict)
     result: Any = None
-    #: the largest dateLastModified seen: the ``since`` of the next incremental pull
+    #: the largest dateLastModified seen, capped at ``started``: the ``since`` of the next incremental pull
     watermark: datetime | None = None
+    #: the provider's clock (its ``Date`` header) when the download began
+    started: datetime | None = None
     #: "users field" -> objects whose password or other credential was dropped (``credentials``:
     #: a pull never stores one)
     dropped_credentials: dict[str, int] = field(default_factory=dict)
@@ -123,6 +133,17 @@ class PullSummary:
     @property
     def next_since(self) -> str | None:
         return format_datetime(self.watermark)
+
+
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP ``Date`` header (RFC 9110 5.6.7) as an aware datetime; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        dt = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
 class OneRosterClient(UsesHttp):
@@ -210,6 +231,8 @@ class OneRosterClient(UsesHttp):
         previous: Any = None
         while True:
             r = self.get(url, params)
+            if self.first_date is None:
+                self.first_date = _http_date(r.headers.get("date"))
             body = json_or_none(r)
             items = body.get(name) if isinstance(body, dict) else None
             if not isinstance(items, list):
@@ -236,6 +259,9 @@ class OneRosterClient(UsesHttp):
                 url, params = name, {**(params or {}), "limit": page_size, "offset": offset}
                 if since is not None:
                     params["filter"] = f"dateLastModified>'{format_datetime(since)}'"
+
+    #: the ``Date`` of the first answer of the running download (``_spooled``)
+    first_date: datetime | None = None
 
     # --- the pull ---------------------------------------------------------------------------------
 
@@ -325,6 +351,7 @@ class OneRosterClient(UsesHttp):
         # Download first, into a spool file, then apply: the store's write transaction (on
         # SQLite, the database's write lock) must never wait on the network.
         with tempfile.TemporaryFile() as spool:
+            self.first_date = None
             sizes: dict[str, int] = {}
             demo: dict[str, dict[str, Any]] = {}
             if demographics:
@@ -340,6 +367,7 @@ class OneRosterClient(UsesHttp):
                     n += 1
                 sizes[name] = n
             spool.seek(0)
+            summary.started = self.first_date
             pull = _Pull(self, store, tenant, source, since, page_size, batch, on_page, summary, spool, sizes)
             pull.collections = collections
             pull.demographics = demo
@@ -464,6 +492,8 @@ class _Pull:
             except ValueError:
                 pass  # to_canonical reports it
             else:
+                if self.summary.started is not None and dt > self.summary.started:
+                    dt = self.summary.started  # changed during the download: the next pull reads it again
                 if self.summary.watermark is None or dt > self.summary.watermark:
                     self.summary.watermark = dt
         deleted = obj.get("status") == "tobedeleted"

@@ -33,7 +33,9 @@ provider with ``client.OneRosterClient``, the path ``tessera import oneroster --
   them again without applying them, to retire what the provider no longer lists) and reads
   the interrupted collection again whole: what was committed of it is counted unchanged by
   the idempotent store, so nothing is lost and nothing applied twice. When the pull ends,
-  the cursor is the largest ``dateLastModified`` seen, without ``partial``.
+  the cursor is the largest ``dateLastModified`` seen, without ``partial``, but never past
+  the provider's ``Date`` when the download began (``client``: a record of an early
+  collection changed while a later one was read is read again, never skipped).
 
 ``oneroster.gradebook`` (Destination): mastery and evidence into a OneRoster 1.2 gradebook
 service as ``assessmentResults``.
