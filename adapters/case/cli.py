@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -73,7 +74,8 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, val
 
     def import_bytes(store: Store, data: bytes, *, name: str, tenant: str, source: str, force: bool, strict: bool,
                      dry_run: bool = False) -> None:
-        with console.status(Text(f"validating {name} ({len(data) / 1e6:.1f} MB) against the CASE 1.0 schema")) as status:
+        tracked = nullcontext() if dry_run else store.imports.track(tenant, "case", name)
+        with tracked as run, console.status(Text(f"validating {name} ({len(data) / 1e6:.1f} MB) against the CASE 1.0 schema")) as status:
             pkg = adapter.parse_package(data, tenant=tenant, source=source, strict=strict, name=name)
             if dry_run:
                 adapter.check_package(store, tenant, pkg, name=name)
@@ -83,6 +85,8 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, val
             status.update(Text(f"storing {pkg.title!r}: {len(pkg.competencies)} items, {len(pkg.relations)} associations, "
                                f"{len(pkg.scales)} rubric criteria, in one transaction"))
             _, done = adapter.import_package(store, tenant, pkg, source=source, force=force, name=name)
+            if run is not None:
+                run.done(done.result, deviations=pkg.deviations)
         report(pkg, done, name, tenant)
 
     @import_app.command("case")

@@ -26,19 +26,21 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer) -> 
         from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
         store = open_store()
-        with Progress(progress_description(), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                      console=console, transient=True) as progress:
-            task = progress.add_task(f"validating {file.name}", total=file.stat().st_size)
+        with store.imports.track(tenant, "ndjson", str(file)) as run:
+            with Progress(progress_description(), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                          console=console, transient=True) as progress:
+                task = progress.add_task(f"validating {file.name}", total=file.stat().st_size)
 
-            def lines():
-                with file.open("rb") as fh:
-                    for line in fh:
-                        progress.advance(task, len(line))
-                        yield line
+                def lines():
+                    with file.open("rb") as fh:
+                        for line in fh:
+                            progress.advance(task, len(line))
+                            yield line
 
-            records = adapter.parse_named(lines(), name=file.name, tenant=tenant)
-        with console.status(f"applying {len(records)} records in one transaction"):
-            result = store.records.apply(tenant, records)
+                records = adapter.parse_named(lines(), name=file.name, tenant=tenant)
+            with console.status(f"applying {len(records)} records in one transaction"):
+                result = store.records.apply(tenant, records)
+            run.done(result)
         print_apply_result(result, title=f"{file.name} -> tenant {tenant}")
         print_tenant(tenant)
 

@@ -156,8 +156,9 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
         total = sum(pkg.size(n) for n in pkg.members if n.endswith(".csv") and n != "manifest.csv")
         pkg.close()
         store = open_store()
-        with Progress(progress_description(), BarColumn(), DownloadColumn(),
-                      TimeRemainingColumn(), console=console, transient=True) as progress:
+        with store.imports.track(tenant, "oneroster.csv", str(path)) as run, \
+                Progress(progress_description(), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=console,
+                         transient=True) as progress:
             task = progress.add_task(f"validating {path.name}", total=total or None)
             current = {"file": ""}
 
@@ -172,6 +173,7 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
 
             report = adapter.import_package(store, path, tenant=tenant, source=source, progress=on_progress, applying=applying,
                                            strict=strict, keep_credentials=keep_credentials)
+            run.done(report.result, deviations=report.deviations)
         if as_json:
             typer.echo(json.dumps(import_summary(report), indent=2, ensure_ascii=False))
             return
@@ -191,13 +193,15 @@ def register(adapter: Any, import_app: typer.Typer, export_app: typer.Typer, *, 
 
         secret = client_secret_from_env(client_id, client_secret_env)
         store = open_store()
-        with OneRosterClient(url, version=version, client_id=client_id, client_secret=secret, token_url=token_url,
-                             scope=scope, oauth1=oauth1) as client, console.status(f"reading {client.base}") as status:
+        with store.imports.track(tenant, "oneroster.rest", url) as run, \
+                OneRosterClient(url, version=version, client_id=client_id, client_secret=secret, token_url=token_url,
+                                scope=scope, oauth1=oauth1) as client, console.status(f"reading {client.base}") as status:
             def on_page(name: str, n: int, total: int | None) -> None:
                 status.update(f"reading {name} from {client.base}: {n}" + (f" of {total}" if total else ""))
 
             summary = client.pull(store, tenant=tenant, source=source, since=since, on_page=on_page, demographics=demographics,
                                   strict=strict)
+            run.done(summary.result, deviations=summary.deviations)
         mode = f"changes since {since}" if since else "full"
         print_apply_result(summary.result, title=f"OneRoster {summary.version} {client.base} ({mode}) -> tenant {tenant} (source {source})")
         out.print("read: " + ", ".join(f"{name}={n}" for name, n in summary.counts.items()))

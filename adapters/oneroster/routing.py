@@ -209,7 +209,7 @@ class RosterSource:
         page = PageResult(cursor=make_cursor(new, self.version) if new is not None else make_cursor(None, self.version),
                           deleted=sum(summary.retired.values()))
         for d in summary.deviations.items[:MAX_REPORTED]:  # references held unresolved, and the like
-            page.errors.append({"message": d.message, "location": d.location or ""})
+            page.errors.append({"message": d.message, "location": d.location or "", "field": d.field or ""})
         yield page
 
 

@@ -114,7 +114,36 @@ def split_location(location: str | None) -> tuple[str, str]:
     return "", loc
 
 
+SOURCES = {"oneroster.csv": "OneRoster files", "oneroster.rest": "OneRoster provider", "case": "CASE framework",
+           "ndjson": "Tessera records (NDJSON)"}
+
+
 def imports(store: Store, tenant: str, *, limit: int = 50, before: datetime | None = None) -> list[dict[str, Any]]:
+    """The tenant's imports, newest first: the runs of its pull routes and the imports run
+    with ``tessera import`` (``gateway.store.imports``), each with a name and its errors as
+    ``{file, row, field, message}``."""
+    runs = route_runs(store, tenant, limit=limit, before=before) + import_runs(store, tenant, limit=limit, before=before)
+    runs.sort(key=lambda r: r["started"], reverse=True)
+    return runs[:limit]
+
+
+def import_runs(store: Store, tenant: str, *, limit: int, before: datetime | None) -> list[dict[str, Any]]:
+    out = []
+    for r in store.imports.recent(tenant, limit=limit, before=before):
+        read = r["created"] + r["updated"] + r["unchanged"]
+        status = "failed" if r["status"] == "failed" else ("partial" if r["deviations"] else "succeeded")
+        out.append({
+            "id": r["id"], "route_name": f"{SOURCES.get(r['source'], r['source'])}: {r['what']}", "status": status,
+            "started": r["started_at"], "started_at": r["started_at"], "message": r["message"],
+            "seconds": (r["finished_at"] - r["started_at"]).total_seconds(), "read": read, "written": r["created"] + r["updated"],
+            "unchanged": r["unchanged"], "deleted": 0, "failed": len(r["errors"]) if r["status"] == "failed" else 0,
+            "errors": [{"file": f, "row": rw, "field": str(e.get("field") or ""), "message": str(e.get("message") or "")}
+                       for e in r["errors"] for f, rw in [split_location(e.get("location"))]],
+        })
+    return out
+
+
+def route_runs(store: Store, tenant: str, *, limit: int = 50, before: datetime | None = None) -> list[dict[str, Any]]:
     """The runs of the tenant's pull routes, newest first, each with its route's name and
     its errors as ``{file, row, field, message}``."""
     s, r = t.sync_runs.c, t.routes.c

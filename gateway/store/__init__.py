@@ -9,6 +9,7 @@ from sqlalchemy import Engine, text
 from .alignments import AlignmentStore
 from .db import make_engine
 from .identities import IdentityStore
+from .imports import ImportRuns
 from .memberships import MembershipRepository
 from .migrate import Branch, Migrations
 from .outbox import RoutingStore
@@ -65,6 +66,10 @@ class Store:
     @cached_property
     def identities(self) -> IdentityStore:
         return IdentityStore(self.engine)
+
+    @cached_property
+    def imports(self) -> ImportRuns:
+        return ImportRuns(self.engine)
 
     @cached_property
     def alignments(self) -> AlignmentStore:

@@ -389,6 +389,30 @@ export_jobs = Table(
           postgresql_where=text("status IN ('queued', 'running')"), sqlite_where=text("status IN ('queued', 'running')")),
 )
 
+#: Each import (a file, a package or a provider read by ``tessera import ...``): its counts
+#: and its errors (file, row, field), kept whether it was applied or refused (0013), so that
+#: people see them later (the console's integrator pages); recorded in a transaction of its
+#: own, after the import's, so a refused import still changes no record.
+import_runs = Table(
+    "import_runs",
+    metadata,
+    Column("id", UUIDType(), primary_key=True),
+    Column("tenant", String(63), nullable=False),
+    Column("source", String(64), nullable=False),  # the importer: oneroster.csv, oneroster.rest, case, ndjson...
+    Column("what", Text(), nullable=False),  # the file, folder or URL (never a credential)
+    Column("via", String(16), nullable=False),  # cli | api
+    Column("status", String(16), nullable=False),  # succeeded | failed
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=False),
+    Column("created", Integer(), nullable=False, server_default="0"),
+    Column("updated", Integer(), nullable=False, server_default="0"),
+    Column("unchanged", Integer(), nullable=False, server_default="0"),
+    Column("deviations", Integer(), nullable=False, server_default="0"),  # normalised on the way in (tolerant)
+    Column("message", Text()),  # why it failed
+    Column("errors", Text(), nullable=False, server_default="[]"),  # JSON list of {message, location, field}
+    Index("ix_import_runs_tenant_started_at", "tenant", "started_at"),
+)
+
 oauth_clients = Table(
     "oauth_clients",
     metadata,
