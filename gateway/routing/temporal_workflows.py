@@ -21,6 +21,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 DELIVERY_WORKFLOW = "tessera.delivery"
 PULL_WORKFLOW = "tessera.pull"
+BATCH_WORKFLOW = "tessera.delivery_batch"
 #: the failure policy's defaults (gateway.routing.policy; a connection's ``options``
 #: ``retries``, ``backoff``, ``max_backoff``, ``timeout`` override them)
 DEFAULT_RETRIES = 8
@@ -49,6 +50,21 @@ class DeliveryJob:
     #: to the Temporal service; a dead worker's attempt is retried after the workflow task
     #: times out). Off by default.
     local: bool = False
+
+
+@dataclass
+class BatchJob:
+    """Several outbox rows of one connection (its ``batch_size`` > 1) delivered by one
+    workflow. ``tag`` is the workflow id and the rows' ``lease_owner`` while the batch holds
+    them: a hash of the rows' idempotency keys, attempts and due times, so a relay that
+    retries the start names the same workflow (refused), while the same rows due again
+    after a retry are a new batch."""
+
+    ids: list[int]
+    tag: str
+    #: one attempt's limit: a worker that dies mid-batch is noticed after this, and the
+    #: activity runs again (same rows, same keys) on another worker
+    attempt_seconds: float = 2 * DEFAULT_TIMEOUT + 15
 
 
 @dataclass
@@ -109,6 +125,23 @@ class DeliveryWorkflow:
             if waits % 100 == 0:  # keep the history short on a long wait
                 job.waits = waits
                 workflow.continue_as_new(job)
+
+
+@workflow.defn(name=BATCH_WORKFLOW)
+class BatchWorkflow:
+    @workflow.run
+    async def run(self, job: BatchJob) -> dict:
+        # every row's outcome (delivered, retry at a time, wait, dead letter) is written to the
+        # outbox by the activity, as the embedded engine does; a row due again goes out in a
+        # later batch. Temporal retries only the activity itself (a dead worker, the database
+        # away), with the same rows and so the same idempotency keys.
+        result: dict = await workflow.execute_activity(
+            "tessera.deliver_batch", args=[job.ids, job.tag], start_to_close_timeout=timedelta(seconds=job.attempt_seconds),
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
+                                     maximum_attempts=20),
+            result_type=dict,
+        )
+        return result
 
 
 @workflow.defn(name=PULL_WORKFLOW)
