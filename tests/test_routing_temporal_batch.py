@@ -170,13 +170,13 @@ def test_the_batch_tag_names_the_same_claim_the_same_and_a_retry_of_it_another()
 def test_a_worker_killed_mid_batch_is_recovered_with_the_same_keys(pg_url: str, temporal: str,  # noqa: F811
                                                                    event_sinks: Callable[..., EventSink]) -> None:
     n, size = 60, 10
-    sink = event_sinks(delay=1.0)  # each request is in flight for a second: the kill lands mid-batch
+    sink = event_sinks(delay=0.6)  # each request is in flight for a while: the kill lands mid-batch
     store = open_store(pg_url)
     try:
         route = push_route(store, sink.url, retries=20, batch_size=size)
         store.records.apply("t1", [f.org(f"o{i}") for i in range(n)])
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TW_URL": pg_url, "TW_ADDRESS": temporal,
-               "TW_QUEUE": f"tessera-batch-crash-{uuid.uuid4().hex[:8]}", "TW_ATTEMPT": "4"}
+               "TW_QUEUE": f"tessera-batch-crash-{uuid.uuid4().hex[:8]}", "TW_ATTEMPT": "3"}
         procs = [subprocess.Popen([sys.executable, "-c", "import tests.test_routing_temporal as t; t.worker_main()"], cwd=ROOT,
                                   env={**env, "TW_ID": f"w{i}"}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                  for i in range(2)]
