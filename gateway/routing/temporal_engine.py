@@ -16,6 +16,15 @@ Tessera does not schedule, queue or cluster anything itself on this path; Tempor
   other 4xx) non-retryable: the row is dead-lettered and the workflow fails. A 409 or an
   unknown reference ("wait for the dependency") is a durable timer in the workflow, then a
   fresh activity: waiting does not count toward the attempts.
+* **a batch**: the rows of a connection whose ``batch_size`` option is above 1 are relayed
+  in chunks of that many (one connection, id order), each a workflow
+  ``tessera.delivery_batch`` whose id is the batch's tag (``batch_tag``: a hash of the rows'
+  keys, attempts and due times), also the rows' ``lease_owner`` while the batch holds them.
+  Its one activity, ``tessera.deliver_batch``, runs the embedded engine's
+  ``Deliverer.deliver_rows`` on the rows still pending and still tagged: one request per
+  batch, each row's own outcome written to the outbox (retries and waits are due again
+  there and go out in a later batch; dead letters; the breaker counts a failed request
+  once). Temporal retries the activity itself (a dead worker): same rows, same keys.
 * **the outbox relay** (a loop in each worker) claims committed pending rows (a short
   claim on ``lease_owner``/``locked_until``; ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
   any number of workers relay side by side), starts their workflows, and marks them relayed
