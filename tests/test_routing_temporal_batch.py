@@ -32,6 +32,7 @@ import pytest
 from gateway.routing.temporal_engine import TemporalEngine, batch_tag
 from gateway.routing.temporal_workflows import BATCH_WORKFLOW, DELIVERY_WORKFLOW
 from gateway.store import Store
+from gateway.wiring import default as default_wiring
 from gateway.wiring import open_store
 from tests import factories as f
 from tests.test_routing_temporal import (  # noqa: F401 (fixtures)
@@ -202,3 +203,32 @@ def test_a_worker_killed_mid_batch_is_recovered_with_the_same_keys(pg_url: str, 
         print({"posts": sink.posts, "requests": sum(sink.requests.values()), "applied": len(sink.applied)})
     finally:
         store.dispose()
+
+
+def test_a_relay_that_claims_the_same_rows_again_names_the_same_workflow_and_is_refused(
+        store: Store, temporal: str, event_sinks: Callable[..., EventSink]) -> None:  # noqa: F811
+    from sqlalchemy import update
+
+    from gateway.routing.temporal_workflows import BatchJob
+    from gateway.store.db import WRITE
+    from gateway.store.tables import outbox
+
+    sink = event_sinks()
+    route = push_route(store, sink.url, batch_size=4)
+    store.records.apply("t1", [f.org(f"o{i}") for i in range(6)])
+    eng = TemporalEngine(store, default_wiring(), address=temporal, task_queue=f"tessera-norun-{uuid.uuid4().hex[:8]}")
+    first = eng._claim(route)  # a relay that claimed, started, then died before marking
+    assert [len(j.ids) for j in first if isinstance(j, BatchJob)] == [4, 2]
+    assert all(r.lease_owner in {j.tag for j in first if isinstance(j, BatchJob)} for r in outbox_rows(store, route))
+
+    async def start_all(jobs: list[Any]) -> list[bool]:
+        client = await _client(temporal)
+        return [await eng.start_batch(client, j) for j in jobs]
+
+    assert asyncio.run(start_all(first)) == [True, True]
+    with store.engine.connect().execution_options(**WRITE) as conn, conn.begin():  # its claim runs out
+        conn.execute(update(outbox).where(outbox.c.route_id == route).values(locked_until=None))
+    again = eng._claim(route)
+    assert [j.tag for j in again] == [j.tag for j in first]  # the same rows: the same workflow ids
+    assert asyncio.run(start_all(again)) == [False, False]  # refused: each batch starts once
+    assert not sink.posts  # no worker on that task queue: nothing was sent
