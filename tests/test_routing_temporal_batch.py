@@ -4,8 +4,9 @@ the embedded engine's ``Deliverer.deliver_rows``, each row keeping its own outco
 
 Against a real Temporal server (the fixtures of ``test_routing_temporal``) and a real HTTP sink
 that unpacks the webhook's batch form and counts by each event's idempotency key: N rows in
-ceil(N / batch_size) workflows and requests, each applied once; a 400 for one record of a
-batch dead-letters that record only; a worker SIGKILLed mid-batch (PostgreSQL, worker
+ceil(N / batch_size) workflows and requests, each applied once; a 5xx for a batch retries
+each of its rows in a later batch; a 400 for one record of a batch dead-letters that record
+only; a relay that claims the same rows again is refused the second start; a worker SIGKILLed mid-batch (PostgreSQL, worker
 processes) is recovered by Temporal's retry of the activity with the same keys.
 """
 
@@ -54,8 +55,8 @@ class EventSink:
     2xx; ``reject``: record ids answered 400 (a batch holding one is refused as a whole, and
     the webhook then sends each event on its own)."""
 
-    def __init__(self, delay: float = 0.0, reject: set[str] | None = None) -> None:
-        self.delay, self.reject = delay, reject or set()
+    def __init__(self, delay: float = 0.0, reject: set[str] | None = None, fail_first: int = 0) -> None:
+        self.delay, self.reject, self.fail_first = delay, reject or set(), fail_first
         self.requests: Counter[str] = Counter()
         self.applied: Counter[str] = Counter()
         self.posts = 0
@@ -75,6 +76,8 @@ class EventSink:
                     for e in events:
                         sink.requests[e["id"]] += 1
                     status = 400 if any(e["record_id"] in sink.reject for e in events) else 200
+                    if sink.posts <= sink.fail_first:
+                        status = 503
                     if status == 200:
                         for e in events:
                             sink.applied[e["id"]] = 1
@@ -232,3 +235,25 @@ def test_a_relay_that_claims_the_same_rows_again_names_the_same_workflow_and_is_
     assert [j.tag for j in again] == [j.tag for j in first]  # the same rows: the same workflow ids
     assert asyncio.run(start_all(again)) == [False, False]  # refused: each batch starts once
     assert not sink.posts  # no worker on that task queue: nothing was sent
+
+
+def test_a_5xx_for_a_batch_retries_each_of_its_rows_in_a_later_batch(
+        store: Store, engine: TemporalEngine, event_sinks: Callable[..., EventSink]) -> None:  # noqa: F811
+    from sqlalchemy import select
+
+    from gateway.store.tables import connection_health
+
+    sink = event_sinks(fail_first=1)
+    route = push_route(store, sink.url, batch_size=10)
+    store.records.apply("t1", [f.org(f"o{i}") for i in range(4)])
+    eventually(lambda: all(r.state == "delivered" for r in outbox_rows(store, route)), timeout=30, what="every row delivered")
+    rows = outbox_rows(store, route)
+    assert all(r.attempts == 2 for r in rows)  # each row's own attempt count: the 503, then the 2xx
+    # each row's retry time has its own jitter: the rows due again may go out in one later batch or several
+    assert sink.posts >= 2 and set(sink.requests.values()) == {2} and set(sink.applied.values()) == {1}
+    with store.engine.connect() as conn:
+        health = conn.execute(select(connection_health)).one()
+    assert health.consecutive_failures == 0 and health.last_failure_at is not None  # the failure recorded, then the success
+    ran = eventually(lambda: (w := workflows(engine.address, engine.task_queue))[BATCH_WORKFLOW] == sink.posts and w,
+                     what="a workflow per batch")
+    assert set(ran) == {BATCH_WORKFLOW}

@@ -4,8 +4,9 @@ plain data they take.
 Kept in a module of their own that imports nothing but the standard library and
 ``temporalio``: Temporal's sandbox imports a workflow's module afresh for each run and checks
 that the workflow only does deterministic things. So the workflows here call activities
-(by name: ``tessera.deliver``, ``tessera.dead_letter``, ``tessera.pull``, defined with every
-read, write and HTTP call in ``temporal_engine``) and sleep on Temporal timers; nothing else.
+(by name: ``tessera.deliver``, ``tessera.deliver_batch``, ``tessera.dead_letter``,
+``tessera.pull``, defined with every read, write and HTTP call in ``temporal_engine``) and
+sleep on Temporal timers; nothing else.
 """
 
 from __future__ import annotations
