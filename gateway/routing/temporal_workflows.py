@@ -4,8 +4,9 @@ plain data they take.
 Kept in a module of their own that imports nothing but the standard library and
 ``temporalio``: Temporal's sandbox imports a workflow's module afresh for each run and checks
 that the workflow only does deterministic things. So the workflows here call activities
-(by name: ``tessera.deliver``, ``tessera.dead_letter``, ``tessera.pull``, defined with every
-read, write and HTTP call in ``temporal_engine``) and sleep on Temporal timers; nothing else.
+(by name: ``tessera.deliver``, ``tessera.deliver_batch``, ``tessera.dead_letter``,
+``tessera.pull``, defined with every read, write and HTTP call in ``temporal_engine``) and
+sleep on Temporal timers; nothing else.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 DELIVERY_WORKFLOW = "tessera.delivery"
 PULL_WORKFLOW = "tessera.pull"
+BATCH_WORKFLOW = "tessera.delivery_batch"
 #: the failure policy's defaults (gateway.routing.policy; a connection's ``options``
 #: ``retries``, ``backoff``, ``max_backoff``, ``timeout`` override them)
 DEFAULT_RETRIES = 8
@@ -49,6 +51,21 @@ class DeliveryJob:
     #: to the Temporal service; a dead worker's attempt is retried after the workflow task
     #: times out). Off by default.
     local: bool = False
+
+
+@dataclass
+class BatchJob:
+    """Several outbox rows of one connection (its ``batch_size`` > 1) delivered by one
+    workflow. ``tag`` is the workflow id and the rows' ``lease_owner`` while the batch holds
+    them: a hash of the rows' idempotency keys, attempts and due times, so a relay that
+    retries the start names the same workflow (refused), while the same rows due again
+    after a retry are a new batch."""
+
+    ids: list[int]
+    tag: str
+    #: one attempt's limit: a worker that dies mid-batch is noticed after this, and the
+    #: activity runs again (same rows, same keys) on another worker
+    attempt_seconds: float = 2 * DEFAULT_TIMEOUT + 15
 
 
 @dataclass
@@ -109,6 +126,23 @@ class DeliveryWorkflow:
             if waits % 100 == 0:  # keep the history short on a long wait
                 job.waits = waits
                 workflow.continue_as_new(job)
+
+
+@workflow.defn(name=BATCH_WORKFLOW)
+class BatchWorkflow:
+    @workflow.run
+    async def run(self, job: BatchJob) -> dict:
+        # every row's outcome (delivered, retry at a time, wait, dead letter) is written to the
+        # outbox by the activity, as the embedded engine does; a row due again goes out in a
+        # later batch. Temporal retries only the activity itself (a dead worker, the database
+        # away), with the same rows and so the same idempotency keys.
+        result: dict = await workflow.execute_activity(
+            "tessera.deliver_batch", args=[job.ids, job.tag], start_to_close_timeout=timedelta(seconds=job.attempt_seconds),
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
+                                     maximum_attempts=20),
+            result_type=dict,
+        )
+        return result
 
 
 @workflow.defn(name=PULL_WORKFLOW)
