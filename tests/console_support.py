@@ -14,7 +14,6 @@ unless ``TESSERA_REQUIRE_BROWSER=1`` (set by ``.ci/run``) makes that a failure.
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import sqlite3
@@ -144,35 +143,26 @@ def console_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSi
             proc.kill()
 
 
-_PLAYWRIGHT: list[Any] = []  # [playwright, browser] of this test process, started once
-
-
-def _close_browser() -> None:
-    if _PLAYWRIGHT:
-        pw, b = _PLAYWRIGHT
-        _PLAYWRIGHT.clear()
-        b.close()
-        pw.stop()
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Debian Chromium under Playwright, one per test process.
+    """Headless Debian Chromium under Playwright, for one test module.
 
-    Each test module imports this fixture, so pytest holds one session fixture per module;
-    Playwright's sync API allows one running instance a thread, so they all share the
-    process's one browser (closed when the process exits)."""
+    Module-scoped, and stopped when the module's tests are done: while Playwright's sync API
+    runs it holds an asyncio loop marked running in this thread, so a later test of the same
+    process that calls ``asyncio.run`` would fail (it did, with a browser kept for the whole
+    session); and it allows one running instance a thread, which module scope gives too."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("TESSERA_REQUIRE_BROWSER") == "1":
             pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium package")
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    if not _PLAYWRIGHT:
-        from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright
 
-        pw = sync_playwright().start()
-        _PLAYWRIGHT.extend([pw, pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)])
-        atexit.register(_close_browser)
-    yield _PLAYWRIGHT[1]
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
 
 
 def assert_accessible(page: Any, what: str) -> None:

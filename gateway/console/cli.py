@@ -24,7 +24,7 @@ def sign_in_link(store: object, *, base: str, tenant: str, role: str, person: uu
 
     s = settings()
     keys = KeyStore(store.engine, token_ttl_seconds=s.token_ttl_seconds)  # type: ignore[attr-defined]
-    token = make_token(session_secret(keys, ConsoleSettings()), tenant=tenant, role=role,  # type: ignore[arg-type]
+    token = make_token(session_secret(lambda: keys, ConsoleSettings()), tenant=tenant, role=role,  # type: ignore[arg-type]
                        person_id=person, name=name, minutes=minutes, next_url=next_url)
     return f"{base.rstrip('/')}{PATH}?token={quote(token, safe='')}"
 

@@ -64,7 +64,7 @@ def build(console: Console) -> APIRouter:
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
     def secret() -> bytes:
-        return session_secret(console.ctx.auth.keys, console.settings)
+        return session_secret(lambda: console.ctx.auth.keys, console.settings)
 
     @router.get("/sign-in/link")
     def confirm(request: Request) -> Response:

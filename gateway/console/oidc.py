@@ -159,7 +159,7 @@ class OidcSignIn:
     def flows(self) -> URLSafeTimedSerializer:
         if self._flows is None:
             # the session secret (another salt): one key signs both cookies
-            self._flows = URLSafeTimedSerializer(session_secret(self.console.ctx.auth.keys, self.settings), salt="tessera-console-oidc-flow")
+            self._flows = URLSafeTimedSerializer(session_secret(lambda: self.console.ctx.auth.keys, self.settings), salt="tessera-console-oidc-flow")
         return self._flows
 
     def redirect_uri(self, request: Request) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -79,14 +80,14 @@ class SessionCodec:
         return hmac.new(self._secret, b"csrf:" + viewer.sid.encode(), hashlib.sha256).hexdigest()
 
 
-def session_secret(keys: KeyStore, settings: ConsoleSettings) -> bytes:
-    """``TESSERA_CONSOLE__SECRET``, else derived from the current token-signing key (shared by
-    every process of one database; a key rotation ends every session)."""
+def session_secret(keys: Callable[[], KeyStore], settings: ConsoleSettings) -> bytes:
+    """``TESSERA_CONSOLE__SECRET``, else derived from the current token-signing key of
+    ``keys()`` (shared by every process of one database; a key rotation ends every session)."""
     if settings.secret is not None:
         return settings.secret.get_secret_value().encode()
     from cryptography.hazmat.primitives import serialization
 
-    key = keys.current()
+    key = keys().current()
     pem = key.private_key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                         serialization.NoEncryption())
     return hmac.new(pem, b"tessera console session v1 " + key.kid.encode(), hashlib.sha256).digest()
@@ -131,7 +132,7 @@ class Console:
     def codec(self) -> SessionCodec:
         """Made on first use: the app may be built before the database is migrated."""
         if self._codec is None:
-            self._codec = SessionCodec(session_secret(self.ctx.auth.keys, self.settings), max_age_seconds=self.settings.session_minutes * 60)
+            self._codec = SessionCodec(session_secret(lambda: self.ctx.auth.keys, self.settings), max_age_seconds=self.settings.session_minutes * 60)
         return self._codec
 
     # --- sessions ----------------------------------------------------------------------------
