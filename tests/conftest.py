@@ -29,10 +29,13 @@ import httpx
 import httpx._transports.default as _httpx_transports
 import pytest
 import uvicorn
+from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, create_engine, text
 
 from gateway.auth import ClientStore
+from gateway.auth import clients as _auth_clients
+from gateway.auth import keys as _auth_keys
 from gateway.config import Settings
 from gateway.store import Store
 from gateway.wiring import default as default_wiring
@@ -71,6 +74,49 @@ def _shared_ssl_context(verify: object = True, cert: object = None, trust_env: b
 
 
 _httpx_transports.create_ssl_context = _shared_ssl_context  # type: ignore[assignment]
+
+
+# --- the costs the product pays on purpose, paid once per test process ---------------------------
+# scrypt with the product's cost (N=2**14: 16 MB, 50-80 ms of CPU) ran twice per token a test
+# asked for (the client's secret hashed when created, verified at /oauth/token). The tests
+# hash with N=2**10: the same code, format and comparison (the stored hash names its N, and
+# ``test_auth.py`` checks the product's value, ``PRODUCT_SCRYPT_N``); the dummy hash an
+# unknown client is checked against is made with the same N, so both paths still run one
+# scrypt of equal cost.
+PRODUCT_SCRYPT_N = _auth_clients._N
+_auth_clients._N = 2**10
+_auth_clients._DUMMY_HASH = _auth_clients.hash_secret("not-a-secret", salt=b"0" * 16)
+
+
+class _RsaKeyPool:
+    """``rsa`` as ``gateway.auth.keys`` sees it: each test's fresh database made the gateway
+    generate its signing key, a 2048-bit RSA key (80-150 ms of CPU, often more). The first 16
+    keys asked for are generated and then handed out again in turn, so consecutive keys (a
+    rotation, a test's second key) still differ; the key id is random as before."""
+
+    SIZE = 16
+
+    def __init__(self) -> None:
+        self._keys: list[rsa.RSAPrivateKey] = []
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def generate_private_key(self, public_exponent: int, key_size: int) -> rsa.RSAPrivateKey:
+        if (public_exponent, key_size) != (65537, 2048):
+            return rsa.generate_private_key(public_exponent=public_exponent, key_size=key_size)
+        with self._lock:
+            if len(self._keys) < self.SIZE:
+                self._keys.append(rsa.generate_private_key(public_exponent=public_exponent, key_size=key_size))
+                return self._keys[-1]
+            key = self._keys[self._next]
+            self._next = (self._next + 1) % self.SIZE
+            return key
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(rsa, name)
+
+
+_auth_keys.rsa = _RsaKeyPool()  # type: ignore[assignment]
 
 
 

@@ -559,6 +559,17 @@ def test_client_secret_is_stored_only_as_a_hash(api):
     assert r.status_code == 401
 
 
+def test_secrets_are_hashed_with_scrypt_at_the_products_cost() -> None:
+    """The tests hash with a cheaper N (``conftest.py``); the product's own is this one."""
+    from gateway.auth import clients as clients_module
+
+    from .conftest import PRODUCT_SCRYPT_N
+
+    assert (PRODUCT_SCRYPT_N, clients_module._R, clients_module._P) == (2**14, 8, 1)
+    stored = clients_module.hash_secret("s3cret")
+    assert stored.startswith(f"scrypt${clients_module._N}$8$1$") and verify_secret("s3cret", stored)
+
+
 def _squash(text: str) -> str:
     """CLI output without whitespace and table rules, so a wrapped value reads as one string."""
     return re.sub(r"[\s│┃┏┓┗┛┡┩└┘┌┐├┤┬┴┼━─═║╇╈╋╿╽|+-]", "", text)
