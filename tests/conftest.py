@@ -249,7 +249,7 @@ class Api:
 
     def token(self, tenant: str = "t1", scopes: list[str] | None = None) -> str:
         cid, secret = self.credentials(tenant, scopes or ["roster.readonly", "competencies.readonly", "evidence.readonly", "records.write"])
-        r = httpx.post(f"{self.base_url}/oauth/token", data={"grant_type": "client_credentials"}, auth=(cid, secret))
+        r = httpx.post(f"{self.base_url}/oauth/token", data={"grant_type": "client_credentials"}, auth=(cid, secret), timeout=30)
         assert r.status_code == 200, r.text
         return r.json()["access_token"]
 
