@@ -302,9 +302,9 @@ class _Server(uvicorn.Server):
 
 
 @contextmanager
-def serve(app: object) -> Iterator[str]:
-    """Run an ASGI app under uvicorn in a thread on a free port; yields its base URL."""
-    port = free_port()
+def serve(app: object, port: int | None = None) -> Iterator[str]:
+    """Run an ASGI app under uvicorn in a thread on a free port (or ``port``); yields its base URL."""
+    port = port or free_port()
     server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
