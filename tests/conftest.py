@@ -117,6 +117,14 @@ class _RsaKeyPool:
 
 
 _auth_keys.rsa = _RsaKeyPool()  # type: ignore[assignment]
+#: the tests' own keys (an LTI tool's or platform's) come from a pool of their own, so a test's
+#: key is never the gateway's
+_TEST_KEYS = _RsaKeyPool()
+
+
+def rsa_key() -> rsa.RSAPrivateKey:
+    """A 2048-bit RSA key for a test's peer (an LTI tool or platform): one of 16, in turn."""
+    return _TEST_KEYS.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 

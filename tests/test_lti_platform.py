@@ -18,12 +18,12 @@ import jwt
 import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from adapters.lti.platform.registrations import Tool, ToolRegistration, ToolRegistry
 from gateway.model import Identifier
 from tests import factories as f
+from tests.conftest import rsa_key
 
 LTI = "https://purl.imsglobal.org/spec/lti/claim/"
 AGS = "https://purl.imsglobal.org/spec/lti-ags/scope/"
@@ -36,7 +36,7 @@ class ToolKey:
 
     def __init__(self, kid: str | None = None) -> None:
         self.kid = kid or uuid.uuid4().hex[:12]
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key = rsa_key()  # pooled (tests/conftest.py): consecutive keys differ
         self.pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
         self.jwk = {**orjson.loads(RSAAlgorithm.to_jwk(key.public_key())), "kid": self.kid, "alg": "RS256", "use": "sig"}
 

@@ -20,14 +20,13 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from jwt.algorithms import RSAAlgorithm
 
 from adapters.lti.claims import LTI
 from gateway.store import Store
 from tests import factories as f
-from tests.conftest import Api, serve
+from tests.conftest import Api, rsa_key, serve
 
 ISS = "https://lms.example.edu"
 CLIENT_ID = "tessera-client-1"
@@ -40,7 +39,7 @@ INSTRUCTOR = "http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor"
 
 
 def new_key(kid: str) -> tuple[Any, dict[str, Any]]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = rsa_key()  # pooled (tests/conftest.py): consecutive keys differ
     jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
     jwk.update(kid=kid, alg="RS256", use="sig")
     return key, jwk
