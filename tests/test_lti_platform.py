@@ -73,7 +73,8 @@ def seed(store, tenant: str = f.T, n: int = 3) -> dict[str, Any]:
 def service_token(api, tool: Tool, key: ToolKey, scopes: list[str]) -> str:
     url = f"{api.base_url}/lti/platform/token"
     r = httpx.post(url, data={"grant_type": "client_credentials", "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                              "client_assertion": key.assertion(tool.client_id, url), "scope": " ".join(scopes)})
+                              "client_assertion": key.assertion(tool.client_id, url), "scope": " ".join(scopes)},
+                   timeout=30)  # as the other test clients: httpx's 5 s default timed out on a loaded machine
     assert r.status_code == 200, r.text
     return r.json()["access_token"]
 
