@@ -4,8 +4,6 @@ in front of a real server that injects the faults a test names."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -100,25 +98,13 @@ class _ProxyApp:
 @contextmanager
 def fault_proxy(upstream: str, faults: list[Fault]) -> Iterator[str]:
     """An HTTP proxy to ``upstream`` on a free port injecting ``faults``; yields its base URL."""
-    import uvicorn
-
-    from tests.conftest import free_port
+    from tests.conftest import serve
 
     app = _ProxyApp(upstream, faults)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not server.started:
-        if time.time() > deadline or not thread.is_alive():
-            raise RuntimeError("proxy did not start")
-        time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        with serve(app) as base:
+            yield base
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         app.client.close()
 
 

@@ -10,9 +10,13 @@ server and sets it). Without it the PostgreSQL half is skipped, unless
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import os
 import shutil
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -22,11 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import httpx._transports.default as _httpx_transports
 import pytest
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import settings as hypothesis_settings
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from gateway.auth import ClientStore
+from gateway.auth import clients as _auth_clients
+from gateway.auth import keys as _auth_keys
 from gateway.config import Settings
 from gateway.store import Store
 from gateway.wiring import default as default_wiring
@@ -41,6 +50,81 @@ hypothesis_settings.register_profile("ci", derandomize=True, database=None, max_
 _PROFILE = os.environ.get("TESSERA_HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "1" else None)
 if _PROFILE:
     hypothesis_settings.load_profile(_PROFILE)
+
+
+# --- one TLS trust store per test process ------------------------------------------------------
+# Every ``httpx.Client`` (each test's clients, and each app's outbound clients: three per
+# ``create_app``) built a fresh ``ssl.SSLContext`` and loaded certifi's CA bundle into it:
+# 30-40 ms of CPU each on an idle core, several per test, minutes per CI run. No test makes
+# a TLS connection (every server under test listens on plain HTTP on 127.0.0.1; remote peers
+# are respx mocks), so the default verifying context is built once and shared; any other
+# ``verify``/``cert`` still gets its own.
+_httpx_create_ssl_context = _httpx_transports.create_ssl_context
+
+
+@functools.cache
+def _default_ssl_context(trust_env: bool, cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    return _httpx_create_ssl_context(verify=True, trust_env=trust_env)
+
+
+def _shared_ssl_context(verify: object = True, cert: object = None, trust_env: bool = True) -> ssl.SSLContext:
+    if verify is True and cert is None:
+        return _default_ssl_context(trust_env, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    return _httpx_create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)  # type: ignore[arg-type]
+
+
+_httpx_transports.create_ssl_context = _shared_ssl_context  # type: ignore[assignment]
+
+
+# --- the costs the product pays on purpose, paid once per test process ---------------------------
+# scrypt with the product's cost (N=2**14: 16 MB, 50-80 ms of CPU) ran twice per token a test
+# asked for (the client's secret hashed when created, verified at /oauth/token). The tests
+# hash with N=2**10: the same code, format and comparison (the stored hash names its N, and
+# ``test_auth.py`` checks the product's value, ``PRODUCT_SCRYPT_N``); the dummy hash an
+# unknown client is checked against is made with the same N, so both paths still run one
+# scrypt of equal cost.
+PRODUCT_SCRYPT_N = _auth_clients._N
+_auth_clients._N = 2**10
+_auth_clients._DUMMY_HASH = _auth_clients.hash_secret("not-a-secret", salt=b"0" * 16)
+
+
+class _RsaKeyPool:
+    """``rsa`` as ``gateway.auth.keys`` sees it: each test's fresh database made the gateway
+    generate its signing key, a 2048-bit RSA key (80-150 ms of CPU, often more). The first 16
+    keys asked for are generated and then handed out again in turn, so consecutive keys (a
+    rotation, a test's second key) still differ; the key id is random as before."""
+
+    SIZE = 16
+
+    def __init__(self) -> None:
+        self._keys: list[rsa.RSAPrivateKey] = []
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def generate_private_key(self, public_exponent: int, key_size: int) -> rsa.RSAPrivateKey:
+        if (public_exponent, key_size) != (65537, 2048):
+            return rsa.generate_private_key(public_exponent=public_exponent, key_size=key_size)
+        with self._lock:
+            if len(self._keys) < self.SIZE:
+                self._keys.append(rsa.generate_private_key(public_exponent=public_exponent, key_size=key_size))
+                return self._keys[-1]
+            key = self._keys[self._next]
+            self._next = (self._next + 1) % self.SIZE
+            return key
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(rsa, name)
+
+
+_auth_keys.rsa = _RsaKeyPool()  # type: ignore[assignment]
+#: the tests' own keys (an LTI tool's or platform's) come from a pool of their own, so a test's
+#: key is never the gateway's
+_TEST_KEYS = _RsaKeyPool()
+
+
+def rsa_key() -> rsa.RSAPrivateKey:
+    """A 2048-bit RSA key for a test's peer (an LTI tool or platform): one of 16, in turn."""
+    return _TEST_KEYS.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 
@@ -101,8 +185,34 @@ def _pg_database() -> Iterator[str]:
     admin.dispose()
 
 
-#: every table, the gateway's and each adapter's (CASCADE takes care of the order)
-_TRUNCATE = ", ".join(tbl.name for meta in default_wiring().migrations.all_metadata() for tbl in meta.sorted_tables)
+#: every table, the gateway's and each adapter's
+_TABLES = [tbl.name for meta in default_wiring().migrations.all_metadata() for tbl in meta.sorted_tables]
+#: one query naming the tables that hold a row: most tests write to a few of the 53 tables,
+#: and a TRUNCATE of all of them took 100-150 ms per test (a new file for each table and
+#: index) where probing them and truncating the written ones takes a few
+_WRITTEN = " UNION ALL ".join(f"SELECT '{name}' WHERE EXISTS (SELECT 1 FROM {name})" for name in _TABLES)
+#: the sequences that have handed out a value (TRUNCATE ... RESTART IDENTITY restarts only
+#: those of the tables truncated: a row inserted and rolled back advances one too)
+_USED_SEQUENCES = ("SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename) FROM pg_sequences "
+                   "WHERE last_value IS NOT NULL AND schemaname = current_schema()")
+
+
+@pytest.fixture(scope="session")
+def _pg_cleaner(_pg_database: str) -> Iterator[Engine]:
+    eng = create_engine(_pg_database, pool_size=1)
+    yield eng
+    eng.dispose()
+
+
+def _empty_pg(eng: Engine) -> None:
+    """Every table empty and every sequence restarted, as after the migration: the same
+    state a TRUNCATE of all tables ... RESTART IDENTITY leaves."""
+    with eng.begin() as conn:
+        written = [row[0] for row in conn.execute(text(_WRITTEN))]
+        if written:
+            conn.execute(text(f"TRUNCATE {', '.join(written)} RESTART IDENTITY CASCADE"))
+        for seq in conn.execute(text(_USED_SEQUENCES)).scalars().all():
+            conn.execute(text(f"ALTER SEQUENCE {seq} RESTART"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -113,10 +223,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         shutil.copy(request.getfixturevalue("_sqlite_template"), path)
         return f"sqlite:///{path}"
     url = request.getfixturevalue("_pg_database")
-    eng = create_engine(url)
-    with eng.begin() as conn:
-        conn.execute(text(f"TRUNCATE {_TRUNCATE} RESTART IDENTITY CASCADE"))
-    eng.dispose()
+    _empty_pg(request.getfixturevalue("_pg_cleaner"))
     return url
 
 
@@ -150,7 +257,7 @@ class Api:
 
     def token(self, tenant: str = "t1", scopes: list[str] | None = None) -> str:
         cid, secret = self.credentials(tenant, scopes or ["roster.readonly", "competencies.readonly", "evidence.readonly", "records.write"])
-        r = httpx.post(f"{self.base_url}/oauth/token", data={"grant_type": "client_credentials"}, auth=(cid, secret))
+        r = httpx.post(f"{self.base_url}/oauth/token", data={"grant_type": "client_credentials"}, auth=(cid, secret), timeout=30)
         assert r.status_code == 200, r.text
         return r.json()["access_token"]
 
@@ -160,24 +267,64 @@ class Api:
         return c
 
 
-@contextmanager
-def serve(app: object) -> Iterator[str]:
-    """Run an ASGI app under uvicorn in a thread on a free port; yields its base URL."""
-    import uvicorn
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopping as soon as it is asked to (``stop``).
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"))
+    uvicorn checks its exit flag every 100 ms and then, shutting down, sleeps 100 ms more
+    and polls its open connections every 100 ms: 0.2-0.3 s of a test's time per server,
+    and the suite starts hundreds. Here the flag wakes the loop at once (the once-a-second
+    work of the loop, the Date header, is unchanged), and the shutdown is uvicorn's (stop
+    listening, ask each connection to close, wait for the connections and the background
+    tasks still running, then the lifespan) polling every 5 ms."""
+
+    _wake: asyncio.Event | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    def stop(self) -> None:
+        self.should_exit = True
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                loop.call_soon_threadsafe(wake.set)
+
+    async def main_loop(self) -> None:
+        self._wake, self._loop = asyncio.Event(), asyncio.get_running_loop()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.1)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        while self.server_state.connections or self.server_state.tasks:
+            await asyncio.sleep(0.005)
+        for server in self.servers:
+            await server.wait_closed()
+        await self.lifespan.shutdown()
+
+
+@contextmanager
+def serve(app: object, port: int | None = None) -> Iterator[str]:
+    """Run an ASGI app under uvicorn in a thread on a free port (or ``port``); yields its base URL."""
+    port = port or free_port()
+    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 10
     while not server.started:
         if time.time() > deadline or not thread.is_alive():
             raise RuntimeError("server did not start")
-        time.sleep(0.01)
+        time.sleep(0.005)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
+        server.stop()
         thread.join(timeout=10)
 
 
@@ -223,7 +370,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
             assert result.exit_code == code, result.output
         return result
 
-    run.url = url  # type: ignore[attr-defined]
+    run.url = url
     yield run
     get_settings.cache_clear()
 

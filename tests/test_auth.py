@@ -226,6 +226,7 @@ def test_unknown_and_revoked_clients_cost_the_same_hashing_as_a_wrong_secret(sto
 
 
 @pytest.mark.parametrize("grant", ["password", "authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:jwt-bearer"])
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # one backend: refused on the form's grant_type; clients are read on both backends by the token tests
 def test_grant_type_other_than_client_credentials_is_refused_with_unsupported_grant_type(api, grant):
     cid, secret = api.credentials("t1", READ)
     r = token_request(api, auth=(cid, secret), grant_type=grant, username="u", password="p", code="c", refresh_token="r")
@@ -254,6 +255,7 @@ def test_credentials_in_the_query_string_are_refused_with_400_invalid_request(ap
 
 
 @pytest.mark.parametrize("scope", ["records.write", "roster-core.readonly admin", "no-such-scope"])
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # one backend: the scopes are compared in memory; the client's scopes are read on both backends by test_requested_subset_of_the_clients_scopes_is_granted_exactly
 def test_requesting_a_scope_the_client_lacks_is_refused_with_invalid_scope(api, scope):
     cid, secret = api.credentials("t1", READ)
     r = token_request(api, auth=(cid, secret), grant_type="client_credentials", scope=scope)
@@ -271,6 +273,7 @@ def test_requesting_a_scope_the_client_lacks_is_refused_with_invalid_scope(api, 
     ],
     ids=["json", "text-plain", "no-content-type"],
 )
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # one backend: refused on the request's headers, before any client is read
 def test_token_request_in_the_wrong_content_type_is_refused_with_415_problem(api, kwargs):
     cid, secret = api.credentials("t1", READ)
     with api.client() as c:
@@ -415,6 +418,7 @@ def test_tokens_naming_unknown_kids_do_not_make_the_server_reparse_its_keys(api,
 
 
 @pytest.mark.parametrize("header", ["Bearer not.a.jwt", "Bearer", "Token abc", "Basic dXNlcjpwYXNz", "Bearer eyJhbGciOi"])
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # one backend: refused while the header is parsed, before any key is read; token checks run on both backends in the tests above
 def test_malformed_authorization_is_refused_with_401_problem(api, header):
     with api.client() as c:
         r = c.get("/v1/people", headers={"Authorization": header})
@@ -553,6 +557,17 @@ def test_client_secret_is_stored_only_as_a_hash(api):
     # and the hash itself is no credential
     r = token_request(api, auth=(cid, row.secret_hash), grant_type="client_credentials")
     assert r.status_code == 401
+
+
+def test_secrets_are_hashed_with_scrypt_at_the_products_cost() -> None:
+    """The tests hash with a cheaper N (``conftest.py``); the product's own is this one."""
+    from gateway.auth import clients as clients_module
+
+    from .conftest import PRODUCT_SCRYPT_N
+
+    assert (PRODUCT_SCRYPT_N, clients_module._R, clients_module._P) == (2**14, 8, 1)
+    stored = clients_module.hash_secret("s3cret")
+    assert stored.startswith(f"scrypt${clients_module._N}$8$1$") and verify_secret("s3cret", stored)
 
 
 def _squash(text: str) -> str:

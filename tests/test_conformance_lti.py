@@ -28,7 +28,7 @@ from conformance.kits import kits
 from conformance.kits.lti_common import KitKey, key_from_jwks
 from conformance.runner import run_kit as run_with_runner
 from tests import factories as f
-from tests.conftest import free_port
+from tests.conftest import free_port, serve
 
 TOOL_KIT = kits()["lti-1.3-tool"]
 
@@ -332,22 +332,8 @@ def test_the_tool_kit_catches_a_faulty_tool(faults: tuple[str, ...]) -> None:
 @contextmanager
 def serve_on(app: Any, port: int) -> Iterator[str]:
     """``tests.conftest.serve`` on a port chosen beforehand (Tessera's public_url names it)."""
-    import threading
-
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not server.started:
-        assert time.time() < deadline and thread.is_alive(), "proxy did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve(app, port) as base:
+        yield base
 
 
 class FaultyProxy:

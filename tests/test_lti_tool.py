@@ -20,14 +20,13 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from jwt.algorithms import RSAAlgorithm
 
 from adapters.lti.claims import LTI
 from gateway.store import Store
 from tests import factories as f
-from tests.conftest import Api, serve
+from tests.conftest import Api, rsa_key, serve
 
 ISS = "https://lms.example.edu"
 CLIENT_ID = "tessera-client-1"
@@ -47,7 +46,7 @@ def _tool_page_not_console(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def new_key(kid: str) -> tuple[Any, dict[str, Any]]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = rsa_key()  # pooled (tests/conftest.py): consecutive keys differ
     jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
     jwk.update(kid=kid, alg="RS256", use="sig")
     return key, jwk
@@ -264,6 +263,7 @@ def _mutations(target: str) -> dict[str, tuple[dict[str, Any], int]]:
 
 
 @pytest.mark.parametrize("case", list(_mutations("x")))
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # one backend: the claims are checked before anything is stored: the launch's state and nonce rows are read and written on both backends by the good-launch tests
 def test_bad_id_tokens_are_refused(api: Api, platform: SpecPlatform, case: str, caplog: pytest.LogCaptureFixture) -> None:
     register(api, platform)
     target = f"{api.base_url}/lti/launch"
