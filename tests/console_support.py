@@ -130,17 +130,21 @@ def start_site(tmp: Path, extra_env: dict[str, str] | None = None) -> tuple[subp
     return proc, ConsoleSite(base, db, env, tmp)
 
 
+def stop_site(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 @pytest.fixture(scope="module")
 def console_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSite]:
     proc, site = start_site(tmp_path_factory.mktemp("console"))
     try:
         yield site
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_site(proc)
 
 
 @pytest.fixture(scope="module")
@@ -183,4 +187,4 @@ def screenshot(page: Any, folder: Path, name: str) -> Path:
     return out
 
 
-__all__ = ["CHROMIUM_ARGS", "ConsoleSite", "assert_accessible", "browser", "console_site", "screenshot", "start_site"]
+__all__ = ["CHROMIUM_ARGS", "ConsoleSite", "assert_accessible", "browser", "console_site", "screenshot", "start_site", "stop_site"]

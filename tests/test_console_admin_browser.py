@@ -7,7 +7,6 @@ admin page with axe-core. Screenshots go under the test's temporary folder."""
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from gateway.auth import ClientStore
 from gateway.model import Evidence, Provenance, Score
 from gateway.wiring import open_store
 
-from .console_support import ConsoleSite, assert_accessible, browser, screenshot, start_site  # noqa: F401
+from .console_support import ConsoleSite, assert_accessible, browser, screenshot, start_site, stop_site  # noqa: F401
 from .routing_sink import Answer, Sink, run_sink
 
 pytestmark = pytest.mark.slow
@@ -75,11 +74,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, sink: Sink) -> Iterator[Conso
             assert r.status_code == 201, r.text
         yield s
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_site(proc)
 
 
 def pull_run(store: Any) -> None:

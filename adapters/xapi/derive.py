@@ -45,9 +45,7 @@ statement id), which waits up to ``TESSERA_XAPI__DERIVE_WAIT_SECONDS`` (``XapiCo
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import threading
 import time
 import uuid
@@ -66,6 +64,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from gateway.errors import TesseraError
 from gateway.model import ensure_aware, utcnow
 from gateway.routing.metrics import REGISTRY
+from gateway.store.filelock import FileLock
 
 from .evidence import EvidenceMapper, MappedBatch
 from .tables import xapi_derive_cursor, xapi_statements
@@ -105,31 +104,6 @@ class _Row:
     deferred: bool
 
 
-class _FileLock:
-    """A non-blocking exclusive ``flock`` held until released or the process ends."""
-
-    def __init__(self, path: str) -> None:
-        self.path, self.fd = path, -1
-
-    def acquire(self) -> bool:
-        if self.fd >= 0:
-            return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self.fd = fd
-        return True
-
-    def release(self) -> None:
-        if self.fd >= 0:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = -1
-
-
 class Deriver:
     """The consumer of one store's deferred statements (module docstring). ``start`` runs it in
     a thread of this process; ``drain`` derives everything committed so far, in the caller's
@@ -143,7 +117,7 @@ class Deriver:
         self.poll = poll
         self.postgres = self.engine.dialect.name == "postgresql"
         database = self.engine.url.database
-        self._file_lock = _FileLock(f"{database}-xapi-derive") if not self.postgres and database not in (None, "", ":memory:") else None
+        self._file_lock = FileLock(f"{database}-xapi-derive") if not self.postgres and database not in (None, "", ":memory:") else None
         self._session: Connection | None = None  # PostgreSQL: holds the consumer lock
         self._wake = threading.Event()
         self._stop = threading.Event()

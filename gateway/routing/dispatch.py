@@ -32,7 +32,6 @@ process (what ``tessera worker`` runs).
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import queue
@@ -51,6 +50,7 @@ from sqlalchemy import Engine, bindparam, event, select, text, update
 
 from ..model import utcnow
 from ..store.db import WRITE, is_sqlite
+from ..store.filelock import FileLock
 from ..store.tables import outbox, routes
 from .delivery import Deliverer
 from .load import RouteCache
@@ -136,32 +136,6 @@ def _chunks(rows: list[dict[str, Any]], n: int) -> list[list[dict[str, Any]]]:
     return [c for c in chunks if c]
 
 
-class _FileLock:
-    """A non-blocking exclusive ``flock`` on a file, held until released or the process ends."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.fd: int | None = None
-
-    def acquire(self) -> bool:
-        if self.fd is not None:
-            return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self.fd = fd
-        return True
-
-    def release(self) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
-
-
 class EmbeddedEngine:
     """``DeliveryEngine`` with threads in this process (module docstring)."""
 
@@ -193,7 +167,7 @@ class EmbeddedEngine:
         self._running: list[threading.Thread] = []
         self._pulls: ThreadPoolExecutor | None = None
         self._pulling: dict[uuid.UUID, Future[SyncRunSummary | None]] = {}
-        self._file_lock = _FileLock(f"{store.engine.url.database}-dispatcher") if self.sqlite and store.engine.url.database not in (None, "", ":memory:") else None
+        self._file_lock = FileLock(f"{store.engine.url.database}-dispatcher") if self.sqlite and store.engine.url.database not in (None, "", ":memory:") else None
         self._active = threading.Event()  # this process dispatches (always on PostgreSQL)
         _ENGINES.add(self)
 

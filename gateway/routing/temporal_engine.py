@@ -442,25 +442,18 @@ class TemporalEngine:
 
     async def start_batch(self, client: Client, job: BatchJob) -> bool:
         """Start the batch's workflow; False when Temporal refuses its id (already running or done)."""
-        from temporalio.exceptions import WorkflowAlreadyStartedError
-
-        try:
-            await client.start_workflow(
-                BATCH_WORKFLOW, job, id=job.tag, task_queue=self.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-                request_eager_start=self.eager and self._thread is not None, rpc_timeout=timedelta(seconds=30),
-            )
-        except WorkflowAlreadyStartedError:
-            return False
-        return True
+        return await self._start(client, BATCH_WORKFLOW, job, job.tag)
 
     async def start_delivery(self, client: Client, job: DeliveryJob) -> bool:
         """Start the row's workflow; False when Temporal refuses the key (already running or delivered)."""
+        return await self._start(client, DELIVERY_WORKFLOW, job, job.key)
+
+    async def _start(self, client: Client, workflow: str, job: Any, workflow_id: str) -> bool:
         from temporalio.exceptions import WorkflowAlreadyStartedError
 
         try:
             await client.start_workflow(
-                DELIVERY_WORKFLOW, job, id=job.key, task_queue=self.task_queue,
+                workflow, job, id=workflow_id, task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                 request_eager_start=self.eager and self._thread is not None, rpc_timeout=timedelta(seconds=30),
             )
