@@ -90,7 +90,7 @@ def scene(site: ConsoleSite) -> Scene:
     rows = site.rows("SELECT id, data FROM people WHERE tenant='demo' AND status='active'")
     people = {_uuid(r[0]): orjson.loads(r[1]) for r in rows}
     in_section = set(site.students_of(section))
-    learner = next(pid for pid in in_section if people[pid].get("agent_ids"))
+    learner = next(pid for pid in sorted(in_section) if people[pid].get("agent_ids"))
     guardian = people[learner]["agent_ids"][0]
     learner_sections = {_uuid(r[0]) for r in site.rows("SELECT section_id FROM enrollments WHERE tenant='demo' AND status='active' "
                                                         "AND person_id = ?", uuid.UUID(learner).bytes)}
@@ -103,8 +103,10 @@ def scene(site: ConsoleSite) -> Scene:
         teaching.setdefault(_uuid(pid), set()).add(_uuid(sid))
     other_teacher = next(pid for pid, secs in sorted(teaching.items()) if not secs & learner_sections)
     org = _uuid(site.rows("SELECT id FROM orgs WHERE tenant='demo' ORDER BY id")[0][0])
-    competency = _uuid(site.rows("SELECT competency_id FROM mastery_states WHERE tenant='demo' AND learner_id = ? LIMIT 1",
-                                 uuid.UUID(learner).bytes)[0][0])
+    # one of the learner's states, else any competency of the tenant (the skill page shows "no work yet")
+    competency = _uuid((site.rows("SELECT competency_id FROM mastery_states WHERE tenant='demo' AND learner_id = ? LIMIT 1",
+                                  uuid.UUID(learner).bytes)
+                        or site.rows("SELECT id FROM competencies WHERE tenant='demo' ORDER BY id LIMIT 1"))[0][0])
     ids = {"learner": learner, "section": section, "org": org, "competency": competency}
     who = {"learner": learner, "guardian": guardian, "teacher": teacher, "admin": None, "other_learner": other_learner,
            "other_guardian": other_guardian, "other_teacher": other_teacher}

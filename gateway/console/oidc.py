@@ -50,6 +50,7 @@ from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import func, select
 
+from ..http import BasicAuth, HttpClient, RetryLater, Unreachable
 from ..model import Status
 from ..store import tables as t
 from .web import PREFIX, Console, Role, Viewer, safe_next, session_secret
@@ -93,7 +94,7 @@ class Provider:
 
     TTL = 3600.0
 
-    def __init__(self, issuer: str, http: httpx.Client) -> None:
+    def __init__(self, issuer: str, http: HttpClient) -> None:
         self.issuer = issuer.rstrip("/")
         self.http = http
         self._meta: _Cached | None = None
@@ -104,7 +105,7 @@ class Provider:
         try:
             r = self.http.get(url, headers={"Accept": "application/json"})
             doc = orjson.loads(r.content) if r.status_code == 200 else None
-        except (httpx.HTTPError, orjson.JSONDecodeError):
+        except (httpx.HTTPError, Unreachable, RetryLater, orjson.JSONDecodeError):
             doc = None
         if not isinstance(doc, dict):
             raise SignInRefused(f"the identity provider's {what} could not be read ({url})",
@@ -143,10 +144,11 @@ class Provider:
 class OidcSignIn:
     """The two endpoints of staff sign-in (module docstring)."""
 
-    def __init__(self, console: Console, http: httpx.Client | None = None) -> None:
+    def __init__(self, console: Console, http: HttpClient | None = None) -> None:
         self.console = console
         self.settings: ConsoleSettings = console.settings
-        self.http = http or httpx.Client(timeout=10, follow_redirects=False)
+        # the gateway's one outbound client: retries of the GETs, request ids, redacted logs
+        self.http = http or HttpClient(timeout=10, follow_redirects=False)
         self.provider = Provider(self.settings.oidc_issuer or "", self.http)
         self._flows: URLSafeTimedSerializer | None = None
 
@@ -221,20 +223,19 @@ class OidcSignIn:
         s = self.settings
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri(request),
                 "code_verifier": verifier}
-        auth: tuple[str | bytes, str | bytes] | None = None  # client_secret_basic
+        auth: BasicAuth | None = None  # client_secret_basic; None: the client's own (none)
         secret = s.oidc_client_secret.get_secret_value() if s.oidc_client_secret else None
         methods = meta.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
         if secret and ("client_secret_basic" in methods or "client_secret_post" not in methods):
-            auth = (quote(s.oidc_client_id or "", safe=""), quote(secret, safe=""))  # RFC 6749 2.3.1: form-encoded
+            auth = BasicAuth(quote(s.oidc_client_id or "", safe=""), quote(secret, safe=""))  # RFC 6749 2.3.1: form-encoded
         else:
             form["client_id"] = s.oidc_client_id or ""
             if secret:
                 form["client_secret"] = secret
         try:
-            r = (self.http.post(meta["token_endpoint"], data=form, auth=auth, headers={"Accept": "application/json"}) if auth
-                 else self.http.post(meta["token_endpoint"], data=form, headers={"Accept": "application/json"}))
+            r = self.http.post(meta["token_endpoint"], data=form, auth=auth, headers={"Accept": "application/json"})
             body = orjson.loads(r.content)
-        except (httpx.HTTPError, orjson.JSONDecodeError):
+        except (httpx.HTTPError, Unreachable, RetryLater, orjson.JSONDecodeError):
             r, body = None, None
         if r is None or r.status_code != 200 or not isinstance(body, dict) or not isinstance(body.get("id_token"), str):
             error = body.get("error") if isinstance(body, dict) else None
