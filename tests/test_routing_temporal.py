@@ -465,6 +465,19 @@ def pg_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+def stop_workers(procs: list[subprocess.Popen[str]]) -> None:
+    """Stop worker processes started with a stdin pipe: closing it asks each to stop (the
+    killed one is already gone), and one that does not stop in 20 s is killed."""
+    for p in procs:
+        if p.poll() is None:
+            p.stdin.close()  # type: ignore[union-attr]
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 @pytest.mark.slow
 def test_three_workers_one_killed_mid_delivery_every_change_delivered_exactly_once(pg_url: str, temporal: str,
                                                                                    sinks: Callable[..., Sink]) -> None:
@@ -489,14 +502,7 @@ def test_three_workers_one_killed_mid_delivery_every_change_delivered_exactly_on
             store.records.apply("t1", [f.org(f"o{i}") for i in range(n // 2, n)])  # committed after the kill
             eventually(lambda: all(r.state == "delivered" for r in outbox_rows(store, route)), timeout=90, what="every row delivered")
         finally:
-            for p in procs[1:]:
-                if p.poll() is None:
-                    p.stdin.close()  # type: ignore[union-attr]
-            for p in procs:
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop_workers(procs)
         keys = {r.idempotency_key for r in outbox_rows(store, route)}
         assert len(keys) == n
         assert set(sink.applied) == keys and set(sink.applied.values()) == {1}  # none lost, none applied twice

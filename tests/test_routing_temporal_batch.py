@@ -45,6 +45,7 @@ from tests.test_routing_temporal import (  # noqa: F401 (fixtures)
     outbox_rows,
     pg_url,
     push_route,
+    stop_workers,
     temporal,
 )
 
@@ -193,14 +194,7 @@ def test_a_worker_killed_mid_batch_is_recovered_with_the_same_keys(pg_url: str, 
             procs[0].wait(10)
             eventually(lambda: all(r.state == "delivered" for r in outbox_rows(store, route)), timeout=60, what="every row delivered")
         finally:
-            for p in procs[1:]:
-                if p.poll() is None:
-                    p.stdin.close()  # type: ignore[union-attr]
-            for p in procs:
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop_workers(procs)
         keys = {r.idempotency_key for r in outbox_rows(store, route)}
         assert len(keys) == n and set(sink.applied) == keys and set(sink.applied.values()) == {1}  # none lost, once each
         print({"posts": sink.posts, "requests": sum(sink.requests.values()), "applied": len(sink.applied)})

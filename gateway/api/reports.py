@@ -14,11 +14,11 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..auth import Principal
-from ..errors import ErrorDetail, NotFound
+from ..errors import NotFound
 from ..reports.access import DEIDENTIFIED, FULL, deidentify_for
 from ..reports.builder import Reports
 from ..reports.formats import FORMATS
-from ..reports.scope import KINDS, BadReportRequest, bad, parse_scope
+from ..reports.scope import KINDS, parse_scope, report_format
 from .context import AppContext
 
 PARAMS = frozenset({"format", "org", "section", "grade", "group", "competency", "framework", "group_by", "as_of",
@@ -35,13 +35,7 @@ def build_router(ctx: AppContext) -> APIRouter:
         if kind not in KINDS:
             raise NotFound(f"no report {kind!r}; reports: {', '.join(KINDS)}")
         q = request.query_params
-        strange = [ErrorDetail(f"unknown query parameter; allowed: {', '.join(sorted(PARAMS))}", location="query", field=n)
-                   for n in q if n not in PARAMS]
-        if strange:
-            raise BadReportRequest("invalid report request", errors=strange)
-        fmt = q.get("format", "json")
-        if fmt not in FORMATS:
-            raise bad("format", f"must be one of {', '.join(FORMATS)}")
+        fmt = report_format(q, PARAMS, FORMATS)
         scope = parse_scope(org=q.get("org"), section=q.get("section"), grade=q.get("grade"), group=q.get("group"),
                             competency=q.getlist("competency"), framework=q.get("framework"), group_by=q.get("group_by"),
                             as_of=q.get("as_of"))

@@ -29,6 +29,7 @@ from ..errors import ErrorDetail, ScopeError, ValidationError
 from ..reports import DEFAULT_MIN_CELL, Reports, parse_scope
 from ..reports.access import DEIDENTIFIED, FULL
 from ..reports.formats import FORMATS as REPORT_FORMATS
+from ..reports.scope import report_format
 from ..sharing.deidentify import pseudonym_key
 from ..sharing.feed import DEFAULT_LIMIT, ChangeFeed
 from ..sharing.grants import GrantStore, parse_when
@@ -162,14 +163,7 @@ def build_router(ctx: AppContext) -> APIRouter:
     async def granted_report(kind: str, request: Request, principal: Principal = need_reports) -> StreamingResponse:
         q = request.query_params
         allowed = {"format", "grant", "grade", "competency", "framework", "group_by", "as_of", "min_cell"}
-        strange = [ErrorDetail(f"unknown query parameter; allowed: {', '.join(sorted(allowed))}", location="query", field=n)
-                   for n in q if n not in allowed]
-        if strange:
-            raise ValidationError("invalid report request", errors=strange)
-        fmt = q.get("format", "json")
-        if fmt not in REPORT_FORMATS:
-            raise ValidationError("invalid report request", errors=[ErrorDetail(f"must be one of {', '.join(REPORT_FORMATS)}",
-                                                                                location="query", field="format")])
+        fmt = report_format(q, allowed, REPORT_FORMATS, error=ValidationError)
         scope = parse_scope(grade=q.get("grade"), competency=q.getlist("competency"), framework=q.get("framework"),
                             group_by=q.get("group_by"), as_of=q.get("as_of"))
         grant_id = _uuid(q["grant"], "grant") if "grant" in q else None

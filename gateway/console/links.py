@@ -23,7 +23,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from ..errors import ErrorDetail, ValidationError
 from .viewer import ROLES, Role, Viewer
-from .web import PREFIX, Console, safe_next, session_secret
+from .web import PREFIX, Console, safe_next
 
 SALT = "tessera-console-sign-in-link"
 MAX_MINUTES = 24 * 60
@@ -63,19 +63,16 @@ def read_token(secret: bytes, token: str) -> tuple[Viewer, str]:
 def build(console: Console) -> APIRouter:
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
-    def secret() -> bytes:
-        return session_secret(lambda: console.ctx.auth.keys, console.settings)
-
     @router.get("/sign-in/link")
     def confirm(request: Request) -> Response:
         token = request.query_params.get("token", "")
-        viewer, _ = read_token(secret(), token)
+        viewer, _ = read_token(console.codec.secret, token)
         return console.render(request, "sign_in_link.html", title="Sign in", who=viewer, token=token)
 
     @router.post("/sign-in/link")
     async def use(request: Request) -> Response:
         fields = dict(parse_qsl((await request.body()).decode("utf-8", errors="replace")))
-        viewer, next_url = read_token(secret(), fields.get("token", ""))
+        viewer, next_url = read_token(console.codec.secret, fields.get("token", ""))
         return console.sign_in(viewer, next_url)
 
     return router

@@ -53,7 +53,7 @@ from sqlalchemy import func, select
 from ..http import BasicAuth, HttpClient, RetryLater, Unreachable
 from ..model import Status
 from ..store import tables as t
-from .web import PREFIX, Console, Role, Viewer, safe_next, session_secret
+from .web import PREFIX, Console, Role, Viewer, safe_next
 
 if TYPE_CHECKING:
     from .settings import ConsoleSettings
@@ -161,7 +161,7 @@ class OidcSignIn:
     def flows(self) -> URLSafeTimedSerializer:
         if self._flows is None:
             # the session secret (another salt): one key signs both cookies
-            self._flows = URLSafeTimedSerializer(session_secret(lambda: self.console.ctx.auth.keys, self.settings), salt="tessera-console-oidc-flow")
+            self._flows = URLSafeTimedSerializer(self.console.codec.secret, salt="tessera-console-oidc-flow")
         return self._flows
 
     def redirect_uri(self, request: Request) -> str:

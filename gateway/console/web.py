@@ -64,7 +64,7 @@ class SessionCodec:
 
     def __init__(self, secret: bytes, *, max_age_seconds: int) -> None:
         self._s = URLSafeTimedSerializer(secret, salt=self.SALT)
-        self._secret = secret
+        self.secret = secret
         self.max_age = max_age_seconds
 
     def dumps(self, viewer: Viewer) -> str:
@@ -77,7 +77,7 @@ class SessionCodec:
             return None
 
     def csrf(self, viewer: Viewer) -> str:
-        return hmac.new(self._secret, b"csrf:" + viewer.sid.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self.secret, b"csrf:" + viewer.sid.encode(), hashlib.sha256).hexdigest()
 
 
 def session_secret(keys: Callable[[], KeyStore], settings: ConsoleSettings) -> bytes:

@@ -9,7 +9,7 @@ what does not depend on the database (an unknown org or section is found later, 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +33,22 @@ class BadReportRequest(ValidationError):
 
 def bad(param: str, message: str) -> BadReportRequest:
     return BadReportRequest("invalid report request", errors=[ErrorDetail(message, location="query", field=param)])
+
+
+def report_format(query: Mapping[str, str], allowed: Collection[str], formats: Collection[str],
+                  error: type[ValidationError] = BadReportRequest) -> str:
+    """The report's ``format`` (default json), after refusing query parameters not in
+    ``allowed`` and a format not in ``formats``, each error naming its parameter (``error``:
+    what a surface answers for a bad report request)."""
+    strange = [ErrorDetail(f"unknown query parameter; allowed: {', '.join(sorted(allowed))}", location="query", field=n)
+               for n in query if n not in allowed]
+    if strange:
+        raise error("invalid report request", errors=strange)
+    fmt = query.get("format", "json")
+    if fmt not in formats:
+        raise error("invalid report request", errors=[ErrorDetail(f"must be one of {', '.join(formats)}", location="query",
+                                                                   field="format")])
+    return fmt
 
 
 def unknown(param: str, what: str, rid: uuid.UUID) -> NotFound:
@@ -101,4 +117,4 @@ def parse_scope(
                  competencies=tuple(c for c in comps if c), framework=scope_ids["framework"], group_by=group_by or None, as_of=when)
 
 
-__all__ = ["GROUP_BY", "KINDS", "PERSON_GROUPINGS", "BadReportRequest", "Scope", "bad", "parse_scope", "unknown"]
+__all__ = ["GROUP_BY", "KINDS", "PERSON_GROUPINGS", "BadReportRequest", "Scope", "bad", "parse_scope", "report_format", "unknown"]
