@@ -35,11 +35,12 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
+from msgspec.structs import astuple
 from sqlalchemy import select
 
 from ..errors import ErrorDetail, ValidationError
@@ -151,59 +152,104 @@ class Batch:
     values are Python scalars, JSON members as JSON text (bytes), date-times and dates as the
     ISO text the records hold (Arrow parses a whole column at once)."""
 
-    raws: list[Any]
-    columns: dict[str, list[Any]]
+    raws: Sequence[Any]
+    columns: dict[str, Sequence[Any]]
     #: the records are the stored ones, unchanged (NDJSON writes ``raws`` as they are)
     as_stored: bool
 
 
-def _json_texts(values: list[Any]) -> list[Any]:
+def _json_texts(values: Sequence[Any]) -> list[Any]:
     dumps = orjson.dumps
     return [None if v is None else dumps(v) for v in values]
 
 
-def _subset_texts(values: list[Any], keys: tuple[str, ...]) -> list[Any]:
-    """Only ``keys`` of each object, as JSON text; the few distinct results are made once."""
-    made: dict[tuple[Any, ...], bytes] = {}
+def _raw_texts(values: Sequence[Any]) -> list[Any]:
+    """JSON members decoded as ``msgspec.Raw``: their stored text as it is (no parse, no
+    re-serialisation); a member that is absent or null is None."""
+    out = list(map(bytes, values))
+    return [None if b == b"null" or not b else b for b in out]
+
+
+def _kept_text(keys: tuple[str, ...], values: tuple[Any, ...]) -> bytes:
+    return orjson.dumps({k: x for k, x in zip(keys, values, strict=True) if x is not None})
+
+
+def _subset_texts(values: Sequence[Any], keys: tuple[str, ...]) -> list[Any]:
+    """Only ``keys`` of each object (decoded as a frozen struct of just those keys), as JSON
+    text; the few distinct results are made once."""
+    made: dict[Any, bytes] = {}
     out: list[Any] = []
+    add = out.append
     for v in values:
-        if not isinstance(v, dict):
-            out.append(None)
+        if v is None:
+            add(None)
             continue
-        key = tuple(map(v.get, keys))
-        text = made.get(key)
+        try:
+            text = made.get(v)
+        except TypeError:  # a member holding a list or an object (unhashable): made for this row alone
+            add(_kept_text(keys, astuple(v)))
+            continue
         if text is None:
-            text = made[key] = orjson.dumps({k: x for k, x in zip(keys, key, strict=True) if x is not None})
-        out.append(text)
+            text = made[v] = _kept_text(keys, astuple(v))
+        add(text)
     return out
 
 
-def columnize(kind: str, cols: Sequence[tuple[str, str]], raws: list[Any], deid: Deidentifier | None) -> Batch:
-    """Parse a batch of stored records once (orjson, with the cyclic garbage collector paused:
-    tens of thousands of fresh dicts would otherwise trigger it over and over) and draw each
-    column from the whole batch; under ``deid`` the per-learner columns are replaced column by
-    column (``deidentify``: pseudonyms, kept keys), never record by record."""
+@functools.cache
+def _row_decoder(kind: str, cols: tuple[tuple[str, str], ...], deidentified: bool) -> msgspec.json.Decoder[Any]:
+    """A decoder of one stored record into a struct of just the exported columns (msgspec:
+    the members not exported are skipped, not built). JSON members that go out as they are
+    stay their stored text (``msgspec.Raw``); members a de-identified export changes are
+    decoded to Python values; the kept keys of a per-learner member (``_SUBSETS``) decode
+    into a small frozen struct of those keys (hashable: each distinct one is written once)."""
+    refs = PERSONAL_REFS.get(kind, {}) if deidentified else {}
+    fields: list[tuple[str, Any, Any]] = []
+    for i, (name, t) in enumerate(cols):
+        subset = _SUBSETS.get((kind, name)) if deidentified else None
+        if subset is not None:
+            kept = msgspec.defstruct(f"{kind}_{name}_kept", [(f"k{j}", Any, None) for j in range(len(subset))],
+                                     rename={f"k{j}": k for j, k in enumerate(subset)}, frozen=True, gc=False)
+            fields.append((f"f{i}", kept | None, None))
+        elif t == "json" and name not in refs and not (deidentified and kind == "mastery_state" and name == "contributions"):
+            fields.append((f"f{i}", msgspec.Raw, msgspec.Raw()))
+        else:
+            fields.append((f"f{i}", Any, None))
+    # gc=False: decoded JSON holds no reference cycles, so the collector need not track rows
+    row = msgspec.defstruct(f"{kind}_row", fields, rename={f"f{i}": n for i, (n, _) in enumerate(cols)}, gc=False)
+    return msgspec.json.Decoder(row)
+
+
+def columnize(kind: str, cols: Sequence[tuple[str, str]], raws: Sequence[Any], deid: Deidentifier | None, *,
+              need_columns: bool = True) -> Batch:
+    """Decode a batch of stored records once (msgspec, into structs of just the exported
+    columns, with the cyclic garbage collector paused) and draw each column from the whole
+    batch; under ``deid`` the per-learner columns are replaced column by column
+    (``deidentify``: pseudonyms, kept keys), never record by record. Without ``need_columns``
+    (an identified NDJSON export writes the stored texts) nothing is decoded."""
+    if not need_columns and deid is None:
+        return Batch(raws, {}, as_stored=True)
     enabled = gc.isenabled()
     gc.disable()
     try:
-        docs = list(map(orjson.loads, raws))
+        decode = _row_decoder(kind, tuple(cols), deid is not None).decode
+        rows = list(map(decode, raws))
+        drawn = list(zip(*map(astuple, rows), strict=True)) if rows else [() for _ in cols]
         refs = PERSONAL_REFS.get(kind, {}) if deid is not None else {}
-        out: dict[str, list[Any]] = {}
-        for name, t in cols:
-            values = list(map(dict.get, docs, repeat(name)))
+        out: dict[str, Sequence[Any]] = {}
+        for (name, t), values in zip(cols, drawn, strict=True):
             subset = _SUBSETS.get((kind, name)) if deid is not None else None
-            if deid is not None and (what := refs.get(name)) is not None:
-                if what == "learner":
-                    values = deid.learners(values)
-                else:
-                    values = deid.records(values)
-            if deid is not None and kind == "mastery_state" and name == "contributions":
-                values = [deid.contributions(v) for v in values]
             if subset is not None:
-                values = _subset_texts(values, subset)
+                out[name] = _subset_texts(values, subset)
+                continue
+            if deid is not None and (what := refs.get(name)) is not None:
+                changed = deid.learners(list(values)) if what == "learner" else deid.records(list(values))
+                out[name] = _json_texts(changed) if t == "json" else changed
+            elif deid is not None and kind == "mastery_state" and name == "contributions":
+                out[name] = _json_texts([deid.contributions(v) for v in values])
             elif t == "json":
-                values = _json_texts(values)
-            out[name] = values
+                out[name] = _raw_texts(values)
+            else:
+                out[name] = values
         return Batch(raws, out, as_stored=deid is None)
     finally:
         if enabled:
@@ -255,7 +301,8 @@ class _Ndjson(_Writer):
 
     def write(self, batch: Batch) -> None:
         if batch.as_stored:  # the records as they are stored: no need to write them again
-            self.fh.write("".join(r + "\n" for r in batch.raws).encode())
+            raws = [r.encode() if isinstance(r, str) else r for r in batch.raws]
+            self.fh.write(b"".join(r + b"\n" for r in raws))
         else:
             names = [n for n, _ in self.cols]
             frag = orjson.Fragment
@@ -349,7 +396,7 @@ def export(store: Store, out_dir: Path, *, tenant: str, kinds: Sequence[str], fm
                     for raws in _prefetched(_batches(conn, tenant, kind, since, until)):
                         if check is not None:
                             check()
-                        writer.write(columnize(kind, cols, raws, deidentifier))
+                        writer.write(columnize(kind, cols, raws, deidentifier, need_columns=fmt != "ndjson"))
                         if progress is not None:
                             progress(kind, len(raws))
                 finally:
@@ -383,9 +430,14 @@ def _batches(conn: Any, tenant: str, kind: str, since: int | None, until: int) -
         # this transaction's snapshot: the rows go from the wire to a list of texts without
         # SQLAlchemy's per-row result objects (half the cost of a fetched row)
         from psycopg.rows import scalar_row  # the PostgreSQL driver: there only
+        from psycopg.types.string import ByteaBinaryLoader
 
         compiled = q.compile(dialect=conn.dialect)
-        cur = conn.connection.dbapi_connection.cursor(name=f"tessera_export_{uuid.uuid4().hex}", row_factory=scalar_row)
+        # binary: the stored text arrives as its UTF-8 bytes, handed on as bytes (the decoder
+        # reads bytes; no text object made a row)
+        cur = conn.connection.dbapi_connection.cursor(name=f"tessera_export_{uuid.uuid4().hex}", row_factory=scalar_row,
+                                                      binary=True)
+        cur.adapters.register_loader("text", ByteaBinaryLoader)
         try:
             cur.itersize = BATCH_ROWS
             cur.execute(str(compiled), compiled.params)
