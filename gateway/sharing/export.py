@@ -35,8 +35,9 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import orjson
@@ -208,14 +209,17 @@ def _row_decoder(kind: str, cols: tuple[tuple[str, str], ...], deidentified: boo
         subset = _SUBSETS.get((kind, name)) if deidentified else None
         if subset is not None:
             kept = msgspec.defstruct(f"{kind}_{name}_kept", [(f"k{j}", Any, None) for j in range(len(subset))],
-                                     rename={f"k{j}": k for j, k in enumerate(subset)}, frozen=True, gc=False)
+                                     rename={f"k{j}": k for j, k in enumerate(subset)}, frozen=True, gc=False,
+                                     omit_defaults=True)
             fields.append((f"f{i}", kept | None, None))
         elif t == "json" and name not in refs and not (deidentified and kind == "mastery_state" and name == "contributions"):
             fields.append((f"f{i}", msgspec.Raw, msgspec.Raw()))
         else:
             fields.append((f"f{i}", Any, None))
-    # gc=False: decoded JSON holds no reference cycles, so the collector need not track rows
-    row = msgspec.defstruct(f"{kind}_row", fields, rename={f"f{i}": n for i, (n, _) in enumerate(cols)}, gc=False)
+    # gc=False: decoded JSON holds no reference cycles, so the collector need not track rows;
+    # omit_defaults: written back as JSON (``deidentified_texts``) absent members stay absent
+    row = msgspec.defstruct(f"{kind}_row", fields, rename={f"f{i}": n for i, (n, _) in enumerate(cols)}, gc=False,
+                            omit_defaults=True)
     return msgspec.json.Decoder(row)
 
 
@@ -251,6 +255,48 @@ def columnize(kind: str, cols: Sequence[tuple[str, str]], raws: Sequence[Any], d
             else:
                 out[name] = values
         return Batch(raws, out, as_stored=deid is None)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def deidentified_texts(kind: str, raws: Sequence[Any], deid: Deidentifier) -> tuple[list[bytes], list[Any]]:
+    """Each stored record as a de-identified grant shows it, as JSON text, and its id (a
+    pseudonym where the kind's ids are personal): what ``columnize`` gives column by column,
+    made record by record for the change feed. The records decode into structs of just the
+    kept members (``_row_decoder``), the personal references are replaced a column at a
+    time, and each struct is written back as JSON by msgspec: members absent or None stay
+    out, nested members as stored (or their kept keys), in the schema's order."""
+    cols = columns_of(kind, deidentified=True)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        rows = list(map(_row_decoder(kind, tuple(cols), True).decode, raws))
+        refs = PERSONAL_REFS.get(kind, {})
+        ids: list[Any] = []
+        for i, (name, _t) in enumerate(cols):
+            what = refs.get(name)
+            if what is None and not (kind == "mastery_state" and name == "contributions"):
+                if name == "id":
+                    ids = list(map(attrgetter(f"f{i}"), rows))
+                continue
+            attr = f"f{i}"
+            values = list(map(attrgetter(attr), rows))
+            if what == "learner":
+                changed = deid.learners(values)
+            elif what == "record":
+                changed = deid.records(values)
+            else:
+                changed = [deid.contributions(v) for v in values]
+            if name == "id":
+                ids = changed
+            if changed != values:
+                for r, v in zip(rows, changed, strict=True):
+                    setattr(r, attr, v)
+        return list(map(_ENCODER.encode, rows)), ids
     finally:
         if enabled:
             gc.enable()
@@ -452,9 +498,10 @@ def _batches(conn: Any, tenant: str, kind: str, since: int | None, until: int) -
 
 
 _DONE = object()
+_T = TypeVar("_T")
 
 
-def _prefetched(batches: Iterator[list[Any]]) -> Iterator[list[Any]]:
+def _prefetched(batches: Iterator[_T]) -> Iterator[_T]:
     """The same batches, the next one fetched on a thread while the caller converts this one
     (the drivers release the GIL while they wait on the database): the database and Python
     work at the same time. At most three batches exist at once (converting, waiting, being

@@ -13,7 +13,8 @@ Each change carries the record as it is now (as Ed-Fi's change queries do: a rec
 twice appears twice with its current content), or a tombstone when the change deleted or
 retired it (``status`` tobedeleted, evidence voided, or the record is gone). Under a
 de-identified grant the record and its id go through ``deidentify.Deidentifier`` column by
-column (``export.columnize``, as the bulk export does); otherwise the stored JSON passes through.
+column (``export.deidentified_texts``, as the bulk export does); otherwise the stored JSON passes
+through. Either way ``record`` is JSON text (an ``orjson.Fragment``) the response embeds as it is.
 
 A version below the oldest kept answers 410 with the oldest available. Every page read
 under a grant is written to that grant's access log (who, what, when, how many).
@@ -21,11 +22,12 @@ under a grant is written to that grant's access log (who, what, when, how many).
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +41,7 @@ from ..store.changefeed import newest_safe, oldest
 from ..store.read import MANY_CHUNK
 from ..store.tables import RECORD_TABLES, changes
 from .deidentify import Deidentifier, Pseudonymizer, StateIds
-from .export import columnize, columns_of
+from .export import _prefetched, deidentified_texts
 from .grants import Grant, GrantStore
 
 SCOPE = "changes.readonly"
@@ -133,25 +135,18 @@ class ChangeFeed:
             more = len(rows) > limit
             rows = rows[:limit]
             deids = {t: self._deidentifier(reader.tenant, t) for t, _, g in sources if g is not None and g.deidentified}
-            docs = self._records(rows, conn, deids)
-        by_tenant = {t: g for t, _, g in sources}
-        out: list[dict[str, Any]] = []
-        counts: dict[uuid.UUID, int] = defaultdict(int)
-        gone = (None, True, None)
-        for seq, tenant, kind, record_id, op, at in rows:
-            grant = by_tenant.get(tenant) if tenant != reader.tenant or not reader.own else None
-            doc, dead, rid = docs.get((kind, record_id), gone)
-            if rid is None:  # the record itself is gone: its id as this reader knows it
-                rid = record_id
-                if (deid := deids.get(tenant)) is not None:
-                    rid = deid.learners([rid])[0] if kind == "person" else deid.pseudonyms.record(tenant, rid)
-            if grant is not None:
-                counts[grant.id] += 1
-            dead = dead or op == "deleted"
-            out.append({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": at.isoformat(), "tombstone": dead,
-                        "grant": str(grant.id) if grant else None, "record": None if dead else doc})
+            enabled = gc.isenabled()
+            gc.disable()  # tens of thousands of fresh dicts a page: the cyclic collector would walk them over and over
+            try:
+                docs = self._records(rows, conn, deids)
+                out, counts = _changes(rows, docs, reader, sources, deids)
+            finally:
+                if enabled:
+                    gc.enable()
         next_since = rows[-1][0] if more else until
-        self.grants.log_many([(g.id, f"since={since} until={until} kinds={','.join(sorted(wanted & set(g.kinds)))}", counts.get(g.id, 0))
+        by_tenant = {t: g for t, _, g in sources}  # the grant each grantor's changes were read under
+        self.grants.log_many([(g.id, f"since={since} until={until} kinds={','.join(sorted(wanted & set(g.kinds)))}",
+                               counts.get(g.grantor, 0) if by_tenant.get(g.grantor) is g else 0)
                               for g in reader.grants], client_id=reader.client_id, action="changes")
         return FeedPage(out, since, until, max(next_since, since), more)
 
@@ -160,49 +155,106 @@ class ChangeFeed:
         """(kind, id) -> (the record, retired or voided, its id as the reader sees it). Records
         of an identified source are their stored JSON text, embedded in the response as it is
         (``orjson.Fragment``), never parsed and written again. Records under a de-identified
-        grant go through ``export.columnize`` by (tenant, kind): the very column-wise
-        de-identification the bulk export does (each learner once, pseudonyms per column)."""
+        grant go through ``export.deidentified_texts`` by (tenant, kind): the column-wise
+        de-identification the bulk export does (each learner once, pseudonyms per column),
+        each record then written as JSON text (a ``Fragment`` too) by msgspec.
+
+        On PostgreSQL the records come in chunks of ``RECORD_CHUNK`` ids, the next chunk
+        fetched on a thread while this one is converted (the driver releases the GIL while it
+        waits): the database's look-ups and Python's conversion run at the same time."""
         wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
         for _seq, tenant, kind, record_id, *_ in rows:
             wanted[(tenant, kind)].add(record_id)
         found: dict[tuple[str, str], tuple[Any, bool, str | None]] = {}
-        postgres = conn.dialect.name == "postgresql"
-        fragment = orjson.Fragment
-        for (tenant, kind), ids in wanted.items():
-            tbl = RECORD_TABLES[kind]
-            got: list[tuple[str, Any, bool]] = []
-            if postgres:
-                # the ids as ONE array parameter (= ANY), through the driver's own cursor: one
-                # statement for the page's records of a kind, ids as text, no result objects
-                voided = ", voided" if kind == "evidence" else ""
-                cur = conn.connection.dbapi_connection.cursor()
-                try:
-                    cur.execute(f'SELECT id::text, data, status{voided} FROM "{tbl.name}" WHERE tenant = %s AND id = ANY(%s::uuid[])',
-                                (tenant, list(ids)))
-                    got = [(rid, data, status == "tobedeleted" or bool(v and v[0])) for rid, data, status, *v in cur.fetchall()]
-                finally:
-                    cur.close()
-            else:
-                cols = [tbl.c.id, tbl.c.data, tbl.c.status] + ([tbl.c.voided] if kind == "evidence" else [])
-                wanted_ids = [uuid.UUID(x) for x in ids]
-                for i in range(0, len(wanted_ids), MANY_CHUNK):
-                    q = select(*cols).where(tbl.c.tenant == tenant, tbl.c.id.in_(wanted_ids[i:i + MANY_CHUNK]))
-                    for rid, data, status, *v in conn.execute(q).all():
-                        got.append((str(rid), data, status == "tobedeleted" or bool(v and v[0])))
-            deid = deids.get(tenant)
-            if deid is None:
-                for rid, data, dead in got:
-                    found[(kind, rid)] = (fragment(data), dead, rid)
-                continue
-            shown = columns_of(kind, deidentified=True)
-            batch = columnize(kind, shown, [data for _, data, _ in got], deid)
-            names = [n for n, _ in shown]
-            values = [batch.columns[n] if t != "json" else [None if v is None else fragment(v) for v in batch.columns[n]]
-                      for n, t in shown]
-            for (rid, _, dead), row in zip(got, zip(*values, strict=True), strict=True):
-                doc = {n: v for n, v in zip(names, row, strict=True) if v is not None}
-                found[(kind, rid)] = (doc, dead, doc["id"])
+        if conn.dialect.name == "postgresql":
+            jobs = [(tenant, kind, chunk) for (tenant, kind), ids in wanted.items()
+                    for chunk in _chunks(sorted(ids), RECORD_CHUNK)]
+            fetched = _prefetched(_pg_records(conn.connection.dbapi_connection, jobs))
+        else:
+            fetched = (_sqlite_records(conn, tenant, kind, ids) for (tenant, kind), ids in wanted.items())
+        for tenant, kind, got in fetched:
+            self._convert(tenant, kind, got, deids.get(tenant), found)
         return found
+
+    @staticmethod
+    def _convert(tenant: str, kind: str, got: list[tuple[str, Any, bool]], deid: Deidentifier | None,
+                 found: dict[tuple[str, str], tuple[Any, bool, str | None]]) -> None:
+        fragment = orjson.Fragment
+        if deid is None:
+            for rid, data, dead in got:
+                found[(kind, rid)] = (fragment(data), dead, rid)
+            return
+        texts, ids = deidentified_texts(kind, [data for _, data, _ in got], deid)
+        for (rid, _, dead), text, shown_id in zip(got, texts, ids, strict=True):
+            found[(kind, rid)] = (fragment(text), dead, shown_id)
+
+
+#: ids looked up in one statement while the feed converts the chunk before
+RECORD_CHUNK = 2500
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _pg_records(dbapi: Any, jobs: list[tuple[str, str, list[str]]]) -> Iterator[tuple[str, str, list[tuple[str, Any, bool]]]]:
+    """The records of each (tenant, kind, ids) job through the driver's own cursor: the ids
+    as ONE text parameter split by the database (no array of ten thousand values for the
+    driver to quote), no result objects."""
+    cur = dbapi.cursor()
+    try:
+        for tenant, kind, ids in jobs:
+            tbl = RECORD_TABLES[kind]
+            voided = ", voided" if kind == "evidence" else ""
+            cur.execute(f'SELECT id::text, data, status{voided} FROM "{tbl.name}" '
+                        f"WHERE tenant = %s AND id = ANY(string_to_array(%s, ',')::uuid[])", (tenant, ",".join(ids)))
+            yield tenant, kind, [(rid, data, status == "tobedeleted" or bool(v and v[0])) for rid, data, status, *v in cur.fetchall()]
+    finally:
+        cur.close()
+
+
+def _sqlite_records(conn: Any, tenant: str, kind: str, ids: set[str]) -> tuple[str, str, list[tuple[str, Any, bool]]]:
+    tbl = RECORD_TABLES[kind]
+    cols = [tbl.c.id, tbl.c.data, tbl.c.status] + ([tbl.c.voided] if kind == "evidence" else [])
+    wanted_ids = [uuid.UUID(x) for x in ids]
+    got = []
+    for i in range(0, len(wanted_ids), MANY_CHUNK):
+        q = select(*cols).where(tbl.c.tenant == tenant, tbl.c.id.in_(wanted_ids[i:i + MANY_CHUNK]))
+        for rid, data, status, *v in conn.execute(q).all():
+            got.append((str(rid), data, status == "tobedeleted" or bool(v and v[0])))
+    return tenant, kind, got
+
+
+def _changes(rows: Sequence[Any], docs: dict[tuple[str, str], tuple[Any, bool, str | None]], reader: Reader,
+             sources: Sequence[tuple[str, set[str], Grant | None]], deids: dict[str, Deidentifier]
+             ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The page's changes as the response shows them, and how many were read from each grantor
+    (its grant's access log). A grant's id is made text once, an instant once per distinct
+    value (a batch's changes share theirs)."""
+    shown_grant = {t: (str(g.id) if g is not None and (t != reader.tenant or not reader.own) else None) for t, _, g in sources}
+    counts: dict[str, int] = defaultdict(int)
+    instants: dict[Any, str] = {}
+    out: list[dict[str, Any]] = []
+    add = out.append
+    gone = (None, True, None)
+    get = docs.get
+    for seq, tenant, kind, record_id, op, at in rows:
+        doc, dead, rid = get((kind, record_id), gone)
+        if rid is None:  # the record itself is gone: its id as this reader knows it
+            rid = record_id
+            if (deid := deids.get(tenant)) is not None:
+                rid = deid.learners([rid])[0] if kind == "person" else deid.pseudonyms.record(tenant, rid)
+        grant = shown_grant.get(tenant)
+        if grant is not None:
+            counts[tenant] += 1
+        dead = dead or op == "deleted"
+        when = instants.get(at)
+        if when is None:
+            when = instants[at] = at.isoformat()
+        add({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": when, "tombstone": dead,
+             "grant": grant, "record": None if dead else doc})
+    return out, counts
 
 
 def _pg_change_rows(conn: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int,
