@@ -395,6 +395,7 @@ def test_an_export_stopped_between_batches_closes_its_reader_and_removes_its_fil
     from gateway.sharing import export as mod
 
     monkeypatch.setattr(mod, "BATCH_ROWS", 2)
+    monkeypatch.setenv(mod.EXPORT_WORKERS_ENV, "0")  # one process reading ahead on a thread (parts: the test below)
     before = threading.active_count()
     seen = {"n": 0}
 
@@ -490,3 +491,46 @@ def test_the_feed_under_a_deidentified_grant_shows_what_deidentify_record_makes(
     page = feed.page(feed.reader("state", "state-client", frozenset({"changes.readonly"})), limit=1000)
     got = {(c["kind"], c["id"]): orjson.loads(orjson.dumps(c["record"])) for c in page.changes}
     assert got == want and len(got) == 15
+
+
+def test_a_large_kind_is_exported_in_parts_by_several_processes_in_one_snapshot(store, tmp_path, monkeypatch):
+    """PostgreSQL: a kind of at least two batches is split over processes that adopt the
+    export's snapshot; the parts hold every record once (what one process writes), each
+    file in the manifest with its rows and SHA-256, and a failure removes every part."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("parts in several processes: PostgreSQL only")
+    from gateway.sharing import export as mod
+
+    district(store, "d1", state_ids={"u3": "IA-3"}, n=12)
+    deid = Deidentifier(Pseudonymizer(KEY, "state"), StateIds(store.engine, "d1"))
+    monkeypatch.setattr(mod, "BATCH_ROWS", 2)
+    monkeypatch.setenv(mod.EXPORT_WORKERS_ENV, "0")
+    alone = export(store, tmp_path / "alone", tenant="d1", kinds=["person", "evidence"], fmt="parquet", deidentifier=deid)
+    monkeypatch.setenv(mod.EXPORT_WORKERS_ENV, "2")
+    seen: dict[str, int] = {}
+    stats: dict[str, float] = {}
+    split = export(store, tmp_path / "split", tenant="d1", kinds=["person", "evidence"], fmt="parquet", deidentifier=deid,
+                   progress=lambda kind, n: seen.__setitem__(kind, seen.get(kind, 0) + n), stats=stats)
+    assert [f.name for f in alone.files] == ["person.parquet", "evidence.parquet"]
+    assert [f.name for f in split.files] == ["person.part-1-of-2.parquet", "person.part-2-of-2.parquet",
+                                             "evidence.part-1-of-2.parquet", "evidence.part-2-of-2.parquet"]
+    assert stats["workers"] == 2 and seen == {"person": 12, "evidence": 12}
+    for kind in ("person", "evidence"):
+        one = read_back(tmp_path / "alone" / f"{kind}.parquet")
+        parts = [f for f in split.files if f.kind == kind]
+        rows = [r for f in parts for r in read_back(tmp_path / "split" / f.name)]
+        assert sorted(rows, key=lambda r: r["id"]) == sorted(one, key=lambda r: r["id"]) and len(rows) == 12
+        assert all(f.rows > 0 for f in parts)  # both parts got some
+        for f in parts:
+            data = (tmp_path / "split" / f.name).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == f.sha256 and len(data) == f.bytes
+    calls = {"n": 0}
+
+    def revoked_while_parts_run() -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise PermissionError("grant revoked")
+
+    with pytest.raises(PermissionError):
+        export(store, tmp_path / "stopped", tenant="d1", kinds=["evidence"], fmt="parquet", deidentifier=deid, check=revoked_while_parts_run)
+    assert list((tmp_path / "stopped").iterdir()) == []

@@ -142,6 +142,20 @@ class Pseudonymizer:
     def __repr__(self) -> str:
         return "Pseudonymizer(...)"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (for the export's converter processes, over their pipe) as the recipient's
+        derived key only, never the server's key."""
+        return (_pseudonymizer_of, (self.__key,))
+
+    @classmethod
+    def _of_recipient_key(cls, key_r: bytes) -> Pseudonymizer:
+        made = cls.__new__(cls)
+        made.__key = key_r
+        block = key_r.ljust(64, b"\0")
+        made.__inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        made.__outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        return made
+
     def _mac(self, message: bytes) -> bytes:
         inner = self.__inner.copy()
         inner.update(message)
@@ -184,12 +198,21 @@ class Pseudonymizer:
         return [None if r is None else next(it) for r in record_ids]
 
 
+def _pseudonymizer_of(key_r: bytes) -> Pseudonymizer:
+    return Pseudonymizer._of_recipient_key(key_r)
+
+
 class StateIds:
     """Person id -> state student id, for one tenant, looked up in the identifier index."""
 
     def __init__(self, engine: Engine, tenant: str) -> None:
         self.engine, self.tenant = engine, tenant
         self._known: dict[str, str | None] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as the database's address and the tenant: a converter process of the export
+        looks state ids up through its own connection."""
+        return (_state_ids_at, (self.engine.url.render_as_string(hide_password=False), self.tenant))
 
     def of(self, person_ids: Iterable[str]) -> dict[str, str | None]:
         wanted = {p.lower() for p in person_ids if p} - self._known.keys()
@@ -211,6 +234,13 @@ class StateIds:
         return {p.lower(): self._known.get(p.lower()) for p in person_ids if p}
 
 
+def _state_ids_at(url: str, tenant: str) -> StateIds:
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    return StateIds(create_engine(url, poolclass=NullPool), tenant)
+
+
 class Deidentifier:
     """Turns records of one grantor tenant into what a de-identified grant shows."""
 
@@ -218,6 +248,9 @@ class Deidentifier:
         self.pseudonyms, self.state_ids = pseudonyms, state_ids
         #: person id -> pseudonym (a learner has many evidence items); bounded by the tenant's people
         self._learners: dict[str, str] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Deidentifier, (self.pseudonyms, self.state_ids))  # the caches stay behind
 
     def prepare(self, docs: Iterable[dict[str, Any]]) -> None:
         """Pseudonymise every learner the records name at once (one look-up of their state

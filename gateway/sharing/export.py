@@ -13,6 +13,17 @@ strings, integers, numbers and booleans as themselves, ``date-time`` as UTC time
 (microseconds), ``date`` as dates, and nested values (lists, objects) as their JSON text.
 Under a de-identified grant only the columns ``deidentify.KEEP`` allows exist at all.
 
+**Parts.** On PostgreSQL a kind of at least two batches is exported by
+``TESSERA_EXPORT_WORKERS`` processes (default: 2 on a machine of 2 cores or more; 0 or 1:
+one process) at once, each its own part of the records into its own file of the kind's file
+set (``evidence.part-1-of-2.parquet``, ...), all in the export's one snapshot (``_Parts``);
+a smaller kind, and every kind on SQLite, is one file (``evidence.parquet``).
+
+**Speed.** Records are decoded with msgspec into structs of just the exported columns
+(``_row_decoder``: members not exported are skipped, JSON members kept as their stored
+text), columns are drawn from a whole batch, and the personal ones replaced a column at a
+time (``deidentify``); the next batch is read on a thread meanwhile (``_prefetched``).
+
 **Manifest** (``manifest.json``, written last, by rename): schema version, format, tenant,
 grant, de-identified or not, kinds, ``since``, ``consistent_with``, and each file's name,
 kind, row count, size and SHA-256. A directory without a manifest is not an export.
@@ -30,6 +41,7 @@ import hashlib
 import io
 import os
 import queue
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -42,7 +54,7 @@ from typing import Any, TypeVar
 import msgspec
 import orjson
 from msgspec.structs import astuple
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..errors import ErrorDetail, ValidationError
 from ..model import RECORD_TYPES
@@ -305,11 +317,21 @@ def deidentified_texts(kind: str, raws: Sequence[Any], deid: Deidentifier) -> tu
 # --- writers -----------------------------------------------------------------------------------------
 
 class _Writer:
+    """A file of one kind: ``write`` turns a batch into its bytes' form (``encode``: an Arrow
+    table, NDJSON bytes, CSV text) and writes it (``put``)."""
+
     def __init__(self, path: Path, cols: list[tuple[str, str]]) -> None:
         self.path, self.cols, self.rows = path, cols, 0
 
-    def write(self, batch: Batch) -> None:
+    @staticmethod
+    def encode(cols: Sequence[tuple[str, str]], batch: Batch) -> Any:
         raise NotImplementedError
+
+    def put(self, rows: int, payload: Any) -> None:
+        raise NotImplementedError
+
+    def write(self, batch: Batch) -> None:
+        self.put(len(batch.raws), self.encode(self.cols, batch))
 
     def close(self) -> None:
         raise NotImplementedError
@@ -323,18 +345,23 @@ class _Parquet(_Writer):
         self.schema = _arrow_schema(cols)
         self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
 
-    def write(self, batch: Batch) -> None:
+    @staticmethod
+    def encode(cols: Sequence[tuple[str, str]], batch: Batch) -> Any:
         import pyarrow as pa
 
+        schema = _arrow_schema(cols)
         arrays = []
-        for (name, t), fld in zip(self.cols, self.schema, strict=True):
+        for (name, t), fld in zip(cols, schema, strict=True):
             values = batch.columns[name]
             if t in ("timestamp", "date"):
                 arrays.append(pa.array(values, pa.string()).cast(fld.type))
             else:
                 arrays.append(pa.array(values, fld.type))
-        self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
-        self.rows += len(batch.raws)
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def put(self, rows: int, payload: Any) -> None:
+        self.writer.write_table(payload)
+        self.rows += rows
 
     def close(self) -> None:
         self.writer.close()
@@ -345,19 +372,21 @@ class _Ndjson(_Writer):
         super().__init__(path, cols)
         self.fh = open(path, "wb")  # noqa: SIM115  # closed by close()
 
-    def write(self, batch: Batch) -> None:
+    @staticmethod
+    def encode(cols: Sequence[tuple[str, str]], batch: Batch) -> Any:
         if batch.as_stored:  # the records as they are stored: no need to write them again
             raws = [r.encode() if isinstance(r, str) else r for r in batch.raws]
-            self.fh.write(b"".join(r + b"\n" for r in raws))
-        else:
-            names = [n for n, _ in self.cols]
-            frag = orjson.Fragment
-            cols = [batch.columns[n] if t != "json" else [None if v is None else frag(v) for v in batch.columns[n]]
-                    for n, t in self.cols]
-            dumps = orjson.dumps
-            self.fh.write(b"".join(dumps({n: v for n, v in zip(names, row, strict=True) if v is not None}) + b"\n"
-                                   for row in zip(*cols, strict=True)))
-        self.rows += len(batch.raws)
+            return b"".join(r + b"\n" for r in raws)
+        names = [n for n, _ in cols]
+        frag = orjson.Fragment
+        values = [batch.columns[n] if t != "json" else [None if v is None else frag(v) for v in batch.columns[n]] for n, t in cols]
+        dumps = orjson.dumps
+        return b"".join(dumps({n: v for n, v in zip(names, row, strict=True) if v is not None}) + b"\n"
+                        for row in zip(*values, strict=True))
+
+    def put(self, rows: int, payload: Any) -> None:
+        self.fh.write(payload)
+        self.rows += rows
 
     def close(self) -> None:
         self.fh.close()
@@ -367,22 +396,27 @@ class _Csv(_Writer):
     def __init__(self, path: Path, cols: list[tuple[str, str]]) -> None:
         super().__init__(path, cols)
         self.fh = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115  # closed by close()
-        self.out = csv.writer(self.fh)
-        self.out.writerow([n for n, _ in cols])
+        csv.writer(self.fh).writerow([n for n, _ in cols])
 
-    def write(self, batch: Batch) -> None:
-        cols = []
-        for n, t in self.cols:
-            values = batch.columns[n]
+    @staticmethod
+    def encode(cols: Sequence[tuple[str, str]], batch: Batch) -> Any:
+        values = []
+        for n, t in cols:
+            column = batch.columns[n]
             if t == "json":
-                values = [None if v is None else v.decode() for v in values]
+                column = [None if v is None else v.decode() for v in column]
             elif t == "boolean":
-                values = [None if v is None else "true" if v else "false" for v in values]
+                column = [None if v is None else "true" if v else "false" for v in column]
             elif t == "number":
-                values = [float(v) if isinstance(v, int) else v for v in values]
-            cols.append(values)
-        self.out.writerows(zip(*cols, strict=True))  # None is written as an empty cell
-        self.rows += len(batch.raws)
+                column = [float(v) if isinstance(v, int) else v for v in column]
+            values.append(column)
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows(zip(*values, strict=True))  # None is written as an empty cell
+        return text.getvalue()
+
+    def put(self, rows: int, payload: Any) -> None:
+        self.fh.write(payload)
+        self.rows += rows
 
     def close(self) -> None:
         self.fh.close()
@@ -415,11 +449,13 @@ def validate(fmt: str, kinds: Sequence[str]) -> list[str]:
 
 def export(store: Store, out_dir: Path, *, tenant: str, kinds: Sequence[str], fmt: str, since: int | None = None,
            deidentifier: Deidentifier | None = None, grant_id: str | None = None,
-           check: Callable[[], None] | None = None, progress: Callable[[str, int], None] | None = None) -> Manifest:
+           check: Callable[[], None] | None = None, progress: Callable[[str, int], None] | None = None,
+           stats: dict[str, float] | None = None) -> Manifest:
     """Export and return the manifest (also written to ``out_dir/manifest.json``).
 
     ``check`` runs before each batch (a revoked grant raises there and ends the export);
-    ``progress(kind, rows)`` after each batch."""
+    ``progress(kind, rows)`` after each batch. ``stats`` (for ``bench/state.py``) receives the
+    converter processes' number, CPU seconds and peak RSS (MiB, summed)."""
     kinds = validate(fmt, kinds)
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / "manifest.json").exists():
@@ -429,60 +465,249 @@ def export(store: Store, out_dir: Path, *, tenant: str, kinds: Sequence[str], fm
     manifest = Manifest(SCHEMA_VERSION, fmt, tenant, grant_id, deidentifier is not None, list(kinds), since, until,
                         datetime.now(UTC).isoformat())
     written: list[Path] = []
-    cls, ext = WRITERS[fmt]
+    ext = WRITERS[fmt][1]
+    postgres = store.engine.dialect.name == "postgresql"
+    parts = _Parts(store.engine.url.render_as_string(hide_password=False), deidentifier, export_workers() if postgres else 0)
     try:
-        options: dict[str, Any] = {"isolation_level": "REPEATABLE READ"} if store.engine.dialect.name == "postgresql" else {}
+        options: dict[str, Any] = {"isolation_level": "REPEATABLE READ"} if postgres else {}
         with store.engine.connect().execution_options(**options) as conn, conn.begin():
             for kind in kinds:
+                cols = columns_of(kind, deidentified=deidentifier is not None)
+                if parts.worth_it(conn, tenant, kind, since, until):
+                    paths = [out_dir / f"{kind}.part-{k + 1}-of-{parts.workers}.{ext}" for k in range(parts.workers)]
+                    written += paths
+                    manifest.files += parts.run(conn, tenant, kind, since, until, cols, fmt, paths, check, progress)
+                    continue
                 path = out_dir / f"{kind}.{ext}"
                 written.append(path)
-                cols = columns_of(kind, deidentified=deidentifier is not None)
-                writer = cls(path, cols)
-                try:
-                    for raws in _prefetched(_batches(conn, tenant, kind, since, until)):
-                        if check is not None:
-                            check()
-                        writer.write(columnize(kind, cols, raws, deidentifier, need_columns=fmt != "ndjson"))
-                        if progress is not None:
-                            progress(kind, len(raws))
-                finally:
-                    writer.close()
-                manifest.files.append(ExportFile(path.name, kind, writer.rows, path.stat().st_size, _sha256(path)))
+                manifest.files.append(_export_file(conn.connection.dbapi_connection if postgres else conn, tenant, kind, since,
+                                                   until, cols, fmt, path, deidentifier, check, progress))
         manifest.finished_at = datetime.now(UTC).isoformat()
         tmp = out_dir / "manifest.json.tmp"
         written.append(tmp)
         tmp.write_bytes(orjson.dumps(manifest.as_json(), option=orjson.OPT_INDENT_2))
         os.replace(tmp, out_dir / "manifest.json")
     except BaseException:
+        parts.close()  # its processes stopped (at their next batch) before their files are removed
         for p in written:
             p.unlink(missing_ok=True)
         raise
+    finally:
+        parts.close()
+        if stats is not None:
+            stats.update(parts.stats)
     return manifest
 
 
-def _batches(conn: Any, tenant: str, kind: str, since: int | None, until: int) -> Iterator[list[Any]]:
-    """The stored JSON texts of a tenant's records of one kind, ``BATCH_ROWS`` at a time,
-    streamed (PostgreSQL: a server-side cursor; SQLite: one lazily stepped statement), so
-    memory holds one batch whatever the table's size. With ``since``, only the records changed
-    in (since, until]: the database picks them with a semi-join on the change log, so no list
-    of ids is ever held here, and each record comes once however often it changed."""
+def _export_file(conn: Any, tenant: str, kind: str, since: int | None, until: int, cols: list[tuple[str, str]], fmt: str,
+                 path: Path, deid: Deidentifier | None, check: Callable[[], None] | None,
+                 progress: Callable[[str, int], None] | None, *, part: int = 0, parts: int = 1) -> ExportFile:
+    """One file: the records of one kind (or of one part of them: ``part`` of ``parts``) read
+    through ``conn`` (PostgreSQL: the driver's connection, in its transaction's snapshot;
+    SQLite: SQLAlchemy's), converted batch by batch, written, and described."""
+    writer = WRITERS[fmt][0](path, cols)
+    try:
+        for raws in _prefetched(_batches(conn, tenant, kind, since, until, part=part, parts=parts)):
+            if check is not None:
+                check()
+            writer.write(columnize(kind, cols, raws, deid, need_columns=fmt != "ndjson"))
+            if progress is not None:
+                progress(kind, len(raws))
+    finally:
+        writer.close()
+    return ExportFile(path.name, kind, writer.rows, path.stat().st_size, _sha256(path))
+
+
+# --- parts in several processes (PostgreSQL) ---------------------------------------------------------
+
+#: processes that export a large kind in parts on PostgreSQL (``TESSERA_EXPORT_WORKERS``; 0 or
+#: 1: the exporting process alone)
+EXPORT_WORKERS_ENV = "TESSERA_EXPORT_WORKERS"
+_SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?$")
+
+
+def export_workers() -> int:
+    value = os.environ.get(EXPORT_WORKERS_ENV)
+    if value is not None and value.strip():
+        return max(0, int(value))
+    return min(2, os.cpu_count() or 1)
+
+
+class _Parts:
+    """A large kind exported by ``workers`` processes at once, each its own part of the
+    records (those whose id's last byte modulo ``workers`` is its number) into its own file of
+    the kind's file set, ALL in the export's one snapshot: the exporting transaction exports
+    its snapshot (``pg_export_snapshot()``) and each process's transaction adopts it (``SET
+    TRANSACTION SNAPSHOT``), so the parts together hold exactly what one reader would have
+    read, each record once. Each process streams with bounded memory, as one does alone.
+
+    The processes come from a fork server (clean processes that never inherit this one's
+    threads or connections; the calling program's main module must be import-safe, as for
+    any ``multiprocessing`` program), get the export's de-identifier (the recipient's key and
+    the database's address: they look state ids up through their own connection), and are
+    stopped when the export ends, however it ends: ``check`` runs here while they work, and a
+    failure anywhere (a revoked grant, a full disk in one of them) stops the others at their
+    next batch before the export removes every file. Only kinds with at least
+    ``2 * BATCH_ROWS`` records are split (a small export never starts a process)."""
+
+    def __init__(self, url: str, deid: Deidentifier | None, workers: int) -> None:
+        self.url, self.deid, self.workers = url, deid, workers if workers >= 2 else 0
+        self.pool: Any = None
+        self.snapshot: str | None = None
+        self.stop: Any = None
+        self.done: Any = None
+        self.stats: dict[str, float] = {"workers": 0, "worker_cpu_s": 0.0, "worker_rss_mib": 0.0, "worker_backend_cpu_s": 0.0}
+
+    def worth_it(self, conn: Any, tenant: str, kind: str, since: int | None, until: int) -> bool:
+        if not self.workers:
+            return False
+        some = _query(tenant, kind, since, until).limit(2 * BATCH_ROWS).subquery()
+        return bool(conn.scalar(select(func.count()).select_from(some)) >= 2 * BATCH_ROWS)
+
+    def run(self, conn: Any, tenant: str, kind: str, since: int | None, until: int, cols: list[tuple[str, str]], fmt: str,
+            paths: list[Path], check: Callable[[], None] | None, progress: Callable[[str, int], None] | None) -> list[ExportFile]:
+        from concurrent.futures import FIRST_EXCEPTION, wait
+
+        if check is not None:
+            check()
+        if self.snapshot is None:
+            self.snapshot = str(conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar())
+        pool = self._start()
+        futures = [pool.submit(_export_part, self.url, self.snapshot, tenant, kind, since, until, cols, fmt, str(path), k, len(paths))
+                   for k, path in enumerate(paths)]
+        reported = 0
+        while True:
+            finished, running = wait(futures, timeout=0.25, return_when=FIRST_EXCEPTION)
+            if check is not None:
+                check()
+            if progress is not None and (now := self.done.value) > reported:
+                progress(kind, now - reported)
+                reported = now
+            if any(f.exception() is not None for f in finished) or not running:
+                break
+        files = []
+        for f in futures:
+            made, (cpu, rss, backend) = f.result()  # raises the first part's failure
+            files.append(made)
+            self.stats["worker_cpu_s"] += cpu
+            self.stats["worker_backend_cpu_s"] += backend
+            self.stats["worker_rss_mib"] = max(self.stats["worker_rss_mib"], rss * len(paths))
+        self.stats["workers"] = len(paths)
+        if progress is not None and self.done.value > reported:
+            progress(kind, self.done.value - reported)
+        self.done.value = 0
+        return files
+
+    def _start(self) -> Any:
+        if self.pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            ctx = multiprocessing.get_context("forkserver")
+            # what a part's process needs, imported once in the fork server, not in each process
+            ctx.set_forkserver_preload([__name__, "pyarrow", "pyarrow.compute", "pyarrow.parquet", "psycopg", "sqlalchemy.dialects.postgresql"])
+            self.stop, self.done = ctx.Event(), ctx.Value("q", 0)
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_part_init,
+                                            initargs=(self.deid, self.stop, self.done))
+        return self.pool
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.stop.set()
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
+class ExportStopped(Exception):
+    """A part's process was told to stop (another part failed, or the export was stopped)."""
+
+
+_PART: dict[str, Any] = {}
+
+
+def _part_init(deid: Deidentifier | None, stop: Any, done: Any) -> None:
+    _PART.update(deid=deid, stop=stop, done=done)
+
+
+def _export_part(url: str, snapshot: str, tenant: str, kind: str, since: int | None, until: int, cols: list[tuple[str, str]],
+                 fmt: str, path: str, part: int, parts: int) -> tuple[ExportFile, tuple[float, float, float]]:
+    """One part, in a part's process: the export's snapshot adopted, then as one file alone.
+    Returns the file and (this process's CPU seconds, its peak RSS in MiB, its database
+    backend's CPU seconds where /proc shows it) for ``bench/state.py``."""
+    import resource
+    import time
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    if not _SNAPSHOT_ID.match(snapshot):
+        raise ExportFailed(f"not a snapshot id: {snapshot!r}")
+    stop, done = _PART["stop"], _PART["done"]
+
+    def check() -> None:
+        if stop.is_set():
+            raise ExportStopped("export stopped")
+
+    def progress(_kind: str, rows: int) -> None:
+        with done.get_lock():
+            done.value += rows
+
+    cpu0 = time.process_time()
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as dbapi:
+        dbapi.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        dbapi.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        backend = dbapi.info.backend_pid
+        made = _export_file(dbapi, tenant, kind, since, until, cols, fmt, Path(path), _PART["deid"], check, progress,
+                            part=part, parts=parts)
+        backend_cpu = _process_cpu(backend)
+        dbapi.execute("COMMIT")
+    return made, (time.process_time() - cpu0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, backend_cpu)
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds of a process on this machine (/proc), 0 where that cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _query(tenant: str, kind: str, since: int | None, until: int, *, part: int = 0, parts: int = 1) -> Any:
     tbl = RECORD_TABLES[kind]
     q = select(tbl.c.data).where(tbl.c.tenant == tenant)
     if since is not None:
         changed = select(changes.c.record_id).where(changes.c.tenant == tenant, changes.c.record_kind == kind,
                                                     changes.c.seq > since, changes.c.seq <= until)
         q = q.where(tbl.c.id.in_(changed))
-    if conn.dialect.name == "postgresql":  # heap order; a named (server-side) cursor of the driver itself, in
-        # this transaction's snapshot: the rows go from the wire to a list of texts without
-        # SQLAlchemy's per-row result objects (half the cost of a fetched row)
+    if parts > 1:  # the last byte of a record id (a uuid5: a hash) spreads records evenly over the parts
+        q = q.where(func.get_byte(func.uuid_send(tbl.c.id), 15).op("%")(parts) == part)
+    return q
+
+
+def _batches(conn: Any, tenant: str, kind: str, since: int | None, until: int, *, part: int = 0,
+             parts: int = 1) -> Iterator[list[Any]]:
+    """The stored JSON texts of a tenant's records of one kind, ``BATCH_ROWS`` at a time,
+    streamed (PostgreSQL: a server-side cursor; SQLite: one lazily stepped statement), so
+    memory holds one batch whatever the table's size. With ``since``, only the records changed
+    in (since, until]: the database picks them with a semi-join on the change log, so no list
+    of ids is ever held here, and each record comes once however often it changed.
+
+    ``conn`` is, on PostgreSQL, the driver's own connection (in the snapshot's transaction):
+    a named (server-side) cursor of the driver itself, so the rows go from the wire to a list
+    of texts without SQLAlchemy's per-row result objects (half the cost of a fetched row); on
+    SQLite, SQLAlchemy's connection."""
+    q = _query(tenant, kind, since, until, part=part, parts=parts)
+    if not hasattr(conn, "dialect"):  # PostgreSQL (psycopg); heap order
         from psycopg.rows import scalar_row  # the PostgreSQL driver: there only
         from psycopg.types.string import ByteaBinaryLoader
+        from sqlalchemy.dialects import postgresql
 
-        compiled = q.compile(dialect=conn.dialect)
+        compiled = q.compile(dialect=postgresql.dialect())
         # binary: the stored text arrives as its UTF-8 bytes, handed on as bytes (the decoder
         # reads bytes; no text object made a row)
-        cur = conn.connection.dbapi_connection.cursor(name=f"tessera_export_{uuid.uuid4().hex}", row_factory=scalar_row,
-                                                      binary=True)
+        cur = conn.cursor(name=f"tessera_export_{uuid.uuid4().hex}", row_factory=scalar_row, binary=True)
         cur.adapters.register_loader("text", ByteaBinaryLoader)
         try:
             cur.itersize = BATCH_ROWS
@@ -492,7 +717,7 @@ def _batches(conn: Any, tenant: str, kind: str, since: int | None, until: int) -
         finally:
             cur.close()
         return
-    q = q.order_by(tbl.c.id)  # a stable order for free (the primary key's index)
+    q = q.order_by(RECORD_TABLES[kind].c.id)  # a stable order for free (the primary key's index)
     result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(q)
     yield from result.scalars().partitions(BATCH_ROWS)
 
