@@ -13,9 +13,9 @@ strings, integers, numbers and booleans as themselves, ``date-time`` as UTC time
 (microseconds), ``date`` as dates, and nested values (lists, objects) as their JSON text.
 Under a de-identified grant only the columns ``deidentify.KEEP`` allows exist at all.
 
-**Parts.** On PostgreSQL a kind of at least two batches is exported by
-``TESSERA_EXPORT_WORKERS`` processes (default: 2 on a machine of 2 cores or more; 0 or 1:
-one process) at once, each its own part of the records into its own file of the kind's file
+**Parts.** On PostgreSQL a kind of at least two batches may be exported by
+``TESSERA_EXPORT_WORKERS`` processes (default: half the cores from 4 cores on, else one
+process; see ``export_workers``) at once, each its own part of the records into its own file of the kind's file
 set (``evidence.part-1-of-2.parquet``, ...), all in the export's one snapshot (``_Parts``);
 a smaller kind, and every kind on SQLite, is one file (``evidence.parquet``).
 
@@ -344,6 +344,8 @@ class _Parquet(_Writer):
         super().__init__(path, cols)
         self.schema = _arrow_schema(cols)
         self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
+        self.pool: Any = None
+        self.pending: Any = None
 
     @staticmethod
     def encode(cols: Sequence[tuple[str, str]], batch: Batch) -> Any:
@@ -360,11 +362,33 @@ class _Parquet(_Writer):
         return pa.Table.from_arrays(arrays, schema=schema)
 
     def put(self, rows: int, payload: Any) -> None:
-        self.writer.write_table(payload)
+        """Compress and write the table on a thread (Arrow releases the GIL meanwhile) while the
+        caller converts the next batch; the write before is waited for first, so at most one
+        table is being written and a failure (a full disk) is raised here or by ``close``."""
+        self._wait()
+        self.pending = self._thread().submit(self.writer.write_table, payload)
         self.rows += rows
 
+    def _thread(self) -> Any:
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="tessera-export-write")
+        return self.pool
+
+    def _wait(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
     def close(self) -> None:
-        self.writer.close()
+        try:
+            self._wait()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+                self.pool = None
+            self.writer.close()
 
 
 class _Ndjson(_Writer):
@@ -520,17 +544,22 @@ def _export_file(conn: Any, tenant: str, kind: str, since: int | None, until: in
 
 # --- parts in several processes (PostgreSQL) ---------------------------------------------------------
 
-#: processes that export a large kind in parts on PostgreSQL (``TESSERA_EXPORT_WORKERS``; 0 or
-#: 1: the exporting process alone)
+#: processes that export a large kind in parts on PostgreSQL (0 or 1: the exporting process alone)
 EXPORT_WORKERS_ENV = "TESSERA_EXPORT_WORKERS"
 _SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?$")
 
 
 def export_workers() -> int:
+    """``TESSERA_EXPORT_WORKERS``, else half the machine's cores from 4 cores on (up to 4), else
+    none. Parts cost more CPU in all (each part's database process reads every record of the
+    tenant to pick its own: measured on 2 cores, a third more CPU a row than one process), so
+    they pay only where cores are left over for them, not on a machine of 2 cores shared by
+    the database and the exporting process (``docs/scaling.md``)."""
     value = os.environ.get(EXPORT_WORKERS_ENV)
     if value is not None and value.strip():
         return max(0, int(value))
-    return min(2, os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    return min(4, cores // 2) if cores >= 4 else 0
 
 
 class _Parts:
