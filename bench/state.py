@@ -11,9 +11,9 @@ measures on PostgreSQL (or SQLite without ``--postgres-url``):
    pass through as stored);
 2. **bulk export**: a de-identified Parquet export of one district's evidence and then of
    every district's, in a child process so its peak RSS is its own (plus its part
-   processes', summed: ``export`` splits a large kind over ``TESSERA_EXPORT_WORKERS``
-   processes on PostgreSQL), then every district's again in one process: rows/s (target >=
-   200,000/s) and peak RSS (target < 1 GB);
+   processes', summed: ``export`` may split a large kind over ``TESSERA_EXPORT_WORKERS``
+   processes on PostgreSQL; by default not on fewer than 4 cores), then every district's in
+   2 part processes to compare: rows/s (target >= 200,000/s) and peak RSS (target < 1 GB);
 3. **one learner's evidence for one month**: ``--probes`` random learners, p50/p99
    (target p99 < 10 ms).
 
