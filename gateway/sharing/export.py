@@ -495,6 +495,8 @@ def export(store: Store, out_dir: Path, *, tenant: str, kinds: Sequence[str], fm
     try:
         options: dict[str, Any] = {"isolation_level": "REPEATABLE READ"} if postgres else {}
         with store.engine.connect().execution_options(**options) as conn, conn.begin():
+            if postgres:  # a scan of one tenant's records gains nothing from compiling its plan (tens of ms a query)
+                conn.exec_driver_sql("SET LOCAL jit = off")
             for kind in kinds:
                 cols = columns_of(kind, deidentified=deidentifier is not None)
                 if parts.worth_it(conn, tenant, kind, since, until):
@@ -686,6 +688,7 @@ def _export_part(url: str, snapshot: str, tenant: str, kind: str, since: int | N
     with psycopg.connect(dsn, autocommit=True) as dbapi:
         dbapi.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         dbapi.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        dbapi.execute("SET LOCAL jit = off")
         backend = dbapi.info.backend_pid
         made = _export_file(dbapi, tenant, kind, since, until, cols, fmt, Path(path), _PART["deid"], check, progress,
                             part=part, parts=parts)
