@@ -202,12 +202,12 @@ def _pg_records(dbapi: Any, jobs: list[tuple[str, str, list[str]]]) -> Iterator[
     """The records of each (tenant, kind, ids) job through the driver's own cursor: the ids
     as ONE text parameter split by the database (no array of ten thousand values for the
     driver to quote), no result objects."""
-    cur = dbapi.cursor()
+    cur = dbapi.cursor(binary=True)  # binary: each stored text arrives as its bytes (data::bytea), not decoded to text
     try:
         for tenant, kind, ids in jobs:
             tbl = RECORD_TABLES[kind]
             voided = ", voided" if kind == "evidence" else ""
-            cur.execute(f'SELECT id::text, data, status{voided} FROM "{tbl.name}" '
+            cur.execute(f'SELECT id::text, data::bytea, status{voided} FROM "{tbl.name}" '
                         f"WHERE tenant = %s AND id = ANY(string_to_array(%s, ',')::uuid[])", (tenant, ",".join(ids)))
             yield tenant, kind, [(rid, data, status == "tobedeleted" or bool(v and v[0])) for rid, data, status, *v in cur.fetchall()]
     finally:
