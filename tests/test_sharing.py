@@ -534,3 +534,21 @@ def test_a_large_kind_is_exported_in_parts_by_several_processes_in_one_snapshot(
     with pytest.raises(PermissionError):
         export(store, tmp_path / "stopped", tenant="d1", kinds=["evidence"], fmt="parquet", deidentifier=deid, check=revoked_while_parts_run)
     assert list((tmp_path / "stopped").iterdir()) == []
+
+
+def test_a_record_changed_again_after_a_page_is_found_with_its_current_content(store):
+    """The feed finds a page's records by the instants of its changes first; a record changed
+    again since (its ``updated_at`` later than the page) is looked up by id, never lost."""
+    recs = district(store, "d1")
+    kid = recs[3]
+    assert kid.kind == "person"
+    with store.engine.connect() as conn:
+        first = newest_safe(conn)
+    store.records.apply("d1", [kid.model_copy(update={"given_name": "Later"})])
+    feed = ChangeFeed(store, GrantStore(store.engine), lambda: KEY)
+    page = feed.page(feed.reader("d1", "c", frozenset({"changes.readonly"})), until=first, limit=1000)
+    assert page.until == first
+    mine = [c for c in page.changes if c["kind"] == "person" and c["id"] == str(kid.id)]
+    assert len(mine) == 1 and not mine[0]["tombstone"]
+    assert orjson.loads(orjson.dumps(mine[0]["record"]))["given_name"] == "Later"
+    assert {str(r.id) for r in recs} <= {c["id"] for c in page.changes if c["record"] is not None}  # every record found

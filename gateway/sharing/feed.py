@@ -162,16 +162,17 @@ class ChangeFeed:
         On PostgreSQL the records come in chunks of ``RECORD_CHUNK`` ids, the next chunk
         fetched on a thread while this one is converted (the driver releases the GIL while it
         waits): the database's look-ups and Python's conversion run at the same time."""
-        wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for _seq, tenant, kind, record_id, *_ in rows:
-            wanted[(tenant, kind)].add(record_id)
+        # (tenant, kind) -> record id -> the instants of its changes on this page, in version order
+        wanted: dict[tuple[str, str], dict[str, list[Any]]] = defaultdict(dict)
+        for _seq, tenant, kind, record_id, _op, at in rows:
+            wanted[(tenant, kind)].setdefault(record_id, []).append(at)
         found: dict[tuple[str, str], tuple[Any, bool, str | None]] = {}
         if conn.dialect.name == "postgresql":
             jobs = [(tenant, kind, chunk) for (tenant, kind), ids in wanted.items()
-                    for chunk in _chunks(sorted(ids), RECORD_CHUNK)]
+                    for chunk in _chunks(list(ids.items()), RECORD_CHUNK)]
             fetched = _prefetched(_pg_records(conn.connection.dbapi_connection, jobs))
         else:
-            fetched = (_sqlite_records(conn, tenant, kind, ids) for (tenant, kind), ids in wanted.items())
+            fetched = (_sqlite_records(conn, tenant, kind, set(ids)) for (tenant, kind), ids in wanted.items())
         for tenant, kind, got in fetched:
             self._convert(tenant, kind, got, deids.get(tenant), found)
         return found
@@ -193,23 +194,44 @@ class ChangeFeed:
 RECORD_CHUNK = 2500
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
 
 
-def _pg_records(dbapi: Any, jobs: list[tuple[str, str, list[str]]]) -> Iterator[tuple[str, str, list[tuple[str, Any, bool]]]]:
-    """The records of each (tenant, kind, ids) job through the driver's own cursor: the ids
-    as ONE text parameter split by the database (no array of ten thousand values for the
-    driver to quote), no result objects."""
+def _pg_records(dbapi: Any, jobs: list[tuple[str, str, list[tuple[str, list[Any]]]]]
+                ) -> Iterator[tuple[str, str, list[tuple[str, Any, bool]]]]:
+    """The records of each (tenant, kind, [(id, instants of its changes)]) job through the
+    driver's own cursor, ids as ONE text parameter split by the database, no result objects.
+
+    A record's ``updated_at`` is the instant of the change that wrote it (one clock reading
+    a batch), so the records a chunk of consecutive changes still holds are mostly found by
+    one range scan of the ``(tenant, updated_at, id)`` index between the chunk's first and
+    last instant, in the order they were written (their heap order), keeping those whose id
+    is asked for (the ids as one constant array: a hash look-up a row); that costs the
+    database about 40% less than one descent of the primary key a record. Whatever the range
+    misses (changed again since, or written at another instant) is then looked up by id, so
+    the answer never depends on the instants matching."""
     cur = dbapi.cursor(binary=True)  # binary: each stored text arrives as its bytes (data::bytea), not decoded to text
     try:
-        for tenant, kind, ids in jobs:
+        for tenant, kind, chunk in jobs:
             tbl = RECORD_TABLES[kind]
-            voided = ", voided" if kind == "evidence" else ""
-            cur.execute(f'SELECT id::text, data::bytea, status{voided} FROM "{tbl.name}" '
-                        f"WHERE tenant = %s AND id = ANY(string_to_array(%s, ',')::uuid[])", (tenant, ",".join(ids)))
-            yield tenant, kind, [(rid, data, status == "tobedeleted" or bool(v and v[0])) for rid, data, status, *v in cur.fetchall()]
+            cols = "id::text, data::bytea, status" + (", voided" if kind == "evidence" else "")
+            ids = [rid for rid, _ in chunk]
+            instants = [at for _, ats in chunk for at in ats]
+            # not prepared: the ids must reach the planner as a constant (a hashed look-up)
+            cur.execute(f'SELECT {cols} FROM (SELECT id, data, status{", voided" if kind == "evidence" else ""} FROM "{tbl.name}" '
+                        f"WHERE tenant = %s AND updated_at >= %s AND updated_at <= %s OFFSET 0) r "
+                        f"WHERE id = ANY(string_to_array(%s, ',')::uuid[])",
+                        (tenant, min(instants), max(instants), ",".join(ids)), prepare=False)
+            got = cur.fetchall()
+            if len(got) < len(ids):
+                seen = {row[0] for row in got}
+                if missing := [rid for rid in ids if rid not in seen]:
+                    cur.execute(f'SELECT {cols} FROM "{tbl.name}" WHERE tenant = %s '
+                                f"AND id = ANY(string_to_array(%s, ',')::uuid[])", (tenant, ",".join(missing)))
+                    got += cur.fetchall()
+            yield tenant, kind, [(rid, data, status == "tobedeleted" or bool(v and v[0])) for rid, data, status, *v in got]
     finally:
         cur.close()
 
