@@ -270,7 +270,13 @@ class Deidentifier:
         learner's computed once while it stays in the bounded cache, state ids looked up in one go.
         Safe to call from two threads at once (the answer is built from a local copy)."""
         cache = self._learners
-        flat = {p for v in person_ids if v is not None for p in (v if isinstance(v, list) else (v,))}
+        try:  # a column of ids (the usual case): one set made in C, the answer mapped in C
+            flat = set(person_ids)
+            lists = False
+        except TypeError:  # some values are lists of ids
+            flat = {p for v in person_ids if v is not None for p in (v if isinstance(v, list) else (v,))}
+            lists = True
+        flat.discard(None)
         local = {p: cache.get(p) for p in flat}
         missing = [p for p, v in local.items() if v is None]
         if missing:
@@ -280,6 +286,9 @@ class Deidentifier:
             tenant, learner = self.state_ids.tenant, self.pseudonyms.learner
             for p in missing:
                 local[p] = cache[p] = learner(tenant, p, states.get(p.lower()))
+        if not lists:
+            local[None] = None
+            return list(map(local.__getitem__, person_ids))
         return [None if v is None else [local[p] for p in v] if isinstance(v, list) else local[v] for v in person_ids]
 
     def records(self, record_ids: list[Any]) -> list[Any]:

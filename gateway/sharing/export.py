@@ -355,7 +355,9 @@ class _Parquet(_Writer):
         arrays = []
         for (name, t), fld in zip(cols, schema, strict=True):
             values = batch.columns[name]
-            if t in ("timestamp", "date"):
+            if values and values[0] is None and values.count(None) == len(values):  # a member no record of the batch has
+                arrays.append(pa.nulls(len(values), fld.type))
+            elif t in ("timestamp", "date"):
                 arrays.append(pa.array(values, pa.string()).cast(fld.type))
             else:
                 arrays.append(pa.array(values, fld.type))
