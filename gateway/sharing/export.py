@@ -817,5 +817,5 @@ def read_back(path: Path) -> list[dict[str, Any]]:
     return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
 
 
-__all__ = ["FORMATS", "SCHEMA_VERSION", "Batch", "ExportFailed", "ExportFile", "Manifest", "columnize", "columns", "columns_of", "export",
-           "read_back", "validate"]
+__all__ = ["EXPORT_WORKERS_ENV", "FORMATS", "SCHEMA_VERSION", "Batch", "ExportFailed", "ExportFile", "ExportStopped", "Manifest", "columnize",
+           "columns", "columns_of", "deidentified_texts", "export", "export_workers", "read_back", "validate"]
