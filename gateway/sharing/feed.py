@@ -162,10 +162,10 @@ class ChangeFeed:
         On PostgreSQL the records come in chunks of ``RECORD_CHUNK`` ids, the next chunk
         fetched on a thread while this one is converted (the driver releases the GIL while it
         waits): the database's look-ups and Python's conversion run at the same time."""
-        # (tenant, kind) -> record id -> the instants of its changes on this page, in version order
-        wanted: dict[tuple[str, str], dict[str, list[Any]]] = defaultdict(dict)
+        # (tenant, kind) -> record id -> the instant of its last change on this page, in version order
+        wanted: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
         for _seq, tenant, kind, record_id, _op, at in rows:
-            wanted[(tenant, kind)].setdefault(record_id, []).append(at)
+            wanted[(tenant, kind)][record_id] = at
         found: dict[tuple[str, str], tuple[Any, bool, str | None]] = {}
         if conn.dialect.name == "postgresql":
             jobs = [(tenant, kind, chunk) for (tenant, kind), ids in wanted.items()
@@ -199,9 +199,9 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[i:i + size]
 
 
-def _pg_records(dbapi: Any, jobs: list[tuple[str, str, list[tuple[str, list[Any]]]]]
+def _pg_records(dbapi: Any, jobs: list[tuple[str, str, list[tuple[str, Any]]]]
                 ) -> Iterator[tuple[str, str, list[tuple[str, Any, bool]]]]:
-    """The records of each (tenant, kind, [(id, instants of its changes)]) job through the
+    """The records of each (tenant, kind, [(id, instant of its last change)]) job through the
     driver's own cursor, ids as ONE text parameter split by the database, no result objects.
 
     A record's ``updated_at`` is the instant of the change that wrote it (one clock reading
@@ -216,11 +216,13 @@ def _pg_records(dbapi: Any, jobs: list[tuple[str, str, list[tuple[str, list[Any]
     try:
         for tenant, kind, chunk in jobs:
             tbl = RECORD_TABLES[kind]
-            cols = "id::text, data::bytea, status" + (", voided" if kind == "evidence" else "")
+            # (id, stored text, retired or voided): the rows as the caller wants them, no Python a row
+            dead = "status = 'tobedeleted' OR voided" if kind == "evidence" else "status = 'tobedeleted'"
             ids = [rid for rid, _ in chunk]
-            instants = [at for _, ats in chunk for at in ats]
+            instants = [at for _, at in chunk]
             # not prepared: the ids must reach the planner as a constant (a hashed look-up)
-            cur.execute(f'SELECT {cols} FROM (SELECT id, data, status{", voided" if kind == "evidence" else ""} FROM "{tbl.name}" '
+            inner = "id, data, status" + (", voided" if kind == "evidence" else "")
+            cur.execute(f"SELECT id::text, data::bytea, {dead} FROM (SELECT {inner} FROM \"{tbl.name}\" "
                         f"WHERE tenant = %s AND updated_at >= %s AND updated_at <= %s OFFSET 0) r "
                         f"WHERE id = ANY(string_to_array(%s, ',')::uuid[])",
                         (tenant, min(instants), max(instants), ",".join(ids)), prepare=False)
@@ -228,10 +230,10 @@ def _pg_records(dbapi: Any, jobs: list[tuple[str, str, list[tuple[str, list[Any]
             if len(got) < len(ids):
                 seen = {row[0] for row in got}
                 if missing := [rid for rid in ids if rid not in seen]:
-                    cur.execute(f'SELECT {cols} FROM "{tbl.name}" WHERE tenant = %s '
+                    cur.execute(f'SELECT id::text, data::bytea, {dead} FROM "{tbl.name}" WHERE tenant = %s '
                                 f"AND id = ANY(string_to_array(%s, ',')::uuid[])", (tenant, ",".join(missing)))
                     got += cur.fetchall()
-            yield tenant, kind, [(rid, data, status == "tobedeleted" or bool(v and v[0])) for rid, data, status, *v in got]
+            yield tenant, kind, got
     finally:
         cur.close()
 
