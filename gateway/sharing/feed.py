@@ -125,20 +125,21 @@ class ChangeFeed:
                 sources.append((reader.tenant, wanted, None))
             sources += [(g.grantor, wanted & set(g.kinds), g) for g in reader.grants if wanted & set(g.kinds)]
             rows: list[Any] = []
-            if sources and until > since and conn.dialect.name == "postgresql":
-                rows = _pg_change_rows(conn, sources, since, until, limit + 1)
-            elif sources and until > since:
-                cond = or_(*(and_(changes.c.tenant == t, changes.c.record_kind.in_(sorted(ks))) for t, ks, _ in sources))
-                q = (select(changes.c.seq, changes.c.tenant, changes.c.record_kind, changes.c.record_id, changes.c.op, changes.c.at)
-                     .where(changes.c.seq > since, changes.c.seq <= until, cond).order_by(changes.c.seq).limit(limit + 1))
-                rows = [(seq, t, k, str(rid), op, at) for seq, t, k, rid, op, at in conn.execute(q).all()]
-            more = len(rows) > limit
-            rows = rows[:limit]
             deids = {t: self._deidentifier(reader.tenant, t) for t, _, g in sources if g is not None and g.deidentified}
             enabled = gc.isenabled()
             gc.disable()  # tens of thousands of fresh dicts a page: the cyclic collector would walk them over and over
             try:
-                docs = self._records(rows, conn, deids)
+                docs: dict[tuple[str, str], tuple[Any, bool, str | None]] = {}
+                if sources and until > since and conn.dialect.name == "postgresql":
+                    rows = self._pg_page(conn, sources, since, until, limit, deids, docs)
+                elif sources and until > since:
+                    cond = or_(*(and_(changes.c.tenant == t, changes.c.record_kind.in_(sorted(ks))) for t, ks, _ in sources))
+                    q = (select(changes.c.seq, changes.c.tenant, changes.c.record_kind, changes.c.record_id, changes.c.op, changes.c.at)
+                         .where(changes.c.seq > since, changes.c.seq <= until, cond).order_by(changes.c.seq).limit(limit + 1))
+                    rows = [(seq, t, k, str(rid), op, at) for seq, t, k, rid, op, at in conn.execute(q).all()]
+                    self._sqlite_records(rows[:limit], conn, deids, docs)
+                more = len(rows) > limit
+                rows = rows[:limit]
                 out, counts = _changes(rows, docs, reader, sources, deids)
             finally:
                 if enabled:
@@ -150,32 +151,36 @@ class ChangeFeed:
                               for g in reader.grants], client_id=reader.client_id, action="changes")
         return FeedPage(out, since, until, max(next_since, since), more)
 
-    def _records(self, rows: Sequence[Any], conn: Any, deids: dict[str, Deidentifier]
-                 ) -> dict[tuple[str, str], tuple[Any, bool, str | None]]:
-        """(kind, id) -> (the record, retired or voided, its id as the reader sees it). Records
-        of an identified source are their stored JSON text, embedded in the response as it is
-        (``orjson.Fragment``), never parsed and written again. Records under a de-identified
-        grant go through ``export.deidentified_texts`` by (tenant, kind): the column-wise
-        de-identification the bulk export does (each learner once, pseudonyms per column),
-        each record then written as JSON text (a ``Fragment`` too) by msgspec.
+    def _pg_page(self, conn: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int, limit: int,
+                 deids: dict[str, Deidentifier], found: dict[tuple[str, str], tuple[Any, bool, str | None]]) -> list[Any]:
+        """A page's change rows (``limit + 1`` at most: one more tells there are more) and, into
+        ``found``, their records: (kind, id) -> (the record, retired or voided, its id as the
+        reader sees it). Records of an identified source are their stored JSON text, embedded
+        in the response as it is (``orjson.Fragment``), never parsed and written again; under a
+        de-identified grant they go through ``export.deidentified_texts`` by (tenant, kind):
+        the column-wise de-identification the bulk export does (each learner once, pseudonyms
+        per column), each record then written as JSON text (a ``Fragment`` too) by msgspec.
 
-        On PostgreSQL the records come in chunks of ``RECORD_CHUNK`` ids, the next chunk
-        fetched on a thread while this one is converted (the driver releases the GIL while it
-        waits): the database's look-ups and Python's conversion run at the same time."""
-        # (tenant, kind) -> record id -> the instant of its last change on this page, in version order
-        wanted: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
-        for _seq, tenant, kind, record_id, _op, at in rows:
-            wanted[(tenant, kind)][record_id] = at
-        found: dict[tuple[str, str], tuple[Any, bool, str | None]] = {}
-        if conn.dialect.name == "postgresql":
-            jobs = [(tenant, kind, chunk) for (tenant, kind), ids in wanted.items()
-                    for chunk in _chunks(list(ids.items()), RECORD_CHUNK)]
-            fetched = _prefetched(_pg_records(conn.connection.dbapi_connection, jobs))
-        else:
-            fetched = (_sqlite_records(conn, tenant, kind, set(ids)) for (tenant, kind), ids in wanted.items())
-        for tenant, kind, got in fetched:
-            self._convert(tenant, kind, got, deids.get(tenant), found)
-        return found
+        The change rows come from a server-side cursor ``RECORD_CHUNK`` at a time, and each
+        chunk's records are looked up right after it (``_pg_changes_and_records``), all on a
+        thread while this one converts the chunk before (the driver releases the GIL while it
+        waits): the database's reads and Python's conversion run at the same time."""
+        rows: list[Any] = []
+        dbapi = conn.connection.dbapi_connection
+        for chunk, fetched in _prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit)):
+            rows += chunk
+            for tenant, kind, got in fetched:
+                self._convert(tenant, kind, got, deids.get(tenant), found)
+        return rows
+
+    def _sqlite_records(self, rows: Sequence[Any], conn: Any, deids: dict[str, Deidentifier],
+                        found: dict[tuple[str, str], tuple[Any, bool, str | None]]) -> None:
+        """``_pg_page``'s records on SQLite: looked up by id, a kind of a tenant at a time."""
+        wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for _seq, tenant, kind, record_id, *_ in rows:
+            wanted[(tenant, kind)].add(record_id)
+        for (tenant, kind), ids in wanted.items():
+            self._convert(*_sqlite_records(conn, tenant, kind, ids), deids.get(tenant), found)
 
     @staticmethod
     def _convert(tenant: str, kind: str, got: list[tuple[str, Any, bool]], deid: Deidentifier | None,
@@ -190,19 +195,46 @@ class ChangeFeed:
             found[(kind, rid)] = (fragment(text), dead, shown_id)
 
 
-#: ids looked up in one statement while the feed converts the chunk before
+#: change rows read at a time, their records looked up while the feed converts the chunk before
 RECORD_CHUNK = 2500
 
 
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
+def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int,
+                            limit: int) -> Iterator[tuple[list[Any], list[tuple[str, str, list[tuple[str, Any, bool]]]]]]:
+    """(change rows, [(tenant, kind, records)]) ``RECORD_CHUNK`` change rows at a time: the
+    page's change rows, (seq, tenant, kind, record id, op, at) keyset on ``seq``, from a
+    server-side cursor of the driver (binary: instants decoded in C, in UTC), and after each
+    chunk the current records it names (not those of the row past ``limit``)."""
+    cond = " OR ".join("(tenant = %s AND record_kind = ANY(%s))" for _ in sources)
+    params: list[Any] = [since, until]
+    for t, ks, _ in sources:
+        params += [t, sorted(ks)]
+    records = dbapi.cursor(binary=True)
+    rows = None
+    try:
+        records.execute("SET LOCAL TIME ZONE 'UTC'")  # instants come back in UTC: no conversion per row
+        rows = dbapi.cursor(name=f"tessera_changes_{uuid.uuid4().hex}", binary=True)
+        rows.itersize = RECORD_CHUNK
+        rows.execute(f"SELECT seq, tenant, record_kind, record_id::text, op, at FROM changes WHERE seq > %s AND seq <= %s AND ({cond}) "
+                     f"ORDER BY seq LIMIT {int(limit) + 1}", params)
+        taken = 0
+        while chunk := rows.fetchmany(RECORD_CHUNK):
+            # (tenant, kind) -> record id -> the instant of its last change in the chunk, in version order
+            wanted: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
+            for _seq, tenant, kind, record_id, _op, at in chunk[:max(0, limit - taken)]:
+                wanted[(tenant, kind)][record_id] = at
+            taken += len(chunk)
+            yield chunk, [(tenant, kind, _pg_records(records, tenant, kind, list(ids.items()))) for (tenant, kind), ids in wanted.items()]
+    finally:
+        if rows is not None:
+            rows.close()
+        records.close()
 
 
-def _pg_records(dbapi: Any, jobs: list[tuple[str, str, list[tuple[str, Any]]]]
-                ) -> Iterator[tuple[str, str, list[tuple[str, Any, bool]]]]:
-    """The records of each (tenant, kind, [(id, instant of its last change)]) job through the
-    driver's own cursor, ids as ONE text parameter split by the database, no result objects.
+def _pg_records(cur: Any, tenant: str, kind: str, chunk: list[tuple[str, Any]]) -> list[tuple[str, Any, bool]]:
+    """The current records of [(id, instant of its last change)] of one kind of one tenant,
+    as (id, stored text as bytes, retired or voided), ids as ONE text parameter split by the
+    database, no result objects.
 
     A record's ``updated_at`` is the instant of the change that wrote it (one clock reading
     a batch), so the records a chunk of consecutive changes still holds are mostly found by
@@ -212,30 +244,25 @@ def _pg_records(dbapi: Any, jobs: list[tuple[str, str, list[tuple[str, Any]]]]
     database about 40% less than one descent of the primary key a record. Whatever the range
     misses (changed again since, or written at another instant) is then looked up by id, so
     the answer never depends on the instants matching."""
-    cur = dbapi.cursor(binary=True)  # binary: each stored text arrives as its bytes (data::bytea), not decoded to text
-    try:
-        for tenant, kind, chunk in jobs:
-            tbl = RECORD_TABLES[kind]
-            # (id, stored text, retired or voided): the rows as the caller wants them, no Python a row
-            dead = "status = 'tobedeleted' OR voided" if kind == "evidence" else "status = 'tobedeleted'"
-            ids = [rid for rid, _ in chunk]
-            instants = [at for _, at in chunk]
-            # not prepared: the ids must reach the planner as a constant (a hashed look-up)
-            inner = "id, data, status" + (", voided" if kind == "evidence" else "")
-            cur.execute(f"SELECT id::text, data::bytea, {dead} FROM (SELECT {inner} FROM \"{tbl.name}\" "
-                        f"WHERE tenant = %s AND updated_at >= %s AND updated_at <= %s OFFSET 0) r "
-                        f"WHERE id = ANY(string_to_array(%s, ',')::uuid[])",
-                        (tenant, min(instants), max(instants), ",".join(ids)), prepare=False)
-            got = cur.fetchall()
-            if len(got) < len(ids):
-                seen = {row[0] for row in got}
-                if missing := [rid for rid in ids if rid not in seen]:
-                    cur.execute(f'SELECT id::text, data::bytea, {dead} FROM "{tbl.name}" WHERE tenant = %s '
-                                f"AND id = ANY(string_to_array(%s, ',')::uuid[])", (tenant, ",".join(missing)))
-                    got += cur.fetchall()
-            yield tenant, kind, got
-    finally:
-        cur.close()
+    tbl = RECORD_TABLES[kind]
+    # whether retired or voided worked out by the database: the rows come as the caller uses them
+    dead = "status = 'tobedeleted' OR voided" if kind == "evidence" else "status = 'tobedeleted'"
+    inner = "id, data, status" + (", voided" if kind == "evidence" else "")
+    ids = [rid for rid, _ in chunk]
+    instants = [at for _, at in chunk]
+    # not prepared: the ids must reach the planner as a constant (a hashed look-up)
+    cur.execute(f"SELECT id::text, data::bytea, {dead} FROM (SELECT {inner} FROM \"{tbl.name}\" "
+                f"WHERE tenant = %s AND updated_at >= %s AND updated_at <= %s OFFSET 0) r "
+                f"WHERE id = ANY(string_to_array(%s, ',')::uuid[])",
+                (tenant, min(instants), max(instants), ",".join(ids)), prepare=False)
+    got: list[tuple[str, Any, bool]] = cur.fetchall()
+    if len(got) < len(ids):
+        seen = {row[0] for row in got}
+        if missing := [rid for rid in ids if rid not in seen]:
+            cur.execute(f'SELECT id::text, data::bytea, {dead} FROM "{tbl.name}" WHERE tenant = %s '
+                        f"AND id = ANY(string_to_array(%s, ',')::uuid[])", (tenant, ",".join(missing)))
+            got += cur.fetchall()
+    return got
 
 
 def _sqlite_records(conn: Any, tenant: str, kind: str, ids: set[str]) -> tuple[str, str, list[tuple[str, Any, bool]]]:
@@ -279,24 +306,6 @@ def _changes(rows: Sequence[Any], docs: dict[tuple[str, str], tuple[Any, bool, s
         add({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": when, "tombstone": dead,
              "grant": grant, "record": None if dead else doc})
     return out, counts
-
-
-def _pg_change_rows(conn: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int,
-                    limit: int) -> list[tuple[int, str, str, str, str, Any]]:
-    """A page of change rows on PostgreSQL through the driver's own cursor (record ids as
-    text): (seq, tenant, kind, record id, op, at), keyset on ``seq``."""
-    cond = " OR ".join("(tenant = %s AND record_kind = ANY(%s))" for _ in sources)
-    params: list[Any] = [since, until]
-    for t, ks, _ in sources:
-        params += [t, sorted(ks)]
-    cur = conn.connection.dbapi_connection.cursor(binary=True)  # binary: instants decoded in C, no text parsing
-    try:
-        cur.execute("SET LOCAL TIME ZONE 'UTC'")  # instants come back in UTC: no conversion per row
-        cur.execute(f"SELECT seq, tenant, record_kind, record_id::text, op, at FROM changes WHERE seq > %s AND seq <= %s AND ({cond}) "
-                    f"ORDER BY seq LIMIT {int(limit)}", params)
-        return list(cur.fetchall())
-    finally:
-        cur.close()
 
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "SCOPE", "ChangeFeed", "FeedPage", "Reader"]
