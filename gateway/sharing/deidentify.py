@@ -133,7 +133,9 @@ class Pseudonymizer:
     cost (OpenSSL's one-shot HMAC sets up its key every call); this runs once per exported row."""
 
     def __init__(self, key: bytes, recipient: str) -> None:
-        key_r = hmac.digest(key, b"tessera.pseudonym.v1|" + recipient.encode(), "sha256")
+        self._use(hmac.digest(key, b"tessera.pseudonym.v1|" + recipient.encode(), "sha256"))
+
+    def _use(self, key_r: bytes) -> None:
         self.__key = key_r
         block = key_r.ljust(64, b"\0")  # a 32-byte key is shorter than SHA-256's 64-byte block
         self.__inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
@@ -143,18 +145,9 @@ class Pseudonymizer:
         return "Pseudonymizer(...)"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickled (for the export's converter processes, over their pipe) as the recipient's
-        derived key only, never the server's key."""
+        """Pickled (for the export's part processes, over their pipe) as the recipient's derived
+        key only, never the server's key."""
         return (_pseudonymizer_of, (self.__key,))
-
-    @classmethod
-    def _of_recipient_key(cls, key_r: bytes) -> Pseudonymizer:
-        made = cls.__new__(cls)
-        made.__key = key_r
-        block = key_r.ljust(64, b"\0")
-        made.__inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-        made.__outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
-        return made
 
     def _mac(self, message: bytes) -> bytes:
         inner = self.__inner.copy()
@@ -199,7 +192,9 @@ class Pseudonymizer:
 
 
 def _pseudonymizer_of(key_r: bytes) -> Pseudonymizer:
-    return Pseudonymizer._of_recipient_key(key_r)
+    made = Pseudonymizer.__new__(Pseudonymizer)
+    made._use(key_r)
+    return made
 
 
 class StateIds:
@@ -210,8 +205,8 @@ class StateIds:
         self._known: dict[str, str | None] = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickled as the database's address and the tenant: a converter process of the export
-        looks state ids up through its own connection."""
+        """Pickled as the database's address and the tenant: a part process of the export looks
+        state ids up through its own connection."""
         return (_state_ids_at, (self.engine.url.render_as_string(hide_password=False), self.tenant))
 
     def of(self, person_ids: Iterable[str]) -> dict[str, str | None]:
