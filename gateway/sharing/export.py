@@ -481,7 +481,8 @@ def export(store: Store, out_dir: Path, *, tenant: str, kinds: Sequence[str], fm
 
     ``check`` runs before each batch (a revoked grant raises there and ends the export);
     ``progress(kind, rows)`` after each batch. ``stats`` (for ``bench/state.py``) receives the
-    converter processes' number, CPU seconds and peak RSS (MiB, summed)."""
+    part processes' number, CPU seconds, their database processes' CPU seconds and peak RSS
+    (MiB, summed)."""
     kinds = validate(fmt, kinds)
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / "manifest.json").exists():
