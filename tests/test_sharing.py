@@ -139,7 +139,7 @@ def test_a_state_reads_every_granting_district_tagged_and_logged(store):
     by = {(c["tenant"], c["kind"]) for c in page.changes}
     assert by == {("d1", "person"), ("d2", "evidence")}
     assert {c["grant"] for c in page.changes} == {str(g1.id), str(g2.id)}
-    d1_people = [c["record"] for c in page.changes if c["tenant"] == "d1"]
+    d1_people = [orjson.loads(orjson.dumps(c["record"])) for c in page.changes if c["tenant"] == "d1"]  # JSON text too
     assert all("given_name" not in r and "email" not in r for r in d1_people)  # de-identified grant
     d2_ev = [orjson.loads(orjson.dumps(c["record"])) for c in page.changes if c["tenant"] == "d2"]  # as stored: JSON text
     assert all(r["learner_id"] for r in d2_ev)  # identified grant: as stored
@@ -395,6 +395,7 @@ def test_an_export_stopped_between_batches_closes_its_reader_and_removes_its_fil
     from gateway.sharing import export as mod
 
     monkeypatch.setattr(mod, "BATCH_ROWS", 2)
+    monkeypatch.setenv(mod.EXPORT_WORKERS_ENV, "0")  # one process reading ahead on a thread (parts: the test below)
     before = threading.active_count()
     seen = {"n": 0}
 
@@ -409,3 +410,145 @@ def test_an_export_stopped_between_batches_closes_its_reader_and_removes_its_fil
     assert list(out.iterdir()) == [] and threading.active_count() == before
     manifest = export(store, tmp_path / "whole", tenant="d1", kinds=["person"], fmt="parquet")
     assert manifest.files[0].rows == 9 and len(read_back(tmp_path / "whole" / "person.parquet")) == 9
+
+
+def test_pseudonyms_are_hmac_sha256_of_the_recipients_key_shaped_as_uuids():
+    """The hand-rolled HMAC (hash states of the padded key made once) gives the very bytes of
+    ``hmac.digest``, one value or a column at a time (None stays None, ids compared lower-cased)."""
+    import hmac
+
+    key_r = hmac.digest(KEY, b"tessera.pseudonym.v1|state", "sha256")
+
+    def expected(message: str) -> str:
+        b = bytearray(hmac.digest(key_r, message.encode(), "sha256")[:16])
+        b[6], b[8] = b[6] & 0x0F | 0x80, b[8] & 0x3F | 0x80  # version 8, variant 10xx (RFC 9562)
+        return str(uuid.UUID(bytes=bytes(b)))
+
+    p = Pseudonymizer(KEY, "state")
+    ids = [str(uuid.uuid4()) for _ in range(50)] + [None, "ABCDEF01-2345-6789-ABCD-EF0123456789"]
+    want = [None if r is None else expected(f"record:d1:{r.lower()}") for r in ids]
+    assert p.records("d1", ids) == want
+    assert p.records("d1", ids[-3:]) == want[-3:]  # a short column
+    assert p.records("d1", [None, None]) == [None, None]
+    assert p.record("d1", ids[0]) == want[0]
+    assert p.learner("d1", "P-1", "IA-9 ") == expected("state:ia-9") and p.learner("d1", "P-1", None) == expected("person:d1:p-1")
+    assert all(uuid.UUID(x).version == 8 and uuid.UUID(x).variant == uuid.RFC_4122 for x in want if x)
+
+
+def test_the_columnar_export_matches_record_by_record_deidentification(store, tmp_path):
+    """The export decodes only the kept columns of a whole batch and de-identifies column by
+    column; what it writes is what ``Deidentifier.record`` makes of each stored record."""
+    district(store, "d1", state_ids={"u1": "IA-1"}, n=5)
+    kinds = ["person", "enrollment", "evidence"]
+    deid = Deidentifier(Pseudonymizer(KEY, "state"), StateIds(store.engine, "d1"))
+    from gateway.store.tables import RECORD_TABLES
+
+    want = {}
+    with store.engine.connect() as conn:
+        for kind in kinds:
+            tbl = RECORD_TABLES[kind]
+            docs = [deid.record(orjson.loads(d)) for d in conn.scalars(tbl.select().with_only_columns(tbl.c.data).where(tbl.c.tenant == "d1"))]
+            want[kind] = sorted(({k: v for k, v in d.items() if v is not None} for d in docs), key=lambda d: d["id"])
+    for fmt in ("ndjson", "parquet"):
+        out = tmp_path / fmt
+        manifest = export(store, out, tenant="d1", kinds=kinds, fmt=fmt, deidentifier=deid)
+        for f in manifest.files:
+            rows = read_back(out / f.name)
+            got = []
+            for r in rows:
+                r = {k: v for k, v in r.items() if v is not None}
+                if fmt == "parquet":  # typed columns: JSON members as text, instants as timestamps
+                    r = {k: orjson.loads(v) if k in ("roles", "grades", "activity", "score", "provenance") else v for k, v in r.items()}
+                    r = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in r.items()}
+                got.append(r)
+            expected = want[f.kind]
+            if fmt == "parquet":
+                expected = [{k: datetime.fromisoformat(v.replace("Z", "+00:00")).isoformat() if k.endswith("_at") else v
+                             for k, v in d.items()} for d in expected]
+            assert sorted(got, key=lambda d: d["id"]) == expected, (fmt, f.kind)
+
+
+def test_the_feed_under_a_deidentified_grant_shows_what_deidentify_record_makes(store, monkeypatch):
+    """The feed decodes the kept members, replaces personal ids a column at a time and writes
+    each record back as JSON text; the result is ``Deidentifier.record`` of the stored record,
+    for records looked up over several chunks (fetched on a thread while the last converts)."""
+    from gateway.sharing import feed as feed_mod
+
+    monkeypatch.setattr(feed_mod, "RECORD_CHUNK", 2)
+    district(store, "d1", state_ids={"u2": "IA-2"}, n=5)
+    grant(store, kinds=["person", "evidence", "enrollment"])
+    deid = Deidentifier(Pseudonymizer(KEY, "state"), StateIds(store.engine, "d1"))
+    from gateway.store.tables import RECORD_TABLES
+
+    want = {}
+    with store.engine.connect() as conn:
+        for kind in ("person", "evidence", "enrollment"):
+            tbl = RECORD_TABLES[kind]
+            for d in conn.scalars(tbl.select().with_only_columns(tbl.c.data).where(tbl.c.tenant == "d1")):
+                shown = deid.record(orjson.loads(d))
+                want[(kind, shown["id"])] = {k: v for k, v in shown.items() if v is not None}
+    feed = ChangeFeed(store, GrantStore(store.engine), lambda: KEY)
+    page = feed.page(feed.reader("state", "state-client", frozenset({"changes.readonly"})), limit=1000)
+    got = {(c["kind"], c["id"]): orjson.loads(orjson.dumps(c["record"])) for c in page.changes}
+    assert got == want and len(got) == 15
+
+
+def test_a_large_kind_is_exported_in_parts_by_several_processes_in_one_snapshot(store, tmp_path, monkeypatch):
+    """PostgreSQL: a kind of at least two batches is split over processes that adopt the
+    export's snapshot; the parts hold every record once (what one process writes), each
+    file in the manifest with its rows and SHA-256, and a failure removes every part."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("parts in several processes: PostgreSQL only")
+    from gateway.sharing import export as mod
+
+    district(store, "d1", state_ids={"u3": "IA-3"}, n=12)
+    deid = Deidentifier(Pseudonymizer(KEY, "state"), StateIds(store.engine, "d1"))
+    monkeypatch.setattr(mod, "BATCH_ROWS", 2)
+    monkeypatch.setenv(mod.EXPORT_WORKERS_ENV, "0")
+    alone = export(store, tmp_path / "alone", tenant="d1", kinds=["person", "evidence"], fmt="parquet", deidentifier=deid)
+    monkeypatch.setenv(mod.EXPORT_WORKERS_ENV, "2")
+    seen: dict[str, int] = {}
+    stats: dict[str, float] = {}
+    split = export(store, tmp_path / "split", tenant="d1", kinds=["person", "evidence"], fmt="parquet", deidentifier=deid,
+                   progress=lambda kind, n: seen.__setitem__(kind, seen.get(kind, 0) + n), stats=stats)
+    assert [f.name for f in alone.files] == ["person.parquet", "evidence.parquet"]
+    assert [f.name for f in split.files] == ["person.part-1-of-2.parquet", "person.part-2-of-2.parquet",
+                                             "evidence.part-1-of-2.parquet", "evidence.part-2-of-2.parquet"]
+    assert stats["workers"] == 2 and seen == {"person": 12, "evidence": 12}
+    for kind in ("person", "evidence"):
+        one = read_back(tmp_path / "alone" / f"{kind}.parquet")
+        parts = [f for f in split.files if f.kind == kind]
+        rows = [r for f in parts for r in read_back(tmp_path / "split" / f.name)]
+        assert sorted(rows, key=lambda r: r["id"]) == sorted(one, key=lambda r: r["id"]) and len(rows) == 12
+        assert all(f.rows > 0 for f in parts)  # both parts got some
+        for f in parts:
+            data = (tmp_path / "split" / f.name).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == f.sha256 and len(data) == f.bytes
+    calls = {"n": 0}
+
+    def revoked_while_parts_run() -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise PermissionError("grant revoked")
+
+    with pytest.raises(PermissionError):
+        export(store, tmp_path / "stopped", tenant="d1", kinds=["evidence"], fmt="parquet", deidentifier=deid, check=revoked_while_parts_run)
+    assert list((tmp_path / "stopped").iterdir()) == []
+
+
+def test_a_record_changed_again_after_a_page_is_found_with_its_current_content(store):
+    """The feed finds a page's records by the instants of its changes first; a record changed
+    again since (its ``updated_at`` later than the page) is looked up by id, never lost."""
+    recs = district(store, "d1")
+    kid = recs[3]
+    assert kid.kind == "person"
+    with store.engine.connect() as conn:
+        first = newest_safe(conn)
+    store.records.apply("d1", [kid.model_copy(update={"given_name": "Later"})])
+    feed = ChangeFeed(store, GrantStore(store.engine), lambda: KEY)
+    page = feed.page(feed.reader("d1", "c", frozenset({"changes.readonly"})), until=first, limit=1000)
+    assert page.until == first
+    mine = [c for c in page.changes if c["kind"] == "person" and c["id"] == str(kid.id)]
+    assert len(mine) == 1 and not mine[0]["tombstone"]
+    assert orjson.loads(orjson.dumps(mine[0]["record"]))["given_name"] == "Later"
+    assert {str(r.id) for r in recs} <= {c["id"] for c in page.changes if c["record"] is not None}  # every record found

@@ -13,6 +13,17 @@ strings, integers, numbers and booleans as themselves, ``date-time`` as UTC time
 (microseconds), ``date`` as dates, and nested values (lists, objects) as their JSON text.
 Under a de-identified grant only the columns ``deidentify.KEEP`` allows exist at all.
 
+**Parts.** On PostgreSQL a kind of at least two batches may be exported by
+``TESSERA_EXPORT_WORKERS`` processes (default: half the cores from 4 cores on, else one
+process; see ``export_workers``) at once, each its own part of the records into its own file of the kind's file
+set (``evidence.part-1-of-2.parquet``, ...), all in the export's one snapshot (``_Parts``);
+a smaller kind, and every kind on SQLite, is one file (``evidence.parquet``).
+
+**Speed.** Records are decoded with msgspec into structs of just the exported columns
+(``_row_decoder``: members not exported are skipped, JSON members kept as their stored
+text), columns are drawn from a whole batch, and the personal ones replaced a column at a
+time (``deidentify``); the next batch is read on a thread meanwhile (``_prefetched``).
+
 **Manifest** (``manifest.json``, written last, by rename): schema version, format, tenant,
 grant, de-identified or not, kinds, ``since``, ``consistent_with``, and each file's name,
 kind, row count, size and SHA-256. A directory without a manifest is not an export.
@@ -30,17 +41,20 @@ import hashlib
 import io
 import os
 import queue
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from itertools import repeat
+from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 import orjson
-from sqlalchemy import select
+from msgspec.structs import astuple
+from sqlalchemy import func, select
 
 from ..errors import ErrorDetail, ValidationError
 from ..model import RECORD_TYPES
@@ -151,60 +165,150 @@ class Batch:
     values are Python scalars, JSON members as JSON text (bytes), date-times and dates as the
     ISO text the records hold (Arrow parses a whole column at once)."""
 
-    raws: list[Any]
-    columns: dict[str, list[Any]]
+    raws: Sequence[Any]
+    columns: dict[str, Sequence[Any]]
     #: the records are the stored ones, unchanged (NDJSON writes ``raws`` as they are)
     as_stored: bool
 
 
-def _json_texts(values: list[Any]) -> list[Any]:
+def _json_texts(values: Sequence[Any]) -> list[Any]:
     dumps = orjson.dumps
     return [None if v is None else dumps(v) for v in values]
 
 
-def _subset_texts(values: list[Any], keys: tuple[str, ...]) -> list[Any]:
-    """Only ``keys`` of each object, as JSON text; the few distinct results are made once."""
-    made: dict[tuple[Any, ...], bytes] = {}
+def _raw_texts(values: Sequence[Any]) -> list[Any]:
+    """JSON members decoded as ``msgspec.Raw``: their stored text as it is (no parse, no
+    re-serialisation); a member that is absent or null is None."""
+    out = list(map(bytes, values))
+    return [None if b == b"null" or not b else b for b in out]
+
+
+def _kept_text(keys: tuple[str, ...], values: tuple[Any, ...]) -> bytes:
+    return orjson.dumps({k: x for k, x in zip(keys, values, strict=True) if x is not None})
+
+
+def _subset_texts(values: Sequence[Any], keys: tuple[str, ...]) -> list[Any]:
+    """Only ``keys`` of each object (decoded as a frozen struct of just those keys), as JSON
+    text; the few distinct results are made once."""
+    made: dict[Any, bytes] = {}
     out: list[Any] = []
+    add = out.append
     for v in values:
-        if not isinstance(v, dict):
-            out.append(None)
+        if v is None:
+            add(None)
             continue
-        key = tuple(map(v.get, keys))
-        text = made.get(key)
+        try:
+            text = made.get(v)
+        except TypeError:  # a member holding a list or an object (unhashable): made for this row alone
+            add(_kept_text(keys, astuple(v)))
+            continue
         if text is None:
-            text = made[key] = orjson.dumps({k: x for k, x in zip(keys, key, strict=True) if x is not None})
-        out.append(text)
+            text = made[v] = _kept_text(keys, astuple(v))
+        add(text)
     return out
 
 
-def columnize(kind: str, cols: Sequence[tuple[str, str]], raws: list[Any], deid: Deidentifier | None) -> Batch:
-    """Parse a batch of stored records once (orjson, with the cyclic garbage collector paused:
-    tens of thousands of fresh dicts would otherwise trigger it over and over) and draw each
-    column from the whole batch; under ``deid`` the per-learner columns are replaced column by
-    column (``deidentify``: pseudonyms, kept keys), never record by record."""
+@functools.cache
+def _row_decoder(kind: str, cols: tuple[tuple[str, str], ...], deidentified: bool) -> msgspec.json.Decoder[Any]:
+    """A decoder of one stored record into a struct of just the exported columns (msgspec:
+    the members not exported are skipped, not built). JSON members that go out as they are
+    stay their stored text (``msgspec.Raw``); members a de-identified export changes are
+    decoded to Python values; the kept keys of a per-learner member (``_SUBSETS``) decode
+    into a small frozen struct of those keys (hashable: each distinct one is written once)."""
+    refs = PERSONAL_REFS.get(kind, {}) if deidentified else {}
+    fields: list[tuple[str, Any, Any]] = []
+    for i, (name, t) in enumerate(cols):
+        subset = _SUBSETS.get((kind, name)) if deidentified else None
+        if subset is not None:
+            kept = msgspec.defstruct(f"{kind}_{name}_kept", [(f"k{j}", Any, None) for j in range(len(subset))],
+                                     rename={f"k{j}": k for j, k in enumerate(subset)}, frozen=True, gc=False,
+                                     omit_defaults=True)
+            fields.append((f"f{i}", kept | None, None))
+        elif t == "json" and name not in refs and not (deidentified and kind == "mastery_state" and name == "contributions"):
+            fields.append((f"f{i}", msgspec.Raw, msgspec.Raw()))
+        else:
+            fields.append((f"f{i}", Any, None))
+    # gc=False: decoded JSON holds no reference cycles, so the collector need not track rows;
+    # omit_defaults: written back as JSON (``deidentified_texts``) absent members stay absent
+    row = msgspec.defstruct(f"{kind}_row", fields, rename={f"f{i}": n for i, (n, _) in enumerate(cols)}, gc=False,
+                            omit_defaults=True)
+    return msgspec.json.Decoder(row)
+
+
+def columnize(kind: str, cols: Sequence[tuple[str, str]], raws: Sequence[Any], deid: Deidentifier | None, *,
+              need_columns: bool = True) -> Batch:
+    """Decode a batch of stored records once (msgspec, into structs of just the exported
+    columns, with the cyclic garbage collector paused) and draw each column from the whole
+    batch; under ``deid`` the per-learner columns are replaced column by column
+    (``deidentify``: pseudonyms, kept keys), never record by record. Without ``need_columns``
+    (an identified NDJSON export writes the stored texts) nothing is decoded."""
+    if not need_columns and deid is None:
+        return Batch(raws, {}, as_stored=True)
     enabled = gc.isenabled()
     gc.disable()
     try:
-        docs = list(map(orjson.loads, raws))
+        decode = _row_decoder(kind, tuple(cols), deid is not None).decode
+        rows = list(map(decode, raws))
+        drawn = list(zip(*map(astuple, rows), strict=True)) if rows else [() for _ in cols]
         refs = PERSONAL_REFS.get(kind, {}) if deid is not None else {}
-        out: dict[str, list[Any]] = {}
-        for name, t in cols:
-            values = list(map(dict.get, docs, repeat(name)))
+        out: dict[str, Sequence[Any]] = {}
+        for (name, t), values in zip(cols, drawn, strict=True):
             subset = _SUBSETS.get((kind, name)) if deid is not None else None
-            if deid is not None and (what := refs.get(name)) is not None:
-                if what == "learner":
-                    values = deid.learners(values)
-                else:
-                    values = deid.records(values)
-            if deid is not None and kind == "mastery_state" and name == "contributions":
-                values = [deid.contributions(v) for v in values]
             if subset is not None:
-                values = _subset_texts(values, subset)
+                out[name] = _subset_texts(values, subset)
+                continue
+            if deid is not None and (what := refs.get(name)) is not None:
+                changed = deid.learners(list(values)) if what == "learner" else deid.records(list(values))
+                out[name] = _json_texts(changed) if t == "json" else changed
+            elif deid is not None and kind == "mastery_state" and name == "contributions":
+                out[name] = _json_texts([deid.contributions(v) for v in values])
             elif t == "json":
-                values = _json_texts(values)
-            out[name] = values
+                out[name] = _raw_texts(values)
+            else:
+                out[name] = values
         return Batch(raws, out, as_stored=deid is None)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def deidentified_texts(kind: str, raws: Sequence[Any], deid: Deidentifier) -> tuple[list[bytes], list[Any]]:
+    """Each stored record as a de-identified grant shows it, as JSON text, and its id (a
+    pseudonym where the kind's ids are personal): what ``columnize`` gives column by column,
+    made record by record for the change feed. The records decode into structs of just the
+    kept members (``_row_decoder``), the personal references are replaced a column at a
+    time, and each struct is written back as JSON by msgspec: members absent or None stay
+    out, nested members as stored (or their kept keys), in the schema's order."""
+    cols = columns_of(kind, deidentified=True)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        rows = list(map(_row_decoder(kind, tuple(cols), True).decode, raws))
+        refs = PERSONAL_REFS.get(kind, {})
+        ids: list[Any] = []
+        for i, (name, _t) in enumerate(cols):
+            what = refs.get(name)
+            if what is None and not (kind == "mastery_state" and name == "contributions"):
+                if name == "id":
+                    ids = list(map(attrgetter(f"f{i}"), rows))
+                continue
+            attr = f"f{i}"
+            values = list(map(attrgetter(attr), rows))
+            if what == "learner":
+                changed = deid.learners(values)
+            elif what == "record":
+                changed = deid.records(values)
+            else:
+                changed = [deid.contributions(v) for v in values]
+            if name == "id":
+                ids = changed
+            if changed != values:
+                for r, v in zip(rows, changed, strict=True):
+                    setattr(r, attr, v)
+        return list(map(_ENCODER.encode, rows)), ids
     finally:
         if enabled:
             gc.enable()
@@ -213,11 +317,21 @@ def columnize(kind: str, cols: Sequence[tuple[str, str]], raws: list[Any], deid:
 # --- writers -----------------------------------------------------------------------------------------
 
 class _Writer:
+    """A file of one kind: ``write`` turns a batch into its bytes' form (``encode``: an Arrow
+    table, NDJSON bytes, CSV text) and writes it (``put``)."""
+
     def __init__(self, path: Path, cols: list[tuple[str, str]]) -> None:
         self.path, self.cols, self.rows = path, cols, 0
 
-    def write(self, batch: Batch) -> None:
+    @staticmethod
+    def encode(cols: Sequence[tuple[str, str]], batch: Batch) -> Any:
         raise NotImplementedError
+
+    def put(self, rows: int, payload: Any) -> None:
+        raise NotImplementedError
+
+    def write(self, batch: Batch) -> None:
+        self.put(len(batch.raws), self.encode(self.cols, batch))
 
     def close(self) -> None:
         raise NotImplementedError
@@ -230,22 +344,53 @@ class _Parquet(_Writer):
         super().__init__(path, cols)
         self.schema = _arrow_schema(cols)
         self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
+        self.pool: Any = None
+        self.pending: Any = None
 
-    def write(self, batch: Batch) -> None:
+    @staticmethod
+    def encode(cols: Sequence[tuple[str, str]], batch: Batch) -> Any:
         import pyarrow as pa
 
+        schema = _arrow_schema(cols)
         arrays = []
-        for (name, t), fld in zip(self.cols, self.schema, strict=True):
+        for (name, t), fld in zip(cols, schema, strict=True):
             values = batch.columns[name]
-            if t in ("timestamp", "date"):
+            if values and values[0] is None and values.count(None) == len(values):  # a member no record of the batch has
+                arrays.append(pa.nulls(len(values), fld.type))
+            elif t in ("timestamp", "date"):
                 arrays.append(pa.array(values, pa.string()).cast(fld.type))
             else:
                 arrays.append(pa.array(values, fld.type))
-        self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
-        self.rows += len(batch.raws)
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def put(self, rows: int, payload: Any) -> None:
+        """Compress and write the table on a thread (Arrow releases the GIL meanwhile) while the
+        caller converts the next batch; the write before is waited for first, so at most one
+        table is being written and a failure (a full disk) is raised here or by ``close``."""
+        self._wait()
+        self.pending = self._thread().submit(self.writer.write_table, payload)
+        self.rows += rows
+
+    def _thread(self) -> Any:
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="tessera-export-write")
+        return self.pool
+
+    def _wait(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
 
     def close(self) -> None:
-        self.writer.close()
+        try:
+            self._wait()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+                self.pool = None
+            self.writer.close()
 
 
 class _Ndjson(_Writer):
@@ -253,18 +398,21 @@ class _Ndjson(_Writer):
         super().__init__(path, cols)
         self.fh = open(path, "wb")  # noqa: SIM115  # closed by close()
 
-    def write(self, batch: Batch) -> None:
+    @staticmethod
+    def encode(cols: Sequence[tuple[str, str]], batch: Batch) -> Any:
         if batch.as_stored:  # the records as they are stored: no need to write them again
-            self.fh.write("".join(r + "\n" for r in batch.raws).encode())
-        else:
-            names = [n for n, _ in self.cols]
-            frag = orjson.Fragment
-            cols = [batch.columns[n] if t != "json" else [None if v is None else frag(v) for v in batch.columns[n]]
-                    for n, t in self.cols]
-            dumps = orjson.dumps
-            self.fh.write(b"".join(dumps({n: v for n, v in zip(names, row, strict=True) if v is not None}) + b"\n"
-                                   for row in zip(*cols, strict=True)))
-        self.rows += len(batch.raws)
+            raws = [r.encode() if isinstance(r, str) else r for r in batch.raws]
+            return b"".join(r + b"\n" for r in raws)
+        names = [n for n, _ in cols]
+        frag = orjson.Fragment
+        values = [batch.columns[n] if t != "json" else [None if v is None else frag(v) for v in batch.columns[n]] for n, t in cols]
+        dumps = orjson.dumps
+        return b"".join(dumps({n: v for n, v in zip(names, row, strict=True) if v is not None}) + b"\n"
+                        for row in zip(*values, strict=True))
+
+    def put(self, rows: int, payload: Any) -> None:
+        self.fh.write(payload)
+        self.rows += rows
 
     def close(self) -> None:
         self.fh.close()
@@ -274,22 +422,27 @@ class _Csv(_Writer):
     def __init__(self, path: Path, cols: list[tuple[str, str]]) -> None:
         super().__init__(path, cols)
         self.fh = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115  # closed by close()
-        self.out = csv.writer(self.fh)
-        self.out.writerow([n for n, _ in cols])
+        csv.writer(self.fh).writerow([n for n, _ in cols])
 
-    def write(self, batch: Batch) -> None:
-        cols = []
-        for n, t in self.cols:
-            values = batch.columns[n]
+    @staticmethod
+    def encode(cols: Sequence[tuple[str, str]], batch: Batch) -> Any:
+        values = []
+        for n, t in cols:
+            column = batch.columns[n]
             if t == "json":
-                values = [None if v is None else v.decode() for v in values]
+                column = [None if v is None else v.decode() for v in column]
             elif t == "boolean":
-                values = [None if v is None else "true" if v else "false" for v in values]
+                column = [None if v is None else "true" if v else "false" for v in column]
             elif t == "number":
-                values = [float(v) if isinstance(v, int) else v for v in values]
-            cols.append(values)
-        self.out.writerows(zip(*cols, strict=True))  # None is written as an empty cell
-        self.rows += len(batch.raws)
+                column = [float(v) if isinstance(v, int) else v for v in column]
+            values.append(column)
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows(zip(*values, strict=True))  # None is written as an empty cell
+        return text.getvalue()
+
+    def put(self, rows: int, payload: Any) -> None:
+        self.fh.write(payload)
+        self.rows += rows
 
     def close(self) -> None:
         self.fh.close()
@@ -322,11 +475,14 @@ def validate(fmt: str, kinds: Sequence[str]) -> list[str]:
 
 def export(store: Store, out_dir: Path, *, tenant: str, kinds: Sequence[str], fmt: str, since: int | None = None,
            deidentifier: Deidentifier | None = None, grant_id: str | None = None,
-           check: Callable[[], None] | None = None, progress: Callable[[str, int], None] | None = None) -> Manifest:
+           check: Callable[[], None] | None = None, progress: Callable[[str, int], None] | None = None,
+           stats: dict[str, float] | None = None) -> Manifest:
     """Export and return the manifest (also written to ``out_dir/manifest.json``).
 
     ``check`` runs before each batch (a revoked grant raises there and ends the export);
-    ``progress(kind, rows)`` after each batch."""
+    ``progress(kind, rows)`` after each batch. ``stats`` (for ``bench/state.py``) receives the
+    part processes' number, CPU seconds, their database processes' CPU seconds and peak RSS
+    (MiB, summed)."""
     kinds = validate(fmt, kinds)
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / "manifest.json").exists():
@@ -336,56 +492,258 @@ def export(store: Store, out_dir: Path, *, tenant: str, kinds: Sequence[str], fm
     manifest = Manifest(SCHEMA_VERSION, fmt, tenant, grant_id, deidentifier is not None, list(kinds), since, until,
                         datetime.now(UTC).isoformat())
     written: list[Path] = []
-    cls, ext = WRITERS[fmt]
+    ext = WRITERS[fmt][1]
+    postgres = store.engine.dialect.name == "postgresql"
+    parts = _Parts(store.engine.url.render_as_string(hide_password=False), deidentifier, export_workers() if postgres else 0)
     try:
-        options: dict[str, Any] = {"isolation_level": "REPEATABLE READ"} if store.engine.dialect.name == "postgresql" else {}
+        options: dict[str, Any] = {"isolation_level": "REPEATABLE READ"} if postgres else {}
         with store.engine.connect().execution_options(**options) as conn, conn.begin():
+            if postgres:  # a scan of one tenant's records gains nothing from compiling its plan (tens of ms a query)
+                conn.exec_driver_sql("SET LOCAL jit = off")
             for kind in kinds:
+                cols = columns_of(kind, deidentified=deidentifier is not None)
+                if parts.worth_it(conn, tenant, kind, since, until):
+                    paths = [out_dir / f"{kind}.part-{k + 1}-of-{parts.workers}.{ext}" for k in range(parts.workers)]
+                    written += paths
+                    manifest.files += parts.run(conn, tenant, kind, since, until, cols, fmt, paths, check, progress)
+                    continue
                 path = out_dir / f"{kind}.{ext}"
                 written.append(path)
-                cols = columns_of(kind, deidentified=deidentifier is not None)
-                writer = cls(path, cols)
-                try:
-                    for raws in _prefetched(_batches(conn, tenant, kind, since, until)):
-                        if check is not None:
-                            check()
-                        writer.write(columnize(kind, cols, raws, deidentifier))
-                        if progress is not None:
-                            progress(kind, len(raws))
-                finally:
-                    writer.close()
-                manifest.files.append(ExportFile(path.name, kind, writer.rows, path.stat().st_size, _sha256(path)))
+                manifest.files.append(_export_file(conn.connection.dbapi_connection if postgres else conn, tenant, kind, since,
+                                                   until, cols, fmt, path, deidentifier, check, progress))
         manifest.finished_at = datetime.now(UTC).isoformat()
         tmp = out_dir / "manifest.json.tmp"
         written.append(tmp)
         tmp.write_bytes(orjson.dumps(manifest.as_json(), option=orjson.OPT_INDENT_2))
         os.replace(tmp, out_dir / "manifest.json")
     except BaseException:
+        parts.close()  # its processes stopped (at their next batch) before their files are removed
         for p in written:
             p.unlink(missing_ok=True)
         raise
+    finally:
+        parts.close()
+        if stats is not None:
+            stats.update(parts.stats)
     return manifest
 
 
-def _batches(conn: Any, tenant: str, kind: str, since: int | None, until: int) -> Iterator[list[Any]]:
-    """The stored JSON texts of a tenant's records of one kind, ``BATCH_ROWS`` at a time,
-    streamed (PostgreSQL: a server-side cursor; SQLite: one lazily stepped statement), so
-    memory holds one batch whatever the table's size. With ``since``, only the records changed
-    in (since, until]: the database picks them with a semi-join on the change log, so no list
-    of ids is ever held here, and each record comes once however often it changed."""
+def _export_file(conn: Any, tenant: str, kind: str, since: int | None, until: int, cols: list[tuple[str, str]], fmt: str,
+                 path: Path, deid: Deidentifier | None, check: Callable[[], None] | None,
+                 progress: Callable[[str, int], None] | None, *, part: int = 0, parts: int = 1) -> ExportFile:
+    """One file: the records of one kind (or of one part of them: ``part`` of ``parts``) read
+    through ``conn`` (PostgreSQL: the driver's connection, in its transaction's snapshot;
+    SQLite: SQLAlchemy's), converted batch by batch, written, and described."""
+    writer = WRITERS[fmt][0](path, cols)
+    try:
+        for raws in _prefetched(_batches(conn, tenant, kind, since, until, part=part, parts=parts)):
+            if check is not None:
+                check()
+            writer.write(columnize(kind, cols, raws, deid, need_columns=fmt != "ndjson"))
+            if progress is not None:
+                progress(kind, len(raws))
+    finally:
+        writer.close()
+    return ExportFile(path.name, kind, writer.rows, path.stat().st_size, _sha256(path))
+
+
+# --- parts in several processes (PostgreSQL) ---------------------------------------------------------
+
+#: processes that export a large kind in parts on PostgreSQL (0 or 1: the exporting process alone)
+EXPORT_WORKERS_ENV = "TESSERA_EXPORT_WORKERS"
+_SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?$")
+
+
+def export_workers() -> int:
+    """``TESSERA_EXPORT_WORKERS``, else half the machine's cores from 4 cores on (up to 4), else
+    none. Parts cost more CPU in all (each part's database process reads every record of the
+    tenant to pick its own: measured on 2 cores, a third more CPU a row than one process), so
+    they pay only where cores are left over for them, not on a machine of 2 cores shared by
+    the database and the exporting process (``docs/scaling.md``)."""
+    value = os.environ.get(EXPORT_WORKERS_ENV)
+    if value is not None and value.strip():
+        return max(0, int(value))
+    cores = os.cpu_count() or 1
+    return min(4, cores // 2) if cores >= 4 else 0
+
+
+class _Parts:
+    """A large kind exported by ``workers`` processes at once, each its own part of the
+    records (those whose id's last byte modulo ``workers`` is its number) into its own file of
+    the kind's file set, ALL in the export's one snapshot: the exporting transaction exports
+    its snapshot (``pg_export_snapshot()``) and each process's transaction adopts it (``SET
+    TRANSACTION SNAPSHOT``), so the parts together hold exactly what one reader would have
+    read, each record once. Each process streams with bounded memory, as one does alone.
+
+    The processes come from a fork server (clean processes that never inherit this one's
+    threads or connections; the calling program's main module must be import-safe, as for
+    any ``multiprocessing`` program), get the export's de-identifier (the recipient's key and
+    the database's address: they look state ids up through their own connection), and are
+    stopped when the export ends, however it ends: ``check`` runs here while they work, and a
+    failure anywhere (a revoked grant, a full disk in one of them) stops the others at their
+    next batch before the export removes every file. Only kinds with at least
+    ``2 * BATCH_ROWS`` records are split (a small export never starts a process)."""
+
+    def __init__(self, url: str, deid: Deidentifier | None, workers: int) -> None:
+        self.url, self.deid, self.workers = url, deid, workers if workers >= 2 else 0
+        self.pool: Any = None
+        self.snapshot: str | None = None
+        self.stop: Any = None
+        self.done: Any = None
+        self.stats: dict[str, float] = {"workers": 0, "worker_cpu_s": 0.0, "worker_rss_mib": 0.0, "worker_backend_cpu_s": 0.0}
+
+    def worth_it(self, conn: Any, tenant: str, kind: str, since: int | None, until: int) -> bool:
+        if not self.workers:
+            return False
+        some = _query(tenant, kind, since, until).limit(2 * BATCH_ROWS).subquery()
+        return bool(conn.scalar(select(func.count()).select_from(some)) >= 2 * BATCH_ROWS)
+
+    def run(self, conn: Any, tenant: str, kind: str, since: int | None, until: int, cols: list[tuple[str, str]], fmt: str,
+            paths: list[Path], check: Callable[[], None] | None, progress: Callable[[str, int], None] | None) -> list[ExportFile]:
+        from concurrent.futures import FIRST_EXCEPTION, wait
+
+        if check is not None:
+            check()
+        if self.snapshot is None:
+            self.snapshot = str(conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar())
+        pool = self._start()
+        futures = [pool.submit(_export_part, self.url, self.snapshot, tenant, kind, since, until, cols, fmt, str(path), k, len(paths))
+                   for k, path in enumerate(paths)]
+        reported = 0
+        while True:
+            finished, running = wait(futures, timeout=0.25, return_when=FIRST_EXCEPTION)
+            if check is not None:
+                check()
+            if progress is not None and (now := self.done.value) > reported:
+                progress(kind, now - reported)
+                reported = now
+            if any(f.exception() is not None for f in finished) or not running:
+                break
+        files = []
+        for f in futures:
+            made, (cpu, rss, backend) = f.result()  # raises the first part's failure
+            files.append(made)
+            self.stats["worker_cpu_s"] += cpu
+            self.stats["worker_backend_cpu_s"] += backend
+            self.stats["worker_rss_mib"] = max(self.stats["worker_rss_mib"], rss * len(paths))
+        self.stats["workers"] = len(paths)
+        if progress is not None and self.done.value > reported:
+            progress(kind, self.done.value - reported)
+        self.done.value = 0
+        return files
+
+    def _start(self) -> Any:
+        if self.pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            ctx = multiprocessing.get_context("forkserver")
+            # what a part's process needs, imported once in the fork server, not in each process
+            ctx.set_forkserver_preload([__name__, "pyarrow", "pyarrow.compute", "pyarrow.parquet", "psycopg", "sqlalchemy.dialects.postgresql"])
+            self.stop, self.done = ctx.Event(), ctx.Value("q", 0)
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_part_init,
+                                            initargs=(self.deid, self.stop, self.done))
+        return self.pool
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.stop.set()
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
+class ExportStopped(Exception):
+    """A part's process was told to stop (another part failed, or the export was stopped)."""
+
+
+_PART: dict[str, Any] = {}
+
+
+def _part_init(deid: Deidentifier | None, stop: Any, done: Any) -> None:
+    _PART.update(deid=deid, stop=stop, done=done)
+
+
+def _export_part(url: str, snapshot: str, tenant: str, kind: str, since: int | None, until: int, cols: list[tuple[str, str]],
+                 fmt: str, path: str, part: int, parts: int) -> tuple[ExportFile, tuple[float, float, float]]:
+    """One part, in a part's process: the export's snapshot adopted, then as one file alone.
+    Returns the file and (this process's CPU seconds, its peak RSS in MiB, its database
+    backend's CPU seconds where /proc shows it) for ``bench/state.py``."""
+    import resource
+    import time
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    if not _SNAPSHOT_ID.match(snapshot):
+        raise ExportFailed(f"not a snapshot id: {snapshot!r}")
+    stop, done = _PART["stop"], _PART["done"]
+
+    def check() -> None:
+        if stop.is_set():
+            raise ExportStopped("export stopped")
+
+    def progress(_kind: str, rows: int) -> None:
+        with done.get_lock():
+            done.value += rows
+
+    cpu0 = time.process_time()
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as dbapi:
+        dbapi.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        dbapi.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        dbapi.execute("SET LOCAL jit = off")
+        backend = dbapi.info.backend_pid
+        made = _export_file(dbapi, tenant, kind, since, until, cols, fmt, Path(path), _PART["deid"], check, progress,
+                            part=part, parts=parts)
+        backend_cpu = _process_cpu(backend)
+        dbapi.execute("COMMIT")
+    return made, (time.process_time() - cpu0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, backend_cpu)
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds of a process on this machine (/proc), 0 where that cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _query(tenant: str, kind: str, since: int | None, until: int, *, part: int = 0, parts: int = 1) -> Any:
     tbl = RECORD_TABLES[kind]
     q = select(tbl.c.data).where(tbl.c.tenant == tenant)
     if since is not None:
         changed = select(changes.c.record_id).where(changes.c.tenant == tenant, changes.c.record_kind == kind,
                                                     changes.c.seq > since, changes.c.seq <= until)
         q = q.where(tbl.c.id.in_(changed))
-    if conn.dialect.name == "postgresql":  # heap order; a named (server-side) cursor of the driver itself, in
-        # this transaction's snapshot: the rows go from the wire to a list of texts without
-        # SQLAlchemy's per-row result objects (half the cost of a fetched row)
-        from psycopg.rows import scalar_row  # the PostgreSQL driver: there only
+    if parts > 1:  # the last byte of a record id (a uuid5: a hash) spreads records evenly over the parts
+        q = q.where(func.get_byte(func.uuid_send(tbl.c.id), 15).op("%")(parts) == part)
+    return q
 
-        compiled = q.compile(dialect=conn.dialect)
-        cur = conn.connection.dbapi_connection.cursor(name=f"tessera_export_{uuid.uuid4().hex}", row_factory=scalar_row)
+
+def _batches(conn: Any, tenant: str, kind: str, since: int | None, until: int, *, part: int = 0,
+             parts: int = 1) -> Iterator[list[Any]]:
+    """The stored JSON texts of a tenant's records of one kind, ``BATCH_ROWS`` at a time,
+    streamed (PostgreSQL: a server-side cursor; SQLite: one lazily stepped statement), so
+    memory holds one batch whatever the table's size. With ``since``, only the records changed
+    in (since, until]: the database picks them with a semi-join on the change log, so no list
+    of ids is ever held here, and each record comes once however often it changed.
+
+    ``conn`` is, on PostgreSQL, the driver's own connection (in the snapshot's transaction):
+    a named (server-side) cursor of the driver itself, so the rows go from the wire to a list
+    of texts without SQLAlchemy's per-row result objects (half the cost of a fetched row); on
+    SQLite, SQLAlchemy's connection."""
+    q = _query(tenant, kind, since, until, part=part, parts=parts)
+    if not hasattr(conn, "dialect"):  # PostgreSQL (psycopg); heap order
+        from psycopg.rows import scalar_row  # the PostgreSQL driver: there only
+        from psycopg.types.string import ByteaBinaryLoader
+        from sqlalchemy.dialects import postgresql
+
+        compiled = q.compile(dialect=postgresql.dialect())
+        # binary: the stored text arrives as its UTF-8 bytes, handed on as bytes (the decoder
+        # reads bytes; no text object made a row)
+        cur = conn.cursor(name=f"tessera_export_{uuid.uuid4().hex}", row_factory=scalar_row, binary=True)
+        cur.adapters.register_loader("text", ByteaBinaryLoader)
         try:
             cur.itersize = BATCH_ROWS
             cur.execute(str(compiled), compiled.params)
@@ -394,15 +752,16 @@ def _batches(conn: Any, tenant: str, kind: str, since: int | None, until: int) -
         finally:
             cur.close()
         return
-    q = q.order_by(tbl.c.id)  # a stable order for free (the primary key's index)
+    q = q.order_by(RECORD_TABLES[kind].c.id)  # a stable order for free (the primary key's index)
     result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(q)
     yield from result.scalars().partitions(BATCH_ROWS)
 
 
 _DONE = object()
+_T = TypeVar("_T")
 
 
-def _prefetched(batches: Iterator[list[Any]]) -> Iterator[list[Any]]:
+def _prefetched(batches: Iterator[_T]) -> Iterator[_T]:
     """The same batches, the next one fetched on a thread while the caller converts this one
     (the drivers release the GIL while they wait on the database): the database and Python
     work at the same time. At most three batches exist at once (converting, waiting, being
@@ -459,5 +818,5 @@ def read_back(path: Path) -> list[dict[str, Any]]:
     return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
 
 
-__all__ = ["FORMATS", "SCHEMA_VERSION", "Batch", "ExportFailed", "ExportFile", "Manifest", "columnize", "columns", "columns_of", "export",
-           "read_back", "validate"]
+__all__ = ["EXPORT_WORKERS_ENV", "FORMATS", "SCHEMA_VERSION", "Batch", "ExportFailed", "ExportFile", "ExportStopped", "Manifest", "columnize",
+           "columns", "columns_of", "deidentified_texts", "export", "export_workers", "read_back", "validate"]

@@ -13,7 +13,8 @@ Each change carries the record as it is now (as Ed-Fi's change queries do: a rec
 twice appears twice with its current content), or a tombstone when the change deleted or
 retired it (``status`` tobedeleted, evidence voided, or the record is gone). Under a
 de-identified grant the record and its id go through ``deidentify.Deidentifier`` column by
-column (``export.columnize``, as the bulk export does); otherwise the stored JSON passes through.
+column (``export.deidentified_texts``, as the bulk export does); otherwise the stored JSON passes
+through. Either way ``record`` is JSON text (an ``orjson.Fragment``) the response embeds as it is.
 
 A version below the oldest kept answers 410 with the oldest available. Every page read
 under a grant is written to that grant's access log (who, what, when, how many).
@@ -21,11 +22,12 @@ under a grant is written to that grant's access log (who, what, when, how many).
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +41,7 @@ from ..store.changefeed import newest_safe, oldest
 from ..store.read import MANY_CHUNK
 from ..store.tables import RECORD_TABLES, changes
 from .deidentify import Deidentifier, Pseudonymizer, StateIds
-from .export import columnize, columns_of
+from .export import _prefetched, deidentified_texts
 from .grants import Grant, GrantStore
 
 SCOPE = "changes.readonly"
@@ -123,104 +125,187 @@ class ChangeFeed:
                 sources.append((reader.tenant, wanted, None))
             sources += [(g.grantor, wanted & set(g.kinds), g) for g in reader.grants if wanted & set(g.kinds)]
             rows: list[Any] = []
-            if sources and until > since and conn.dialect.name == "postgresql":
-                rows = _pg_change_rows(conn, sources, since, until, limit + 1)
-            elif sources and until > since:
-                cond = or_(*(and_(changes.c.tenant == t, changes.c.record_kind.in_(sorted(ks))) for t, ks, _ in sources))
-                q = (select(changes.c.seq, changes.c.tenant, changes.c.record_kind, changes.c.record_id, changes.c.op, changes.c.at)
-                     .where(changes.c.seq > since, changes.c.seq <= until, cond).order_by(changes.c.seq).limit(limit + 1))
-                rows = [(seq, t, k, str(rid), op, at) for seq, t, k, rid, op, at in conn.execute(q).all()]
-            more = len(rows) > limit
-            rows = rows[:limit]
             deids = {t: self._deidentifier(reader.tenant, t) for t, _, g in sources if g is not None and g.deidentified}
-            docs = self._records(rows, conn, deids)
-        by_tenant = {t: g for t, _, g in sources}
-        out: list[dict[str, Any]] = []
-        counts: dict[uuid.UUID, int] = defaultdict(int)
-        gone = (None, True, None)
-        for seq, tenant, kind, record_id, op, at in rows:
-            grant = by_tenant.get(tenant) if tenant != reader.tenant or not reader.own else None
-            doc, dead, rid = docs.get((kind, record_id), gone)
-            if rid is None:  # the record itself is gone: its id as this reader knows it
-                rid = record_id
-                if (deid := deids.get(tenant)) is not None:
-                    rid = deid.learners([rid])[0] if kind == "person" else deid.pseudonyms.record(tenant, rid)
-            if grant is not None:
-                counts[grant.id] += 1
-            dead = dead or op == "deleted"
-            out.append({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": at.isoformat(), "tombstone": dead,
-                        "grant": str(grant.id) if grant else None, "record": None if dead else doc})
+            enabled = gc.isenabled()
+            gc.disable()  # tens of thousands of fresh dicts a page: the cyclic collector would walk them over and over
+            try:
+                docs: dict[tuple[str, str], tuple[Any, bool, str | None]] = {}
+                if sources and until > since and conn.dialect.name == "postgresql":
+                    rows = self._pg_page(conn, sources, since, until, limit, deids, docs)
+                elif sources and until > since:
+                    cond = or_(*(and_(changes.c.tenant == t, changes.c.record_kind.in_(sorted(ks))) for t, ks, _ in sources))
+                    q = (select(changes.c.seq, changes.c.tenant, changes.c.record_kind, changes.c.record_id, changes.c.op, changes.c.at)
+                         .where(changes.c.seq > since, changes.c.seq <= until, cond).order_by(changes.c.seq).limit(limit + 1))
+                    rows = [(seq, t, k, str(rid), op, at) for seq, t, k, rid, op, at in conn.execute(q).all()]
+                    self._sqlite_records(rows[:limit], conn, deids, docs)
+                more = len(rows) > limit
+                rows = rows[:limit]
+                out, counts = _changes(rows, docs, reader, sources, deids)
+            finally:
+                if enabled:
+                    gc.enable()
         next_since = rows[-1][0] if more else until
-        self.grants.log_many([(g.id, f"since={since} until={until} kinds={','.join(sorted(wanted & set(g.kinds)))}", counts.get(g.id, 0))
+        by_tenant = {t: g for t, _, g in sources}  # the grant each grantor's changes were read under
+        self.grants.log_many([(g.id, f"since={since} until={until} kinds={','.join(sorted(wanted & set(g.kinds)))}",
+                               counts.get(g.grantor, 0) if by_tenant.get(g.grantor) is g else 0)
                               for g in reader.grants], client_id=reader.client_id, action="changes")
         return FeedPage(out, since, until, max(next_since, since), more)
 
-    def _records(self, rows: Sequence[Any], conn: Any, deids: dict[str, Deidentifier]
-                 ) -> dict[tuple[str, str], tuple[Any, bool, str | None]]:
-        """(kind, id) -> (the record, retired or voided, its id as the reader sees it). Records
-        of an identified source are their stored JSON text, embedded in the response as it is
-        (``orjson.Fragment``), never parsed and written again. Records under a de-identified
-        grant go through ``export.columnize`` by (tenant, kind): the very column-wise
-        de-identification the bulk export does (each learner once, pseudonyms per column)."""
+    def _pg_page(self, conn: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int, limit: int,
+                 deids: dict[str, Deidentifier], found: dict[tuple[str, str], tuple[Any, bool, str | None]]) -> list[Any]:
+        """A page's change rows (``limit + 1`` at most: one more tells there are more) and, into
+        ``found``, their records: (kind, id) -> (the record, retired or voided, its id as the
+        reader sees it). Records of an identified source are their stored JSON text, embedded
+        in the response as it is (``orjson.Fragment``), never parsed and written again; under a
+        de-identified grant they go through ``export.deidentified_texts`` by (tenant, kind):
+        the column-wise de-identification the bulk export does (each learner once, pseudonyms
+        per column), each record then written as JSON text (a ``Fragment`` too) by msgspec.
+
+        The change rows come from a server-side cursor ``RECORD_CHUNK`` at a time, and each
+        chunk's records are looked up right after it (``_pg_changes_and_records``), all on a
+        thread while this one converts the chunk before (the driver releases the GIL while it
+        waits): the database's reads and Python's conversion run at the same time."""
+        rows: list[Any] = []
+        dbapi = conn.connection.dbapi_connection
+        for chunk, fetched in _prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit)):
+            rows += chunk
+            for tenant, kind, got in fetched:
+                self._convert(tenant, kind, got, deids.get(tenant), found)
+        return rows
+
+    def _sqlite_records(self, rows: Sequence[Any], conn: Any, deids: dict[str, Deidentifier],
+                        found: dict[tuple[str, str], tuple[Any, bool, str | None]]) -> None:
+        """``_pg_page``'s records on SQLite: looked up by id, a kind of a tenant at a time."""
         wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
         for _seq, tenant, kind, record_id, *_ in rows:
             wanted[(tenant, kind)].add(record_id)
-        found: dict[tuple[str, str], tuple[Any, bool, str | None]] = {}
-        postgres = conn.dialect.name == "postgresql"
-        fragment = orjson.Fragment
         for (tenant, kind), ids in wanted.items():
-            tbl = RECORD_TABLES[kind]
-            got: list[tuple[str, Any, bool]] = []
-            if postgres:
-                # the ids as ONE array parameter (= ANY), through the driver's own cursor: one
-                # statement for the page's records of a kind, ids as text, no result objects
-                voided = ", voided" if kind == "evidence" else ""
-                cur = conn.connection.dbapi_connection.cursor()
-                try:
-                    cur.execute(f'SELECT id::text, data, status{voided} FROM "{tbl.name}" WHERE tenant = %s AND id = ANY(%s::uuid[])',
-                                (tenant, list(ids)))
-                    got = [(rid, data, status == "tobedeleted" or bool(v and v[0])) for rid, data, status, *v in cur.fetchall()]
-                finally:
-                    cur.close()
-            else:
-                cols = [tbl.c.id, tbl.c.data, tbl.c.status] + ([tbl.c.voided] if kind == "evidence" else [])
-                wanted_ids = [uuid.UUID(x) for x in ids]
-                for i in range(0, len(wanted_ids), MANY_CHUNK):
-                    q = select(*cols).where(tbl.c.tenant == tenant, tbl.c.id.in_(wanted_ids[i:i + MANY_CHUNK]))
-                    for rid, data, status, *v in conn.execute(q).all():
-                        got.append((str(rid), data, status == "tobedeleted" or bool(v and v[0])))
-            deid = deids.get(tenant)
-            if deid is None:
-                for rid, data, dead in got:
-                    found[(kind, rid)] = (fragment(data), dead, rid)
-                continue
-            shown = columns_of(kind, deidentified=True)
-            batch = columnize(kind, shown, [data for _, data, _ in got], deid)
-            names = [n for n, _ in shown]
-            values = [batch.columns[n] if t != "json" else [None if v is None else fragment(v) for v in batch.columns[n]]
-                      for n, t in shown]
-            for (rid, _, dead), row in zip(got, zip(*values, strict=True), strict=True):
-                doc = {n: v for n, v in zip(names, row, strict=True) if v is not None}
-                found[(kind, rid)] = (doc, dead, doc["id"])
-        return found
+            self._convert(*_sqlite_records(conn, tenant, kind, ids), deids.get(tenant), found)
+
+    @staticmethod
+    def _convert(tenant: str, kind: str, got: list[tuple[str, Any, bool]], deid: Deidentifier | None,
+                 found: dict[tuple[str, str], tuple[Any, bool, str | None]]) -> None:
+        fragment = orjson.Fragment
+        if deid is None:
+            for rid, data, dead in got:
+                found[(kind, rid)] = (fragment(data), dead, rid)
+            return
+        texts, ids = deidentified_texts(kind, [data for _, data, _ in got], deid)
+        for (rid, _, dead), text, shown_id in zip(got, texts, ids, strict=True):
+            found[(kind, rid)] = (fragment(text), dead, shown_id)
 
 
-def _pg_change_rows(conn: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int,
-                    limit: int) -> list[tuple[int, str, str, str, str, Any]]:
-    """A page of change rows on PostgreSQL through the driver's own cursor (record ids as
-    text): (seq, tenant, kind, record id, op, at), keyset on ``seq``."""
+#: change rows read at a time, their records looked up while the feed converts the chunk before
+RECORD_CHUNK = 2500
+
+
+def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int,
+                            limit: int) -> Iterator[tuple[list[Any], list[tuple[str, str, list[tuple[str, Any, bool]]]]]]:
+    """(change rows, [(tenant, kind, records)]) ``RECORD_CHUNK`` change rows at a time: the
+    page's change rows, (seq, tenant, kind, record id, op, at) keyset on ``seq``, from a
+    server-side cursor of the driver (binary: instants decoded in C, in UTC), and after each
+    chunk the current records it names (not those of the row past ``limit``)."""
     cond = " OR ".join("(tenant = %s AND record_kind = ANY(%s))" for _ in sources)
     params: list[Any] = [since, until]
     for t, ks, _ in sources:
         params += [t, sorted(ks)]
-    cur = conn.connection.dbapi_connection.cursor(binary=True)  # binary: instants decoded in C, no text parsing
+    records = dbapi.cursor(binary=True)
+    rows = None
     try:
-        cur.execute("SET LOCAL TIME ZONE 'UTC'")  # instants come back in UTC: no conversion per row
-        cur.execute(f"SELECT seq, tenant, record_kind, record_id::text, op, at FROM changes WHERE seq > %s AND seq <= %s AND ({cond}) "
-                    f"ORDER BY seq LIMIT {int(limit)}", params)
-        return list(cur.fetchall())
+        records.execute("SET LOCAL TIME ZONE 'UTC'")  # instants come back in UTC: no conversion per row
+        rows = dbapi.cursor(name=f"tessera_changes_{uuid.uuid4().hex}", binary=True)
+        rows.itersize = RECORD_CHUNK
+        rows.execute(f"SELECT seq, tenant, record_kind, record_id::text, op, at FROM changes WHERE seq > %s AND seq <= %s AND ({cond}) "
+                     f"ORDER BY seq LIMIT {int(limit) + 1}", params)
+        taken = 0
+        while chunk := rows.fetchmany(RECORD_CHUNK):
+            # (tenant, kind) -> record id -> the instant of its last change in the chunk, in version order
+            wanted: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
+            for _seq, tenant, kind, record_id, _op, at in chunk[:max(0, limit - taken)]:
+                wanted[(tenant, kind)][record_id] = at
+            taken += len(chunk)
+            yield chunk, [(tenant, kind, _pg_records(records, tenant, kind, list(ids.items()))) for (tenant, kind), ids in wanted.items()]
     finally:
-        cur.close()
+        if rows is not None:
+            rows.close()
+        records.close()
+
+
+def _pg_records(cur: Any, tenant: str, kind: str, chunk: list[tuple[str, Any]]) -> list[tuple[str, Any, bool]]:
+    """The current records of [(id, instant of its last change)] of one kind of one tenant,
+    as (id, stored text as bytes, retired or voided), ids as ONE text parameter split by the
+    database, no result objects.
+
+    A record's ``updated_at`` is the instant of the change that wrote it (one clock reading
+    a batch), so the records a chunk of consecutive changes still holds are mostly found by
+    one range scan of the ``(tenant, updated_at, id)`` index between the chunk's first and
+    last instant, in the order they were written (their heap order), keeping those whose id
+    is asked for (the ids as one constant array: a hash look-up a row); that costs the
+    database about 40% less than one descent of the primary key a record. Whatever the range
+    misses (changed again since, or written at another instant) is then looked up by id, so
+    the answer never depends on the instants matching."""
+    tbl = RECORD_TABLES[kind]
+    # whether retired or voided worked out by the database: the rows come as the caller uses them
+    dead = "status = 'tobedeleted' OR voided" if kind == "evidence" else "status = 'tobedeleted'"
+    inner = "id, data, status" + (", voided" if kind == "evidence" else "")
+    ids = [rid for rid, _ in chunk]
+    instants = [at for _, at in chunk]
+    # not prepared: the ids must reach the planner as a constant (a hashed look-up)
+    cur.execute(f"SELECT id::text, data::bytea, {dead} FROM (SELECT {inner} FROM \"{tbl.name}\" "
+                f"WHERE tenant = %s AND updated_at >= %s AND updated_at <= %s OFFSET 0) r "
+                f"WHERE id = ANY(string_to_array(%s, ',')::uuid[])",
+                (tenant, min(instants), max(instants), ",".join(ids)), prepare=False)
+    got: list[tuple[str, Any, bool]] = cur.fetchall()
+    if len(got) < len(ids):
+        seen = {row[0] for row in got}
+        if missing := [rid for rid in ids if rid not in seen]:
+            cur.execute(f'SELECT id::text, data::bytea, {dead} FROM "{tbl.name}" WHERE tenant = %s '
+                        f"AND id = ANY(string_to_array(%s, ',')::uuid[])", (tenant, ",".join(missing)))
+            got += cur.fetchall()
+    return got
+
+
+def _sqlite_records(conn: Any, tenant: str, kind: str, ids: set[str]) -> tuple[str, str, list[tuple[str, Any, bool]]]:
+    tbl = RECORD_TABLES[kind]
+    cols = [tbl.c.id, tbl.c.data, tbl.c.status] + ([tbl.c.voided] if kind == "evidence" else [])
+    wanted_ids = [uuid.UUID(x) for x in ids]
+    got = []
+    for i in range(0, len(wanted_ids), MANY_CHUNK):
+        q = select(*cols).where(tbl.c.tenant == tenant, tbl.c.id.in_(wanted_ids[i:i + MANY_CHUNK]))
+        for rid, data, status, *v in conn.execute(q).all():
+            got.append((str(rid), data, status == "tobedeleted" or bool(v and v[0])))
+    return tenant, kind, got
+
+
+def _changes(rows: Sequence[Any], docs: dict[tuple[str, str], tuple[Any, bool, str | None]], reader: Reader,
+             sources: Sequence[tuple[str, set[str], Grant | None]], deids: dict[str, Deidentifier]
+             ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The page's changes as the response shows them, and how many were read from each grantor
+    (its grant's access log). A grant's id is made text once, an instant once per distinct
+    value (a batch's changes share theirs)."""
+    shown_grant = {t: (str(g.id) if g is not None and (t != reader.tenant or not reader.own) else None) for t, _, g in sources}
+    counts: dict[str, int] = defaultdict(int)
+    instants: dict[Any, str] = {}
+    out: list[dict[str, Any]] = []
+    add = out.append
+    gone = (None, True, None)
+    get = docs.get
+    for seq, tenant, kind, record_id, op, at in rows:
+        doc, dead, rid = get((kind, record_id), gone)
+        if rid is None:  # the record itself is gone: its id as this reader knows it
+            rid = record_id
+            if (deid := deids.get(tenant)) is not None:
+                rid = deid.learners([rid])[0] if kind == "person" else deid.pseudonyms.record(tenant, rid)
+        grant = shown_grant.get(tenant)
+        if grant is not None:
+            counts[tenant] += 1
+        dead = dead or op == "deleted"
+        when = instants.get(at)
+        if when is None:
+            when = instants[at] = at.isoformat()
+        add({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": when, "tombstone": dead,
+             "grant": grant, "record": None if dead else doc})
+    return out, counts
 
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "SCOPE", "ChangeFeed", "FeedPage", "Reader"]
