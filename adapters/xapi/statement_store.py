@@ -505,7 +505,7 @@ def _collect_actor(a: dict[str, Any], verb: str, agents: list[tuple[str, str, st
     """Index rows of an Agent or Group. A Group's members share its role: for the agent
     filter, "Groups that have members which match the specified Agent ... are considered a
     match" (Communication 2.1.3.s1.table1.row3)."""
-    if any(k in a for k in ("mbox", "mbox_sha1sum", "openid", "account")):
+    if "account" in a or "mbox" in a or "mbox_sha1sum" in a or "openid" in a:
         agents.append((agent_key(a), verb, role))
     for m in a.get("member", ()):
         agents.append((agent_key(m), verb, role))
