@@ -340,7 +340,12 @@ def deriver_held(store: Store) -> Iterator[Callable[[], None]]:
         conn = store.engine.connect()
         conn.exec_driver_sql(f"SELECT pg_advisory_lock({CONSUMER_LOCK})")
         conn.commit()
-        release: Callable[[], None] = conn.close  # the session lock goes with the session
+
+        def release() -> None:
+            if not conn.closed:  # unlocked first: a pooled connection keeps its session
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({CONSUMER_LOCK})")
+                conn.commit()
+                conn.close()
     else:
         lock = FileLock(f"{store.engine.url.database}-xapi-derive")
         if not lock.acquire():
