@@ -25,6 +25,15 @@ deriver has caught up, and how long that took after the last acknowledgement is 
 Inline it is 0: the evidence commits with the statements. ``--rate R`` paces the clients to
 at most R statements a second, to measure that delay at a rate the server sustains.
 
+The deriver runs in the server's processes, so in ``async`` mode the server CPU of the run
+is the acknowledgement path's and the deriver's together. ``--split`` (with ``async``)
+measures them apart: this process holds the deriver's election lock (the lock file next to
+a SQLite database, the advisory lock on PostgreSQL) while the clients post, so every server
+process's deriver stands by and the CPU printed is the acknowledgement path's alone; then
+it lets go, and the deriver's catch-up over the whole run is timed on its own
+(statements/s and server CPU per statement). Acknowledgement-to-evidence is not measured
+then.
+
 ``--peer ralph`` also runs Ralph (``bench/peers/ralph_peer.py``: ralph-malph in its own virtual
 environment under a temporary folder) with the same client and bodies, alternating
 Tessera, Ralph, Tessera, ... ``--rounds`` times each (default 3), and prints both rates and
@@ -320,7 +329,36 @@ def tessera(url: str, workers: int, derive: str = "inline") -> Iterator[tuple[st
             proc.wait(timeout=30)
 
 
-def run_tessera(url: str, bodies: list[bytes], workers: int, *, recheck: bool = False, derive: str = "inline") -> Outcome:
+@contextmanager
+def deriver_held(store: Store) -> Iterator[Callable[[], None]]:
+    """Hold the deriver's election lock (``adapters/xapi/derive.py``): every server process's
+    deriver stands by until the function yielded is called (or the block ends)."""
+    from adapters.xapi.derive import CONSUMER_LOCK
+    from gateway.store.filelock import FileLock
+
+    if store.engine.dialect.name == "postgresql":
+        conn = store.engine.connect()
+        conn.exec_driver_sql(f"SELECT pg_advisory_lock({CONSUMER_LOCK})")
+        conn.commit()
+
+        def release() -> None:
+            if not conn.closed:  # unlocked first: a pooled connection keeps its session
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({CONSUMER_LOCK})")
+                conn.commit()
+                conn.close()
+    else:
+        lock = FileLock(f"{store.engine.url.database}-xapi-derive")
+        if not lock.acquire():
+            raise RuntimeError("the deriver's lock file is held already")
+        release = lock.release
+    try:
+        yield release
+    finally:
+        release()
+
+
+def run_tessera(url: str, bodies: list[bytes], workers: int, *, recheck: bool = False, derive: str = "inline",
+                split: bool = False) -> Outcome:
     store = open_store(url)
     store.migrate()
     t0 = time.perf_counter()
@@ -328,6 +366,22 @@ def run_tessera(url: str, bodies: list[bytes], workers: int, *, recheck: bool = 
     print(f"  loaded the framework and {LEARNERS:,} learners in {time.perf_counter() - t0:.1f} s")
     with tessera(url, workers, derive) as (base, pid):
         client, secret = ClientStore(store.engine).create(TENANT, ["xapi/all"], name="bench")
+        if split:
+            with deriver_held(store) as release:
+                out = drive(f"Tessera ({workers} workers, derive async, acknowledgement path alone)", base,
+                            (client.client_id, secret), bodies, pid)
+                cpu0 = session_usage(pid)[1]
+                release()
+                behind = caught_up(store)
+            rss, cpu = session_usage(pid)
+            out.rss = rss
+            n = max(1, out.statements)
+            out.notes.append(f"then the deriver alone: {out.statements:,} statements derived in {behind:.1f} s "
+                             f"({out.statements / max(behind, 1e-9):,.0f}/s), server CPU {(cpu - cpu0) / n * 1e6:.0f} us per statement "
+                             f"({(cpu - cpu0) / max(behind, 1e-9):.2f} cores)")
+            out.notes[:0] = verify(store, out, len(bodies) * BATCH, recheck=recheck, derive=derive)
+            store.dispose()
+            return out
         tracker = Tracker(store) if derive == "async" else None
         out = drive(f"Tessera ({workers} workers, derive {derive})", base, (client.client_id, secret), bodies, pid,
                     on_ack=tracker.acked if tracker else None)
@@ -343,6 +397,22 @@ def run_tessera(url: str, bodies: list[bytes], workers: int, *, recheck: bool = 
         out.notes[:0] = verify(store, out, len(bodies) * BATCH, recheck=recheck, derive=derive)
     store.dispose()
     return out
+
+
+def caught_up(store: Store, timeout: float = 600, every: float = 0.02) -> float:
+    """Wait until the deriver's cursor reaches the last statement stored; the seconds that took."""
+    from adapters.xapi.tables import xapi_derive_cursor as cur
+    from adapters.xapi.tables import xapi_statements as st
+
+    t0 = time.perf_counter()
+    with store.engine.connect() as conn:
+        last = conn.scalar(select(func.max(st.c.seq))) or 0
+    while time.perf_counter() - t0 < timeout:
+        with store.engine.connect() as conn:
+            if (conn.scalar(select(cur.c.seq).where(cur.c.name == "evidence")) or 0) >= last:
+                break
+        time.sleep(every)
+    return time.perf_counter() - t0
 
 
 def verify(store: Store, out: Outcome, n: int, *, recheck: bool = False, derive: str = "inline") -> list[str]:
@@ -403,6 +473,9 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=0.0,
                     help="send at most this many statements a second (0: as fast as the server answers); "
                          "acknowledgement-to-evidence is measured at a given rate this way")
+    ap.add_argument("--split", action="store_true",
+                    help="with --derive async: hold the deriver back while the clients post (the acknowledgement path's "
+                         "CPU alone), then time its catch-up on its own")
     ap.add_argument("--rounds", type=int, default=3, help="with --peer: runs of each")
     ap.add_argument("--recompute-check", action="store_true",
                     help="after the run, recompute every state from scratch: none may differ from the incremental ones")
@@ -420,7 +493,8 @@ def main() -> int:
     def ours(derive: str) -> Callable[[], Outcome]:
         def run() -> Outcome:
             with fresh_database(args.database_url) as url:
-                return run_tessera(url, bodies, args.workers, recheck=args.recompute_check, derive=derive)
+                return run_tessera(url, bodies, args.workers, recheck=args.recompute_check, derive=derive,
+                                   split=args.split and derive == "async")
 
         return run
 

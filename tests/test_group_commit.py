@@ -162,3 +162,53 @@ def test_a_write_that_raises_rolls_its_records_back(store, people) -> None:
     with pytest.raises(RuntimeError, match="adapter write failed"):
         group.submit(f.T, [learner], boom)
     assert store.records.count(f.T, "person") == 0
+
+
+def test_a_leader_answers_once_its_own_job_is_committed(store, people) -> None:
+    """A leader hands the lead to a job queued meanwhile instead of committing it too: its
+    own request is answered while the next group is still being written."""
+    group = GroupCommit(store.records)
+    queued = threading.Event()
+    release_b = threading.Event()
+    a_returned = threading.Event()
+    errors: list[BaseException] = []
+
+    def b_write(conn: Connection) -> None:
+        conn.execute(insert(rows).values(id="b"))
+        release_b.wait(30)  # B's group holds its transaction until the test lets it go
+
+    def submit_b() -> None:
+        try:
+            group.submit(f.T, [], b_write)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            errors.append(exc)
+
+    b = threading.Thread(target=submit_b)
+
+    def a_write(conn: Connection) -> None:
+        conn.execute(insert(rows).values(id="a"))
+        b.start()  # B queues while A's group is being written
+        deadline = time.monotonic() + 10
+        while not group._queue and time.monotonic() < deadline:
+            time.sleep(0.001)
+        queued.set()
+
+    def submit_a() -> None:
+        try:
+            group.submit(f.T, [], a_write)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            errors.append(exc)
+        a_returned.set()
+
+    a = threading.Thread(target=submit_a)
+    a.start()
+    try:
+        assert queued.wait(10)
+        assert a_returned.wait(10), "the leader went on to commit the next group before answering its own request"
+        assert "a" in _stored_rows(store)
+    finally:
+        release_b.set()
+        a.join(30)
+        b.join(30)
+    assert not errors
+    assert _stored_rows(store) >= {"a", "b"}

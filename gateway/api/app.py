@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Mount
 
 from .. import __version__
 from ..auth import Auth
@@ -95,7 +96,14 @@ def create_app(settings: Settings | None = None, store: Store | None = None, reg
     app.include_router(routing.build_router(ctx, wiring))
     app.include_router(routing.build_metrics_router(ctx))
     for router in wiring.routers(ctx):
-        app.include_router(router)
+        if router.routes and all(isinstance(r, Mount) for r in router.routes):
+            # Sub-applications at a prefix of their own (the LRS at /xapi and /xAPI) are
+            # matched first: a request for them otherwise tries every route of every
+            # router before (~290), about 1 ms a request (a tenth of the LRS's CPU per
+            # statement on the xAPI ingest). No other route begins with their prefixes.
+            app.router.routes[:0] = router.routes
+        else:
+            app.include_router(router)
     from ..console import install as install_console
 
     install_console(app, ctx)
