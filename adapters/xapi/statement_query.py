@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, Row, Select, Table, and_, false, select
 
+from .partitions import partitioned, where_ids
 from .tables import (
     xapi_activities,
     xapi_attachments,
@@ -76,10 +77,10 @@ class StatementReads:
         """One statement by id: ``voided=False`` finds it only if it is not voided
         (statementId), ``voided=True`` only if it is (voidedStatementId) (Communication 2.1.4)."""
         s = xapi_statements
-        q = select(s.c.stored, s.c.body).where(s.c.tenant == tenant, s.c.id == uuid.UUID(statement_id), s.c.voided == voided)
-        if authority is not None:
-            q = q.where(s.c.authority == authority)
         with self.engine.connect() as conn:
+            q = select(s.c.stored, s.c.body).where(where_ids(conn, tenant, [uuid.UUID(statement_id)]), s.c.voided == voided)
+            if authority is not None:
+                q = q.where(s.c.authority == authority)
             r = conn.execute(q).first()
         return (r.stored, r.body) if r else None
 
@@ -159,6 +160,8 @@ class StatementReads:
             conds.append(s.c.stored <= q.until)
         if q.authority is not None:
             conds.append(s.c.authority == q.authority)
+        if driver is not None and partitioned(self.engine):
+            conds += _same_month(driver, q)
         order_col = driver.c.seq if driver is not None else s.c.seq
         if q.after is not None:
             conds.append(order_col > q.after if q.ascending else order_col < q.after)
@@ -194,10 +197,23 @@ class StatementReads:
 
         def newest(tier: Tier, n: int) -> Select[Any]:
             ag = tier.agents
+            month = _same_month(ag, Query()) if partitioned(self.engine) else []
             return (select(s.c.body).where(ag.c.tenant == tenant, ag.c.agent == key, ag.c.role == "p", s.c.seq == ag.c.seq,
-                                           s.c.tenant == tenant).order_by(ag.c.seq.desc()).limit(n))
+                                           s.c.tenant == tenant, *month).order_by(ag.c.seq.desc()).limit(n))
 
         return [r.body for r in self._in_tiers(self._tiers(False), newest, limit)]
+
+
+def _same_month(driver: Table, q: Query) -> list[Any]:
+    """PostgreSQL (``partitions``): an index row names its statement's partition too, so the
+    join probes one partition a row; and ``since`` / ``until`` bound the index rows' months."""
+    s = xapi_statements
+    conds: list[Any] = [driver.c.stored == s.c.stored]
+    if q.since is not None:
+        conds.append(driver.c.stored > q.since)
+    if q.until is not None:
+        conds.append(driver.c.stored <= q.until)
+    return conds
 
 
 __all__ = ["MERGED", "RECENT", "Page", "Query", "StatementReads", "Tier"]

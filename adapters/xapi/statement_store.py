@@ -43,6 +43,7 @@ from gateway.store.group_commit import GroupCommit
 
 from .http import XapiError
 from .outbox import enqueue
+from .partitions import StatementIds, partitioned, where_ids
 from .statement_query import MERGED, RECENT, StatementReads
 from .tables import (
     xapi_activities,
@@ -106,8 +107,12 @@ class StatementStore(StatementReads):
         self._tiered = dialect.name == "sqlite"
         self.merge_every = merge_every
         written = RECENT if self._tiered else MERGED
-        self._agents = BulkStatement(written.agents, ["tenant", "agent", "verb_id", "seq", "role"], dialect)
-        self._activities = BulkStatement(written.activities, ["tenant", "activity", "seq", "role"], dialect)
+        # PostgreSQL: statements partitioned by month, index rows with their statement's stored,
+        # ids in the id table (``partitions``)
+        self._ids = StatementIds(dialect) if partitioned(dialect) else None
+        month = ["stored"] if self._ids is not None else []
+        self._agents = BulkStatement(written.agents, ["tenant", "agent", "verb_id", "seq", "role", *month], dialect)
+        self._activities = BulkStatement(written.activities, ["tenant", "activity", "seq", "role", *month], dialect)
         self._upsert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
         self._definitions: dict[tuple[str, str], dict[str, Any]] = {}
         # SQLite has one writer at a time: the batches of this process's requests are
@@ -195,7 +200,7 @@ class StatementStore(StatementReads):
     def _bodies(self, tenant: str, ids: list[str]) -> dict[str, str]:
         s = xapi_statements
         with self.engine.connect() as conn:
-            found = conn.execute(select(s.c.id, s.c.body).where(s.c.tenant == tenant, s.c.id.in_([_uuid(i) for i in ids])))
+            found = conn.execute(select(s.c.id, s.c.body).where(where_ids(conn, tenant, [_uuid(i) for i in ids])))
             return {str(r.id): r.body for r in found}
 
     def _void_targets(self, tenant: str, statements: list[dict[str, Any]]) -> dict[str, str]:
@@ -209,7 +214,7 @@ class StatementStore(StatementReads):
         with self.engine.connect() as conn:
             stored_voiding = {
                 str(r.id) for r in conn.execute(
-                    select(s.c.id).where(s.c.tenant == tenant, s.c.id.in_([_uuid(v) for v in targets.values()]),
+                    select(s.c.id).where(where_ids(conn, tenant, [_uuid(v) for v in targets.values()]),
                                          s.c.voiding.is_not(None))
                 )
             }
@@ -256,15 +261,19 @@ class StatementStore(StatementReads):
             self.deriver.guard(conn)  # PostgreSQL: the deriver reads no seq of a transaction still open
         seqs = self._allocate(conn, len(plan.ids))
         self._statements.execute(conn, [(seq, *row) for seq, row in zip(seqs, plan.statements, strict=True)])
-        self._agents.execute(conn, [(tn, a, v, seqs[i], role) for tn, a, v, i, role in plan.agents])
-        self._activities.execute(conn, [(tn, a, seqs[i], role) for tn, a, i, role in plan.activities])
+        month: tuple[Any, ...] = ()
+        if self._ids is not None:
+            self._ids.record(conn, seqs, plan.statements)
+            month = (plan.statements[0][2],) if plan.statements else ()  # the batch's stored
+        self._agents.execute(conn, [(tn, a, v, seqs[i], role, *month) for tn, a, v, i, role in plan.agents])
+        self._activities.execute(conn, [(tn, a, seqs[i], role, *month) for tn, a, i, role in plan.activities])
         # voided: targets of this batch's voiding statements, and statements of this batch
         # that an earlier voiding statement already targets (Data 2.3.2.s2.b3)
         ids = [_uuid(i) for i in plan.ids]
         earlier = [r.voiding for r in conn.execute(select(s.c.voiding).where(s.c.tenant == tenant, s.c.voiding.in_(ids)))]
         voided = {_uuid(v) for v in targets.values()} | set(earlier)
         if voided:
-            conn.execute(update(s).where(s.c.tenant == tenant, s.c.id.in_(sorted(voided)), s.c.voiding.is_(None))
+            conn.execute(update(s).where(where_ids(conn, tenant, sorted(voided)), s.c.voiding.is_(None))
                          .values(voided=True))
         self._store_attachments(conn, tenant, attachments)
         # routing (issue 16): outbox rows of kind xapi.statement, in this transaction
@@ -316,7 +325,7 @@ class StatementStore(StatementReads):
                 if not wanted:
                     break
                 found = {str(r.id): orjson.loads(r.body) for r in conn.execute(
-                    select(s.c.id, s.c.body).where(s.c.tenant == tenant, s.c.id.in_([_uuid(v) for v in wanted])))}
+                    select(s.c.id, s.c.body).where(where_ids(conn, tenant, [_uuid(v) for v in wanted])))}
                 bodies.update(found)
                 wanted = {b["object"]["id"].lower() for b in found.values() if b["object"].get("objectType") == "StatementRef"}
         rows = _index_rows(list(bodies.values()))
