@@ -36,9 +36,12 @@ ids (``_forget_ids``, from the detached partition before it is dropped). Afterwa
 
 * a GET by ``statementId`` or ``voidedStatementId`` of a dropped statement answers 404, and
   no query returns it;
-* its id is free again: a statement sent with it is stored as new (the LRS refuses a reused id
-  for as long as it keeps the statement: the deployment's retention bounds the promise of
-  Data 2.4.1 that an id is never reused);
+* its id is free again in the LRS (which refuses a reused id for as long as it keeps the
+  statement: the deployment's retention bounds the promise of Data 2.4.1 that an id is never
+  reused); but the evidence derived from it is kept and append-only, and a statement sent
+  again under its id would change that evidence (its provenance at least: when it was
+  received), so it is refused with 409 ("evidence is append-only") whenever the dropped one
+  made evidence: in practice only ids of statements that made no evidence are reusable;
 * a voiding statement whose target was dropped is stored like one whose target the LRS never
   had (Data 2.3.2 lets it: nothing is marked voided); a voiding statement that is kept while
   its dropped target is gone stays a statement of its own (returned by queries as before);
