@@ -130,6 +130,10 @@ class StatementReads:
         activity_conds = [ac.c.tenant == tenant, ac.c.activity == q.activity]
         if not q.related_activities:
             activity_conds.append(ac.c.role == "p")
+        partitioned_ = partitioned(self.engine)
+        if partitioned_:  # PostgreSQL: the index rows' months are bounded too
+            agent_conds += _months(ag, q)
+            activity_conds += _months(ac, q)
         # The recent tier is small and keyed by seq: it is read whole, as semi-joins, and the
         # statements it names are fetched by seq. (Joined, without statistics SQLite drove
         # the query from the statements of the tenant: 0.5 s over a million.)
@@ -160,8 +164,8 @@ class StatementReads:
             conds.append(s.c.stored <= q.until)
         if q.authority is not None:
             conds.append(s.c.authority == q.authority)
-        if driver is not None and partitioned(self.engine):
-            conds += _same_month(driver, q)
+        if driver is not None and partitioned_:  # an index row names its statement's partition too
+            conds.append(driver.c.stored == s.c.stored)
         order_col = driver.c.seq if driver is not None else s.c.seq
         if q.after is not None:
             conds.append(order_col > q.after if q.ascending else order_col < q.after)
@@ -197,22 +201,22 @@ class StatementReads:
 
         def newest(tier: Tier, n: int) -> Select[Any]:
             ag = tier.agents
-            month = _same_month(ag, Query()) if partitioned(self.engine) else []
+            month = [ag.c.stored == s.c.stored] if partitioned(self.engine) else []
             return (select(s.c.body).where(ag.c.tenant == tenant, ag.c.agent == key, ag.c.role == "p", s.c.seq == ag.c.seq,
                                            s.c.tenant == tenant, *month).order_by(ag.c.seq.desc()).limit(n))
 
         return [r.body for r in self._in_tiers(self._tiers(False), newest, limit)]
 
 
-def _same_month(driver: Table, q: Query) -> list[Any]:
-    """PostgreSQL (``partitions``): an index row names its statement's partition too, so the
-    join probes one partition a row; and ``since`` / ``until`` bound the index rows' months."""
-    s = xapi_statements
-    conds: list[Any] = [driver.c.stored == s.c.stored]
+def _months(index: Table, q: Query) -> list[Any]:
+    """PostgreSQL (``partitions``): ``since`` / ``until`` on the index rows, which carry their
+    statement's ``stored``, so that only those months' partitions of the index are read (and
+    joined on ``seq`` and ``stored``, an index row probes one partition of the statements)."""
+    conds: list[Any] = []
     if q.since is not None:
-        conds.append(driver.c.stored > q.since)
+        conds.append(index.c.stored > q.since)
     if q.until is not None:
-        conds.append(driver.c.stored <= q.until)
+        conds.append(index.c.stored <= q.until)
     return conds
 
 
