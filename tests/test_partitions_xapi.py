@@ -152,6 +152,15 @@ def test_the_migration_partitions_a_database_that_already_holds_statements(pg, l
     assert lrs.put("/xapi/statements", params={"statementId": old["id"]}, json={**old, "verb": {"id": ADL + "failed"}}).status_code == 409
 
 
+def test_ensure_makes_the_coming_months_of_statements_and_their_index_rows(pg):
+    with pg.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        partitions.ensure(conn, ahead=7)
+        ahead = partitions.add_months(partitions.month_start(datetime.now(UTC)), 7)
+        for table in ("xapi_statements", "xapi_statement_agents", "xapi_statement_activities"):
+            assert partitions.name_of(table, ahead) in {p.name for p in partitions.partitions(conn, table)}
+    assert "xapi_statements" in partitions.RETAINABLE and "xapi_statement_agents" not in partitions.RETAINABLE
+
+
 # --- the Statement Resource over HTTP ------------------------------------------------------------------
 
 

@@ -34,13 +34,13 @@ down_revision = "xapi_0004"
 branch_labels = None
 depends_on = None
 
-#: table -> (primary key of the plain table, indexes of both layouts, unique index of the partitioned
-#: table in place of its primary key, index of the plain table only)
-TABLES: dict[str, tuple[str, list[tuple[str, str]], tuple[str, str] | None, tuple[str, str] | None]] = {
+#: table -> (primary key of the plain table, indexes of both layouts (name, columns, predicate), unique
+#: index of the partitioned table in place of its primary key, unique index of the plain table only)
+TABLES: dict[str, tuple[str, list[tuple[str, str, str]], tuple[str, str] | None, tuple[str, str] | None]] = {
     "xapi_statements": ("seq", [
-        ("ix_xapi_statements_tenant_stored", "tenant, stored"),
-        ("ix_xapi_statements_tenant_voiding", "tenant, voiding) WHERE (voiding IS NOT NULL"),
-        ("ix_xapi_statements_tenant_registration", "tenant, registration"),
+        ("ix_xapi_statements_tenant_stored", "tenant, stored", ""),
+        ("ix_xapi_statements_tenant_voiding", "tenant, voiding", " WHERE voiding IS NOT NULL"),
+        ("ix_xapi_statements_tenant_registration", "tenant, registration", ""),
     ], None, ("ix_xapi_statements_tenant_id", "tenant, id")),
     "xapi_statement_agents": ("tenant, agent, verb_id, seq, role", [],
                               ("ix_xapi_statement_agents_key", "tenant, agent, verb_id, seq, role, stored"), None),
@@ -83,8 +83,8 @@ def _rebuild(table: str, partitioned: bool, months: list[date]) -> None:
         conn.execute(text(f'ALTER TABLE "{table}" ADD CONSTRAINT "pk_{table}" PRIMARY KEY ({pk}, stored)'))
     else:
         conn.execute(text(f'CREATE UNIQUE INDEX "{key[0]}" ON "{table}" ({key[1]})'))
-    for name, cols in indexes:
-        conn.execute(text(f'CREATE INDEX "{name}" ON "{table}" ({cols})'))
+    for name, cols, where in indexes:
+        conn.execute(text(f'CREATE INDEX "{name}" ON "{table}" ({cols}){where}'))
     if partitioned:
         for m in months:
             nm = _add_months(m, 1)
