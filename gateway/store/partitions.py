@@ -173,7 +173,10 @@ def ensure(conn: Connection, *, ahead: int = 3, today: date | None = None) -> li
 
 def drop_before(conn: Connection, table: str, months: int, *, today: date | None = None) -> list[str]:
     """Retention: drop the partitions of ``table`` whose whole month ended more than
-    ``months`` months ago. Only tables in ``RETAINABLE``; the default partition stays."""
+    ``months`` months ago. Only tables in ``RETAINABLE``; the default partition stays. Each
+    partition is detached, handed to the table's ``BEFORE_DROP`` (the xAPI statements forget
+    their ids), dropped, and the same month's partitions of its ``FOLLOWERS`` with it (the
+    statements' index rows). The change log records how far it is dropped (410 below it)."""
     if table not in RETAINABLE:
         raise ValueError(f"{table} is never dropped by retention (only {', '.join(sorted(RETAINABLE))})")
     if months < 1:
