@@ -101,7 +101,7 @@ def migrate() -> None:
     store.dispose()
 
 
-partitions_app = typer.Typer(help="PostgreSQL: the monthly partitions of evidence and the change log.", no_args_is_help=True)
+partitions_app = typer.Typer(help="PostgreSQL: the monthly partitions of evidence, the change log and raw xAPI statements.", no_args_is_help=True)
 app.add_typer(partitions_app, name="partitions")
 
 
@@ -129,20 +129,23 @@ def partitions_list() -> None:
 
     store = open_store()
     with store.engine.connect() as conn:
-        rows = [(p.table, p.name, str(p.start or "default"), str(p.end or ""), str(p.rows))
+        # a partition is named after its table (TABLE_yYYYYmMM, TABLE_default): no column of its own,
+        # so that the table fits 80 columns with the xAPI tables' long names
+        rows = [(p.name, str(p.start or "default"), str(p.end or ""), str(p.rows))
                 for t in partitions.PARTITIONED for p in partitions.partitions(conn, t)]
     if not rows:
         console.print("no partitioned tables (partitions are made on PostgreSQL only)")
-    print_table(["table", "partition", "from", "to", "rows (estimate)"], rows, title="partitions")
+    print_table(["partition", "from", "to", "rows (est.)"], rows, title="partitions")
 
 
 @partitions_app.command("retain")
 def partitions_retain(
     months: Annotated[int, typer.Option(min=1, help="keep this many whole months before the current one")],
-    table: Annotated[str, typer.Option(help="the table whose old partitions are dropped")] = "changes",
+    table: Annotated[str, typer.Option(help="the table whose old partitions are dropped: changes or xapi_statements")] = "changes",
 ) -> None:
-    """Retention: drop the change log's partitions older than MONTHS (evidence is never dropped).
-    A change feed reader asking for a dropped version gets 410 with the oldest kept."""
+    """Retention: drop the partitions of the change log or of raw xAPI statements older than MONTHS
+    (evidence is never dropped). A change feed reader asking for a dropped version gets 410 with
+    the oldest kept; a dropped statement's GET answers 404 (with its index rows and id gone)."""
     from .store import partitions
 
     store = open_store()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.model import Record
 
-from . import document_tables, tables  # noqa: F401 - both register their tables on ``tables.metadata``
+from . import document_tables, partitions, tables  # noqa: F401 - the tables on ``tables.metadata``, the partitioned ones (PostgreSQL)
 from .scopes import IMPLIES, SCOPES
 from .settings import XapiSettings
 

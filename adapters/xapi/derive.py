@@ -67,6 +67,7 @@ from gateway.routing.metrics import REGISTRY
 from gateway.store.filelock import FileLock
 
 from .evidence import EvidenceMapper, MappedBatch
+from .partitions import where_ids
 from .tables import xapi_derive_cursor, xapi_statements
 
 log = logging.getLogger(__name__)
@@ -392,7 +393,7 @@ class XapiConsistency:
             sid = None
         if sid is not None:
             with self.engine.connect() as conn:
-                row = conn.execute(select(s.c.seq, s.c.deferred).where(s.c.tenant == tenant, s.c.id == sid)).first()
+                row = conn.execute(select(s.c.seq, s.c.deferred).where(where_ids(conn, tenant, [sid]))).first()
             if row is None:
                 raise ValueError(f"no statement {target} is stored")
             seq, deferred = int(row.seq), bool(row.deferred)

@@ -47,6 +47,7 @@ from gateway.routing.remote import SharedHttp, as_failure, call
 
 from .http import VERSION_HEADER
 from .outbox import KIND, enqueue
+from .partitions import where_ids
 from .tables import xapi_statements
 
 OVERLAP_SECONDS = 1.0
@@ -227,7 +228,7 @@ class Lrs:
         s = xapi_statements
         tenant = deliveries[0].route.tenant
         with store.engine.connect() as conn:
-            rows = conn.execute(select(s.c.id, s.c.body).where(s.c.tenant == tenant, s.c.id.in_([d.record_id for d in deliveries])))
+            rows = conn.execute(select(s.c.id, s.c.body).where(where_ids(conn, tenant, [d.record_id for d in deliveries])))
             return {r.id: r.body.encode() if isinstance(r.body, str) else r.body for r in rows}
 
     def deliver(self, store: Any, delivery: Delivery) -> None:

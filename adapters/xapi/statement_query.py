@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, Row, Select, Table, and_, false, select
 
+from .partitions import partitioned, where_ids
 from .tables import (
     xapi_activities,
     xapi_attachments,
@@ -76,10 +77,10 @@ class StatementReads:
         """One statement by id: ``voided=False`` finds it only if it is not voided
         (statementId), ``voided=True`` only if it is (voidedStatementId) (Communication 2.1.4)."""
         s = xapi_statements
-        q = select(s.c.stored, s.c.body).where(s.c.tenant == tenant, s.c.id == uuid.UUID(statement_id), s.c.voided == voided)
-        if authority is not None:
-            q = q.where(s.c.authority == authority)
         with self.engine.connect() as conn:
+            q = select(s.c.stored, s.c.body).where(where_ids(conn, tenant, [uuid.UUID(statement_id)]), s.c.voided == voided)
+            if authority is not None:
+                q = q.where(s.c.authority == authority)
             r = conn.execute(q).first()
         return (r.stored, r.body) if r else None
 
@@ -129,6 +130,10 @@ class StatementReads:
         activity_conds = [ac.c.tenant == tenant, ac.c.activity == q.activity]
         if not q.related_activities:
             activity_conds.append(ac.c.role == "p")
+        partitioned_ = partitioned(self.engine)
+        if partitioned_:  # PostgreSQL: the index rows' months are bounded too
+            agent_conds += _months(ag, q)
+            activity_conds += _months(ac, q)
         # The recent tier is small and keyed by seq: it is read whole, as semi-joins, and the
         # statements it names are fetched by seq. (Joined, without statistics SQLite drove
         # the query from the statements of the tenant: 0.5 s over a million.)
@@ -159,6 +164,8 @@ class StatementReads:
             conds.append(s.c.stored <= q.until)
         if q.authority is not None:
             conds.append(s.c.authority == q.authority)
+        if driver is not None and partitioned_:  # an index row names its statement's partition too
+            conds.append(driver.c.stored == s.c.stored)
         order_col = driver.c.seq if driver is not None else s.c.seq
         if q.after is not None:
             conds.append(order_col > q.after if q.ascending else order_col < q.after)
@@ -194,10 +201,23 @@ class StatementReads:
 
         def newest(tier: Tier, n: int) -> Select[Any]:
             ag = tier.agents
+            month = [ag.c.stored == s.c.stored] if partitioned(self.engine) else []
             return (select(s.c.body).where(ag.c.tenant == tenant, ag.c.agent == key, ag.c.role == "p", s.c.seq == ag.c.seq,
-                                           s.c.tenant == tenant).order_by(ag.c.seq.desc()).limit(n))
+                                           s.c.tenant == tenant, *month).order_by(ag.c.seq.desc()).limit(n))
 
         return [r.body for r in self._in_tiers(self._tiers(False), newest, limit)]
+
+
+def _months(index: Table, q: Query) -> list[Any]:
+    """PostgreSQL (``partitions``): ``since`` / ``until`` on the index rows, which carry their
+    statement's ``stored``, so that only those months' partitions of the index are read (and
+    joined on ``seq`` and ``stored``, an index row probes one partition of the statements)."""
+    conds: list[Any] = []
+    if q.since is not None:
+        conds.append(index.c.stored > q.since)
+    if q.until is not None:
+        conds.append(index.c.stored <= q.until)
+    return conds
 
 
 __all__ = ["MERGED", "RECENT", "Page", "Query", "StatementReads", "Tier"]

@@ -43,6 +43,7 @@ from gateway.store.group_commit import GroupCommit
 
 from .http import XapiError
 from .outbox import enqueue
+from .partitions import StatementIds, partitioned, where_ids
 from .statement_query import MERGED, RECENT, StatementReads
 from .tables import (
     xapi_activities,
@@ -117,8 +118,14 @@ class StatementStore(StatementReads):
         self._tiered = dialect.name == "sqlite"
         self.merge_every = merge_every
         written = RECENT if self._tiered else MERGED
-        self._agents = BulkStatement(written.agents, ["tenant", "agent", "verb_id", "seq", "role"], dialect)
-        self._activities = BulkStatement(written.activities, ["tenant", "activity", "seq", "role"], dialect)
+        # PostgreSQL: statements partitioned by month, index rows with their statement's stored,
+        # ids in the id table (``partitions``)
+        self._ids = StatementIds(dialect) if partitioned(dialect) else None
+        month = ["stored"] if self._ids is not None else []
+        #: index rows carry their statement's stored (1) or not (0)
+        self._month = len(month)
+        self._agents = BulkStatement(written.agents, ["tenant", "agent", "verb_id", "seq", "role", *month], dialect)
+        self._activities = BulkStatement(written.activities, ["tenant", "activity", "seq", "role", *month], dialect)
         self._upsert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
         self._definitions: dict[tuple[str, str], dict[str, Any]] = {}
         # SQLite has one writer at a time: the batches of this process's requests are
@@ -205,7 +212,7 @@ class StatementStore(StatementReads):
     def _bodies(self, tenant: str, ids: list[str]) -> dict[str, str]:
         s = xapi_statements
         with self.engine.connect() as conn:
-            found = conn.execute(select(s.c.id, s.c.body).where(s.c.tenant == tenant, s.c.id.in_([_uuid(i) for i in ids])))
+            found = conn.execute(select(s.c.id, s.c.body).where(where_ids(conn, tenant, [_uuid(i) for i in ids])))
             return {str(r.id): r.body for r in found}
 
     def _void_targets(self, tenant: str, statements: list[dict[str, Any]]) -> dict[str, str]:
@@ -219,7 +226,7 @@ class StatementStore(StatementReads):
         with self.engine.connect() as conn:
             stored_voiding = {
                 str(r.id) for r in conn.execute(
-                    select(s.c.id).where(s.c.tenant == tenant, s.c.id.in_([_uuid(v) for v in targets.values()]),
+                    select(s.c.id).where(where_ids(conn, tenant, [_uuid(v) for v in targets.values()]),
                                          s.c.voiding.is_not(None))
                 )
             }
@@ -244,6 +251,7 @@ class StatementStore(StatementReads):
         flat, bodies = plan.statements, plan.bodies
         agents, agent_of, acts_flat, activity_of = plan.agents, plan.agent_of, plan.activities, plan.activity_of
         mark = True if deferred else None
+        month = (stored_value,) if self._month else ()  # PostgreSQL: index rows partitioned by their statement's stored
         for i, st in enumerate(statements):
             sid = st["id"]
             registration = st.get("context", {}).get("registration")
@@ -257,19 +265,19 @@ class StatementStore(StatementReads):
                 found = dict.fromkeys(rows.agents[sid])
                 found.update(dict.fromkeys(extra[0]))
                 for a, v, role in _strongest(found):
-                    agents += (tenant, a, v, 0, role)
+                    agents += (tenant, a, v, 0, role, *month)
                     agent_of.append(i)
                 found_acts = dict.fromkeys(rows.activities[sid])
                 found_acts.update(dict.fromkeys(extra[1]))
                 for a, role in _strongest_acts(found_acts):
-                    acts_flat += (tenant, a, 0, role)
+                    acts_flat += (tenant, a, 0, role, *month)
                     activity_of.append(i)
                 continue
             for a, v, role in _strongest(dict.fromkeys(rows.agents[sid])):
-                agents += (tenant, a, v, 0, role)
+                agents += (tenant, a, v, 0, role, *month)
                 agent_of.append(i)
             for a, role in _strongest_acts(dict.fromkeys(rows.activities[sid])):
-                acts_flat += (tenant, a, 0, role)
+                acts_flat += (tenant, a, 0, role, *month)
                 activity_of.append(i)
         plan.keys = [_uuid(i) for i in plan.ids]
         return plan
@@ -284,11 +292,15 @@ class StatementStore(StatementReads):
             self.deriver.guard(conn)  # PostgreSQL: the deriver reads no seq of a transaction still open
         n = len(plan.ids)
         seqs = self._allocate(conn, n)
-        plan.statements[0::len(_STATEMENT_COLUMNS)] = seqs
+        width = len(_STATEMENT_COLUMNS)
+        plan.statements[0::width] = seqs
+        if self._ids is not None:  # PostgreSQL: each id in the id table, with its seq and stored
+            self._ids.record(conn, seqs, [plan.statements[i + 1:i + 4] for i in range(0, n * width, width)])
+        agent_width, activity_width = 5 + self._month, 4 + self._month
         if plan.agents:
-            plan.agents[3::5] = [seqs[i] for i in plan.agent_of]
+            plan.agents[3::agent_width] = [seqs[i] for i in plan.agent_of]
         if plan.activities:
-            plan.activities[2::4] = [seqs[i] for i in plan.activity_of]
+            plan.activities[2::activity_width] = [seqs[i] for i in plan.activity_of]
         self._statements.execute_flat(conn, plan.statements, n)
         self._agents.execute_flat(conn, plan.agents, len(plan.agent_of))
         self._activities.execute_flat(conn, plan.activities, len(plan.activity_of))
@@ -297,7 +309,7 @@ class StatementStore(StatementReads):
         earlier = [r.voiding for r in conn.execute(select(s.c.voiding).where(s.c.tenant == tenant, s.c.voiding.in_(plan.keys)))]
         voided = {_uuid(v) for v in targets.values()} | set(earlier)
         if voided:
-            conn.execute(update(s).where(s.c.tenant == tenant, s.c.id.in_(sorted(voided)), s.c.voiding.is_(None))
+            conn.execute(update(s).where(where_ids(conn, tenant, sorted(voided)), s.c.voiding.is_(None))
                          .values(voided=True))
         self._store_attachments(conn, tenant, attachments)
         # routing (issue 16): outbox rows of kind xapi.statement, in this transaction
@@ -349,7 +361,7 @@ class StatementStore(StatementReads):
                 if not wanted:
                     break
                 found = {str(r.id): orjson.loads(r.body) for r in conn.execute(
-                    select(s.c.id, s.c.body).where(s.c.tenant == tenant, s.c.id.in_([_uuid(v) for v in wanted])))}
+                    select(s.c.id, s.c.body).where(where_ids(conn, tenant, [_uuid(v) for v in wanted])))}
                 bodies.update(found)
                 wanted = {b["object"]["id"].lower() for b in found.values() if b["object"].get("objectType") == "StatementRef"}
         rows = _index_rows(list(bodies.values()))

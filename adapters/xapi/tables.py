@@ -25,6 +25,12 @@ runs under the write lock and takes the whole recent tier), so a query reads the
 then the merged one (newest first; the other way round for ``ascending``). PostgreSQL writes
 concurrently, where no such split holds, and writes the merged tables directly.
 
+On PostgreSQL the statements and their index rows are range-partitioned by month on
+``stored`` (migration xapi_0005; ``adapters/xapi/partitions.py``): the index rows carry their
+statement's ``stored`` (null on SQLite), and ``xapi_statement_ids`` keeps each statement id
+unique per tenant (a partitioned table takes no unique index without its partition key). On
+SQLite the unique index on ``(tenant, id)`` does that and ``xapi_statement_ids`` stays empty.
+
 ``xapi_activities`` is the LRS's canonical definition of each activity (the Activities
 resource, ``format=canonical``), merged from the statements that define it.
 ``xapi_attachments`` keeps attachment content once per SHA-2 (Communication 2.1.4).
@@ -85,6 +91,7 @@ xapi_statement_agents = Table(
     Column("verb_id", Text(), primary_key=True),
     Column("seq", BigId, primary_key=True, autoincrement=False),
     Column("role", String(1), primary_key=True),
+    Column("stored", UTCDateTime()),  # PostgreSQL: the statement's, the partition key; null on SQLite
     sqlite_with_rowid=False,
 )
 
@@ -96,7 +103,19 @@ xapi_statement_activities = Table(
     Column("activity", Text(), primary_key=True),
     Column("seq", BigId, primary_key=True, autoincrement=False),
     Column("role", String(1), primary_key=True),
+    Column("stored", UTCDateTime()),  # as in xapi_statement_agents
     sqlite_with_rowid=False,
+)
+
+#: PostgreSQL: where each statement id is stored (``adapters/xapi/partitions.py``); not
+#: partitioned, so its primary key keeps an id unique per tenant across the months
+xapi_statement_ids = Table(
+    "xapi_statement_ids",
+    metadata,
+    Column("tenant", String(63), primary_key=True),
+    Column("id", UUIDType(), primary_key=True),
+    Column("seq", BigInteger(), nullable=False),
+    Column("stored", UTCDateTime(), nullable=False),
 )
 
 #: the recent tier of ``xapi_statement_agents`` (SQLite; see the module docstring)

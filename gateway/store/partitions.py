@@ -11,6 +11,10 @@ month with declarative partitioning (migration 0011), so that:
   (``drop_before``); evidence is never dropped: it is the record of what a learner showed;
 * indexes stay the size of a month.
 
+An adapter registers tables of its own (``register``): the xAPI adapter's raw statements,
+``xapi_statements`` by ``stored`` (retainable), with their index rows, which follow its
+months (``adapters/xapi/partitions.py`` says how).
+
 Each table also has a ``_default`` partition, so a row from a month no partition covers yet
 (an evidence item observed years ago, or dated in the future) is stored, never refused.
 ``ensure`` (run by ``tessera migrate`` and ``tessera partitions ensure``, e.g. daily) makes
@@ -26,6 +30,7 @@ observed_at)`` as its conflict target on PostgreSQL.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -34,7 +39,31 @@ from sqlalchemy import Connection, text
 #: table -> the column it is partitioned by
 PARTITIONED: dict[str, str] = {"evidence": "observed_at", "changes": "at"}
 #: tables whose old partitions a retention policy may drop (evidence is never dropped)
-RETAINABLE = frozenset({"changes"})
+RETAINABLE: set[str] = {"changes"}
+#: table -> the tables partitioned by the same months whose partitions are dropped with its own
+FOLLOWERS: dict[str, tuple[str, ...]] = {}
+#: table -> run with each partition of it detached by retention, before it is dropped
+BEFORE_DROP: dict[str, Callable[[Connection, str], None]] = {}
+#: indexes a partitioned table lacks on PostgreSQL though the declared table has them (the
+#: declared one serves SQLite), and indexes it has in place of the declared primary key
+NOT_PARTITIONED_INDEXES: set[str] = set()
+PARTITIONED_ONLY_INDEXES: set[str] = set()
+
+
+def register(table: str, column: str, *, retainable: bool = False, followers: tuple[str, ...] = (),
+             before_drop: Callable[[Connection, str], None] | None = None) -> None:
+    """An adapter's table partitioned by month on ``column`` (by its own migration), and its
+    followers (tables partitioned by the same months whose partitions retention drops with
+    the table's: registered with the same column)."""
+    PARTITIONED[table] = column
+    for f in followers:
+        PARTITIONED[f] = column
+    if followers:
+        FOLLOWERS[table] = followers
+    if retainable:
+        RETAINABLE.add(table)
+    if before_drop is not None:
+        BEFORE_DROP[table] = before_drop
 
 
 @dataclass(frozen=True)
@@ -46,15 +75,21 @@ class Partition:
     rows: int
 
 
-_PARTITION_NAME = re.compile(rf"^({'|'.join(PARTITIONED)})_(y\d{{4}}m\d{{2}}|default)$")
+_MONTH = re.compile(r"^(.+)_(y\d{4}m\d{2}|default)$")
 
 
 def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
     """For Alembic's comparisons: a table's monthly partitions (and their indexes) are not
-    tables of their own; the partitioned parent is compared with the declared table."""
+    tables of their own; the partitioned parent is compared with the declared table, but for
+    the indexes a partitioned table has in place of a declared one (``register``)."""
+    if type_ == "index" and name in PARTITIONED_ONLY_INDEXES and reflected:
+        return False
+    if type_ == "index" and name in NOT_PARTITIONED_INDEXES and compare_to is None and not reflected:
+        return False  # declared, missing from the database: PostgreSQL's partitioned table
     table = getattr(obj, "table", None) if type_ == "index" else obj
     tname = getattr(table, "name", name) or ""
-    return not (reflected and _PARTITION_NAME.match(tname))
+    m = _MONTH.match(tname)
+    return not (reflected and m is not None and m.group(1) in PARTITIONED)
 
 
 def month_start(d: date | datetime) -> date:
@@ -129,7 +164,8 @@ def ensure(conn: Connection, *, ahead: int = 3, today: date | None = None) -> li
         have = {p.start for p in partitions(conn, table) if p.start is not None}
         months = {add_months(this, i) for i in range(ahead + 1)}
         months |= {month_start(r[0]) for r in conn.execute(
-            text(f'SELECT DISTINCT date_trunc(\'month\', "{col}" AT TIME ZONE \'UTC\') FROM "{table}_default"'))}
+            text(f'SELECT DISTINCT date_trunc(\'month\', "{col}" AT TIME ZONE \'UTC\') FROM "{table}_default" '
+                 f'WHERE "{col}" IS NOT NULL'))}
         for start in sorted(months - have):
             created.append(create_month(conn, table, start))
     return created
@@ -137,7 +173,10 @@ def ensure(conn: Connection, *, ahead: int = 3, today: date | None = None) -> li
 
 def drop_before(conn: Connection, table: str, months: int, *, today: date | None = None) -> list[str]:
     """Retention: drop the partitions of ``table`` whose whole month ended more than
-    ``months`` months ago. Only tables in ``RETAINABLE``; the default partition stays."""
+    ``months`` months ago. Only tables in ``RETAINABLE``; the default partition stays. Each
+    partition is detached, handed to the table's ``BEFORE_DROP`` (the xAPI statements forget
+    their ids), dropped, and the same month's partitions of its ``FOLLOWERS`` with it (the
+    statements' index rows). The change log records how far it is dropped (410 below it)."""
     if table not in RETAINABLE:
         raise ValueError(f"{table} is never dropped by retention (only {', '.join(sorted(RETAINABLE))})")
     if months < 1:
@@ -146,10 +185,19 @@ def drop_before(conn: Connection, table: str, months: int, *, today: date | None
     dropped, through = [], 0
     for p in partitions(conn, table):
         if p.end is not None and p.end <= cutoff:
-            through = max(through, conn.scalar(text(f'SELECT max(seq) FROM "{p.name}"')) or 0)
+            if table == "changes":
+                through = max(through, conn.scalar(text(f'SELECT max(seq) FROM "{p.name}"')) or 0)
             conn.execute(text(f'ALTER TABLE "{table}" DETACH PARTITION "{p.name}"'))
+            if table in BEFORE_DROP:
+                BEFORE_DROP[table](conn, p.name)
             conn.execute(text(f'DROP TABLE "{p.name}"'))
             dropped.append(p.name)
+            for follower in FOLLOWERS.get(table, ()):
+                name = name_of(follower, p.start or date.min)
+                if conn.scalar(text("SELECT to_regclass(:n)"), {"n": name}) is not None:
+                    conn.execute(text(f'ALTER TABLE "{follower}" DETACH PARTITION "{name}"'))
+                    conn.execute(text(f'DROP TABLE "{name}"'))
+                    dropped.append(name)
     if through:  # the feed answers 410 below this (changefeed.oldest)
         conn.execute(text("INSERT INTO change_log_horizon (id, dropped_through, at) VALUES (1, :s, now()) ON CONFLICT (id) "
                           "DO UPDATE SET dropped_through = greatest(change_log_horizon.dropped_through, excluded.dropped_through), "
@@ -157,4 +205,4 @@ def drop_before(conn: Connection, table: str, months: int, *, today: date | None
     return dropped
 
 
-__all__ = ["PARTITIONED", "include_object", "RETAINABLE", "Partition", "create_month", "drop_before", "ensure", "is_partitioned", "partitions"]
+__all__ = ["BEFORE_DROP", "FOLLOWERS", "PARTITIONED", "include_object", "RETAINABLE", "register", "Partition", "create_month", "drop_before", "ensure", "is_partitioned", "partitions"]
