@@ -347,13 +347,14 @@ class MasteryEngine:
         ancestors = {learner: model.ancestors(cs) for learner, cs in targets.items()}
         learners = list(targets)
         evidence_keys: set[tuple[uuid.UUID, uuid.UUID]] = set()
-        wanted: dict[uuid.UUID, set[uuid.UUID]] = {}
+        wanted: dict[uuid.UUID, set[uuid.UUID]] = {}  # recomputed here: their status and hash
+        kids: dict[uuid.UUID, set[uuid.UUID]] = {}  # a rollup's children not recomputed: their documents
         for learner, cs in targets.items():
-            mine = cs | ancestors[learner]
+            mine = wanted[learner] = cs | ancestors[learner]
             evidence_keys.update((learner, e) for c in mine for e in model.group(c))
-            wanted[learner] = mine | {k for c in mine for k in model.children.get(c, ())}  # a rollup reads its children
+            kids[learner] = {k for c in mine for k in model.children.get(c, ())} - mine
         rows_by = _pair_evidence(conn, tenant, evidence_keys)
-        stored, hashes, names = _stored_states(conn, tenant, wanted)
+        stored, hashes, names = _stored_states(conn, tenant, wanted, kids)
         active = Status.active.value
         # Derived states are serialised as the full recompute does (``serial.state_json``:
         # the bytes ``to_record`` would give, without a pydantic model per state and per
@@ -365,7 +366,7 @@ class MasteryEngine:
 
             def stored_state(c: uuid.UUID, learner: uuid.UUID = learner) -> Derived | None:
                 hit = stored.get((learner, c))
-                return _from_stored(hit[1]) if hit is not None and hit[0] == active else None
+                return _from_stored(hit[1]) if hit is not None and hit[0] == active and hit[1] is not None else None
 
             for c, d in derive(model, rows_by[learner], targets[learner], stored_state).items():
                 if d is not None:
