@@ -141,10 +141,13 @@ def _rollup(model: TenantModel, parent: uuid.UUID, own: Derived | None, kids: di
     elif not mastered and level.mastery:
         level = scale.highest_below_mastery
     present = [d for d in members.values() if d is not None]
-    contribs = [
-        _contribution(None, c, d.value if d is not None and d.value is not None else 0.0, 1 / n)
-        for c, d in sorted(members.items(), key=lambda kv: kv[0].int)  # the order of the ids' text, without formatting it
-    ]
+    # the order of the ids' text, without formatting it (members: the children, and the parent when it has its own)
+    weight = round(1 / n, 12)
+    contribs: list[ContributionRow] = []
+    for c in model.rollup_order(parent):
+        if c in members:
+            d = members[c]
+            contribs.append((None, c, d.value if d is not None and d.value is not None else 0.0, weight))
     firsts = [d.first_at for d in present if d.first_at is not None]
     lasts = [d.last_at for d in present if d.last_at is not None]
     params: dict[str, Any] = {"rollup_share": rule.rollup_share, "mastered_share": round(share, 6), "children": len(kids)}

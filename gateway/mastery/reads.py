@@ -137,24 +137,35 @@ class StateNames:
 
     def __init__(self, tenant: str) -> None:
         self.tenant = tenant
-        self._namers: dict[uuid.UUID, Callable[[str], tuple[uuid.UUID, str]]] = {}
+        self._learners: dict[uuid.UUID, str] = {}
 
-    def int_of(self, learner: uuid.UUID, competency: uuid.UUID) -> int:
-        key = (self.tenant, learner.int, competency.int)
-        sid = _NAMES.get(key)
-        if sid is None:
-            namer = self._namers.get(learner)
-            if namer is None:
-                namer = self._namers[learner] = _state_namer(self.tenant, str(learner))
-            sid = namer(_text(competency))[0].int
-            if len(_NAMES) >= NAMES_CACHED:
-                _NAMES.clear()
-            _NAMES[key] = sid
-        return sid
+    def ints_of(self, learner: uuid.UUID, competencies: Iterable[uuid.UUID]) -> list[tuple[int, uuid.UUID]]:
+        """(state id as an int, competency) of each of one learner's ``competencies``."""
+        tenant, li, out = self.tenant, learner.int, []
+        namer = None
+        for c in competencies:
+            key = (tenant, li, c.int)
+            sid = _NAMES.get(key)
+            if sid is None:
+                if namer is None:
+                    namer = _state_namer(tenant, self._text(learner))
+                sid = namer(_text(c))[0].int
+                if len(_NAMES) >= NAMES_CACHED:
+                    _NAMES.clear()
+                _NAMES[key] = sid
+            out.append((sid, c))
+        return out
+
+    def _text(self, learner: uuid.UUID) -> str:
+        s = self._learners.get(learner)
+        if s is None:
+            s = self._learners[learner] = str(learner)
+        return s
 
     def __getitem__(self, key: tuple[uuid.UUID, uuid.UUID]) -> tuple[uuid.UUID, str]:
         learner, competency = key
-        return uuid_from_int(self.int_of(learner, competency)), f"{learner}:{_text(competency)}"
+        ((sid, _),) = self.ints_of(learner, (competency,))
+        return uuid_from_int(sid), f"{self._text(learner)}:{_text(competency)}"
 
 
 def _stored_states(conn: Connection, tenant: str, wanted: dict[uuid.UUID, set[uuid.UUID]],
@@ -175,8 +186,8 @@ def _stored_states(conn: Connection, tenant: str, wanted: dict[uuid.UUID, set[uu
     for part, with_data in ((wanted, bodies is None), (bodies or {}, True)):
         ids: dict[int, tuple[uuid.UUID, uuid.UUID]] = {}
         for learner, cs in part.items():
-            for c in cs:
-                ids[names.int_of(learner, c)] = (learner, c)
+            for sid, c in names.ints_of(learner, cs):
+                ids[sid] = (learner, c)
         if not ids:
             continue
         columns = "id, status, content_hash, data" if with_data else "id, status, content_hash, NULL"
