@@ -45,14 +45,12 @@ statement id), which waits up to ``TESSERA_XAPI__DERIVE_WAIT_SECONDS`` (``XapiCo
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -64,6 +62,7 @@ from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.errors import TesseraError
+from gateway.mastery.engine import paused_collection
 from gateway.model import ensure_aware, utcnow
 from gateway.routing.metrics import REGISTRY
 from gateway.store.filelock import FileLock
@@ -245,7 +244,9 @@ class Deriver:
     def derive_once(self) -> int:
         """One round: the next deferred statements past the cursor, derived and the cursor
         moved in one transaction. The statements it passed (0: caught up)."""
-        with self._one, _no_collection():
+        # the collector waits for the whole round (statements, evidence, states), as the
+        # mastery update alone does (``paused_collection``): a fifth of the consumer's CPU
+        with self._one, paused_collection():
             with self.engine.connect() as conn:
                 cursor = self._cursor(conn)
                 safe = self._safe(conn)
@@ -340,25 +341,6 @@ class Deriver:
         if oldest is None:
             return 0, 0.0
         return max(0, newest - cursor), max(0.0, (utcnow() - _aware(oldest)).total_seconds())
-
-
-@contextmanager
-def _no_collection() -> Iterator[None]:
-    """The cyclic garbage collector off for one round (back on after it, as it was).
-
-    A round keeps what it builds (statements, evidence, rows, states: a few hundred thousand
-    objects) alive until it commits, so the automatic collections that its allocations
-    set off found them all alive and promoted them to the oldest generation, whose full
-    collections then took a fifth of the consumer's CPU (measured, ``bench/xapi_derive.py``).
-    Reference counting frees a round's objects when it ends; the first allocation after it
-    runs any collection that is due, cycles included."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _aware(value: datetime) -> datetime:

@@ -236,6 +236,27 @@ def _in_range(q: Any, column: Any, lo: uuid.UUID | None, hi: uuid.UUID | None) -
 
 
 @contextmanager
+def paused_collection() -> Iterator[None]:
+    """The cyclic garbage collector off while a batch of evidence is derived, back on after
+    it as it was (nested uses leave it to the outermost).
+
+    A batch keeps what it builds (rows, states, their documents) alive until it is written,
+    so the automatic collections its allocations set off found it all alive and promoted it
+    to the oldest generation, whose full collections then cost a fifth of the xAPI
+    consumer's CPU (measured, ``bench/xapi_derive.py``). Reference counting frees the
+    batch's objects when it ends; the first allocation after it runs any collection that is
+    due, cycles included. Other threads of the process allocate without collections
+    meanwhile, for as long as a batch takes."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+@contextmanager
 def _collected_per_batch() -> Iterator[Callable[[], object]]:
     """Switch the cyclic garbage collector's automatic runs off; the caller runs the
     collection it yields (of the youngest generation) after each batch it writes.
@@ -332,7 +353,12 @@ class MasteryEngine:
         """RecordStore listener: recompute the states these (learner, competency) pairs touch.
 
         One query for the evidence and one for the stored states of the whole batch, however
-        many learners it holds (an xAPI batch is a hundred learners at once)."""
+        many learners it holds (an xAPI batch is a hundred learners at once). The cyclic
+        collector waits meanwhile (``paused_collection``)."""
+        with paused_collection():
+            self._on_evidence(conn, tenant, pairs, now)
+
+    def _on_evidence(self, conn: Connection, tenant: str, pairs: set[tuple[uuid.UUID, uuid.UUID]], now: datetime) -> None:
         model = self.model(conn, tenant)
         targets: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
         for learner, comp in pairs:
@@ -539,4 +565,4 @@ class MasteryEngine:
                         yield learner, c, d.level, d.value, d.mastered
 
 
-__all__ = ["SOURCE", "MasteryEngine", "RecomputeReport", "derive", "state_id"]
+__all__ = ["SOURCE", "MasteryEngine", "RecomputeReport", "derive", "paused_collection", "state_id"]
