@@ -103,7 +103,7 @@ class XapiAdapter:
         from .evidence import EvidenceMapper
 
         register_metrics()
-        return [Deriver(store, EvidenceMapper(store), batch=settings.derive_batch)]
+        return [Deriver(store, EvidenceMapper(store), batch=settings.derive_batch, shards=settings.derive_shards)]
 
     def cli_groups(self) -> Mapping[str, typer.Typer]:
         """``tessera lrs credentials create|list|revoke``."""
