@@ -3,7 +3,8 @@
 Loads the framework and roster of ``bench/xapi_ingest.py`` into a fresh database, stores N
 of its statements deferred (``TESSERA_XAPI__DERIVE=async``: no evidence yet), then derives
 them with ``Deriver.drain`` in this thread and prints the consumer's CPU per statement
-(process time, so the figure is load-insensitive), the states written, and with
+(process time, so the figure is load-insensitive), the states written (``--shards K``: one
+consumer holding all K shards of PostgreSQL, to see what the split costs), and with
 ``--inline`` the same statements stored with their evidence in the request's transaction
 (``StatementStore.save`` without a deriver) for comparison. ``--profile FILE`` writes a
 cProfile of the drain; ``--recompute-check`` recomputes every state from scratch after it
@@ -45,13 +46,13 @@ from gateway.wiring import open_store
 AUTHORITY = {"objectType": "Agent", "account": {"homePage": "https://lrs.example", "name": "bench"}}
 
 
-def run(url: str, n: int, *, inline: bool, batch: int, profile: str | None, recheck: bool) -> int:
+def run(url: str, n: int, *, inline: bool, batch: int, profile: str | None, recheck: bool, shards: int = 1) -> int:
     store = open_store(url)
     store.migrate()
     load_reference(store)
     engine_of(store)  # the mastery engine listens to evidence, as in a server
     mapper = EvidenceMapper(store)
-    deriver = None if inline else Deriver(store, mapper, batch=batch)
+    deriver = None if inline else Deriver(store, mapper, batch=batch, shards=shards)
     if deriver is not None:
         deriver.notify = lambda: None  # type: ignore[method-assign]  # derived below, in this thread
     lrs = StatementStore(store, mapper, deriver=deriver)
@@ -72,7 +73,7 @@ def run(url: str, n: int, *, inline: bool, batch: int, profile: str | None, rech
         with prof if prof is not None else nullcontext():
             done = deriver.drain(timeout=3600)
         took, cpu = time.perf_counter() - t0, time.process_time() - c0
-        print(f"  consumer: {done:,} statements derived, {cpu / n * 1e6:.0f} us CPU per statement ({n / took:,.0f}/s, batch {batch})")
+        print(f"  consumer: {done:,} statements derived, {cpu / n * 1e6:.0f} us CPU per statement ({n / took:,.0f}/s, batch {batch}, shards {shards})")
         if prof is not None and profile:
             prof.dump_stats(profile)
     with store.engine.connect() as conn:
@@ -96,13 +97,14 @@ def main() -> int:
     ap.add_argument("--inline", action="store_true", help="store with evidence in the request's transaction instead")
     ap.add_argument("--profile", default=None, help="write a cProfile of the consumer to this file")
     ap.add_argument("--recompute-check", action="store_true")
+    ap.add_argument("--shards", type=int, default=1, help="PostgreSQL: TESSERA_XAPI__DERIVE_SHARDS of the consumer")
     args = ap.parse_args()
     from adapters.xapi.derive import BATCH as DERIVE_BATCH
 
     print(f"host speed: record_id {host_speed():.2f} us (bench/host_speed.py; lower is faster)")
     with (postgres_url(args.database_url) if args.database_url else _sqlite()) as url:
         rc = run(url, args.statements, inline=args.inline, batch=args.batch or DERIVE_BATCH, profile=args.profile,
-                 recheck=args.recompute_check)
+                 recheck=args.recompute_check, shards=args.shards)
     print(f"host speed: record_id {host_speed():.2f} us")
     return rc
 

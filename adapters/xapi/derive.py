@@ -110,6 +110,7 @@ class _Row:
     body: str
     voided: bool
     deferred: bool
+    doc: Any = None  # the body parsed, when a shard parsed it to find its actor
 
 
 class Deriver:
@@ -269,6 +270,8 @@ class Deriver:
         with self._one, paused_collection():
             with self.engine.connect() as conn:
                 cursor = self._cursor(conn, name)
+                # a shard reads K batches' worth, of which about one batch is its own
+                limit = self.batch * (self.shards.count if self.shards is not None and shard is not None else 1)
                 safe = self._safe(conn)
                 if safe <= cursor:
                     return 0
@@ -277,13 +280,13 @@ class Deriver:
                     _Row(r.seq, r.tenant, str(r.id), r.body, bool(r.voided), bool(r.deferred))
                     for r in conn.execute(
                         select(s.c.seq, s.c.tenant, s.c.id, s.c.body, s.c.voided, s.c.deferred)
-                        .where(s.c.seq > cursor, s.c.seq <= safe).order_by(s.c.seq).limit(self.batch)
+                        .where(s.c.seq > cursor, s.c.seq <= safe).order_by(s.c.seq).limit(limit)
                     )
                 ]
-            upto = rows[-1].seq if len(rows) == self.batch else safe
+            upto = rows[-1].seq if len(rows) == limit else safe
             if shard is not None:
                 assert self.shards is not None
-                rows = self.shards.mine(rows, shard)
+                rows = self.shards.mine(rows, shard)  # parsed once: the bodies stay on the rows
             try:
                 self._write(cursor, upto, self._map(rows), name)
             except _Stale:
@@ -314,7 +317,8 @@ class Deriver:
                 by_tenant.setdefault(r.tenant, []).append(r)
         out = []
         for tenant, mine in by_tenant.items():
-            mapped = self.mapper.map(tenant, [orjson.loads(r.body) for r in mine], voided=[r.id for r in mine if r.voided])
+            mapped = self.mapper.map(tenant, [r.doc if r.doc is not None else orjson.loads(r.body) for r in mine],
+                                     voided=[r.id for r in mine if r.voided])
             out.append((tenant, self.store.records.prepare(tenant, mapped.records), mapped))
         return out
 
@@ -413,7 +417,10 @@ class _Shards:
 
     def mine(self, rows: list[_Row], shard: int) -> list[_Row]:
         """The deferred rows of ``shard`` (voiding statements by their target's actor)."""
-        docs = {r.seq: orjson.loads(r.body) for r in rows if r.deferred}
+        for r in rows:
+            if r.deferred:
+                r.doc = orjson.loads(r.body)
+        docs = {r.seq: r.doc for r in rows if r.deferred}
         targets: dict[tuple[str, str], Any] = {}
         for r in rows:
             doc = docs.get(r.seq)
