@@ -45,7 +45,6 @@ statement id), which waits up to ``TESSERA_XAPI__DERIVE_WAIT_SECONDS`` (``XapiCo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -68,7 +67,8 @@ from gateway.model import ensure_aware, utcnow
 from gateway.routing.metrics import REGISTRY
 from gateway.store.filelock import FileLock
 
-from .evidence import EvidenceMapper, MappedBatch, actor_keys
+from .derive_shards import Shards
+from .evidence import EvidenceMapper, MappedBatch
 from .tables import xapi_derive_cursor, xapi_statements
 
 log = logging.getLogger(__name__)
@@ -81,12 +81,6 @@ FLOOR_BASE = 1_720_000_000
 _LOW = (1 << 31) - 1
 #: PostgreSQL: the session advisory lock of the one consumer ("xapi-derive")
 CONSUMER_LOCK = 7_244_502_201
-#: PostgreSQL, ``shards`` > 1: shard i's session lock is SHARD_LOCK + i; every consumer process
-#: holds PRESENCE shared, so that each can count the others and take its share of the shards
-SHARD_LOCK = 7_244_503_000
-PRESENCE = 7_244_502_999
-#: seconds between two looks at how many consumers there are (shards taken or given back)
-REBALANCE_EVERY = 2.0
 
 FAILURES = Counter("tessera_xapi_derive_failures_total", "Deferred xAPI statements whose evidence could not be written (logged, passed over)",
                    registry=REGISTRY)
@@ -125,8 +119,8 @@ class Deriver:
         self.batch = max(1, int(batch))
         self.poll = poll
         self.postgres = self.engine.dialect.name == "postgresql"
-        #: PostgreSQL: consumers split by learner (``_Shards``); SQLite has one writer anyway
-        self.shards = _Shards(self, shards) if self.postgres and shards > 1 else None
+        #: PostgreSQL: consumers split by learner (``derive_shards``); SQLite has one writer anyway
+        self.shards = Shards(self, shards, CURSOR) if self.postgres and shards > 1 else None
         database = self.engine.url.database
         self._file_lock = FileLock(f"{database}-xapi-derive") if not self.postgres and database not in (None, "", ":memory:") else None
         self._session: Connection | None = None  # PostgreSQL: holds the consumer lock
@@ -333,13 +327,13 @@ class Deriver:
 
     def _cursor(self, conn: Connection, name: str = CURSOR) -> int:
         """How far cursor ``name`` has come. ``CURSOR`` is everything's: with shards, the
-        lowest of theirs (``_Shards.summarise``)."""
+        lowest of theirs (``derive_shards.Shards.summarise``)."""
         c = xapi_derive_cursor
         found = conn.scalar(select(c.c.seq).where(c.c.name == name))
         if found is None:
             # No row (emptied tables): from the start. Only deferred statements are derived,
             # and deriving one twice changes nothing (its evidence id is its statement's).
-            # A shard's row starts where everything's is (``_Shards.elect`` makes them all).
+            # A shard's row starts where everything's is (``Shards.elect`` makes them all).
             start = 0 if name == CURSOR else self._cursor(conn, CURSOR)
             with self.store.records.write_transaction() as w:
                 upsert = postgresql.insert if self.postgres else sqlite.insert
@@ -375,163 +369,6 @@ class Deriver:
         if oldest is None:
             return 0, 0.0
         return max(0, newest - cursor), max(0.0, (utcnow() - _aware(oldest)).total_seconds())
-
-
-class _Shards:
-    """PostgreSQL, ``TESSERA_XAPI__DERIVE_SHARDS`` > 1: consumers split by learner, so that
-    several processes derive at once (one consumer tops out near 2,000 statements a second).
-
-    - A statement's shard is a hash of its tenant and its actor's strongest key
-      (``evidence.actor_keys``): each learner's statements are derived by one shard, in
-      order, once. Every shard consumer reads the statements past its own cursor row
-      (``evidence/<i>of<K>``) up to the same safe seq and derives only its own.
-    - A voiding statement belongs to the shard of its **target's** actor (the target is
-      stored below it, or is flagged voided when it comes): in another shard it could look
-      for the target's evidence before the target's shard committed it, while that shard had
-      read the target before it was flagged, and the evidence would stay unvoided.
-    - Each shard has its own session advisory lock; a process takes about K / (consumer
-      processes present) of them (every consumer holds ``PRESENCE`` shared, so counting its
-      holders counts them), gives back any over its share and takes free ones under it,
-      every ``REBALANCE_EVERY`` seconds, between rounds.
-    - Everything's cursor row (``evidence``: what consistency, lag and the benchmark read)
-      is moved to the lowest shard cursor after each round; a shard row starts at it.
-      Every process must run the same number of shards.
-    - Two actors naming one person may fall in two shards: the mastery update's per-learner
-      locks serialise their updates, and a state does not depend on the order of its evidence.
-    """
-
-    def __init__(self, deriver: Deriver, count: int) -> None:
-        self.deriver = deriver
-        self.count = count
-        self.names = [f"{CURSOR}/{i}of{count}" for i in range(count)]
-        self.held: dict[int, Connection] = {}
-        self._presence: Connection | None = None
-        self._balanced_at = -REBALANCE_EVERY
-        self._start = uuid.uuid4().int % count  # processes try the shards from different places
-
-    def shard_of(self, tenant: str, actor: Any) -> int:
-        keys = actor_keys(actor) if isinstance(actor, dict) else []
-        kind, value = keys[0] if keys else ("", "")
-        digest = hashlib.blake2b(f"{tenant}\x1f{kind}\x1f{value}".encode(), digest_size=8).digest()
-        return int.from_bytes(digest, "big") % self.count
-
-    def mine(self, rows: list[_Row], shard: int) -> list[_Row]:
-        """The deferred rows of ``shard`` (voiding statements by their target's actor)."""
-        for r in rows:
-            if r.deferred:
-                r.doc = orjson.loads(r.body)
-        docs = {r.seq: r.doc for r in rows if r.deferred}
-        targets: dict[tuple[str, str], Any] = {}
-        for r in rows:
-            doc = docs.get(r.seq)
-            if doc is not None and (target := EvidenceMapper._voided_target(doc)) is not None and _uuid(target) is not None:
-                targets[(r.tenant, target.lower())] = None
-        if targets:
-            s = xapi_statements
-            with self.deriver.engine.connect() as conn:
-                for tenant in {t for t, _ in targets}:
-                    ids = [_uuid(i) for t, i in targets if t == tenant]
-                    for sid, body in conn.execute(select(s.c.id, s.c.body).where(s.c.tenant == tenant, s.c.id.in_(ids))):
-                        targets[(tenant, str(sid))] = orjson.loads(body).get("actor")
-        out = []
-        for r in rows:
-            doc = docs.get(r.seq)
-            if doc is None:
-                continue
-            target = EvidenceMapper._voided_target(doc)
-            actor = targets.get((r.tenant, target.lower())) if target is not None else None
-            if self.shard_of(r.tenant, actor if actor is not None else doc.get("actor")) == shard:
-                out.append(r)
-        return out
-
-    def elect(self, *, force: bool = False) -> bool:
-        """Hold this process's share of the shards (looked at every ``REBALANCE_EVERY`` s)."""
-        now = time.monotonic()
-        if not force and now - self._balanced_at < REBALANCE_EVERY:
-            return bool(self.held)
-        self._balanced_at = now
-        engine = self.deriver.engine
-        if self._presence is None:
-            conn = engine.connect()
-            try:
-                conn.execute(text("SELECT pg_advisory_lock_shared(:k)"), {"k": PRESENCE})
-                conn.commit()
-            except Exception:
-                conn.close()
-                raise
-            self._presence = conn
-            self._make_rows()
-        present = int(self._presence.scalar(text(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ShareLock' "
-            "AND ((classid::bigint << 32) | objid::bigint) = :k AND objsubid = 1 "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"), {"k": PRESENCE}) or 1)
-        self._presence.commit()
-        share = -(-self.count // max(1, present))
-        while len(self.held) > share:  # between rounds: nothing of the shard is in flight
-            self._release(max(self.held))
-        for step in range(self.count):
-            if len(self.held) >= share:
-                break
-            i = (self._start + step) % self.count
-            if i in self.held:
-                continue
-            conn = engine.connect()
-            try:
-                got = bool(conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": SHARD_LOCK + i}))
-                conn.commit()
-            except Exception:
-                conn.close()
-                raise
-            if got:
-                self.held[i] = conn
-            else:
-                conn.close()
-        return bool(self.held)
-
-    def _make_rows(self) -> None:
-        with self.deriver.engine.connect() as conn:
-            for name in self.names:
-                self.deriver._cursor(conn, name)
-
-    def _release(self, shard: int) -> None:
-        conn = self.held.pop(shard)
-        try:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SHARD_LOCK + shard})
-            conn.commit()
-        except Exception:  # noqa: BLE001 - the lock goes with the connection anyway
-            pass
-        conn.close()
-
-    def resign(self) -> None:
-        for shard in list(self.held):
-            self._release(shard)
-        if self._presence is not None:
-            self._presence.close()  # the shared lock goes with the session
-            self._presence = None
-        self._balanced_at = -REBALANCE_EVERY
-
-    def derive_once(self) -> int:
-        if not self.held and not self.elect(force=True):
-            return 0
-        n = sum(self.deriver._derive_from(self.names[i], i) for i in sorted(self.held))
-        if n:
-            self.summarise()
-        return n
-
-    def summarise(self) -> None:
-        """Everything's cursor to the lowest of the shards' (it never moves back)."""
-        with self.deriver.store.records.write_transaction() as conn:
-            conn.execute(text(
-                "UPDATE xapi_derive_cursor SET seq = m.low, updated = now() FROM "
-                "(SELECT min(seq) AS low FROM xapi_derive_cursor WHERE name = ANY(:names)) AS m "
-                "WHERE name = :everything AND xapi_derive_cursor.seq < m.low"), {"names": self.names, "everything": CURSOR})
-
-
-def _uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        return None
 
 
 def _aware(value: datetime) -> datetime:
