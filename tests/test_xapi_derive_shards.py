@@ -1,4 +1,4 @@
-"""PostgreSQL: the xAPI consumer split by learner (``TESSERA_XAPI__DERIVE_SHARDS``, ``derive._Shards``).
+"""PostgreSQL: the xAPI consumer split by learner (``TESSERA_XAPI__DERIVE_SHARDS``, ``derive_shards.Shards``).
 
 Two consumers (two sessions, as two processes would be) share two shards: each learner's
 statements are derived once, by the shard its actor falls in; a voiding statement, whoever
