@@ -124,6 +124,16 @@ class Routes(Protocol):
         ...
 
 
+@runtime_checkable
+class Background(Protocol):
+    def consumers(self, store: Any, settings: Any) -> list[Any]:
+        """Long-running consumers of the store (each with ``start()`` and ``stop()``) that
+        ``tessera worker`` runs beside the outbox and the scheduled pulls: the xAPI evidence
+        deriver (``TESSERA_XAPI__DERIVE=async``), which the server's processes run too.
+        ``settings``: the adapter's own (its ``settings`` class, from the environment)."""
+        ...
+
+
 @dataclass
 class Registry:
     adapters: dict[str, Adapter]

@@ -117,6 +117,16 @@ class Wiring:
                 found.extend(build(ctx) or [])
         return found
 
+    def consumers(self, store: Store) -> list[Any]:
+        """Every adapter's background consumers of ``store`` (``consumers(store, settings)``):
+        what ``tessera worker`` starts and stops besides its own work."""
+        found: list[Any] = []
+        for adapter in self.registry:
+            build = getattr(adapter, "consumers", None)
+            if build is not None:
+                found.extend(build(store, self.settings(adapter.name)) or [])
+        return found
+
     # --- routing ----------------------------------------------------------------------------------
 
     @cached_property

@@ -282,3 +282,52 @@ def _consistencies(store):
 
 
 pytest_plugins = ["tests.xapi_fixtures"]
+
+
+def test_tessera_worker_runs_the_consumer_beside_its_own_work(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tessera worker`` derives the evidence of statements acknowledged while no server
+    consumes (the issue: the consumer runs in the server and worker processes)."""
+    import os
+    import signal
+    import time
+
+    from adapters.xapi.statement_store import StatementStore
+    from adapters.xapi.statements import complete
+    from gateway import wiring
+
+    monkeypatch.setenv("TESSERA_XAPI__DERIVE", "async")
+    monkeypatch.delenv("TESSERA_CONFIG", raising=False)
+    previous = wiring.install(None)  # the adapters' settings read afresh, from this environment
+    store = wiring.open_store(cli.url)
+    try:
+        store.migrate()
+        school = f.org()
+        kid = f.person("u1", school, identifiers=[Identifier(system="lms", kind="xapi.account", value="http://www.example.com|1625378")])
+        fw = f.framework()
+        comp = f.competency("RL.3.1", fw, identifiers=[Identifier(system="case", kind="case.uri", value=CASE_URI)])
+        store.records.apply(f.T, [school, kid, fw, comp])
+        mapper = EvidenceMapper(store)
+        acknowledged = Deriver(store, mapper)
+        acknowledged.notify = lambda: None  # type: ignore[method-assign]  # no consumer in this process
+        batch = [stmt(), stmt(), stmt()]
+        StatementStore(store, mapper, deriver=acknowledged).save(
+            f.T, batch, stored=complete(batch, {"objectType": "Agent", "mbox": "mailto:lrs@example.com"}, "1.0.3"), authority="t")
+        assert all(evidence_of(store, s["id"]) is None for s in batch)
+
+        def stop_when_derived() -> None:  # the worker runs until SIGTERM: sent once the evidence is there (or after 30 s)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and any(evidence_of(store, s["id"]) is None for s in batch):
+                time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        watcher = threading.Thread(target=stop_when_derived)
+        watcher.start()
+        result = cli("worker")
+        watcher.join()
+        assert "Deriver) started" in result.stderr and "stopped" in result.stderr
+        assert all(evidence_of(store, s["id"]) is not None for s in batch)
+        with store.engine.connect() as conn:
+            assert conn.scalar(select(xapi_derive_cursor.c.seq)) == conn.scalar(select(func.max(xapi_statements.c.seq)))
+    finally:
+        store.dispose()
+        wiring.install(previous)

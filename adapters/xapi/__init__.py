@@ -93,6 +93,18 @@ class XapiAdapter:
 
         return ROLES
 
+    def consumers(self, store: Any, settings: Any) -> list[Any]:
+        """With ``TESSERA_XAPI__DERIVE=async``, the consumer that derives deferred statements'
+        evidence (``derive.Deriver``), for ``tessera worker``: a worker consumes beside the
+        servers (one consumer at a time, whichever process holds the lock; the others stand by)."""
+        if not isinstance(settings, XapiSettings) or settings.derive != "async":
+            return []
+        from .derive import Deriver, register_metrics
+        from .evidence import EvidenceMapper
+
+        register_metrics()
+        return [Deriver(store, EvidenceMapper(store), batch=settings.derive_batch, shards=settings.derive_shards)]
+
     def cli_groups(self) -> Mapping[str, typer.Typer]:
         """``tessera lrs credentials create|list|revoke``."""
         from .cli import lrs_cli

@@ -62,10 +62,12 @@ from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.errors import TesseraError
+from gateway.mastery.engine import paused_collection
 from gateway.model import ensure_aware, utcnow
 from gateway.routing.metrics import REGISTRY
 from gateway.store.filelock import FileLock
 
+from .derive_shards import Shards
 from .evidence import EvidenceMapper, MappedBatch
 from .partitions import where_ids
 from .tables import xapi_derive_cursor, xapi_statements
@@ -103,6 +105,7 @@ class _Row:
     body: str
     voided: bool
     deferred: bool
+    doc: Any = None  # the body parsed, when a shard parsed it to find its actor
 
 
 class Deriver:
@@ -110,13 +113,15 @@ class Deriver:
     a thread of this process; ``drain`` derives everything committed so far, in the caller's
     thread (tests, the benchmark)."""
 
-    def __init__(self, store: Any, mapper: EvidenceMapper, *, batch: int = BATCH, poll: float = 0.05) -> None:
+    def __init__(self, store: Any, mapper: EvidenceMapper, *, batch: int = BATCH, poll: float = 0.05, shards: int = 1) -> None:
         self.store = store
         self.engine = store.engine
         self.mapper = mapper
         self.batch = max(1, int(batch))
         self.poll = poll
         self.postgres = self.engine.dialect.name == "postgresql"
+        #: PostgreSQL: consumers split by learner (``derive_shards``); SQLite has one writer anyway
+        self.shards = Shards(self, shards, CURSOR) if self.postgres and shards > 1 else None
         database = self.engine.url.database
         self._file_lock = FileLock(f"{database}-xapi-derive") if not self.postgres and database not in (None, "", ":memory:") else None
         self._session: Connection | None = None  # PostgreSQL: holds the consumer lock
@@ -185,6 +190,8 @@ class Deriver:
         self._resign()
 
     def _elected(self) -> bool:
+        if self.shards is not None:
+            return self.shards.elect()
         if self._file_lock is not None:
             return self._file_lock.acquire()
         if not self.postgres:
@@ -204,6 +211,8 @@ class Deriver:
         return True
 
     def _resign(self) -> None:
+        if self.shards is not None:
+            self.shards.resign()
         if self._file_lock is not None:
             self._file_lock.release()
         if self._session is not None:
@@ -243,10 +252,21 @@ class Deriver:
 
     def derive_once(self) -> int:
         """One round: the next deferred statements past the cursor, derived and the cursor
-        moved in one transaction. The statements it passed (0: caught up)."""
-        with self._one:
+        moved in one transaction. The statements it passed (0: caught up). With shards, one
+        round of each shard this process holds (taking its share first if it holds none)."""
+        if self.shards is not None:
+            return self.shards.derive_once()
+        return self._derive_from(CURSOR, None)
+
+    def _derive_from(self, name: str, shard: int | None) -> int:
+        """A round past cursor ``name``: of every deferred statement, or of those of ``shard``."""
+        # the collector waits for the whole round (statements, evidence, states), as the
+        # mastery update alone does (``paused_collection``): a fifth of the consumer's CPU
+        with self._one, paused_collection():
             with self.engine.connect() as conn:
-                cursor = self._cursor(conn)
+                cursor = self._cursor(conn, name)
+                # a shard reads K batches' worth, of which about one batch is its own
+                limit = self.batch * (self.shards.count if self.shards is not None and shard is not None else 1)
                 safe = self._safe(conn)
                 if safe <= cursor:
                     return 0
@@ -255,30 +275,33 @@ class Deriver:
                     _Row(r.seq, r.tenant, str(r.id), r.body, bool(r.voided), bool(r.deferred))
                     for r in conn.execute(
                         select(s.c.seq, s.c.tenant, s.c.id, s.c.body, s.c.voided, s.c.deferred)
-                        .where(s.c.seq > cursor, s.c.seq <= safe).order_by(s.c.seq).limit(self.batch)
+                        .where(s.c.seq > cursor, s.c.seq <= safe).order_by(s.c.seq).limit(limit)
                     )
                 ]
-            upto = rows[-1].seq if len(rows) == self.batch else safe
+            upto = rows[-1].seq if len(rows) == limit else safe
+            if shard is not None:
+                assert self.shards is not None
+                rows = self.shards.mine(rows, shard)  # parsed once: the bodies stay on the rows
             try:
-                self._write(cursor, upto, self._map(rows))
+                self._write(cursor, upto, self._map(rows), name)
             except _Stale:
                 return 1  # another consumer went first: read again
             except _REFUSED:  # a statement's records were refused: find which, statement by statement
                 log.warning("deriving %d xAPI statements together failed; deriving them one by one", len(rows), exc_info=True)
-                self._one_by_one(cursor, rows)
+                self._one_by_one(cursor, rows, name)
             # anything else (the database unreachable, locked...) propagates: nothing moved, the round is tried again
             return max(1, len(rows))
 
-    def _one_by_one(self, cursor: int, rows: list[_Row]) -> None:
+    def _one_by_one(self, cursor: int, rows: list[_Row], name: str = CURSOR) -> None:
         for row in rows:
             try:
-                self._write(cursor, row.seq, self._map([row]))
+                self._write(cursor, row.seq, self._map([row]), name)
             except _Stale:
                 return
             except _REFUSED:  # logged, counted and passed over (module docstring)
                 log.exception("the evidence of xAPI statement %s (tenant %s) could not be written; passed over", row.id, row.tenant)
                 FAILURES.inc()
-                self._write(cursor, row.seq, [])
+                self._write(cursor, row.seq, [], name)
             cursor = row.seq
 
     def _map(self, rows: list[_Row]) -> list[tuple[str, Any, MappedBatch]]:
@@ -289,29 +312,37 @@ class Deriver:
                 by_tenant.setdefault(r.tenant, []).append(r)
         out = []
         for tenant, mine in by_tenant.items():
-            mapped = self.mapper.map(tenant, [orjson.loads(r.body) for r in mine], voided=[r.id for r in mine if r.voided])
+            mapped = self.mapper.map(tenant, [r.doc if r.doc is not None else orjson.loads(r.body) for r in mine],
+                                     voided=[r.id for r in mine if r.voided])
             out.append((tenant, self.store.records.prepare(tenant, mapped.records), mapped))
         return out
 
-    def _write(self, cursor: int, upto: int, work: list[tuple[str, Any, MappedBatch]]) -> None:
+    def _write(self, cursor: int, upto: int, work: list[tuple[str, Any, MappedBatch]], name: str = CURSOR) -> None:
         c = xapi_derive_cursor
         with self.store.records.write_transaction() as conn:
-            moved = conn.execute(update(c).where(c.c.name == CURSOR, c.c.seq == cursor).values(seq=upto, updated=utcnow()))
+            moved = conn.execute(update(c).where(c.c.name == name, c.c.seq == cursor).values(seq=upto, updated=utcnow()))
             if moved.rowcount != 1:
                 raise _Stale
             for tenant, prepared, mapped in work:
                 self.store.records.apply(tenant, prepared, within=mapped.write, conn=conn)
 
-    def _cursor(self, conn: Connection) -> int:
+    def _cursor(self, conn: Connection, name: str = CURSOR) -> int:
+        """How far cursor ``name`` has come. ``CURSOR`` is everything's: with shards, the
+        lowest of theirs (``derive_shards.Shards.summarise``)."""
         c = xapi_derive_cursor
-        found = conn.scalar(select(c.c.seq).where(c.c.name == CURSOR))
+        found = conn.scalar(select(c.c.seq).where(c.c.name == name))
         if found is None:
             # No row (emptied tables): from the start. Only deferred statements are derived,
             # and deriving one twice changes nothing (its evidence id is its statement's).
+            # A shard's row starts where everything's is (``Shards.elect`` makes them all).
+            start = 0 if name == CURSOR else self._cursor(conn, CURSOR)
             with self.store.records.write_transaction() as w:
                 upsert = postgresql.insert if self.postgres else sqlite.insert
-                w.execute(upsert(c).values(name=CURSOR, seq=0, updated=utcnow()).on_conflict_do_nothing(index_elements=["name"]))
-            return 0
+                w.execute(upsert(c).values(name=name, seq=start, updated=utcnow()).on_conflict_do_nothing(index_elements=["name"]))
+            if name == CURSOR:
+                return 0
+            with self.engine.connect() as fresh:  # another process may have made it first
+                return int(fresh.scalar(select(c.c.seq).where(c.c.name == name)) or 0)
         return int(found)
 
     def _safe(self, conn: Connection) -> int:

@@ -149,8 +149,8 @@ def actor_keys(actor: Mapping[str, Any]) -> list[tuple[str, str]]:
     if (acc := actor.get("account")) and isinstance(acc, dict):
         return [("xapi.account", f"{acc.get('homePage')}|{acc.get('name')}")]
     if mbox := actor.get("mbox"):
-        sha1 = hashlib.sha1(mbox.encode()).hexdigest()
-        return [("xapi.mbox", mbox), ("xapi.mbox_sha1sum", sha1), ("email", mbox.partition(":")[2].lower())]
+        return [("xapi.mbox", mbox), ("xapi.mbox_sha1sum", hashlib.sha1(mbox.encode()).hexdigest()),
+                ("email", mbox.partition(":")[2].lower())]
     if sha1 := actor.get("mbox_sha1sum"):
         return [("xapi.mbox_sha1sum", sha1.lower())]
     if openid := actor.get("openid"):

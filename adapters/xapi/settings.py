@@ -29,6 +29,11 @@ class XapiSettings(AdapterSettings):
                     "statement is durable and a consumer of the statement log derives them just behind (docs/xapi-ingest.md)",
     )
     derive_batch: int = Field(default=BATCH, ge=1, description="async: statements derived in one transaction at most")
+    derive_shards: int = Field(
+        default=1, ge=1, le=64,
+        description="async, PostgreSQL: consumers split by learner, each shard derived by one process at a time, so that "
+                    "several processes derive at once (every process must say the same; SQLite: always 1)",
+    )
     derive_max_lag: int = Field(
         default=0, ge=0,
         description="async: a batch waits (at most derive_lag_wait_seconds) while more statements than this wait for "

@@ -141,10 +141,13 @@ def _rollup(model: TenantModel, parent: uuid.UUID, own: Derived | None, kids: di
     elif not mastered and level.mastery:
         level = scale.highest_below_mastery
     present = [d for d in members.values() if d is not None]
-    contribs = [
-        _contribution(None, c, d.value if d is not None and d.value is not None else 0.0, 1 / n)
-        for c, d in sorted(members.items(), key=lambda kv: kv[0].int)  # the order of the ids' text, without formatting it
-    ]
+    # the order of the ids' text, without formatting it (members: the children, and the parent when it has its own)
+    weight = round(1 / n, 12)
+    contribs: list[ContributionRow] = []
+    for c in model.rollup_order(parent):
+        if c in members:
+            d = members[c]
+            contribs.append((None, c, d.value if d is not None and d.value is not None else 0.0, weight))
     firsts = [d.first_at for d in present if d.first_at is not None]
     lasts = [d.last_at for d in present if d.last_at is not None]
     params: dict[str, Any] = {"rollup_share": rule.rollup_share, "mastered_share": round(share, 6), "children": len(kids)}
@@ -230,6 +233,27 @@ def _in_range(q: Any, column: Any, lo: uuid.UUID | None, hi: uuid.UUID | None) -
     if hi is not None:
         q = q.where(column < hi)
     return q
+
+
+@contextmanager
+def paused_collection() -> Iterator[None]:
+    """The cyclic garbage collector off while a batch of evidence is derived, back on after
+    it as it was (nested uses leave it to the outermost).
+
+    A batch keeps what it builds (rows, states, their documents) alive until it is written,
+    so the automatic collections its allocations set off found it all alive and promoted it
+    to the oldest generation, whose full collections then cost a fifth of the xAPI
+    consumer's CPU (measured, ``bench/xapi_derive.py``). Reference counting frees the
+    batch's objects when it ends; the first allocation after it runs any collection that is
+    due, cycles included. Other threads of the process allocate without collections
+    meanwhile, for as long as a batch takes."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 @contextmanager
@@ -329,7 +353,12 @@ class MasteryEngine:
         """RecordStore listener: recompute the states these (learner, competency) pairs touch.
 
         One query for the evidence and one for the stored states of the whole batch, however
-        many learners it holds (an xAPI batch is a hundred learners at once)."""
+        many learners it holds (an xAPI batch is a hundred learners at once). The cyclic
+        collector waits meanwhile (``paused_collection``)."""
+        with paused_collection():
+            self._on_evidence(conn, tenant, pairs, now)
+
+    def _on_evidence(self, conn: Connection, tenant: str, pairs: set[tuple[uuid.UUID, uuid.UUID]], now: datetime) -> None:
         model = self.model(conn, tenant)
         targets: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
         for learner, comp in pairs:
@@ -347,13 +376,14 @@ class MasteryEngine:
         ancestors = {learner: model.ancestors(cs) for learner, cs in targets.items()}
         learners = list(targets)
         evidence_keys: set[tuple[uuid.UUID, uuid.UUID]] = set()
-        wanted: dict[uuid.UUID, set[uuid.UUID]] = {}
+        wanted: dict[uuid.UUID, set[uuid.UUID]] = {}  # recomputed here: their status and hash
+        kids: dict[uuid.UUID, set[uuid.UUID]] = {}  # a rollup's children not recomputed: their documents
         for learner, cs in targets.items():
-            mine = cs | ancestors[learner]
+            mine = wanted[learner] = cs | ancestors[learner]
             evidence_keys.update((learner, e) for c in mine for e in model.group(c))
-            wanted[learner] = mine | {k for c in mine for k in model.children.get(c, ())}  # a rollup reads its children
+            kids[learner] = {k for c in mine for k in model.children.get(c, ())} - mine
         rows_by = _pair_evidence(conn, tenant, evidence_keys)
-        stored, hashes, names = _stored_states(conn, tenant, wanted)
+        stored, hashes, names = _stored_states(conn, tenant, wanted, kids)
         active = Status.active.value
         # Derived states are serialised as the full recompute does (``serial.state_json``:
         # the bytes ``to_record`` would give, without a pydantic model per state and per
@@ -365,7 +395,7 @@ class MasteryEngine:
 
             def stored_state(c: uuid.UUID, learner: uuid.UUID = learner) -> Derived | None:
                 hit = stored.get((learner, c))
-                return _from_stored(hit[1]) if hit is not None and hit[0] == active else None
+                return _from_stored(hit[1]) if hit is not None and hit[0] == active and hit[1] is not None else None
 
             for c, d in derive(model, rows_by[learner], targets[learner], stored_state).items():
                 if d is not None:
@@ -535,4 +565,4 @@ class MasteryEngine:
                         yield learner, c, d.level, d.value, d.mastered
 
 
-__all__ = ["SOURCE", "MasteryEngine", "RecomputeReport", "derive", "state_id"]
+__all__ = ["SOURCE", "MasteryEngine", "RecomputeReport", "derive", "paused_collection", "state_id"]

@@ -122,38 +122,89 @@ def _pair_evidence(conn: Connection, tenant: str, keys: set[tuple[uuid.UUID, uui
     return out
 
 
+#: state id (its int) by (tenant, learner int, competency int): an incremental update names a
+#: dozen states a learner (its targets, their ancestors, the rollups' children), mostly the same
+#: ones batch after batch, and a name (a sha1 and a UUID) cost more than reading the state.
+#: About 200 bytes an entry; emptied when full (a refill is a batch's naming).
+_NAMES: dict[tuple[str, int, int], int] = {}
+NAMES_CACHED = 250_000
+
+
+class StateNames:
+    """(state id, native id) of the states of one batch, by (learner, competency): the id from
+    ``_NAMES`` (or named and remembered), the UUID and native id made only for a state that
+    is written."""
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        self._learners: dict[uuid.UUID, str] = {}
+
+    def ints_of(self, learner: uuid.UUID, competencies: Iterable[uuid.UUID]) -> list[tuple[int, uuid.UUID]]:
+        """(state id as an int, competency) of each of one learner's ``competencies``."""
+        tenant, li, out = self.tenant, learner.int, []
+        namer = None
+        for c in competencies:
+            key = (tenant, li, c.int)
+            sid = _NAMES.get(key)
+            if sid is None:
+                if namer is None:
+                    namer = _state_namer(tenant, self._text(learner))
+                sid = namer(_text(c))[0].int
+                if len(_NAMES) >= NAMES_CACHED:
+                    _NAMES.clear()
+                _NAMES[key] = sid
+            out.append((sid, c))
+        return out
+
+    def _text(self, learner: uuid.UUID) -> str:
+        s = self._learners.get(learner)
+        if s is None:
+            s = self._learners[learner] = str(learner)
+        return s
+
+    def __getitem__(self, key: tuple[uuid.UUID, uuid.UUID]) -> tuple[uuid.UUID, str]:
+        learner, competency = key
+        ((sid, _),) = self.ints_of(learner, (competency,))
+        return uuid_from_int(sid), f"{self._text(learner)}:{_text(competency)}"
+
+
 def _stored_states(conn: Connection, tenant: str, wanted: dict[uuid.UUID, set[uuid.UUID]],
-                   ) -> tuple[dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str]], dict[uuid.UUID, str], dict[tuple[uuid.UUID, uuid.UUID], tuple[uuid.UUID, str]]]:
+                   bodies: dict[uuid.UUID, set[uuid.UUID]] | None = None,
+                   ) -> tuple[dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str | None]], dict[uuid.UUID, str], StateNames]:
     """The stored states of exactly these learners' competencies, read by primary key (a
     state's id is a name hash of tenant, learner and competency): ((learner, competency)
-    -> (status, data), state id -> content hash, (learner, competency) -> (state id, native
-    id) of every state asked for)."""
-    ids: dict[Any, tuple[uuid.UUID, uuid.UUID, uuid.UUID]] = {}
-    names: dict[tuple[uuid.UUID, uuid.UUID], tuple[uuid.UUID, str]] = {}
+    -> (status, data), state id -> content hash, the names (``StateNames``) of the states.
+
+    ``bodies``: the states whose document is read too (a rollup's children the batch does not
+    recompute); of the ``wanted`` ones only status and hash are (the states it recomputes,
+    whose documents it makes anew: a rollup's lists a contribution per child). None: every
+    document."""
+    names = StateNames(tenant)
     postgres = conn.dialect.name == "postgresql"
-    for learner, cs in wanted.items():
-        name = _state_namer(tenant, str(learner))
-        for c in cs:
-            sid, native = names[(learner, c)] = name(_text(c))
-            ids[sid if postgres else sid.bytes] = (learner, c, sid)
-    stored: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str]] = {}
+    stored: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str | None]] = {}
     hashes: dict[uuid.UUID, str] = {}
-    if not ids:
-        return stored, hashes, names
-    keys = list(ids)
-    if postgres:
-        rows: Iterable[Any] = conn.exec_driver_sql(
-            "SELECT id, status, data, content_hash FROM mastery_states WHERE id = ANY(%s::uuid[])", (keys,)).all()
-    else:
-        rows = []
-        for i in range(0, len(keys), _SQLITE_MAX_PAIRS * 2):
-            chunk = keys[i : i + _SQLITE_MAX_PAIRS * 2]
-            size = max(16, 1 << (len(chunk) - 1).bit_length())
-            chunk.extend([chunk[0]] * (size - len(chunk)))  # repeats change nothing in IN
-            rows.extend(conn.exec_driver_sql(
-                f"SELECT id, status, data, content_hash FROM mastery_states WHERE id IN ({', '.join(['?'] * size)})", tuple(chunk)))
-    for key, status, data, digest in rows:
-        learner, c, sid = ids[key]
-        stored[(learner, c)] = (status, data)
-        hashes[sid] = digest
+    for part, with_data in ((wanted, bodies is None), (bodies or {}, True)):
+        ids: dict[int, tuple[uuid.UUID, uuid.UUID]] = {}
+        for learner, cs in part.items():
+            for sid, c in names.ints_of(learner, cs):
+                ids[sid] = (learner, c)
+        if not ids:
+            continue
+        columns = "id, status, content_hash, data" if with_data else "id, status, content_hash, NULL"
+        keys = list(ids)
+        if postgres:
+            rows: Iterable[Any] = [(r[0].int, *r[1:]) for r in conn.exec_driver_sql(
+                f"SELECT {columns} FROM mastery_states WHERE id = ANY(%s::uuid[])", ([uuid_from_int(k) for k in keys],))]
+        else:
+            rows = []
+            for i in range(0, len(keys), _SQLITE_MAX_PAIRS * 2):
+                chunk = [k.to_bytes(16, "big") for k in keys[i : i + _SQLITE_MAX_PAIRS * 2]]
+                size = max(16, 1 << (len(chunk) - 1).bit_length())
+                chunk.extend([chunk[0]] * (size - len(chunk)))  # repeats change nothing in IN
+                rows.extend((int.from_bytes(r[0], "big"), *r[1:]) for r in conn.exec_driver_sql(
+                    f"SELECT {columns} FROM mastery_states WHERE id IN ({', '.join(['?'] * size)})", tuple(chunk)))
+        for key, status, digest, data in rows:
+            stored[ids[key]] = (status, data)
+            if not with_data or bodies is None:  # a state the batch may write: its hash says whether it changed
+                hashes[uuid_from_int(key)] = digest
     return stored, hashes, names

@@ -126,6 +126,8 @@ class TenantModel:
     scale_for_scope: dict[tuple[str, uuid.UUID | None], Scale] = field(default_factory=dict)
     _depth: dict[uuid.UUID, int] = field(default_factory=dict)
     _resolved: dict[uuid.UUID, tuple[Rule, Scale]] = field(default_factory=dict)
+    _above: dict[uuid.UUID, frozenset[uuid.UUID]] = field(default_factory=dict)
+    _order: dict[uuid.UUID, list[uuid.UUID]] = field(default_factory=dict)
 
     # --- rules and scales ---------------------------------------------------------------------
 
@@ -174,14 +176,33 @@ class TenantModel:
         return d
 
     def ancestors(self, competencies: set[uuid.UUID]) -> set[uuid.UUID]:
+        """Every ancestor of any of ``competencies`` (each competency's found once per model:
+        the incremental update asks for every learner of every batch)."""
         out: set[uuid.UUID] = set()
-        todo = list(competencies)
+        for c in competencies:
+            hit = self._above.get(c)
+            if hit is None:
+                hit = self._above[c] = frozenset(self._walk_up(c))
+            out |= hit
+        return out
+
+    def _walk_up(self, competency: uuid.UUID) -> set[uuid.UUID]:
+        out: set[uuid.UUID] = set()
+        todo = [competency]
         while todo:
             for p in self.parents.get(todo.pop(), ()):
                 if p not in out:
                     out.add(p)
                     todo.append(p)
         return out
+
+    def rollup_order(self, parent: uuid.UUID) -> list[uuid.UUID]:
+        """A rollup's members, its children and itself, in the order of their ids' text (its
+        contributions' order), sorted once per model."""
+        hit = self._order.get(parent)
+        if hit is None:
+            hit = self._order[parent] = sorted({*self.children.get(parent, ()), parent}, key=lambda c: c.int)
+        return hit
 
 
 #: built once: every transaction that writes evidence runs it

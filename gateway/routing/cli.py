@@ -397,7 +397,10 @@ def worker(
     worker_id: Annotated[str | None, typer.Option(help="this worker's name in leases (default HOST:PID)")] = None,
 ) -> None:
     """Deliver the outbox and run scheduled pulls until SIGTERM or Ctrl-C, then stop cleanly
-    (a delivery in flight finishes; a lease not released expires and another worker takes it)."""
+    (a delivery in flight finishes; a lease not released expires and another worker takes it).
+    Adapters' consumers run beside them (``TESSERA_XAPI__DERIVE=async``: the xAPI evidence
+    deriver, one consumer at a time among the servers and workers)."""
+    from .. import wiring
     from ..cli_kit import settings
     from ..logs import configure
 
@@ -410,12 +413,18 @@ def worker(
         apply_at_start(store)
         runner = _engine(engine, store, temporal_address, worker_id=worker_id or f"{socket.gethostname()}:{os.getpid()}")
         runner.start()
-        console.print(f"tessera worker ({runner.name}) started; SIGTERM or Ctrl-C stops it")
+        consumers = wiring.default().consumers(store)
         try:
+            for consumer in consumers:
+                consumer.start()
+            names = "".join(f", {type(c).__name__}" for c in consumers)
+            console.print(f"tessera worker ({runner.name}{names}) started; SIGTERM or Ctrl-C stops it")
             while not stop.wait(0.5):
                 pass
         finally:
             console.print("stopping...")
+            for consumer in consumers:
+                consumer.stop()
             runner.stop()
         console.print("stopped")
     finally:

@@ -7,11 +7,11 @@
   granted the reader), in the safe version order of ``gateway.store.changefeed``;
 * ``deidentify``: what a de-identified grant does to a record (pseudonyms per recipient,
   personal fields dropped);
-* ``export``: bulk export to Parquet, NDJSON or CSV with a manifest, streamed, records
-  decoded into structs of just the exported columns and columns drawn from whole batches
-  (``columnize``; the feed's de-identification decodes the same way,
-  ``deidentified_texts``), a large kind optionally in parts by several processes in one
-  snapshot;
+* ``columns``: each kind's columns from the canonical JSON Schemas, and stored records
+  decoded into structs of just those columns, drawn from whole batches (``columnize``; the
+  feed's de-identification decodes the same way, ``deidentified_texts``);
+* ``export``: bulk export to Parquet, NDJSON or CSV with a manifest, streamed, a large kind
+  optionally in parts by several processes in one snapshot;
 * ``jobs``: exports asked through the API, one per grant across processes (a lease row);
 * ``reports``: aggregate, de-identified mastery reports of every district that granted them.
 """

@@ -8,10 +8,8 @@ READ; SQLite: one WAL snapshot), so its files hold every change up to that versi
 with the change feed from ``consistent_with`` re-reads those few, which an idempotent
 upsert absorbs. With ``since`` only records changed after that version are exported.
 
-**Columns** come from the canonical model's JSON Schema (``tessera schemas export``):
-strings, integers, numbers and booleans as themselves, ``date-time`` as UTC timestamps
-(microseconds), ``date`` as dates, and nested values (lists, objects) as their JSON text.
-Under a de-identified grant only the columns ``deidentify.KEEP`` allows exist at all.
+**Columns** come from the canonical model's JSON Schema (``columns``; ``tessera schemas
+export``). Under a de-identified grant only the columns ``deidentify.KEEP`` allows exist.
 
 **Parts.** On PostgreSQL a kind of at least two batches may be exported by
 ``TESSERA_EXPORT_WORKERS`` processes (default: half the cores from 4 cores on, else one
@@ -19,10 +17,8 @@ process; see ``export_workers``) at once, each its own part of the records into 
 set (``evidence.part-1-of-2.parquet``, ...), all in the export's one snapshot (``_Parts``);
 a smaller kind, and every kind on SQLite, is one file (``evidence.parquet``).
 
-**Speed.** Records are decoded with msgspec into structs of just the exported columns
-(``_row_decoder``: members not exported are skipped, JSON members kept as their stored
-text), columns are drawn from a whole batch, and the personal ones replaced a column at a
-time (``deidentify``); the next batch is read on a thread meanwhile (``_prefetched``).
+**Speed.** Records are decoded a batch at a time into just the exported columns
+(``columns.columnize``), the next batch read on a thread meanwhile.
 
 **Manifest** (``manifest.json``, written last, by rename): schema version, format, tenant,
 grant, de-identified or not, kinds, ``since``, ``consistent_with``, and each file's name,
@@ -35,25 +31,18 @@ removed and the error raised; nothing half-written is left looking complete.
 from __future__ import annotations
 
 import csv
-import functools
-import gc
 import hashlib
 import io
 import os
-import queue
 import re
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from operator import attrgetter
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import msgspec
 import orjson
-from msgspec.structs import astuple
 from sqlalchemy import func, select
 
 from ..errors import ErrorDetail, ValidationError
@@ -62,7 +51,8 @@ from ..store import Store
 from ..store.changefeed import newest_safe
 from ..store.read import KIND_ORDER
 from ..store.tables import RECORD_TABLES, changes
-from .deidentify import KEEP, PERSONAL_REFS, Deidentifier
+from .columns import Batch, arrow_schema, columnize, columns_of, prefetched
+from .deidentify import Deidentifier
 
 SCHEMA_VERSION = "1"
 FORMATS = ("parquet", "ndjson", "csv")
@@ -101,219 +91,6 @@ class ExportFailed(Exception):
     pass
 
 
-# --- columns from the canonical JSON Schemas ---------------------------------------------------------
-
-def _column_type(prop: dict[str, Any]) -> str:
-    """One of: string, integer, number, boolean, timestamp, date, json."""
-    options = prop.get("anyOf") or [prop]
-    types = [o for o in options if o.get("type") != "null"]
-    if len(types) != 1:
-        return "json"
-    t = types[0]
-    if "$ref" in t or "enum" in t:
-        return "string" if "enum" in t or t.get("type") == "string" else "json_or_string"
-    kind = t.get("type")
-    if kind == "string":
-        return {"date-time": "timestamp", "date": "date"}.get(t.get("format", ""), "string")
-    if kind in ("integer", "number", "boolean"):
-        return str(kind)
-    return "json"
-
-
-def columns(kind: str, *, deidentified: bool) -> list[tuple[str, str]]:
-    schema = RECORD_TYPES[kind].model_json_schema()
-    defs = schema.get("$defs", {})
-    out = []
-    for name, prop in schema["properties"].items():
-        if deidentified and kind in KEEP and name not in KEEP[kind]:
-            continue
-        t = _column_type(prop)
-        if t == "json_or_string":  # a $ref: an enum is a string, anything else is nested
-            ref = (prop.get("anyOf") or [prop])[0].get("$ref", "") if prop.get("anyOf") else prop.get("$ref", "")
-            target = defs.get(ref.rsplit("/", 1)[-1], {})
-            t = "string" if "enum" in target or target.get("type") == "string" else "json"
-        out.append((name, t))
-    return out
-
-
-@functools.cache
-def _columns(kind: str, deidentified: bool) -> tuple[tuple[str, str], ...]:
-    return tuple(columns(kind, deidentified=deidentified))
-
-
-def columns_of(kind: str, *, deidentified: bool) -> list[tuple[str, str]]:
-    """``columns``, worked out once per kind (a JSON Schema is not cheap to build)."""
-    return list(_columns(kind, deidentified))
-
-
-def _arrow_schema(cols: Sequence[tuple[str, str]]) -> Any:
-    import pyarrow as pa
-
-    types = {"string": pa.string(), "json": pa.string(), "integer": pa.int64(), "number": pa.float64(),
-             "boolean": pa.bool_(), "timestamp": pa.timestamp("us", tz="UTC"), "date": pa.date32()}
-    return pa.schema([pa.field(n, types[t]) for n, t in cols])
-
-
-#: per-learner JSON members a de-identified export keeps only some keys of
-_SUBSETS: dict[tuple[str, str], tuple[str, ...]] = {("evidence", "activity"): ("system", "id"),
-                                                    ("evidence", "provenance"): ("standard", "version")}
-
-
-@dataclass
-class Batch:
-    """One batch of one kind: the stored JSON texts and the columns drawn from them. Column
-    values are Python scalars, JSON members as JSON text (bytes), date-times and dates as the
-    ISO text the records hold (Arrow parses a whole column at once)."""
-
-    raws: Sequence[Any]
-    columns: dict[str, Sequence[Any]]
-    #: the records are the stored ones, unchanged (NDJSON writes ``raws`` as they are)
-    as_stored: bool
-
-
-def _json_texts(values: Sequence[Any]) -> list[Any]:
-    dumps = orjson.dumps
-    return [None if v is None else dumps(v) for v in values]
-
-
-def _raw_texts(values: Sequence[Any]) -> list[Any]:
-    """JSON members decoded as ``msgspec.Raw``: their stored text as it is (no parse, no
-    re-serialisation); a member that is absent or null is None."""
-    out = list(map(bytes, values))
-    return [None if b == b"null" or not b else b for b in out]
-
-
-def _kept_text(keys: tuple[str, ...], values: tuple[Any, ...]) -> bytes:
-    return orjson.dumps({k: x for k, x in zip(keys, values, strict=True) if x is not None})
-
-
-def _subset_texts(values: Sequence[Any], keys: tuple[str, ...]) -> list[Any]:
-    """Only ``keys`` of each object (decoded as a frozen struct of just those keys), as JSON
-    text; the few distinct results are made once."""
-    made: dict[Any, bytes] = {}
-    out: list[Any] = []
-    add = out.append
-    for v in values:
-        if v is None:
-            add(None)
-            continue
-        try:
-            text = made.get(v)
-        except TypeError:  # a member holding a list or an object (unhashable): made for this row alone
-            add(_kept_text(keys, astuple(v)))
-            continue
-        if text is None:
-            text = made[v] = _kept_text(keys, astuple(v))
-        add(text)
-    return out
-
-
-@functools.cache
-def _row_decoder(kind: str, cols: tuple[tuple[str, str], ...], deidentified: bool) -> msgspec.json.Decoder[Any]:
-    """A decoder of one stored record into a struct of just the exported columns (msgspec:
-    the members not exported are skipped, not built). JSON members that go out as they are
-    stay their stored text (``msgspec.Raw``); members a de-identified export changes are
-    decoded to Python values; the kept keys of a per-learner member (``_SUBSETS``) decode
-    into a small frozen struct of those keys (hashable: each distinct one is written once)."""
-    refs = PERSONAL_REFS.get(kind, {}) if deidentified else {}
-    fields: list[tuple[str, Any, Any]] = []
-    for i, (name, t) in enumerate(cols):
-        subset = _SUBSETS.get((kind, name)) if deidentified else None
-        if subset is not None:
-            kept = msgspec.defstruct(f"{kind}_{name}_kept", [(f"k{j}", Any, None) for j in range(len(subset))],
-                                     rename={f"k{j}": k for j, k in enumerate(subset)}, frozen=True, gc=False,
-                                     omit_defaults=True)
-            fields.append((f"f{i}", kept | None, None))
-        elif t == "json" and name not in refs and not (deidentified and kind == "mastery_state" and name == "contributions"):
-            fields.append((f"f{i}", msgspec.Raw, msgspec.Raw()))
-        else:
-            fields.append((f"f{i}", Any, None))
-    # gc=False: decoded JSON holds no reference cycles, so the collector need not track rows;
-    # omit_defaults: written back as JSON (``deidentified_texts``) absent members stay absent
-    row = msgspec.defstruct(f"{kind}_row", fields, rename={f"f{i}": n for i, (n, _) in enumerate(cols)}, gc=False,
-                            omit_defaults=True)
-    return msgspec.json.Decoder(row)
-
-
-def columnize(kind: str, cols: Sequence[tuple[str, str]], raws: Sequence[Any], deid: Deidentifier | None, *,
-              need_columns: bool = True) -> Batch:
-    """Decode a batch of stored records once (msgspec, into structs of just the exported
-    columns, with the cyclic garbage collector paused) and draw each column from the whole
-    batch; under ``deid`` the per-learner columns are replaced column by column
-    (``deidentify``: pseudonyms, kept keys), never record by record. Without ``need_columns``
-    (an identified NDJSON export writes the stored texts) nothing is decoded."""
-    if not need_columns and deid is None:
-        return Batch(raws, {}, as_stored=True)
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        decode = _row_decoder(kind, tuple(cols), deid is not None).decode
-        rows = list(map(decode, raws))
-        drawn = list(zip(*map(astuple, rows), strict=True)) if rows else [() for _ in cols]
-        refs = PERSONAL_REFS.get(kind, {}) if deid is not None else {}
-        out: dict[str, Sequence[Any]] = {}
-        for (name, t), values in zip(cols, drawn, strict=True):
-            subset = _SUBSETS.get((kind, name)) if deid is not None else None
-            if subset is not None:
-                out[name] = _subset_texts(values, subset)
-                continue
-            if deid is not None and (what := refs.get(name)) is not None:
-                changed = deid.learners(list(values)) if what == "learner" else deid.records(list(values))
-                out[name] = _json_texts(changed) if t == "json" else changed
-            elif deid is not None and kind == "mastery_state" and name == "contributions":
-                out[name] = _json_texts([deid.contributions(v) for v in values])
-            elif t == "json":
-                out[name] = _raw_texts(values)
-            else:
-                out[name] = values
-        return Batch(raws, out, as_stored=deid is None)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-_ENCODER = msgspec.json.Encoder()
-
-
-def deidentified_texts(kind: str, raws: Sequence[Any], deid: Deidentifier) -> tuple[list[bytes], list[Any]]:
-    """Each stored record as a de-identified grant shows it, as JSON text, and its id (a
-    pseudonym where the kind's ids are personal): what ``columnize`` gives column by column,
-    made record by record for the change feed. The records decode into structs of just the
-    kept members (``_row_decoder``), the personal references are replaced a column at a
-    time, and each struct is written back as JSON by msgspec: members absent or None stay
-    out, nested members as stored (or their kept keys), in the schema's order."""
-    cols = columns_of(kind, deidentified=True)
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        rows = list(map(_row_decoder(kind, tuple(cols), True).decode, raws))
-        refs = PERSONAL_REFS.get(kind, {})
-        ids: list[Any] = []
-        for i, (name, _t) in enumerate(cols):
-            what = refs.get(name)
-            if what is None and not (kind == "mastery_state" and name == "contributions"):
-                if name == "id":
-                    ids = list(map(attrgetter(f"f{i}"), rows))
-                continue
-            attr = f"f{i}"
-            values = list(map(attrgetter(attr), rows))
-            if what == "learner":
-                changed = deid.learners(values)
-            elif what == "record":
-                changed = deid.records(values)
-            else:
-                changed = [deid.contributions(v) for v in values]
-            if name == "id":
-                ids = changed
-            if changed != values:
-                for r, v in zip(rows, changed, strict=True):
-                    setattr(r, attr, v)
-        return list(map(_ENCODER.encode, rows)), ids
-    finally:
-        if enabled:
-            gc.enable()
-
-
 # --- writers -----------------------------------------------------------------------------------------
 
 class _Writer:
@@ -342,7 +119,7 @@ class _Parquet(_Writer):
         import pyarrow.parquet as pq
 
         super().__init__(path, cols)
-        self.schema = _arrow_schema(cols)
+        self.schema = arrow_schema(cols)
         self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
         self.pool: Any = None
         self.pending: Any = None
@@ -351,7 +128,7 @@ class _Parquet(_Writer):
     def encode(cols: Sequence[tuple[str, str]], batch: Batch) -> Any:
         import pyarrow as pa
 
-        schema = _arrow_schema(cols)
+        schema = arrow_schema(cols)
         arrays = []
         for (name, t), fld in zip(cols, schema, strict=True):
             values = batch.columns[name]
@@ -536,7 +313,7 @@ def _export_file(conn: Any, tenant: str, kind: str, since: int | None, until: in
     SQLite: SQLAlchemy's), converted batch by batch, written, and described."""
     writer = WRITERS[fmt][0](path, cols)
     try:
-        for raws in _prefetched(_batches(conn, tenant, kind, since, until, part=part, parts=parts)):
+        for raws in prefetched(_batches(conn, tenant, kind, since, until, part=part, parts=parts)):
             if check is not None:
                 check()
             writer.write(columnize(kind, cols, raws, deid, need_columns=fmt != "ndjson"))
@@ -757,56 +534,6 @@ def _batches(conn: Any, tenant: str, kind: str, since: int | None, until: int, *
     yield from result.scalars().partitions(BATCH_ROWS)
 
 
-_DONE = object()
-_T = TypeVar("_T")
-
-
-def _prefetched(batches: Iterator[_T]) -> Iterator[_T]:
-    """The same batches, the next one fetched on a thread while the caller converts this one
-    (the drivers release the GIL while they wait on the database): the database and Python
-    work at the same time. At most three batches exist at once (converting, waiting, being
-    fetched); the thread closes the batches' cursor and is joined before this returns, also
-    when the caller stops early, so the connection is never used by two threads at once."""
-    handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run() -> None:
-        try:
-            for batch in batches:
-                if not put(batch):
-                    return
-            put(_DONE)
-        except BaseException as exc:  # handed to the caller, raised there
-            put(exc)
-        finally:
-            close = getattr(batches, "close", None)
-            if close is not None:
-                close()
-
-    worker = threading.Thread(target=run, name="tessera-export-fetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = handoff.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        worker.join()
-
-
 def read_back(path: Path) -> list[dict[str, Any]]:
     """The rows of one exported file (for tests and ``tessera export verify``-style checks)."""
     if path.suffix == ".parquet":
@@ -818,5 +545,5 @@ def read_back(path: Path) -> list[dict[str, Any]]:
     return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
 
 
-__all__ = ["EXPORT_WORKERS_ENV", "FORMATS", "SCHEMA_VERSION", "Batch", "ExportFailed", "ExportFile", "ExportStopped", "Manifest", "columnize",
-           "columns", "columns_of", "deidentified_texts", "export", "export_workers", "read_back", "validate"]
+__all__ = ["EXPORT_WORKERS_ENV", "FORMATS", "SCHEMA_VERSION", "ExportFailed", "ExportFile", "ExportStopped", "Manifest", "export",
+           "export_workers", "read_back", "validate"]

@@ -13,7 +13,7 @@ Each change carries the record as it is now (as Ed-Fi's change queries do: a rec
 twice appears twice with its current content), or a tombstone when the change deleted or
 retired it (``status`` tobedeleted, evidence voided, or the record is gone). Under a
 de-identified grant the record and its id go through ``deidentify.Deidentifier`` column by
-column (``export.deidentified_texts``, as the bulk export does); otherwise the stored JSON passes
+column (``columns.deidentified_texts``, as the bulk export does); otherwise the stored JSON passes
 through. Either way ``record`` is JSON text (an ``orjson.Fragment``) the response embeds as it is.
 
 A version below the oldest kept answers 410 with the oldest available. Every page read
@@ -40,8 +40,8 @@ from ..store import Store
 from ..store.changefeed import newest_safe, oldest
 from ..store.read import MANY_CHUNK
 from ..store.tables import RECORD_TABLES, changes
+from .columns import deidentified_texts, prefetched
 from .deidentify import Deidentifier, Pseudonymizer, StateIds
-from .export import _prefetched, deidentified_texts
 from .grants import Grant, GrantStore
 
 SCOPE = "changes.readonly"
@@ -157,7 +157,7 @@ class ChangeFeed:
         ``found``, their records: (kind, id) -> (the record, retired or voided, its id as the
         reader sees it). Records of an identified source are their stored JSON text, embedded
         in the response as it is (``orjson.Fragment``), never parsed and written again; under a
-        de-identified grant they go through ``export.deidentified_texts`` by (tenant, kind):
+        de-identified grant they go through ``columns.deidentified_texts`` by (tenant, kind):
         the column-wise de-identification the bulk export does (each learner once, pseudonyms
         per column), each record then written as JSON text (a ``Fragment`` too) by msgspec.
 
@@ -167,7 +167,7 @@ class ChangeFeed:
         waits): the database's reads and Python's conversion run at the same time."""
         rows: list[Any] = []
         dbapi = conn.connection.dbapi_connection
-        for chunk, fetched in _prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit)):
+        for chunk, fetched in prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit)):
             rows += chunk
             for tenant, kind, got in fetched:
                 self._convert(tenant, kind, got, deids.get(tenant), found)
