@@ -552,3 +552,32 @@ def test_a_record_changed_again_after_a_page_is_found_with_its_current_content(s
     assert len(mine) == 1 and not mine[0]["tombstone"]
     assert orjson.loads(orjson.dumps(mine[0]["record"]))["given_name"] == "Later"
     assert {str(r.id) for r in recs} <= {c["id"] for c in page.changes if c["record"] is not None}  # every record found
+
+
+def test_records_whose_json_holds_escapes_pass_the_feed_and_the_export_unchanged(store, tmp_path):
+    """Quotes, backslashes, control characters and non-ASCII in a record's JSON text: the
+    identified feed hands on the stored record, the de-identified feed and the export keep
+    what they keep of it, byte for byte (the stored text is read as its UTF-8 bytes, never
+    through a cast that reads backslashes as escapes)."""
+    school = org(tenant="d1")
+    odd = 'O"Brien \\ Zoë\ttab \\u0041 \\\\'
+    kid = person("u-odd", school, "d1", given_name=odd, family_name="Back\\slash", email="odd@d1.example")
+    fw = framework(tenant="d1")
+    comp = competency("m1", fw, "d1")
+    ev = evidence("statement-odd", kid, comp, "d1", activity={"system": "lms", "id": 'act "7" \\ é', "title": odd})
+    store.records.apply("d1", [school, kid, fw, comp, ev])
+    feed = ChangeFeed(store, GrantStore(store.engine), lambda: KEY)
+    own = feed.page(feed.reader("d1", "d1-client", frozenset({"changes.readonly"})), limit=1000)
+    by_kind = {c["kind"]: orjson.loads(orjson.dumps(c["record"])) for c in own.changes if c["kind"] in ("person", "evidence")}
+    assert by_kind["person"]["given_name"] == odd and by_kind["person"]["family_name"] == "Back\\slash"
+    assert by_kind["evidence"]["activity"]["id"] == 'act "7" \\ é' and by_kind["evidence"]["activity"]["title"] == odd
+    grant(store, kinds=["person", "evidence"])
+    shown = feed.page(feed.reader("state", "state-client", frozenset({"changes.readonly"})), limit=1000)
+    deid_ev = [orjson.loads(orjson.dumps(c["record"])) for c in shown.changes if c["kind"] == "evidence"]
+    assert [e["activity"] for e in deid_ev] == [{"system": "lms", "id": 'act "7" \\ é'}]
+    export(store, tmp_path / "x", tenant="d1", kinds=["person", "evidence"], fmt="ndjson")
+    rows = read_back(tmp_path / "x" / "person.ndjson")
+    assert [r["given_name"] for r in rows] == [odd]
+    deid = Deidentifier(Pseudonymizer(KEY, "state"), StateIds(store.engine, "d1"))
+    export(store, tmp_path / "p", tenant="d1", kinds=["evidence"], fmt="parquet", deidentifier=deid)
+    assert [orjson.loads(r["activity"]) for r in read_back(tmp_path / "p" / "evidence.parquet")] == [{"system": "lms", "id": 'act "7" \\ é'}]

@@ -209,7 +209,13 @@ def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], G
     params: list[Any] = [since, until]
     for t, ks, _ in sources:
         params += [t, sorted(ks)]
+    from psycopg.types.string import ByteaBinaryLoader  # the PostgreSQL driver: there only
+
     records = dbapi.cursor(binary=True)
+    # the stored JSON as its UTF-8 bytes: a binary text value IS those bytes, read as bytes
+    # (not ``data::bytea``: that cast parses backslash escapes, and JSON text holds backslashes);
+    # through varchar, whose loader alone is swapped, so ids (text) stay str
+    records.adapters.register_loader("varchar", ByteaBinaryLoader)
     rows = None
     try:
         records.execute("SET LOCAL TIME ZONE 'UTC'")  # instants come back in UTC: no conversion per row
@@ -251,7 +257,7 @@ def _pg_records(cur: Any, tenant: str, kind: str, chunk: list[tuple[str, Any]]) 
     ids = [rid for rid, _ in chunk]
     instants = [at for _, at in chunk]
     # not prepared: the ids must reach the planner as a constant (a hashed look-up)
-    cur.execute(f"SELECT id::text, data::bytea, {dead} FROM (SELECT {inner} FROM \"{tbl.name}\" "
+    cur.execute(f"SELECT id::text, data::varchar, {dead} FROM (SELECT {inner} FROM \"{tbl.name}\" "
                 f"WHERE tenant = %s AND updated_at >= %s AND updated_at <= %s OFFSET 0) r "
                 f"WHERE id = ANY(string_to_array(%s, ',')::uuid[])",
                 (tenant, min(instants), max(instants), ",".join(ids)), prepare=False)
@@ -259,7 +265,7 @@ def _pg_records(cur: Any, tenant: str, kind: str, chunk: list[tuple[str, Any]]) 
     if len(got) < len(ids):
         seen = {row[0] for row in got}
         if missing := [rid for rid in ids if rid not in seen]:
-            cur.execute(f'SELECT id::text, data::bytea, {dead} FROM "{tbl.name}" WHERE tenant = %s '
+            cur.execute(f'SELECT id::text, data::varchar, {dead} FROM "{tbl.name}" WHERE tenant = %s '
                         f"AND id = ANY(string_to_array(%s, ',')::uuid[])", (tenant, ",".join(missing)))
             got += cur.fetchall()
     return got
