@@ -87,7 +87,12 @@ SIGNATURE_USAGE = "http://adlnet.gov/expapi/attachments/signature"
 
 class _Known(set[str]):
     """Strings a pattern accepted, at most ``limit`` of them (emptied when full: a workload
-    of ever-new values costs one ``clear`` per ``limit`` values, and no memory beyond)."""
+    of ever-new values costs one ``clear`` per ``limit`` values, and no memory beyond), each
+    at most ``LONGEST`` characters: a longer value is checked every time, so the set holds a
+    bounded number of bytes whatever clients send (a 10 MiB request may hold a thousand
+    ever-new extension keys of 10 KB)."""
+
+    LONGEST = 512
 
     def __init__(self, pattern: re.Pattern[str], limit: int = 50_000) -> None:
         super().__init__()
@@ -98,6 +103,8 @@ class _Known(set[str]):
             return True
         if self.pattern.match(value) is None:
             return False
+        if len(value) > self.LONGEST:
+            return True
         if len(self) >= self.limit:
             self.clear()
         self.add(value)
