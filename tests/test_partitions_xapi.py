@@ -319,3 +319,22 @@ def test_the_sharded_consumer_finds_a_voided_target_in_its_own_month(pg, lrs):
     assert sum(len(m) for m in mine) == 1
     assert mine[deriver.shards.shard_of(f.T, ACTOR)] == [row]  # the target's actor's shard, not the voider's
     assert seen.scanned("xapi_statements") == [{"xapi_statements_y2020m03"}] * 2
+
+
+def test_retention_finds_the_months_whatever_the_sessions_time_zone(pg, lrs):
+    """A partition's bounds print in the session's time zone (a server configured for a state's
+    own zone prints January as from '2025-12-31 19:00:00-05'): its month is still January, so
+    retention drops January's index rows with January's statements, not December's."""
+    old = stmt("completed")
+    lrs.post("/xapi/statements", json=[old])
+    age(pg, [old["id"]])
+    with pg.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        conn.exec_driver_sql("SET LOCAL TIME ZONE 'America/New_York'")
+        partitions.ensure(conn)
+        march = [p for p in partitions.partitions(conn, "xapi_statements") if p.name == "xapi_statements_y2020m03"]
+        assert [(p.start, p.end) for p in march] == [(datetime(2020, 3, 1).date(), datetime(2020, 4, 1).date())]
+        dropped = partitions.drop_before(conn, "xapi_statements", 12)
+    assert {"xapi_statements_y2020m03", "xapi_statement_agents_y2020m03", "xapi_statement_activities_y2020m03"} <= set(dropped)
+    with pg.engine.connect() as conn:
+        for table in ("xapi_statement_agents", "xapi_statement_activities"):
+            assert not conn.scalar(text(f"SELECT count(*) FROM {table} WHERE stored = :w"), {"w": OLD}), table
