@@ -4,6 +4,7 @@ Statement Resource over real HTTP as before, pruned plans, retention."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -292,3 +293,48 @@ def test_retention_drops_old_months_of_statements_with_their_index_rows_and_ids_
         assert r.status_code == 409 and "evidence is append-only" in r.text
     assert lrs.get("/xapi/statements", params={"statementId": old["id"]}).status_code == 404
     assert pg.records.get(f.T, "evidence", evidence[old["id"]].id) == evidence[old["id"]]
+
+
+def test_the_sharded_consumer_finds_a_voided_target_in_its_own_month(pg, lrs):
+    """``derive_shards.Shards.mine`` looks the target of a voiding statement up to route it to its
+    actor's shard: by the id table, so the plan reads the target's month only (by ``id`` alone
+    it read every month of every tenant's statements, none indexed by id on PostgreSQL)."""
+    from adapters.xapi.derive import Deriver, _Row
+    from adapters.xapi.evidence import EvidenceMapper
+
+    target, voider = stmt("completed"), None
+    lrs.post("/xapi/statements", json=[target])
+    age(pg, [target["id"]])
+    with pg.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        partitions.ensure(conn)
+    voider = void(target["id"])
+    lrs.post("/xapi/statements", json=[voider])
+    with pg.engine.connect() as conn:
+        seq = conn.scalar(text("SELECT seq FROM xapi_statement_ids WHERE id = :i"), {"i": uuid.UUID(voider["id"])})
+    deriver = Deriver(pg, EvidenceMapper(pg), shards=2)
+    assert deriver.shards is not None
+    row = _Row(seq, f.T, voider["id"], json.dumps(voider), False, True)
+    with Captured(pg.engine) as seen:
+        mine = [deriver.shards.mine([row], i) for i in range(2)]
+    assert sum(len(m) for m in mine) == 1
+    assert mine[deriver.shards.shard_of(f.T, ACTOR)] == [row]  # the target's actor's shard, not the voider's
+    assert seen.scanned("xapi_statements") == [{"xapi_statements_y2020m03"}] * 2
+
+
+def test_retention_finds_the_months_whatever_the_sessions_time_zone(pg, lrs):
+    """A partition's bounds print in the session's time zone (a server configured for a state's
+    own zone prints January as from '2025-12-31 19:00:00-05'): its month is still January, so
+    retention drops January's index rows with January's statements, not December's."""
+    old = stmt("completed")
+    lrs.post("/xapi/statements", json=[old])
+    age(pg, [old["id"]])
+    with pg.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        conn.exec_driver_sql("SET LOCAL TIME ZONE 'America/New_York'")
+        partitions.ensure(conn)
+        march = [p for p in partitions.partitions(conn, "xapi_statements") if p.name == "xapi_statements_y2020m03"]
+        assert [(p.start, p.end) for p in march] == [(datetime(2020, 3, 1).date(), datetime(2020, 4, 1).date())]
+        dropped = partitions.drop_before(conn, "xapi_statements", 12)
+    assert {"xapi_statements_y2020m03", "xapi_statement_agents_y2020m03", "xapi_statement_activities_y2020m03"} <= set(dropped)
+    with pg.engine.connect() as conn:
+        for table in ("xapi_statement_agents", "xapi_statement_activities"):
+            assert not conn.scalar(text(f"SELECT count(*) FROM {table} WHERE stored = :w"), {"w": OLD}), table

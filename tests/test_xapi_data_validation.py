@@ -96,6 +96,9 @@ INVALID = [
     ("result.duration", "PT", "statement.result.duration", "empty duration"),
     # 2.4.6: context
     ("context.registration", "abc", "statement.context.registration", "registration not a UUID"),
+    # a UUID and a line break: SQLite stored it (its ids are read as hex, which skips whitespace), PostgreSQL failed (500)
+    ("context.registration", str(uuid.UUID(int=7)) + "\n", "statement.context.registration", "registration with a line break"),
+    ("id", str(uuid.UUID(int=8)) + "\n", "statement.id", "id with a line break"),
     ("context.contextActivities", {"parent": {"id": "http://example.com/p"}, "sibling": []},
      "statement.context.contextActivities.sibling", "unknown context activity type"),
     ("context.language", "english!", "statement.context.language", "language not RFC 5646"),

@@ -12,6 +12,7 @@ import orjson
 from sqlalchemy import Connection, select, text
 
 from .evidence import EvidenceMapper, actor_keys
+from .partitions import where_ids
 from .tables import xapi_statements
 
 #: PostgreSQL, ``shards`` > 1: shard i's session lock is SHARD_LOCK + i; every consumer process
@@ -77,8 +78,9 @@ class Shards:
             s = xapi_statements
             with self.deriver.engine.connect() as conn:
                 for tenant in {t for t, _ in targets}:
-                    ids = [_uuid(i) for t, i in targets if t == tenant]
-                    for sid, body in conn.execute(select(s.c.id, s.c.body).where(s.c.tenant == tenant, s.c.id.in_(ids))):
+                    ids = [u for t, i in targets if t == tenant and (u := _uuid(i)) is not None]
+                    # by the id table on PostgreSQL (``partitions.where_ids``): no partition is indexed by id
+                    for sid, body in conn.execute(select(s.c.id, s.c.body).where(where_ids(conn, tenant, ids))):
                         targets[(tenant, str(sid))] = orjson.loads(body).get("actor")
         out = []
         for r in rows:

@@ -29,7 +29,7 @@ VOIDED = "http://adlnet.gov/expapi/verbs/voided"
 
 _IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]+$")
 _IRL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^\s<>\"{}|\\^`]+$")
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 _SHA1 = re.compile(r"^[0-9a-fA-F]{40}$")
 _SHA2 = re.compile(r"^[0-9a-fA-F]{56}$|^[0-9a-fA-F]{64}$|^[0-9a-fA-F]{96}$|^[0-9a-fA-F]{128}$")
 _MAILTO = re.compile(r"^mailto:[^@\s]+@[^@\s]+$")
@@ -87,7 +87,12 @@ SIGNATURE_USAGE = "http://adlnet.gov/expapi/attachments/signature"
 
 class _Known(set[str]):
     """Strings a pattern accepted, at most ``limit`` of them (emptied when full: a workload
-    of ever-new values costs one ``clear`` per ``limit`` values, and no memory beyond)."""
+    of ever-new values costs one ``clear`` per ``limit`` values, and no memory beyond), each
+    at most ``LONGEST`` characters: a longer value is checked every time, so the set holds a
+    bounded number of bytes whatever clients send (a 10 MiB request may hold a thousand
+    ever-new extension keys of 10 KB)."""
+
+    LONGEST = 512
 
     def __init__(self, pattern: re.Pattern[str], limit: int = 50_000) -> None:
         super().__init__()
@@ -98,6 +103,8 @@ class _Known(set[str]):
             return True
         if self.pattern.match(value) is None:
             return False
+        if len(value) > self.LONGEST:
+            return True
         if len(self) >= self.limit:
             self.clear()
         self.add(value)

@@ -291,7 +291,7 @@ class Deidentifier:
         tenant, one = self.state_ids.tenant, self.pseudonyms.record
         try:
             return self.pseudonyms.records(tenant, record_ids)
-        except AttributeError:  # a list among them (no kind has one today)
+        except (AttributeError, TypeError):  # a list among them (no kind has one today): joining the column refuses it
             pass
         return [None if v is None else [one(tenant, x) for x in v] if isinstance(v, list) else one(tenant, v) for v in record_ids]
 

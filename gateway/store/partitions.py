@@ -129,10 +129,16 @@ def partitions(conn: Connection, table: str) -> list[Partition]:
         if bound == "DEFAULT":
             out.append(Partition(table, name, None, None, int(n)))
             continue
-        # FOR VALUES FROM ('2026-01-01 00:00:00+00') TO ('2026-02-01 00:00:00+00')
-        lo, hi = (part.split("'")[1][:10] for part in bound.split(" TO "))
-        out.append(Partition(table, name, date.fromisoformat(lo), date.fromisoformat(hi), int(n)))
+        # FOR VALUES FROM ('2026-01-01 00:00:00+00') TO ('2026-02-01 00:00:00+00'), printed in the
+        # session's time zone (-05: FROM ('2025-12-31 19:00:00-05')): the months are UTC's
+        lo, hi = (_utc_day(part.split("'")[1]) for part in bound.split(" TO "))
+        out.append(Partition(table, name, lo, hi, int(n)))
     return sorted(out, key=lambda p: (p.start is None, p.start or date.min))
+
+
+def _utc_day(bound: str) -> date:
+    """The UTC day of a partition bound as PostgreSQL prints it (an instant with its offset)."""
+    return datetime.fromisoformat(bound).astimezone(UTC).date()
 
 
 def create_month(conn: Connection, table: str, start: date) -> str:
