@@ -1,4 +1,4 @@
-"""Edge cases of the column-wise de-identification found in review (``gateway.sharing.deidentify``)."""
+"""Edge cases of the column-wise de-identification (``gateway.sharing.deidentify``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Edge cases of the xAPI validation caches found in review (``adapters.xapi.validation``)."""
+"""Edge cases of the xAPI validation caches (``adapters.xapi.validation``)."""
 
 from __future__ import annotations
 
