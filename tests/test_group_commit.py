@@ -212,3 +212,45 @@ def test_a_leader_answers_once_its_own_job_is_committed(store, people) -> None:
         b.join(30)
     assert not errors
     assert _stored_rows(store) >= {"a", "b"}
+
+
+def test_a_leader_stopped_by_a_base_exception_answers_its_group_and_passes_the_lead(store, people) -> None:
+    """SystemExit (or KeyboardInterrupt) raised while a leader writes is not an error of the
+    jobs: the jobs of its group are answered with it, and a job queued meanwhile is still
+    committed by the next leader instead of waiting for ever."""
+    group = GroupCommit(store.records)
+    queued = threading.Event()
+    outcome: dict[str, BaseException | None] = {}
+
+    def b_submit() -> None:
+        try:
+            group.submit(f.T, [], _write("b"))
+            outcome["b"] = None
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome["b"] = exc
+
+    b = threading.Thread(target=b_submit)
+
+    def a_write(conn: Connection) -> None:
+        b.start()  # B queues while A's group is being written
+        deadline = time.monotonic() + 10
+        while not group._queue and time.monotonic() < deadline:
+            time.sleep(0.001)
+        queued.set()
+        raise SystemExit("stopping")
+
+    def a_submit() -> None:
+        try:
+            group.submit(f.T, [], a_write)
+            outcome["a"] = None
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome["a"] = exc
+
+    a = threading.Thread(target=a_submit)
+    a.start()
+    a.join(30)
+    b.join(30)
+    assert queued.is_set() and not a.is_alive() and not b.is_alive()
+    assert isinstance(outcome["a"], SystemExit) and outcome["b"] is None
+    assert _stored_rows(store) == {"b"}
+    assert not group._leading and not group._queue

@@ -111,6 +111,19 @@ class GroupCommit:
             except Exception as exc:  # noqa: BLE001 - handed to the waiting requests, never swallowed
                 self._one_by_one(jobs or self._take(), exc)
                 continue
+            except BaseException as exc:
+                # not an error of the jobs (SystemExit, KeyboardInterrupt in this thread): the
+                # transaction rolled back; answer the jobs it held, pass the lead on so the
+                # queued ones are still written, and let it go on up
+                for job in jobs:
+                    job.error = exc
+                    self._finish(job)
+                with self._lock:
+                    if self._queue:
+                        self._queue[0].signal.set()
+                    else:
+                        self._leading = False
+                raise
             for job in jobs:
                 self._finish(job)
 
