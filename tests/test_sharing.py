@@ -435,6 +435,28 @@ def test_pseudonyms_are_hmac_sha256_of_the_recipients_key_shaped_as_uuids():
     assert all(uuid.UUID(x).version == 8 and uuid.UUID(x).variant == uuid.RFC_4122 for x in want if x)
 
 
+def test_state_ids_read_in_one_query_or_by_person_when_too_many(store, monkeypatch):
+    """A tenant's state ids are read all at once (one query) when they fit the cache, else
+    looked up by person id; both answer the same (state id kinds compared without case)."""
+    records = district(store, "d1", state_ids={"u0": "IA-0", "u2": "IA-2"}, n=4)
+    people = [str(r.id) for r in records if getattr(r, "kind", "") == "person"]
+    other = person("x", org(tenant="d1"), "d1", identifiers=[Identifier(system="sis", kind="OneRoster.userId.SSID", value="S-9"),
+                                                              Identifier(system="sis", kind="oneroster.userId.district", value="D-9")])
+    store.records.apply("d1", [other])
+    asked = [*people, str(other.id).upper(), str(uuid.uuid4())]
+    want = {p.lower(): None for p in asked} | {people[0]: "IA-0", people[2]: "IA-2", str(other.id): "S-9"}
+    from gateway.sharing import deidentify
+
+    assert StateIds(store.engine, "d1").of(asked) == want  # a few: by person id
+    monkeypatch.setattr(deidentify, "READ_ALL_FROM", 3)
+    whole = StateIds(store.engine, "d1")
+    assert whole.of(asked) == want and whole._all is not None
+    assert whole.of([people[2], str(other.id)]) == {people[2]: "IA-2", str(other.id): "S-9"}  # answered from them
+    monkeypatch.setattr(deidentify, "CACHE_MAX", 2)  # 3 state ids: too many to read at once
+    by_person = StateIds(store.engine, "d1")
+    assert by_person.of(asked) == want and by_person._all is None
+
+
 def test_the_columnar_export_matches_record_by_record_deidentification(store, tmp_path):
     """The export decodes only the kept columns of a whole batch and de-identifies column by
     column; what it writes is what ``Deidentifier.record`` makes of each stored record."""

@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from ..auth.sealed import key_file_for, read_or_create_key
 from ..store.tables import identifiers
@@ -52,6 +52,8 @@ _STATE_ID_KINDS_LOWER = frozenset(k.lower() for k in STATE_ID_KINDS)
 #: learners whose state id and pseudonym are remembered at once (a cache, emptied when full:
 #: memory stays bounded however large the district; a learner seen again is recomputed)
 CACHE_MAX = 200_000
+#: a look-up of at least this many learners reads all the tenant's state ids at once (``StateIds``)
+READ_ALL_FROM = 500
 
 #: kinds whose records are about one learner: field -> "learner" (a person reference) or
 #: "record" (the id of another per-learner record)
@@ -198,11 +200,35 @@ def _pseudonymizer_of(key_r: bytes) -> Pseudonymizer:
 
 
 class StateIds:
-    """Person id -> state student id, for one tenant, looked up in the identifier index."""
+    """Person id -> state student id, for one tenant, looked up in the identifier index.
+
+    The first look-up of ``READ_ALL_FROM`` learners or more (an export's batch, a page of the
+    feed) reads ALL the tenant's state ids in one query, not one query per 500 learners, when
+    they number at most ``CACHE_MAX``: later look-ups are answered from them. Smaller look-ups,
+    and every look-up in a tenant with more state ids, go by person id, 500 at a time, the
+    answers remembered up to ``CACHE_MAX``."""
 
     def __init__(self, engine: Engine, tenant: str) -> None:
         self.engine, self.tenant = engine, tenant
         self._known: dict[str, str | None] = {}
+        #: every state id of the tenant by person id (None: not read yet, or too many to hold)
+        self._all: dict[str, str] | None = None
+        self._too_many = False
+
+    def _read_all(self) -> dict[str, str] | None:
+        """The tenant's state ids by person id, or None when more than ``CACHE_MAX`` exist."""
+        q = select(identifiers.c.record_id, identifiers.c.kind, identifiers.c.value).where(
+            identifiers.c.tenant == self.tenant, identifiers.c.record_kind == "person",
+            func.lower(identifiers.c.kind).like("oneroster.userid.%")).limit(4 * CACHE_MAX + 1)
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        if len(rows) > 4 * CACHE_MAX:
+            return None
+        for rid, kind, value in rows:
+            if kind.lower() in _STATE_ID_KINDS_LOWER:
+                found[str(rid)] = value
+        return None if len(found) > CACHE_MAX else found
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as the database's address and the tenant: a part process of the export looks
@@ -210,6 +236,13 @@ class StateIds:
         return (_state_ids_at, (self.engine.url.render_as_string(hide_password=False), self.tenant))
 
     def of(self, person_ids: Iterable[str]) -> dict[str, str | None]:
+        if self._all is None and not self._too_many and isinstance(person_ids, list | tuple | set | dict) \
+                and len(person_ids) >= READ_ALL_FROM:
+            self._all = self._read_all()
+            self._too_many = self._all is None
+        if self._all is not None:
+            every = self._all
+            return {(low := p.lower()): every.get(low) for p in person_ids if p}
         wanted = {p.lower() for p in person_ids if p} - self._known.keys()
         if len(self._known) + len(wanted) > CACHE_MAX:
             self._known.clear()
