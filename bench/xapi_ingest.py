@@ -28,7 +28,8 @@ at most R statements a second, to measure that delay at a rate the server sustai
 The deriver runs in the server's processes, so in ``async`` mode the server CPU of the run
 is the acknowledgement path's and the deriver's together. ``--split`` (with ``async``)
 measures them apart: this process holds the deriver's election lock (the lock file next to
-a SQLite database, the advisory lock on PostgreSQL) while the clients post, so every server
+a SQLite database, the advisory lock on PostgreSQL, and with ``TESSERA_XAPI__DERIVE_SHARDS``
+every shard's) while the clients post, so every server
 process's deriver stands by and the CPU printed is the acknowledgement path's alone; then
 it lets go, and the deriver's catch-up over the whole run is timed on its own
 (statements/s and server CPU per statement). Acknowledgement-to-evidence is not measured
@@ -385,16 +386,25 @@ def deriver_held(store: Store) -> Iterator[Callable[[], None]]:
     """Hold the deriver's election lock (``adapters/xapi/derive.py``): every server process's
     deriver stands by until the function yielded is called (or the block ends)."""
     from adapters.xapi.derive import CONSUMER_LOCK
+    from adapters.xapi.derive_shards import SHARD_LOCK
+    from adapters.xapi.settings import XapiSettings
+    from gateway.config import load_adapter_settings
     from gateway.store.filelock import FileLock
 
     if store.engine.dialect.name == "postgresql":
+        # the single consumer's lock and, with TESSERA_XAPI__DERIVE_SHARDS=K (the server's
+        # environment is this one's), every shard's: a shard consumer takes only a free shard
+        shards = load_adapter_settings(XapiSettings).derive_shards  # type: ignore[attr-defined]
+        keys = [CONSUMER_LOCK, *(SHARD_LOCK + i for i in range(shards if shards > 1 else 0))]
         conn = store.engine.connect()
-        conn.exec_driver_sql(f"SELECT pg_advisory_lock({CONSUMER_LOCK})")
+        for key in keys:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
         conn.commit()
 
         def release() -> None:
             if not conn.closed:  # unlocked first: a pooled connection keeps its session
-                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({CONSUMER_LOCK})")
+                for key in keys:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
                 conn.commit()
                 conn.close()
     else:
