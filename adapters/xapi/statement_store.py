@@ -600,9 +600,9 @@ class _Trimmer:
     worker's RSS grew 163 -> 500 MiB over 100,000 statements (2 workers, SQLite, inline) while
     its Python objects grew by about 15 MB (tracemalloc, mostly the mastery state names) and
     SQLite's heap stayed at 45-68 MB: the rest was freed memory the allocator kept (request
-    bodies, parsed JSON, bulk statements). A trim costs a few ms."""
+    bodies, parsed JSON, bulk statements). A trim costs a few ms; docs/xapi-ingest.md "Memory over a long ingest"."""
 
-    def __init__(self, every: int = 5_000) -> None:
+    def __init__(self, every: int = 1_000) -> None:
         self.every = every
         self._n = 0
         self._lock = threading.Lock()
