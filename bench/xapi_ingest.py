@@ -28,7 +28,8 @@ at most R statements a second, to measure that delay at a rate the server sustai
 The deriver runs in the server's processes, so in ``async`` mode the server CPU of the run
 is the acknowledgement path's and the deriver's together. ``--split`` (with ``async``)
 measures them apart: this process holds the deriver's election lock (the lock file next to
-a SQLite database, the advisory lock on PostgreSQL) while the clients post, so every server
+a SQLite database, the advisory lock on PostgreSQL, and with ``TESSERA_XAPI__DERIVE_SHARDS``
+every shard's) while the clients post, so every server
 process's deriver stands by and the CPU printed is the acknowledgement path's alone; then
 it lets go, and the deriver's catch-up over the whole run is timed on its own
 (statements/s and server CPU per statement). Acknowledgement-to-evidence is not measured
@@ -85,6 +86,7 @@ BATCH = 100
 CLIENTS = 4
 LEARNERS = 5000
 RATE = [0.0]  # --rate: statements a second the clients send at most (0: as fast as answered)
+RSS_EVERY = [0.0]  # --rss-every: seconds between two samples of the server processes' RSS (0: none)
 HOME_PAGE = "https://sis.example.edu"
 VERBS = [
     "http://adlnet.gov/expapi/verbs/passed", "http://adlnet.gov/expapi/verbs/failed",
@@ -160,6 +162,52 @@ def session_usage(pid: int) -> tuple[float, float]:
         except (OSError, ProcessLookupError):
             continue
     return rss_kib / 1024, ticks / os.sysconf("SC_CLK_TCK")
+
+
+class RssCurve:
+    """``--rss-every S``: the resident memory (VmRSS) of each of the server's processes every
+    ``S`` seconds, against the statements acknowledged so far, to tell a cost that grows
+    with the statements from a fixed one."""
+
+    def __init__(self, pid: int, every: float) -> None:
+        self.pid, self.every = pid, every
+        self.acked = [0]
+        self.points: list[tuple[float, int, dict[int, float]]] = []
+        self.stop = threading.Event()
+        self.t0 = time.perf_counter()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def sample(self) -> dict[int, float]:
+        out = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.getsid(int(entry.name)) != self.pid:
+                    continue
+                for line in (entry / "status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        out[int(entry.name)] = int(line.split()[1]) / 1024
+            except (OSError, ProcessLookupError):
+                continue
+        return out
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            self.points.append((time.perf_counter() - self.t0, self.acked[0], self.sample()))
+
+    def finish(self) -> list[str]:
+        self.stop.set()
+        self.thread.join()
+        self.points.append((time.perf_counter() - self.t0, self.acked[0], self.sample()))
+        pids = sorted({p for _, _, s in self.points for p in s})
+        lines = ["RSS curve (MiB of each server process, pids " + ", ".join(map(str, pids)) + "):"]
+        step = max(1, len(self.points) // 12)
+        for t, n, s in [*self.points[::step], self.points[-1]][:14]:
+            lines.append(f"  {t:6.1f} s {n:>9,} statements: " + " + ".join(f"{s.get(p, 0):,.0f}" for p in pids)
+                         + f" = {sum(s.values()):,.0f}")
+        return lines
 
 
 def load_reference(store: Store) -> None:
@@ -244,10 +292,13 @@ def drive(name: str, base: str, auth: tuple[str, str], bodies: list[bytes], pid:
                     on_ack(r.content, t0 + dt)
                 with lock:
                     latencies.append(dt)
+                    if curve is not None and status == 200:
+                        curve.acked[0] += BATCH
                     if status != 200:
                         errors.append(f"{status} {text[:300]}")
 
     threads = [threading.Thread(target=worker) for _ in range(CLIENTS)]
+    curve = RssCurve(pid, RSS_EVERY[0]) if pid and RSS_EVERY[0] else None
     cpu0 = session_usage(pid)[1] if pid else 0.0
     t0 = start = time.perf_counter()
     for t in threads:
@@ -256,7 +307,8 @@ def drive(name: str, base: str, auth: tuple[str, str], bodies: list[bytes], pid:
         t.join()
     took = time.perf_counter() - t0
     rss, cpu = session_usage(pid) if pid else (0.0, 0.0)
-    return Outcome(name, len(bodies) * BATCH - len(errors) * BATCH, took, latencies, errors, cpu - cpu0, rss)
+    return Outcome(name, len(bodies) * BATCH - len(errors) * BATCH, took, latencies, errors, cpu - cpu0, rss,
+                   curve.finish() if curve is not None else [])
 
 
 class Tracker:
@@ -334,16 +386,25 @@ def deriver_held(store: Store) -> Iterator[Callable[[], None]]:
     """Hold the deriver's election lock (``adapters/xapi/derive.py``): every server process's
     deriver stands by until the function yielded is called (or the block ends)."""
     from adapters.xapi.derive import CONSUMER_LOCK
+    from adapters.xapi.derive_shards import SHARD_LOCK
+    from adapters.xapi.settings import XapiSettings
+    from gateway.config import load_adapter_settings
     from gateway.store.filelock import FileLock
 
     if store.engine.dialect.name == "postgresql":
+        # the single consumer's lock and, with TESSERA_XAPI__DERIVE_SHARDS=K (the server's
+        # environment is this one's), every shard's: a shard consumer takes only a free shard
+        shards = load_adapter_settings(XapiSettings).derive_shards  # type: ignore[attr-defined]
+        keys = [CONSUMER_LOCK, *(SHARD_LOCK + i for i in range(shards if shards > 1 else 0))]
         conn = store.engine.connect()
-        conn.exec_driver_sql(f"SELECT pg_advisory_lock({CONSUMER_LOCK})")
+        for key in keys:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
         conn.commit()
 
         def release() -> None:
             if not conn.closed:  # unlocked first: a pooled connection keeps its session
-                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({CONSUMER_LOCK})")
+                for key in keys:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
                 conn.commit()
                 conn.close()
     else:
@@ -476,11 +537,15 @@ def main() -> int:
     ap.add_argument("--split", action="store_true",
                     help="with --derive async: hold the deriver back while the clients post (the acknowledgement path's "
                          "CPU alone), then time its catch-up on its own")
+    ap.add_argument("--rss-every", type=float, default=0.0,
+                    help="sample each server process's RSS every this many seconds and print the curve against the "
+                         "statements acknowledged (a cost that grows with them, or a fixed one)")
     ap.add_argument("--rounds", type=int, default=3, help="with --peer: runs of each")
     ap.add_argument("--recompute-check", action="store_true",
                     help="after the run, recompute every state from scratch: none may differ from the incremental ones")
     args = ap.parse_args()
     RATE[0] = args.rate
+    RSS_EVERY[0] = args.rss_every
     print(f"host speed: record_id {host_speed():.2f} us (bench/host_speed.py; lower is faster)")
     backend = "PostgreSQL" if args.database_url else "SQLite"
     print(f"{backend}, {args.statements:,} statements; {CLIENTS} clients x batches of {BATCH}; server workers: {args.workers}")

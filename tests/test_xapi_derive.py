@@ -331,3 +331,47 @@ def test_tessera_worker_runs_the_consumer_beside_its_own_work(cli, monkeypatch: 
     finally:
         store.dispose()
         wiring.install(previous)
+
+
+def test_a_server_told_not_to_derive_leaves_the_consumer_to_the_worker(store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``TESSERA_XAPI__DERIVE_IN_SERVER=false``: the server acknowledges and never derives,
+    even when a read waits for the evidence; ``tessera worker``'s consumer derives it."""
+    import time
+
+    from adapters.xapi.settings import XapiSettings
+    from gateway.api.app import create_app
+    from gateway.config import load_adapter_settings
+
+    monkeypatch.setenv("TESSERA_XAPI__DERIVE", "async")
+    monkeypatch.setenv("TESSERA_XAPI__DERIVE_IN_SERVER", "false")
+    monkeypatch.setenv("TESSERA_XAPI__DERIVE_WAIT_SECONDS", "0.3")
+    school = f.org()
+    kid = f.person("u1", school, identifiers=[Identifier(system="lms", kind="xapi.account", value="http://www.example.com|1625378")])
+    fw = f.framework()
+    comp = f.competency("RL.3.1", fw, identifiers=[Identifier(system="case", kind="case.uri", value=CASE_URI)])
+    store.records.apply(f.T, [school, kid, fw, comp])
+    settings = Settings(database_url=store.engine.url.render_as_string(hide_password=False), metrics_public=True)
+    app = create_app(settings, store=store, registry=[XapiAdapter()])
+    (server_deriver,) = derivers_of(store)
+    batch = [stmt(), stmt(), stmt()]
+    with serve(app) as base:
+        api = Api(base, store, settings)
+        cid, secret = api.credentials(f.T, ["xapi/all"])
+        with httpx.Client(base_url=base + "/xapi", auth=httpx.BasicAuth(cid, secret), timeout=30,
+                          headers={"X-Experience-API-Version": "1.0.3"}) as lrs:
+            assert lrs.post("/statements", json=batch).status_code == 200
+            reader = api.auth_client(f.T, ["evidence.readonly"])
+            page = reader.get("/v1/evidence", params={"consistent_through": batch[-1]["id"]})
+            reader.close()
+            assert page.status_code == 200 and page.headers["X-Tessera-Consistent"] == "false"
+            time.sleep(0.3)
+            assert server_deriver._thread is None
+            assert all(evidence_of(store, s["id"]) is None for s in batch)
+            # the worker's consumer (XapiAdapter.consumers, what `tessera worker` starts) derives
+            (worker,) = XapiAdapter().consumers(store, load_adapter_settings(XapiSettings))
+            try:
+                assert worker.consume
+                worker.drain()
+            finally:
+                worker.stop()
+            assert all(evidence_of(store, s["id"]) is not None for s in batch)

@@ -113,8 +113,12 @@ class Deriver:
     a thread of this process; ``drain`` derives everything committed so far, in the caller's
     thread (tests, the benchmark)."""
 
-    def __init__(self, store: Any, mapper: EvidenceMapper, *, batch: int = BATCH, poll: float = 0.05, shards: int = 1) -> None:
+    def __init__(self, store: Any, mapper: EvidenceMapper, *, batch: int = BATCH, poll: float = 0.05, shards: int = 1,
+                 consume: bool = True) -> None:
+        """``consume=False``: this process never derives (``TESSERA_XAPI__DERIVE_IN_SERVER=false`` in
+        a server: ``tessera worker`` does); its writers still guard their seqs and wait for the lag."""
         self.store = store
+        self.consume = consume
         self.engine = store.engine
         self.mapper = mapper
         self.batch = max(1, int(batch))
@@ -166,13 +170,15 @@ class Deriver:
 
     def notify(self) -> None:
         """Statements were committed: derive now (starting the consumer on first use)."""
-        if self._thread is None:
+        if self._thread is None and self.consume:
             self.start()
         self._wake.set()
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> None:
+        if not self.consume:
+            return
         with self._started:
             if self._thread is not None and self._thread.is_alive():
                 return

@@ -34,6 +34,11 @@ class XapiSettings(AdapterSettings):
         description="async, PostgreSQL: consumers split by learner, each shard derived by one process at a time, so that "
                     "several processes derive at once (every process must say the same; SQLite: always 1)",
     )
+    derive_in_server: bool = Field(
+        default=True,
+        description="async: the servers' processes run the consumer (one of them derives, the others stand by); false: "
+                    "only `tessera worker` does, in a process of its own (its own core and GIL)",
+    )
     derive_max_lag: int = Field(
         default=0, ge=0,
         description="async: a batch waits (at most derive_lag_wait_seconds) while more statements than this wait for "

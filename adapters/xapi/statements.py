@@ -57,11 +57,14 @@ def build_router(ctx: AppContext) -> APIRouter:
     router = APIRouter()
     settings = settings_of(ctx)
     mapper = EvidenceMapper(ctx.store)  # one mapper per app: it caches actors
-    deriver = Deriver(ctx.store, mapper, batch=settings.derive_batch, shards=settings.derive_shards) if settings.derive == "async" else None
+    deriver = Deriver(ctx.store, mapper, batch=settings.derive_batch, shards=settings.derive_shards,
+                      consume=settings.derive_in_server) if settings.derive == "async" else None
     statements = StatementStore(ctx.store, mapper, merge_every=settings.merge_every, deriver=deriver,
                                 max_lag=settings.derive_max_lag, lag_wait=settings.derive_lag_wait_seconds)
     add_consistency(ctx.store, "xapi", XapiConsistency(ctx.store, deriver, wait_seconds=settings.derive_wait_seconds))
-    if deriver is not None:  # the consumer runs in every server process (one of them consumes, the others stand by)
+    # the consumer runs in every server process (one of them consumes, the others stand by),
+    # unless TESSERA_XAPI__DERIVE_IN_SERVER=false leaves it to `tessera worker`
+    if deriver is not None:
         register_metrics()
         router.on_startup.append(deriver.start)
         router.on_shutdown.append(deriver.stop)
