@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -43,21 +44,28 @@ def void(target: str) -> dict:
             "verb": {"id": ADL + "voided"}, "object": {"objectType": "StatementRef", "id": target}}
 
 
-@pytest.fixture
-def site(store, monkeypatch: pytest.MonkeyPatch):
-    """An LRS in async mode on a real port, with a learner and a competency statements align to;
-    yields (api, lrs client, evidence reader, the app's deriver)."""
+def _aligned_lrs(store) -> tuple[Settings, Any]:
+    """A learner whose xAPI account the statements name and a competency they align to, and
+    an LRS app (not yet serving) on the store."""
     from gateway.api.app import create_app
 
-    monkeypatch.setenv("TESSERA_XAPI__DERIVE", "async")
-    monkeypatch.setenv("TESSERA_XAPI__DERIVE_WAIT_SECONDS", "10")
     school = f.org()
     kid = f.person("u1", school, identifiers=[Identifier(system="lms", kind="xapi.account", value="http://www.example.com|1625378")])
     fw = f.framework()
     comp = f.competency("RL.3.1", fw, identifiers=[Identifier(system="case", kind="case.uri", value=CASE_URI)])
     store.records.apply(f.T, [school, kid, fw, comp])
     settings = Settings(database_url=store.engine.url.render_as_string(hide_password=False), metrics_public=True)
-    app = create_app(settings, store=store, registry=[XapiAdapter()])
+    return settings, create_app(settings, store=store, registry=[XapiAdapter()])
+
+
+@pytest.fixture
+def site(store, monkeypatch: pytest.MonkeyPatch):
+    """An LRS in async mode on a real port, with a learner and a competency statements align to;
+    yields (api, lrs client, evidence reader, the app's deriver)."""
+
+    monkeypatch.setenv("TESSERA_XAPI__DERIVE", "async")
+    monkeypatch.setenv("TESSERA_XAPI__DERIVE_WAIT_SECONDS", "10")
+    settings, app = _aligned_lrs(store)
     (deriver,) = derivers_of(store)
     with serve(app) as base:
         api = Api(base, store, settings)
@@ -339,19 +347,12 @@ def test_a_server_told_not_to_derive_leaves_the_consumer_to_the_worker(store, mo
     import time
 
     from adapters.xapi.settings import XapiSettings
-    from gateway.api.app import create_app
     from gateway.config import load_adapter_settings
 
     monkeypatch.setenv("TESSERA_XAPI__DERIVE", "async")
     monkeypatch.setenv("TESSERA_XAPI__DERIVE_IN_SERVER", "false")
     monkeypatch.setenv("TESSERA_XAPI__DERIVE_WAIT_SECONDS", "0.3")
-    school = f.org()
-    kid = f.person("u1", school, identifiers=[Identifier(system="lms", kind="xapi.account", value="http://www.example.com|1625378")])
-    fw = f.framework()
-    comp = f.competency("RL.3.1", fw, identifiers=[Identifier(system="case", kind="case.uri", value=CASE_URI)])
-    store.records.apply(f.T, [school, kid, fw, comp])
-    settings = Settings(database_url=store.engine.url.render_as_string(hide_password=False), metrics_public=True)
-    app = create_app(settings, store=store, registry=[XapiAdapter()])
+    settings, app = _aligned_lrs(store)
     (server_deriver,) = derivers_of(store)
     batch = [stmt(), stmt(), stmt()]
     with serve(app) as base:
