@@ -99,6 +99,9 @@ INVALID = [
     # a UUID and a line break: SQLite stored it (its ids are read as hex, which skips whitespace), PostgreSQL failed (500)
     ("context.registration", str(uuid.UUID(int=7)) + "\n", "statement.context.registration", "registration with a line break"),
     ("id", str(uuid.UUID(int=8)) + "\n", "statement.id", "id with a line break"),
+    ("verb.id", "http://adlnet.gov/expapi/verbs/experienced\n", "statement.verb.id", "IRI with a line break"),
+    ("timestamp", "2026-12-07T01:02:03Z\n", "statement.timestamp", "timestamp with a line break"),
+    ("actor.mbox", "mailto:kid@example.com\n", "statement.actor.mbox", "mbox with a line break"),
     ("context.contextActivities", {"parent": {"id": "http://example.com/p"}, "sibling": []},
      "statement.context.contextActivities.sibling", "unknown context activity type"),
     ("context.language", "english!", "statement.context.language", "language not RFC 5646"),

@@ -27,29 +27,29 @@ from .http import V2, XapiError
 
 VOIDED = "http://adlnet.gov/expapi/verbs/voided"
 
-_IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]+$")
-_IRL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^\s<>\"{}|\\^`]+$")
+_IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]+\Z")
+_IRL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^\s<>\"{}|\\^`]+\Z")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
-_SHA1 = re.compile(r"^[0-9a-fA-F]{40}$")
-_SHA2 = re.compile(r"^[0-9a-fA-F]{56}$|^[0-9a-fA-F]{64}$|^[0-9a-fA-F]{96}$|^[0-9a-fA-F]{128}$")
-_MAILTO = re.compile(r"^mailto:[^@\s]+@[^@\s]+$")
+_SHA1 = re.compile(r"^[0-9a-fA-F]{40}\Z")
+_SHA2 = re.compile(r"^[0-9a-fA-F]{56}\Z|^[0-9a-fA-F]{64}\Z|^[0-9a-fA-F]{96}\Z|^[0-9a-fA-F]{128}\Z")
+_MAILTO = re.compile(r"^mailto:[^@\s]+@[^@\s]+\Z")
 # RFC 5646 language tag: the sequence of subtag lengths (Data 2.2.s4.b2), plus private use
 _LANG = re.compile(
     r"^(?:(?:[A-Za-z]{2,3}(?:-[A-Za-z]{3}){0,3}|[A-Za-z]{4,8})(?:-[A-Za-z]{4})?(?:-(?:[A-Za-z]{2}|[0-9]{3}))?"
     r"(?:-(?:[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*(?:-[0-9A-WY-Za-wy-z](?:-[A-Za-z0-9]{2,8})+)*(?:-[xX](?:-[A-Za-z0-9]{1,8})+)?"
-    r"|[xX](?:-[A-Za-z0-9]{1,8})+|[iI]-[A-Za-z]{2,8}(?:-[A-Za-z]{2,8})*)$"
+    r"|[xX](?:-[A-Za-z0-9]{1,8})+|[iI]-[A-Za-z]{2,8}(?:-[A-Za-z]{2,8})*)\Z"
 )
 # ISO 8601 combined date and time (Data 4.5); 2.0 also takes RFC 3339's space separator
 _TIMESTAMP = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?([Zz]|[+-]\d{2}(?::?\d{2})?)?$"
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?([Zz]|[+-]\d{2}(?::?\d{2})?)?\Z"
 )
 # ISO 8601:2004 4.4.3.2 duration (Data 4.6), or the week form
 _DURATION = re.compile(
-    r"^P(?!$)(?:\d+(?:[.,]\d+)?Y)?(?:\d+(?:[.,]\d+)?M)?(?:\d+(?:[.,]\d+)?D)?(?:T(?=\d)(?:\d+(?:[.,]\d+)?H)?(?:\d+(?:[.,]\d+)?M)?(?:\d+(?:[.,]\d+)?S)?)?$"
-    r"|^P\d+(?:[.,]\d+)?W$"
+    r"^P(?!\Z)(?:\d+(?:[.,]\d+)?Y)?(?:\d+(?:[.,]\d+)?M)?(?:\d+(?:[.,]\d+)?D)?(?:T(?=\d)(?:\d+(?:[.,]\d+)?H)?(?:\d+(?:[.,]\d+)?M)?(?:\d+(?:[.,]\d+)?S)?)?\Z"
+    r"|^P\d+(?:[.,]\d+)?W\Z"
 )
-_VERSION = re.compile(r"^1\.0(\.\d+)?$")
-_VERSION2 = re.compile(r"^(1|2)\.0(\.\d+)?$")
+_VERSION = re.compile(r"^1\.0(\.\d+)?\Z")
+_VERSION2 = re.compile(r"^(1|2)\.0(\.\d+)?\Z")
 
 INTERACTION_TYPES = frozenset(
     {"true-false", "choice", "fill-in", "long-fill-in", "matching", "performance", "sequencing", "likert", "numeric", "other"}
