@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway.errors import ConfigError, Deviations, ErrorDetail, NotFound, ValidationError
+from gateway.gc_pause import paused_gc
 from gateway.model import Competency, Framework, ProficiencyScale, Record, Relation
 from gateway.store.competencies import CompetencyRepository, FrameworkImport
 
 from .cf_package import CasePackage, parse_package
 from .emit import Emitter
-from .gc_pause import paused_gc
 from .trees import check_tree
 
 if TYPE_CHECKING:

@@ -338,7 +338,7 @@ def build_router(adapter: Any, ctx: AppContext) -> APIRouter:
 
     @router.get("/CFPackages/{sourcedId}", summary="getCFPackage: a framework with its items, associations, definitions and rubrics")
     def get_package(sourcedId: str, request: Request, principal: Principal = need) -> Response:
-        from .gc_pause import paused_gc
+        from gateway.gc_pause import paused_gc
 
         guid = _uuid_param(sourcedId)
         key = (principal.tenant, str(guid), site(request))

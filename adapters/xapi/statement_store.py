@@ -16,10 +16,7 @@ Everything the xAPI resources answer from is still committed before the LRS answ
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import re
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,6 +42,7 @@ from gateway.store.db import BulkStatement
 from gateway.store.group_commit import GroupCommit
 
 from .http import XapiError
+from .memory import TRIM
 from .outbox import enqueue
 from .partitions import StatementIds, partitioned, where_ids
 from .statement_query import MERGED, RECENT, StatementReads
@@ -195,7 +193,7 @@ class StatementStore(StatementReads):
         if len(self._definitions) > _DEFINITIONS_CACHED:
             self._definitions.clear()
         self._definitions.update(learned)  # only what committed
-        _TRIM.count(len(statements))
+        TRIM.count(len(statements))
         if deferred:
             self.deriver.notify()  # committed: derive at once
 
@@ -594,36 +592,5 @@ def _normal(v: Any) -> Any:
 
 
 
-class _Trimmer:
-    """Hands the C heap's free pages back to the system every ``every`` statements stored in
-    this process (glibc's ``malloc_trim``; nothing elsewhere). Measured (issue 22): a server
-    worker's RSS grew 163 -> 500 MiB over 100,000 statements (2 workers, SQLite, inline) while
-    its Python objects grew by about 15 MB (tracemalloc, mostly the mastery state names) and
-    SQLite's heap stayed at 45-68 MB: the rest was freed memory the allocator kept (request
-    bodies, parsed JSON, bulk statements). A trim costs a few ms; docs/xapi-ingest.md "Memory over a long ingest"."""
-
-    def __init__(self, every: int = 1_000) -> None:
-        self.every = every
-        self._n = 0
-        self._lock = threading.Lock()
-        self._trim: Any = None
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            self._trim = libc.malloc_trim
-        except (OSError, AttributeError):
-            pass
-
-    def count(self, statements: int) -> None:
-        if self._trim is None:
-            return
-        with self._lock:
-            self._n += statements
-            if self._n < self.every:
-                return
-            self._n = 0
-        self._trim(0)
-
-
-_TRIM = _Trimmer()
 
 __all__ = ["MERGE_EVERY", "StatementStore", "merge_definition", "same_statement"]

@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, and_, select
 
+from gateway.gc_pause import paused_gc
 from gateway.model import Contribution, MasteryMethod, MasteryState, Status, ensure_aware, utcnow
 from gateway.store import Store
 from gateway.store import tables as t
@@ -235,8 +236,7 @@ def _in_range(q: Any, column: Any, lo: uuid.UUID | None, hi: uuid.UUID | None) -
     return q
 
 
-@contextmanager
-def paused_collection() -> Iterator[None]:
+def paused_collection() -> paused_gc:
     """The cyclic garbage collector off while a batch of evidence is derived, back on after
     it as it was (nested uses leave it to the outermost).
 
@@ -247,13 +247,7 @@ def paused_collection() -> Iterator[None]:
     batch's objects when it ends; the first allocation after it runs any collection that is
     due, cycles included. Other threads of the process allocate without collections
     meanwhile, for as long as a batch takes."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
+    return paused_gc()
 
 
 @contextmanager
@@ -268,13 +262,8 @@ def _collected_per_batch() -> Iterator[Callable[[], object]]:
     recompute's Python time (measured with py-spy, 2026-11). What the hot loop builds is
     freed by reference counting; the collection per batch reclaims any cycle made
     meanwhile, so memory stays bounded by a batch as before."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         yield lambda: gc.collect(0)
-    finally:
-        if was:
-            gc.enable()
 
 
 def _partitions(conn: Connection, q: Any) -> Iterator[Sequence[Any]]:

@@ -10,14 +10,13 @@ same records and errors, on a second core.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gateway.errors import Deviations, ErrorDetail, IntegrityError, TesseraError
+from gateway.gc_pause import paused_gc
 from gateway.model import Record
 from gateway.store.records import PreparedBatch
 
@@ -115,19 +114,12 @@ STREAM_BYTES = 16 * 1024 * 1024
 STREAM_BATCH = 20_000
 
 
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
+def gc_paused() -> paused_gc:
     """Pause the cyclic garbage collector while an import runs: the import holds hundreds of
     thousands of long-lived, acyclic objects (records, sourcedId sets) that every full
     collection would walk again, which took HALF of a large import's time. Reference
     counting still frees everything; the collector is restored after."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
+    return paused_gc()
 
 
 def import_package(
