@@ -16,7 +16,6 @@ columns are drawn from a whole batch, and the personal ones replaced a column at
 from __future__ import annotations
 
 import functools
-import gc
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -28,6 +27,7 @@ import msgspec
 import orjson
 from msgspec.structs import astuple
 
+from ..gc_pause import paused_gc
 from ..model import RECORD_TYPES
 from .deidentify import KEEP, PERSONAL_REFS, Deidentifier
 
@@ -174,9 +174,7 @@ def columnize(kind: str, cols: Sequence[tuple[str, str]], raws: Sequence[Any], d
     (an identified NDJSON export writes the stored texts) nothing is decoded."""
     if not need_columns and deid is None:
         return Batch(raws, {}, as_stored=True)
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         decode = _row_decoder(kind, tuple(cols), deid is not None).decode
         rows = list(map(decode, raws))
         drawn = list(zip(*map(astuple, rows), strict=True)) if rows else [() for _ in cols]
@@ -197,9 +195,6 @@ def columnize(kind: str, cols: Sequence[tuple[str, str]], raws: Sequence[Any], d
             else:
                 out[name] = values
         return Batch(raws, out, as_stored=deid is None)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -213,9 +208,7 @@ def deidentified_texts(kind: str, raws: Sequence[Any], deid: Deidentifier) -> tu
     time, and each struct is written back as JSON by msgspec: members absent or None stay
     out, nested members as stored (or their kept keys), in the schema's order."""
     cols = columns_of(kind, deidentified=True)
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         rows = list(map(_row_decoder(kind, tuple(cols), True).decode, raws))
         refs = PERSONAL_REFS.get(kind, {})
         ids: list[Any] = []
@@ -239,9 +232,6 @@ def deidentified_texts(kind: str, raws: Sequence[Any], deid: Deidentifier) -> tu
                 for r, v in zip(rows, changed, strict=True):
                     setattr(r, attr, v)
         return list(map(_ENCODER.encode, rows)), ids
-    finally:
-        if enabled:
-            gc.enable()
 
 
 _DONE = object()

@@ -22,7 +22,6 @@ under a grant is written to that grant's access log (who, what, when, how many).
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 import uuid
@@ -35,6 +34,7 @@ import orjson
 from sqlalchemy import and_, or_, select
 
 from ..errors import ErrorDetail, Gone, ScopeError, ValidationError
+from ..gc_pause import paused_gc
 from ..model import RECORD_TYPES
 from ..store import Store
 from ..store.changefeed import newest_safe, oldest
@@ -126,9 +126,7 @@ class ChangeFeed:
             sources += [(g.grantor, wanted & set(g.kinds), g) for g in reader.grants if wanted & set(g.kinds)]
             rows: list[Any] = []
             deids = {t: self._deidentifier(reader.tenant, t) for t, _, g in sources if g is not None and g.deidentified}
-            enabled = gc.isenabled()
-            gc.disable()  # tens of thousands of fresh dicts a page: the cyclic collector would walk them over and over
-            try:
+            with paused_gc():  # tens of thousands of fresh dicts a page: the cyclic collector would walk them over and over
                 docs: dict[tuple[str, str], tuple[Any, bool, str | None]] = {}
                 if sources and until > since and conn.dialect.name == "postgresql":
                     rows = self._pg_page(conn, sources, since, until, limit, deids, docs)
@@ -141,9 +139,6 @@ class ChangeFeed:
                 more = len(rows) > limit
                 rows = rows[:limit]
                 out, counts = _changes(rows, docs, reader, sources, deids)
-            finally:
-                if enabled:
-                    gc.enable()
         next_since = rows[-1][0] if more else until
         by_tenant = {t: g for t, _, g in sources}  # the grant each grantor's changes were read under
         self.grants.log_many([(g.id, f"since={since} until={until} kinds={','.join(sorted(wanted & set(g.kinds)))}",
