@@ -46,6 +46,7 @@ from .memory import TRIM
 from .outbox import enqueue
 from .partitions import StatementIds, partitioned, where_ids
 from .statement_query import MERGED, RECENT, StatementReads
+from .statement_seqs import allocate_seqs, voided_by_earlier
 from .tables import (
     xapi_activities,
     xapi_attachments,
@@ -293,7 +294,7 @@ class StatementStore(StatementReads):
         if self.deriver is not None:
             self.deriver.guard(conn)  # PostgreSQL: the deriver reads no seq of a transaction still open
         n = len(plan.ids)
-        seqs = self._allocate(conn, n)
+        seqs = allocate_seqs(conn, n)
         width = len(_STATEMENT_COLUMNS)
         plan.statements[0::width] = seqs
         if self._ids is not None:  # PostgreSQL: each id in the id table, with its seq and stored
@@ -308,7 +309,7 @@ class StatementStore(StatementReads):
         self._activities.execute_flat(conn, plan.activities, len(plan.activity_of))
         # voided: targets of this batch's voiding statements, and statements of this batch
         # that an earlier voiding statement already targets (Data 2.3.2.s2.b3)
-        earlier = [r.voiding for r in conn.execute(select(s.c.voiding).where(s.c.tenant == tenant, s.c.voiding.in_(plan.keys)))]
+        earlier = voided_by_earlier(conn, tenant, plan.keys)
         voided = {_uuid(v) for v in targets.values()} | set(earlier)
         if voided:
             conn.execute(update(s).where(where_ids(conn, tenant, sorted(voided)), s.c.voiding.is_(None))
@@ -334,17 +335,6 @@ class StatementStore(StatementReads):
             cols = [c.name for c in merged.primary_key.columns]  # the merged table's key order
             conn.execute(insert(merged).from_select(cols, select(*(recent.c[c] for c in cols)).order_by(*(recent.c[c] for c in cols))))
             conn.execute(delete(recent))
-
-    def _allocate(self, conn: Connection, n: int) -> list[int]:
-        """``n`` increasing statement seqs. SQLite: past the largest, under the write lock
-        the transaction holds; PostgreSQL: from the column's sequence."""
-        s = xapi_statements
-        if self.engine.dialect.name == "postgresql":
-            return sorted(conn.exec_driver_sql(
-                "SELECT nextval(pg_get_serial_sequence('xapi_statements', 'seq')) FROM generate_series(1, %(n)s)", {"n": n}
-            ).scalars())
-        top = conn.execute(select(func.max(s.c.seq))).scalar() or 0
-        return list(range(top + 1, top + 1 + n))
 
     def _referenced_rows(self, tenant: str,
                          statements: list[dict[str, Any]]) -> dict[str, tuple[list[tuple[str, str, str]], list[tuple[str, str]]]]:
