@@ -27,7 +27,6 @@ import orjson
 from sqlalchemy import (
     Connection,
     delete,
-    func,
     insert,
     select,
     update,
@@ -118,6 +117,7 @@ class StatementStore(StatementReads):
         self._key = _uuid_bytes if dialect.name == "sqlite" else (lambda value: uid(uuid.UUID(value)))
         # SQLite: new index rows go to the recent tier, merged every ``merge_every`` statements
         self._tiered = dialect.name == "sqlite"
+        self._oldest_recent = f"SELECT min(seq) FROM {xapi_recent_agents.name}"
         self.merge_every = merge_every
         written = RECENT if self._tiered else MERGED
         # PostgreSQL: statements partitioned by month, index rows with their statement's stored,
@@ -324,7 +324,7 @@ class StatementStore(StatementReads):
     def _merge_due(self, conn: Connection, last: int) -> bool:
         """Whether the recent tier now spans ``merge_every`` statements (every statement has
         a row in ``xapi_recent_agents``: its verb's)."""
-        oldest = conn.execute(select(func.min(xapi_recent_agents.c.seq))).scalar()
+        oldest = conn.exec_driver_sql(self._oldest_recent).scalar()  # under the write lock: no SQLAlchemy compile
         return oldest is not None and last - oldest + 1 >= self.merge_every
 
     def merge(self, conn: Connection) -> None:
