@@ -65,7 +65,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -442,15 +442,15 @@ def run_tessera(url: str, bodies: list[bytes], workers: int, *, recheck: bool = 
     load_reference(store)
     print(f"  loaded the framework and {LEARNERS:,} learners in {time.perf_counter() - t0:.1f} s")
     how = "async in a tessera worker" if derive == "async" and IN_WORKER[0] else derive
-    with tessera(url, workers, derive) as (base, pid):
+    # held from before the server starts: a ``tessera worker`` (--derive-in-worker) starts deriving at once
+    with deriver_held(store) if split else nullcontext(None) as release, tessera(url, workers, derive) as (base, pid):
         client, secret = ClientStore(store.engine).create(TENANT, ["xapi/all"], name="bench")
-        if split:
-            with deriver_held(store) as release:
-                out = drive(f"Tessera ({workers} workers, derive {how}, acknowledgement path alone)", base,
-                            (client.client_id, secret), bodies, pid)
-                cpu0 = session_usage(pid)[1]
-                release()
-                behind = caught_up(store)
+        if release is not None:
+            out = drive(f"Tessera ({workers} workers, derive {how}, acknowledgement path alone)", base,
+                        (client.client_id, secret), bodies, pid)
+            cpu0 = session_usage(pid)[1]
+            release()
+            behind = caught_up(store)
             rss, cpu = session_usage(pid)
             out.rss = rss
             n = max(1, out.statements)
