@@ -382,7 +382,8 @@ def tessera(url: str, workers: int, derive: str = "inline") -> Iterator[tuple[st
     proc = subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL)
     # the consumer in a process of its own: ``tessera worker`` (its CPU is counted with the server's)
-    worker = subprocess.Popen([exe, "worker"], env=env, start_new_session=True, stdout=subprocess.DEVNULL) if in_worker else None
+    worker = (subprocess.Popen([exe, "worker"], env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+              if in_worker else None)
     if worker is not None:
         WORKER_SESSIONS.append(worker.pid)
     base = f"http://127.0.0.1:{port}"
