@@ -15,6 +15,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 from gateway.model import Evidence, EvidenceKind, Status, record_id
 from gateway.model.evidence import ActivityRef, Provenance, Score
 
@@ -74,7 +76,7 @@ def trusted_evidence(tenant: str, source: str, native_id: Any, learner: uuid.UUI
 
 def _fields_in_order() -> None:
     """``trusted_dict`` takes the dicts above as they are: they must name every field, in order."""
-    expect = {
+    expect: dict[type[BaseModel], list[str]] = {
         Evidence: ["kind", "id", "tenant", "source", "native_id", "identifiers", "status", "updated_at", "source_updated_at",
                    "extensions", "learner_id", "competency_id", "alignment_id", "activity", "evidence_kind", "score", "level",
                    "success", "completion", "observed_at", "recorded_at", "assessor", "artifacts", "provenance", "voided",
