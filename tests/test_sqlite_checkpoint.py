@@ -6,8 +6,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
+from gateway.store import db
 from gateway.store.db import CHECKPOINT_BACKSTOP, WRITE, checkpointer, make_engine
 
 
@@ -26,24 +28,35 @@ def _write(engine, rows: int, start: int = 0) -> None:
         conn.execute(text("INSERT INTO t (n, pad) VALUES (:n, :pad)"), [{"n": start + i, "pad": "x" * 2000} for i in range(rows)])
 
 
-def test_a_commit_leaves_the_checkpoint_to_the_thread_and_the_wal_starts_over(tmp_path: Path) -> None:
+def test_a_commit_leaves_the_checkpoint_to_the_thread_and_the_wal_starts_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "db.sqlite"
+    woken: list[str] = []
+
+    class Thread:  # what a commit calls, recorded: the test runs the checkpoint itself, with no thread racing it
+        def __init__(self, where: str) -> None:
+            self.where = where
+
+        def committed(self) -> None:
+            woken.append(self.where)
+
+    monkeypatch.setattr(db, "checkpointer", Thread)
     engine = make_engine(f"sqlite:///{path}")
     try:
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == CHECKPOINT_BACKSTOP
             conn.exec_driver_sql("CREATE TABLE t (n INTEGER PRIMARY KEY, pad TEXT)")
             conn.commit()
-        ckpt = checkpointer(str(path))
+        assert woken == []  # a transaction that only BEGINs deferred wakes nothing
         _write(engine, 400)
-        assert ckpt._running  # the commit woke the thread (it ends by itself once idle)
-        ckpt.checkpoint()  # what the thread does, here in the test's thread
+        assert woken == [str(path)]  # the write's commit woke its database's thread
+        ckpt = db._Checkpointer(str(path))
+        ckpt.checkpoint()  # what the thread does
+        assert ckpt.frames > 0 and ckpt.checkpoints == 1
         frames, copied = _wal(path)
-        assert frames > 0 and copied == frames  # the whole WAL is in the database
-        before = frames
-        _write(engine, 1, start=400)  # the next writer starts the WAL over from its beginning
+        assert frames == ckpt.frames and copied == frames  # the whole WAL is in the database
+        _write(engine, 1, start=400)  # so the next writer starts the WAL over from its beginning
         frames, _ = _wal(path)
-        assert 0 < frames < before
+        assert 0 < frames < ckpt.frames
         with engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 401
     finally:
@@ -54,3 +67,27 @@ def test_a_deleted_database_is_not_created_again(tmp_path: Path) -> None:
     path = tmp_path / "gone.sqlite"
     checkpointer(str(path)).checkpoint()
     assert not path.exists()
+
+
+def test_a_forked_process_starts_its_own_checkpoint_thread(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "fork.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (n INTEGER PRIMARY KEY, pad TEXT)")
+            conn.commit()
+        _write(engine, 10)
+        assert checkpointer(str(path))._running
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: a fresh handle, whose thread is not running yet
+            fresh = checkpointer(str(path))
+            os.write(write, b"1" if not fresh._running and fresh.checkpoints == 0 else b"0")
+            os._exit(0)
+        os.close(write)
+        assert os.read(read, 1) == b"1"
+        os.waitpid(pid, 0)
+    finally:
+        engine.dispose()

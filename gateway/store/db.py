@@ -333,6 +333,17 @@ _CHECKPOINTERS: dict[str, _Checkpointer] = {}
 _CHECKPOINTERS_LOCK = threading.Lock()
 
 
+def _forgotten_in_child() -> None:
+    """A forked process has none of its parent's threads: it starts its own checkpointers (a
+    handle copied from the parent would say its thread runs, and no checkpoint would ever run)."""
+    global _CHECKPOINTERS_LOCK
+    _CHECKPOINTERS.clear()
+    _CHECKPOINTERS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forgotten_in_child)
+
+
 def checkpointer(path: str) -> _Checkpointer:
     """The checkpoint thread's handle of the database file ``path`` in this process."""
     found = _CHECKPOINTERS.get(path)
