@@ -479,8 +479,8 @@ class EvidenceMapper:
         artifacts = [a["fileUrl"] for a in stmt.get("attachments") or () if isinstance(a.get("fileUrl"), str)]
         version = stmt.get("version") or "1.0.0"
         sha = hashlib.sha256(orjson.dumps(stmt, option=orjson.OPT_SORT_KEYS)).hexdigest()
-        fast = trusted_evidence(tenant, self.source, stmt["id"], learner, competency_id, alignment_id, activity, kind, score, success,
-                        completion, observed, artifacts, version, sha, stored, ext)
+        fast = trusted_evidence(tenant, self.source, stmt["id"], learner, competency_id, alignment_id, activity, kind, score,
+                                success, completion, observed, artifacts, version, sha, stored, ext)
         if fast is not None:
             return fast
         # Anything out of the usual shape is validated, and refused in the model's own words.
