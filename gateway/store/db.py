@@ -266,12 +266,20 @@ class _Checkpointer:
                 threading.Thread(target=self._run, name="tessera-sqlite-checkpoint", daemon=True).start()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException:  # whatever ended it, the next commit starts another
+            with self._lock:
+                self._running = False
+            raise
+
+    def _loop(self) -> None:
         pause = self.INTERVAL
         while True:
             if not self._wake.wait(self.IDLE):
                 with self._lock:
                     if not self._wake.is_set():
-                        self._running = False
+                        self._running = False  # under the lock: a commit now starts a new thread
                         return
             self._wake.clear()
             self.checkpoint()
@@ -323,8 +331,8 @@ class _Checkpointer:
                 finally:
                     os.close(queue)  # releases the lock
             self.checkpoints += 1
-        except sqlite3.Error:
-            pass  # busy (another process checkpoints), or not in WAL mode: the next commit wakes it again
+        except (sqlite3.Error, OSError):
+            pass  # busy (another process checkpoints), not in WAL mode, or gone: the next commit wakes it again
         finally:
             conn.close()
 
