@@ -400,8 +400,8 @@ class StatementStore(StatementReads):
         if not pending:
             return {}
         if conn.dialect.name == "postgresql":  # tests/test_xapi_concurrent_writes.py
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtextextended(%(t)s || ' ' || k, 0)) FROM unnest(%(ids)s::text[]) k "
-                                 "ORDER BY k", {"t": tenant, "ids": sorted(pending)})
+            conn.exec_driver_sql("SELECT count(pg_advisory_xact_lock(hashtextextended(%(t)s || ' ' || k, 0))) "
+                                 "FROM (SELECT k FROM unnest(%(ids)s::text[]) AS k ORDER BY k) AS ordered", {"t": tenant, "ids": sorted(pending)})
         a = xapi_activities
         stored = {r.id: orjson.loads(r.definition) for r in conn.execute(
             select(a.c.id, a.c.definition).where(a.c.tenant == tenant, a.c.id.in_(list(pending)))
