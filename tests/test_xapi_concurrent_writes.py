@@ -1,5 +1,5 @@
 """PostgreSQL: two statement batches written at once, each in its own transaction, in the two
-orders that a review suspected of losing a write:
+cases that a review suspected of losing a write:
 
 - two batches carrying different definitions of one activity (Data 2.4.4.1.s4.b3: the LRS
   updates its stored definition; here, the latest statement's definition with the language
@@ -126,14 +126,16 @@ class _Held:
 
 
 def _until_ended_or_waiting(engine: Any, thread: threading.Thread) -> None:
-    """Until ``thread`` ends or a session of this database waits on a lock (the held one's)."""
+    """Until ``thread`` ends or a session of this database waits on a lock the held one may
+    hold: a row's (``transactionid``, ``tuple``) or an advisory lock (not, say, a table's extension)."""
     with engine.connect() as conn:
         db = conn.scalar(text("SELECT current_database()"))
         for _ in range(int(WAIT / 0.01)):
             thread.join(0.01)
             if not thread.is_alive():
                 return
-            waiting = conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND wait_event_type = 'Lock'"),
+            waiting = conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND wait_event_type = 'Lock' "
+                                       "AND wait_event IN ('transactionid', 'tuple', 'advisory')"),
                                   {"db": db})
             conn.rollback()  # a fresh snapshot for the next look
             if waiting:
