@@ -28,6 +28,7 @@ import orjson
 import pytest
 from sqlalchemy import event, select, text
 
+from adapters.xapi.derive import Deriver
 from adapters.xapi.evidence import EvidenceMapper
 from adapters.xapi.statement_store import StatementStore
 from adapters.xapi.statements import complete
@@ -171,20 +172,29 @@ def test_two_batches_defining_one_activity_at_once_both_merge_into_its_definitio
     assert _definition(store) == stored
 
 
-@pytest.fixture
-def aligned(store: Store) -> Iterator[tuple[Store, StatementStore]]:
-    """A learner (``u1``) and a competency the CASE category aligns: a statement makes evidence inline."""
+@pytest.fixture(params=["inline", "async"])
+def aligned(store: Store, request: pytest.FixtureRequest) -> Iterator[tuple[Store, StatementStore]]:
+    """A learner (``u1``) and a competency the CASE category aligns: a statement makes evidence,
+    in its own transaction (``inline``) or by the consumer of the statement log (``async``,
+    drained by ``_voided``)."""
     school = f.org()
     learner = f.person("u1", school, identifiers=[Identifier(system="lms", kind="xapi.account", value=f"{HOME}|u1")])
     fw = f.framework()
     comp = f.competency("A", fw, identifiers=[Identifier(system="case", kind="case.uri", value=CASE)])
     store.records.apply(f.T, [school, learner, fw, comp])
-    yield store, StatementStore(store, EvidenceMapper(store))
+    mapper = EvidenceMapper(store)
+    deriver = None
+    if request.param == "async":
+        deriver = Deriver(store, mapper)
+        deriver.notify = lambda: None  # type: ignore[method-assign]  # drained by _voided
+    yield store, StatementStore(store, mapper, deriver=deriver)
 
 
-def _voided(store: Store, sid: str) -> tuple[bool, bool]:
-    """(the statement's voided flag, its evidence's)"""
-    s, ev = xapi_statements, t.evidence
+def _voided(lrs: StatementStore, sid: str) -> tuple[bool, bool]:
+    """(the statement's voided flag, its evidence's), everything derived"""
+    if lrs.deriver is not None:
+        lrs.deriver.drain()
+    store, s, ev = lrs.store, xapi_statements, t.evidence
     with store.engine.connect() as conn:
         flag = conn.scalar(select(s.c.voided).where(s.c.tenant == f.T, s.c.id == uuid.UUID(sid)))
         evidence = conn.scalar(select(ev.c.voided).where(ev.c.tenant == f.T, ev.c.id == record_id(f.T, "evidence", "xapi", sid)))
@@ -205,14 +215,14 @@ def test_a_voiding_statement_committed_while_its_target_is_being_written_voids_i
     held = _Held(store, "commit")
     errors = held.run(lambda: _save(lrs, [first]), lambda: _save(lrs, [second]))
     assert errors == []
-    assert _voided(store, target["id"]) == (True, True)  # the statement voided, and its evidence
-    assert _voided(store, voiding["id"])[0] is False  # a voiding statement is never voided
+    assert _voided(lrs, target["id"]) == (True, True)  # the statement voided, and its evidence
+    assert _voided(lrs, voiding["id"])[0] is False  # a voiding statement is never voided
 
 
 def test_a_target_stored_after_its_voiding_statement_is_voided_with_its_evidence(aligned: tuple[Store, StatementStore]) -> None:
     """The same, one after the other (inline: the target's evidence was stored unvoided)."""
-    store, lrs = aligned
+    _, lrs = aligned
     target = _stmt()
     _save(lrs, [_void(target["id"])])
     _save(lrs, [target])
-    assert _voided(store, target["id"]) == (True, True)
+    assert _voided(lrs, target["id"]) == (True, True)
