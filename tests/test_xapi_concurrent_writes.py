@@ -147,7 +147,8 @@ def _until_ended_or_waiting(engine: Any, thread: threading.Thread) -> None:
 def _definition(store: Store) -> dict[str, Any]:
     a = xapi_activities
     with store.engine.connect() as conn:
-        return orjson.loads(conn.scalar(select(a.c.definition).where(a.c.tenant == f.T, a.c.id == ACTIVITY)))  # type: ignore[no-any-return]
+        found: dict[str, Any] = orjson.loads(conn.scalar(select(a.c.definition).where(a.c.tenant == f.T, a.c.id == ACTIVITY)) or "null")
+    return found
 
 
 @pytest.mark.parametrize("known", [True, False], ids=["stored-before", "new-activity"])
