@@ -128,6 +128,8 @@ class TenantModel:
     _resolved: dict[uuid.UUID, tuple[Rule, Scale]] = field(default_factory=dict)
     _above: dict[uuid.UUID, frozenset[uuid.UUID]] = field(default_factory=dict)
     _order: dict[uuid.UUID, list[uuid.UUID]] = field(default_factory=dict)
+    #: ``incremental.Compiled``: the structure by competency number, made on first use
+    compiled: Any = None
 
     # --- rules and scales ---------------------------------------------------------------------
 
