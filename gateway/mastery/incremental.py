@@ -34,6 +34,7 @@ import orjson
 from sqlalchemy import Connection
 
 from gateway.model import MasteryMethod, MasteryState, Status, ensure_aware
+from gateway.model.base import uuid_from_int
 
 from .derivation import leaf_of
 from .derived import ContributionRow, Derived
@@ -177,14 +178,33 @@ def _summary_of(data: str) -> Summary:
 
 def _rollup(parent: uuid.UUID, r: Rollup, members: list[Any]) -> Derived | None:
     """``derivation._rollup`` over ``members`` (the children's states in ``r.kids`` order, then
-    the parent's own when it has one): the same sums in the same order."""
-    present = [d for d in members if d is not None]
+    the parent's own when it has one), in one pass: the same sums in the same order (``sum``
+    starts from the int 0 too), the first of equal minima and maxima kept as ``min`` and
+    ``max`` keep them."""
+    total: float = 0
+    hits = count = 0
+    first = last = None
+    present = False
+    for d in members:
+        if d is None:
+            continue
+        present = True
+        total += d.value or 0.0
+        if d.mastered:
+            hits += 1
+        count += d.evidence_count
+        at = d.first_at
+        if at is not None and (first is None or at < first):
+            first = at
+        at = d.last_at
+        if at is not None and (last is None or at > last):
+            last = at
     if not present:
         return None
     rule, scale = r.rule, r.scale
     n = len(members)
-    value = sum((d.value or 0.0) for d in present) / n
-    share = sum(1 for d in present if d.mastered) / n
+    value = total / n
+    share = hits / n
     mastered = share >= rule.rollup_share - 1e-12
     level = scale.level_for(value)
     if mastered and not level.mastery:
@@ -193,15 +213,12 @@ def _rollup(parent: uuid.UUID, r: Rollup, members: list[Any]) -> Derived | None:
         level = scale.highest_below_mastery
     weight = round(1 / n, 12)
     contribs: list[ContributionRow] = []
-    for at, c in r.order:
-        if at < n:
-            d = members[at]
+    for at_, c in r.order:
+        if at_ < n:
+            d = members[at_]
             contribs.append((None, c, d.value if d is not None and d.value is not None else 0.0, weight))
-    firsts = [d.first_at for d in present if d.first_at is not None]
-    lasts = [d.last_at for d in present if d.last_at is not None]
     params: dict[str, Any] = {"rollup_share": rule.rollup_share, "mastered_share": round(share, 6), "children": len(r.kids)}
-    return Derived(parent, rule, MasteryMethod.rollup, value, level.code, mastered, contribs,
-                   sum(d.evidence_count for d in present), min(firsts, default=None), max(lasts, default=None), params)
+    return Derived(parent, rule, MasteryMethod.rollup, value, level.code, mastered, contribs, count, first, last, params)
 
 
 def retired(tenant: str, learner: uuid.UUID, competency: uuid.UUID, model: TenantModel, now: datetime) -> MasteryState:
@@ -280,7 +297,7 @@ def update(model: TenantModel, summaries: Summaries, conn: Connection, tenant: s
                 summaries.put(digest, _summary_of(data))
     suffix = computed_at_suffix(now)
     out = Update([], {}, [])
-    ids, rule_scale, rollups, from_int = cm.ids, cm.rule_scale, cm.rollups, uuid.UUID
+    ids, rule_scale, rollups, texts_of = cm.ids, cm.rule_scale, cm.rollups, cm.texts
     for learner, text, p, mine, rows_of in zip(learners, texts, plans, sids, rows_by, strict=True):
         known: dict[int, Any] = {}
         for c, sid in zip(p.kids, mine[len(p.wanted):], strict=True):
@@ -310,8 +327,8 @@ def update(model: TenantModel, summaries: Summaries, conn: Connection, tenant: s
                 if head is not None and head[0] == _ACTIVE:
                     out.retired.append(retired(tenant, learner, ids[c], model, now))
                 continue
-            sid_u = from_int(int=sid)
-            state = state_json(tenant, SOURCE, sid_u, f"{text}:{cm.texts[c]}", learner, d, suffix)
+            sid_u = uuid_from_int(sid)
+            state = state_json(tenant, SOURCE, sid_u, f"{text}:{texts_of[c]}", learner, d, suffix)
             if head is not None:
                 if head[1] == state[1] and head[0] == _ACTIVE:
                     continue  # unchanged: nothing to write

@@ -57,6 +57,9 @@ class Scale:
             for i, lv in enumerate(ordered)
         ]
         self._by_code = {lv.code: lv for lv in self.levels}
+        below = [lv for lv in self.levels if not lv.mastery]
+        self._lowest_mastery = next((lv for lv in self.levels if lv.mastery), None)
+        self._highest_below_mastery = below[-1] if below else self.levels[0] if self.levels else None
 
     def level_for(self, value: float) -> Level:
         found = self.levels[0]
@@ -73,12 +76,13 @@ class Scale:
 
     @property
     def lowest_mastery(self) -> Level | None:
-        return next((lv for lv in self.levels if lv.mastery), None)
+        return self._lowest_mastery
 
     @property
     def highest_below_mastery(self) -> Level:
-        below = [lv for lv in self.levels if not lv.mastery]
-        return below[-1] if below else self.levels[0]
+        if self._highest_below_mastery is None:
+            raise IndexError("a scale without levels")
+        return self._highest_below_mastery
 
 
 @cache
