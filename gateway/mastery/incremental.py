@@ -48,14 +48,8 @@ if TYPE_CHECKING:
 _ACTIVE = Status.active.value
 
 
-class Summary(NamedTuple):
-    """What a rollup reads of a child's state (``Derived`` has the same attributes)."""
-
-    value: float | None
-    mastered: bool
-    evidence_count: int
-    first_at: datetime | None
-    last_at: datetime | None
+#: what a rollup reads of a child's state: (value, mastered, evidence count, first_at, last_at)
+Summary = tuple[float | None, bool, int, datetime | None, datetime | None]
 
 
 class Plan(NamedTuple):
@@ -91,6 +85,7 @@ class Compiled:
         index = self.index = {c: i for i, c in enumerate(ids)}
         self.texts = [str(c) for c in ids]
         self.groups = [tuple(index[e] for e in model.group(c)) for c in ids]
+        self.single = [len(g) == 1 for g in self.groups]  # no equivalents: its evidence is its own
         self.rule_scale = [model.rule_and_scale(c) for c in ids]
         self.rollups: list[Rollup | None] = [None] * len(ids)
         for i, c in enumerate(ids):
@@ -160,10 +155,11 @@ class Summaries:
     def get(self, digest: str) -> Summary | None:
         return self._by_hash.get(digest)
 
-    def put(self, digest: str, summary: Summary) -> None:
+    def put(self, digest: str, summary: Summary) -> Summary:
         if len(self._by_hash) >= self.KEPT:
             self._by_hash.clear()
         self._by_hash[digest] = summary
+        return summary
 
 
 def _summary_of(data: str) -> Summary:
@@ -171,12 +167,12 @@ def _summary_of(data: str) -> Summary:
     (its contributions list every evidence item)."""
     doc = orjson.loads(data)
     first, last = doc.get("first_at"), doc.get("last_at")
-    return Summary(doc.get("value"), bool(doc.get("mastered")), doc.get("evidence_count", 0),
-                   ensure_aware(datetime.fromisoformat(first)) if first else None,
-                   ensure_aware(datetime.fromisoformat(last)) if last else None)
+    return (doc.get("value"), bool(doc.get("mastered")), doc.get("evidence_count", 0),
+            ensure_aware(datetime.fromisoformat(first)) if first else None,
+            ensure_aware(datetime.fromisoformat(last)) if last else None)
 
 
-def _rollup(parent: uuid.UUID, r: Rollup, members: list[Any]) -> Derived | None:
+def _rollup(parent: uuid.UUID, r: Rollup, members: list[Summary | None]) -> Derived | None:
     """``derivation._rollup`` over ``members`` (the children's states in ``r.kids`` order, then
     the parent's own when it has one), in one pass: the same sums in the same order (``sum``
     starts from the int 0 too), the first of equal minima and maxima kept as ``min`` and
@@ -189,16 +185,15 @@ def _rollup(parent: uuid.UUID, r: Rollup, members: list[Any]) -> Derived | None:
         if d is None:
             continue
         present = True
-        total += d.value or 0.0
-        if d.mastered:
+        v, m, k, at, to = d
+        total += v or 0.0
+        if m:
             hits += 1
-        count += d.evidence_count
-        at = d.first_at
+        count += k
         if at is not None and (first is None or at < first):
             first = at
-        at = d.last_at
-        if at is not None and (last is None or at > last):
-            last = at
+        if to is not None and (last is None or to > last):
+            last = to
     if not present:
         return None
     rule, scale = r.rule, r.scale
@@ -216,7 +211,7 @@ def _rollup(parent: uuid.UUID, r: Rollup, members: list[Any]) -> Derived | None:
     for at_, c in r.order:
         if at_ < n:
             d = members[at_]
-            contribs.append((None, c, d.value if d is not None and d.value is not None else 0.0, weight))
+            contribs.append((None, c, d[0] if d is not None and d[0] is not None else 0.0, weight))
     params: dict[str, Any] = {"rollup_share": rule.rollup_share, "mastered_share": round(share, 6), "children": len(r.kids)}
     return Derived(parent, rule, MasteryMethod.rollup, value, level.code, mastered, contribs, count, first, last, params)
 
@@ -285,43 +280,52 @@ def update(model: TenantModel, summaries: Summaries, conn: Connection, tenant: s
     # every state read: the wanted ones (status and hash) and the rollups' untouched children
     sids = [cm.state_ints(tenant, learner, text, p.wanted + p.kids) for learner, text, p in zip(learners, texts, plans, strict=True)]
     heads = state_rows(conn, [s for mine in sids for s in mine])  # sid -> (status, hash)
-    missing: list[int] = []
+    # the children's summaries, kept here for the batch (``summaries`` may be emptied meanwhile)
+    held: dict[int, Summary] = {}
+    missing: dict[int, str] = {}
     for p, mine in zip(plans, sids, strict=True):
         for sid in mine[len(p.wanted):]:
             head = heads.get(sid)
-            if head is not None and head[0] == _ACTIVE and summaries.get(head[1]) is None:
-                missing.append(sid)
+            if head is not None and head[0] == _ACTIVE:
+                hit = summaries.get(head[1])
+                if hit is None:
+                    missing[sid] = head[1]
+                else:
+                    held[sid] = hit
     if missing:
-        for _sid, digest, data in state_rows(conn, missing, with_data=True):
-            if data is not None:
-                summaries.put(digest, _summary_of(data))
+        for sid, digest, data in state_rows(conn, list(missing), with_data=True):
+            if data is not None and digest == missing[sid]:
+                held[sid] = summaries.put(digest, _summary_of(data))
     suffix = computed_at_suffix(now)
     out = Update([], {}, [])
-    ids, rule_scale, rollups, texts_of = cm.ids, cm.rule_scale, cm.rollups, cm.texts
+    ids, rule_scale, rollups, texts_of, single = cm.ids, cm.rule_scale, cm.rollups, cm.texts, cm.single
     for learner, text, p, mine, rows_of in zip(learners, texts, plans, sids, rows_by, strict=True):
-        known: dict[int, Any] = {}
-        for c, sid in zip(p.kids, mine[len(p.wanted):], strict=True):
-            head = heads.get(sid)
-            if head is not None and head[0] == _ACTIVE:
-                known[c] = summaries.get(head[1])
+        wanted = len(p.wanted)
+        known: dict[int, Summary | None] = {c: held.get(sid) for c, sid in zip(p.kids, mine[wanted:], strict=True)}
         derived: list[Derived | None] = []
         for c in p.leaves:
-            rows = _rows(rows_of, groups[c], c)
-            known[c] = d = leaf_of(ids[c], *rule_scale[c], rows) if rows else None
+            rows = rows_of.get(c) if single[c] else _rows(rows_of, groups[c])
+            d = leaf_of(ids[c], *rule_scale[c], rows) if rows else None
+            known[c] = None if d is None else (d.value, d.mastered, d.evidence_count, d.first_at, d.last_at)
             derived.append(d)
         for c in p.parents:
-            rows = _rows(rows_of, groups[c], c)
+            rows = rows_of.get(c) if single[c] else _rows(rows_of, groups[c])
             own = leaf_of(ids[c], *rule_scale[c], rows) if rows else None
             r = rollups[c]
             assert r is not None
             members = [known.get(k) for k in r.kids]
-            if r.own_at < len(members):
-                members[r.own_at] = own
-            elif own is not None:
-                members.append(own)
-            known[c] = d = _rollup(ids[c], r, members)
+            if own is not None:
+                mine_ = (own.value, own.mastered, own.evidence_count, own.first_at, own.last_at)
+                if r.own_at < len(members):
+                    members[r.own_at] = mine_
+                else:
+                    members.append(mine_)
+            elif r.own_at < len(members):
+                members[r.own_at] = None
+            d = _rollup(ids[c], r, members)
+            known[c] = None if d is None else (d.value, d.mastered, d.evidence_count, d.first_at, d.last_at)
             derived.append(d)
-        for c, sid, d in zip(p.wanted, mine[:len(p.wanted)], derived, strict=True):
+        for c, sid, d in zip(p.wanted, mine[:wanted], derived, strict=True):
             head = heads.get(sid)
             if d is None:
                 if head is not None and head[0] == _ACTIVE:
@@ -333,15 +337,13 @@ def update(model: TenantModel, summaries: Summaries, conn: Connection, tenant: s
                 if head[1] == state[1] and head[0] == _ACTIVE:
                     continue  # unchanged: nothing to write
                 out.hashes[sid_u] = head[1]
-            summaries.put(state[1], Summary(d.value, d.mastered, d.evidence_count, d.first_at, d.last_at))
+            summaries.put(state[1], known[c])  # type: ignore[arg-type]  # d is not None
             out.states.append(state)
     return out
 
 
-def _rows(rows_of: dict[int, list[EvidenceRow]], group: tuple[int, ...], c: int) -> list[EvidenceRow] | None:
-    """A competency's evidence and its equivalents' (None: none)."""
-    if len(group) == 1:
-        return rows_of.get(c)
+def _rows(rows_of: dict[int, list[EvidenceRow]], group: tuple[int, ...]) -> list[EvidenceRow]:
+    """A competency's evidence and its equivalents'."""
     return [r for e in group for r in rows_of.get(e, ())]
 
 
