@@ -77,7 +77,7 @@ class Compiled:
     """A ``TenantModel``'s structure by competency number (see the module docstring)."""
 
     PLANS = 50_000  # target sets remembered (emptied when full)
-    NAMES = 250_000  # state ids remembered, by (learner, competency number)
+    NAMES = 50_000  # learners whose states' ids are remembered (a dozen or so each)
 
     def __init__(self, model: TenantModel) -> None:
         self.model = model
@@ -97,7 +97,7 @@ class Compiled:
                 order = tuple((pos.get(index[m], at), m) for m in model.rollup_order(c))
                 self.rollups[i] = Rollup(kids, at, order, *self.rule_scale[i])
         self.plans: dict[frozenset[int], Plan] = {}
-        self.names: dict[tuple[int, int], int] = {}
+        self.names: dict[int, dict[int, int]] = {}  # learner (int) -> competency -> state id (int)
 
     def plan(self, targets: frozenset[int]) -> Plan:
         hit = self.plans.get(targets)
@@ -121,17 +121,19 @@ class Compiled:
 
     def state_ints(self, tenant: str, learner: uuid.UUID, text: str, competencies: Iterable[int]) -> list[int]:
         """The state ids (as ints) of one learner's ``competencies``."""
-        names, li, out = self.names, learner.int, []
+        mine = self.names.get(learner.int)
+        if mine is None:
+            if len(self.names) >= self.NAMES:
+                self.names.clear()
+            mine = self.names[learner.int] = {}
+        out = []
         namer = None
         for c in competencies:
-            sid = names.get((li, c))
+            sid = mine.get(c)
             if sid is None:
                 if namer is None:
                     namer = _state_namer(tenant, text)
-                sid = namer(self.texts[c])[0].int
-                if len(names) >= self.NAMES:
-                    names.clear()
-                names[(li, c)] = sid
+                sid = mine[c] = namer(self.texts[c])[0].int
             out.append(sid)
         return out
 

@@ -110,7 +110,8 @@ def evidence_pairs(conn: Connection, tenant: str, learners: Sequence[uuid.UUID],
         params += (bytes(16), bytes(16)) * (size - len(chunk))
         sql = (f"WITH k(l, c) AS (VALUES {', '.join(['(?, ?)'] * size)}) SELECT {_EVIDENCE_SELECT} FROM k "
                f"JOIN evidence AS e ON e.tenant = ? AND e.learner_id = k.l AND e.competency_id = k.c WHERE {where.replace('%s', '?')}")
-        for learner, eid, comp, observed, scaled, level, kind, success in conn.exec_driver_sql(sql, (*params, tenant, False, Status.active.value)):
+        found = conn.exec_driver_sql(sql, (*params, tenant, False, Status.active.value)).all()  # .all(): one fetch, not a call a row
+        for learner, eid, comp, observed, scaled, level, kind, success in found:
             n, i = at_bytes[learner], number_of_bytes[comp]
             mine = out[n].get(i)
             if mine is None:
@@ -134,14 +135,14 @@ def state_rows(conn: Connection, sids: Sequence[int], *, with_data: bool = False
     rows: list[tuple[int, Any, Any]] = []
     if sids and conn.dialect.name == "postgresql":
         rows = [(r[0].int, r[1], r[2]) for r in conn.exec_driver_sql(
-            f"SELECT {columns} FROM mastery_states WHERE id = ANY(%s::uuid[])", ([uuid_from_int(k) for k in sids],))]
+            f"SELECT {columns} FROM mastery_states WHERE id = ANY(%s::uuid[])", ([uuid_from_int(k) for k in sids],)).all()]
     else:
         for i in range(0, len(sids), _SQLITE_MAX_PAIRS * 2):
             chunk = [k.to_bytes(16, "big") for k in sids[i : i + _SQLITE_MAX_PAIRS * 2]]
             size = max(16, 1 << (len(chunk) - 1).bit_length())
             chunk.extend([chunk[0]] * (size - len(chunk)))  # repeats change nothing in IN
             rows.extend((int.from_bytes(r[0], "big"), r[1], r[2]) for r in conn.exec_driver_sql(
-                f"SELECT {columns} FROM mastery_states WHERE id IN ({', '.join(['?'] * size)})", tuple(chunk)))
+                f"SELECT {columns} FROM mastery_states WHERE id IN ({', '.join(['?'] * size)})", tuple(chunk)).all())
     if with_data:
         return rows
     return {sid: (status, digest) for sid, status, digest in rows}
