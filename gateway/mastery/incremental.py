@@ -157,6 +157,12 @@ class Summaries:
     def get(self, digest: str) -> Summary | None:
         return self._by_hash.get(digest)
 
+    def room(self, n: int) -> dict[str, Summary]:
+        """The dict itself, with room for ``n`` more entries (the update's loop adds them)."""
+        if len(self._by_hash) + n > self.KEPT:
+            self._by_hash.clear()
+        return self._by_hash
+
     def put(self, digest: str, summary: Summary) -> Summary:
         if len(self._by_hash) >= self.KEPT:
             self._by_hash.clear()
@@ -300,6 +306,8 @@ def update(model: TenantModel, summaries: Summaries, conn: Connection, tenant: s
                 held[sid] = summaries.put(digest, _summary_of(data))
     suffix = computed_at_suffix(now)
     out = Update([], {}, [])
+    add = out.states.append
+    remember = summaries.room(sum(len(p.wanted) for p in plans))
     ids, rule_scale, rollups, texts_of, single = cm.ids, cm.rule_scale, cm.rollups, cm.texts, cm.single
     for learner, text, p, mine, rows_of in zip(learners, texts, plans, sids, rows_by, strict=True):
         wanted = len(p.wanted)
@@ -339,8 +347,8 @@ def update(model: TenantModel, summaries: Summaries, conn: Connection, tenant: s
                 if head[1] == state[1] and head[0] == _ACTIVE:
                     continue  # unchanged: nothing to write
                 out.hashes[sid_u] = head[1]
-            summaries.put(state[1], known[c])  # type: ignore[arg-type]  # d is not None
-            out.states.append(state)
+            remember[state[1]] = known[c]  # type: ignore[assignment]  # d is not None
+            add(state)
     return out
 
 

@@ -80,6 +80,7 @@ def _contributions(rows: list[tuple[uuid.UUID | None, uuid.UUID | None, float, f
 
 
 _ACTIVE = Status.active
+_TAIL = b',"identifiers":[],"extensions":{}'  # every state's last fields, always empty
 
 
 def state_json(tenant: str, source: str, sid: uuid.UUID, native_id: str, learner: uuid.UUID, d: Derived,
@@ -109,11 +110,9 @@ def state_json(tenant: str, source: str, sid: uuid.UUID, native_id: str, learner
         doc["first_at"] = d.first_at
     if d.last_at is not None:
         doc["last_at"] = d.last_at
-    doc["identifiers"] = []
-    doc["extensions"] = {}
-    hashed = orjson.dumps(doc, option=_OPTIONS)
+    core = orjson.dumps(doc, option=_OPTIONS)[:-1] + _TAIL  # + "identifiers": [], "extensions": {}
     head = StateHead(sid, source, native_id, _ACTIVE, learner, d.competency, level, value, d.mastered)
-    return head, sha256(hashed).hexdigest(), (hashed[:-1] + suffix).decode()
+    return head, sha256(core + b"}").hexdigest(), (core + suffix).decode()
 
 
 __all__ = ["StateHead", "computed_at_suffix", "state_json"]
