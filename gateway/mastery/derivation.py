@@ -24,7 +24,7 @@ from gateway.model import MasteryMethod
 
 from .derived import ContributionRow, Derived
 from .methods import Item, Rule, calculate
-from .reads import EvidenceRow, _state_namer
+from .reads import EvidenceRow, state_int_namer
 from .structure import Scale, TenantModel
 
 
@@ -170,8 +170,8 @@ class Compiled:
             sid = mine.get(c)
             if sid is None:
                 if namer is None:
-                    namer = _state_namer(tenant, text)
-                sid = mine[c] = namer(self.texts[c])[0].int
+                    namer = state_int_namer(tenant, text)
+                sid = mine[c] = namer(self.texts[c])
             out.append(sid)
         return out
 

@@ -35,15 +35,25 @@ def state_names(tenant: str, learner: str, competency: str) -> tuple[uuid.UUID, 
 
 
 def _state_namer(tenant: str, learner: str) -> Callable[[str], tuple[uuid.UUID, str]]:
-    """``state_names`` for one learner's states: the name's common prefix is hashed once,
-    and each competency's text added to a copy (the incremental path names a dozen states
-    per learner per batch, read and written)."""
-    base = hashlib.sha1(_NAMESPACE_BYTES + f"{tenant}\x1fmastery_state\x1f{SOURCE}\x1f{learner}:".encode())
+    """``state_names`` for one learner's states, from ``state_int_namer``."""
+    ints = state_int_namer(tenant, learner)
 
     def name(competency: str) -> tuple[uuid.UUID, str]:
+        return uuid_from_int(ints(competency)), f"{learner}:{competency}"
+
+    return name
+
+
+def state_int_namer(tenant: str, learner: str) -> Callable[[str], int]:
+    """``state_names``'s id of one learner's states, as an int: the name's common prefix is
+    hashed once, and each competency's text added to a copy (the incremental update names a
+    dozen states per learner per batch, and makes a UUID only for those it writes)."""
+    base = hashlib.sha1(_NAMESPACE_BYTES + f"{tenant}\x1fmastery_state\x1f{SOURCE}\x1f{learner}:".encode())
+
+    def name(competency: str) -> int:
         h = base.copy()
         h.update(competency.encode())
-        return uuid_from_int((int.from_bytes(h.digest()[:16], "big") & _V5_CLEAR) | _V5_SET), f"{learner}:{competency}"
+        return (int.from_bytes(h.digest()[:16], "big") & _V5_CLEAR) | _V5_SET
 
     return name
 
