@@ -115,7 +115,7 @@ class Compiled:
     """A ``TenantModel``'s structure by competency number (see the module docstring)."""
 
     PLANS = 50_000  # target sets remembered (emptied when full)
-    NAMES = 50_000  # learners whose states' ids are remembered (a dozen or so each)
+    NAMES = 20_000  # learners whose states' ids are remembered (a dozen or so each, ~1 KB a learner; emptied when full)
 
     def __init__(self, model: TenantModel) -> None:
         self.model = model

@@ -44,7 +44,7 @@ _ACTIVE = Status.active.value
 class Summaries:
     """content hash -> ``Summary`` of the state with that content (module docstring)."""
 
-    KEPT = 200_000  # about 300 bytes an entry; emptied when full (a refill reads documents again)
+    KEPT = 100_000  # about 300 bytes an entry (30 MB); emptied when full (a refill reads documents again)
 
     def __init__(self) -> None:
         self._by_hash: dict[str, Summary] = {}
