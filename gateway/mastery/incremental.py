@@ -31,7 +31,7 @@ from gateway.model.base import uuid_from_int
 
 from .derivation import Compiled, Plan, Summary, compiled, leaf_of, members_of, rollup, summary
 from .derived import Derived
-from .reads import SOURCE, EvidenceRow, evidence_pairs, state_rows
+from .reads import SOURCE, EvidenceRow, evidence_pairs, state_names, state_rows
 from .serial import StateHead, computed_at_suffix, state_json
 from .structure import TenantModel
 
@@ -77,8 +77,6 @@ def _summary_of(data: str) -> Summary:
 
 def retired(tenant: str, learner: uuid.UUID, competency: uuid.UUID, model: TenantModel, now: datetime) -> MasteryState:
     """A state whose evidence is all gone (voided, superseded, re-aligned): kept, marked deleted."""
-    from .reads import state_names
-
     rule = model.rule(competency)
     return MasteryState(
         id=state_names(tenant, str(learner), str(competency))[0], tenant=tenant, source=SOURCE,
