@@ -25,9 +25,10 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -126,19 +127,21 @@ class ChangeFeed:
             sources += [(g.grantor, wanted & set(g.kinds), g) for g in reader.grants if wanted & set(g.kinds)]
             rows: list[Any] = []
             deids = {t: self._deidentifier(reader.tenant, t) for t, _, g in sources if g is not None and g.deidentified}
+            shape = _Shape(reader, sources, deids)
             with paused_gc():  # tens of thousands of fresh dicts a page: the cyclic collector would walk them over and over
-                docs: dict[tuple[str, str], tuple[Any, bool, str | None]] = {}
                 if sources and until > since and conn.dialect.name == "postgresql":
-                    rows = self._pg_page(conn, sources, since, until, limit, deids, docs)
+                    rows = self._pg_page(conn, sources, since, until, limit, deids, shape)
                 elif sources and until > since:
                     cond = or_(*(and_(changes.c.tenant == t, changes.c.record_kind.in_(sorted(ks))) for t, ks, _ in sources))
                     q = (select(changes.c.seq, changes.c.tenant, changes.c.record_kind, changes.c.record_id, changes.c.op, changes.c.at)
                          .where(changes.c.seq > since, changes.c.seq <= until, cond).order_by(changes.c.seq).limit(limit + 1))
                     rows = [(seq, t, k, str(rid), op, at) for seq, t, k, rid, op, at in conn.execute(q).all()]
+                    docs: dict[str, dict[str, tuple[Any, bool, str | None]]] = defaultdict(dict)
                     self._sqlite_records(rows[:limit], conn, deids, docs)
+                    shape.add(rows[:limit], docs)
                 more = len(rows) > limit
                 rows = rows[:limit]
-                out, counts = _changes(rows, docs, reader, sources, deids)
+                out, counts = shape.out, shape.counts()
         next_since = rows[-1][0] if more else until
         by_tenant = {t: g for t, _, g in sources}  # the grant each grantor's changes were read under
         self.grants.log_many([(g.id, f"since={since} until={until} kinds={','.join(sorted(wanted & set(g.kinds)))}",
@@ -147,51 +150,58 @@ class ChangeFeed:
         return FeedPage(out, since, until, max(next_since, since), more)
 
     def _pg_page(self, conn: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int, limit: int,
-                 deids: dict[str, Deidentifier], found: dict[tuple[str, str], tuple[Any, bool, str | None]]) -> list[Any]:
-        """A page's change rows (``limit + 1`` at most: one more tells there are more) and, into
-        ``found``, their records: (kind, id) -> (the record, retired or voided, its id as the
-        reader sees it). Records of an identified source are their stored JSON text, embedded
-        in the response as it is (``orjson.Fragment``), never parsed and written again; under a
-        de-identified grant they go through ``columns.deidentified_texts`` by (tenant, kind):
-        the column-wise de-identification the bulk export does (each learner once, pseudonyms
-        per column), each record then written as JSON text (a ``Fragment`` too) by msgspec.
+                 deids: dict[str, Deidentifier], shape: _Shape) -> list[Any]:
+        """A page's change rows (``limit + 1`` at most: one more tells there are more), their
+        changes as the response shows them added to ``shape`` a chunk at a time. Records of an
+        identified source are their stored JSON text, embedded in the response as it is
+        (``orjson.Fragment``), never parsed and written again; under a de-identified grant they
+        go through ``columns.deidentified_texts`` by (tenant, kind): the column-wise
+        de-identification the bulk export does (each learner once, pseudonyms per column), each
+        record then written as JSON text (a ``Fragment`` too) by msgspec.
 
-        The change rows come from a server-side cursor ``RECORD_CHUNK`` at a time, and each
-        chunk's records are looked up right after it (``_pg_changes_and_records``), all on a
-        thread while this one converts the chunk before (the driver releases the GIL while it
-        waits): the database's reads and Python's conversion run at the same time."""
+        The change rows come from a server-side cursor, ``FIRST_CHUNK`` and then
+        ``RECORD_CHUNK`` at a time, and each chunk's records are looked up right after it
+        (``_pg_changes_and_records``), all on a thread while this one converts the chunk
+        before, records and then changes (the driver releases the GIL while it waits): the
+        database's reads and Python's conversion run at the same time, from the page's first
+        small chunk to its last."""
         rows: list[Any] = []
         dbapi = conn.connection.dbapi_connection
         for chunk, fetched in prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit)):
-            rows += chunk
+            found: dict[str, dict[str, tuple[Any, bool, str | None]]] = defaultdict(dict)
             for tenant, kind, got in fetched:
-                self._convert(tenant, kind, got, deids.get(tenant), found)
+                self._convert(tenant, kind, got, deids.get(tenant), found[kind])
+            shape.add(chunk[:max(0, limit - len(rows))], found)
+            rows += chunk
         return rows
 
     def _sqlite_records(self, rows: Sequence[Any], conn: Any, deids: dict[str, Deidentifier],
-                        found: dict[tuple[str, str], tuple[Any, bool, str | None]]) -> None:
+                        found: dict[str, dict[str, tuple[Any, bool, str | None]]]) -> None:
         """``_pg_page``'s records on SQLite: looked up by id, a kind of a tenant at a time."""
         wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
         for _seq, tenant, kind, record_id, *_ in rows:
             wanted[(tenant, kind)].add(record_id)
         for (tenant, kind), ids in wanted.items():
-            self._convert(*_sqlite_records(conn, tenant, kind, ids), deids.get(tenant), found)
+            self._convert(*_sqlite_records(conn, tenant, kind, ids), deids.get(tenant), found[kind])
 
     @staticmethod
     def _convert(tenant: str, kind: str, got: list[tuple[str, Any, bool]], deid: Deidentifier | None,
-                 found: dict[tuple[str, str], tuple[Any, bool, str | None]]) -> None:
+                 found: dict[str, tuple[Any, bool, str | None]]) -> None:
+        """Into ``found`` (the records of ``kind`` by id): (the record as JSON text, retired or
+        voided, its id as the reader sees it)."""
         fragment = orjson.Fragment
         if deid is None:
             for rid, data, dead in got:
-                found[(kind, rid)] = (fragment(data), dead, rid)
+                found[rid] = (fragment(data), dead, rid)
             return
         texts, ids = deidentified_texts(kind, [data for _, data, _ in got], deid)
-        for (rid, _, dead), text, shown_id in zip(got, texts, ids, strict=True):
-            found[(kind, rid)] = (fragment(text), dead, shown_id)
+        found.update(zip([rid for rid, _, _ in got], zip(map(fragment, texts), [dead for _, _, dead in got], ids, strict=True),
+                         strict=True))
 
 
-#: change rows read at a time, their records looked up while the feed converts the chunk before
-RECORD_CHUNK = 2500
+#: change rows read at a time, their records looked up while the feed converts the chunk before;
+#: the page's first chunk is smaller, so the conversion starts soon after the page does
+RECORD_CHUNK, FIRST_CHUNK = 2500, 500
 
 
 def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int,
@@ -219,7 +229,7 @@ def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], G
         rows.execute(f"SELECT seq, tenant, record_kind, record_id::text, op, at FROM changes WHERE seq > %s AND seq <= %s AND ({cond}) "
                      f"ORDER BY seq LIMIT {int(limit) + 1}", params)
         taken = 0
-        while chunk := rows.fetchmany(RECORD_CHUNK):
+        while chunk := rows.fetchmany(RECORD_CHUNK if taken else FIRST_CHUNK):
             # (tenant, kind) -> record id -> the instant of its last change in the chunk, in version order
             wanted: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
             for _seq, tenant, kind, record_id, _op, at in chunk[:max(0, limit - taken)]:
@@ -278,35 +288,43 @@ def _sqlite_records(conn: Any, tenant: str, kind: str, ids: set[str]) -> tuple[s
     return tenant, kind, got
 
 
-def _changes(rows: Sequence[Any], docs: dict[tuple[str, str], tuple[Any, bool, str | None]], reader: Reader,
-             sources: Sequence[tuple[str, set[str], Grant | None]], deids: dict[str, Deidentifier]
-             ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """The page's changes as the response shows them, and how many were read from each grantor
-    (its grant's access log). A grant's id is made text once, an instant once per distinct
-    value (a batch's changes share theirs)."""
-    shown_grant = {t: (str(g.id) if g is not None and (t != reader.tenant or not reader.own) else None) for t, _, g in sources}
-    counts: dict[str, int] = defaultdict(int)
-    instants: dict[Any, str] = {}
-    out: list[dict[str, Any]] = []
-    add = out.append
-    gone = (None, True, None)
-    get = docs.get
-    for seq, tenant, kind, record_id, op, at in rows:
-        doc, dead, rid = get((kind, record_id), gone)
-        if rid is None:  # the record itself is gone: its id as this reader knows it
-            rid = record_id
-            if (deid := deids.get(tenant)) is not None:
-                rid = deid.learners([rid])[0] if kind == "person" else deid.pseudonyms.record(tenant, rid)
-        grant = shown_grant.get(tenant)
-        if grant is not None:
-            counts[tenant] += 1
-        dead = dead or op == "deleted"
-        when = instants.get(at)
-        if when is None:
-            when = instants[at] = at.isoformat()
-        add({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": when, "tombstone": dead,
-             "grant": grant, "record": None if dead else doc})
-    return out, counts
+class _Shape:
+    """The page's changes as the response shows them, built a chunk at a time, and how many
+    were read from each grantor (its grant's access log). A grant's id is made text once, an
+    instant once per distinct value (a batch's changes share theirs)."""
+
+    def __init__(self, reader: Reader, sources: Sequence[tuple[str, set[str], Grant | None]], deids: dict[str, Deidentifier]) -> None:
+        self.shown_grant = {t: (str(g.id) if g is not None and (t != reader.tenant or not reader.own) else None) for t, _, g in sources}
+        self.deids = deids
+        self.out: list[dict[str, Any]] = []
+        self.instants: dict[Any, str] = {}
+        self._tenants: list[str] = []
+
+    def add(self, rows: Sequence[Any], found: dict[str, dict[str, tuple[Any, bool, str | None]]]) -> None:
+        """The changes of ``rows`` (in version order), each with its record from ``found``
+        (kind -> record id -> (record, retired or voided, id as shown)) or a tombstone."""
+        instants, shown_grant, deids = self.instants, self.shown_grant, self.deids
+        add = self.out.append
+        gone = (None, True, None)
+        no_records: dict[str, tuple[Any, bool, str | None]] = {}
+        for seq, tenant, kind, record_id, op, at in rows:
+            doc, dead, rid = found.get(kind, no_records).get(record_id, gone)
+            if rid is None:  # the record itself is gone: its id as this reader knows it
+                rid = record_id
+                if (deid := deids.get(tenant)) is not None:
+                    rid = deid.learners([rid])[0] if kind == "person" else deid.pseudonyms.record(tenant, rid)
+            if op == "deleted":
+                dead = True
+            when = instants.get(at)
+            if when is None:
+                when = instants[at] = at.isoformat()
+            add({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": when, "tombstone": dead,
+                 "grant": shown_grant.get(tenant), "record": None if dead else doc})
+        self._tenants += map(itemgetter(1), rows)
+
+    def counts(self) -> dict[str, int]:
+        """Changes read by grantor tenant (those read under a grant only)."""
+        return {t: n for t, n in Counter(self._tenants).items() if self.shown_grant.get(t) is not None}
 
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "SCOPE", "ChangeFeed", "FeedPage", "Reader"]
