@@ -125,12 +125,14 @@ class ChangeFeed:
             if reader.own:
                 sources.append((reader.tenant, wanted, None))
             sources += [(g.grantor, wanted & set(g.kinds), g) for g in reader.grants if wanted & set(g.kinds)]
-            rows: list[Any] = []
+            seqs: list[int] = []  # the versions read (the change rows themselves go once shaped)
             deids = {t: self._deidentifier(reader.tenant, t) for t, _, g in sources if g is not None and g.deidentified}
             shape = _Shape(reader, sources, deids)
-            with paused_gc():  # tens of thousands of fresh dicts a page: the cyclic collector would walk them over and over
+            # tens of thousands of fresh objects a page: the cyclic collector would walk them over and over; the
+            # page keeps none that it tracks (change rows are dropped once shaped, the changes are dicts of text)
+            with paused_gc():
                 if sources and until > since and conn.dialect.name == "postgresql":
-                    rows = self._pg_page(conn, sources, since, until, limit, deids, shape)
+                    seqs = self._pg_page(conn, sources, since, until, limit, deids, shape)
                 elif sources and until > since:
                     cond = or_(*(and_(changes.c.tenant == t, changes.c.record_kind.in_(sorted(ks))) for t, ks, _ in sources))
                     q = (select(changes.c.seq, changes.c.tenant, changes.c.record_kind, changes.c.record_id, changes.c.op, changes.c.at)
@@ -139,10 +141,10 @@ class ChangeFeed:
                     docs: dict[str, dict[str, tuple[Any, bool, str | None]]] = defaultdict(dict)
                     self._sqlite_records(rows[:limit], conn, deids, docs)
                     shape.add(rows[:limit], docs)
-                more = len(rows) > limit
-                rows = rows[:limit]
+                    seqs = [row[0] for row in rows]
+                more = len(seqs) > limit
                 out, counts = shape.out, shape.counts()
-        next_since = rows[-1][0] if more else until
+        next_since = seqs[limit - 1] if more else until
         by_tenant = {t: g for t, _, g in sources}  # the grant each grantor's changes were read under
         self.grants.log_many([(g.id, f"since={since} until={until} kinds={','.join(sorted(wanted & set(g.kinds)))}",
                                counts.get(g.grantor, 0) if by_tenant.get(g.grantor) is g else 0)
@@ -150,8 +152,8 @@ class ChangeFeed:
         return FeedPage(out, since, until, max(next_since, since), more)
 
     def _pg_page(self, conn: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int, limit: int,
-                 deids: dict[str, Deidentifier], shape: _Shape) -> list[Any]:
-        """A page's change rows (``limit + 1`` at most: one more tells there are more), their
+                 deids: dict[str, Deidentifier], shape: _Shape) -> list[int]:
+        """A page's versions (``limit + 1`` at most: one more tells there are more), their
         changes as the response shows them added to ``shape`` a chunk at a time. Records of an
         identified source are their stored JSON text, embedded in the response as it is
         (``orjson.Fragment``), never parsed and written again; under a de-identified grant they
@@ -165,15 +167,15 @@ class ChangeFeed:
         before, records and then changes (the driver releases the GIL while it waits): the
         database's reads and Python's conversion run at the same time, from the page's first
         small chunk to its last."""
-        rows: list[Any] = []
+        seqs: list[int] = []
         dbapi = conn.connection.dbapi_connection
         for chunk, fetched in prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit)):
             found: dict[str, dict[str, tuple[Any, bool, str | None]]] = defaultdict(dict)
             for tenant, kind, got in fetched:
                 self._convert(tenant, kind, got, deids.get(tenant), found[kind])
-            shape.add(chunk[:max(0, limit - len(rows))], found)
-            rows += chunk
-        return rows
+            shape.add(chunk[:max(0, limit - len(seqs))], found)
+            seqs += map(itemgetter(0), chunk)
+        return seqs
 
     def _sqlite_records(self, rows: Sequence[Any], conn: Any, deids: dict[str, Deidentifier],
                         found: dict[str, dict[str, tuple[Any, bool, str | None]]]) -> None:
