@@ -28,6 +28,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
@@ -161,8 +162,8 @@ class ChangeFeed:
         de-identification the bulk export does (each learner once, pseudonyms per column), each
         record then written as JSON text (a ``Fragment`` too) by msgspec.
 
-        The change rows come from a server-side cursor, ``FIRST_CHUNK`` and then
-        ``RECORD_CHUNK`` at a time, and each chunk's records are looked up right after it
+        The change rows come from a server-side cursor, ``FIRST_CHUNK`` and then growing
+        chunks up to ``RECORD_CHUNK`` at a time, and each chunk's records are looked up right after it
         (``_pg_changes_and_records``), all on a thread while this one converts the chunk
         before, records and then changes (the driver releases the GIL while it waits): the
         database's reads and Python's conversion run at the same time, from the page's first
@@ -201,14 +202,16 @@ class ChangeFeed:
                          strict=True))
 
 
-#: change rows read at a time, their records looked up while the feed converts the chunk before;
-#: the page's first chunk is smaller, so the conversion starts soon after the page does
-RECORD_CHUNK, FIRST_CHUNK = 2500, 500
+#: change rows read at a time, their records looked up while the feed converts the chunk before.
+#: A page's first chunk is smaller, so the conversion starts soon after the page does, and each
+#: next one ``CHUNK_GROWTH`` times larger up to ``RECORD_CHUNK``: a chunk's reading (the
+#: database's part) takes about as long as converting the one before, so neither side waits
+RECORD_CHUNK, FIRST_CHUNK, CHUNK_GROWTH = 5000, 1000, 2.5
 
 
 def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int,
                             limit: int) -> Iterator[tuple[list[Any], list[tuple[str, str, list[tuple[str, Any, bool]]]]]]:
-    """(change rows, [(tenant, kind, records)]) ``RECORD_CHUNK`` change rows at a time: the
+    """(change rows, [(tenant, kind, records)]) up to ``RECORD_CHUNK`` change rows at a time: the
     page's change rows, (seq, tenant, kind, record id, op, at) keyset on ``seq``, from a
     server-side cursor of the driver (binary: instants decoded in C, in UTC), and after each
     chunk the current records it names (not those of the row past ``limit``)."""
@@ -230,13 +233,16 @@ def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], G
         rows.itersize = RECORD_CHUNK
         rows.execute(f"SELECT seq, tenant, record_kind, record_id::text, op, at FROM changes WHERE seq > %s AND seq <= %s AND ({cond}) "
                      f"ORDER BY seq LIMIT {int(limit) + 1}", params)
-        taken = 0
-        while chunk := rows.fetchmany(RECORD_CHUNK if taken else FIRST_CHUNK):
+        taken, size = 0, min(FIRST_CHUNK, RECORD_CHUNK)
+        by_source, id_at = itemgetter(1, 2), itemgetter(3, 5)
+        while chunk := rows.fetchmany(size):
             # (tenant, kind) -> record id -> the instant of its last change in the chunk, in version order
-            wanted: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
-            for _seq, tenant, kind, record_id, _op, at in chunk[:max(0, limit - taken)]:
-                wanted[(tenant, kind)][record_id] = at
+            # (consecutive changes of one source taken at once: a dict updated from C, not a change at a time)
+            wanted: dict[tuple[str, str], dict[str, Any]] = {}
+            for source, run in groupby(chunk[:max(0, limit - taken)], key=by_source):
+                wanted.setdefault(source, {}).update(map(id_at, run))
             taken += len(chunk)
+            size = min(RECORD_CHUNK, int(size * CHUNK_GROWTH))
             yield chunk, [(tenant, kind, _pg_records(records, tenant, kind, list(ids.items()))) for (tenant, kind), ids in wanted.items()]
     finally:
         if rows is not None:
