@@ -310,24 +310,27 @@ class _Shape:
 
     def add(self, rows: Sequence[Any], found: dict[str, dict[str, tuple[Any, bool, str | None]]]) -> None:
         """The changes of ``rows`` (in version order), each with its record from ``found``
-        (kind -> record id -> (record, retired or voided, id as shown)) or a tombstone."""
+        (kind -> record id -> (record, retired or voided, id as shown)) or a tombstone. What
+        a run of changes of one (tenant, kind) shares is looked up once for the run."""
         instants, shown_grant, deids = self.instants, self.shown_grant, self.deids
+        for at in set(map(itemgetter(5), rows)) - instants.keys():
+            instants[at] = at.isoformat()
         add = self.out.append
-        gone = (None, True, None)
-        no_records: dict[str, tuple[Any, bool, str | None]] = {}
-        for seq, tenant, kind, record_id, op, at in rows:
-            doc, dead, rid = found.get(kind, no_records).get(record_id, gone)
-            if rid is None:  # the record itself is gone: its id as this reader knows it
-                rid = record_id
-                if (deid := deids.get(tenant)) is not None:
-                    rid = deid.learners([rid])[0] if kind == "person" else deid.pseudonyms.record(tenant, rid)
-            if op == "deleted":
-                dead = True
-            when = instants.get(at)
-            if when is None:
-                when = instants[at] = at.isoformat()
-            add({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": when, "tombstone": dead,
-                 "grant": shown_grant.get(tenant), "record": None if dead else doc})
+        for (tenant, kind), run in groupby(rows, key=itemgetter(1, 2)):
+            look = found.get(kind, {}).get
+            grant, deid = shown_grant.get(tenant), deids.get(tenant)
+            for seq, _tenant, _kind, record_id, op, at in run:
+                hit = look(record_id)
+                if hit is None:  # the record itself is gone: its id as this reader knows it
+                    doc, dead, rid = None, True, record_id
+                    if deid is not None:
+                        rid = deid.learners([rid])[0] if kind == "person" else deid.pseudonyms.record(tenant, rid)
+                else:
+                    doc, dead, rid = hit
+                if op == "deleted":
+                    dead = True
+                add({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": instants[at], "tombstone": dead,
+                     "grant": grant, "record": None if dead else doc})
         self._tenants += map(itemgetter(1), rows)
 
     def counts(self) -> dict[str, int]:
