@@ -6,6 +6,7 @@ shaped as it comes, while the next one is read), on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from gateway.model import Status
 from gateway.sharing import feed as feed_mod
@@ -52,3 +53,28 @@ def test_small_chunks_give_the_same_changes_as_one_chunk(store, monkeypatch):
     assert len(mine) == 2 and all(c["record"]["given_name"] == "Later" for c in mine)
     retired = [c for c in whole["d1"] if c["id"] == str(other.id)]
     assert retired and all(c["tombstone"] and c["record"] is None for c in retired)
+
+
+def test_pages_are_read_with_a_short_switch_interval_restored_after():
+    """While pages are read the interpreter switches threads every ``SWITCH_INTERVAL`` (the
+    reading thread gets the GIL back soon after the database answers); the interval is put
+    back when the last of several concurrent readers is done, and never raised."""
+    import sys
+
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        default = sys.getswitchinterval()
+        with feed_mod._prompt_switching():
+            assert sys.getswitchinterval() == pytest.approx(feed_mod.SWITCH_INTERVAL)
+            with feed_mod._prompt_switching():  # a second reader at the same time
+                assert sys.getswitchinterval() == pytest.approx(feed_mod.SWITCH_INTERVAL)
+            assert sys.getswitchinterval() == pytest.approx(feed_mod.SWITCH_INTERVAL)  # the first still reads
+        assert sys.getswitchinterval() == default
+        sys.setswitchinterval(0.0002)  # already shorter: left as it is
+        shorter = sys.getswitchinterval()
+        with feed_mod._prompt_switching():
+            assert sys.getswitchinterval() == shorter
+        assert sys.getswitchinterval() == shorter
+    finally:
+        sys.setswitchinterval(before)

@@ -22,11 +22,13 @@ under a grant is written to that grant's access log (who, what, when, how many).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
@@ -170,12 +172,13 @@ class ChangeFeed:
         small chunk to its last."""
         seqs: list[int] = []
         dbapi = conn.connection.dbapi_connection
-        for chunk, fetched in prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit)):
-            found: dict[str, dict[str, tuple[Any, bool, str | None]]] = defaultdict(dict)
-            for tenant, kind, got in fetched:
-                self._convert(tenant, kind, got, deids.get(tenant), found[kind])
-            shape.add(chunk[:max(0, limit - len(seqs))], found)
-            seqs += map(itemgetter(0), chunk)
+        with _prompt_switching():
+            for chunk, fetched in prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit)):
+                found: dict[str, dict[str, tuple[Any, bool, str | None]]] = defaultdict(dict)
+                for tenant, kind, got in fetched:
+                    self._convert(tenant, kind, got, deids.get(tenant), found[kind])
+                shape.add(chunk[:max(0, limit - len(seqs))], found)
+                seqs += map(itemgetter(0), chunk)
         return seqs
 
     def _sqlite_records(self, rows: Sequence[Any], conn: Any, deids: dict[str, Deidentifier],
@@ -200,6 +203,38 @@ class ChangeFeed:
         texts, ids = deidentified_texts(kind, [data for _, data, _ in got], deid)
         found.update(zip([rid for rid, _, _ in got], zip(map(fragment, texts), [dead for _, _, dead in got], ids, strict=True),
                          strict=True))
+
+
+#: the interpreter's switch interval while a page is read (seconds; None: left as it is)
+SWITCH_INTERVAL: float | None = 0.001
+_switching: dict[str, Any] = {"readers": 0, "saved": None}
+_switching_lock = threading.Lock()
+
+
+@contextmanager
+def _prompt_switching() -> Iterator[None]:
+    """While pages are read, the interpreter's switch interval is ``SWITCH_INTERVAL`` instead
+    of its default 5 ms: the reading thread needs the GIL back each time the database answers
+    (a few times a chunk) while this thread converts the chunk before in Python, and would
+    otherwise wait up to 5 ms each time, the database idle meanwhile. Restored when the last
+    concurrent reader is done."""
+    wanted = SWITCH_INTERVAL
+    if wanted is None:
+        yield
+        return
+    with _switching_lock:
+        if _switching["readers"] == 0 and (now := sys.getswitchinterval()) > wanted:  # never raised
+            _switching["saved"] = now
+            sys.setswitchinterval(wanted)
+        _switching["readers"] += 1
+    try:
+        yield
+    finally:
+        with _switching_lock:
+            _switching["readers"] -= 1
+            if _switching["readers"] == 0 and _switching["saved"] is not None:
+                sys.setswitchinterval(_switching["saved"])
+                _switching["saved"] = None
 
 
 #: change rows read at a time, their records looked up while the feed converts the chunk before.
