@@ -5,13 +5,17 @@ shaped as it comes, while the next one is read), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import orjson
 import pytest
+from sqlalchemy import select
 
 from gateway.model import Status
 from gateway.sharing import feed as feed_mod
 from gateway.sharing.feed import ChangeFeed
 from gateway.sharing.grants import GrantStore
+from gateway.store.tables import changes
 
 from .test_sharing import KEY, district, grant
 
@@ -49,6 +53,9 @@ def test_small_chunks_give_the_same_changes_as_one_chunk(store, monkeypatch):
         monkeypatch.setattr(feed_mod, "RECORD_CHUNK", steady)
         for tenant in ("state", "d1"):
             assert _read_all(feed, tenant, limit) == whole[tenant], (first, steady, limit, tenant)
+    with store.engine.connect() as conn:  # each change's instant as the change log holds it, in UTC
+        at = {seq: when.astimezone(UTC).isoformat() for seq, when in conn.execute(select(changes.c.seq, changes.c.at))}
+    assert all(c["at"] == at[c["version"]] and c["at"].endswith("+00:00") for c in whole["state"] + whole["d1"])
     mine = [c for c in whole["d1"] if c["kind"] == "person" and c["id"] == str(kid.id)]
     assert len(mine) == 2 and all(c["record"]["given_name"] == "Later" for c in mine)
     retired = [c for c in whole["d1"] if c["id"] == str(other.id)]
