@@ -200,9 +200,8 @@ class ChangeFeed:
             for rid, data, dead in got:
                 found[rid] = (fragment(data), dead, rid)
             return
-        texts, ids = deidentified_texts(kind, [data for _, data, _ in got], deid)
-        found.update(zip([rid for rid, _, _ in got], zip(map(fragment, texts), [dead for _, _, dead in got], ids, strict=True),
-                         strict=True))
+        texts, ids = deidentified_texts(kind, list(map(itemgetter(1), got)), deid)
+        found.update(zip(map(itemgetter(0), got), zip(map(fragment, texts), map(itemgetter(2), got), ids, strict=True), strict=True))
 
 
 #: the interpreter's switch interval while a page is read (seconds; None: left as it is)
