@@ -214,9 +214,11 @@ _switching_lock = threading.Lock()
 def _prompt_switching() -> Iterator[None]:
     """While pages are read, the interpreter's switch interval is ``SWITCH_INTERVAL`` instead
     of its default 5 ms: the reading thread needs the GIL back each time the database answers
-    (a few times a chunk) while this thread converts the chunk before in Python, and would
-    otherwise wait up to 5 ms each time, the database idle meanwhile. Restored when the last
-    concurrent reader is done."""
+    (a few times a chunk) while the converting thread runs Python on the chunk before, and
+    would otherwise wait up to 5 ms each time, the database idle meanwhile. Never raised (a
+    shorter interval is left as it is); put back when the last concurrent reader is done.
+    A setting of the whole process, for the time pages are read: threads that compute at
+    the same time switch a little more often."""
     wanted = SWITCH_INTERVAL
     if wanted is None:
         yield
