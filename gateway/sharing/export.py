@@ -46,13 +46,16 @@ import orjson
 from sqlalchemy import func, select
 
 from ..errors import ErrorDetail, ValidationError
+from ..gc_pause import paused_gc
 from ..model import RECORD_TYPES
 from ..store import Store
 from ..store.changefeed import newest_safe
 from ..store.read import KIND_ORDER
 from ..store.tables import RECORD_TABLES, changes
+from . import columns as columnar
 from .columns import Batch, arrow_schema, columnize, columns_of, prefetched
 from .deidentify import Deidentifier
+from .pseudonym_helper import PseudonymHelper
 
 SCHEMA_VERSION = "1"
 FORMATS = ("parquet", "ndjson", "csv")
@@ -129,16 +132,19 @@ class _Parquet(_Writer):
         import pyarrow as pa
 
         schema = arrow_schema(cols)
-        arrays = []
-        for (name, t), fld in zip(cols, schema, strict=True):
-            values = batch.columns[name]
+
+        def array(t: str, fld: Any, values: Sequence[Any]) -> Any:
             if values and values[0] is None and values.count(None) == len(values):  # a member no record of the batch has
-                arrays.append(pa.nulls(len(values), fld.type))
-            elif t in ("timestamp", "date"):
-                arrays.append(pa.array(values, pa.string()).cast(fld.type))
-            else:
-                arrays.append(pa.array(values, fld.type))
-        return pa.Table.from_arrays(arrays, schema=schema)
+                return pa.nulls(len(values), fld.type)
+            if t in ("timestamp", "date"):
+                return pa.array(values, pa.string()).cast(fld.type)
+            return pa.array(values, fld.type)
+
+        arrays = {name: array(t, fld, batch.columns[name]) for (name, t), fld in zip(cols, schema, strict=True)
+                  if name not in batch.pending}  # pending columns (pseudonyms in the making) last
+        columns = batch.resolved()
+        return pa.Table.from_arrays([arrays[name] if name in arrays else array(t, fld, columns[name])
+                                     for (name, t), fld in zip(cols, schema, strict=True)], schema=schema)
 
     def put(self, rows: int, payload: Any) -> None:
         """Compress and write the table on a thread (Arrow releases the GIL meanwhile) while the
@@ -182,7 +188,8 @@ class _Ndjson(_Writer):
             return b"".join(r + b"\n" for r in raws)
         names = [n for n, _ in cols]
         frag = orjson.Fragment
-        values = [batch.columns[n] if t != "json" else [None if v is None else frag(v) for v in batch.columns[n]] for n, t in cols]
+        columns = batch.resolved()
+        values = [columns[n] if t != "json" else [None if v is None else frag(v) for v in columns[n]] for n, t in cols]
         dumps = orjson.dumps
         return b"".join(dumps({n: v for n, v in zip(names, row, strict=True) if v is not None}) + b"\n"
                         for row in zip(*values, strict=True))
@@ -204,8 +211,9 @@ class _Csv(_Writer):
     @staticmethod
     def encode(cols: Sequence[tuple[str, str]], batch: Batch) -> Any:
         values = []
+        columns = batch.resolved()
         for n, t in cols:
-            column = batch.columns[n]
+            column = columns[n]
             if t == "json":
                 column = [None if v is None else v.decode() for v in column]
             elif t == "boolean":
@@ -312,16 +320,31 @@ def _export_file(conn: Any, tenant: str, kind: str, since: int | None, until: in
     through ``conn`` (PostgreSQL: the driver's connection, in its transaction's snapshot;
     SQLite: SQLAlchemy's), converted batch by batch, written, and described."""
     writer = WRITERS[fmt][0](path, cols)
+    helper: PseudonymHelper | None = None
+    helps = columnar.helped(kind, cols)
     try:
-        for raws in prefetched(_batches(conn, tenant, kind, since, until, part=part, parts=parts)):
-            if check is not None:
-                check()
-            writer.write(columnize(kind, cols, raws, deid, need_columns=fmt != "ndjson"))
-            if progress is not None:
-                progress(kind, len(raws))
+        with paused_gc():  # the whole loop: the fetching thread's and the writer's objects too
+            for raws in prefetched(_batches(conn, tenant, kind, since, until, part=part, parts=parts)):
+                if check is not None:
+                    check()
+                if helper is None and deid is not None and parts == 1 and len(raws) >= columnar.HELPER_FROM and helps and _helper_pays():
+                    helper = deid.pseudonyms.helper()
+                writer.write(columnize(kind, cols, raws, deid, need_columns=fmt != "ndjson", helper=helper))
+                if progress is not None:
+                    progress(kind, len(raws))
     finally:
-        writer.close()
+        try:
+            writer.close()
+        finally:
+            if helper is not None:
+                helper.close()
     return ExportFile(path.name, kind, writer.rows, path.stat().st_size, _sha256(path))
+
+
+def _helper_pays() -> bool:
+    """A pseudonym helper process (``pseudonym_helper``) for a de-identified kind of at least
+    ``HELPER_FROM`` records a batch, where a second core can run it."""
+    return (os.cpu_count() or 1) >= 2
 
 
 # --- parts in several processes (PostgreSQL) ---------------------------------------------------------
