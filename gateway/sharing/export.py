@@ -331,9 +331,10 @@ def _export_file(conn: Any, tenant: str, kind: str, since: int | None, until: in
             for raws in prefetched(_batches(conn, tenant, kind, since, until, part=part, parts=parts)):
                 if check is not None:
                     check()
+                started = helper
                 if helper is None and deid is not None and parts == 1 and len(raws) >= columnar.HELPER_FROM and helps and _helper_pays():
-                    helper = deid.pseudonyms.helper()
-                writer.write(columnize(kind, cols, raws, deid, need_columns=fmt != "ndjson", helper=helper))
+                    helper = deid.pseudonyms.helper()  # used from the next batch on, by when it has started
+                writer.write(columnize(kind, cols, raws, deid, need_columns=fmt != "ndjson", helper=started))
                 if progress is not None:
                     progress(kind, len(raws))
     finally:
@@ -556,13 +557,15 @@ def _batches(conn: Any, tenant: str, kind: str, since: int | None, until: int, *
         try:
             cur.itersize = FETCH_ROWS
             cur.execute(str(compiled), compiled.params)
+            size = min(FETCH_ROWS, BATCH_ROWS)  # the first batch one FETCH: converting starts at once
             while True:
                 rows: list[Any] = []
-                while len(rows) < BATCH_ROWS and (more := cur.fetchmany(min(FETCH_ROWS, BATCH_ROWS - len(rows)))):
+                while len(rows) < size and (more := cur.fetchmany(min(FETCH_ROWS, size - len(rows)))):
                     rows += more
                 if not rows:
                     break
                 yield rows
+                size = min(BATCH_ROWS, 4 * size)
         finally:
             cur.close()
         return
