@@ -182,9 +182,11 @@ def _row_decoder(kind: str, cols: tuple[tuple[str, str], ...], deidentified: boo
 
 @functools.cache
 def _helped_columns(kind: str, cols: tuple[tuple[str, str], ...]) -> tuple[tuple[int, str], ...]:
-    """(position, name) of the columns of record ids a de-identified export pseudonymises."""
+    """(position, name) of the column of the records' own ids where a de-identified export
+    pseudonymises them: one a record, so the helper process's work (the references to other
+    records, mostly absent, are cheap in-process)."""
     refs = PERSONAL_REFS.get(kind, {})
-    return tuple((i, name) for i, (name, t) in enumerate(cols) if refs.get(name) == "record" and t != "json")
+    return tuple((i, name) for i, (name, t) in enumerate(cols) if name == "id" and refs.get(name) == "record" and t == "string")
 
 
 def helped(kind: str, cols: Sequence[tuple[str, str]]) -> bool:

@@ -309,8 +309,8 @@ class Deidentifier:
         the caller goes on; the function returned waits for them and returns the columns. A
         column holding a list, or an id holding a newline, is done here and now instead."""
         try:
-            present = [[] if col.count(None) == len(col) else [r for r in col if r is not None] for col in columns]
-            flat = [r for p in present for r in p]
+            present = [col if not col.count(None) else [r for r in col if r is not None] for col in columns]
+            flat = present[0] if len(present) == 1 else [r for p in present for r in p]
             joined = "\n".join(flat)
             if not joined.isascii() or joined.lower() != joined:
                 joined = "\n".join(r.lower() for r in flat)
