@@ -10,7 +10,8 @@ JSON text. Under a de-identified grant only the columns ``deidentify.KEEP`` allo
 **Speed.** Records are decoded with msgspec into structs of just the wanted columns
 (``_row_decoder``: members not wanted are skipped, JSON members kept as their stored text),
 columns are drawn from a whole batch, and the personal ones replaced a column at a time
-(``deidentify``); ``prefetched`` reads the next batch on a thread meanwhile.
+(``deidentify``; the export's record pseudonyms by a helper process, left pending in the
+batch until the writer needs them); ``prefetched`` reads the next batch on a thread meanwhile.
 """
 
 from __future__ import annotations
