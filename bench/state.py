@@ -109,9 +109,17 @@ def backend_cpu(store: Store) -> float:
     CPU a row costs, which a shared machine does not change much (its wall clock it does)."""
     if store.engine.dialect.name != "postgresql":
         return 0.0
-    with store.engine.connect() as conn:
-        pids = list(conn.scalars(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")))
+    with store.engine.connect() as conn:  # this process's connections only (``_own_connections``): others may share the database
+        pids = list(conn.scalars(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                      "AND application_name = current_setting('application_name')")))
     return sum(_process_cpu(p) for p in pids)
+
+
+def _own_connections() -> None:
+    """Name this process's PostgreSQL connections (libpq's ``PGAPPNAME``, before any is made),
+    so ``backend_cpu`` counts its server processes, not those of another program reading the
+    same database meanwhile."""
+    os.environ["PGAPPNAME"] = f"tessera-bench-state-{os.getpid()}"
 
 
 def feed_rate(store: Store, tenant: str = "state") -> tuple[int, float, float, float]:
@@ -139,6 +147,7 @@ def _export_child(url: str, tenants: list[str], out: str, workers: int | None, h
         os.environ[EXPORT_WORKERS_ENV] = str(workers)
     if not helper:
         os.environ[HELPER_ENV] = "0"
+    _own_connections()
     store = Store.from_url(url, migrations=default_wiring().migrations)
     rows, stats = 0, {"workers": 0.0, "worker_cpu_s": 0.0, "worker_rss_mib": 0.0, "worker_backend_cpu_s": 0.0}
     backend_cpu(store)  # the pool's connection made before measuring
@@ -217,6 +226,7 @@ def main() -> int:
                     help="what to measure, of feed, export and month (comma-separated; default all of them)")
     args = ap.parse_args()
     only = set(args.only.split(","))
+    _own_connections()
     print(f"host speed before: {host_speed.measure():.2f} µs (1.15 idle)")
     with tempfile.TemporaryDirectory() as tmp:
         if args.postgres_url and args.keep_database:
