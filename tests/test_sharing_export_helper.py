@@ -91,3 +91,19 @@ def test_a_failing_export_ends_its_helper_process(store, tmp_path, monkeypatch):
         export(store, out, tenant="d1", kinds=["evidence"], fmt="parquet", deidentifier=deid, check=revoked_after_two_batches)
     assert list(out.iterdir()) == []
     assert len(started) == 1 and started[0].proc.returncode is not None
+
+
+def test_an_export_that_cannot_start_its_helper_makes_the_pseudonyms_itself(store, tmp_path, monkeypatch):
+    district(store, "d1", n=5)
+    deid = Deidentifier(Pseudonymizer(KEY, "state"), StateIds(store.engine, "d1"))
+    monkeypatch.setattr(export_mod, "BATCH_ROWS", 2)
+    monkeypatch.setenv(export_mod.EXPORT_WORKERS_ENV, "0")
+    want = export(store, tmp_path / "plain", tenant="d1", kinds=["evidence"], fmt="ndjson", deidentifier=deid)
+    from gateway.sharing import pseudonym_helper
+
+    monkeypatch.setattr(export_mod, "_helper_pays", lambda: True)
+    monkeypatch.setattr(columnar, "HELPER_FROM", 1)
+    monkeypatch.setattr(pseudonym_helper.sys, "executable", "")  # an embedded interpreter: no process to start
+    got = export(store, tmp_path / "helperless", tenant="d1", kinds=["evidence"], fmt="ndjson", deidentifier=deid)
+    assert got.files[0].rows == want.files[0].rows == 5
+    assert read_back(tmp_path / "helperless" / "evidence.ndjson") == read_back(tmp_path / "plain" / "evidence.ndjson")

@@ -338,7 +338,10 @@ def _export_file(conn: Any, tenant: str, kind: str, since: int | None, until: in
                     check()
                 started = helper
                 if helper is None and deid is not None and parts == 1 and len(raws) >= columnar.HELPER_FROM and helps and _helper_pays():
-                    helper = deid.pseudonyms.helper()  # used from the next batch on, by when it has started
+                    try:
+                        helper = deid.pseudonyms.helper()  # used from the next batch on, by when it has started
+                    except OSError:  # no process to be had: the pseudonyms are made here, as without one
+                        helps = False
                 writer.write(columnize(kind, cols, raws, deid, need_columns=fmt != "ndjson", helper=started))
                 if progress is not None:
                     progress(kind, len(raws))

@@ -128,6 +128,8 @@ class PseudonymHelper:
     def __init__(self, key_r: bytes) -> None:
         import subprocess
 
+        if not sys.executable or not os.path.isfile(__file__):  # an embedded or frozen interpreter: no helper
+            raise OSError("no interpreter or script to run the pseudonym helper process with")
         self.proc = subprocess.Popen([sys.executable, "-I", "-S", os.path.abspath(__file__)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE)
         assert self.proc.stdin is not None and self.proc.stdout is not None
