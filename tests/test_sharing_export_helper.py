@@ -36,6 +36,10 @@ def test_the_helper_process_makes_the_pseudonyms_the_pseudonymizer_makes(store):
     finally:
         helper.close()
     assert helper.proc.returncode == 0 and helper.rows == len(ids) + 5
+    left = p.helper()  # closed with a request still out: it ends all the same
+    left.submit(b"record:d1:", "\n".join(ids[:3000]).encode(), 3000)
+    left.close()
+    assert left.proc.returncode is not None
 
 
 def test_an_export_with_the_helper_writes_what_one_without_writes(store, tmp_path, monkeypatch):

@@ -159,16 +159,16 @@ class PseudonymHelper:
     def close(self) -> None:
         import subprocess
 
-        try:
-            self._in.close()
-        except OSError:
-            pass
+        for pipe in (self._in, self._out):  # its input ends it; a request still out finds no reader and ends it too
+            try:
+                pipe.close()
+            except OSError:
+                pass
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self._out.close()
 
 
 def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
@@ -191,4 +191,7 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
 
 
 if __name__ == "__main__":
-    _serve(sys.stdin.buffer, sys.stdout.buffer)
+    try:
+        _serve(sys.stdin.buffer, sys.stdout.buffer)
+    except (BrokenPipeError, HelperFailed):  # the export ended while a request was out
+        sys.exit(1)
