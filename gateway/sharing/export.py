@@ -67,8 +67,8 @@ FORMATS = ("parquet", "ndjson", "csv")
 #: rows per Parquet row group / per batch converted at once
 BATCH_ROWS = 20_000
 #: rows per ``FETCH`` from PostgreSQL's cursor: a batch is read in a few of them, each result
-#: small enough to stay in the processor's cache (measured: a fifth less CPU a row and a
-#: shorter wait than one ``FETCH`` of a whole batch)
+#: small enough to stay in the processor's cache (measured reading alone: 0.6 instead of
+#: 0.7-0.9 µs of CPU a row, and the exporting process's peak RSS 300 instead of 330 MiB)
 FETCH_ROWS = 2_000
 
 
