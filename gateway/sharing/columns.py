@@ -31,7 +31,7 @@ from msgspec.structs import astuple
 from ..gc_pause import paused_gc
 from ..model import RECORD_TYPES
 from .deidentify import KEEP, PERSONAL_REFS, Deidentifier
-from .pseudonym_helper import PseudonymHelper
+from .pseudonym_helper import PseudonymHelper, split_texts
 
 # --- columns from the canonical JSON Schemas ---------------------------------------------------------
 
@@ -108,12 +108,18 @@ class Batch:
     pending: tuple[str, ...] = ()
     later: Callable[[], list[Any]] | None = None
 
-    def resolved(self) -> dict[str, Sequence[Any]]:
-        """``columns``, the pending ones waited for first."""
+    def resolved(self, *, texts: bool = False) -> dict[str, Any]:
+        """``columns``, the pending ones waited for first. With ``texts`` a column of UUID
+        texts from the helper may stay the bytes it came as (``pseudonym_helper.arrow_texts``
+        makes its Arrow array); else every column is a sequence of values."""
         if self.later is not None:
             later, self.later = self.later, None
             self.columns.update(zip(self.pending, later(), strict=True))
             self.pending = ()
+        if not texts:
+            for name, values in self.columns.items():
+                if isinstance(values, bytes):
+                    self.columns[name] = split_texts(values)
         return self.columns
 
 

@@ -304,10 +304,12 @@ class Deidentifier:
             pass
         return [None if v is None else [one(tenant, x) for x in v] if isinstance(v, list) else one(tenant, v) for v in record_ids]
 
-    def records_later(self, columns: list[list[Any]], helper: PseudonymHelper) -> Callable[[], list[list[Any]]]:
+    def records_later(self, columns: list[list[Any]], helper: PseudonymHelper) -> Callable[[], list[list[Any] | bytes]]:
         """``records`` of several columns at once, computed by ``helper`` (one request) while
-        the caller goes on; the function returned waits for them and returns the columns. A
-        column holding a list, or an id holding a newline, is done here and now instead."""
+        the caller goes on; the function returned waits for them and returns the columns, a
+        column without None as its UUID texts' bytes (``pseudonym_helper.split_texts`` makes
+        the list, ``arrow_texts`` the Arrow array). A column holding a list, or an id holding a
+        newline, is done here and now instead."""
         try:
             present = [col if not col.count(None) else [r for r in col if r is not None] for col in columns]
             flat = present[0] if len(present) == 1 else [r for p in present for r in p]
@@ -317,15 +319,17 @@ class Deidentifier:
         except (AttributeError, TypeError):  # a list among them
             joined = None
         if joined is None or joined.count("\n") != max(len(flat) - 1, 0):
-            done = [self.records(col) for col in columns]
+            done: list[list[Any] | bytes] = [self.records(col) for col in columns]
             return lambda: done
         helper.submit(f"record:{self.state_ids.tenant}:".encode(), joined.encode(), len(flat))
 
-        def later() -> list[list[Any]]:
-            texts = split_texts(helper.collect())
-            out, at = [], 0
+        def later() -> list[list[Any] | bytes]:
+            texts = helper.collect()
+            out: list[list[Any] | bytes] = []
+            at = 0
             for col, p in zip(columns, present, strict=True):
-                out.append(_placed(col, texts[at:at + len(p)]))
+                part = texts[36 * at:36 * (at + len(p))]
+                out.append(part if len(p) == len(col) else _placed(col, split_texts(part)))
                 at += len(p)
             return out
 

@@ -60,7 +60,7 @@ from ..store.tables import RECORD_TABLES, changes
 from . import columns as columnar
 from .columns import Batch, arrow_schema, columnize, columns_of, prefetched
 from .deidentify import Deidentifier
-from .pseudonym_helper import PseudonymHelper
+from .pseudonym_helper import PseudonymHelper, arrow_texts
 
 SCHEMA_VERSION = "1"
 FORMATS = ("parquet", "ndjson", "csv")
@@ -142,7 +142,9 @@ class _Parquet(_Writer):
 
         schema = arrow_schema(cols)
 
-        def array(t: str, fld: Any, values: Sequence[Any]) -> Any:
+        def array(t: str, fld: Any, values: Any) -> Any:
+            if isinstance(values, bytes):  # the helper's UUID texts, as they came
+                return arrow_texts(values)
             if values and values[0] is None and values.count(None) == len(values):  # a member no record of the batch has
                 return pa.nulls(len(values), fld.type)
             if t in ("timestamp", "date"):
@@ -151,7 +153,7 @@ class _Parquet(_Writer):
 
         arrays = {name: array(t, fld, batch.columns[name]) for (name, t), fld in zip(cols, schema, strict=True)
                   if name not in batch.pending}  # pending columns (pseudonyms in the making) last
-        columns = batch.resolved()
+        columns = batch.resolved(texts=True)
         return pa.Table.from_arrays([arrays[name] if name in arrays else array(t, fld, columns[name])
                                      for (name, t), fld in zip(cols, schema, strict=True)], schema=schema)
 
