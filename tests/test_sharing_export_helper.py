@@ -16,8 +16,6 @@ from gateway.sharing.pseudonym_helper import arrow_texts, split_texts
 
 from .test_sharing import KEY, district
 
-pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
-
 
 def as_lists(columns):
     return [split_texts(c) if isinstance(c, bytes) else c for c in columns]
