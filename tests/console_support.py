@@ -15,11 +15,8 @@ unless ``TESSERA_REQUIRE_BROWSER=1`` (set by ``.ci/run``) makes that a failure.
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,18 +27,13 @@ import httpx
 import orjson
 import pytest
 
+from gateway import devserver
 from gateway.console.web import COOKIE, SessionCodec, Viewer
-
-from .conftest import free_port
 
 CHROMIUM = os.environ.get("TESSERA_CHROMIUM", "/usr/bin/chromium")
 SECRET = "console-tests-" + uuid.uuid4().hex
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-component-update", "--disable-sync"]
-
-
-def tessera_exe() -> str:
-    return shutil.which("tessera", path=str(Path(sys.executable).parent)) or "tessera"
 
 
 @dataclass
@@ -110,32 +102,13 @@ def start_site(tmp: Path, extra_env: dict[str, str] | None = None) -> tuple[subp
     db = tmp / "console.db"
     env = {**os.environ, "TESSERA_DATABASE_URL": f"sqlite:///{db}", "TESSERA_LOG_FORMAT": "json",
            "TESSERA_CONSOLE__SECRET": SECRET, "TESSERA_ROUTING__ENGINE": "off", **(extra_env or {})}
-    subprocess.run([tessera_exe(), "demo", "--no-serve"], env=env, cwd=tmp, capture_output=True, timeout=180, check=True)
-    port = free_port()
-    log = (tmp / "server.log").open("w")
-    proc = subprocess.Popen([tessera_exe(), "serve", "--port", str(port)], env=env, cwd=tmp, stdout=log,
-                            stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            raise RuntimeError("the console server did not start:\n" + (tmp / "server.log").read_text())
-        time.sleep(0.1)
-    return proc, ConsoleSite(base, db, env, tmp)
+    subprocess.run([devserver.tessera_exe(), "demo", "--no-serve"], env=env, cwd=tmp, capture_output=True, timeout=180, check=True)
+    server = devserver.start(env, tmp, what="the console server")
+    return server.proc, ConsoleSite(server.base_url, db, env, tmp)
 
 
 def stop_site(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    devserver.stop(proc)
 
 
 @pytest.fixture(scope="module")

@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .conftest import free_port
+from gateway import devserver
+
 from .factories import roster
 
 pytestmark = pytest.mark.e2e
 
 
 def tessera(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("tessera", path=str(Path(sys.executable).parent)) or "tessera"
-    return subprocess.run([exe, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120, check=True)
+    return subprocess.run([devserver.tessera_exe(), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120, check=True)
 
 
 def test_the_real_server_answers_over_http(db_url: str, tmp_path: Path) -> None:
@@ -31,23 +28,9 @@ def test_the_real_server_answers_over_http(db_url: str, tmp_path: Path) -> None:
     client_id = re.search(r"client_id:\s+(\S+)", created).group(1)
     secret = re.search(r"client_secret:\s+(\S+)", created).group(1)
 
-    port = free_port()
-    exe = shutil.which("tessera", path=str(Path(sys.executable).parent)) or "tessera"
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen([exe, "serve", "--port", str(port)], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    server = devserver.start(env, tmp_path, ready="/healthz", timeout=30)
+    base = server.base_url
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()
-            assert time.time() < deadline, "server did not come up"
-            time.sleep(0.1)
-
         assert httpx.get(f"{base}/readyz").json() == {"status": "ready"}
         assert httpx.get(f"{base}/v1/people").status_code == 401
 
@@ -69,10 +52,8 @@ def test_the_real_server_answers_over_http(db_url: str, tmp_path: Path) -> None:
         spec = httpx.get(f"{base}/openapi.json").json()
         assert "/v1/people" in spec["paths"] and "/oauth/token" in spec["paths"] and "/ndjson/records" in spec["paths"]
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
-    lines = (tmp_path / "server.log").read_text().splitlines()
+        server.stop()
+    lines = server.log().splitlines()
     access = [ln for ln in lines if '"logger":"tessera.access"' in ln]
     assert access and all('"request_id"' in ln for ln in access)
     assert secret not in "\n".join(lines)

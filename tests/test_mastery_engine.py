@@ -281,6 +281,29 @@ def test_rollup_to_the_parent_needs_the_configured_share_of_children(store: Stor
     assert {c.competency_id for c in p.contributions} == {world["A"].id, world["B"].id}
 
 
+def test_a_rollup_reads_a_child_another_process_changed(store: Store, world: dict, db_url: str) -> None:
+    """Each engine keeps what a rollup reads of a child's state by the state's content hash
+    (``incremental.Summaries``); a child that another process (its own engine) changed has a
+    new hash, so the next update reads it again instead of rolling up what it last wrote."""
+    from gateway.wiring import open_store
+
+    store.records.apply(T, [ev(world, "e1", "A", 9)])  # this engine writes A (0.9) and P
+    other = open_store(db_url)
+    try:
+        other.records.apply(T, [ev(world, "e2", "A", 1, day=1)])  # another engine changes A
+        changed = state(other, world, "A")
+    finally:
+        other.dispose()
+    assert changed is not None and changed.value == pytest.approx(0.65 * 0.1 + 0.35 * 0.9)
+    store.records.apply(T, [ev(world, "e3", "B", 8, day=2)])  # this engine again: P from A's stored state
+    p = state(store, world, "P")
+    assert p is not None
+    assert {c.competency_id: c.value for c in p.contributions} == {world["A"].id: pytest.approx(changed.value),
+                                                                   world["B"].id: pytest.approx(0.8)}
+    assert p.value == pytest.approx((changed.value + 0.8) / 2)
+    assert engine_of(store).recompute(T).written == 0  # what a recompute from scratch gives
+
+
 def test_stored_rules_win_and_recompute_applies_them(store: Store, world: dict) -> None:
     store.records.apply(T, [ev(world, "e1", "A", 10, day=0), ev(world, "e2", "A", 2, day=1)])
     assert state(store, world, "A").level == "1"  # 0.65 * 0.2 + 0.35 * 1.0 = 0.48

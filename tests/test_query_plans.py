@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, event
 
-from gateway.mastery.reads import _pair_evidence, _stored_states
+from gateway.mastery.reads import evidence_pairs, state_rows
 from gateway.store import Store
 from gateway.wiring import open_store
 
@@ -48,11 +48,11 @@ def test_incremental_mastery_reads_probe_exact_keys(tmp_path: Path) -> None:
     store.migrate()
     try:
         learners, competencies = [uuid.uuid4() for _ in range(6)], [uuid.uuid4(), uuid.uuid4()]
-        pairs = {(learner, competencies[i % 2]) for i, learner in enumerate(learners)}
-        (evidence,) = _plans(store, lambda conn: _pair_evidence(conn, "t", pairs))
+        pairs = [(i % 2,) for i in range(len(learners))]
+        (evidence,) = _plans(store, lambda conn: evidence_pairs(conn, "t", learners, pairs, competencies))
         assert "ix_evidence_tenant_learner_id_competency_id (tenant=? AND learner_id=? AND competency_id=?)" in evidence
         assert "SCAN evidence" not in evidence
-        (states,) = _plans(store, lambda conn: _stored_states(conn, "t", {learner: set(competencies) for learner in learners}))
+        (states,) = _plans(store, lambda conn: state_rows(conn, [uuid.uuid4().int for _ in learners for _ in competencies]))
         assert "SEARCH mastery_states USING INDEX sqlite_autoindex_mastery_states_1 (id=?)" in states
         assert "SCAN mastery_states" not in states
     finally:

@@ -10,7 +10,8 @@ there, else it skips (``TESSERA_REQUIRE_TEMPORAL=1`` makes that an error).
 
 Until the shared steps (``gateway.routing.engine.deliver_one`` / ``run_pull``) are
 implemented they raise ``NotImplementedError``; this module then installs small doubles
-(``install_doubles``) that POST to the route's destination and record the outcome as the
+(``install_doubles``, in this process; the worker processes of the crash proof are
+``gateway.routing.temporal_dev``'s) that POST to the route's destination and record the outcome as the
 real step does. The engine calls the steps through the module, so the real ones take over
 as soon as they exist.
 """
@@ -21,11 +22,7 @@ import asyncio
 import json
 import os
 import random
-import select as select_module
-import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -43,7 +40,9 @@ from sqlalchemy import create_engine, insert, select, text, update
 
 from gateway.model import utcnow
 from gateway.routing import engine as routing_engine
+from gateway.routing import temporal_dev
 from gateway.routing.engine import Outcome, SyncRunSummary, engine_for
+from gateway.routing.temporal_dev import start_workers, stop_workers
 from gateway.routing.temporal_engine import TemporalEngine
 from gateway.routing.temporal_workflows import job_for
 from gateway.store import Store
@@ -138,19 +137,6 @@ def _doubles(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- the Temporal server ---------------------------------------------------------------------
 
 
-def _binary() -> str | None:
-    near = Path(sys.executable).parent / "temporal"
-    return str(near) if near.exists() else shutil.which("temporal")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _client(address: str) -> Any:
     from temporalio.client import Client
 
@@ -160,30 +146,11 @@ async def _client(address: str) -> Any:
 @pytest.fixture(scope="session")
 def temporal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The server's address: CI's, or a dev server of this session's own."""
-    binary = _binary()
-    if os.environ.get("TESSERA_TEST_TEMPORAL_ADDRESS") or binary is None:
+    if os.environ.get("TESSERA_TEST_TEMPORAL_ADDRESS") or temporal_dev.binary() is None:
         yield request.getfixturevalue("temporal_address")
         return
-    port, tmp = _free_port(), tmp_path_factory.mktemp("temporal")
-    proc = subprocess.Popen([binary, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless",
-                             "--db-filename", str(tmp / "temporal.db"), "--log-level", "error",
-                             "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                asyncio.run(_client(address))
-                break
-            except Exception:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.3)
-        yield address
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    with temporal_dev.dev_server(tmp_path_factory.mktemp("temporal")) as server:
+        yield server.address
 
 
 # --- a sink that counts by idempotency key ---------------------------------------------------
@@ -435,25 +402,6 @@ def test_drain_without_a_running_worker_delivers_what_is_due(store: Store, tempo
 # --- the crash proof -----------------------------------------------------------------------------
 
 
-def worker_main() -> None:
-    """A ``tessera worker --engine temporal`` stand-in for the crash test (a subprocess)."""
-    install_doubles()
-    store = open_store(os.environ["TW_URL"])
-    eng: Any = engine_for("temporal", store, default_wiring(), address=os.environ["TW_ADDRESS"], task_queue=os.environ["TW_QUEUE"],
-                         worker_id=os.environ["TW_ID"], relay_interval=0.05, relay_batch=int(os.environ.get("TW_BATCH", 50)),
-                         claim_seconds=2, attempt_seconds=float(os.environ.get("TW_ATTEMPT", 3)),
-                         concurrency=int(os.environ.get("TW_CONCURRENCY", 8)), local_activities=os.environ.get("TW_LOCAL") == "1")
-    eng.start()
-    print("ready", flush=True)
-    os.dup2(2, 1)  # the parent reads one line: later output (the SDK's own warnings) goes to stderr, never blocks on a full pipe
-    signal.signal(signal.SIGTERM, lambda *_: sys.stdin.close())
-    try:
-        sys.stdin.read()
-    except ValueError:
-        pass
-    eng.stop()
-
-
 @pytest.fixture
 def pg_url(request: pytest.FixtureRequest) -> str:
     url: str = request.getfixturevalue("_pg_database")
@@ -463,19 +411,6 @@ def pg_url(request: pytest.FixtureRequest) -> str:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     eng.dispose()
     return url
-
-
-def stop_workers(procs: list[subprocess.Popen[str]]) -> None:
-    """Stop worker processes started with a stdin pipe: closing it asks each to stop (the
-    killed one is already gone), and one that does not stop in 20 s is killed."""
-    for p in procs:
-        if p.poll() is None:
-            p.stdin.close()  # type: ignore[union-attr]
-    for p in procs:
-        try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            p.kill()
 
 
 @pytest.mark.slow
@@ -489,13 +424,8 @@ def test_three_workers_one_killed_mid_delivery_every_change_delivered_exactly_on
         store.records.apply("t1", [f.org(f"o{i}") for i in range(n // 2)])  # committed before the workers start
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TW_URL": pg_url, "TW_ADDRESS": temporal,
                "TW_QUEUE": f"tessera-crash-{uuid.uuid4().hex[:8]}"}
-        procs = [subprocess.Popen([sys.executable, "-c", "import tests.test_routing_temporal as t; t.worker_main()"], cwd=ROOT,
-                                  env={**env, "TW_ID": f"w{i}"}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                 for i in range(3)]
+        procs = start_workers(3, env, cwd=ROOT)
         try:
-            for p in procs:
-                assert p.stdout is not None and select_module.select([p.stdout], [], [], 90)[0], "a worker did not start"
-                assert p.stdout.readline().strip() == "ready"
             eventually(lambda: len(sink.applied) >= n // 6, timeout=60, what="deliveries under way")
             procs[0].send_signal(signal.SIGKILL)  # mid-delivery: its activities and relay claims are in flight
             procs[0].wait(10)

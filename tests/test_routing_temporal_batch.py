@@ -15,10 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import select as select_module
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -30,6 +27,7 @@ from typing import Any
 import orjson
 import pytest
 
+from gateway.routing.temporal_dev import start_workers, stop_workers
 from gateway.routing.temporal_engine import TemporalEngine, batch_tag
 from gateway.routing.temporal_workflows import BATCH_WORKFLOW, DELIVERY_WORKFLOW
 from gateway.store import Store
@@ -45,7 +43,6 @@ from tests.test_routing_temporal import (  # noqa: F401 (fixtures)
     outbox_rows,
     pg_url,
     push_route,
-    stop_workers,
     temporal,
 )
 
@@ -182,13 +179,8 @@ def test_a_worker_killed_mid_batch_is_recovered_with_the_same_keys(pg_url: str, 
         store.records.apply("t1", [f.org(f"o{i}") for i in range(n)])
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TW_URL": pg_url, "TW_ADDRESS": temporal,
                "TW_QUEUE": f"tessera-batch-crash-{uuid.uuid4().hex[:8]}", "TW_ATTEMPT": "3"}
-        procs = [subprocess.Popen([sys.executable, "-c", "import tests.test_routing_temporal as t; t.worker_main()"], cwd=ROOT,
-                                  env={**env, "TW_ID": f"w{i}"}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                 for i in range(2)]
+        procs = start_workers(2, env, cwd=ROOT)
         try:
-            for p in procs:
-                assert p.stdout is not None and select_module.select([p.stdout], [], [], 90)[0], "a worker did not start"
-                assert p.stdout.readline().strip() == "ready"
             eventually(lambda: sum(sink.requests.values()) > 0, timeout=60, what="a batch in flight")
             procs[0].send_signal(signal.SIGKILL)  # its batches' requests are at the sink, unanswered
             procs[0].wait(10)

@@ -289,11 +289,13 @@ class EvidenceMapper:
         batch.records = [*new_people.values(), *evidence.values(), *void_records]
         return batch
 
-    def void(self, tenant: str, statement_ids: Iterable[str]) -> list[Record]:
-        """The stored evidence of ``statement_ids``, voided (xAPI 1.0.3 Data 2.5)."""
+    def void(self, tenant: str, statement_ids: Iterable[str], *, conn: Connection | None = None) -> list[Record]:
+        """The stored evidence of ``statement_ids``, voided (xAPI 1.0.3 Data 2.5); ``conn``: as its transaction sees it."""
         ids = list(statement_ids)
-        with self.store.engine.connect() as conn:
-            stored = self._stored_evidence(conn, tenant, ids)
+        if conn is not None:
+            return self._void_records(tenant, ids, {}, self._stored_evidence(conn, tenant, ids))
+        with self.store.engine.connect() as read:
+            stored = self._stored_evidence(read, tenant, ids)
         return self._void_records(tenant, ids, {}, stored)
 
     # --- what a statement is -------------------------------------------------------------

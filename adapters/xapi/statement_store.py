@@ -24,13 +24,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import (
-    Connection,
-    delete,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
@@ -308,12 +302,18 @@ class StatementStore(StatementReads):
         self._agents.execute_flat(conn, plan.agents, len(plan.agent_of))
         self._activities.execute_flat(conn, plan.activities, len(plan.activity_of))
         # voided: targets of this batch's voiding statements, and statements of this batch
-        # that an earlier voiding statement already targets (Data 2.3.2.s2.b3)
+        # that an earlier voiding statement already targets (Data 2.3.2.s2.b3). PostgreSQL: a batch
+        # with voiding statements waits for the batches being written and they for it (tenant lock,
+        # exclusive/shared), so whichever commits last sees the other (tests/test_xapi_concurrent_writes.py)
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock{'' if targets else '_shared'}(hashtextextended(%(t)s, 1))", {"t": tenant})
         earlier = voided_by_earlier(conn, tenant, plan.keys)
         voided = {_uuid(v) for v in targets.values()} | set(earlier)
         if voided:
             conn.execute(update(s).where(where_ids(conn, tenant, sorted(voided)), s.c.voiding.is_(None))
                          .values(voided=True))
+            if self.evidence is not None and self.deriver is None:  # inline: their evidence too, as this transaction sees it
+                self.store.records.apply_in(conn, tenant, self.evidence.void(tenant, [str(v) for v in voided], conn=conn), now=utcnow())
         self._store_attachments(conn, tenant, attachments)
         # routing (issue 16): outbox rows of kind xapi.statement, in this transaction
         enqueue(conn, tenant, plan.ids, plan.bodies, getattr(self.evidence, "source", "xapi"))
@@ -386,9 +386,13 @@ class StatementStore(StatementReads):
                            pending: dict[str, dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
         """Keep the LRS's canonical definition of each activity: the latest statement's
         definition, its language maps merged with what was known (Communication 2.5).
-        ``pending``: those of the batch's definitions ``_pending_definitions`` kept."""
+        ``pending``: those of the batch's definitions ``_pending_definitions`` kept. PostgreSQL: batches merging
+        one activity take turns (a lock per activity, in id order as the upsert's), the second reading what the first merged."""
         if not pending:
             return {}
+        if conn.dialect.name == "postgresql":  # tests/test_xapi_concurrent_writes.py
+            conn.exec_driver_sql("SELECT count(pg_advisory_xact_lock(hashtextextended(%(t)s || ' ' || k, 0))) "
+                                 "FROM (SELECT k FROM unnest(%(ids)s::text[]) AS k ORDER BY k) AS ordered", {"t": tenant, "ids": sorted(pending)})
         a = xapi_activities
         stored = {r.id: orjson.loads(r.definition) for r in conn.execute(
             select(a.c.id, a.c.definition).where(a.c.tenant == tenant, a.c.id.in_(list(pending)))

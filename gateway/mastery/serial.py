@@ -27,9 +27,9 @@ test (incremental == full recompute, ``written == 0``) compares their hashes.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import datetime
+from hashlib import sha256
 from typing import Any, NamedTuple
 
 import orjson
@@ -61,47 +61,58 @@ def computed_at_suffix(now: datetime) -> bytes:
     return b',"computed_at":' + orjson.dumps(now, option=_OPTIONS)
 
 
-def _contribution(c: tuple[uuid.UUID | None, uuid.UUID | None, float, float]) -> dict[str, Any]:
-    evidence, competency, value, weight = c
-    doc: dict[str, Any] = {}
-    if evidence is not None:
-        doc["evidence_id"] = evidence
-    if competency is not None:
-        doc["competency_id"] = competency
-    doc["value"] = float(value)
-    doc["weight"] = float(weight)
-    return doc
+def _contributions(rows: list[tuple[uuid.UUID | None, uuid.UUID | None, float, float]]) -> list[dict[str, Any]]:
+    """The contributions' documents, ``None`` ids left out (a dict literal per shape: this
+    runs for every input of every state)."""
+    out: list[dict[str, Any]] = []
+    add = out.append
+    for evidence, competency, value, weight in rows:
+        if evidence is None:
+            if competency is None:
+                add({"value": float(value), "weight": float(weight)})
+            else:
+                add({"competency_id": competency, "value": float(value), "weight": float(weight)})
+        elif competency is None:
+            add({"evidence_id": evidence, "value": float(value), "weight": float(weight)})
+        else:
+            add({"evidence_id": evidence, "competency_id": competency, "value": float(value), "weight": float(weight)})
+    return out
+
+
+_ACTIVE = Status.active
+_TAIL = b',"identifiers":[],"extensions":{}'  # every state's last fields, always empty
 
 
 def state_json(tenant: str, source: str, sid: uuid.UUID, native_id: str, learner: uuid.UUID, d: Derived,
                suffix: bytes) -> tuple[StateHead, str, str]:
     """(head, content hash, body without its closing brace) of the state ``engine.to_record``
     would build from ``d``; ``suffix`` is ``computed_at_suffix(now)``."""
-    value = None if d.value is None else float(d.value)
+    value = d.value
+    if value is not None:
+        value = float(value)
+    level, rule = d.level, d.rule
     doc: dict[str, Any] = {
         "kind": "mastery_state", "status": "active", "id": sid, "tenant": tenant, "source": source,
         "native_id": native_id, "learner_id": learner, "competency_id": d.competency,
     }
-    if d.level is not None:
-        doc["level"] = d.level
+    if level is not None:
+        doc["level"] = level
     if value is not None:
         doc["value"] = value
     doc["mastered"] = d.mastered
     doc["method"] = d.method.value
-    if d.rule.rule_id is not None:
-        doc["rule_id"] = d.rule.rule_id
-    doc["parameters"] = {"rule": d.rule.name, **d.parameters}
-    doc["contributions"] = [_contribution(c) for c in d.contributions]
+    if rule.rule_id is not None:
+        doc["rule_id"] = rule.rule_id
+    doc["parameters"] = {"rule": rule.name, **d.parameters}
+    doc["contributions"] = _contributions(d.contributions)
     doc["evidence_count"] = d.evidence_count
     if d.first_at is not None:
         doc["first_at"] = d.first_at
     if d.last_at is not None:
         doc["last_at"] = d.last_at
-    doc["identifiers"] = []
-    doc["extensions"] = {}
-    hashed = orjson.dumps(doc, option=_OPTIONS)
-    head = StateHead(sid, source, native_id, Status.active, learner, d.competency, d.level, value, d.mastered)
-    return head, hashlib.sha256(hashed).hexdigest(), (hashed[:-1] + suffix).decode()
+    core = orjson.dumps(doc, option=_OPTIONS)[:-1] + _TAIL  # + "identifiers": [], "extensions": {}
+    head = StateHead(sid, source, native_id, _ACTIVE, learner, d.competency, level, value, d.mastered)
+    return head, sha256(core + b"}").hexdigest(), (core + suffix).decode()
 
 
 __all__ = ["StateHead", "computed_at_suffix", "state_json"]

@@ -57,6 +57,9 @@ class Scale:
             for i, lv in enumerate(ordered)
         ]
         self._by_code = {lv.code: lv for lv in self.levels}
+        below = [lv for lv in self.levels if not lv.mastery]
+        self._lowest_mastery = next((lv for lv in self.levels if lv.mastery), None)
+        self._highest_below_mastery = below[-1] if below else self.levels[0] if self.levels else None
 
     def level_for(self, value: float) -> Level:
         found = self.levels[0]
@@ -73,12 +76,13 @@ class Scale:
 
     @property
     def lowest_mastery(self) -> Level | None:
-        return next((lv for lv in self.levels if lv.mastery), None)
+        return self._lowest_mastery
 
     @property
     def highest_below_mastery(self) -> Level:
-        below = [lv for lv in self.levels if not lv.mastery]
-        return below[-1] if below else self.levels[0]
+        if self._highest_below_mastery is None:
+            raise IndexError("a scale without levels")
+        return self._highest_below_mastery
 
 
 @cache
@@ -128,6 +132,8 @@ class TenantModel:
     _resolved: dict[uuid.UUID, tuple[Rule, Scale]] = field(default_factory=dict)
     _above: dict[uuid.UUID, frozenset[uuid.UUID]] = field(default_factory=dict)
     _order: dict[uuid.UUID, list[uuid.UUID]] = field(default_factory=dict)
+    #: ``incremental.Compiled``: the structure by competency number, made on first use
+    compiled: Any = None
 
     # --- rules and scales ---------------------------------------------------------------------
 

@@ -12,6 +12,8 @@
   feed's de-identification decodes the same way, ``deidentified_texts``);
 * ``export``: bulk export to Parquet, NDJSON or CSV with a manifest, streamed, a large kind
   optionally in parts by several processes in one snapshot;
+* ``pseudonym_helper``: the export's helper process that makes the records' pseudonyms
+  while the converting thread goes on (HMACs hold the interpreter's lock);
 * ``jobs``: exports asked through the API, one per grant across processes (a lease row);
 * ``reports``: aggregate, de-identified mastery reports of every district that granted them.
 """

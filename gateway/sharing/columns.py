@@ -10,7 +10,8 @@ JSON text. Under a de-identified grant only the columns ``deidentify.KEEP`` allo
 **Speed.** Records are decoded with msgspec into structs of just the wanted columns
 (``_row_decoder``: members not wanted are skipped, JSON members kept as their stored text),
 columns are drawn from a whole batch, and the personal ones replaced a column at a time
-(``deidentify``); ``prefetched`` reads the next batch on a thread meanwhile.
+(``deidentify``; the export's record pseudonyms by a helper process, left pending in the
+batch until the writer needs them); ``prefetched`` reads the next batch on a thread meanwhile.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import functools
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from msgspec.structs import astuple
 from ..gc_pause import paused_gc
 from ..model import RECORD_TYPES
 from .deidentify import KEEP, PERSONAL_REFS, Deidentifier
+from .pseudonym_helper import PseudonymHelper, split_texts
 
 # --- columns from the canonical JSON Schemas ---------------------------------------------------------
 
@@ -84,6 +86,9 @@ def arrow_schema(cols: Sequence[tuple[str, str]]) -> Any:
     return pa.schema([pa.field(n, types[t]) for n, t in cols])
 
 
+#: a batch of at least this many records has its record pseudonyms made by the helper process
+HELPER_FROM = 1_000
+
 #: per-learner JSON members a de-identified export keeps only some keys of
 _SUBSETS: dict[tuple[str, str], tuple[str, ...]] = {("evidence", "activity"): ("system", "id"),
                                                     ("evidence", "provenance"): ("standard", "version")}
@@ -99,6 +104,23 @@ class Batch:
     columns: dict[str, Sequence[Any]]
     #: the records are the stored ones, unchanged (NDJSON writes ``raws`` as they are)
     as_stored: bool
+    #: columns still being made (record pseudonyms in the helper process): ``resolved`` waits
+    pending: tuple[str, ...] = ()
+    later: Callable[[], list[Any]] | None = None
+
+    def resolved(self, *, texts: bool = False) -> dict[str, Any]:
+        """``columns``, the pending ones waited for first. With ``texts`` a column of UUID
+        texts from the helper may stay the bytes it came as (``pseudonym_helper.arrow_texts``
+        makes its Arrow array); else every column is a sequence of values."""
+        if self.later is not None:
+            later, self.later = self.later, None
+            self.columns.update(zip(self.pending, later(), strict=True))
+            self.pending = ()
+        if not texts:
+            for name, values in self.columns.items():
+                if isinstance(values, bytes):
+                    self.columns[name] = split_texts(values)
+        return self.columns
 
 
 def _json_texts(values: Sequence[Any]) -> list[Any]:
@@ -165,22 +187,49 @@ def _row_decoder(kind: str, cols: tuple[tuple[str, str], ...], deidentified: boo
     return msgspec.json.Decoder(row)
 
 
+@functools.cache
+def _helped_columns(kind: str, cols: tuple[tuple[str, str], ...]) -> tuple[tuple[int, str], ...]:
+    """(position, name) of the column of the records' own ids where a de-identified export
+    pseudonymises them: one a record, so the helper process's work (the references to other
+    records, mostly absent, are cheap in-process)."""
+    refs = PERSONAL_REFS.get(kind, {})
+    return tuple((i, name) for i, (name, t) in enumerate(cols) if name == "id" and refs.get(name) == "record" and t == "string")
+
+
+def helped(kind: str, cols: Sequence[tuple[str, str]]) -> bool:
+    """Whether a de-identified export of ``kind`` has record ids for the helper process."""
+    return bool(_helped_columns(kind, tuple(cols)))
+
+
 def columnize(kind: str, cols: Sequence[tuple[str, str]], raws: Sequence[Any], deid: Deidentifier | None, *,
-              need_columns: bool = True) -> Batch:
+              need_columns: bool = True, helper: PseudonymHelper | None = None) -> Batch:
     """Decode a batch of stored records once (msgspec, into structs of just the exported
     columns, with the cyclic garbage collector paused) and draw each column from the whole
     batch; under ``deid`` the per-learner columns are replaced column by column
     (``deidentify``: pseudonyms, kept keys), never record by record. Without ``need_columns``
-    (an identified NDJSON export writes the stored texts) nothing is decoded."""
+    (an identified NDJSON export writes the stored texts) nothing is decoded.
+
+    With a ``helper`` (a batch of at least ``HELPER_FROM`` records) the record-id columns'
+    pseudonyms are asked of the helper process as soon as the batch is decoded and are left
+    pending in the batch (``Batch.resolved``): the writer converts the other columns first."""
     if not need_columns and deid is None:
         return Batch(raws, {}, as_stored=True)
     with paused_gc():
         decode = _row_decoder(kind, tuple(cols), deid is not None).decode
         rows = list(map(decode, raws))
-        drawn = list(zip(*map(astuple, rows), strict=True)) if rows else [() for _ in cols]
         refs = PERSONAL_REFS.get(kind, {}) if deid is not None else {}
+        pending: tuple[str, ...] = ()
+        later = None
+        sent = _helped_columns(kind, tuple(cols)) if helper is not None and deid is not None and len(rows) >= HELPER_FROM else ()
+        if sent:
+            assert helper is not None and deid is not None
+            pending = tuple(name for _, name in sent)
+            later = deid.records_later([list(map(attrgetter(f"f{i}"), rows)) for i, _ in sent], helper)
+        drawn = list(zip(*map(astuple, rows), strict=True)) if rows else [() for _ in cols]
         out: dict[str, Sequence[Any]] = {}
         for (name, t), values in zip(cols, drawn, strict=True):
+            if name in pending:
+                continue
             subset = _SUBSETS.get((kind, name)) if deid is not None else None
             if subset is not None:
                 out[name] = _subset_texts(values, subset)
@@ -194,7 +243,7 @@ def columnize(kind: str, cols: Sequence[tuple[str, str]], raws: Sequence[Any], d
                 out[name] = _raw_texts(values)
             else:
                 out[name] = values
-        return Batch(raws, out, as_stored=deid is None)
+        return Batch(raws, out, as_stored=deid is None, pending=pending, later=later)
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -284,4 +333,4 @@ def prefetched(batches: Iterator[_T]) -> Iterator[_T]:
         worker.join()
 
 
-__all__ = ["Batch", "arrow_schema", "columnize", "columns", "columns_of", "deidentified_texts", "prefetched"]
+__all__ = ["HELPER_FROM", "Batch", "arrow_schema", "columnize", "columns", "columns_of", "deidentified_texts", "helped", "prefetched"]

@@ -30,11 +30,10 @@ same small-cell thresholds; this module is for row-level records.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from sqlalchemy import Engine, func, select
 
 from ..auth.sealed import key_file_for, read_or_create_key
 from ..store.tables import identifiers
+from .pseudonym_helper import PseudonymHelper, as_uuid, padded_states, record_macs, split_texts, uuid_texts
 
 ENV_KEY = "TESSERA_PSEUDONYM_KEY"
 KEY_FILE_NAME = "tessera-pseudonym.key"
@@ -89,41 +89,15 @@ def pseudonym_key(database_url: str) -> bytes:
     return read_or_create_key(Path(path.parent) / KEY_FILE_NAME)
 
 
-#: the RFC 9562 variant bits (10xx) set on the first hex digit of the clock sequence
-_VARIANT = {c: "89ab"[int(c, 16) & 0x3] for c in "0123456789abcdef"}
-_VARIANT_BYTES = bytes.maketrans(b"0123456789abcdef", b"89ab89ab89ab89ab")
-#: where each of a UUID text's 36 characters comes from in a digest's hex (64 digits); -1: a
-#: dash, -2: the version digit (8), -3: the variant digit (made from hex digit 16)
-_UUID_LAYOUT = (*range(8), -1, *range(8, 12), -1, -2, *range(13, 16), -1, -3, *range(17, 20), -1, *range(20, 32))
-
-
 def _as_uuid(digest: bytes) -> str:
-    """The first 16 bytes as a version-8 UUID's text: what ``str(uuid.UUID(...))`` gives with
-    the version (8: custom, RFC 9562 5.8) and variant set, made with string slices."""
-    h = digest[:16].hex()
-    return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+    return as_uuid(digest)
 
 
 def _as_uuids(digests: list[bytes]) -> list[str]:
-    """``_as_uuid`` of a whole column at once: the digests' hex in one call, then each of the
-    36 character positions filled for every row by one extended-slice copy (C loops, no
-    per-row formatting), and the text cut into rows."""
-    n = len(digests)
-    if n < 8:
-        return [_as_uuid(d) for d in digests]
-    hexed = b"".join(digests).hex().encode("ascii")  # 64 hex digits a row
-    out = bytearray(36 * n)
-    for pos, src in enumerate(_UUID_LAYOUT):
-        if src >= 0:
-            out[pos::36] = hexed[src::64]
-        elif src == -1:
-            out[pos::36] = b"-" * n
-        elif src == -2:
-            out[pos::36] = b"8" * n
-        else:
-            out[pos::36] = hexed[16::64].translate(_VARIANT_BYTES)
-    text = out.decode("ascii")
-    return [text[i:i + 36] for i in range(0, 36 * n, 36)]
+    """``_as_uuid`` of a whole column at once (``pseudonym_helper.uuid_texts``)."""
+    if len(digests) < 8:
+        return [as_uuid(d) for d in digests]
+    return split_texts(uuid_texts(digests))
 
 
 class Pseudonymizer:
@@ -139,9 +113,7 @@ class Pseudonymizer:
 
     def _use(self, key_r: bytes) -> None:
         self.__key = key_r
-        block = key_r.ljust(64, b"\0")  # a 32-byte key is shorter than SHA-256's 64-byte block
-        self.__inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-        self.__outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        self.__inner, self.__outer = padded_states(key_r)
 
     def __repr__(self) -> str:
         return "Pseudonymizer(...)"
@@ -167,30 +139,34 @@ class Pseudonymizer:
 
     def records(self, tenant: str, record_ids: list[str | None]) -> list[str | None]:
         """``record`` over a column (None stays None): the tenant's prefix hashed once into the
-        inner state, then per value two hash-state copies and three C calls; the UUID texts
-        made for the whole column at once."""
-        present = [r for r in record_ids if r is not None]
+        inner state, then per value two hash-state copies and three C calls
+        (``pseudonym_helper.record_macs``); the UUID texts made for the whole column at once."""
+        present = _lowered([r for r in record_ids if r is not None])
         if not present:
             return list(record_ids)
-        joined = "".join(present)
-        if not joined.isascii() or joined.lower() != joined:
-            present = [r.lower() for r in present]
-        prefixed = self.__inner.copy()
-        prefixed.update(f"record:{tenant}:".encode())
-        outer0 = self.__outer.copy
-        digests: list[bytes] = []
-        add = digests.append
-        for r in present:
-            inner = prefixed.copy()
-            inner.update(r.encode())
-            outer = outer0()
-            outer.update(inner.digest())
-            add(outer.digest())
-        texts = _as_uuids(digests)
-        if len(texts) == len(record_ids):
-            return list(texts)
-        it = iter(texts)
-        return [None if r is None else next(it) for r in record_ids]
+        texts = _as_uuids(record_macs(self.__inner, self.__outer, f"record:{tenant}:".encode(), [r.encode() for r in present]))
+        return _placed(record_ids, texts)
+
+    def helper(self) -> PseudonymHelper:
+        """A helper process that computes ``records`` of this recipient (it gets the derived
+        key ``K_r`` only)."""
+        return PseudonymHelper(self.__key)
+
+
+def _lowered(ids: list[str]) -> list[str]:
+    """Ids compared without case: lower-cased (a column already so is left as it is)."""
+    joined = "".join(ids)
+    if not joined.isascii() or joined.lower() != joined:
+        return [r.lower() for r in ids]
+    return ids
+
+
+def _placed(column: list[Any], texts: list[str]) -> list[Any]:
+    """``texts`` (one a value that is not None) put where the column's values are."""
+    if len(texts) == len(column):
+        return list(texts)
+    it = iter(texts)
+    return [None if r is None else next(it) for r in column]
 
 
 def _pseudonymizer_of(key_r: bytes) -> Pseudonymizer:
@@ -327,6 +303,37 @@ class Deidentifier:
         except (AttributeError, TypeError):  # a list among them (no kind has one today): joining the column refuses it
             pass
         return [None if v is None else [one(tenant, x) for x in v] if isinstance(v, list) else one(tenant, v) for v in record_ids]
+
+    def records_later(self, columns: list[list[Any]], helper: PseudonymHelper) -> Callable[[], list[list[Any] | bytes]]:
+        """``records`` of several columns at once, computed by ``helper`` (one request) while
+        the caller goes on; the function returned waits for them and returns the columns, a
+        column without None as its UUID texts' bytes (``pseudonym_helper.split_texts`` makes
+        the list, ``arrow_texts`` the Arrow array). A column holding a list, or an id holding a
+        newline, is done here and now instead."""
+        try:
+            present = [col if not col.count(None) else [r for r in col if r is not None] for col in columns]
+            flat = present[0] if len(present) == 1 else [r for p in present for r in p]
+            joined = "\n".join(flat)
+            if not joined.isascii() or joined.lower() != joined:
+                joined = "\n".join(r.lower() for r in flat)
+        except (AttributeError, TypeError):  # a list among them
+            joined = None
+        if joined is None or joined.count("\n") != max(len(flat) - 1, 0):
+            done: list[list[Any] | bytes] = [self.records(col) for col in columns]
+            return lambda: done
+        helper.submit(f"record:{self.state_ids.tenant}:".encode(), joined.encode(), len(flat))
+
+        def later() -> list[list[Any] | bytes]:
+            texts = helper.collect()
+            out: list[list[Any] | bytes] = []
+            at = 0
+            for col, p in zip(columns, present, strict=True):
+                part = texts[36 * at:36 * (at + len(p))]
+                out.append(part if len(p) == len(col) else _placed(col, split_texts(part)))
+                at += len(p)
+            return out
+
+        return later
 
     def contributions(self, value: Any) -> Any:
         """A mastery state's contributions with each evidence id replaced."""

@@ -22,12 +22,16 @@ under a grant is written to that grant's access log (who, what, when, how many).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -124,22 +128,26 @@ class ChangeFeed:
             if reader.own:
                 sources.append((reader.tenant, wanted, None))
             sources += [(g.grantor, wanted & set(g.kinds), g) for g in reader.grants if wanted & set(g.kinds)]
-            rows: list[Any] = []
+            seqs: list[int] = []  # the versions read (the change rows themselves go once shaped)
             deids = {t: self._deidentifier(reader.tenant, t) for t, _, g in sources if g is not None and g.deidentified}
-            with paused_gc():  # tens of thousands of fresh dicts a page: the cyclic collector would walk them over and over
-                docs: dict[tuple[str, str], tuple[Any, bool, str | None]] = {}
+            shape = _Shape(reader, sources, deids)
+            # tens of thousands of fresh objects a page: the cyclic collector would walk them over and over; the
+            # page keeps none that it tracks (change rows are dropped once shaped, the changes are dicts of text)
+            with paused_gc():
                 if sources and until > since and conn.dialect.name == "postgresql":
-                    rows = self._pg_page(conn, sources, since, until, limit, deids, docs)
+                    seqs = self._pg_page(conn, sources, since, until, limit, deids, shape)
                 elif sources and until > since:
                     cond = or_(*(and_(changes.c.tenant == t, changes.c.record_kind.in_(sorted(ks))) for t, ks, _ in sources))
                     q = (select(changes.c.seq, changes.c.tenant, changes.c.record_kind, changes.c.record_id, changes.c.op, changes.c.at)
                          .where(changes.c.seq > since, changes.c.seq <= until, cond).order_by(changes.c.seq).limit(limit + 1))
                     rows = [(seq, t, k, str(rid), op, at) for seq, t, k, rid, op, at in conn.execute(q).all()]
+                    docs: dict[str, dict[str, tuple[Any, bool, str | None]]] = defaultdict(dict)
                     self._sqlite_records(rows[:limit], conn, deids, docs)
-                more = len(rows) > limit
-                rows = rows[:limit]
-                out, counts = _changes(rows, docs, reader, sources, deids)
-        next_since = rows[-1][0] if more else until
+                    shape.add(rows[:limit], docs)
+                    seqs = [row[0] for row in rows]
+                more = len(seqs) > limit
+                out, counts = shape.out, shape.counts()
+        next_since = seqs[limit - 1] if more else until
         by_tenant = {t: g for t, _, g in sources}  # the grant each grantor's changes were read under
         self.grants.log_many([(g.id, f"since={since} until={until} kinds={','.join(sorted(wanted & set(g.kinds)))}",
                                counts.get(g.grantor, 0) if by_tenant.get(g.grantor) is g else 0)
@@ -147,58 +155,102 @@ class ChangeFeed:
         return FeedPage(out, since, until, max(next_since, since), more)
 
     def _pg_page(self, conn: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int, limit: int,
-                 deids: dict[str, Deidentifier], found: dict[tuple[str, str], tuple[Any, bool, str | None]]) -> list[Any]:
-        """A page's change rows (``limit + 1`` at most: one more tells there are more) and, into
-        ``found``, their records: (kind, id) -> (the record, retired or voided, its id as the
-        reader sees it). Records of an identified source are their stored JSON text, embedded
-        in the response as it is (``orjson.Fragment``), never parsed and written again; under a
-        de-identified grant they go through ``columns.deidentified_texts`` by (tenant, kind):
-        the column-wise de-identification the bulk export does (each learner once, pseudonyms
-        per column), each record then written as JSON text (a ``Fragment`` too) by msgspec.
+                 deids: dict[str, Deidentifier], shape: _Shape) -> list[int]:
+        """A page's versions (``limit + 1`` at most: one more tells there are more), their
+        changes as the response shows them added to ``shape`` a chunk at a time. Records of an
+        identified source are their stored JSON text, embedded in the response as it is
+        (``orjson.Fragment``), never parsed and written again; under a de-identified grant they
+        go through ``columns.deidentified_texts`` by (tenant, kind): the column-wise
+        de-identification the bulk export does (each learner once, pseudonyms per column), each
+        record then written as JSON text (a ``Fragment`` too) by msgspec.
 
-        The change rows come from a server-side cursor ``RECORD_CHUNK`` at a time, and each
-        chunk's records are looked up right after it (``_pg_changes_and_records``), all on a
-        thread while this one converts the chunk before (the driver releases the GIL while it
-        waits): the database's reads and Python's conversion run at the same time."""
-        rows: list[Any] = []
+        The change rows come from a server-side cursor, ``FIRST_CHUNK`` and then growing
+        chunks up to ``RECORD_CHUNK`` at a time, and each chunk's records are looked up right after it
+        (``_pg_changes_and_records``), all on a thread while this one converts the chunk
+        before, records and then changes (the driver releases the GIL while it waits): the
+        database's reads and Python's conversion run at the same time, from the page's first
+        small chunk to its last."""
+        seqs: list[int] = []
         dbapi = conn.connection.dbapi_connection
-        for chunk, fetched in prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit)):
-            rows += chunk
-            for tenant, kind, got in fetched:
-                self._convert(tenant, kind, got, deids.get(tenant), found)
-        return rows
+        with _prompt_switching():
+            for chunk, fetched in prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit)):
+                found: dict[str, dict[str, tuple[Any, bool, str | None]]] = defaultdict(dict)
+                for tenant, kind, got in fetched:
+                    self._convert(tenant, kind, got, deids.get(tenant), found[kind])
+                shape.add(chunk[:max(0, limit - len(seqs))], found)
+                seqs += map(itemgetter(0), chunk)
+        return seqs
 
     def _sqlite_records(self, rows: Sequence[Any], conn: Any, deids: dict[str, Deidentifier],
-                        found: dict[tuple[str, str], tuple[Any, bool, str | None]]) -> None:
+                        found: dict[str, dict[str, tuple[Any, bool, str | None]]]) -> None:
         """``_pg_page``'s records on SQLite: looked up by id, a kind of a tenant at a time."""
         wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
         for _seq, tenant, kind, record_id, *_ in rows:
             wanted[(tenant, kind)].add(record_id)
         for (tenant, kind), ids in wanted.items():
-            self._convert(*_sqlite_records(conn, tenant, kind, ids), deids.get(tenant), found)
+            self._convert(*_sqlite_records(conn, tenant, kind, ids), deids.get(tenant), found[kind])
 
     @staticmethod
     def _convert(tenant: str, kind: str, got: list[tuple[str, Any, bool]], deid: Deidentifier | None,
-                 found: dict[tuple[str, str], tuple[Any, bool, str | None]]) -> None:
+                 found: dict[str, tuple[Any, bool, str | None]]) -> None:
+        """Into ``found`` (the records of ``kind`` by id): (the record as JSON text, retired or
+        voided, its id as the reader sees it)."""
         fragment = orjson.Fragment
         if deid is None:
             for rid, data, dead in got:
-                found[(kind, rid)] = (fragment(data), dead, rid)
+                found[rid] = (fragment(data), dead, rid)
             return
-        texts, ids = deidentified_texts(kind, [data for _, data, _ in got], deid)
-        for (rid, _, dead), text, shown_id in zip(got, texts, ids, strict=True):
-            found[(kind, rid)] = (fragment(text), dead, shown_id)
+        texts, ids = deidentified_texts(kind, list(map(itemgetter(1), got)), deid)
+        found.update(zip(map(itemgetter(0), got), zip(map(fragment, texts), map(itemgetter(2), got), ids, strict=True), strict=True))
 
 
-#: change rows read at a time, their records looked up while the feed converts the chunk before
-RECORD_CHUNK = 2500
+#: the interpreter's switch interval while a page is read (seconds; None: left as it is)
+SWITCH_INTERVAL: float | None = 0.001
+_switching: dict[str, Any] = {"readers": 0, "saved": None}
+_switching_lock = threading.Lock()
+
+
+@contextmanager
+def _prompt_switching() -> Iterator[None]:
+    """While pages are read, the interpreter's switch interval is ``SWITCH_INTERVAL`` instead
+    of its default 5 ms: the reading thread needs the GIL back each time the database answers
+    (a few times a chunk) while the converting thread runs Python on the chunk before, and
+    would otherwise wait up to 5 ms each time, the database idle meanwhile. Never raised (a
+    shorter interval is left as it is); put back when the last concurrent reader is done.
+    A setting of the whole process, for the time pages are read: threads that compute at
+    the same time switch a little more often."""
+    wanted = SWITCH_INTERVAL
+    if wanted is None:
+        yield
+        return
+    with _switching_lock:
+        if _switching["readers"] == 0 and (now := sys.getswitchinterval()) > wanted:  # never raised
+            _switching["saved"] = now
+            sys.setswitchinterval(wanted)
+        _switching["readers"] += 1
+    try:
+        yield
+    finally:
+        with _switching_lock:
+            _switching["readers"] -= 1
+            if _switching["readers"] == 0 and _switching["saved"] is not None:
+                sys.setswitchinterval(_switching["saved"])
+                _switching["saved"] = None
+
+
+#: change rows read at a time, their records looked up while the feed converts the chunk before.
+#: A page's first chunk is smaller, so the conversion starts soon after the page does, and each
+#: next one ``CHUNK_GROWTH`` times larger up to ``RECORD_CHUNK``: a chunk's reading (the
+#: database's part) takes about as long as converting the one before, so neither side waits
+RECORD_CHUNK, FIRST_CHUNK, CHUNK_GROWTH = 5000, 1000, 2.5
 
 
 def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int,
                             limit: int) -> Iterator[tuple[list[Any], list[tuple[str, str, list[tuple[str, Any, bool]]]]]]:
-    """(change rows, [(tenant, kind, records)]) ``RECORD_CHUNK`` change rows at a time: the
+    """(change rows, [(tenant, kind, records)]) up to ``RECORD_CHUNK`` change rows at a time: the
     page's change rows, (seq, tenant, kind, record id, op, at) keyset on ``seq``, from a
-    server-side cursor of the driver (binary: instants decoded in C, in UTC), and after each
+    server-side cursor of the driver (binary: instants decoded in C, as UTC without a zone,
+    which Python hashes in a third of the time of an instant with one), and after each
     chunk the current records it names (not those of the row past ``limit``)."""
     cond = " OR ".join("(tenant = %s AND record_kind = ANY(%s))" for _ in sources)
     params: list[Any] = [since, until]
@@ -213,18 +265,21 @@ def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], G
     records.adapters.register_loader("varchar", ByteaBinaryLoader)
     rows = None
     try:
-        records.execute("SET LOCAL TIME ZONE 'UTC'")  # instants come back in UTC: no conversion per row
         rows = dbapi.cursor(name=f"tessera_changes_{uuid.uuid4().hex}", binary=True)
         rows.itersize = RECORD_CHUNK
-        rows.execute(f"SELECT seq, tenant, record_kind, record_id::text, op, at FROM changes WHERE seq > %s AND seq <= %s AND ({cond}) "
+        rows.execute(f"SELECT seq, tenant, record_kind, record_id::text, op, at AT TIME ZONE 'UTC' FROM changes "
+                     f"WHERE seq > %s AND seq <= %s AND ({cond}) "
                      f"ORDER BY seq LIMIT {int(limit) + 1}", params)
-        taken = 0
-        while chunk := rows.fetchmany(RECORD_CHUNK):
+        taken, size = 0, min(FIRST_CHUNK, RECORD_CHUNK)
+        by_source, id_at = itemgetter(1, 2), itemgetter(3, 5)
+        while chunk := rows.fetchmany(size):
             # (tenant, kind) -> record id -> the instant of its last change in the chunk, in version order
-            wanted: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
-            for _seq, tenant, kind, record_id, _op, at in chunk[:max(0, limit - taken)]:
-                wanted[(tenant, kind)][record_id] = at
+            # (consecutive changes of one source taken at once: a dict updated from C, not a change at a time)
+            wanted: dict[tuple[str, str], dict[str, Any]] = {}
+            for source, run in groupby(chunk[:max(0, limit - taken)], key=by_source):
+                wanted.setdefault(source, {}).update(map(id_at, run))
             taken += len(chunk)
+            size = min(RECORD_CHUNK, int(size * CHUNK_GROWTH))
             yield chunk, [(tenant, kind, _pg_records(records, tenant, kind, list(ids.items()))) for (tenant, kind), ids in wanted.items()]
     finally:
         if rows is not None:
@@ -253,7 +308,8 @@ def _pg_records(cur: Any, tenant: str, kind: str, chunk: list[tuple[str, Any]]) 
     instants = [at for _, at in chunk]
     # not prepared: the ids must reach the planner as a constant (a hashed look-up)
     cur.execute(f"SELECT id::text, data::varchar, {dead} FROM (SELECT {inner} FROM \"{tbl.name}\" "
-                f"WHERE tenant = %s AND updated_at >= %s AND updated_at <= %s OFFSET 0) r "
+                f"WHERE tenant = %s AND updated_at >= %s::timestamp AT TIME ZONE 'UTC' "
+                f"AND updated_at <= %s::timestamp AT TIME ZONE 'UTC' OFFSET 0) r "
                 f"WHERE id = ANY(string_to_array(%s, ',')::uuid[])",
                 (tenant, min(instants), max(instants), ",".join(ids)), prepare=False)
     got: list[tuple[str, Any, bool]] = cur.fetchall()
@@ -278,35 +334,46 @@ def _sqlite_records(conn: Any, tenant: str, kind: str, ids: set[str]) -> tuple[s
     return tenant, kind, got
 
 
-def _changes(rows: Sequence[Any], docs: dict[tuple[str, str], tuple[Any, bool, str | None]], reader: Reader,
-             sources: Sequence[tuple[str, set[str], Grant | None]], deids: dict[str, Deidentifier]
-             ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """The page's changes as the response shows them, and how many were read from each grantor
-    (its grant's access log). A grant's id is made text once, an instant once per distinct
-    value (a batch's changes share theirs)."""
-    shown_grant = {t: (str(g.id) if g is not None and (t != reader.tenant or not reader.own) else None) for t, _, g in sources}
-    counts: dict[str, int] = defaultdict(int)
-    instants: dict[Any, str] = {}
-    out: list[dict[str, Any]] = []
-    add = out.append
-    gone = (None, True, None)
-    get = docs.get
-    for seq, tenant, kind, record_id, op, at in rows:
-        doc, dead, rid = get((kind, record_id), gone)
-        if rid is None:  # the record itself is gone: its id as this reader knows it
-            rid = record_id
-            if (deid := deids.get(tenant)) is not None:
-                rid = deid.learners([rid])[0] if kind == "person" else deid.pseudonyms.record(tenant, rid)
-        grant = shown_grant.get(tenant)
-        if grant is not None:
-            counts[tenant] += 1
-        dead = dead or op == "deleted"
-        when = instants.get(at)
-        if when is None:
-            when = instants[at] = at.isoformat()
-        add({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": when, "tombstone": dead,
-             "grant": grant, "record": None if dead else doc})
-    return out, counts
+class _Shape:
+    """The page's changes as the response shows them, built a chunk at a time, and how many
+    were read from each grantor (its grant's access log). A grant's id is made text once, an
+    instant once per distinct value (a batch's changes share theirs)."""
+
+    def __init__(self, reader: Reader, sources: Sequence[tuple[str, set[str], Grant | None]], deids: dict[str, Deidentifier]) -> None:
+        self.shown_grant = {t: (str(g.id) if g is not None and (t != reader.tenant or not reader.own) else None) for t, _, g in sources}
+        self.deids = deids
+        self.out: list[dict[str, Any]] = []
+        self.instants: dict[Any, str] = {}
+        self._tenants: list[str] = []
+
+    def add(self, rows: Sequence[Any], found: dict[str, dict[str, tuple[Any, bool, str | None]]]) -> None:
+        """The changes of ``rows`` (in version order), each with its record from ``found``
+        (kind -> record id -> (record, retired or voided, id as shown)) or a tombstone. What
+        a run of changes of one (tenant, kind) shares is looked up once for the run."""
+        instants, shown_grant, deids = self.instants, self.shown_grant, self.deids
+        for at in set(map(itemgetter(5), rows)) - instants.keys():  # naive instants are UTC (PostgreSQL's: cheaper to hash)
+            instants[at] = at.isoformat() if at.tzinfo is not None else at.isoformat() + "+00:00"
+        add = self.out.append
+        for (tenant, kind), run in groupby(rows, key=itemgetter(1, 2)):
+            look = found.get(kind, {}).get
+            grant, deid = shown_grant.get(tenant), deids.get(tenant)
+            for seq, _tenant, _kind, record_id, op, at in run:
+                hit = look(record_id)
+                if hit is None:  # the record itself is gone: its id as this reader knows it
+                    doc, dead, rid = None, True, record_id
+                    if deid is not None:
+                        rid = deid.learners([rid])[0] if kind == "person" else deid.pseudonyms.record(tenant, rid)
+                else:
+                    doc, dead, rid = hit
+                if op == "deleted":
+                    dead = True
+                add({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": instants[at], "tombstone": dead,
+                     "grant": grant, "record": None if dead else doc})
+        self._tenants += map(itemgetter(1), rows)
+
+    def counts(self) -> dict[str, int]:
+        """Changes read by grantor tenant (those read under a grant only)."""
+        return {t: n for t, n in Counter(self._tenants).items() if self.shown_grant.get(t) is not None}
 
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "SCOPE", "ChangeFeed", "FeedPage", "Reader"]
