@@ -65,7 +65,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +87,7 @@ CLIENTS = 4
 LEARNERS = 5000
 RATE = [0.0]  # --rate: statements a second the clients send at most (0: as fast as answered)
 RSS_EVERY = [0.0]  # --rss-every: seconds between two samples of the server processes' RSS (0: none)
+IN_WORKER = [False]  # --derive-in-worker: TESSERA_XAPI__DERIVE_IN_SERVER=false and a `tessera worker` derives
 HOME_PAGE = "https://sis.example.edu"
 VERBS = [
     "http://adlnet.gov/expapi/verbs/passed", "http://adlnet.gov/expapi/verbs/failed",
@@ -144,15 +145,21 @@ def make_batch(rng_seed: int, n: int = BATCH) -> bytes:
     return ("[" + ",".join(parts) + "]").encode()
 
 
+#: ``--derive-in-worker``: the session of the ``tessera worker`` that derives, counted with the server's
+WORKER_SESSIONS: list[int] = []
+
+
 def session_usage(pid: int) -> tuple[float, float]:
     """(peak RSS in MiB, CPU seconds) of the server and every process of its session
-    (uvicorn's workers): the sum of their VmHWM and of their user + system time."""
+    (uvicorn's workers), and of the ``tessera worker`` deriving beside it
+    (``--derive-in-worker``): the sum of their VmHWM and of their user + system time."""
     rss_kib, ticks = 0, 0
+    sessions = {pid, *WORKER_SESSIONS}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if os.getsid(int(entry.name)) != pid:
+            if os.getsid(int(entry.name)) not in sessions:
                 continue
             for line in (entry / "status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -367,18 +374,28 @@ class Tracker:
 @contextmanager
 def tessera(url: str, workers: int, derive: str = "inline") -> Iterator[tuple[str, int]]:
     env = {**os.environ, "TESSERA_DATABASE_URL": url, "TESSERA_LOG_LEVEL": "WARNING", "TESSERA_XAPI__DERIVE": derive}
+    in_worker = derive == "async" and IN_WORKER[0]
+    if in_worker:
+        env["TESSERA_XAPI__DERIVE_IN_SERVER"] = "false"
     exe = str(Path(sys.executable).with_name("tessera"))
     port = free_port()
     proc = subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+    # the consumer in a process of its own: ``tessera worker`` (its CPU is counted with the server's)
+    worker = (subprocess.Popen([exe, "worker"], env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+              if in_worker else None)
+    if worker is not None:
+        WORKER_SESSIONS.append(worker.pid)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_up(proc, base, "tessera serve")
         yield base, proc.pid
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
+        for p in (proc, worker):
+            if p is not None and p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(timeout=30)
+        WORKER_SESSIONS.clear()
 
 
 @contextmanager
@@ -425,15 +442,16 @@ def run_tessera(url: str, bodies: list[bytes], workers: int, *, recheck: bool = 
     t0 = time.perf_counter()
     load_reference(store)
     print(f"  loaded the framework and {LEARNERS:,} learners in {time.perf_counter() - t0:.1f} s")
-    with tessera(url, workers, derive) as (base, pid):
+    how = "async in a tessera worker" if derive == "async" and IN_WORKER[0] else derive
+    # held from before the server starts: a ``tessera worker`` (--derive-in-worker) starts deriving at once
+    with deriver_held(store) if split else nullcontext(None) as release, tessera(url, workers, derive) as (base, pid):
         client, secret = ClientStore(store.engine).create(TENANT, ["xapi/all"], name="bench")
-        if split:
-            with deriver_held(store) as release:
-                out = drive(f"Tessera ({workers} workers, derive async, acknowledgement path alone)", base,
-                            (client.client_id, secret), bodies, pid)
-                cpu0 = session_usage(pid)[1]
-                release()
-                behind = caught_up(store)
+        if release is not None:
+            out = drive(f"Tessera ({workers} workers, derive {how}, acknowledgement path alone)", base,
+                        (client.client_id, secret), bodies, pid)
+            cpu0 = session_usage(pid)[1]
+            release()
+            behind = caught_up(store)
             rss, cpu = session_usage(pid)
             out.rss = rss
             n = max(1, out.statements)
@@ -444,7 +462,7 @@ def run_tessera(url: str, bodies: list[bytes], workers: int, *, recheck: bool = 
             store.dispose()
             return out
         tracker = Tracker(store) if derive == "async" else None
-        out = drive(f"Tessera ({workers} workers, derive {derive})", base, (client.client_id, secret), bodies, pid,
+        out = drive(f"Tessera ({workers} workers, derive {how})", base, (client.client_id, secret), bodies, pid,
                     on_ack=tracker.acked if tracker else None)
         if tracker is not None:
             behind = tracker.finish()
@@ -540,11 +558,15 @@ def main() -> int:
     ap.add_argument("--rss-every", type=float, default=0.0,
                     help="sample each server process's RSS every this many seconds and print the curve against the "
                          "statements acknowledged (a cost that grows with them, or a fixed one)")
+    ap.add_argument("--derive-in-worker", action="store_true",
+                    help="with --derive async: TESSERA_XAPI__DERIVE_IN_SERVER=false, and a `tessera worker` derives, in a "
+                         "process of its own (its CPU and RSS are counted with the server's)")
     ap.add_argument("--rounds", type=int, default=3, help="with --peer: runs of each")
     ap.add_argument("--recompute-check", action="store_true",
                     help="after the run, recompute every state from scratch: none may differ from the incremental ones")
     args = ap.parse_args()
     RATE[0] = args.rate
+    IN_WORKER[0] = args.derive_in_worker
     RSS_EVERY[0] = args.rss_every
     print(f"host speed: record_id {host_speed():.2f} us (bench/host_speed.py; lower is faster)")
     backend = "PostgreSQL" if args.database_url else "SQLite"

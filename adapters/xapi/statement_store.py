@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
@@ -39,6 +39,7 @@ from .memory import TRIM
 from .outbox import enqueue
 from .partitions import StatementIds, partitioned, where_ids
 from .statement_query import MERGED, RECENT, StatementReads
+from .statement_seqs import allocate_seqs, voided_by_earlier
 from .tables import (
     xapi_activities,
     xapi_attachments,
@@ -110,6 +111,7 @@ class StatementStore(StatementReads):
         self._key = _uuid_bytes if dialect.name == "sqlite" else (lambda value: uid(uuid.UUID(value)))
         # SQLite: new index rows go to the recent tier, merged every ``merge_every`` statements
         self._tiered = dialect.name == "sqlite"
+        self._oldest_recent = f"SELECT min(seq) FROM {xapi_recent_agents.name}"
         self.merge_every = merge_every
         written = RECENT if self._tiered else MERGED
         # PostgreSQL: statements partitioned by month, index rows with their statement's stored,
@@ -286,7 +288,7 @@ class StatementStore(StatementReads):
         if self.deriver is not None:
             self.deriver.guard(conn)  # PostgreSQL: the deriver reads no seq of a transaction still open
         n = len(plan.ids)
-        seqs = self._allocate(conn, n)
+        seqs = allocate_seqs(conn, n)
         width = len(_STATEMENT_COLUMNS)
         plan.statements[0::width] = seqs
         if self._ids is not None:  # PostgreSQL: each id in the id table, with its seq and stored
@@ -305,7 +307,7 @@ class StatementStore(StatementReads):
         # exclusive/shared), so whichever commits last sees the other (tests/test_xapi_concurrent_writes.py)
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock{'' if targets else '_shared'}(hashtextextended(%(t)s, 1))", {"t": tenant})
-        earlier = [r.voiding for r in conn.execute(select(s.c.voiding).where(s.c.tenant == tenant, s.c.voiding.in_(plan.keys)))]
+        earlier = voided_by_earlier(conn, tenant, plan.keys)
         voided = {_uuid(v) for v in targets.values()} | set(earlier)
         if voided:
             conn.execute(update(s).where(where_ids(conn, tenant, sorted(voided)), s.c.voiding.is_(None))
@@ -322,7 +324,7 @@ class StatementStore(StatementReads):
     def _merge_due(self, conn: Connection, last: int) -> bool:
         """Whether the recent tier now spans ``merge_every`` statements (every statement has
         a row in ``xapi_recent_agents``: its verb's)."""
-        oldest = conn.execute(select(func.min(xapi_recent_agents.c.seq))).scalar()
+        oldest = conn.exec_driver_sql(self._oldest_recent).scalar()  # under the write lock: no SQLAlchemy compile
         return oldest is not None and last - oldest + 1 >= self.merge_every
 
     def merge(self, conn: Connection) -> None:
@@ -333,17 +335,6 @@ class StatementStore(StatementReads):
             cols = [c.name for c in merged.primary_key.columns]  # the merged table's key order
             conn.execute(insert(merged).from_select(cols, select(*(recent.c[c] for c in cols)).order_by(*(recent.c[c] for c in cols))))
             conn.execute(delete(recent))
-
-    def _allocate(self, conn: Connection, n: int) -> list[int]:
-        """``n`` increasing statement seqs. SQLite: past the largest, under the write lock
-        the transaction holds; PostgreSQL: from the column's sequence."""
-        s = xapi_statements
-        if self.engine.dialect.name == "postgresql":
-            return sorted(conn.exec_driver_sql(
-                "SELECT nextval(pg_get_serial_sequence('xapi_statements', 'seq')) FROM generate_series(1, %(n)s)", {"n": n}
-            ).scalars())
-        top = conn.execute(select(func.max(s.c.seq))).scalar() or 0
-        return list(range(top + 1, top + 1 + n))
 
     def _referenced_rows(self, tenant: str,
                          statements: list[dict[str, Any]]) -> dict[str, tuple[list[tuple[str, str, str]], list[tuple[str, str]]]]:

@@ -1,0 +1,76 @@
+"""Diagnosis: how long each acknowledged xAPI batch takes to store on SQLite, in one process.
+
+``bench/xapi_ingest.py`` measures the batch latency through HTTP with two workers and four
+clients, on a machine whose load moves the tail; this one takes the HTTP server and the other
+writers away and stores ``--statements`` of its statements, batch after batch, the way the LRS
+does in ``TESSERA_XAPI__DERIVE=async`` mode (``StatementStore.save`` with a deriver that is
+never run), with the collector set as a server sets it. It prints the CPU per statement of the
+process (every thread: the checkpoint thread too) and the p50, p99 and longest ``save``: the
+tail is what a slow commit (a checkpoint in it, a merge of the recent index tier) costs the
+request that meets it, and what every other writer waits meanwhile.
+
+    python bench/xapi_ack_latency.py --statements 60000
+
+Not a test: pytest never collects bench/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+from host_speed import measure as host_speed
+from xapi_ingest import BATCH, TENANT, load_reference, make_batch  # bench/ is sys.path[0]
+
+from adapters.xapi.derive import Deriver
+from adapters.xapi.evidence import EvidenceMapper
+from adapters.xapi.statement_store import StatementStore
+from adapters.xapi.statements import complete
+from gateway.mastery.attach import engine_of
+from gateway.wiring import open_store
+
+AUTHORITY = {"objectType": "Agent", "account": {"homePage": "https://lrs.example", "name": "bench"}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--statements", type=int, default=60_000)
+    args = ap.parse_args()
+    print(f"host speed: record_id {host_speed():.2f} us (bench/host_speed.py; lower is faster)")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        store.migrate()
+        load_reference(store)
+        engine_of(store)
+        mapper = EvidenceMapper(store)
+        deriver = Deriver(store, mapper)
+        deriver.notify = lambda: None  # type: ignore[method-assign]  # never derives: the acknowledgement path alone
+        lrs = StatementStore(store, mapper, deriver=deriver)
+        raw = [make_batch(i) for i in range(args.statements // BATCH)]
+        gc.collect()
+        gc.freeze()  # as the server does (gateway/api/app.py)
+        gc.set_threshold(50_000, 20, 100)
+        took: list[float] = []
+        c0 = time.process_time()
+        for data in raw:
+            body = orjson.loads(data)
+            stored = complete(body, AUTHORITY, "1.0.3")
+            t0 = time.perf_counter()
+            lrs.save(TENANT, body, stored=stored, authority="bench")
+            took.append(time.perf_counter() - t0)
+        cpu = time.process_time() - c0
+        n = len(raw) * BATCH
+        q = statistics.quantiles(took, n=100)
+        print(f"  {n:,} statements in batches of {BATCH}: {cpu / n * 1e6:.0f} us CPU per statement; "
+              f"save p50 {q[49] * 1e3:.1f} ms, p99 {q[98] * 1e3:.1f} ms, longest {max(took) * 1e3:.1f} ms")
+        store.dispose()
+    print(f"host speed: record_id {host_speed():.2f} us")
+
+
+if __name__ == "__main__":
+    main()

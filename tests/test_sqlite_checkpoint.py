@@ -1,0 +1,112 @@
+"""SQLite's WAL is checkpointed by a thread of the process, not inside the commit that crosses
+a threshold while every writer waits (``gateway.store.db._Checkpointer``, issue 22)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from gateway.store import db
+from gateway.store.db import CHECKPOINT_BACKSTOP, WRITE, checkpointer, make_engine
+
+
+def _wal(path: Path) -> tuple[int, int]:
+    """(frames in the WAL, frames of them copied into the database), as a PASSIVE checkpoint reports
+    them (nothing else writes meanwhile, so it has nothing left to copy after ``checkpoint``)."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1:]
+    finally:
+        conn.close()
+
+
+def _write(engine, rows: int, start: int = 0) -> None:
+    with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        conn.execute(text("INSERT INTO t (n, pad) VALUES (:n, :pad)"), [{"n": start + i, "pad": "x" * 2000} for i in range(rows)])
+
+
+def test_a_commit_leaves_the_checkpoint_to_the_thread_and_the_wal_starts_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "db.sqlite"
+    woken: list[str] = []
+
+    class Thread:  # what a commit calls, recorded: the test runs the checkpoint itself, with no thread racing it
+        def __init__(self, where: str) -> None:
+            self.where = where
+
+        def committed(self) -> None:
+            woken.append(self.where)
+
+    monkeypatch.setattr(db, "checkpointer", Thread)
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == CHECKPOINT_BACKSTOP
+            conn.exec_driver_sql("CREATE TABLE t (n INTEGER PRIMARY KEY, pad TEXT)")
+            conn.commit()
+        assert woken == []  # a transaction that only BEGINs deferred wakes nothing
+        _write(engine, 400)
+        assert woken == [str(path)]  # the write's commit woke its database's thread
+        ckpt = db._Checkpointer(str(path))
+        ckpt.checkpoint()  # what the thread does
+        assert ckpt.frames > 0 and ckpt.checkpoints == 1
+        frames, copied = _wal(path)
+        assert frames == ckpt.frames and copied == frames  # the whole WAL is in the database
+        _write(engine, 1, start=400)  # so the next writer starts the WAL over from its beginning
+        frames, _ = _wal(path)
+        assert 0 < frames < ckpt.frames
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 401
+    finally:
+        engine.dispose()
+
+
+def test_a_deleted_database_is_not_created_again(tmp_path: Path) -> None:
+    path = tmp_path / "gone.sqlite"
+    checkpointer(str(path)).checkpoint()
+    assert not path.exists()
+
+
+def test_a_forked_process_starts_its_own_checkpoint_thread(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "fork.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (n INTEGER PRIMARY KEY, pad TEXT)")
+            conn.commit()
+        _write(engine, 10)
+        assert checkpointer(str(path))._running
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: a fresh handle, whose thread is not running yet
+            fresh = checkpointer(str(path))
+            os.write(write, b"1" if not fresh._running and fresh.checkpoints == 0 else b"0")
+            os._exit(0)
+        os.close(write)
+        assert os.read(read, 1) == b"1"
+        os.waitpid(pid, 0)
+    finally:
+        engine.dispose()
+
+
+def test_a_checkpoint_that_cannot_queue_fails_quietly(tmp_path: Path) -> None:
+    """A checkpoint that cannot open the writer queue's file (here a folder stands in its place;
+    in a benchmark, its temporary folder was removed meanwhile) raises nothing: the thread that
+    runs it goes on, and the next commit wakes it again."""
+    path = tmp_path / "db.sqlite"
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("PRAGMA journal_mode=WAL").fetchall()
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("CREATE TABLE t (n INTEGER PRIMARY KEY, pad TEXT)")
+        writer.executemany("INSERT INTO t (pad) VALUES (?)", [("x" * 2000,)] * 50)
+        (tmp_path / "db.sqlite-writer").mkdir()
+        ckpt = db._Checkpointer(str(path))
+        ckpt.checkpoint()  # the passes run; opening the queue fails
+        assert ckpt.frames > 0 and ckpt.checkpoints == 0
+    finally:
+        writer.close()
