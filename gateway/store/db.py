@@ -329,7 +329,10 @@ class _Checkpointer:
                         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                         break
                 finally:
-                    os.close(queue)  # releases the lock
+                    try:  # let go explicitly: a child forked meanwhile holds a copy of this file, and
+                        fcntl.flock(queue, fcntl.LOCK_UN)  # the lock would last while that copy is open
+                    finally:
+                        os.close(queue)
             self.checkpoints += 1
         except (sqlite3.Error, OSError):
             pass  # busy (another process checkpoints), not in WAL mode, or gone: the next commit wakes it again
