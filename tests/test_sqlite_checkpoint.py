@@ -156,3 +156,35 @@ def test_a_process_forked_while_the_checkpoint_holds_the_writer_queue_does_not_k
         os.close(go_r)
         os.close(go_w)
         writer.close()
+
+
+def test_a_commit_that_cannot_start_the_checkpoint_thread_still_commits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process out of threads (``RuntimeError: can't start new thread``) still commits: the
+    write is not reported failed after it committed, and the next commit tries the thread again
+    (SQLite's own checkpoint, the backstop, covers the meantime)."""
+    import threading
+
+    path = tmp_path / "db.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def no_thread(self: threading.Thread) -> None:
+        if self.name == "tessera-sqlite-checkpoint":
+            started.append(self.name)
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (n INTEGER PRIMARY KEY, pad TEXT)")
+            conn.commit()
+        monkeypatch.setattr(threading.Thread, "start", no_thread)
+        _write(engine, 1)  # raises nothing
+        _write(engine, 1, start=1)
+        assert started == ["tessera-sqlite-checkpoint"] * 2  # tried again by the next commit
+        monkeypatch.undo()
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 2
+    finally:
+        engine.dispose()

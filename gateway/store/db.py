@@ -263,7 +263,10 @@ class _Checkpointer:
         with self._lock:
             if not self._running:
                 self._running = True
-                threading.Thread(target=self._run, name="tessera-sqlite-checkpoint", daemon=True).start()
+                try:
+                    threading.Thread(target=self._run, name="tessera-sqlite-checkpoint", daemon=True).start()
+                except RuntimeError:  # no thread to be had: the commit stands (SQLite's backstop checkpoints), the next one tries again
+                    self._running = False
 
     def _run(self) -> None:
         try:
