@@ -116,3 +116,18 @@ def test_an_export_that_cannot_start_its_helper_makes_the_pseudonyms_itself(stor
     got = export(store, tmp_path / "helperless", tenant="d1", kinds=["evidence"], fmt="ndjson", deidentifier=deid)
     assert got.files[0].rows == want.files[0].rows == 5
     assert read_back(tmp_path / "helperless" / "evidence.ndjson") == read_back(tmp_path / "plain" / "evidence.ndjson")
+
+
+def test_the_helper_process_does_not_inherit_the_servers_secrets(monkeypatch):
+    """The helper gets the recipient's derived key only, on its input: the server's pseudonym
+    key (``TESSERA_PSEUDONYM_KEY``) and the other settings (a database address with its
+    password) are not copied into its environment."""
+    monkeypatch.setenv("TESSERA_PSEUDONYM_KEY", "the-servers-own-key")
+    monkeypatch.setenv("TESSERA_DATABASE_URL", "postgresql://u:secret@db/x")
+    helper = Pseudonymizer(KEY, "state").helper()
+    try:
+        with open(f"/proc/{helper.proc.pid}/environ", "rb") as fh:
+            environ = fh.read()
+    finally:
+        helper.close()
+    assert b"the-servers-own-key" not in environ and b"secret@db" not in environ

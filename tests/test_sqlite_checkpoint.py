@@ -110,3 +110,81 @@ def test_a_checkpoint_that_cannot_queue_fails_quietly(tmp_path: Path) -> None:
         assert ckpt.frames > 0 and ckpt.checkpoints == 0
     finally:
         writer.close()
+
+
+def test_a_process_forked_while_the_checkpoint_holds_the_writer_queue_does_not_keep_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child forked while the checkpoint holds the writer queue (a OneRoster import's producer,
+    ``store.streams``) inherits the queue's open file, and a flock lasts while any copy of it is
+    open: the checkpoint lets go of the lock itself, not only by closing its copy, or every
+    writer would wait for the child to end (and a child waiting on its parent never ends)."""
+    import fcntl
+    import os
+    import threading
+
+    path = tmp_path / "db.sqlite"
+    writer = sqlite3.connect(path, isolation_level=None)  # kept open: the WAL stays, with frames to copy
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE TABLE t (n INTEGER)")
+    writer.execute("INSERT INTO t VALUES (1)")
+    flock, here, children = fcntl.flock, threading.get_ident(), []
+    go_r, go_w = os.pipe()
+
+    def fork_while_held(fd: int, op: int) -> None:
+        flock(fd, op)
+        if op == fcntl.LOCK_EX and threading.get_ident() == here and not children:
+            pid = os.fork()
+            if pid == 0:  # the child: holds its copy of the queue's file until told to end
+                os.read(go_r, 1)
+                os._exit(0)
+            children.append(pid)
+
+    monkeypatch.setattr(fcntl, "flock", fork_while_held)
+    try:
+        db._Checkpointer(str(path)).checkpoint()
+        monkeypatch.setattr(fcntl, "flock", flock)
+        assert children, "the checkpoint never queued"
+        queue = os.open(f"{path}-writer", os.O_RDWR)
+        try:
+            flock(queue, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a writer queues at once: nobody holds the queue
+        finally:
+            os.close(queue)
+    finally:
+        os.write(go_w, b"x" * max(1, len(children)))
+        for pid in children:
+            os.waitpid(pid, 0)
+        os.close(go_r)
+        os.close(go_w)
+        writer.close()
+
+
+def test_a_commit_that_cannot_start_the_checkpoint_thread_still_commits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process out of threads (``RuntimeError: can't start new thread``) still commits: the
+    write is not reported failed after it committed, and the next commit tries the thread again
+    (SQLite's own checkpoint, the backstop, covers the meantime)."""
+    import threading
+
+    path = tmp_path / "db.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def no_thread(self: threading.Thread) -> None:
+        if self.name == "tessera-sqlite-checkpoint":
+            started.append(self.name)
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (n INTEGER PRIMARY KEY, pad TEXT)")
+            conn.commit()
+        monkeypatch.setattr(threading.Thread, "start", no_thread)
+        _write(engine, 1)  # raises nothing
+        _write(engine, 1, start=1)
+        assert started == ["tessera-sqlite-checkpoint"] * 2  # tried again by the next commit
+        monkeypatch.undo()
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 2
+    finally:
+        engine.dispose()

@@ -227,3 +227,57 @@ def test_a_target_stored_after_its_voiding_statement_is_voided_with_its_evidence
     _save(lrs, [_void(target["id"])])
     _save(lrs, [target])
     assert _voided(lrs, target["id"]) == (True, True)
+
+
+def test_a_voiding_statement_and_a_learners_next_statement_queued_behind_its_target_do_not_deadlock(
+        aligned: tuple[Store, StatementStore]) -> None:
+    """Inline evidence: the target's transaction is open (it holds the tenant's shared lock and
+    its learner's lock); a voiding statement waits for the tenant lock, exclusive; the learner's
+    next statement waits for the learner's lock. When the target commits, the next statement
+    gets the learner's lock and the voiding statement the tenant's: the voiding statement, now
+    seeing the target's evidence, must void it (its learner's lock), and the next statement
+    must go on to the tenant lock. Taken in that order, each waited for the other (PostgreSQL
+    aborted one: DeadlockDetected); the tenant lock comes first in every statement transaction."""
+    store, lrs = aligned
+    if store.engine.dialect.name != "postgresql" or lrs.deriver is not None:
+        pytest.skip("PostgreSQL with evidence made in the statements' own transaction")
+    _save(lrs, [_stmt(score=0.5)])  # the learner is known, its state exists
+    target, nxt = _stmt(score=0.9), _stmt(score=0.7)
+    voiding = _void(target["id"])
+    held = _Held(store, "commit")
+    engine = store.engine
+    event.listen(engine, "commit", held._on_commit)
+    threads: list[threading.Thread] = []
+    try:
+        held.thread = threading.Thread(target=held._guarded(lambda: _save(lrs, [target])))
+        held.thread.start()
+        assert held.reached.wait(WAIT), "the target never reached its commit"
+        for batch in ([voiding], [nxt]):
+            th = threading.Thread(target=held._guarded(lambda b=batch: _save(lrs, b)))
+            th.start()
+            threads.append(th)
+            _until_ended_or_waiting(engine, th)
+            _until_waiting(engine, len(threads))
+    finally:
+        held.released.set()
+        for th in [held.thread, *threads]:
+            if th is not None:
+                th.join(WAIT)
+        event.remove(engine, "commit", held._on_commit)
+    assert held.errors == []
+    assert _voided(lrs, target["id"]) == (True, True)
+    assert _voided(lrs, nxt["id"]) == (False, False)
+
+
+def _until_waiting(engine: Any, n: int) -> None:
+    """Until ``n`` sessions of this database wait on a lock."""
+    with engine.connect() as conn:
+        db = conn.scalar(text("SELECT current_database()"))
+        for _ in range(int(WAIT / 0.01)):
+            waiting = conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND wait_event_type = 'Lock'"),
+                                  {"db": db})
+            conn.rollback()
+            if waiting >= n:
+                return
+            threading.Event().wait(0.01)
+    raise AssertionError(f"fewer than {n} sessions ever waited on a lock")

@@ -181,7 +181,11 @@ class StatementStore(StatementReads):
         if self._group is not None:
             self._group.submit(tenant, mapped.records if mapped is not None else [], within)
         elif mapped is not None:
-            self.store.records.apply(tenant, mapped.records, within=within)
+            with self.store.records.write_transaction() as conn:
+                # PostgreSQL: the tenant lock before the records' learner locks, as in every statement transaction
+                # (taken after them, a voiding statement and a learner's next statement waited for each other)
+                self._tenant_lock(conn, tenant, targets)
+                self.store.records.apply(tenant, mapped.records, within=within, conn=conn)
         else:
             with self.store.records.write_transaction() as conn:
                 within(conn)
@@ -305,8 +309,7 @@ class StatementStore(StatementReads):
         # that an earlier voiding statement already targets (Data 2.3.2.s2.b3). PostgreSQL: a batch
         # with voiding statements waits for the batches being written and they for it (tenant lock,
         # exclusive/shared), so whichever commits last sees the other (tests/test_xapi_concurrent_writes.py)
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock{'' if targets else '_shared'}(hashtextextended(%(t)s, 1))", {"t": tenant})
+        self._tenant_lock(conn, tenant, targets)
         earlier = voided_by_earlier(conn, tenant, plan.keys)
         voided = {_uuid(v) for v in targets.values()} | set(earlier)
         if voided:
@@ -320,6 +323,13 @@ class StatementStore(StatementReads):
         if self._tiered and self._merge_due(conn, seqs[-1]):
             self.merge(conn)
         return self._merge_definitions(conn, tenant, plan.definitions)
+
+    @staticmethod
+    def _tenant_lock(conn: Connection, tenant: str, targets: dict[str, str]) -> None:
+        """PostgreSQL: the tenant's lock of ``_write``, exclusive for a batch with voiding statements,
+        shared for the others (a second time in one transaction: already held, nothing waits)."""
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock{'' if targets else '_shared'}(hashtextextended(%(t)s, 1))", {"t": tenant})
 
     def _merge_due(self, conn: Connection, last: int) -> bool:
         """Whether the recent tier now spans ``merge_every`` statements (every statement has

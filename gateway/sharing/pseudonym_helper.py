@@ -14,7 +14,8 @@ and the Parquet writer leave free.
 **The helper** is this file run as a script by the same interpreter (``python -I -S``: the
 standard library only, no package imported, started in milliseconds), talking over its
 standard input and output: first the recipient's derived key ``K_r`` (never the server's
-key, never on a command line), then requests of ``(prefix, ids)`` answered by the 36-byte
+key, never on a command line; its environment is the server's without the ``TESSERA_*``
+settings, so not the server's key either), then requests of ``(prefix, ids)`` answered by the 36-byte
 UUID texts of their HMACs, one request outstanding at a time (so neither side ever waits on
 a full pipe the other is not reading). It ends when its input closes. Its results are the
 very bytes ``Pseudonymizer.records`` gives in-process (one ``record_macs`` and
@@ -147,8 +148,11 @@ class PseudonymHelper:
 
         if not sys.executable or not os.path.isfile(__file__):  # an embedded or frozen interpreter: no helper
             raise OSError("no interpreter or script to run the pseudonym helper process with")
+        # the environment without the server's settings: TESSERA_PSEUDONYM_KEY is the server's key
+        # itself, TESSERA_DATABASE_URL may hold a password; the helper needs neither
+        env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TESSERA_")}
         self.proc = subprocess.Popen([sys.executable, "-I", "-S", os.path.abspath(__file__)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE)
+                                     stdout=subprocess.PIPE, env=env)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._in, self._out = self.proc.stdin, self.proc.stdout
         _widen(self._in.fileno())

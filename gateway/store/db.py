@@ -263,7 +263,10 @@ class _Checkpointer:
         with self._lock:
             if not self._running:
                 self._running = True
-                threading.Thread(target=self._run, name="tessera-sqlite-checkpoint", daemon=True).start()
+                try:
+                    threading.Thread(target=self._run, name="tessera-sqlite-checkpoint", daemon=True).start()
+                except RuntimeError:  # no thread to be had: the commit stands (SQLite's backstop checkpoints), the next one tries again
+                    self._running = False
 
     def _run(self) -> None:
         try:
@@ -329,7 +332,10 @@ class _Checkpointer:
                         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                         break
                 finally:
-                    os.close(queue)  # releases the lock
+                    try:  # let go explicitly: a child forked meanwhile holds a copy of this file, and
+                        fcntl.flock(queue, fcntl.LOCK_UN)  # the lock would last while that copy is open
+                    finally:
+                        os.close(queue)
             self.checkpoints += 1
         except (sqlite3.Error, OSError):
             pass  # busy (another process checkpoints), not in WAL mode, or gone: the next commit wakes it again
