@@ -7,6 +7,7 @@ import errno
 import hashlib
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +27,18 @@ from gateway.store.tables import change_log_horizon, changes
 from .factories import competency, course, enrollment, evidence, framework, org, person, section
 
 KEY = b"k" * 32
+
+
+def revoked_after(batches: int) -> Callable[[], None]:
+    """An export's ``check`` that lets ``batches`` batches through, then stops it as a revoked grant would."""
+    seen = {"n": 0}
+
+    def check() -> None:
+        seen["n"] += 1
+        if seen["n"] > batches:
+            raise PermissionError("grant revoked")
+
+    return check
 NOW = datetime.now(UTC)
 
 
@@ -397,16 +410,9 @@ def test_an_export_stopped_between_batches_closes_its_reader_and_removes_its_fil
     monkeypatch.setattr(mod, "BATCH_ROWS", 2)
     monkeypatch.setenv(mod.EXPORT_WORKERS_ENV, "0")  # one process reading ahead on a thread (parts: the test below)
     before = threading.active_count()
-    seen = {"n": 0}
-
-    def revoked_after_two_batches() -> None:
-        seen["n"] += 1
-        if seen["n"] == 3:
-            raise PermissionError("grant revoked")
-
     out = tmp_path / "stopped"
     with pytest.raises(PermissionError):
-        export(store, out, tenant="d1", kinds=["person"], fmt="parquet", check=revoked_after_two_batches)
+        export(store, out, tenant="d1", kinds=["person"], fmt="parquet", check=revoked_after(2))
     assert list(out.iterdir()) == [] and threading.active_count() == before
     manifest = export(store, tmp_path / "whole", tenant="d1", kinds=["person"], fmt="parquet")
     assert manifest.files[0].rows == 9 and len(read_back(tmp_path / "whole" / "person.parquet")) == 9

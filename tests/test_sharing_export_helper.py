@@ -14,7 +14,7 @@ from gateway.sharing.deidentify import Deidentifier, Pseudonymizer, StateIds
 from gateway.sharing.export import export, read_back
 from gateway.sharing.pseudonym_helper import arrow_texts, split_texts
 
-from .test_sharing import KEY, district
+from .test_sharing import KEY, district, revoked_after
 
 
 def as_lists(columns):
@@ -88,16 +88,10 @@ def test_a_failing_export_ends_its_helper_process(store, tmp_path, monkeypatch):
     started = []
     real = Pseudonymizer.helper
     monkeypatch.setattr(Pseudonymizer, "helper", lambda self: started.append(real(self)) or started[-1])
-    seen = {"n": 0}
-
-    def revoked_after_two_batches() -> None:
-        seen["n"] += 1
-        if seen["n"] == 3:
-            raise PermissionError("grant revoked")
 
     out = tmp_path / "stopped"
     with pytest.raises(PermissionError):
-        export(store, out, tenant="d1", kinds=["evidence"], fmt="parquet", deidentifier=deid, check=revoked_after_two_batches)
+        export(store, out, tenant="d1", kinds=["evidence"], fmt="parquet", deidentifier=deid, check=revoked_after(2))
     assert list(out.iterdir()) == []
     assert len(started) == 1 and started[0].proc.returncode is not None
 
