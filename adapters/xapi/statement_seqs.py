@@ -13,7 +13,7 @@ import uuid
 
 from sqlalchemy import Connection, select
 
-from gateway.store.db import SQLITE_MAX_PARAMS
+from gateway.store.db import sqlite_in
 
 from .tables import xapi_statements
 
@@ -37,18 +37,10 @@ def voided_by_earlier(conn: Connection, tenant: str, keys: list[uuid.UUID]) -> l
         s = xapi_statements
         return [r.voiding for r in conn.execute(select(s.c.voiding).where(s.c.tenant == tenant, s.c.voiding.in_(keys)))]
     out: list[uuid.UUID] = []
-    for i in range(0, len(keys), _PART):  # parts within SQLite's limit on parameters (the padding doubles a list)
-        part = keys[i:i + _PART]
-        size = max(16, 1 << (len(part) - 1).bit_length())  # padded with repeats (which change nothing in IN): few texts
-        ids = [k.bytes for k in part] + [part[0].bytes] * (size - len(part))
-        sql = f"SELECT voiding FROM xapi_statements WHERE tenant = ? AND voiding IN ({', '.join(['?'] * size)})"
-        out += [uuid.UUID(bytes=v) for (v,) in conn.exec_driver_sql(sql, (tenant, *ids))]
+    for cond, ids in sqlite_in("voiding", [k.bytes for k in keys]):  # parts within SQLite's limit on parameters
+        out += [uuid.UUID(bytes=v) for (v,) in conn.exec_driver_sql(f"SELECT voiding FROM xapi_statements WHERE tenant = ? AND {cond}",
+                                                                     (tenant, *ids))]
     return out
-
-
-#: ids a part of ``voided_by_earlier`` asks on SQLite: a power of two, with the tenant's parameter
-#: within the library's limit (``SQLITE_MAX_PARAMS``: 32,766 by default, 999 in old builds)
-_PART = 1 << (min(4096, SQLITE_MAX_PARAMS - 1).bit_length() - 1)
 
 
 __all__ = ["allocate_seqs", "voided_by_earlier"]

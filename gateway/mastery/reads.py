@@ -20,6 +20,7 @@ from sqlalchemy import Connection
 
 from gateway.model import Status, record_id
 from gateway.model.base import _NAMESPACE_BYTES, _V5_CLEAR, _V5_SET, uuid_from_int
+from gateway.store.db import sqlite_in
 
 SOURCE = "tessera.mastery"
 
@@ -147,12 +148,9 @@ def state_rows(conn: Connection, sids: Sequence[int], *, with_data: bool = False
         rows = [(r[0].int, r[1], r[2]) for r in conn.exec_driver_sql(
             f"SELECT {columns} FROM mastery_states WHERE id = ANY(%s::uuid[])", ([uuid_from_int(k) for k in sids],)).all()]
     else:
-        for i in range(0, len(sids), _SQLITE_MAX_PAIRS * 2):
-            chunk = [k.to_bytes(16, "big") for k in sids[i : i + _SQLITE_MAX_PAIRS * 2]]
-            size = max(16, 1 << (len(chunk) - 1).bit_length())
-            chunk.extend([chunk[0]] * (size - len(chunk)))  # repeats change nothing in IN
+        for cond, params in sqlite_in("id", [k.to_bytes(16, "big") for k in sids], _SQLITE_MAX_PAIRS * 2):
             rows.extend((int.from_bytes(r[0], "big"), r[1], r[2]) for r in conn.exec_driver_sql(
-                f"SELECT {columns} FROM mastery_states WHERE id IN ({', '.join(['?'] * size)})", tuple(chunk)).all())
+                f"SELECT {columns} FROM mastery_states WHERE {cond}", params).all())
     if with_data:
         return rows
     return {sid: (status, digest) for sid, status, digest in rows}

@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import chain
 from typing import Any
@@ -438,6 +438,22 @@ def _sqlite_max_params() -> int:
 #: PostgreSQL's protocol limit (65535).
 SQLITE_MAX_PARAMS = _sqlite_max_params()
 POSTGRES_MAX_PARAMS = 65535
+
+
+#: keys one ``sqlite_in`` part carries at most: a power of two that leaves room, within
+#: SQLite's limit, for the statement's other parameters
+SQLITE_IN_KEYS = 1 << (min(4096, SQLITE_MAX_PARAMS - 1).bit_length() - 1)
+
+
+def sqlite_in(column: str, keys: Sequence[Any], per: int = SQLITE_IN_KEYS) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """``column IN (?, ...)`` over ``keys`` on SQLite, ``per`` keys a part at most, each part
+    padded with repeats of its first key to a power of two (at least 16): repeats change
+    nothing in IN, and the driver compiles (and caches) few distinct statement texts."""
+    for i in range(0, len(keys), per):
+        chunk = list(keys[i : i + per])
+        size = max(16, 1 << (len(chunk) - 1).bit_length())
+        chunk.extend([chunk[0]] * (size - len(chunk)))
+        yield f"{column} IN ({', '.join(['?'] * size)})", tuple(chunk)
 
 
 def max_params(dialect: Any) -> int:

@@ -42,7 +42,7 @@ from sqlalchemy import insert as core_insert
 from ..errors import ErrorDetail, IntegrityError, ValidationError
 from ..model import Record, Status, utcnow
 from . import changefeed
-from .db import WRITE, BulkStatement, bind_processor, max_params, placeholder
+from .db import WRITE, BulkStatement, bind_processor, max_params, placeholder, sqlite_in
 from .evidence import evidence_rules, mark_superseded
 from .outbox import matching_routes, outbox_rows
 from .prepare import PROMOTED, REFERENCED_KINDS, REFERENCES, Prepared, PreparedBatch, Preparer, content_hash, record_location
@@ -461,11 +461,7 @@ class RecordWriter:
         if self._postgres:
             yield f"{column} = ANY(%b)", (list(keys),)  # %b: the ids go over in binary
             return
-        for i in range(0, len(keys), self._in_rows):
-            chunk = list(keys[i : i + self._in_rows])
-            size = max(16, 1 << (len(chunk) - 1).bit_length())
-            chunk.extend([chunk[0]] * (size - len(chunk)))
-            yield f"{column} IN ({', '.join([self._ph] * size)})", tuple(chunk)
+        yield from sqlite_in(column, keys, self._in_rows)
 
     def _existing(self, conn: Connection, kind: str, keys: list[Any], *, with_data: bool) -> dict[Any, Any]:
         """Stored id -> content hash (for evidence: (hash, data)) of the records in ``keys``."""
