@@ -21,7 +21,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import orjson
 from sqlalchemy import Connection
@@ -34,9 +34,6 @@ from .derived import Derived
 from .reads import SOURCE, EvidenceRow, evidence_pairs, state_names, state_rows
 from .serial import StateHead, computed_at_suffix, state_json
 from .structure import TenantModel
-
-if TYPE_CHECKING:
-    pass
 
 _ACTIVE = Status.active.value
 
