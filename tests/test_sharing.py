@@ -17,6 +17,7 @@ from sqlalchemy import delete, insert, text
 
 from gateway.errors import ConfigError, Gone, NotFound, ScopeError, ValidationError
 from gateway.model import Identifier, Status, utcnow
+from gateway.sharing import export_reads
 from gateway.sharing.deidentify import Deidentifier, Pseudonymizer, StateIds
 from gateway.sharing.export import ExportFailed, export, read_back
 from gateway.sharing.feed import ChangeFeed
@@ -407,7 +408,7 @@ def test_an_export_stopped_between_batches_closes_its_reader_and_removes_its_fil
     district(store, "d1", n=9)
     from gateway.sharing import export as mod
 
-    monkeypatch.setattr(mod, "BATCH_ROWS", 2)
+    monkeypatch.setattr(export_reads, "BATCH_ROWS", 2)
     monkeypatch.setenv(mod.EXPORT_WORKERS_ENV, "0")  # one process reading ahead on a thread (parts: the test below)
     before = threading.active_count()
     out = tmp_path / "stopped"
@@ -531,7 +532,7 @@ def test_a_large_kind_is_exported_in_parts_by_several_processes_in_one_snapshot(
 
     district(store, "d1", state_ids={"u3": "IA-3"}, n=12)
     deid = Deidentifier(Pseudonymizer(KEY, "state"), StateIds(store.engine, "d1"))
-    monkeypatch.setattr(mod, "BATCH_ROWS", 2)
+    monkeypatch.setattr(export_reads, "BATCH_ROWS", 2)
     monkeypatch.setenv(mod.EXPORT_WORKERS_ENV, "0")
     alone = export(store, tmp_path / "alone", tenant="d1", kinds=["person", "evidence"], fmt="parquet", deidentifier=deid)
     monkeypatch.setenv(mod.EXPORT_WORKERS_ENV, "2")

@@ -10,6 +10,7 @@ import pytest
 
 from gateway.sharing import columns as columnar
 from gateway.sharing import export as export_mod
+from gateway.sharing import export_reads
 from gateway.sharing.deidentify import Deidentifier, Pseudonymizer, StateIds
 from gateway.sharing.export import export, read_back
 from gateway.sharing.pseudonym_helper import arrow_texts, split_texts
@@ -52,7 +53,7 @@ def test_an_export_with_the_helper_writes_what_one_without_writes(store, tmp_pat
     same export with pseudonyms made in-process; the helper is started once per file and ended."""
     district(store, "d1", state_ids={"u1": "IA-1"}, n=7)
     deid = Deidentifier(Pseudonymizer(KEY, "state"), StateIds(store.engine, "d1"))
-    monkeypatch.setattr(export_mod, "BATCH_ROWS", 3)
+    monkeypatch.setattr(export_reads, "BATCH_ROWS", 3)
     monkeypatch.setenv(export_mod.EXPORT_WORKERS_ENV, "0")
     kinds = ["person", "enrollment", "evidence"]
     started = []
@@ -81,7 +82,7 @@ def test_an_export_with_the_helper_writes_what_one_without_writes(store, tmp_pat
 def test_a_failing_export_ends_its_helper_process(store, tmp_path, monkeypatch):
     district(store, "d1", n=9)
     deid = Deidentifier(Pseudonymizer(KEY, "state"), StateIds(store.engine, "d1"))
-    monkeypatch.setattr(export_mod, "BATCH_ROWS", 2)
+    monkeypatch.setattr(export_reads, "BATCH_ROWS", 2)
     monkeypatch.setenv(export_mod.EXPORT_WORKERS_ENV, "0")
     monkeypatch.setattr(export_mod, "_helper_pays", lambda: True)
     monkeypatch.setattr(columnar, "HELPER_FROM", 1)
@@ -99,7 +100,7 @@ def test_a_failing_export_ends_its_helper_process(store, tmp_path, monkeypatch):
 def test_an_export_that_cannot_start_its_helper_makes_the_pseudonyms_itself(store, tmp_path, monkeypatch):
     district(store, "d1", n=5)
     deid = Deidentifier(Pseudonymizer(KEY, "state"), StateIds(store.engine, "d1"))
-    monkeypatch.setattr(export_mod, "BATCH_ROWS", 2)
+    monkeypatch.setattr(export_reads, "BATCH_ROWS", 2)
     monkeypatch.setenv(export_mod.EXPORT_WORKERS_ENV, "0")
     want = export(store, tmp_path / "plain", tenant="d1", kinds=["evidence"], fmt="ndjson", deidentifier=deid)
     from gateway.sharing import pseudonym_helper

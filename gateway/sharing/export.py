@@ -40,8 +40,7 @@ import hashlib
 import io
 import os
 import re
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,20 +55,15 @@ from ..model import RECORD_TYPES
 from ..store import Store
 from ..store.changefeed import newest_safe
 from ..store.read import KIND_ORDER
-from ..store.tables import RECORD_TABLES, changes
 from . import columns as columnar
+from . import export_reads as reads
 from .columns import Batch, arrow_schema, columnize, columns_of, prefetched
 from .deidentify import Deidentifier
+from .export_reads import READ_SETTINGS, export_query, read_batches
 from .pseudonym_helper import PseudonymHelper, arrow_texts
 
 SCHEMA_VERSION = "1"
 FORMATS = ("parquet", "ndjson", "csv")
-#: rows per Parquet row group / per batch converted at once
-BATCH_ROWS = 20_000
-#: rows per ``FETCH`` from PostgreSQL's cursor: a batch is read in a few of them, each result
-#: small enough to stay in the processor's cache (measured reading alone: 0.6 instead of
-#: 0.7-0.9 µs of CPU a row, and the exporting process's peak RSS 300 instead of 330 MiB)
-FETCH_ROWS = 2_000
 
 
 @dataclass
@@ -294,8 +288,9 @@ def export(store: Store, out_dir: Path, *, tenant: str, kinds: Sequence[str], fm
     try:
         options: dict[str, Any] = {"isolation_level": "REPEATABLE READ"} if postgres else {}
         with store.engine.connect().execution_options(**options) as conn, conn.begin():
-            if postgres:  # a scan of one tenant's records gains nothing from compiling its plan (tens of ms a query)
-                conn.exec_driver_sql("SET LOCAL jit = off")
+            if postgres:
+                for setting in READ_SETTINGS:
+                    conn.exec_driver_sql(setting)
             for kind in kinds:
                 cols = columns_of(kind, deidentified=deidentifier is not None)
                 if parts.worth_it(conn, tenant, kind, since, until):
@@ -335,7 +330,7 @@ def _export_file(conn: Any, tenant: str, kind: str, since: int | None, until: in
     helps = columnar.helped(kind, cols)
     try:
         with paused_gc():  # the whole loop: the fetching thread's and the writer's objects too
-            for raws in prefetched(_batches(conn, tenant, kind, since, until, part=part, parts=parts)):
+            for raws in prefetched(read_batches(conn, tenant, kind, since, until, part=part, parts=parts)):
                 if check is not None:
                     check()
                 started = helper
@@ -415,8 +410,8 @@ class _Parts:
     def worth_it(self, conn: Any, tenant: str, kind: str, since: int | None, until: int) -> bool:
         if not self.workers:
             return False
-        some = _query(tenant, kind, since, until).limit(2 * BATCH_ROWS).subquery()
-        return bool(conn.scalar(select(func.count()).select_from(some)) >= 2 * BATCH_ROWS)
+        some = export_query(tenant, kind, since, until).limit(2 * reads.BATCH_ROWS).subquery()
+        return bool(conn.scalar(select(func.count()).select_from(some)) >= 2 * reads.BATCH_ROWS)
 
     def run(self, conn: Any, tenant: str, kind: str, since: int | None, until: int, cols: list[tuple[str, str]], fmt: str,
             paths: list[Path], check: Callable[[], None] | None, progress: Callable[[str, int], None] | None) -> list[ExportFile]:
@@ -511,7 +506,8 @@ def _export_part(url: str, snapshot: str, tenant: str, kind: str, since: int | N
     with psycopg.connect(dsn, autocommit=True) as dbapi:
         dbapi.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         dbapi.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-        dbapi.execute("SET LOCAL jit = off")
+        for setting in READ_SETTINGS:
+            dbapi.execute(setting)
         backend = dbapi.info.backend_pid
         made = _export_file(dbapi, tenant, kind, since, until, cols, fmt, Path(path), _PART["deid"], check, progress,
                             part=part, parts=parts)
@@ -527,61 +523,6 @@ def _process_cpu(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return 0.0
-
-
-def _query(tenant: str, kind: str, since: int | None, until: int, *, part: int = 0, parts: int = 1) -> Any:
-    tbl = RECORD_TABLES[kind]
-    q = select(tbl.c.data).where(tbl.c.tenant == tenant)
-    if since is not None:
-        changed = select(changes.c.record_id).where(changes.c.tenant == tenant, changes.c.record_kind == kind,
-                                                    changes.c.seq > since, changes.c.seq <= until)
-        q = q.where(tbl.c.id.in_(changed))
-    if parts > 1:  # the last byte of a record id (a uuid5: a hash) spreads records evenly over the parts
-        q = q.where(func.get_byte(func.uuid_send(tbl.c.id), 15).op("%")(parts) == part)
-    return q
-
-
-def _batches(conn: Any, tenant: str, kind: str, since: int | None, until: int, *, part: int = 0,
-             parts: int = 1) -> Iterator[list[Any]]:
-    """The stored JSON texts of a tenant's records of one kind, ``BATCH_ROWS`` at a time,
-    streamed (PostgreSQL: a server-side cursor; SQLite: one lazily stepped statement), so
-    memory holds one batch whatever the table's size. With ``since``, only the records changed
-    in (since, until]: the database picks them with a semi-join on the change log, so no list
-    of ids is ever held here, and each record comes once however often it changed.
-
-    ``conn`` is, on PostgreSQL, the driver's own connection (in the snapshot's transaction):
-    a named (server-side) cursor of the driver itself, so the rows go from the wire to a list
-    of texts without SQLAlchemy's per-row result objects (half the cost of a fetched row); on
-    SQLite, SQLAlchemy's connection."""
-    q = _query(tenant, kind, since, until, part=part, parts=parts)
-    if not hasattr(conn, "dialect"):  # PostgreSQL (psycopg); heap order
-        from psycopg.rows import scalar_row  # the PostgreSQL driver: there only
-        from psycopg.types.string import ByteaBinaryLoader
-        from sqlalchemy.dialects import postgresql
-
-        compiled = q.compile(dialect=postgresql.dialect())
-        # binary: the stored text arrives as its UTF-8 bytes, handed on as bytes (the decoder
-        # reads bytes; no text object made a row)
-        cur = conn.cursor(name=f"tessera_export_{uuid.uuid4().hex}", row_factory=scalar_row, binary=True)
-        cur.adapters.register_loader("text", ByteaBinaryLoader)
-        try:
-            cur.itersize = FETCH_ROWS
-            cur.execute(str(compiled), compiled.params)
-            size = min(FETCH_ROWS, BATCH_ROWS)  # the first batch one FETCH: converting starts at once
-            while True:
-                rows: list[Any] = []
-                while len(rows) < size and (more := cur.fetchmany(min(FETCH_ROWS, size - len(rows)))):
-                    rows += more
-                if not rows:
-                    break
-                yield rows
-                size = min(BATCH_ROWS, 4 * size)
-        finally:
-            cur.close()
-        return
-    q = q.order_by(RECORD_TABLES[kind].c.id)  # a stable order for free (the primary key's index)
-    result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(q)
-    yield from result.scalars().partitions(BATCH_ROWS)
 
 
 def read_back(path: Path) -> list[dict[str, Any]]:
