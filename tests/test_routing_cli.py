@@ -78,7 +78,7 @@ def write(tmp_path: Path, text: str, name: str = "gateway.yaml") -> Path:
 
 def test_config_check_names_each_problem_with_line_and_column(rcli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path, GOOD)
-    assert rcli("config", "check").output.strip() == "gateway.yaml: ok (2 connections, 2 routes)"
+    assert rcli("config", "check").stdout.strip() == "gateway.yaml: ok (2 connections, 2 routes)"
     monkeypatch.delenv("SIS_SECRET")
     bad = write(tmp_path, GOOD.replace("kinds: [person]", "kinds: [person, pets]"), "bad.yaml")
     result = rcli("config", "check", str(bad), code=1)
