@@ -49,12 +49,25 @@ from ..gc_pause import paused_gc
 from ..model import RECORD_TYPES
 from ..store import Store
 from ..store.changefeed import newest_safe
+from . import columns as columnar
 from . import export_reads as reads
 from .columns import columnize, columns_of, prefetched
 from .deidentify import Deidentifier, Pseudonymizer, StateIds
-from .export import SCHEMA_VERSION, WRITERS, ExportFailed, ExportFile, WriteLane, _export_file, _sha256, _Writer, validate
+from .export import (
+    SCHEMA_VERSION,
+    WRITERS,
+    ExportFailed,
+    ExportFile,
+    WriteLane,
+    _export_file,
+    _helper_pays,
+    _sha256,
+    _Writer,
+    validate,
+)
 from .export_reads import READ_SETTINGS
 from .grants import Grant, GrantStore
+from .pseudonym_helper import PseudonymHelper
 
 #: the rows all districts' buffers may hold together before the largest is written out
 BUFFER_ROWS = 4 * reads.BATCH_ROWS
@@ -168,21 +181,48 @@ def _described(made: ExportFile, source: Source, path: Path, out_dir: Path) -> S
 
 
 class _Sink:
-    """One district's file of one kind: its buffer of stored texts and its writer."""
+    """One district's file of one kind: its buffer of stored texts and its writer. Under a
+    de-identified grant a buffer of at least ``HELPER_FROM`` records has its record ids'
+    pseudonyms made by ``helper`` (``pseudonym_helper``: its recipient's process, shared by
+    the districts) while the writer converts the other columns, as a single export does."""
 
     def __init__(self, source: Source, kind: str, fmt: str, path: Path, lane: WriteLane) -> None:
         self.source, self.kind, self.fmt, self.path = source, kind, fmt, path
         self.cols = columns_of(kind, deidentified=source.deidentifier is not None)
         self.writer: _Writer = WRITERS[fmt][0](path, self.cols, lane)
         self.buffer: list[Any] = []
+        self.helps = source.deidentifier is not None and columnar.helped(kind, self.cols)
+        self.helper: PseudonymHelper | None = None
 
     def flush(self, progress: Callable[[str, int], None] | None) -> int:
         raws, self.buffer = self.buffer, []
         if raws:
-            self.writer.write(columnize(self.kind, self.cols, raws, self.source.deidentifier, need_columns=self.fmt != "ndjson"))
+            helper = self.helper if len(raws) >= columnar.HELPER_FROM else None
+            self.writer.write(columnize(self.kind, self.cols, raws, self.source.deidentifier, need_columns=self.fmt != "ndjson",
+                                        helper=helper))
             if progress is not None:
                 progress(self.kind, len(raws))
         return len(raws)
+
+
+def _helpers(sinks: Sequence[_Sink]) -> list[PseudonymHelper]:
+    """One pseudonym helper process per recipient key (the sources of one recipient share
+    their ``Pseudonymizer``: ``sources_of``) for the sinks it serves, where one pays
+    (``export._helper_pays``); none where no process can be had."""
+    made: dict[int, PseudonymHelper] = {}
+    if not _helper_pays():
+        return []
+    for sink in sinks:
+        deid = sink.source.deidentifier
+        if not sink.helps or deid is None:
+            continue
+        if id(deid.pseudonyms) not in made:
+            try:
+                made[id(deid.pseudonyms)] = deid.pseudonyms.helper()
+            except OSError:  # no process to be had: the pseudonyms are made here, as without one
+                return list(made.values())
+        sink.helper = made[id(deid.pseudonyms)]
+    return list(made.values())
 
 
 def _read_split(dbapi: Any, sources: list[Source], kind: str, since: int | None, until: int, fmt: str, out_dir: Path,
@@ -192,11 +232,13 @@ def _read_split(dbapi: Any, sources: list[Source], kind: str, since: int | None,
     sources' buffers and files; the buffers' total held under ``cap`` rows."""
     lane = WriteLane()
     sinks: dict[bytes, _Sink] = {}
+    helpers: list[PseudonymHelper] = []
     try:
         for s in sources:
             path = out_dir / s.tenant / f"{kind}.{WRITERS[fmt][1]}"
             written.append(path)
             sinks[s.tenant.encode()] = _Sink(s, kind, fmt, path, lane)
+        helpers = _helpers(list(sinks.values()))
         tenants = [s.tenant for s in sources]
         seqscan = reads.tenant_share(dbapi, kind, tenants) >= SEQSCAN_FROM
         if seqscan:  # the districts are most of the table: read it once, in order, without the index
@@ -227,6 +269,8 @@ def _read_split(dbapi: Any, sources: list[Source], kind: str, since: int | None,
                 sink.writer.close()
         finally:
             lane.close()
+            for helper in helpers:
+                helper.close()
     return [SourceFile(sink.path.relative_to(out_dir).as_posix(), kind, sink.writer.rows, sink.path.stat().st_size,
                        _sha256(sink.path), tenant=sink.source.tenant, grant=sink.source.grant_id) for sink in sinks.values()]
 
@@ -277,7 +321,8 @@ def granted(grant_store: GrantStore, *, recipient: str | None, grant_ids: Sequen
 def sources_of(grants: Sequence[Grant], *, key: bytes, engine: Any) -> list[Source]:
     """Each grant's district, read as that grant shows it: de-identified for its grantee
     (pseudonyms keyed per recipient, record ids per district) when the grant says so."""
-    return [Source(g.grantor, str(g.id), Deidentifier(Pseudonymizer(key, g.grantee), StateIds(engine, g.grantor)) if g.deidentified
+    pseudonyms = {g.grantee: Pseudonymizer(key, g.grantee) for g in grants}  # one a recipient: one helper process serves them
+    return [Source(g.grantor, str(g.id), Deidentifier(pseudonyms[g.grantee], StateIds(engine, g.grantor)) if g.deidentified
                    else None, frozenset(g.kinds)) for g in grants]
 
 

@@ -127,7 +127,8 @@ def tenant_share(conn: Any, kind: str, tenants: Sequence[str]) -> float:
         "SELECT c.reltuples, s.most_common_vals::text::text[], s.most_common_freqs FROM pg_class c"
         " JOIN pg_namespace n ON n.oid = c.relnamespace"
         " LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = 'tenant' AND NOT s.inherited"
-        " WHERE c.oid = to_regclass(%s) OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass(%s))",
+        " WHERE c.relkind = 'r'"  # the tables holding rows: a partitioned table's own estimate counts its partitions again
+        " AND (c.oid = to_regclass(%s) OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass(%s)))",
         (RECORD_TABLES[kind].name, RECORD_TABLES[kind].name)).fetchall()
     wanted = set(tenants)
     total = mine = 0.0
