@@ -16,6 +16,7 @@ import pytest
 from gateway.errors import ConfigError, Conflict, NotFound, ScopeError
 from gateway.sharing import columns as columnar
 from gateway.sharing import export as export_mod
+from gateway.sharing import export_many as export_many_mod
 from gateway.sharing import export_reads
 from gateway.sharing.deidentify import Deidentifier, Pseudonymizer, StateIds
 from gateway.sharing.export import export, read_back
@@ -111,6 +112,7 @@ def test_the_buffers_stay_under_their_cap_whatever_the_districts(store, tmp_path
         for t, learner in learners.items():
             store.records.apply(t, [evidence(f"late-{t}-{i}", learner, competency("m1", framework(tenant=t), t), t)])
     monkeypatch.setattr(export_reads, "BATCH_ROWS", 4)
+    monkeypatch.setattr(export_many_mod, "CACHED_MAX", 4)  # learners cached in all the districts' de-identifiers
     stats: dict[str, float] = {}
     sources = sources_of([g1, g2, g3], key=KEY, engine=store.engine)
     out = tmp_path / "capped"
@@ -119,6 +121,7 @@ def test_the_buffers_stay_under_their_cap_whatever_the_districts(store, tmp_path
     assert sum(f.rows for f in manifest.files) == (5 + 4 + 3) + (5 + 6) + (4 + 6)
     if store.engine.dialect.name == "postgresql":  # one query a kind, split by tenant
         assert 0 < stats["peak_buffered"] <= 3 + 4 and stats["flushes"] >= 6  # written out before the end, again and again
+    assert stats["forgotten"] > 0  # caches emptied on the way; the pseudonyms the same (below)
     for g in (g1, g2):
         single_out, single = _single(store, tmp_path, g, "parquet")
         assert _rows(out / g.grantor / "evidence.parquet") == _rows(single_out / "evidence.parquet")

@@ -18,7 +18,9 @@ READ snapshot for all), and each file with its tenant and grant.
 converted and written as a row group), and the buffers together hold at most
 ``BUFFER_ROWS``: over that the largest is written out, so memory stays bounded whatever the
 number of districts (at the cost of smaller row groups when very many districts' rows are
-interleaved). Parquet files share one writing thread (``export.WriteLane``).
+interleaved). Parquet files share one writing thread (``export.WriteLane``). The districts'
+de-identification caches (learners' pseudonyms and state ids) hold ``CACHED_MAX`` learners
+in all: past that the largest other than the one in use is emptied.
 
 **Plan.** With enable_seqscan off (``export_reads.READ_SETTINGS``) the tenants' index picks
 their pages; where the districts asked make up at least ``SEQSCAN_FROM`` of the table (by
@@ -52,7 +54,7 @@ from ..store.changefeed import newest_safe
 from . import columns as columnar
 from . import export_reads as reads
 from .columns import columnize, columns_of, prefetched
-from .deidentify import Deidentifier, Pseudonymizer, StateIds
+from .deidentify import CACHE_MAX, Deidentifier, Pseudonymizer, StateIds
 from .export import (
     SCHEMA_VERSION,
     WRITERS,
@@ -71,6 +73,10 @@ from .pseudonym_helper import PseudonymHelper
 
 #: the rows all districts' buffers may hold together before the largest is written out
 BUFFER_ROWS = 4 * reads.BATCH_ROWS
+#: the learners all districts' de-identification caches may hold together (pseudonyms, state
+#: ids) before the largest other than the one in use is emptied: with hundreds of districts
+#: their caches would otherwise hold every learner of the state at once
+CACHED_MAX = 2 * CACHE_MAX
 #: the share of a table from which the districts' query may scan it sequentially
 SEQSCAN_FROM = 0.5
 
@@ -116,7 +122,9 @@ def export_many(store: Store, out_dir: Path, *, recipient: str, sources: Sequenc
     """Export every source's records of ``kinds`` (each source only the kinds its grant
     covers) and return the manifest (also ``out_dir/manifest.json``). ``check`` runs before
     each batch read, ``progress(kind, rows)`` after each buffer written. ``stats`` receives
-    ``peak_buffered`` (the most rows the buffers held at once) and ``flushes``."""
+    ``peak_buffered`` (the most rows the buffers held at once), ``flushes`` (buffers written
+    out before the end), ``peak_cached`` (the most learners the de-identification caches held
+    at once) and ``forgotten`` (caches emptied to stay under ``CACHED_MAX``)."""
     kinds = validate(fmt, kinds)
     tenants = [s.tenant for s in sources]
     if not sources or len(set(tenants)) != len(tenants):
@@ -132,7 +140,7 @@ def export_many(store: Store, out_dir: Path, *, recipient: str, sources: Sequenc
     written: list[Path] = []
     folders = [out_dir / s.tenant for s in sources]
     postgres = store.engine.dialect.name == "postgresql"
-    counters = {"peak_buffered": 0.0, "flushes": 0.0}
+    counters = {"peak_buffered": 0.0, "flushes": 0.0, "peak_cached": 0.0, "forgotten": 0.0}
     try:
         for folder in folders:
             folder.mkdir(exist_ok=True)
@@ -156,6 +164,7 @@ def export_many(store: Store, out_dir: Path, *, recipient: str, sources: Sequenc
                         made = _export_file(conn, s.tenant, kind, since, until, columns_of(kind, deidentified=s.deidentifier is not None),
                                             fmt, path, s.deidentifier, check, progress)
                         files.append(_described(made, s, path, out_dir))
+                        _bound_caches(sources, s, counters)
                 manifest.files += files
         manifest.finished_at = datetime.now(UTC).isoformat()
         tmp = out_dir / "manifest.json.tmp"
@@ -203,6 +212,22 @@ class _Sink:
             if progress is not None:
                 progress(self.kind, len(raws))
         return len(raws)
+
+
+def _bound_caches(sources: Sequence[Source], using: Source, counters: dict[str, float]) -> None:
+    """Keep the de-identification caches of all districts under ``CACHED_MAX`` learners in
+    all: empty the largest (other than the district just written) until they are."""
+    deids = [s.deidentifier for s in sources if s.deidentifier is not None]
+    total = sum(d.cached() for d in deids)
+    counters["peak_cached"] = max(counters["peak_cached"], total)
+    while total > CACHED_MAX:
+        others = [d for d in deids if d is not using.deidentifier and d.cached()]
+        if not others:
+            return
+        largest = max(others, key=lambda d: d.cached())
+        total -= largest.cached()
+        largest.forget()
+        counters["forgotten"] += 1
 
 
 def _helpers(sinks: Sequence[_Sink]) -> list[PseudonymHelper]:
@@ -256,11 +281,15 @@ def _read_split(dbapi: Any, sources: list[Source], kind: str, since: int | None,
                     if len(sink.buffer) >= full:
                         buffered -= sink.flush(progress)
                         counters["flushes"] += 1
+                        _bound_caches(sources, sink.source, counters)
                 while buffered > cap:
-                    buffered -= max(sinks.values(), key=lambda k: len(k.buffer)).flush(progress)
+                    largest = max(sinks.values(), key=lambda k: len(k.buffer))
+                    buffered -= largest.flush(progress)
                     counters["flushes"] += 1
+                    _bound_caches(sources, largest.source, counters)
             for sink in sinks.values():
                 sink.flush(progress)
+                _bound_caches(sources, sink.source, counters)
         if seqscan:  # the cursor is closed: the export's later queries as before
             dbapi.execute("SET LOCAL enable_seqscan = off")
     finally:
