@@ -278,3 +278,43 @@ def test_the_districts_are_read_by_one_scan_of_each_table(store):
         dbapi.execute("SET LOCAL enable_seqscan = on")
         plan = "\n".join(r[0] for r in dbapi.execute("EXPLAIN " + str(compiled), compiled.params))
         assert "Seq Scan" in plan and plan.count(" Scan on ") == plan.count("Seq Scan on "), plan  # each partition read once, in order
+
+
+def test_a_multi_grant_job_fails_cleanly_when_a_grant_is_revoked_and_frees_its_grants_when_its_process_stops(store, tmp_path, monkeypatch):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from gateway.model import utcnow
+    from gateway.sharing import jobs as jobs_mod
+    from gateway.store.tables import export_jobs
+
+    (g1, g2, _g3), _ = three_districts(store)
+    gs = GrantStore(store.engine)
+    real = jobs_mod.export_many
+
+    def revoked_meanwhile(*args, **kwargs):
+        gs.revoke(g2.id, grantor="d2", by="admin")  # while the job starts: its first check refuses
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs_mod, "export_many", revoked_meanwhile)
+    runner = JobRunner(store, gs, tmp_path / "exports", lambda: KEY)
+    try:
+        job = runner.submit_many(tenant="state", client_id="c", fmt="parquet", kinds=KINDS, since=None, grants=[g1, g2])
+        runner.wait()
+        failed = runner.get(uuid.UUID(job["id"]), tenant="state")
+        assert failed["status"] == "failed" and str(g2.id) in failed["error"] and "revoked" in failed["error"], failed
+        assert not (tmp_path / "exports" / job["id"]).exists()
+        assert [e for e in gs.access_log(g1.id, grantor="d1") if e["action"] == "export"] == []  # nothing was exported
+        # a job whose process stopped: its lease runs out, and its grants are free again
+        held = runner._claim(tenant="state", client_id="c", fmt="ndjson", kinds=["person"], since=None, grant=None, status="running",
+                             many=[g1])
+        with store.engine.begin() as conn:
+            conn.execute(update(export_jobs).values(lease_until=utcnow() - timedelta(seconds=1)))
+        again = runner.submit(tenant="state", client_id="c", fmt="ndjson", kinds=["person"], since=None, grant=g1)
+        runner.wait()
+        assert runner.get(uuid.UUID(again["id"]), tenant="state")["status"] == "succeeded"
+        stale = runner.get(held, tenant="state")
+        assert stale["status"] == "failed" and "interrupted" in stale["error"]
+    finally:
+        runner.close()
