@@ -8,7 +8,8 @@ Who may do what:
 * a reader follows the change feed with ``changes.readonly``: its own tenant's changes, and
   every district's whose active grant allows ``changes.readonly`` (``grant=ID`` narrows
   the feed to one grant);
-* a reader exports with ``exports``: its own tenant, or a grantor's under ``grant``.
+* a reader exports with ``exports``: its own tenant, a grantor's under ``grant``, or many
+  grantors' at once under ``grants`` (a list of grant ids, or ``"all"``: one read of each kind).
 """
 
 from __future__ import annotations

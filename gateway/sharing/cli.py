@@ -5,6 +5,8 @@ granting district with ``--grantor``, and ``grants revoke`` needs no tenant (the
 only the grantor revoke). ``export bulk`` writes into a folder and prints the manifest's
 summary; under ``--grant`` it exports the grantor's data as the grantee would see it
 (de-identified when the grant says so) and logs the export in the grant's access log.
+Under several ``--grant`` (or ``--grantee STATE``: every active grant to it) it exports all
+those districts at once, one read of each kind (``export_many``), into ``OUT/<district>/``.
 """
 
 from __future__ import annotations

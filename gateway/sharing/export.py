@@ -31,6 +31,9 @@ kind, row count, size and SHA-256. A directory without a manifest is not an expo
 
 **Failure** (a full disk, a revoked grant, anything): every file this export wrote is
 removed and the error raised; nothing half-written is left looking complete.
+
+A recipient's many grants are exported at once, one read of each kind for all their
+districts, by ``export_many`` (which writes each district's files with this module's writers).
 """
 
 from __future__ import annotations
