@@ -129,6 +129,8 @@ def export_many(store: Store, out_dir: Path, *, recipient: str, sources: Sequenc
     tenants = [s.tenant for s in sources]
     if not sources or len(set(tenants)) != len(tenants):
         raise ExportFailed("a multi-grant export needs at least one grant and at most one grant per district")
+    if {"manifest.json", "manifest.json.tmp"} & set(tenants):  # a district's folder where the manifest goes
+        raise ExportFailed("a district named manifest.json cannot be exported with others; export it alone")
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / "manifest.json").exists():
         raise ExportFailed(f"{out_dir} already holds an export (manifest.json); choose an empty folder")
