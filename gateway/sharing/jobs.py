@@ -94,15 +94,17 @@ class JobRunner:
         self._owned: set[uuid.UUID] = set()  # jobs this runner (process) holds the lease of
         self._renewed = 0.0
 
-    def recover(self, lock_key: str | None = None) -> None:
+    def recover(self, lock_key: str | Sequence[str] | None = None) -> None:
         """Jobs left queued or running by a process that stopped (their lease ran out): failed,
-        folders removed. With ``lock_key``, only that grant's (or tenant's) job."""
+        folders removed. With ``lock_key``, only that grant's (or tenant's) job (a list: those keys')."""
         now = utcnow()
         expired = or_(export_jobs.c.lease_until.is_(None), export_jobs.c.lease_until < now)
         with self.store.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             q = select(export_jobs.c.id).where(export_jobs.c.status.in_(ACTIVE), expired)
-            if lock_key is not None:
+            if isinstance(lock_key, str):
                 q = q.where(export_jobs.c.lock_key == lock_key)
+            elif lock_key is not None:
+                q = q.where(export_jobs.c.lock_key.in_(list(lock_key)))
             found = conn.execute(q.add_columns(export_jobs.c.format, export_jobs.c.client_id)).all()
             ids = [r.id for r in found] + [uuid.UUID(r.client_id[4:]) for r in found if r.format == LOCK]
             if ids:
@@ -129,8 +131,7 @@ class JobRunner:
         jid = uuid.uuid4()
         key = f"grants:{jid}" if many else f"grant:{grant.id}" if grant else f"tenant:{tenant}"
         keys = [f"grant:{g.id}" for g in many] or [key]
-        for k in keys:
-            self.recover(k)  # a job of a stopped process no longer holds the key
+        self.recover(keys)  # a job of a stopped process no longer holds the key
         now = utcnow()
         try:
             with self._lock, self.store.engine.connect().execution_options(**WRITE) as conn, conn.begin():
