@@ -318,3 +318,19 @@ def test_a_multi_grant_job_fails_cleanly_when_a_grant_is_revoked_and_frees_its_g
         assert stale["status"] == "failed" and "interrupted" in stale["error"]
     finally:
         runner.close()
+
+
+def test_a_multi_grant_export_since_a_version_has_only_what_changed_in_each_district(store, tmp_path):
+    from gateway.store.changefeed import newest_safe
+
+    (g1, g2, g3), _ = three_districts(store)
+    with store.engine.connect() as conn:
+        v = newest_safe(conn)
+    for t in ("d1", "d3"):
+        kid = store.records.get(t, "person", person("u1", org(tenant=t), t).id)
+        store.records.apply(t, [kid.model_copy(update={"given_name": "Changed"})])
+    manifest = export_many(store, tmp_path / "since", recipient="state", sources=sources_of([g1, g2, g3], key=KEY, engine=store.engine),
+                           kinds=["person", "evidence"], fmt="ndjson", since=v)
+    assert manifest.since == v and manifest.consistent_with > v
+    assert sorted((f.tenant, f.kind, f.rows) for f in manifest.files) == [
+        ("d1", "evidence", 0), ("d1", "person", 1), ("d2", "evidence", 0), ("d2", "person", 0), ("d3", "person", 1)]
