@@ -14,8 +14,10 @@ measures on PostgreSQL (or SQLite without ``--postgres-url``):
    processes', summed: ``export`` may split a large kind over ``TESSERA_EXPORT_WORKERS``
    processes on PostgreSQL; by default not on fewer than 4 cores, and its pseudonym helper
    process, counted too), then every district's with the pseudonyms made on the converting
-   thread (no helper process) and in 2 part processes to compare: rows/s (target >=
-   200,000/s) and peak RSS (target < 1 GB);
+   thread (no helper process) and in 2 part processes to compare, and every district's in
+   ONE multi-grant export (``export_many``: one read of the table for all districts):
+   rows/s (target >= 200,000/s), peak RSS (target < 1 GB) and CPU a row (the exporting
+   processes' and the database's); ``--exports`` picks which;
 3. **one learner's evidence for one month**: ``--probes`` random learners, p50/p99
    (target p99 < 10 ms).
 
@@ -58,6 +60,7 @@ from sqlalchemy import text  # noqa: E402
 from gateway.model import Competency, Evidence, Framework, Identifier, Org, OrgRole, Person, Provenance, Score  # noqa: E402
 from gateway.sharing.deidentify import Deidentifier, Pseudonymizer, StateIds  # noqa: E402
 from gateway.sharing.export import EXPORT_WORKERS_ENV, HELPER_ENV, _process_cpu, export  # noqa: E402
+from gateway.sharing.export_many import export_many, sources_of  # noqa: E402
 from gateway.sharing.feed import ChangeFeed  # noqa: E402
 from gateway.sharing.grants import GrantStore  # noqa: E402
 from gateway.store import Store  # noqa: E402
@@ -141,7 +144,7 @@ def feed_rate(store: Store, tenant: str = "state") -> tuple[int, float, float, f
     return n, s, c, backend_cpu(store) - b0
 
 
-def _export_child(url: str, tenants: list[str], out: str, workers: int | None, helper: bool,
+def _export_child(url: str, tenants: list[str], out: str, workers: int | None, helper: bool, many: bool,
                   q: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     if workers is not None:
         os.environ[EXPORT_WORKERS_ENV] = str(workers)
@@ -153,7 +156,12 @@ def _export_child(url: str, tenants: list[str], out: str, workers: int | None, h
     backend_cpu(store)  # the pool's connection made before measuring
     ch0 = sum(getattr(resource.getrusage(resource.RUSAGE_CHILDREN), f) for f in ("ru_utime", "ru_stime"))
     b0, c0, t0 = backend_cpu(store), time.process_time(), time.perf_counter()
-    for t in tenants:
+    if many:  # one multi-grant export of every district: one read of the table
+        grants = [g for g in GrantStore(store.engine).active_for("state", "exports") if g.grantor in tenants]
+        m2 = export_many(store, Path(out) / "many", recipient="state", sources=sources_of(grants, key=KEY, engine=store.engine),
+                         kinds=["evidence"], fmt="parquet")
+        rows += sum(f.rows for f in m2.files)
+    for t in tenants if not many else ():
         deid = Deidentifier(Pseudonymizer(KEY, "state"), StateIds(store.engine, t))
         one: dict[str, float] = {}
         m = export(store, Path(out) / t, tenant=t, kinds=["evidence"], fmt="parquet", deidentifier=deid, stats=one)
@@ -164,21 +172,22 @@ def _export_child(url: str, tenants: list[str], out: str, workers: int | None, h
         stats["worker_rss_mib"] = max(stats["worker_rss_mib"], one.get("worker_rss_mib", 0.0))
     s = time.perf_counter() - t0
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pseudonym helper processes (ended, waited for)
-    cpu = (time.process_time() - c0 + backend_cpu(store) - b0 + stats["worker_cpu_s"] + stats["worker_backend_cpu_s"]
-           + children.ru_utime + children.ru_stime - ch0)
+    reader = time.process_time() - c0 + stats["worker_cpu_s"] + children.ru_utime + children.ru_stime - ch0
+    database = backend_cpu(store) - b0 + stats["worker_backend_cpu_s"]
     # (the helper's own peak, ~20 MiB, is left out: a child's ru_maxrss counts the parent's pages it shared before exec)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + stats["worker_rss_mib"]
-    q.put((rows, s, rss, cpu, int(stats["workers"])))
+    q.put((rows, s, rss, (reader, database), int(stats["workers"])))
 
 
-def export_rate(url: str, tenants: list[str], workers: int | None = None, helper: bool = True) -> tuple[int, float, float, float, int]:
+def export_rate(url: str, tenants: list[str], workers: int | None = None, helper: bool = True,
+                many: bool = False) -> tuple[int, float, float, tuple[float, float], int]:
     """(rows, seconds, peak RSS in MiB of the exporting process plus its part processes, CPU
-    seconds of all of them, of its pseudonym helper processes and of their database server
-    processes, part processes)."""
+    seconds (of all of them and their pseudonym helper processes; of their database server
+    processes), part processes). ``many``: one multi-grant export of all ``tenants``."""
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
     with tempfile.TemporaryDirectory() as out:
-        p = ctx.Process(target=_export_child, args=(url, tenants, out, workers, helper, q))
+        p = ctx.Process(target=_export_child, args=(url, tenants, out, workers, helper, many, q))
         p.start()
         result = q.get()
         p.join()
@@ -224,6 +233,9 @@ def main() -> int:
                     help="PostgreSQL: load into this database and keep it; a later run with the same name skips the load")
     ap.add_argument("--only", default="feed,export,month",
                     help="what to measure, of feed, export and month (comma-separated; default all of them)")
+    ap.add_argument("--exports", default="one,every,many,nohelper,parts",
+                    help="which exports to measure, of one, every, many (one multi-grant export of every district), nohelper "
+                         "and parts (comma-separated; default all; at 20 million items each reads the whole table)")
     args = ap.parse_args()
     only = set(args.only.split(","))
     _own_connections()
@@ -264,14 +276,17 @@ def main() -> int:
                 print(f"change feed, a district's own (identified): {n} changes in {s:.2f} s = {n / s:,.0f} changes/s; "
                       f"CPU a change: {c / n * 1e6:.2f} µs here + {b / n * 1e6:.2f} µs the database's")
             everyone = [f"district-{d:02d}" for d in range(args.districts)]
-            runs = (("one district", everyone[:1], None, True), ("every district", everyone, None, True),
-                    ("every district, pseudonyms on the converting thread (TESSERA_EXPORT_HELPER=0)", everyone, None, False),
-                    ("every district in 2 part processes", everyone, 2, True))
-            for label, tenants, workers, helper in runs if "export" in only else ():
-                rows, s, rss, cpu, parts = export_rate(url, tenants, workers, helper)
+            runs = {"one": ("one district", everyone[:1], None, True, False),
+                    "every": ("every district, one export each", everyone, None, True, False),
+                    "many": ("every district in ONE multi-grant export (one read of the table)", everyone, None, True, True),
+                    "nohelper": ("every district, pseudonyms on the converting thread (TESSERA_EXPORT_HELPER=0)", everyone, None, False, False),
+                    "parts": ("every district in 2 part processes", everyone, 2, True, False)}
+            for name in args.exports.split(",") if "export" in only else ():
+                label, tenants, workers, helper, many = runs[name]
+                rows, s, rss, (reader, database), parts = export_rate(url, tenants, workers, helper, many)
                 print(f"export, {label}: {rows} rows in {s:.2f} s = {rows / s:,.0f} rows/s (target >= 200,000/s), peak RSS {rss:.0f} MiB "
-                      f"(target < 1,024; {parts or 1} process{'es' if parts > 1 else ''} summed), CPU a row {cpu / rows * 1e6:.2f} µs "
-                      f"(all processes and the database's)", flush=True)
+                      f"(target < 1,024; {parts or 1} process{'es' if parts > 1 else ''} summed), CPU a row {(reader + database) / rows * 1e6:.2f} µs "
+                      f"({reader / rows * 1e6:.2f} µs the exporting processes', {database / rows * 1e6:.2f} µs the database's)", flush=True)
             if "month" in only:
                 times = learner_month(store, args.probes)
                 qs = statistics.quantiles(times, n=100)

@@ -8,7 +8,8 @@ Who may do what:
 * a reader follows the change feed with ``changes.readonly``: its own tenant's changes, and
   every district's whose active grant allows ``changes.readonly`` (``grant=ID`` narrows
   the feed to one grant);
-* a reader exports with ``exports``: its own tenant, or a grantor's under ``grant``.
+* a reader exports with ``exports``: its own tenant, a grantor's under ``grant``, or many
+  grantors' at once under ``grants`` (a list of grant ids, or ``"all"``: one read of each kind).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ..reports.access import DEIDENTIFIED, FULL
 from ..reports.formats import FORMATS as REPORT_FORMATS
 from ..reports.scope import report_format
 from ..sharing.deidentify import pseudonym_key
+from ..sharing.export_many import granted as granted_to
 from ..sharing.feed import DEFAULT_LIMIT, ChangeFeed
 from ..sharing.grants import GrantStore, parse_when
 from ..sharing.jobs import JobRunner
@@ -179,8 +181,10 @@ def build_router(ctx: AppContext) -> APIRouter:
     @router.post("/exports", status_code=202, summary="Start a bulk export (Parquet, NDJSON or CSV) of this tenant or under a grant")
     async def start_export(request: Request, principal: Principal = need_export) -> Response:
         body = await read_json_body(request)
-        if not isinstance(body, dict) or sorted(set(body) - {"format", "kinds", "since", "grant"}):
-            raise ValidationError("expected an object with format, kinds, and optionally since and grant")
+        if not isinstance(body, dict) or sorted(set(body) - {"format", "kinds", "since", "grant", "grants"}):
+            raise ValidationError("expected an object with format, kinds, and optionally since and grant (or grants)")
+        if body.get("grants") is not None:
+            return _json(await run_in_threadpool(_start_many, body, principal), 202)
         grant = None
         if body.get("grant") is not None:
             gid = _uuid(str(body["grant"]), "grant")
@@ -188,15 +192,25 @@ def build_router(ctx: AppContext) -> APIRouter:
             if not found:
                 raise ScopeError(f"grant {gid} is unknown, revoked, expired or does not allow exports", required=["exports"])
             grant = found[0]
-        since = body.get("since")
-        if since is not None and not (isinstance(since, int) and since >= 0):
-            raise ValidationError("invalid export request", errors=[ErrorDetail("must be a change version (an integer >= 0)", field="since")])
-        kinds = body.get("kinds") or []
-        if not (isinstance(kinds, list) and all(isinstance(k, str) for k in kinds)):
-            raise ValidationError("invalid export request", errors=[ErrorDetail("must be a list of record kinds", field="kinds")])
+        since = _export_since(body)
+        kinds = _export_kinds(body)
         job = await run_in_threadpool(jobs.submit, tenant=principal.tenant, client_id=principal.client_id,
                                       fmt=str(body.get("format", "parquet")), kinds=kinds, since=since, grant=grant)
         return _json(job, 202)
+
+    def _start_many(body: dict[str, Any], principal: Principal) -> dict[str, Any]:
+        """``grants``: a list of grant ids made to this tenant, or ``"all"`` (every active grant to
+        it that allows exports and a kind asked): one job, one read of each kind (``export_many``)."""
+        named = body["grants"]
+        if body.get("grant") is not None or not (named == "all" or (isinstance(named, list) and named and all(isinstance(g, str) for g in named))):
+            raise ValidationError("invalid export request", errors=[ErrorDetail(
+                'must be a list of grant ids or "all" (and without grant)', field="grants")])
+        kinds, since = _export_kinds(body), _export_since(body)
+        ids = [] if named == "all" else [_uuid(g, "grants") for g in named]
+        _, chosen = granted_to(grants, recipient=principal.tenant, grant_ids=ids, kinds=kinds,
+                            refused=lambda message: ScopeError(message, required=["exports"]))
+        return jobs.submit_many(tenant=principal.tenant, client_id=principal.client_id, fmt=str(body.get("format", "parquet")),
+                                kinds=kinds, since=since, grants=chosen)
 
     @router.get("/exports", summary="This tenant's exports, newest first")
     async def list_exports(principal: Principal = need_export) -> Response:
@@ -206,12 +220,26 @@ def build_router(ctx: AppContext) -> APIRouter:
     async def get_export(job_id: str, principal: Principal = need_export) -> Response:
         return _json(await run_in_threadpool(jobs.get, _uuid(job_id, "job_id"), tenant=principal.tenant))
 
-    @router.get("/exports/{job_id}/files/{name}", summary="Download one file of a finished export")
+    @router.get("/exports/{job_id}/files/{name:path}", summary="Download one file of a finished export (a multi-grant export's: <district>/<file>)")
     async def export_file(job_id: str, name: str, principal: Principal = need_export) -> FileResponse:
         path = await run_in_threadpool(jobs.file, _uuid(job_id, "job_id"), name, tenant=principal.tenant)
         return FileResponse(path, filename=name)
 
     return router
+
+
+def _export_since(body: dict[str, Any]) -> int | None:
+    since = body.get("since")
+    if since is not None and not (isinstance(since, int) and since >= 0):
+        raise ValidationError("invalid export request", errors=[ErrorDetail("must be a change version (an integer >= 0)", field="since")])
+    return since
+
+
+def _export_kinds(body: dict[str, Any]) -> list[str]:
+    kinds = body.get("kinds") or []
+    if not (isinstance(kinds, list) and all(isinstance(k, str) for k in kinds)):
+        raise ValidationError("invalid export request", errors=[ErrorDetail("must be a list of record kinds", field="kinds")])
+    return kinds
 
 
 __all__ = ["build_router"]

@@ -5,6 +5,8 @@ granting district with ``--grantor``, and ``grants revoke`` needs no tenant (the
 only the grantor revoke). ``export bulk`` writes into a folder and prints the manifest's
 summary; under ``--grant`` it exports the grantor's data as the grantee would see it
 (de-identified when the grant says so) and logs the export in the grant's access log.
+Under several ``--grant`` (or ``--grantee STATE``: every active grant to it) it exports all
+those districts at once, one read of each kind (``export_many``), into ``OUT/<district>/``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..errors import ConfigError
 from ..model import RECORD_TYPES
 from .deidentify import Deidentifier, Pseudonymizer, StateIds, pseudonym_key
 from .export import FORMATS, Manifest, export
+from .export_many import ManyManifest, export_many, granted, sources_of, still_granted
 from .grants import GRANT_SCOPES, GrantStore, parse_when
 from .jobs import JobRunner
 
@@ -87,11 +90,20 @@ def register(export_app: typer.Typer) -> None:
         kinds: Annotated[list[str] | None, typer.Option("--kind", help="repeatable or comma-separated (default: every kind)")] = None,
         since: Annotated[int | None, typer.Option(help="only records changed after this change version")] = None,
         tenant: Annotated[str | None, typer.Option(help="export this tenant's data")] = None,
-        grant: Annotated[uuid.UUID | None, typer.Option(help="export a grantor's data as this grant shows it")] = None,
+        grant_ids: Annotated[list[uuid.UUID] | None, typer.Option(
+            "--grant", help="export a grantor's data as this grant shows it; repeatable: several districts' grants to one "
+                            "recipient in one read of each kind (OUT/<district>/<kind>.<ext>)")] = None,
+        grantee: Annotated[str | None, typer.Option(
+            help="export under every active grant to this tenant that allows exports and a kind asked (OUT/<district>/...)")] = None,
     ) -> None:
         """Bulk export to Parquet, NDJSON or CSV: one file per kind and a manifest.json."""
-        if (tenant is None) == (grant is None):
-            raise typer.BadParameter("give exactly one of --tenant and --grant", param_hint="--tenant/--grant")
+        grant_ids = grant_ids or []
+        if (tenant is not None) + bool(grant_ids or grantee) != 1:
+            raise typer.BadParameter("give exactly one of --tenant and --grant/--grantee", param_hint="--tenant/--grant/--grantee")
+        if grantee is not None or len(grant_ids) > 1:
+            _export_many(out, fmt, _split(kinds), since, grant_ids, grantee)
+            return
+        grant = grant_ids[0] if grant_ids else None
         store = open_store()
         grants = GrantStore(store.engine)
         deid = None
@@ -128,6 +140,37 @@ def register(export_app: typer.Typer) -> None:
                 grants.log(grant, client_id="cli", action="export", detail=f"folder={out} kind={f.kind} format={fmt}", records=f.rows)
         print_table(["file", "rows", "bytes", "sha256"], [(f.name, str(f.rows), str(f.bytes), f.sha256) for f in manifest.files],
                     title=f"export of {source}, consistent with change version {manifest.consistent_with}")
+
+
+def _export_many(out: Path, fmt: str, kinds: list[str], since: int | None, grant_ids: list[uuid.UUID], grantee: str | None) -> None:
+    """``export bulk`` under several grants (or every grant to ``--grantee``): ``export_many``."""
+    store = open_store()
+    grants = GrantStore(store.engine)
+    recipient, chosen = granted(grants, recipient=grantee, grant_ids=grant_ids, kinds=kinds, refused=ConfigError)
+    sources = sources_of(chosen, key=pseudonym_key(settings().database_url), engine=store.engine)
+    held = [g.id for g in chosen]
+    runner = JobRunner(store, grants, Path(settings().export_dir), functools.partial(pseudonym_key, settings().database_url))
+    try:
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task("exporting", total=None)
+
+            def run(renew: Callable[[], None]) -> ManyManifest:
+                def check() -> None:
+                    renew()
+                    still_granted(grants, recipient, held)
+
+                return export_many(store, out, recipient=recipient, sources=sources, kinds=kinds, fmt=fmt, since=since, check=check,
+                                   progress=lambda kind, n: bar.update(task, advance=n, description=f"exporting {kind}"))
+
+            manifest = runner.run_here(tenant=recipient, client_id="cli", fmt=fmt, kinds=kinds or list(RECORD_TYPES), since=since,
+                                       grant=None, run=run, many=chosen)
+    finally:
+        runner.close()
+    grants.log_many([(uuid.UUID(f.grant), f"folder={out} tenant={f.tenant} kind={f.kind} format={fmt}", f.rows)
+                     for f in manifest.files if f.grant], client_id="cli", action="export")
+    print_table(["file", "rows", "bytes", "sha256"], [(f.name, str(f.rows), str(f.bytes), f.sha256) for f in manifest.files],
+                title=f"export of {len(sources)} districts for {recipient}, consistent with change version {manifest.consistent_with}")
 
 
 __all__ = ["grants_app", "register"]

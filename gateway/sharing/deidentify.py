@@ -256,6 +256,18 @@ class Deidentifier:
     def __reduce__(self) -> tuple[Any, ...]:
         return (Deidentifier, (self.pseudonyms, self.state_ids))  # the caches stay behind
 
+    def cached(self) -> int:
+        """How many learners its caches hold (pseudonyms and state ids): an export of many
+        districts bounds their sum (``export_many``)."""
+        ids = self.state_ids
+        return len(self._learners) + len(ids._known) + len(ids._all or ())
+
+    def forget(self) -> None:
+        """Empty its caches (a learner seen again is recomputed, state ids looked up again)."""
+        self._learners = {}
+        self.state_ids._known = {}
+        self.state_ids._all = None
+
     def prepare(self, docs: Iterable[dict[str, Any]]) -> None:
         """Pseudonymise every learner the records name at once (one look-up of their state
         ids), so ``record`` finds each in the cache."""

@@ -31,6 +31,9 @@ kind, row count, size and SHA-256. A directory without a manifest is not an expo
 
 **Failure** (a full disk, a revoked grant, anything): every file this export wrote is
 removed and the error raised; nothing half-written is left looking complete.
+
+A recipient's many grants are exported at once, one read of each kind for all their
+districts, by ``export_many`` (which writes each district's files with this module's writers).
 """
 
 from __future__ import annotations
@@ -101,9 +104,10 @@ class ExportFailed(Exception):
 
 class _Writer:
     """A file of one kind: ``write`` turns a batch into its bytes' form (``encode``: an Arrow
-    table, NDJSON bytes, CSV text) and writes it (``put``)."""
+    table, NDJSON bytes, CSV text) and writes it (``put``). ``lane``: Parquet's writing thread
+    (``WriteLane``), where the file set shares one; the text formats write in the caller."""
 
-    def __init__(self, path: Path, cols: list[tuple[str, str]]) -> None:
+    def __init__(self, path: Path, cols: list[tuple[str, str]], lane: WriteLane | None = None) -> None:
         self.path, self.cols, self.rows = path, cols, 0
 
     @staticmethod
@@ -120,15 +124,45 @@ class _Writer:
         raise NotImplementedError
 
 
+class WriteLane:
+    """The thread that compresses and writes Parquet tables, one table at a time: a writer's
+    own, or one shared by the many files of a multi-grant export (``export_many``), so many
+    open files cost one thread and at most one table being written."""
+
+    def __init__(self) -> None:
+        self.pool: Any = None
+        self.pending: Any = None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.wait()
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="tessera-export-write")
+        self.pending = self.pool.submit(fn, *args)
+
+    def wait(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+                self.pool = None
+
+
 class _Parquet(_Writer):
-    def __init__(self, path: Path, cols: list[tuple[str, str]]) -> None:
+    def __init__(self, path: Path, cols: list[tuple[str, str]], lane: WriteLane | None = None) -> None:
         import pyarrow.parquet as pq
 
         super().__init__(path, cols)
         self.schema = arrow_schema(cols)
         self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
-        self.pool: Any = None
-        self.pending: Any = None
+        self.lane, self.own_lane = lane or WriteLane(), lane is None
 
     @staticmethod
     def encode(cols: Sequence[tuple[str, str]], batch: Batch) -> Any:
@@ -155,34 +189,21 @@ class _Parquet(_Writer):
         """Compress and write the table on a thread (Arrow releases the GIL meanwhile) while the
         caller converts the next batch; the write before is waited for first, so at most one
         table is being written and a failure (a full disk) is raised here or by ``close``."""
-        self._wait()
-        self.pending = self._thread().submit(self.writer.write_table, payload)
+        self.lane.submit(self.writer.write_table, payload)
         self.rows += rows
-
-    def _thread(self) -> Any:
-        if self.pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.pool = ThreadPoolExecutor(1, thread_name_prefix="tessera-export-write")
-        return self.pool
-
-    def _wait(self) -> None:
-        pending, self.pending = self.pending, None
-        if pending is not None:
-            pending.result()
 
     def close(self) -> None:
         try:
-            self._wait()
+            if self.own_lane:
+                self.lane.close()
+            else:
+                self.lane.wait()
         finally:
-            if self.pool is not None:
-                self.pool.shutdown(wait=True)
-                self.pool = None
             self.writer.close()
 
 
 class _Ndjson(_Writer):
-    def __init__(self, path: Path, cols: list[tuple[str, str]]) -> None:
+    def __init__(self, path: Path, cols: list[tuple[str, str]], lane: WriteLane | None = None) -> None:
         super().__init__(path, cols)
         self.fh = open(path, "wb")  # noqa: SIM115  # closed by close()
 
@@ -208,7 +229,7 @@ class _Ndjson(_Writer):
 
 
 class _Csv(_Writer):
-    def __init__(self, path: Path, cols: list[tuple[str, str]]) -> None:
+    def __init__(self, path: Path, cols: list[tuple[str, str]], lane: WriteLane | None = None) -> None:
         super().__init__(path, cols)
         self.fh = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115  # closed by close()
         csv.writer(self.fh).writerow([n for n, _ in cols])

@@ -5,7 +5,7 @@ transaction on PostgreSQL (``READ_SETTINGS``)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -58,29 +58,85 @@ def read_batches(conn: Any, tenant: str, kind: str, since: int | None, until: in
     q = export_query(tenant, kind, since, until, part=part, parts=parts)
     if not hasattr(conn, "dialect"):  # PostgreSQL (psycopg); heap order
         from psycopg.rows import scalar_row  # the PostgreSQL driver: there only
-        from psycopg.types.string import ByteaBinaryLoader
-        from sqlalchemy.dialects import postgresql
 
-        compiled = q.compile(dialect=postgresql.dialect())
-        # binary: the stored text arrives as its UTF-8 bytes, handed on as bytes (the decoder
-        # reads bytes; no text object made a row)
-        cur = conn.cursor(name=f"tessera_export_{uuid.uuid4().hex}", row_factory=scalar_row, binary=True)
-        cur.adapters.register_loader("text", ByteaBinaryLoader)
-        try:
-            cur.itersize = FETCH_ROWS
-            cur.execute(str(compiled), compiled.params)
-            size = min(FETCH_ROWS, BATCH_ROWS)  # the first batch one FETCH: converting starts at once
-            while True:
-                rows: list[Any] = []
-                while len(rows) < size and (more := cur.fetchmany(min(FETCH_ROWS, size - len(rows)))):
-                    rows += more
-                if not rows:
-                    break
-                yield rows
-                size = min(BATCH_ROWS, 4 * size)
-        finally:
-            cur.close()
+        yield from _cursor_batches(conn, q, scalar_row)
         return
     q = q.order_by(RECORD_TABLES[kind].c.id)  # a stable order for free (the primary key's index)
     result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(q)
     yield from result.scalars().partitions(BATCH_ROWS)
+
+
+def _cursor_batches(conn: Any, q: Any, row_factory: Any) -> Iterator[list[Any]]:
+    """``q``'s rows through a named (server-side) cursor of the driver's connection ``conn``,
+    in batches growing from one ``FETCH`` to ``BATCH_ROWS``; texts arrive as their UTF-8 bytes."""
+    from psycopg.types.string import ByteaBinaryLoader
+    from sqlalchemy.dialects import postgresql
+
+    compiled = q.compile(dialect=postgresql.dialect())
+    # binary: the stored text arrives as its UTF-8 bytes, handed on as bytes (the decoder
+    # reads bytes; no text object made a row)
+    cur = conn.cursor(name=f"tessera_export_{uuid.uuid4().hex}", row_factory=row_factory, binary=True)
+    cur.adapters.register_loader("text", ByteaBinaryLoader)
+    cur.adapters.register_loader("varchar", ByteaBinaryLoader)
+    try:
+        cur.itersize = FETCH_ROWS
+        cur.execute(str(compiled), compiled.params)
+        size = min(FETCH_ROWS, BATCH_ROWS)  # the first batch one FETCH: converting starts at once
+        while True:
+            rows: list[Any] = []
+            while len(rows) < size and (more := cur.fetchmany(min(FETCH_ROWS, size - len(rows)))):
+                rows += more
+            if not rows:
+                break
+            yield rows
+            size = min(BATCH_ROWS, 4 * size)
+    finally:
+        cur.close()
+
+
+def many_query(tenants: Sequence[str], kind: str, since: int | None, until: int) -> Any:
+    """The records of one kind of several tenants at once, each row (tenant, stored text):
+    ``tenant = ANY(array)`` (one scan of the table for them all), with ``since`` the records
+    of those tenants changed in (since, until] (record ids are unique across tenants)."""
+    from sqlalchemy import String, any_, bindparam
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    tbl = RECORD_TABLES[kind]
+    names = bindparam("tenants", list(tenants), type_=ARRAY(String()))
+    q = select(tbl.c.tenant, tbl.c.data).where(tbl.c.tenant == any_(names))
+    if since is not None:
+        changed = select(changes.c.record_id).where(changes.c.tenant == any_(names), changes.c.record_kind == kind,
+                                                    changes.c.seq > since, changes.c.seq <= until)
+        q = q.where(tbl.c.id.in_(changed))
+    return q
+
+
+def read_many_batches(conn: Any, tenants: Sequence[str], kind: str, since: int | None, until: int) -> Iterator[list[Any]]:
+    """``many_query``'s rows, (tenant bytes, stored text bytes) tuples, streamed as
+    ``read_batches`` streams one tenant's (PostgreSQL only: ``conn`` is the driver's connection)."""
+    from psycopg.rows import tuple_row
+
+    yield from _cursor_batches(conn, many_query(tenants, kind, since, until), tuple_row)
+
+
+def tenant_share(conn: Any, kind: str, tenants: Sequence[str]) -> float:
+    """The share of a kind's rows (all its partitions') that ``tenants``' rows make up, by the
+    planner's statistics: each table's (or partition's) row estimate times its most common
+    tenants' frequencies (``pg_stats``). 0 where nothing has been analysed yet."""
+    rows = conn.execute(
+        "SELECT c.reltuples, s.most_common_vals::text::text[], s.most_common_freqs FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = 'tenant' AND NOT s.inherited"
+        " WHERE c.relkind = 'r'"  # the tables holding rows: a partitioned table's own estimate counts its partitions again
+        " AND (c.oid = to_regclass(%s) OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass(%s)))",
+        (RECORD_TABLES[kind].name, RECORD_TABLES[kind].name)).fetchall()
+    wanted = set(tenants)
+    total = mine = 0.0
+    for reltuples, values, freqs in rows:
+        if reltuples is None or reltuples <= 0:
+            continue
+        total += reltuples
+        for v, f in zip(values or (), freqs or (), strict=False):
+            if (v.decode() if isinstance(v, bytes) else v) in wanted:
+                mine += f * reltuples
+    return mine / total if total else 0.0
