@@ -241,8 +241,50 @@ def _prompt_switching() -> Iterator[None]:
 #: change rows read at a time, their records looked up while the feed converts the chunk before.
 #: A page's first chunk is smaller, so the conversion starts soon after the page does, and each
 #: next one ``CHUNK_GROWTH`` times larger up to ``RECORD_CHUNK``: a chunk's reading (the
-#: database's part) takes about as long as converting the one before, so neither side waits
+#: database's part) takes about as long as converting the one before, so neither side waits.
+#: A chunk ends where an instant does (``_whole_instants``), so it may be longer or shorter
 RECORD_CHUNK, FIRST_CHUNK, CHUNK_GROWTH = 5000, 1000, 2.5
+
+
+def _whole_instants(fetch: Callable[[int], list[Any]], sizes: Iterator[int]) -> Iterator[list[Any]]:
+    """The change rows ``fetch(n)`` gives (up to n more each call, none at the end), in the
+    order given, in chunks of about the next of ``sizes`` rows, each cut where the instant of
+    a change (``row[5]``) changes: the rows at the chunk's last instant wait for the next
+    chunk, which may hold more of them. ``_pg_records`` reads a (tenant, kind)'s records by the
+    range of instants of a chunk, every record written at those instants whichever the chunk
+    names, so an instant split over two chunks was read twice (at 20 million evidence items,
+    written 10,000 at an instant, each change's record read four to six times over: the
+    database's buffers, hit or read, a change). A chunk that holds one instant only grows
+    until the instant ends or the rows do; only the page's first and last instant may be
+    partly the page's."""
+    pending: list[Any] = []  # the trailing rows of one instant, held back
+    for size in sizes:
+        got = fetch(size)
+        if not got:
+            break
+        last = got[-1][5]
+        cut = len(got)
+        while cut > 0 and got[cut - 1][5] == last:
+            cut -= 1
+        if cut > 0:  # the chunk: what was held back and the new rows up to the last instant's
+            chunk = pending + got[:cut] if pending else got[:cut]
+            pending = got[cut:]
+        elif pending and pending[0][5] != last:  # all new rows at one instant, another than the held ones'
+            chunk, pending = pending, got
+        else:  # still one instant: wait for more
+            pending = pending + got if pending else got
+            continue
+        yield chunk
+    if pending:
+        yield pending
+
+
+def _sizes() -> Iterator[int]:
+    """``FIRST_CHUNK``, then each ``CHUNK_GROWTH`` times larger up to ``RECORD_CHUNK``."""
+    size = min(FIRST_CHUNK, RECORD_CHUNK)
+    while True:
+        yield size
+        size = max(1, min(RECORD_CHUNK, int(size * CHUNK_GROWTH)))
 
 
 def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int,
@@ -270,16 +312,15 @@ def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], G
         rows.execute(f"SELECT seq, tenant, record_kind, record_id::text, op, at AT TIME ZONE 'UTC' FROM changes "
                      f"WHERE seq > %s AND seq <= %s AND ({cond}) "
                      f"ORDER BY seq LIMIT {int(limit) + 1}", params)
-        taken, size = 0, min(FIRST_CHUNK, RECORD_CHUNK)
+        taken = 0
         by_source, id_at = itemgetter(1, 2), itemgetter(3, 5)
-        while chunk := rows.fetchmany(size):
+        for chunk in _whole_instants(rows.fetchmany, _sizes()):
             # (tenant, kind) -> record id -> the instant of its last change in the chunk, in version order
             # (consecutive changes of one source taken at once: a dict updated from C, not a change at a time)
             wanted: dict[tuple[str, str], dict[str, Any]] = {}
             for source, run in groupby(chunk[:max(0, limit - taken)], key=by_source):
                 wanted.setdefault(source, {}).update(map(id_at, run))
             taken += len(chunk)
-            size = min(RECORD_CHUNK, int(size * CHUNK_GROWTH))
             yield chunk, [(tenant, kind, _pg_records(records, tenant, kind, list(ids.items()))) for (tenant, kind), ids in wanted.items()]
     finally:
         if rows is not None:
