@@ -138,9 +138,9 @@ def test_postgresql_reads_each_instants_records_once_a_page(store, monkeypatch):
     looked: list[tuple[str, str, frozenset]] = []
     real = feed_mod._pg_records
 
-    def recorded(cur, tenant, kind, chunk):
+    def recorded(cur, tenant, kind, chunk, *more):
         looked.append((tenant, kind, frozenset(at for _, at in chunk)))
-        return real(cur, tenant, kind, chunk)
+        return real(cur, tenant, kind, chunk, *more)
 
     monkeypatch.setattr(feed_mod, "_pg_records", recorded)
     monkeypatch.setattr(feed_mod, "FIRST_CHUNK", 1)
@@ -152,3 +152,30 @@ def test_postgresql_reads_each_instants_records_once_a_page(store, monkeypatch):
         for at in instants:
             assert (tenant, kind, at) not in seen, "an instant's records looked up by two chunks"
             seen.add((tenant, kind, at))
+
+
+def test_postgresql_gets_a_chunks_ids_as_one_binary_constant(store):
+    """The range read keeps a chunk's records by their ids, sent as one binary ``uuid[]``
+    (the 16 bytes of each, as the change rows bring them): PostgreSQL reads it as the very
+    array the ids' text gives (repeats and all), and plans with it as a constant, which it
+    looks ids up in by hash (a parameter it would search a row at a time)."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("a binary parameter of the PostgreSQL driver")
+    import uuid
+
+    ids = [uuid.uuid4() for _ in range(12)] + [uuid.UUID(int=0)]
+    ids.append(ids[0])
+    with store.engine.connect() as conn:
+        cur = conn.connection.dbapi_connection.cursor()
+        cur.adapters.register_dumper(feed_mod._UuidArray, feed_mod._uuid_array_dumper())
+        cur.execute("SELECT %b::text = %s::uuid[]::text, cardinality(%b)",
+                    (feed_mod._UuidArray([i.bytes for i in ids]), "{" + ",".join(map(str, ids)) + "}",
+                     feed_mod._UuidArray([i.bytes for i in ids])), prepare=False)
+        assert cur.fetchone() == (True, len(ids))
+        cur.execute("SELECT cardinality(%b)", (feed_mod._UuidArray([]),), prepare=False)
+        assert cur.fetchone() == (0,)
+        cur.execute("EXPLAIN SELECT 1 FROM (SELECT id FROM evidence WHERE tenant = 'd1' OFFSET 0) r WHERE id = ANY(%b)",
+                    (feed_mod._UuidArray([i.bytes for i in ids]),), prepare=False)
+        plan = "\n".join(r[0] for r in cur.fetchall())
+        assert f"'{{{ids[0]}," in plan and "$1" not in plan, plan
+        cur.close()

@@ -22,6 +22,8 @@ under a grant is written to that grant's access log (who, what, when, how many).
 
 from __future__ import annotations
 
+import functools
+import struct
 import sys
 import threading
 import time
@@ -305,33 +307,72 @@ def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], G
     # (not ``data::bytea``: that cast parses backslash escapes, and JSON text holds backslashes);
     # through varchar, whose loader alone is swapped, so ids (text) stay str
     records.adapters.register_loader("varchar", ByteaBinaryLoader)
+    records.adapters.register_dumper(_UuidArray, _uuid_array_dumper())
     rows = None
     try:
         rows = dbapi.cursor(name=f"tessera_changes_{uuid.uuid4().hex}", binary=True)
         rows.itersize = RECORD_CHUNK
-        rows.execute(f"SELECT seq, tenant, record_kind, record_id::text, op, at AT TIME ZONE 'UTC' FROM changes "
+        rows.adapters.register_loader("uuid", ByteaBinaryLoader)  # the raw record id: its 16 bytes
+        rows.execute(f"SELECT seq, tenant, record_kind, record_id::text, op, at AT TIME ZONE 'UTC', record_id FROM changes "
                      f"WHERE seq > %s AND seq <= %s AND ({cond}) "
                      f"ORDER BY seq LIMIT {int(limit) + 1}", params)
         taken = 0
-        by_source, id_at = itemgetter(1, 2), itemgetter(3, 5)
+        by_source, id_at, raw_id = itemgetter(1, 2), itemgetter(3, 5), itemgetter(6)
         for chunk in _whole_instants(rows.fetchmany, _sizes()):
             # (tenant, kind) -> record id -> the instant of its last change in the chunk, in version order
             # (consecutive changes of one source taken at once: a dict updated from C, not a change at a time)
             wanted: dict[tuple[str, str], dict[str, Any]] = {}
-            for source, run in groupby(chunk[:max(0, limit - taken)], key=by_source):
+            raws: dict[tuple[str, str], list[bytes]] = {}  # the same ids as 16 bytes each (a change at a time: repeats kept)
+            for source, group in groupby(chunk[:max(0, limit - taken)], key=by_source):
+                run = list(group)
                 wanted.setdefault(source, {}).update(map(id_at, run))
+                raws.setdefault(source, []).extend(map(raw_id, run))
             taken += len(chunk)
-            yield chunk, [(tenant, kind, _pg_records(records, tenant, kind, list(ids.items()))) for (tenant, kind), ids in wanted.items()]
+            yield chunk, [(tenant, kind, _pg_records(records, tenant, kind, list(ids.items()), raws[(tenant, kind)]))
+                          for (tenant, kind), ids in wanted.items()]
     finally:
         if rows is not None:
             rows.close()
         records.close()
 
 
-def _pg_records(cur: Any, tenant: str, kind: str, chunk: list[tuple[str, Any]]) -> list[tuple[str, Any, bool]]:
+class _UuidArray:
+    """A ``uuid[]`` parameter already in PostgreSQL's binary form (``_uuid_array``)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, raw: Sequence[bytes]) -> None:
+        # array_send's layout: 1 dimension, no nulls, element type uuid (2950), its size and lower
+        # bound, then each element as its length (16) and bytes
+        self.data = (struct.pack("!iiiii", 1, 0, 2950, len(raw), 1) + _LEN16 + _LEN16.join(raw) if raw
+                     else struct.pack("!iii", 0, 0, 2950))  # empty: no dimension
+
+
+_LEN16 = struct.pack("!i", 16)
+
+
+@functools.cache
+def _uuid_array_dumper() -> type:
+    from psycopg.adapt import Dumper  # the PostgreSQL driver: there only
+    from psycopg.pq import Format
+
+    class UuidArrayDumper(Dumper):
+        format = Format.BINARY
+        oid = 2951  # uuid[]
+
+        def dump(self, obj: Any) -> bytes:
+            data: bytes = obj.data
+            return data
+
+    return UuidArrayDumper
+
+
+def _pg_records(cur: Any, tenant: str, kind: str, chunk: list[tuple[str, Any]], raw: Sequence[bytes]) -> list[tuple[str, Any, bool]]:
     """The current records of [(id, instant of its last change)] of one kind of one tenant,
-    as (id, stored text as bytes, retired or voided), ids as ONE text parameter split by the
-    database, no result objects.
+    as (id, stored text as bytes, retired or voided), no result objects. ``raw``: the same
+    ids as their 16 bytes (the change rows bring both), sent as ONE binary ``uuid[]``
+    (``_UuidArray``): PostgreSQL plans with it as a constant without parsing and casting
+    5,000 texts (as ids given as text, split by the database, were: ~7 % of its CPU a change).
 
     A record's ``updated_at`` is the instant of the change that wrote it (one clock reading
     a batch), so the records a chunk of consecutive changes still holds are mostly found by
@@ -350,9 +391,8 @@ def _pg_records(cur: Any, tenant: str, kind: str, chunk: list[tuple[str, Any]]) 
     # not prepared: the ids must reach the planner as a constant (a hashed look-up)
     cur.execute(f"SELECT id::text, data::varchar, {dead} FROM (SELECT {inner} FROM \"{tbl.name}\" "
                 f"WHERE tenant = %s AND updated_at >= %s::timestamp AT TIME ZONE 'UTC' "
-                f"AND updated_at <= %s::timestamp AT TIME ZONE 'UTC' OFFSET 0) r "
-                f"WHERE id = ANY(string_to_array(%s, ',')::uuid[])",
-                (tenant, min(instants), max(instants), ",".join(ids)), prepare=False)
+                f"AND updated_at <= %s::timestamp AT TIME ZONE 'UTC' OFFSET 0) r WHERE id = ANY(%b)",
+                (tenant, min(instants), max(instants), _UuidArray(raw)), prepare=False)
     got: list[tuple[str, Any, bool]] = cur.fetchall()
     if len(got) < len(ids):
         seen = {row[0] for row in got}
@@ -398,7 +438,7 @@ class _Shape:
         for (tenant, kind), run in groupby(rows, key=itemgetter(1, 2)):
             look = found.get(kind, {}).get
             grant, deid = shown_grant.get(tenant), deids.get(tenant)
-            for seq, _tenant, _kind, record_id, op, at in run:
+            for seq, _tenant, _kind, record_id, op, at, *_ in run:
                 hit = look(record_id)
                 if hit is None:  # the record itself is gone: its id as this reader knows it
                     doc, dead, rid = None, True, record_id
