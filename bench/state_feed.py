@@ -8,8 +8,9 @@
 ``--pages`` and ``--seconds`` stop a run early (a database larger than the machine's memory
 takes minutes to page through whole); ``--since`` starts it at a version (the middle of a
 district's evidence, say). With ``--stats`` the run also prints what the database read for
-it (``pg_stat_database``: blocks found in its buffers and read from the operating system)
-and how many learners the de-identifiers pseudonymised (each a state-id look-up and an HMAC).
+it (``pg_stat_database``: blocks found in its buffers and read from the operating system;
+counted for the whole database, so another program reading it meanwhile adds to them) and
+how many learners the de-identifiers pseudonymised (each a state-id look-up and an HMAC).
 
 Not a test: pytest never collects bench/.
 """
