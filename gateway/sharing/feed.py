@@ -142,7 +142,7 @@ class ChangeFeed:
                     cond = or_(*(and_(changes.c.tenant == t, changes.c.record_kind.in_(sorted(ks))) for t, ks, _ in sources))
                     q = (select(changes.c.seq, changes.c.tenant, changes.c.record_kind, changes.c.record_id, changes.c.op, changes.c.at)
                          .where(changes.c.seq > since, changes.c.seq <= until, cond).order_by(changes.c.seq).limit(limit + 1))
-                    rows = [(seq, t, k, str(rid), op, at) for seq, t, k, rid, op, at in conn.execute(q).all()]
+                    rows = [(seq, t, k, str(rid), op, at, None) for seq, t, k, rid, op, at in conn.execute(q).all()]
                     docs: dict[str, dict[str, tuple[Any, bool, str | None]]] = defaultdict(dict)
                     self._sqlite_records(rows[:limit], conn, deids, docs)
                     shape.add(rows[:limit], docs)
@@ -428,7 +428,8 @@ class _Shape:
         self._tenants: list[str] = []
 
     def add(self, rows: Sequence[Any], found: dict[str, dict[str, tuple[Any, bool, str | None]]]) -> None:
-        """The changes of ``rows`` (in version order), each with its record from ``found``
+        """The changes of ``rows`` (change rows in version order: version, tenant, kind, record id,
+        op, instant and the id's 16 bytes on PostgreSQL, None on SQLite), each with its record from ``found``
         (kind -> record id -> (record, retired or voided, id as shown)) or a tombstone. What
         a run of changes of one (tenant, kind) shares is looked up once for the run."""
         instants, shown_grant, deids = self.instants, self.shown_grant, self.deids
@@ -438,7 +439,7 @@ class _Shape:
         for (tenant, kind), run in groupby(rows, key=itemgetter(1, 2)):
             look = found.get(kind, {}).get
             grant, deid = shown_grant.get(tenant), deids.get(tenant)
-            for seq, _tenant, _kind, record_id, op, at, *_ in run:
+            for seq, _tenant, _kind, record_id, op, at, _raw in run:
                 hit = look(record_id)
                 if hit is None:  # the record itself is gone: its id as this reader knows it
                     doc, dead, rid = None, True, record_id
