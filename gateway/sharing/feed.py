@@ -291,8 +291,9 @@ def _sizes() -> Iterator[int]:
 
 def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int,
                             limit: int) -> Iterator[tuple[list[Any], list[tuple[str, str, list[tuple[str, Any, bool]]]]]]:
-    """(change rows, [(tenant, kind, records)]) up to ``RECORD_CHUNK`` change rows at a time: the
-    page's change rows, (seq, tenant, kind, record id, op, at) keyset on ``seq``, from a
+    """(change rows, [(tenant, kind, records)]) about ``RECORD_CHUNK`` change rows at a time
+    (``_whole_instants``: a chunk ends where an instant does): the
+    page's change rows, (seq, tenant, kind, record id, op, at, record id as 16 bytes) keyset on ``seq``, from a
     server-side cursor of the driver (binary: instants decoded in C, as UTC without a zone,
     which Python hashes in a third of the time of an instant with one), and after each
     chunk the current records it names (not those of the row past ``limit``)."""
@@ -337,7 +338,8 @@ def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], G
 
 
 class _UuidArray:
-    """A ``uuid[]`` parameter already in PostgreSQL's binary form (``_uuid_array``)."""
+    """A ``uuid[]`` parameter already in PostgreSQL's binary form (``_uuid_array_dumper`` hands
+    it to the driver as it is)."""
 
     __slots__ = ("data",)
 
