@@ -85,3 +85,97 @@ def test_pages_are_read_with_a_short_switch_interval_restored_after():
         assert sys.getswitchinterval() == shorter
     finally:
         sys.setswitchinterval(before)
+
+
+def test_chunks_end_where_an_instant_does():
+    """PostgreSQL reads a chunk's records by the range of its instants (every record written
+    then): the chunks hold each instant whole, in order, every row once, however the driver
+    hands the rows over; a chunk of one instant grows until the instant ends or the rows do."""
+    def rows_at(*instants: int) -> list[tuple]:
+        return [(i, "t", "evidence", f"id{i}", "upserted", at) for i, at in enumerate(instants)]
+
+    def chunks(rows: list[tuple], sizes: list[int]) -> list[list[int]]:
+        left = list(rows)
+
+        def fetch(n: int) -> list[tuple]:
+            got, left[:] = left[:n], left[n:]
+            return got
+
+        def more_sizes():
+            yield from sizes
+            while True:
+                yield sizes[-1]
+
+        return [[r[5] for r in c] for c in feed_mod._whole_instants(fetch, more_sizes())]
+
+    rows = rows_at(1, 1, 1, 2, 2, 3, 3, 3, 3, 3, 3, 4, 5, 5)
+    for sizes in ([1], [2], [3], [1, 2, 5], [4, 100], [100]):
+        got = chunks(rows, sizes)
+        assert [at for c in got for at in c] == [r[5] for r in rows], sizes  # every row once, in order
+        whole = [at for c in got[:-1] for at in c]
+        assert all(len({*c} & {*d}) == 0 for i, c in enumerate(got) for d in got[i + 1:]), (sizes, got)  # no instant split
+        assert all(c for c in got) and whole == [r[5] for r in rows][:len(whole)]
+    assert chunks(rows, [3]) == [[1, 1, 1, 2, 2], [3] * 6, [4], [5, 5]]
+    assert chunks(rows, [1, 2, 5]) == [[1, 1, 1, 2, 2], [3] * 6 + [4], [5, 5]]
+    assert chunks(rows, [2]) == [[1, 1, 1], [2, 2], [3] * 6, [4], [5, 5]]
+    assert chunks(rows, [100]) == [[1, 1, 1, 2, 2, 3, 3, 3, 3, 3, 3, 4], [5, 5]]
+    assert chunks(rows_at(7, 7, 7, 7), [1]) == [[7, 7, 7, 7]]
+    assert chunks([], [2]) == []
+
+
+def test_postgresql_reads_each_instants_records_once_a_page(store, monkeypatch):
+    """On PostgreSQL a chunk's records are read by the range of its instants (every record
+    written at them), so a chunk never ends inside an instant: each (tenant, kind, instant)
+    is looked up by one chunk of a page, however small the chunks, and the page is the same."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("records read by their instants: PostgreSQL only")
+    people = [r for r in district(store, "d1", n=5) if r.kind == "person"]
+    for n in range(2):  # two more batches of people, each written at one instant
+        store.records.apply("d1", [p.model_copy(update={"given_name": f"Round {n}"}) for p in people])
+    grant(store, kinds=["person", "evidence"])
+    feed = ChangeFeed(store, GrantStore(store.engine), lambda: KEY)
+    whole = _read_all(feed, "state", 1000)
+    looked: list[tuple[str, str, frozenset]] = []
+    real = feed_mod._pg_records
+
+    def recorded(cur, tenant, kind, chunk, *more):
+        looked.append((tenant, kind, frozenset(at for _, at in chunk)))
+        return real(cur, tenant, kind, chunk, *more)
+
+    monkeypatch.setattr(feed_mod, "_pg_records", recorded)
+    monkeypatch.setattr(feed_mod, "FIRST_CHUNK", 1)
+    monkeypatch.setattr(feed_mod, "RECORD_CHUNK", 2)
+    assert _read_all(feed, "state", 1000) == whole
+    assert len(looked) >= 3
+    seen: set[tuple[str, str, object]] = set()
+    for tenant, kind, instants in looked:
+        for at in instants:
+            assert (tenant, kind, at) not in seen, "an instant's records looked up by two chunks"
+            seen.add((tenant, kind, at))
+
+
+def test_postgresql_gets_a_chunks_ids_as_one_binary_constant(store):
+    """The range read keeps a chunk's records by their ids, sent as one binary ``uuid[]``
+    (the 16 bytes of each, as the change rows bring them): PostgreSQL reads it as the very
+    array the ids' text gives (repeats and all), and plans with it as a constant, which it
+    looks ids up in by hash (a parameter it would search a row at a time)."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("a binary parameter of the PostgreSQL driver")
+    import uuid
+
+    ids = [uuid.uuid4() for _ in range(12)] + [uuid.UUID(int=0)]
+    ids.append(ids[0])
+    with store.engine.connect() as conn:
+        cur = conn.connection.dbapi_connection.cursor()
+        cur.adapters.register_dumper(feed_mod._UuidArray, feed_mod._uuid_array_dumper())
+        cur.execute("SELECT %b::text = %s::uuid[]::text, cardinality(%b)",
+                    (feed_mod._UuidArray([i.bytes for i in ids]), "{" + ",".join(map(str, ids)) + "}",
+                     feed_mod._UuidArray([i.bytes for i in ids])), prepare=False)
+        assert cur.fetchone() == (True, len(ids))
+        cur.execute("SELECT cardinality(%b)", (feed_mod._UuidArray([]),), prepare=False)
+        assert cur.fetchone() == (0,)
+        cur.execute("EXPLAIN SELECT 1 FROM (SELECT id FROM evidence WHERE tenant = 'd1' OFFSET 0) r WHERE id = ANY(%b)",
+                    (feed_mod._UuidArray([i.bytes for i in ids]),), prepare=False)
+        plan = "\n".join(r[0] for r in cur.fetchall())
+        assert f"'{{{ids[0]}," in plan and "$1" not in plan, plan
+        cur.close()
