@@ -133,7 +133,7 @@ class StateWriter:
 
 
 def _id_order(item: tuple[Any, str, str]) -> int:
-    return item[0].id.int  # type: ignore[no-any-return]
+    return item[0].id.int
 
 
 __all__ = ["StateWriter"]
