@@ -69,12 +69,21 @@ def run(url: str, n: int, *, inline: bool, batch: int, profile: str | None, rech
     del raw
     gc.collect()
     if deriver is not None:
+        sizes: list[int] = []  # statements of each round
+        once = deriver.derive_once
+
+        def counted() -> int:
+            sizes.append(once())
+            return sizes[-1]
+
+        deriver.derive_once = counted  # type: ignore[method-assign]
         prof = cProfile.Profile() if profile else None
         t0, c0 = time.perf_counter(), time.process_time()
         with prof if prof is not None else nullcontext():
             done = deriver.drain(timeout=3600)
         took, cpu = time.perf_counter() - t0, time.process_time() - c0
-        print(f"  consumer: {done:,} statements derived, {cpu / n * 1e6:.0f} us CPU per statement ({n / took:,.0f}/s, batch {batch} growing to {deriver._ceiling()} while behind, shards {shards})")
+        print(f"  consumer: {done:,} statements derived, {cpu / n * 1e6:.0f} us CPU per statement ({n / took:,.0f}/s, batch {batch} growing to {deriver._ceiling()} while behind: {len(sizes) - 1} rounds, "
+              f"the largest {max(sizes)}, shards {shards})")
         if prof is not None and profile:
             prof.dump_stats(profile)
     with store.engine.connect() as conn:

@@ -81,7 +81,7 @@ BATCH = 250
 BATCH_MAX = 2000
 #: a round that took longer than this (wall seconds) does not grow the next one, and one that
 #: took twice as long halves it: a statement waits about two rounds at most
-ROUND_SECONDS = 0.5
+ROUND_SECONDS = 1.0
 #: PostgreSQL: the advisory namespace of the statement writers' floors (two-key form: BASE + (floor >> 31), floor & LOW)
 FLOOR_BASE = 1_720_000_000
 _LOW = (1 << 31) - 1
