@@ -32,6 +32,11 @@ Guarantees:
   other failure (the database unreachable or locked) moves nothing: the round is tried
   again a second later.
 
+Rounds: ``batch`` statements (``TESSERA_XAPI__DERIVE_BATCH``) while the consumer keeps up;
+while it is behind, doubling up to ``max_batch`` as long as a round is quick
+(``Deriver._next_size``): a bigger round costs less a statement, so a consumer that fell
+behind catches up sooner, and one that keeps up answers as quickly as before.
+
 Backpressure, when asked for (``TESSERA_XAPI__DERIVE_MAX_LAG``): a request waits before
 storing while more statements than that wait for their evidence (``admit``), so that under a
 load the consumer cannot follow the LRS slows its acknowledgements instead of letting the

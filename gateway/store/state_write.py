@@ -76,13 +76,7 @@ class StateWriter:
         collect = any(KIND in r.kinds for r in routes)
         key, value_b, mastered_b, level_b = self._key, self._value, self._mastered, self._level
         keys: dict[uuid.UUID, Any] = {}  # learner and competency ids, converted once each
-
-        def stored_form(u: uuid.UUID) -> Any:
-            k = keys.get(u)
-            if k is None:
-                k = keys[u] = key(u) if key is not None else u
-            return k
-
+        known = keys.get
         now_b = self._stamp(now) if self._stamp is not None else now
         batch_id = uuid.uuid4()
         batch_b = key(batch_id) if key is not None else batch_id
@@ -98,9 +92,12 @@ class StateWriter:
             if old == digest:
                 continue
             rid = key(head.id) if key is not None else head.id
-            level, value, mastered = head.level, head.value, head.mastered
-            add_row((rid, tenant, head.source, head.native_id, head.status.value, digest,
-                     stored_form(head.learner_id), stored_form(head.competency_id),
+            level, value, mastered, learner, competency = head.level, head.value, head.mastered, head.learner_id, head.competency_id
+            if (lk := known(learner)) is None:
+                lk = keys[learner] = key(learner) if key is not None else learner
+            if (ck := known(competency)) is None:
+                ck = keys[competency] = key(competency) if key is not None else competency
+            add_row((rid, tenant, head.source, head.native_id, head.status.value, digest, lk, ck,
                      level if level_b is None or level is None else level_b(level),
                      value if value_b is None or value is None else value_b(value),
                      mastered if mastered_b is None or mastered is None else mastered_b(mastered),
