@@ -294,7 +294,7 @@ def _promoter(getters: list[tuple[Callable[[Any], Any], Callable[[Any], Any] | N
         else:
             names[f"p{i}"] = proc
             parts.append(f"p{i}(g{i}(rec))")
-    return eval(f"lambda rec: ({''.join(part + ', ' for part in parts)})", names)  # type: ignore[no-any-return]  # noqa: S307 - our own text
+    return eval(f"lambda rec: ({''.join(part + ', ' for part in parts)})", names)  # noqa: S307 - our own text
 
 
 class Preparer:
