@@ -135,7 +135,7 @@ class Deriver:
         self.mapper = mapper
         self.batch = max(1, int(batch))
         self.max_batch = max_batch
-        self._size = self.batch  # this round's batch (``_next_size``)
+        self._size = self._size_of = self.batch  # this round's batch (``_next_size``), grown from ``_size_of``
         self.poll = poll
         self.postgres = self.engine.dialect.name == "postgresql"
         #: PostgreSQL: consumers split by learner (``derive_shards``); SQLite has one writer anyway
@@ -284,7 +284,9 @@ class Deriver:
         # mastery update alone does (``paused_collection``): a fifth of the consumer's CPU
         with self._one, paused_collection():
             began = time.perf_counter()
-            size = self._size = max(self.batch, min(self._size, self._ceiling()))  # ``batch`` may have been set meanwhile
+            if self._size_of != self.batch:  # ``batch`` was set meanwhile: start from it
+                self._size, self._size_of = self.batch, self.batch
+            size = self._size = max(self.batch, min(self._size, self._ceiling()))
             with self.engine.connect() as conn:
                 cursor = self._cursor(conn, name)
                 # a shard reads K batches' worth, of which about one batch is its own
