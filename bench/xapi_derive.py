@@ -8,7 +8,9 @@ consumer holding all K shards of PostgreSQL, to see what the split costs), and w
 ``--inline`` the same statements stored with their evidence in the request's transaction
 (``StatementStore.save`` without a deriver) for comparison. ``--profile FILE`` writes a
 cProfile of the drain; ``--recompute-check`` recomputes every state from scratch after it
-and fails when any differs from what the consumer wrote.
+and fails when any differs from what the consumer wrote. The consumer's rounds grow while it
+is behind, as they do in a server (``--max-batch 250``: fixed rounds of 250); the rounds it
+took and the largest are printed.
 
 Run from the repository root::
 
