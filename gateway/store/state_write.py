@@ -69,14 +69,16 @@ class StateWriter:
     def write(self, conn: Connection, tenant: str, items: Iterable[tuple[Any, str, str]], stored: dict[uuid.UUID, str],
               now: datetime) -> int:
         """Write the states of ``items`` whose content changed; the number written."""
-        bucket = {item[0].id: item for item in items}
+        # ids as ints throughout: UUID.__hash__ is a Python call, and this loop hashed four ids a state
+        bucket = {item[0].id.int: item for item in items}
         if not bucket:
             return 0
         routes = matching_routes(conn, tenant)
         collect = any(KIND in r.kinds for r in routes)
         key, value_b, mastered_b, level_b = self._key, self._value, self._mastered, self._level
-        keys: dict[uuid.UUID, Any] = {}  # learner and competency ids, converted once each
+        keys: dict[int, Any] = {}  # learner and competency ids, converted once each
         known = keys.get
+        before = {k.int: h for k, h in stored.items()}
         now_b = self._stamp(now) if self._stamp is not None else now
         batch_id = uuid.uuid4()
         batch_b = key(batch_id) if key is not None else batch_id
@@ -85,18 +87,19 @@ class StateWriter:
         changes: list[Any] = []
         updated: list[Any] = []
         written: list[tuple[uuid.UUID, str, str]] = []
-        add_row, add_change, get = rows.extend, changes.extend, stored.get
+        add_row, add_change, get = rows.extend, changes.extend, before.get
         n = 0
-        for head, digest, body in sorted(bucket.values(), key=_id_order):
-            old = get(head.id)
+        for sid in sorted(bucket):
+            head, digest, body = bucket[sid]
+            old = get(sid)
             if old == digest:
                 continue
             rid = key(head.id) if key is not None else head.id
             level, value, mastered, learner, competency = head.level, head.value, head.mastered, head.learner_id, head.competency_id
-            if (lk := known(learner)) is None:
-                lk = keys[learner] = key(learner) if key is not None else learner
-            if (ck := known(competency)) is None:
-                ck = keys[competency] = key(competency) if key is not None else competency
+            if (lk := known(learner.int)) is None:
+                lk = keys[learner.int] = key(learner) if key is not None else learner
+            if (ck := known(competency.int)) is None:
+                ck = keys[competency.int] = key(competency) if key is not None else competency
             add_row((rid, tenant, head.source, head.native_id, head.status.value, digest, lk, ck,
                      level if level_b is None or level is None else level_b(level),
                      value if value_b is None or value is None else value_b(value),
@@ -127,10 +130,6 @@ class StateWriter:
             if out:
                 conn.execute(core_insert(outbox), out)
         return n
-
-
-def _id_order(item: tuple[Any, str, str]) -> int:
-    return item[0].id.int
 
 
 __all__ = ["StateWriter"]
