@@ -8,7 +8,9 @@ consumer holding all K shards of PostgreSQL, to see what the split costs), and w
 ``--inline`` the same statements stored with their evidence in the request's transaction
 (``StatementStore.save`` without a deriver) for comparison. ``--profile FILE`` writes a
 cProfile of the drain; ``--recompute-check`` recomputes every state from scratch after it
-and fails when any differs from what the consumer wrote.
+and fails when any differs from what the consumer wrote. The consumer's rounds grow while it
+is behind, as they do in a server (``--max-batch 250``: fixed rounds of 250); the rounds it
+took and the largest are printed.
 
 Run from the repository root::
 
@@ -46,13 +48,14 @@ from gateway.wiring import open_store
 AUTHORITY = {"objectType": "Agent", "account": {"homePage": "https://lrs.example", "name": "bench"}}
 
 
-def run(url: str, n: int, *, inline: bool, batch: int, profile: str | None, recheck: bool, shards: int = 1) -> int:
+def run(url: str, n: int, *, inline: bool, batch: int, profile: str | None, recheck: bool, shards: int = 1,
+        max_batch: int | None = None) -> int:
     store = open_store(url)
     store.migrate()
     load_reference(store)
     engine_of(store)  # the mastery engine listens to evidence, as in a server
     mapper = EvidenceMapper(store)
-    deriver = None if inline else Deriver(store, mapper, batch=batch, shards=shards)
+    deriver = None if inline else Deriver(store, mapper, batch=batch, shards=shards, max_batch=max_batch)
     if deriver is not None:
         deriver.notify = lambda: None  # type: ignore[method-assign]  # derived below, in this thread
     lrs = StatementStore(store, mapper, deriver=deriver)
@@ -68,12 +71,21 @@ def run(url: str, n: int, *, inline: bool, batch: int, profile: str | None, rech
     del raw
     gc.collect()
     if deriver is not None:
+        sizes: list[int] = []  # statements of each round
+        once = deriver.derive_once
+
+        def counted() -> int:
+            sizes.append(once())
+            return sizes[-1]
+
+        deriver.derive_once = counted  # type: ignore[method-assign]
         prof = cProfile.Profile() if profile else None
         t0, c0 = time.perf_counter(), time.process_time()
         with prof if prof is not None else nullcontext():
             done = deriver.drain(timeout=3600)
         took, cpu = time.perf_counter() - t0, time.process_time() - c0
-        print(f"  consumer: {done:,} statements derived, {cpu / n * 1e6:.0f} us CPU per statement ({n / took:,.0f}/s, batch {batch}, shards {shards})")
+        print(f"  consumer: {done:,} statements derived, {cpu / n * 1e6:.0f} us CPU per statement ({n / took:,.0f}/s, batch {batch} growing to {deriver._ceiling()} while behind: {len(sizes) - 1} rounds, "
+              f"the largest {max(sizes)}, shards {shards})")
         if prof is not None and profile:
             prof.dump_stats(profile)
     with store.engine.connect() as conn:
@@ -93,6 +105,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--statements", type=int, default=20_000)
     ap.add_argument("--batch", type=int, default=None, help="statements derived in one transaction (the Deriver's default)")
+    ap.add_argument("--max-batch", type=int, default=None,
+                    help="statements a transaction at most while the consumer is behind (the Deriver's default; --max-batch 250 --batch 250: fixed)")
     ap.add_argument("--database-url", default=None, help="a PostgreSQL server URL (a fresh database is made on it)")
     ap.add_argument("--inline", action="store_true", help="store with evidence in the request's transaction instead")
     ap.add_argument("--profile", default=None, help="write a cProfile of the consumer to this file")
@@ -104,7 +118,7 @@ def main() -> int:
     print(f"host speed: record_id {host_speed():.2f} us (bench/host_speed.py; lower is faster)")
     with (postgres_url(args.database_url) if args.database_url else _sqlite()) as url:
         rc = run(url, args.statements, inline=args.inline, batch=args.batch or DERIVE_BATCH, profile=args.profile,
-                 recheck=args.recompute_check, shards=args.shards)
+                 recheck=args.recompute_check, shards=args.shards, max_batch=args.max_batch)
     print(f"host speed: record_id {host_speed():.2f} us")
     return rc
 

@@ -96,9 +96,9 @@ def _void(target: str) -> dict[str, Any]:
 
 def _derive(store: Store, tenant: str, statements: list[dict[str, Any]], *, batch: int, sends: int) -> int:
     """Store ``statements`` deferred in ``sends`` requests, then derive them all with rounds of
-    ``batch``; the rounds it took."""
+    ``batch`` (fixed: ``max_batch`` too, so that it does not grow while behind); the rounds it took."""
     mapper = EvidenceMapper(store)
-    deriver = Deriver(store, mapper, batch=batch)
+    deriver = Deriver(store, mapper, batch=batch, max_batch=batch)
     deriver.notify = lambda: None  # type: ignore[method-assign]  # derived below, in this thread
     lrs = StatementStore(store, mapper, deriver=deriver)
     size = -(-len(statements) // sends)
@@ -145,3 +145,32 @@ def test_a_batch_ends_where_one_statement_at_a_time_does(store: Store, method: M
     evidence = {rec.native_id: rec.voided for rec in store.records.iter_records(many, ["evidence"])}  # type: ignore[attr-defined]
     voided = {statements[i]["id"] for i in (0, 3, 16)}  # the first, the one before the 1st void, the late target
     assert {sid for sid, v in evidence.items() if v} == voided
+
+
+def test_the_batch_grows_while_the_consumer_is_behind_and_falls_back_once_it_has_caught_up(store: Store, monkeypatch) -> None:
+    import adapters.xapi.derive as derive
+
+    monkeypatch.setattr(derive, "ROUND_SECONDS", 3600.0)  # growth by the backlog alone, however loaded the machine
+    one, grown = "t-one", "t-grown"
+    for tenant in (one, grown):
+        _world(store, tenant, MasteryMethod.latest)
+    statements = _statements()
+    assert _derive(store, one, statements, batch=1, sends=len(statements)) == len(statements)
+    mapper = EvidenceMapper(store)
+    deriver = Deriver(store, mapper, batch=1, max_batch=4)
+    deriver.notify = lambda: None  # type: ignore[method-assign]
+    lrs = StatementStore(store, mapper, deriver=deriver)
+    part = [dict(s) for s in statements]
+    lrs.save(grown, part, stored=complete(part, AUTHORITY, "1.0.3"), authority="test")
+    sizes = []
+    while n := deriver.derive_once():
+        sizes.append(n)
+    assert sizes == [1, 2, 4, 4, 4, 4]  # doubling while statements wait, at most max_batch
+    assert deriver._size == 1  # caught up: one statement a round again
+    assert _states(store, grown) == _states(store, one)
+    assert engine_of(store).recompute(grown).written == 0
+    # a round that took too long halves the next (never below ``batch``); a quick one doubles it
+    assert deriver._next_size(4, behind=True, took=2 * derive.ROUND_SECONDS + 1) == 2
+    assert deriver._next_size(1, behind=True, took=2 * derive.ROUND_SECONDS + 1) == 1
+    assert deriver._next_size(2, behind=True, took=0.0) == 4
+    assert deriver._next_size(4, behind=False, took=0.0) == 1

@@ -123,6 +123,10 @@ def launched_session(statement: Mapping[str, Any], launched_at: datetime | None)
     )
 
 
+#: the session of a statement whose session is not stored: every value unknown
+_NO_SESSION = Session("")
+
+
 def context_of(statement: Mapping[str, Any], session: Session | None) -> Cmi5Context | None:
     """The cmi5 context of a statement (its own values first, then its session's)."""
     sid = session_id_of(statement)
@@ -134,7 +138,7 @@ def context_of(statement: Mapping[str, Any], session: Session | None) -> Cmi5Con
     if isinstance(categories, dict):  # xAPI 1.0.3 Data 2.4.6.2: a single object is allowed
         categories = [categories]
     defined = any(isinstance(a, dict) and a.get("id") == CATEGORY for a in categories)
-    s = session or Session(sid)
+    s = session or _NO_SESSION
     launch_mode = _string(ext.get(LAUNCH_MODE)) or s.launch_mode
     mastery = _number(ext.get(MASTERY_SCORE))
     return Cmi5Context(

@@ -208,10 +208,8 @@ class MasteryEngine:
         done = incremental.update(self.model(conn, tenant), self._summaries, conn, tenant, pairs, now)
         if done is None:
             return
-        if done.states:
-            batch = self.store.records.prepare_serialised(tenant, "mastery_state", done.states)
-            batch.stored["mastery_state"] = done.hashes
-            self.store.records.apply_in(conn, tenant, batch, now=now, derived=True)
+        if done.states:  # the lean path of their own (``gateway.store.state_write``): most of the rows written
+            self.store.records.write_states(conn, tenant, done.states, done.hashes, now=now)
         if done.retired:
             self.store.records.apply_in(conn, tenant, done.retired, now=now, derived=True)
 

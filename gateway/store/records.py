@@ -29,6 +29,7 @@ from ..model import Record
 from .identities import IdentityStore
 from .prepare import REFERENCES, Prepared, PreparedBatch, Preparer, content_hash
 from .read import Page, RecordReader
+from .state_write import StateWriter
 from .unresolved import still_unresolved
 from .write import ApplyResult, EvidenceListener, KindCounts, RecordWriter
 
@@ -40,6 +41,7 @@ class RecordStore:
         self.engine = engine
         self.preparer = Preparer(engine.dialect)
         self.writer = RecordWriter(engine, self.preparer, [])
+        self._states = StateWriter(engine.dialect)
         self.reader = RecordReader(engine)
         self._identities = IdentityStore(engine)
 
@@ -97,6 +99,14 @@ class RecordStore:
                  batch_id: uuid.UUID | None = None, derived: bool = False) -> ApplyResult:
         """Write records inside a transaction the caller holds (``RecordWriter.apply_in``)."""
         return self.writer.apply_in(conn, tenant, records, now=now, batch_id=batch_id, derived=derived)
+
+    def write_states(self, conn: Connection, tenant: str, states: Iterable[tuple[Any, str, str]], stored: dict[uuid.UUID, str], *,
+                     now: datetime) -> int:
+        """Write derived mastery states, serialised by their producer (``prepare_serialised``'s
+        items; ``stored``: id -> stored content hash of every stored one), in the caller's
+        transaction: what ``apply_in(conn, tenant, prepare_serialised(...), derived=True)``
+        writes, without the generic path's per-record work (``state_write``). The number written."""
+        return self._states.write(conn, tenant, states, stored, now)
 
     # --- reading ----------------------------------------------------------------------------
 
