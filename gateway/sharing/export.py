@@ -62,7 +62,7 @@ from . import columns as columnar
 from . import export_reads as reads
 from .columns import Batch, arrow_schema, columnize, columns_of, prefetched
 from .deidentify import Deidentifier
-from .export_reads import READ_SETTINGS, export_query, read_batches
+from .export_reads import READ_SETTINGS, export_query, read_batches, snapshot
 from .pseudonym_helper import PseudonymHelper, arrow_texts
 
 SCHEMA_VERSION = "1"
@@ -307,11 +307,7 @@ def export(store: Store, out_dir: Path, *, tenant: str, kinds: Sequence[str], fm
     postgres = store.engine.dialect.name == "postgresql"
     parts = _Parts(store.engine.url.render_as_string(hide_password=False), deidentifier, export_workers() if postgres else 0)
     try:
-        options: dict[str, Any] = {"isolation_level": "REPEATABLE READ"} if postgres else {}
-        with store.engine.connect().execution_options(**options) as conn, conn.begin():
-            if postgres:
-                for setting in READ_SETTINGS:
-                    conn.exec_driver_sql(setting)
+        with snapshot(store) as conn:
             for kind in kinds:
                 cols = columns_of(kind, deidentified=deidentifier is not None)
                 if parts.worth_it(conn, tenant, kind, since, until):

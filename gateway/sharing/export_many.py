@@ -68,7 +68,7 @@ from .export import (
     _Writer,
     validate,
 )
-from .export_reads import READ_SETTINGS
+from .export_reads import snapshot
 from .grants import Grant, GrantStore
 from .pseudonym_helper import PseudonymHelper
 
@@ -147,11 +147,7 @@ def export_many(store: Store, out_dir: Path, *, recipient: str, sources: Sequenc
     try:
         for folder in folders:
             folder.mkdir(exist_ok=True)
-        options: dict[str, Any] = {"isolation_level": "REPEATABLE READ"} if postgres else {}
-        with store.engine.connect().execution_options(**options) as conn, conn.begin():
-            if postgres:
-                for setting in READ_SETTINGS:
-                    conn.exec_driver_sql(setting)
+        with snapshot(store) as conn:
             for kind in kinds:
                 mine = [s for s in sources if kind in s.kinds]
                 if not mine:

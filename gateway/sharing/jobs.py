@@ -230,57 +230,58 @@ class JobRunner:
         with self.store.engine.connect() as conn:
             row = conn.execute(select(export_jobs).where(export_jobs.c.id == job_id)).one()
         self._set(job_id, status="running", lease_until=utcnow() + LEASE)
-        if (row.lock_key or "").startswith("grants:"):
-            self._run_many(row)
-            return
+        self._finish(job_id, lambda: self._export_many(row) if (row.lock_key or "").startswith("grants:") else self._export_one(row))
+
+    def _finish(self, job_id: uuid.UUID, work: Callable[[], Manifest | ManyManifest]) -> None:
+        """Run a job's export and record how it ended: its manifest, or why it failed (the
+        export removed its files; the folder goes too)."""
         try:
-            grant = self.grants.get(row.grant_id) if row.grant_id else None
-            deid = None
-            if grant is not None and grant.deidentified:
-                deid = Deidentifier(Pseudonymizer(self.key(), row.tenant), StateIds(self.store.engine, grant.grantor))
-
-            def check() -> None:  # before each batch: keep the lease; a revoked or expired grant ends the export
-                self._renew()
-                if grant is not None and not self.grants.active_for(row.tenant, "exports", grant_id=grant.id):
-                    raise PermissionError(f"grant {grant.id} was revoked or has expired")
-
-            manifest = export(self.store, self.dir / str(job_id), tenant=row.source_tenant, kinds=orjson.loads(row.kinds),
-                              fmt=row.format, since=row.since, deidentifier=deid, grant_id=str(grant.id) if grant else None,
-                              check=check)
-            if grant is not None:
-                for f in manifest.files:
-                    self.grants.log(grant.id, client_id=row.client_id, action="export",
-                                    detail=f"job={job_id} kind={f.kind} format={row.format}", records=f.rows)
+            manifest = work()
             self._set(job_id, status="succeeded", manifest=orjson.dumps(manifest.as_json()).decode(), finished_at=utcnow())
-        except Exception as exc:  # the job records why; the export removed its files
+        except Exception as exc:
             shutil.rmtree(self.dir / str(job_id), ignore_errors=True)
             self._set(job_id, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=utcnow())
         finally:
             self._owned.discard(job_id)
 
-    def _run_many(self, row: Any) -> None:
+    def _export_one(self, row: Any) -> Manifest:
         job_id = row.id
-        try:
-            with self.store.engine.connect() as conn:
-                held = [uuid.UUID(g) for g, _ in _grants_of(conn, [row])[job_id]]
-            grants = [self.grants.get(g) for g in held]
+        grant = self.grants.get(row.grant_id) if row.grant_id else None
+        deid = None
+        if grant is not None and grant.deidentified:
+            deid = Deidentifier(Pseudonymizer(self.key(), row.tenant), StateIds(self.store.engine, grant.grantor))
 
-            def check() -> None:  # before each batch: keep the lease; a grant revoked or expired ends the export
-                self._renew()
-                still_granted(self.grants, row.tenant, held)
+        def check() -> None:  # before each batch: keep the lease; a revoked or expired grant ends the export
+            self._renew()
+            if grant is not None and not self.grants.active_for(row.tenant, "exports", grant_id=grant.id):
+                raise PermissionError(f"grant {grant.id} was revoked or has expired")
 
-            check()
-            manifest = export_many(self.store, self.dir / str(job_id), recipient=row.tenant,
-                                   sources=sources_of(grants, key=self.key(), engine=self.store.engine), kinds=orjson.loads(row.kinds),
-                                   fmt=row.format, since=row.since, check=check)
-            self.grants.log_many([(uuid.UUID(f.grant), f"job={job_id} tenant={f.tenant} kind={f.kind} format={row.format}", f.rows)
-                                  for f in manifest.files if f.grant], client_id=row.client_id, action="export")
-            self._set(job_id, status="succeeded", manifest=orjson.dumps(manifest.as_json()).decode(), finished_at=utcnow())
-        except Exception as exc:  # the job records why; the export removed its files
-            shutil.rmtree(self.dir / str(job_id), ignore_errors=True)
-            self._set(job_id, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=utcnow())
-        finally:
-            self._owned.discard(job_id)
+        manifest = export(self.store, self.dir / str(job_id), tenant=row.source_tenant, kinds=orjson.loads(row.kinds),
+                          fmt=row.format, since=row.since, deidentifier=deid, grant_id=str(grant.id) if grant else None,
+                          check=check)
+        if grant is not None:
+            for f in manifest.files:
+                self.grants.log(grant.id, client_id=row.client_id, action="export",
+                                detail=f"job={job_id} kind={f.kind} format={row.format}", records=f.rows)
+        return manifest
+
+    def _export_many(self, row: Any) -> ManyManifest:
+        job_id = row.id
+        with self.store.engine.connect() as conn:
+            held = [uuid.UUID(g) for g, _ in _grants_of(conn, [row])[job_id]]
+        grants = [self.grants.get(g) for g in held]
+
+        def check() -> None:  # before each batch: keep the lease; a grant revoked or expired ends the export
+            self._renew()
+            still_granted(self.grants, row.tenant, held)
+
+        check()
+        manifest = export_many(self.store, self.dir / str(job_id), recipient=row.tenant,
+                               sources=sources_of(grants, key=self.key(), engine=self.store.engine), kinds=orjson.loads(row.kinds),
+                               fmt=row.format, since=row.since, check=check)
+        self.grants.log_many([(uuid.UUID(f.grant), f"job={job_id} tenant={f.tenant} kind={f.kind} format={row.format}", f.rows)
+                              for f in manifest.files if f.grant], client_id=row.client_id, action="export")
+        return manifest
 
     def wait(self, timeout: float = 60.0) -> None:
         """Block until every submitted job has run (tests, ``tessera`` shutdown)."""
