@@ -73,6 +73,7 @@ import httpx
 import orjson
 from harness import free_port, postgres_url, wait_up  # bench/ is sys.path[0]
 from host_speed import measure as host_speed
+from pg_watch import Watch, server_env
 from sqlalchemy import func, select
 
 from gateway.auth import ClientStore
@@ -373,7 +374,7 @@ class Tracker:
 
 @contextmanager
 def tessera(url: str, workers: int, derive: str = "inline") -> Iterator[tuple[str, int]]:
-    env = {**os.environ, "TESSERA_DATABASE_URL": url, "TESSERA_LOG_LEVEL": "WARNING", "TESSERA_XAPI__DERIVE": derive}
+    env = server_env({**os.environ, "TESSERA_DATABASE_URL": url, "TESSERA_LOG_LEVEL": "WARNING", "TESSERA_XAPI__DERIVE": derive})
     in_worker = derive == "async" and IN_WORKER[0]
     if in_worker:
         env["TESSERA_XAPI__DERIVE_IN_SERVER"] = "false"
@@ -446,9 +447,12 @@ def run_tessera(url: str, bodies: list[bytes], workers: int, *, recheck: bool = 
     # held from before the server starts: a ``tessera worker`` (--derive-in-worker) starts deriving at once
     with deriver_held(store) if split else nullcontext(None) as release, tessera(url, workers, derive) as (base, pid):
         client, secret = ClientStore(store.engine).create(TENANT, ["xapi/all"], name="bench")
+        watch = Watch(url).start() if url.startswith("postgresql") else None
         if release is not None:
             out = drive(f"Tessera ({workers} workers, derive {how}, acknowledgement path alone)", base,
                         (client.client_id, secret), bodies, pid)
+            if watch is not None:
+                out.notes += watch.finish(len(bodies), out.statements)
             cpu0 = session_usage(pid)[1]
             release()
             behind = caught_up(store)
@@ -464,6 +468,8 @@ def run_tessera(url: str, bodies: list[bytes], workers: int, *, recheck: bool = 
         tracker = Tracker(store) if derive == "async" else None
         out = drive(f"Tessera ({workers} workers, derive {how})", base, (client.client_id, secret), bodies, pid,
                     on_ack=tracker.acked if tracker else None)
+        if watch is not None:
+            out.notes += watch.finish(len(bodies), out.statements)
         if tracker is not None:
             behind = tracker.finish()
             rss, cpu = session_usage(pid)

@@ -16,7 +16,6 @@ Everything the xAPI resources answer from is still committed before the LRS answ
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,10 +33,12 @@ from gateway.store import Store
 from gateway.store.db import BulkStatement
 from gateway.store.group_commit import GroupCommit
 
+from . import statement_pg
 from .http import XapiError
 from .memory import TRIM
 from .outbox import enqueue
 from .partitions import StatementIds, partitioned, where_ids
+from .statement_compare import same_statement
 from .statement_query import MERGED, RECENT, StatementReads
 from .statement_seqs import allocate_seqs, voided_by_earlier
 from .tables import (
@@ -123,6 +124,8 @@ class StatementStore(StatementReads):
         self._agents = BulkStatement(written.agents, ["tenant", "agent", "verb_id", "seq", "role", *month], dialect)
         self._activities = BulkStatement(written.activities, ["tenant", "activity", "seq", "role", *month], dialect)
         self._upsert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+        #: PostgreSQL: a batch written in two round trips (``statement_pg``)
+        self._pipelined = dialect.name == "postgresql"
         self._definitions: dict[tuple[str, str], dict[str, Any]] = {}
         # SQLite has one writer at a time: the batches of this process's requests are
         # committed together (``GroupCommit``: one transaction, one commit, for all the
@@ -166,7 +169,8 @@ class StatementStore(StatementReads):
         deferred = self.deriver is not None
         if deferred:
             self.deriver.admit(self.max_lag, self.lag_wait)
-        plan = self._plan(tenant, statements, targets, stored, authority, deferred=deferred)
+        plan: _Plan | statement_pg.Batch = (self._plan_pg if self._pipelined else self._plan)(
+            tenant, statements, targets, stored, authority, deferred=deferred)
         plan.definitions = self._pending_definitions(tenant, plan.definitions) if define else {}
         mapped = self.evidence.map(tenant, statements) if self.evidence is not None and not deferred else None
 
@@ -174,7 +178,10 @@ class StatementStore(StatementReads):
 
         def within(conn: Connection) -> None:
             learned.clear()  # a group that failed is retried job by job: keep only what commits
-            learned.update(self._write(conn, tenant, plan, targets, attachments))
+            if isinstance(plan, statement_pg.Batch):
+                learned.update(self._write_pg(conn, plan, targets, attachments, commit=False))
+            else:
+                learned.update(self._write(conn, tenant, plan, targets, attachments))
             if mapped is not None:
                 mapped.write(conn)
 
@@ -186,6 +193,10 @@ class StatementStore(StatementReads):
                 # (taken after them, a voiding statement and a learner's next statement waited for each other)
                 self._tenant_lock(conn, tenant, targets)
                 self.store.records.apply(tenant, mapped.records, within=within, conn=conn)
+        elif isinstance(plan, statement_pg.Batch):
+            with self.engine.connect() as conn:  # PostgreSQL, async: two round trips (``statement_pg``)
+                conn.begin()  # rolled back on an exception by the connection's close
+                learned.update(self._write_pg(conn, plan, targets, attachments, commit=True))
         else:
             with self.store.records.write_transaction() as conn:
                 within(conn)
@@ -261,27 +272,66 @@ class StatementStore(StatementReads):
             target = targets.get(sid)
             flat += (0, tenant, key(sid), stored_value, st["verb"]["id"], key(registration) if registration else None,
                      key(target) if target else None, False, authority, "attachments" in st, mark, body)
-            extra = copied.get(sid)
-            if extra:
-                found = dict.fromkeys(rows.agents[sid])
-                found.update(dict.fromkeys(extra[0]))
-                for a, v, role in _strongest(found):
-                    agents += (tenant, a, v, 0, role, *month)
-                    agent_of.append(i)
-                found_acts = dict.fromkeys(rows.activities[sid])
-                found_acts.update(dict.fromkeys(extra[1]))
-                for a, role in _strongest_acts(found_acts):
-                    acts_flat += (tenant, a, 0, role, *month)
-                    activity_of.append(i)
-                continue
-            for a, v, role in _strongest(dict.fromkeys(rows.agents[sid])):
+            agent_rows, activity_rows = _statement_rows(rows, copied.get(sid), sid)
+            for a, v, role in agent_rows:
                 agents += (tenant, a, v, 0, role, *month)
                 agent_of.append(i)
-            for a, role in _strongest_acts(dict.fromkeys(rows.activities[sid])):
+            for a, role in activity_rows:
                 acts_flat += (tenant, a, 0, role, *month)
                 activity_of.append(i)
         plan.keys = [_uuid(i) for i in plan.ids]
         return plan
+
+    def _plan_pg(self, tenant: str, statements: list[dict[str, Any]], targets: dict[str, str], stored: datetime,
+                 authority: str, *, deferred: bool = False) -> statement_pg.Batch:
+        """PostgreSQL: the rows of a batch as columns (``statement_pg``), but for ``seq``."""
+        rows = _index_rows(statements)
+        copied = self._referenced_rows(tenant, statements)
+        b = statement_pg.Batch(tenant, (self._statements.procs["stored"] or _same)(stored), authority, deferred)
+        b.definitions = rows.definitions
+        for i, st in enumerate(statements):
+            sid = st["id"]
+            b.ids.append(sid)
+            b.verbs.append(st["verb"]["id"])
+            b.registrations.append(st.get("context", {}).get("registration"))
+            b.voiding.append(targets.get(sid))
+            b.attachments.append("attachments" in st)
+            b.bodies.append(orjson.dumps(st).decode())
+            agent_rows, activity_rows = _statement_rows(rows, copied.get(sid), sid)
+            for a, v, role in agent_rows:
+                b.agents.append(a)
+                b.agent_verbs.append(v)
+                b.agent_roles.append(role)
+                b.agent_of.append(i)
+            for a, role in activity_rows:
+                b.activities.append(a)
+                b.activity_roles.append(role)
+                b.activity_of.append(i)
+        return b
+
+    def _write_pg(self, conn: Connection, batch: statement_pg.Batch, targets: dict[str, str],
+                  attachments: dict[str, tuple[str, bytes]], *, commit: bool) -> dict[tuple[str, str], dict[str, Any]]:
+        """PostgreSQL: ``_write`` in two round trips (``statement_pg``); what is rare (voiding,
+        attachments, push routes, new activity definitions) follows through SQLAlchemy in the same
+        transaction. ``commit``: commit it too (else the caller does)."""
+        tenant = batch.tenant
+        extra = bool(targets or attachments or batch.definitions)
+        written = statement_pg.write(conn, batch, guard=self.deriver is not None, exclusive=bool(targets), commit=commit,
+                                     rest=lambda w: extra or bool(w.voided_earlier or w.routes))
+        if not (extra or written.voided_earlier or written.routes):
+            return {}
+        voided = {_uuid(v) for v in targets.values()} | set(written.voided_earlier)
+        if voided:
+            s = xapi_statements
+            conn.execute(update(s).where(where_ids(conn, tenant, sorted(voided)), s.c.voiding.is_(None)).values(voided=True))
+            if self.evidence is not None and self.deriver is None:  # inline: their evidence too, as this transaction sees it
+                self.store.records.apply_in(conn, tenant, self.evidence.void(tenant, [str(v) for v in voided], conn=conn), now=utcnow())
+        self._store_attachments(conn, tenant, attachments)
+        enqueue(conn, tenant, batch.ids, batch.bodies, getattr(self.evidence, "source", "xapi"), routes=written.routes)
+        learned = self._merge_definitions(conn, tenant, batch.definitions)
+        if commit:
+            conn.commit()
+        return learned
 
     def _write(self, conn: Connection, tenant: str, plan: _Plan, targets: dict[str, str],
                attachments: dict[str, tuple[str, bytes]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -448,6 +498,18 @@ def _uuid_bytes(value: str) -> bytes:
     return bytes.fromhex(value.replace("-", ""))
 
 
+def _statement_rows(rows: _Rows, extra: tuple[list[tuple[str, str, str]], list[tuple[str, str]]] | None,
+                    sid: str) -> tuple[Iterator[tuple[str, str, str]], Iterator[tuple[str, str]]]:
+    """A statement's agent and activity index rows, with those of the statements its
+    StatementRef chain names (``extra``, ``_referenced_rows``)."""
+    agents = dict.fromkeys(rows.agents[sid])
+    acts = dict.fromkeys(rows.activities[sid])
+    if extra:
+        agents.update(dict.fromkeys(extra[0]))
+        acts.update(dict.fromkeys(extra[1]))
+    return _strongest(agents), _strongest_acts(acts)
+
+
 def _strongest(rows: dict[tuple[str, str, str], None]) -> Iterator[tuple[str, str, str]]:
     """One row per (agent, verb): "p" (actor or object) wins over "r" (related)."""
     best: dict[tuple[str, str], str] = {}
@@ -538,63 +600,6 @@ def merge_definition(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]
         else:
             merged[k] = v
     return merged
-
-
-_LRS_SET = ("id", "authority", "stored", "version")
-_BEYOND_HUNDREDTHS = re.compile(r"([.,]\d{2})\d+S$")
-
-
-def same_statement(stored: dict[str, Any], incoming: dict[str, Any]) -> bool:
-    """Data 2.3.1.s9: equal but for what the LRS may set or re-serialise (2.3.1.b1-b5: id,
-    authority, stored, version, a timestamp it filled in; a timestamp's serialisation; the
-    order of a Group's members)."""
-    a, b = _comparable(stored), _comparable(incoming)
-    if "timestamp" in a and "timestamp" in b:
-        from .parameters import parse_timestamp
-
-        if parse_timestamp(a.pop("timestamp"), "timestamp") != parse_timestamp(b.pop("timestamp"), "timestamp"):
-            return False
-    a.pop("timestamp", None)
-    b.pop("timestamp", None)
-    return _normal(a) == _normal(b)
-
-
-def _comparable(s: dict[str, Any]) -> dict[str, Any]:
-    """Without what the LRS sets; a timestamp equal to ``stored`` is one the LRS filled in;
-    durations to the hundredth of a second."""
-    out = _hundredths({k: v for k, v in s.items() if k not in _LRS_SET})
-    if "timestamp" in out and out["timestamp"] == s.get("stored"):
-        del out["timestamp"]
-    obj = out.get("object")
-    if isinstance(obj, dict) and obj.get("objectType") == "SubStatement":
-        out["object"] = _hundredths(obj)
-    return out
-
-
-def _hundredths(s: dict[str, Any]) -> dict[str, Any]:
-    """Data 4.6.s1.b5 (2.0: "shall not"): when comparing statements, precision of a
-    duration beyond 0.01 s is not included; otherwise a duration compares as a string
-    (2.3.1.b8: no conversion between units). A copy with ``result.duration`` cut after the
-    hundredths digit."""
-    result = s.get("result")
-    if isinstance(result, dict) and isinstance(result.get("duration"), str):
-        cut = _BEYOND_HUNDREDTHS.sub(r"\1S", result["duration"])
-        if cut != result["duration"]:
-            return {**s, "result": {**result, "duration": cut}}
-    return s
-
-
-def _normal(v: Any) -> Any:
-    if isinstance(v, dict):
-        out = {k: _normal(x) for k, x in v.items()}
-        if "member" in out and isinstance(out["member"], list):
-            out["member"] = sorted(out["member"], key=lambda m: orjson.dumps(m, option=orjson.OPT_SORT_KEYS))
-        return out
-    if isinstance(v, list):
-        return [_normal(x) for x in v]
-    return v
-
-
 
 
 __all__ = ["MERGE_EVERY", "StatementStore", "merge_definition", "same_statement"]
