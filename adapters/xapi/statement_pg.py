@@ -68,7 +68,7 @@ WITH s AS (
     SELECT CAST(q AS bigint), %(tenant)s, CAST(i AS uuid), %(stored)s, v, CAST(r AS uuid), CAST(o AS uuid), false,
            %(authority)s, CAST(a AS boolean), %(deferred)s, b
     FROM ROWS FROM ({_cols("seq", "id", "verb", "registration", "voiding", "attachments")},
-                    unnest(CAST(%(body)s AS text[]))) AS u(q, i, v, r, o, a, b)
+                    unnest(CAST(%(body)b AS text[]))) AS u(q, i, v, r, o, a, b)
 ), ids AS (
     INSERT INTO xapi_statement_ids (tenant, id, seq, stored)
     SELECT %(tenant)s, CAST(i AS uuid), CAST(q AS bigint), %(stored)s FROM ROWS FROM ({_cols("id", "seq")}) AS u(i, q)
