@@ -29,6 +29,7 @@ evidence) lock, so a batch that waits for the tenant lock holds nothing another 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -157,8 +158,15 @@ def write(conn: Connection, batch: Batch, *, guard: bool, exclusive: bool, commi
             more = rest(written) if rest is not None else False
             if commit and not more:
                 conn.commit()  # in the pipeline: the COMMIT goes with the INSERT, one round trip
-    except psycopg.IntegrityError as exc:
-        raise DbIntegrityError(_INSERT, None, exc) from exc
+    except BaseException as exc:
+        # out of the pipeline: a failed statement left the transaction aborted (INERROR); roll
+        # it back here, so that the connection goes back to its pool idle whatever the caller's
+        # SQLAlchemy transaction thought of it (its own rollback then finds nothing to do)
+        with contextlib.suppress(psycopg.Error):
+            raw.rollback()
+        if isinstance(exc, psycopg.IntegrityError):
+            raise DbIntegrityError(_INSERT, None, exc) from exc
+        raise
     return written
 
 
