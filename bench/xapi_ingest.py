@@ -33,7 +33,15 @@ every shard's) while the clients post, so every server
 process's deriver stands by and the CPU printed is the acknowledgement path's alone; then
 it lets go, and the deriver's catch-up over the whole run is timed on its own
 (statements/s and server CPU per statement). Acknowledgement-to-evidence is not measured
-then.
+then. ``--ack-only`` (with ``--split``) stops there: no catch-up, the statements are counted
+(not their evidence).
+
+On PostgreSQL (the database on this machine) the server's connections carry their own
+``application_name`` (``bench/pg_watch.py``), and the run prints the CPU of the database
+backends serving them a statement, where those backends spent their time (running, waiting
+for a lock, for the WAL's flush, or idle in a transaction: waiting for the server's next round
+trip), and, when the database server loads ``pg_stat_statements``, the statements it answered
+a batch.
 
 ``--peer ralph`` also runs Ralph (``bench/peers/ralph_peer.py``: ralph-malph in its own virtual
 environment under a temporary folder) with the same client and bodies, alternating

@@ -53,7 +53,7 @@ def test_a_batch_is_stored_row_by_row_as_sent_in_its_order(store: Store) -> None
                   context={"registration": registration, "contextActivities": {"parent": [{"id": "https://content.example/quiz"}],
                                                                               "category": [{"id": "https://case.example/A"}]}})
     second = _stmt("u2", "https://content.example/quiz/q2")
-    ref = {"id": str(uuid.uuid4()), "actor": {"objectType": "Agent", "mbox": "mailto:t@example.com"},
+    ref: dict[str, Any] = {"id": str(uuid.uuid4()), "actor": {"objectType": "Agent", "mbox": "mailto:t@example.com"},
            "verb": {"id": "http://adlnet.gov/expapi/verbs/reviewed"}, "object": {"objectType": "StatementRef", "id": first["id"]}}
     batch = [first, second, ref]
     stored = complete(batch, AUTHORITY, "1.0.3")

@@ -12,6 +12,10 @@ With a ``deriver`` (``TESSERA_XAPI__DERIVE=async``, ``derive``) the evidence is 
 that transaction: the statements are marked ``deferred`` and the deriver, a consumer of the
 statement log, makes their evidence and mastery states just behind the acknowledgement.
 Everything the xAPI resources answer from is still committed before the LRS answers.
+
+On PostgreSQL a batch is written in two round trips (``statement_pg``: psycopg's pipeline, one
+INSERT for statements, ids and index rows, columns sent as JSON arrays); on SQLite as rows,
+grouped with the other batches of the process into one transaction (``GroupCommit``).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from . import statement_pg
 from .http import XapiError
 from .memory import TRIM
 from .outbox import enqueue
-from .partitions import StatementIds, partitioned, where_ids
+from .partitions import where_ids
 from .statement_compare import same_statement
 from .statement_query import MERGED, RECENT, StatementReads
 from .statement_seqs import allocate_seqs, voided_by_earlier
@@ -114,15 +118,10 @@ class StatementStore(StatementReads):
         self._tiered = dialect.name == "sqlite"
         self._oldest_recent = f"SELECT min(seq) FROM {xapi_recent_agents.name}"
         self.merge_every = merge_every
-        written = RECENT if self._tiered else MERGED
-        # PostgreSQL: statements partitioned by month, index rows with their statement's stored,
-        # ids in the id table (``partitions``)
-        self._ids = StatementIds(dialect) if partitioned(dialect) else None
-        month = ["stored"] if self._ids is not None else []
-        #: index rows carry their statement's stored (1) or not (0)
-        self._month = len(month)
-        self._agents = BulkStatement(written.agents, ["tenant", "agent", "verb_id", "seq", "role", *month], dialect)
-        self._activities = BulkStatement(written.activities, ["tenant", "activity", "seq", "role", *month], dialect)
+        # (PostgreSQL writes through ``statement_pg``: statements partitioned by month, index rows
+        # with their statement's stored, ids in the id table, ``partitions``)
+        self._agents = BulkStatement(RECENT.agents, ["tenant", "agent", "verb_id", "seq", "role"], dialect)
+        self._activities = BulkStatement(RECENT.activities, ["tenant", "activity", "seq", "role"], dialect)
         self._upsert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
         #: PostgreSQL: a batch written in two round trips (``statement_pg``)
         self._pipelined = dialect.name == "postgresql"
@@ -263,7 +262,6 @@ class StatementStore(StatementReads):
         flat, bodies = plan.statements, plan.bodies
         agents, agent_of, acts_flat, activity_of = plan.agents, plan.agent_of, plan.activities, plan.activity_of
         mark = True if deferred else None
-        month = (stored_value,) if self._month else ()  # PostgreSQL: index rows partitioned by their statement's stored
         for i, st in enumerate(statements):
             sid = st["id"]
             registration = st.get("context", {}).get("registration")
@@ -274,10 +272,10 @@ class StatementStore(StatementReads):
                      key(target) if target else None, False, authority, "attachments" in st, mark, body)
             agent_rows, activity_rows = _statement_rows(rows, copied.get(sid), sid)
             for a, v, role in agent_rows:
-                agents += (tenant, a, v, 0, role, *month)
+                agents += (tenant, a, v, 0, role)
                 agent_of.append(i)
             for a, role in activity_rows:
-                acts_flat += (tenant, a, 0, role, *month)
+                acts_flat += (tenant, a, 0, role)
                 activity_of.append(i)
         plan.keys = [_uuid(i) for i in plan.ids]
         return plan
@@ -335,19 +333,15 @@ class StatementStore(StatementReads):
 
     def _write(self, conn: Connection, tenant: str, plan: _Plan, targets: dict[str, str],
                attachments: dict[str, tuple[str, bytes]]) -> dict[tuple[str, str], dict[str, Any]]:
-        """Write a planned batch; returns the activity definitions it stored (for the cache).
-        Runs under the write lock: only the seqs are filled in here, everything else was
-        built by ``_plan``."""
+        """SQLite (PostgreSQL: ``_write_pg``): write a planned batch; returns the activity
+        definitions it stored (for the cache). Runs under the write lock: only the seqs are
+        filled in here, everything else was built by ``_plan``."""
         s = xapi_statements
-        if self.deriver is not None:
-            self.deriver.guard(conn)  # PostgreSQL: the deriver reads no seq of a transaction still open
         n = len(plan.ids)
         seqs = allocate_seqs(conn, n)
         width = len(_STATEMENT_COLUMNS)
         plan.statements[0::width] = seqs
-        if self._ids is not None:  # PostgreSQL: each id in the id table, with its seq and stored
-            self._ids.record(conn, seqs, [plan.statements[i + 1:i + 4] for i in range(0, n * width, width)])
-        agent_width, activity_width = 5 + self._month, 4 + self._month
+        agent_width, activity_width = 5, 4
         if plan.agents:
             plan.agents[3::agent_width] = [seqs[i] for i in plan.agent_of]
         if plan.activities:
@@ -356,10 +350,8 @@ class StatementStore(StatementReads):
         self._agents.execute_flat(conn, plan.agents, len(plan.agent_of))
         self._activities.execute_flat(conn, plan.activities, len(plan.activity_of))
         # voided: targets of this batch's voiding statements, and statements of this batch
-        # that an earlier voiding statement already targets (Data 2.3.2.s2.b3). PostgreSQL: a batch
-        # with voiding statements waits for the batches being written and they for it (tenant lock,
-        # exclusive/shared), so whichever commits last sees the other (tests/test_xapi_concurrent_writes.py)
-        self._tenant_lock(conn, tenant, targets)
+        # that an earlier voiding statement already targets (Data 2.3.2.s2.b3). (PostgreSQL, where
+        # transactions overlap, takes the tenant lock first: ``statement_pg``)
         earlier = voided_by_earlier(conn, tenant, plan.keys)
         voided = {_uuid(v) for v in targets.values()} | set(earlier)
         if voided:
