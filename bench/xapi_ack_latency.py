@@ -1,4 +1,4 @@
-"""Diagnosis: how long each acknowledged xAPI batch takes to store on SQLite, in one process.
+"""Diagnosis: how long each acknowledged xAPI batch takes to store (SQLite or PostgreSQL), in one process.
 
 ``bench/xapi_ingest.py`` measures the batch latency through HTTP with two workers and four
 clients, on a machine whose load moves the tail; this one takes the HTTP server and the other
@@ -10,6 +10,11 @@ tail is what a slow commit (a checkpoint in it, a merge of the recent index tier
 request that meets it, and what every other writer waits meanwhile.
 
     python bench/xapi_ack_latency.py --statements 60000
+    python bench/xapi_ack_latency.py --database-url postgresql+psycopg://postgres@127.0.0.1:55432/postgres
+
+With a PostgreSQL URL (a fresh database made on that server and dropped afterwards) it prints
+too the CPU of the database's backends a statement, where they waited and the statements they
+answered a batch (``pg_watch``).
 
 Not a test: pytest never collects bench/.
 """
@@ -18,13 +23,18 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import orjson
+from harness import postgres_url
 from host_speed import measure as host_speed
+from pg_watch import APP, Watch
 from xapi_ingest import BATCH, TENANT, load_reference, make_batch  # bench/ is sys.path[0]
 
 from adapters.xapi.derive import Deriver
@@ -40,10 +50,12 @@ AUTHORITY = {"objectType": "Agent", "account": {"homePage": "https://lrs.example
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--statements", type=int, default=60_000)
+    ap.add_argument("--database-url", default=None, help="a PostgreSQL server URL (a fresh database is made on it)")
     args = ap.parse_args()
     print(f"host speed: record_id {host_speed():.2f} us (bench/host_speed.py; lower is faster)")
-    with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(f"sqlite:///{Path(tmp) / 'bench.db'}")
+    os.environ["PGAPPNAME"] = APP  # this process's connections, for the backends' CPU (pg_watch)
+    with database(args.database_url) as url:
+        store = open_store(url)
         store.migrate()
         load_reference(store)
         engine_of(store)
@@ -56,6 +68,7 @@ def main() -> None:
         gc.freeze()  # as the server does (gateway/api/app.py)
         gc.set_threshold(50_000, 20, 100)
         took: list[float] = []
+        watch = Watch(url).start() if url.startswith("postgresql") else None
         c0 = time.process_time()
         for data in raw:
             body = orjson.loads(data)
@@ -65,11 +78,27 @@ def main() -> None:
             took.append(time.perf_counter() - t0)
         cpu = time.process_time() - c0
         n = len(raw) * BATCH
+        notes = watch.finish(len(raw), n) if watch is not None else []
         q = statistics.quantiles(took, n=100)
         print(f"  {n:,} statements in batches of {BATCH}: {cpu / n * 1e6:.0f} us CPU per statement; "
               f"save p50 {q[49] * 1e3:.1f} ms, p99 {q[98] * 1e3:.1f} ms, longest {max(took) * 1e3:.1f} ms")
+        for line in notes:
+            print(f"  {line}")
         store.dispose()
     print(f"host speed: record_id {host_speed():.2f} us")
+
+
+def database(url: str | None) -> AbstractContextManager[str]:
+    """A fresh database: on the PostgreSQL server of ``url``, or a SQLite file."""
+    if url is not None:
+        return postgres_url(url)
+
+    @contextmanager
+    def sqlite() -> Iterator[str]:
+        with tempfile.TemporaryDirectory() as tmp:
+            yield f"sqlite:///{Path(tmp) / 'bench.db'}"
+
+    return sqlite()
 
 
 if __name__ == "__main__":

@@ -33,7 +33,15 @@ every shard's) while the clients post, so every server
 process's deriver stands by and the CPU printed is the acknowledgement path's alone; then
 it lets go, and the deriver's catch-up over the whole run is timed on its own
 (statements/s and server CPU per statement). Acknowledgement-to-evidence is not measured
-then.
+then. ``--ack-only`` (with ``--split``) stops there: no catch-up, the statements are counted
+(not their evidence).
+
+On PostgreSQL (the database on this machine) the server's connections carry their own
+``application_name`` (``bench/pg_watch.py``), and the run prints the CPU of the database
+backends serving them a statement, where those backends spent their time (running, waiting
+for a lock, for the WAL's flush, or idle in a transaction: waiting for the server's next round
+trip), and, when the database server loads ``pg_stat_statements``, the statements it answered
+a batch.
 
 ``--peer ralph`` also runs Ralph (``bench/peers/ralph_peer.py``: ralph-malph in its own virtual
 environment under a temporary folder) with the same client and bodies, alternating
@@ -73,6 +81,7 @@ import httpx
 import orjson
 from harness import free_port, postgres_url, wait_up  # bench/ is sys.path[0]
 from host_speed import measure as host_speed
+from pg_watch import Watch, server_env
 from sqlalchemy import func, select
 
 from gateway.auth import ClientStore
@@ -87,6 +96,7 @@ CLIENTS = 4
 LEARNERS = 5000
 RATE = [0.0]  # --rate: statements a second the clients send at most (0: as fast as answered)
 RSS_EVERY = [0.0]  # --rss-every: seconds between two samples of the server processes' RSS (0: none)
+ACK_ONLY = [False]  # --ack-only: with --split, no catch-up (the statements counted, not their evidence)
 IN_WORKER = [False]  # --derive-in-worker: TESSERA_XAPI__DERIVE_IN_SERVER=false and a `tessera worker` derives
 HOME_PAGE = "https://sis.example.edu"
 VERBS = [
@@ -373,7 +383,7 @@ class Tracker:
 
 @contextmanager
 def tessera(url: str, workers: int, derive: str = "inline") -> Iterator[tuple[str, int]]:
-    env = {**os.environ, "TESSERA_DATABASE_URL": url, "TESSERA_LOG_LEVEL": "WARNING", "TESSERA_XAPI__DERIVE": derive}
+    env = server_env({**os.environ, "TESSERA_DATABASE_URL": url, "TESSERA_LOG_LEVEL": "WARNING", "TESSERA_XAPI__DERIVE": derive})
     in_worker = derive == "async" and IN_WORKER[0]
     if in_worker:
         env["TESSERA_XAPI__DERIVE_IN_SERVER"] = "false"
@@ -446,9 +456,17 @@ def run_tessera(url: str, bodies: list[bytes], workers: int, *, recheck: bool = 
     # held from before the server starts: a ``tessera worker`` (--derive-in-worker) starts deriving at once
     with deriver_held(store) if split else nullcontext(None) as release, tessera(url, workers, derive) as (base, pid):
         client, secret = ClientStore(store.engine).create(TENANT, ["xapi/all"], name="bench")
+        watch = Watch(url).start() if url.startswith("postgresql") else None
         if release is not None:
             out = drive(f"Tessera ({workers} workers, derive {how}, acknowledgement path alone)", base,
                         (client.client_id, secret), bodies, pid)
+            if watch is not None:
+                out.notes += watch.finish(len(bodies), out.statements)
+            if ACK_ONLY[0]:
+                out.rss = session_usage(pid)[0]
+                out.notes[:0] = verify(store, out, len(bodies) * BATCH, derive=derive, derived=False)
+                store.dispose()
+                return out
             cpu0 = session_usage(pid)[1]
             release()
             behind = caught_up(store)
@@ -464,6 +482,8 @@ def run_tessera(url: str, bodies: list[bytes], workers: int, *, recheck: bool = 
         tracker = Tracker(store) if derive == "async" else None
         out = drive(f"Tessera ({workers} workers, derive {how})", base, (client.client_id, secret), bodies, pid,
                     on_ack=tracker.acked if tracker else None)
+        if watch is not None:
+            out.notes += watch.finish(len(bodies), out.statements)
         if tracker is not None:
             behind = tracker.finish()
             rss, cpu = session_usage(pid)
@@ -494,8 +514,10 @@ def caught_up(store: Store, timeout: float = 600, every: float = 0.02) -> float:
     return time.perf_counter() - t0
 
 
-def verify(store: Store, out: Outcome, n: int, *, recheck: bool = False, derive: str = "inline") -> list[str]:
-    """What the database holds after the run; a count that is off is an error of the run."""
+def verify(store: Store, out: Outcome, n: int, *, recheck: bool = False, derive: str = "inline",
+           derived: bool = True) -> list[str]:
+    """What the database holds after the run; a count that is off is an error of the run
+    (``derived=False``: the statements only, their evidence not derived yet)."""
     from adapters.xapi.tables import xapi_statements
     from gateway.store import tables as t
 
@@ -508,6 +530,8 @@ def verify(store: Store, out: Outcome, n: int, *, recheck: bool = False, derive:
     expect = n - len(out.errors) * BATCH
     if stored != expect:
         out.errors.append(f"{stored:,} statements stored, {expect:,} acknowledged")
+    if not derived:
+        return [f"stored: {stored:,} statements (--ack-only: their evidence not derived)"]
     if evidence != expect or unaligned:
         out.errors.append(f"{evidence:,} evidence items ({unaligned:,} unaligned) for {expect:,} statements")
     if not states:
@@ -555,6 +579,8 @@ def main() -> int:
     ap.add_argument("--split", action="store_true",
                     help="with --derive async: hold the deriver back while the clients post (the acknowledgement path's "
                          "CPU alone), then time its catch-up on its own")
+    ap.add_argument("--ack-only", action="store_true",
+                    help="with --split: stop after the acknowledgement path (no catch-up; the statements are counted)")
     ap.add_argument("--rss-every", type=float, default=0.0,
                     help="sample each server process's RSS every this many seconds and print the curve against the "
                          "statements acknowledged (a cost that grows with them, or a fixed one)")
@@ -567,6 +593,7 @@ def main() -> int:
     args = ap.parse_args()
     RATE[0] = args.rate
     IN_WORKER[0] = args.derive_in_worker
+    ACK_ONLY[0] = args.ack_only
     RSS_EVERY[0] = args.rss_every
     print(f"host speed: record_id {host_speed():.2f} us (bench/host_speed.py; lower is faster)")
     backend = "PostgreSQL" if args.database_url else "SQLite"

@@ -15,15 +15,18 @@ import uuid
 from sqlalchemy import Connection
 
 from gateway.model import utcnow
-from gateway.store.outbox import enqueue_written, matching_routes
+from gateway.store.outbox import RouteMatch, enqueue_written, matching_routes
 
 KIND = "xapi.statement"
 
 
-def enqueue(conn: Connection, tenant: str, ids: list[str], bodies: list[str], source: str) -> int:
+def enqueue(conn: Connection, tenant: str, ids: list[str], bodies: list[str], source: str,
+            routes: list[RouteMatch] | None = None) -> int:
     """Outbox rows of kind ``xapi.statement`` for the statements just written, in their
-    transaction, for every enabled push route that carries the kind."""
-    routes = [r for r in matching_routes(conn, tenant) if KIND in r.kinds]
+    transaction, for every enabled push route that carries the kind (``routes``: those,
+    read already in this transaction)."""
+    if routes is None:
+        routes = [r for r in matching_routes(conn, tenant) if KIND in r.kinds]
     if not routes:
         return 0
     written = [(uuid.UUID(i), hashlib.sha256(b.encode()).hexdigest(), source) for i, b in zip(ids, bodies, strict=True)]

@@ -12,11 +12,14 @@ With a ``deriver`` (``TESSERA_XAPI__DERIVE=async``, ``derive``) the evidence is 
 that transaction: the statements are marked ``deferred`` and the deriver, a consumer of the
 statement log, makes their evidence and mastery states just behind the acknowledgement.
 Everything the xAPI resources answer from is still committed before the LRS answers.
+
+On PostgreSQL a batch is written in two round trips (``statement_pg``: psycopg's pipeline, one
+INSERT for statements, ids and index rows, columns sent as JSON arrays); on SQLite as rows,
+grouped with the other batches of the process into one transaction (``GroupCommit``).
 """
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,10 +37,12 @@ from gateway.store import Store
 from gateway.store.db import BulkStatement
 from gateway.store.group_commit import GroupCommit
 
+from . import statement_pg
 from .http import XapiError
 from .memory import TRIM
 from .outbox import enqueue
-from .partitions import StatementIds, partitioned, where_ids
+from .partitions import where_ids
+from .statement_compare import same_statement
 from .statement_query import MERGED, RECENT, StatementReads
 from .statement_seqs import allocate_seqs, voided_by_earlier
 from .tables import (
@@ -113,16 +118,13 @@ class StatementStore(StatementReads):
         self._tiered = dialect.name == "sqlite"
         self._oldest_recent = f"SELECT min(seq) FROM {xapi_recent_agents.name}"
         self.merge_every = merge_every
-        written = RECENT if self._tiered else MERGED
-        # PostgreSQL: statements partitioned by month, index rows with their statement's stored,
-        # ids in the id table (``partitions``)
-        self._ids = StatementIds(dialect) if partitioned(dialect) else None
-        month = ["stored"] if self._ids is not None else []
-        #: index rows carry their statement's stored (1) or not (0)
-        self._month = len(month)
-        self._agents = BulkStatement(written.agents, ["tenant", "agent", "verb_id", "seq", "role", *month], dialect)
-        self._activities = BulkStatement(written.activities, ["tenant", "activity", "seq", "role", *month], dialect)
+        # (PostgreSQL writes through ``statement_pg``: statements partitioned by month, index rows
+        # with their statement's stored, ids in the id table, ``partitions``)
+        self._agents = BulkStatement(RECENT.agents, ["tenant", "agent", "verb_id", "seq", "role"], dialect)
+        self._activities = BulkStatement(RECENT.activities, ["tenant", "activity", "seq", "role"], dialect)
         self._upsert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+        #: PostgreSQL: a batch written in two round trips (``statement_pg``)
+        self._pipelined = dialect.name == "postgresql"
         self._definitions: dict[tuple[str, str], dict[str, Any]] = {}
         # SQLite has one writer at a time: the batches of this process's requests are
         # committed together (``GroupCommit``: one transaction, one commit, for all the
@@ -166,7 +168,8 @@ class StatementStore(StatementReads):
         deferred = self.deriver is not None
         if deferred:
             self.deriver.admit(self.max_lag, self.lag_wait)
-        plan = self._plan(tenant, statements, targets, stored, authority, deferred=deferred)
+        plan: _Plan | statement_pg.Batch = (self._plan_pg if self._pipelined else self._plan)(
+            tenant, statements, targets, stored, authority, deferred=deferred)
         plan.definitions = self._pending_definitions(tenant, plan.definitions) if define else {}
         mapped = self.evidence.map(tenant, statements) if self.evidence is not None and not deferred else None
 
@@ -174,7 +177,10 @@ class StatementStore(StatementReads):
 
         def within(conn: Connection) -> None:
             learned.clear()  # a group that failed is retried job by job: keep only what commits
-            learned.update(self._write(conn, tenant, plan, targets, attachments))
+            if isinstance(plan, statement_pg.Batch):
+                learned.update(self._write_pg(conn, plan, targets, attachments, commit=False))
+            else:
+                learned.update(self._write(conn, tenant, plan, targets, attachments))
             if mapped is not None:
                 mapped.write(conn)
 
@@ -186,6 +192,10 @@ class StatementStore(StatementReads):
                 # (taken after them, a voiding statement and a learner's next statement waited for each other)
                 self._tenant_lock(conn, tenant, targets)
                 self.store.records.apply(tenant, mapped.records, within=within, conn=conn)
+        elif isinstance(plan, statement_pg.Batch):
+            with self.engine.connect() as conn:  # PostgreSQL, async: two round trips (``statement_pg``)
+                conn.begin()  # rolled back on an exception by the connection's close
+                learned.update(self._write_pg(conn, plan, targets, attachments, commit=True))
         else:
             with self.store.records.write_transaction() as conn:
                 within(conn)
@@ -252,7 +262,6 @@ class StatementStore(StatementReads):
         flat, bodies = plan.statements, plan.bodies
         agents, agent_of, acts_flat, activity_of = plan.agents, plan.agent_of, plan.activities, plan.activity_of
         mark = True if deferred else None
-        month = (stored_value,) if self._month else ()  # PostgreSQL: index rows partitioned by their statement's stored
         for i, st in enumerate(statements):
             sid = st["id"]
             registration = st.get("context", {}).get("registration")
@@ -261,43 +270,78 @@ class StatementStore(StatementReads):
             target = targets.get(sid)
             flat += (0, tenant, key(sid), stored_value, st["verb"]["id"], key(registration) if registration else None,
                      key(target) if target else None, False, authority, "attachments" in st, mark, body)
-            extra = copied.get(sid)
-            if extra:
-                found = dict.fromkeys(rows.agents[sid])
-                found.update(dict.fromkeys(extra[0]))
-                for a, v, role in _strongest(found):
-                    agents += (tenant, a, v, 0, role, *month)
-                    agent_of.append(i)
-                found_acts = dict.fromkeys(rows.activities[sid])
-                found_acts.update(dict.fromkeys(extra[1]))
-                for a, role in _strongest_acts(found_acts):
-                    acts_flat += (tenant, a, 0, role, *month)
-                    activity_of.append(i)
-                continue
-            for a, v, role in _strongest(dict.fromkeys(rows.agents[sid])):
-                agents += (tenant, a, v, 0, role, *month)
+            agent_rows, activity_rows = _statement_rows(rows, copied.get(sid), sid)
+            for a, v, role in agent_rows:
+                agents += (tenant, a, v, 0, role)
                 agent_of.append(i)
-            for a, role in _strongest_acts(dict.fromkeys(rows.activities[sid])):
-                acts_flat += (tenant, a, 0, role, *month)
+            for a, role in activity_rows:
+                acts_flat += (tenant, a, 0, role)
                 activity_of.append(i)
         plan.keys = [_uuid(i) for i in plan.ids]
         return plan
 
+    def _plan_pg(self, tenant: str, statements: list[dict[str, Any]], targets: dict[str, str], stored: datetime,
+                 authority: str, *, deferred: bool = False) -> statement_pg.Batch:
+        """PostgreSQL: the rows of a batch as columns (``statement_pg``), but for ``seq``."""
+        rows = _index_rows(statements)
+        copied = self._referenced_rows(tenant, statements)
+        b = statement_pg.Batch(tenant, (self._statements.procs["stored"] or _same)(stored), authority, deferred)
+        b.definitions = rows.definitions
+        for i, st in enumerate(statements):
+            sid = st["id"]
+            b.ids.append(sid)
+            b.verbs.append(st["verb"]["id"])
+            b.registrations.append(st.get("context", {}).get("registration"))
+            b.voiding.append(targets.get(sid))
+            b.attachments.append("attachments" in st)
+            b.bodies.append(orjson.dumps(st).decode())
+            agent_rows, activity_rows = _statement_rows(rows, copied.get(sid), sid)
+            for a, v, role in agent_rows:
+                b.agents.append(a)
+                b.agent_verbs.append(v)
+                b.agent_roles.append(role)
+                b.agent_of.append(i)
+            for a, role in activity_rows:
+                b.activities.append(a)
+                b.activity_roles.append(role)
+                b.activity_of.append(i)
+        return b
+
+    def _write_pg(self, conn: Connection, batch: statement_pg.Batch, targets: dict[str, str],
+                  attachments: dict[str, tuple[str, bytes]], *, commit: bool) -> dict[tuple[str, str], dict[str, Any]]:
+        """PostgreSQL: ``_write`` in two round trips (``statement_pg``); what is rare (voiding,
+        attachments, push routes, new activity definitions) follows through SQLAlchemy in the same
+        transaction. ``commit``: commit it too (else the caller does)."""
+        tenant = batch.tenant
+        extra = bool(targets or attachments or batch.definitions)
+        written = statement_pg.write(conn, batch, guard=self.deriver is not None, exclusive=bool(targets), commit=commit,
+                                     rest=lambda w: extra or bool(w.voided_earlier or w.routes))
+        if not (extra or written.voided_earlier or written.routes):
+            return {}
+        voided = {_uuid(v) for v in targets.values()} | set(written.voided_earlier)
+        if voided:
+            s = xapi_statements
+            conn.execute(update(s).where(where_ids(conn, tenant, sorted(voided)), s.c.voiding.is_(None)).values(voided=True))
+            if self.evidence is not None and self.deriver is None:  # inline: their evidence too, as this transaction sees it
+                self.store.records.apply_in(conn, tenant, self.evidence.void(tenant, [str(v) for v in voided], conn=conn), now=utcnow())
+        self._store_attachments(conn, tenant, attachments)
+        enqueue(conn, tenant, batch.ids, batch.bodies, getattr(self.evidence, "source", "xapi"), routes=written.routes)
+        learned = self._merge_definitions(conn, tenant, batch.definitions)
+        if commit:
+            conn.commit()
+        return learned
+
     def _write(self, conn: Connection, tenant: str, plan: _Plan, targets: dict[str, str],
                attachments: dict[str, tuple[str, bytes]]) -> dict[tuple[str, str], dict[str, Any]]:
-        """Write a planned batch; returns the activity definitions it stored (for the cache).
-        Runs under the write lock: only the seqs are filled in here, everything else was
-        built by ``_plan``."""
+        """SQLite (PostgreSQL: ``_write_pg``): write a planned batch; returns the activity
+        definitions it stored (for the cache). Runs under the write lock: only the seqs are
+        filled in here, everything else was built by ``_plan``."""
         s = xapi_statements
-        if self.deriver is not None:
-            self.deriver.guard(conn)  # PostgreSQL: the deriver reads no seq of a transaction still open
         n = len(plan.ids)
         seqs = allocate_seqs(conn, n)
         width = len(_STATEMENT_COLUMNS)
         plan.statements[0::width] = seqs
-        if self._ids is not None:  # PostgreSQL: each id in the id table, with its seq and stored
-            self._ids.record(conn, seqs, [plan.statements[i + 1:i + 4] for i in range(0, n * width, width)])
-        agent_width, activity_width = 5 + self._month, 4 + self._month
+        agent_width, activity_width = 5, 4
         if plan.agents:
             plan.agents[3::agent_width] = [seqs[i] for i in plan.agent_of]
         if plan.activities:
@@ -306,10 +350,8 @@ class StatementStore(StatementReads):
         self._agents.execute_flat(conn, plan.agents, len(plan.agent_of))
         self._activities.execute_flat(conn, plan.activities, len(plan.activity_of))
         # voided: targets of this batch's voiding statements, and statements of this batch
-        # that an earlier voiding statement already targets (Data 2.3.2.s2.b3). PostgreSQL: a batch
-        # with voiding statements waits for the batches being written and they for it (tenant lock,
-        # exclusive/shared), so whichever commits last sees the other (tests/test_xapi_concurrent_writes.py)
-        self._tenant_lock(conn, tenant, targets)
+        # that an earlier voiding statement already targets (Data 2.3.2.s2.b3). (PostgreSQL, where
+        # transactions overlap, takes the tenant lock first: ``statement_pg``)
         earlier = voided_by_earlier(conn, tenant, plan.keys)
         voided = {_uuid(v) for v in targets.values()} | set(earlier)
         if voided:
@@ -448,6 +490,18 @@ def _uuid_bytes(value: str) -> bytes:
     return bytes.fromhex(value.replace("-", ""))
 
 
+def _statement_rows(rows: _Rows, extra: tuple[list[tuple[str, str, str]], list[tuple[str, str]]] | None,
+                    sid: str) -> tuple[Iterator[tuple[str, str, str]], Iterator[tuple[str, str]]]:
+    """A statement's agent and activity index rows, with those of the statements its
+    StatementRef chain names (``extra``, ``_referenced_rows``)."""
+    agents = dict.fromkeys(rows.agents[sid])
+    acts = dict.fromkeys(rows.activities[sid])
+    if extra:
+        agents.update(dict.fromkeys(extra[0]))
+        acts.update(dict.fromkeys(extra[1]))
+    return _strongest(agents), _strongest_acts(acts)
+
+
 def _strongest(rows: dict[tuple[str, str, str], None]) -> Iterator[tuple[str, str, str]]:
     """One row per (agent, verb): "p" (actor or object) wins over "r" (related)."""
     best: dict[tuple[str, str], str] = {}
@@ -538,63 +592,6 @@ def merge_definition(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]
         else:
             merged[k] = v
     return merged
-
-
-_LRS_SET = ("id", "authority", "stored", "version")
-_BEYOND_HUNDREDTHS = re.compile(r"([.,]\d{2})\d+S$")
-
-
-def same_statement(stored: dict[str, Any], incoming: dict[str, Any]) -> bool:
-    """Data 2.3.1.s9: equal but for what the LRS may set or re-serialise (2.3.1.b1-b5: id,
-    authority, stored, version, a timestamp it filled in; a timestamp's serialisation; the
-    order of a Group's members)."""
-    a, b = _comparable(stored), _comparable(incoming)
-    if "timestamp" in a and "timestamp" in b:
-        from .parameters import parse_timestamp
-
-        if parse_timestamp(a.pop("timestamp"), "timestamp") != parse_timestamp(b.pop("timestamp"), "timestamp"):
-            return False
-    a.pop("timestamp", None)
-    b.pop("timestamp", None)
-    return _normal(a) == _normal(b)
-
-
-def _comparable(s: dict[str, Any]) -> dict[str, Any]:
-    """Without what the LRS sets; a timestamp equal to ``stored`` is one the LRS filled in;
-    durations to the hundredth of a second."""
-    out = _hundredths({k: v for k, v in s.items() if k not in _LRS_SET})
-    if "timestamp" in out and out["timestamp"] == s.get("stored"):
-        del out["timestamp"]
-    obj = out.get("object")
-    if isinstance(obj, dict) and obj.get("objectType") == "SubStatement":
-        out["object"] = _hundredths(obj)
-    return out
-
-
-def _hundredths(s: dict[str, Any]) -> dict[str, Any]:
-    """Data 4.6.s1.b5 (2.0: "shall not"): when comparing statements, precision of a
-    duration beyond 0.01 s is not included; otherwise a duration compares as a string
-    (2.3.1.b8: no conversion between units). A copy with ``result.duration`` cut after the
-    hundredths digit."""
-    result = s.get("result")
-    if isinstance(result, dict) and isinstance(result.get("duration"), str):
-        cut = _BEYOND_HUNDREDTHS.sub(r"\1S", result["duration"])
-        if cut != result["duration"]:
-            return {**s, "result": {**result, "duration": cut}}
-    return s
-
-
-def _normal(v: Any) -> Any:
-    if isinstance(v, dict):
-        out = {k: _normal(x) for k, x in v.items()}
-        if "member" in out and isinstance(out["member"], list):
-            out["member"] = sorted(out["member"], key=lambda m: orjson.dumps(m, option=orjson.OPT_SORT_KEYS))
-        return out
-    if isinstance(v, list):
-        return [_normal(x) for x in v]
-    return v
-
-
 
 
 __all__ = ["MERGE_EVERY", "StatementStore", "merge_definition", "same_statement"]
