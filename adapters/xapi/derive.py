@@ -90,6 +90,11 @@ ROUND_SECONDS = 0.5
 #: PostgreSQL: the advisory namespace of the statement writers' floors (two-key form: BASE + (floor >> 31), floor & LOW)
 FLOOR_BASE = 1_720_000_000
 _LOW = (1 << 31) - 1
+#: the floor lock a statement writer takes before its seqs (PostgreSQL; the driver's own SQL, as
+#: the pipelined writer ``statement_pg`` sends it too), shared, on the sequence's last value
+FLOOR_LOCK = ("SELECT pg_advisory_xact_lock_shared(CAST(%(base)s + (v >> 31) AS integer), CAST(v & %(low)s AS integer)) "
+              "FROM (SELECT last_value AS v FROM xapi_statements_seq_seq) AS s")
+FLOOR_PARAMS = {"base": FLOOR_BASE, "low": _LOW}
 #: PostgreSQL: the session advisory lock of the one consumer ("xapi-derive")
 CONSUMER_LOCK = 7_244_502_201
 
@@ -149,10 +154,6 @@ class Deriver:
         self._started = threading.Lock()
         self._thread: threading.Thread | None = None
         self._waiting_at, self._waiting_n = -1.0, 0
-        self._floor_sql = text(
-            "SELECT pg_advisory_xact_lock_shared(CAST(:base + (v >> 31) AS integer), CAST(v & :low AS integer)) "
-            "FROM (SELECT last_value AS v FROM xapi_statements_seq_seq) AS s"
-        )
         _DERIVERS.add(self)
 
     # --- the writers' side ----------------------------------------------------------------------
@@ -160,7 +161,7 @@ class Deriver:
     def guard(self, conn: Connection) -> None:
         """In a statement writer's transaction, before it takes seqs (PostgreSQL; nothing on SQLite)."""
         if self.postgres:
-            conn.execute(self._floor_sql, {"base": FLOOR_BASE, "low": _LOW})
+            conn.exec_driver_sql(FLOOR_LOCK, FLOOR_PARAMS)
 
     def admit(self, max_lag: int, timeout: float) -> None:
         """Backpressure (``TESSERA_XAPI__DERIVE_MAX_LAG``): before a writer stores more, wait

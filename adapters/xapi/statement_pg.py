@@ -41,13 +41,10 @@ from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
 from gateway.store.outbox import _ROUTES, RouteMatch
 
-from .derive import FLOOR_BASE
+from .derive import FLOOR_LOCK, FLOOR_PARAMS
 from .outbox import KIND
 
-_LOW = (1 << 31) - 1
 #: ``derive.Deriver.guard``'s floor lock: a shared lock whose key carries the sequence's current value
-_FLOOR = ("SELECT pg_advisory_xact_lock_shared(CAST(%(base)s + (v >> 31) AS integer), CAST(v & %(low)s AS integer)) "
-          "FROM (SELECT last_value AS v FROM xapi_statements_seq_seq) AS s")
 _TENANT = "SELECT pg_advisory_xact_lock{}(hashtextextended(%(t)s, 1))"
 _SEQS = "SELECT nextval('xapi_statements_seq_seq') FROM generate_series(1, %(n)s)"
 #: Data 2.3.2.s2.b3: of the batch's ids, those an earlier voiding statement targets
@@ -142,7 +139,7 @@ def write(conn: Connection, batch: Batch, *, guard: bool, exclusive: bool, commi
         with raw.pipeline() as pipe:
             cur = raw.cursor()
             if guard:
-                cur.execute(_FLOOR, {"base": FLOOR_BASE, "low": _LOW})
+                cur.execute(FLOOR_LOCK, FLOOR_PARAMS)
             cur.execute(_TENANT.format("" if exclusive else "_shared"), {"t": t})
             seqs_cur = raw.cursor()
             seqs_cur.execute(_SEQS, {"n": len(batch.ids)})
