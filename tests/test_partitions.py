@@ -113,8 +113,9 @@ def test_an_export_reads_one_tenants_rows_through_the_tenant_index_not_the_whole
     """Every tenant's rows share one table: an export of one district must read the pages
     holding its rows, not scan every district's (``export_reads.READ_SETTINGS``). On a small
     table PostgreSQL's own choice is a sequential scan, so this fails without the settings."""
-    from gateway.sharing.export_reads import READ_SETTINGS, export_query
     from sqlalchemy.dialects import postgresql
+
+    from gateway.sharing.export_reads import READ_SETTINGS, export_query
 
     _load(pg, [datetime.now(UTC), datetime(1999, 5, 17, tzinfo=UTC)])
     with pg.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
