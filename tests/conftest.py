@@ -53,6 +53,28 @@ if _PROFILE:
     hypothesis_settings.load_profile(_PROFILE)
 
 
+# --- a run stopped from outside says where every test process was ------------------------------
+# ``.ci/run`` caps the whole run (``timeout -s INT``): the signal reaches the controller and
+# every pytest-xdist worker, and each prints every thread's stack before it stops, so a run cut
+# short names the tests that were still running and where they waited. (A test that hangs is
+# already failed with its stacks after ``timeout`` seconds, pyproject.toml; this is for the rest.)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's faulthandler plugin has kept the real stderr
+def pytest_configure(config: pytest.Config) -> None:
+    import faulthandler
+    import signal
+
+    try:  # the real stderr, kept by pytest's faulthandler plugin before output was captured
+        from _pytest.faulthandler import fault_handler_stderr_fd_key
+
+        fd = config.stash[fault_handler_stderr_fd_key]
+    except (ImportError, KeyError):
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        faulthandler.register(sig, file=fd, all_threads=True, chain=True)
+
+
 # --- one TLS trust store per test process ------------------------------------------------------
 # Every ``httpx.Client`` (each test's clients, and each app's outbound clients: three per
 # ``create_app``) built a fresh ``ssl.SSLContext`` and loaded certifi's CA bundle into it:
