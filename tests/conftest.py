@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import httpx._config as _httpx_config
 import httpx._transports.default as _httpx_transports
 import pytest
 import uvicorn
@@ -97,6 +98,17 @@ def _shared_ssl_context(verify: object = True, cert: object = None, trust_env: b
 
 
 _httpx_transports.create_ssl_context = _shared_ssl_context  # type: ignore[assignment]
+
+
+# --- the tests' own HTTP requests wait as long as a loaded machine needs ---------------------------
+# httpx waits 5 s by default (connect, read, write, pool); the tests' own ``httpx.get/post``
+# and ``httpx.Client`` calls without a timeout of their own (about 80) failed with ReadTimeout
+# when a loaded 2-core CI machine took longer to answer (seen:
+# test_lti_platform::test_a_replayed_assertion_is_refused[postgresql]). 30 s, as ``Api.client``
+# has. The product passes its own timeouts everywhere (its clients' behaviour is unchanged), and
+# a test that checks a timeout sets its own.
+_httpx_config.DEFAULT_TIMEOUT_CONFIG.connect = _httpx_config.DEFAULT_TIMEOUT_CONFIG.read = 30.0
+_httpx_config.DEFAULT_TIMEOUT_CONFIG.write = _httpx_config.DEFAULT_TIMEOUT_CONFIG.pool = 30.0
 
 
 # --- the costs the product pays on purpose, paid once per test process ---------------------------
