@@ -239,15 +239,49 @@ def _pg_cleaner(_pg_database: str) -> Iterator[Engine]:
     eng.dispose()
 
 
+#: seconds the TRUNCATE of ``_empty_pg`` waits for its locks (nothing else should use this
+#: worker's database between two tests: a wait is a connection an earlier test left open)
+_EMPTY_LOCK_WAIT = 20
+#: the other sessions of this database in a transaction: who keeps ``_empty_pg`` waiting
+_HOLDERS = ("SELECT pid, state, now() - xact_start AS open_for, left(query, 200) AS query FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL")
+
+
 def _empty_pg(eng: Engine) -> None:
     """Every table empty and every sequence restarted, as after the migration: the same
-    state a TRUNCATE of all tables ... RESTART IDENTITY leaves."""
+    state a TRUNCATE of all tables ... RESTART IDENTITY leaves.
+
+    The TRUNCATE needs every written table to itself. A connection an earlier test of this
+    worker left in a transaction (not closed, or held by a thread still running) kept it
+    waiting for ever, where PostgreSQL's deadlock check cannot see it (the holder waits in
+    this process, not in the database). It waits ``_EMPTY_LOCK_WAIT`` s, then again after a
+    garbage collection (which closes a connection left in a reference cycle); then this test
+    fails naming the sessions that held it, which are ended so the next tests start clean."""
+    from sqlalchemy.exc import OperationalError
+
+    for attempt in (1, 2):
+        try:
+            with eng.begin() as conn:
+                conn.execute(text(f"SET LOCAL lock_timeout = '{_EMPTY_LOCK_WAIT}s'"))
+                written = [row[0] for row in conn.execute(text(_WRITTEN))]
+                if written:
+                    conn.execute(text(f"TRUNCATE {', '.join(written)} RESTART IDENTITY CASCADE"))
+                for seq in conn.execute(text(_USED_SEQUENCES)).scalars().all():
+                    conn.execute(text(f"ALTER SEQUENCE {seq} RESTART"))
+            return
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
+                raise
+            if attempt == 1:
+                import gc
+
+                gc.collect()
     with eng.begin() as conn:
-        written = [row[0] for row in conn.execute(text(_WRITTEN))]
-        if written:
-            conn.execute(text(f"TRUNCATE {', '.join(written)} RESTART IDENTITY CASCADE"))
-        for seq in conn.execute(text(_USED_SEQUENCES)).scalars().all():
-            conn.execute(text(f"ALTER SEQUENCE {seq} RESTART"))
+        holders = [dict(r) for r in conn.execute(text(_HOLDERS)).mappings()]
+        for h in holders:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": h["pid"]})
+    pytest.fail(f"the test database could not be emptied: sessions an earlier test of this worker left in a transaction "
+                f"held its tables for {2 * _EMPTY_LOCK_WAIT} s (now ended): {holders}", pytrace=False)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
