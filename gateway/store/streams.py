@@ -155,8 +155,10 @@ class ForkedStream:
 
     #: pickled batches the child holds ready beyond the pipe's (~12 MB each at 20,000 enrollments)
     AHEAD = 8
-    #: seconds a child has to open its store and read from it (``start``), and how many forks to try
-    STARTUP = 30.0
+    #: seconds a child has to open its store and read from it (``start``), and how many forks to
+    #: try; under SQLite's busy timeout (30 s), so a child that inherited a lock's bookkeeping as
+    #: held (it waits in its busy loop, then would fail) is forked again too
+    STARTUP = 20.0
     ATTEMPTS = 3
     #: seconds without a message from a live child past which it is stuck (``batches``)
     STALLED = 600.0
