@@ -392,7 +392,10 @@ def test_the_cli_adds_lists_and_removes_platforms(cli: Any, monkeypatch: pytest.
     cli("migrate")
     r = cli("lti", "platforms", "add", "--issuer", ISS, "--client-id", CLIENT_ID, "--deployment-id", DEPLOYMENT,
             "--auth-login-url", AUTH_URL, "--token-url", TOKEN_URL, "--jwks-url", "https://lms.example.edu/jwks", "--tenant", "t1")
-    pid = r.output.split()[2]
+    # the platform's id from the line that announces it: the output may begin with log lines
+    # (the migration's, when an earlier test in this process turned its logger on)
+    pid = next(line.split()[2] for line in r.output.splitlines() if line.strip() and not line.startswith("{"))
+    uuid.UUID(pid)
     assert CLIENT_ID in cli("lti", "platforms", "list").output
     assert "deploy-2" in cli("lti", "platforms", "add-deployment", pid, "deploy-2", "--tenant", "t1").output
     cli("lti", "platforms", "remove", pid, "--tenant", "t1")
