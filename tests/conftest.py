@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import httpx._config as _httpx_config
 import httpx._transports.default as _httpx_transports
 import pytest
 import uvicorn
@@ -53,6 +54,28 @@ if _PROFILE:
     hypothesis_settings.load_profile(_PROFILE)
 
 
+# --- a run stopped from outside says where every test process was ------------------------------
+# ``.ci/run`` caps the whole run (``timeout -s INT``): the signal reaches the controller and
+# every pytest-xdist worker, and each prints every thread's stack before it stops, so a run cut
+# short names the tests that were still running and where they waited. (A test that hangs is
+# already failed with its stacks after ``timeout`` seconds, pyproject.toml; this is for the rest.)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's faulthandler plugin has kept the real stderr
+def pytest_configure(config: pytest.Config) -> None:
+    import faulthandler
+    import signal
+
+    try:  # the real stderr, kept by pytest's faulthandler plugin before output was captured
+        from _pytest.faulthandler import fault_handler_stderr_fd_key
+
+        fd = config.stash[fault_handler_stderr_fd_key]
+    except (ImportError, KeyError):
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        faulthandler.register(sig, file=fd, all_threads=True, chain=True)
+
+
 # --- one TLS trust store per test process ------------------------------------------------------
 # Every ``httpx.Client`` (each test's clients, and each app's outbound clients: three per
 # ``create_app``) built a fresh ``ssl.SSLContext`` and loaded certifi's CA bundle into it:
@@ -75,6 +98,17 @@ def _shared_ssl_context(verify: object = True, cert: object = None, trust_env: b
 
 
 _httpx_transports.create_ssl_context = _shared_ssl_context  # type: ignore[assignment]
+
+
+# --- the tests' own HTTP requests wait as long as a loaded machine needs ---------------------------
+# httpx waits 5 s by default (connect, read, write, pool); the tests' own ``httpx.get/post``
+# and ``httpx.Client`` calls without a timeout of their own (about 80) failed with ReadTimeout
+# when a loaded 2-core CI machine took longer to answer (seen:
+# test_lti_platform::test_a_replayed_assertion_is_refused[postgresql]). 30 s, as ``Api.client``
+# has. The product passes its own timeouts everywhere (its clients' behaviour is unchanged), and
+# a test that checks a timeout sets its own.
+_httpx_config.DEFAULT_TIMEOUT_CONFIG.connect = _httpx_config.DEFAULT_TIMEOUT_CONFIG.read = 30.0
+_httpx_config.DEFAULT_TIMEOUT_CONFIG.write = _httpx_config.DEFAULT_TIMEOUT_CONFIG.pool = 30.0
 
 
 # --- the costs the product pays on purpose, paid once per test process ---------------------------
@@ -205,15 +239,49 @@ def _pg_cleaner(_pg_database: str) -> Iterator[Engine]:
     eng.dispose()
 
 
+#: seconds the TRUNCATE of ``_empty_pg`` waits for its locks (nothing else should use this
+#: worker's database between two tests: a wait is a connection an earlier test left open)
+_EMPTY_LOCK_WAIT = 20
+#: the other sessions of this database in a transaction: who keeps ``_empty_pg`` waiting
+_HOLDERS = ("SELECT pid, state, now() - xact_start AS open_for, left(query, 200) AS query FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL")
+
+
 def _empty_pg(eng: Engine) -> None:
     """Every table empty and every sequence restarted, as after the migration: the same
-    state a TRUNCATE of all tables ... RESTART IDENTITY leaves."""
+    state a TRUNCATE of all tables ... RESTART IDENTITY leaves.
+
+    The TRUNCATE needs every written table to itself. A connection an earlier test of this
+    worker left in a transaction (not closed, or held by a thread still running) kept it
+    waiting for ever, where PostgreSQL's deadlock check cannot see it (the holder waits in
+    this process, not in the database). It waits ``_EMPTY_LOCK_WAIT`` s, then again after a
+    garbage collection (which closes a connection left in a reference cycle); then this test
+    fails naming the sessions that held it, which are ended so the next tests start clean."""
+    from sqlalchemy.exc import OperationalError
+
+    for attempt in (1, 2):
+        try:
+            with eng.begin() as conn:
+                conn.execute(text(f"SET LOCAL lock_timeout = '{_EMPTY_LOCK_WAIT}s'"))
+                written = [row[0] for row in conn.execute(text(_WRITTEN))]
+                if written:
+                    conn.execute(text(f"TRUNCATE {', '.join(written)} RESTART IDENTITY CASCADE"))
+                for seq in conn.execute(text(_USED_SEQUENCES)).scalars().all():
+                    conn.execute(text(f"ALTER SEQUENCE {seq} RESTART"))
+            return
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
+                raise
+            if attempt == 1:
+                import gc
+
+                gc.collect()
     with eng.begin() as conn:
-        written = [row[0] for row in conn.execute(text(_WRITTEN))]
-        if written:
-            conn.execute(text(f"TRUNCATE {', '.join(written)} RESTART IDENTITY CASCADE"))
-        for seq in conn.execute(text(_USED_SEQUENCES)).scalars().all():
-            conn.execute(text(f"ALTER SEQUENCE {seq} RESTART"))
+        holders = [dict(r) for r in conn.execute(text(_HOLDERS)).mappings()]
+        for h in holders:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": h["pid"]})
+    pytest.fail(f"the test database could not be emptied: sessions an earlier test of this worker left in a transaction "
+                f"held its tables for {2 * _EMPTY_LOCK_WAIT} s (now ended): {holders}", pytrace=False)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

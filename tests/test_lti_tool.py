@@ -393,6 +393,7 @@ def test_the_cli_adds_lists_and_removes_platforms(cli: Any, monkeypatch: pytest.
     r = cli("lti", "platforms", "add", "--issuer", ISS, "--client-id", CLIENT_ID, "--deployment-id", DEPLOYMENT,
             "--auth-login-url", AUTH_URL, "--token-url", TOKEN_URL, "--jwks-url", "https://lms.example.edu/jwks", "--tenant", "t1")
     pid = r.stdout.split()[2]  # stdout alone: a log line (stderr) may come first in .output
+    uuid.UUID(pid)
     assert CLIENT_ID in cli("lti", "platforms", "list").output
     assert "deploy-2" in cli("lti", "platforms", "add-deployment", pid, "deploy-2", "--tenant", "t1").output
     cli("lti", "platforms", "remove", pid, "--tenant", "t1")

@@ -6,6 +6,7 @@ is raised here and nothing is written. The OneRoster importer's use of it is tes
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -94,3 +95,60 @@ def test_prepare_plain_prepares_as_the_store_does(store: Store) -> None:
     for kind, items in theirs.by_kind.items():
         assert [(p.key, p.digest, p.head, p.body, p.idents) for p in mine.by_kind[kind]] == [
             (p.key, p.digest, p.head, p.body, p.idents) for p in items]
+
+
+def test_a_child_stuck_on_a_lock_held_at_the_fork_is_forked_again(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child forked while this process held a lock the child's store takes (as SQLite's own
+    mutexes are, when another thread is inside SQLite at the fork) waits for it for ever: it
+    is killed after ``STARTUP`` seconds and forked again, and the stream goes on as if
+    nothing happened. Before, the parent waited for ever for its first batch."""
+    from gateway.store.streams import ForkedStream
+
+    held = threading.Lock()
+    held.acquire()  # copied into the first child as it stands: held, by a thread it does not have
+    opening = Store.from_url.__func__  # type: ignore[attr-defined]
+
+    def from_url(cls: type[Store], url: str, **kw: Any) -> Store:
+        with held:
+            return opening(cls, url, **kw)
+
+    forks: list[int] = []
+    fork = ForkedStream._fork
+
+    def counted(self: ForkedStream) -> None:
+        fork(self)
+        forks.append(self._proc.pid)
+        if held.locked():
+            held.release()  # the next child finds it free
+
+    monkeypatch.setattr(Store, "from_url", classmethod(from_url))
+    monkeypatch.setattr(ForkedStream, "_fork", counted)
+    monkeypatch.setattr(ForkedStream, "STARTUP", 2.0)
+    producer = Batches(world())
+    result = forked(store, producer)
+    assert len(forks) == 2
+    assert {k: c.created for k, c in result.counts.items()} == {"org": 1, "course": 1, "section": 1, "person": 5, "enrollment": 5}
+    assert producer.progressed == [1, 2, 3, 3] and producer.summarised == ("done", 3)
+
+
+def test_a_child_that_never_opens_its_store_fails_the_stream(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every fork stuck: ``start`` raises after ``ATTEMPTS`` children, each killed."""
+    from gateway.store.streams import ForkedStream
+
+    if not store.streams.can_fork():
+        pytest.skip("no fork on this platform")
+    never = threading.Event()
+
+    def from_url(cls: type[Store], url: str, **kw: Any) -> Store:
+        never.wait()
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(Store, "from_url", classmethod(from_url))
+    monkeypatch.setattr(ForkedStream, "STARTUP", 0.5)
+    stream = store.streams.forked(T, Batches(world()), name="test-stream")
+    try:
+        with pytest.raises(RuntimeError, match=r"the test-stream process did not open its store within 0.5 s, 3 times"):
+            stream.start()
+        assert not stream._proc.is_alive()
+    finally:
+        stream.close()

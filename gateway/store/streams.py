@@ -116,6 +116,12 @@ class PreparedStreams:
         return ForkedStream(self.store, tenant, producer, name=name)
 
 
+#: the child's first message: its store is open and was read (``ForkedStream.start``)
+_READY = b"ready"
+#: the read that takes SQLite's (or libpq's) locks of a first connection
+_PROBE = {"sqlite": "SELECT count(*) FROM sqlite_master", "postgresql": "SELECT 1"}
+
+
 def _send_all(ready: queue.Queue[bytes | None], conn: Any) -> None:
     """The child's sender thread: writes each pickled message to the pipe (without the GIL)
     while the main thread produces and prepares the next batches. A broken pipe means the
@@ -149,6 +155,13 @@ class ForkedStream:
 
     #: pickled batches the child holds ready beyond the pipe's (~12 MB each at 20,000 enrollments)
     AHEAD = 8
+    #: seconds a child has to open its store and read from it (``start``), and how many forks to
+    #: try; under SQLite's busy timeout (30 s), so a child that inherited a lock's bookkeeping as
+    #: held (it waits in its busy loop, then would fail) is forked again too
+    STARTUP = 20.0
+    ATTEMPTS = 3
+    #: seconds without a message from a live child past which it is stuck (``batches``)
+    STALLED = 600.0
 
     def __init__(self, store: Any, tenant: str, producer: Producer, *, name: str = "tessera-stream") -> None:
         self.store = store
@@ -159,7 +172,32 @@ class ForkedStream:
         self._recv: Any = None
 
     def start(self) -> None:
-        """Fork the child: it inherits this process's state as it is now."""
+        """Fork the child: it inherits this process's state as it is now. Returns once the
+        child has opened its store and read from it (``_READY``); a child that has not by
+        ``STARTUP`` seconds is killed and forked again, up to ``ATTEMPTS`` times.
+
+        Why: ``fork`` copies only the forking thread, and every lock as it stands. A child
+        forked while another thread of this process was inside SQLite (the checkpoint thread
+        of ``gateway.store.db``, a server's request, any SQLite database) inherits SQLite's
+        global mutexes held by a thread it does not have, and blocks for ever on the first it
+        takes (its first connection's first allocation): the parent then waited for ever for
+        its first batch. Measured with a thread writing and checkpointing the same database
+        while streams are forked: without this wait 3 streams of 100 stuck (gdb: the
+        child in pthread_mutex_lock under sqlite3Malloc, for good); with it, 30 children of
+        330 forked again and all 300 streams written. Those locks are taken within the first
+        connection and read, so a child that got past them is past the hazard, and one forked
+        again (a moment later) finds them free. The wait costs this process the child's
+        start, tens of milliseconds."""
+        for attempt in range(1, self.ATTEMPTS + 1):
+            self._fork()
+            if self._recv.poll(self.STARTUP):
+                return  # READY, or what the child raised, or its end: ``batches`` reads it
+            self._stop()
+            if attempt == self.ATTEMPTS:
+                raise RuntimeError(f"the {self.name} process did not open its store within {self.STARTUP:g} s, "
+                                   f"{self.ATTEMPTS} times (stuck on a lock held when it was forked)")
+
+    def _fork(self) -> None:
         ctx = multiprocessing.get_context("fork")
         self._recv, send = ctx.Pipe(duplex=False)
         self._proc = ctx.Process(target=self._child, args=(send,), name=self.name, daemon=True)
@@ -167,8 +205,6 @@ class ForkedStream:
         send.close()  # the child's end: EOF here once the child is gone
 
     def _child(self, conn: Any) -> None:
-        # its own connections: a forked one shares its socket or file locks with the parent's
-        store = type(self.store).from_url(self.store.engine.url.render_as_string(hide_password=False))
         producer = self.producer
         ready: queue.Queue[bytes | None] = queue.Queue(self.AHEAD)
         sender = threading.Thread(target=_send_all, args=(ready, conn), daemon=True)
@@ -177,7 +213,13 @@ class ForkedStream:
         def put(tag: str, payload: Any) -> None:
             ready.put(pickle.dumps((tag, producer.progress(), payload), protocol=pickle.HIGHEST_PROTOCOL))
 
+        store = None
         try:
+            # its own connections: a forked one shares its socket or file locks with the parent's
+            store = type(self.store).from_url(self.store.engine.url.render_as_string(hide_password=False))
+            with store.engine.connect() as probe:  # the first connection and read: past the inherited locks (``start``)
+                probe.exec_driver_sql(_PROBE.get(store.engine.dialect.name, "SELECT 1")).fetchall()
+            ready.put(_READY)
             for batch in producer.batches(store):
                 put("batch", _ship(prepare_plain(store.records, self.tenant, batch)))
             put("end", producer.summary())
@@ -188,16 +230,25 @@ class ForkedStream:
                 put("raise", RuntimeError(f"{self.name} failed:\n{traceback.format_exc()}"))
         ready.put(None)
         sender.join()
-        store.dispose()
+        if store is not None:
+            store.dispose()
 
     def batches(self) -> Iterator[PreparedBatch]:
         """The child's batches, prepared, in order; then its summary goes to the producer."""
         producer = self.producer
         while True:
+            # the child sends a batch every fraction of a second (it prepares up to ``AHEAD``
+            # ahead): one silent for ``STALLED`` seconds while alive is stuck, not slow
+            if not self._recv.poll(self.STALLED):
+                self._stop()
+                raise RuntimeError(f"the {self.name} process sent nothing for {self.STALLED:g} s: stopped")
             try:
-                tag, progress, payload = pickle.loads(self._recv.recv_bytes())
+                data = self._recv.recv_bytes()
             except EOFError:
                 raise RuntimeError(f"the {self.name} process ended unexpectedly (exit code {self._proc.exitcode})") from None
+            if data == _READY:
+                continue
+            tag, progress, payload = pickle.loads(data)
             producer.on_progress(progress)
             if tag == "raise":
                 raise payload
@@ -210,6 +261,9 @@ class ForkedStream:
         """Stop the child (still running only when the writer failed) and reap it."""
         if self._proc is None:
             return
+        self._stop()
+
+    def _stop(self) -> None:
         self._recv.close()
         if self._proc.is_alive():
             self._proc.kill()
