@@ -160,8 +160,10 @@ class ForkedStream:
     #: held (it waits in its busy loop, then would fail) is forked again too
     STARTUP = 20.0
     ATTEMPTS = 3
-    #: seconds without a message from a live child past which it is stuck (``batches``)
-    STALLED = 600.0
+    #: seconds without a message from a live child past which it is stuck (``batches``); under
+    #: the tests' 300 s limit, because a stuck child left behind holds its parent's pipes (a
+    #: pytest-xdist worker's among them: its end then went unnoticed, seen in CI)
+    STALLED = 120.0
 
     def __init__(self, store: Any, tenant: str, producer: Producer, *, name: str = "tessera-stream") -> None:
         self.store = store
