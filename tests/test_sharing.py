@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -28,6 +29,22 @@ from gateway.store.tables import change_log_horizon, changes
 from .factories import competency, course, enrollment, evidence, framework, org, person, section
 
 KEY = b"k" * 32
+
+
+def disk_full_at(monkeypatch: pytest.MonkeyPatch, write_call: int) -> None:
+    """The NDJSON writer's ``write_call``-th write fails as a full disk would (ENOSPC)."""
+    from gateway.sharing import export as mod
+
+    real = mod._Ndjson.write
+    calls = {"n": 0}
+
+    def full_disk(self: Any, docs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == write_call:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, docs)
+
+    monkeypatch.setattr(mod._Ndjson, "write", full_disk)
 
 
 def revoked_after(batches: int) -> Callable[[], None]:
@@ -311,18 +328,7 @@ def test_an_export_since_a_version_has_only_what_changed(store, tmp_path):
 
 def test_a_failing_export_leaves_nothing_behind(store, tmp_path, monkeypatch):
     district(store, "d1")
-    from gateway.sharing import export as mod
-
-    real = mod._Ndjson.write
-    calls = {"n": 0}
-
-    def full_disk(self, docs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, docs)
-
-    monkeypatch.setattr(mod._Ndjson, "write", full_disk)
+    disk_full_at(monkeypatch, 2)
     out = tmp_path / "full"
     with pytest.raises(OSError):
         export(store, out, tenant="d1", kinds=["person", "evidence"], fmt="ndjson")

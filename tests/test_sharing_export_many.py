@@ -5,7 +5,6 @@ a grant made to someone else). On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import uuid
@@ -26,7 +25,7 @@ from gateway.sharing.jobs import JobRunner
 from gateway.sharing.pseudonym_helper import PseudonymHelper
 
 from .factories import competency, evidence, framework, org, person
-from .test_sharing import KEY, district, grant, wait_for
+from .test_sharing import KEY, disk_full_at, district, grant, wait_for
 
 KINDS = ["person", "enrollment", "evidence"]
 
@@ -149,16 +148,7 @@ def test_a_grant_revoked_mid_export_fails_the_whole_export_cleanly(store, tmp_pa
 def test_a_full_disk_removes_every_file(store, tmp_path, monkeypatch):
     (g1, g2, _g3), _ = three_districts(store)
     monkeypatch.setattr(export_reads, "BATCH_ROWS", 2)
-    real = export_mod._Ndjson.write
-    calls = {"n": 0}
-
-    def full_disk(self, batch):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, batch)
-
-    monkeypatch.setattr(export_mod._Ndjson, "write", full_disk)
+    disk_full_at(monkeypatch, 3)
     out = tmp_path / "full"
     with pytest.raises(OSError, match="No space"):
         export_many(store, out, recipient="state", sources=sources_of([g1, g2], key=KEY, engine=store.engine), kinds=KINDS, fmt="ndjson")

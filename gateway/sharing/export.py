@@ -319,11 +319,7 @@ def export(store: Store, out_dir: Path, *, tenant: str, kinds: Sequence[str], fm
                 written.append(path)
                 manifest.files.append(_export_file(conn.connection.dbapi_connection if postgres else conn, tenant, kind, since,
                                                    until, cols, fmt, path, deidentifier, check, progress))
-        manifest.finished_at = datetime.now(UTC).isoformat()
-        tmp = out_dir / "manifest.json.tmp"
-        written.append(tmp)
-        tmp.write_bytes(orjson.dumps(manifest.as_json(), option=orjson.OPT_INDENT_2))
-        os.replace(tmp, out_dir / "manifest.json")
+        write_manifest(out_dir, manifest, written)
     except BaseException:
         parts.close()  # its processes stopped (at their next batch) before their files are removed
         for p in written:
@@ -334,6 +330,16 @@ def export(store: Store, out_dir: Path, *, tenant: str, kinds: Sequence[str], fm
         if stats is not None:
             stats.update(parts.stats)
     return manifest
+
+
+def write_manifest(out_dir: Path, manifest: Manifest | Any, written: list[Path]) -> None:
+    """The export's last step: ``manifest.json`` written whole (a temporary file renamed over
+    it, also listed in ``written`` so a failure removes it), finished now."""
+    manifest.finished_at = datetime.now(UTC).isoformat()
+    tmp = out_dir / "manifest.json.tmp"
+    written.append(tmp)
+    tmp.write_bytes(orjson.dumps(manifest.as_json(), option=orjson.OPT_INDENT_2))
+    os.replace(tmp, out_dir / "manifest.json")
 
 
 def _export_file(conn: Any, tenant: str, kind: str, since: int | None, until: int, cols: list[tuple[str, str]], fmt: str,

@@ -36,7 +36,6 @@ single-grant code (``export._export_file``).
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -44,8 +43,6 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from ..errors import NotFound
 from ..gc_pause import paused_gc
@@ -67,6 +64,7 @@ from .export import (
     _sha256,
     _Writer,
     validate,
+    write_manifest,
 )
 from .export_reads import snapshot
 from .grants import Grant, GrantStore
@@ -165,11 +163,7 @@ def export_many(store: Store, out_dir: Path, *, recipient: str, sources: Sequenc
                         files.append(_described(made, s, path, out_dir))
                         _bound_caches(sources, s, counters)
                 manifest.files += files
-        manifest.finished_at = datetime.now(UTC).isoformat()
-        tmp = out_dir / "manifest.json.tmp"
-        written.append(tmp)
-        tmp.write_bytes(orjson.dumps(manifest.as_json(), option=orjson.OPT_INDENT_2))
-        os.replace(tmp, out_dir / "manifest.json")
+        write_manifest(out_dir, manifest, written)
     except BaseException:
         for p in written:
             p.unlink(missing_ok=True)
