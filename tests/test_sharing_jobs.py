@@ -22,13 +22,23 @@ from gateway.wiring import open_store
 from .test_sharing import KEY, district, grant
 
 
+class _Gate(threading.Event):
+    """Released by ``set()``; ``entered`` is set once an export waits at it (its job has
+    started: the runner set it running and its lease before calling the export)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+
+
 @pytest.fixture
 def blocked_exports(monkeypatch):
     """Exports that wait until released, so a job stays running while the test races."""
-    release = threading.Event()
+    release = _Gate()
     real = jobs_mod.export
 
     def slow(*args, **kwargs):
+        release.entered.set()
         release.wait(20)
         return real(*args, **kwargs)
 
@@ -87,6 +97,8 @@ def test_a_job_of_a_stopped_process_frees_its_grant_when_its_lease_runs_out(stor
     g = grant(store)
     dead = _runner(store, tmp_path)
     first = dead.submit(tenant="state", client_id="a", fmt="ndjson", kinds=["person"], since=None, grant=g)
+    # its job's thread has set the lease it starts with: the lease run out below stays run out
+    assert blocked_exports.entered.wait(20), "the first job never started"
     live = _runner(store, tmp_path)
     try:
         with pytest.raises(Conflict):  # its lease still runs: the job is alive
