@@ -24,9 +24,11 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
-from pathlib import Path
 
+import harness  # noqa: F401  # puts this checkout on sys.path (bench/ is sys.path[0])
 from sqlalchemy import create_engine, text
+
+from gateway.sharing.export import process_cpu
 
 APP = f"tessera-bench-ingest-{os.getpid()}"
 _WATCH = "tessera-bench-watch"
@@ -35,14 +37,6 @@ _WATCH = "tessera-bench-watch"
 def server_env(env: dict[str, str]) -> dict[str, str]:
     """The server's environment, naming its PostgreSQL connections ``APP``."""
     return {**env, "PGAPPNAME": APP}
-
-
-def _cpu(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 class Watch:
@@ -82,7 +76,7 @@ class Watch:
                                          "WHERE application_name = :app"), {"app": APP}).all()
                 self.samples += 1
                 for pid, state, wtype, wevent in rows:
-                    cpu = _cpu(pid)
+                    cpu = process_cpu(pid)
                     self.first.setdefault(pid, 0.0 if self.samples > 1 else cpu)
                     self.last[pid] = cpu
                     if state == "active":

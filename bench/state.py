@@ -59,7 +59,7 @@ from sqlalchemy import text  # noqa: E402
 
 from gateway.model import Competency, Evidence, Framework, Identifier, Org, OrgRole, Person, Provenance, Score  # noqa: E402
 from gateway.sharing.deidentify import Deidentifier, Pseudonymizer, StateIds  # noqa: E402
-from gateway.sharing.export import EXPORT_WORKERS_ENV, HELPER_ENV, _process_cpu, export  # noqa: E402
+from gateway.sharing.export import EXPORT_WORKERS_ENV, HELPER_ENV, export, process_cpu  # noqa: E402
 from gateway.sharing.export_many import export_many, sources_of  # noqa: E402
 from gateway.sharing.feed import ChangeFeed  # noqa: E402
 from gateway.sharing.grants import GrantStore  # noqa: E402
@@ -115,7 +115,7 @@ def backend_cpu(store: Store) -> float:
     with store.engine.connect() as conn:  # this process's connections only (``_own_connections``): others may share the database
         pids = list(conn.scalars(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
                                       "AND application_name = current_setting('application_name')")))
-    return sum(_process_cpu(p) for p in pids)
+    return sum(process_cpu(p) for p in pids)
 
 
 def _own_connections() -> None:

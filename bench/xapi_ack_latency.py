@@ -25,17 +25,12 @@ import argparse
 import gc
 import os
 import statistics
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
-from pathlib import Path
 
 import orjson
-from harness import postgres_url
 from host_speed import measure as host_speed
 from pg_watch import APP, Watch
-from xapi_ingest import BATCH, TENANT, load_reference, make_batch  # bench/ is sys.path[0]
+from xapi_ingest import BATCH, TENANT, fresh_database, load_reference, make_batch  # bench/ is sys.path[0]
 
 from adapters.xapi.derive import Deriver
 from adapters.xapi.evidence import EvidenceMapper
@@ -54,7 +49,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"host speed: record_id {host_speed():.2f} us (bench/host_speed.py; lower is faster)")
     os.environ["PGAPPNAME"] = APP  # this process's connections, for the backends' CPU (pg_watch)
-    with database(args.database_url) as url:
+    with fresh_database(args.database_url) as url:
         store = open_store(url)
         store.migrate()
         load_reference(store)
@@ -86,19 +81,6 @@ def main() -> None:
             print(f"  {line}")
         store.dispose()
     print(f"host speed: record_id {host_speed():.2f} us")
-
-
-def database(url: str | None) -> AbstractContextManager[str]:
-    """A fresh database: on the PostgreSQL server of ``url``, or a SQLite file."""
-    if url is not None:
-        return postgres_url(url)
-
-    @contextmanager
-    def sqlite() -> Iterator[str]:
-        with tempfile.TemporaryDirectory() as tmp:
-            yield f"sqlite:///{Path(tmp) / 'bench.db'}"
-
-    return sqlite()
 
 
 if __name__ == "__main__":

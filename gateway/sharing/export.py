@@ -534,12 +534,12 @@ def _export_part(url: str, snapshot: str, tenant: str, kind: str, since: int | N
         backend = dbapi.info.backend_pid
         made = _export_file(dbapi, tenant, kind, since, until, cols, fmt, Path(path), _PART["deid"], check, progress,
                             part=part, parts=parts)
-        backend_cpu = _process_cpu(backend)
+        backend_cpu = process_cpu(backend)
         dbapi.execute("COMMIT")
     return made, (time.process_time() - cpu0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, backend_cpu)
 
 
-def _process_cpu(pid: int) -> float:
+def process_cpu(pid: int) -> float:
     """CPU seconds of a process on this machine (/proc), 0 where that cannot be read."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
