@@ -140,7 +140,6 @@ class Deriver:
         self.mapper = mapper
         self.batch = max(1, int(batch))
         self.max_batch = max_batch
-        self._size = self._size_of = self.batch  # this round's batch (``_next_size``), grown from ``_size_of``
         self.poll = poll
         self.postgres = self.engine.dialect.name == "postgresql"
         #: PostgreSQL: consumers split by learner (``derive_shards``); SQLite has one writer anyway
@@ -285,8 +284,6 @@ class Deriver:
         # mastery update alone does (``paused_collection``): a fifth of the consumer's CPU
         with self._one, paused_collection():
             began = time.perf_counter()
-            if self._size_of != self.batch:  # ``batch`` was set meanwhile: start from it
-                self._size, self._size_of = self.batch, self.batch
             size = self._size = max(self.batch, min(self._size, self._ceiling()))
             with self.engine.connect() as conn:
                 cursor = self._cursor(conn, name)
@@ -317,6 +314,17 @@ class Deriver:
             # anything else (the database unreachable, locked...) propagates: nothing moved, the round is tried again
             self._size = self._next_size(size, behind=upto < safe, took=time.perf_counter() - began)
             return max(1, len(rows))
+
+    @property
+    def batch(self) -> int:
+        """Statements a round while the consumer keeps up; setting it (a test's smaller rounds)
+        also starts the next round from it."""
+        return self._batch
+
+    @batch.setter
+    def batch(self, n: int) -> None:
+        self._batch: int = n
+        self._size: int = n  # this round's batch (``_next_size``)
 
     def _ceiling(self) -> int:
         return max(self.batch, self.max_batch if self.max_batch is not None else BATCH_MAX)
