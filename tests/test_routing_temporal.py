@@ -441,3 +441,27 @@ def test_three_workers_one_killed_mid_delivery_every_change_delivered_exactly_on
         print(json.dumps({"requests": sum(sink.requests.values()), "applied": len(sink.applied), "by_worker": dict(sink.workers)}))
     finally:
         store.dispose()
+
+
+def test_a_sync_sent_to_a_worker_whose_loop_has_ended_fails_instead_of_waiting_for_ever() -> None:
+    """``sync_once``/``drain`` run on the worker's loop; if that loop's thread ends before the
+    coroutine does (the worker failed for good), the wait ends with an error, not never. A
+    coroutine the loop finishes gives its result. No Temporal server is needed for this."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        assert TemporalEngine._wait(asyncio.run_coroutine_threadsafe(asyncio.sleep(0.2, result="done"), loop), thread, poll=0.05) == "done"
+        never = asyncio.run_coroutine_threadsafe(asyncio.sleep(3600), loop)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        assert not thread.is_alive() and not never.done()
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match="Temporal worker of this process stopped before the sync ended"):
+            TemporalEngine._wait(never, thread, poll=0.05)
+        assert time.monotonic() - started < 5
+        assert never.cancelled()
+    finally:
+        if not thread.is_alive():
+            loop.run_until_complete(asyncio.sleep(0.01))  # the cancelled task ends before its loop closes
+        loop.close()

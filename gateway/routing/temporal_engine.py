@@ -62,6 +62,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import asdict
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -339,9 +340,9 @@ class TemporalEngine:
     def _run(self, coro: Any) -> Any:
         """Run a coroutine on the worker's loop when this process runs one, else on a
         temporary worker of its own (``tessera sync --once`` with no worker running)."""
-        loop = self._loop
-        if self._thread is not None and loop is not None and self._client is not None:
-            return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        loop, thread = self._loop, self._thread
+        if thread is not None and loop is not None and self._client is not None:
+            return self._wait(asyncio.run_coroutine_threadsafe(coro, loop), thread)
 
         async def standalone() -> Any:
             client = await self._connect()
@@ -354,6 +355,22 @@ class TemporalEngine:
                 self._client = None
 
         return asyncio.run(standalone())
+
+    @staticmethod
+    def _wait(future: Any, thread: threading.Thread, poll: float = 1.0) -> Any:
+        """The result of a coroutine sent to the worker's loop. A loop whose thread has ended
+        (the worker failed for good, or was stopped meanwhile) never runs it, and a bare
+        ``result()`` would wait for ever: its thread is checked every ``poll`` seconds and its
+        end is an error naming what happened instead. A long sync is not cut short: while the
+        worker runs, the wait goes on."""
+        while True:
+            try:
+                return future.result(timeout=poll)
+            except FuturesTimeout:
+                if not thread.is_alive():
+                    future.cancel()
+                    raise RuntimeError("the Temporal worker of this process stopped before the sync ended; "
+                                       "nothing more was done for it (see the log for why the worker stopped)") from None
 
     # --- relay ---------------------------------------------------------------------------------
 
