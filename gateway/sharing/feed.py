@@ -243,42 +243,23 @@ def _prompt_switching() -> Iterator[None]:
 #: change rows read at a time, their records looked up while the feed converts the chunk before.
 #: A page's first chunk is smaller, so the conversion starts soon after the page does, and each
 #: next one ``CHUNK_GROWTH`` times larger up to ``RECORD_CHUNK``: a chunk's reading (the
-#: database's part) takes about as long as converting the one before, so neither side waits.
-#: A chunk ends where an instant does (``_whole_instants``), so it may be longer or shorter
+#: database's part) takes about as long as converting the one before, so neither side waits
 RECORD_CHUNK, FIRST_CHUNK, CHUNK_GROWTH = 5000, 1000, 2.5
 
 
-def _whole_instants(fetch: Callable[[int], list[Any]], sizes: Iterator[int]) -> Iterator[list[Any]]:
-    """The change rows ``fetch(n)`` gives (up to n more each call, none at the end), in the
-    order given, in chunks of about the next of ``sizes`` rows, each cut where the instant of
-    a change (``row[5]``) changes: the rows at the chunk's last instant wait for the next
-    chunk, which may hold more of them. ``_pg_records`` reads a (tenant, kind)'s records by the
-    range of instants of a chunk, every record written at those instants whichever the chunk
-    names, so an instant split over two chunks was read twice (at 20 million evidence items,
-    written 10,000 at an instant, each change's record read four to six times over: the
-    database's buffers, hit or read, a change). A chunk that holds one instant only grows
-    until the instant ends or the rows do; only the page's first and last instant may be
-    partly the page's."""
-    pending: list[Any] = []  # the trailing rows of one instant, held back
+def _chunks(fetch: Callable[[int], list[Any]], sizes: Iterator[int]) -> Iterator[list[Any]]:
+    """The rows ``fetch(n)`` gives (up to n more each call, none at the end), in the order
+    given, in chunks of the next of ``sizes`` rows. A chunk may end inside an instant (a
+    batch written at one clock reading: 10,000 changes at 20 million evidence items): its
+    records are range-read by (instant, id) (``_pg_records``), not by whole instants, so an
+    instant split over two chunks has each of its records read by one of them; and a page
+    is several chunks however its changes fall into instants, so the reading of the next
+    chunk overlaps the conversion of this one from the page's first chunk to its last."""
     for size in sizes:
         got = fetch(size)
         if not got:
-            break
-        last = got[-1][5]
-        cut = len(got)
-        while cut > 0 and got[cut - 1][5] == last:
-            cut -= 1
-        if cut > 0:  # the chunk: what was held back and the new rows up to the last instant's
-            chunk = pending + got[:cut] if pending else got[:cut]
-            pending = got[cut:]
-        elif pending and pending[0][5] != last:  # all new rows at one instant, another than the held ones'
-            chunk, pending = pending, got
-        else:  # still one instant: wait for more
-            pending = pending + got if pending else got
-            continue
-        yield chunk
-    if pending:
-        yield pending
+            return
+        yield got
 
 
 def _sizes() -> Iterator[int]:
@@ -291,9 +272,8 @@ def _sizes() -> Iterator[int]:
 
 def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int,
                             limit: int) -> Iterator[tuple[list[Any], list[tuple[str, str, list[tuple[str, Any, bool]]]]]]:
-    """(change rows, [(tenant, kind, records)]) about ``RECORD_CHUNK`` change rows at a time
-    (``_whole_instants``: a chunk ends where an instant does): the
-    page's change rows, (seq, tenant, kind, record id, op, at, record id as 16 bytes) keyset on ``seq``, from a
+    """(change rows, [(tenant, kind, records)]) ``FIRST_CHUNK`` and then up to ``RECORD_CHUNK``
+    change rows at a time (``_chunks``): the page's change rows, (seq, tenant, kind, record id, op, at, record id as 16 bytes) keyset on ``seq``, from a
     server-side cursor of the driver (binary: instants decoded in C, as UTC without a zone,
     which Python hashes in a third of the time of an instant with one), and after each
     chunk the current records it names (not those of the row past ``limit``)."""
@@ -319,7 +299,7 @@ def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], G
                      f"ORDER BY seq LIMIT {int(limit) + 1}", params)
         taken = 0
         by_source, id_at, raw_id = itemgetter(1, 2), itemgetter(3, 5), itemgetter(6)
-        for chunk in _whole_instants(rows.fetchmany, _sizes()):
+        for chunk in _chunks(rows.fetchmany, _sizes()):
             # (tenant, kind) -> record id -> the instant of its last change in the chunk, in version order
             # (consecutive changes of one source taken at once: a dict updated from C, not a change at a time)
             wanted: dict[tuple[str, str], dict[str, Any]] = {}
@@ -377,24 +357,33 @@ def _pg_records(cur: Any, tenant: str, kind: str, chunk: list[tuple[str, Any]], 
     5,000 texts (as ids given as text, split by the database, were: ~7 % of its CPU a change).
 
     A record's ``updated_at`` is the instant of the change that wrote it (one clock reading
-    a batch), so the records a chunk of consecutive changes still holds are mostly found by
-    one range scan of the ``(tenant, updated_at, id)`` index between the chunk's first and
-    last instant, in the order they were written (their heap order), keeping those whose id
-    is asked for (the ids as one constant array: a hash look-up a row); that costs the
-    database about 40% less than one descent of the primary key a record. Whatever the range
-    misses (changed again since, or written at another instant) is then looked up by id, so
-    the answer never depends on the instants matching."""
+    a batch), and a batch writes its records of a kind in id order (``store.prepare``), so
+    the records a chunk of consecutive changes still holds are mostly found by one range scan
+    of the ``(tenant, updated_at, id)`` index from the chunk's least (instant, id) to its
+    greatest, in the order they were written (their heap order), keeping those whose id is
+    asked for (the ids as one constant array: a hash look-up a row); that costs the database
+    about 40% less than one descent of the primary key a record. Bounded by ids as well as
+    instants, the range of a chunk that ends inside an instant stops at its last id there,
+    and the next chunk's starts past it: each record is read once a page, however the
+    page's changes fall into chunks. Whatever the range misses (changed again since, or
+    written at another instant) is then looked up by id, so the answer never depends on the
+    instants or the ids' order matching."""
     tbl = RECORD_TABLES[kind]
     # whether retired or voided worked out by the database: the rows come as the caller uses them
     dead = "status = 'tobedeleted' OR voided" if kind == "evidence" else "status = 'tobedeleted'"
     inner = "id, data, status" + (", voided" if kind == "evidence" else "")
-    ids = [rid for rid, _ in chunk]
-    instants = [at for _, at in chunk]
-    # not prepared: the ids must reach the planner as a constant (a hashed look-up)
+    ids = list(map(itemgetter(0), chunk))
+    keys = list(zip(map(itemgetter(1), chunk), ids, strict=True))  # (instant, id): the index's order (uuids compare as their text)
+    (lo_at, lo_id), (hi_at, hi_id) = min(keys), max(keys)
+    # not prepared: the ids must reach the planner as a constant (a hashed look-up). The instants'
+    # range is also given alone: PostgreSQL estimates a row comparison's rows as a large share of
+    # the table (at 20 million rows, half a million: a plan costly enough to be compiled by its
+    # JIT, tens of milliseconds a chunk), the plain range as the few thousand rows it holds
     cur.execute(f"SELECT id::text, data::varchar, {dead} FROM (SELECT {inner} FROM \"{tbl.name}\" "
-                f"WHERE tenant = %s AND updated_at >= %s::timestamp AT TIME ZONE 'UTC' "
-                f"AND updated_at <= %s::timestamp AT TIME ZONE 'UTC' OFFSET 0) r WHERE id = ANY(%b)",
-                (tenant, min(instants), max(instants), _UuidArray(raw)), prepare=False)
+                f"WHERE tenant = %s AND updated_at >= %s::timestamp AT TIME ZONE 'UTC' AND updated_at <= %s::timestamp AT TIME ZONE 'UTC' "
+                f"AND (updated_at, id) >= (%s::timestamp AT TIME ZONE 'UTC', %s::uuid) "
+                f"AND (updated_at, id) <= (%s::timestamp AT TIME ZONE 'UTC', %s::uuid) OFFSET 0) r WHERE id = ANY(%b)",
+                (tenant, lo_at, hi_at, lo_at, lo_id, hi_at, hi_id, _UuidArray(raw)), prepare=False)
     got: list[tuple[str, Any, bool]] = cur.fetchall()
     if len(got) < len(ids):
         seen = {row[0] for row in got}
