@@ -30,7 +30,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
@@ -48,6 +48,7 @@ from ..store.read import MANY_CHUNK
 from ..store.tables import RECORD_TABLES, changes
 from .columns import deidentified_texts, prefetched
 from .deidentify import Deidentifier, Pseudonymizer, StateIds
+from .feed_records import RecordHelper, deidentified_records, helper_pays
 from .grants import Grant, GrantStore
 
 SCOPE = "changes.readonly"
@@ -85,6 +86,8 @@ class ChangeFeed:
         self.store, self.grants, self.key = store, grants, pseudonym_key
         self._deids: dict[tuple[str, str], tuple[float, Deidentifier]] = {}
         self._deids_lock = threading.Lock()
+        #: each reader's pseudonym helper process (``feed_records``), kept ``DEID_TTL`` after its last page
+        self._helpers: dict[str, tuple[float, RecordHelper]] = {}
 
     def _deidentifier(self, reader: str, grantor: str) -> Deidentifier:
         """The reader's de-identifier for a grantor, kept ``DEID_TTL`` seconds across pages (each
@@ -98,6 +101,26 @@ class ChangeFeed:
                 found = self._deids[(reader, grantor)] = (now, Deidentifier(Pseudonymizer(self.key(), reader),
                                                                             StateIds(self.store.engine, grantor)))
             return found[1]
+
+    def _record_helper(self, reader: str, pseudonyms: Pseudonymizer) -> RecordHelper:
+        """The reader's helper (its process started when first borrowed), those unused for
+        ``DEID_TTL`` closed."""
+        now = time.monotonic()
+        with self._deids_lock:
+            old = [self._helpers.pop(k)[1] for k, (at, _) in list(self._helpers.items()) if now - at > DEID_TTL]
+            found = self._helpers.get(reader)
+            helper = RecordHelper(pseudonyms) if found is None else found[1]
+            self._helpers[reader] = (now, helper)
+        for h in old:
+            h.close()
+        return helper
+
+    def close(self) -> None:
+        """End the readers' helper processes (they end with this process anyway)."""
+        with self._deids_lock:
+            old, self._helpers = list(self._helpers.values()), {}
+        for _, h in old:
+            h.close()
 
     def reader(self, tenant: str, client_id: str, scopes: frozenset[str], *, grant_id: uuid.UUID | None = None) -> Reader:
         if SCOPE not in scopes:
@@ -137,7 +160,10 @@ class ChangeFeed:
             # page keeps none that it tracks (change rows are dropped once shaped, the changes are dicts of text)
             with paused_gc():
                 if sources and until > since and conn.dialect.name == "postgresql":
-                    seqs = self._pg_page(conn, sources, since, until, limit, deids, shape)
+                    helper = (self._record_helper(reader.tenant, next(iter(deids.values())).pseudonyms) if deids and helper_pays()
+                              else None)
+                    with helper.borrowed() if helper is not None else nullcontext() as lent:
+                        seqs = self._pg_page(conn, sources, since, until, limit, deids, shape, lent)
                 elif sources and until > since:
                     cond = or_(*(and_(changes.c.tenant == t, changes.c.record_kind.in_(sorted(ks))) for t, ks, _ in sources))
                     q = (select(changes.c.seq, changes.c.tenant, changes.c.record_kind, changes.c.record_id, changes.c.op, changes.c.at)
@@ -157,7 +183,7 @@ class ChangeFeed:
         return FeedPage(out, since, until, max(next_since, since), more)
 
     def _pg_page(self, conn: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int, limit: int,
-                 deids: dict[str, Deidentifier], shape: _Shape) -> list[int]:
+                 deids: dict[str, Deidentifier], shape: _Shape, helper: RecordHelper | None = None) -> list[int]:
         """A page's versions (``limit + 1`` at most: one more tells there are more), their
         changes as the response shows them added to ``shape`` a chunk at a time. Records of an
         identified source are their stored JSON text, embedded in the response as it is
@@ -178,7 +204,7 @@ class ChangeFeed:
             for chunk, fetched in prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit)):
                 found: dict[str, dict[str, tuple[Any, bool, str | None]]] = defaultdict(dict)
                 for tenant, kind, got in fetched:
-                    self._convert(tenant, kind, got, deids.get(tenant), found[kind])
+                    self._convert(tenant, kind, got, deids.get(tenant), found[kind], helper)
                 shape.add(chunk[:max(0, limit - len(seqs))], found)
                 seqs += map(itemgetter(0), chunk)
         return seqs
@@ -194,7 +220,7 @@ class ChangeFeed:
 
     @staticmethod
     def _convert(tenant: str, kind: str, got: list[tuple[str, Any, bool]], deid: Deidentifier | None,
-                 found: dict[str, tuple[Any, bool, str | None]]) -> None:
+                 found: dict[str, tuple[Any, bool, str | None]], helper: RecordHelper | None = None) -> None:
         """Into ``found`` (the records of ``kind`` by id): (the record as JSON text, retired or
         voided, its id as the reader sees it)."""
         fragment = orjson.Fragment
@@ -202,7 +228,10 @@ class ChangeFeed:
             for rid, data, dead in got:
                 found[rid] = (fragment(data), dead, rid)
             return
-        texts, ids = deidentified_texts(kind, list(map(itemgetter(1), got)), deid)
+        if helper is not None:
+            texts, ids = deidentified_records(kind, got, deid, helper)
+        else:
+            texts, ids = deidentified_texts(kind, list(map(itemgetter(1), got)), deid)
         found.update(zip(map(itemgetter(0), got), zip(map(fragment, texts), map(itemgetter(2), got), ids, strict=True), strict=True))
 
 
