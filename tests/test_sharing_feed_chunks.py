@@ -62,6 +62,33 @@ def test_small_chunks_give_the_same_changes_as_one_chunk(store, monkeypatch):
     assert retired and all(c["tombstone"] and c["record"] is None for c in retired)
 
 
+def test_each_page_logs_the_changes_it_shows_under_each_grant_however_it_is_chunked(store, monkeypatch):
+    """The access log of a page read in chunks (on PostgreSQL written once its rows are all
+    read, while the last chunk converts) holds, for each grant, the changes the page shows
+    from its grantor: not the row past the page's limit that tells there are more."""
+    district(store, "d1", n=6)
+    district(store, "d2", n=4)
+    g1 = grant(store, "d1", kinds=["person", "evidence"])
+    g2 = grant(store, "d2", deidentified=False, kinds=["person", "evidence", "org"])
+    monkeypatch.setattr(feed_mod, "FIRST_CHUNK", 1)
+    monkeypatch.setattr(feed_mod, "RECORD_CHUNK", 2)
+    gs = GrantStore(store.engine)
+    feed = ChangeFeed(store, gs, lambda: KEY)
+    reader = feed.reader("state", "state-client", frozenset({"changes.readonly"}))
+    until = feed.available()["newest"]
+    shown: list[dict[str, int]] = []
+    since = 0
+    while True:
+        page = feed.page(reader, since=since, until=until, limit=4)
+        shown.append({t: sum(c["tenant"] == t for c in page.changes) for t in ("d1", "d2")})
+        since = page.next_since
+        if not page.more:
+            break
+    assert len(shown) > 3 and sum(n["d1"] for n in shown) == 12 and sum(n["d2"] for n in shown) == 9
+    for g, t in ((g1, "d1"), (g2, "d2")):
+        assert [e["records"] for e in gs.access_log(g.id, grantor=t)] == [n[t] for n in shown]
+
+
 def test_pages_are_read_with_a_short_switch_interval_restored_after():
     """While pages are read the interpreter switches threads every ``SWITCH_INTERVAL`` (the
     reading thread gets the GIL back soon after the database answers); the interval is put

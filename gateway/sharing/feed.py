@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -154,6 +154,16 @@ class ChangeFeed:
                 sources.append((reader.tenant, wanted, None))
             sources += [(g.grantor, wanted & set(g.kinds), g) for g in reader.grants if wanted & set(g.kinds)]
             seqs: list[int] = []  # the versions read (the change rows themselves go once shaped)
+            by_tenant = {t: g for t, _, g in sources}  # the grant each grantor's changes were read under
+            logged: list[bool] = []
+
+            def log(counts: Mapping[str, int]) -> None:
+                """The page's reads under each grant in its access log (changes read by grantor)."""
+                self.grants.log_many([(g.id, f"since={since} until={until} kinds={','.join(sorted(wanted & set(g.kinds)))}",
+                                       counts.get(g.grantor, 0) if by_tenant.get(g.grantor) is g else 0)
+                                      for g in reader.grants], client_id=reader.client_id, action="changes")
+                logged.append(True)
+
             deids = {t: self._deidentifier(reader.tenant, t) for t, _, g in sources if g is not None and g.deidentified}
             shape = _Shape(reader, sources, deids)
             # tens of thousands of fresh objects a page: the cyclic collector would walk them over and over; the
@@ -163,7 +173,7 @@ class ChangeFeed:
                     helper = (self._record_helper(reader.tenant, next(iter(deids.values())).pseudonyms) if deids and helper_pays()
                               else None)
                     with helper.borrowed() if helper is not None else nullcontext() as lent:
-                        seqs = self._pg_page(conn, sources, since, until, limit, deids, shape, lent)
+                        seqs = self._pg_page(conn, sources, since, until, limit, deids, shape, lent, log)
                 elif sources and until > since:
                     cond = or_(*(and_(changes.c.tenant == t, changes.c.record_kind.in_(sorted(ks))) for t, ks, _ in sources))
                     q = (select(changes.c.seq, changes.c.tenant, changes.c.record_kind, changes.c.record_id, changes.c.op, changes.c.at)
@@ -176,14 +186,13 @@ class ChangeFeed:
                 more = len(seqs) > limit
                 out, counts = shape.out, shape.counts()
         next_since = seqs[limit - 1] if more else until
-        by_tenant = {t: g for t, _, g in sources}  # the grant each grantor's changes were read under
-        self.grants.log_many([(g.id, f"since={since} until={until} kinds={','.join(sorted(wanted & set(g.kinds)))}",
-                               counts.get(g.grantor, 0) if by_tenant.get(g.grantor) is g else 0)
-                              for g in reader.grants], client_id=reader.client_id, action="changes")
+        if not logged:
+            log(counts)
         return FeedPage(out, since, until, max(next_since, since), more)
 
     def _pg_page(self, conn: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int, limit: int,
-                 deids: dict[str, Deidentifier], shape: _Shape, helper: RecordHelper | None = None) -> list[int]:
+                 deids: dict[str, Deidentifier], shape: _Shape, helper: RecordHelper | None = None,
+                 log: Callable[[Mapping[str, int]], None] | None = None) -> list[int]:
         """A page's versions (``limit + 1`` at most: one more tells there are more), their
         changes as the response shows them added to ``shape`` a chunk at a time. Records of an
         identified source are their stored JSON text, embedded in the response as it is
@@ -197,11 +206,13 @@ class ChangeFeed:
         (``_pg_changes_and_records``), all on a thread while this one converts the chunk
         before, records and then changes (the driver releases the GIL while it waits): the
         database's reads and Python's conversion run at the same time, from the page's first
-        small chunk to its last."""
+        small chunk to its last. ``log`` (the access log of the page's grants) is written by
+        that thread too, once it has read the page's last change row, while this one converts
+        the last chunk: its commit's wait no longer follows the conversion."""
         seqs: list[int] = []
         dbapi = conn.connection.dbapi_connection
         with _prompt_switching():
-            for chunk, fetched in prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit)):
+            for chunk, fetched in prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit, log)):
                 found: dict[str, dict[str, tuple[Any, bool, str | None]]] = defaultdict(dict)
                 for tenant, kind, got in fetched:
                     self._convert(tenant, kind, got, deids.get(tenant), found[kind], helper)
@@ -300,12 +311,14 @@ def _sizes() -> Iterator[int]:
 
 
 def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int,
-                            limit: int) -> Iterator[tuple[list[Any], list[tuple[str, str, list[tuple[str, Any, bool]]]]]]:
+                            limit: int, done: Callable[[Mapping[str, int]], None] | None = None,
+                            ) -> Iterator[tuple[list[Any], list[tuple[str, str, list[tuple[str, Any, bool]]]]]]:
     """(change rows, [(tenant, kind, records)]) ``FIRST_CHUNK`` and then up to ``RECORD_CHUNK``
     change rows at a time (``_chunks``): the page's change rows, (seq, tenant, kind, record id, op, at, record id as 16 bytes) keyset on ``seq``, from a
     server-side cursor of the driver (binary: instants decoded in C, as UTC without a zone,
     which Python hashes in a third of the time of an instant with one), and after each
-    chunk the current records it names (not those of the row past ``limit``)."""
+    chunk the current records it names (not those of the row past ``limit``). Once the rows
+    are all read, ``done`` is given how many of the page's changes each tenant had."""
     cond = " OR ".join("(tenant = %s AND record_kind = ANY(%s))" for _ in sources)
     params: list[Any] = [since, until]
     for t, ks, _ in sources:
@@ -327,19 +340,24 @@ def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], G
                      f"WHERE seq > %s AND seq <= %s AND ({cond}) "
                      f"ORDER BY seq LIMIT {int(limit) + 1}", params)
         taken = 0
+        per_tenant: Counter[str] = Counter()
         by_source, id_at, raw_id = itemgetter(1, 2), itemgetter(3, 5), itemgetter(6)
         for chunk in _chunks(rows.fetchmany, _sizes()):
             # (tenant, kind) -> record id -> the instant of its last change in the chunk, in version order
             # (consecutive changes of one source taken at once: a dict updated from C, not a change at a time)
             wanted: dict[tuple[str, str], dict[str, Any]] = {}
             raws: dict[tuple[str, str], list[bytes]] = {}  # the same ids as 16 bytes each (a change at a time: repeats kept)
-            for source, group in groupby(chunk[:max(0, limit - taken)], key=by_source):
+            shown = chunk[:max(0, limit - taken)]
+            for source, group in groupby(shown, key=by_source):
                 run = list(group)
                 wanted.setdefault(source, {}).update(map(id_at, run))
                 raws.setdefault(source, []).extend(map(raw_id, run))
+            per_tenant.update(map(itemgetter(1), shown))
             taken += len(chunk)
             yield chunk, [(tenant, kind, _pg_records(records, tenant, kind, list(ids.items()), raws[(tenant, kind)]))
                           for (tenant, kind), ids in wanted.items()]
+        if done is not None:
+            done(per_tenant)
     finally:
         if rows is not None:
             rows.close()
