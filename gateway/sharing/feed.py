@@ -13,8 +13,9 @@ Each change carries the record as it is now (as Ed-Fi's change queries do: a rec
 twice appears twice with its current content), or a tombstone when the change deleted or
 retired it (``status`` tobedeleted, evidence voided, or the record is gone). Under a
 de-identified grant the record and its id go through ``deidentify.Deidentifier`` column by
-column (``columns.deidentified_texts``, as the bulk export does); otherwise the stored JSON passes
-through. Either way ``record`` is JSON text (an ``orjson.Fragment``) the response embeds as it is.
+column (``columns.deidentified_texts``, as the bulk export does; on PostgreSQL
+``feed_records``, the records' own ids' pseudonyms made by a helper process meanwhile);
+otherwise the stored JSON passes through. Either way ``record`` is JSON text (an ``orjson.Fragment``) the response embeds as it is.
 
 A version below the oldest kept answers 410 with the oldest available. Every page read
 under a grant is written to that grant's access log (who, what, when, how many).
@@ -184,10 +185,10 @@ class ChangeFeed:
                     shape.add(rows[:limit], docs)
                     seqs = [row[0] for row in rows]
                 more = len(seqs) > limit
-                out, counts = shape.out, shape.counts()
+                out = shape.out
         next_since = seqs[limit - 1] if more else until
         if not logged:
-            log(counts)
+            log(shape.counts())
         return FeedPage(out, since, until, max(next_since, since), more)
 
     def _pg_page(self, conn: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int, limit: int,
@@ -197,7 +198,8 @@ class ChangeFeed:
         changes as the response shows them added to ``shape`` a chunk at a time. Records of an
         identified source are their stored JSON text, embedded in the response as it is
         (``orjson.Fragment``), never parsed and written again; under a de-identified grant they
-        go through ``columns.deidentified_texts`` by (tenant, kind): the column-wise
+        go through ``columns.deidentified_texts`` (``feed_records.deidentified_records`` with
+        a helper process) by (tenant, kind): the column-wise
         de-identification the bulk export does (each learner once, pseudonyms per column), each
         record then written as JSON text (a ``Fragment`` too) by msgspec.
 
