@@ -422,8 +422,13 @@ def _pg_records(cur: Any, tenant: str, kind: str, chunk: list[tuple[str, Any]], 
     dead = "status = 'tobedeleted' OR voided" if kind == "evidence" else "status = 'tobedeleted'"
     inner = "id, data, status" + (", voided" if kind == "evidence" else "")
     ids = list(map(itemgetter(0), chunk))
-    keys = list(zip(map(itemgetter(1), chunk), ids, strict=True))  # (instant, id): the index's order (uuids compare as their text)
-    (lo_at, lo_id), (hi_at, hi_id) = min(keys), max(keys)
+    instants = list(map(itemgetter(1), chunk))
+    lo_at, hi_at = min(instants), max(instants)
+    if lo_at == hi_at:  # one instant (a batch of 10,000 at full size): the least and greatest id
+        lo_id, hi_id = min(ids), max(ids)
+    else:  # (instant, id): the index's order (uuids compare as their text)
+        keys = list(zip(instants, ids, strict=True))
+        (lo_at, lo_id), (hi_at, hi_id) = min(keys), max(keys)
     # not prepared: the ids must reach the planner as a constant (a hashed look-up). The instants'
     # range is also given alone: PostgreSQL estimates a row comparison's rows as a large share of
     # the table (at 20 million rows, half a million: a plan costly enough to be compiled by its
