@@ -130,6 +130,9 @@ def main() -> int:
         for what, tenant in [("de-identified, every district", "state")] + ([("a district's own (identified)", "district-00")]
                                                                             if args.own else []):
             n, s, c, b, extra = feed_run(store, tenant, **bounds)
+            if not n:
+                print(f"change feed, {what}: no change after version {args.since}", flush=True)
+                continue
             more = "".join(f"; {k}: {v:,}" for k, v in extra.items())
             print(f"change feed, {what}: {n} changes in {s:.2f} s = {n / s:,.0f} changes/s; "
                   f"CPU a change: {c / n * 1e6:.2f} µs here + {b / n * 1e6:.2f} µs the database's{more}", flush=True)

@@ -285,8 +285,10 @@ def _prompt_switching() -> Iterator[None]:
 #: change rows read at a time, their records looked up while the feed converts the chunk before.
 #: A page's first chunk is smaller, so the conversion starts soon after the page does, and each
 #: next one ``CHUNK_GROWTH`` times larger up to ``RECORD_CHUNK``: a chunk's reading (the
-#: database's part) takes about as long as converting the one before, so neither side waits
-RECORD_CHUNK, FIRST_CHUNK, CHUNK_GROWTH = 5000, 1000, 2.5
+#: database's part) takes about as long as converting the one before, so neither side waits.
+#: The first chunk's reading is the one the conversion waits for, every page: at full size
+#: 5.3 ms (median) for 500 change rows and their records, 8.5 ms for 1,000
+RECORD_CHUNK, FIRST_CHUNK, CHUNK_GROWTH = 5000, 500, 2.5
 
 
 def _chunks(fetch: Callable[[int], list[Any]], sizes: Iterator[int]) -> Iterator[list[Any]]:
