@@ -62,6 +62,33 @@ def test_small_chunks_give_the_same_changes_as_one_chunk(store, monkeypatch):
     assert retired and all(c["tombstone"] and c["record"] is None for c in retired)
 
 
+def test_each_page_logs_the_changes_it_shows_under_each_grant_however_it_is_chunked(store, monkeypatch):
+    """The access log of a page read in chunks (on PostgreSQL written once its rows are all
+    read, while the last chunk converts) holds, for each grant, the changes the page shows
+    from its grantor: not the row past the page's limit that tells there are more."""
+    district(store, "d1", n=6)
+    district(store, "d2", n=4)
+    g1 = grant(store, "d1", kinds=["person", "evidence"])
+    g2 = grant(store, "d2", deidentified=False, kinds=["person", "evidence", "org"])
+    monkeypatch.setattr(feed_mod, "FIRST_CHUNK", 1)
+    monkeypatch.setattr(feed_mod, "RECORD_CHUNK", 2)
+    gs = GrantStore(store.engine)
+    feed = ChangeFeed(store, gs, lambda: KEY)
+    reader = feed.reader("state", "state-client", frozenset({"changes.readonly"}))
+    until = feed.available()["newest"]
+    shown: list[dict[str, int]] = []
+    since = 0
+    while True:
+        page = feed.page(reader, since=since, until=until, limit=4)
+        shown.append({t: sum(c["tenant"] == t for c in page.changes) for t in ("d1", "d2")})
+        since = page.next_since
+        if not page.more:
+            break
+    assert len(shown) > 3 and sum(n["d1"] for n in shown) == 12 and sum(n["d2"] for n in shown) == 9
+    for g, t in ((g1, "d1"), (g2, "d2")):
+        assert [e["records"] for e in gs.access_log(g.id, grantor=t)] == [n[t] for n in shown]
+
+
 def test_pages_are_read_with_a_short_switch_interval_restored_after():
     """While pages are read the interpreter switches threads every ``SWITCH_INTERVAL`` (the
     reading thread gets the GIL back soon after the database answers); the interval is put
@@ -87,14 +114,14 @@ def test_pages_are_read_with_a_short_switch_interval_restored_after():
         sys.setswitchinterval(before)
 
 
-def test_chunks_end_where_an_instant_does():
-    """PostgreSQL reads a chunk's records by the range of its instants (every record written
-    then): the chunks hold each instant whole, in order, every row once, however the driver
-    hands the rows over; a chunk of one instant grows until the instant ends or the rows do."""
-    def rows_at(*instants: int) -> list[tuple]:
-        return [(i, "t", "evidence", f"id{i}", "upserted", at) for i, at in enumerate(instants)]
+def test_chunks_are_the_sizes_asked_whatever_the_instants():
+    """A page's change rows come in chunks of the sizes asked (the last one shorter), every
+    row once and in order, an instant's rows split over chunks as they fall: a page written
+    at one instant (a batch of 10,000 changes) is still several chunks, so the next chunk is
+    read while this one converts."""
+    rows = [(i, "t", "evidence", f"id{i}", "upserted", at) for i, at in enumerate((1, 1, 1, 2, 2, 3, 3, 3, 3, 3, 3, 4, 5, 5))]
 
-    def chunks(rows: list[tuple], sizes: list[int]) -> list[list[int]]:
+    def chunks(sizes: list[int]) -> list[list[int]]:
         left = list(rows)
 
         def fetch(n: int) -> list[tuple]:
@@ -106,52 +133,83 @@ def test_chunks_end_where_an_instant_does():
             while True:
                 yield sizes[-1]
 
-        return [[r[5] for r in c] for c in feed_mod._whole_instants(fetch, more_sizes())]
+        return [[r[0] for r in c] for c in feed_mod._chunks(fetch, more_sizes())]
 
-    rows = rows_at(1, 1, 1, 2, 2, 3, 3, 3, 3, 3, 3, 4, 5, 5)
     for sizes in ([1], [2], [3], [1, 2, 5], [4, 100], [100]):
-        got = chunks(rows, sizes)
-        assert [at for c in got for at in c] == [r[5] for r in rows], sizes  # every row once, in order
-        whole = [at for c in got[:-1] for at in c]
-        assert all(len({*c} & {*d}) == 0 for i, c in enumerate(got) for d in got[i + 1:]), (sizes, got)  # no instant split
-        assert all(c for c in got) and whole == [r[5] for r in rows][:len(whole)]
-    assert chunks(rows, [3]) == [[1, 1, 1, 2, 2], [3] * 6, [4], [5, 5]]
-    assert chunks(rows, [1, 2, 5]) == [[1, 1, 1, 2, 2], [3] * 6 + [4], [5, 5]]
-    assert chunks(rows, [2]) == [[1, 1, 1], [2, 2], [3] * 6, [4], [5, 5]]
-    assert chunks(rows, [100]) == [[1, 1, 1, 2, 2, 3, 3, 3, 3, 3, 3, 4], [5, 5]]
-    assert chunks(rows_at(7, 7, 7, 7), [1]) == [[7, 7, 7, 7]]
-    assert chunks([], [2]) == []
+        got = chunks(sizes)
+        assert [i for c in got for i in c] == list(range(len(rows))), sizes  # every row once, in order
+        assert all(c for c in got)
+    assert chunks([3]) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11], [12, 13]]  # instant 3 split over two chunks
+    assert chunks([1, 2, 5]) == [[0], [1, 2], [3, 4, 5, 6, 7], [8, 9, 10, 11, 12], [13]]
+    assert chunks([100]) == [list(range(len(rows)))]
+    assert list(feed_mod._chunks(lambda n: [], iter([2]))) == []
+    sizes = feed_mod._sizes()
+    assert [next(sizes) for _ in range(5)] == [500, 1250, 3125, 5000, 5000]  # FIRST_CHUNK, growing by CHUNK_GROWTH to RECORD_CHUNK
 
 
-def test_postgresql_reads_each_instants_records_once_a_page(store, monkeypatch):
-    """On PostgreSQL a chunk's records are read by the range of its instants (every record
-    written at them), so a chunk never ends inside an instant: each (tenant, kind, instant)
-    is looked up by one chunk of a page, however small the chunks, and the page is the same."""
+class _CountedCursor:
+    """A cursor that counts the statements run through it and keeps their parameters."""
+
+    def __init__(self, cur) -> None:
+        self.cur, self.statements, self.params = cur, 0, []
+
+    def execute(self, query, params, **kwargs):
+        self.statements += 1
+        self.params.append(params)
+        return self.cur.execute(query, params, **kwargs)
+
+    def fetchall(self):
+        return self.cur.fetchall()
+
+
+def test_postgresql_reads_each_record_once_a_page_however_instants_fall_into_chunks(store, monkeypatch):
+    """On PostgreSQL a chunk's records are range-read from its least (instant, id) to its
+    greatest (a batch writes a kind's records in id order, at one instant): chunks that split
+    an instant read disjoint ranges of it, so each (tenant, kind) record is read by one chunk
+    of a page, however small the chunks; the ranges find every record (no look-up by id
+    after them), and the page is the same."""
     if store.engine.dialect.name != "postgresql":
-        pytest.skip("records read by their instants: PostgreSQL only")
+        pytest.skip("records read by (instant, id) ranges: PostgreSQL only")
     people = [r for r in district(store, "d1", n=5) if r.kind == "person"]
     for n in range(2):  # two more batches of people, each written at one instant
         store.records.apply("d1", [p.model_copy(update={"given_name": f"Round {n}"}) for p in people])
     grant(store, kinds=["person", "evidence"])
     feed = ChangeFeed(store, GrantStore(store.engine), lambda: KEY)
     whole = _read_all(feed, "state", 1000)
-    looked: list[tuple[str, str, frozenset]] = []
+    with store.engine.connect() as conn:  # each record's last change's instant (UTC, without a zone, as the chunks hold it)
+        last = {(t, str(rid)): when.astimezone(UTC).replace(tzinfo=None)
+                for t, rid, when in conn.execute(select(changes.c.tenant, changes.c.record_id, changes.c.at).order_by(changes.c.seq))}
+    looked: list[tuple[str, str, tuple, tuple, int, bool]] = []
     real = feed_mod._pg_records
 
     def recorded(cur, tenant, kind, chunk, *more):
-        looked.append((tenant, kind, frozenset(at for _, at in chunk)))
-        return real(cur, tenant, kind, chunk, *more)
+        counted = _CountedCursor(cur)
+        keys = [(at, rid) for rid, at in chunk]
+        got = real(counted, tenant, kind, chunk, *more)
+        # the range read's bounds: (tenant, first and last instant, then the same with the first and last id, ids)
+        _, _, _, lo_at, lo_id, hi_at, hi_id, _ = counted.params[0]
+        assert ((lo_at, lo_id), (hi_at, hi_id)) == (min(keys), max(keys))  # the chunk's least and greatest (instant, id)
+        looked.append((tenant, kind, min(keys), max(keys), counted.statements, all(last[(tenant, r)] == at for r, at in chunk)))
+        return got
 
     monkeypatch.setattr(feed_mod, "_pg_records", recorded)
     monkeypatch.setattr(feed_mod, "FIRST_CHUNK", 1)
     monkeypatch.setattr(feed_mod, "RECORD_CHUNK", 2)
     assert _read_all(feed, "state", 1000) == whole
     assert len(looked) >= 3
-    seen: set[tuple[str, str, object]] = set()
-    for tenant, kind, instants in looked:
-        for at in instants:
-            assert (tenant, kind, at) not in seen, "an instant's records looked up by two chunks"
-            seen.add((tenant, kind, at))
+    # a chunk of changes that each wrote their record's current content finds them all in its range
+    assert all(n == 1 for *_, n, current in looked if current), "a record the range held was looked up by id"
+    assert any(current for *_, current in looked) and not all(current for *_, current in looked)
+    by_source: dict[tuple[str, str], list[tuple[tuple, tuple]]] = {}
+    for tenant, kind, lo, hi, *_ in looked:
+        by_source.setdefault((tenant, kind), []).append((lo, hi))
+    split = 0
+    for ranges in by_source.values():
+        ranges.sort()
+        for (_, hi), (lo, _) in zip(ranges, ranges[1:], strict=False):
+            assert hi < lo, "two chunks' ranges overlap: records read twice"
+            split += hi[0] == lo[0]
+    assert split, "no instant was split over chunks: the test tests nothing"
 
 
 def test_postgresql_gets_a_chunks_ids_as_one_binary_constant(store):
