@@ -63,3 +63,37 @@ def test_states_of_the_incremental_path_are_logged_and_pushed_as_records_are(sto
     rec = store.records.get(T, "mastery_state", sid)
     assert rec.evidence_count == 2 and rec.learner_id == kid.id and rec.competency_id == comp.id  # type: ignore[attr-defined]
     assert engine_of(store).recompute(T).written == 0
+
+
+def test_the_lean_writer_stores_every_column_as_given_whatever_its_text(store: Store) -> None:
+    """On PostgreSQL the lean path sends most columns as array text (``state_write``): quotes,
+    backslashes, commas, braces, a quoted "NULL", non-ASCII text and missing values come back
+    as they were, in the table and in the change log."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from gateway.mastery.serial import StateHead
+    from gateway.model import Status, record_id
+
+    store.records.apply(T, [f.org()])  # the tenant
+    odd = ['a"b', "c\\d", "x,y {z}", "NULL", "é ✓", "", ' \\" ']
+    heads = []
+    for i, text in enumerate(odd):
+        native = f"n{i}:{text}"
+        source = "tessera.mastery" if i % 2 else f"src {text}"
+        heads.append(StateHead(record_id(T, "mastery_state", source, native), source, native,
+                               Status.tobedeleted if i == 3 else Status.active, uuid.uuid5(uuid.NAMESPACE_URL, f"l{i}"), uuid.uuid5(uuid.NAMESPACE_URL, f"c{i}"),
+                               None if i == 2 else f"level {text}", None if i == 4 else 0.1 + i / 7, None if i == 5 else i % 2 == 0))
+    items = [(h, f"{i:064x}", '{"text":' + orjson.dumps(odd[i]).decode()) for i, h in enumerate(heads)]
+    now = datetime(2026, 12, 7, 11, 30, 0, 123000, tzinfo=UTC)
+    with store.records.write_transaction() as conn:
+        assert store.records.write_states(conn, T, items, {}, now=now) == len(items)
+    ms = t.mastery_states
+    with store.engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(select(ms).where(ms.c.id.in_([h.id for h in heads])))}
+    for (h, digest, body) in items:
+        r = rows[h.id]
+        assert (r.tenant, r.source, r.native_id, r.status, r.content_hash, r.learner_id, r.competency_id, r.level, r.value, r.mastered) == (
+            T, h.source, h.native_id, h.status.value, digest, h.learner_id, h.competency_id, h.level, h.value, h.mastered)
+        assert r.data == body + ',"updated_at":"' + now.isoformat() + '"}' and r.created_at == now == r.updated_at
+        assert _log(store, h.id) == [("created", digest)]

@@ -95,7 +95,7 @@ def lock_learners(conn: Connection, tenant: str, learners: Iterable[uuid.UUID]) 
                    for learner in learners})
     conn.exec_driver_sql(
         "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM unnest(%(keys)s::bigint[]) AS k ORDER BY k) AS ordered",
-        {"keys": keys},
+        {"keys": "{" + ",".join(map(str, keys)) + "}"},  # the array's text: psycopg dumps a list element by element
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, overload
 
@@ -66,6 +66,13 @@ _EVIDENCE_SELECT = ("e.learner_id, e.id, e.competency_id, e.observed_at, e.scale
 _SQLITE_MAX_PAIRS = 4096  # 2 parameters a pair, well under SQLite's 32,766
 
 
+def pg_uuid_array(ints: Iterable[int]) -> str:
+    """A uuid[] parameter as PostgreSQL's array text, from the ids as ints (cast with
+    ``::uuid[]``): psycopg dumps a Python list element by element, a Python call and a
+    regular-expression search each (measured, the consumer's state reads cost 29 us a statement that way, 8 this way)."""
+    return "{" + ",".join([f"{k:032x}" for k in ints]) + "}"
+
+
 def _sqlite_uuid(value: bytes) -> uuid.UUID:
     return uuid_from_int(int.from_bytes(value, "big"))
 
@@ -95,7 +102,7 @@ def evidence_pairs(conn: Connection, tenant: str, learners: Sequence[uuid.UUID],
         number_of = {ids[i]: i for i in numbers}
         rows = conn.exec_driver_sql(
             f"SELECT {_EVIDENCE_SELECT} FROM evidence AS e WHERE e.tenant = %s AND e.learner_id = ANY(%s::uuid[]) AND {where}",
-            (tenant, list(learners), False, Status.active.value),
+            (tenant, pg_uuid_array([learner.int for learner in learners]), False, Status.active.value),
         ).all()
         for learner, eid, comp, observed, scaled, level, kind, success in rows:
             n, i = at[learner], number_of.get(comp)
@@ -146,7 +153,7 @@ def state_rows(conn: Connection, sids: Sequence[int], *, with_data: bool = False
     rows: list[tuple[int, Any, Any]] = []
     if sids and conn.dialect.name == "postgresql":
         rows = [(r[0].int, r[1], r[2]) for r in conn.exec_driver_sql(
-            f"SELECT {columns} FROM mastery_states WHERE id = ANY(%s::uuid[])", ([uuid_from_int(k) for k in sids],)).all()]
+            f"SELECT {columns} FROM mastery_states WHERE id = ANY(%s::uuid[])", (pg_uuid_array(sids),)).all()]
     else:
         for cond, params in sqlite_in("id", [k.to_bytes(16, "big") for k in sids], _SQLITE_MAX_PAIRS * 2):
             rows.extend((int.from_bytes(r[0], "big"), r[1], r[2]) for r in conn.exec_driver_sql(
