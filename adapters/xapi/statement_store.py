@@ -39,16 +39,16 @@ from gateway.store.group_commit import GroupCommit
 
 from . import statement_pg
 from .http import XapiError
+from .index_tiers import MERGE_EVERY, TierMerge
 from .memory import TRIM
 from .outbox import enqueue
 from .partitions import where_ids
 from .statement_compare import same_statement
-from .statement_query import MERGED, RECENT, StatementReads
+from .statement_query import RECENT, StatementReads
 from .statement_seqs import allocate_seqs, voided_by_earlier
 from .tables import (
     xapi_activities,
     xapi_attachments,
-    xapi_recent_agents,
     xapi_statements,
 )
 from .validation import VOIDED, agent_key
@@ -59,19 +59,6 @@ _STATEMENT_COLUMNS = ["seq", "tenant", "id", "stored", "verb_id", "registration"
                       "attachments", "deferred", "body"]
 #: activity definitions remembered per process (see ``_merge_definitions``)
 _DEFINITIONS_CACHED = 50_000
-#: SQLite: statements whose index rows wait in the recent tier before it is merged (see
-#: ``adapters/xapi/tables.py``; the setting ``TESSERA_XAPI__MERGE_EVERY``). A merge writes each leaf
-#: page it touches once, so the more it takes the less it costs per statement; a query scans
-#: the whole recent tier, ~8 rows a statement. Measured on the ingest benchmark (200,000
-#: statements, two workers): every 4,096 statements 5,130-5,650 statements/s, 8,192 5,522,
-#: 16,384 5,996; GET agent+verb over a million statements, p50 2.3 ms with 4,000 statements
-#: in the recent tier, 3.0 ms with 10,000 (at this setting).
-MERGE_EVERY = 16_384
-#: SQLite: a due merge moves the oldest ``merge_every // MERGE_SLICES`` statements' index rows per
-#: write transaction, not the whole recent tier at once (see ``StatementStore.merge``)
-MERGE_SLICES = 4
-
-
 @dataclass
 class _Plan:
     """A batch's rows, built outside the write transaction (see ``StatementStore._plan``):
@@ -119,13 +106,8 @@ class StatementStore(StatementReads):
         self._key = _uuid_bytes if dialect.name == "sqlite" else (lambda value: uid(uuid.UUID(value)))
         # SQLite: new index rows go to the recent tier, merged every ``merge_every`` statements
         self._tiered = dialect.name == "sqlite"
-        self._oldest_recent = f"SELECT min(seq) FROM {xapi_recent_agents.name}"
-        self.merge_every = merge_every
-        #: statements a merge step moves (``merge``), and whether this process is draining the recent tier
-        self.merge_slice = max(1, merge_every // MERGE_SLICES)
-        self._draining = False
-        self._merge_sql = [_merge_sql(recent, merged) for recent, merged in
-                           ((RECENT.agents, MERGED.agents), (RECENT.activities, MERGED.activities))]
+        self.tiers = TierMerge(merge_every)
+        self.merge_every, self.merge_slice = self.tiers.every, self.tiers.slice
         # (PostgreSQL writes through ``statement_pg``: statements partitioned by month, index rows
         # with their statement's stored, ids in the id table, ``partitions``)
         self._agents = BulkStatement(RECENT.agents, ["tenant", "agent", "verb_id", "seq", "role"], dialect)
@@ -371,9 +353,9 @@ class StatementStore(StatementReads):
         # routing (issue 16): outbox rows of kind xapi.statement, in this transaction
         enqueue(conn, tenant, plan.ids, plan.bodies, getattr(self.evidence, "source", "xapi"))
         if self._tiered:
-            oldest = self._merge_due(conn, seqs[-1])
-            if oldest is not None:
-                self.merge(conn, oldest + max(self.merge_slice, n))  # never less than the write added: the tier drains
+            below = self.tiers.due(conn, seqs[-1], n)
+            if below is not None:
+                self.merge(conn, below)
         return self._merge_definitions(conn, tenant, plan.definitions)
 
     @staticmethod
@@ -383,41 +365,10 @@ class StatementStore(StatementReads):
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock{'' if targets else '_shared'}(hashtextextended(%(t)s, 1))", {"t": tenant})
 
-    def _merge_due(self, conn: Connection, last: int) -> int | None:
-        """The oldest seq of the recent tier when a merge step is due (else None): once the tier
-        spans ``merge_every`` statements (every statement has a row in ``xapi_recent_agents``:
-        its verb's), and after that at every write of this process until the tier is drained
-        (under ``merge_slice`` statements left). Another process's writes between the steps
-        take no step unless the tier spans ``merge_every`` (what each step moves is the same
-        whoever takes it)."""
-        oldest = conn.exec_driver_sql(self._oldest_recent).scalar()  # under the write lock: no SQLAlchemy compile
-        if oldest is None:
-            self._draining = False
-            return None
-        span = last - oldest + 1
-        if span >= self.merge_every or self._draining and span >= self.merge_slice:
-            self._draining = span > self.merge_slice  # after this step, more is left to move
-            return int(oldest)
-        self._draining = False
-        return None
-
     def merge(self, conn: Connection, below: int | None = None) -> None:
-        """Move the index rows of the statements below seq ``below`` (all of them: None) from
-        the recent tier into the merged tables, in key order, so that each leaf page of theirs
-        is written once for all the rows it receives.
-
-        Runs in the caller's write transaction: on SQLite nothing else writes meanwhile, and
-        the rows moved are those of the oldest statements, so the tiers stay split by seq
-        (every seq of the recent tier above every seq of the merged one) and a query that
-        reads both in one snapshot sees each row once. A due merge moves the oldest
-        ``merge_slice`` statements a write (``_merge_due``), so that a writer waits for a
-        quarter of the merge, not the whole of it (measured in process, 16,384 statements over
-        48,000: the whole merge 350-400 ms under the lock; in steps of 4,096 the longest 183 ms,
-        for about 45 % more of the merge's CPU, the merged tables' leaf pages written once a step)."""
-        bound = (1 << 62) if below is None else below
-        for sql, clear in self._merge_sql:
-            conn.exec_driver_sql(sql, (bound,))
-            conn.exec_driver_sql(clear, (bound,))
+        """SQLite: move the index rows of the statements below seq ``below`` (all: None) into the
+        merged tables (``index_tiers.TierMerge.merge``), in the caller's write transaction."""
+        self.tiers.merge(conn, below)
 
     def _referenced_rows(self, tenant: str,
                          statements: list[dict[str, Any]]) -> dict[str, tuple[list[tuple[str, str, str]], list[tuple[str, str]]]]:
@@ -506,15 +457,6 @@ class StatementStore(StatementReads):
         ])
 
 # --------------------------------------------------------------------------- helpers
-
-def _merge_sql(recent: Any, merged: Any) -> tuple[str, str]:
-    """The two statements of a merge step (``StatementStore.merge``): the recent rows below a
-    seq copied into the merged table in its key order, then deleted (driver texts: compiled
-    once per connection, not by SQLAlchemy under the write lock)."""
-    cols = ", ".join(c.name for c in merged.primary_key.columns)  # the merged table's key order
-    return (f"INSERT INTO {merged.name} ({cols}) SELECT {cols} FROM {recent.name} WHERE seq < ? ORDER BY {cols}",
-            f"DELETE FROM {recent.name} WHERE seq < ?")
-
 
 def _same(value: Any) -> Any:
     return value
