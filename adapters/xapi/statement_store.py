@@ -411,10 +411,11 @@ class StatementStore(StatementReads):
         write lock. Most statements repeat a definition the LRS already holds: a definition
         this process last read or wrote, that the new one would not change, costs no query.
         (Another process may have merged more into the row since: then the row stays as
-        that process left it, which already holds at least as much.)"""
+        that process left it, which already holds at least as much.) The same definition again,
+        the usual case, is told by one comparison, without building the merge."""
         cache = self._definitions
         return {aid: d for aid, d in definitions.items()
-                if (known := cache.get((tenant, aid))) is None or merge_definition(known, d) != known}
+                if (known := cache.get((tenant, aid))) is None or d != known and merge_definition(known, d) != known}
 
     def _merge_definitions(self, conn: Connection, tenant: str,
                            pending: dict[str, dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
