@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import exc, text
@@ -18,7 +19,7 @@ from gateway.store.db import WRITE
 from gateway.wiring import open_store
 
 
-def _begin_write(store, busy_ms: int):  # type: ignore[no-untyped-def]
+def _begin_write(store: Any, busy_ms: int) -> Any:
     conn = store.engine.connect().execution_options(**WRITE)
     conn.connection.dbapi_connection.execute(f"PRAGMA busy_timeout={busy_ms}")
     return conn

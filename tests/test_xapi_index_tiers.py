@@ -9,6 +9,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -34,7 +35,7 @@ def _statements(n: int) -> list[dict]:
     for k in range(n):
         obj = ({"objectType": "Agent", **AGENTS[(k + 1) % 3]} if k % 7 == 3
                else {"id": ACTIVITIES[k % 4], "definition": {"name": {"en-US": f"Activity {k % 4}"}}})
-        ctx = {"contextActivities": {"parent": [{"id": PARENTS[k % 2]}]}}
+        ctx: dict[str, Any] = {"contextActivities": {"parent": [{"id": PARENTS[k % 2]}]}}
         if k % 5 == 0:
             ctx["instructor"] = AGENTS[(k + 2) % 3]
         out.append({"id": str(uuid.UUID(int=k + 1)), "actor": AGENTS[k % 3], "verb": {"id": VERBS[k % 2]}, "object": obj, "context": ctx})
@@ -93,7 +94,7 @@ def test_the_split_store_has_rows_in_both_tiers_and_the_others_in_one(stores) ->
     assert _tier_sizes(stores[10**9])[0] == 0
 
 
-FILTERS = [
+FILTERS: list[dict[str, Any]] = [
     {"agent": v.agent_key(AGENTS[0])},
     {"agent": v.agent_key(AGENTS[1]), "related_agents": True},
     {"verb": VERBS[0]},
