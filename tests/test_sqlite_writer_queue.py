@@ -97,3 +97,19 @@ def test_a_writer_that_waits_within_the_busy_timeout_goes_on_when_the_holder_com
         assert len(waited) == 1 and 0.3 <= waited[0] < 5
     finally:
         store.dispose()
+
+
+def test_an_error_of_flock_itself_reaches_the_waiting_writer_at_once(tmp_path: Path) -> None:
+    """The thread that waits in ``flock`` for a writer hands an error of ``flock`` (not a timeout)
+    back to it at once, and leaves the file to its connection."""
+    from gateway.store.sqlite_writers import _FLOCKS, _QueueWait
+
+    path = tmp_path / "lockfile"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)  # a closed descriptor: flock fails with EBADF
+    wait = _QueueWait(fd)
+    _FLOCKS.run(wait.block)
+    t0 = time.monotonic()
+    with pytest.raises(OSError):
+        wait.wait(10)
+    assert time.monotonic() - t0 < 5

@@ -114,33 +114,41 @@ class _QueueWait:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self._lock = threading.Lock()
-        self._got = threading.Event()
+        self._got = threading.Event()  # the lock is held, or ``error`` says why not
         self._abandoned = False
+        self.error: OSError | None = None
 
     def block(self) -> None:
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX)  # blocks without the GIL
-        except OSError:
-            pass  # the waiter's deadline says so
-        else:
+        except OSError as e:
             with self._lock:
-                if not self._abandoned:
+                if not self._abandoned:  # the waiter raises it; the file stays its connection's
+                    self.error = e
                     self._got.set()
                     return
+            os.close(self.fd)
+            return
+        with self._lock:
+            if not self._abandoned:
+                self._got.set()
+                return
         try:  # the waiter gave up: let the lock go at once, and the file (no connection has it now)
             fcntl.flock(self.fd, fcntl.LOCK_UN)
         finally:
             os.close(self.fd)
 
     def wait(self, seconds: float) -> bool:
-        """Whether the lock is held for the waiter within ``seconds``; if not, it is given up."""
-        if self._got.wait(seconds):
-            return True
-        with self._lock:
-            if self._got.is_set():  # got it just now
-                return True
-            self._abandoned = True
-            return False
+        """Whether the lock is held for the waiter within ``seconds``; if not, it is given up.
+        An error of ``flock`` itself is raised (as a blocking ``flock`` in the waiter's thread would)."""
+        if not self._got.wait(seconds):
+            with self._lock:
+                if not self._got.is_set():  # (else: got it just now)
+                    self._abandoned = True
+                    return False
+        if self.error is not None:
+            raise self.error
+        return True
 
 
 class _FlockThreads:
