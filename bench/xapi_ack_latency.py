@@ -6,8 +6,9 @@ writers away and stores ``--statements`` of its statements, batch after batch, t
 does in ``TESSERA_XAPI__DERIVE=async`` mode (``StatementStore.save`` with a deriver that is
 never run), with the collector set as a server sets it. It prints the CPU per statement of the
 process (every thread: the checkpoint thread too) and the p50, p99 and longest ``save``: the
-tail is what a slow commit (a checkpoint in it, a merge of the recent index tier) costs the
-request that meets it, and what every other writer waits meanwhile.
+tail is what a slow commit (a checkpoint in it, a merge step of the recent index tier) costs the
+request that meets it, and what every other writer waits meanwhile. On SQLite it prints too how long
+each merge step held the write lock.
 
     python bench/xapi_ack_latency.py --statements 60000
     python bench/xapi_ack_latency.py --database-url postgresql+psycopg://postgres@127.0.0.1:55432/postgres
@@ -58,6 +59,15 @@ def main() -> None:
         deriver = Deriver(store, mapper)
         deriver.notify = lambda: None  # type: ignore[method-assign]  # never derives: the acknowledgement path alone
         lrs = StatementStore(store, mapper, deriver=deriver)
+        merges: list[tuple[float, float]] = []  # (wall, CPU) of each merge step of the recent index tier (SQLite)
+        merge = lrs.merge
+
+        def timed_merge(conn: object, below: int | None = None) -> None:
+            w0, c0 = time.perf_counter(), time.process_time()
+            merge(conn, below)  # type: ignore[arg-type]
+            merges.append((time.perf_counter() - w0, time.process_time() - c0))
+
+        lrs.merge = timed_merge  # type: ignore[method-assign]
         raw = [make_batch(i) for i in range(args.statements // BATCH)]
         gc.collect()
         gc.freeze()  # as the server does (gateway/api/app.py)
@@ -77,6 +87,11 @@ def main() -> None:
         q = statistics.quantiles(took, n=100)
         print(f"  {n:,} statements in batches of {BATCH}: {cpu / n * 1e6:.0f} us CPU per statement; "
               f"save p50 {q[49] * 1e3:.1f} ms, p99 {q[98] * 1e3:.1f} ms, longest {max(took) * 1e3:.1f} ms")
+        if merges:
+            walls = sorted(w for w, _ in merges)
+            print(f"  {len(merges)} merge steps of the recent index tier (due every {lrs.merge_every:,} statements, "
+                  f"{lrs.merge_slice:,} a step): {walls[0] * 1e3:.0f}-{walls[-1] * 1e3:.0f} ms each under the write lock "
+                  f"(median {statistics.median(walls) * 1e3:.0f} ms), {sum(c for _, c in merges) / n * 1e6:.1f} us of CPU a statement")
         for line in notes:
             print(f"  {line}")
         store.dispose()

@@ -78,9 +78,9 @@ def run(path: Path, args: argparse.Namespace) -> None:
     merges: list[float] = []
     merge = statements.merge
 
-    def timed_merge(conn: object) -> None:
+    def timed_merge(conn: object, below: int | None = None) -> None:
         m0 = time.perf_counter()
-        merge(conn)  # type: ignore[arg-type]
+        merge(conn, below)  # type: ignore[arg-type]
         merges.append(time.perf_counter() - m0)
 
     statements.merge = timed_merge  # type: ignore[method-assign]
@@ -147,7 +147,8 @@ def run(path: Path, args: argparse.Namespace) -> None:
     print(f"  per statement: CPU {cpu * us:.0f} us; wall: validation {validate * us:.0f} us, save {save * us:.0f} us, "
           f"under the write lock {locked['in'] * us:.0f} us (COMMIT {locked['commit'] * us:.0f} us)")
     if merges:
-        print(f"  {len(merges)} merges of the recent index tier (every {statements.merge_every:,} statements): "
+        print(f"  {len(merges)} merge steps of the recent index tier (due every {statements.merge_every:,} statements, "
+              f"{statements.merge_slice:,} a step): "
               f"{sum(merges) / len(merges) * 1000:.0f} ms each, the longest {max(merges) * 1000:.0f} ms "
               f"({sum(merges) * us:.0f} us per statement, part of the time under the write lock)")
     with store.engine.connect() as conn:

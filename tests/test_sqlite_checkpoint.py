@@ -1,5 +1,5 @@
 """SQLite's WAL is checkpointed by a thread of the process, not inside the commit that crosses
-a threshold while every writer waits (``gateway.store.db._Checkpointer``, issue 22)."""
+a threshold while every writer waits (``gateway.store.sqlite_writers._Checkpointer``, issue 22)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from gateway.store import db
+from gateway.store import sqlite_writers as db
 from gateway.store.db import CHECKPOINT_BACKSTOP, WRITE, checkpointer, make_engine
 
 

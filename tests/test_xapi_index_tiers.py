@@ -9,6 +9,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -34,7 +35,7 @@ def _statements(n: int) -> list[dict]:
     for k in range(n):
         obj = ({"objectType": "Agent", **AGENTS[(k + 1) % 3]} if k % 7 == 3
                else {"id": ACTIVITIES[k % 4], "definition": {"name": {"en-US": f"Activity {k % 4}"}}})
-        ctx = {"contextActivities": {"parent": [{"id": PARENTS[k % 2]}]}}
+        ctx: dict[str, Any] = {"contextActivities": {"parent": [{"id": PARENTS[k % 2]}]}}
         if k % 5 == 0:
             ctx["instructor"] = AGENTS[(k + 2) % 3]
         out.append({"id": str(uuid.UUID(int=k + 1)), "actor": AGENTS[k % 3], "verb": {"id": VERBS[k % 2]}, "object": obj, "context": ctx})
@@ -43,10 +44,10 @@ def _statements(n: int) -> list[dict]:
 
 @pytest.fixture
 def stores(_sqlite_template: Path, tmp_path: Path) -> Iterator[dict[int, StatementStore]]:
-    """The same 61 statements, in batches of 1 to 9, in three stores: merged after every
-    write, merged every 7 statements, never merged."""
+    """The same 61 statements, in batches of 1 to 9, in four stores: merged after every
+    write, merged every 7 and every 12 statements (in steps of 1 and 3 statements), never merged."""
     made: dict[int, StatementStore] = {}
-    for every in (1, 7, 10**9):
+    for every in (1, 7, 12, 10**9):
         path = tmp_path / f"every-{every}.db"
         shutil.copy(_sqlite_template, path)
         made[every] = StatementStore(open_store(f"sqlite:///{path}"), merge_every=every)
@@ -93,7 +94,7 @@ def test_the_split_store_has_rows_in_both_tiers_and_the_others_in_one(stores) ->
     assert _tier_sizes(stores[10**9])[0] == 0
 
 
-FILTERS = [
+FILTERS: list[dict[str, Any]] = [
     {"agent": v.agent_key(AGENTS[0])},
     {"agent": v.agent_key(AGENTS[1]), "related_agents": True},
     {"verb": VERBS[0]},
@@ -111,7 +112,7 @@ FILTERS = [
 def test_every_filter_pages_the_same_whatever_the_merge_interval(stores, filters, ascending) -> None:
     found = {every: _all_pages(store, ascending=ascending, **filters) for every, store in stores.items()}
     assert found[1], "the filter should match some statements"
-    assert found[7] == found[1] == found[10**9]
+    assert found[7] == found[1] == found[12] == found[10**9]
     assert len(set(found[7])) == len(found[7])
 
 
@@ -127,4 +128,45 @@ def test_the_agents_resource_reads_both_tiers(stores) -> None:
     key = v.agent_key(AGENTS[0])
     bodies = {every: [_id(b) for b in store.agent_statements(TENANT, key, limit=10)] for every, store in stores.items()}
     assert len(bodies[7]) == 10
-    assert bodies[7] == bodies[1] == bodies[10**9]
+    assert bodies[7] == bodies[1] == bodies[12] == bodies[10**9]
+
+
+def test_a_due_merge_moves_the_oldest_statements_in_steps_and_keeps_the_tiers_split_by_seq(_sqlite_template: Path,
+                                                                                             tmp_path: Path) -> None:
+    """Merged every 12 statements in steps of 3: once the recent tier spans 12 statements, each
+    write moves the index rows of the oldest 3 (at least as many as it added) until the tier is
+    drained; after every write each statement's rows are in exactly one tier, every seq of the
+    recent tier is above every seq of the merged one, and the recent tier never spans much more
+    than 12 statements."""
+    path = tmp_path / "steps.db"
+    shutil.copy(_sqlite_template, path)
+    store = StatementStore(open_store(f"sqlite:///{path}"), merge_every=12)
+    assert store.merge_slice == 3
+    pending, size, seen_steps = _statements(80), 1, 0
+    verb_rows = (t.xapi_statement_agents.c.agent == "", t.xapi_recent_agents.c.agent == "")
+    try:
+        while pending:
+            raw, pending = pending[:size], pending[size:]
+            batch = v.statements([dict(s) for s in raw], "1.0.3")
+            merged_before = _tier_sizes(store)[0]
+            store.save(TENANT, batch, stored=complete(batch, AUTHORITY, "1.0.3"), authority=v.agent_key(AUTHORITY))
+            size = size % 4 + 1
+            with store.engine.connect() as conn:
+                top_merged = conn.execute(select(func.max(t.xapi_statement_agents.c.seq))).scalar()
+                low_recent, high_recent = conn.execute(select(func.min(t.xapi_recent_agents.c.seq),
+                                                              func.max(t.xapi_recent_agents.c.seq))).one()
+                statements = conn.execute(select(func.count()).select_from(t.xapi_statements)).scalar_one()
+                verb_merged = conn.execute(select(func.count()).where(verb_rows[0])).scalar_one()
+                verb_recent = conn.execute(select(func.count()).where(verb_rows[1])).scalar_one()
+            assert verb_merged + verb_recent == statements  # each statement's verb row in one tier, once
+            if top_merged is not None and low_recent is not None:
+                assert top_merged < low_recent
+            if low_recent is not None:
+                assert high_recent - low_recent + 1 < 12 + 4  # at most one batch past the threshold
+            if _tier_sizes(store)[0] > merged_before:
+                seen_steps += 1
+        assert seen_steps > 80 // 12  # more steps than whole merges would have been
+        for filters in FILTERS:
+            assert _all_pages(store, **filters) == _all_pages(store, **filters, ascending=True)[::-1]
+    finally:
+        store.store.dispose()

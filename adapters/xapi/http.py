@@ -21,6 +21,7 @@ per tenant or an OAuth 2.0 bearer token) and ``Depends(xapi_version)``, and rais
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -181,6 +182,11 @@ class _VerifiedSecrets:
         self._key = secrets.token_bytes(32)
         self._entries: dict[tuple[str, bytes], tuple[LrsPrincipal, float]] = {}
         self._lock = threading.Lock()
+        #: verifications under way in this process's event loop, by key: requests that miss the
+        #: cache while one runs wait for its answer instead of running scrypt again (the first
+        #: requests of a load, all at once, each ran it: about 0.8 s of a worker's CPU over the
+        #: first batches of the ingest benchmark)
+        self.pending: dict[tuple[str, bytes], asyncio.Future[LrsPrincipal | None]] = {}
 
     def key(self, client_id: str, secret: str) -> tuple[str, bytes]:
         return client_id, hmac.new(self._key, secret.encode(), hashlib.sha256).digest()
@@ -196,6 +202,10 @@ class _VerifiedSecrets:
             if len(self._entries) > 10_000:
                 self._entries.clear()
             self._entries[key] = (principal, time.monotonic() + self.TTL_SECONDS)
+
+
+#: what a verification that failed or was cancelled tells the requests waiting for it: verify again
+_RETRY: Any = object()
 
 
 def authority_for(ctx: AppContext, client_id: str, name: str) -> dict[str, Any]:
@@ -241,11 +251,26 @@ async def _basic(ctx: AppContext, cache: _VerifiedSecrets, value: str) -> LrsPri
         if ctx.auth.revocations.revoked(client_id):  # within TESSERA_REVOCATION_CHECK_SECONDS, not the cache's 30 s
             raise AuthError("unknown, revoked or wrong LRS credentials")
         return found
-    client = await run_in_threadpool(ctx.auth.clients.authenticate, client_id, secret)
-    if client is None:
+    while (under_way := cache.pending.get(key)) is not None:  # the same credentials being verified for another request
+        answer = await asyncio.shield(under_way)
+        if answer is None:
+            raise AuthError("unknown, revoked or wrong LRS credentials")
+        if answer is not _RETRY:
+            return answer
+    cache.pending[key] = mine = asyncio.get_running_loop().create_future()
+    try:
+        client = await run_in_threadpool(ctx.auth.clients.authenticate, client_id, secret)
+        found = None if client is None else LrsPrincipal(client.tenant, client.client_id, expand(client.scopes),
+                                                         authority_for(ctx, client.client_id, client.name))
+        if found is not None:
+            cache.put(key, found)
+        mine.set_result(found)
+    finally:
+        del cache.pending[key]
+        if not mine.done():  # failed or cancelled: the waiters verify for themselves
+            mine.set_result(_RETRY)
+    if found is None:
         raise AuthError("unknown, revoked or wrong LRS credentials")
-    found = LrsPrincipal(client.tenant, client.client_id, expand(client.scopes), authority_for(ctx, client.client_id, client.name))
-    cache.put(key, found)
     return found
 
 

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
@@ -39,16 +39,16 @@ from gateway.store.group_commit import GroupCommit
 
 from . import statement_pg
 from .http import XapiError
+from .index_tiers import MERGE_EVERY, TierMerge
 from .memory import TRIM
 from .outbox import enqueue
 from .partitions import where_ids
 from .statement_compare import same_statement
-from .statement_query import MERGED, RECENT, StatementReads
+from .statement_query import RECENT, StatementReads
 from .statement_seqs import allocate_seqs, voided_by_earlier
 from .tables import (
     xapi_activities,
     xapi_attachments,
-    xapi_recent_agents,
     xapi_statements,
 )
 from .validation import VOIDED, agent_key
@@ -59,16 +59,6 @@ _STATEMENT_COLUMNS = ["seq", "tenant", "id", "stored", "verb_id", "registration"
                       "attachments", "deferred", "body"]
 #: activity definitions remembered per process (see ``_merge_definitions``)
 _DEFINITIONS_CACHED = 50_000
-#: SQLite: statements whose index rows wait in the recent tier before it is merged (see
-#: ``adapters/xapi/tables.py``; the setting ``TESSERA_XAPI__MERGE_EVERY``). A merge writes each leaf
-#: page it touches once, so the more it takes the less it costs per statement; a query scans
-#: the whole recent tier, ~8 rows a statement. Measured on the ingest benchmark (200,000
-#: statements, two workers): every 4,096 statements 5,130-5,650 statements/s, 8,192 5,522,
-#: 16,384 5,996; GET agent+verb over a million statements, p50 2.3 ms with 4,000 statements
-#: in the recent tier, 3.0 ms with 10,000 (at this setting).
-MERGE_EVERY = 16_384
-
-
 @dataclass
 class _Plan:
     """A batch's rows, built outside the write transaction (see ``StatementStore._plan``):
@@ -116,8 +106,8 @@ class StatementStore(StatementReads):
         self._key = _uuid_bytes if dialect.name == "sqlite" else (lambda value: uid(uuid.UUID(value)))
         # SQLite: new index rows go to the recent tier, merged every ``merge_every`` statements
         self._tiered = dialect.name == "sqlite"
-        self._oldest_recent = f"SELECT min(seq) FROM {xapi_recent_agents.name}"
-        self.merge_every = merge_every
+        self.tiers = TierMerge(merge_every)
+        self.merge_every, self.merge_slice = self.tiers.every, self.tiers.slice
         # (PostgreSQL writes through ``statement_pg``: statements partitioned by month, index rows
         # with their statement's stored, ids in the id table, ``partitions``)
         self._agents = BulkStatement(RECENT.agents, ["tenant", "agent", "verb_id", "seq", "role"], dialect)
@@ -362,8 +352,10 @@ class StatementStore(StatementReads):
         self._store_attachments(conn, tenant, attachments)
         # routing (issue 16): outbox rows of kind xapi.statement, in this transaction
         enqueue(conn, tenant, plan.ids, plan.bodies, getattr(self.evidence, "source", "xapi"))
-        if self._tiered and self._merge_due(conn, seqs[-1]):
-            self.merge(conn)
+        if self._tiered:
+            below = self.tiers.due(conn, seqs[-1], n)
+            if below is not None:
+                self.merge(conn, below)
         return self._merge_definitions(conn, tenant, plan.definitions)
 
     @staticmethod
@@ -373,20 +365,10 @@ class StatementStore(StatementReads):
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock{'' if targets else '_shared'}(hashtextextended(%(t)s, 1))", {"t": tenant})
 
-    def _merge_due(self, conn: Connection, last: int) -> bool:
-        """Whether the recent tier now spans ``merge_every`` statements (every statement has
-        a row in ``xapi_recent_agents``: its verb's)."""
-        oldest = conn.exec_driver_sql(self._oldest_recent).scalar()  # under the write lock: no SQLAlchemy compile
-        return oldest is not None and last - oldest + 1 >= self.merge_every
-
-    def merge(self, conn: Connection) -> None:
-        """Move the whole recent tier into the merged tables, in key order, so each leaf page
-        of theirs is written once for all the rows it receives. Runs in the caller's write
-        transaction: on SQLite nothing else writes meanwhile, so the tiers stay split by seq."""
-        for recent, merged in ((RECENT.agents, MERGED.agents), (RECENT.activities, MERGED.activities)):
-            cols = [c.name for c in merged.primary_key.columns]  # the merged table's key order
-            conn.execute(insert(merged).from_select(cols, select(*(recent.c[c] for c in cols)).order_by(*(recent.c[c] for c in cols))))
-            conn.execute(delete(recent))
+    def merge(self, conn: Connection, below: int | None = None) -> None:
+        """SQLite: move the index rows of the statements below seq ``below`` (all: None) into the
+        merged tables (``index_tiers.TierMerge.merge``), in the caller's write transaction."""
+        self.tiers.merge(conn, below)
 
     def _referenced_rows(self, tenant: str,
                          statements: list[dict[str, Any]]) -> dict[str, tuple[list[tuple[str, str, str]], list[tuple[str, str]]]]:
@@ -429,10 +411,11 @@ class StatementStore(StatementReads):
         write lock. Most statements repeat a definition the LRS already holds: a definition
         this process last read or wrote, that the new one would not change, costs no query.
         (Another process may have merged more into the row since: then the row stays as
-        that process left it, which already holds at least as much.)"""
+        that process left it, which already holds at least as much.) The same definition again,
+        the usual case, is told by one comparison, without building the merge."""
         cache = self._definitions
         return {aid: d for aid, d in definitions.items()
-                if (known := cache.get((tenant, aid))) is None or merge_definition(known, d) != known}
+                if (known := cache.get((tenant, aid))) is None or d != known and merge_definition(known, d) != known}
 
     def _merge_definitions(self, conn: Connection, tenant: str,
                            pending: dict[str, dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
