@@ -344,8 +344,8 @@ def write_manifest(out_dir: Path, manifest: Manifest | Any, written: list[Path])
 
 def _export_file(conn: Any, tenant: str, kind: str, since: int | None, until: int, cols: list[tuple[str, str]], fmt: str,
                  path: Path, deid: Deidentifier | None, check: Callable[[], None] | None,
-                 progress: Callable[[str, int], None] | None, *, part: int = 0, parts: int = 1) -> ExportFile:
-    """One file: the records of one kind (or of one part of them: ``part`` of ``parts``) read
+                 progress: Callable[[str, int], None] | None, *, span: reads.Span | None = None) -> ExportFile:
+    """One file: the records of one kind (or of one part of them: those in ``span``) read
     through ``conn`` (PostgreSQL: the driver's connection, in its transaction's snapshot;
     SQLite: SQLAlchemy's), converted batch by batch, written, and described."""
     writer = WRITERS[fmt][0](path, cols)
@@ -353,11 +353,11 @@ def _export_file(conn: Any, tenant: str, kind: str, since: int | None, until: in
     helps = columnar.helped(kind, cols)
     try:
         with paused_gc():  # the whole loop: the fetching thread's and the writer's objects too
-            for raws in prefetched(read_batches(conn, tenant, kind, since, until, part=part, parts=parts)):
+            for raws in prefetched(read_batches(conn, tenant, kind, since, until, span=span)):
                 if check is not None:
                     check()
                 started = helper
-                if helper is None and deid is not None and parts == 1 and len(raws) >= columnar.HELPER_FROM and helps and _helper_pays():
+                if helper is None and deid is not None and span is None and len(raws) >= columnar.HELPER_FROM and helps and _helper_pays():
                     try:
                         helper = deid.pseudonyms.helper()  # used from the next batch on, by when it has started
                     except OSError:  # no process to be had: the pseudonyms are made here, as without one
@@ -394,10 +394,8 @@ _SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?$")
 
 def export_workers() -> int:
     """``TESSERA_EXPORT_WORKERS``, else half the machine's cores from 4 cores on (up to 4), else
-    none. Parts cost more CPU in all (each part's database process reads every record of the
-    tenant to pick its own: measured on 2 cores, a third more CPU a row than one process), so
-    they pay only where cores are left over for them, not on a machine of 2 cores shared by
-    the database and the exporting process (``docs/scaling.md``)."""
+    none: parts pay where cores are left over for them, not on a machine of 2 cores shared by
+    the database, the exporting process and its pseudonym helper (``docs/scaling.md``)."""
     value = os.environ.get(EXPORT_WORKERS_ENV)
     if value is not None and value.strip():
         return max(0, int(value))
@@ -407,27 +405,31 @@ def export_workers() -> int:
 
 class _Parts:
     """A large kind exported by ``workers`` processes at once, each its own part of the
-    records (those whose id's last byte modulo ``workers`` is its number) into its own file of
-    the kind's file set, ALL in the export's one snapshot: the exporting transaction exports
-    its snapshot (``pg_export_snapshot()``) and each process's transaction adopts it (``SET
-    TRANSACTION SNAPSHOT``), so the parts together hold exactly what one reader would have
-    read, each record once. Each process streams with bounded memory, as one does alone.
+    records into its own file of the kind's file set, ALL in the export's one snapshot: the
+    exporting transaction exports its snapshot (``pg_export_snapshot()``) and each process's
+    transaction adopts it (``SET TRANSACTION SNAPSHOT``), so the parts together hold exactly
+    what one reader would have read, each record once. A part is a range of the tenant's
+    ``(tenant, updated_at, id)`` index (``export_reads.spans``): each process's database
+    process reads that range and the pages it points at, not every record of the tenant.
+    Each process streams with bounded memory, as one does alone.
 
     The processes come from a fork server (clean processes that never inherit this one's
     threads or connections; the calling program's main module must be import-safe, as for
     any ``multiprocessing`` program), get the export's de-identifier (the recipient's key and
     the database's address: they look state ids up through their own connection), and are
     stopped when the export ends, however it ends: ``check`` runs here while they work, and a
-    failure anywhere (a revoked grant, a full disk in one of them) stops the others at their
-    next batch before the export removes every file. Only kinds with at least
-    ``2 * BATCH_ROWS`` records are split (a small export never starts a process)."""
+    failure anywhere (a revoked grant, a full disk in one of them, a part's process killed)
+    stops the others at their next batch before the export removes every file. What they
+    share with this process (``_Shared``: the stop flag, each part's count of rows done) is
+    plain shared memory without a lock, so a process killed at any moment leaves nothing
+    held that another would wait for. Only kinds with at least ``2 * BATCH_ROWS`` records
+    are split (a small export never starts a process)."""
 
     def __init__(self, url: str, deid: Deidentifier | None, workers: int) -> None:
         self.url, self.deid, self.workers = url, deid, workers if workers >= 2 else 0
         self.pool: Any = None
         self.snapshot: str | None = None
-        self.stop: Any = None
-        self.done: Any = None
+        self.shared: _Shared | None = None
         self.stats: dict[str, float] = {"workers": 0, "worker_cpu_s": 0.0, "worker_rss_mib": 0.0, "worker_backend_cpu_s": 0.0}
 
     def worth_it(self, conn: Any, tenant: str, kind: str, since: int | None, until: int) -> bool:
@@ -444,15 +446,16 @@ class _Parts:
             check()
         if self.snapshot is None:
             self.snapshot = str(conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar())
-        pool = self._start()
-        futures = [pool.submit(_export_part, self.url, self.snapshot, tenant, kind, since, until, cols, fmt, str(path), k, len(paths))
+        pool, shared = self._start()
+        cut = reads.spans(conn, tenant, kind, len(paths))
+        futures = [pool.submit(_export_part, self.url, self.snapshot, tenant, kind, since, until, cols, fmt, str(path), k, cut[k])
                    for k, path in enumerate(paths)]
         reported = 0
         while True:
             finished, running = wait(futures, timeout=0.25, return_when=FIRST_EXCEPTION)
             if check is not None:
                 check()
-            if progress is not None and (now := self.done.value) > reported:
+            if progress is not None and (now := shared.done()) > reported:
                 progress(kind, now - reported)
                 reported = now
             if any(f.exception() is not None for f in finished) or not running:
@@ -465,29 +468,60 @@ class _Parts:
             self.stats["worker_backend_cpu_s"] += backend
             self.stats["worker_rss_mib"] = max(self.stats["worker_rss_mib"], rss * len(paths))
         self.stats["workers"] = len(paths)
-        if progress is not None and self.done.value > reported:
-            progress(kind, self.done.value - reported)
-        self.done.value = 0
+        if progress is not None and shared.done() > reported:
+            progress(kind, shared.done() - reported)
+        shared.reset()
         return files
 
-    def _start(self) -> Any:
-        if self.pool is None:
+    def _start(self) -> tuple[Any, _Shared]:
+        if self.pool is None or self.shared is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
             ctx = multiprocessing.get_context("forkserver")
             # what a part's process needs, imported once in the fork server, not in each process
             ctx.set_forkserver_preload([__name__, "pyarrow", "pyarrow.compute", "pyarrow.parquet", "psycopg", "sqlalchemy.dialects.postgresql"])
-            self.stop, self.done = ctx.Event(), ctx.Value("q", 0)
+            self.shared = _Shared(ctx, self.workers)
             self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_part_init,
-                                            initargs=(self.deid, self.stop, self.done))
-        return self.pool
+                                            initargs=(self.deid, self.shared))
+        return self.pool, self.shared
 
     def close(self) -> None:
         if self.pool is not None:
-            self.stop.set()
+            if self.shared is not None:
+                self.shared.stop()
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+
+
+class _Shared:
+    """What the export's part processes share with the exporting process, without a lock: a
+    stop flag (set by the exporting process, read by the parts before each batch) and one
+    count of rows done a part, each written by its part alone (``add``) and summed by the
+    exporting process (``done``). A lock here (as ``multiprocessing.Value`` has) would be held
+    for a moment at each batch, and a part's process killed in that moment would leave it held
+    for ever: every other part, and the exporting process, would wait on it. Aligned 8-byte
+    words are read and written whole, so a reader sees a count before or after a write."""
+
+    def __init__(self, ctx: Any, parts: int) -> None:
+        self.flag = ctx.RawValue("q", 0)
+        self.counts = ctx.RawArray("q", parts)
+
+    def stop(self) -> None:
+        self.flag.value = 1
+
+    def stopped(self) -> bool:
+        return bool(self.flag.value)
+
+    def add(self, part: int, rows: int) -> None:
+        self.counts[part] += rows  # this part's own word: no other process writes it
+
+    def done(self) -> int:
+        return sum(self.counts[:])
+
+    def reset(self) -> None:
+        for k in range(len(self.counts)):
+            self.counts[k] = 0
 
 
 class ExportStopped(Exception):
@@ -497,15 +531,16 @@ class ExportStopped(Exception):
 _PART: dict[str, Any] = {}
 
 
-def _part_init(deid: Deidentifier | None, stop: Any, done: Any) -> None:
-    _PART.update(deid=deid, stop=stop, done=done)
+def _part_init(deid: Deidentifier | None, shared: _Shared) -> None:
+    _PART.update(deid=deid, shared=shared)
 
 
 def _export_part(url: str, snapshot: str, tenant: str, kind: str, since: int | None, until: int, cols: list[tuple[str, str]],
-                 fmt: str, path: str, part: int, parts: int) -> tuple[ExportFile, tuple[float, float, float]]:
-    """One part, in a part's process: the export's snapshot adopted, then as one file alone.
-    Returns the file and (this process's CPU seconds, its peak RSS in MiB, its database
-    backend's CPU seconds where /proc shows it) for ``bench/state.py``."""
+                 fmt: str, path: str, part: int, span: reads.Span) -> tuple[ExportFile, tuple[float, float, float]]:
+    """One part (number ``part``, the records in ``span``), in a part's process: the export's
+    snapshot adopted, then as one file alone. Returns the file and (this process's CPU
+    seconds, its peak RSS in MiB, its database backend's CPU seconds where /proc shows it)
+    for ``bench/state.py``."""
     import resource
     import time
 
@@ -514,15 +549,14 @@ def _export_part(url: str, snapshot: str, tenant: str, kind: str, since: int | N
 
     if not _SNAPSHOT_ID.match(snapshot):
         raise ExportFailed(f"not a snapshot id: {snapshot!r}")
-    stop, done = _PART["stop"], _PART["done"]
+    shared: _Shared = _PART["shared"]
 
     def check() -> None:
-        if stop.is_set():
+        if shared.stopped():
             raise ExportStopped("export stopped")
 
     def progress(_kind: str, rows: int) -> None:
-        with done.get_lock():
-            done.value += rows
+        shared.add(part, rows)
 
     cpu0 = time.process_time()
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -532,8 +566,7 @@ def _export_part(url: str, snapshot: str, tenant: str, kind: str, since: int | N
         for setting in READ_SETTINGS:
             dbapi.execute(setting)
         backend = dbapi.info.backend_pid
-        made = _export_file(dbapi, tenant, kind, since, until, cols, fmt, Path(path), _PART["deid"], check, progress,
-                            part=part, parts=parts)
+        made = _export_file(dbapi, tenant, kind, since, until, cols, fmt, Path(path), _PART["deid"], check, progress, span=span)
         backend_cpu = process_cpu(backend)
         dbapi.execute("COMMIT")
     return made, (time.process_time() - cpu0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, backend_cpu)
