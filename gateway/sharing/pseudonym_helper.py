@@ -98,10 +98,11 @@ def _sha256_maker() -> Any:
     small struct where OpenSSL's copies a context it allocates (measured: 0.69 against 0.84
     µs a record pseudonym)."""
     try:
-        import _sha256
+        from importlib import import_module
 
-        _sha256.sha256(b"")
-        return _sha256.sha256
+        made = import_module("_sha256").sha256
+        made(b"")
+        return made
     except (ImportError, ValueError):  # an interpreter built without it (or refusing it: FIPS)
         return hashlib.sha256
 
