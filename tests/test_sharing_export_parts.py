@@ -1,4 +1,4 @@
-"""The export's part processes (``export._Parts``): each reads its own range of the tenant's
+"""The export's part processes (``export_parts._Parts``): each reads its own range of the tenant's
 ``(tenant, updated_at, id)`` index (``export_reads.spans``), and what they share with the
 exporting process holds no lock, so a part killed at any moment blocks nobody."""
 
@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from gateway.sharing import export as export_mod
-from gateway.sharing import export_reads
+from gateway.sharing import export_parts, export_reads
 from gateway.sharing.deidentify import Deidentifier, Pseudonymizer, StateIds
 from gateway.sharing.export import export
 from gateway.store.tables import RECORD_TABLES
@@ -23,12 +23,12 @@ from gateway.store.tables import RECORD_TABLES
 from .test_sharing import KEY, district
 
 
-def _count_for_ever(shared: export_mod._Shared) -> None:
+def _count_for_ever(shared: export_parts._Shared) -> None:
     while True:
         shared.add(0, 1)
 
 
-def _count_once(shared: export_mod._Shared) -> None:
+def _count_once(shared: export_parts._Shared) -> None:
     shared.add(1, 5)
     if shared.stopped():
         raise SystemExit(3)
@@ -39,7 +39,7 @@ def test_a_part_killed_at_any_moment_leaves_the_others_and_the_export_free():
     would be holding it) leaves the other parts and the exporting process to count, read the
     total and stop the parts without waiting."""
     ctx = multiprocessing.get_context("forkserver")
-    shared = export_mod._Shared(ctx, 2)
+    shared = export_parts._Shared(ctx, 2)
     busy = ctx.Process(target=_count_for_ever, args=(shared,))
     busy.start()
     try:
@@ -101,14 +101,14 @@ def test_an_export_whose_part_process_is_killed_fails_and_removes_every_file(sto
     monkeypatch.setattr(export_reads, "BATCH_ROWS", 2)
     monkeypatch.setenv(export_mod.EXPORT_WORKERS_ENV, "2")
     pools = []
-    real_start = export_mod._Parts._start
+    real_start = export_parts._Parts._start
 
     def start(self):
         made = real_start(self)
         pools.append(made[0])
         return made
 
-    monkeypatch.setattr(export_mod._Parts, "_start", start)
+    monkeypatch.setattr(export_parts._Parts, "_start", start)
     locker = create_engine(db_url)
     held = threading.Event()
 
