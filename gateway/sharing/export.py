@@ -43,7 +43,6 @@ import csv
 import hashlib
 import io
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -62,6 +61,7 @@ from . import columns as columnar
 from . import export_reads as reads
 from .columns import Batch, arrow_schema, columnize, columns_of, prefetched
 from .deidentify import Deidentifier
+from .export_parts import _PART, _PART_READ, _SNAPSHOT_ID, _Parts, in_snapshot, part_hooks, process_cpu
 from .export_reads import read_batches, snapshot
 from .pseudonym_helper import PseudonymHelper, arrow_texts
 
@@ -305,8 +305,6 @@ def export(store: Store, out_dir: Path, *, tenant: str, kinds: Sequence[str], fm
     written: list[Path] = []
     ext = WRITERS[fmt][1]
     postgres = store.engine.dialect.name == "postgresql"
-    from .export_parts import _Parts
-
     parts = _Parts(store.engine.url.render_as_string(hide_password=False), deidentifier, export_workers() if postgres else 0)
     try:
         with snapshot(store) as conn:
@@ -315,7 +313,7 @@ def export(store: Store, out_dir: Path, *, tenant: str, kinds: Sequence[str], fm
                 if parts.worth_it(conn, tenant, kind, since, until):
                     paths = [out_dir / f"{kind}.part-{k + 1}-of-{parts.workers}.{ext}" for k in range(parts.workers)]
                     written += paths
-                    manifest.files += parts.run(conn, tenant, kind, since, until, cols, fmt, paths, check, progress)
+                    manifest.files += _run_parts(parts, conn, tenant, kind, since, until, cols, fmt, paths, check, progress)
                     continue
                 path = out_dir / f"{kind}.{ext}"
                 written.append(path)
@@ -391,7 +389,6 @@ def _helper_pays() -> bool:
 
 #: processes that export a large kind in parts on PostgreSQL (0 or 1: the exporting process alone)
 EXPORT_WORKERS_ENV = "TESSERA_EXPORT_WORKERS"
-_SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?$")
 
 
 def export_workers() -> int:
@@ -405,13 +402,37 @@ def export_workers() -> int:
     return min(4, cores // 2) if cores >= 4 else 0
 
 
-def process_cpu(pid: int) -> float:
-    """CPU seconds of a process on this machine (/proc), 0 where that cannot be read."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
+def _run_parts(parts: _Parts, conn: Any, tenant: str, kind: str, since: int | None, until: int, cols: list[tuple[str, str]], fmt: str,
+               paths: list[Path], check: Callable[[], None] | None, progress: Callable[[str, int], None] | None) -> list[ExportFile]:
+    """A large kind exported by ``parts``' processes (``export_parts._Parts``), each its range
+    of the tenant's index (``export_reads.spans``) into its own file of the kind's file set."""
+    if check is not None:
+        check()
+    cut = reads.spans(conn, tenant, kind, len(paths))
+    done = parts.run_tasks(conn, kind, [(_export_part, (parts.url, parts.snapshot_of(conn), tenant, kind, since, until, cols, fmt,
+                                                       str(path), k, cut[k])) for k, path in enumerate(paths)], check, progress)
+    files = []
+    for made, (cpu, rss, backend) in done:
+        files.append(made)
+        parts.stats["worker_cpu_s"] += cpu
+        parts.stats["worker_backend_cpu_s"] += backend
+        parts.stats["worker_rss_mib"] = max(parts.stats["worker_rss_mib"], rss * len(paths))
+    parts.stats["workers"] = len(paths)
+    return files
+
+
+def _export_part(url: str, snapshot: str, tenant: str, kind: str, since: int | None, until: int, cols: list[tuple[str, str]],
+                 fmt: str, path: str, part: int, span: reads.Span) -> tuple[ExportFile, tuple[float, float, float]]:
+    """One part (number ``part``, the records in ``span``), in a part's process: the export's
+    snapshot adopted, then as one file alone. Returns the file and (this process's CPU
+    seconds, its peak RSS in MiB, its database backend's CPU seconds where /proc shows it)
+    for ``bench/state.py``."""
+    if not _SNAPSHOT_ID.match(snapshot):
+        raise ExportFailed(f"not a snapshot id: {snapshot!r}")
+    check, progress = part_hooks(part)
+    with in_snapshot(url, snapshot, _PART_READ) as (dbapi, measured):
+        made = _export_file(dbapi, tenant, kind, since, until, cols, fmt, Path(path), _PART["deid"], check, progress, span=span)
+    return made, measured()
 
 
 def read_back(path: Path) -> list[dict[str, Any]]:
@@ -426,4 +447,4 @@ def read_back(path: Path) -> list[dict[str, Any]]:
 
 
 __all__ = ["EXPORT_WORKERS_ENV", "FORMATS", "HELPER_ENV", "SCHEMA_VERSION", "ExportFailed", "ExportFile", "Manifest", "export",
-           "export_workers", "read_back", "validate"]
+           "export_workers", "process_cpu", "read_back", "validate"]

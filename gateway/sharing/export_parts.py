@@ -6,6 +6,8 @@ their row counts, without a lock (``_Shared``).
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,8 +17,9 @@ from sqlalchemy import func, select
 
 from . import export_reads as reads
 from .deidentify import Deidentifier
-from .export import _SNAPSHOT_ID, ExportFailed, ExportFile, _export_file, process_cpu
 from .export_reads import READ_SETTINGS, export_query
+
+_SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?$")
 
 
 class _Parts:
@@ -53,22 +56,6 @@ class _Parts:
             return False
         some = export_query(tenant, kind, since, until).limit(2 * reads.BATCH_ROWS).subquery()
         return bool(conn.scalar(select(func.count()).select_from(some)) >= 2 * reads.BATCH_ROWS)
-
-    def run(self, conn: Any, tenant: str, kind: str, since: int | None, until: int, cols: list[tuple[str, str]], fmt: str,
-            paths: list[Path], check: Callable[[], None] | None, progress: Callable[[str, int], None] | None) -> list[ExportFile]:
-        if check is not None:
-            check()
-        cut = reads.spans(conn, tenant, kind, len(paths))
-        done = self.run_tasks(conn, kind, [(_export_part, (self.url, self.snapshot_of(conn), tenant, kind, since, until, cols, fmt,
-                                                           str(path), k, cut[k])) for k, path in enumerate(paths)], check, progress)
-        files = []
-        for made, (cpu, rss, backend) in done:
-            files.append(made)
-            self.stats["worker_cpu_s"] += cpu
-            self.stats["worker_backend_cpu_s"] += backend
-            self.stats["worker_rss_mib"] = max(self.stats["worker_rss_mib"], rss * len(paths))
-        self.stats["workers"] = len(paths)
-        return files
 
     def snapshot_of(self, conn: Any) -> str:
         """The export's snapshot, exported by its transaction once (the parts adopt it)."""
@@ -109,7 +96,7 @@ class _Parts:
 
             ctx = multiprocessing.get_context("forkserver")
             # what a part's process needs, imported once in the fork server, not in each process
-            ctx.set_forkserver_preload([__name__, "pyarrow", "pyarrow.compute", "pyarrow.parquet", "psycopg", "sqlalchemy.dialects.postgresql"])
+            ctx.set_forkserver_preload([__name__, f"{__package__}.export", "pyarrow", "pyarrow.compute", "pyarrow.parquet", "psycopg", "sqlalchemy.dialects.postgresql"])
             self.shared = _Shared(ctx, self.workers)
             self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_part_init,
                                             initargs=(self.deid, self.shared))
@@ -168,18 +155,6 @@ def _part_init(deid: Deidentifier | None, shared: _Shared) -> None:
     _PART.update(deid=deid, shared=shared)
 
 
-def _export_part(url: str, snapshot: str, tenant: str, kind: str, since: int | None, until: int, cols: list[tuple[str, str]],
-                 fmt: str, path: str, part: int, span: reads.Span) -> tuple[ExportFile, tuple[float, float, float]]:
-    """One part (number ``part``, the records in ``span``), in a part's process: the export's
-    snapshot adopted, then as one file alone. Returns the file and (this process's CPU
-    seconds, its peak RSS in MiB, its database backend's CPU seconds where /proc shows it)
-    for ``bench/state.py``."""
-    check, progress = part_hooks(part)
-    with in_snapshot(url, snapshot, _PART_READ) as (dbapi, measured):
-        made = _export_file(dbapi, tenant, kind, since, until, cols, fmt, Path(path), _PART["deid"], check, progress, span=span)
-    return made, measured()
-
-
 def part_hooks(part: int) -> tuple[Callable[[], None], Callable[[str, int], None]]:
     """A part's ``check`` (raises ``ExportStopped`` once the export is stopping) and its
     ``progress`` (counts its rows in its own word of ``_Shared``), in a part's process."""
@@ -208,7 +183,7 @@ def in_snapshot(url: str, snapshot: str, *settings: str) -> Iterator[tuple[Any, 
     from sqlalchemy.engine import make_url
 
     if not _SNAPSHOT_ID.match(snapshot):
-        raise ExportFailed(f"not a snapshot id: {snapshot!r}")
+        raise ValueError(f"not a snapshot id: {snapshot!r}")
     cpu0 = time.process_time()
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(dsn, autocommit=True) as dbapi:
@@ -225,4 +200,13 @@ def in_snapshot(url: str, snapshot: str, *settings: str) -> Iterator[tuple[Any, 
         dbapi.execute("COMMIT")
 
 
-__all__ = ["ExportStopped", "in_snapshot", "part_hooks"]
+def process_cpu(pid: int) -> float:
+    """CPU seconds of a process on this machine (/proc), 0 where that cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+__all__ = ["ExportStopped", "in_snapshot", "part_hooks", "process_cpu"]
