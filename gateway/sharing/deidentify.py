@@ -41,7 +41,7 @@ from sqlalchemy import Engine, func, select
 
 from ..auth.sealed import key_file_for, read_or_create_key
 from ..store.tables import identifiers
-from .pseudonym_helper import PseudonymHelper, as_uuid, padded_states, record_macs, split_texts, uuid_texts
+from .pseudonym_helper import InProcessPseudonyms, PseudonymHelper, as_uuid, padded_states, record_macs, split_texts, uuid_texts
 
 ENV_KEY = "TESSERA_PSEUDONYM_KEY"
 KEY_FILE_NAME = "tessera-pseudonym.key"
@@ -151,6 +151,10 @@ class Pseudonymizer:
         """A helper process that computes ``records`` of this recipient (it gets the derived
         key ``K_r`` only)."""
         return PseudonymHelper(self.__key)
+
+    def in_process(self) -> InProcessPseudonyms:
+        """What ``helper`` does, done in this process (``pseudonym_helper.InProcessPseudonyms``)."""
+        return InProcessPseudonyms(self.__inner, self.__outer)
 
 
 def _lowered(ids: list[str]) -> list[str]:

@@ -357,11 +357,13 @@ def _export_file(conn: Any, tenant: str, kind: str, since: int | None, until: in
                 if check is not None:
                     check()
                 started = helper
-                if helper is None and deid is not None and span is None and len(raws) >= columnar.HELPER_FROM and helps and _helper_pays():
+                if helper is None and deid is not None and len(raws) >= columnar.HELPER_FROM and helps:
                     try:
+                        if span is not None or not _helper_pays():
+                            raise OSError("no helper process: the pseudonyms are made here")
                         helper = deid.pseudonyms.helper()  # used from the next batch on, by when it has started
-                    except OSError:  # no process to be had: the pseudonyms are made here, as without one
-                        helps = False
+                    except OSError:  # none wanted or none to be had: made here, from this batch on
+                        helper = started = deid.pseudonyms.in_process()
                 writer.write(columnize(kind, cols, raws, deid, need_columns=fmt != "ndjson", helper=started))
                 if progress is not None:
                     progress(kind, len(raws))

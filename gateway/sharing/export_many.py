@@ -236,22 +236,25 @@ def _bound_caches(sources: Sequence[Source], using: Source, counters: dict[str, 
         counters["forgotten"] += 1
 
 
-def _helpers(sinks: Sequence[_Sink]) -> list[PseudonymHelper]:
+def _helpers(sinks: Sequence[_Sink], *, in_part: bool = False) -> list[PseudonymHelper]:
     """One pseudonym helper process per recipient key (the sources of one recipient share
     their ``Pseudonymizer``: ``sources_of``) for the sinks it serves, where one pays
-    (``export._helper_pays``); none where no process can be had."""
+    (``export._helper_pays``); in a part's process (``in_part``), or where no process can be
+    had, the same work done in this process (``pseudonym_helper.InProcessPseudonyms``)."""
     made: dict[int, PseudonymHelper] = {}
-    if not _helper_pays():
-        return []
+    process = _helper_pays() and not in_part
     for sink in sinks:
         deid = sink.source.deidentifier
         if not sink.helps or deid is None:
             continue
         if id(deid.pseudonyms) not in made:
             try:
+                if not process:
+                    raise OSError("no helper process: the pseudonyms are made here")
                 made[id(deid.pseudonyms)] = deid.pseudonyms.helper()
-            except OSError:  # no process to be had: the pseudonyms are made here, as without one
-                return list(made.values())
+            except OSError:  # none wanted or none to be had: made here (``pseudonym_helper.InProcessPseudonyms``)
+                made[id(deid.pseudonyms)] = deid.pseudonyms.in_process()
+                process = False
         sink.helper = made[id(deid.pseudonyms)]
     return list(made.values())
 
@@ -274,7 +277,7 @@ def _read_split(dbapi: Any, sources: list[Source], kind: str, since: int | None,
             path = out_dir / s.tenant / f"{kind}.{WRITERS[fmt][1]}"
             written.append(path)
             sinks[s.tenant.encode()] = _Sink(s, kind, fmt, path, lane)
-        helpers = _helpers(list(sinks.values())) if not in_part else []
+        helpers = _helpers(list(sinks.values()), in_part=in_part)
         tenants = [s.tenant for s in sources]
         seqscan = not in_part and reads.tenant_share(dbapi, kind, tenants) >= SEQSCAN_FROM
         if seqscan:  # the districts are most of the table: read it once, in order, without the index
