@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, select, text
 from gateway.sharing import export as export_mod
 from gateway.sharing import export_parts, export_reads
 from gateway.sharing.deidentify import Deidentifier, Pseudonymizer, StateIds
-from gateway.sharing.export import export
+from gateway.sharing.export import export, read_back
 from gateway.store.tables import RECORD_TABLES
 
 from .test_sharing import KEY, district
@@ -148,3 +148,28 @@ def test_an_export_whose_part_process_is_killed_fails_and_removes_every_file(sto
     with store.engine.connect() as conn:  # the lock asked is given up, the parts' connections ended
         conn.execute(text("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LOCK TABLE people%'"))
     locker.dispose()
+
+
+def test_an_export_since_a_version_in_parts_holds_what_one_process_holds(store, tmp_path, monkeypatch):
+    """Only the records changed since the version, each in one part: the parts' ranges and
+    the change log's semi-join together."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("parts in several processes: PostgreSQL only")
+    from gateway.store.changefeed import newest_safe
+
+    records = district(store, "d1", n=20)
+    with store.engine.connect() as conn:
+        since = newest_safe(conn)
+    people = [r for r in records if getattr(r, "kind", "") == "person"]
+    store.records.apply("d1", [p.model_copy(update={"given_name": f"Changed{i}"}) for i, p in enumerate(people[:9])])
+    deid = Deidentifier(Pseudonymizer(KEY, "state"), StateIds(store.engine, "d1"))
+    monkeypatch.setattr(export_reads, "BATCH_ROWS", 2)
+    monkeypatch.setenv(export_mod.EXPORT_WORKERS_ENV, "0")
+    alone = export(store, tmp_path / "alone", tenant="d1", kinds=["person"], fmt="ndjson", since=since, deidentifier=deid)
+    monkeypatch.setenv(export_mod.EXPORT_WORKERS_ENV, "2")
+    split = export(store, tmp_path / "split", tenant="d1", kinds=["person"], fmt="ndjson", since=since, deidentifier=deid)
+    assert [f.name for f in split.files] == ["person.part-1-of-2.ndjson", "person.part-2-of-2.ndjson"]
+    rows = [r for f in split.files for r in read_back(tmp_path / "split" / f.name)]
+    assert sorted(rows, key=lambda r: r["id"]) == sorted(read_back(tmp_path / "alone" / "person.ndjson"), key=lambda r: r["id"])
+    assert len(rows) == 9 == alone.files[0].rows
+    assert all(f.rows > 0 for f in split.files)  # the changed records' range cut, not the tenant's

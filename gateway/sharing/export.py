@@ -410,7 +410,7 @@ def _run_parts(parts: _Parts, conn: Any, tenant: str, kind: str, since: int | No
     of the tenant's index (``export_reads.spans``) into its own file of the kind's file set."""
     if check is not None:
         check()
-    cut = reads.spans(conn, tenant, kind, len(paths))
+    cut = reads.spans(conn, tenant, kind, len(paths), since, until)
     done = parts.run_tasks(conn, kind, [(_export_part, (parts.url, parts.snapshot_of(conn), tenant, kind, since, until, cols, fmt,
                                                        str(path), k, cut[k])) for k, path in enumerate(paths)], check, progress)
     files = []

@@ -68,16 +68,19 @@ def export_query(tenant: str, kind: str, since: int | None, until: int, *, span:
     return q
 
 
-def spans(conn: Any, tenant: str, kind: str, parts: int) -> list[Span]:
+def spans(conn: Any, tenant: str, kind: str, parts: int, since: int | None = None, until: int = 0) -> list[Span]:
     """A tenant's records of one kind cut into ``parts`` ranges of the ``(tenant, updated_at,
     id)`` index, which together hold every record once: the bounds split the tenant's
     ``updated_at`` range evenly (two probes of the index: its oldest and newest), and within
     an instant the ids (uuids, spread evenly) at the same fractions, so records all written at
     one instant are still split. Each part's query reads its own index range and the pages it
-    points at, not every record of the tenant."""
+    points at, not every record of the tenant. With ``since``, the range is that of the
+    records changed in (since, until], so a delta is split as evenly as a whole export. Parts
+    hold about as many records where records are written at an even pace; elsewhere some
+    hold more (each still only its own)."""
     tbl = RECORD_TABLES[kind]
-    oldest, newest = conn.execute(select(func.min(tbl.c.updated_at), func.max(tbl.c.updated_at))
-                                  .where(tbl.c.tenant == tenant)).one()
+    oldest, newest = conn.execute(export_query(tenant, kind, since, until).with_only_columns(
+        func.min(tbl.c.updated_at), func.max(tbl.c.updated_at))).one()
     if oldest is None:  # no record: any bounds hold them all (none)
         oldest = newest = datetime(2000, 1, 1, tzinfo=UTC)
     bounds: list[tuple[datetime, uuid.UUID] | None] = [None]
