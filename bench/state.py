@@ -15,7 +15,8 @@ measures on PostgreSQL (or SQLite without ``--postgres-url``):
    processes on PostgreSQL; by default not on fewer than 4 cores, and its pseudonym helper
    process, counted too), then every district's with the pseudonyms made on the converting
    thread (no helper process) and in 2 part processes to compare, and every district's in
-   ONE multi-grant export (``export_many``: one read of the table for all districts):
+   ONE multi-grant export (``export_many``: one read of the table for all districts),
+   and (``--exports manyparts``) that one with its districts in 2 part processes:
    rows/s (target >= 200,000/s), peak RSS (target < 1 GB) and CPU a row (the exporting
    processes' and the database's); ``--exports`` picks which;
 3. **one learner's evidence for one month**: ``--probes`` random learners, p50/p99
@@ -163,9 +164,12 @@ def _export_child(url: str, tenants: list[str], out: str, workers: int | None, h
     b0, c0, t0 = backend_cpu(store), time.process_time(), time.perf_counter()
     if many:  # one multi-grant export of every district: one read of the table
         grants = [g for g in GrantStore(store.engine).active_for("state", "exports") if g.grantor in tenants]
+        many_stats: dict[str, float] = {}
         m2 = export_many(store, Path(out) / "many", recipient="state", sources=sources_of(grants, key=KEY, engine=store.engine),
-                         kinds=["evidence"], fmt="parquet")
+                         kinds=["evidence"], fmt="parquet", stats=many_stats)
         rows += sum(f.rows for f in m2.files)
+        for k in stats:
+            stats[k] = many_stats.get(k, 0.0)
     for t in tenants if not many else ():
         deid = Deidentifier(Pseudonymizer(KEY, "state"), StateIds(store.engine, t))
         one: dict[str, float] = {}
@@ -239,8 +243,9 @@ def main() -> int:
     ap.add_argument("--only", default="feed,export,month",
                     help="what to measure, of feed, export and month (comma-separated; default all of them)")
     ap.add_argument("--exports", default="one,every,many,nohelper,parts",
-                    help="which exports to measure, of one, every, many (one multi-grant export of every district), nohelper "
-                         "and parts (comma-separated; default all; at 20 million items each reads the whole table)")
+                    help="which exports to measure, of one, every, many (one multi-grant export of every district), nohelper, "
+                         "parts and manyparts (comma-separated; default all but manyparts; at 20 million items each reads the "
+                         "whole table)")
     args = ap.parse_args()
     only = set(args.only.split(","))
     _own_connections()
@@ -285,7 +290,8 @@ def main() -> int:
                     "every": ("every district, one export each", everyone, None, True, False),
                     "many": ("every district in ONE multi-grant export (one read of the table)", everyone, None, True, True),
                     "nohelper": ("every district, pseudonyms on the converting thread (TESSERA_EXPORT_HELPER=0)", everyone, None, False, False),
-                    "parts": ("every district in 2 part processes", everyone, 2, True, False)}
+                    "parts": ("every district in 2 part processes", everyone, 2, True, False),
+                    "manyparts": ("every district in ONE multi-grant export, its districts in 2 part processes", everyone, 2, True, True)}
             for name in args.exports.split(",") if "export" in only else ():
                 label, tenants, workers, helper, many = runs[name]
                 rows, s, rss, (reader, database), parts = export_rate(url, tenants, workers, helper, many)

@@ -48,6 +48,23 @@ def test_the_helper_process_makes_the_pseudonyms_the_pseudonymizer_makes(store):
     assert left.proc.returncode is not None
 
 
+def test_pseudonyms_made_in_process_as_the_helper_makes_them_are_the_pseudonymizers():
+    """Where no helper process runs (a part's process, ``TESSERA_EXPORT_HELPER=0``) the same
+    requests are answered in-process: the very pseudonyms ``Pseudonymizer.records`` makes,
+    a column without None as the UUID texts' bytes."""
+    p = Pseudonymizer(KEY, "state")
+    deid = Deidentifier(p, StateIds(None, "d1"))  # type: ignore[arg-type]  # no state id is looked up
+    ids = [str(uuid.uuid4()) for _ in range(2000)] + [None, "ABCDEF01-2345-6789-ABCD-EF0123456789"]
+    columns = [ids, [None] * len(ids), [None, ids[5], None]]
+    here = p.in_process()
+    assert deid.records_later(columns, here)() == [p.records("d1", c) for c in columns]
+    whole = deid.records_later([ids[:2000]], here)()
+    assert isinstance(whole[0], bytes) and arrow_texts(whole[0]).to_pylist() == p.records("d1", ids[:2000])
+    assert as_lists(deid.records_later([[]], here)()) == [[]]
+    assert here.rows == (len(ids) - 1 + 1) + 2000  # the ids not None of each request
+    here.close()
+
+
 def test_an_export_with_the_helper_writes_what_one_without_writes(store, tmp_path, monkeypatch):
     """Every format, batches of a few records each (each with its helper request), against the
     same export with pseudonyms made in-process; the helper is started once per file and ended."""

@@ -324,3 +324,43 @@ def test_a_multi_grant_export_since_a_version_has_only_what_changed_in_each_dist
     assert manifest.since == v and manifest.consistent_with > v
     assert sorted((f.tenant, f.kind, f.rows) for f in manifest.files) == [
         ("d1", "evidence", 0), ("d1", "person", 1), ("d2", "evidence", 0), ("d2", "person", 0), ("d3", "person", 1)]
+
+
+def test_a_multi_grant_export_in_part_processes_writes_what_one_process_writes(store, tmp_path, monkeypatch):
+    """PostgreSQL, ``TESSERA_EXPORT_WORKERS=2``: the districts are cut into two groups, each
+    read by a part's process in the export's snapshot (its own districts' rows only); the
+    files, their rows and the manifest's order are those of the export in one process, the
+    progress counts every row, and a grant revoked while the parts run fails the export and
+    leaves nothing behind."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("part processes: PostgreSQL only")
+    (g1, g2, g3), _ = three_districts(store)
+    monkeypatch.setattr(export_reads, "BATCH_ROWS", 2)  # here: the kinds are large enough to split
+    sources = sources_of([g1, g2, g3], key=KEY, engine=store.engine)
+    monkeypatch.setenv(export_mod.EXPORT_WORKERS_ENV, "0")
+    one = export_many(store, tmp_path / "one", recipient="state", sources=sources, kinds=KINDS, fmt="parquet")
+    monkeypatch.setenv(export_mod.EXPORT_WORKERS_ENV, "2")
+    stats: dict[str, float] = {}
+    seen: dict[str, int] = {}
+    split = export_many(store, tmp_path / "split", recipient="state", sources=sources, kinds=KINDS, fmt="parquet", stats=stats,
+                        progress=lambda kind, n: seen.__setitem__(kind, seen.get(kind, 0) + n))
+    assert stats["workers"] == 2 and stats["worker_cpu_s"] > 0
+    assert [(f.name, f.tenant, f.kind, f.rows) for f in split.files] == [(f.name, f.tenant, f.kind, f.rows) for f in one.files]
+    assert seen == {k: sum(f.rows for f in one.files if f.kind == k) for k in KINDS}
+    for f in split.files:
+        assert _rows(tmp_path / "split" / f.name) == _rows(tmp_path / "one" / f.name), f.name
+        data = (tmp_path / "split" / f.name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == f.sha256 and len(data) == f.bytes
+    gs = GrantStore(store.engine)
+    calls = {"n": 0}
+
+    def check() -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            gs.revoke(g2.id, grantor="d2", by="admin")
+        still_granted(gs, "state", [g1.id, g2.id, g3.id])
+
+    out = tmp_path / "revoked"
+    with pytest.raises(PermissionError, match=str(g2.id)):
+        export_many(store, out, recipient="state", sources=sources, kinds=KINDS, fmt="parquet", check=check)
+    assert list(out.iterdir()) == []

@@ -41,7 +41,7 @@ from sqlalchemy import Engine, func, select
 
 from ..auth.sealed import key_file_for, read_or_create_key
 from ..store.tables import identifiers
-from .pseudonym_helper import PseudonymHelper, as_uuid, padded_states, record_macs, split_texts, uuid_texts
+from .pseudonym_helper import InProcessPseudonyms, PseudonymHelper, as_uuid, padded_states, record_macs, split_texts, uuid_texts
 
 ENV_KEY = "TESSERA_PSEUDONYM_KEY"
 KEY_FILE_NAME = "tessera-pseudonym.key"
@@ -151,6 +151,10 @@ class Pseudonymizer:
         """A helper process that computes ``records`` of this recipient (it gets the derived
         key ``K_r`` only)."""
         return PseudonymHelper(self.__key)
+
+    def in_process(self) -> InProcessPseudonyms:
+        """What ``helper`` does, done in this process (``pseudonym_helper.InProcessPseudonyms``)."""
+        return InProcessPseudonyms(self.__inner, self.__outer)
 
 
 def _lowered(ids: list[str]) -> list[str]:
@@ -284,8 +288,20 @@ class Deidentifier:
     def learners(self, person_ids: list[Any]) -> list[Any]:
         """The pseudonyms of a column of person ids (None stays None; a list maps each), each
         learner's computed once while it stays in the bounded cache, state ids looked up in one go.
-        Safe to call from two threads at once (the answer is built from a local copy)."""
+        Safe to call from two threads at once (the answer is built from a local copy).
+
+        Learners already cached (every batch of an export after the first few) are looked up
+        once a row straight in the cache, in C: a district of 20,000 learners names ~12,700 of
+        them in a batch of 20,000 records, and a set of the column and a local copy of those
+        learners' pseudonyms (the way for a column with learners not yet cached, below) cost
+        0.3 µs a row more than the look-ups alone."""
         cache = self._learners
+        try:
+            got = list(map(cache.get, person_ids))
+        except TypeError:  # some values are lists of ids
+            got = None
+        if got is not None and None not in got:
+            return got
         try:  # a column of ids (the usual case): one set made in C, the answer mapped in C
             flat = set(person_ids)
             lists = False

@@ -13,9 +13,10 @@ export``). Under a de-identified grant only the columns ``deidentify.KEEP`` allo
 
 **Parts.** On PostgreSQL a kind of at least two batches may be exported by
 ``TESSERA_EXPORT_WORKERS`` processes (default: half the cores from 4 cores on, else one
-process; see ``export_workers``) at once, each its own part of the records into its own file of the kind's file
-set (``evidence.part-1-of-2.parquet``, ...), all in the export's one snapshot (``_Parts``);
-a smaller kind, and every kind on SQLite, is one file (``evidence.parquet``).
+process; see ``export_workers``) at once, each its own range of the tenant's index into its
+own file of the kind's file set (``evidence.part-1-of-2.parquet``, ...), all in the export's
+one snapshot (``export_parts``); a smaller kind, and every kind on SQLite, is one file
+(``evidence.parquet``).
 
 **Speed.** Records are decoded a batch at a time into just the exported columns
 (``columns.columnize``), the next batch read on a thread meanwhile (PostgreSQL: 2,000 rows a
@@ -42,7 +43,6 @@ import csv
 import hashlib
 import io
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select
 
 from ..errors import ErrorDetail, ValidationError
 from ..gc_pause import paused_gc
@@ -62,7 +61,8 @@ from . import columns as columnar
 from . import export_reads as reads
 from .columns import Batch, arrow_schema, columnize, columns_of, prefetched
 from .deidentify import Deidentifier
-from .export_reads import READ_SETTINGS, export_query, read_batches, snapshot
+from .export_parts import _PART, _PART_READ, _SNAPSHOT_ID, _Parts, in_snapshot, part_hooks, process_cpu
+from .export_reads import read_batches, snapshot
 from .pseudonym_helper import PseudonymHelper, arrow_texts
 
 SCHEMA_VERSION = "1"
@@ -313,7 +313,7 @@ def export(store: Store, out_dir: Path, *, tenant: str, kinds: Sequence[str], fm
                 if parts.worth_it(conn, tenant, kind, since, until):
                     paths = [out_dir / f"{kind}.part-{k + 1}-of-{parts.workers}.{ext}" for k in range(parts.workers)]
                     written += paths
-                    manifest.files += parts.run(conn, tenant, kind, since, until, cols, fmt, paths, check, progress)
+                    manifest.files += _run_parts(parts, conn, tenant, kind, since, until, cols, fmt, paths, check, progress)
                     continue
                 path = out_dir / f"{kind}.{ext}"
                 written.append(path)
@@ -344,8 +344,8 @@ def write_manifest(out_dir: Path, manifest: Manifest | Any, written: list[Path])
 
 def _export_file(conn: Any, tenant: str, kind: str, since: int | None, until: int, cols: list[tuple[str, str]], fmt: str,
                  path: Path, deid: Deidentifier | None, check: Callable[[], None] | None,
-                 progress: Callable[[str, int], None] | None, *, part: int = 0, parts: int = 1) -> ExportFile:
-    """One file: the records of one kind (or of one part of them: ``part`` of ``parts``) read
+                 progress: Callable[[str, int], None] | None, *, span: reads.Span | None = None) -> ExportFile:
+    """One file: the records of one kind (or of one part of them: those in ``span``) read
     through ``conn`` (PostgreSQL: the driver's connection, in its transaction's snapshot;
     SQLite: SQLAlchemy's), converted batch by batch, written, and described."""
     writer = WRITERS[fmt][0](path, cols)
@@ -353,15 +353,17 @@ def _export_file(conn: Any, tenant: str, kind: str, since: int | None, until: in
     helps = columnar.helped(kind, cols)
     try:
         with paused_gc():  # the whole loop: the fetching thread's and the writer's objects too
-            for raws in prefetched(read_batches(conn, tenant, kind, since, until, part=part, parts=parts)):
+            for raws in prefetched(read_batches(conn, tenant, kind, since, until, span=span)):
                 if check is not None:
                     check()
                 started = helper
-                if helper is None and deid is not None and parts == 1 and len(raws) >= columnar.HELPER_FROM and helps and _helper_pays():
+                if helper is None and deid is not None and len(raws) >= columnar.HELPER_FROM and helps:
                     try:
+                        if span is not None or not _helper_pays():
+                            raise OSError("no helper process: the pseudonyms are made here")
                         helper = deid.pseudonyms.helper()  # used from the next batch on, by when it has started
-                    except OSError:  # no process to be had: the pseudonyms are made here, as without one
-                        helps = False
+                    except OSError:  # none wanted or none to be had: made here, from this batch on
+                        helper = started = deid.pseudonyms.in_process()
                 writer.write(columnize(kind, cols, raws, deid, need_columns=fmt != "ndjson", helper=started))
                 if progress is not None:
                     progress(kind, len(raws))
@@ -389,15 +391,12 @@ def _helper_pays() -> bool:
 
 #: processes that export a large kind in parts on PostgreSQL (0 or 1: the exporting process alone)
 EXPORT_WORKERS_ENV = "TESSERA_EXPORT_WORKERS"
-_SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?$")
 
 
 def export_workers() -> int:
     """``TESSERA_EXPORT_WORKERS``, else half the machine's cores from 4 cores on (up to 4), else
-    none. Parts cost more CPU in all (each part's database process reads every record of the
-    tenant to pick its own: measured on 2 cores, a third more CPU a row than one process), so
-    they pay only where cores are left over for them, not on a machine of 2 cores shared by
-    the database and the exporting process (``docs/scaling.md``)."""
+    none: parts pay where cores are left over for them, not on a machine of 2 cores shared by
+    the database, the exporting process and its pseudonym helper (``docs/scaling.md``)."""
     value = os.environ.get(EXPORT_WORKERS_ENV)
     if value is not None and value.strip():
         return max(0, int(value))
@@ -405,147 +404,37 @@ def export_workers() -> int:
     return min(4, cores // 2) if cores >= 4 else 0
 
 
-class _Parts:
-    """A large kind exported by ``workers`` processes at once, each its own part of the
-    records (those whose id's last byte modulo ``workers`` is its number) into its own file of
-    the kind's file set, ALL in the export's one snapshot: the exporting transaction exports
-    its snapshot (``pg_export_snapshot()``) and each process's transaction adopts it (``SET
-    TRANSACTION SNAPSHOT``), so the parts together hold exactly what one reader would have
-    read, each record once. Each process streams with bounded memory, as one does alone.
-
-    The processes come from a fork server (clean processes that never inherit this one's
-    threads or connections; the calling program's main module must be import-safe, as for
-    any ``multiprocessing`` program), get the export's de-identifier (the recipient's key and
-    the database's address: they look state ids up through their own connection), and are
-    stopped when the export ends, however it ends: ``check`` runs here while they work, and a
-    failure anywhere (a revoked grant, a full disk in one of them) stops the others at their
-    next batch before the export removes every file. Only kinds with at least
-    ``2 * BATCH_ROWS`` records are split (a small export never starts a process)."""
-
-    def __init__(self, url: str, deid: Deidentifier | None, workers: int) -> None:
-        self.url, self.deid, self.workers = url, deid, workers if workers >= 2 else 0
-        self.pool: Any = None
-        self.snapshot: str | None = None
-        self.stop: Any = None
-        self.done: Any = None
-        self.stats: dict[str, float] = {"workers": 0, "worker_cpu_s": 0.0, "worker_rss_mib": 0.0, "worker_backend_cpu_s": 0.0}
-
-    def worth_it(self, conn: Any, tenant: str, kind: str, since: int | None, until: int) -> bool:
-        if not self.workers:
-            return False
-        some = export_query(tenant, kind, since, until).limit(2 * reads.BATCH_ROWS).subquery()
-        return bool(conn.scalar(select(func.count()).select_from(some)) >= 2 * reads.BATCH_ROWS)
-
-    def run(self, conn: Any, tenant: str, kind: str, since: int | None, until: int, cols: list[tuple[str, str]], fmt: str,
-            paths: list[Path], check: Callable[[], None] | None, progress: Callable[[str, int], None] | None) -> list[ExportFile]:
-        from concurrent.futures import FIRST_EXCEPTION, wait
-
-        if check is not None:
-            check()
-        if self.snapshot is None:
-            self.snapshot = str(conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar())
-        pool = self._start()
-        futures = [pool.submit(_export_part, self.url, self.snapshot, tenant, kind, since, until, cols, fmt, str(path), k, len(paths))
-                   for k, path in enumerate(paths)]
-        reported = 0
-        while True:
-            finished, running = wait(futures, timeout=0.25, return_when=FIRST_EXCEPTION)
-            if check is not None:
-                check()
-            if progress is not None and (now := self.done.value) > reported:
-                progress(kind, now - reported)
-                reported = now
-            if any(f.exception() is not None for f in finished) or not running:
-                break
-        files = []
-        for f in futures:
-            made, (cpu, rss, backend) = f.result()  # raises the first part's failure
-            files.append(made)
-            self.stats["worker_cpu_s"] += cpu
-            self.stats["worker_backend_cpu_s"] += backend
-            self.stats["worker_rss_mib"] = max(self.stats["worker_rss_mib"], rss * len(paths))
-        self.stats["workers"] = len(paths)
-        if progress is not None and self.done.value > reported:
-            progress(kind, self.done.value - reported)
-        self.done.value = 0
-        return files
-
-    def _start(self) -> Any:
-        if self.pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            ctx = multiprocessing.get_context("forkserver")
-            # what a part's process needs, imported once in the fork server, not in each process
-            ctx.set_forkserver_preload([__name__, "pyarrow", "pyarrow.compute", "pyarrow.parquet", "psycopg", "sqlalchemy.dialects.postgresql"])
-            self.stop, self.done = ctx.Event(), ctx.Value("q", 0)
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_part_init,
-                                            initargs=(self.deid, self.stop, self.done))
-        return self.pool
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.stop.set()
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
-
-
-class ExportStopped(Exception):
-    """A part's process was told to stop (another part failed, or the export was stopped)."""
-
-
-_PART: dict[str, Any] = {}
-
-
-def _part_init(deid: Deidentifier | None, stop: Any, done: Any) -> None:
-    _PART.update(deid=deid, stop=stop, done=done)
+def _run_parts(parts: _Parts, conn: Any, tenant: str, kind: str, since: int | None, until: int, cols: list[tuple[str, str]], fmt: str,
+               paths: list[Path], check: Callable[[], None] | None, progress: Callable[[str, int], None] | None) -> list[ExportFile]:
+    """A large kind exported by ``parts``' processes (``export_parts._Parts``), each its range
+    of the tenant's index (``export_reads.spans``) into its own file of the kind's file set."""
+    if check is not None:
+        check()
+    cut = reads.spans(conn, tenant, kind, len(paths), since, until)
+    done = parts.run_tasks(conn, kind, [(_export_part, (parts.url, parts.snapshot_of(conn), tenant, kind, since, until, cols, fmt,
+                                                       str(path), k, cut[k])) for k, path in enumerate(paths)], check, progress)
+    files = []
+    for made, (cpu, rss, backend) in done:
+        files.append(made)
+        parts.stats["worker_cpu_s"] += cpu
+        parts.stats["worker_backend_cpu_s"] += backend
+        parts.stats["worker_rss_mib"] = max(parts.stats["worker_rss_mib"], rss * len(paths))
+    parts.stats["workers"] = len(paths)
+    return files
 
 
 def _export_part(url: str, snapshot: str, tenant: str, kind: str, since: int | None, until: int, cols: list[tuple[str, str]],
-                 fmt: str, path: str, part: int, parts: int) -> tuple[ExportFile, tuple[float, float, float]]:
-    """One part, in a part's process: the export's snapshot adopted, then as one file alone.
-    Returns the file and (this process's CPU seconds, its peak RSS in MiB, its database
-    backend's CPU seconds where /proc shows it) for ``bench/state.py``."""
-    import resource
-    import time
-
-    import psycopg
-    from sqlalchemy.engine import make_url
-
+                 fmt: str, path: str, part: int, span: reads.Span) -> tuple[ExportFile, tuple[float, float, float]]:
+    """One part (number ``part``, the records in ``span``), in a part's process: the export's
+    snapshot adopted, then as one file alone. Returns the file and (this process's CPU
+    seconds, its peak RSS in MiB, its database backend's CPU seconds where /proc shows it)
+    for ``bench/state.py``."""
     if not _SNAPSHOT_ID.match(snapshot):
         raise ExportFailed(f"not a snapshot id: {snapshot!r}")
-    stop, done = _PART["stop"], _PART["done"]
-
-    def check() -> None:
-        if stop.is_set():
-            raise ExportStopped("export stopped")
-
-    def progress(_kind: str, rows: int) -> None:
-        with done.get_lock():
-            done.value += rows
-
-    cpu0 = time.process_time()
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as dbapi:
-        dbapi.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        dbapi.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-        for setting in READ_SETTINGS:
-            dbapi.execute(setting)
-        backend = dbapi.info.backend_pid
-        made = _export_file(dbapi, tenant, kind, since, until, cols, fmt, Path(path), _PART["deid"], check, progress,
-                            part=part, parts=parts)
-        backend_cpu = process_cpu(backend)
-        dbapi.execute("COMMIT")
-    return made, (time.process_time() - cpu0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, backend_cpu)
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds of a process on this machine (/proc), 0 where that cannot be read."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
+    check, progress = part_hooks(part)
+    with in_snapshot(url, snapshot, _PART_READ) as (dbapi, measured):
+        made = _export_file(dbapi, tenant, kind, since, until, cols, fmt, Path(path), _PART["deid"], check, progress, span=span)
+    return made, measured()
 
 
 def read_back(path: Path) -> list[dict[str, Any]]:
@@ -559,5 +448,5 @@ def read_back(path: Path) -> list[dict[str, Any]]:
     return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
 
 
-__all__ = ["EXPORT_WORKERS_ENV", "FORMATS", "HELPER_ENV", "SCHEMA_VERSION", "ExportFailed", "ExportFile", "ExportStopped", "Manifest", "export",
-           "export_workers", "read_back", "validate"]
+__all__ = ["EXPORT_WORKERS_ENV", "FORMATS", "HELPER_ENV", "SCHEMA_VERSION", "ExportFailed", "ExportFile", "Manifest", "export",
+           "export_workers", "process_cpu", "read_back", "validate"]

@@ -44,6 +44,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
+
 from ..errors import NotFound
 from ..gc_pause import paused_gc
 from ..model import RECORD_TYPES
@@ -63,6 +65,7 @@ from .export import (
     _helper_pays,
     _sha256,
     _Writer,
+    export_workers,
     validate,
     write_manifest,
 )
@@ -142,6 +145,9 @@ def export_many(store: Store, out_dir: Path, *, recipient: str, sources: Sequenc
     folders = [out_dir / s.tenant for s in sources]
     postgres = store.engine.dialect.name == "postgresql"
     counters = {"peak_buffered": 0.0, "flushes": 0.0, "peak_cached": 0.0, "forgotten": 0.0}
+    from .export_parts import _Parts
+
+    parts = _Parts(store.engine.url.render_as_string(hide_password=False), None, export_workers() if postgres else 0)
     try:
         for folder in folders:
             folder.mkdir(exist_ok=True)
@@ -150,7 +156,11 @@ def export_many(store: Store, out_dir: Path, *, recipient: str, sources: Sequenc
                 mine = [s for s in sources if kind in s.kinds]
                 if not mine:
                     continue
-                if postgres:
+                groups = _groups(conn, mine, kind, since, until, parts.workers) if postgres else []
+                if len(groups) >= 2:
+                    files = _run_groups(parts, conn, mine, groups, kind, since, until, fmt, out_dir, written, check, progress,
+                                        buffer_rows or BUFFER_ROWS, counters)
+                elif postgres:
                     files = _read_split(conn.connection.dbapi_connection, mine, kind, since, until, fmt, out_dir, written,
                                         check, progress, buffer_rows or BUFFER_ROWS, counters)
                 else:
@@ -165,6 +175,7 @@ def export_many(store: Store, out_dir: Path, *, recipient: str, sources: Sequenc
                 manifest.files += files
         write_manifest(out_dir, manifest, written)
     except BaseException:
+        parts.close()  # its processes stopped (at their next batch) before their files are removed
         for p in written:
             p.unlink(missing_ok=True)
         for folder in folders:
@@ -172,8 +183,10 @@ def export_many(store: Store, out_dir: Path, *, recipient: str, sources: Sequenc
                 folder.rmdir()
         raise
     finally:
+        parts.close()
         if stats is not None:
             stats.update(counters)
+            stats.update(parts.stats)
     return manifest
 
 
@@ -223,22 +236,25 @@ def _bound_caches(sources: Sequence[Source], using: Source, counters: dict[str, 
         counters["forgotten"] += 1
 
 
-def _helpers(sinks: Sequence[_Sink]) -> list[PseudonymHelper]:
+def _helpers(sinks: Sequence[_Sink], *, in_part: bool = False) -> list[PseudonymHelper]:
     """One pseudonym helper process per recipient key (the sources of one recipient share
     their ``Pseudonymizer``: ``sources_of``) for the sinks it serves, where one pays
-    (``export._helper_pays``); none where no process can be had."""
+    (``export._helper_pays``); in a part's process (``in_part``), or where no process can be
+    had, the same work done in this process (``pseudonym_helper.InProcessPseudonyms``)."""
     made: dict[int, PseudonymHelper] = {}
-    if not _helper_pays():
-        return []
+    process = _helper_pays() and not in_part
     for sink in sinks:
         deid = sink.source.deidentifier
         if not sink.helps or deid is None:
             continue
         if id(deid.pseudonyms) not in made:
             try:
+                if not process:
+                    raise OSError("no helper process: the pseudonyms are made here")
                 made[id(deid.pseudonyms)] = deid.pseudonyms.helper()
-            except OSError:  # no process to be had: the pseudonyms are made here, as without one
-                return list(made.values())
+            except OSError:  # none wanted or none to be had: made here (``pseudonym_helper.InProcessPseudonyms``)
+                made[id(deid.pseudonyms)] = deid.pseudonyms.in_process()
+                process = False
         sink.helper = made[id(deid.pseudonyms)]
     return list(made.values())
 
@@ -248,9 +264,11 @@ _tenant_of, _text_of = itemgetter(0), itemgetter(1)
 
 def _read_split(dbapi: Any, sources: list[Source], kind: str, since: int | None, until: int, fmt: str, out_dir: Path,
                 written: list[Path], check: Callable[[], None] | None, progress: Callable[[str, int], None] | None,
-                cap: int, counters: dict[str, float]) -> list[SourceFile]:
+                cap: int, counters: dict[str, float], *, in_part: bool = False) -> list[SourceFile]:
     """One kind of every source in one query (PostgreSQL), rows split by tenant into the
-    sources' buffers and files; the buffers' total held under ``cap`` rows."""
+    sources' buffers and files; the buffers' total held under ``cap`` rows. ``in_part``: in
+    a part's process (``_run_groups``), which starts no pseudonym helper and never scans the
+    whole table (each part reads its own districts' pages through the tenants' index)."""
     lane = WriteLane()
     sinks: dict[bytes, _Sink] = {}
     helpers: list[PseudonymHelper] = []
@@ -259,9 +277,9 @@ def _read_split(dbapi: Any, sources: list[Source], kind: str, since: int | None,
             path = out_dir / s.tenant / f"{kind}.{WRITERS[fmt][1]}"
             written.append(path)
             sinks[s.tenant.encode()] = _Sink(s, kind, fmt, path, lane)
-        helpers = _helpers(list(sinks.values()))
+        helpers = _helpers(list(sinks.values()), in_part=in_part)
         tenants = [s.tenant for s in sources]
-        seqscan = reads.tenant_share(dbapi, kind, tenants) >= SEQSCAN_FROM
+        seqscan = not in_part and reads.tenant_share(dbapi, kind, tenants) >= SEQSCAN_FROM
         if seqscan:  # the districts are most of the table: read it once, in order, without the index
             dbapi.execute("SET LOCAL enable_seqscan = on")
         buffered, full = 0, reads.BATCH_ROWS
@@ -302,6 +320,68 @@ def _read_split(dbapi: Any, sources: list[Source], kind: str, since: int | None,
                 helper.close()
     return [SourceFile(sink.path.relative_to(out_dir).as_posix(), kind, sink.writer.rows, sink.path.stat().st_size,
                        _sha256(sink.path), tenant=sink.source.tenant, grant=sink.source.grant_id) for sink in sinks.values()]
+
+
+# --- districts in part processes (PostgreSQL) ---------------------------------------------------------
+
+def _groups(conn: Any, sources: list[Source], kind: str, since: int | None, until: int, workers: int) -> list[list[Source]]:
+    """The sources of one kind cut into up to ``workers`` groups of about as many rows each
+    (by the planner's statistics of each district's share; in turn where none are gathered),
+    each group exported by a part's process; none (one process) for fewer than two workers or
+    districts, or fewer than ``2 * BATCH_ROWS`` rows in all."""
+    if workers < 2 or len(sources) < 2:
+        return []
+    some = reads.many_query([s.tenant for s in sources], kind, since, until).limit(2 * reads.BATCH_ROWS).subquery()
+    if conn.scalar(select(func.count()).select_from(some)) < 2 * reads.BATCH_ROWS:
+        return []
+    dbapi = conn.connection.dbapi_connection
+    share = {s.tenant: reads.tenant_share(dbapi, kind, [s.tenant]) for s in sources}
+    groups: list[list[Source]] = [[] for _ in range(min(workers, len(sources)))]
+    weight = [0.0] * len(groups)
+    for s in sorted(sources, key=lambda s: -share[s.tenant]):  # the largest first, each to the lightest group
+        k = weight.index(min(weight))
+        groups[k].append(s)
+        weight[k] += share[s.tenant] or 1.0 / len(sources)
+    return [g for g in groups if g]
+
+
+def _run_groups(parts: Any, conn: Any, sources: list[Source], groups: list[list[Source]], kind: str, since: int | None, until: int, fmt: str,
+                out_dir: Path, written: list[Path], check: Callable[[], None] | None,
+                progress: Callable[[str, int], None] | None, cap: int, counters: dict[str, float]) -> list[SourceFile]:
+    """Each group of districts exported by a part's process (``export_parts._Parts``) in the
+    export's snapshot: its own query (``tenant = ANY(its districts)``), so each district's
+    rows are read once, by one process, into the very files one process would write. The
+    files are listed for removal before any is made."""
+    written += [out_dir / s.tenant / f"{kind}.{WRITERS[fmt][1]}" for group in groups for s in group]
+    snap = parts.snapshot_of(conn)
+    done = parts.run_tasks(conn, kind, [(_group_part, (parts.url, snap, group, kind, since, until, fmt, str(out_dir), cap, k))
+                                        for k, group in enumerate(groups)], check, progress)
+    files: list[SourceFile] = []
+    for made, theirs, (cpu, rss, backend) in done:
+        files += made
+        for name in ("peak_buffered", "peak_cached"):
+            counters[name] = max(counters[name], theirs[name])
+        for name in ("flushes", "forgotten"):
+            counters[name] += theirs[name]
+        parts.stats["worker_cpu_s"] += cpu
+        parts.stats["worker_backend_cpu_s"] += backend
+        parts.stats["worker_rss_mib"] = max(parts.stats["worker_rss_mib"], rss * len(groups))
+    parts.stats["workers"] = len(groups)
+    order = {s.tenant: i for i, s in enumerate(sources)}
+    return sorted(files, key=lambda f: order[f.tenant])  # in the sources' order, as one process lists them
+
+
+def _group_part(url: str, snap: str, sources: list[Source], kind: str, since: int | None, until: int, fmt: str, out_dir: str,
+                cap: int, part: int) -> tuple[list[SourceFile], dict[str, float], tuple[float, float, float]]:
+    """A group of districts in a part's process: the export's snapshot adopted, then as one
+    process reads them all (``_read_split``)."""
+    from .export_parts import in_snapshot, part_hooks
+
+    check, progress = part_hooks(part)
+    counters = {"peak_buffered": 0.0, "flushes": 0.0, "peak_cached": 0.0, "forgotten": 0.0}
+    with in_snapshot(url, snap) as (dbapi, measured):
+        files = _read_split(dbapi, sources, kind, since, until, fmt, Path(out_dir), [], check, progress, cap, counters, in_part=True)
+    return files, counters, measured()
 
 
 # --- which grants ------------------------------------------------------------------------------------

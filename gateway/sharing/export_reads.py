@@ -7,9 +7,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select, tuple_
 
 from ..store.tables import RECORD_TABLES, changes
 
@@ -45,20 +46,52 @@ def snapshot(store: Any) -> Iterator[Any]:
         yield conn
 
 
-def export_query(tenant: str, kind: str, since: int | None, until: int, *, part: int = 0, parts: int = 1) -> Any:
+#: a part's records: those whose (updated_at, id) is at or after the first bound and before
+#: the second (None: no bound on that side); ``spans`` cuts a tenant's records into such parts
+Span = tuple[tuple[datetime, uuid.UUID] | None, tuple[datetime, uuid.UUID] | None]
+
+
+def export_query(tenant: str, kind: str, since: int | None, until: int, *, span: Span | None = None) -> Any:
     tbl = RECORD_TABLES[kind]
     q = select(tbl.c.data).where(tbl.c.tenant == tenant)
     if since is not None:
         changed = select(changes.c.record_id).where(changes.c.tenant == tenant, changes.c.record_kind == kind,
                                                     changes.c.seq > since, changes.c.seq <= until)
         q = q.where(tbl.c.id.in_(changed))
-    if parts > 1:  # the last byte of a record id (a uuid5: a hash) spreads records evenly over the parts
-        q = q.where(func.get_byte(func.uuid_send(tbl.c.id), 15).op("%")(parts) == part)
+    if span is not None:  # a range of the (tenant, updated_at, id) index: the database reads this part's rows only
+        key = tuple_(tbl.c.updated_at, tbl.c.id)
+        lo, hi = span
+        if lo is not None:
+            q = q.where(key >= tuple_(literal(lo[0], tbl.c.updated_at.type), literal(lo[1], tbl.c.id.type)))
+        if hi is not None:
+            q = q.where(key < tuple_(literal(hi[0], tbl.c.updated_at.type), literal(hi[1], tbl.c.id.type)))
     return q
 
 
-def read_batches(conn: Any, tenant: str, kind: str, since: int | None, until: int, *, part: int = 0,
-             parts: int = 1) -> Iterator[list[Any]]:
+def spans(conn: Any, tenant: str, kind: str, parts: int, since: int | None = None, until: int = 0) -> list[Span]:
+    """A tenant's records of one kind cut into ``parts`` ranges of the ``(tenant, updated_at,
+    id)`` index, which together hold every record once: the bounds split the tenant's
+    ``updated_at`` range evenly (two probes of the index: its oldest and newest), and within
+    an instant the ids (uuids, spread evenly) at the same fractions, so records all written at
+    one instant are still split. Each part's query reads its own index range and the pages it
+    points at, not every record of the tenant. With ``since``, the range is that of the
+    records changed in (since, until], so a delta is split as evenly as a whole export. Parts
+    hold about as many records where records are written at an even pace; elsewhere some
+    hold more (each still only its own)."""
+    tbl = RECORD_TABLES[kind]
+    oldest, newest = conn.execute(export_query(tenant, kind, since, until).with_only_columns(
+        func.min(tbl.c.updated_at), func.max(tbl.c.updated_at))).one()
+    if oldest is None:  # no record: any bounds hold them all (none)
+        oldest = newest = datetime(2000, 1, 1, tzinfo=UTC)
+    bounds: list[tuple[datetime, uuid.UUID] | None] = [None]
+    for k in range(1, parts):
+        bounds.append((oldest + (newest - oldest) * k / parts, uuid.UUID(int=(1 << 128) * k // parts)))
+    bounds.append(None)
+    return [(bounds[k], bounds[k + 1]) for k in range(parts)]
+
+
+def read_batches(conn: Any, tenant: str, kind: str, since: int | None, until: int, *,
+                 span: Span | None = None) -> Iterator[list[Any]]:
     """The stored JSON texts of a tenant's records of one kind, ``BATCH_ROWS`` at a time,
     streamed (PostgreSQL: a server-side cursor; SQLite: one lazily stepped statement), so
     memory holds one batch whatever the table's size. With ``since``, only the records changed
@@ -69,7 +102,7 @@ def read_batches(conn: Any, tenant: str, kind: str, since: int | None, until: in
     a named (server-side) cursor of the driver itself, so the rows go from the wire to a list
     of texts without SQLAlchemy's per-row result objects (half the cost of a fetched row); on
     SQLite, SQLAlchemy's connection."""
-    q = export_query(tenant, kind, since, until, part=part, parts=parts)
+    q = export_query(tenant, kind, since, until, span=span)
     if not hasattr(conn, "dialect"):  # PostgreSQL (psycopg); heap order
         from psycopg.rows import scalar_row  # the PostgreSQL driver: there only
 
