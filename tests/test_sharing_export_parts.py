@@ -34,6 +34,44 @@ def _count_once(shared: export_parts._Shared) -> None:
         raise SystemExit(3)
 
 
+def _check_until_stopped(shared: export_parts._Shared, owner: int) -> None:
+    """A part's loop of checks, as between its batches: exit 4 once told to stop."""
+    export_parts._part_init(None, shared, owner)
+    check, _progress = export_parts.part_hooks(0)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            check()
+        except export_parts.ExportStopped:
+            raise SystemExit(4) from None
+        time.sleep(0.01)
+
+
+def test_a_part_stops_at_its_next_batch_once_the_exporting_process_is_killed():
+    """Parts are children of the fork server, not of the exporting process: killed (no stop
+    flag set), the exporting process must not leave them reading and writing to the end of
+    their range. A part checking between batches stops once its exporting process is gone,
+    and goes on while it lives."""
+    ctx = multiprocessing.get_context("forkserver")
+    shared = export_parts._Shared(ctx, 1)
+    owner = ctx.Process(target=time.sleep, args=(600,))
+    owner.start()
+    part = ctx.Process(target=_check_until_stopped, args=(shared, owner.pid))
+    part.start()
+    try:
+        time.sleep(0.5)
+        assert part.is_alive() and not shared.stopped()
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.join()
+        part.join(timeout=10)
+        assert part.exitcode == 4
+    finally:
+        for p in (owner, part):
+            if p.is_alive():
+                p.kill()
+                p.join()
+
+
 def test_a_part_killed_at_any_moment_leaves_the_others_and_the_export_free():
     """A part's process killed while it counts its rows (as often as it can: with a lock, it
     would be holding it) leaves the other parts and the exporting process to count, read the

@@ -99,7 +99,7 @@ class _Parts:
             ctx.set_forkserver_preload([__name__, f"{__package__}.export", "pyarrow", "pyarrow.compute", "pyarrow.parquet", "psycopg", "sqlalchemy.dialects.postgresql"])
             self.shared = _Shared(ctx, self.workers)
             self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_part_init,
-                                            initargs=(self.deid, self.shared))
+                                            initargs=(self.deid, self.shared, os.getpid()))
         return self.pool, self.shared
 
     def close(self) -> None:
@@ -141,7 +141,8 @@ class _Shared:
 
 
 class ExportStopped(Exception):
-    """A part's process was told to stop (another part failed, or the export was stopped)."""
+    """A part's process was told to stop (another part failed, or the export was stopped), or
+    the exporting process is gone."""
 
 
 _PART: dict[str, Any] = {}
@@ -151,18 +152,35 @@ _PART: dict[str, Any] = {}
 _PART_READ = "SET LOCAL enable_bitmapscan = off"
 
 
-def _part_init(deid: Deidentifier | None, shared: _Shared) -> None:
-    _PART.update(deid=deid, shared=shared)
+def _part_init(deid: Deidentifier | None, shared: _Shared, owner: int) -> None:
+    _PART.update(deid=deid, shared=shared, owner=owner)
+
+
+def _gone(pid: int) -> bool:
+    """Whether the process ``pid`` has ended (a signal 0 finds no such process)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # there, under another user
+        return False
+    return False
 
 
 def part_hooks(part: int) -> tuple[Callable[[], None], Callable[[str, int], None]]:
-    """A part's ``check`` (raises ``ExportStopped`` once the export is stopping) and its
-    ``progress`` (counts its rows in its own word of ``_Shared``), in a part's process."""
+    """A part's ``check`` (raises ``ExportStopped`` once the export is stopping, or once the
+    exporting process has ended without saying so: killed, its parts are children of the fork
+    server, not its own, and would otherwise read and write to the end of their range for an
+    export nobody finishes) and its ``progress`` (counts its rows in its own word of
+    ``_Shared``), in a part's process."""
     shared: _Shared = _PART["shared"]
+    owner: int = _PART["owner"]
 
     def check() -> None:
         if shared.stopped():
             raise ExportStopped("export stopped")
+        if _gone(owner):
+            raise ExportStopped(f"the exporting process {owner} has ended")
 
     def progress(_kind: str, rows: int) -> None:
         shared.add(part, rows)
