@@ -126,9 +126,9 @@ def test_the_buffers_stay_under_their_cap_whatever_the_districts(store, tmp_path
         assert _rows(out / g.grantor / "evidence.parquet") == _rows(single_out / "evidence.parquet")
 
 
-def test_a_grant_revoked_mid_export_fails_the_whole_export_cleanly(store, tmp_path, monkeypatch):
-    (g1, g2, g3), _ = three_districts(store)
-    monkeypatch.setattr(export_reads, "BATCH_ROWS", 2)
+def _revoking_the_second_at_the_second_check(store, g1, g2, g3):
+    """An export's ``check`` that revokes ``g2`` when it is called the second time, and raises
+    (as the export's own check does) once any of the three grants is no longer in force."""
     gs = GrantStore(store.engine)
     calls = {"n": 0}
 
@@ -138,6 +138,13 @@ def test_a_grant_revoked_mid_export_fails_the_whole_export_cleanly(store, tmp_pa
             gs.revoke(g2.id, grantor="d2", by="admin")
         still_granted(gs, "state", [g1.id, g2.id, g3.id])
 
+    return check
+
+
+def test_a_grant_revoked_mid_export_fails_the_whole_export_cleanly(store, tmp_path, monkeypatch):
+    (g1, g2, g3), _ = three_districts(store)
+    monkeypatch.setattr(export_reads, "BATCH_ROWS", 2)
+    check = _revoking_the_second_at_the_second_check(store, g1, g2, g3)
     out = tmp_path / "revoked"
     with pytest.raises(PermissionError, match=str(g2.id)):
         export_many(store, out, recipient="state", sources=sources_of([g1, g2, g3], key=KEY, engine=store.engine), kinds=KINDS,
@@ -351,15 +358,7 @@ def test_a_multi_grant_export_in_part_processes_writes_what_one_process_writes(s
         assert _rows(tmp_path / "split" / f.name) == _rows(tmp_path / "one" / f.name), f.name
         data = (tmp_path / "split" / f.name).read_bytes()
         assert hashlib.sha256(data).hexdigest() == f.sha256 and len(data) == f.bytes
-    gs = GrantStore(store.engine)
-    calls = {"n": 0}
-
-    def check() -> None:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            gs.revoke(g2.id, grantor="d2", by="admin")
-        still_granted(gs, "state", [g1.id, g2.id, g3.id])
-
+    check = _revoking_the_second_at_the_second_check(store, g1, g2, g3)
     out = tmp_path / "revoked"
     with pytest.raises(PermissionError, match=str(g2.id)):
         export_many(store, out, recipient="state", sources=sources, kinds=KINDS, fmt="parquet", check=check)

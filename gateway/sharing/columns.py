@@ -249,30 +249,39 @@ def columnize(kind: str, cols: Sequence[tuple[str, str]], raws: Sequence[Any], d
 _ENCODER = msgspec.json.Encoder()
 
 
-def deidentified_texts(kind: str, raws: Sequence[Any], deid: Deidentifier) -> tuple[list[bytes], list[Any]]:
+def deidentified_texts(kind: str, raws: Sequence[Any], deid: Deidentifier,
+                       helped_ids: Callable[[list[Any]], list[Any] | None] | None = None) -> tuple[list[bytes], list[Any]]:
     """Each stored record as a de-identified grant shows it, as JSON text, and its id (a
     pseudonym where the kind's ids are personal): what ``columnize`` gives column by column,
     made record by record for the change feed. The records decode into structs of just the
     kept members (``_row_decoder``), the personal references are replaced a column at a
     time, and each struct is written back as JSON by msgspec: members absent or None stay
-    out, nested members as stored (or their kept keys), in the schema's order."""
+    out, nested members as stored (or their kept keys), in the schema's order.
+
+    ``helped_ids`` (``feed_records``: pseudonyms a helper process is making meanwhile) is
+    asked for the pseudonyms of a per-learner kind's own ``id`` column, made last so the
+    helper works while the other columns are; when it answers None the column is made here."""
     cols = columns_of(kind, deidentified=True)
     with paused_gc():
         rows = list(map(_row_decoder(kind, tuple(cols), True).decode, raws))
         refs = PERSONAL_REFS.get(kind, {})
         ids: list[Any] = []
-        for i, (name, _t) in enumerate(cols):
+        order = list(enumerate(cols))
+        if helped_ids is not None:
+            order.sort(key=lambda c: c[1][0] == "id")
+        for i, (name, _t) in order:
             what = refs.get(name)
+            attr = f"f{i}"
             if what is None and not (kind == "mastery_state" and name == "contributions"):
                 if name == "id":
-                    ids = list(map(attrgetter(f"f{i}"), rows))
+                    ids = list(map(attrgetter(attr), rows))
                 continue
-            attr = f"f{i}"
             values = list(map(attrgetter(attr), rows))
             if what == "learner":
                 changed = deid.learners(values)
             elif what == "record":
-                changed = deid.records(values)
+                helped = helped_ids(values) if name == "id" and helped_ids is not None else None
+                changed = deid.records(values) if helped is None else helped
             else:
                 changed = [deid.contributions(v) for v in values]
             if name == "id":

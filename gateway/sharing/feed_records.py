@@ -24,13 +24,11 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from operator import attrgetter, itemgetter
+from functools import partial
+from operator import itemgetter
 from typing import Any
 
-import msgspec
-
-from ..gc_pause import paused_gc
-from .columns import _row_decoder, columns_of
+from .columns import deidentified_texts
 from .deidentify import PERSONAL_REFS, Deidentifier, Pseudonymizer
 from .pseudonym_helper import HelperFailed, PseudonymHelper, split_texts
 
@@ -99,7 +97,6 @@ def deidentified_records(kind: str, got: Sequence[tuple[str, Any, bool]], deid: 
     database gave; a record whose own ``id`` member says otherwise has the chunk's column made
     in-process, from the members, as without a helper; so does every chunk once the helper
     failed."""
-    cols = columns_of(kind, deidentified=True)
     refs = PERSONAL_REFS.get(kind, {})
     row_ids = list(map(itemgetter(0), got))
     later = None
@@ -109,33 +106,8 @@ def deidentified_records(kind: str, got: Sequence[tuple[str, Any, bool]], deid: 
             later = deid.records_later([row_ids], helper)
         except (HelperFailed, OSError):
             lent.failed()
-    with paused_gc():
-        rows = list(map(_row_decoder(kind, tuple(cols), True).decode, map(itemgetter(1), got)))
-        ids: list[Any] = []
-        order = list(enumerate(cols))
-        if later is not None:  # the helped column last: the helper hashes while the others are made
-            order.sort(key=lambda c: c[1][0] == "id")
-        for i, (name, _t) in order:
-            what = refs.get(name)
-            attr = f"f{i}"
-            if what is None and not (kind == "mastery_state" and name == "contributions"):
-                if name == "id":
-                    ids = list(map(attrgetter(attr), rows))
-                continue
-            values = list(map(attrgetter(attr), rows))
-            if what == "learner":
-                changed = deid.learners(values)
-            elif what == "record":
-                helped = _helped(later, values, row_ids, lent) if name == "id" and later is not None and lent is not None else None
-                changed = deid.records(values) if helped is None else helped
-            else:
-                changed = [deid.contributions(v) for v in values]
-            if name == "id":
-                ids = changed
-            if changed != values:
-                for r, v in zip(rows, changed, strict=True):
-                    setattr(r, attr, v)
-        return list(map(_ENCODER.encode, rows)), ids
+    helped = partial(_helped, later, asked=row_ids, lent=lent) if later is not None and lent is not None else None
+    return deidentified_texts(kind, list(map(itemgetter(1), got)), deid, helped)
 
 
 def _helped(later: Callable[[], list[Any]], values: list[Any], asked: list[str], lent: RecordHelper) -> list[Any] | None:
@@ -149,9 +121,6 @@ def _helped(later: Callable[[], list[Any]], values: list[Any], asked: list[str],
     if values != asked:
         return None
     return split_texts(got) if isinstance(got, bytes) else list(got)
-
-
-_ENCODER = msgspec.json.Encoder()
 
 
 __all__ = ["HELPER_ENV", "HELPER_FROM", "RecordHelper", "deidentified_records", "helper_pays"]
