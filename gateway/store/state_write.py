@@ -17,8 +17,8 @@ would write:
 * a change row each (``created``, ``updated``, or ``deleted`` for a retired state), under one
   new batch id, after ``changefeed.guard``;
 * on PostgreSQL the statements are ``BulkStatement``'s (``unnest`` of an array a column) with
-  the columns every row shares sent once, and the uuid and short text columns as array text
-  (``_pg_statements``, ``pg_arrays``);
+  the columns every row shares sent once, the uuid columns as one binary array and the short
+  text columns as array text (``_pg_statements``, ``pg_arrays``);
 * the identifier index of an updated state emptied (a state carries no identifiers);
 * an outbox delivery for every enabled push route that wants mastery states.
 
@@ -148,12 +148,13 @@ class StateWriter:
         return n
 
 
-# PostgreSQL: the rows as ``unnest`` of one array a column, as ``BulkStatement`` writes them,
-# except that what is the same in every row (the tenant, the timestamps, the change rows' batch
-# and kind) goes once as a scalar, and the columns of short values (ids, hashes, names) each as
-# one array text: psycopg dumps a list element by element in Python (a uuid through a Python
-# dumper), which for the four states and four change rows of a statement cost about a tenth of
-# the consumer's CPU on PostgreSQL. The documents (``data``) and the numbers stay binary.
+# PostgreSQL: the rows as ``unnest`` of one array a column, as ``BulkStatement`` writes them
+# (what is the same in every row, the tenant, the timestamps, the change rows' batch and kind,
+# once as a scalar; the ids each as one pre-built binary ``uuid[]`` and the short values,
+# hashes and names, as one array text: ``pg_arrays``), in statements of the states' own: psycopg
+# dumps a list element by element in Python, which for the four states and four change rows of
+# a statement cost about a tenth of the consumer's CPU on PostgreSQL. The documents (``data``)
+# and the numbers stay binary.
 _W = len(_COLUMNS)
 _PG_ROWS = BulkStatement.MAX_ROWS_UNNEST  # rows a statement at most (bounds one message)
 #: the states' columns sent as arrays, in the order of ``_pg_state_params``
