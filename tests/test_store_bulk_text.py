@@ -101,6 +101,11 @@ def test_a_bulk_statement_stores_nulls_and_shared_values_as_given(store: Store) 
     assert got == {row[0]: row for row in wanted}
 
 
+def test_shared_columns_must_be_among_the_columns(store: Store) -> None:
+    with pytest.raises(ValueError, match="shared columns"):
+        BulkStatement(t.changes, ["tenant", "record_id"], store.engine.dialect, same=["at"])
+
+
 def test_text_arrays_quote_what_postgresql_would_misread() -> None:
     assert text_array([]) == "{}"
     assert text_array(["a", "b"]) == '{"a","b"}'

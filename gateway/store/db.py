@@ -282,12 +282,12 @@ class BulkStatement:
     * PostgreSQL: ``INSERT ... SELECT ... FROM unnest(...)``, one array parameter per
       column, so the statement text and its plan are the same for every batch. psycopg
       adapts a list element by element in Python, so the arrays go in the form that costs
-      least to build (``pg_arrays``): a uuid column, and a short text one (``String``: names,
-      hashes, statuses), as ONE array text (``%s::uuid[]``, ``%s::VARCHAR(64)[]``), quoted so
-      that every value arrives as it is; documents (``Text``), numbers, booleans and
-      timestamps as a binary list (``%b``). The ``same`` columns, which the caller promises
-      hold one value in every row (the tenant, the batch id, the commit time), are sent once,
-      the first row's, as a scalar.
+      least to build (``pg_arrays``): a uuid column as ONE pre-built binary ``uuid[]``, a
+      short text one (``String``: names, hashes, statuses) as ONE array text
+      (``%s::VARCHAR(64)[]``), quoted so that every value arrives as it is; documents
+      (``Text``), numbers, booleans and timestamps as a binary list (``%b``). The ``same``
+      columns, which the caller promises hold one value in every row (the tenant, the batch
+      id, the commit time), are sent once, the first row's, as a scalar.
 
     Both then take ``ON CONFLICT (key) DO UPDATE SET c = excluded.c`` for an upsert.
     ``execute_flat`` takes the rows as ONE flat list, row after row, each in ``columns``
@@ -309,9 +309,11 @@ class BulkStatement:
         keep: Sequence[str] = (),
         same: Sequence[str] = (),
     ) -> None:
-        unknown = [c for c in (*columns, *same) if c not in table.c]
+        unknown = [c for c in columns if c not in table.c]
         if unknown:
             raise ValueError(f"bulk statement has non-column parameters {sorted(unknown)}")
+        if not set(same) <= set(columns):
+            raise ValueError(f"bulk statement's shared columns {sorted(set(same) - set(columns))} are not among its columns")
         quote = dialect.identifier_preparer.quote
         self.columns = list(columns)
         self.width = len(self.columns)
