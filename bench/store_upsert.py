@@ -8,7 +8,7 @@ when a URL is given, on PostgreSQL, in three passes:
 * reapply  -- the same data again (every record unchanged: no writes)
 * update   -- every record changed (updated)
 
-and prints rows/s per pass, the batch size, and memory: the process RSS before each pass
+and prints rows/s and CPU a row (this process, all threads) per pass, the batch size, and memory: the process RSS before each pass
 and its peak (ru_maxrss; both include the records the benchmark holds), and the Python
 allocation peak of one ``apply`` of one batch (tracemalloc, measured apart). The records
 are built before each pass starts (building them is the adapter's work, not the store's;
@@ -126,8 +126,10 @@ def sqlite_url(path: str | None) -> Iterator[str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_pass(store: Store, data: list[list[Person]], mode: str) -> tuple[float, dict[str, int]]:
+def run_pass(store: Store, data: list[list[Person]], mode: str) -> tuple[float, float, dict[str, int]]:
+    """(wall seconds, CPU seconds of this process in all its threads, counts) of one pass."""
     totals = {"created": 0, "updated": 0, "unchanged": 0}
+    cpu = time.process_time()
     started = time.perf_counter()
     if mode == "stream":
         results = store.records.apply_stream(TENANT, data)
@@ -137,7 +139,7 @@ def run_pass(store: Store, data: list[list[Person]], mode: str) -> tuple[float, 
         totals["created"] += r.created
         totals["updated"] += r.updated
         totals["unchanged"] += r.unchanged
-    return time.perf_counter() - started, totals
+    return time.perf_counter() - started, time.process_time() - cpu, totals
 
 
 def bench_backend(label: str, url: str, args: argparse.Namespace, report: Callable[[str], None], deadline: float) -> None:
@@ -167,11 +169,11 @@ def bench_backend(label: str, url: str, args: argparse.Namespace, report: Callab
                    f"{n / built:,.0f} records/s; not part of the figures below)")
         assert data is not None
         before = rss_mib()
-        seconds, totals = run_pass(store, data, args.mode)
+        seconds, cpu, totals = run_pass(store, data, args.mode)
         ok = totals[expect[pass_name]] == n and sum(totals.values()) == n
         memory = f"RSS before {before:,.0f} MiB, peak so far {peak_rss_mib():,.0f} MiB" if before else f"peak RSS so far {peak_rss_mib():,.0f} MiB"
         report(
-            f"{label:<10} {pass_name:<8} {n:>8,} rows {seconds:7.2f} s {n / seconds:>10,.0f} rows/s"
+            f"{label:<10} {pass_name:<8} {n:>8,} rows {seconds:7.2f} s {n / seconds:>10,.0f} rows/s {cpu / n * 1e6:6.1f} us CPU a row"
             f"   created={totals['created']:,} updated={totals['updated']:,} unchanged={totals['unchanged']:,}   {memory}"
             + ("" if ok else "   !! UNEXPECTED COUNTS")
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, overload
 
@@ -21,6 +21,7 @@ from sqlalchemy import Connection
 from gateway.model import Status, record_id
 from gateway.model.base import _NAMESPACE_BYTES, _V5_CLEAR, _V5_SET, uuid_from_int
 from gateway.store.db import sqlite_in
+from gateway.store.pg_arrays import uuid_array_of_ints as pg_uuid_array
 
 SOURCE = "tessera.mastery"
 
@@ -64,13 +65,6 @@ def state_int_namer(tenant: str, learner: str) -> Callable[[str], int]:
 # conversions cost more than the database took to answer.
 _EVIDENCE_SELECT = ("e.learner_id, e.id, e.competency_id, e.observed_at, e.scaled, e.level, e.evidence_kind, e.success")
 _SQLITE_MAX_PAIRS = 4096  # 2 parameters a pair, well under SQLite's 32,766
-
-
-def pg_uuid_array(ints: Iterable[int]) -> str:
-    """A uuid[] parameter as PostgreSQL's array text, from the ids as ints (cast with
-    ``::uuid[]``): psycopg dumps a Python list element by element, a Python call and a
-    regular-expression search each (measured, the consumer's state reads cost 29 us a statement that way, 8 this way)."""
-    return "{" + ",".join([f"{k:032x}" for k in ints]) + "}"
 
 
 def _sqlite_uuid(value: bytes) -> uuid.UUID:

@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 from itertools import chain
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, LargeBinary, Table, Uuid, create_engine, event
+from sqlalchemy import DateTime, Engine, Enum, LargeBinary, String, Table, Text, Uuid, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.types import TypeDecorator
 
 from ..model.base import uuid_from_int
+from .pg_arrays import text_array, uuid_array
 from .sqlite_writers import CHECKPOINT_BACKSTOP, _WriterQueueConnection
 from .sqlite_writers import checkpointer as checkpointer  # re-exported: callers name it here
 
@@ -278,9 +279,15 @@ class BulkStatement:
       connection's statement cache, and a big one takes milliseconds to compile and MiB
       to keep: so statements only come in power-of-two sizes (``power_of_two_sizes``), at
       most log2(MAX_ROWS) + 1 texts per table however batch sizes vary, each compiled once.
-    * PostgreSQL: ``INSERT ... SELECT * FROM unnest(%b::type[], ...)``, one binary array
-      parameter per column, so the statement text and its plan are the same for every
-      batch and psycopg adapts whole columns at once.
+    * PostgreSQL: ``INSERT ... SELECT ... FROM unnest(...)``, one array parameter per
+      column, so the statement text and its plan are the same for every batch. psycopg
+      adapts a list element by element in Python, so the arrays go in the form that costs
+      least to build (``pg_arrays``): a uuid column as ONE pre-built binary ``uuid[]``, a
+      short text one (``String``: names, hashes, statuses) as ONE array text
+      (``%s::VARCHAR(64)[]``), quoted so that every value arrives as it is; documents
+      (``Text``), numbers, booleans and timestamps as a binary list (``%b``). The ``same``
+      columns, which the caller promises hold one value in every row (the tenant, the batch
+      id, the commit time), are sent once, the first row's, as a scalar.
 
     Both then take ``ON CONFLICT (key) DO UPDATE SET c = excluded.c`` for an upsert.
     ``execute_flat`` takes the rows as ONE flat list, row after row, each in ``columns``
@@ -300,10 +307,13 @@ class BulkStatement:
         *,
         conflict: Sequence[str] = (),
         keep: Sequence[str] = (),
+        same: Sequence[str] = (),
     ) -> None:
         unknown = [c for c in columns if c not in table.c]
         if unknown:
             raise ValueError(f"bulk statement has non-column parameters {sorted(unknown)}")
+        if not set(same) <= set(columns):
+            raise ValueError(f"bulk statement's shared columns {sorted(set(same) - set(columns))} are not among its columns")
         quote = dialect.identifier_preparer.quote
         self.columns = list(columns)
         self.width = len(self.columns)
@@ -316,9 +326,20 @@ class BulkStatement:
             tail = f" ON CONFLICT ({', '.join(quote(c) for c in conflict)}) DO UPDATE SET {sets}"
         self._sql: dict[int, str] = {}
         if self._unnest:
-            # %b: psycopg sends the arrays in binary, so no element needs quoting or escaping
-            arrays = ", ".join(f"%b::{table.c[c].type.compile(dialect=dialect)}[]" for c in columns)
-            self._sql[0] = f"{head}SELECT * FROM unnest({arrays}){tail}"
+            self._same = [i for i, c in enumerate(self.columns) if c in same]
+            self._arrays: list[tuple[int, Callable[[Sequence[Any]], Any]]] = []
+            casts: list[str] = []
+            for i, c in enumerate(self.columns):
+                if c in same:
+                    continue
+                kind = _pg_array_kind(table.c[c].type)
+                self._arrays.append((i, _PG_ENCODE[kind]))
+                casts.append(f"{'%s' if kind == 'text' else '%b'}::{table.c[c].type.compile(dialect=dialect)}[]")
+            select = ", ".join(
+                f"CAST(%s AS {table.c[c].type.compile(dialect=dialect)})" if c in same else f"u.{quote(c)}" for c in self.columns
+            )
+            names = ", ".join(quote(c) for c in self.columns if c not in same)
+            self._sql[0] = f"{head}SELECT {select} FROM unnest({', '.join(casts)}) AS u({names}){tail}"
             self.rows_per_statement = self.MAX_ROWS_UNNEST
         else:
             self._head = head + "VALUES "
@@ -349,9 +370,28 @@ class BulkStatement:
             step = self.rows_per_statement
             for i in range(0, n, step):
                 part = values if n <= step else values[i * w : (i + step) * w]
-                conn.exec_driver_sql(self._sql[0], tuple([part[c::w] for c in range(w)]))
+                params = [part[c] for c in self._same]
+                params.extend([encode(part[c::w]) for c, encode in self._arrays])
+                conn.exec_driver_sql(self._sql[0], tuple(params))
             return
         i = 0
         for size in power_of_two_sizes(n, self.rows_per_statement):
             conn.exec_driver_sql(self.sql(size), tuple(values) if size == n else tuple(values[i * w : (i + size) * w]))
             i += size
+
+
+def _pg_array_kind(column_type: Any) -> str:
+    """How ``BulkStatement`` sends a column's array on PostgreSQL: ``uuid`` or ``text`` (array
+    text, ``pg_arrays``) or ``binary`` (a list psycopg dumps in binary)."""
+    if isinstance(column_type, UUIDType):
+        return "uuid"
+    if isinstance(column_type, String) and not isinstance(column_type, (Text, Enum)):
+        return "text"
+    return "binary"
+
+
+def _as_list(values: Sequence[Any]) -> Any:
+    return values
+
+
+_PG_ENCODE: dict[str, Callable[[Sequence[Any]], Any]] = {"uuid": uuid_array, "text": text_array, "binary": _as_list}

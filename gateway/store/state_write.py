@@ -17,8 +17,8 @@ would write:
 * a change row each (``created``, ``updated``, or ``deleted`` for a retired state), under one
   new batch id, after ``changefeed.guard``;
 * on PostgreSQL the statements are ``BulkStatement``'s (``unnest`` of an array a column) with
-  the columns every row shares sent once, and the uuid columns as array text
-  (``_pg_statements``);
+  the columns every row shares sent once, the uuid columns as one binary array and the short
+  text columns as array text (``_pg_statements``, ``pg_arrays``);
 * the identifier index of an updated state emptied (a state carries no identifiers);
 * an outbox delivery for every enabled push route that wants mastery states.
 
@@ -40,6 +40,7 @@ from ..model import Status
 from . import changefeed
 from .db import BulkStatement, bind_processor, sqlite_in
 from .outbox import matching_routes, outbox_rows
+from .pg_arrays import text_array, uuid_array
 from .prepare import PROMOTED
 from .tables import RECORD_TABLES, identifiers, outbox
 from .tables import changes as change_log
@@ -128,7 +129,7 @@ class StateWriter:
             self._upsert.execute_flat(conn, rows, n)
         if updated:
             if self._postgres:
-                conn.exec_driver_sql(self._delete_identifiers + f"{self._record_id} = ANY(%s::uuid[])", (_uuid_array(updated),))
+                conn.exec_driver_sql(self._delete_identifiers + f"{self._record_id} = ANY(%s::uuid[])", (uuid_array(updated),))
             else:
                 for cond, params in sqlite_in(self._record_id, updated, 4096):
                     conn.exec_driver_sql(self._delete_identifiers + cond, params)
@@ -136,8 +137,8 @@ class StateWriter:
         if self._postgres:
             for i in range(0, n, _PG_ROWS):
                 part = changes[i * 7 : (i + _PG_ROWS) * 7]
-                conn.exec_driver_sql(self._pg_changes, (tenant, batch_b, KIND, now_b, _uuid_array(part[3::7]), _text_array(part[4::7]),
-                                                         _text_array(part[5::7])))
+                conn.exec_driver_sql(self._pg_changes, (tenant, batch_b, KIND, now_b, uuid_array(part[3::7]), text_array(part[4::7]),
+                                                         text_array(part[5::7])))
         else:
             self._changes.execute_flat(conn, changes, n)
         if written:
@@ -147,12 +148,13 @@ class StateWriter:
         return n
 
 
-# PostgreSQL: the rows as ``unnest`` of one array a column, as ``BulkStatement`` writes them,
-# except that what is the same in every row (the tenant, the timestamps, the change rows' batch
-# and kind) goes once as a scalar, and the columns of short values (ids, hashes, names) each as
-# one array text: psycopg dumps a list element by element in Python (a uuid through a Python
-# dumper), which for the four states and four change rows of a statement cost about a tenth of
-# the consumer's CPU on PostgreSQL. The documents (``data``) and the numbers stay binary.
+# PostgreSQL: the rows as ``unnest`` of one array a column, as ``BulkStatement`` writes them
+# (what is the same in every row, the tenant, the timestamps, the change rows' batch and kind,
+# once as a scalar; the ids each as one pre-built binary ``uuid[]`` and the short values,
+# hashes and names, as one array text: ``pg_arrays``), in statements of the states' own: psycopg
+# dumps a list element by element in Python, which for the four states and four change rows of
+# a statement cost about a tenth of the consumer's CPU on PostgreSQL. The documents (``data``)
+# and the numbers stay binary.
 _W = len(_COLUMNS)
 _PG_ROWS = BulkStatement.MAX_ROWS_UNNEST  # rows a statement at most (bounds one message)
 #: the states' columns sent as arrays, in the order of ``_pg_state_params``
@@ -189,22 +191,12 @@ def _pg_statements(table: Any, dialect: Any) -> tuple[str, str]:
     return states, changes
 
 
-def _uuid_array(ids: list[uuid.UUID]) -> str:
-    """A uuid[] parameter as PostgreSQL's array text (cast with ``::uuid[]``)."""
-    return "{" + ",".join([f"{u.int:032x}" for u in ids]) + "}"
-
-
-def _text_array(values: list[str | None]) -> str:
-    """A text[] parameter as PostgreSQL's array text: every value quoted, None as NULL."""
-    return "{" + ",".join(["NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]) + "}"
-
-
 def _pg_state_params(rows: list[Any], tenant: str, now: Any) -> tuple[Any, ...]:
     """``_pg_statements``' states' parameters from the flat rows (``_COLUMNS`` order)."""
     out: list[Any] = [tenant, now, now]
     for c in _ARRAYS:
         column = rows[_AT[c]::_W]
-        out.append(_uuid_array(column) if c in _UUIDS else _text_array(column) if c in _TEXTS else column)
+        out.append(uuid_array(column) if c in _UUIDS else text_array(column) if c in _TEXTS else column)
     return tuple(out)
 
 

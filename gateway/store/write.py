@@ -45,6 +45,7 @@ from . import changefeed
 from .db import WRITE, BulkStatement, bind_processor, max_params, placeholder, sqlite_in
 from .evidence import evidence_rules, mark_superseded
 from .outbox import matching_routes, outbox_rows
+from .pg_arrays import uuid_array
 from .prepare import PROMOTED, REFERENCED_KINDS, REFERENCES, Prepared, PreparedBatch, Preparer, content_hash, record_location
 from .tables import RECORD_TABLES, evidence, identifiers, outbox, people
 from .tables import changes as change_log
@@ -188,11 +189,14 @@ class RecordWriter:
         self._stamp = bind_processor(change_log, "at", dialect)
         self._upsert = {
             kind: BulkStatement(tbl, [*_COMMON_HEAD, *PROMOTED[kind], *_COMMIT_TIME], dialect, conflict=_conflict_key(kind, dialect.name),
-                                keep=["created_at"])
+                                keep=["created_at"], same=["tenant", "created_at", "updated_at"])
             for kind, tbl in RECORD_TABLES.items()
         }
-        self._identifiers = BulkStatement(identifiers, ["tenant", "record_kind", "record_id", "system", "kind", "value"], dialect)
-        self._changes = BulkStatement(change_log, ["tenant", "batch_id", "record_kind", "record_id", "op", "content_hash", "at"], dialect)
+        # ``same``: one value in every row a plan writes (its tenant, kind, batch and commit time)
+        self._identifiers = BulkStatement(identifiers, ["tenant", "record_kind", "record_id", "system", "kind", "value"], dialect,
+                                          same=["tenant", "record_kind"])
+        self._changes = BulkStatement(change_log, ["tenant", "batch_id", "record_kind", "record_id", "op", "content_hash", "at"], dialect,
+                                      same=["tenant", "batch_id", "record_kind", "at"])
         quote = self._quote = dialect.identifier_preparer.quote
         self._tables = {kind: dialect.identifier_preparer.format_table(tbl) for kind, tbl in RECORD_TABLES.items()}
         self._delete_identifiers = f"DELETE FROM {dialect.identifier_preparer.format_table(identifiers)} WHERE "
@@ -459,7 +463,7 @@ class RecordWriter:
         if not keys:
             return
         if self._postgres:
-            yield f"{column} = ANY(%b)", (list(keys),)  # %b: the ids go over in binary
+            yield f"{column} = ANY(%b::uuid[])", (uuid_array(keys),)  # one binary uuid[] (``pg_arrays``)
             return
         yield from sqlite_in(column, keys, self._in_rows)
 
@@ -472,7 +476,7 @@ class RecordWriter:
             rows = conn.exec_driver_sql(
                 f"SELECT k.i, {', '.join('t.' + c for c in cols.split(', '))} FROM unnest(%b::uuid[]) WITH ORDINALITY AS k(id, i) "
                 f"JOIN {self._tables[kind]} AS t ON t.id = k.id",
-                (keys,),
+                (uuid_array(keys),),
             ).all()
             if with_data:
                 return {keys[r[0] - 1]: (r[1], r[2]) for r in rows}
