@@ -221,19 +221,20 @@ def test_postgresql_gets_a_chunks_ids_as_one_binary_constant(store):
         pytest.skip("a binary parameter of the PostgreSQL driver")
     import uuid
 
+    from gateway.store.pg_arrays import uuid_array_of_bytes
+
     ids = [uuid.uuid4() for _ in range(12)] + [uuid.UUID(int=0)]
     ids.append(ids[0])
     with store.engine.connect() as conn:
         cur = conn.connection.dbapi_connection.cursor()
-        cur.adapters.register_dumper(feed_mod._UuidArray, feed_mod._uuid_array_dumper())
         cur.execute("SELECT %b::text = %s::uuid[]::text, cardinality(%b)",
-                    (feed_mod._UuidArray([i.bytes for i in ids]), "{" + ",".join(map(str, ids)) + "}",
-                     feed_mod._UuidArray([i.bytes for i in ids])), prepare=False)
+                    (uuid_array_of_bytes([i.bytes for i in ids]), "{" + ",".join(map(str, ids)) + "}",
+                     uuid_array_of_bytes([i.bytes for i in ids])), prepare=False)
         assert cur.fetchone() == (True, len(ids))
-        cur.execute("SELECT cardinality(%b)", (feed_mod._UuidArray([]),), prepare=False)
+        cur.execute("SELECT cardinality(%b)", (uuid_array_of_bytes([]),), prepare=False)
         assert cur.fetchone() == (0,)
         cur.execute("EXPLAIN SELECT 1 FROM (SELECT id FROM evidence WHERE tenant = 'd1' OFFSET 0) r WHERE id = ANY(%b)",
-                    (feed_mod._UuidArray([i.bytes for i in ids]),), prepare=False)
+                    (uuid_array_of_bytes([i.bytes for i in ids]),), prepare=False)
         plan = "\n".join(r[0] for r in cur.fetchall())
         assert f"'{{{ids[0]}," in plan and "$1" not in plan, plan
         cur.close()

@@ -23,8 +23,6 @@ under a grant is written to that grant's access log (who, what, when, how many).
 
 from __future__ import annotations
 
-import functools
-import struct
 import sys
 import threading
 import time
@@ -45,6 +43,7 @@ from ..gc_pause import paused_gc
 from ..model import RECORD_TYPES
 from ..store import Store
 from ..store.changefeed import newest_safe, oldest
+from ..store.pg_arrays import uuid_array_of_bytes
 from ..store.read import MANY_CHUNK
 from ..store.tables import RECORD_TABLES, changes
 from .columns import deidentified_texts, prefetched
@@ -334,7 +333,6 @@ def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], G
     # (not ``data::bytea``: that cast parses backslash escapes, and JSON text holds backslashes);
     # through varchar, whose loader alone is swapped, so ids (text) stay str
     records.adapters.register_loader("varchar", ByteaBinaryLoader)
-    records.adapters.register_dumper(_UuidArray, _uuid_array_dumper())
     rows = None
     try:
         rows = dbapi.cursor(name=f"tessera_changes_{uuid.uuid4().hex}", binary=True)
@@ -368,43 +366,11 @@ def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], G
         records.close()
 
 
-class _UuidArray:
-    """A ``uuid[]`` parameter already in PostgreSQL's binary form (``_uuid_array_dumper`` hands
-    it to the driver as it is)."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, raw: Sequence[bytes]) -> None:
-        # array_send's layout: 1 dimension, no nulls, element type uuid (2950), its size and lower
-        # bound, then each element as its length (16) and bytes
-        self.data = (struct.pack("!iiiii", 1, 0, 2950, len(raw), 1) + _LEN16 + _LEN16.join(raw) if raw
-                     else struct.pack("!iii", 0, 0, 2950))  # empty: no dimension
-
-
-_LEN16 = struct.pack("!i", 16)
-
-
-@functools.cache
-def _uuid_array_dumper() -> type:
-    from psycopg.adapt import Dumper  # the PostgreSQL driver: there only
-    from psycopg.pq import Format
-
-    class UuidArrayDumper(Dumper):
-        format = Format.BINARY
-        oid = 2951  # uuid[]
-
-        def dump(self, obj: Any) -> bytes:
-            data: bytes = obj.data
-            return data
-
-    return UuidArrayDumper
-
-
 def _pg_records(cur: Any, tenant: str, kind: str, chunk: list[tuple[str, Any]], raw: Sequence[bytes]) -> list[tuple[str, Any, bool]]:
     """The current records of [(id, instant of its last change)] of one kind of one tenant,
     as (id, stored text as bytes, retired or voided), no result objects. ``raw``: the same
     ids as their 16 bytes (the change rows bring both), sent as ONE binary ``uuid[]``
-    (``_UuidArray``): PostgreSQL plans with it as a constant without parsing and casting
+    (``pg_arrays.uuid_array_of_bytes``): PostgreSQL plans with it as a constant without parsing and casting
     5,000 texts (as ids given as text, split by the database, were: ~7 % of its CPU a change).
 
     A record's ``updated_at`` is the instant of the change that wrote it (one clock reading
@@ -439,7 +405,7 @@ def _pg_records(cur: Any, tenant: str, kind: str, chunk: list[tuple[str, Any]], 
                 f"WHERE tenant = %s AND updated_at >= %s::timestamp AT TIME ZONE 'UTC' AND updated_at <= %s::timestamp AT TIME ZONE 'UTC' "
                 f"AND (updated_at, id) >= (%s::timestamp AT TIME ZONE 'UTC', %s::uuid) "
                 f"AND (updated_at, id) <= (%s::timestamp AT TIME ZONE 'UTC', %s::uuid) OFFSET 0) r WHERE id = ANY(%b)",
-                (tenant, lo_at, hi_at, lo_at, lo_id, hi_at, hi_id, _UuidArray(raw)), prepare=False)
+                (tenant, lo_at, hi_at, lo_at, lo_id, hi_at, hi_id, uuid_array_of_bytes(raw)), prepare=False)
     got: list[tuple[str, Any, bool]] = cur.fetchall()
     if len(got) < len(ids):
         seen = {row[0] for row in got}

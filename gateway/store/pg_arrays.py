@@ -68,6 +68,17 @@ def uuid_array_of_ints(ints: Iterable[int]) -> UuidArray:
     return UuidArray(struct.pack("!iiiii", 1, 0, _UUID_OID, len(raw), 1) + b"".join(raw))
 
 
+_LEN16 = struct.pack("!i", 16)
+
+
+def uuid_array_of_bytes(raw: Sequence[bytes]) -> UuidArray:
+    """A ``uuid[]`` parameter from the ids as their 16 bytes each (as the change feed reads
+    them from the database)."""
+    if not raw:
+        return UuidArray(struct.pack("!iii", 0, 0, _UUID_OID))
+    return UuidArray(struct.pack("!iiiii", 1, 0, _UUID_OID, len(raw), 1) + _LEN16 + _LEN16.join(raw))
+
+
 def text_array(values: Sequence[Any]) -> str:
     """A text[] (varchar[]) parameter as array text: every value quoted, None as NULL.
 
@@ -132,4 +143,4 @@ def _register() -> None:
 
 _register()
 
-__all__ = ["UuidArray", "text_array", "uuid_array", "uuid_array_of_ints"]
+__all__ = ["UuidArray", "text_array", "uuid_array", "uuid_array_of_bytes", "uuid_array_of_ints"]
