@@ -1,7 +1,8 @@
 """SQLite: when and how the recent tier of the statement index is merged into the queried one
 (``tables``: new statements' index rows are appended to ``xapi_recent_agents`` /
 ``xapi_recent_activities``, keyed by seq, and moved in bulk, sorted, into
-``xapi_statement_agents`` / ``xapi_statement_activities``).
+``xapi_statement_agents`` / ``xapi_statement_activities``; their ids likewise go to
+``xapi_recent_ids`` and move into ``xapi_statement_ids``).
 
 A merge moves the index rows of the *oldest* statements of the recent tier, so the tiers stay
 split by seq (every seq of the recent tier above every seq of the merged one) and a query that
@@ -23,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from .statement_query import MERGED, RECENT
-from .tables import xapi_recent_agents
+from .tables import xapi_recent_agents, xapi_recent_ids, xapi_statement_ids, xapi_statements
 
 #: statements whose index rows wait in the recent tier before it is merged (the setting
 #: ``TESSERA_XAPI__MERGE_EVERY``). A merge writes each leaf page it touches once, so the more it
@@ -49,6 +50,11 @@ class TierMerge:
         self._oldest = f"SELECT min(seq) FROM {xapi_recent_agents.name}"
         self._sql = [_merge_sql(recent, merged) for recent, merged in
                      ((RECENT.agents, MERGED.agents), (RECENT.activities, MERGED.activities))]
+        # the ids of the same statements, with their statement's stored (the recent tier keeps none)
+        self._sql.append((f"INSERT INTO {xapi_statement_ids.name} (tenant, id, seq, stored) SELECT r.tenant, r.id, r.seq, s.stored "
+                          f"FROM {xapi_recent_ids.name} r JOIN {xapi_statements.name} s ON s.seq = r.seq "
+                          "WHERE r.seq < ? ORDER BY r.tenant, r.id",
+                          f"DELETE FROM {xapi_recent_ids.name} WHERE seq < ?"))
 
     def due(self, conn: Connection, last: int, written: int) -> int | None:
         """After a write whose last seq is ``last`` (``written`` statements): the seq below which a
@@ -69,8 +75,8 @@ class TierMerge:
         return None
 
     def merge(self, conn: Connection, below: int | None = None) -> None:
-        """Move the index rows of the statements below seq ``below`` (all of them: None) from the
-        recent tier into the merged tables, in the merged tables' key order, so that each leaf
+        """Move the index rows and ids of the statements below seq ``below`` (all of them: None)
+        from the recent tier into the merged tables, in the merged tables' key order, so that each leaf
         page of theirs is written once for all the rows it receives. In the caller's write
         transaction (SQLite: nothing else writes meanwhile)."""
         bound = (1 << 62) if below is None else below
