@@ -18,7 +18,9 @@ statement store already takes for "an id is known: compare" (``StatementStore.sa
 by id (``where_ids``) looks the ids up there first and then reads the statements by ``(seq,
 stored)`` with both as literals, so the planner keeps only the partitions of those months
 (pruning at plan time; ``tests/test_partitions_xapi.py`` asserts the plan). It costs about
-what the unique index it replaces did: one B-tree entry of the same key a statement.
+what the unique index it replaces did: one B-tree entry of the same key a statement. SQLite
+keeps the ids in ``xapi_statement_ids`` too, behind a recent tier (``xapi_recent_ids``,
+migration xapi_0006, ``tables``), and ``where_ids`` reads both.
 
 **Index rows.** ``xapi_statement_agents`` / ``..._activities`` name their statement by ``seq``
 and are partitioned by the same months, on their statement's ``stored``, which they carry (8
