@@ -20,8 +20,8 @@ moved, sorted, into the tables above in one go. Written one commit at a time, ea
 row landed in its own leaf page (one insertion point per activity, per agent and verb), and
 the commit wrote each of those pages out again: the activity rows alone were a third of a
 statement's write cost on the ingest benchmark. All of a statement's index rows are in the
-same tier, and every seq in the recent tier is above every seq in the merged one (the merge
-runs under the write lock and takes the whole recent tier), so a query reads the recent tier,
+same tier, and every seq in the recent tier is above every seq in the merged one (a merge
+step runs under the write lock and moves the oldest statements' rows: ``index_tiers``), so a query reads the recent tier,
 then the merged one (newest first; the other way round for ``ascending``). PostgreSQL writes
 concurrently, where no such split holds, and writes the merged tables directly.
 
