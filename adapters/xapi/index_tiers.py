@@ -1,7 +1,8 @@
 """SQLite: when and how the recent tier of the statement index is merged into the queried one
 (``tables``: new statements' index rows are appended to ``xapi_recent_agents`` /
 ``xapi_recent_activities``, keyed by seq, and moved in bulk, sorted, into
-``xapi_statement_agents`` / ``xapi_statement_activities``).
+``xapi_statement_agents`` / ``xapi_statement_activities``; their ids likewise go to
+``xapi_recent_ids`` and move into ``xapi_statement_ids``).
 
 A merge moves the index rows of the *oldest* statements of the recent tier, so the tiers stay
 split by seq (every seq of the recent tier above every seq of the merged one) and a query that
@@ -23,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from .statement_query import MERGED, RECENT
-from .tables import xapi_recent_agents
+from .tables import xapi_recent_agents, xapi_recent_ids, xapi_statement_ids, xapi_statements
 
 #: statements whose index rows wait in the recent tier before it is merged (the setting
 #: ``TESSERA_XAPI__MERGE_EVERY``). A merge writes each leaf page it touches once, so the more it
@@ -49,6 +50,14 @@ class TierMerge:
         self._oldest = f"SELECT min(seq) FROM {xapi_recent_agents.name}"
         self._sql = [_merge_sql(recent, merged) for recent, merged in
                      ((RECENT.agents, MERGED.agents), (RECENT.activities, MERGED.activities))]
+        # the ids: by a range of the id's first byte, not by seq (``_id_range``)
+        # (with their statement's stored, which the recent tier does not keep: looked up in seq
+        # order, so that each page of the statements is read once, not once an id)
+        self._ids_sql = (f"WITH m AS MATERIALIZED (SELECT tenant, id, seq FROM {xapi_recent_ids.name} "
+                         "WHERE id >= ? AND id < ? ORDER BY seq) "
+                         f"INSERT INTO {xapi_statement_ids.name} (tenant, id, seq, stored) SELECT m.tenant, m.id, m.seq, s.stored "
+                         f"FROM m CROSS JOIN {xapi_statements.name} s ON s.seq = m.seq ORDER BY m.tenant, m.id",
+                         f"DELETE FROM {xapi_recent_ids.name} WHERE id >= ? AND id < ?")
 
     def due(self, conn: Connection, last: int, written: int) -> int | None:
         """After a write whose last seq is ``last`` (``written`` statements): the seq below which a
@@ -69,14 +78,33 @@ class TierMerge:
         return None
 
     def merge(self, conn: Connection, below: int | None = None) -> None:
-        """Move the index rows of the statements below seq ``below`` (all of them: None) from the
-        recent tier into the merged tables, in the merged tables' key order, so that each leaf
+        """Move the index rows and ids of the statements below seq ``below`` (all of them: None)
+        from the recent tier into the merged tables, in the merged tables' key order, so that each leaf
         page of theirs is written once for all the rows it receives. In the caller's write
         transaction (SQLite: nothing else writes meanwhile)."""
         bound = (1 << 62) if below is None else below
         for copy, clear in self._sql:
             conn.exec_driver_sql(copy, (bound,))
             conn.exec_driver_sql(clear, (bound,))
+        lo, hi = _id_range(None if below is None else below // self.slice)
+        for sql in self._ids_sql:
+            conn.exec_driver_sql(sql, (lo, hi))
+
+
+def _id_range(step: int | None) -> tuple[bytes, bytes]:
+    """The statement ids (16 bytes each, as SQLite stores them) a merge step moves from the recent
+    tier of the ids to the merged one: a quarter of the id space, the next quarter at the next
+    step (``step``: the step's ordinal; None: all ids). Not the ids of the statements whose index
+    rows the step moves: ids are random, so a step that moved the oldest ids wrote most leaf pages
+    of ``xapi_statement_ids`` (one id in most pages), four times a tier; a quarter of the id space
+    is a quarter of its pages, each receiving four times the ids. Whatever moves when, each id is
+    in one tier, and a writer or a read looks in both (``StatementStore._write``, ``where_ids``)."""
+    if step is None:
+        return b"", b"\xff" * 17
+    q = step % MERGE_STEPS
+    lo = bytes([q * 256 // MERGE_STEPS]) if q else b""
+    hi = bytes([(q + 1) * 256 // MERGE_STEPS]) if q < MERGE_STEPS - 1 else b"\xff" * 17
+    return lo, hi
 
 
 def _merge_sql(recent: Any, merged: Any) -> tuple[str, str]:

@@ -18,7 +18,9 @@ statement store already takes for "an id is known: compare" (``StatementStore.sa
 by id (``where_ids``) looks the ids up there first and then reads the statements by ``(seq,
 stored)`` with both as literals, so the planner keeps only the partitions of those months
 (pruning at plan time; ``tests/test_partitions_xapi.py`` asserts the plan). It costs about
-what the unique index it replaces did: one B-tree entry of the same key a statement.
+what the unique index it replaces did: one B-tree entry of the same key a statement. SQLite
+keeps the ids in ``xapi_statement_ids`` too, behind a recent tier (``xapi_recent_ids``,
+migration xapi_0006, ``tables``), and ``where_ids`` reads both.
 
 **Index rows.** ``xapi_statement_agents`` / ``..._activities`` name their statement by ``seq``
 and are partitioned by the same months, on their statement's ``stored``, which they carry (8
@@ -60,13 +62,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, false, select, text
+from sqlalchemy import Connection, and_, false, select, text, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.store import partitions
 from gateway.store.db import BulkStatement
 
-from .tables import xapi_statement_ids, xapi_statements
+from .tables import xapi_recent_ids, xapi_statement_ids, xapi_statements
 
 #: the index row tables, partitioned by the months of their statements
 FOLLOWERS = ("xapi_statement_agents", "xapi_statement_activities")
@@ -80,9 +82,8 @@ def _forget_ids(conn: Connection, partition: str) -> None:
 
 
 partitions.register("xapi_statements", "stored", retainable=True, followers=FOLLOWERS, before_drop=_forget_ids)
-# on PostgreSQL the id table stands for the unique index, and the index rows have a unique
-# index with the partition key for a primary key (migration xapi_0005)
-partitions.NOT_PARTITIONED_INDEXES.add("ix_xapi_statements_tenant_id")
+# on PostgreSQL the index rows have a unique index with the partition key for a primary key
+# (migration xapi_0005)
 partitions.PARTITIONED_ONLY_INDEXES.update({"ix_xapi_statement_agents_key", "ix_xapi_statement_activities_key"})
 
 
@@ -106,16 +107,20 @@ class StatementIds:
 
 def where_ids(conn: Connection, tenant: str, ids: Iterable[uuid.UUID]) -> ColumnElement[bool]:
     """The condition on ``xapi_statements`` that selects the statements of ``tenant`` with
-    these ids. SQLite: by the unique index on (tenant, id). PostgreSQL: found in the id table
-    first, then named by ``seq`` (the primary key) and ``stored`` (the partition key, so only
-    their months' partitions are read)."""
+    these ids: found in the id table first, then named by ``seq`` (the primary key).
+    SQLite: in both tiers of the ids (``xapi_recent_ids``, then ``xapi_statement_ids``), in the
+    same statement (one snapshot: an id is in exactly one of them). PostgreSQL: in the id table,
+    then by ``stored`` too (the partition key, so only their months' partitions are read)."""
     s = xapi_statements
     ids = list(ids)
-    if not partitioned(conn):
-        return and_(s.c.tenant == tenant, s.c.id.in_(ids))
     if not ids:
         return false()
     i = xapi_statement_ids
+    if not partitioned(conn):
+        r = xapi_recent_ids
+        seqs = union_all(select(r.c.seq).where(r.c.tenant == tenant, r.c.id.in_(ids)),
+                         select(i.c.seq).where(i.c.tenant == tenant, i.c.id.in_(ids)))
+        return and_(s.c.seq.in_(seqs), s.c.tenant == tenant)
     found = conn.execute(select(i.c.seq, i.c.stored).where(i.c.tenant == tenant, i.c.id.in_(ids))).all()
     if not found:
         return false()

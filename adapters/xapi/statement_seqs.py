@@ -1,5 +1,6 @@
 """What the statement writer asks the database under the write lock (issue 22): the batch's
-seqs and which of its statements an earlier voiding statement targets.
+seqs, which of its statements an earlier voiding statement targets, and (SQLite) whether one
+of its ids is in the merged tier of the ids.
 
 On SQLite both run while every writer of every process waits, so they go to the driver as
 plain statements (texts compiled once and kept in the connection's cache), not through
@@ -43,4 +44,13 @@ def voided_by_earlier(conn: Connection, tenant: str, keys: list[uuid.UUID]) -> l
     return out
 
 
-__all__ = ["allocate_seqs", "voided_by_earlier"]
+def merged_ids(conn: Connection, tenant: str, ids: list[bytes]) -> list[bytes]:
+    """SQLite: of the statement ids ``ids`` (16 bytes each), those in the merged tier of the ids,
+    ``xapi_statement_ids`` (the recent tier's primary key refuses the others; ``tables``)."""
+    out: list[bytes] = []
+    for cond, keys in sqlite_in("id", ids):
+        out += [k for (k,) in conn.exec_driver_sql(f"SELECT id FROM xapi_statement_ids WHERE tenant = ? AND {cond}", (tenant, *keys))]
+    return out
+
+
+__all__ = ["allocate_seqs", "merged_ids", "voided_by_earlier"]

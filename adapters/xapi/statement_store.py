@@ -20,6 +20,7 @@ grouped with the other batches of the process into one transaction (``GroupCommi
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,10 +46,11 @@ from .outbox import enqueue
 from .partitions import where_ids
 from .statement_compare import same_statement
 from .statement_query import RECENT, StatementReads
-from .statement_seqs import allocate_seqs, voided_by_earlier
+from .statement_seqs import allocate_seqs, merged_ids, voided_by_earlier
 from .tables import (
     xapi_activities,
     xapi_attachments,
+    xapi_recent_ids,
     xapi_statements,
 )
 from .validation import VOIDED, agent_key
@@ -75,6 +77,7 @@ class _Plan:
     activities: list[Any] = field(default_factory=list)  # (tenant, activity, seq, role) rows
     activity_of: list[int] = field(default_factory=list)
     keys: list[uuid.UUID] = field(default_factory=list)  # the statements' ids, for the voided lookup
+    id_rows: list[Any] = field(default_factory=list)  # SQLite: (tenant, id, seq) rows of the recent tier of the ids
 
 
 @dataclass
@@ -112,6 +115,7 @@ class StatementStore(StatementReads):
         # with their statement's stored, ids in the id table, ``partitions``)
         self._agents = BulkStatement(RECENT.agents, ["tenant", "agent", "verb_id", "seq", "role"], dialect)
         self._activities = BulkStatement(RECENT.activities, ["tenant", "activity", "seq", "role"], dialect)
+        self._ids = BulkStatement(xapi_recent_ids, ["tenant", "id", "seq"], dialect)
         self._upsert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
         #: PostgreSQL: a batch written in two round trips (``statement_pg``)
         self._pipelined = dialect.name == "postgresql"
@@ -252,13 +256,16 @@ class StatementStore(StatementReads):
         flat, bodies = plan.statements, plan.bodies
         agents, agent_of, acts_flat, activity_of = plan.agents, plan.agent_of, plan.activities, plan.activity_of
         mark = True if deferred else None
+        id_rows = plan.id_rows
         for i, st in enumerate(statements):
             sid = st["id"]
             registration = st.get("context", {}).get("registration")
             body = orjson.dumps(st).decode()
             bodies.append(body)
             target = targets.get(sid)
-            flat += (0, tenant, key(sid), stored_value, st["verb"]["id"], key(registration) if registration else None,
+            id_key = key(sid)
+            id_rows += (tenant, id_key, 0)
+            flat += (0, tenant, id_key, stored_value, st["verb"]["id"], key(registration) if registration else None,
                      key(target) if target else None, False, authority, "attachments" in st, mark, body)
             agent_rows, activity_rows = _statement_rows(rows, copied.get(sid), sid)
             for a, v, role in agent_rows:
@@ -328,9 +335,16 @@ class StatementStore(StatementReads):
         filled in here, everything else was built by ``_plan``."""
         s = xapi_statements
         n = len(plan.ids)
+        # an id is unique per tenant across both tiers of the ids (``tables``): the recent tier's
+        # primary key refuses an id stored there (or twice in the batch), this look-up one merged
+        if merged_ids(conn, tenant, plan.id_rows[1::3]):
+            raise DbIntegrityError("statement id already stored (xapi_statement_ids)", None,
+                                   sqlite3.IntegrityError("UNIQUE constraint failed: xapi_statement_ids.tenant, xapi_statement_ids.id"))
         seqs = allocate_seqs(conn, n)
         width = len(_STATEMENT_COLUMNS)
         plan.statements[0::width] = seqs
+        plan.id_rows[2::3] = seqs
+        self._ids.execute_flat(conn, plan.id_rows, n)
         agent_width, activity_width = 5, 4
         if plan.agents:
             plan.agents[3::agent_width] = [seqs[i] for i in plan.agent_of]
