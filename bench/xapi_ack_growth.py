@@ -30,16 +30,12 @@ from typing import Any
 
 import orjson
 from host_speed import measure as host_speed
-from xapi_ingest import BATCH, TENANT, load_reference, make_batch  # bench/ is sys.path[0]
+from xapi_ack_latency import ack_only_store
+from xapi_ingest import BATCH, TENANT, make_batch  # bench/ is sys.path[0]
 
-from adapters.xapi.derive import Deriver
-from adapters.xapi.evidence import EvidenceMapper
 from adapters.xapi.index_tiers import MERGE_EVERY
-from adapters.xapi.statement_store import StatementStore
 from adapters.xapi.statements import complete
-from gateway.mastery.attach import engine_of
 from gateway.store.sqlite_writers import checkpointer
-from gateway.wiring import open_store
 
 AUTHORITY = {"objectType": "Agent", "account": {"homePage": "https://lrs.example", "name": "bench"}}
 
@@ -58,14 +54,7 @@ def main() -> None:
 
 
 def run(path: Path, args: argparse.Namespace) -> None:
-    store = open_store(f"sqlite:///{path}")
-    store.migrate()
-    load_reference(store)
-    engine_of(store)
-    mapper = EvidenceMapper(store)
-    deriver = Deriver(store, mapper)
-    deriver.notify = lambda: None  # type: ignore[method-assign]  # never derives: the acknowledgement path alone
-    lrs = StatementStore(store, mapper, deriver=deriver)
+    store, lrs = ack_only_store(f"sqlite:///{path}")
     merging = [0.0]
     merge = lrs.merge
 

@@ -27,6 +27,7 @@ import gc
 import os
 import statistics
 import time
+from typing import Any
 
 import orjson
 from host_speed import measure as host_speed
@@ -43,6 +44,19 @@ from gateway.wiring import open_store
 AUTHORITY = {"objectType": "Agent", "account": {"homePage": "https://lrs.example", "name": "bench"}}
 
 
+def ack_only_store(url: str) -> tuple[Any, StatementStore]:
+    """A migrated store at ``url`` with the bench's framework and roster, and its LRS whose
+    consumer never derives: the acknowledgement path alone (also ``xapi_ack_growth``'s)."""
+    store = open_store(url)
+    store.migrate()
+    load_reference(store)
+    engine_of(store)
+    mapper = EvidenceMapper(store)
+    deriver = Deriver(store, mapper)
+    deriver.notify = lambda: None  # type: ignore[method-assign]  # never derives
+    return store, StatementStore(store, mapper, deriver=deriver)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--statements", type=int, default=60_000)
@@ -51,14 +65,7 @@ def main() -> None:
     print(f"host speed: record_id {host_speed():.2f} us (bench/host_speed.py; lower is faster)")
     os.environ["PGAPPNAME"] = APP  # this process's connections, for the backends' CPU (pg_watch)
     with fresh_database(args.database_url) as url:
-        store = open_store(url)
-        store.migrate()
-        load_reference(store)
-        engine_of(store)
-        mapper = EvidenceMapper(store)
-        deriver = Deriver(store, mapper)
-        deriver.notify = lambda: None  # type: ignore[method-assign]  # never derives: the acknowledgement path alone
-        lrs = StatementStore(store, mapper, deriver=deriver)
+        store, lrs = ack_only_store(url)
         merges: list[tuple[float, float]] = []  # (wall, CPU) of each merge step of the recent index tier (SQLite)
         merge = lrs.merge
 
