@@ -42,15 +42,22 @@ def _statements(n: int) -> list[dict]:
     return out
 
 
+#: stores with tiny generations of the merged tier (``tables.GEN_BITS``): merged every 7
+#: statements into generations of 2, every 12 into generations of 4 (a query crosses 16-31)
+TINY_GENS = {-7: (7, 1), -12: (12, 2)}
+
+
 @pytest.fixture
 def stores(_sqlite_template: Path, tmp_path: Path) -> Iterator[dict[int, StatementStore]]:
-    """The same 61 statements, in batches of 1 to 9, in four stores: merged after every
-    write, merged every 7 and every 12 statements (in steps of 1 and 3 statements), never merged."""
+    """The same 61 statements, in batches of 1 to 9, in six stores: merged after every
+    write, merged every 7 and every 12 statements (in steps of 1 and 3 statements), never merged,
+    and merged every 7 and 12 into tiny generations (``TINY_GENS``, keys -7 and -12)."""
     made: dict[int, StatementStore] = {}
-    for every in (1, 7, 12, 10**9):
+    for every in (1, 7, 12, 10**9, *TINY_GENS):
         path = tmp_path / f"every-{every}.db"
         shutil.copy(_sqlite_template, path)
-        made[every] = StatementStore(open_store(f"sqlite:///{path}"), merge_every=every)
+        merge_every, bits = TINY_GENS.get(every, (every, t.GEN_BITS))
+        made[every] = StatementStore(open_store(f"sqlite:///{path}"), merge_every=merge_every, gen_bits=bits)
     pending = _statements(61)
     size = 1
     while pending:
@@ -112,7 +119,7 @@ FILTERS: list[dict[str, Any]] = [
 def test_every_filter_pages_the_same_whatever_the_merge_interval(stores, filters, ascending) -> None:
     found = {every: _all_pages(store, ascending=ascending, **filters) for every, store in stores.items()}
     assert found[1], "the filter should match some statements"
-    assert found[7] == found[1] == found[12] == found[10**9]
+    assert found[7] == found[1] == found[12] == found[10**9] == found[-7] == found[-12]
     assert len(set(found[7])) == len(found[7])
 
 
@@ -128,11 +135,24 @@ def test_the_agents_resource_reads_both_tiers(stores) -> None:
     key = v.agent_key(AGENTS[0])
     bodies = {every: [_id(b) for b in store.agent_statements(TENANT, key, limit=10)] for every, store in stores.items()}
     assert len(bodies[7]) == 10
-    assert bodies[7] == bodies[1] == bodies[12] == bodies[10**9]
+    assert bodies[7] == bodies[1] == bodies[12] == bodies[10**9] == bodies[-7] == bodies[-12]
 
 
+def test_tiny_generations_are_listed_and_each_row_is_in_its_own(stores) -> None:
+    """The merged rows of a store with generations of 2 and 4 statements: each row's ``gen`` is
+    its seq's, and ``xapi_index_gens`` lists exactly the generations the merged rows fill."""
+    for key, (_, bits) in TINY_GENS.items():
+        with stores[key].engine.connect() as conn:
+            for table in (t.xapi_statement_agents, t.xapi_statement_activities):
+                assert conn.execute(select(func.count()).where(table.c.gen != table.c.seq.op(">>")(bits))).scalar_one() == 0
+            listed = set(conn.execute(select(t.xapi_index_gens.c.gen)).scalars())
+            filled = set(conn.execute(select(t.xapi_statement_agents.c.gen).distinct()).scalars())
+        assert listed == filled and len(listed) >= 61 // 2**bits - 2
+
+
+@pytest.mark.parametrize("gen_bits", [t.GEN_BITS, 1])
 def test_a_due_merge_moves_the_oldest_statements_in_steps_and_keeps_the_tiers_split_by_seq(_sqlite_template: Path,
-                                                                                             tmp_path: Path) -> None:
+                                                                                             tmp_path: Path, gen_bits: int) -> None:
     """Merged every 12 statements in steps of 3: once the recent tier spans 12 statements, each
     write moves the index rows of the oldest 3 (at least as many as it added) until the tier is
     drained; after every write each statement's rows are in exactly one tier, every seq of the
@@ -140,7 +160,7 @@ def test_a_due_merge_moves_the_oldest_statements_in_steps_and_keeps_the_tiers_sp
     than 12 statements."""
     path = tmp_path / "steps.db"
     shutil.copy(_sqlite_template, path)
-    store = StatementStore(open_store(f"sqlite:///{path}"), merge_every=12)
+    store = StatementStore(open_store(f"sqlite:///{path}"), merge_every=12, gen_bits=gen_bits)
     assert store.merge_slice == 3
     pending, size, seen_steps = _statements(80), 1, 0
     verb_rows = (t.xapi_statement_agents.c.agent == "", t.xapi_recent_agents.c.agent == "")
@@ -168,5 +188,46 @@ def test_a_due_merge_moves_the_oldest_statements_in_steps_and_keeps_the_tiers_sp
         assert seen_steps > 80 // 12  # more steps than whole merges would have been
         for filters in FILTERS:
             assert _all_pages(store, **filters) == _all_pages(store, **filters, ascending=True)[::-1]
+    finally:
+        store.store.dispose()
+
+
+def test_migration_keys_the_merged_rows_of_an_existing_store_by_generation(_sqlite_template: Path, tmp_path: Path) -> None:
+    """xapi_0007 on a store written before it (its merged rows keyed without a generation), whose
+    statements span two generations of ``tables.GEN_BITS`` (a statement of another tenant took the
+    seqs below): every filter answers as before, page by page both ways, each merged row is in its
+    seq's generation, those are listed; a downgrade to xapi_0006 and an upgrade again, too."""
+    path = tmp_path / "migrated.db"
+    shutil.copy(_sqlite_template, path)
+    store = StatementStore(open_store(f"sqlite:///{path}"), merge_every=7)
+    first = (1 << t.GEN_BITS) - 30
+    with store.engine.begin() as conn:  # the first seqs: another tenant's statement
+        conn.execute(t.xapi_statements.insert().values(
+            seq=first - 1, tenant="other", id=uuid.uuid4(), stored=complete([], AUTHORITY, "1.0.3"), verb_id=VERBS[0],
+            voided=False, authority="x", attachments=False, body="{}"))
+    pending, size = _statements(61), 1
+    while pending:
+        raw, pending = pending[:size], pending[size:]
+        batch = v.statements([dict(s) for s in raw], "1.0.3")
+        store.save(TENANT, batch, stored=complete(batch, AUTHORITY, "1.0.3"), authority=v.agent_key(AUTHORITY))
+        size = size % 9 + 1
+    before = {(i, asc): _all_pages(store, ascending=asc, **f) for i, f in enumerate(FILTERS) for asc in (False, True)}
+    migrations = store.store.migrations
+    try:
+        for _ in range(2):
+            migrations.downgrade(store.engine, "xapi_0006")
+            with store.engine.connect() as conn:
+                key = [r[1] for r in sorted(conn.exec_driver_sql("PRAGMA table_info(xapi_statement_agents)"), key=lambda r: r[5]) if r[5]]
+                assert key == ["tenant", "agent", "verb_id", "seq", "role"]
+                assert "xapi_index_gens" not in {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master")}
+            store.store.migrate()
+            with store.engine.connect() as conn:
+                for table in (t.xapi_statement_agents, t.xapi_statement_activities):
+                    gens = conn.execute(select(table.c.gen, func.min(table.c.seq), func.max(table.c.seq)).group_by(table.c.gen)).all()
+                    assert [g for g, _, _ in gens] == [0, 1]
+                    assert all(lo >> t.GEN_BITS == g == hi >> t.GEN_BITS for g, lo, hi in gens)
+                assert list(conn.execute(select(t.xapi_index_gens.c.gen).order_by(t.xapi_index_gens.c.gen)).scalars()) == [0, 1]
+            after = {(i, asc): _all_pages(store, ascending=asc, **f) for i, f in enumerate(FILTERS) for asc in (False, True)}
+            assert after == before
     finally:
         store.store.dispose()

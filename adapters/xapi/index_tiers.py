@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from .statement_query import MERGED, RECENT
-from .tables import xapi_recent_agents, xapi_recent_ids, xapi_statement_ids, xapi_statements
+from .tables import GEN_BITS, xapi_index_gens, xapi_recent_agents, xapi_recent_ids, xapi_statement_ids, xapi_statements
 
 #: statements whose index rows wait in the recent tier before it is merged (the setting
 #: ``TESSERA_XAPI__MERGE_EVERY``). A merge writes each leaf page it touches once, so the more it
@@ -42,13 +42,18 @@ class TierMerge:
     per ``StatementStore``; what it remembers (whether this process is draining the tier) is a
     hint only: each step is decided and taken from what the database holds, under the write lock."""
 
-    def __init__(self, every: int = MERGE_EVERY) -> None:
+    def __init__(self, every: int = MERGE_EVERY, gen_bits: int = GEN_BITS) -> None:
         self.every = every
         #: statements a step moves (at least: never fewer than the write added, so the tier drains)
         self.slice = max(1, every // MERGE_STEPS)
         self._draining = False
         self._oldest = f"SELECT min(seq) FROM {xapi_recent_agents.name}"
-        self._sql = [_merge_sql(recent, merged) for recent, merged in
+        # the generations a step writes, before its rows (every statement has a row in the recent
+        # agents: its verb's)
+        self.gen_bits = gen_bits
+        self._span = f"SELECT min(seq), max(seq) FROM {xapi_recent_agents.name} WHERE seq < ?"
+        self._gens = f"INSERT OR IGNORE INTO {xapi_index_gens.name} (gen) VALUES (?)"
+        self._sql = [_merge_sql(recent, merged, gen_bits) for recent, merged in
                      ((RECENT.agents, MERGED.agents), (RECENT.activities, MERGED.activities))]
         # the ids: by a range of the id's first byte, not by seq (``_id_range``)
         # (with their statement's stored, which the recent tier does not keep: looked up in seq
@@ -83,6 +88,10 @@ class TierMerge:
         page of theirs is written once for all the rows it receives. In the caller's write
         transaction (SQLite: nothing else writes meanwhile)."""
         bound = (1 << 62) if below is None else below
+        lo, hi = conn.exec_driver_sql(self._span, (bound,)).one()
+        if lo is not None:
+            for gen in range(lo >> self.gen_bits, (hi >> self.gen_bits) + 1):  # one or two, as a rule
+                conn.exec_driver_sql(self._gens, (gen,))
         for copy, clear in self._sql:
             conn.exec_driver_sql(copy, (bound,))
             conn.exec_driver_sql(clear, (bound,))
@@ -107,12 +116,15 @@ def _id_range(step: int | None) -> tuple[bytes, bytes]:
     return lo, hi
 
 
-def _merge_sql(recent: Any, merged: Any) -> tuple[str, str]:
+def _merge_sql(recent: Any, merged: Any, gen_bits: int) -> tuple[str, str]:
     """The two statements of a step: the recent rows below a seq copied into the merged table in
-    its key order, then deleted (driver texts: compiled once per connection, not by SQLAlchemy
-    under the write lock)."""
-    cols = ", ".join(c.name for c in merged.primary_key.columns)  # the merged table's key order
-    return (f"INSERT INTO {merged.name} ({cols}) SELECT {cols} FROM {recent.name} WHERE seq < ? ORDER BY {cols}",
+    its key order (its generation, ``seq >> gen_bits``, first), then deleted (driver texts:
+    compiled once per connection, not by SQLAlchemy under the write lock)."""
+    cols = [c.name for c in merged.primary_key.columns]  # the merged table's key order, gen first
+    assert cols[0] == "gen"
+    picked = ", ".join([f"seq >> {int(gen_bits)}", *cols[1:]])
+    return (f"INSERT INTO {merged.name} ({', '.join(cols)}) SELECT {picked} FROM {recent.name} WHERE seq < ? "
+            f"ORDER BY {', '.join(str(i + 1) for i in range(len(cols)))}",
             f"DELETE FROM {recent.name} WHERE seq < ?")
 
 

@@ -48,6 +48,7 @@ from .statement_compare import same_statement
 from .statement_query import RECENT, StatementReads
 from .statement_seqs import allocate_seqs, merged_ids, voided_by_earlier
 from .tables import (
+    GEN_BITS,
     xapi_activities,
     xapi_attachments,
     xapi_recent_ids,
@@ -93,7 +94,7 @@ class StatementStore(StatementReads):
     """Reads and writes statements of one database; one per app."""
 
     def __init__(self, store: Store, evidence: Any = None, *, merge_every: int = MERGE_EVERY, deriver: Any = None,
-                 max_lag: int = 0, lag_wait: float = 30.0) -> None:
+                 max_lag: int = 0, lag_wait: float = 30.0, gen_bits: int = GEN_BITS) -> None:
         self.store = store
         self.engine = store.engine
         self.evidence = evidence
@@ -109,7 +110,7 @@ class StatementStore(StatementReads):
         self._key = _uuid_bytes if dialect.name == "sqlite" else (lambda value: uid(uuid.UUID(value)))
         # SQLite: new index rows go to the recent tier, merged every ``merge_every`` statements
         self._tiered = dialect.name == "sqlite"
-        self.tiers = TierMerge(merge_every)
+        self.tiers = TierMerge(merge_every, gen_bits)  # (gen_bits: tests only; ``tables.GEN_BITS``)
         self.merge_every, self.merge_slice = self.tiers.every, self.tiers.slice
         # (PostgreSQL writes through ``statement_pg``: statements partitioned by month, index rows
         # with their statement's stored, ids in the id table, ``partitions``)

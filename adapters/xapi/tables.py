@@ -90,10 +90,18 @@ xapi_statements = Table(
     Index("ix_xapi_statements_tenant_registration", "tenant", "registration"),
 )
 
+#: SQLite: the merged index rows' key leads with a generation of seqs, ``seq >> GEN_BITS`` (4,096
+#: statements; module docstring): a merge step appends into the newest one or two generations'
+#: key ranges. Must not grow on an existing store without rebuilding the tables (a row's
+#: generation must not decrease as seq grows); may shrink.
+GEN_BITS = 12
+
 #: role: "a" actor, "o" object, "r" anywhere else (related_agents)
 xapi_statement_agents = Table(
     "xapi_statement_agents",
     metadata,
+    # SQLite: seq >> GEN_BITS, the key's first column; PostgreSQL: 0, its default (its key, a unique index, has none)
+    Column("gen", Integer(), primary_key=True, autoincrement=False),
     Column("tenant", String(63), primary_key=True),
     Column("agent", Text(), primary_key=True),
     Column("verb_id", Text(), primary_key=True),
@@ -107,12 +115,21 @@ xapi_statement_agents = Table(
 xapi_statement_activities = Table(
     "xapi_statement_activities",
     metadata,
+    Column("gen", Integer(), primary_key=True, autoincrement=False),  # as in xapi_statement_agents
     Column("tenant", String(63), primary_key=True),
     Column("activity", Text(), primary_key=True),
     Column("seq", BigId, primary_key=True, autoincrement=False),
     Column("role", String(1), primary_key=True),
     Column("stored", UTCDateTime()),  # as in xapi_statement_agents
     sqlite_with_rowid=False,
+)
+
+#: SQLite: the generations the merged index rows fill (``gen``, one row each, added by the merge
+#: step that first writes one), which a query walks newest first (``statement_query``); empty on PostgreSQL
+xapi_index_gens = Table(
+    "xapi_index_gens",
+    metadata,
+    Column("gen", Integer(), primary_key=True, autoincrement=False),
 )
 
 #: where each statement id is stored (``adapters/xapi/partitions.py``); PostgreSQL: not
