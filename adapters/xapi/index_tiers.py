@@ -14,7 +14,9 @@ over 48,000): the whole merge 350-400 ms under the lock; in steps of 4,096 the l
 for about 45 % more of the merge's CPU (a step writes each leaf page of the merged tables it
 touches once, and most steps touch most of them); through a 40,000-statement ingest in
 process, eight steps of 38-137 ms against two merges of 193-218 ms, about 2 us more CPU a
-statement.
+statement. Since the merged tables are keyed by a generation of seqs first (``tables.GEN_BITS``,
+migration xapi_0007), a step writes only the newest generations' pages, not most of the
+tables': at 150,000 statements 452 WAL frames a step against 2,878, 70 ms of CPU against 118.
 """
 
 from __future__ import annotations
