@@ -26,7 +26,7 @@ then the merged one (newest first; the other way round for ``ascending``). Postg
 concurrently, where no such split holds, and writes the merged tables directly.
 
 On SQLite the merged tables' key leads with a generation of seqs, ``gen = seq >> GEN_BITS``
-(4,096 statements; migration xapi_0007), listed in ``xapi_index_gens``. Keyed by agent or
+(16,384 statements; migration xapi_0007), listed in ``xapi_index_gens``. Keyed by agent or
 activity first, a merge step's rows scattered over the whole b-tree and the step wrote most of
 its leaf pages (2,623 WAL frames a step of 4,096 statements at 150,000 stored); keyed by
 generation first, they land in the newest one or two generations' key ranges (194 frames,
@@ -98,11 +98,14 @@ xapi_statements = Table(
     Index("ix_xapi_statements_tenant_registration", "tenant", "registration"),
 )
 
-#: SQLite: the merged index rows' key leads with a generation of seqs, ``seq >> GEN_BITS`` (4,096
-#: statements; module docstring): a merge step appends into the newest one or two generations'
-#: key ranges. Must not grow on an existing store without rebuilding the tables (a row's
-#: generation must not decrease as seq grows); may shrink.
-GEN_BITS = 12
+#: SQLite: the merged index rows' key leads with a generation of seqs, ``seq >> GEN_BITS`` (16,384
+#: statements, a merge cycle; module docstring): a merge step appends into the newest one or two
+#: generations' key ranges; a query reads a key range a generation (61 over a million
+#: statements). 12 (4,096 statements) made the steps write half as much again as this does but the
+#: queries over a million statements up to twice as slow: each generation is a leaf page or two to
+#: read. Must not grow on an existing store without rebuilding the tables (a row's generation
+#: must not decrease as seq grows); may shrink.
+GEN_BITS = 14
 
 #: role: "a" actor, "o" object, "r" anywhere else (related_agents)
 xapi_statement_agents = Table(

@@ -1,6 +1,6 @@
 """xAPI, SQLite: the merged statement index rows keyed by a generation of seqs first
 
-``xapi_statement_agents`` / ``xapi_statement_activities`` gain ``gen`` (``seq >> 12``: 4,096
+``xapi_statement_agents`` / ``xapi_statement_activities`` gain ``gen`` (``seq >> 14``: 16,384
 statements a generation), on SQLite the first column of their primary key, so that a merge step
 of the recent tier (``adapters/xapi/index_tiers.py``) appends into the newest generations' key
 ranges instead of writing most leaf pages of both tables; ``xapi_index_gens`` lists the
@@ -29,7 +29,7 @@ branch_labels = None
 depends_on = None
 
 #: the generation of a seq, as ``adapters/xapi/tables.GEN_BITS`` when this was written
-GEN_BITS = 12
+GEN_BITS = 14
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 #: table -> its columns after ``gen`` and ``tenant`` (name, type), which with them are its key but ``stored``
 COLUMNS = {
