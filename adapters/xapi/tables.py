@@ -29,8 +29,8 @@ On SQLite the merged tables' key leads with a generation of seqs, ``gen = seq >>
 (16,384 statements; migration xapi_0007), listed in ``xapi_index_gens``. Keyed by agent or
 activity first, a merge step's rows scattered over the whole b-tree and the step wrote most of
 its leaf pages (2,623 WAL frames a step of 4,096 statements at 150,000 stored); keyed by
-generation first, they land in the newest one or two generations' key ranges (194 frames,
-whatever the store holds). A query walks the generations newest first, one key range each
+generation first, they land in the newest one or two generations' key ranges (318 frames;
+bounded by a generation's pages whatever the store holds). A query walks the generations newest first, one key range each
 (``statement_query``). PostgreSQL's ``gen`` is 0.
 
 On PostgreSQL the statements and their index rows are range-partitioned by month on
