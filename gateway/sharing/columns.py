@@ -132,6 +132,8 @@ def _raw_texts(values: Sequence[Any]) -> list[Any]:
     """JSON members decoded as ``msgspec.Raw``: their stored text as it is (no parse, no
     re-serialisation); a member that is absent or null is None."""
     out = list(map(bytes, values))
+    if b"null" not in out and b"" not in out:  # the usual column: each member present (compared in C)
+        return out
     return [None if b == b"null" or not b else b for b in out]
 
 
@@ -142,6 +144,14 @@ def _kept_text(keys: tuple[str, ...], values: tuple[Any, ...]) -> bytes:
 def _subset_texts(values: Sequence[Any], keys: tuple[str, ...]) -> list[Any]:
     """Only ``keys`` of each object (decoded as a frozen struct of just those keys), as JSON
     text; the few distinct results are made once."""
+    try:
+        distinct: dict[Any, Any] = dict.fromkeys(values)  # hashed in C
+    except TypeError:  # a member holding a list or an object (unhashable): row by row, below
+        pass
+    else:
+        for v in distinct:
+            distinct[v] = None if v is None else _kept_text(keys, astuple(v))
+        return list(map(distinct.__getitem__, values))
     made: dict[Any, bytes] = {}
     out: list[Any] = []
     add = out.append

@@ -8,10 +8,9 @@ allocation, a copy, later a free), and Arrow then reads each of those separate s
 text in its table and hands back the one string it holds: nothing made a row, and Arrow reads
 the same few strings again and again.
 
-**How.** A file's first batch is decoded as ``_row_decoder`` decodes it; each text column
-(``string``, ``timestamp``, ``date``) whose values there are texts, at most a quarter as many
-distinct ones as rows and at most ``LITERAL_MAX``, is decoded from the next batch on against
-them. A record holding a value not seen yet fails that decoding (msgspec raises at once): that
+**How.** A file's first ``LEARN_ROWS`` records are decoded as ``_row_decoder`` decodes them;
+each text column (``string``, ``timestamp``, ``date``) whose values there are texts, at most a
+quarter as many distinct ones as rows, is decoded from the next record on against them. A record holding a value not seen yet fails that decoding (msgspec raises at once): that
 record alone is decoded as before (``_row_decoder``; a record it cannot read raises what it
 always raised), its new values are learned, the batch goes on from the next record, and the
 decoder is rebuilt with them at once (at most once every ``REBUILD_ROWS`` rows: records with
@@ -24,6 +23,7 @@ them); only what is made a row differs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import islice
 from operator import attrgetter
 from typing import Any, Literal
 
@@ -33,6 +33,8 @@ from .columns import _row_decoder
 
 #: the most distinct values a column is decoded against; past them it is decoded as before
 LITERAL_MAX = 1_000
+#: the file's first rows, decoded as before, that the columns worth learning are picked from
+LEARN_ROWS = 1_000
 #: rows decoded at least between two builds of a decoder (a build costs ~0.1-1 ms): a value not
 #: seen yet is learned at once, and more within those rows are decoded as before meanwhile
 REBUILD_ROWS = 1_000
@@ -59,13 +61,11 @@ class LearnedDecoder:
         self.stale = False
 
     def __call__(self, raws: Sequence[Any]) -> list[Any]:
-        if self.fast is None and self.known is None:  # the first batch: decoded as before, learned from
-            rows = list(map(self.base.decode, raws))
-            self.decoded += len(rows)
+        rows: list[Any] = []
+        if self.known is None:  # the file's first records: decoded as before, learned from
+            rows = list(map(self.base.decode, raws[:LEARN_ROWS]))
             self._learn(rows)
-            return rows
-        rows = []
-        rest = iter(raws)
+        rest = islice(raws, len(rows), None)
         while self.fast is not None:
             try:
                 rows.extend(map(self.fast.decode, rest))  # the rows decoded before a failure stay in ``rows``
@@ -86,7 +86,7 @@ class LearnedDecoder:
 
     def _learn(self, rows: list[Any]) -> None:
         self.known = {}
-        most = min(LITERAL_MAX, max(1, len(rows) // 4))
+        most = max(1, len(rows) // 4)
         for i in self.candidates:
             values = set(map(attrgetter(f"f{i}"), rows))
             values.discard(None)
