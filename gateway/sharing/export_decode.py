@@ -102,12 +102,12 @@ class LearnedDecoder:
         for i in list(self.known):
             value = getattr(row, f"f{i}")
             values = self.known[i]
-            if value is None or value in values:
+            if value is None or type(value) is str and value in values:
                 continue
             changed = True
             if type(value) is str and len(values) < LITERAL_MAX:
                 values.add(value)
-            else:
+            else:  # past the most values, or not a text (a number, a list, an object)
                 del self.known[i]
         return changed
 
