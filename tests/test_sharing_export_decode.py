@@ -97,3 +97,16 @@ def test_the_parquet_tables_are_the_same_learned_or_not() -> None:
         after = _Parquet.encode(cols, columnize_with(decoder, "evidence", cols, batch, None))
         assert after.equals(before)
     assert decoder.known
+
+
+def test_a_column_still_changing_once_the_builds_allowed_are_made_is_decoded_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export_decode, "BUILDS_FREE", 3)
+    monkeypatch.setattr(export_decode, "ROWS_A_BUILD", 10**9)
+    monkeypatch.setattr(export_decode, "REBUILD_ROWS", 1)
+    cols = columns_of("evidence", deidentified=True)
+    decoder = LearnedDecoder("evidence", cols, True)
+    _same(decoder, [_evidence(n) for n in range(40)], True)
+    assert any(cols[i][0] == "updated_at" for i in decoder.known or {})
+    _same(decoder, [_evidence(n, updated_at=f"2026-12-08T00:00:{n:02d}Z") for n in range(50)], True)
+    assert not any(cols[i][0] == "updated_at" for i in decoder.known or {}) and decoder.builds <= 4
+    assert any(cols[i][0] == "tenant" for i in decoder.known or {})

@@ -10,14 +10,17 @@ the same few strings again and again.
 
 **How.** A file's first ``LEARN_ROWS`` records are decoded as ``_row_decoder`` decodes them;
 each text column (``string``, ``timestamp``, ``date``) whose values there are texts, at most a
-quarter as many distinct ones as rows, is decoded from the next record on against them. A record holding a value not seen yet fails that decoding (msgspec raises at once): that
-record alone is decoded as before (``_row_decoder``; a record it cannot read raises what it
-always raised), its new values are learned, the batch goes on from the next record, and the
-decoder is rebuilt with them at once (at most once every ``REBUILD_ROWS`` rows: records with
-values not seen meanwhile are decoded as before, each alone). A column past ``LITERAL_MAX`` values, or holding
-anything but text, is decoded as before for the rest of the file. The rows are structs with
-the same fields and the same values either way, so the files are the same (a test compares
-them); only what is made a row differs.
+quarter as many distinct ones as rows, is decoded from the next record on against them. A
+record holding a value not seen yet fails that decoding (msgspec raises at once): that record
+alone is decoded as before (``_row_decoder``; a record it cannot read raises what it always
+raised), its new values are learned, the batch goes on from the next record, and the decoder
+is rebuilt with them at once (at most once every ``REBUILD_ROWS`` rows: records with values
+not seen meanwhile are decoded as before, each alone). A column past ``LITERAL_MAX`` values,
+holding anything but text, or still bringing new values once the builds a file is allowed
+are made (``BUILDS_FREE``, then one every ``ROWS_A_BUILD`` rows: a build costs up to ~1 ms),
+is decoded as before for the rest of the file. The rows are structs with the same fields and
+the same values either way, so the files are the same (a test compares them); only what is
+made a row differs.
 """
 
 from __future__ import annotations
@@ -32,12 +35,16 @@ import msgspec
 from .columns import _row_decoder
 
 #: the most distinct values a column is decoded against; past them it is decoded as before
-LITERAL_MAX = 1_000
+LITERAL_MAX = 256
 #: the file's first rows, decoded as before, that the columns worth learning are picked from
 LEARN_ROWS = 1_000
 #: rows decoded at least between two builds of a decoder (a build costs ~0.1-1 ms): a value not
 #: seen yet is learned at once, and more within those rows are decoded as before meanwhile
 REBUILD_ROWS = 1_000
+#: decoders built at most in a file: this many, then one every ``ROWS_A_BUILD`` rows (a column
+#: with a new value past them is given up), so learning costs at most ~0.1 µs a row
+BUILDS_FREE = 16
+ROWS_A_BUILD = 10_000
 #: the column types whose values are texts (dates and date-times are decoded as their text)
 _TEXTS = ("string", "timestamp", "date")
 
@@ -56,7 +63,7 @@ class LearnedDecoder:
         self.known: dict[int, set[str]] | None = None
         self.fast: msgspec.json.Decoder[Any] | None = None
         #: rows decoded, at the last build of ``fast``; records decoded as before (values not seen)
-        self.decoded = self.built = self.misses = 0
+        self.decoded = self.built = self.misses = self.builds = 0
         #: values learned since ``fast`` was built
         self.stale = False
 
@@ -74,7 +81,7 @@ class LearnedDecoder:
                 row = self.base.decode(raws[len(rows)])
                 rows.append(row)
                 self.misses += 1
-                self.stale = self._add(row) or self.stale
+                self.stale = self._add(row, self.decoded + len(rows)) or self.stale
                 if self.stale and self.decoded + len(rows) - self.built >= REBUILD_ROWS:
                     self._build(self.decoded + len(rows))
         else:  # no column (left) to learn: as before
@@ -94,26 +101,29 @@ class LearnedDecoder:
                 self.known[i] = values
         self._build(self.decoded)
 
-    def _add(self, row: Any) -> bool:
-        """Learn a row's new values; a column past ``LITERAL_MAX`` or holding other than text is
-        given up. Whether anything changed."""
+    def _add(self, row: Any, decoded: int) -> bool:
+        """Learn a row's new values; a column past ``LITERAL_MAX``, holding other than text, or
+        with a new value once the builds allowed so far (``BUILDS_FREE``, then one every
+        ``ROWS_A_BUILD`` rows) are made, is given up. Whether anything changed."""
         assert self.known is not None
         changed = False
+        more = self.builds < BUILDS_FREE + decoded // ROWS_A_BUILD
         for i in list(self.known):
             value = getattr(row, f"f{i}")
             values = self.known[i]
             if value is None or type(value) is str and value in values:
                 continue
             changed = True
-            if type(value) is str and len(values) < LITERAL_MAX:
+            if more and type(value) is str and len(values) < LITERAL_MAX:
                 values.add(value)
-            else:  # past the most values, or not a text (a number, a list, an object)
+            else:  # past the most values or builds, or not a text (a number, a list, an object)
                 del self.known[i]
         return changed
 
     def _build(self, decoded: int) -> None:
         assert self.known is not None
         self.stale, self.built = False, decoded
+        self.builds += 1
         if not self.known:
             self.fast = None
             return
