@@ -54,6 +54,11 @@ def test_learned_rows_are_the_rows_decoded_before_whatever_the_values_do(deident
                for n in range(300)]
     _same(decoder, changed, deidentified)
     assert decoder.misses > 0
+    # escaped texts: the values they stand for, learned or not
+    escaped = [_evidence(n, status="inactive").replace(b'"inactive"', b'"in\\u0061ctive"' if n % 2 else b'"\\"q\\""')
+               for n in range(20)]
+    assert b"\\u0061" in escaped[1]
+    _same(decoder, escaped, deidentified)
     # a learned column holding a number, a list or an object: given up, decoded as before
     odd = [_evidence(n, evidence_kind=7 if n == 3 else "assessment", status=["a"] if n == 5 else "active",
                      kind={"x": 1} if n == 8 else "evidence") for n in range(40)]

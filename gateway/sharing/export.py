@@ -19,7 +19,8 @@ one snapshot (``export_parts``); a smaller kind, and every kind on SQLite, is on
 (``evidence.parquet``).
 
 **Speed.** Records are decoded a batch at a time into just the exported columns
-(``columns.columnize``), the next batch read on a thread meanwhile (PostgreSQL: 2,000 rows a
+(``columns.columnize_with``; the text columns whose values repeat against the values seen,
+``export_decode.LearnedDecoder``), the next batch read on a thread meanwhile (PostgreSQL: 2,000 rows a
 ``FETCH``, the first batch a single one so converting starts at once), the cyclic garbage
 collector paused over the loop. Under a de-identified grant the records' own ids go to a
 helper process as soon as a batch is decoded (``pseudonym_helper``: their HMACs hold the
