@@ -13,8 +13,9 @@ Each change carries the record as it is now (as Ed-Fi's change queries do: a rec
 twice appears twice with its current content), or a tombstone when the change deleted or
 retired it (``status`` tobedeleted, evidence voided, or the record is gone). Under a
 de-identified grant the record and its id go through ``deidentify.Deidentifier`` column by
-column (``columns.deidentified_texts``, as the bulk export does; on PostgreSQL
-``feed_records``, the records' own ids' pseudonyms made by a helper process meanwhile);
+column (``columns.deidentified_texts``, as the bulk export does, through ``feed_records``
+a part of a chunk's records at a time; on PostgreSQL the records' own ids' pseudonyms made
+by a helper process meanwhile);
 otherwise the stored JSON passes through. Either way ``record`` is JSON text (an ``orjson.Fragment``) the response embeds as it is.
 
 A version below the oldest kept answers 410 with the oldest available. Every page read
@@ -198,10 +199,14 @@ class ChangeFeed:
         changes as the response shows them added to ``shape`` a chunk at a time. Records of an
         identified source are their stored JSON text, embedded in the response as it is
         (``orjson.Fragment``), never parsed and written again; under a de-identified grant they
-        go through ``columns.deidentified_texts`` (``feed_records.deidentified_records`` with
-        a helper process) by (tenant, kind): the column-wise
+        go through ``columns.deidentified_texts`` (``feed_records.deidentified_records``: a
+        part of ``feed_records.PART`` records at a time, the records' own ids' pseudonyms
+        asked of a helper process by the reading thread) by (tenant, kind): the column-wise
         de-identification the bulk export does (each learner once, pseudonyms per column), each
-        record then written as JSON text (a ``Fragment`` too) by msgspec.
+        record then written as JSON text (a ``Fragment`` too) by msgspec. Where a chunk's
+        records of a (tenant, kind) came once each in the order of its changes naming them (a
+        batch's records written in id order, read by the range of the index), the changes take
+        them in turn (``_Shape.add``'s ``in_order``), without a look-up by id a change.
 
         The change rows come from a server-side cursor, ``FIRST_CHUNK`` and then growing
         chunks up to ``RECORD_CHUNK`` at a time, and each chunk's records are looked up right after it
