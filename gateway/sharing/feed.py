@@ -227,9 +227,9 @@ class ChangeFeed:
             for chunk, fetched in prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit, log, ask)):
                 found: dict[str, dict[str, tuple[Any, bool, str | None]]] = defaultdict(dict)
                 in_order: dict[tuple[str, str], Iterator[tuple[Any, bool, str | None]]] = {}
-                for tenant, kind, got, named, asked in fetched:
+                for tenant, kind, got, in_turn, asked in fetched:
                     entries = self._entries(kind, got, deids.get(tenant), helper, asked)
-                    if list(map(itemgetter(0), got)) == named:  # the records in the order of the changes naming them, once each
+                    if in_turn:  # the records in the order of the changes naming them, once each
                         in_order[(tenant, kind)] = iter(entries)
                     else:
                         found[kind].update(zip(map(itemgetter(0), got), entries, strict=True))
@@ -330,13 +330,14 @@ def _sizes() -> Iterator[int]:
 def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int,
                             limit: int, done: Callable[[Mapping[str, int]], None] | None = None,
                             ask: Callable[[str, str, list[tuple[str, Any, bool]]], Any] | None = None,
-                            ) -> Iterator[tuple[list[Any], list[tuple[str, str, list[tuple[str, Any, bool]], list[str], Any]]]]:
-    """(change rows, [(tenant, kind, records, ids named, asked)]) ``FIRST_CHUNK`` and then up to ``RECORD_CHUNK``
+                            ) -> Iterator[tuple[list[Any], list[tuple[str, str, list[tuple[str, Any, bool]], bool, Any]]]]:
+    """(change rows, [(tenant, kind, records, in turn, asked)]) ``FIRST_CHUNK`` and then up to ``RECORD_CHUNK``
     change rows at a time (``_chunks``): the page's change rows, (seq, tenant, kind, record id, op, at, record id as 16 bytes) keyset on ``seq``, from a
     server-side cursor of the driver (binary: instants decoded in C, as UTC without a zone,
     which Python hashes in a third of the time of an instant with one), and after each
-    chunk the current records it names (not those of the row past ``limit``), with the
-    record ids its changes of that tenant and kind name, in order (repeats kept), and what
+    chunk the current records it names (not those of the row past ``limit``), whether they
+    came in turn (once each, in the order of the chunk's changes of that tenant and kind
+    naming them: compared here, while both are fresh in the processor's cache), and what
     ``ask`` gave for them (the helper's pseudonyms of their ids, asked as soon as they are
     read: ``feed_records.ask``). Once the rows are all read, ``done`` is given how many of
     the page's changes each tenant had."""
@@ -361,7 +362,7 @@ def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], G
                      f"ORDER BY seq LIMIT {int(limit) + 1}", params)
         taken = 0
         per_tenant: Counter[str] = Counter()
-        by_source, id_at, raw_id, text_id = itemgetter(1, 2), itemgetter(3, 5), itemgetter(6), itemgetter(3)
+        by_source, id_at, raw_id, named_id, text_id = itemgetter(1, 2), itemgetter(3, 5), itemgetter(6), itemgetter(3), itemgetter(0)
         for chunk in _chunks(rows.fetchmany, _sizes()):
             # (tenant, kind) -> record id -> the instant of its last change in the chunk, in version order
             # (consecutive changes of one source taken at once: a dict updated from C, not a change at a time)
@@ -373,13 +374,14 @@ def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], G
                 run = list(group)
                 wanted.setdefault(source, {}).update(map(id_at, run))
                 raws.setdefault(source, []).extend(map(raw_id, run))
-                named.setdefault(source, []).extend(map(text_id, run))
+                named.setdefault(source, []).extend(map(named_id, run))
             per_tenant.update(map(itemgetter(1), shown))
             taken += len(chunk)
             fetched = []
             for (tenant, kind), ids in wanted.items():
                 got = _pg_records(records, tenant, kind, list(ids.items()), raws[(tenant, kind)])
-                fetched.append((tenant, kind, got, named[(tenant, kind)], ask(tenant, kind, got) if ask is not None else None))
+                in_turn = list(map(text_id, got)) == named[(tenant, kind)]
+                fetched.append((tenant, kind, got, in_turn, ask(tenant, kind, got) if ask is not None else None))
             yield chunk, fetched
         if done is not None:
             done(per_tenant)
@@ -473,8 +475,12 @@ class _Shape:
         no look-up a change). What a run of changes of one (tenant, kind) shares is looked up
         once for the run."""
         instants, shown_grant, deids = self.instants, self.shown_grant, self.deids
-        for at in set(map(itemgetter(5), rows)) - instants.keys():  # naive instants are UTC (PostgreSQL's: cheaper to hash)
-            instants[at] = at.isoformat() if at.tzinfo is not None else at.isoformat() + "+00:00"
+        # each instant's text made once; a change's instant compared with the change before's (a
+        # batch's changes share one), not hashed a change
+        for at, _ in groupby(map(itemgetter(5), rows)):
+            if at not in instants:  # naive instants are UTC (PostgreSQL's: cheaper to hash)
+                instants[at] = at.isoformat() if at.tzinfo is not None else at.isoformat() + "+00:00"
+        last = when = None
         add = self.out.append
         for (tenant, kind), run in groupby(rows, key=itemgetter(1, 2)):
             grant = shown_grant.get(tenant)
@@ -483,7 +489,9 @@ class _Shape:
                 for (seq, _tenant, _kind, _record_id, op, at, _raw), (doc, dead, rid) in zip(run, records, strict=False):
                     if op == "deleted":
                         dead = True
-                    add({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": instants[at], "tombstone": dead,
+                    if at != last:
+                        last, when = at, instants[at]
+                    add({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": when, "tombstone": dead,
                          "grant": grant, "record": None if dead else doc})
                 continue
             look = found.get(kind, {}).get
@@ -498,7 +506,9 @@ class _Shape:
                     doc, dead, rid = hit
                 if op == "deleted":
                     dead = True
-                add({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": instants[at], "tombstone": dead,
+                if at != last:
+                    last, when = at, instants[at]
+                add({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": when, "tombstone": dead,
                      "grant": grant, "record": None if dead else doc})
         self._tenants += map(itemgetter(1), rows)
 
