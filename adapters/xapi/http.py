@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import hmac
 import logging
 import re
@@ -189,7 +188,7 @@ class _VerifiedSecrets:
         self.pending: dict[tuple[str, bytes], asyncio.Future[LrsPrincipal | None]] = {}
 
     def key(self, client_id: str, secret: str) -> tuple[str, bytes]:
-        return client_id, hmac.new(self._key, secret.encode(), hashlib.sha256).digest()
+        return client_id, hmac.digest(self._key, secret.encode(), "sha256")  # one call, as hmac.new(...).digest()
 
     def get(self, key: tuple[str, bytes]) -> LrsPrincipal | None:
         entry = self._entries.get(key)

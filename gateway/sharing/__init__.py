@@ -12,6 +12,8 @@
   feed's de-identification decodes the same way, ``deidentified_texts``);
 * ``export``: bulk export to Parquet, NDJSON or CSV with a manifest, streamed, a large kind
   optionally in parts by several processes in one snapshot;
+* ``export_decode``: an export file's decoder, which decodes the text columns whose values
+  repeat against the values it has seen (no string made a row);
 * ``pseudonym_helper``: the export's helper process that makes the records' pseudonyms
   while the converting thread goes on (HMACs hold the interpreter's lock);
 * ``jobs``: exports asked through the API, one per grant across processes (a lease row);

@@ -132,6 +132,8 @@ def _raw_texts(values: Sequence[Any]) -> list[Any]:
     """JSON members decoded as ``msgspec.Raw``: their stored text as it is (no parse, no
     re-serialisation); a member that is absent or null is None."""
     out = list(map(bytes, values))
+    if b"null" not in out and b"" not in out:  # the usual column: each member present (compared in C)
+        return out
     return [None if b == b"null" or not b else b for b in out]
 
 
@@ -142,6 +144,14 @@ def _kept_text(keys: tuple[str, ...], values: tuple[Any, ...]) -> bytes:
 def _subset_texts(values: Sequence[Any], keys: tuple[str, ...]) -> list[Any]:
     """Only ``keys`` of each object (decoded as a frozen struct of just those keys), as JSON
     text; the few distinct results are made once."""
+    try:
+        distinct: dict[Any, Any] = dict.fromkeys(values)  # hashed in C
+    except TypeError:  # a member holding a list or an object (unhashable): row by row, below
+        pass
+    else:
+        for v in distinct:
+            distinct[v] = None if v is None else _kept_text(keys, astuple(v))
+        return list(map(distinct.__getitem__, values))
     made: dict[Any, bytes] = {}
     out: list[Any] = []
     add = out.append
@@ -212,11 +222,19 @@ def columnize(kind: str, cols: Sequence[tuple[str, str]], raws: Sequence[Any], d
     With a ``helper`` (a batch of at least ``HELPER_FROM`` records) the record-id columns'
     pseudonyms are asked of the helper process as soon as the batch is decoded and are left
     pending in the batch (``Batch.resolved``): the writer converts the other columns first."""
+    return columnize_with(None, kind, cols, raws, deid, need_columns=need_columns, helper=helper)
+
+
+def columnize_with(decode: Callable[[Sequence[Any]], list[Any]] | None, kind: str, cols: Sequence[tuple[str, str]],
+                   raws: Sequence[Any], deid: Deidentifier | None, *, need_columns: bool = True,
+                   helper: PseudonymHelper | None = None) -> Batch:
+    """``columnize``, the batch's records decoded by ``decode`` (its stored texts to rows with
+    the fields of ``_row_decoder``'s struct, e.g. the export's ``export_decode.LearnedDecoder``;
+    None: ``_row_decoder``'s own, record by record)."""
     if not need_columns and deid is None:
         return Batch(raws, {}, as_stored=True)
     with paused_gc():
-        decode = _row_decoder(kind, tuple(cols), deid is not None).decode
-        rows = list(map(decode, raws))
+        rows = decode(raws) if decode is not None else list(map(_row_decoder(kind, tuple(cols), deid is not None).decode, raws))
         refs = PERSONAL_REFS.get(kind, {}) if deid is not None else {}
         pending: tuple[str, ...] = ()
         later = None
@@ -342,4 +360,4 @@ def prefetched(batches: Iterator[_T]) -> Iterator[_T]:
         worker.join()
 
 
-__all__ = ["HELPER_FROM", "Batch", "arrow_schema", "columnize", "columns", "columns_of", "deidentified_texts", "helped", "prefetched"]
+__all__ = ["HELPER_FROM", "Batch", "arrow_schema", "columnize", "columnize_with", "columns", "columns_of", "deidentified_texts", "helped", "prefetched"]

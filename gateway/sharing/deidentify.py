@@ -215,11 +215,18 @@ class StateIds:
         state ids up through its own connection."""
         return (_state_ids_at, (self.engine.url.render_as_string(hide_password=False), self.tenant))
 
+    def load(self) -> None:
+        """Read all the tenant's state ids now (unless read already, or too many to hold), as
+        the first look-up of ``READ_ALL_FROM`` learners or more does: for a caller that looks a
+        large batch's learners up in smaller parts (the change feed's)."""
+        if self._all is None and not self._too_many:
+            self._all = self._read_all()
+            self._too_many = self._all is None
+
     def of(self, person_ids: Iterable[str]) -> dict[str, str | None]:
         if self._all is None and not self._too_many and isinstance(person_ids, list | tuple | set | dict) \
                 and len(person_ids) >= READ_ALL_FROM:
-            self._all = self._read_all()
-            self._too_many = self._all is None
+            self.load()
         if self._all is not None:
             every = self._all
             return {(low := p.lower()): every.get(low) for p in person_ids if p}

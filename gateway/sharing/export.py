@@ -19,7 +19,8 @@ one snapshot (``export_parts``); a smaller kind, and every kind on SQLite, is on
 (``evidence.parquet``).
 
 **Speed.** Records are decoded a batch at a time into just the exported columns
-(``columns.columnize``), the next batch read on a thread meanwhile (PostgreSQL: 2,000 rows a
+(``columns.columnize_with``; the text columns whose values repeat against the values seen,
+``export_decode.LearnedDecoder``), the next batch read on a thread meanwhile (PostgreSQL: 2,000 rows a
 ``FETCH``, the first batch a single one so converting starts at once), the cyclic garbage
 collector paused over the loop. Under a de-identified grant the records' own ids go to a
 helper process as soon as a batch is decoded (``pseudonym_helper``: their HMACs hold the
@@ -59,8 +60,9 @@ from ..store.changefeed import newest_safe
 from ..store.read import KIND_ORDER
 from . import columns as columnar
 from . import export_reads as reads
-from .columns import Batch, arrow_schema, columnize, columns_of, prefetched
+from .columns import Batch, arrow_schema, columnize_with, columns_of, prefetched
 from .deidentify import Deidentifier
+from .export_decode import LearnedDecoder
 from .export_parts import _PART, _PART_READ, _SNAPSHOT_ID, _Parts, in_snapshot, part_hooks, process_cpu
 from .export_reads import read_batches, snapshot
 from .pseudonym_helper import PseudonymHelper, arrow_texts
@@ -161,7 +163,9 @@ class _Parquet(_Writer):
 
         super().__init__(path, cols)
         self.schema = arrow_schema(cols)
-        self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
+        # every column dictionary-encoded but the records' ids, one a record: a dictionary of
+        # them only costs hashing each (the same values either way; smaller files)
+        self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd", use_dictionary=[n for n, _ in cols if n != "id"])
         self.lane, self.own_lane = lane or WriteLane(), lane is None
 
     @staticmethod
@@ -351,6 +355,7 @@ def _export_file(conn: Any, tenant: str, kind: str, since: int | None, until: in
     writer = WRITERS[fmt][0](path, cols)
     helper: PseudonymHelper | None = None
     helps = columnar.helped(kind, cols)
+    decode = LearnedDecoder(kind, cols, deid is not None) if fmt != "ndjson" or deid is not None else None
     try:
         with paused_gc():  # the whole loop: the fetching thread's and the writer's objects too
             for raws in prefetched(read_batches(conn, tenant, kind, since, until, span=span)):
@@ -364,7 +369,7 @@ def _export_file(conn: Any, tenant: str, kind: str, since: int | None, until: in
                         helper = deid.pseudonyms.helper()  # used from the next batch on, by when it has started
                     except OSError:  # none wanted or none to be had: made here, from this batch on
                         helper = started = deid.pseudonyms.in_process()
-                writer.write(columnize(kind, cols, raws, deid, need_columns=fmt != "ndjson", helper=started))
+                writer.write(columnize_with(decode, kind, cols, raws, deid, need_columns=fmt != "ndjson", helper=started))
                 if progress is not None:
                     progress(kind, len(raws))
     finally:

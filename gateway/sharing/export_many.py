@@ -53,7 +53,7 @@ from ..store import Store
 from ..store.changefeed import newest_safe
 from . import columns as columnar
 from . import export_reads as reads
-from .columns import columnize, columns_of, prefetched
+from .columns import columnize_with, columns_of, prefetched
 from .deidentify import CACHE_MAX, Deidentifier, Pseudonymizer, StateIds
 from .export import (
     SCHEMA_VERSION,
@@ -69,6 +69,7 @@ from .export import (
     validate,
     write_manifest,
 )
+from .export_decode import LearnedDecoder
 from .export_reads import snapshot
 from .grants import Grant, GrantStore
 from .pseudonym_helper import PseudonymHelper
@@ -208,13 +209,15 @@ class _Sink:
         self.buffer: list[Any] = []
         self.helps = source.deidentifier is not None and columnar.helped(kind, self.cols)
         self.helper: PseudonymHelper | None = None
+        deidentified = source.deidentifier is not None
+        self.decode = LearnedDecoder(kind, self.cols, deidentified) if fmt != "ndjson" or deidentified else None
 
     def flush(self, progress: Callable[[str, int], None] | None) -> int:
         raws, self.buffer = self.buffer, []
         if raws:
             helper = self.helper if len(raws) >= columnar.HELPER_FROM else None
-            self.writer.write(columnize(self.kind, self.cols, raws, self.source.deidentifier, need_columns=self.fmt != "ndjson",
-                                        helper=helper))
+            self.writer.write(columnize_with(self.decode, self.kind, self.cols, raws, self.source.deidentifier,
+                                             need_columns=self.fmt != "ndjson", helper=helper))
             if progress is not None:
                 progress(self.kind, len(raws))
         return len(raws)

@@ -13,8 +13,9 @@ Each change carries the record as it is now (as Ed-Fi's change queries do: a rec
 twice appears twice with its current content), or a tombstone when the change deleted or
 retired it (``status`` tobedeleted, evidence voided, or the record is gone). Under a
 de-identified grant the record and its id go through ``deidentify.Deidentifier`` column by
-column (``columns.deidentified_texts``, as the bulk export does; on PostgreSQL
-``feed_records``, the records' own ids' pseudonyms made by a helper process meanwhile);
+column (``columns.deidentified_texts``, as the bulk export does, through ``feed_records``
+a part of a chunk's records at a time; on PostgreSQL the records' own ids' pseudonyms made
+by a helper process meanwhile);
 otherwise the stored JSON passes through. Either way ``record`` is JSON text (an ``orjson.Fragment``) the response embeds as it is.
 
 A version below the oldest kept answers 410 with the oldest available. Every page read
@@ -46,9 +47,10 @@ from ..store.changefeed import newest_safe, oldest
 from ..store.pg_arrays import uuid_array_of_bytes
 from ..store.read import MANY_CHUNK
 from ..store.tables import RECORD_TABLES, changes
-from .columns import deidentified_texts, prefetched
+from .columns import prefetched
 from .deidentify import Deidentifier, Pseudonymizer, StateIds
-from .feed_records import RecordHelper, deidentified_records, helper_pays
+from .feed_records import Asked, RecordHelper, deidentified_records, helper_pays
+from .feed_records import ask as ask_helper
 from .grants import Grant, GrantStore
 
 SCOPE = "changes.readonly"
@@ -197,10 +199,14 @@ class ChangeFeed:
         changes as the response shows them added to ``shape`` a chunk at a time. Records of an
         identified source are their stored JSON text, embedded in the response as it is
         (``orjson.Fragment``), never parsed and written again; under a de-identified grant they
-        go through ``columns.deidentified_texts`` (``feed_records.deidentified_records`` with
-        a helper process) by (tenant, kind): the column-wise
+        go through ``columns.deidentified_texts`` (``feed_records.deidentified_records``: a
+        part of ``feed_records.PART`` records at a time, the records' own ids' pseudonyms
+        asked of a helper process by the reading thread) by (tenant, kind): the column-wise
         de-identification the bulk export does (each learner once, pseudonyms per column), each
-        record then written as JSON text (a ``Fragment`` too) by msgspec.
+        record then written as JSON text (a ``Fragment`` too) by msgspec. Where a chunk's
+        records of a (tenant, kind) came once each in the order of its changes naming them (a
+        batch's records written in id order, read by the range of the index), the changes take
+        them in turn (``_Shape.add``'s ``in_order``), without a look-up by id a change.
 
         The change rows come from a server-side cursor, ``FIRST_CHUNK`` and then growing
         chunks up to ``RECORD_CHUNK`` at a time, and each chunk's records are looked up right after it
@@ -212,12 +218,22 @@ class ChangeFeed:
         the last chunk: its commit's wait no longer follows the conversion."""
         seqs: list[int] = []
         dbapi = conn.connection.dbapi_connection
+
+        def ask(tenant: str, kind: str, got: list[tuple[str, Any, bool]]) -> Asked | None:
+            deid = deids.get(tenant)
+            return ask_helper(kind, got, deid, helper) if deid is not None and helper is not None else None
+
         with _prompt_switching():
-            for chunk, fetched in prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit, log)):
+            for chunk, fetched in prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit, log, ask)):
                 found: dict[str, dict[str, tuple[Any, bool, str | None]]] = defaultdict(dict)
-                for tenant, kind, got in fetched:
-                    self._convert(tenant, kind, got, deids.get(tenant), found[kind], helper)
-                shape.add(chunk[:max(0, limit - len(seqs))], found)
+                in_order: dict[tuple[str, str], Iterator[tuple[Any, bool, str | None]]] = {}
+                for tenant, kind, got, in_turn, asked in fetched:
+                    entries = self._entries(kind, got, deids.get(tenant), helper, asked)
+                    if in_turn:  # the records in the order of the changes naming them, once each
+                        in_order[(tenant, kind)] = iter(entries)
+                    else:
+                        found[kind].update(zip(map(itemgetter(0), got), entries, strict=True))
+                shape.add(chunk[:max(0, limit - len(seqs))], found, in_order)
                 seqs += map(itemgetter(0), chunk)
         return seqs
 
@@ -228,23 +244,21 @@ class ChangeFeed:
         for _seq, tenant, kind, record_id, *_ in rows:
             wanted[(tenant, kind)].add(record_id)
         for (tenant, kind), ids in wanted.items():
-            self._convert(*_sqlite_records(conn, tenant, kind, ids), deids.get(tenant), found[kind])
+            _, _, got = _sqlite_records(conn, tenant, kind, ids)
+            found[kind].update(zip(map(itemgetter(0), got), self._entries(kind, got, deids.get(tenant)), strict=True))
 
     @staticmethod
-    def _convert(tenant: str, kind: str, got: list[tuple[str, Any, bool]], deid: Deidentifier | None,
-                 found: dict[str, tuple[Any, bool, str | None]], helper: RecordHelper | None = None) -> None:
-        """Into ``found`` (the records of ``kind`` by id): (the record as JSON text, retired or
-        voided, its id as the reader sees it)."""
+    def _entries(kind: str, got: list[tuple[str, Any, bool]], deid: Deidentifier | None, helper: RecordHelper | None = None,
+                 asked: Asked | None = None) -> list[tuple[Any, bool, str | None]]:
+        """Each record of ``got`` (id, stored text, retired or voided) as the page shows it: (the
+        record as JSON text, retired or voided, its id as the reader sees it), in ``got``'s order.
+        Under a de-identified grant through ``feed_records.deidentified_records`` (its parts;
+        the ids' pseudonyms ``asked`` of the ``helper``)."""
         fragment = orjson.Fragment
         if deid is None:
-            for rid, data, dead in got:
-                found[rid] = (fragment(data), dead, rid)
-            return
-        if helper is not None:
-            texts, ids = deidentified_records(kind, got, deid, helper)
-        else:
-            texts, ids = deidentified_texts(kind, list(map(itemgetter(1), got)), deid)
-        found.update(zip(map(itemgetter(0), got), zip(map(fragment, texts), map(itemgetter(2), got), ids, strict=True), strict=True))
+            return list(zip(map(fragment, map(itemgetter(1), got)), map(itemgetter(2), got), map(itemgetter(0), got), strict=True))
+        texts, ids = deidentified_records(kind, got, deid, helper, asked)
+        return list(zip(map(fragment, texts), map(itemgetter(2), got), ids, strict=True))
 
 
 #: the interpreter's switch interval while a page is read (seconds; None: left as it is)
@@ -315,13 +329,18 @@ def _sizes() -> Iterator[int]:
 
 def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int,
                             limit: int, done: Callable[[Mapping[str, int]], None] | None = None,
-                            ) -> Iterator[tuple[list[Any], list[tuple[str, str, list[tuple[str, Any, bool]]]]]]:
-    """(change rows, [(tenant, kind, records)]) ``FIRST_CHUNK`` and then up to ``RECORD_CHUNK``
+                            ask: Callable[[str, str, list[tuple[str, Any, bool]]], Any] | None = None,
+                            ) -> Iterator[tuple[list[Any], list[tuple[str, str, list[tuple[str, Any, bool]], bool, Any]]]]:
+    """(change rows, [(tenant, kind, records, in turn, asked)]) ``FIRST_CHUNK`` and then up to ``RECORD_CHUNK``
     change rows at a time (``_chunks``): the page's change rows, (seq, tenant, kind, record id, op, at, record id as 16 bytes) keyset on ``seq``, from a
     server-side cursor of the driver (binary: instants decoded in C, as UTC without a zone,
     which Python hashes in a third of the time of an instant with one), and after each
-    chunk the current records it names (not those of the row past ``limit``). Once the rows
-    are all read, ``done`` is given how many of the page's changes each tenant had."""
+    chunk the current records it names (not those of the row past ``limit``), whether they
+    came in turn (once each, in the order of the chunk's changes of that tenant and kind
+    naming them: compared here, while both are fresh in the processor's cache), and what
+    ``ask`` gave for them (the helper's pseudonyms of their ids, asked as soon as they are
+    read: ``feed_records.ask``). Once the rows are all read, ``done`` is given how many of
+    the page's changes each tenant had."""
     cond = " OR ".join("(tenant = %s AND record_kind = ANY(%s))" for _ in sources)
     params: list[Any] = [since, until]
     for t, ks, _ in sources:
@@ -343,21 +362,27 @@ def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], G
                      f"ORDER BY seq LIMIT {int(limit) + 1}", params)
         taken = 0
         per_tenant: Counter[str] = Counter()
-        by_source, id_at, raw_id = itemgetter(1, 2), itemgetter(3, 5), itemgetter(6)
+        by_source, id_at, raw_id, named_id, text_id = itemgetter(1, 2), itemgetter(3, 5), itemgetter(6), itemgetter(3), itemgetter(0)
         for chunk in _chunks(rows.fetchmany, _sizes()):
             # (tenant, kind) -> record id -> the instant of its last change in the chunk, in version order
             # (consecutive changes of one source taken at once: a dict updated from C, not a change at a time)
             wanted: dict[tuple[str, str], dict[str, Any]] = {}
             raws: dict[tuple[str, str], list[bytes]] = {}  # the same ids as 16 bytes each (a change at a time: repeats kept)
+            named: dict[tuple[str, str], list[str]] = {}  # and as text
             shown = chunk[:max(0, limit - taken)]
             for source, group in groupby(shown, key=by_source):
                 run = list(group)
                 wanted.setdefault(source, {}).update(map(id_at, run))
                 raws.setdefault(source, []).extend(map(raw_id, run))
+                named.setdefault(source, []).extend(map(named_id, run))
             per_tenant.update(map(itemgetter(1), shown))
             taken += len(chunk)
-            yield chunk, [(tenant, kind, _pg_records(records, tenant, kind, list(ids.items()), raws[(tenant, kind)]))
-                          for (tenant, kind), ids in wanted.items()]
+            fetched = []
+            for (tenant, kind), ids in wanted.items():
+                got = _pg_records(records, tenant, kind, list(ids.items()), raws[(tenant, kind)])
+                in_turn = list(map(text_id, got)) == named[(tenant, kind)]
+                fetched.append((tenant, kind, got, in_turn, ask(tenant, kind, got) if ask is not None else None))
+            yield chunk, fetched
         if done is not None:
             done(per_tenant)
     finally:
@@ -440,18 +465,37 @@ class _Shape:
         self.instants: dict[Any, str] = {}
         self._tenants: list[str] = []
 
-    def add(self, rows: Sequence[Any], found: dict[str, dict[str, tuple[Any, bool, str | None]]]) -> None:
+    def add(self, rows: Sequence[Any], found: dict[str, dict[str, tuple[Any, bool, str | None]]],
+            in_order: Mapping[tuple[str, str], Iterator[tuple[Any, bool, str | None]]] | None = None) -> None:
         """The changes of ``rows`` (change rows in version order: version, tenant, kind, record id,
         op, instant and the id's 16 bytes on PostgreSQL, None on SQLite), each with its record from ``found``
-        (kind -> record id -> (record, retired or voided, id as shown)) or a tombstone. What
-        a run of changes of one (tenant, kind) shares is looked up once for the run."""
+        (kind -> record id -> (record, retired or voided, id as shown)) or a tombstone; a
+        (tenant, kind) in ``in_order`` takes its records from there instead, one a change in
+        the changes' order (each change's record found, as the page's records were read:
+        no look-up a change). What a run of changes of one (tenant, kind) shares is looked up
+        once for the run."""
         instants, shown_grant, deids = self.instants, self.shown_grant, self.deids
-        for at in set(map(itemgetter(5), rows)) - instants.keys():  # naive instants are UTC (PostgreSQL's: cheaper to hash)
-            instants[at] = at.isoformat() if at.tzinfo is not None else at.isoformat() + "+00:00"
+        # each instant's text made once; a change's instant compared with the change before's (a
+        # batch's changes share one), not hashed a change
+        for at, _ in groupby(map(itemgetter(5), rows)):
+            if at not in instants:  # naive instants are UTC (PostgreSQL's: cheaper to hash)
+                instants[at] = at.isoformat() if at.tzinfo is not None else at.isoformat() + "+00:00"
+        last = when = None
         add = self.out.append
         for (tenant, kind), run in groupby(rows, key=itemgetter(1, 2)):
+            grant = shown_grant.get(tenant)
+            records = in_order.get((tenant, kind)) if in_order else None
+            if records is not None:
+                for (seq, _tenant, _kind, _record_id, op, at, _raw), (doc, dead, rid) in zip(run, records, strict=False):
+                    if op == "deleted":
+                        dead = True
+                    if at != last:
+                        last, when = at, instants[at]
+                    add({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": when, "tombstone": dead,
+                         "grant": grant, "record": None if dead else doc})
+                continue
             look = found.get(kind, {}).get
-            grant, deid = shown_grant.get(tenant), deids.get(tenant)
+            deid = deids.get(tenant)
             for seq, _tenant, _kind, record_id, op, at, _raw in run:
                 hit = look(record_id)
                 if hit is None:  # the record itself is gone: its id as this reader knows it
@@ -462,7 +506,9 @@ class _Shape:
                     doc, dead, rid = hit
                 if op == "deleted":
                     dead = True
-                add({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": instants[at], "tombstone": dead,
+                if at != last:
+                    last, when = at, instants[at]
+                add({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": when, "tombstone": dead,
                      "grant": grant, "record": None if dead else doc})
         self._tenants += map(itemgetter(1), rows)
 
