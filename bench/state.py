@@ -242,6 +242,8 @@ def main() -> int:
                     help="PostgreSQL: load into this database and keep it; a later run with the same name skips the load")
     ap.add_argument("--only", default="feed,export,month",
                     help="what to measure, of feed, export and month (comma-separated; default all of them)")
+    ap.add_argument("--parts", type=int, default=2,
+                    help="part processes of the parts and manyparts exports (TESSERA_EXPORT_WORKERS; default 2, the cores here)")
     ap.add_argument("--exports", default="one,every,many,nohelper,parts",
                     help="which exports to measure, of one, every, many (one multi-grant export of every district), nohelper, "
                          "parts and manyparts (comma-separated; default all but manyparts; at 20 million items each reads the "
@@ -290,8 +292,9 @@ def main() -> int:
                     "every": ("every district, one export each", everyone, None, True, False),
                     "many": ("every district in ONE multi-grant export (one read of the table)", everyone, None, True, True),
                     "nohelper": ("every district, pseudonyms on the converting thread (TESSERA_EXPORT_HELPER=0)", everyone, None, False, False),
-                    "parts": ("every district in 2 part processes", everyone, 2, True, False),
-                    "manyparts": ("every district in ONE multi-grant export, its districts in 2 part processes", everyone, 2, True, True)}
+                    "parts": (f"every district in {args.parts} part processes", everyone, args.parts, True, False),
+                    "manyparts": (f"every district in ONE multi-grant export, its districts in {args.parts} part processes", everyone,
+                                  args.parts, True, True)}
             for name in args.exports.split(",") if "export" in only else ():
                 label, tenants, workers, helper, many = runs[name]
                 rows, s, rss, (reader, database), parts = export_rate(url, tenants, workers, helper, many)
