@@ -7,8 +7,10 @@ measures on PostgreSQL (or SQLite without ``--postgres-url``):
 
 1. **change feed**: the state pages through every granted change, 10,000 a page
    (``ChangeFeed.page``, what ``GET /v1/changes`` runs, without HTTP): changes/s
-   (target >= 100,000/s); then one district through its own changes (identified: records
-   pass through as stored);
+   (target >= 100,000/s); then the same changes read by ``--feed-readers`` processes at once
+   (default 2), each paging its own window of the sync's versions (``since``/``until``, as a
+   client with several connections may: ``docs/sharing.md``); then one district through its
+   own changes (identified: records pass through as stored);
 2. **bulk export**: a de-identified Parquet export of one district's evidence and then of
    every district's, in a child process so its peak RSS is its own (plus its part
    processes', summed: ``export`` may split a large kind over ``TESSERA_EXPORT_WORKERS``
@@ -16,7 +18,7 @@ measures on PostgreSQL (or SQLite without ``--postgres-url``):
    process, counted too), then every district's with the pseudonyms made on the converting
    thread (no helper process) and in 2 part processes to compare, and every district's in
    ONE multi-grant export (``export_many``: one read of the table for all districts),
-   and (``--exports manyparts``) that one with its districts in 2 part processes:
+   and (``--exports manyparts``) that one with its districts in ``--parts`` part processes (2):
    rows/s (target >= 200,000/s), peak RSS (target < 1 GB) and CPU a row (the exporting
    processes' and the database's); ``--exports`` picks which;
 3. **one learner's evidence for one month**: ``--probes`` random learners, p50/p99
@@ -51,6 +53,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -126,17 +129,18 @@ def _own_connections() -> None:
     os.environ["PGAPPNAME"] = f"tessera-bench-state-{os.getpid()}"
 
 
-def feed_rate(store: Store, tenant: str = "state") -> tuple[int, float, float, float]:
-    """Page through every change ``tenant`` may read: the state's under de-identified grants,
-    or a district's own (identified: the stored JSON passes through unparsed). Returns
-    (changes, seconds, client CPU seconds: this process's and its pseudonym helper's, database
-    CPU seconds)."""
+def feed_rate(store: Store, tenant: str = "state", since: int = 0, until: int | None = None) -> tuple[int, float, float, float]:
+    """Page through every change ``tenant`` may read (after ``since``, up to ``until``: by
+    default the newest): the state's under de-identified grants, or a district's own
+    (identified: the stored JSON passes through unparsed). Returns (changes, seconds, client
+    CPU seconds: this process's and its pseudonym helper's, database CPU seconds)."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     ch0 = children.ru_utime + children.ru_stime
     feed = ChangeFeed(store, GrantStore(store.engine), lambda: KEY)
     reader = feed.reader(tenant, "bench", frozenset({"changes.readonly"}))
-    until = feed.available()["newest"]
-    since, n = 0, 0
+    if until is None:
+        until = feed.available()["newest"]
+    n = 0
     b0, c0, t0 = backend_cpu(store), time.process_time(), time.perf_counter()
     while True:
         page = feed.page(reader, since=since, until=until, limit=10_000)
@@ -148,6 +152,45 @@ def feed_rate(store: Store, tenant: str = "state") -> tuple[int, float, float, f
     feed.close()  # the pseudonym helper process (feed_records): ended, its CPU counted as the client's
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return n, s, c + children.ru_utime + children.ru_stime - ch0, b
+
+
+def _feed_window(url: str, since: int, until: int, ready: Any, go: Any, q: Any) -> None:
+    """One of ``feed_windows``' readers: the state's changes after ``since`` up to ``until``."""
+    _own_connections()
+    store = Store.from_url(url, migrations=default_wiring().migrations)
+    backend_cpu(store)  # the pool's connection made before measuring
+    ready.put(None)
+    go.wait()
+    q.put(feed_rate(store, "state", since, until))
+
+
+def feed_windows(url: str, readers: int) -> tuple[int, float, float, float]:
+    """The state's de-identified changes read as a client with ``readers`` connections may
+    read them: the versions up to the newest (one snapshot: ``until``, as a sync takes it) cut
+    into ``readers`` windows of as many versions, each paged by its own process at once (the
+    feed's ``since``/``until``: a window's pages hold its changes exactly once, so the windows
+    together hold each change once). (changes, wall seconds from all of them starting to the
+    last one done, their CPU seconds, their database server processes' CPU seconds)."""
+    store = Store.from_url(url, migrations=default_wiring().migrations)
+    feed = ChangeFeed(store, GrantStore(store.engine), lambda: KEY)
+    span = feed.available()
+    feed.close()
+    lo, hi = span["oldest"] - 1, span["newest"]
+    bounds = [lo + (hi - lo) * i // readers for i in range(readers + 1)]
+    ctx = multiprocessing.get_context("spawn")
+    ready, go, q = ctx.Queue(), ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_feed_window, args=(url, a, b, ready, go, q)) for a, b in zip(bounds, bounds[1:], strict=False)]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.get()
+    t0 = time.perf_counter()
+    go.set()
+    results = [q.get() for _ in procs]
+    s = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    return sum(r[0] for r in results), s, sum(r[2] for r in results), sum(r[3] for r in results)
 
 
 def _export_child(url: str, tenants: list[str], out: str, workers: int | None, helper: bool, many: bool,
@@ -242,6 +285,9 @@ def main() -> int:
                     help="PostgreSQL: load into this database and keep it; a later run with the same name skips the load")
     ap.add_argument("--only", default="feed,export,month",
                     help="what to measure, of feed, export and month (comma-separated; default all of them)")
+    ap.add_argument("--feed-readers", type=int, default=2,
+                    help="after the one-reader feed, the state's feed read by this many processes at once, each a window of "
+                         "versions (1: not)")
     ap.add_argument("--parts", type=int, default=2,
                     help="part processes of the parts and manyparts exports (TESSERA_EXPORT_WORKERS; default 2, the cores here)")
     ap.add_argument("--exports", default="one,every,many,nohelper,parts",
@@ -284,6 +330,11 @@ def main() -> int:
                 n, s, c, b = feed_rate(store)
                 print(f"change feed, de-identified, every district: {n} changes in {s:.2f} s = {n / s:,.0f} changes/s "
                       f"(target >= 100,000/s); CPU a change: {c / n * 1e6:.2f} µs here + {b / n * 1e6:.2f} µs the database's")
+                if args.feed_readers > 1:
+                    n, s, c, b = feed_windows(url, args.feed_readers)
+                    print(f"change feed, de-identified, every district, {args.feed_readers} readers on windows of versions at once: "
+                          f"{n} changes in {s:.2f} s = {n / s:,.0f} changes/s (target >= 100,000/s); CPU a change: "
+                          f"{c / n * 1e6:.2f} µs the readers' + {b / n * 1e6:.2f} µs the database's", flush=True)
                 n, s, c, b = feed_rate(store, "district-00")
                 print(f"change feed, a district's own (identified): {n} changes in {s:.2f} s = {n / s:,.0f} changes/s; "
                       f"CPU a change: {c / n * 1e6:.2f} µs here + {b / n * 1e6:.2f} µs the database's")
