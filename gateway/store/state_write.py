@@ -16,9 +16,11 @@ would write:
   folded (the last wins), with ``created_at`` kept on update;
 * a change row each (``created``, ``updated``, or ``deleted`` for a retired state), under one
   new batch id, after ``changefeed.guard``;
-* on PostgreSQL the statements are ``BulkStatement``'s (``unnest`` of an array a column) with
-  the columns every row shares sent once, the uuid columns as one binary array and the short
-  text columns as array text (``_pg_statements``, ``pg_arrays``);
+* the statements are ``BulkStatement``'s; on PostgreSQL (``unnest`` of an array a column) the
+  columns every row shares (the tenant, the timestamps, the change rows' batch and kind) are
+  sent once (``same``), the uuid columns as one binary array and the short text columns as
+  array text (``pg_arrays``): psycopg dumps a list element by element in Python, which for the
+  four states and four change rows of a statement cost about a tenth of the consumer's CPU;
 * the identifier index of an updated state emptied (a state carries no identifiers);
 * an outbox delivery for every enabled push route that wants mastery states.
 
@@ -40,7 +42,7 @@ from ..model import Status
 from . import changefeed
 from .db import BulkStatement, bind_processor, sqlite_in
 from .outbox import matching_routes, outbox_rows
-from .pg_arrays import text_array, uuid_array
+from .pg_arrays import uuid_array
 from .prepare import PROMOTED
 from .tables import RECORD_TABLES, identifiers, outbox
 from .tables import changes as change_log
@@ -59,16 +61,16 @@ class StateWriter:
         if list(PROMOTED[KIND]) != ["learner_id", "competency_id", "level", "value", "mastered"]:
             raise AssertionError("StateHead's promoted fields no longer match PROMOTED['mastery_state']")
         self._postgres = dialect.name == "postgresql"
-        self._upsert = BulkStatement(table, _COLUMNS, dialect, conflict=["id"], keep=["created_at"])
-        self._changes = BulkStatement(change_log, ["tenant", "batch_id", "record_kind", "record_id", "op", "content_hash", "at"], dialect)
+        self._upsert = BulkStatement(table, _COLUMNS, dialect, conflict=["id"], keep=["created_at"],
+                                     same=["tenant", "created_at", "updated_at"])
+        self._changes = BulkStatement(change_log, ["tenant", "batch_id", "record_kind", "record_id", "op", "content_hash", "at"], dialect,
+                                      same=["tenant", "batch_id", "record_kind", "at"])
         self._key = bind_processor(table, "id", dialect)
         self._stamp = bind_processor(change_log, "at", dialect)
         self._value = bind_processor(table, "value", dialect)
         self._mastered = bind_processor(table, "mastered", dialect)
         self._level = bind_processor(table, "level", dialect)
         quote = dialect.identifier_preparer.quote
-        if self._postgres:
-            self._pg_states, self._pg_changes = _pg_statements(table, dialect)
         self._delete_identifiers = f"DELETE FROM {dialect.identifier_preparer.format_table(identifiers)} WHERE "
         self._record_id = quote("record_id")
 
@@ -122,11 +124,7 @@ class StateWriter:
             n += 1
         if not n:
             return 0
-        if self._postgres:
-            for i in range(0, n, _PG_ROWS):
-                conn.exec_driver_sql(self._pg_states, _pg_state_params(rows[i * _W : (i + _PG_ROWS) * _W], tenant, now_b))
-        else:
-            self._upsert.execute_flat(conn, rows, n)
+        self._upsert.execute_flat(conn, rows, n)
         if updated:
             if self._postgres:
                 conn.exec_driver_sql(self._delete_identifiers + f"{self._record_id} = ANY(%s::uuid[])", (uuid_array(updated),))
@@ -134,70 +132,12 @@ class StateWriter:
                 for cond, params in sqlite_in(self._record_id, updated, 4096):
                     conn.exec_driver_sql(self._delete_identifiers + cond, params)
         changefeed.guard(conn)  # before the change rows: the feed's safe version (changefeed.py)
-        if self._postgres:
-            for i in range(0, n, _PG_ROWS):
-                part = changes[i * 7 : (i + _PG_ROWS) * 7]
-                conn.exec_driver_sql(self._pg_changes, (tenant, batch_b, KIND, now_b, uuid_array(part[3::7]), text_array(part[4::7]),
-                                                         text_array(part[5::7])))
-        else:
-            self._changes.execute_flat(conn, changes, n)
+        self._changes.execute_flat(conn, changes, n)
         if written:
             out = outbox_rows(routes, tenant, KIND, written, now)
             if out:
                 conn.execute(core_insert(outbox), out)
         return n
-
-
-# PostgreSQL: the rows as ``unnest`` of one array a column, as ``BulkStatement`` writes them
-# (what is the same in every row, the tenant, the timestamps, the change rows' batch and kind,
-# once as a scalar; the ids each as one pre-built binary ``uuid[]`` and the short values,
-# hashes and names, as one array text: ``pg_arrays``), in statements of the states' own: psycopg
-# dumps a list element by element in Python, which for the four states and four change rows of
-# a statement cost about a tenth of the consumer's CPU on PostgreSQL. The documents (``data``)
-# and the numbers stay binary.
-_W = len(_COLUMNS)
-_PG_ROWS = BulkStatement.MAX_ROWS_UNNEST  # rows a statement at most (bounds one message)
-#: the states' columns sent as arrays, in the order of ``_pg_state_params``
-_ARRAYS = ("id", "source", "native_id", "status", "content_hash", "learner_id", "competency_id", "level", "value", "mastered", "data")
-_UUIDS = frozenset({"id", "learner_id", "competency_id", "record_id"})
-_TEXTS = frozenset({"source", "native_id", "status", "content_hash", "level", "op"})  # sent as array text
-_AT = {c: _COLUMNS.index(c) for c in _ARRAYS}
-
-
-def _pg_statements(table: Any, dialect: Any) -> tuple[str, str]:
-    """(the states' upsert, the change rows' insert), with psycopg's positional placeholders."""
-    quote = dialect.identifier_preparer.quote
-
-    def array(tbl: Any, c: str) -> str:
-        if c in _UUIDS:
-            return "%s::uuid[]"
-        return f"{'%s' if c in _TEXTS else '%b'}::{tbl.c[c].type.compile(dialect=dialect)}[]"
-
-    scalars = {"tenant": "CAST(%s AS text)", "created_at": "CAST(%s AS timestamptz)", "updated_at": "CAST(%s AS timestamptz)"}
-    states = (
-        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({', '.join(quote(c) for c in _COLUMNS)}) "
-        f"SELECT {', '.join(scalars.get(c, 'u.' + quote(c)) for c in _COLUMNS)} "
-        f"FROM unnest({', '.join(array(table, c) for c in _ARRAYS)}) AS u({', '.join(quote(c) for c in _ARRAYS)}) "
-        f"ON CONFLICT ({quote('id')}) DO UPDATE SET "
-        + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in _COLUMNS if c not in ("id", "created_at"))
-    )
-    each = ("record_id", "op", "content_hash")
-    changes = (
-        f"INSERT INTO {dialect.identifier_preparer.format_table(change_log)} "
-        f"({', '.join(quote(c) for c in ('tenant', 'batch_id', 'record_kind', *each, 'at'))}) "
-        f"SELECT CAST(%s AS text), CAST(%s AS uuid), CAST(%s AS text), {', '.join('u.' + quote(c) for c in each)}, CAST(%s AS timestamptz) "
-        f"FROM unnest({', '.join(array(change_log, c) for c in each)}) AS u({', '.join(quote(c) for c in each)})"
-    )
-    return states, changes
-
-
-def _pg_state_params(rows: list[Any], tenant: str, now: Any) -> tuple[Any, ...]:
-    """``_pg_statements``' states' parameters from the flat rows (``_COLUMNS`` order)."""
-    out: list[Any] = [tenant, now, now]
-    for c in _ARRAYS:
-        column = rows[_AT[c]::_W]
-        out.append(uuid_array(column) if c in _UUIDS else text_array(column) if c in _TEXTS else column)
-    return tuple(out)
 
 
 __all__ = ["StateWriter"]
