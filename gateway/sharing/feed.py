@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -453,6 +453,24 @@ def _sqlite_records(conn: Any, tenant: str, kind: str, ids: set[str]) -> tuple[s
     return tenant, kind, got
 
 
+def _looked_up(found: dict[str, tuple[Any, bool, str | None]], deid: Deidentifier | None, tenant: str,
+               kind: str) -> Callable[[str], tuple[Any, bool, str | None]]:
+    """A change's (record, retired or voided, id as shown) by its record id from ``found``; a
+    record itself gone is a tombstone under its id as this reader knows it."""
+    look = found.get
+
+    def entry(record_id: str) -> tuple[Any, bool, str | None]:
+        hit = look(record_id)
+        if hit is not None:
+            return hit
+        rid: str | None = record_id
+        if deid is not None:
+            rid = deid.learners([record_id])[0] if kind == "person" else deid.pseudonyms.record(tenant, record_id)
+        return None, True, rid
+
+    return entry
+
+
 class _Shape:
     """The page's changes as the response shows them, built a chunk at a time, and how many
     were read from each grantor (its grant's access log). A grant's id is made text once, an
@@ -485,25 +503,11 @@ class _Shape:
         for (tenant, kind), run in groupby(rows, key=itemgetter(1, 2)):
             grant = shown_grant.get(tenant)
             records = in_order.get((tenant, kind)) if in_order else None
-            if records is not None:
-                for (seq, _tenant, _kind, _record_id, op, at, _raw), (doc, dead, rid) in zip(run, records, strict=False):
-                    if op == "deleted":
-                        dead = True
-                    if at != last:
-                        last, when = at, instants[at]
-                    add({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": when, "tombstone": dead,
-                         "grant": grant, "record": None if dead else doc})
-                continue
-            look = found.get(kind, {}).get
-            deid = deids.get(tenant)
-            for seq, _tenant, _kind, record_id, op, at, _raw in run:
-                hit = look(record_id)
-                if hit is None:  # the record itself is gone: its id as this reader knows it
-                    doc, dead, rid = None, True, record_id
-                    if deid is not None:
-                        rid = deid.learners([rid])[0] if kind == "person" else deid.pseudonyms.record(tenant, rid)
-                else:
-                    doc, dead, rid = hit
+            group: Iterable[Any] = run if records is not None else list(run)  # noqa: B031 (one or the other: run is read once)
+            if records is None:  # each change's record looked up by its id
+                records = map(_looked_up(found.get(kind, {}), deids.get(tenant), tenant, kind), map(itemgetter(3), group))
+            # the changes first: zip stops at their end without taking a record of ``in_order``'s next run
+            for (seq, _tenant, _kind, _record_id, op, at, _raw), (doc, dead, rid) in zip(group, records, strict=False):
                 if op == "deleted":
                     dead = True
                 if at != last:

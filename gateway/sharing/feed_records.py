@@ -181,9 +181,6 @@ def deidentified_records(kind: str, got: Sequence[tuple[str, Any, bool]], deid: 
     raws = list(map(itemgetter(1), got))
     if len(raws) >= READ_ALL_FROM:  # the state ids all read at once, as one look-up of the whole chunk would
         deid.state_ids.load()
-    if len(raws) <= PART:
-        helped = partial_ids(asked, lent, 0, len(raws))
-        return deidentified_texts(kind, raws, deid, helped)
     texts: list[bytes] = []
     ids: list[Any] = []
     for at in range(0, len(raws), PART):
