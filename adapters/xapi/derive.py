@@ -69,8 +69,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from gateway.errors import TesseraError
 from gateway.mastery.engine import paused_collection
 from gateway.model import ensure_aware, utcnow
-from gateway.model.base import uuid_from_int
 from gateway.routing.metrics import REGISTRY
+from gateway.store.db import uuid_from_sqlite
 from gateway.store.filelock import FileLock
 
 from .derive_shards import Shards
@@ -302,7 +302,7 @@ class Deriver:
                 # driver SQL, fetched at once: SQLAlchemy's row by row fetch and conversions cost
                 # more than the query (ids: 16 bytes on SQLite, a UUID on PostgreSQL)
                 rows = [
-                    _Row(seq, tenant, str(uuid_from_int(int.from_bytes(sid, "big")) if isinstance(sid, bytes) else sid), body,
+                    _Row(seq, tenant, str(uuid_from_sqlite(sid)) if isinstance(sid, bytes) else sid, body,
                          bool(voided), bool(deferred))
                     for seq, tenant, sid, body, voided, deferred in conn.exec_driver_sql(self._rows_sql, (cursor, safe, limit)).all()
                 ]

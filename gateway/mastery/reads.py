@@ -68,7 +68,7 @@ _SQLITE_MAX_PAIRS = 4096  # 2 parameters a pair, well under SQLite's 32,766
 
 
 def _sqlite_uuid(value: bytes) -> uuid.UUID:
-    return uuid_from_int(int.from_bytes(value, "big"))
+    return uuid_from_int(int.from_bytes(value, "big"))  # ``store.db.uuid_from_sqlite`` without its checks: ids read back as 16 bytes
 
 
 def evidence_pairs(conn: Connection, tenant: str, learners: Sequence[uuid.UUID], wanted: Sequence[tuple[int, ...]],
