@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from gateway.sharing import feed as feed_mod
 from gateway.sharing import feed_records, record_texts
-from gateway.sharing.deidentify import Deidentifier, Pseudonymizer, StateIds
+from gateway.sharing.deidentify import StateIds
 from gateway.sharing.feed import ChangeFeed
 from gateway.sharing.grants import GrantStore
 from gateway.store.tables import RECORD_TABLES
