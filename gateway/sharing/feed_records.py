@@ -23,14 +23,16 @@ converting one; it sends a request while the one before is still out (so the wor
 from one to the next without waiting), but before a third it takes the oldest answer itself
 (kept for its chunk). So the worker never has more than two answers to write: it never
 waits on a full pipe for long, and the reading thread never waits on one the worker does not
-read. Writing and reading have locks of their own: the converting thread reads an answer
-while the reading thread's request may still be going down the pipe.
+read. Requests are written by a thread of their own (``_send_all``), so the reading thread
+hands a chunk over and goes back to the database at once; answers are read, in order, by
+whichever of the page's threads needs one first (``_receive`` held).
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import queue
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -86,7 +88,9 @@ class RecordHelper:
         #: the process, while it runs (None: not started yet, or ended)
         self.worker: FeedWorker | None = None
         self._lock = threading.Lock()  # lent to one page at a time
-        self._send = threading.Lock()  # held while a request is written
+        #: requests to write, in the order asked (None: stop), written by ``_sender``
+        self._to_send: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._sender: threading.Thread | None = None
         self._receive = threading.Lock()  # held while answers are read (in the order asked)
         self._out: deque[Asked] = deque()
         #: grantor -> the de-identifier whose key and state ids the worker has (False: too many state ids to send)
@@ -109,6 +113,10 @@ class RecordHelper:
                     self.worker = FeedWorker()
                 except OSError:
                     self._failed = True
+                else:
+                    self._sender = threading.Thread(target=self._send_all, args=(self.worker,), name="tessera-feed-worker-send",
+                                                    daemon=True)
+                    self._sender.start()
             yield self if self.worker is not None and not self._failed else None
         finally:
             if self._failed:  # killed during the page: its pipes closed and the process waited for
@@ -162,17 +170,27 @@ class RecordHelper:
                 with self._receive:
                     if len(self._out) >= OUTSTANDING:
                         self._collect()
-            with self._send:
-                if self._failed:
-                    return None
-                self._out.append(asked)
-                worker.send(payload)
+            if self._failed:
+                return None
+            self._out.append(asked)
+            self._to_send.put(payload)
         except _FAILURES:
             self._fail()
             return None
         self._sent.update((tenant, (deid, True)) for tenant, (deid, _) in setups.items())
         self._kinds.update(kinds)
         return asked
+
+    def _send_all(self, worker: FeedWorker) -> None:
+        """The sending thread: each request written as it comes, so the reading thread goes
+        on to the next chunk at once instead of waiting, its request half down a full pipe,
+        for the worker to finish the one before (the database idle meanwhile)."""
+        while (payload := self._to_send.get()) is not None:
+            try:
+                worker.send(payload)
+            except _FAILURES:
+                self._fail()
+                return
 
     def answer(self, asked: Asked, group: int) -> tuple[list[bytes], list[Any]] | None:
         """The texts and ids of the chunk's ``group`` that ``ask`` sent, waited for if need be;
@@ -222,6 +240,13 @@ class RecordHelper:
 
     def _close(self) -> None:
         worker, self.worker = self.worker, None
+        sender, self._sender = self._sender, None
+        if worker is not None and self._out:  # answers nobody will read: the worker may be waiting to write one
+            worker.kill()
+        self._to_send.put(None)
+        if sender is not None:
+            sender.join()
+        self._to_send = queue.SimpleQueue()
         self._out.clear()
         self._sent.clear()
         self._kinds.clear()

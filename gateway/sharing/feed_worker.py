@@ -55,6 +55,7 @@ import sys
 
 TYPE_CHECKING = False  # typing is not imported at run time: the worker starts on the standard library until its path is set
 if TYPE_CHECKING:
+    import queue
     from typing import IO, Any
 
 _LENGTH = struct.Struct("<Q")
@@ -161,6 +162,8 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         return
     sys.path[:] = [os.fsdecode(p) for p in _read_exactly(stdin, _LENGTH.unpack(header)[0]).split(b"\0")]
     import pickle
+    import queue
+    import threading
 
     import msgspec
 
@@ -172,9 +175,14 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     cols: dict[str, tuple[tuple[str, str], ...]] = {}
     stdout.write(READY)
     stdout.flush()
+    answered: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    writer = threading.Thread(target=_write_all, args=(answered, stdout), daemon=True)
+    writer.start()
     while True:
         header = stdin.read(_LENGTH.size)
         if len(header) != _LENGTH.size:
+            answered.put(None)
+            writer.join()
             return
         setups, kinds, groups = decode(_read_exactly(stdin, _LENGTH.unpack(header)[0]))
         for tenant, pseudonyms, every in setups:  # the parent's pickle: the recipient's derived key
@@ -190,9 +198,20 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
             out = encode(answers)
         except (TypeError, ValueError, OverflowError):  # a value msgpack cannot hold: all in-process
             out = encode([None] * len(groups))
-        stdout.write(_LENGTH.pack(len(out)))
-        stdout.write(out)
-        stdout.flush()
+        answered.put(out)
+
+
+def _write_all(answered: queue.SimpleQueue[bytes | None], stdout: IO[bytes]) -> None:
+    """The worker's writing thread: each answer written as it comes, so the worker goes on to
+    the next request while the page's process has not read this one yet (an answer of 5,000
+    records, ~2.7 MB, is more than the pipe holds)."""
+    try:
+        while (out := answered.get()) is not None:
+            stdout.write(_LENGTH.pack(len(out)))
+            stdout.write(out)
+            stdout.flush()
+    except OSError:  # the page's process ended or killed the pipe: the worker ends at its next read
+        os._exit(1)
 
 
 if __name__ == "__main__":
