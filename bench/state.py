@@ -175,7 +175,7 @@ def feed_rate(store: Store, tenant: str = "state", since: int = 0, until: int | 
         if not page.more:
             break
     s, c, b = time.perf_counter() - t0, time.process_time() - c0, backend_cpu(store) - b0
-    feed.close()  # the pseudonym helper process (feed_records): ended, its CPU counted as the client's
+    feed.close()  # the de-identifying worker process (feed_records): ended, its CPU counted as the client's
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return n, s, c + children.ru_utime + children.ru_stime - ch0, b
 

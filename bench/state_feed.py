@@ -78,8 +78,9 @@ def feed_run(store: Store, tenant: str, *, since: int = 0, pages: int | None = N
              stats: bool = False) -> tuple[int, float, float, float, dict[str, int]]:
     """Page through the changes ``tenant`` may read from ``since``, at most ``pages`` pages or
     about ``seconds`` seconds: (changes, seconds, client CPU s, database CPU s, extra counts).
-    The client's CPU is this process's and its pseudonym helper's (``feed_records``; ended and
-    waited for at the end of the run), the latter also in the extra counts (ms)."""
+    The client's CPU is this process's and its de-identifying worker process's
+    (``feed_records``; ended and waited for at the end of the run), the latter also in the
+    extra counts (ms)."""
     ch0 = _children_cpu()
     feed = ChangeFeed(store, GrantStore(store.engine), lambda: KEY)
     reader = feed.reader(tenant, "bench", frozenset({"changes.readonly"}))
@@ -105,7 +106,7 @@ def feed_run(store: Store, tenant: str, *, since: int = 0, pages: int | None = N
         time.sleep(0.6)
         h1, r1 = _blocks(store)
         extra = {"pages": done, "blocks hit": h1 - h0, "blocks read": r1 - r0, "learners pseudonymised": counted.n}
-    return n, s, c, b, {**extra, "helper process CPU ms": round(helper * 1000)}
+    return n, s, c, b, {**extra, "worker process CPU ms": round(helper * 1000)}
 
 
 def main() -> int:
@@ -133,9 +134,11 @@ def main() -> int:
             if not n:
                 print(f"change feed, {what}: no change after version {args.since}", flush=True)
                 continue
+            worker = extra["worker process CPU ms"] / 1000
             more = "".join(f"; {k}: {v:,}" for k, v in extra.items())
             print(f"change feed, {what}: {n} changes in {s:.2f} s = {n / s:,.0f} changes/s; "
-                  f"CPU a change: {c / n * 1e6:.2f} µs here + {b / n * 1e6:.2f} µs the database's{more}", flush=True)
+                  f"CPU a change: {c / n * 1e6:.2f} µs here (this process {(c - worker) / n * 1e6:.2f}, its worker "
+                  f"{worker / n * 1e6:.2f}) + {b / n * 1e6:.2f} µs the database's{more}", flush=True)
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()

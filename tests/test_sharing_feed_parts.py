@@ -1,8 +1,7 @@
-"""The change feed's records de-identified a part at a time (``feed_records.PART``), a chunk's
-changes shaped from records that came in their order without a look-up, and the helper's
-pseudonyms asked by the reading thread and taken by the converting one: the very pages the
-feed makes with the whole chunk as one part and every record looked up, on SQLite and
-PostgreSQL."""
+"""The change feed's records de-identified a part at a time (``record_texts.PART``), and a
+chunk's changes shaped from records that came in their order without a look-up: the very
+pages the feed makes with the whole chunk as one part and every record looked up, on SQLite
+and PostgreSQL (and with the de-identifying worker process)."""
 
 from __future__ import annotations
 
@@ -11,8 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from gateway.sharing import feed as feed_mod
-from gateway.sharing import feed_records
-from gateway.sharing.deidentify import Deidentifier, Pseudonymizer, StateIds
+from gateway.sharing import feed_records, record_texts
+from gateway.sharing.deidentify import StateIds
 from gateway.sharing.feed import ChangeFeed
 from gateway.sharing.grants import GrantStore
 from gateway.store.tables import RECORD_TABLES
@@ -47,16 +46,16 @@ def districts(store):
 @pytest.mark.parametrize("helped", [False, True])
 def test_records_in_parts_make_the_very_pages_of_one_part(districts, monkeypatch, helped):
     if helped and districts.engine.dialect.name != "postgresql":
-        pytest.skip("the helper serves the chunked reading of PostgreSQL")
+        pytest.skip("the worker serves the chunked reading of PostgreSQL")
     monkeypatch.setattr(feed_mod, "helper_pays", lambda: helped)
     monkeypatch.setattr(feed_records, "HELPER_FROM", 1)
     monkeypatch.setattr(feed_mod, "FIRST_CHUNK", 3)
     monkeypatch.setattr(feed_mod, "RECORD_CHUNK", 8)
     feed = ChangeFeed(districts, GrantStore(districts.engine), lambda: KEY)
-    monkeypatch.setattr(feed_records, "PART", 10_000)
+    monkeypatch.setattr(record_texts, "PART", 10_000)
     whole = _pages(feed, limit=20)
     for part in (1, 2, 3):
-        monkeypatch.setattr(feed_records, "PART", part)
+        monkeypatch.setattr(record_texts, "PART", part)
         assert _pages(feed, limit=20) == whole, part
     feed.close()
     assert b'"Later"' not in b"".join(whole) and b"IA-2" not in b"".join(whole)  # de-identified
@@ -90,31 +89,6 @@ def test_changes_whose_records_came_in_their_order_are_shaped_without_a_look_up(
     monkeypatch.setattr(feed_mod._Shape, "add", looked_up)
     assert {t: _pages(feed, t, limit=1000) for t in ("state", "d1")} == pages
     feed.close()
-
-
-def test_the_helpers_answers_go_to_their_askers_whichever_asks_next():
-    """The reading thread may ask for a chunk's pseudonyms before the converting thread took
-    the last chunk's: the request still out is collected first, kept for its asker."""
-    pseudonyms = Pseudonymizer(KEY, "state")
-    deid = Deidentifier(pseudonyms, StateIds(None, "d1"))  # type: ignore[arg-type]  # no learner looked up
-    ids = [f"00000000-0000-4000-8000-{i:012d}" for i in range(30)]
-    helper = feed_records.RecordHelper(pseudonyms)
-    try:
-        with helper.borrowed() as lent:
-            assert lent is helper
-            first, second = helper.ask(deid, ids[:10]), helper.ask(deid, ids[10:])
-            assert first is not None and second is not None
-            assert helper.answer(second) == pseudonyms.records("d1", ids[10:])
-            assert helper.answer(first) == pseudonyms.records("d1", ids[:10])
-            third = helper.ask(deid, ids[:1])
-            assert third is not None and helper.answer(third) == pseudonyms.records("d1", ids[:1])
-            helper.helper.proc.kill()  # type: ignore[union-attr]
-            helper.helper.proc.wait()  # type: ignore[union-attr]
-            fourth = helper.ask(deid, ids)
-            assert fourth is None or helper.answer(fourth) is None  # failed: made in-process by the caller
-            assert helper.helper is None and helper.ask(deid, ids) is None
-    finally:
-        helper.close()
 
 
 def test_state_ids_loaded_at_once_answer_as_looked_up(store):

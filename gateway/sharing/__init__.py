@@ -8,8 +8,11 @@
 * ``deidentify``: what a de-identified grant does to a record (pseudonyms per recipient,
   personal fields dropped);
 * ``columns``: each kind's columns from the canonical JSON Schemas, and stored records
-  decoded into structs of just those columns, drawn from whole batches (``columnize``; the
-  feed's de-identification decodes the same way, ``deidentified_texts``);
+  decoded into structs of just those columns, drawn from whole batches (``columnize``);
+* ``record_texts``: the record decoders, and the feed's de-identified records written back
+  as JSON text (msgspec and the standard library only: the feed's worker runs it too);
+* ``feed_records``, ``feed_worker``: the feed's de-identified records made by a worker
+  process of the reader's while the page's process reads and shapes the next chunks;
 * ``export``: bulk export to Parquet, NDJSON or CSV with a manifest, streamed, a large kind
   optionally in parts by several processes in one snapshot;
 * ``export_decode``: an export file's decoder, which decodes the text columns whose values

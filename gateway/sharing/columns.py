@@ -8,7 +8,7 @@ timestamps (microseconds), ``date`` as dates, and nested values (lists, objects)
 JSON text. Under a de-identified grant only the columns ``deidentify.KEEP`` allows exist.
 
 **Speed.** Records are decoded with msgspec into structs of just the wanted columns
-(``_row_decoder``: members not wanted are skipped, JSON members kept as their stored text),
+(``record_texts.row_decoder``: members not wanted are skipped, JSON members kept as their stored text),
 columns are drawn from a whole batch, and the personal ones replaced a column at a time
 (``deidentify``; the export's record pseudonyms by a helper process, left pending in the
 batch until the writer needs them); ``prefetched`` reads the next batch on a thread meanwhile.
@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, TypeVar
 
-import msgspec
 import orjson
 from msgspec.structs import astuple
 
@@ -32,6 +31,8 @@ from ..gc_pause import paused_gc
 from ..model import RECORD_TYPES
 from .deidentify import KEEP, PERSONAL_REFS, Deidentifier
 from .pseudonym_helper import PseudonymHelper, split_texts
+from .record_texts import SUBSETS as _SUBSETS
+from .record_texts import row_decoder as _row_decoder
 
 # --- columns from the canonical JSON Schemas ---------------------------------------------------------
 
@@ -88,11 +89,6 @@ def arrow_schema(cols: Sequence[tuple[str, str]]) -> Any:
 
 #: a batch of at least this many records has its record pseudonyms made by the helper process
 HELPER_FROM = 1_000
-
-#: per-learner JSON members a de-identified export keeps only some keys of
-_SUBSETS: dict[tuple[str, str], tuple[str, ...]] = {("evidence", "activity"): ("system", "id"),
-                                                    ("evidence", "provenance"): ("standard", "version")}
-
 
 @dataclass
 class Batch:
@@ -171,33 +167,6 @@ def _subset_texts(values: Sequence[Any], keys: tuple[str, ...]) -> list[Any]:
 
 
 @functools.cache
-def _row_decoder(kind: str, cols: tuple[tuple[str, str], ...], deidentified: bool) -> msgspec.json.Decoder[Any]:
-    """A decoder of one stored record into a struct of just the exported columns (msgspec:
-    the members not exported are skipped, not built). JSON members that go out as they are
-    stay their stored text (``msgspec.Raw``); members a de-identified export changes are
-    decoded to Python values; the kept keys of a per-learner member (``_SUBSETS``) decode
-    into a small frozen struct of those keys (hashable: each distinct one is written once)."""
-    refs = PERSONAL_REFS.get(kind, {}) if deidentified else {}
-    fields: list[tuple[str, Any, Any]] = []
-    for i, (name, t) in enumerate(cols):
-        subset = _SUBSETS.get((kind, name)) if deidentified else None
-        if subset is not None:
-            kept = msgspec.defstruct(f"{kind}_{name}_kept", [(f"k{j}", Any, None) for j in range(len(subset))],
-                                     rename={f"k{j}": k for j, k in enumerate(subset)}, frozen=True, gc=False,
-                                     omit_defaults=True)
-            fields.append((f"f{i}", kept | None, None))
-        elif t == "json" and name not in refs and not (deidentified and kind == "mastery_state" and name == "contributions"):
-            fields.append((f"f{i}", msgspec.Raw, msgspec.Raw()))
-        else:
-            fields.append((f"f{i}", Any, None))
-    # gc=False: decoded JSON holds no reference cycles, so the collector need not track rows;
-    # omit_defaults: written back as JSON (``deidentified_texts``) absent members stay absent
-    row = msgspec.defstruct(f"{kind}_row", fields, rename={f"f{i}": n for i, (n, _) in enumerate(cols)}, gc=False,
-                            omit_defaults=True)
-    return msgspec.json.Decoder(row)
-
-
-@functools.cache
 def _helped_columns(kind: str, cols: tuple[tuple[str, str], ...]) -> tuple[tuple[int, str], ...]:
     """(position, name) of the column of the records' own ids where a de-identified export
     pseudonymises them: one a record, so the helper process's work (the references to other
@@ -264,52 +233,6 @@ def columnize_with(decode: Callable[[Sequence[Any]], list[Any]] | None, kind: st
         return Batch(raws, out, as_stored=deid is None, pending=pending, later=later)
 
 
-_ENCODER = msgspec.json.Encoder()
-
-
-def deidentified_texts(kind: str, raws: Sequence[Any], deid: Deidentifier,
-                       helped_ids: Callable[[list[Any]], list[Any] | None] | None = None) -> tuple[list[bytes], list[Any]]:
-    """Each stored record as a de-identified grant shows it, as JSON text, and its id (a
-    pseudonym where the kind's ids are personal): what ``columnize`` gives column by column,
-    made record by record for the change feed. The records decode into structs of just the
-    kept members (``_row_decoder``), the personal references are replaced a column at a
-    time, and each struct is written back as JSON by msgspec: members absent or None stay
-    out, nested members as stored (or their kept keys), in the schema's order.
-
-    ``helped_ids`` (``feed_records``: pseudonyms a helper process is making meanwhile) is
-    asked for the pseudonyms of a per-learner kind's own ``id`` column, made last so the
-    helper works while the other columns are; when it answers None the column is made here."""
-    cols = columns_of(kind, deidentified=True)
-    with paused_gc():
-        rows = list(map(_row_decoder(kind, tuple(cols), True).decode, raws))
-        refs = PERSONAL_REFS.get(kind, {})
-        ids: list[Any] = []
-        order = list(enumerate(cols))
-        if helped_ids is not None:
-            order.sort(key=lambda c: c[1][0] == "id")
-        for i, (name, _t) in order:
-            what = refs.get(name)
-            attr = f"f{i}"
-            if what is None and not (kind == "mastery_state" and name == "contributions"):
-                if name == "id":
-                    ids = list(map(attrgetter(attr), rows))
-                continue
-            values = list(map(attrgetter(attr), rows))
-            if what == "learner":
-                changed = deid.learners(values)
-            elif what == "record":
-                helped = helped_ids(values) if name == "id" and helped_ids is not None else None
-                changed = deid.records(values) if helped is None else helped
-            else:
-                changed = [deid.contributions(v) for v in values]
-            if name == "id":
-                ids = changed
-            if changed != values:
-                for r, v in zip(rows, changed, strict=True):
-                    setattr(r, attr, v)
-        return list(map(_ENCODER.encode, rows)), ids
-
-
 _DONE = object()
 _T = TypeVar("_T")
 
@@ -360,4 +283,4 @@ def prefetched(batches: Iterator[_T]) -> Iterator[_T]:
         worker.join()
 
 
-__all__ = ["HELPER_FROM", "Batch", "arrow_schema", "columnize", "columnize_with", "columns", "columns_of", "deidentified_texts", "helped", "prefetched"]
+__all__ = ["HELPER_FROM", "Batch", "arrow_schema", "columnize", "columnize_with", "columns", "columns_of", "helped", "prefetched"]

@@ -13,9 +13,9 @@ Each change carries the record as it is now (as Ed-Fi's change queries do: a rec
 twice appears twice with its current content), or a tombstone when the change deleted or
 retired it (``status`` tobedeleted, evidence voided, or the record is gone). Under a
 de-identified grant the record and its id go through ``deidentify.Deidentifier`` column by
-column (``columns.deidentified_texts``, as the bulk export does, through ``feed_records``
-a part of a chunk's records at a time; on PostgreSQL the records' own ids' pseudonyms made
-by a helper process meanwhile);
+column (``record_texts.deidentified_records``, as the bulk export does, a part of a chunk's
+records at a time; on PostgreSQL in the reader's de-identifying worker process, ``feed_records``
+and ``feed_worker``, while this process reads the next chunk and shapes the one before);
 otherwise the stored JSON passes through. Either way ``record`` is JSON text (an ``orjson.Fragment``) the response embeds as it is.
 
 A version below the oldest kept answers 410 with the oldest available. Every page read
@@ -50,7 +50,6 @@ from ..store.tables import RECORD_TABLES, changes
 from .columns import prefetched
 from .deidentify import Deidentifier, Pseudonymizer, StateIds
 from .feed_records import Asked, RecordHelper, deidentified_records, helper_pays
-from .feed_records import ask as ask_helper
 from .grants import Grant, GrantStore
 
 SCOPE = "changes.readonly"
@@ -88,7 +87,7 @@ class ChangeFeed:
         self.store, self.grants, self.key = store, grants, pseudonym_key
         self._deids: dict[tuple[str, str], tuple[float, Deidentifier]] = {}
         self._deids_lock = threading.Lock()
-        #: each reader's pseudonym helper process (``feed_records``), kept ``DEID_TTL`` after its last page
+        #: each reader's de-identifying worker process (``feed_records``), kept ``DEID_TTL`` after its last page
         self._helpers: dict[str, tuple[float, RecordHelper]] = {}
 
     def _deidentifier(self, reader: str, grantor: str) -> Deidentifier:
@@ -104,21 +103,21 @@ class ChangeFeed:
                                                                             StateIds(self.store.engine, grantor)))
             return found[1]
 
-    def _record_helper(self, reader: str, pseudonyms: Pseudonymizer) -> RecordHelper:
-        """The reader's helper (its process started when first borrowed), those unused for
+    def _record_helper(self, reader: str) -> RecordHelper:
+        """The reader's worker (its process started when first borrowed), those unused for
         ``DEID_TTL`` closed."""
         now = time.monotonic()
         with self._deids_lock:
             old = [self._helpers.pop(k)[1] for k, (at, _) in list(self._helpers.items()) if now - at > DEID_TTL]
             found = self._helpers.get(reader)
-            helper = RecordHelper(pseudonyms) if found is None else found[1]
+            helper = RecordHelper() if found is None else found[1]
             self._helpers[reader] = (now, helper)
         for h in old:
             h.close()
         return helper
 
     def close(self) -> None:
-        """End the readers' helper processes (they end with this process anyway)."""
+        """End the readers' worker processes (they end with this process anyway)."""
         with self._deids_lock:
             old, self._helpers = list(self._helpers.values()), {}
         for _, h in old:
@@ -172,8 +171,7 @@ class ChangeFeed:
             # page keeps none that it tracks (change rows are dropped once shaped, the changes are dicts of text)
             with paused_gc():
                 if sources and until > since and conn.dialect.name == "postgresql":
-                    helper = (self._record_helper(reader.tenant, next(iter(deids.values())).pseudonyms) if deids and helper_pays()
-                              else None)
+                    helper = self._record_helper(reader.tenant) if deids and helper_pays() else None
                     with helper.borrowed() if helper is not None else nullcontext() as lent:
                         seqs = self._pg_page(conn, sources, since, until, limit, deids, shape, lent, log)
                 elif sources and until > since:
@@ -199,11 +197,12 @@ class ChangeFeed:
         changes as the response shows them added to ``shape`` a chunk at a time. Records of an
         identified source are their stored JSON text, embedded in the response as it is
         (``orjson.Fragment``), never parsed and written again; under a de-identified grant they
-        go through ``columns.deidentified_texts`` (``feed_records.deidentified_records``: a
-        part of ``feed_records.PART`` records at a time, the records' own ids' pseudonyms
-        asked of a helper process by the reading thread) by (tenant, kind): the column-wise
-        de-identification the bulk export does (each learner once, pseudonyms per column), each
-        record then written as JSON text (a ``Fragment`` too) by msgspec. Where a chunk's
+        go through ``record_texts.deidentified_records`` (a part of ``record_texts.PART``
+        records at a time) by (tenant, kind): the column-wise de-identification the bulk export
+        does (each learner once, pseudonyms per column), each record then written as JSON text
+        (a ``Fragment`` too) by msgspec; with a ``helper`` in its worker process, the chunk's
+        records sent by the reading thread as soon as it has read them and their texts taken
+        by this one when it reaches the chunk (``feed_records.RecordHelper``). Where a chunk's
         records of a (tenant, kind) came once each in the order of its changes naming them (a
         batch's records written in id order, read by the range of the index), the changes take
         them in turn (``_Shape.add``'s ``in_order``), without a look-up by id a change.
@@ -219,16 +218,17 @@ class ChangeFeed:
         seqs: list[int] = []
         dbapi = conn.connection.dbapi_connection
 
-        def ask(tenant: str, kind: str, got: list[tuple[str, Any, bool]]) -> Asked | None:
-            deid = deids.get(tenant)
-            return ask_helper(kind, got, deid, helper) if deid is not None and helper is not None else None
+        def ask(fetched: list[tuple[str, str, list[tuple[str, Any, bool]], bool]]) -> Asked | None:
+            return helper.ask([(tenant, kind, got) for tenant, kind, got, _ in fetched], deids) if helper is not None else None
 
         with _prompt_switching():
-            for chunk, fetched in prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit, log, ask)):
+            for chunk, fetched, asked in prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit, log,
+                                                                            ask if deids else None)):
                 found: dict[str, dict[str, tuple[Any, bool, str | None]]] = defaultdict(dict)
                 in_order: dict[tuple[str, str], Iterator[tuple[Any, bool, str | None]]] = {}
-                for tenant, kind, got, in_turn, asked in fetched:
-                    entries = self._entries(kind, got, deids.get(tenant), helper, asked)
+                for at, (tenant, kind, got, in_turn) in enumerate(fetched):
+                    answer = helper.answer(asked, at) if asked is not None and helper is not None else None
+                    entries = self._entries(kind, got, deids.get(tenant), answer)
                     if in_turn:  # the records in the order of the changes naming them, once each
                         in_order[(tenant, kind)] = iter(entries)
                     else:
@@ -248,16 +248,16 @@ class ChangeFeed:
             found[kind].update(zip(map(itemgetter(0), got), self._entries(kind, got, deids.get(tenant)), strict=True))
 
     @staticmethod
-    def _entries(kind: str, got: list[tuple[str, Any, bool]], deid: Deidentifier | None, helper: RecordHelper | None = None,
-                 asked: Asked | None = None) -> list[tuple[Any, bool, str | None]]:
+    def _entries(kind: str, got: list[tuple[str, Any, bool]], deid: Deidentifier | None,
+                 answer: tuple[list[bytes], list[Any]] | None = None) -> list[tuple[Any, bool, str | None]]:
         """Each record of ``got`` (id, stored text, retired or voided) as the page shows it: (the
         record as JSON text, retired or voided, its id as the reader sees it), in ``got``'s order.
-        Under a de-identified grant through ``feed_records.deidentified_records`` (its parts;
-        the ids' pseudonyms ``asked`` of the ``helper``)."""
+        Under a de-identified grant the worker's ``answer`` (texts and ids), else
+        ``feed_records.deidentified_records`` in this process."""
         fragment = orjson.Fragment
         if deid is None:
             return list(zip(map(fragment, map(itemgetter(1), got)), map(itemgetter(2), got), map(itemgetter(0), got), strict=True))
-        texts, ids = deidentified_records(kind, got, deid, helper, asked)
+        texts, ids = answer if answer is not None else deidentified_records(kind, got, deid)
         return list(zip(map(fragment, texts), map(itemgetter(2), got), ids, strict=True))
 
 
@@ -329,17 +329,17 @@ def _sizes() -> Iterator[int]:
 
 def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int,
                             limit: int, done: Callable[[Mapping[str, int]], None] | None = None,
-                            ask: Callable[[str, str, list[tuple[str, Any, bool]]], Any] | None = None,
-                            ) -> Iterator[tuple[list[Any], list[tuple[str, str, list[tuple[str, Any, bool]], bool, Any]]]]:
-    """(change rows, [(tenant, kind, records, in turn, asked)]) ``FIRST_CHUNK`` and then up to ``RECORD_CHUNK``
+                            ask: Callable[[list[tuple[str, str, list[tuple[str, Any, bool]], bool]]], Any] | None = None,
+                            ) -> Iterator[tuple[list[Any], list[tuple[str, str, list[tuple[str, Any, bool]], bool]], Any]]:
+    """(change rows, [(tenant, kind, records, in turn)], asked) ``FIRST_CHUNK`` and then up to ``RECORD_CHUNK``
     change rows at a time (``_chunks``): the page's change rows, (seq, tenant, kind, record id, op, at, record id as 16 bytes) keyset on ``seq``, from a
     server-side cursor of the driver (binary: instants decoded in C, as UTC without a zone,
     which Python hashes in a third of the time of an instant with one), and after each
     chunk the current records it names (not those of the row past ``limit``), whether they
     came in turn (once each, in the order of the chunk's changes of that tenant and kind
     naming them: compared here, while both are fresh in the processor's cache), and what
-    ``ask`` gave for them (the helper's pseudonyms of their ids, asked as soon as they are
-    read: ``feed_records.ask``). Once the rows are all read, ``done`` is given how many of
+    ``ask`` gave for the chunk's records (sent to the reader's worker as soon as they are
+    read: ``feed_records.RecordHelper.ask``). Once the rows are all read, ``done`` is given how many of
     the page's changes each tenant had."""
     cond = " OR ".join("(tenant = %s AND record_kind = ANY(%s))" for _ in sources)
     params: list[Any] = [since, until]
@@ -381,8 +381,8 @@ def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], G
             for (tenant, kind), ids in wanted.items():
                 got = _pg_records(records, tenant, kind, list(ids.items()), raws[(tenant, kind)])
                 in_turn = list(map(text_id, got)) == named[(tenant, kind)]
-                fetched.append((tenant, kind, got, in_turn, ask(tenant, kind, got) if ask is not None else None))
-            yield chunk, fetched
+                fetched.append((tenant, kind, got, in_turn))
+            yield chunk, fetched, ask(fetched) if ask is not None else None
         if done is not None:
             done(per_tenant)
     finally:
