@@ -363,3 +363,32 @@ def test_a_multi_grant_export_in_part_processes_writes_what_one_process_writes(s
     with pytest.raises(PermissionError, match=str(g2.id)):
         export_many(store, out, recipient="state", sources=sources, kinds=KINDS, fmt="parquet", check=check)
     assert list(out.iterdir()) == []
+
+
+def test_an_export_leaves_read_ahead_to_the_operating_system_unless_told(store, monkeypatch):
+    """PostgreSQL: the export's transaction turns off the database's per-page prefetching
+    (``effective_io_concurrency`` 0: its pages are read in the table's order, which the
+    operating system reads ahead); ``TESSERA_EXPORT_IO_CONCURRENCY`` sets another value, empty
+    keeps the server's, anything else is refused with the setting's name."""
+    import importlib
+
+    assert "SET LOCAL effective_io_concurrency = 0" in export_reads.READ_SETTINGS
+    try:
+        monkeypatch.setenv(export_reads.IO_CONCURRENCY_ENV, "32")
+        assert importlib.reload(export_reads).READ_SETTINGS[-1] == "SET LOCAL effective_io_concurrency = 32"
+        monkeypatch.setenv(export_reads.IO_CONCURRENCY_ENV, "")
+        assert not any("effective_io_concurrency" in s for s in importlib.reload(export_reads).READ_SETTINGS)
+        monkeypatch.setenv(export_reads.IO_CONCURRENCY_ENV, "lots")
+        with pytest.raises(ValueError, match=export_reads.IO_CONCURRENCY_ENV):
+            importlib.reload(export_reads)
+    finally:
+        monkeypatch.delenv(export_reads.IO_CONCURRENCY_ENV, raising=False)
+        importlib.reload(export_reads)
+    if store.engine.dialect.name != "postgresql":
+        return
+    from gateway.sharing.export_reads import snapshot
+
+    with snapshot(store) as conn:
+        assert conn.exec_driver_sql("SHOW effective_io_concurrency").scalar() == "0"
+    with store.engine.connect() as conn:  # the transaction's own: the server's setting is untouched
+        assert conn.exec_driver_sql("SHOW effective_io_concurrency").scalar() != "0"

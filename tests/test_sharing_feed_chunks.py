@@ -144,7 +144,7 @@ def test_chunks_are_the_sizes_asked_whatever_the_instants():
     assert chunks([100]) == [list(range(len(rows)))]
     assert list(feed_mod._chunks(lambda n: [], iter([2]))) == []
     sizes = feed_mod._sizes()
-    assert [next(sizes) for _ in range(5)] == [500, 1250, 3125, 5000, 5000]  # FIRST_CHUNK, growing by CHUNK_GROWTH to RECORD_CHUNK
+    assert [next(sizes) for _ in range(4)] == [500, 1250, 2000, 2000]  # FIRST_CHUNK, growing by CHUNK_GROWTH to RECORD_CHUNK
 
 
 class _CountedCursor:

@@ -4,6 +4,7 @@ transaction on PostgreSQL (``READ_SETTINGS``)."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,7 +31,31 @@ FETCH_ROWS = 2_000
 #: items (10 districts, each loaded in turn) that read 2.2 million pages (17 GB, 48.7 s) for
 #: 2 million rows where the index's bitmap read 224,000 (4.0 s). Where districts' rows are
 #: interleaved page by page, the bitmap reads about every page, as the sequential scan did.
-READ_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL enable_seqscan = off")
+#:
+#: Its pages are read in the table's order, so the operating system's own read-ahead (which
+#: follows a file read forward) brings the next ones in; PostgreSQL's prefetching of a bitmap
+#: heap scan (``effective_io_concurrency`` pages ahead, 1 by default) adds a ``posix_fadvise``
+#: call for every page not in its shared buffers, i.e. nearly every page of a table larger
+#: than them, cached by the operating system or not, each a read request of one page of its
+#: own when it is not. Measured on the full-size export (20 million evidence items, 26 GB on a
+#: 24 GB machine, ``bench/state.py --exports manyparts``, alternated, 2026-12-07): the
+#: database's CPU a row 1.41 and 1.44 µs with it off against 1.74 and 1.90 with the default,
+#: 245,123 and 239,898 rows/s against 223,855 and 202,617; ``perf`` had the calls at 3 % of
+#: the machine's CPU (the request to the virtual disk, one a page, the largest part). So an
+#: export turns it off (0) for its transaction; ``TESSERA_EXPORT_IO_CONCURRENCY`` sets another
+#: value (storage whose reads are slow and parallel, where rows of many tenants interleave and
+#: the pages read are far apart, may gain from prefetching), or, empty, leaves the server's.
+IO_CONCURRENCY_ENV = "TESSERA_EXPORT_IO_CONCURRENCY"
+
+
+def _read_settings() -> tuple[str, ...]:
+    io = os.environ.get(IO_CONCURRENCY_ENV, "0").strip()
+    if io and not io.isdigit():
+        raise ValueError(f"{IO_CONCURRENCY_ENV} must be a whole number of pages (or empty: the server's setting), not {io!r}")
+    return ("SET LOCAL jit = off", "SET LOCAL enable_seqscan = off", *([f"SET LOCAL effective_io_concurrency = {int(io)}"] if io else []))
+
+
+READ_SETTINGS = _read_settings()
 
 
 @contextmanager
