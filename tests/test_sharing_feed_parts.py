@@ -19,11 +19,11 @@ from gateway.store.tables import RECORD_TABLES
 from .test_sharing import KEY, district, grant
 
 
-def _pages(feed: ChangeFeed, tenant: str = "state", limit: int = 7) -> list[bytes]:
-    """Every page as the response writes it (its records' JSON text as it is)."""
+def _pages(feed: ChangeFeed, tenant: str = "state", limit: int = 7, since: int = 0) -> list[bytes]:
+    """Every page from ``since`` as the response writes it (its records' JSON text as it is)."""
     reader = feed.reader(tenant, f"{tenant}-client", frozenset({"changes.readonly"}))
     until = feed.available()["newest"]
-    seen, since = [], 0
+    seen = []
     while True:
         page = feed.page(reader, since=since, until=until, limit=limit)
         seen.append(orjson.dumps({"changes": page.changes, "next_since": page.next_since, "more": page.more}))

@@ -23,19 +23,7 @@ from gateway.sharing.grants import GrantStore
 from gateway.store.tables import grant_access_log
 
 from .test_sharing import KEY, district, grant
-
-
-def _pages(feed: ChangeFeed, tenant: str = "state", limit: int = 7, since: int = 0) -> list[bytes]:
-    """Every page from ``since`` as the response writes it (records' JSON text as it is)."""
-    reader = feed.reader(tenant, f"{tenant}-client", frozenset({"changes.readonly"}))
-    until = feed.available()["newest"]
-    seen = []
-    while True:
-        page = feed.page(reader, since=since, until=until, limit=limit)
-        seen.append(orjson.dumps({"changes": page.changes, "next_since": page.next_since, "more": page.more}))
-        since = page.next_since
-        if not page.more:
-            return seen
+from .test_sharing_feed_parts import _pages
 
 
 def _log(store) -> list[tuple]:
