@@ -302,7 +302,7 @@ class Deriver:
                 # driver SQL, fetched at once: SQLAlchemy's row by row fetch and conversions cost
                 # more than the query (ids: 16 bytes on SQLite, a UUID on PostgreSQL)
                 rows = [
-                    _Row(seq, tenant, str(uuid_from_sqlite(sid)) if isinstance(sid, bytes) else sid, body,
+                    _Row(seq, tenant, str(uuid_from_sqlite(sid) if isinstance(sid, bytes) else sid), body,
                          bool(voided), bool(deferred))
                     for seq, tenant, sid, body, voided, deferred in conn.exec_driver_sql(self._rows_sql, (cursor, safe, limit)).all()
                 ]
