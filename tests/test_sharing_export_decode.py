@@ -1,5 +1,5 @@
 """The export's learned decoder (``export_decode.LearnedDecoder``): the rows it decodes are
-those ``columns._row_decoder`` decodes, whatever the values do (repeat, change, turn to other
+those ``record_texts.row_decoder`` decodes, whatever the values do (repeat, change, turn to other
 types, run past the most it learns), and a record neither can read raises the same error."""
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import pytest
 from msgspec.structs import astuple
 
 from gateway.sharing import export_decode
-from gateway.sharing.columns import _row_decoder, columnize, columnize_with, columns_of
+from gateway.sharing.columns import columnize, columnize_with, columns_of
 from gateway.sharing.export import _Parquet
 from gateway.sharing.export_decode import LearnedDecoder
+from gateway.sharing.record_texts import row_decoder
 
 
 def _evidence(n: int, **over: Any) -> bytes:
@@ -33,7 +34,7 @@ def _evidence(n: int, **over: Any) -> bytes:
 
 
 def _same(decoder: LearnedDecoder, raws: list[bytes], deidentified: bool) -> None:
-    base = _row_decoder("evidence", tuple(columns_of("evidence", deidentified=deidentified)), deidentified)
+    base = row_decoder("evidence", tuple(columns_of("evidence", deidentified=deidentified)), deidentified)
     assert [astuple(r) for r in decoder(raws)] == [astuple(base.decode(r)) for r in raws]
 
 
@@ -84,7 +85,7 @@ def test_a_record_it_cannot_read_raises_what_the_decoder_before_raised() -> None
     cols = columns_of("evidence", deidentified=True)
     decoder = LearnedDecoder("evidence", cols, True)
     decoder([_evidence(n) for n in range(20)])
-    base = _row_decoder("evidence", tuple(cols), True)
+    base = row_decoder("evidence", tuple(cols), True)
     for bad in (_evidence(1)[:-5], _evidence(2, provenance=3), b"[]"):
         with pytest.raises(msgspec.DecodeError) as before:
             base.decode(bad)

@@ -31,8 +31,7 @@ from ..gc_pause import paused_gc
 from ..model import RECORD_TYPES
 from .deidentify import KEEP, PERSONAL_REFS, Deidentifier
 from .pseudonym_helper import PseudonymHelper, split_texts
-from .record_texts import SUBSETS as _SUBSETS
-from .record_texts import row_decoder as _row_decoder
+from .record_texts import SUBSETS, row_decoder
 
 # --- columns from the canonical JSON Schemas ---------------------------------------------------------
 
@@ -198,12 +197,12 @@ def columnize_with(decode: Callable[[Sequence[Any]], list[Any]] | None, kind: st
                    raws: Sequence[Any], deid: Deidentifier | None, *, need_columns: bool = True,
                    helper: PseudonymHelper | None = None) -> Batch:
     """``columnize``, the batch's records decoded by ``decode`` (its stored texts to rows with
-    the fields of ``_row_decoder``'s struct, e.g. the export's ``export_decode.LearnedDecoder``;
-    None: ``_row_decoder``'s own, record by record)."""
+    the fields of ``record_texts.row_decoder``'s struct, e.g. the export's ``export_decode.LearnedDecoder``;
+    None: ``record_texts.row_decoder``'s own, record by record)."""
     if not need_columns and deid is None:
         return Batch(raws, {}, as_stored=True)
     with paused_gc():
-        rows = decode(raws) if decode is not None else list(map(_row_decoder(kind, tuple(cols), deid is not None).decode, raws))
+        rows = decode(raws) if decode is not None else list(map(row_decoder(kind, tuple(cols), deid is not None).decode, raws))
         refs = PERSONAL_REFS.get(kind, {}) if deid is not None else {}
         pending: tuple[str, ...] = ()
         later = None
@@ -217,7 +216,7 @@ def columnize_with(decode: Callable[[Sequence[Any]], list[Any]] | None, kind: st
         for (name, t), values in zip(cols, drawn, strict=True):
             if name in pending:
                 continue
-            subset = _SUBSETS.get((kind, name)) if deid is not None else None
+            subset = SUBSETS.get((kind, name)) if deid is not None else None
             if subset is not None:
                 out[name] = _subset_texts(values, subset)
                 continue

@@ -2,17 +2,17 @@
 
 **Why.** Most of an export's text columns hold a few values over and over: the kind, the
 tenant, the source, the status, the competency, the instant a batch of records was written.
-Decoded as ``Any`` (``columns._row_decoder``) each row makes a new string of each (an
+Decoded as ``Any`` (``record_texts.row_decoder``) each row makes a new string of each (an
 allocation, a copy, later a free), and Arrow then reads each of those separate strings back
 (a cache miss a value). Decoded as a ``Literal`` of the values already seen, msgspec finds the
 text in its table and hands back the one string it holds: nothing made a row, and Arrow reads
 the same few strings again and again.
 
-**How.** A file's first ``LEARN_ROWS`` records are decoded as ``_row_decoder`` decodes them;
+**How.** A file's first ``LEARN_ROWS`` records are decoded as ``row_decoder`` decodes them;
 each text column (``string``, ``timestamp``, ``date``) whose values there are texts, at most a
 quarter as many distinct ones as rows, is decoded from the next record on against them. A
 record holding a value not seen yet fails that decoding (msgspec raises at once): that record
-alone is decoded as before (``_row_decoder``; a record it cannot read raises what it always
+alone is decoded as before (``row_decoder``; a record it cannot read raises what it always
 raised), its new values are learned, the batch goes on from the next record, and the decoder
 is rebuilt with them at once (at most once every ``REBUILD_ROWS`` rows: records with values
 not seen meanwhile are decoded as before, each alone). A column past ``LITERAL_MAX`` values,
@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from .columns import _row_decoder
+from .record_texts import row_decoder
 
 #: the most distinct values a column is decoded against; past them it is decoded as before
 LITERAL_MAX = 256
@@ -55,8 +55,8 @@ class LearnedDecoder:
 
     def __init__(self, kind: str, cols: Sequence[tuple[str, str]], deidentified: bool) -> None:
         self.kind = kind
-        self.base = _row_decoder(kind, tuple(cols), deidentified)
-        self.fields = msgspec.structs.fields(self.base.type)  # type: ignore[arg-type]  # a Struct type (``_row_decoder``)
+        self.base = row_decoder(kind, tuple(cols), deidentified)
+        self.fields = msgspec.structs.fields(self.base.type)  # type: ignore[arg-type]  # a Struct type (``row_decoder``)
         #: positions of the columns that may be learned: texts decoded as ``Any``
         self.candidates = [i for i, ((_, t), f) in enumerate(zip(cols, self.fields, strict=True)) if t in _TEXTS and f.type is Any]
         #: the values seen of each learned column (None: the first batch not decoded yet)

@@ -85,16 +85,6 @@ def _read_exactly(stream: IO[bytes], n: int) -> bytes:
     return data
 
 
-def _widen(fd: int) -> None:
-    """A pipe of 1 MiB (Linux; elsewhere as it is): most requests and answers go at once."""
-    try:
-        import fcntl
-
-        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
-    except (ImportError, OSError):
-        pass
-
-
 class FeedWorker:
     """One de-identifying worker process: ``send`` a request, ``receive`` the answers in the
     order asked. Which thread writes or reads, and how many requests are out, is the caller's
@@ -102,6 +92,8 @@ class FeedWorker:
 
     def __init__(self) -> None:
         import subprocess
+
+        from .pseudonym_helper import _widen  # the helper's pipes are widened the same way (in this process only)
 
         here = os.path.abspath(__file__)
         if not sys.executable or not os.path.isfile(here):  # an embedded or frozen interpreter: no worker
