@@ -34,7 +34,7 @@ def _log(store) -> list[tuple]:
 
 
 def _helper(feed: ChangeFeed) -> feed_records.RecordHelper:
-    return feed._helpers["state"][1]
+    return feed._helpers["state"][1][0]
 
 
 def _kids(records) -> list:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -201,6 +202,9 @@ class StateIds:
         #: every state id of the tenant by person id (None: not read yet, or too many to hold)
         self._all: dict[str, str] | None = None
         self._too_many = False
+        #: held while state ids are read: a page read ahead and the page served look learners up
+        #: at once, and a learner marked wanted must not be answered "none" before it is read
+        self._lock = threading.Lock()
 
     def _read_all(self) -> dict[str, str] | None:
         """The tenant's state ids by person id, or None when more than ``CACHE_MAX`` exist."""
@@ -230,9 +234,10 @@ class StateIds:
         """Read all the tenant's state ids now (unless read already, or too many to hold), as
         the first look-up of ``READ_ALL_FROM`` learners or more does: for a caller that looks a
         large batch's learners up in smaller parts (the change feed's)."""
-        if self._all is None and not self._too_many:
-            self._all = self._read_all()
-            self._too_many = self._all is None
+        with self._lock:
+            if self._all is None and not self._too_many:
+                self._all = self._read_all()
+                self._too_many = self._all is None
 
     def every(self) -> dict[str, str] | None:
         """All the tenant's state ids by (lower-cased) person id, read now if not yet
@@ -255,27 +260,28 @@ class StateIds:
         if self._all is not None:
             every = self._all
             return {(low := p.lower()): every.get(low) for p in person_ids if p}
-        wanted = {p.lower() for p in person_ids if p} - self._known.keys()
-        if len(self._known) + len(wanted) > CACHE_MAX:
-            self._known.clear()
-            wanted = {p.lower() for p in person_ids if p}
-        if wanted:
-            from sqlalchemy import select
+        with self._lock:
+            wanted = {p.lower() for p in person_ids if p} - self._known.keys()
+            if len(self._known) + len(wanted) > CACHE_MAX:
+                self._known.clear()
+                wanted = {p.lower() for p in person_ids if p}
+            if wanted:
+                from sqlalchemy import select
 
-            from ..store.tables import identifiers
+                from ..store.tables import identifiers
 
-            ids = [uuid.UUID(p) for p in wanted]
-            for p in wanted:
-                self._known[p] = None
-            with self.engine.connect() as conn:
-                for i in range(0, len(ids), 500):
-                    q = select(identifiers.c.record_id, identifiers.c.kind, identifiers.c.value).where(
-                        identifiers.c.tenant == self.tenant, identifiers.c.record_kind == "person",
-                        identifiers.c.record_id.in_(ids[i:i + 500]))
-                    for rid, kind, value in conn.execute(q):
-                        if kind.lower() in _STATE_ID_KINDS_LOWER:
-                            self._known[str(rid)] = value
-        return {p.lower(): self._known.get(p.lower()) for p in person_ids if p}
+                ids = [uuid.UUID(p) for p in wanted]
+                for p in wanted:
+                    self._known[p] = None
+                with self.engine.connect() as conn:
+                    for i in range(0, len(ids), 500):
+                        q = select(identifiers.c.record_id, identifiers.c.kind, identifiers.c.value).where(
+                            identifiers.c.tenant == self.tenant, identifiers.c.record_kind == "person",
+                            identifiers.c.record_id.in_(ids[i:i + 500]))
+                        for rid, kind, value in conn.execute(q):
+                            if kind.lower() in _STATE_ID_KINDS_LOWER:
+                                self._known[str(rid)] = value
+            return {p.lower(): self._known.get(p.lower()) for p in person_ids if p}
 
 
 def _state_ids_at(url: str, tenant: str) -> StateIds:

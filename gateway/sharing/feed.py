@@ -49,6 +49,7 @@ from ..store.read import MANY_CHUNK
 from ..store.tables import RECORD_TABLES, changes
 from .columns import prefetched
 from .deidentify import Deidentifier, Pseudonymizer, StateIds
+from .feed_ahead import ReadAhead, read_ahead_on
 from .feed_records import Asked, RecordHelper, deidentified_records, helper_pays
 from .grants import Grant, GrantStore
 
@@ -76,6 +77,9 @@ class FeedPage:
     more: bool
 
 
+#: a reader's worker processes at most: one for the page served, one for the page read ahead
+HELPERS_PER_READER = 2
+
 #: how long a reader's de-identifier (its cache of learners' state ids and pseudonyms) is kept
 #: between pages: a sync paging through a district reuses it; a state id added to a learner
 #: shows in the pseudonym after at most this long
@@ -88,7 +92,8 @@ class ChangeFeed:
         self._deids: dict[tuple[str, str], tuple[float, Deidentifier]] = {}
         self._deids_lock = threading.Lock()
         #: each reader's de-identifying worker process (``feed_records``), kept ``DEID_TTL`` after its last page
-        self._helpers: dict[str, tuple[float, RecordHelper]] = {}
+        self._helpers: dict[str, tuple[float, list[RecordHelper]]] = {}
+        self._ahead = ReadAhead(self)
 
     def _deidentifier(self, reader: str, grantor: str) -> Deidentifier:
         """The reader's de-identifier for a grantor, kept ``DEID_TTL`` seconds across pages (each
@@ -103,25 +108,39 @@ class ChangeFeed:
                                                                             StateIds(self.store.engine, grantor)))
             return found[1]
 
-    def _record_helper(self, reader: str) -> RecordHelper:
-        """The reader's worker (its process started when first borrowed), those unused for
-        ``DEID_TTL`` closed."""
+    @contextmanager
+    def _lent_helper(self, reader: str) -> Iterator[RecordHelper | None]:
+        """A worker of the reader's for one page: one not lent to another page, or a new one
+        (its process started when first borrowed) while the reader has fewer than
+        ``HELPERS_PER_READER`` and none has failed (a page read ahead while another is served
+        has its own, ``feed_ahead``); None when none is free (the page's records made
+        in-process). A reader's workers unused for ``DEID_TTL`` are closed."""
         now = time.monotonic()
         with self._deids_lock:
-            old = [self._helpers.pop(k)[1] for k, (at, _) in list(self._helpers.items()) if now - at > DEID_TTL]
-            found = self._helpers.get(reader)
-            helper = RecordHelper() if found is None else found[1]
-            self._helpers[reader] = (now, helper)
+            old = [h for k, (at, _) in list(self._helpers.items()) if now - at > DEID_TTL for h in self._helpers.pop(k)[1]]
+            helpers = self._helpers[reader][1] if reader in self._helpers else []
+            free = next((h for h in helpers if not h.lent), None)
+            if free is None and len(helpers) < HELPERS_PER_READER and not any(h.failed for h in helpers):
+                free = RecordHelper()
+                helpers.append(free)
+            self._helpers[reader] = (now, helpers)
         for h in old:
             h.close()
-        return helper
+        if free is None:
+            yield None
+            return
+        with free.borrowed() as lent:
+            yield lent
 
     def close(self) -> None:
-        """End the readers' worker processes (they end with this process anyway)."""
+        """End the readers' worker processes (they end with this process anyway), once the
+        pages read ahead are done (and dropped)."""
+        self._ahead.close()
         with self._deids_lock:
             old, self._helpers = list(self._helpers.values()), {}
-        for _, h in old:
-            h.close()
+        for _, helpers in old:
+            for h in helpers:
+                h.close()
 
     def reader(self, tenant: str, client_id: str, scopes: frozenset[str], *, grant_id: uuid.UUID | None = None) -> Reader:
         if SCOPE not in scopes:
@@ -143,27 +162,44 @@ class ChangeFeed:
                                                                           location="query", field="kinds")])
         if not 1 <= limit <= MAX_LIMIT:
             raise ValidationError("invalid change query", errors=[ErrorDetail(f"must be 1..{MAX_LIMIT}", location="query", field="limit")])
+        if until is not None and self.store.engine.dialect.name == "postgresql" and read_ahead_on():
+            return self._ahead.page(reader, since, until, tuple(kinds), limit)
+        return self.read(reader, since, until, kinds, limit)[0]
+
+    def _sources(self, reader: Reader, wanted: set[str]) -> list[tuple[str, set[str], Grant | None]]:
+        """(tenant, kinds, grant or None for the reader's own) the reader reads ``wanted`` from."""
+        sources: list[tuple[str, set[str], Grant | None]] = []
+        if reader.own:
+            sources.append((reader.tenant, wanted, None))
+        return sources + [(g.grantor, wanted & set(g.kinds), g) for g in reader.grants if wanted & set(g.kinds)]
+
+    def log(self, reader: Reader, since: int, until: int, kinds: Sequence[str], counts: Mapping[str, int]) -> None:
+        """A page's reads under each of the reader's grants in its access log (``counts``:
+        changes read by grantor), in one transaction."""
+        wanted = set(kinds) or set(RECORD_TYPES)
+        by_tenant = {t: g for t, _, g in self._sources(reader, wanted)}  # the grant each grantor's changes were read under
+        self.grants.log_many([(g.id, f"since={since} until={until} kinds={','.join(sorted(wanted & set(g.kinds)))}",
+                               counts.get(g.grantor, 0) if by_tenant.get(g.grantor) is g else 0)
+                              for g in reader.grants], client_id=reader.client_id, action="changes")
+
+    def read(self, reader: Reader, since: int, until: int | None, kinds: Sequence[str], limit: int, *,
+             logged: bool = True) -> tuple[FeedPage, dict[str, int]]:
+        """The page and how many of its changes each grantor had; the access log written here
+        unless ``logged`` is False (the read-ahead's: written when the page is served)."""
         with self.store.engine.connect() as conn:
             floor, safe = oldest(conn), newest_safe(conn)
             if since < 0 or since < floor - 1:
                 raise Gone(f"version {since} is older than the oldest kept; the oldest available is {floor}: start a full sync "
                            f"(a bulk export) and follow the feed from its version")
             until = safe if until is None else min(until, safe)
-            wanted = set(kinds) or set(RECORD_TYPES)
-            sources: list[tuple[str, set[str], Grant | None]] = []
-            if reader.own:
-                sources.append((reader.tenant, wanted, None))
-            sources += [(g.grantor, wanted & set(g.kinds), g) for g in reader.grants if wanted & set(g.kinds)]
+            sources = self._sources(reader, set(kinds) or set(RECORD_TYPES))
             seqs: list[int] = []  # the versions read (the change rows themselves go once shaped)
-            by_tenant = {t: g for t, _, g in sources}  # the grant each grantor's changes were read under
-            logged: list[bool] = []
+            logged_at: list[bool] = []
 
             def log(counts: Mapping[str, int]) -> None:
-                """The page's reads under each grant in its access log (changes read by grantor)."""
-                self.grants.log_many([(g.id, f"since={since} until={until} kinds={','.join(sorted(wanted & set(g.kinds)))}",
-                                       counts.get(g.grantor, 0) if by_tenant.get(g.grantor) is g else 0)
-                                      for g in reader.grants], client_id=reader.client_id, action="changes")
-                logged.append(True)
+                if logged:
+                    self.log(reader, since, until, kinds, counts)
+                logged_at.append(True)
 
             deids = {t: self._deidentifier(reader.tenant, t) for t, _, g in sources if g is not None and g.deidentified}
             shape = _Shape(reader, sources, deids)
@@ -171,8 +207,7 @@ class ChangeFeed:
             # page keeps none that it tracks (change rows are dropped once shaped, the changes are dicts of text)
             with paused_gc():
                 if sources and until > since and conn.dialect.name == "postgresql":
-                    helper = self._record_helper(reader.tenant) if deids and helper_pays() else None
-                    with helper.borrowed() if helper is not None else nullcontext() as lent:
+                    with self._lent_helper(reader.tenant) if deids and helper_pays() else nullcontext() as lent:
                         seqs = self._pg_page(conn, sources, since, until, limit, deids, shape, lent, log)
                 elif sources and until > since:
                     cond = or_(*(and_(changes.c.tenant == t, changes.c.record_kind.in_(sorted(ks))) for t, ks, _ in sources))
@@ -186,9 +221,26 @@ class ChangeFeed:
                 more = len(seqs) > limit
                 out = shape.out
         next_since = seqs[limit - 1] if more else until
-        if not logged:
-            log(shape.counts())
-        return FeedPage(out, since, until, max(next_since, since), more)
+        counts = shape.counts()
+        if not logged_at:
+            log(counts)
+        return FeedPage(out, since, until, max(next_since, since), more), counts
+
+    def next_since(self, reader: Reader, since: int, until: int, kinds: Sequence[str], limit: int) -> int | None:
+        """Where the page after the one from ``since`` starts (that page's ``next_since``), or
+        None when that page is the last, or ``until`` is past the newest safe version (a page
+        read now could then end before one read later). PostgreSQL: the read-ahead's
+        (``feed_ahead``): the change log's index by version walked ``limit`` rows, no record read."""
+        sources = self._sources(reader, set(kinds) or set(RECORD_TYPES))
+        if not sources:
+            return None
+        cond, params = _source_cond(sources)
+        with self.store.engine.connect() as conn:
+            if until > newest_safe(conn):
+                return None
+            rows = conn.exec_driver_sql(f"SELECT seq FROM changes WHERE seq > %s AND seq <= %s AND ({cond}) "
+                                        f"ORDER BY seq OFFSET {int(limit) - 1} LIMIT 2", (since, until, *params)).all()
+        return int(rows[0][0]) if len(rows) == 2 else None
 
     def _pg_page(self, conn: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int, limit: int,
                  deids: dict[str, Deidentifier], shape: _Shape, helper: RecordHelper | None = None,
@@ -331,6 +383,14 @@ def _sizes() -> Iterator[int]:
         size = max(1, min(RECORD_CHUNK, int(size * CHUNK_GROWTH)))
 
 
+def _source_cond(sources: Sequence[tuple[str, set[str], Grant | None]]) -> tuple[str, list[Any]]:
+    """The change log's rows of ``sources`` (tenant, kinds, grant): SQL and its parameters."""
+    params: list[Any] = []
+    for t, ks, _ in sources:
+        params += [t, sorted(ks)]
+    return " OR ".join("(tenant = %s AND record_kind = ANY(%s))" for _ in sources), params
+
+
 def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int,
                             limit: int, done: Callable[[Mapping[str, int]], None] | None = None,
                             ask: Callable[[list[tuple[str, str, list[tuple[str, Any, bool]], bool]]], Any] | None = None,
@@ -345,10 +405,8 @@ def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], G
     ``ask`` gave for the chunk's records (sent to the reader's worker as soon as they are
     read: ``feed_records.RecordHelper.ask``). Once the rows are all read, ``done`` is given how many of
     the page's changes each tenant had."""
-    cond = " OR ".join("(tenant = %s AND record_kind = ANY(%s))" for _ in sources)
-    params: list[Any] = [since, until]
-    for t, ks, _ in sources:
-        params += [t, sorted(ks)]
+    cond, by_source_params = _source_cond(sources)
+    params: list[Any] = [since, until, *by_source_params]
     from psycopg.types.string import ByteaBinaryLoader  # the PostgreSQL driver: there only
 
     records = dbapi.cursor(binary=True)

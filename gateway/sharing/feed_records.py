@@ -100,6 +100,16 @@ class RecordHelper:
         #: records the worker de-identified
         self.rows = 0
 
+    @property
+    def lent(self) -> bool:
+        """Lent to a page now."""
+        return self._lock.locked()
+
+    @property
+    def failed(self) -> bool:
+        """Its process failed (killed, not started again)."""
+        return self._failed
+
     @contextmanager
     def borrowed(self) -> Iterator[RecordHelper | None]:
         """This worker for one page, its process started; None when another page has it, or

@@ -1,0 +1,170 @@
+"""The change feed's read-ahead: a reader's next page read while this one is served.
+
+A sync pages the feed one page after another, each from the ``next_since`` of the one before,
+up to the ``until`` it took from ``/v1/changes/available`` when it began. Which page it asks
+for next is known as soon as it asks for this one: the page that starts where this one ends.
+So when a reader asks for a page with an explicit ``until`` (on PostgreSQL), the feed starts
+reading the page after it too, on a thread of its own with its own connection and its own
+de-identifying worker (``feed.HELPERS_PER_READER``), while this one is read or taken from an
+earlier read-ahead. The two pages' reading, de-identifying and shaping fill each other's waits
+and use both cores, where one page alone waits for its first chunk and for its last
+(``feed._pg_page``). A reader that asks for the next page at once finds it ready or half read.
+
+Where the page after starts is looked up first (``ChangeFeed.next_since``: the change log's
+index walked ``limit`` rows, no record read); when this page is the last, nothing more is read.
+
+**Served only for the very same question.** A page read ahead is served for the same reader
+(tenant, client, own changes or not), the same grants (id, grantor, kinds, de-identified: a
+grant revoked, expired or changed since makes the reader's grants differ, so the page is
+dropped and read afresh, and revoking still stops access at once), the same ``until``, kinds
+and limit, and a ``since`` where it starts. Anything else is read afresh. Its records are as
+they were when it was read, a moment before it is served, as a page read at that moment shows
+them: a later change of a record is a later version, past ``until`` or on a later page.
+
+**The access log** gets a page read ahead when it is served, under the grants of the request
+that serves it, never when it is read: a page nobody asked for was disclosed to nobody. It is
+dropped after ``TTL`` seconds unasked, or when the reader asks for another page instead.
+
+**Bounds.** One page read ahead a reader (and its question), ``MAX_JOBS`` in a process at
+once (past that none is started: with that many readers the cores are busy anyway), each at
+most ``feed.MAX_LIMIT`` changes. ``TESSERA_FEED_READ_AHEAD=0`` turns it off. It costs one page
+read for nothing when a sync stops early, and every page when each next request of a reader
+reaches another API process (several behind a balancer that spreads one client's requests).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+#: "0" turns the read-ahead off
+READ_AHEAD_ENV = "TESSERA_FEED_READ_AHEAD"
+#: pages read ahead (being read, or read and not yet asked for) in a process at once, at most
+MAX_JOBS = 4
+#: seconds a page read ahead is kept unasked
+TTL = 30.0
+
+
+class Pages(Protocol):
+    """What the read-ahead needs of ``feed.ChangeFeed`` (its reader and page are ``feed``'s
+    ``Reader`` and ``FeedPage``: this module is imported by it, not the other way)."""
+
+    def read(self, reader: Any, since: int, until: int | None, kinds: Sequence[str], limit: int, *,
+             logged: bool = True) -> tuple[Any, dict[str, int]]: ...
+
+    def next_since(self, reader: Any, since: int, until: int, kinds: Sequence[str], limit: int) -> int | None: ...
+
+    def log(self, reader: Any, since: int, until: int, kinds: Sequence[str], counts: Mapping[str, int]) -> None: ...
+
+
+def read_ahead_on() -> bool:
+    """Pages read ahead where a second core can read them, unless ``TESSERA_FEED_READ_AHEAD=0``."""
+    return os.environ.get(READ_AHEAD_ENV, "").strip() != "0" and (os.cpu_count() or 1) >= 2
+
+
+def _question(reader: Any, until: int, kinds: Sequence[str], limit: int) -> tuple[Any, ...]:
+    """What a page read ahead may be served for, but its ``since``."""
+    grants = tuple((str(g.id), g.grantor, tuple(sorted(g.kinds)), g.deidentified) for g in reader.grants)
+    return reader.tenant, reader.client_id, reader.own, grants, until, tuple(sorted(set(kinds))), limit
+
+
+class _Job:
+    """The page after the one from ``after``, read on a thread of its own."""
+
+    __slots__ = ("after", "done_at", "dropped", "known", "result", "since")
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        #: where it starts, once looked up (None: the page from ``after`` is the last)
+        self.since: int | None = None
+        self.known = threading.Event()  # ``since`` looked up (or the look-up failed)
+        #: (the page, its changes by grantor) or None (no page after, or dropped before reading)
+        self.result: Future[tuple[Any, dict[str, int]] | None] = Future()
+        self.dropped = False
+        self.done_at: float | None = None
+
+
+class ReadAhead:
+    """The pages read ahead of one ``feed.ChangeFeed``, by question."""
+
+    def __init__(self, feed: Pages) -> None:
+        self.feed = feed
+        self._jobs: dict[tuple[Any, ...], _Job] = {}
+        self._lock = threading.Lock()
+
+    def page(self, reader: Any, since: int, until: int, kinds: Sequence[str], limit: int) -> Any:
+        """The page from ``since``: the one read ahead for it if there is one (waited for if
+        still being read), else read now; either way the page after it is started."""
+        question = _question(reader, until, kinds, limit)
+        job = self._take(question, since)
+        self._start(question, reader, since, until, kinds, limit)
+        got = None
+        if job is not None:
+            try:
+                got = job.result.result()
+            except Exception:  # read afresh below: an error that lasts is then the page's own
+                log.debug("a page read ahead failed; read again", exc_info=True)
+        if got is None:
+            return self.feed.read(reader, since, until, kinds, limit)[0]
+        page, counts = got
+        self.feed.log(reader, since, page.until, kinds, counts)
+        return page
+
+    def _take(self, question: tuple[Any, ...], since: int) -> _Job | None:
+        """The job read ahead for ``question`` if it starts at ``since`` (taken out); another
+        is dropped, as are those unasked for ``TTL``."""
+        now = time.monotonic()
+        with self._lock:
+            job = self._jobs.pop(question, None)
+            for q in [q for q, j in self._jobs.items() if j.done_at is not None and now - j.done_at > TTL]:
+                self._jobs.pop(q).dropped = True
+        if job is None:
+            return None
+        job.known.wait()  # the look-up of where it starts: milliseconds
+        if job.since != since:
+            job.dropped = True
+            return None
+        return job
+
+    def _start(self, question: tuple[Any, ...], reader: Any, after: int, until: int, kinds: Sequence[str], limit: int) -> None:
+        with self._lock:
+            if question in self._jobs or len(self._jobs) >= MAX_JOBS:
+                return
+            job = self._jobs[question] = _Job(after)
+        threading.Thread(target=self._run, args=(job, reader, until, kinds, limit), name="tessera-feed-ahead", daemon=True).start()
+
+    def _run(self, job: _Job, reader: Any, until: int, kinds: Sequence[str], limit: int) -> None:
+        try:
+            try:
+                job.since = self.feed.next_since(reader, job.after, until, kinds, limit)
+            finally:
+                job.known.set()
+            if job.since is None or job.dropped:
+                job.result.set_result(None)
+            else:
+                job.result.set_result(self.feed.read(reader, job.since, until, kinds, limit, logged=False))
+        except BaseException as exc:  # handed to whoever takes it (who reads afresh)
+            job.result.set_exception(exc)
+        finally:
+            job.done_at = time.monotonic()
+
+    def close(self) -> None:
+        """Drop every page read ahead, once those being read are done."""
+        with self._lock:
+            jobs, self._jobs = list(self._jobs.values()), {}
+        for job in jobs:
+            job.dropped = True
+            try:
+                job.result.result()
+            except Exception:  # dropped: nobody reads it
+                log.debug("a dropped page read ahead failed", exc_info=True)
+
+
+__all__ = ["MAX_JOBS", "READ_AHEAD_ENV", "TTL", "Pages", "ReadAhead", "read_ahead_on"]
