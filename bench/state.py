@@ -6,8 +6,10 @@ district granting a ``state`` tenant a de-identified grant to people and evidenc
 measures on PostgreSQL (or SQLite without ``--postgres-url``):
 
 1. **change feed**: the state pages through every granted change, 10,000 a page
-   (``ChangeFeed.page``, what ``GET /v1/changes`` runs, without HTTP): changes/s
-   (target >= 100,000/s); then the same changes read by ``--feed-readers`` processes at once
+   (``ChangeFeed.page``, what ``GET /v1/changes`` runs, without HTTP) up to the newest
+   version at its start, as a sync does (so each next page is read ahead while one is
+   served: ``gateway/sharing/feed_ahead.py``): changes/s (target >= 100,000/s);
+   ``bench/state_feed.py --read-ahead both`` compares it with the feed not read ahead; then the same changes read by ``--feed-readers`` processes at once
    (default 2), each paging its own window of the sync's versions (``since``/``until``, as a
    client with several connections may: ``docs/sharing.md``); then one district through its
    own changes (identified: records pass through as stored);
@@ -356,7 +358,7 @@ def main() -> int:
                         print(f"  {table}: {rows} rows, {size / rows:,.0f} bytes a row with its indexes")
             if "feed" in only:
                 n, s, c, b = feed_rate(store)
-                print(f"change feed, de-identified, every district: {n} changes in {s:.2f} s = {n / s:,.0f} changes/s "
+                print(f"change feed, de-identified, every district, one reader: {n} changes in {s:.2f} s = {n / s:,.0f} changes/s "
                       f"(target >= 100,000/s); CPU a change: {c / n * 1e6:.2f} µs here + {b / n * 1e6:.2f} µs the database's")
                 if args.feed_readers > 1:
                     n, s, c, b = feed_windows(url, args.feed_readers)

@@ -11,6 +11,9 @@ district's evidence, say). With ``--stats`` the run also prints what the databas
 it (``pg_stat_database``: blocks found in its buffers and read from the operating system;
 counted for the whole database, so another program reading it meanwhile adds to them) and
 how many learners the de-identifiers pseudonymised (each a state-id look-up and an HMAC).
+``--read-ahead both`` alternates runs with the feed's read-ahead (``feed_ahead``: the page
+after the one asked for read at the same time, the default) and without
+(``TESSERA_FEED_READ_AHEAD=0``), each repeat one of each; ``on``/``off`` runs one only.
 
 Not a test: pytest never collects bench/.
 """
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import itertools
+import os
 import pstats
 import resource
 import sys
@@ -36,6 +41,7 @@ from state import KEY, _own_connections, backend_cpu  # noqa: E402
 
 from gateway.sharing import deidentify  # noqa: E402
 from gateway.sharing.feed import ChangeFeed  # noqa: E402
+from gateway.sharing.feed_ahead import READ_AHEAD_ENV  # noqa: E402
 from gateway.sharing.grants import GrantStore  # noqa: E402
 from gateway.store import Store  # noqa: E402
 from gateway.wiring import default as default_wiring  # noqa: E402
@@ -119,6 +125,8 @@ def main() -> int:
     ap.add_argument("--since", type=int, default=0, help="the version to start from (default: the first)")
     ap.add_argument("--pages", type=int, default=None, help="stop after this many pages of 10,000 changes")
     ap.add_argument("--seconds", type=float, default=None, help="stop after the page that ends past this many seconds")
+    ap.add_argument("--read-ahead", choices=["on", "off", "both"], default="on",
+                    help="the feed's read-ahead on (default), off (TESSERA_FEED_READ_AHEAD=0), or both, alternated")
     ap.add_argument("--stats", action="store_true", help="also the database's blocks hit/read and the learners pseudonymised")
     args = ap.parse_args()
     _own_connections()
@@ -127,9 +135,14 @@ def main() -> int:
     bounds = {"since": args.since, "pages": args.pages, "seconds": args.seconds, "stats": args.stats}
     print(f"host speed before: {host_speed.measure():.2f} µs")
     backend_cpu(store)  # the pool's connection made before measuring
+    aheads = {"on": ["1"], "off": ["0"], "both": ["1", "0"]}[args.read_ahead]
     for _ in range(args.repeat):
-        for what, tenant in [("de-identified, every district", "state")] + ([("a district's own (identified)", "district-00")]
-                                                                            if args.own else []):
+        for (what, tenant), ahead in itertools.product(
+                [("de-identified, every district", "state")] + ([("a district's own (identified)", "district-00")] if args.own else []),
+                aheads):
+            os.environ[READ_AHEAD_ENV] = ahead
+            if len(aheads) > 1:
+                what += ", read ahead" if ahead == "1" else ", not read ahead"
             n, s, c, b, extra = feed_run(store, tenant, **bounds)
             if not n:
                 print(f"change feed, {what}: no change after version {args.since}", flush=True)
