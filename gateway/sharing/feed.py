@@ -20,6 +20,11 @@ otherwise the stored JSON passes through. Either way ``record`` is JSON text (an
 
 A version below the oldest kept answers 410 with the oldest available. Every page read
 under a grant is written to that grant's access log (who, what, when, how many).
+
+A page asked for with an explicit ``until`` on PostgreSQL (a sync's) also starts the page
+after it, read at the same time on a thread, connection and worker of its own and served if
+the reader asks the very same question from where it starts (``feed_ahead``); it is logged
+when served, not when read.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from ..store.changefeed import newest_safe, oldest
 from ..store.pg_arrays import uuid_array_of_bytes
 from ..store.read import MANY_CHUNK
 from ..store.tables import RECORD_TABLES, changes
+from . import feed_ahead
 from .columns import prefetched
 from .deidentify import Deidentifier, Pseudonymizer, StateIds
 from .feed_ahead import ReadAhead, read_ahead_on
@@ -77,8 +83,8 @@ class FeedPage:
     more: bool
 
 
-#: a reader's worker processes at most: one for the page served, one for the page read ahead
-HELPERS_PER_READER = 2
+#: a reader's worker processes at most: one for the page served, one for each page read ahead
+HELPERS_PER_READER = 1 + feed_ahead.DEPTH
 
 #: how long a reader's de-identifier (its cache of learners' state ids and pseudonyms) is kept
 #: between pages: a sync paging through a district reuses it; a state id added to a learner
