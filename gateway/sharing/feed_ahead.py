@@ -10,8 +10,8 @@ thread of its own with its own connection and its own de-identifying worker
 The pages' reading, de-identifying and shaping fill each other's waits and use both cores,
 where one page alone waits for its first chunk and for its last (``feed._pg_page``). A reader
 that asks for the next page at once finds it ready or well under way. (At full size, 200
-pages alternated on the bench machine: 2 pages ahead 110,273-122,340 changes/s, 1 page ahead
-93,931-104,090, 3 pages ahead no better than 2.)
+pages alternated on the bench machine: 2 pages ahead 110,273-122,340 changes/s against
+93,931-104,090 with 1, 3 pairs; 3 pages ahead, each with its worker, won 1 of 3 pairs against 2.)
 
 Where a page read ahead starts is looked up first (``ChangeFeed.next_since``: the change
 log's index walked ``limit`` rows from where the page before it starts, no record read); past
