@@ -158,6 +158,7 @@ def main() -> int:
         feed_run(store, "state", **bounds)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
     print(f"host speed after: {host_speed.measure():.2f} µs")
     store.dispose()
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+import weakref
 
 import orjson
 import pytest
@@ -206,3 +207,22 @@ def test_the_collectors_pause_ends_with_the_last_of_two_threads():
         assert not gc.isenabled()  # disabled before: left so
     finally:
         gc.enable()
+
+
+def test_a_sync_keeps_no_more_pages_alive_than_it_reads_ahead(districts, monkeypatch):
+    store, _ = districts
+    feed = _feed(store)
+    alive: list[weakref.ref] = []
+    real = ChangeFeed.read
+
+    def read(self, *args, **kw):
+        got = real(self, *args, **kw)
+        alive.append(weakref.ref(got[0]))
+        return got
+
+    monkeypatch.setattr(ChangeFeed, "read", read)
+    pages = _pages(feed, limit=2)
+    gc.collect()
+    assert len(pages) > 10 and len(alive) >= len(pages)
+    assert sum(ref() is not None for ref in alive) <= feed_ahead.DEPTH  # those read ahead past the end, at most
+    feed.close()

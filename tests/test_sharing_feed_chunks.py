@@ -95,19 +95,21 @@ def test_pages_are_read_with_a_short_switch_interval_restored_after():
     back when the last of several concurrent readers is done, and never raised."""
     import sys
 
+    from gateway.sharing import switching
+
     before = sys.getswitchinterval()
     try:
         sys.setswitchinterval(0.005)
         default = sys.getswitchinterval()
-        with feed_mod._prompt_switching():
-            assert sys.getswitchinterval() == pytest.approx(feed_mod.SWITCH_INTERVAL)
-            with feed_mod._prompt_switching():  # a second reader at the same time
-                assert sys.getswitchinterval() == pytest.approx(feed_mod.SWITCH_INTERVAL)
-            assert sys.getswitchinterval() == pytest.approx(feed_mod.SWITCH_INTERVAL)  # the first still reads
+        with switching.prompt_switching():
+            assert sys.getswitchinterval() == pytest.approx(switching.SWITCH_INTERVAL)
+            with switching.prompt_switching():  # a second reader at the same time
+                assert sys.getswitchinterval() == pytest.approx(switching.SWITCH_INTERVAL)
+            assert sys.getswitchinterval() == pytest.approx(switching.SWITCH_INTERVAL)  # the first still reads
         assert sys.getswitchinterval() == default
         sys.setswitchinterval(0.0002)  # already shorter: left as it is
         shorter = sys.getswitchinterval()
-        with feed_mod._prompt_switching():
+        with switching.prompt_switching():
             assert sys.getswitchinterval() == shorter
         assert sys.getswitchinterval() == shorter
     finally:

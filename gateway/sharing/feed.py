@@ -29,7 +29,6 @@ when served, not when read.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 import uuid
@@ -58,6 +57,7 @@ from .deidentify import Deidentifier, Pseudonymizer, StateIds
 from .feed_ahead import ReadAhead, read_ahead_on
 from .feed_records import Asked, RecordHelper, deidentified_records, helper_pays
 from .grants import Grant, GrantStore
+from .switching import prompt_switching
 
 SCOPE = "changes.readonly"
 DEFAULT_LIMIT, MAX_LIMIT = 1000, 10_000
@@ -100,6 +100,11 @@ class ChangeFeed:
         #: each reader's de-identifying worker process (``feed_records``), kept ``DEID_TTL`` after its last page
         self._helpers: dict[str, tuple[float, list[RecordHelper]]] = {}
         self._ahead = ReadAhead(self)
+        #: the newest safe version seen so far: it never goes down (``store.changefeed``), so a
+        #: page up to an ``until`` at or below it needs no look-up of it (``max(seq)`` over the
+        #: change log's partitions and ``pg_locks``: planned anew each time, ~2-5 ms of the
+        #: database's CPU at full size, twice a page with the read-ahead's look-ups)
+        self._safe_seen = 0
 
     def _deidentifier(self, reader: str, grantor: str) -> Deidentifier:
         """The reader's de-identifier for a grantor, kept ``DEID_TTL`` seconds across pages (each
@@ -158,7 +163,15 @@ class ChangeFeed:
 
     def available(self) -> dict[str, int]:
         with self.store.engine.connect() as conn:
-            return {"oldest": oldest(conn), "newest": newest_safe(conn)}
+            return {"oldest": oldest(conn), "newest": self._newest_safe(conn)}
+
+    def _newest_safe(self, conn: Any) -> int:
+        """``changefeed.newest_safe``, remembered as the newest seen (a race of two threads may
+        keep the lower of two: still a version seen safe)."""
+        safe = newest_safe(conn)
+        if safe > self._safe_seen:
+            self._safe_seen = safe
+        return safe
 
     def page(self, reader: Reader, *, since: int = 0, until: int | None = None, kinds: Sequence[str] = (),
              limit: int = DEFAULT_LIMIT) -> FeedPage:
@@ -193,11 +206,13 @@ class ChangeFeed:
         """The page and how many of its changes each grantor had; the access log written here
         unless ``logged`` is False (the read-ahead's: written when the page is served)."""
         with self.store.engine.connect() as conn:
-            floor, safe = oldest(conn), newest_safe(conn)
+            floor = oldest(conn)
             if since < 0 or since < floor - 1:
                 raise Gone(f"version {since} is older than the oldest kept; the oldest available is {floor}: start a full sync "
                            f"(a bulk export) and follow the feed from its version")
-            until = safe if until is None else min(until, safe)
+            if until is None or until > self._safe_seen:
+                safe = self._newest_safe(conn)
+                until = safe if until is None else min(until, safe)
             sources = self._sources(reader, set(kinds) or set(RECORD_TYPES))
             seqs: list[int] = []  # the versions read (the change rows themselves go once shaped)
             logged_at: list[bool] = []
@@ -242,7 +257,7 @@ class ChangeFeed:
             return None
         cond, params = _source_cond(sources)
         with self.store.engine.connect() as conn:
-            if until > newest_safe(conn):
+            if until > self._safe_seen and until > self._newest_safe(conn):
                 return None
             rows = conn.exec_driver_sql(f"SELECT seq FROM changes WHERE seq > %s AND seq <= %s AND ({cond}) "
                                         f"ORDER BY seq OFFSET {int(limit) - 1} LIMIT 2", (since, until, *params)).all()
@@ -279,7 +294,7 @@ class ChangeFeed:
         def ask(fetched: list[tuple[str, str, list[tuple[str, Any, bool]], bool]]) -> Asked | None:
             return helper.ask([(tenant, kind, got) for tenant, kind, got, _ in fetched], deids) if helper is not None else None
 
-        with _prompt_switching():
+        with prompt_switching():
             for chunk, fetched, asked in prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit, log,
                                                                             ask if deids else None)):
                 found: dict[str, dict[str, tuple[Any, bool, str | None]]] = defaultdict(dict)
@@ -317,40 +332,6 @@ class ChangeFeed:
             return list(zip(map(fragment, map(itemgetter(1), got)), map(itemgetter(2), got), map(itemgetter(0), got), strict=True))
         texts, ids = answer if answer is not None else deidentified_records(kind, got, deid)
         return list(zip(map(fragment, texts), map(itemgetter(2), got), ids, strict=True))
-
-
-#: the interpreter's switch interval while a page is read (seconds; None: left as it is)
-SWITCH_INTERVAL: float | None = 0.001
-_switching: dict[str, Any] = {"readers": 0, "saved": None}
-_switching_lock = threading.Lock()
-
-
-@contextmanager
-def _prompt_switching() -> Iterator[None]:
-    """While pages are read, the interpreter's switch interval is ``SWITCH_INTERVAL`` instead
-    of its default 5 ms: the reading thread needs the GIL back each time the database answers
-    (a few times a chunk) while the converting thread runs Python on the chunk before, and
-    would otherwise wait up to 5 ms each time, the database idle meanwhile. Never raised (a
-    shorter interval is left as it is); put back when the last concurrent reader is done.
-    A setting of the whole process, for the time pages are read: threads that compute at
-    the same time switch a little more often."""
-    wanted = SWITCH_INTERVAL
-    if wanted is None:
-        yield
-        return
-    with _switching_lock:
-        if _switching["readers"] == 0 and (now := sys.getswitchinterval()) > wanted:  # never raised
-            _switching["saved"] = now
-            sys.setswitchinterval(wanted)
-        _switching["readers"] += 1
-    try:
-        yield
-    finally:
-        with _switching_lock:
-            _switching["readers"] -= 1
-            if _switching["readers"] == 0 and _switching["saved"] is not None:
-                sys.setswitchinterval(_switching["saved"])
-                _switching["saved"] = None
 
 
 #: change rows read at a time, their records looked up while the feed converts the chunk before.

@@ -87,7 +87,7 @@ class _Job:
 
     __slots__ = ("after", "done_at", "dropped", "known", "result", "since")
 
-    def __init__(self, after: int | _Job) -> None:
+    def __init__(self, after: int | _Job | None) -> None:
         self.after = after
         #: where it starts, once looked up (None: the page from ``after`` is the last)
         self.since: int | None = None
@@ -171,6 +171,7 @@ class ReadAhead:
                     after = job.after.since
                 else:
                     after = job.after
+                job.after = after  # not the job before any more: a sync's pages are not kept alive one by the next
                 job.since = None if after is None else self.feed.next_since(reader, after, until, kinds, limit)
             finally:
                 job.known.set()
