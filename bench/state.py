@@ -340,9 +340,14 @@ def main() -> int:
             store = Store.from_url(url, migrations=default_wiring().migrations)  # no mastery listener: loading is not measured
             store.migrate()
             with store.engine.connect() as conn:
-                loaded = conn.scalar(text("SELECT count(*) FROM evidence"))
+                # the planner's count, not count(*): reading 20 million rows (26 GB with the change log)
+                # before the feed would leave the operating system's cache full of the wrong pages
+                loaded = conn.scalar(text("SELECT CASE WHEN EXISTS (SELECT 1 FROM evidence) THEN greatest(1, ("
+                                          "SELECT sum(c.reltuples)::bigint FROM pg_class c WHERE c.relname = 'evidence' OR c.oid IN ("
+                                          "SELECT inhrelid FROM pg_inherits WHERE inhparent = 'evidence'::regclass))) ELSE 0 END"
+                                          if conn.dialect.name == "postgresql" else "SELECT count(*) FROM evidence"))
             if loaded:
-                print(f"reusing {loaded} evidence items already loaded in {args.keep_database}")
+                print(f"reusing {loaded} evidence items already loaded in {args.keep_database} (on PostgreSQL the planner's count)")
             else:
                 t0 = time.perf_counter()
                 load_in(url, store, args.districts, args.learners, args.evidence, args.load_workers)
@@ -354,7 +359,8 @@ def main() -> int:
                         size, rows = conn.execute(text(
                             f"SELECT (SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.relname = '{table}' "
                             f"OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = '{table}'::regclass)), "
-                            f"(SELECT count(*) FROM {table})")).one()
+                            f"(SELECT greatest(1, sum(c.reltuples))::bigint FROM pg_class c WHERE c.relname = '{table}' "
+                            f"OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = '{table}'::regclass))")).one()
                         print(f"  {table}: {rows} rows, {size / rows:,.0f} bytes a row with its indexes")
             if "feed" in only:
                 n, s, c, b = feed_rate(store)

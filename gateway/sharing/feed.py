@@ -421,10 +421,10 @@ def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], G
             shown = chunk[:max(0, limit - taken)]
             for source, group in groupby(shown, key=by_source):
                 run = list(group)
+                per_tenant[source[0]] += len(run)  # counted by runs, not a change at a time
                 wanted.setdefault(source, {}).update(map(id_at, run))
                 raws.setdefault(source, []).extend(map(raw_id, run))
                 named.setdefault(source, []).extend(map(named_id, run))
-            per_tenant.update(map(itemgetter(1), shown))
             taken += len(chunk)
             fetched = []
             for (tenant, kind), ids in wanted.items():
@@ -530,7 +530,7 @@ class _Shape:
         self.deids = deids
         self.out: list[dict[str, Any]] = []
         self.instants: dict[Any, str] = {}
-        self._tenants: list[str] = []
+        self._counts: Counter[str] = Counter()  # changes added by tenant, counted a run at a time
 
     def add(self, rows: Sequence[Any], found: dict[str, dict[str, tuple[Any, bool, str | None]]],
             in_order: Mapping[tuple[str, str], Iterator[tuple[Any, bool, str | None]]] | None = None) -> None:
@@ -548,8 +548,10 @@ class _Shape:
             if at not in instants:  # naive instants are UTC (PostgreSQL's: cheaper to hash)
                 instants[at] = at.isoformat() if at.tzinfo is not None else at.isoformat() + "+00:00"
         last = when = None
-        add = self.out.append
+        out, counts = self.out, self._counts
+        add = out.append
         for (tenant, kind), run in groupby(rows, key=itemgetter(1, 2)):
+            before = len(out)
             grant = shown_grant.get(tenant)
             records = in_order.get((tenant, kind)) if in_order else None
             group: Iterable[Any] = run if records is not None else list(run)  # noqa: B031 (one or the other: run is read once)
@@ -563,11 +565,11 @@ class _Shape:
                     last, when = at, instants[at]
                 add({"version": seq, "tenant": tenant, "kind": kind, "id": rid, "op": op, "at": when, "tombstone": dead,
                      "grant": grant, "record": None if dead else doc})
-        self._tenants += map(itemgetter(1), rows)
+            counts[tenant] += len(out) - before
 
     def counts(self) -> dict[str, int]:
         """Changes read by grantor tenant (those read under a grant only)."""
-        return {t: n for t, n in Counter(self._tenants).items() if self.shown_grant.get(t) is not None}
+        return {t: n for t, n in self._counts.items() if self.shown_grant.get(t) is not None}
 
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "SCOPE", "ChangeFeed", "FeedPage", "Reader"]
