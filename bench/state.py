@@ -343,7 +343,7 @@ def main() -> int:
                 # the planner's count, not count(*): reading 20 million rows (26 GB with the change log)
                 # before the feed would leave the operating system's cache full of the wrong pages
                 loaded = conn.scalar(text("SELECT CASE WHEN EXISTS (SELECT 1 FROM evidence) THEN greatest(1, ("
-                                          "SELECT sum(c.reltuples)::bigint FROM pg_class c WHERE c.relname = 'evidence' OR c.oid IN ("
+                                          "SELECT sum(c.reltuples)::bigint FROM pg_class c WHERE (c.relname = 'evidence' AND c.relkind <> 'p') OR c.oid IN ("
                                           "SELECT inhrelid FROM pg_inherits WHERE inhparent = 'evidence'::regclass))) ELSE 0 END"
                                           if conn.dialect.name == "postgresql" else "SELECT count(*) FROM evidence"))
             if loaded:
@@ -359,8 +359,8 @@ def main() -> int:
                         size, rows = conn.execute(text(
                             f"SELECT (SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.relname = '{table}' "
                             f"OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = '{table}'::regclass)), "
-                            f"(SELECT greatest(1, sum(c.reltuples))::bigint FROM pg_class c WHERE c.relname = '{table}' "
-                            f"OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = '{table}'::regclass))")).one()
+                            f"(SELECT greatest(1, sum(c.reltuples))::bigint FROM pg_class c WHERE (c.relname = '{table}' "
+                            f"AND c.relkind <> 'p') OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = '{table}'::regclass))")).one()
                         print(f"  {table}: {rows} rows, {size / rows:,.0f} bytes a row with its indexes")
             if "feed" in only:
                 n, s, c, b = feed_rate(store)

@@ -43,9 +43,9 @@ def _reads(monkeypatch) -> list[tuple[int, bool]]:
     seen: list[tuple[int, bool]] = []
     real = ChangeFeed.read
 
-    def read(self, reader, since, until, kinds, limit, *, logged=True):
+    def read(self, reader, since, until, kinds, limit, *, logged=True, **kw):
         seen.append((since, logged))
-        return real(self, reader, since, until, kinds, limit, logged=logged)
+        return real(self, reader, since, until, kinds, limit, logged=logged, **kw)
 
     monkeypatch.setattr(ChangeFeed, "read", read)
     return seen
@@ -226,3 +226,22 @@ def test_a_sync_keeps_no_more_pages_alive_than_it_reads_ahead(districts, monkeyp
     assert len(pages) > 10 and len(alive) >= len(pages)
     assert sum(ref() is not None for ref in alive) <= feed_ahead.DEPTH  # those read ahead past the end, at most
     feed.close()
+
+
+def test_a_page_read_ahead_tells_where_the_next_starts_without_a_look_up(districts, monkeypatch):
+    store, _ = districts
+    monkeypatch.setenv(feed_ahead.READ_AHEAD_ENV, "0")
+    alone = _pages(_feed(store), limit=2)
+    monkeypatch.setenv(feed_ahead.READ_AHEAD_ENV, "1")
+    feed = _feed(store)
+    looked_up: list[int] = []
+    real = ChangeFeed.next_since
+
+    def next_since(self, reader, since, *args):
+        looked_up.append(since)
+        return real(self, reader, since, *args)
+
+    monkeypatch.setattr(ChangeFeed, "next_since", next_since)
+    assert _pages(feed, limit=2) == alone and len(alone) > 10
+    feed.close()
+    assert looked_up == [0]  # after the first page only (read as asked); then each page read ahead told it

@@ -202,9 +202,11 @@ class ChangeFeed:
                               for g in reader.grants], client_id=reader.client_id, action="changes")
 
     def read(self, reader: Reader, since: int, until: int | None, kinds: Sequence[str], limit: int, *,
-             logged: bool = True) -> tuple[FeedPage, dict[str, int]]:
+             logged: bool = True, ends: Callable[[int | None], None] | None = None) -> tuple[FeedPage, dict[str, int]]:
         """The page and how many of its changes each grantor had; the access log written here
-        unless ``logged`` is False (the read-ahead's: written when the page is served)."""
+        unless ``logged`` is False (the read-ahead's: written when the page is served). ``ends``
+        (the read-ahead's, PostgreSQL) is told where the page after it starts (None: none) as
+        soon as its change rows are read, before its records."""
         with self.store.engine.connect() as conn:
             floor = oldest(conn)
             if since < 0 or since < floor - 1:
@@ -229,7 +231,7 @@ class ChangeFeed:
             with paused_gc():
                 if sources and until > since and conn.dialect.name == "postgresql":
                     with self._lent_helper(reader.tenant) if deids and helper_pays() else nullcontext() as lent:
-                        seqs = self._pg_page(conn, sources, since, until, limit, deids, shape, lent, log)
+                        seqs = self._pg_page(conn, sources, since, until, limit, deids, shape, lent, log, ends)
                 elif sources and until > since:
                     cond = or_(*(and_(changes.c.tenant == t, changes.c.record_kind.in_(sorted(ks))) for t, ks, _ in sources))
                     q = (select(changes.c.seq, changes.c.tenant, changes.c.record_kind, changes.c.record_id, changes.c.op, changes.c.at)
@@ -265,7 +267,7 @@ class ChangeFeed:
 
     def _pg_page(self, conn: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int, limit: int,
                  deids: dict[str, Deidentifier], shape: _Shape, helper: RecordHelper | None = None,
-                 log: Callable[[Mapping[str, int]], None] | None = None) -> list[int]:
+                 log: Callable[[Mapping[str, int]], None] | None = None, ends: Callable[[int | None], None] | None = None) -> list[int]:
         """A page's versions (``limit + 1`` at most: one more tells there are more), their
         changes as the response shows them added to ``shape`` a chunk at a time. Records of an
         identified source are their stored JSON text, embedded in the response as it is
@@ -296,7 +298,7 @@ class ChangeFeed:
 
         with prompt_switching():
             for chunk, fetched, asked in prefetched(_pg_changes_and_records(dbapi, sources, since, until, limit, log,
-                                                                            ask if deids else None)):
+                                                                            ask if deids else None, ends)):
                 found: dict[str, dict[str, tuple[Any, bool, str | None]]] = defaultdict(dict)
                 in_order: dict[tuple[str, str], Iterator[tuple[Any, bool, str | None]]] = {}
                 for at, (tenant, kind, got, in_turn) in enumerate(fetched):
@@ -362,6 +364,18 @@ def _chunks(fetch: Callable[[int], list[Any]], sizes: Iterator[int]) -> Iterator
         yield got
 
 
+def _cut(rows: list[Any]) -> Callable[[int], list[Any]]:
+    """``fetchmany`` over rows fetched already: the next n of them each call."""
+    at = 0
+
+    def take(n: int) -> list[Any]:
+        nonlocal at
+        at += n
+        return rows[at - n:at]
+
+    return take
+
+
 def _sizes() -> Iterator[int]:
     """``FIRST_CHUNK``, then each ``CHUNK_GROWTH`` times larger up to ``RECORD_CHUNK``."""
     size = min(FIRST_CHUNK, RECORD_CHUNK)
@@ -381,7 +395,7 @@ def _source_cond(sources: Sequence[tuple[str, set[str], Grant | None]]) -> tuple
 def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], Grant | None]], since: int, until: int,
                             limit: int, done: Callable[[Mapping[str, int]], None] | None = None,
                             ask: Callable[[list[tuple[str, str, list[tuple[str, Any, bool]], bool]]], Any] | None = None,
-                            ) -> Iterator[tuple[list[Any], list[tuple[str, str, list[tuple[str, Any, bool]], bool]], Any]]:
+                            ends: Callable[[int | None], None] | None = None) -> Iterator[tuple[list[Any], list[tuple[str, str, list[tuple[str, Any, bool]], bool]], Any]]:
     """(change rows, [(tenant, kind, records, in turn)], asked) ``FIRST_CHUNK`` and then up to ``RECORD_CHUNK``
     change rows at a time (``_chunks``): the page's change rows, (seq, tenant, kind, record id, op, at, record id as 16 bytes) keyset on ``seq``, from a
     server-side cursor of the driver (binary: instants decoded in C, as UTC without a zone,
@@ -391,7 +405,10 @@ def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], G
     naming them: compared here, while both are fresh in the processor's cache), and what
     ``ask`` gave for the chunk's records (sent to the reader's worker as soon as they are
     read: ``feed_records.RecordHelper.ask``). Once the rows are all read, ``done`` is given how many of
-    the page's changes each tenant had."""
+    the page's changes each tenant had. With ``ends`` every change row of the page is fetched
+    first (one round trip; the chunks are then cut from them) and ``ends`` told where the page
+    after it starts (None: this is the last), so a page read ahead after this one can start
+    at once (``feed_ahead``) instead of looking that up itself."""
     cond, by_source_params = _source_cond(sources)
     params: list[Any] = [since, until, *by_source_params]
     from psycopg.types.string import ByteaBinaryLoader  # the PostgreSQL driver: there only
@@ -412,7 +429,12 @@ def _pg_changes_and_records(dbapi: Any, sources: Sequence[tuple[str, set[str], G
         taken = 0
         per_tenant: Counter[str] = Counter()
         by_source, id_at, raw_id, named_id, text_id = itemgetter(1, 2), itemgetter(3, 5), itemgetter(6), itemgetter(3), itemgetter(0)
-        for chunk in _chunks(rows.fetchmany, _sizes()):
+        fetch = rows.fetchmany
+        if ends is not None:
+            every = rows.fetchmany(int(limit) + 1)
+            ends(every[limit - 1][0] if len(every) > limit else None)
+            fetch = _cut(every)
+        for chunk in _chunks(fetch, _sizes()):
             # (tenant, kind) -> record id -> the instant of its last change in the chunk, in version order
             # (consecutive changes of one source taken at once: a dict updated from C, not a change at a time)
             wanted: dict[tuple[str, str], dict[str, Any]] = {}

@@ -13,9 +13,11 @@ that asks for the next page at once finds it ready or well under way. (At full s
 pages alternated on the bench machine: 2 pages ahead 110,273-122,340 changes/s against
 93,931-104,090 with 1, 3 pairs; 3 pages ahead, each with its worker, won 1 of 3 pairs against 2.)
 
-Where a page read ahead starts is looked up first (``ChangeFeed.next_since``: the change
-log's index walked ``limit`` rows from where the page before it starts, no record read); past
-the last page nothing is read.
+Where a page read ahead starts is where the page before it ends: a page read ahead fetches
+its change rows first and tells that at once (``ChangeFeed.read``'s ``ends``), before reading
+its records, so the page after it starts a few milliseconds into it; after a page read as
+asked it is looked up (``ChangeFeed.next_since``: the change log's index walked ``limit`` rows,
+no record read). Past the last page nothing is read.
 
 **Served only for the very same question.** A page read ahead is served for the same reader
 (tenant, client, own changes or not), the same grants (id, grantor, kinds, de-identified: a
@@ -42,7 +44,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, Protocol
 
@@ -63,7 +65,7 @@ class Pages(Protocol):
     ``Reader`` and ``FeedPage``: this module is imported by it, not the other way)."""
 
     def read(self, reader: Any, since: int, until: int | None, kinds: Sequence[str], limit: int, *,
-             logged: bool = True) -> tuple[Any, dict[str, int]]: ...
+             logged: bool = True, ends: Callable[[int | None], None] | None = None) -> tuple[Any, dict[str, int]]: ...
 
     def next_since(self, reader: Any, since: int, until: int, kinds: Sequence[str], limit: int) -> int | None: ...
 
@@ -85,13 +87,17 @@ class _Job:
     """The page after the one from ``after`` (a version, or where another job's page
     starts), read on a thread of its own."""
 
-    __slots__ = ("after", "done_at", "dropped", "known", "result", "since")
+    __slots__ = ("after", "done_at", "dropped", "end", "ended", "known", "result", "since")
 
     def __init__(self, after: int | _Job | None) -> None:
         self.after = after
         #: where it starts, once looked up (None: the page from ``after`` is the last)
         self.since: int | None = None
         self.known = threading.Event()  # ``since`` looked up (or the look-up failed)
+        #: where the page after it starts, told by its reading (None: none after it) once ``ended``
+        #: is set with ``end`` filled; ``ended`` set with ``end`` False: not told (not read, or failed)
+        self.end: int | None | bool = False
+        self.ended = threading.Event()
         #: (the page, its changes by grantor) or None (no page after, or dropped before reading)
         self.result: Future[tuple[Any, dict[str, int]] | None] = Future()
         self.dropped = False
@@ -111,7 +117,7 @@ class ReadAhead:
         still being read), else read now; either way the page after it is started."""
         question = _question(reader, until, kinds, limit)
         job = self._take(question, since)
-        self._start(question, reader, since, until, kinds, limit)
+        self._start(question, reader, job if job is not None else since, until, kinds, limit)
         got = None
         if job is not None:
             try:
@@ -146,9 +152,10 @@ class ReadAhead:
                 self._jobs.setdefault(question, chain[1:])
         return job
 
-    def _start(self, question: tuple[Any, ...], reader: Any, since: int, until: int, kinds: Sequence[str], limit: int) -> None:
-        """The question's next ``DEPTH`` pages after the one from ``since`` read ahead, those
-        not started yet started (while fewer than ``MAX_JOBS`` are in the process)."""
+    def _start(self, question: tuple[Any, ...], reader: Any, since: int | _Job, until: int, kinds: Sequence[str], limit: int) -> None:
+        """The question's next ``DEPTH`` pages after the one from ``since`` (a version, or the
+        job that read that page) read ahead, those not started yet started (while fewer than
+        ``MAX_JOBS`` are in the process)."""
         started = []
         with self._lock:
             chain = self._jobs.setdefault(question, [])
@@ -165,24 +172,34 @@ class ReadAhead:
     def _run(self, job: _Job, reader: Any, until: int, kinds: Sequence[str], limit: int) -> None:
         try:
             try:
-                after: int | None
-                if isinstance(job.after, _Job):  # the page after a page read ahead: from where that one starts
-                    job.after.known.wait()
-                    after = job.after.since
-                else:
-                    after = job.after
-                job.after = after  # not the job before any more: a sync's pages are not kept alive one by the next
-                job.since = None if after is None else self.feed.next_since(reader, after, until, kinds, limit)
+                before = job.after
+                job.after = None  # not the job before any more: a sync's pages are not kept alive one by the next
+                if not isinstance(before, _Job):
+                    job.since = None if before is None else self.feed.next_since(reader, before, until, kinds, limit)
+                else:  # the page after a page read ahead: where its reading says it ends, else looked up
+                    before.ended.wait()
+                    if before.end is not False:
+                        job.since = before.end
+                    else:
+                        before.known.wait()
+                        job.since = None if before.since is None else self.feed.next_since(reader, before.since, until, kinds, limit)
             finally:
                 job.known.set()
             if job.since is None or job.dropped:
                 job.result.set_result(None)
             else:
-                job.result.set_result(self.feed.read(reader, job.since, until, kinds, limit, logged=False))
+                job.result.set_result(self.feed.read(reader, job.since, until, kinds, limit, logged=False,
+                                                     ends=lambda end: self._ends(job, end)))
         except BaseException as exc:  # handed to whoever takes it (who reads afresh)
             job.result.set_exception(exc)
         finally:
             job.done_at = time.monotonic()
+            job.ended.set()
+
+    @staticmethod
+    def _ends(job: _Job, end: int | None) -> None:
+        job.end = end
+        job.ended.set()
 
     def close(self) -> None:
         """Drop every page read ahead, once those being read are done."""
