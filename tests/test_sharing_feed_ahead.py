@@ -51,6 +51,16 @@ def _reads(monkeypatch) -> list[tuple[int, bool]]:
     return seen
 
 
+def _first_page(store, monkeypatch):
+    """A feed whose reads are recorded (``_reads``), the state's reader, the sync's ``until``
+    and its first page (of 5: the next ones being read ahead)."""
+    feed = _feed(store)
+    reads = _reads(monkeypatch)
+    reader = feed.reader("state", "state-client", frozenset({"changes.readonly"}))
+    until = feed.available()["newest"]
+    return feed, reads, reader, until, feed.page(reader, since=0, until=until, limit=5)
+
+
 @pytest.fixture
 def districts(store):
     if store.engine.dialect.name != "postgresql":
@@ -85,12 +95,8 @@ def test_pages_read_ahead_and_their_log_are_those_read_afresh(districts, monkeyp
 
 def test_a_page_read_ahead_is_logged_only_when_served(districts, monkeypatch):
     store, grants = districts
-    feed = _feed(store)
-    reads = _reads(monkeypatch)
-    reader = feed.reader("state", "state-client", frozenset({"changes.readonly"}))
-    until = feed.available()["newest"]
     before = len(_log(store))
-    first = feed.page(reader, since=0, until=until, limit=5)
+    feed, reads, _, until, first = _first_page(store, monkeypatch)
     feed.close()  # the sync stops: the page read ahead (second) is dropped once read
     assert first.more and len(reads) == 1 + feed_ahead.DEPTH  # this page and those read ahead, one from where it ends
     assert (0, True) in reads and (first.next_since, False) in reads
@@ -98,12 +104,9 @@ def test_a_page_read_ahead_is_logged_only_when_served(districts, monkeypatch):
     assert len(logged) == len(grants) and all(d.startswith("since=0 ") for _, _, _, d, _ in logged)  # the first page only
 
 
-def test_a_grant_revoked_between_pages_stops_the_page_read_ahead_under_it(districts):
+def test_a_grant_revoked_between_pages_stops_the_page_read_ahead_under_it(districts, monkeypatch):
     store, grants = districts
-    feed = _feed(store)
-    reader = feed.reader("state", "state-client", frozenset({"changes.readonly"}))
-    until = feed.available()["newest"]
-    first = feed.page(reader, since=0, until=until, limit=5)
+    feed, _, reader, until, first = _first_page(store, monkeypatch)
     time.sleep(0.2)  # the next page read ahead, d1's changes and all
     GrantStore(store.engine).revoke(grants["d1"].id, grantor="d1", by="test")
     reader = feed.reader("state", "state-client", frozenset({"changes.readonly"}))
@@ -125,11 +128,7 @@ def test_a_grant_revoked_between_pages_stops_the_page_read_ahead_under_it(distri
 
 def test_another_question_is_read_afresh(districts, monkeypatch):
     store, _ = districts
-    feed = _feed(store)
-    reads = _reads(monkeypatch)
-    reader = feed.reader("state", "state-client", frozenset({"changes.readonly"}))
-    until = feed.available()["newest"]
-    first = feed.page(reader, since=0, until=until, limit=5)
+    feed, reads, reader, until, first = _first_page(store, monkeypatch)
     time.sleep(0.2)
     # the same since with other kinds, limit or until: none is the page read ahead
     for kw in ({"kinds": ["person"]}, {"limit": 6}, {"until": until - 1}):
