@@ -220,8 +220,7 @@ class ChangeFeed:
             logged_at: list[bool] = []
 
             def log(counts: Mapping[str, int]) -> None:
-                if logged:
-                    self.log(reader, since, until, kinds, counts)
+                self.log(reader, since, until, kinds, counts)
                 logged_at.append(True)
 
             deids = {t: self._deidentifier(reader.tenant, t) for t, _, g in sources if g is not None and g.deidentified}
@@ -231,7 +230,7 @@ class ChangeFeed:
             with paused_gc():
                 if sources and until > since and conn.dialect.name == "postgresql":
                     with self._lent_helper(reader.tenant) if deids and helper_pays() else nullcontext() as lent:
-                        seqs = self._pg_page(conn, sources, since, until, limit, deids, shape, lent, log, ends)
+                        seqs = self._pg_page(conn, sources, since, until, limit, deids, shape, lent, log if logged else None, ends)
                 elif sources and until > since:
                     cond = or_(*(and_(changes.c.tenant == t, changes.c.record_kind.in_(sorted(ks))) for t, ks, _ in sources))
                     q = (select(changes.c.seq, changes.c.tenant, changes.c.record_kind, changes.c.record_id, changes.c.op, changes.c.at)
@@ -245,7 +244,7 @@ class ChangeFeed:
                 out = shape.out
         next_since = seqs[limit - 1] if more else until
         counts = shape.counts()
-        if not logged_at:
+        if logged and not logged_at:
             log(counts)
         return FeedPage(out, since, until, max(next_since, since), more), counts
 

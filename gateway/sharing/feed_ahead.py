@@ -87,16 +87,17 @@ class _Job:
     """The page after the one from ``after`` (a version, or where another job's page
     starts), read on a thread of its own."""
 
-    __slots__ = ("after", "done_at", "dropped", "end", "ended", "known", "result", "since")
+    __slots__ = ("after", "done_at", "dropped", "end", "ended", "known", "result", "since", "told")
 
     def __init__(self, after: int | _Job | None) -> None:
         self.after = after
         #: where it starts, once looked up (None: the page from ``after`` is the last)
         self.since: int | None = None
         self.known = threading.Event()  # ``since`` looked up (or the look-up failed)
-        #: where the page after it starts, told by its reading (None: none after it) once ``ended``
-        #: is set with ``end`` filled; ``ended`` set with ``end`` False: not told (not read, or failed)
-        self.end: int | None | bool = False
+        #: where the page after it starts (None: none after it), once ``told`` by its reading;
+        #: ``ended`` is set when told, or when the job is done without telling (not read, or failed)
+        self.end: int | None = None
+        self.told = False
         self.ended = threading.Event()
         #: (the page, its changes by grantor) or None (no page after, or dropped before reading)
         self.result: Future[tuple[Any, dict[str, int]] | None] = Future()
@@ -178,7 +179,7 @@ class ReadAhead:
                     job.since = None if before is None else self.feed.next_since(reader, before, until, kinds, limit)
                 else:  # the page after a page read ahead: where its reading says it ends, else looked up
                     before.ended.wait()
-                    if before.end is not False:
+                    if before.told:
                         job.since = before.end
                     else:
                         before.known.wait()
@@ -198,7 +199,7 @@ class ReadAhead:
 
     @staticmethod
     def _ends(job: _Job, end: int | None) -> None:
-        job.end = end
+        job.end, job.told = end, True
         job.ended.set()
 
     def close(self) -> None:
