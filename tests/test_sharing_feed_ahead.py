@@ -26,12 +26,7 @@ from gateway.store.tables import RECORD_TABLES, grant_access_log
 
 from .test_sharing import KEY, district, grant
 from .test_sharing_feed_parts import _pages
-
-
-def _log(store) -> list[tuple]:
-    c = grant_access_log.c
-    with store.engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(select(c.grant_id, c.client_id, c.action, c.detail, c.records).order_by(c.id))]
+from .test_sharing_feed_worker import _log
 
 
 def _feed(store) -> ChangeFeed:
