@@ -9,10 +9,11 @@ measures on PostgreSQL (or SQLite without ``--postgres-url``):
    (``ChangeFeed.page``, what ``GET /v1/changes`` runs, without HTTP) up to the newest
    version at its start, as a sync does (so each next page is read ahead while one is
    served: ``gateway/sharing/feed_ahead.py``): changes/s (target >= 100,000/s);
-   ``bench/state_feed.py --read-ahead both`` compares it with the feed not read ahead; then the same changes read by ``--feed-readers`` processes at once
-   (default 2), each paging its own window of the sync's versions (``since``/``until``, as a
-   client with several connections may: ``docs/sharing.md``); then one district through its
-   own changes (identified: records pass through as stored);
+   ``bench/state_feed.py --read-ahead both`` compares it with the feed not read ahead; then
+   the same changes read by ``--feed-readers`` processes at once (default 2), each paging
+   its own window of the sync's versions (``since``/``until``, as a client with several
+   connections may: ``docs/sharing.md``); then one district through its own changes
+   (identified: records pass through as stored);
 2. **bulk export**: a de-identified Parquet export of one district's evidence and then of
    every district's, in a child process so its peak RSS is its own (plus its part
    processes', summed: ``export`` may split a large kind over ``TESSERA_EXPORT_WORKERS``
@@ -221,6 +222,12 @@ def feed_windows(url: str, readers: int) -> tuple[int, float, float, float]:
     return sum(r[0] for r in results), s, sum(r[2] for r in results), sum(r[3] for r in results)
 
 
+def _rows_estimate(table: str) -> str:
+    """SQL: the planner's count of ``table``'s rows (its partitions', when partitioned), at least 1."""
+    return (f"(SELECT greatest(1, sum(c.reltuples))::bigint FROM pg_class c WHERE (c.relname = '{table}' AND c.relkind <> 'p') "
+            f"OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = '{table}'::regclass))")
+
+
 def _own_peak_mib() -> float:
     """This process's own peak resident memory since exec (``VmHWM``; ``ru_maxrss`` where there
     is no /proc)."""
@@ -357,10 +364,8 @@ def main() -> int:
             with store.engine.connect() as conn:
                 # the planner's count, not count(*): reading 20 million rows (26 GB with the change log)
                 # before the feed would leave the operating system's cache full of the wrong pages
-                loaded = conn.scalar(text("SELECT CASE WHEN EXISTS (SELECT 1 FROM evidence) THEN greatest(1, ("
-                                          "SELECT sum(c.reltuples)::bigint FROM pg_class c WHERE (c.relname = 'evidence' AND c.relkind <> 'p') OR c.oid IN ("
-                                          "SELECT inhrelid FROM pg_inherits WHERE inhparent = 'evidence'::regclass))) ELSE 0 END"
-                                          if conn.dialect.name == "postgresql" else "SELECT count(*) FROM evidence"))
+                loaded = conn.scalar(text(f"SELECT CASE WHEN EXISTS (SELECT 1 FROM evidence) THEN {_rows_estimate('evidence')} "
+                                          "ELSE 0 END" if conn.dialect.name == "postgresql" else "SELECT count(*) FROM evidence"))
             if loaded:
                 print(f"reusing {loaded} evidence items already loaded in {args.keep_database} (on PostgreSQL the planner's count)")
             else:
@@ -374,8 +379,7 @@ def main() -> int:
                         size, rows = conn.execute(text(
                             f"SELECT (SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.relname = '{table}' "
                             f"OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = '{table}'::regclass)), "
-                            f"(SELECT greatest(1, sum(c.reltuples))::bigint FROM pg_class c WHERE (c.relname = '{table}' "
-                            f"AND c.relkind <> 'p') OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = '{table}'::regclass))")).one()
+                            f"{_rows_estimate(table)}")).one()
                         print(f"  {table}: {rows} rows, {size / rows:,.0f} bytes a row with its indexes")
             if "feed" in only:
                 n, s, c, b = feed_rate(store)

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import host_speed  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
-from state import KEY, _own_connections, backend_cpu  # noqa: E402
+from state import KEY, _own_connections, _own_peak_mib, backend_cpu  # noqa: E402
 
 from gateway.sharing import deidentify  # noqa: E402
 from gateway.sharing.feed import ChangeFeed  # noqa: E402
@@ -158,7 +158,7 @@ def main() -> int:
         feed_run(store, "state", **bounds)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
-    print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
+    print(f"peak RSS of this process: {_own_peak_mib():,.0f} MiB")
     print(f"host speed after: {host_speed.measure():.2f} µs")
     store.dispose()
     return 0
